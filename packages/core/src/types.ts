@@ -1,0 +1,348 @@
+/**
+ * Shared types of bkt: the contracts between the solver and its backends.
+ *
+ * Everything here is plain data or a small interface (2–4 methods) with a
+ * factory/instance split, as BuildKit's `source.Source` / `SourceInstance`.
+ * Attributes stay `Record<string, string>` until they reach the backend, as on
+ * the wire.
+ */
+
+/** An OCI content digest, `sha256:<64 hex>`. */
+export type Digest = `sha256:${string}`;
+
+/** Key/value attributes as they travel on the wire (exporter attrs, source attrs, frontend opts). */
+export type Attrs = Record<string, string>;
+
+/** An OCI platform (image-spec `Platform`). */
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+  osVersion?: string;
+  osFeatures?: string[];
+}
+
+/** The op kinds of LLB, keys of the op-executor registry. */
+export type OpKind = 'source' | 'exec' | 'file' | 'merge' | 'diff' | 'build';
+
+// ---------------------------------------------------------------------------
+// Snapshots: the filesystem trees ops read and produce.
+// ---------------------------------------------------------------------------
+
+/** A directory made available on the host; `release()` unmounts/cleans it and is idempotent. */
+export interface Mounted {
+  readonly path: string;
+  release(): Promise<void>;
+}
+
+/**
+ * An immutable, committed filesystem tree in the store. A snapshot is a layer
+ * (its own changes) over a chain of parents; `mount()` shows the whole tree.
+ */
+export interface Snapshot {
+  readonly id: string;
+  /** The parent snapshot's id, or null for a base layer. */
+  readonly parent: string | null;
+  /** Mounts the full tree read-only. */
+  mount(): Promise<Mounted>;
+  /**
+   * The directory holding only this snapshot's own changes (an overlay upper
+   * dir: deletions as overlay whiteouts, i.e. 0/0 character devices and the
+   * `trusted.overlay.opaque` xattr). Used for layer export and diff.
+   */
+  layerPath(): string;
+}
+
+/** A writable tree being built; becomes a `Snapshot` on `commit()`. */
+export interface MutableSnapshot {
+  readonly id: string;
+  /** The writable, mounted full tree (parent + changes so far). */
+  readonly path: string;
+  /** Unmounts and records the snapshot; the mutable is unusable afterwards. */
+  commit(): Promise<Snapshot>;
+  /** Unmounts and deletes everything written; idempotent. */
+  discard(): Promise<void>;
+}
+
+/** Creates and finds snapshots. Implementations: overlayfs (default) and plain copy (fallback). */
+export interface Snapshotter {
+  /** A new writable tree over `parent` (null: empty). */
+  prepare(parent: Snapshot | null, opts?: { description?: string }): Promise<MutableSnapshot>;
+  /** A committed snapshot by id; throws `BktError('NOT_FOUND')` when absent. */
+  get(id: string): Promise<Snapshot>;
+  /**
+   * A snapshot whose tree is the given snapshots stacked in order (later ones
+   * win), as MergeOp needs. Implementations may stack layers or copy.
+   */
+  merge(snapshots: Snapshot[]): Promise<Snapshot>;
+}
+
+/** Content-addressed blob storage (`content/blobs/sha256/…`). Writes are temp + fsync + rename. */
+export interface ContentStore {
+  has(digest: Digest): Promise<boolean>;
+  /** Path of a stored blob; throws `BktError('NOT_FOUND')` when absent. */
+  path(digest: Digest): string;
+  /** Stores bytes or a stream, verifying `expected` when given; returns digest and size. */
+  write(
+    data: Uint8Array | AsyncIterable<Uint8Array>,
+    expected?: Digest,
+  ): Promise<{ digest: Digest; size: number }>;
+}
+
+// ---------------------------------------------------------------------------
+// Progress: shaped like control.proto's Vertex, VertexStatus, VertexLog, VertexWarning.
+// ---------------------------------------------------------------------------
+
+export interface ProgressGroup {
+  id: string;
+  name: string;
+  weak?: boolean;
+}
+
+export interface VertexEvent {
+  digest: Digest;
+  inputs: Digest[];
+  name: string;
+  cached: boolean;
+  started?: Date;
+  completed?: Date;
+  error?: string;
+  progressGroup?: ProgressGroup;
+}
+
+export interface VertexStatusEvent {
+  id: string;
+  vertex: Digest;
+  name: string;
+  current: number;
+  total: number;
+  timestamp: Date;
+  started?: Date;
+  completed?: Date;
+}
+
+export interface VertexLogEvent {
+  vertex: Digest;
+  timestamp: Date;
+  /** 1 = stdout, 2 = stderr. */
+  stream: number;
+  msg: Uint8Array;
+}
+
+export interface SourceRange {
+  start: { line: number; character: number };
+  end: { line: number; character: number };
+}
+
+export interface VertexWarningEvent {
+  vertex: Digest;
+  level: number;
+  short: string;
+  detail: string[];
+  url?: string;
+  ranges?: SourceRange[];
+}
+
+/** One progress update, as control.proto's `StatusResponse` carries them. */
+export type ProgressEvent =
+  | { type: 'vertex'; vertex: VertexEvent }
+  | { type: 'status'; status: VertexStatusEvent }
+  | { type: 'log'; log: VertexLogEvent }
+  | { type: 'warning'; warning: VertexWarningEvent };
+
+/** What a running op may report. */
+export interface ProgressWriter {
+  /** Appends output of the running vertex (stream 1 stdout, 2 stderr). */
+  log(stream: 1 | 2, msg: Uint8Array | string): void;
+  /** Reports sub-progress (bytes copied, layers pulled…). */
+  status(id: string, name: string, current: number, total: number, done?: boolean): void;
+  warn(short: string, detail?: string[]): void;
+}
+
+// ---------------------------------------------------------------------------
+// What backends receive from the solver.
+// ---------------------------------------------------------------------------
+
+/** Per-build context handed to backends. */
+export interface BuildContext {
+  /** Unique id of this solve (the `ref` of a Solve request). */
+  readonly buildId: string;
+  /** The store root (`--root`). */
+  readonly root: string;
+  readonly snapshotter: Snapshotter;
+  readonly content: ContentStore;
+  /** Aborted when the build is cancelled or fails; backends must stop promptly. */
+  readonly signal: AbortSignal;
+  /** Client-side directories made available to the `local` source, by name (`context`, `dockerfile`, …). */
+  readonly localDirs: Readonly<Record<string, string>>;
+  /** Entitlements the client granted (`network.host`, `security.insecure`). */
+  readonly entitlements: ReadonlySet<string>;
+  /** Secret values by id (never logged, never cached). */
+  readonly secrets: SecretProvider;
+  readonly progress: ProgressWriter;
+}
+
+export interface SecretProvider {
+  /** The secret's bytes, or null when the build has no secret of that id. */
+  get(id: string): Promise<Uint8Array | null>;
+}
+
+// ---------------------------------------------------------------------------
+// Sources.
+// ---------------------------------------------------------------------------
+
+/** A parsed source identifier (`local://context`, `docker-image://…`). */
+export interface SourceIdentifier {
+  /** The scheme, a key of the source registry. */
+  scheme: string;
+  /** The identifier without its scheme. */
+  ref: string;
+  /** The source op's attrs (`local.includepattern`, `git.keepgitdir`, …). */
+  attrs: Attrs;
+  platform?: Platform;
+}
+
+/** A source kind: registered by scheme. */
+export interface Source {
+  readonly schemes: readonly string[];
+  /** Parses and validates; throws a `BktError` naming the bad attribute. */
+  identify(scheme: string, ref: string, attrs: Attrs, platform?: Platform): SourceIdentifier;
+  resolve(id: SourceIdentifier, ctx: BuildContext): Promise<SourceInstance>;
+}
+
+export interface SourceCacheKey {
+  /** A stable key for the content (e.g. a content checksum, an image digest). */
+  key: string;
+  /** A pinned identifier to record (e.g. `docker-image://…@sha256:…`). */
+  pin?: string;
+}
+
+export interface SourceInstance {
+  cacheKey(ctx: BuildContext): Promise<SourceCacheKey>;
+  snapshot(ctx: BuildContext): Promise<Snapshot>;
+}
+
+// ---------------------------------------------------------------------------
+// Op executors: run a decoded op of one kind.
+// ---------------------------------------------------------------------------
+
+/** Which part of an input's tree a content checksum covers (BuildKit's `fsutil` checksum options). */
+export interface ContentSelector {
+  /** Path inside the input, `/`-rooted; may hold wildcards when `wildcard` is set. */
+  path: string;
+  wildcard?: boolean;
+  followLinks?: boolean;
+  includePatterns?: string[];
+  excludePatterns?: string[];
+}
+
+/** A resolved input of an op: the snapshot of the input vertex's output. */
+export interface OpInput {
+  snapshot: Snapshot | null;
+}
+
+/**
+ * Executes ops of one kind (registered by `kind`). `op` is the decoded
+ * `pb.Op` (from `@bkt/api`), typed loosely here so core does not pin the
+ * generated types in its public interface.
+ */
+export interface OpExecutor {
+  readonly kind: OpKind;
+  /**
+   * Content-based cache inputs: for input `i`, the paths whose content
+   * checksum stands in for the input's definition key (BuildKit's
+   * `CacheMap.Deps[i].Selector` + `ComputeDigestFunc`). Undefined = none.
+   */
+  contentSelectors?(op: unknown, inputIndex: number): ContentSelector[] | undefined;
+  /**
+   * Runs the op; returns one snapshot per output. `ctx` is vertex-scoped: its
+   * `progress` writes to this vertex, its `signal` aborts on cancellation.
+   */
+  run(op: unknown, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]>;
+}
+
+// ---------------------------------------------------------------------------
+// Exporters.
+// ---------------------------------------------------------------------------
+
+/** What a solve produced: the default result and named ones (multi-platform). */
+export interface BuildResult {
+  ref: Snapshot | null;
+  refs?: Record<string, Snapshot | null>;
+  /** Frontend-provided metadata, e.g. `containerimage.config`. */
+  metadata: Record<string, Uint8Array>;
+}
+
+export interface Exporter {
+  readonly type: string;
+  /** Validates attrs; throws a `BktError` naming an unknown or bad attribute. */
+  resolve(attrs: Attrs): Promise<ExporterInstance>;
+}
+
+export interface ExporterInstance {
+  /** Writes the result; returns the exporter response (BuildKit keys). */
+  export(result: BuildResult, ctx: BuildContext): Promise<Record<string, string>>;
+}
+
+// ---------------------------------------------------------------------------
+// Cache backends, frontends, attestation producers.
+// ---------------------------------------------------------------------------
+
+export interface CacheExporterInstance {
+  export(records: unknown, ctx: BuildContext): Promise<Record<string, string>>;
+}
+
+export interface CacheImporterInstance {
+  /** Loads cache records into the solver's cache (opaque to core). */
+  load(ctx: BuildContext): Promise<unknown>;
+}
+
+export interface CacheBackend {
+  readonly type: string;
+  exporter?(attrs: Attrs): Promise<CacheExporterInstance>;
+  importer?(attrs: Attrs): Promise<CacheImporterInstance>;
+}
+
+/** What a frontend may ask of the solver (a subset of the gateway's LLBBridge). */
+export interface FrontendBridge {
+  /** Solves a marshalled `pb.Definition`; returns the result. */
+  solve(definition: Uint8Array): Promise<BuildResult>;
+  /** Resolves an image's config (as LLBBridge.ResolveImageConfig). */
+  resolveImageConfig?(ref: string, platform?: Platform): Promise<{ digest: Digest; config: Uint8Array }>;
+  warn(vertex: Digest, short: string, detail?: string[]): void;
+}
+
+export interface Frontend {
+  readonly name: string;
+  solve(opts: Attrs, bridge: FrontendBridge, ctx: BuildContext): Promise<BuildResult>;
+}
+
+export interface Attestation {
+  kind: string;
+  predicateType: string;
+  payload: Uint8Array;
+}
+
+export interface AttestationProducer {
+  readonly kind: string;
+  produce(result: BuildResult, attrs: Attrs, ctx: BuildContext): Promise<Attestation[]>;
+}
+
+// ---------------------------------------------------------------------------
+// Store usage, as control.proto's UsageRecord.
+// ---------------------------------------------------------------------------
+
+export interface UsageRecord {
+  id: string;
+  mutable: boolean;
+  inUse: boolean;
+  size: number;
+  createdAt: Date;
+  lastUsedAt?: Date;
+  usageCount: number;
+  description: string;
+  /** `regular`, `internal`, `frontend`, `source.local`, `source.git.checkout`, `exec.cachemount`. */
+  recordType: string;
+  shared: boolean;
+  parents: string[];
+}

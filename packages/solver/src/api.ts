@@ -1,0 +1,79 @@
+/**
+ * The solver's public API: what the CLI, the server and tests call.
+ * (Implementation: solver.ts. Types only here, so callers can code against them.)
+ */
+import type {
+  Attrs,
+  Bkt,
+  BuildResult,
+  ProgressEvent,
+  SecretProvider,
+  UsageRecord,
+} from '@bkt/core';
+
+export interface SolverOptions {
+  /** Store root: content store, snapshots, metadata DB. Created when missing. */
+  root: string;
+  /** The configured core (plugins registered). */
+  bkt: Bkt;
+  /** Max concurrently running ops (default: number of CPU cores). */
+  maxParallelism?: number;
+  /** `auto` (default) tries overlayfs and falls back to plain copy. */
+  snapshotter?: 'auto' | 'overlay' | 'copy';
+}
+
+export interface ExportRequest {
+  type: string;
+  attrs: Attrs;
+}
+
+export interface SolveRequest {
+  /** A marshalled `pb.Definition`. Either this or `frontend`. */
+  definition?: Uint8Array;
+  /** A frontend by registry name (`dockerfile.v0`) with its attrs. */
+  frontend?: string;
+  frontendAttrs?: Attrs;
+  exporters?: ExportRequest[];
+  /** Client directories for `local://NAME` sources. */
+  localDirs?: Record<string, string>;
+  /** Ignore every cache record (still records new ones). */
+  noCache?: boolean;
+  /** Granted entitlements: `network.host`, `security.insecure`. */
+  entitlements?: string[];
+  secrets?: SecretProvider;
+  signal?: AbortSignal;
+  onProgress?: (event: ProgressEvent) => void;
+  /** Build id (the Solve request's `ref`); generated when absent. */
+  buildId?: string;
+}
+
+export interface SolveStats {
+  vertices: number;
+  cached: number;
+  /** Wall time spent in the solver (load + schedule + run), excluding export. */
+  solverMs: number;
+}
+
+export interface SolveResponse {
+  buildId: string;
+  result: BuildResult;
+  exporterResponse: Record<string, string>;
+  stats: SolveStats;
+}
+
+export interface PruneOptions {
+  /** Also remove records still referenced by cache keys (everything not in use). */
+  all?: boolean;
+  /** Keep records used within this many milliseconds. */
+  keepDuration?: number;
+  /** Keep at most this many bytes (least recently used removed first). */
+  keepStorage?: number;
+}
+
+export interface Solver {
+  solve(req: SolveRequest): Promise<SolveResponse>;
+  diskUsage(): Promise<UsageRecord[]>;
+  /** Removes unused records; returns what was removed. */
+  prune(opts?: PruneOptions): Promise<UsageRecord[]>;
+  close(): Promise<void>;
+}

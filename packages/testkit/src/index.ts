@@ -1,0 +1,2 @@
+export * from './busybox.js';
+export * from './registry-server.js';
