@@ -1,0 +1,6 @@
+const a: number = 1;
+
+export default {
+  plugins: [ ,, 
+  root: 'x' +,
+};
