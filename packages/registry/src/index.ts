@@ -1,1 +1,18 @@
-export {};
+/**
+ * @bkt/registry: an OCI Distribution client (pull, push, auth, retries,
+ * chunked upload, cross-repository mount, referrers, tags) and image
+ * reference parsing.
+ */
+export { RegistryClient, referrersTag } from './client.js';
+export type { BlobData, BlobSink, FetchedManifest, PushBlobOptions, PushBlobResult, RefLike, RegistryClientOptions } from './client.js';
+export { dockerConfigCredentials, staticCredentials } from './credentials.js';
+export type { Credentials, CredentialsProvider } from './credentials.js';
+export { parseWwwAuthenticate } from './auth.js';
+export type { Challenge } from './auth.js';
+export { pullEndpoints, pushEndpoint } from './hosts.js';
+export type { Endpoint, RegistryHostConfig, RegistryHostsConfig } from './hosts.js';
+export type { RetryPolicy, StreamBody } from './http.js';
+export { MediaType, MANIFEST_MEDIA_TYPES, isIndexMediaType } from './media-types.js';
+export type { Descriptor, ImageIndex, ImageManifest } from './media-types.js';
+export { DOCKER_HUB, formatReference, isDigest, parseReference, repositoryName } from './reference.js';
+export type { Reference } from './reference.js';

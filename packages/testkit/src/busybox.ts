@@ -12,7 +12,7 @@
  * 1000:1000; empty `/proc`, `/dev`, `/sys`, `/run`, `/var/tmp` mount points.
  */
 import { execFileSync } from 'node:child_process';
-import { chmod, chown, copyFile, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BktError } from '@bkt/core';
@@ -101,13 +101,4 @@ export async function makeBusyboxRootfs(dir: string): Promise<string> {
   await mkdir(join(dir, 'home/user'), { recursive: true });
   if (process.getuid?.() === 0) await chown(join(dir, 'home/user'), 1000, 1000);
   return dir;
-}
-
-/** True when `dir` looks like a rootfs made by `makeBusyboxRootfs`. */
-export async function isBusyboxRootfs(dir: string): Promise<boolean> {
-  try {
-    return (await stat(join(dir, 'bin/busybox'))).isFile() && existsSync(join(dir, 'etc/passwd'));
-  } catch {
-    return false;
-  }
 }

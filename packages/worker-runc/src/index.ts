@@ -1,1 +1,63 @@
-export {};
+/**
+ * @bkt/worker-runc: runs ExecOp steps in runc containers.
+ *
+ * `runcWorker(opts)` is the plugin (default export): it registers the `exec`
+ * op executor. Per store root it keeps one `RuncExecutor` whose runc state
+ * lives in `<root>/runc/state`; cache mounts live in `<root>/cachemounts`
+ * (listed and pruned through `cacheMountsFor(root)`).
+ */
+import { join } from 'node:path';
+import type { BktPlugin } from '@bkt/core';
+import { ExecOpExecutor } from './execop.js';
+import type { SshAgentProvider } from './mounts.js';
+import type { NetworkOptions } from './network.js';
+import { RuncExecutor, sweepStale } from './runc.js';
+
+export interface RuncWorkerOptions {
+  /** The runc binary (default `runc` on PATH). */
+  runc?: string;
+  network?: NetworkOptions;
+  /** Per-step log limit in bytes (default 2 MiB, as BuildKit; ≤ 0: none). */
+  logMaxBytes?: number;
+  /** Forwarded ssh-agents for SSH mounts, when the build context carries none. */
+  ssh?: SshAgentProvider;
+}
+
+export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
+  const executors = new Map<string, Promise<RuncExecutor>>();
+  // One executor per store root; the first use clears what a killed worker left behind.
+  const executorFor = (storeRoot: string): Promise<RuncExecutor> => {
+    let ex = executors.get(storeRoot);
+    if (!ex) {
+      const executor = new RuncExecutor({ stateDir: workerDir(storeRoot), runc: opts.runc, network: opts.network });
+      ex = sweepStale(executor, join(workerDir(storeRoot), 'mounts')).then(() => executor);
+      executors.set(storeRoot, ex);
+    }
+    return ex;
+  };
+  return {
+    name: '@bkt/worker-runc',
+    opExecutors: [
+      new ExecOpExecutor({
+        executorFor,
+        runDirFor: (root) => join(workerDir(root), 'mounts'),
+        logMaxBytes: opts.logMaxBytes,
+        ssh: opts.ssh,
+      }),
+    ],
+  };
+}
+
+/** The worker's directory in a store root: runc state, bundles, per-run mounts. */
+export function workerDir(storeRoot: string): string {
+  return join(storeRoot, 'runc');
+}
+
+export { runcWorker };
+export { RuncExecutor, DEFAULT_HOSTNAME, type RuncExecutorOptions } from './runc.js';
+export { ExecOpExecutor, ENTITLEMENT_NETWORK_HOST, ENTITLEMENT_SECURITY_INSECURE, execOpOf } from './execop.js';
+export { CacheMounts, cacheMountsFor, type CacheSharing, type HeldCacheMount } from './cachemounts.js';
+export { DEFAULT_SECRET_DIR, DEFAULT_SSH_SOCKET, type SshAgentProvider } from './mounts.js';
+export { SANDBOX_DNS, SANDBOX_HOST_GATEWAY, type NetworkOptions } from './network.js';
+export { DEFAULT_LOG_MAX_BYTES } from './output.js';
+export type * from './executor.js';

@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+// Generates the TypeScript message codecs and gRPC service definitions of
+// @bkt/api from the proto files in <repo>/proto, using protoc (npm package
+// `protoc`) with the ts-proto plugin.
+//
+// Usage: node scripts/generate.mjs [outDir]   (default: packages/api/src/gen)
+// The output directory is emptied first, so it holds exactly what protoc wrote,
+// after one rewrite (see sortMapEncoding): map fields are encoded sorted by key,
+// as BuildKit's Go marshalling does, so that op digests match BuildKit's.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const packageDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const repoRoot = resolve(packageDir, '../..');
+const protoRoot = join(repoRoot, 'proto');
+
+/** Options handed to ts-proto; they shape the generated API, so change them deliberately. */
+export const TS_PROTO_OPTIONS = [
+  'outputServices=grpc-js',
+  'esModuleInterop=true',
+  'importSuffix=.js',
+  'forceLong=number',
+  'env=node',
+  'useDate=false',
+  'oneof=unions-value',
+];
+
+/** Absolute path of the protoc binary shipped by the `protoc` npm package, for this platform. */
+export function protocPath() {
+  const require = createRequire(join(packageDir, 'package.json'));
+  const protocPackage = dirname(require.resolve('protoc/package.json'));
+  const arch = { x64: 'x86_64', arm64: 'aarch_64' }[process.arch];
+  const os = { linux: 'linux', darwin: 'osx' }[process.platform];
+  const binary = join(protocPackage, 'bin', `protoc-${os}-${arch}`);
+  if (!arch || !os || !existsSync(binary)) {
+    throw new Error(`protoc binary for ${process.platform}/${process.arch} not found in ${protocPackage}/bin`);
+  }
+  return binary;
+}
+
+/** Include path holding google/protobuf/*.proto (shipped with the protoc npm package). */
+export function protocIncludeDir() {
+  return join(dirname(dirname(protocPath())), 'include');
+}
+
+export function protoRootDir() {
+  return protoRoot;
+}
+
+/** All .proto files under proto/, relative to it, sorted for a stable protoc invocation. */
+export function protoFiles(dir = protoRoot) {
+  const found = [];
+  for (const name of readdirSync(dir)) {
+    const full = join(dir, name);
+    if (statSync(full).isDirectory()) found.push(...protoFiles(full));
+    else if (name.endsWith('.proto')) found.push(relative(protoRoot, full).split(sep).join('/'));
+  }
+  return found.sort();
+}
+
+function tsProtoPlugin() {
+  let dir = packageDir;
+  for (;;) {
+    const candidate = join(dir, 'node_modules', '.bin', 'protoc-gen-ts_proto');
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('protoc-gen-ts_proto not found in any node_modules/.bin above ' + packageDir);
+    dir = parent;
+  }
+}
+
+export function generate(outDir = join(packageDir, 'src', 'gen')) {
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  execFileSync(
+    protocPath(),
+    [
+      `--plugin=protoc-gen-ts_proto=${tsProtoPlugin()}`,
+      `--ts_proto_out=${outDir}`,
+      `--ts_proto_opt=${TS_PROTO_OPTIONS.join(',')}`,
+      `-I${protoRoot}`,
+      `-I${protocIncludeDir()}`,
+      ...protoFiles(),
+    ],
+    { stdio: 'inherit', cwd: protoRoot },
+  );
+  for (const file of generatedFiles(outDir)) sortMapEncoding(outDir, file);
+  return outDir;
+}
+
+function generatedFiles(dir) {
+  const found = [];
+  for (const name of readdirSync(dir)) {
+    const full = join(dir, name);
+    if (statSync(full).isDirectory()) found.push(...generatedFiles(full));
+    else if (name.endsWith('.ts')) found.push(full);
+  }
+  return found;
+}
+
+// ts-proto encodes a map as `globalThis.Object.entries(message.f).forEach(...)`.
+// Replace the entries with sortedMapEntries (src/map-order.ts), which orders
+// them like Go's deterministic marshalling. The key kind comes from the
+// generated `<Entry>` interface: `key: number` for integer-keyed maps.
+const MAP_ENCODE = /globalThis\.Object\.entries\((message\.\w+)\)\.forEach\((\(\[key, value\]: \[[^\]]+\]\) => \{\s*(\w+)\.encode)/g;
+
+function sortMapEncoding(outDir, file) {
+  const text = readFileSync(file, 'utf8');
+  let count = 0;
+  const rewritten = text.replace(MAP_ENCODE, (_match, field, rest, entryType) => {
+    count++;
+    const integerKey = new RegExp(`export interface ${entryType} \\{\\s*key: number;`).test(text);
+    return `sortedMapEntries(${field}${integerKey ? ", 'integer'" : ''}).forEach(${rest}`;
+  });
+  if (count === 0) return;
+  const depth = relative(outDir, dirname(file)).split(sep).filter(Boolean).length;
+  const helper = `${'../'.repeat(depth + 1)}map-order.js`;
+  const wireImport = 'import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";\n';
+  if (!rewritten.includes(wireImport)) throw new Error(`${file}: cannot place the map-order import (ts-proto output changed?)`);
+  writeFileSync(file, rewritten.replace(wireImport, `${wireImport}import { sortedMapEntries } from "${helper}";\n`));
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const outDir = generate(process.argv[2] ? resolve(process.argv[2]) : undefined);
+  console.log(`generated ${relative(process.cwd(), outDir) || '.'}`);
+}

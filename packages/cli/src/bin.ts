@@ -1,0 +1,22 @@
+import { interruption, main } from './program.js';
+
+/**
+ * The `bkt` executable. SIGINT / SIGTERM abort the running solve (which
+ * cleans up its mounts and temporary snapshots) and exit 130 / 143; a second
+ * signal, or a solve that does not stop within 10 s, exits at once.
+ */
+const controller = new AbortController();
+let forcedCode: number | undefined;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    const reason = interruption(sig);
+    const code = reason.details.exitCode as number;
+    if (forcedCode !== undefined) process.exit(forcedCode);
+    forcedCode = code;
+    controller.abort(reason);
+    setTimeout(() => process.exit(code), 10_000).unref();
+  });
+}
+
+const code = await main(process.argv.slice(2), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, cwd: process.cwd() }, controller.signal);
+process.exitCode = forcedCode ?? code;

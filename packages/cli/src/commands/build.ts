@@ -1,0 +1,143 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { pb } from '@bkt/api';
+import { BktError, type BuildTarget, type OutputSpec } from '@bkt/core';
+import type { SolveResponse } from '@bkt/solver';
+import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
+import { createDisplay, type Output, type ProgressDisplay, type ProgressMode } from '../progress/displays.js';
+import { openBuilder, openProject, type Project, type ProjectOptions } from '../project.js';
+
+export interface BuildOptions extends ProjectOptions {
+  output: string[];
+  progress: ProgressMode;
+  cache: boolean;
+  llb?: string;
+  local: string[];
+  metadataFile?: string;
+}
+
+/** The streams a command writes to (the process's, or a test's). */
+export interface Io {
+  stdin: NodeJS.ReadableStream;
+  stdout: Output;
+  stderr: Output;
+  cwd: string;
+}
+
+/** Exit codes: 0 ok, 1 failed, 130 / 143 interrupted by SIGINT / SIGTERM. */
+export async function buildCommand(targetName: string | undefined, opts: BuildOptions, io: Io, signal: AbortSignal): Promise<number> {
+  const project = await openProject(opts, opts.llb === undefined || opts.config !== undefined);
+  let target: BuildTarget | undefined;
+  let definition: Uint8Array;
+  if (opts.llb !== undefined) {
+    if (targetName !== undefined) {
+      throw new BktError('INVALID_ARGUMENT', `bkt build: give either a target ("${targetName}") or --llb, not both`);
+    }
+    definition = await readDefinitionFile(opts.llb, io);
+  } else {
+    target = pickTarget(project, targetName ?? 'default');
+    definition = await marshalTarget(target, targetName ?? 'default');
+  }
+
+  const outputs: OutputSpec[] =
+    opts.output.length > 0
+      ? opts.output.map((o) => parseOutput(o, io.cwd))
+      : (target?.outputs ?? []).map((o) => resolveDest(o, project.dir));
+  const localDirs = {
+    ...Object.fromEntries(Object.entries(target?.localDirs ?? (target ? { context: '.' } : {})).map(([k, v]) => [k, resolve(project.dir, v)])),
+    ...parseLocalDirs(opts.local, io.cwd),
+  };
+
+  const display = createDisplay(opts.progress, io.stderr);
+  const { bkt, solver } = await openBuilder(opts, project);
+  let response: SolveResponse;
+  try {
+    response = await solver.solve({
+      definition,
+      exporters: outputs.map(({ type, ...attrs }) => ({ type, attrs })),
+      localDirs,
+      noCache: !opts.cache,
+      signal,
+      onProgress: (event) => display.write(event),
+    });
+  } catch (err) {
+    display.close();
+    reportFailedSteps(display, io.stderr);
+    throw err;
+  } finally {
+    await solver.close();
+    await bkt.close();
+  }
+  display.close();
+
+  const { stats } = response;
+  io.stderr.write(`solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);
+  if (outputs.length === 0) io.stderr.write('no output specified: the result is kept in the build cache only (use --output)\n');
+  if (opts.metadataFile) {
+    const metadata = { ...response.exporterResponse, 'bkt.build.ref': response.buildId };
+    await writeFile(resolve(io.cwd, opts.metadataFile), JSON.stringify(metadata, null, 2) + '\n');
+  }
+  return 0;
+}
+
+function pickTarget(project: Project, name: string): BuildTarget {
+  const targets = project.config.targets ?? {};
+  const target = targets[name];
+  if (!target) {
+    const known = Object.keys(targets);
+    throw new BktError(
+      'NOT_FOUND',
+      `no target "${name}" in the config of ${project.dir} (targets: ${known.length ? known.join(', ') : 'none'})`,
+      { attribute: 'target' },
+    );
+  }
+  return target;
+}
+
+/** The marshalled `pb.Definition` of a target: its `build` state, definition or function returning either. */
+export async function marshalTarget(target: BuildTarget, name: string): Promise<Uint8Array> {
+  let built: unknown = target.build;
+  try {
+    if (typeof built === 'function') built = await (built as () => unknown)();
+    if (built !== null && typeof built === 'object' && typeof (built as { marshal?: unknown }).marshal === 'function') {
+      built = await (built as { marshal(): unknown }).marshal();
+    }
+  } catch (err) {
+    if (err instanceof BktError) throw err;
+    throw new BktError('CONFIG', `target "${name}": building its LLB failed: ${(err as Error)?.message ?? err}`, {}, { cause: err });
+  }
+  if (built instanceof Uint8Array) return built;
+  if (built !== null && typeof built === 'object' && Array.isArray((built as { def?: unknown }).def)) {
+    return pb.Definition.encode(pb.Definition.fromPartial(built as pb.Definition)).finish();
+  }
+  throw new BktError(
+    'CONFIG',
+    `target "${name}": "build" must be an LLB state (from @bkt/llb), a pb.Definition or its bytes, or a function returning one`,
+    { attribute: 'build' },
+  );
+}
+
+/** Reads a marshalled definition from a file, or all of stdin for `-`. */
+async function readDefinitionFile(file: string, io: Io): Promise<Uint8Array> {
+  if (file === '-') {
+    const chunks: Buffer[] = [];
+    for await (const chunk of io.stdin) chunks.push(Buffer.from(chunk as Buffer));
+    return Buffer.concat(chunks);
+  }
+  try {
+    return await readFile(resolve(io.cwd, file));
+  } catch (err) {
+    throw new BktError('NOT_FOUND', `--llb ${file}: ${(err as Error).message}`, { path: file });
+  }
+}
+
+/** For each failed step: its name and the last lines of its output, as buildx prints them. */
+function reportFailedSteps(display: ProgressDisplay, out: Output): void {
+  for (const v of display.trace.failed()) {
+    const lines = display.trace.lastLines(v, 10);
+    out.write('------\n');
+    out.write(` > ${v.name}:\n`);
+    for (const l of lines) out.write(`${l}\n`);
+    out.write('------\n');
+  }
+}

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import type { Digest, ProgressEvent } from '@bkt/core';
+import { createDisplay } from './displays.js';
+
+const A = `sha256:${'a'.repeat(64)}` as Digest;
+const B = `sha256:${'b'.repeat(64)}` as Digest;
+const t0 = new Date('2024-01-01T00:00:00.000Z');
+const at = (ms: number) => new Date(t0.getTime() + ms);
+
+function sink(isTTY = false) {
+  const chunks: string[] = [];
+  return { out: { write: (s: string) => chunks.push(s), isTTY, columns: 60 }, text: () => chunks.join('') };
+}
+
+const events: ProgressEvent[] = [
+  { type: 'vertex', vertex: { digest: A, inputs: [], name: '[internal] load local context', cached: true, started: t0, completed: t0 } },
+  { type: 'vertex', vertex: { digest: B, inputs: [A], name: 'mkfile /hello', cached: false, started: at(0) } },
+  { type: 'log', log: { vertex: B, timestamp: at(10), stream: 1, msg: Buffer.from('line one\nline ') } },
+  { type: 'log', log: { vertex: B, timestamp: at(20), stream: 1, msg: Buffer.from('two\n') } },
+  { type: 'status', status: { id: 'copying', vertex: B, name: 'copying', current: 5, total: 10, timestamp: at(30) } },
+  { type: 'vertex', vertex: { digest: B, inputs: [A], name: 'mkfile /hello', cached: false, started: at(0), completed: at(1234) } },
+];
+
+describe('plain display', () => {
+  it('prints BuildKit-style numbered steps, CACHED and DONE with the step time', () => {
+    const { out, text } = sink();
+    const d = createDisplay('auto', out);
+    for (const e of events) d.write(e);
+    d.close();
+    const lines = text().split('\n');
+    expect(lines[0]).toBe('#1 [internal] load local context');
+    expect(lines[1]).toBe('#1 CACHED');
+    expect(lines[2]).toBe('');
+    expect(lines[3]).toBe('#2 mkfile /hello');
+    expect(lines[4]).toMatch(/^#2 \d+\.\d{3} line one$/);
+    expect(lines[5]).toMatch(/^#2 \d+\.\d{3} line two$/);
+    expect(lines[6]).toBe('#2 copying 5/10');
+    expect(lines[7]).toBe('#2 DONE 1.2s');
+  });
+
+  it('prints a failed step with ERROR and keeps its output for the report', () => {
+    const { out, text } = sink();
+    const d = createDisplay('plain', out);
+    d.write({ type: 'vertex', vertex: { digest: A, inputs: [], name: 'copy /x', cached: false, started: t0 } });
+    d.write({ type: 'log', log: { vertex: A, timestamp: t0, stream: 2, msg: Buffer.from('no such file\n') } });
+    d.write({ type: 'vertex', vertex: { digest: A, inputs: [], name: 'copy /x', cached: false, started: t0, completed: at(5), error: 'not found' } });
+    expect(text()).toContain('#1 ERROR: not found\n');
+    expect(d.trace.failed().map((v) => v.name)).toEqual(['copy /x']);
+    expect(d.trace.lastLines(d.trace.failed()[0]!, 10)).toEqual(['no such file']);
+  });
+});
+
+describe('rawjson display', () => {
+  it('writes one StatusResponse-shaped JSON object per event', () => {
+    const { out, text } = sink();
+    const d = createDisplay('rawjson', out);
+    for (const e of events) d.write(e);
+    const objs = text().trim().split('\n').map((l) => JSON.parse(l));
+    expect(objs).toHaveLength(events.length);
+    expect(objs[0].vertexes[0]).toMatchObject({ digest: A, cached: true, name: '[internal] load local context' });
+    expect(Buffer.from(objs[2].logs[0].data, 'base64').toString()).toBe('line one\nline ');
+    expect(objs[4].statuses[0]).toMatchObject({ id: 'copying', current: 5, total: 10 });
+  });
+});
+
+describe('tty display', () => {
+  it('redraws the step tree in place and ends with a final frame', () => {
+    const { out, text } = sink(true);
+    const d = createDisplay('auto', out);
+    for (const e of events) d.write(e);
+    d.close();
+    const s = text();
+    expect(s).toContain('[+] Finished');
+    expect(s).toContain('(2/2)');
+    expect(s).toMatch(/=> CACHED \[internal\] load local context/);
+    expect(s).toMatch(/=> mkfile \/hello +1\.2s/);
+    // A second frame moves the cursor up over the first one.
+    d.write(events[1]!);
+    d.close();
+    expect(text().slice(s.length)).toMatch(/^\x1b\[3A/);
+  });
+});

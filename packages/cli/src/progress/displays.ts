@@ -1,0 +1,227 @@
+import type { ProgressEvent } from '@bkt/core';
+import { ProgressTrace, seconds, type VertexState } from './trace.js';
+
+/** A progress display: receives events, and finishes its output on `close()`. */
+export interface ProgressDisplay {
+  readonly trace: ProgressTrace;
+  write(event: ProgressEvent): void;
+  close(): void;
+}
+
+export type ProgressMode = 'auto' | 'tty' | 'plain' | 'rawjson' | 'quiet';
+
+export interface Output {
+  write(chunk: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
+
+/** Picks the display for a `--progress` mode; `auto` is `tty` when `out` is a terminal, else `plain`. */
+export function createDisplay(mode: ProgressMode, out: Output): ProgressDisplay {
+  const resolved = mode === 'auto' ? (out.isTTY ? 'tty' : 'plain') : mode;
+  switch (resolved) {
+    case 'tty':
+      return new TtyDisplay(out);
+    case 'plain':
+      return new PlainDisplay(out);
+    case 'rawjson':
+      return new RawJsonDisplay(out);
+    case 'quiet':
+      return new QuietDisplay();
+  }
+}
+
+class QuietDisplay implements ProgressDisplay {
+  readonly trace = new ProgressTrace();
+  write(event: ProgressEvent): void {
+    this.trace.apply(event);
+  }
+  close(): void {}
+}
+
+/**
+ * One JSON object per event, shaped like control.proto's `StatusResponse`
+ * as `buildctl --progress rawjson` prints it: `{"vertexes":[…]}`,
+ * `{"statuses":[…]}`, `{"logs":[…]}` (data base64) or `{"warnings":[…]}`.
+ */
+export class RawJsonDisplay implements ProgressDisplay {
+  readonly trace = new ProgressTrace();
+  constructor(private readonly out: Output) {}
+
+  write(event: ProgressEvent): void {
+    this.trace.apply(event);
+    let obj: unknown;
+    switch (event.type) {
+      case 'vertex':
+        obj = { vertexes: [event.vertex] };
+        break;
+      case 'status':
+        obj = { statuses: [event.status] };
+        break;
+      case 'log': {
+        const { msg, ...rest } = event.log;
+        obj = { logs: [{ ...rest, data: Buffer.from(msg).toString('base64') }] };
+        break;
+      }
+      case 'warning':
+        obj = { warnings: [event.warning] };
+        break;
+    }
+    this.out.write(JSON.stringify(obj) + '\n');
+  }
+  close(): void {}
+}
+
+/**
+ * BuildKit's plain output: `#N name` when a step starts, its output lines as
+ * `#N 0.123 line`, sub-progress as `#N id current/total`, then `#N CACHED`,
+ * `#N DONE 0.1s` or `#N ERROR: message`. A step interrupted by another's
+ * lines gets `#N ...` and its header again when it resumes.
+ */
+export class PlainDisplay implements ProgressDisplay {
+  readonly trace = new ProgressTrace();
+  private current: VertexState | undefined;
+  private readonly printed = new Set<VertexState>();
+  private readonly finished = new Set<VertexState>();
+  private readonly logsPrinted = new Map<VertexState, number>();
+
+  constructor(private readonly out: Output) {}
+
+  write(event: ProgressEvent): void {
+    const v = this.trace.apply(event);
+    if (this.finished.has(v)) return;
+    switch (event.type) {
+      case 'vertex': {
+        if (!v.started && !v.completed && !v.cached) return;
+        this.focus(v);
+        if (v.completed || v.error) {
+          if (v.partialLine) this.line(v, `${this.elapsed(v)} ${v.partialLine}`);
+          if (v.error) this.line(v, v.error.endsWith('context canceled') ? 'CANCELED' : `ERROR: ${v.error}`);
+          else if (v.cached) this.line(v, 'CACHED');
+          else this.line(v, `DONE ${seconds(v.started, v.completed)}`);
+          this.finished.add(v);
+          this.current = undefined;
+        } else if (v.cached) {
+          this.line(v, 'CACHED');
+          this.finished.add(v);
+          this.current = undefined;
+        }
+        return;
+      }
+      case 'status': {
+        const s = event.status;
+        this.focus(v);
+        const amount = s.total ? ` ${s.current}/${s.total}` : s.current ? ` ${s.current}` : '';
+        this.line(v, `${s.id}${amount}${s.completed ? ' done' : ''}`);
+        return;
+      }
+      case 'log': {
+        const fresh = v.totalLogLines - (this.logsPrinted.get(v) ?? 0);
+        if (fresh === 0) return;
+        this.logsPrinted.set(v, v.totalLogLines);
+        this.focus(v);
+        for (const l of v.logLines.slice(-fresh)) this.line(v, `${this.elapsed(v)} ${l}`);
+        return;
+      }
+      case 'warning':
+        this.focus(v);
+        this.line(v, `WARN: ${event.warning.short}`);
+        for (const d of event.warning.detail) this.line(v, `WARN: ${d}`);
+        return;
+    }
+  }
+
+  close(): void {}
+
+  private focus(v: VertexState): void {
+    if (this.current === v) return;
+    if (this.current) this.line(this.current, '...');
+    if (this.printed.size > 0) this.out.write('\n');
+    this.out.write(`#${v.index} ${v.name}\n`);
+    this.printed.add(v);
+    this.current = v;
+  }
+
+  private line(v: VertexState, text: string): void {
+    this.out.write(`#${v.index} ${text}\n`);
+  }
+
+  private elapsed(v: VertexState): string {
+    const from = v.started ?? this.trace.startedAt;
+    return ((Date.now() - from.getTime()) / 1000).toFixed(3);
+  }
+}
+
+const ESC = '\x1b[';
+
+/**
+ * The terminal display: a live tree of the build's steps redrawn in place
+ * (10 times a second): a header with the elapsed time and steps done, one
+ * line per step with its time or CACHED / ERROR, and under a running step its
+ * sub-progress and last output lines. Finished output stays on screen.
+ */
+export class TtyDisplay implements ProgressDisplay {
+  readonly trace = new ProgressTrace();
+  private drawnLines = 0;
+  private readonly timer: NodeJS.Timeout;
+  private dirty = true;
+
+  constructor(private readonly out: Output) {
+    this.timer = setInterval(() => this.draw(false), 100);
+    this.timer.unref();
+  }
+
+  write(event: ProgressEvent): void {
+    this.trace.apply(event);
+    this.dirty = true;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.dirty = true;
+    this.draw(true);
+  }
+
+  private draw(final: boolean): void {
+    if (!this.dirty && final === false && !this.anyRunning()) return;
+    this.dirty = false;
+    const width = Math.max(40, (this.out.columns ?? 80) - 1);
+    const now = new Date();
+    const all = [...this.trace.vertices.values()].filter((v) => v.started || v.completed || v.cached);
+    const done = all.filter((v) => v.completed || v.cached).length;
+    const lines: string[] = [];
+    const state = final ? 'Finished' : 'Building';
+    lines.push(`[+] ${state} ${seconds(this.trace.startedAt, now)} (${done}/${all.length})`);
+    for (const v of all) {
+      const running = !v.completed && !v.cached;
+      const label = v.cached ? `CACHED ${v.name}` : v.error ? `ERROR ${v.name}` : v.name;
+      const time = v.cached ? '' : seconds(v.started, v.completed ?? now);
+      lines.push(fit(` => ${label}`, time, width, v.error ? 31 : v.cached ? 34 : running ? 0 : 36));
+      if (running || v.error) {
+        for (const s of v.statuses.values()) {
+          const amount = s.total ? `${s.current}/${s.total}` : s.current ? String(s.current) : '';
+          lines.push(fit(` => => ${s.id} ${amount}`, s.completed ? 'done' : '', width, 0));
+        }
+        for (const l of this.trace.lastLines(v, v.error ? 10 : 6)) lines.push(fit(` => => # ${l}`, '', width, 90));
+      }
+    }
+    let text = this.drawnLines > 0 ? `${ESC}${this.drawnLines}A` : '';
+    for (const l of lines) text += `${ESC}2K${l}\n`;
+    text += `${ESC}J`;
+    this.out.write(text);
+    this.drawnLines = lines.length;
+  }
+
+  private anyRunning(): boolean {
+    for (const v of this.trace.vertices.values()) if (v.started && !v.completed && !v.cached) return true;
+    return false;
+  }
+}
+
+/** A line of exactly `width` columns: text left, `right` right-aligned, colored with SGR `color` (0: none). */
+function fit(text: string, right: string, width: number, color: number): string {
+  const room = width - right.length - 1;
+  const left = text.length > room ? text.slice(0, Math.max(0, room - 3)) + '...' : text.padEnd(room);
+  const line = `${left} ${right}`;
+  return color ? `${ESC}${color}m${line}${ESC}0m` : line;
+}

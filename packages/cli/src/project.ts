@@ -1,0 +1,55 @@
+import { resolve } from 'node:path';
+import { composePlugins, createBkt, findConfigFile, loadConfig, type Bkt, type BktConfig } from '@bkt/core';
+import { openSolver, type Solver } from '@bkt/solver';
+import { defaultRoot } from './options.js';
+import { defaultPreset } from './preset.js';
+
+/** Options every command accepts. */
+export interface ProjectOptions {
+  /** `-C/--dir`: the project directory (default: the current directory). */
+  dir?: string;
+  /** `--config`: a config file instead of `bkt.config.*` of the project dir. */
+  config?: string;
+  /** `--root`: the store root. */
+  root?: string;
+}
+
+/** A project: its directory and config (empty when it has none and none was required). */
+export interface Project {
+  dir: string;
+  config: BktConfig;
+  /** Whether a config file was found and loaded. */
+  hasConfig: boolean;
+}
+
+/**
+ * Loads the project's config. With `required`, a missing config is an error;
+ * otherwise a project without one gets an empty config (the default preset only).
+ */
+export async function openProject(opts: ProjectOptions, required: boolean): Promise<Project> {
+  const dir = resolve(opts.dir ?? '.');
+  if (!opts.config && !required && !findConfigFile(dir)) return { dir, config: {}, hasConfig: false };
+  const config = await loadConfig(dir, { file: opts.config });
+  return { dir, config, hasConfig: true };
+}
+
+/** The store root: `--root`, else the config's `root` (relative to the project), else the default. */
+export function storeRoot(opts: ProjectOptions, project: Project): string {
+  if (opts.root) return resolve(opts.root);
+  if (project.config.root) return resolve(project.dir, project.config.root);
+  return defaultRoot();
+}
+
+/** The configured core (default preset, then the config's plugins) and a solver over the store. */
+export async function openBuilder(opts: ProjectOptions, project: Project): Promise<{ bkt: Bkt; solver: Solver; root: string }> {
+  const plugins = await composePlugins(defaultPreset(), project.config, project.dir);
+  const bkt = await createBkt(plugins, { projectDir: project.dir });
+  const root = storeRoot(opts, project);
+  try {
+    const solver = await openSolver({ root, bkt });
+    return { bkt, solver, root };
+  } catch (err) {
+    await bkt.close();
+    throw err;
+  }
+}

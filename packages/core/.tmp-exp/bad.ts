@@ -1,6 +1,0 @@
-const a: number = 1;
-
-export default {
-  plugins: [ ,, 
-  root: 'x' +,
-};

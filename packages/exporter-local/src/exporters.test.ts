@@ -1,0 +1,157 @@
+import { execFileSync } from 'node:child_process';
+import { chmod, chown, link, lstat, mkdir, mkdtemp, readFile, readlink, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { BuildContext, BuildResult, Snapshot } from '@bkt/core';
+import localExporters from './index.js';
+
+const isRoot = process.getuid?.() === 0;
+let work: string;
+
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), 'bkt-exporter-local-'));
+});
+afterEach(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** A committed tree standing in for a solver snapshot: a real directory, mounted as itself. */
+function dirSnapshot(path: string): Snapshot {
+  return { id: path, parent: null, mount: async () => ({ path, release: async () => {} }), layerPath: () => path };
+}
+
+function ctx(): BuildContext {
+  return { root: work } as BuildContext;
+}
+
+async function makeTree(): Promise<string> {
+  const src = join(work, 'src');
+  await mkdir(join(src, 'dir/sub'), { recursive: true });
+  await writeFile(join(src, 'dir/exec.sh'), '#!/bin/sh\necho hi\n');
+  await chmod(join(src, 'dir/exec.sh'), 0o750);
+  await writeFile(join(src, 'a.txt'), 'hello');
+  await link(join(src, 'a.txt'), join(src, 'dir/a-hardlink'));
+  await symlink('/etc/passwd', join(src, 'dir/outside-link'));
+  await symlink('../a.txt', join(src, 'dir/rel-link'));
+  await chmod(join(src, 'dir/sub'), 0o1777);
+  if (isRoot) await chown(join(src, 'a.txt'), 1234, 5678);
+  return src;
+}
+
+async function exporter(type: string, attrs: Record<string, string>, stdout?: NodeJS.WritableStream) {
+  const plugin = localExporters({ stdout });
+  const ex = plugin.exporters!.find((e) => e.type === type)!;
+  return ex.resolve(attrs);
+}
+
+describe('local exporter', () => {
+  it('writes the tree with modes, owners, symlinks and hardlinks, replacing dest', async () => {
+    const src = await makeTree();
+    const dest = join(work, 'out');
+    await mkdir(dest);
+    await writeFile(join(dest, 'stale.txt'), 'old');
+    const result: BuildResult = { ref: dirSnapshot(src), metadata: {} };
+    await (await exporter('local', { dest })).export(result, ctx());
+
+    expect((await readdir(dest)).sort()).toEqual(['a.txt', 'dir']);
+    expect(await readFile(join(dest, 'a.txt'), 'utf8')).toBe('hello');
+    expect((await stat(join(dest, 'dir/exec.sh'))).mode & 0o7777).toBe(0o750);
+    expect((await stat(join(dest, 'dir/sub'))).mode & 0o7777).toBe(0o1777);
+    expect(await readlink(join(dest, 'dir/outside-link'))).toBe('/etc/passwd');
+    expect((await lstat(join(dest, 'dir/outside-link'))).isSymbolicLink()).toBe(true);
+    expect(await readlink(join(dest, 'dir/rel-link'))).toBe('../a.txt');
+    const a = await stat(join(dest, 'a.txt'));
+    expect((await stat(join(dest, 'dir/a-hardlink'))).ino).toBe(a.ino);
+    if (isRoot) expect([a.uid, a.gid]).toEqual([1234, 5678]);
+  });
+
+  it('writes an empty directory for an empty (scratch) result', async () => {
+    const dest = join(work, 'out');
+    await (await exporter('local', { dest })).export({ ref: null, metadata: {} }, ctx());
+    expect(await readdir(dest)).toEqual([]);
+    expect((await readdir(work)).sort()).toEqual(['out']); // scratch dir cleaned up
+  });
+
+  it('splits a multi-platform result into per-platform directories', async () => {
+    const a = join(work, 'a');
+    const b = join(work, 'b');
+    await mkdir(a);
+    await mkdir(b);
+    await writeFile(join(a, 'f'), 'amd64');
+    await writeFile(join(b, 'f'), 'arm64');
+    const result: BuildResult = {
+      ref: null,
+      refs: { 'linux/amd64': dirSnapshot(a), 'linux/arm64/v8': dirSnapshot(b) },
+      metadata: {},
+    };
+    const dest = join(work, 'out');
+    await (await exporter('local', { dest })).export(result, ctx());
+    expect(await readFile(join(dest, 'linux_amd64/f'), 'utf8')).toBe('amd64');
+    expect(await readFile(join(dest, 'linux_arm64_v8/f'), 'utf8')).toBe('arm64');
+
+    await (await exporter('local', { dest, 'platform-split': 'false' })).export(result, ctx());
+    expect(await readdir(dest)).toEqual(['f']);
+    expect(await readFile(join(dest, 'f'), 'utf8')).toBe('arm64');
+  });
+
+  it('rejects unknown and missing attributes, naming them', async () => {
+    await expect(exporter('local', { dest: 'x', compression: 'gzip' })).rejects.toThrow(/unknown attribute "compression"/);
+    await expect(exporter('local', {})).rejects.toThrow(/attribute dest is required/);
+    await expect(exporter('tar', { dest: 'x', 'platform-split': 'yes' })).rejects.toThrow(/platform-split/);
+  });
+
+  it('refuses a dest that is a file', async () => {
+    const dest = join(work, 'file');
+    await writeFile(dest, 'x');
+    const ex = await exporter('local', { dest });
+    await expect(ex.export({ ref: null, metadata: {} }, ctx())).rejects.toThrow(/not a directory/);
+  });
+});
+
+describe('tar exporter', () => {
+  it('writes a deterministic archive that GNU tar reads back with owners, modes and links', async () => {
+    const src = await makeTree();
+    const result: BuildResult = { ref: dirSnapshot(src), metadata: {} };
+    const file1 = join(work, 'out/one.tar');
+    const file2 = join(work, 'two.tar');
+    await (await exporter('tar', { dest: file1 })).export(result, ctx());
+    await (await exporter('tar', { dest: file2 })).export(result, ctx());
+    expect(await readFile(file1)).toEqual(await readFile(file2));
+
+    const listing = execFileSync('tar', ['--numeric-owner', '-tvf', file1], { encoding: 'utf8' }).trim().split('\n');
+    const names = listing.map((l) => l.split(/\s+/).slice(5).join(' '));
+    expect(names).toEqual([
+      'a.txt',
+      'dir/',
+      'dir/a-hardlink link to a.txt',
+      'dir/exec.sh',
+      'dir/outside-link -> /etc/passwd',
+      'dir/rel-link -> ../a.txt',
+      'dir/sub/',
+    ]);
+    expect(listing[3]).toMatch(/^-rwxr-x---/);
+    expect(listing[6]).toMatch(/^drwxrwxrwt/);
+    if (isRoot) expect(listing[0]).toMatch(/ 1234\/5678 /);
+
+    const x = join(work, 'x');
+    await mkdir(x);
+    execFileSync('tar', ['-xf', file1, '-C', x]);
+    expect(await readFile(join(x, 'dir/a-hardlink'), 'utf8')).toBe('hello');
+    expect(await readdir(join(work, 'out'))).toEqual(['one.tar']); // no temp file left
+  });
+
+  it('writes to the given stdout for dest=-', async () => {
+    const src = await makeTree();
+    const out = new PassThrough();
+    const chunks: Buffer[] = [];
+    out.on('data', (c: Buffer) => chunks.push(c));
+    await (await exporter('tar', { dest: '-' }, out)).export({ ref: dirSnapshot(src), metadata: {} }, ctx());
+    const file = join(work, 'stdout.tar');
+    await writeFile(file, Buffer.concat(chunks));
+    const names = execFileSync('tar', ['-tf', file], { encoding: 'utf8' }).trim().split('\n');
+    expect(names).toContain('dir/exec.sh');
+    expect(out.writableEnded).toBe(false);
+  });
+});

@@ -1,0 +1,75 @@
+import { createReadStream } from 'node:fs';
+import { readlink } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { inodeKey, walkSorted } from './tree.js';
+
+/** A tree to put in a tar stream, under an optional directory prefix (`linux_amd64/`). */
+export interface TarTree {
+  path: string;
+  prefix: string;
+}
+
+/**
+ * Writes the trees as one tar stream into `out`: entries in byte order of
+ * their paths (deterministic), with mode, uid, gid, mtime, symlink targets
+ * (never followed), hardlinks within the output and device numbers.
+ * Resolves once `out` has received every byte.
+ */
+export async function writeTar(trees: TarTree[], out: Writable): Promise<void> {
+  const pack = tar.pack();
+  const done = pipeline(pack, out);
+  try {
+    const linked = new Map<string, string>();
+    for (const tree of trees) {
+      if (tree.prefix) {
+        await addEntry(pack, { name: tree.prefix, type: 'directory', mode: 0o755, mtime: new Date(0) });
+      }
+      for await (const entry of walkSorted(tree.path)) {
+        const st = entry.stat;
+        const name = tree.prefix + entry.rel;
+        const common = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
+        if (!st.isDirectory() && st.nlink > 1) {
+          const first = linked.get(inodeKey(st));
+          if (first) {
+            await addEntry(pack, { ...common, type: 'link', linkname: first });
+            continue;
+          }
+          linked.set(inodeKey(st), name);
+        }
+        if (st.isDirectory()) {
+          await addEntry(pack, { ...common, name: `${name}/`, type: 'directory' });
+        } else if (st.isSymbolicLink()) {
+          await addEntry(pack, { ...common, type: 'symlink', linkname: await readlink(entry.abs) });
+        } else if (st.isFile()) {
+          const stream = pack.entry({ ...common, type: 'file', size: st.size });
+          await pipeline(createReadStream(entry.abs), stream);
+        } else if (st.isFIFO()) {
+          await addEntry(pack, { ...common, type: 'fifo' });
+        } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+          const rdev = BigInt(st.rdev);
+          await addEntry(pack, {
+            ...common,
+            type: st.isCharacterDevice() ? 'character-device' : 'block-device',
+            devmajor: Number((rdev >> 8n) & 0xfffn),
+            devminor: Number((rdev & 0xffn) | ((rdev >> 12n) & 0xfff00n)),
+          });
+        }
+        // Sockets have no tar representation; they are skipped.
+      }
+    }
+    pack.finalize();
+  } catch (err) {
+    pack.destroy(err as Error);
+    await done.catch(() => undefined);
+    throw err;
+  }
+  await done;
+}
+
+function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    pack.entry(header, (err) => (err ? reject(err) : resolve()));
+  });
+}

@@ -1,0 +1,139 @@
+import { chmod, chown, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { checksum } from './checksum.js';
+import { resolveWildcards } from './glob.js';
+import { walk } from './walk.js';
+
+let root: string;
+async function put(rel: string, data = rel) {
+  await mkdir(path.dirname(path.join(root, rel)), { recursive: true });
+  await writeFile(path.join(root, rel), data);
+}
+async function paths(opts: Parameters<typeof walk>[1] = {}, dir = root) {
+  const out: string[] = [];
+  for await (const e of walk(dir, opts)) out.push(e.path);
+  return out;
+}
+
+beforeEach(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'fsutil-walk-'));
+  for (const f of ['b.txt', 'a.txt', 'src/main.ts', 'src/util/x.ts', 'src/util/y.js', 'docs/readme.md', 'a/z']) await put(f);
+  await symlink('/etc/passwd', path.join(root, 'link'));
+});
+afterEach(() => rm(root, { recursive: true, force: true }));
+
+describe('walk', () => {
+  it('lists everything depth-first, sorted by name, symlinks not followed', async () => {
+    expect(await paths()).toEqual([
+      'a', 'a/z', 'a.txt', 'b.txt', 'docs', 'docs/readme.md', 'link',
+      'src', 'src/main.ts', 'src/util', 'src/util/x.ts', 'src/util/y.js',
+    ]);
+    for await (const e of walk(root)) if (e.path === 'link') expect(e.stat.isSymbolicLink()).toBe(true);
+  });
+
+  it('excludes with parent semantics and skips excluded dirs', async () => {
+    expect(await paths({ exclude: ['src', '*.txt'] })).toEqual(['a', 'a/z', 'docs', 'docs/readme.md', 'link']);
+  });
+
+  it('re-includes with ! inside an excluded dir, reporting its parents', async () => {
+    expect(await paths({ exclude: ['src', '!src/util/x.ts'] })).toEqual([
+      'a', 'a/z', 'a.txt', 'b.txt', 'docs', 'docs/readme.md', 'link', 'src', 'src/util', 'src/util/x.ts',
+    ]);
+  });
+
+  it('includes only matches, their contents and the parents needed to reach them', async () => {
+    expect(await paths({ include: ['src/util/*.ts', 'docs'] })).toEqual([
+      'docs', 'docs/readme.md', 'src', 'src/util', 'src/util/x.ts',
+    ]);
+    expect(await paths({ include: ['**/*.ts'], exclude: ['src/util'] })).toEqual(['src', 'src/main.ts']);
+  });
+
+  it('honours an abort signal', async () => {
+    const ac = new AbortController();
+    ac.abort(new Error('stop'));
+    await expect(paths({ signal: ac.signal })).rejects.toThrow('stop');
+  });
+});
+
+describe('resolveWildcards', () => {
+  it('matches per component, sorted, inside the root', async () => {
+    expect(await resolveWildcards(root, '*.txt')).toEqual(['a.txt', 'b.txt']);
+    expect(await resolveWildcards(root, '/src/*/?.ts')).toEqual(['src/util/x.ts']);
+    expect(await resolveWildcards(root, '../../*.txt')).toEqual(['a.txt', 'b.txt']);
+    expect(await resolveWildcards(root, 'nomatch*')).toEqual([]);
+    expect(await resolveWildcards(root, 'src/[mx]*')).toEqual(['src/main.ts']);
+  });
+
+  it('a dangling symlink matches only without followLinks', async () => {
+    expect(await resolveWildcards(root, 'lin*')).toEqual(['link']);
+    expect(await resolveWildcards(root, 'lin*', { followLinks: true })).toEqual([]);
+  });
+
+  it('goes through symlinked dirs inside the root only', async () => {
+    await symlink('/src', path.join(root, 'srclink'));
+    expect(await resolveWildcards(root, 'srclink/*.ts')).toEqual(['src/main.ts']);
+  });
+});
+
+describe('checksum', () => {
+  it('is deterministic and ignores mtime', async () => {
+    const a = await checksum(root, { path: '/src' });
+    await utimes(path.join(root, 'src/main.ts'), 1, 1);
+    expect(await checksum(root, { path: '/src' })).toBe(a);
+    expect(a).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+
+  it('changes with content, mode, owner, names and link targets', async () => {
+    const seen = new Set<string>();
+    const sel = { path: '/' };
+    seen.add(await checksum(root, sel));
+    await writeFile(path.join(root, 'src/main.ts'), 'changed');
+    seen.add(await checksum(root, sel));
+    await chmod(path.join(root, 'src/main.ts'), 0o700);
+    seen.add(await checksum(root, sel));
+    await chown(path.join(root, 'src/main.ts'), 1000, 1000);
+    seen.add(await checksum(root, sel));
+    await rm(path.join(root, 'link'));
+    await symlink('/elsewhere', path.join(root, 'link'));
+    seen.add(await checksum(root, sel));
+    await put('new-empty-dir/.keep', '');
+    seen.add(await checksum(root, sel));
+    expect(seen.size).toBe(6);
+  });
+
+  it('covers only the selection: other files do not change it', async () => {
+    const before = await checksum(root, { path: 'src/util' });
+    await writeFile(path.join(root, 'a.txt'), 'other');
+    expect(await checksum(root, { path: 'src/util' })).toBe(before);
+    const inc = await checksum(root, { path: '/src', includePatterns: ['*.ts'], excludePatterns: ['util'] });
+    await writeFile(path.join(root, 'src/util/x.ts'), 'excluded change');
+    expect(await checksum(root, { path: '/src', includePatterns: ['*.ts'], excludePatterns: ['util'] })).toBe(inc);
+    await writeFile(path.join(root, 'src/main.ts'), 'included change');
+    expect(await checksum(root, { path: '/src', includePatterns: ['*.ts'], excludePatterns: ['util'] })).not.toBe(inc);
+  });
+
+  it('wildcards: the set of matches and their content', async () => {
+    const w = await checksum(root, { path: '/*.txt', wildcard: true });
+    await writeFile(path.join(root, 'c.txt'), 'c');
+    const w2 = await checksum(root, { path: '/*.txt', wildcard: true });
+    expect(w2).not.toBe(w);
+    expect(await checksum(root, { path: '/none*', wildcard: true })).toMatch(/^sha256:/);
+  });
+
+  it('followLinks hashes the target, inside the root', async () => {
+    await symlink('src/main.ts', path.join(root, 'mainlink'));
+    const nofollow = await checksum(root, { path: '/mainlink' });
+    const follow = await checksum(root, { path: '/mainlink', followLinks: true });
+    expect(follow).toBe(await checksum(root, { path: '/src/main.ts' }));
+    expect(nofollow).not.toBe(follow);
+    // `/link` points at host /etc/passwd: followed inside the root it does not exist.
+    await expect(checksum(root, { path: '/link', followLinks: true })).rejects.toThrow(/not found/);
+  });
+
+  it('a missing path is NOT_FOUND, .. is clamped', async () => {
+    await expect(checksum(root, { path: '/nope' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(checksum(root, { path: '../../etc/passwd' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});

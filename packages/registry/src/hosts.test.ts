@@ -1,0 +1,134 @@
+/** Host settings (plain HTTP, insecure TLS, mirrors), the retry backoff, and bounded parallelism. */
+import { describe, expect, it } from 'vitest';
+import { createHash, randomBytes } from 'node:crypto';
+import { isBktError, type Digest } from '@bkt/core';
+import { RegistryClient } from './client.js';
+import { staticCredentials } from './credentials.js';
+import { pullEndpoints, pushEndpoint } from './hosts.js';
+import { backoffDelay, DEFAULT_RETRY } from './http.js';
+import { Limiter } from './limiter.js';
+import { startFaultProxy } from './testing/fault-proxy.js';
+import { startRegistry } from './testing/registry-server.js';
+
+const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+describe('endpoints', () => {
+  it('uses HTTPS by default, plain HTTP for loopback, and Docker Hub\'s API host', () => {
+    expect(pushEndpoint('ghcr.io', {}).base).toBe('https://ghcr.io/v2');
+    expect(pushEndpoint('docker.io', {}).base).toBe('https://registry-1.docker.io/v2');
+    expect(pushEndpoint('127.0.0.1:5000', {}).base).toBe('http://127.0.0.1:5000/v2');
+    expect(pushEndpoint('localhost:5000', {}).base).toBe('http://localhost:5000/v2');
+    expect(pushEndpoint('[::1]:5000', {}).base).toBe('http://[::1]:5000/v2');
+    expect(pushEndpoint('127.0.0.1:5000', { '127.0.0.1:5000': { http: false, insecure: true } })).toMatchObject({
+      base: 'https://127.0.0.1:5000/v2',
+      insecure: true,
+    });
+    expect(pushEndpoint('reg.local', { 'reg.local': { http: true } }).base).toBe('http://reg.local/v2');
+  });
+
+  it('lists mirrors (with their own settings and path prefixes) before the origin for pulls only', () => {
+    const hosts = { 'docker.io': { mirrors: ['mirror.local/hub', 'm2.local:5000'] }, 'm2.local:5000': { http: true } };
+    expect(pullEndpoints('docker.io', hosts).map((e) => [e.base, e.mirror])).toEqual([
+      ['https://mirror.local/hub/v2', true],
+      ['http://m2.local:5000/v2', true],
+      ['https://registry-1.docker.io/v2', false],
+    ]);
+    expect(pushEndpoint('docker.io', hosts).base).toBe('https://registry-1.docker.io/v2');
+  });
+});
+
+describe('backoffDelay', () => {
+  const policy = { ...DEFAULT_RETRY, baseDelayMs: 100, maxDelayMs: 1000 };
+  it('grows exponentially under a cap, with jitter', () => {
+    for (let i = 0; i < 50; i++) {
+      expect(backoffDelay(policy, 1)).toBeLessThanOrEqual(100);
+      expect(backoffDelay(policy, 3)).toBeLessThanOrEqual(400);
+      expect(backoffDelay(policy, 10)).toBeLessThanOrEqual(1000);
+    }
+    const samples = new Set(Array.from({ length: 20 }, () => backoffDelay(policy, 4)));
+    expect(samples.size).toBeGreaterThan(1);
+  });
+
+  it('honours Retry-After in seconds or as a date, capped', () => {
+    expect(backoffDelay(policy, 1, '0')).toBe(0);
+    expect(backoffDelay(policy, 1, '0.5')).toBe(500);
+    expect(backoffDelay(policy, 1, '120')).toBe(1000);
+    const inAbout300ms = new Date(Date.now() + 300_000).toUTCString();
+    expect(backoffDelay(policy, 1, inAbout300ms)).toBe(1000);
+  });
+});
+
+describe('Limiter', () => {
+  it('runs at most `limit` tasks at once, in order', async () => {
+    const limiter = new Limiter(2);
+    let active = 0;
+    let peak = 0;
+    const order: number[] = [];
+    await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        limiter.run(async () => {
+          active++;
+          peak = Math.max(peak, active);
+          order.push(i);
+          await new Promise((r) => setTimeout(r, 10));
+          active--;
+        }),
+      ),
+    );
+    expect(peak).toBe(2);
+    expect(order).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it('bounds concurrent blob downloads of a client', async () => {
+    const registry = await startRegistry();
+    const proxy = await startFaultProxy(registry.host);
+    const client = new RegistryClient({ credentials: staticCredentials({}), concurrency: 2 });
+    try {
+      const blobs = Array.from({ length: 6 }, () => randomBytes(200_000));
+      for (const b of blobs) await client.pushBlob(`${registry.host}/par/a`, { digest: sha256(b), size: b.length }, b);
+      let inFlight = 0;
+      let peak = 0;
+      await Promise.all(
+        blobs.map(async (b) => {
+          const stream = client.blobStream(`${proxy.host}/par/a`, { digest: sha256(b), size: b.length });
+          let counted = false;
+          for await (const _ of stream) {
+            if (!counted) {
+              counted = true;
+              inFlight++;
+              peak = Math.max(peak, inFlight);
+            }
+            await new Promise((r) => setTimeout(r, 5));
+          }
+          inFlight--;
+        }),
+      );
+      expect(peak).toBe(2);
+    } finally {
+      client.close();
+      await proxy.close();
+      await registry.stop();
+    }
+  });
+});
+
+describe('TLS', () => {
+  it('refuses a self-signed registry unless the host is marked insecure', async () => {
+    const registry = await startRegistry({ tls: true });
+    const strict = new RegistryClient({ credentials: staticCredentials({}), hosts: { [registry.host]: { http: false } }, retry: { attempts: 1 } });
+    const insecure = new RegistryClient({ credentials: staticCredentials({}), hosts: { [registry.host]: { http: false, insecure: true } } });
+    try {
+      let err: unknown;
+      await strict.ping(registry.host).catch((e) => (err = e));
+      expect(isBktError(err)).toBe(true);
+      expect((err as Error).message).toMatch(/self[- ]signed/i);
+      await insecure.ping(registry.host);
+      const data = randomBytes(1000);
+      expect(await insecure.pushBlob(`${registry.host}/tls/a`, { digest: sha256(data), size: data.length }, data)).toBe('uploaded');
+    } finally {
+      strict.close();
+      insecure.close();
+      await registry.stop();
+    }
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * Image references, parsed and normalized as docker's `reference` library does:
+ * `busybox` → `docker.io/library/busybox:latest`, `localhost:5000/a/b@sha256:…`.
+ */
+import { BktError, type Digest } from '@bkt/core';
+
+/** A normalized image reference. At least one of `tag` and `digest` is set. */
+export interface Reference {
+  /** The registry host as users write it (`docker.io`, `127.0.0.1:5000`, `[::1]:5000`). */
+  registry: string;
+  /** The repository path inside the registry (`library/busybox`). */
+  repository: string;
+  tag?: string;
+  digest?: Digest;
+}
+
+export const DOCKER_HUB = 'docker.io';
+const DEFAULT_TAG = 'latest';
+const MAX_NAME_LENGTH = 255;
+
+// The grammar of github.com/distribution/reference (regexp.go).
+const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const DOMAIN = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[0-9a-fA-F:.]+\\])(?::[0-9]+)?$`);
+const TAG = /^[\w][\w.-]{0,127}$/;
+const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+function invalid(ref: string, why: string): BktError {
+  return new BktError('INVALID_ARGUMENT', `invalid image reference "${ref}": ${why}`, { reference: ref });
+}
+
+/** True when `digest` is a well-formed `sha256:<64 lowercase hex>` digest. */
+export function isDigest(digest: string): digest is Digest {
+  return SHA256_DIGEST.test(digest);
+}
+
+/**
+ * Parses and normalizes an image reference. A reference without tag or digest
+ * gets `latest`; one with both keeps both (the digest is what gets fetched).
+ * Throws `BktError('INVALID_ARGUMENT')` naming the reference and the problem.
+ */
+export function parseReference(input: string): Reference {
+  const ref = input.trim();
+  if (ref === '') throw invalid(input, 'empty reference');
+
+  let rest = ref;
+  let digest: Digest | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    const d = rest.slice(at + 1);
+    if (!isDigest(d)) throw invalid(input, `"${d}" is not a sha256 digest (sha256:<64 hex digits>)`);
+    digest = d;
+    rest = rest.slice(0, at);
+  }
+
+  // A tag follows the last ':' that comes after the last '/' (a ':' before it is a port).
+  let tag: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon > rest.lastIndexOf('/')) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+    if (!TAG.test(tag)) throw invalid(input, `"${tag}" is not a valid tag`);
+  }
+
+  if (rest === '') throw invalid(input, 'missing repository name');
+  let registry = DOCKER_HUB;
+  let repository = rest;
+  const slash = rest.indexOf('/');
+  if (slash >= 0) {
+    const first = rest.slice(0, slash);
+    // As docker: the first component is a host when it looks like one.
+    if (first.includes('.') || first.includes(':') || first === 'localhost' || first !== first.toLowerCase()) {
+      if (!DOMAIN.test(first)) throw invalid(input, `"${first}" is not a valid registry host`);
+      registry = first;
+      repository = rest.slice(slash + 1);
+    }
+  }
+  if (registry === 'index.docker.io') registry = DOCKER_HUB;
+  if (registry === DOCKER_HUB && !repository.includes('/')) repository = `library/${repository}`;
+
+  if (repository !== repository.toLowerCase()) throw invalid(input, 'repository name must be lowercase');
+  for (const component of repository.split('/')) {
+    if (!PATH_COMPONENT.test(component)) throw invalid(input, `"${component}" is not a valid path component`);
+  }
+  if (registry.length + 1 + repository.length > MAX_NAME_LENGTH) {
+    throw invalid(input, `repository name longer than ${MAX_NAME_LENGTH} characters`);
+  }
+  if (tag === undefined && digest === undefined) tag = DEFAULT_TAG;
+  return { registry, repository, tag, digest };
+}
+
+/** The canonical string form: `registry/repository[:tag][@digest]`. */
+export function formatReference(ref: Reference): string {
+  let s = `${ref.registry}/${ref.repository}`;
+  if (ref.tag !== undefined) s += `:${ref.tag}`;
+  if (ref.digest !== undefined) s += `@${ref.digest}`;
+  return s;
+}
+
+/** `registry/repository`, the name without tag or digest. */
+export function repositoryName(ref: Pick<Reference, 'registry' | 'repository'>): string {
+  return `${ref.registry}/${ref.repository}`;
+}
+
+/** What a manifest request addresses: the digest when known, else the tag. */
+export function manifestTarget(ref: Reference): string {
+  return ref.digest ?? ref.tag ?? DEFAULT_TAG;
+}

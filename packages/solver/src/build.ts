@@ -1,0 +1,454 @@
+/**
+ * One build: loads definitions, computes cache keys, runs what the cache does
+ * not hold, and reports progress. Runs of identical vertices are shared with
+ * the other builds of the same solver through `Engine.jobs`.
+ *
+ * Cache keys (see README): a vertex's fast key is
+ * sha256(["op", digest, [[input canonical key, output index]…]]); where the
+ * op executor names `contentSelectors` for an input, the slow key replaces
+ * that input's entry with the content checksums of the selected paths. The
+ * *canonical* key (slow when the op has one, else fast) is what downstream
+ * keys are built from, so a change in an unread file stops at the copy.
+ * A source's key is sha256(["source", scheme, SourceInstance.cacheKey().key]).
+ */
+import { createHash } from 'node:crypto';
+import { pb } from '@bkt/api';
+import {
+  BktError,
+  isBktError,
+  type Bkt,
+  type BuildContext,
+  type ContentSelector,
+  type Digest,
+  type OpExecutor,
+  type ProgressEvent,
+  type ProgressWriter,
+  type SecretProvider,
+  type Snapshot,
+  type SourceIdentifier,
+  type SourceInstance,
+  type VertexEvent,
+} from '@bkt/core';
+import { checksum } from '@bkt/fsutil';
+import { loadDefinition, type LoadedDefinition, type Vertex } from './definition.js';
+import { cancelled, type Pool } from './pool.js';
+import { BuildProgress, vertexWriter, type Emit } from './progress.js';
+import type { CacheRecord } from './store/metadata.js';
+import type { Store } from './store/store.js';
+
+/** What the builds of one solver share. */
+export interface Engine {
+  readonly bkt: Bkt;
+  readonly store: Store;
+  readonly pool: Pool;
+  /** Runs in flight, by canonical cache key. */
+  readonly jobs: Map<string, Job>;
+}
+
+/** One execution of a vertex, awaited by every build that needs it; aborted when all of them give up. */
+export class Job {
+  readonly controller = new AbortController();
+  /** Progress sinks of the builds waiting for this run. */
+  readonly sinks = new Set<Emit>();
+  #waiters = 0;
+  promise!: Promise<(Snapshot | null)[]>;
+
+  async join(signal: AbortSignal, emit: Emit): Promise<(Snapshot | null)[]> {
+    this.#waiters++;
+    this.sinks.add(emit);
+    let onAbort!: () => void;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        this.sinks.delete(emit);
+        if (--this.#waiters === 0) this.controller.abort(signal.reason);
+        reject(cancelled(signal));
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([this.promise, aborted]);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+}
+
+export interface BuildOptions {
+  buildId: string;
+  localDirs: Record<string, string>;
+  entitlements: ReadonlySet<string>;
+  secrets: SecretProvider;
+  noCache: boolean;
+  onProgress?: (event: ProgressEvent) => void;
+  signal?: AbortSignal;
+  frontend?: string;
+  frontendAttrs: Record<string, string>;
+}
+
+interface KeyInfo {
+  /** Keys a new result is recorded under: the fast key, and the slow key when there is one. */
+  keys: string[];
+  canonical: string;
+  /** A cache record found for this vertex, and the key it was found under. */
+  record?: CacheRecord;
+  recordKey?: string;
+  source?: SourceInstance;
+}
+
+interface VertexState {
+  key?: Promise<KeyInfo>;
+  result?: Promise<(Snapshot | null)[]>;
+  sourceId?: SourceIdentifier;
+  reported: boolean;
+  cached: boolean;
+}
+
+const NO_SECRETS: SecretProvider = { get: async () => null };
+
+function hashKey(parts: unknown): string {
+  return `sha256:${createHash('sha256').update(JSON.stringify(parts)).digest('hex')}`;
+}
+
+export class Build {
+  readonly controller = new AbortController();
+  readonly progress: BuildProgress;
+  readonly #states = new Map<Digest, VertexState>();
+  readonly #held: Snapshot[] = [];
+  #firstError: Error | undefined;
+
+  constructor(
+    private readonly engine: Engine,
+    readonly opts: BuildOptions,
+  ) {
+    this.progress = new BuildProgress(engine.bkt.hooks, opts.onProgress);
+    const outer = opts.signal;
+    if (outer) {
+      const onAbort = () => this.controller.abort(new BktError('CANCELLED', `build ${opts.buildId} cancelled`));
+      if (outer.aborted) onAbort();
+      else outer.addEventListener('abort', onAbort, { once: true });
+    }
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get stats(): { vertices: number; cached: number } {
+    let cached = 0;
+    for (const s of this.#states.values()) if (s.cached) cached++;
+    return { vertices: this.#states.size, cached };
+  }
+
+  /** The first error that failed the build (the cause of the cancellations that followed). */
+  get firstError(): Error | undefined {
+    return this.#firstError;
+  }
+
+  /** A context for backends; `progress` decides which vertex their reports go to. */
+  context(progress: ProgressWriter, signal: AbortSignal = this.signal): BuildContext {
+    return {
+      buildId: this.opts.buildId,
+      root: this.engine.store.root,
+      snapshotter: this.engine.store.snapshotter,
+      content: this.engine.store.content,
+      signal,
+      localDirs: this.opts.localDirs,
+      entitlements: this.opts.entitlements,
+      secrets: this.opts.secrets ?? NO_SECRETS,
+      progress,
+    };
+  }
+
+  /**
+   * Runs `beforeSolve`, decodes and validates a definition, applies the
+   * source policy and checks every op has a backend. Writes nothing.
+   */
+  async load(bytes: Uint8Array): Promise<LoadedDefinition> {
+    const hooks = this.engine.bkt.hooks;
+    const input = hooks.beforeSolve.isUsed()
+      ? await hooks.beforeSolve.promise(bytes, {
+          buildId: this.opts.buildId,
+          frontend: this.opts.frontend,
+          frontendAttrs: this.opts.frontendAttrs,
+        })
+      : bytes;
+    const def = loadDefinition(input);
+    for (const v of def.vertices) {
+      const st = this.#state(v);
+      if (v.kind === 'source') st.sourceId ??= await this.#identify(v);
+      else if (!this.engine.bkt.registries.opExecutors.has(v.kind)) throw missingExecutor(v);
+    }
+    return def;
+  }
+
+  /** Solves a loaded definition; returns the result snapshot (null: empty result). */
+  async solve(def: LoadedDefinition): Promise<Snapshot | null> {
+    if (!def.result) return null;
+    try {
+      const outs = await this.#result(def.result.vertex);
+      // Vertices the result never needed to materialize were satisfied by the cache.
+      for (const v of def.vertices) {
+        const st = this.#state(v);
+        if (!st.reported) this.#reportCached(v, st);
+      }
+      return outs[def.result.index];
+    } catch (err) {
+      throw this.#firstError ?? err;
+    }
+  }
+
+  /** Fails the build: records the first error and cancels everything still running for it. */
+  fail(err: Error): void {
+    this.#firstError ??= err;
+    if (!this.signal.aborted) this.controller.abort(err);
+  }
+
+  /** Releases the snapshots the build held in use. */
+  finish(): void {
+    for (const s of this.#held.splice(0)) this.engine.store.snapshotter.release(s.id);
+  }
+
+  // -------------------------------------------------------------------------
+
+  #state(v: Vertex): VertexState {
+    let st = this.#states.get(v.digest);
+    if (!st) {
+      st = { reported: false, cached: false };
+      this.#states.set(v.digest, st);
+    }
+    return st;
+  }
+
+  async #identify(v: Vertex): Promise<SourceIdentifier> {
+    const op = (v.op.op as { value: pb.SourceOp }).value;
+    let identifier = op.identifier;
+    let attrs: Record<string, string> = { ...op.attrs };
+    const hooks = this.engine.bkt.hooks;
+    if (hooks.sourcePolicy.isUsed()) {
+      const decision = await hooks.sourcePolicy.promise({ identifier, attrs });
+      if (decision?.action === 'deny') {
+        throw new BktError('PERMISSION_DENIED', `source ${identifier} denied by source policy: ${decision.reason} (op ${v.digest})`, {
+          opDigest: v.digest,
+        });
+      }
+      if (decision?.action === 'convert') {
+        identifier = decision.identifier;
+        if (decision.attrs) attrs = { ...decision.attrs };
+      }
+    }
+    const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(identifier);
+    if (!m) {
+      throw new BktError('INVALID_DEFINITION', `invalid LLB op ${v.digest}: source identifier "${identifier}" has no scheme (want scheme://…)`, {
+        opDigest: v.digest,
+      });
+    }
+    const [, scheme, ref] = m;
+    const source = this.engine.bkt.registries.sources.get(scheme);
+    if (!source) {
+      const known = this.engine.bkt.registries.sources.keys().sort().join(', ') || 'none';
+      throw new BktError('UNIMPLEMENTED', `no source for "${scheme}://" identifiers (op ${v.digest}, ${identifier}); registered schemes: ${known}`, {
+        opDigest: v.digest,
+      });
+    }
+    try {
+      return source.identify(scheme, ref, attrs, v.platform);
+    } catch (err) {
+      throw vertexError(v, err);
+    }
+  }
+
+  #key(v: Vertex): Promise<KeyInfo> {
+    const st = this.#state(v);
+    st.key ??= this.#computeKey(v, st).catch((err) => {
+      const e = vertexError(v, err);
+      this.fail(e);
+      throw e;
+    });
+    return st.key;
+  }
+
+  async #computeKey(v: Vertex, st: VertexState): Promise<KeyInfo> {
+    const useCache = !this.opts.noCache && !v.metadata?.ignoreCache;
+    const lookup = (key: string) => (useCache ? this.engine.store.db.getCache(key) : undefined);
+    if (v.kind === 'source') {
+      const ctx = this.context(this.#writer(v));
+      const source = this.engine.bkt.registries.sources.require(st.sourceId!.scheme);
+      const instance = await source.resolve(st.sourceId!, ctx);
+      const { key: contentKey } = await instance.cacheKey(ctx);
+      const key = hashKey(['source', st.sourceId!.scheme, contentKey]);
+      return { keys: [key], canonical: key, record: lookup(key), recordKey: key, source: instance };
+    }
+    const inputKeys = await Promise.all(v.inputs.map((i) => this.#key(i.vertex)));
+    const fast = hashKey(['op', v.digest, v.inputs.map((inp, j) => [inputKeys[j].canonical, inp.index])]);
+    const fastRecord = lookup(fast);
+    if (fastRecord) return { keys: [fast], canonical: fastRecord.canonical, record: fastRecord, recordKey: fast };
+    const executor = this.#executor(v);
+    const selectors = v.inputs.map((_, j) => executor.contentSelectors?.(v.op, j));
+    if (!selectors.some((s) => s && s.length > 0)) return { keys: [fast], canonical: fast };
+    const parts = await Promise.all(
+      v.inputs.map(async (inp, j) => {
+        const sel = selectors[j];
+        if (!sel || sel.length === 0) return [inputKeys[j].canonical, inp.index];
+        const snapshot = (await this.#result(inp.vertex))[inp.index];
+        return ['content', await this.#checksums(snapshot, sel)];
+      }),
+    );
+    const slow = hashKey(['op', v.digest, parts]);
+    return { keys: [fast, slow], canonical: slow, record: lookup(slow), recordKey: slow };
+  }
+
+  async #checksums(snapshot: Snapshot | null, selectors: ContentSelector[]): Promise<string[]> {
+    if (!snapshot) return selectors.map(() => 'scratch');
+    const mounted = await snapshot.mount();
+    try {
+      const sums: string[] = [];
+      for (const sel of selectors) sums.push(await checksum(mounted.path, sel));
+      return sums;
+    } finally {
+      await mounted.release();
+    }
+  }
+
+  #executor(v: Vertex): OpExecutor {
+    const ex = this.engine.bkt.registries.opExecutors.get(v.kind);
+    if (!ex) throw missingExecutor(v);
+    return ex;
+  }
+
+  #result(v: Vertex): Promise<(Snapshot | null)[]> {
+    const st = this.#state(v);
+    st.result ??= this.#computeResult(v, st);
+    return st.result;
+  }
+
+  async #computeResult(v: Vertex, st: VertexState): Promise<(Snapshot | null)[]> {
+    const k = await this.#key(v);
+    if (k.record) {
+      const outs = this.#hold(k.record);
+      if (outs) {
+        this.#reportCached(v, st);
+        return outs;
+      }
+      // A record whose snapshot is gone is a miss; drop it.
+      this.engine.store.db.deleteCache(k.recordKey!);
+    }
+    return this.#run(v, st, k);
+  }
+
+  /** Marks a record's snapshots in use; undefined when one of them is gone. */
+  #hold(record: CacheRecord): (Snapshot | null)[] | undefined {
+    const snapshotter = this.engine.store.snapshotter;
+    const outs: (Snapshot | null)[] = [];
+    for (const id of record.outputs) {
+      if (id === null) {
+        outs.push(null);
+        continue;
+      }
+      const s = snapshotter.tryAcquire(id);
+      if (!s) {
+        for (const o of outs) if (o) snapshotter.release(o.id);
+        return undefined;
+      }
+      outs.push(s);
+    }
+    const got = outs.filter((o): o is Snapshot => o !== null);
+    this.#held.push(...got);
+    this.engine.store.db.touch(got.map((s) => s.id));
+    return outs;
+  }
+
+  async #run(v: Vertex, st: VertexState, k: KeyInfo): Promise<(Snapshot | null)[]> {
+    const inputs = await Promise.all(v.inputs.map(async (inp) => ({ snapshot: (await this.#result(inp.vertex))[inp.index] })));
+    if (this.signal.aborted) throw cancelled(this.signal);
+    st.reported = true;
+    const event: VertexEvent = { ...this.#vertexInfo(v), cached: false, started: new Date() };
+    this.progress.vertexStarted(event);
+    const jobs = this.engine.jobs;
+    let job = jobs.get(k.canonical);
+    if (!job) {
+      const fresh = new Job();
+      fresh.promise = this.#execute(v, k, inputs, fresh).finally(() => jobs.delete(k.canonical));
+      // Settled by the waiters; this keeps an abandoned run's rejection from going unhandled.
+      fresh.promise.catch(() => undefined);
+      jobs.set(k.canonical, fresh);
+      job = fresh;
+    }
+    try {
+      const outs = await job.join(this.signal, this.progress.emit);
+      for (const s of outs) {
+        if (!s) continue;
+        this.engine.store.snapshotter.acquire(s.id);
+        this.#held.push(s);
+      }
+      this.progress.vertexDone({ ...event, completed: new Date() });
+      return outs;
+    } catch (err) {
+      const e = vertexError(v, err);
+      this.progress.vertexDone({ ...event, completed: new Date(), error: e.message });
+      this.fail(e);
+      throw e;
+    }
+  }
+
+  async #execute(v: Vertex, k: KeyInfo, inputs: { snapshot: Snapshot | null }[], job: Job): Promise<(Snapshot | null)[]> {
+    const signal = job.controller.signal;
+    const ctx = this.context(vertexWriter(v.digest, job.sinks), signal);
+    const outs = await this.engine.pool.run(async () => {
+      if (v.kind === 'source') return [await k.source!.snapshot(ctx)];
+      return this.#executor(v).run(v.op, inputs, ctx);
+    }, signal);
+    if (outs.length !== v.outputs) {
+      throw new BktError('INTERNAL', `${v.kind} executor returned ${outs.length} outputs for op ${v.digest}, which has ${v.outputs}`, {
+        opDigest: v.digest,
+      });
+    }
+    this.engine.store.db.putCache(k.keys, { canonical: k.canonical, outputs: outs.map((s) => s?.id ?? null) });
+    return outs;
+  }
+
+  #vertexInfo(v: Vertex): Omit<VertexEvent, 'cached'> {
+    const pg = v.metadata?.progressGroup;
+    return {
+      digest: v.digest,
+      inputs: v.inputs.map((i) => i.vertex.digest),
+      name: v.name,
+      ...(pg ? { progressGroup: { id: pg.id, name: pg.name, weak: pg.weak } } : {}),
+    };
+  }
+
+  #reportCached(v: Vertex, st: VertexState): void {
+    if (st.reported) return;
+    st.reported = true;
+    st.cached = true;
+    this.progress.vertexCached(this.#vertexInfo(v));
+  }
+
+  #writer(v: Vertex): ProgressWriter {
+    return vertexWriter(v.digest, [this.progress.emit]);
+  }
+}
+
+function missingExecutor(v: Vertex): BktError {
+  const hint =
+    v.kind === 'exec'
+      ? 'add @bkt/worker-runc to the plugins of bkt.config.ts'
+      : v.kind === 'build'
+        ? 'no plugin provides build ops'
+        : "add the solver's built-in ops plugin (builtinOpsPlugin from @bkt/solver)";
+  return new BktError('UNIMPLEMENTED', `no executor for ${v.kind} ops (op ${v.digest} "${v.name}"): ${hint}`, {
+    opDigest: v.digest,
+  });
+}
+
+/** Attaches the vertex to an error: BktErrors keep their code and gain `opDigest`; others become INTERNAL. */
+export function vertexError(v: Vertex, err: unknown): BktError {
+  if (isBktError(err)) {
+    if (err.details.opDigest === undefined && err.code !== 'CANCELLED') {
+      return new BktError(err.code, `${v.name}: ${err.message} (op ${v.digest})`, { ...err.details, opDigest: v.digest }, { cause: err });
+    }
+    return err;
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  return new BktError('INTERNAL', `${v.name}: ${msg} (op ${v.digest})`, { opDigest: v.digest }, { cause: err });
+}

@@ -1,0 +1,265 @@
+/**
+ * FileActionCopy: copies from a source tree into a destination tree with the
+ * semantics of BuildKit's file backend and tonistiigi/fsutil's `copy.Copy`
+ * (`cp -a`-like): modes, owners, times, symlinks and hardlinks preserved
+ * unless overridden; include/exclude patterns relative to the copied source;
+ * a trailing `/` on the destination means "into this directory".
+ *
+ * Every path is resolved inside its root: `..` is clamped and symlinks are
+ * followed as in a chroot (`resolveInRoot`), so neither the source (`../../etc/passwd`,
+ * a link to `/etc`) nor the destination can reach outside its tree. A source
+ * that does not exist (after clamping) is a `NOT_FOUND` error naming it.
+ */
+import type { Stats } from 'node:fs';
+import { chmod, copyFile, constants, lchown, link, lutimes, mkdir, readdir, readlink, rm, symlink, unlink } from 'node:fs/promises';
+import * as path from 'node:path';
+import { BktError } from '@bkt/core';
+import { compilePatterns, resolveInRoot, resolveWildcards, type PatternMatcher } from '@bkt/fsutil';
+import type { pb } from '@bkt/api';
+import { copySpecial, lstatOrNull, mkdirAllInRoot, timestampSeconds } from './fsops.js';
+import { parseModeStr, type ModeSet } from './mode.js';
+import type { Owner } from './owner.js';
+import { tryUnpack } from './unpack.js';
+
+const DEFAULT_DIR_MODE = 0o755;
+
+/**
+ * Cleans an action path like BuildKit's `cleanPath`: rooted at `/`, `..`
+ * clamped, a trailing `/` or `/.` kept (they mean "a directory").
+ */
+export function cleanActionPath(p: string): string {
+  const joined = path.posix.join('/', p);
+  const cleaned = joined.length > 1 && joined.endsWith('/') ? joined.slice(0, -1) : joined;
+  if (p.endsWith('/.')) return cleaned === '/' ? '/.' : cleaned + '/.';
+  if (p.endsWith('/') && cleaned !== '/') return cleaned + '/';
+  return cleaned;
+}
+
+/** Source path in its root: parents followed; the last component followed only with `followLinks`. */
+async function sourcePath(root: string, p: string, followLinks: boolean): Promise<string> {
+  const clean = path.posix.join('/', p);
+  if (clean === '/') return root;
+  if (followLinks) return resolveInRoot(root, clean, { followFinalSymlink: true });
+  const parent = await resolveInRoot(root, path.posix.dirname(clean), { followFinalSymlink: true });
+  return path.join(parent, path.posix.basename(clean));
+}
+
+interface CopyOptions {
+  owner: Owner | null;
+  time: number | null;
+  mode: number | null;
+  modeSet: ModeSet | null;
+  include: PatternMatcher | null;
+  exclude: PatternMatcher | null;
+  alwaysReplace: boolean;
+  signal?: AbortSignal;
+}
+
+/** Runs one FileActionCopy from `srcRoot` into `destRoot` (host directories). */
+export async function copyAction(srcRoot: string, destRoot: string, action: pb.FileActionCopy, owner: Owner | null, signal?: AbortSignal): Promise<void> {
+  const srcPath = cleanActionPath(action.src);
+  const destPath = cleanActionPath(action.dest);
+  const time = timestampSeconds(action.timestamp);
+
+  if (!action.createDestPath) {
+    const p = await resolveInRoot(destRoot, path.posix.join('/', action.dest), { followFinalSymlink: true });
+    const parent = path.dirname(p);
+    if (p !== destRoot && !(await lstatOrNull(parent))) {
+      throw new BktError('NOT_FOUND', `copy: destination directory "${path.posix.dirname(path.posix.join('/', action.dest))}" does not exist (set createDestPath to create it)`, {
+        path: action.dest,
+      });
+    }
+  }
+
+  let sources: string[];
+  if (action.allowWildcard) {
+    sources = (await resolveWildcards(srcRoot, srcPath, { followLinks: action.followSymlink })).map((m) => '/' + m);
+    if (sources.length === 0) {
+      if (action.allowEmptyWildcard) return;
+      throw new BktError('NOT_FOUND', `copy: "${action.src}" not found: no file matches it in the source`, { path: action.src });
+    }
+  } else {
+    sources = [srcPath];
+  }
+
+  const opts: CopyOptions = {
+    owner,
+    time,
+    mode: action.mode === -1 || action.mode === undefined ? null : action.mode,
+    modeSet: action.modeStr ? parseModeStr(action.modeStr) : null,
+    include: action.includePatterns.length > 0 ? compilePatterns(action.includePatterns, ' (copy includePatterns)') : null,
+    exclude: action.excludePatterns.length > 0 ? compilePatterns(action.excludePatterns, ' (copy excludePatterns)') : null,
+    alwaysReplace: action.alwaysReplaceExistingDestPaths,
+    signal,
+  };
+
+  for (const src of sources) {
+    if (action.attemptUnpackDockerCompatibility) {
+      if (await tryUnpack(srcRoot, src, destRoot, destPath, owner, time, signal)) continue;
+    }
+    await copyOne(srcRoot, src, destRoot, destPath, action, opts);
+  }
+}
+
+/** fsutil's `copy.Copy` for one (already wildcard-resolved) source. */
+async function copyOne(srcRoot: string, src: string, destRoot: string, dest: string, action: pb.FileActionCopy, opts: CopyOptions): Promise<void> {
+  const dirPerm = opts.mode ?? DEFAULT_DIR_MODE;
+  // A destination ending in `/` (or `/.`) is a directory to create; otherwise its parent is.
+  const base = path.posix.basename(dest);
+  const ensure = dest.endsWith('/') || base === '.' || dest === '/' ? dest : path.posix.dirname(dest);
+  await mkdirAllInRoot(destRoot, await resolveInRoot(destRoot, ensure, { followFinalSymlink: true }), dirPerm & 0o7777, opts.owner, opts.time);
+
+  let target = await resolveInRoot(destRoot, path.posix.normalize(dest), { followFinalSymlink: true });
+  const srcAbs = await sourcePath(srcRoot, src, action.followSymlink);
+  const srcStat = await lstatOrNull(srcAbs);
+  if (!srcStat) {
+    throw new BktError('NOT_FOUND', `copy: source "${action.src}" not found${src !== cleanActionPath(action.src) ? ` (resolved to "${src}")` : ''}`, {
+      path: action.src,
+    });
+  }
+  const destStat = await lstatOrNull(target);
+  const srcIsDir = srcStat.isDirectory();
+  if ((!action.dirCopyContents && srcIsDir && destStat) || (!srcIsDir && destStat?.isDirectory())) {
+    target = path.join(target, path.posix.basename(path.posix.join('/', src)) || '.');
+  }
+  const parentToCreate = action.dirCopyContents && srcIsDir && !destStat ? target : path.dirname(target);
+  await mkdirAllInRoot(destRoot, parentToCreate, dirPerm & 0o7777, opts.owner, opts.time);
+
+  const copier = new Copier(opts);
+  await copier.copy(srcAbs, '', target, false);
+}
+
+/** Recursive copy of one tree; one instance per source, so hardlinks inside it are kept. */
+class Copier {
+  /** Source inode → first destination path, to recreate hardlinks. */
+  readonly #inodes = new Map<string, string>();
+  /** Directories not yet created because no entry under them was included yet. */
+  readonly #pendingDirs: { src: string; dst: string; stat: Stats; copied: boolean }[] = [];
+
+  constructor(readonly opts: CopyOptions) {}
+
+  async copy(src: string, rel: string, target: string, overwriteTargetMetadata: boolean): Promise<void> {
+    this.opts.signal?.throwIfAborted();
+    const { include: inc, exclude: exc } = this.opts;
+    let included = true;
+    let excluded = false;
+    if (rel !== '') {
+      included = inc ? inc.matches(rel) : true;
+      excluded = exc ? exc.matches(rel) : false;
+      if (excluded) included = false;
+      if (!included && !inc && !exc?.hasExclusions) return;
+    }
+    const st = await lstatOrNull(src);
+    if (!st) throw new BktError('NOT_FOUND', `copy: "${src}" disappeared while copying`);
+    const isDir = st.isDirectory();
+    if (!included && !isDir) return;
+    // An unmatched directory is only entered when a pattern may match below it.
+    if (!included && isDir && rel !== '') {
+      const mayInclude = !inc || inc.matches(rel) || inc.mayMatchUnder(rel);
+      const mayUnexclude = !excluded || !exc!.canSkipDir(rel);
+      if (!mayInclude || !mayUnexclude) return;
+    }
+
+    let targetStat = await lstatOrNull(target);
+    if (included) {
+      if (this.opts.alwaysReplace && targetStat && !(isDir && targetStat.isDirectory())) {
+        await rm(target, { recursive: true, force: true });
+        targetStat = null;
+      }
+      await this.#createPendingDirs(overwriteTargetMetadata);
+      if (!isDir && targetStat) {
+        if (targetStat.isDirectory()) {
+          throw new BktError('INVALID_ARGUMENT', `copy: cannot replace directory "${target}" with a file (set alwaysReplaceExistingDestPaths)`);
+        }
+        await unlink(target);
+        targetStat = null;
+      }
+    }
+
+    let applyInfo = included;
+    if (isDir) {
+      const created = await this.#copyDirectory(src, rel, target, st, targetStat, overwriteTargetMetadata, included, excluded);
+      if (!overwriteTargetMetadata) applyInfo = created;
+    } else if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1 ? this.#inodes.get(key) : undefined;
+      if (first) {
+        await link(first, target);
+      } else {
+        await copyFile(src, target, constants.COPYFILE_FICLONE);
+        if (st.nlink > 1) this.#inodes.set(key, target);
+      }
+    } else if (st.isSymbolicLink()) {
+      await symlink(await readlink(src), target);
+    } else {
+      await copySpecial(target, st);
+    }
+    if (applyInfo && (await lstatOrNull(target))) await this.#applyInfo(st, target);
+  }
+
+  async #copyDirectory(
+    src: string,
+    rel: string,
+    dst: string,
+    st: Stats,
+    dstStat: Stats | null,
+    overwriteTargetMetadata: boolean,
+    included: boolean,
+    excluded: boolean,
+  ): Promise<boolean> {
+    let created = false;
+    const pending = { src, dst, stat: st, copied: false };
+    if (included) {
+      created = await this.#copyDirectoryOnly(dst, st, dstStat, overwriteTargetMetadata);
+      pending.copied = true;
+    }
+    this.#pendingDirs.push(pending);
+    try {
+      if (excluded && !this.opts.exclude?.hasExclusions) return created;
+      const names = (await readdir(src)).sort();
+      for (const name of names) {
+        await this.copy(path.join(src, name), rel === '' ? name : `${rel}/${name}`, path.join(dst, name), true);
+      }
+    } finally {
+      this.#pendingDirs.pop();
+    }
+    return created;
+  }
+
+  async #copyDirectoryOnly(dst: string, st: Stats, dstStat: Stats | null, overwriteTargetMetadata: boolean): Promise<boolean> {
+    if (!dstStat) {
+      await mkdir(dst);
+      await chmod(dst, st.mode & 0o7777);
+      return true;
+    }
+    if (!dstStat.isDirectory()) {
+      throw new BktError('INVALID_ARGUMENT', `copy: cannot copy a directory onto non-directory "${dst}" (set alwaysReplaceExistingDestPaths)`);
+    }
+    if (overwriteTargetMetadata) await chmod(dst, st.mode & 0o7777);
+    return false;
+  }
+
+  /** Creates the directories held back by include patterns, once something under them is copied. */
+  async #createPendingDirs(overwriteTargetMetadata: boolean): Promise<void> {
+    for (const d of this.#pendingDirs) {
+      if (d.copied) continue;
+      const created = await this.#copyDirectoryOnly(d.dst, d.stat, await lstatOrNull(d.dst), overwriteTargetMetadata);
+      if (created) await this.#applyInfo(d.stat, d.dst);
+      d.copied = true;
+    }
+  }
+
+  /** Owner, mode and times of a copied entry: overrides when given, else the source's. */
+  async #applyInfo(st: Stats, target: string): Promise<void> {
+    const { owner, mode, modeSet, time } = this.opts;
+    await lchown(target, owner ? owner.uid : st.uid, owner ? owner.gid : st.gid);
+    if (!st.isSymbolicLink()) {
+      let perm = st.mode & 0o7777;
+      if (modeSet) perm = modeSet(perm, st.isDirectory());
+      else if (mode !== null) perm = mode & 0o7777;
+      await chmod(target, perm);
+    }
+    if (time !== null) await lutimes(target, time, time);
+    else await lutimes(target, st.atimeMs / 1000, st.mtimeMs / 1000);
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * MergeOp (op kind `merge`): the inputs' trees stacked in order, later ones
+ * winning, deletions recorded in an input's layers (e.g. a DiffOp's
+ * whiteouts) applied. Scratch inputs are skipped; all scratch gives scratch;
+ * a single remaining input is returned as is (as BuildKit does).
+ */
+import { BktError, type BuildContext, type OpExecutor, type OpInput, type Snapshot } from '@bkt/core';
+import type { pb } from '@bkt/api';
+
+export function mergeOpOf(op: unknown): pb.MergeOp {
+  const o = op as { op?: { $case?: string; value?: unknown }; inputs?: unknown };
+  if (o?.op?.$case === 'merge') return o.op.value as pb.MergeOp;
+  throw new BktError('INVALID_DEFINITION', 'merge executor given an op that is not a MergeOp');
+}
+
+export function createMergeOpExecutor(): OpExecutor {
+  return {
+    kind: 'merge',
+    async run(op: unknown, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
+      const merge = mergeOpOf(op);
+      if (merge.inputs.length === 0) throw new BktError('INVALID_DEFINITION', 'merge op has no inputs');
+      const snapshots: Snapshot[] = [];
+      for (const [k, mi] of merge.inputs.entries()) {
+        if (mi.input < 0 || mi.input >= inputs.length) {
+          throw new BktError('INVALID_DEFINITION', `merge input ${k}: index ${mi.input} out of range (${inputs.length} inputs)`);
+        }
+        const s = inputs[mi.input]!.snapshot;
+        if (s) snapshots.push(s);
+      }
+      if (snapshots.length === 0) return [null];
+      if (snapshots.length === 1) return [snapshots[0]!];
+      return [await ctx.snapshotter.merge(snapshots)];
+    },
+  };
+}

@@ -1,0 +1,148 @@
+import { mkdtemp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { describeSnapshotterConformance } from '@bkt/core/testing';
+import { isBktError, type Digest } from '@bkt/core';
+import { Store } from './store.js';
+import { mountsUnder } from './sys.js';
+
+async function tempRoot(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'bkt-store-'));
+}
+
+for (const kind of ['overlay', 'copy'] as const) {
+  describeSnapshotterConformance(kind, async () => {
+    const root = await tempRoot();
+    const store = await Store.open(root, kind);
+    return {
+      snapshotter: store.snapshotter,
+      cleanup: async () => {
+        await store.close();
+        expect(await mountsUnder(root)).toEqual([]);
+        await rm(root, { recursive: true, force: true });
+      },
+    };
+  });
+}
+
+describe('content store', () => {
+  it('writes blobs by digest, verifies expected digests, and reads them back', async () => {
+    const root = await tempRoot();
+    const store = await Store.open(root, 'copy');
+    try {
+      const data = new TextEncoder().encode('hello blob');
+      const want = `sha256:${createHash('sha256').update(data).digest('hex')}` as Digest;
+      const { digest, size } = await store.content.write(data, want);
+      expect(digest).toBe(want);
+      expect(size).toBe(data.length);
+      expect(await store.content.has(digest)).toBe(true);
+      expect(await readFile(store.content.path(digest), 'utf8')).toBe('hello blob');
+
+      async function* chunks() {
+        yield new TextEncoder().encode('hello ');
+        yield new TextEncoder().encode('blob');
+      }
+      expect((await store.content.write(chunks())).digest).toBe(want);
+
+      const bad = await store.content.write(data, `sha256:${'0'.repeat(64)}`).catch((e: unknown) => e);
+      expect(isBktError(bad, 'INVALID_ARGUMENT')).toBe(true);
+      expect(await readdir(join(root, 'content/ingest'))).toEqual([]);
+      expect(isBktError((() => { try { store.content.path(`sha256:${'1'.repeat(64)}`); } catch (e) { return e; } })(), 'NOT_FOUND')).toBe(true);
+    } finally {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('store open', () => {
+  it('repairs leftovers: ingest files, unrecorded snapshot dirs, records without dirs, stale mounts', async () => {
+    const root = await tempRoot();
+    let store = await Store.open(root, 'overlay');
+    const base = await (async () => {
+      const m = await store.snapshotter.prepare(null);
+      await writeFile(join(m.path, 'f'), 'f');
+      return m.commit();
+    })();
+    const child = await (async () => {
+      const m = await store.snapshotter.prepare(base);
+      await writeFile(join(m.path, 'g'), 'g');
+      return m.commit();
+    })();
+    const lost = await (async () => {
+      const m = await store.snapshotter.prepare(null);
+      return m.commit();
+    })();
+    store.db.putCache(['k-child'], { canonical: 'k-child', outputs: [child.id] });
+    store.db.putCache(['k-lost'], { canonical: 'k-lost', outputs: [lost.id] });
+    // A mutable left mounted, a partial blob, a stray dir, a record whose dir vanished.
+    const pending = await store.snapshotter.prepare(child);
+    await writeFile(join(pending.path, 'partial'), 'p');
+    await writeFile(join(root, 'content/ingest/partial'), 'half a blob');
+    await mkdir(join(root, 'snapshots/stray/fs'), { recursive: true });
+    await rm(join(root, 'snapshots', lost.id), { recursive: true });
+    // Simulate a crash: drop the store without close().
+    store.db.close();
+    await rm(join(root, 'lock'));
+    expect((await mountsUnder(root)).length).toBe(1);
+    const { __resetOpenRoots } = await import('./store.js');
+    __resetOpenRoots(root);
+
+    store = await Store.open(root, 'auto');
+    try {
+      expect(store.snapshotter.kind).toBe('overlay');
+      expect(await mountsUnder(root)).toEqual([]);
+      expect(await readdir(join(root, 'content/ingest'))).toEqual([]);
+      expect(existsSync(join(root, 'snapshots/stray'))).toBe(false);
+      expect(existsSync(join(root, 'snapshots', pending.id))).toBe(false);
+      expect(store.db.getSnapshot(lost.id)).toBeUndefined();
+      expect(store.db.getCache('k-lost')).toBeUndefined();
+      expect(store.db.getCache('k-child')?.outputs).toEqual([child.id]);
+      const view = await (await store.snapshotter.get(child.id)).mount();
+      expect((await readdir(view.path)).sort()).toEqual(['f', 'g']);
+      await view.release();
+    } finally {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a second open of the same root and a snapshotter other than the store was made with', async () => {
+    const root = await tempRoot();
+    const store = await Store.open(root, 'copy');
+    try {
+      expect(isBktError(await Store.open(root).catch((e: unknown) => e), 'INVALID_ARGUMENT')).toBe(true);
+    } finally {
+      await store.close();
+    }
+    const err = await Store.open(root, 'overlay').catch((e: unknown) => e);
+    expect(isBktError(err, 'INVALID_ARGUMENT')).toBe(true);
+    expect(String((err as Error).message)).toContain('copy');
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('flattens an overlay chain too long for one mount', async () => {
+    const root = await tempRoot();
+    const store = await Store.open(root, 'overlay');
+    try {
+      let parent = null;
+      for (let i = 0; i < 130; i++) {
+        const m = await store.snapshotter.prepare(parent);
+        await writeFile(join(m.path, `f${i}`), String(i));
+        parent = await m.commit();
+      }
+      const view = await parent!.mount();
+      expect((await readdir(view.path)).length).toBe(130);
+      expect(await readFile(join(view.path, 'f0'), 'utf8')).toBe('0');
+      await view.release();
+      expect(store.snapshotter.chain(parent!.id).length).toBeLessThan(130);
+      expect((await stat(join(root, 'snapshots'))).isDirectory()).toBe(true);
+    } finally {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  }, 120_000);
+});

@@ -1,0 +1,180 @@
+/**
+ * Test helpers (not exported from the package): a minimal definition builder
+ * and small plugins standing in for real sources and ops, instrumented to
+ * count executions.
+ */
+import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { pb } from '@bkt/api';
+import type { BktPlugin, BuildContext, OpExecutor, Snapshot, Source, SourceIdentifier } from '@bkt/core';
+import { BktError } from '@bkt/core';
+import { checksum } from '@bkt/fsutil';
+import { digestOf } from './definition.js';
+
+/** Builds a `pb.Definition` op by op; `add` returns the op's digest. */
+export class DefBuilder {
+  readonly #ops: Uint8Array[] = [];
+  readonly #digests = new Set<string>();
+  readonly metadata: Record<string, pb.OpMetadata> = {};
+
+  add(op: Partial<pb.Op>, meta?: Partial<pb.OpMetadata>): string {
+    const bytes = pb.Op.encode(pb.Op.fromPartial(op)).finish();
+    const digest = digestOf(bytes);
+    if (!this.#digests.has(digest)) {
+      this.#digests.add(digest);
+      this.#ops.push(bytes);
+    }
+    if (meta) this.metadata[digest] = pb.OpMetadata.fromPartial(meta);
+    return digest;
+  }
+
+  source(identifier: string, attrs: Record<string, string> = {}): string {
+    return this.add({ op: { $case: 'source', value: { identifier, attrs } } });
+  }
+
+  /** A file op of mkfile actions over `base` (null: scratch). */
+  mkfile(base: string | null, files: Record<string, string>, meta?: Partial<pb.OpMetadata>): string {
+    const actions = Object.entries(files).map(([path, data], i) =>
+      pb.FileAction.fromPartial({
+        input: i === 0 ? (base ? 0 : -1) : (base ? 1 : 0) + i - 1,
+        secondaryInput: -1,
+        output: i === Object.keys(files).length - 1 ? 0 : -1,
+        action: { $case: 'mkfile', value: pb.FileActionMkFile.fromPartial({ path, mode: 0o644, data: Buffer.from(data) }) },
+      }),
+    );
+    return this.add({ inputs: base ? [{ digest: base, index: 0 }] : [], op: { $case: 'file', value: { actions } } }, meta);
+  }
+
+  /** A file op copying `src` of `from` to `dest` over `base`. */
+  copy(base: string | null, from: string, src: string, dest: string): string {
+    const inputs = base ? [{ digest: base, index: 0 }, { digest: from, index: 0 }] : [{ digest: from, index: 0 }];
+    const action = pb.FileAction.fromPartial({
+      input: base ? 0 : -1,
+      secondaryInput: base ? 1 : 0,
+      output: 0,
+      action: { $case: 'copy', value: pb.FileActionCopy.fromPartial({ src, dest }) },
+    });
+    return this.add({ inputs, op: { $case: 'file', value: { actions: [action] } } });
+  }
+
+  /** The marshalled definition whose result is output `index` of `result`. */
+  build(result: string | null, index = 0): Uint8Array {
+    const ops = [...this.#ops];
+    if (result) ops.push(pb.Op.encode(pb.Op.fromPartial({ inputs: [{ digest: result, index }] })).finish());
+    return pb.Definition.encode(pb.Definition.fromPartial({ def: ops.map((o) => Buffer.from(o)), metadata: this.metadata })).finish();
+  }
+}
+
+export interface Counters {
+  /** Executions by op digest-independent label (`file`, `source:<name>`). */
+  runs: Map<string, number>;
+  total(): number;
+}
+
+export function counters(): Counters {
+  const runs = new Map<string, number>();
+  return { runs, total: () => [...runs.values()].reduce((a, b) => a + b, 0) };
+}
+
+function count(c: Counters, label: string): void {
+  c.runs.set(label, (c.runs.get(label) ?? 0) + 1);
+}
+
+export interface TestPluginOptions {
+  counters?: Counters;
+  /** Milliseconds each file op takes (honouring the signal). */
+  delayMs?: number;
+  /** File ops writing a file with this path fail. */
+  failPath?: string;
+  /** Called with each file op's context as it starts. */
+  onRun?: (ctx: BuildContext) => void;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new BktError('CANCELLED', 'test op cancelled'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * A `file` executor handling mkfile and single-file copy, with content
+ * selectors on copy sources (so copies get slow keys), and a `test://NAME`
+ * source reading the client directory `localDirs[NAME]`.
+ */
+export function testPlugin(opts: TestPluginOptions = {}): BktPlugin {
+  const c = opts.counters ?? counters();
+  const fileExec: OpExecutor = {
+    kind: 'file',
+    contentSelectors(op, i) {
+      const file = (op as pb.Op).op as { value: pb.FileOp };
+      const sels = file.value.actions
+        .filter((a) => a.action?.$case === 'copy' && a.secondaryInput === i)
+        .map((a) => ({ path: (a.action as { value: pb.FileActionCopy }).value.src }));
+      return sels.length ? sels : undefined;
+    },
+    async run(op, inputs, ctx) {
+      count(c, 'file');
+      opts.onRun?.(ctx);
+      const file = ((op as pb.Op).op as { value: pb.FileOp }).value;
+      if (opts.delayMs) await sleep(opts.delayMs, ctx.signal);
+      const n = inputs.length;
+      const first = file.actions[0];
+      const base = first.input >= 0 && first.input < n ? inputs[first.input].snapshot : null;
+      const mut = await ctx.snapshotter.prepare(base);
+      try {
+        for (const a of file.actions) {
+          if (a.action?.$case === 'mkfile') {
+            const p = join(mut.path, a.action.value.path);
+            if (a.action.value.path === opts.failPath) throw new BktError('INVALID_ARGUMENT', `refusing to write ${a.action.value.path}`);
+            await mkdir(dirname(p), { recursive: true });
+            await writeFile(p, a.action.value.data);
+            ctx.progress.log(1, `wrote ${a.action.value.path}\n`);
+          } else if (a.action?.$case === 'copy') {
+            const from = inputs[a.secondaryInput].snapshot!;
+            const m = await from.mount();
+            try {
+              const dest = join(mut.path, a.action.value.dest);
+              await mkdir(dirname(dest), { recursive: true });
+              await cp(join(m.path, a.action.value.src), dest, { recursive: true });
+            } finally {
+              await m.release();
+            }
+          }
+        }
+        return [await mut.commit()];
+      } catch (err) {
+        await mut.discard();
+        throw err;
+      }
+    },
+  };
+  const source: Source = {
+    schemes: ['test'],
+    identify(scheme, ref, attrs, platform): SourceIdentifier {
+      return { scheme, ref, attrs, platform };
+    },
+    async resolve(id, ctx) {
+      const dir = ctx.localDirs[id.ref];
+      if (!dir) throw new BktError('NOT_FOUND', `no local dir "${id.ref}"`);
+      return {
+        cacheKey: async () => ({ key: await checksum(dir, { path: '/' }) }),
+        snapshot: async (sctx): Promise<Snapshot> => {
+          count(c, `source:${id.ref}`);
+          const mut = await sctx.snapshotter.prepare(null, { description: `test://${id.ref}` });
+          await cp(dir, mut.path, { recursive: true });
+          return mut.commit();
+        },
+      };
+    },
+  };
+  return { name: 'bkt-plugin-solver-test', opExecutors: [fileExec], sources: [source] };
+}

@@ -1,0 +1,234 @@
+import { chmod, chown, link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BktError, type BuildContext, type MutableSnapshot, type Snapshot, type Snapshotter } from '@bkt/core';
+import { walk } from '@bkt/fsutil';
+import localSource from './index.js';
+
+const isRoot = process.getuid?.() === 0;
+let work: string;
+
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), 'bkt-source-local-'));
+});
+afterEach(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** A snapshotter over plain directories of the temp dir (each snapshot a full tree); counts prepares. */
+function dirSnapshotter(base: string) {
+  const committed = new Map<string, Snapshot>();
+  let n = 0;
+  const snapshotter: Snapshotter & { prepared: number } = {
+    prepared: 0,
+    async prepare(): Promise<MutableSnapshot> {
+      snapshotter.prepared++;
+      const id = `snap${++n}`;
+      const path = join(base, id);
+      await mkdir(path, { recursive: true });
+      return {
+        id,
+        path,
+        async commit() {
+          const s: Snapshot = { id, parent: null, mount: async () => ({ path, release: async () => {} }), layerPath: () => path };
+          committed.set(id, s);
+          return s;
+        },
+        async discard() {
+          await rm(path, { recursive: true, force: true });
+        },
+      };
+    },
+    async get(id) {
+      const s = committed.get(id);
+      if (!s) throw new BktError('NOT_FOUND', `snapshot ${id} not found`);
+      return s;
+    },
+    async merge() {
+      throw new Error('not needed');
+    },
+  };
+  return { snapshotter, committed };
+}
+
+function buildContext(localDirs: Record<string, string>, snapshotter: Snapshotter): BuildContext {
+  return {
+    buildId: 'test',
+    root: join(work, 'root'),
+    snapshotter,
+    content: undefined as never,
+    signal: new AbortController().signal,
+    localDirs,
+    entitlements: new Set(),
+    secrets: { get: async () => null },
+    progress: { log() {}, status() {}, warn() {} },
+  };
+}
+
+async function load(ctx: BuildContext, attrs: Record<string, string> = {}, name = 'context', opts = {}) {
+  const source = localSource(opts).sources![0]!;
+  const id = source.identify('local', name, attrs);
+  return source.resolve(id, ctx);
+}
+
+async function listTree(root: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of walk(root)) out.push(e.stat.isDirectory() ? `${e.path}/` : e.path);
+  return out;
+}
+
+async function makeContext(): Promise<string> {
+  const dir = join(work, 'ctx');
+  await mkdir(join(dir, 'src/lib'), { recursive: true });
+  await mkdir(join(dir, 'node_modules/x'), { recursive: true });
+  await writeFile(join(dir, 'README.md'), '# hi\n');
+  await writeFile(join(dir, 'src/main.ts'), 'main');
+  await writeFile(join(dir, 'src/lib/util.ts'), 'util');
+  await writeFile(join(dir, 'src/lib/util.test.ts'), 'test');
+  await writeFile(join(dir, 'node_modules/x/index.js'), 'x');
+  await chmod(join(dir, 'src/main.ts'), 0o741);
+  return dir;
+}
+
+describe('local source', () => {
+  it('copies the whole directory with modes, owners, symlinks (not followed) and hardlinks', async () => {
+    const dir = await makeContext();
+    await symlink('/etc/passwd', join(dir, 'escape'));
+    await symlink('../../../../../etc', join(dir, 'src/up'));
+    await link(join(dir, 'README.md'), join(dir, 'src/readme-link'));
+    if (isRoot) await chown(join(dir, 'src/lib/util.ts'), 4321, 8765);
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const inst = await load(buildContext({ context: dir }, snapshotter));
+    const snap = await inst.snapshot(buildContext({ context: dir }, snapshotter));
+    const out = (await snap.mount()).path;
+
+    expect(await listTree(out)).toEqual(await listTree(dir));
+    expect(await readlink(join(out, 'escape'))).toBe('/etc/passwd');
+    expect((await lstat(join(out, 'escape'))).isSymbolicLink()).toBe(true);
+    expect(await readlink(join(out, 'src/up'))).toBe('../../../../../etc');
+    expect((await stat(join(out, 'src/main.ts'))).mode & 0o7777).toBe(0o741);
+    expect((await stat(join(out, 'src/readme-link'))).ino).toBe((await stat(join(out, 'README.md'))).ino);
+    if (isRoot) {
+      const st = await stat(join(out, 'src/lib/util.ts'));
+      expect([st.uid, st.gid]).toEqual([4321, 8765]);
+    }
+  });
+
+  it('applies include and exclude patterns (JSON attrs, .dockerignore syntax)', async () => {
+    const dir = await makeContext();
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = buildContext({ context: dir }, snapshotter);
+    const inst = await load(ctx, {
+      'local.includepattern': JSON.stringify(['src', 'README.md']),
+      'local.excludepatterns': JSON.stringify(['**/*.test.ts']),
+    });
+    const out = (await (await inst.snapshot(ctx)).mount()).path;
+    expect(await listTree(out)).toEqual(['README.md', 'src/', 'src/lib/', 'src/lib/util.ts', 'src/main.ts']);
+  });
+
+  it('reads .dockerignore when the op has no exclude patterns, with ! re-inclusion', async () => {
+    const dir = await makeContext();
+    await writeFile(join(dir, '.dockerignore'), '# deps\nnode_modules\n*.md\n!README.md\nsrc/**/*.test.ts\n');
+    await writeFile(join(dir, 'NOTES.md'), 'n');
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = buildContext({ context: dir }, snapshotter);
+    const out = (await (await (await load(ctx)).snapshot(ctx)).mount()).path;
+    expect(await listTree(out)).toEqual(['.dockerignore', 'README.md', 'src/', 'src/lib/', 'src/lib/util.ts', 'src/main.ts']);
+
+    const out2 = (await (await (await load(ctx, {}, 'context', { dockerignore: false })).snapshot(ctx)).mount()).path;
+    expect(await listTree(out2)).toContain('node_modules/x/index.js');
+  });
+
+  it('adds followpaths symlink chains to the include patterns, staying inside the directory', async () => {
+    const dir = await makeContext();
+    await symlink('src/lib', join(dir, 'lib-link'));
+    await symlink('/src/main.ts', join(dir, 'abs-link'));
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = buildContext({ context: dir }, snapshotter);
+    const inst = await load(ctx, {
+      'local.includepattern': JSON.stringify(['README.md']),
+      'local.followpaths': JSON.stringify(['lib-link', 'abs-link']),
+    });
+    const out = (await (await inst.snapshot(ctx)).mount()).path;
+    expect(await listTree(out)).toEqual([
+      'README.md',
+      'abs-link',
+      'lib-link',
+      'src/',
+      'src/lib/',
+      'src/lib/util.test.ts',
+      'src/lib/util.ts',
+      'src/main.ts',
+    ]);
+  });
+
+  it('keys on content, never on mtime, and reuses the snapshot of an unchanged selection', async () => {
+    const dir = await makeContext();
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = buildContext({ context: dir }, snapshotter);
+    const key1 = (await (await load(ctx)).cacheKey(ctx)).key;
+    const snap1 = await (await load(ctx)).snapshot(ctx);
+
+    await utimes(join(dir, 'src/main.ts'), new Date(0), new Date(0));
+    const inst2 = await load(ctx);
+    expect((await inst2.cacheKey(ctx)).key).toBe(key1);
+    const snap2 = await inst2.snapshot(ctx);
+    expect(snap2.id).toBe(snap1.id);
+    expect(snapshotter.prepared).toBe(1);
+
+    await writeFile(join(dir, 'src/main.ts'), 'main2');
+    const key3 = (await (await load(ctx)).cacheKey(ctx)).key;
+    expect(key3).not.toBe(key1);
+    await chmod(join(dir, 'src/main.ts'), 0o644);
+    expect((await (await load(ctx)).cacheKey(ctx)).key).not.toBe(key3);
+
+    // An excluded file's change does not change the key.
+    const attrs = { 'local.excludepatterns': JSON.stringify(['node_modules']) };
+    const k4 = (await (await load(ctx, attrs)).cacheKey(ctx)).key;
+    await writeFile(join(dir, 'node_modules/x/index.js'), 'changed');
+    expect((await (await load(ctx, attrs)).cacheKey(ctx)).key).toBe(k4);
+  });
+
+  it('makes a new snapshot when the remembered one was pruned', async () => {
+    const dir = await makeContext();
+    const first = dirSnapshotter(join(work, 'snaps1'));
+    const ctx1 = buildContext({ context: dir }, first.snapshotter);
+    await (await load(ctx1)).snapshot(ctx1);
+    const second = dirSnapshotter(join(work, 'snaps2')); // same root, but the snapshot is gone
+    const ctx2 = buildContext({ context: dir }, second.snapshotter);
+    const snap = await (await load(ctx2)).snapshot(ctx2);
+    expect(second.snapshotter.prepared).toBe(1);
+    expect(await readFile(join((await snap.mount()).path, 'src/main.ts'), 'utf8')).toBe('main');
+  });
+
+  it('names an unknown directory and the known ones', async () => {
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = buildContext({ context: work, dockerfile: work }, snapshotter);
+    await expect(load(ctx, {}, 'missing')).rejects.toThrow('no local directory named "missing" was given to this build (known: context, dockerfile)');
+    const gone = buildContext({ context: join(work, 'nope') }, snapshotter);
+    await expect(load(gone)).rejects.toThrow(/does not exist/);
+  });
+
+  it('rejects bad attributes, naming them', () => {
+    const source = localSource().sources![0]!;
+    expect(() => source.identify('local', 'context', { 'local.includepattern': 'src' })).toThrow(/local.includepattern is not JSON/);
+    expect(() => source.identify('local', 'context', { 'local.excludepatterns': '{"a":1}' })).toThrow(/local.excludepatterns must be a JSON array/);
+    expect(() => source.identify('local', 'context', { 'local.differ': 'mtime' })).toThrow(/local.differ/);
+    expect(() => source.identify('local', 'context', { 'local.bogus': '1' })).toThrow(/unknown attribute "local.bogus"/);
+    expect(source.identify('local', 'context', { 'local.sharedkeyhint': 'ctx', 'local.unique': 'u1', 'local.differ': 'none' }).ref).toBe('context');
+  });
+
+  it('leaves no partial snapshot when the copy is cancelled', async () => {
+    const dir = await makeContext();
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ac = new AbortController();
+    const ctx = { ...buildContext({ context: dir }, snapshotter), signal: ac.signal };
+    const inst = await load(ctx);
+    await inst.cacheKey(ctx);
+    ac.abort();
+    await expect(inst.snapshot(ctx)).rejects.toThrow();
+    expect(await readdir(join(work, 'snaps'))).toEqual([]);
+    expect(relative(work, ctx.root)).toBe('root');
+  });
+});

@@ -1,0 +1,185 @@
+import { chmod, copyFile, constants, lchown, link, lstat, mkdir, readFile, readlink, rename, stat, symlink, utimes, lutimes, writeFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { join, posix } from 'node:path';
+import { BktError, type Attrs, type BuildContext, type Digest, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
+import { checksum, cleanRelPath, parseDockerignore, resolveInRoot, walk } from '@bkt/fsutil';
+import { parseLocalAttrs, type LocalAttrs } from './attrs.js';
+
+export interface LocalSourceOptions {
+  /**
+   * Read `.dockerignore` at the top of a local directory as exclude patterns
+   * when the op gives none (as `docker build` does for its context). Default true.
+   */
+  dockerignore?: boolean;
+}
+
+const isRoot = process.getuid?.() === 0;
+
+/** What a `local://NAME` op selects: its directory and final include/exclude patterns. */
+interface Selection {
+  name: string;
+  dir: string;
+  include: string[];
+  exclude: string[];
+}
+
+/**
+ * The `local` source: `local://NAME` is the client directory `ctx.localDirs[NAME]`,
+ * narrowed by the op's include/exclude patterns. Its cache key is the content
+ * checksum of the selection (paths, modes, owners, sizes, link targets, file
+ * content; never timestamps), and an unchanged selection reuses the snapshot
+ * made the last time.
+ */
+export function createLocalSource(opts: LocalSourceOptions = {}): Source {
+  const useDockerignore = opts.dockerignore ?? true;
+  return {
+    schemes: ['local'],
+    identify(scheme: string, ref: string, attrs: Attrs, platform?: Platform): SourceIdentifier {
+      const name = ref.replace(/^\/\//, '');
+      if (!name) throw new BktError('INVALID_ARGUMENT', `local source: "${scheme}://${ref}" has no directory name`);
+      parseLocalAttrs(attrs);
+      return { scheme, ref: name, attrs, platform };
+    },
+    async resolve(id: SourceIdentifier, ctx: BuildContext): Promise<SourceInstance> {
+      const selection = await select(id.ref, parseLocalAttrs(id.attrs), ctx, useDockerignore);
+      let key: Promise<Digest> | undefined;
+      const contentKey = () =>
+        (key ??= checksum(selection.dir, { path: '/', includePatterns: selection.include, excludePatterns: selection.exclude }, { signal: ctx.signal }));
+      return {
+        async cacheKey() {
+          return { key: await contentKey() };
+        },
+        async snapshot(bctx: BuildContext) {
+          return snapshotSelection(selection, await contentKey(), bctx);
+        },
+      };
+    },
+  };
+}
+
+async function select(name: string, attrs: LocalAttrs, ctx: BuildContext, useDockerignore: boolean): Promise<Selection> {
+  const dir = ctx.localDirs[name];
+  if (dir === undefined) {
+    const known = Object.keys(ctx.localDirs).sort();
+    throw new BktError(
+      'NOT_FOUND',
+      `local source: no local directory named "${name}" was given to this build (known: ${known.length ? known.join(', ') : 'none'})`,
+      { attribute: 'local', name },
+    );
+  }
+  let st;
+  try {
+    st = await stat(dir);
+  } catch {
+    throw new BktError('NOT_FOUND', `local source "${name}": directory ${dir} does not exist`, { path: dir });
+  }
+  if (!st.isDirectory()) throw new BktError('INVALID_ARGUMENT', `local source "${name}": ${dir} is not a directory`, { path: dir });
+
+  let exclude = attrs.exclude;
+  if (exclude.length === 0 && useDockerignore) {
+    const text = await readFile(join(dir, '.dockerignore'), 'utf8').catch(() => undefined);
+    if (text !== undefined) exclude = parseDockerignore(text);
+  }
+  let include = attrs.include;
+  if (attrs.followPaths.length > 0) include = dedupe([...include, ...(await followLinks(dir, attrs.followPaths))]);
+  return { name, dir, include, exclude };
+}
+
+/**
+ * The paths a list of follow paths reaches: each path and, while it is a
+ * symlink, every link target on the chain, all inside `dir` (absolute targets
+ * are taken from `dir`, `..` stops at it). As fsutil's `FollowLinks`.
+ */
+async function followLinks(dir: string, paths: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of paths) {
+    let cur = cleanRelPath(p.replace(/^\/+/, ''));
+    for (let hops = 0; hops < 255 && cur !== '.' && !cur.startsWith('..'); hops++) {
+      out.push(cur);
+      const abs = await resolveInRoot(dir, cur);
+      const st = await lstat(abs).catch(() => undefined);
+      if (!st?.isSymbolicLink()) break;
+      const target = await readlink(abs);
+      cur = cleanRelPath(target.startsWith('/') ? target.slice(1) : posix.join(posix.dirname(cur), target));
+    }
+  }
+  return out;
+}
+
+function dedupe(xs: string[]): string[] {
+  return [...new Set(xs)];
+}
+
+/** Where the snapshot made for a content checksum is remembered, under the store root. */
+function indexPath(root: string, key: Digest): string {
+  return join(root, 'source-local', key.replace(':', '-'));
+}
+
+/** The snapshot of a selection: the one recorded for its checksum if it still exists, else a new copy. */
+async function snapshotSelection(sel: Selection, key: Digest, ctx: BuildContext): Promise<Snapshot> {
+  const recorded = await readFile(indexPath(ctx.root, key), 'utf8').catch(() => undefined);
+  if (recorded) {
+    try {
+      return await ctx.snapshotter.get(recorded.trim());
+    } catch {
+      // pruned since: make it again
+    }
+  }
+  const mutable = await ctx.snapshotter.prepare(null, { description: `local source ${sel.name}` });
+  try {
+    await copySelection(sel, mutable.path, ctx.signal);
+  } catch (err) {
+    await mutable.discard();
+    throw err;
+  }
+  const snapshot = await mutable.commit();
+  const file = indexPath(ctx.root, key);
+  await mkdir(join(ctx.root, 'source-local'), { recursive: true });
+  await writeFile(`${file}.tmp-${process.pid}`, snapshot.id);
+  await rename(`${file}.tmp-${process.pid}`, file);
+  return snapshot;
+}
+
+/**
+ * Copies the selected entries of `sel.dir` into `dest`: modes, owners (as
+ * root), mtimes, hardlinks within the selection, symlinks as symlinks (their
+ * targets are never read, so a link pointing out of the directory copies as a link).
+ */
+async function copySelection(sel: Selection, dest: string, signal: AbortSignal): Promise<void> {
+  // The snapshot's root keeps the snapshotter's mode and owner, as BuildKit's file sync does.
+  const dirs: { path: string; st: Stats }[] = [];
+  const linked = new Map<string, string>();
+  for await (const entry of walk(sel.dir, { include: sel.include, exclude: sel.exclude, signal })) {
+    const target = join(dest, entry.path);
+    const st = entry.stat;
+    if (st.isDirectory()) {
+      await mkdir(target, { mode: 0o700 });
+      dirs.push({ path: target, st });
+      continue;
+    }
+    if (st.nlink > 1) {
+      const first = linked.get(`${st.dev}:${st.ino}`);
+      if (first) {
+        await link(first, target);
+        continue;
+      }
+      linked.set(`${st.dev}:${st.ino}`, target);
+    }
+    if (st.isSymbolicLink()) {
+      await symlink(await readlink(entry.absPath), target);
+      if (isRoot) await lchown(target, st.uid, st.gid);
+      await lutimes(target, st.atime, st.mtime);
+    } else if (st.isFile()) {
+      await copyFile(entry.absPath, target, constants.COPYFILE_FICLONE);
+      if (isRoot) await lchown(target, st.uid, st.gid);
+      await chmod(target, st.mode & 0o7777);
+      await utimes(target, st.atime, st.mtime);
+    }
+    // Sockets, fifos and devices of a client directory are not sent, as with BuildKit's file sync.
+  }
+  for (const d of dirs.reverse()) {
+    if (isRoot) await lchown(d.path, d.st.uid, d.st.gid);
+    await chmod(d.path, d.st.mode & 0o7777);
+    await utimes(d.path, d.st.atime, d.st.mtime);
+  }
+}

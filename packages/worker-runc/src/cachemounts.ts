@@ -1,0 +1,291 @@
+/**
+ * Cache mounts (`RUN --mount=type=cache`): directories that persist in the
+ * store across builds, keyed by the mount's cache ID (and the snapshot that
+ * seeded it, if any).
+ *
+ * On disk, one directory per instance: `<root>/cachemounts/<key>-<n>/` with
+ * `data/` (what the container sees) and `record.json` (cache ID, times, use
+ * count, description). Instance 0 is the one SHARED and LOCKED mounts use;
+ * PRIVATE takes the first instance nobody holds, creating one when all are
+ * held. Holding is per process: SHARED holders share, LOCKED and PRIVATE
+ * holders are exclusive and wait their turn in order of arrival.
+ *
+ * `list()` / `remove()` / `prune()` are what `bkt du` and `bkt prune` use
+ * (records of type `exec.cachemount`).
+ */
+import { createHash } from 'node:crypto';
+import { cp, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BktError, type UsageRecord } from '@bkt/core';
+
+export type CacheSharing = 'shared' | 'private' | 'locked';
+
+export interface CacheMountRequest {
+  /** The mount's cache ID (BuildKit: the ID, or the destination when empty). */
+  id: string;
+  sharing: CacheSharing;
+  /** Seeds a new cache from this directory (a mounted input snapshot); part of the key. */
+  base?: { key: string; path: string };
+  /** Shown by `bkt du`. */
+  description?: string;
+  signal?: AbortSignal;
+}
+
+export interface HeldCacheMount {
+  /** The directory to bind into the container. */
+  readonly path: string;
+  /** The usage record id (`<key>-<n>`). */
+  readonly recordId: string;
+  release(): Promise<void>;
+}
+
+interface RecordFile {
+  cacheId: string;
+  createdAt: string;
+  lastUsedAt: string;
+  usageCount: number;
+  description: string;
+}
+
+interface Holds {
+  shared: number;
+  exclusive: boolean;
+  waiters: { exclusive: boolean; wake: () => void }[];
+}
+
+export class CacheMounts {
+  readonly dir: string;
+  readonly #holds = new Map<string, Holds>();
+
+  constructor(storeRoot: string) {
+    this.dir = join(storeRoot, 'cachemounts');
+  }
+
+  async acquire(req: CacheMountRequest): Promise<HeldCacheMount> {
+    const key = cacheKey(req.id, req.base?.key);
+    let recordId: string;
+    if (req.sharing === 'private') {
+      recordId = this.#freeInstance(key);
+      await this.#hold(recordId, true, req.signal);
+    } else {
+      recordId = `${key}-0`;
+      await this.#hold(recordId, req.sharing === 'locked', req.signal);
+    }
+    const exclusive = req.sharing !== 'shared';
+    try {
+      const path = await this.#ensure(recordId, req);
+      let released = false;
+      return {
+        path,
+        recordId,
+        release: async () => {
+          if (released) return;
+          released = true;
+          this.#unhold(recordId, exclusive);
+        },
+      };
+    } catch (err) {
+      this.#unhold(recordId, exclusive);
+      throw err;
+    }
+  }
+
+  /** Every cache mount in the store, as usage records. */
+  async list(): Promise<UsageRecord[]> {
+    const out: UsageRecord[] = [];
+    for (const name of await this.#recordIds()) {
+      const rec = await this.#readRecord(name);
+      if (!rec) continue;
+      const holds = this.#holds.get(name);
+      out.push({
+        id: name,
+        mutable: true,
+        inUse: !!holds && (holds.shared > 0 || holds.exclusive),
+        size: await treeSize(join(this.dir, name, 'data')),
+        createdAt: new Date(rec.createdAt),
+        lastUsedAt: new Date(rec.lastUsedAt),
+        usageCount: rec.usageCount,
+        description: rec.description,
+        recordType: 'exec.cachemount',
+        shared: false,
+        parents: [],
+      });
+    }
+    return out;
+  }
+
+  /** Deletes one cache mount; `BktError('PERMISSION_DENIED')` while a step uses it, `NOT_FOUND` if absent. */
+  async remove(recordId: string): Promise<void> {
+    if (!/^[0-9a-f]{64}-\d+$/.test(recordId) || !(await this.#readRecord(recordId))) {
+      throw new BktError('NOT_FOUND', `no cache mount ${recordId}`, { attribute: 'id' });
+    }
+    const holds = this.#holds.get(recordId);
+    if (holds && (holds.shared > 0 || holds.exclusive)) {
+      throw new BktError('PERMISSION_DENIED', `cache mount ${recordId} is in use`, { attribute: 'id' });
+    }
+    // Rename first so that a crash mid-delete never leaves a half-empty cache in place.
+    const trash = join(this.dir, `.trash-${recordId}-${process.pid}-${Date.now()}`);
+    await rename(join(this.dir, recordId), trash);
+    await rm(trash, { recursive: true, force: true });
+  }
+
+  /**
+   * Removes the cache mounts no step uses, except those used within
+   * `keepDuration` ms and, with `keepStorage`, the most recently used ones
+   * that fit in that many bytes. Returns what was removed.
+   */
+  async prune(opts: { keepDuration?: number; keepStorage?: number } = {}): Promise<UsageRecord[]> {
+    const now = Date.now();
+    const records = (await this.list()).sort((a, b) => b.lastUsedAt!.getTime() - a.lastUsedAt!.getTime());
+    let kept = 0;
+    const removed: UsageRecord[] = [];
+    for (const r of records) {
+      if (r.inUse) continue;
+      if (opts.keepDuration !== undefined && now - r.lastUsedAt!.getTime() < opts.keepDuration) continue;
+      if (opts.keepStorage !== undefined && kept + r.size <= opts.keepStorage) {
+        kept += r.size;
+        continue;
+      }
+      try {
+        await this.remove(r.id);
+        removed.push(r);
+      } catch (err) {
+        if (!(err instanceof BktError)) throw err;
+      }
+    }
+    return removed;
+  }
+
+  async #recordIds(): Promise<string[]> {
+    try {
+      return (await readdir(this.dir)).filter((n) => /^[0-9a-f]{64}-\d+$/.test(n)).sort();
+    } catch {
+      return [];
+    }
+  }
+
+  /** The first instance of `key` nobody holds or waits for (maybe a new one). Synchronous, so two callers never pick the same. */
+  #freeInstance(key: string): string {
+    for (let n = 0; ; n++) {
+      const id = `${key}-${n}`;
+      const holds = this.#holds.get(id);
+      if (!holds || (holds.shared === 0 && !holds.exclusive && holds.waiters.length === 0)) return id;
+    }
+  }
+
+  async #ensure(recordId: string, req: CacheMountRequest): Promise<string> {
+    const dir = join(this.dir, recordId);
+    const data = join(dir, 'data');
+    const now = new Date().toISOString();
+    let rec = await this.#readRecord(recordId);
+    if (!rec) {
+      // Build the instance aside and rename it in: a crash never leaves a half-seeded cache.
+      const tmp = join(this.dir, `.new-${recordId}-${process.pid}-${Date.now()}`);
+      await mkdir(join(tmp, 'data'), { recursive: true, mode: 0o755 });
+      if (req.base) await cp(req.base.path, join(tmp, 'data'), { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+      rec = { cacheId: req.id, createdAt: now, lastUsedAt: now, usageCount: 0, description: req.description ?? `cache mount ${req.id}` };
+      await writeFile(join(tmp, 'record.json'), JSON.stringify(rec));
+      await rm(dir, { recursive: true, force: true });
+      await rename(tmp, dir);
+    }
+    rec.lastUsedAt = now;
+    rec.usageCount += 1;
+    await writeFile(join(dir, 'record.json.tmp'), JSON.stringify(rec));
+    await rename(join(dir, 'record.json.tmp'), join(dir, 'record.json'));
+    return data;
+  }
+
+  async #readRecord(recordId: string): Promise<RecordFile | null> {
+    try {
+      return JSON.parse(await readFile(join(this.dir, recordId, 'record.json'), 'utf8')) as RecordFile;
+    } catch {
+      return null;
+    }
+  }
+
+  #hold(recordId: string, exclusive: boolean, signal?: AbortSignal): Promise<void> {
+    let holds = this.#holds.get(recordId);
+    if (!holds) this.#holds.set(recordId, (holds = { shared: 0, exclusive: false, waiters: [] }));
+    const h = holds;
+    const canTake = () => !h.exclusive && (exclusive ? h.shared === 0 : true);
+    if (h.waiters.length === 0 && canTake()) {
+      take(h, exclusive);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        exclusive,
+        wake: () => {
+          signal?.removeEventListener('abort', onAbort);
+          take(h, exclusive);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        h.waiters.splice(h.waiters.indexOf(waiter), 1);
+        reject(new BktError('CANCELLED', `cancelled while waiting for cache mount ${recordId}`));
+        this.#wakeWaiters(recordId);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      h.waiters.push(waiter);
+    });
+  }
+
+  #unhold(recordId: string, exclusive: boolean): void {
+    const h = this.#holds.get(recordId);
+    if (!h) return;
+    if (exclusive) h.exclusive = false;
+    else h.shared -= 1;
+    this.#wakeWaiters(recordId);
+  }
+
+  /** Wakes waiters in order of arrival while they can take their hold. */
+  #wakeWaiters(recordId: string): void {
+    const h = this.#holds.get(recordId);
+    if (!h) return;
+    while (h.waiters.length > 0) {
+      const next = h.waiters[0];
+      const ok = !h.exclusive && (next.exclusive ? h.shared === 0 : true);
+      if (!ok) break;
+      h.waiters.shift();
+      next.wake();
+    }
+    if (h.shared === 0 && !h.exclusive && h.waiters.length === 0) this.#holds.delete(recordId);
+  }
+}
+
+function take(h: Holds, exclusive: boolean): void {
+  if (exclusive) h.exclusive = true;
+  else h.shared += 1;
+}
+
+/** The key of a cache ID (and seeding snapshot): sha256 hex. */
+function cacheKey(id: string, baseKey?: string): string {
+  return createHash('sha256').update(`${id}\0${baseKey ?? ''}`).digest('hex');
+}
+
+/** Sum of the sizes of every entry under `dir` (not following symlinks). */
+async function treeSize(dir: string): Promise<number> {
+  let total = 0;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) total += await treeSize(p);
+    else total += (await lstat(p)).size;
+  }
+  return total;
+}
+
+const stores = new Map<string, CacheMounts>();
+
+/** The one `CacheMounts` of a store root in this process (holds are per instance). */
+export function cacheMountsFor(storeRoot: string): CacheMounts {
+  let store = stores.get(storeRoot);
+  if (!store) stores.set(storeRoot, (store = new CacheMounts(storeRoot)));
+  return store;
+}

@@ -1,0 +1,185 @@
+/**
+ * The `exec` op executor: runs a `pb.ExecOp` in a container and returns the
+ * snapshots of its outputs (the root's layer and any other writable mounts).
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { BktError, type BuildContext, type OpExecutor, type OpInput, type Snapshot } from '@bkt/core';
+import { pb } from '@bkt/api';
+import type { ContainerSpec, Executor, NetworkMode } from './executor.js';
+import { prepareMounts, type SshAgentProvider } from './mounts.js';
+import { StepOutput, DEFAULT_LOG_MAX_BYTES } from './output.js';
+import { recordMountStubs } from './stubs.js';
+
+export const ENTITLEMENT_NETWORK_HOST = 'network.host';
+export const ENTITLEMENT_SECURITY_INSECURE = 'security.insecure';
+
+export interface ExecOpExecutorOptions {
+  /** The executor for a store root (one per root, ready to run). */
+  executorFor(storeRoot: string): Promise<Executor>;
+  /** The directory for per-run scratch dirs of a store root. */
+  runDirFor(storeRoot: string): string;
+  /** Per-step log limit in bytes (default 2 MiB; ≤ 0: none). */
+  logMaxBytes?: number;
+  /** Forwarded ssh-agents, when the build context carries none. */
+  ssh?: SshAgentProvider;
+}
+
+/**
+ * What the solver may add to the vertex-scoped context (not in core's
+ * `BuildContext` yet): the vertex, for error messages, and ssh agents.
+ */
+interface VertexScope {
+  vertex?: { digest?: string; name?: string };
+  ssh?: SshAgentProvider;
+}
+
+let counter = 0;
+
+export class ExecOpExecutor implements OpExecutor {
+  readonly kind = 'exec' as const;
+  readonly #opts: ExecOpExecutorOptions;
+
+  constructor(opts: ExecOpExecutorOptions) {
+    this.#opts = opts;
+  }
+
+  async run(op: unknown, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
+    const exec = execOpOf(op);
+    const meta = exec.meta!;
+    const scope = ctx as BuildContext & VertexScope;
+    checkEntitlements(exec, ctx.entitlements);
+    ctx.signal.throwIfAborted();
+    const executor = await this.#opts.executorFor(ctx.root);
+
+    const commandLine = meta.args.join(' ');
+    const id = `bkt-${process.pid}-${(++counter).toString(36)}-${randomBytes(4).toString('hex')}`;
+    const prepared = await prepareMounts(exec, {
+      ctx,
+      inputs,
+      runDir: join(this.#opts.runDirFor(ctx.root), id),
+      ssh: scope.ssh ?? this.#opts.ssh,
+      commandLine,
+    });
+    try {
+      const cleanStubs = prepared.readonlyRootfs
+        ? () => {}
+        : recordMountStubs(
+            prepared.rootfs,
+            prepared.mounts.map((m) => m.dest),
+            meta.removeMountStubsRecursive,
+          );
+      const spec: ContainerSpec = {
+        id,
+        rootfs: prepared.rootfs,
+        readonlyRootfs: prepared.readonlyRootfs,
+        mounts: prepared.mounts,
+        process: {
+          args: meta.args,
+          env: [...meta.env, ...proxyEnv(meta.proxyEnv), ...prepared.secretEnv],
+          cwd: meta.cwd || '/',
+          user: meta.user,
+        },
+        hostname: meta.hostname || undefined,
+        extraHosts: meta.extraHosts.map((h) => ({ host: h.Host, ip: h.IP })),
+        ulimits: meta.ulimit.map((u) => ({ name: u.Name, soft: u.Soft, hard: u.Hard })),
+        cgroupParent: meta.cgroupParent || undefined,
+        network: networkOf(exec.network),
+        security: exec.security === pb.SecurityMode.INSECURE ? 'insecure' : 'sandbox',
+        sensitive: prepared.sensitive,
+      };
+      const output = new StepOutput(ctx.progress, this.#opts.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES);
+      let code: number;
+      try {
+        code = await executor.run(spec, {
+          signal: ctx.signal,
+          stdout: (d) => output.write(1, d),
+          stderr: (d) => output.write(2, d),
+        });
+      } finally {
+        cleanStubs();
+      }
+      const valid = meta.validExitCodes.length > 0 ? meta.validExitCodes : [0];
+      if (!valid.includes(code)) throw execFailed(scope, commandLine, code, output.lastLines(20));
+
+      const outputCount = Math.max(-1, ...exec.mounts.map((m) => m.output)) + 1;
+      const results: (Snapshot | null)[] = new Array(outputCount).fill(null);
+      for (const [index, mutable] of prepared.outputs) {
+        prepared.outputs.delete(index);
+        results[index] = await mutable.commit();
+      }
+      return results;
+    } finally {
+      // Outputs not committed (failure, cancellation) are discarded here.
+      for (const mutable of prepared.outputs.values()) await mutable.discard().catch(() => {});
+      prepared.outputs.clear();
+      await prepared.release();
+    }
+  }
+}
+
+/** The ExecOp of a decoded `pb.Op` (or a `pb.ExecOp` itself). */
+export function execOpOf(op: unknown): pb.ExecOp {
+  const o = op as Partial<pb.Op> & Partial<pb.ExecOp>;
+  const exec = o.op ? (o.op.$case === 'exec' ? o.op.value : undefined) : o.meta ? (o as pb.ExecOp) : undefined;
+  if (!exec) throw new BktError('INVALID_DEFINITION', 'the exec executor got an op that is not an ExecOp');
+  if (!exec.meta || exec.meta.args.length === 0) {
+    throw new BktError('INVALID_DEFINITION', 'exec op has no command (meta.args is empty)', { attribute: 'meta.args' });
+  }
+  return exec;
+}
+
+function checkEntitlements(exec: pb.ExecOp, granted: ReadonlySet<string>): void {
+  if (exec.network === pb.NetMode.HOST && !granted.has(ENTITLEMENT_NETWORK_HOST)) {
+    throw new BktError(
+      'PERMISSION_DENIED',
+      `network mode "host" needs the ${ENTITLEMENT_NETWORK_HOST} entitlement, which this build was not granted (--allow ${ENTITLEMENT_NETWORK_HOST})`,
+      { attribute: 'network', entitlement: ENTITLEMENT_NETWORK_HOST },
+    );
+  }
+  if (exec.security === pb.SecurityMode.INSECURE && !granted.has(ENTITLEMENT_SECURITY_INSECURE)) {
+    throw new BktError(
+      'PERMISSION_DENIED',
+      `security mode "insecure" needs the ${ENTITLEMENT_SECURITY_INSECURE} entitlement, which this build was not granted (--allow ${ENTITLEMENT_SECURITY_INSECURE})`,
+      { attribute: 'security', entitlement: ENTITLEMENT_SECURITY_INSECURE },
+    );
+  }
+}
+
+function networkOf(mode: pb.NetMode): NetworkMode {
+  switch (mode) {
+    case pb.NetMode.UNSET:
+      return 'sandbox';
+    case pb.NetMode.NONE:
+      return 'none';
+    case pb.NetMode.HOST:
+      return 'host';
+    default:
+      throw new BktError('INVALID_DEFINITION', `unknown network mode ${mode}`, { attribute: 'network' });
+  }
+}
+
+/** Proxy settings as both upper- and lower-case variables, as BuildKit sets them. */
+function proxyEnv(p: pb.ProxyEnv | undefined): string[] {
+  if (!p) return [];
+  const out: string[] = [];
+  const add = (name: string, value: string) => {
+    if (value) out.push(`${name.toUpperCase()}=${value}`, `${name}=${value}`);
+  };
+  add('http_proxy', p.httpProxy);
+  add('https_proxy', p.httpsProxy);
+  add('ftp_proxy', p.ftpProxy);
+  add('no_proxy', p.noProxy);
+  add('all_proxy', p.allProxy);
+  return out;
+}
+
+function execFailed(scope: VertexScope, commandLine: string, code: number, lastLines: string[]): BktError {
+  const step = scope.vertex?.name ? `${scope.vertex.name}: ` : '';
+  const tail = lastLines.length > 0 ? `\nlast ${lastLines.length} lines of output:\n${lastLines.join('\n')}` : '';
+  return new BktError(
+    'EXEC_FAILED',
+    `${step}process "${commandLine}" did not complete successfully: exit code: ${code}${tail}`,
+    { opDigest: scope.vertex?.digest, exitCode: code, lastLines },
+  );
+}

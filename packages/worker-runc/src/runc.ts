@@ -1,0 +1,330 @@
+/**
+ * The runc implementation of `Executor`.
+ *
+ * Layout under `stateDir` (the worker's directory in the store root):
+ * `state/` is runc's `--root` (so `runc --root <stateDir>/state list` shows
+ * only our containers), `bundles/<id>/` holds a container's config.json,
+ * generated /etc/hosts and /etc/resolv.conf and runc's log; it is removed when
+ * the container is. A sensitive bundle (secret env in config.json) lives on a
+ * tmpfs mounted for the container's lifetime.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { BktError } from '@bkt/core';
+import type { ContainerSpec, Executor, ProcessIO, ProcessSpec } from './executor.js';
+import { NetworkProvider, type NetworkOptions } from './network.js';
+import { rootPath } from './rootpath.js';
+import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_PATH, buildSpec } from './spec.js';
+import { mountTmpfs, mountsUnder, runCommand, unmount } from './sys.js';
+import { resolveUser, type ResolvedUser } from './user.js';
+
+export interface RuncExecutorOptions {
+  /** The worker's directory (runc state, bundles). Created when missing. */
+  stateDir: string;
+  /** The runc binary (default `runc` on PATH). */
+  runc?: string;
+  network?: NetworkOptions;
+}
+
+/** BuildKit's default container hostname. */
+export const DEFAULT_HOSTNAME = 'buildkitsandbox';
+
+interface RunningContainer {
+  spec: ContainerSpec;
+  bundle: string;
+  capabilities: string[];
+  execCount: number;
+}
+
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export class RuncExecutor implements Executor {
+  readonly stateDir: string;
+  readonly runcRoot: string;
+  readonly #runc: string;
+  readonly #network: NetworkProvider;
+  readonly #running = new Map<string, RunningContainer>();
+
+  constructor(opts: RuncExecutorOptions) {
+    this.stateDir = opts.stateDir;
+    this.runcRoot = join(opts.stateDir, 'state');
+    this.#runc = opts.runc ?? 'runc';
+    this.#network = new NetworkProvider(opts.network);
+  }
+
+  /** Ids of the containers this executor is running. */
+  running(): string[] {
+    return [...this.#running.keys()];
+  }
+
+  async run(spec: ContainerSpec, io: ProcessIO & { onStarted?: () => void } = {}): Promise<number> {
+    if (!ID_PATTERN.test(spec.id)) {
+      throw new BktError('INVALID_ARGUMENT', `invalid container id "${spec.id}"`, { attribute: 'id' });
+    }
+    if (this.#running.has(spec.id)) {
+      throw new BktError('INVALID_ARGUMENT', `container ${spec.id} is already running`, { attribute: 'id' });
+    }
+    io.signal?.throwIfAborted?.();
+    const bundle = join(this.stateDir, 'bundles', spec.id);
+    const capabilities = spec.security === 'insecure' ? ALL_CAPABILITIES : DEFAULT_CAPABILITIES;
+    const entry: RunningContainer = { spec, bundle, capabilities, execCount: 0 };
+    this.#running.set(spec.id, entry);
+
+    const cleanups: (() => Promise<void>)[] = [];
+    try {
+      await mkdir(bundle, { recursive: true });
+      cleanups.push(() => rm(bundle, { recursive: true, force: true }));
+      if (spec.sensitive) {
+        await mountTmpfs(bundle, { mode: 0o700, sizeBytes: 16 * 1024 * 1024 });
+        cleanups.push(() => unmount(bundle));
+      }
+      const user = resolveUser(spec.rootfs, spec.process.user ?? '');
+      const cwd = spec.process.cwd || '/';
+      if (!spec.readonlyRootfs) makeWorkdir(spec.rootfs, cwd, user);
+
+      const net = await this.#network.open(spec.network);
+      cleanups.push(() => net.release());
+      const hostname = spec.hostname || DEFAULT_HOSTNAME;
+      const hosts = join(bundle, 'hosts');
+      const resolvConf = join(bundle, 'resolv.conf');
+      await writeFile(hosts, hostsFile(hostname, spec.extraHosts ?? []));
+      await writeFile(resolvConf, net.resolvConf);
+      const oci = buildSpec({
+        rootfs: spec.rootfs,
+        readonlyRootfs: spec.readonlyRootfs,
+        args: spec.process.args,
+        env: withDefaultEnv(spec.process.env),
+        cwd,
+        user,
+        hostname,
+        mounts: spec.mounts,
+        etcFiles: { hosts, resolvConf },
+        ulimits: spec.ulimits ?? [],
+        cgroupsPath: join('/', spec.cgroupParent || 'bkt', spec.id),
+        netns: net.netns,
+        security: spec.security,
+      });
+      await writeFile(join(bundle, 'config.json'), JSON.stringify(oci), { mode: 0o600 });
+      io.signal?.throwIfAborted?.();
+
+      const log = join(bundle, 'runc.log');
+      const child = spawn(
+        this.#runc,
+        ['--root', this.runcRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, '--no-new-keyring', spec.id],
+        { stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true },
+      );
+      io.onStarted?.();
+      const code = await this.#supervise(child, io, () => this.#killContainer(spec.id, child));
+      if (io.signal?.aborted) throw cancelled(spec.id);
+      await this.#checkRuncLog(log, spec.id, code);
+      return code;
+    } finally {
+      this.#running.delete(spec.id);
+      if (io.signal?.aborted) await this.#forceDelete(spec.id);
+      for (const cleanup of cleanups.reverse()) {
+        try {
+          await cleanup();
+        } catch {
+          // Best effort: one failed cleanup must not keep the others from running.
+        }
+      }
+    }
+  }
+
+  async exec(id: string, process: ProcessSpec, io: ProcessIO = {}): Promise<number> {
+    const container = this.#running.get(id);
+    if (!container) throw new BktError('NOT_FOUND', `no running container ${id}`, { container: id });
+    io.signal?.throwIfAborted?.();
+    const user = resolveUser(container.spec.rootfs, process.user ?? container.spec.process.user ?? '');
+    const n = ++container.execCount;
+    const processFile = join(container.bundle, `exec-${n}.json`);
+    const pidFile = join(container.bundle, `exec-${n}.pid`);
+    const caps = container.capabilities;
+    const processJson = {
+      terminal: false,
+      user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+      args: process.args,
+      env: withDefaultEnv(process.env),
+      cwd: process.cwd || container.spec.process.cwd || '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps },
+      noNewPrivileges: false,
+    };
+    await writeFile(processFile, JSON.stringify(processJson), { mode: 0o600 });
+    try {
+      const child = spawn(this.#runc, ['--root', this.runcRoot, 'exec', '--process', processFile, '--pid-file', pidFile, id], {
+        stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+      const code = await this.#supervise(child, io, async () => {
+        const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+        if (pid > 0) tryKill(pid);
+        tryKill(child.pid);
+      });
+      if (io.signal?.aborted) throw cancelled(id);
+      return code;
+    } finally {
+      await rm(processFile, { force: true });
+      await rm(pidFile, { force: true });
+    }
+  }
+
+  /**
+   * Removes containers left in our runc root by a worker process that no
+   * longer exists (ids carry the creating process's pid: `<prefix>-<pid>-…`).
+   */
+  async sweepStale(idPrefix: string): Promise<string[]> {
+    const stale = (id: string) => {
+      const m = id.startsWith(`${idPrefix}-`) ? /^[^-]+-(\d+)-/.exec(id) : null;
+      return !!m && !isAlive(Number(m[1]));
+    };
+    const removed: string[] = [];
+    if (existsSync(this.runcRoot)) {
+      const res = await runCommand(this.#runc, ['--root', this.runcRoot, 'list', '-q']);
+      for (const id of res.stdout.split('\n').filter(stale)) {
+        await this.#forceDelete(id);
+        removed.push(id);
+      }
+    }
+    const bundles = join(this.stateDir, 'bundles');
+    for (const id of (await readdir(bundles).catch(() => [] as string[])).filter(stale)) {
+      for (const mount of await mountsUnder(join(bundles, id))) await unmount(mount);
+      await rm(join(bundles, id), { recursive: true, force: true });
+    }
+    return removed;
+  }
+
+  /** Feeds stdin, forwards output, resolves with the exit code; `kill` runs when `io.signal` aborts. */
+  #supervise(child: ChildProcess, io: ProcessIO, kill: () => Promise<void>): Promise<number> {
+    return new Promise((resolve, reject) => {
+      if (io.stdin && child.stdin) io.stdin.pipe(child.stdin).on('error', () => {});
+      child.stdin?.on('error', () => {});
+      child.stdout!.on('data', (d: Buffer) => io.stdout?.(d));
+      child.stderr!.on('data', (d: Buffer) => io.stderr?.(d));
+      const onAbort = () => void kill();
+      io.signal?.addEventListener('abort', onAbort, { once: true });
+      child.on('error', (err) => {
+        io.signal?.removeEventListener('abort', onAbort);
+        reject(new BktError('INTERNAL', `cannot run ${this.#runc}: ${err.message}`, {}, { cause: err }));
+      });
+      child.on('close', (code, signal) => {
+        io.signal?.removeEventListener('abort', onAbort);
+        resolve(code ?? 128 + signalNumber(signal));
+      });
+    });
+  }
+
+  /** SIGKILL to the container's init (its pid namespace dies with it); the runc process itself if it lingers. */
+  async #killContainer(id: string, runcRun: ChildProcess): Promise<void> {
+    const exited = new Promise<void>((resolve) => {
+      if (runcRun.exitCode !== null || runcRun.signalCode !== null) resolve();
+      else runcRun.once('close', () => resolve());
+    });
+    await runCommand(this.#runc, ['--root', this.runcRoot, 'kill', id, 'KILL']);
+    const timer = setTimeout(() => tryKill(runcRun.pid), 1000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async #forceDelete(id: string): Promise<void> {
+    await runCommand(this.#runc, ['--root', this.runcRoot, 'delete', '--force', id]);
+  }
+
+  /** A non-zero exit with runc's own error in its log means runc failed, not the process. */
+  async #checkRuncLog(log: string, id: string, code: number): Promise<void> {
+    if (code === 0) return;
+    const text = await readFile(log, 'utf8').catch(() => '');
+    const errors = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        try {
+          return JSON.parse(l) as { level?: string; msg?: string };
+        } catch {
+          return {};
+        }
+      })
+      .filter((e) => e.level === 'error' || e.level === 'fatal')
+      .map((e) => e.msg);
+    if (errors.length > 0) {
+      throw new BktError('INTERNAL', `runc could not run container ${id}: ${errors.join('; ')}`, { container: id });
+    }
+  }
+}
+
+/** Creates the working directory (and missing parents) owned by the process's user, as BuildKit does. */
+function makeWorkdir(rootfs: string, cwd: string, user: ResolvedUser): void {
+  const host = rootPath(rootfs, cwd);
+  if (existsSync(host)) return;
+  const missing: string[] = [];
+  for (let p = host; p.length > rootfs.length && !existsSync(p); p = dirname(p)) missing.unshift(p);
+  mkdirSync(host, { recursive: true, mode: 0o755 });
+  for (const p of missing) chownSync(p, user.uid, user.gid);
+}
+
+function withDefaultEnv(env: string[]): string[] {
+  return env.some((e) => e.startsWith('PATH=')) ? env : [`PATH=${DEFAULT_PATH}`, ...env];
+}
+
+function hostsFile(hostname: string, extra: { host: string; ip: string }[]): string {
+  const lines = [`127.0.0.1\tlocalhost ${hostname}`, '::1\tlocalhost ip6-localhost ip6-loopback'];
+  for (const h of extra) {
+    if (/[\s#]/.test(h.host) || /[\s#]/.test(h.ip) || !h.host || !h.ip) {
+      throw new BktError('INVALID_ARGUMENT', `invalid extra host "${h.host}:${h.ip}"`, { attribute: 'extraHosts' });
+    }
+    lines.push(`${h.ip}\t${h.host}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+function cancelled(id: string): BktError {
+  return new BktError('CANCELLED', `container ${id} was cancelled`, { container: id });
+}
+
+function tryKill(pid: number | undefined): void {
+  if (!pid) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13 };
+
+function signalNumber(signal: NodeJS.Signals | null): number {
+  return (signal && SIGNALS[signal]) || 9;
+}
+
+/**
+ * Clears what a killed worker process left: its containers (runc delete -f)
+ * and its per-run directories under `runDirs` (unmounting secret tmpfs
+ * first). Only ids `bkt-<pid>-…` whose process is gone are touched, so
+ * concurrent workers on one store leave each other alone.
+ */
+export async function sweepStale(executor: RuncExecutor, runDirs: string): Promise<void> {
+  await executor.sweepStale('bkt');
+  let names: string[];
+  try {
+    names = await readdir(runDirs);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^bkt-(\d+)-/.exec(name);
+    if (!m || isAlive(Number(m[1]))) continue;
+    const dir = join(runDirs, name);
+    for (const mount of await mountsUnder(dir)) await unmount(mount);
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * Mount stubs: the empty directories and files runc creates in a writable
+ * root filesystem as mount points (and /etc/hosts, /etc/resolv.conf). They
+ * are not part of what the step made, so they are removed before the root
+ * becomes the step's layer, as BuildKit's `MountStubsCleaner` does:
+ * only paths that did not exist before the run, only when still empty; with
+ * `recursive`, also the missing parent directories created for them.
+ */
+import { lstatSync, readdirSync, rmSync, rmdirSync, statSync, utimesSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { rootPath } from './rootpath.js';
+
+/** Records the missing mount points under `rootfs` now; the returned function removes their stubs. */
+export function recordMountStubs(rootfs: string, dests: string[], recursive: boolean): () => void {
+  const paths: string[] = [];
+  for (const dest of ['/etc/resolv.conf', '/etc/hosts', ...dests]) {
+    if (dest === '/' || dest === '') continue;
+    let p = rootPath(rootfs, dest);
+    while (p !== rootfs && !exists(p)) {
+      paths.push(p);
+      if (!recursive) break;
+      p = dirname(p);
+    }
+  }
+  return () => {
+    for (const p of paths) {
+      let st;
+      try {
+        st = lstatSync(p);
+      } catch {
+        continue;
+      }
+      if (st.isDirectory() ? readdirSync(p).length > 0 : !st.isFile() || st.size > 0) continue;
+      // The parent's times are kept, so that the layer does not change because of the stub.
+      const parent = dirname(p);
+      const pst = statSync(parent);
+      if (st.isDirectory()) rmdirSync(p);
+      else rmSync(p);
+      utimesSync(parent, pst.atime, pst.mtime);
+    }
+  };
+}
+
+function exists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * Helpers of the end-to-end tests: run the built `bkt` CLI, make temp
+ * projects inside the repository (so their configs resolve `@bkt/*` from the
+ * root node_modules), hand-craft LLB definitions with the `@bkt/api` codecs,
+ * and take a fingerprint of a store to prove a failed build wrote nothing.
+ */
+import { createHash } from 'node:crypto';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { pb } from '@bkt/api';
+
+export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+export const BKT = join(REPO, 'packages/cli/bin/bkt.js');
+const TMP = join(REPO, 'tests/e2e/.tmp');
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node bin/bkt.js ARGS` in `cwd`; never throws on a non-zero exit. */
+export async function bkt(args: string[], opts: { cwd: string; input?: Uint8Array | string; timeoutMs?: number }): Promise<RunResult> {
+  const r = await execa('node', [BKT, ...args], {
+    cwd: opts.cwd,
+    input: opts.input,
+    reject: false,
+    stripFinalNewline: false,
+    timeout: opts.timeoutMs ?? 120_000,
+    env: { BKT_DEBUG: '' },
+  });
+  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** A fresh directory under tests/e2e/.tmp (inside the repo, so node resolution finds the workspace). */
+export async function tempDir(prefix: string): Promise<string> {
+  await mkdir(TMP, { recursive: true });
+  return mkdtemp(join(TMP, `${prefix}-`));
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** Every entry under `dir` as `path type mode [uid:gid] size|target sha256`, sorted: a tree's full fingerprint. */
+export async function describeTree(dir: string, opts: { owners?: boolean } = {}): Promise<string[]> {
+  const out: string[] = [];
+  const visit = async (d: string) => {
+    for (const name of (await readdir(d)).sort()) {
+      const abs = join(d, name);
+      const st = await lstat(abs);
+      const rel = relative(dir, abs);
+      const mode = (st.mode & 0o7777).toString(8);
+      const owner = opts.owners ? ` ${st.uid}:${st.gid}` : '';
+      if (st.isDirectory()) {
+        out.push(`${rel}/ dir ${mode}${owner}`);
+        await visit(abs);
+      } else if (st.isSymbolicLink()) {
+        out.push(`${rel} -> ${await readlink(abs)}${owner}`);
+      } else {
+        const sum = createHash('sha256').update(await readFile(abs)).digest('hex').slice(0, 12);
+        out.push(`${rel} file ${mode}${owner} ${st.size} ${sum}`);
+      }
+    }
+  };
+  await visit(dir);
+  return out;
+}
+
+/**
+ * What a store holds: its snapshot and content files (names and sizes) and
+ * the records of `bkt du --verbose` minus their usage stamps. The metadata
+ * database files themselves are left out (SQLite may checkpoint on open); their records show in `du`.
+ */
+export async function storeFingerprint(root: string, cwd: string): Promise<{ files: string[]; du: string }> {
+  const files: string[] = [];
+  const visit = async (d: string) => {
+    let names: string[];
+    try {
+      names = (await readdir(d)).sort();
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const abs = join(d, name);
+      const rel = relative(root, abs);
+      if (/\.(db|sqlite)(-wal|-shm|-journal)?$/.test(name)) continue;
+      const st = await lstat(abs);
+      if (st.isDirectory()) {
+        files.push(`${rel}/`);
+        await visit(abs);
+      } else files.push(`${rel} ${st.size}`);
+    }
+  };
+  await visit(root);
+  const du = await bkt(['du', '--verbose', '--root', root], { cwd });
+  if (du.code !== 0) throw new Error(`bkt du failed: ${du.stderr}`);
+  // Reusing a cached record bumps its usage count and last-used time; that is not new content.
+  return { files, du: du.stdout.replace(/^(Last used|Usage count):.*\n/gm, '') };
+}
+
+// ---------------------------------------------------------------------------
+// Hand-made LLB (independent of @bkt/llb, so malformed graphs can be made too).
+// ---------------------------------------------------------------------------
+
+export interface RawOp {
+  bytes: Uint8Array;
+  digest: string;
+}
+
+export function op(partial: Parameters<typeof pb.Op.fromPartial>[0]): RawOp {
+  const bytes = pb.Op.encode(pb.Op.fromPartial(partial)).finish();
+  return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+}
+
+export function sourceOp(identifier: string, attrs: Record<string, string> = {}): RawOp {
+  return op({ op: { $case: 'source', value: { identifier, attrs } } });
+}
+
+/** A file op copying `src` of input `from` onto `dest` of scratch (one action, output 0). */
+export function copyOp(from: RawOp, src: string, dest: string, opts: { followSymlink?: boolean } = {}): RawOp {
+  return op({
+    inputs: [{ digest: from.digest, index: 0 }],
+    op: {
+      $case: 'file',
+      value: {
+        actions: [
+          {
+            input: -1,
+            secondaryInput: 0,
+            output: 0,
+            action: {
+              $case: 'copy',
+              value: { src, dest, mode: -1, followSymlink: opts.followSymlink ?? false, createDestPath: true, timestamp: -1 },
+            },
+          },
+        ],
+      },
+    },
+  });
+}
+
+/** A file op making one file on scratch (output 0). */
+export function mkfileOp(path: string, data: string): RawOp {
+  return op({
+    op: {
+      $case: 'file',
+      value: {
+        actions: [{ input: -1, secondaryInput: -1, output: 0, action: { $case: 'mkfile', value: { path, mode: 0o644, data: Buffer.from(data), timestamp: -1 } } }],
+      },
+    },
+  });
+}
+
+/** The marshalled definition of `ops` ending with a return op naming output `index` of `result`. */
+export function definition(ops: RawOp[], result: { digest: string; index?: number }): Uint8Array {
+  const ret = op({ inputs: [{ digest: result.digest, index: result.index ?? 0 }] });
+  return pb.Definition.encode(pb.Definition.fromPartial({ def: [...ops, ret].map((o) => Buffer.from(o.bytes)) })).finish();
+}
+
+/** The vertex events of a `--progress rawjson` stderr, last state per digest. */
+export function vertices(stderr: string): Map<string, { name: string; cached: boolean; completed?: string; error?: string }> {
+  const out = new Map<string, { name: string; cached: boolean; completed?: string; error?: string }>();
+  for (const line of stderr.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const obj = JSON.parse(line) as { vertexes?: { digest: string; name: string; cached: boolean; completed?: string; error?: string }[] };
+    for (const v of obj.vertexes ?? []) out.set(v.digest, { ...out.get(v.digest), ...v });
+  }
+  return out;
+}
+
+/** The solver time the CLI printed, in ms. */
+export function solverMs(stderr: string): number {
+  const m = /solver time: (\d+\.\d+)s/.exec(stderr);
+  if (!m) throw new Error(`no solver time in:\n${stderr}`);
+  return Number(m[1]) * 1000;
+}
