@@ -11,7 +11,11 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { isBktError, type Digest } from '@bkt/core';
 import { startRegistry, type RegistryServer } from './testing/registry-server.js';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { RegistryClient, referrersTag, type BlobSink } from './client.js';
+import { fileSink } from './sinks.js';
 import { staticCredentials } from './credentials.js';
 import { MediaType, type Descriptor } from './media-types.js';
 import { startFaultProxy, type FaultProxy } from './testing/fault-proxy.js';
@@ -139,6 +143,41 @@ describe('blobs', () => {
     expect(err2.message).toMatch(/DIGEST_INVALID|digest/i);
     expect(await client.headBlob(repo, desc.digest)).toBeUndefined();
     expect(data.length).toBe(5000);
+  });
+
+  it('writes a verified blob to a file sink, and nothing when the bytes are wrong', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bkt-sink-'));
+    try {
+      const repo = `${registry.host}/blobs/file`;
+      const { data, desc } = blob(70_000);
+      await client.pushBlob(repo, desc, data);
+      await client.getBlob(repo, desc, fileSink(join(dir, 'good')));
+      expect((await readFile(join(dir, 'good'))).equals(data)).toBe(true);
+      // The same bytes claimed under another digest: rejected, no file, no leftovers.
+      const err = await rejection(client.getBlob(repo, { digest: desc.digest, size: desc.size - 1 }, fileSink(join(dir, 'bad'))));
+      expect(err.message).toContain('more than the');
+      expect(await readdir(dir)).toEqual(['good']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('stops a download when its signal aborts, with a CANCELLED error', async () => {
+    const repo = `${registry.host}/blobs/cancel`;
+    const { data, desc } = blob(2_000_000);
+    await client.pushBlob(repo, desc, data);
+    const controller = new AbortController();
+    let received = 0;
+    const err = await rejection(
+      (async () => {
+        for await (const chunk of client.blobStream(repo, desc, { signal: controller.signal })) {
+          received += chunk.byteLength;
+          controller.abort();
+        }
+      })(),
+    );
+    expect(isBktError(err, 'CANCELLED')).toBe(true);
+    expect(received).toBeLessThan(data.length);
   });
 
   it('mounts a blob across repositories', async () => {

@@ -234,6 +234,8 @@ export class RegistryClient {
         const release = await self.#limiter.acquire();
         try {
           yield* self.#blobStreamFromEndpoints(r, desc, opts.signal);
+        } catch (err) {
+          throw self.#networkError(err, `GET blob ${desc.digest} from ${r.registry}/${r.repository}`);
         } finally {
           release();
         }
@@ -541,9 +543,11 @@ export class RegistryClient {
     let location = this.#location(start, what);
 
     if (opts.chunkSize && opts.chunkSize > 0 && desc.size > 0) {
+      // A registry may ask for larger chunks (distribution-spec: OCI-Chunk-Min-Length).
+      const chunkSize = Math.max(opts.chunkSize, Number(header(start, 'oci-chunk-min-length') ?? 0) || 0);
       const hash = createHash('sha256');
       let sent = 0;
-      for await (const chunk of chunked(data, opts.chunkSize)) {
+      for await (const chunk of chunked(data, chunkSize)) {
         hash.update(chunk);
         const res = await this.#send(ep, scopes, {
           method: 'PATCH',

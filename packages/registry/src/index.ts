@@ -5,6 +5,7 @@
  */
 export { RegistryClient, referrersTag } from './client.js';
 export type { BlobData, BlobSink, FetchedManifest, PushBlobOptions, PushBlobResult, RefLike, RegistryClientOptions } from './client.js';
+export { fileSink } from './sinks.js';
 export { dockerConfigCredentials, staticCredentials } from './credentials.js';
 export type { Credentials, CredentialsProvider } from './credentials.js';
 export { parseWwwAuthenticate } from './auth.js';
