@@ -19,6 +19,8 @@ export interface RunResult {
   code: number;
   stdout: string;
   stderr: string;
+  /** stdout as bytes (a tar on stdout is not text). */
+  stdoutBytes: Buffer;
 }
 
 /** Runs `node bin/bkt.js ARGS` in `cwd`; never throws on a non-zero exit. */
@@ -30,8 +32,10 @@ export async function bkt(args: string[], opts: { cwd: string; input?: Uint8Arra
     stripFinalNewline: false,
     timeout: opts.timeoutMs ?? 120_000,
     env: { BKT_DEBUG: '' },
+    encoding: 'buffer',
   });
-  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  const stdoutBytes = Buffer.from(r.stdout as Uint8Array);
+  return { code: r.exitCode ?? -1, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.from(r.stderr as Uint8Array).toString('utf8'), stdoutBytes };
 }
 
 /** A fresh directory under tests/e2e/.tmp (inside the repo, so node resolution finds the workspace). */

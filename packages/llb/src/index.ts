@@ -13,7 +13,7 @@ export type {
   NetworkMode, SecurityMode, UlimitName, CacheSharing, ContentCache,
 } from './exec.js';
 export { merge, diff, MergeOp, DiffOp } from './mergediff.js';
-export { marshal, marshalBytes, definitionHead, type MarshalOptions } from './marshal.js';
+export { marshal, marshalBytes, definitionHead, encodeReturnOp, type MarshalOptions } from './marshal.js';
 export type { OpOptions, OpMetadata } from './constraints.js';
 export { SourceMap, type SourceLocation, type Range } from './sourcemap.js';
 export { digestOf, Output, Vertex } from './vertex.js';

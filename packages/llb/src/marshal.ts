@@ -45,7 +45,7 @@ export function marshal(state: State, opts: MarshalOptions = {}): pb.Definition 
   };
   visit(state.output.vertex);
 
-  const ret = pb.Op.encode({ inputs: [state.output.toInput(ctx)], op: undefined, platform: undefined, constraints: undefined }).finish();
+  const ret = encodeReturnOp(state.output.toInput(ctx));
   def.push(ret);
   const caps: Record<string, true> = { constraints: true, platform: true };
   for (const m of metadata.values()) {
@@ -63,6 +63,11 @@ export function marshal(state: State, opts: MarshalOptions = {}): pb.Definition 
     metadata: pbMetadata,
     Source: sources.toPB((s) => marshal(s, opts)),
   };
+}
+
+/** BuildKit's return op: an op with only an input, the definition's result (no platform, no constraints). */
+export function encodeReturnOp(input: pb.Input): Uint8Array {
+  return pb.Op.encode({ inputs: [input], op: undefined, platform: undefined, constraints: undefined }).finish();
 }
 
 /** The encoded `pb.Definition` of a state. */

@@ -82,12 +82,23 @@ export class HostAuthorizer {
   #challenge: Challenge | undefined;
   readonly #tokens = new Map<string, Promise<CachedToken>>();
 
+  #credentials: Promise<Credentials | undefined> | undefined;
+
   constructor(
     readonly registry: string,
     private readonly transport: Transport,
-    private readonly credentials: () => Promise<Credentials | undefined>,
+    private readonly lookupCredentials: () => Promise<Credentials | undefined>,
     private readonly insecure: boolean,
   ) {}
+
+  /** The host's credentials, looked up once (a credential helper runs once per client and host). */
+  private credentials(): Promise<Credentials | undefined> {
+    if (!this.#credentials) {
+      this.#credentials = this.lookupCredentials();
+      this.#credentials.catch(() => (this.#credentials = undefined));
+    }
+    return this.#credentials;
+  }
 
   /** The `Authorization` header for a request needing `scopes`, or undefined before any challenge. */
   async authorization(scopes: Scope[]): Promise<string | undefined> {

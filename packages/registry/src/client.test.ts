@@ -309,6 +309,17 @@ describe('faults (through the proxy)', () => {
     expect(Number(/=(\d+)-/.exec(gets[1].range!)![1])).toBeGreaterThan(0);
   });
 
+  it('restarts cleanly when a resumed download gets the whole body (no Range support)', async () => {
+    const { data, desc } = blob(300_000);
+    await client.pushBlob(`${registry.host}/fault/nr`, desc, data);
+    proxy.inject({ method: 'GET', path: /\/blobs\/sha256:/, fault: { kind: 'drop', afterBytes: 150_000 } });
+    proxy.inject({ method: 'GET', path: /\/blobs\/sha256:/, fault: { kind: 'no-range' } });
+    const before = proxy.log.length;
+    expect((await collect(client.blobStream(`${proxy.host}/fault/nr`, desc))).equals(data)).toBe(true);
+    const gets = proxy.log.slice(before).filter((r) => r.method === 'GET');
+    expect(gets.map((r) => [r.fault, r.status])).toEqual([['drop', 200], ['no-range', 200]]);
+  });
+
   it('retries a 500 once, and a 429 honouring Retry-After', async () => {
     const repo = `${proxy.host}/fault/m`;
     const { desc } = await pushImage(client, `${registry.host}/fault/m`, 'v1');
@@ -326,6 +337,15 @@ describe('faults (through the proxy)', () => {
     proxy.inject({ method: 'PUT', path: /\/blobs\/uploads\//, fault: { kind: 'status', status: 500 } });
     expect(await client.pushBlob(repo, desc, data)).toBe('uploaded');
     expect((await collect(client.blobStream(`${registry.host}/fault/push`, desc))).equals(data)).toBe(true);
+  });
+
+  it('retries a chunked upload whose PATCH connection is reset', async () => {
+    const { data, desc } = blob(9000);
+    proxy.inject({ method: 'PATCH', path: /\/blobs\/uploads\//, fault: { kind: 'reset' } });
+    const before = proxy.log.length;
+    expect(await client.pushBlob(`${proxy.host}/fault/chunk`, desc, data, { chunkSize: 4000 })).toBe('uploaded');
+    expect(proxy.log.slice(before).filter((r) => r.method === 'POST')).toHaveLength(2);
+    expect((await collect(client.blobStream(`${registry.host}/fault/chunk`, desc))).equals(data)).toBe(true);
   });
 
   it('never accepts a blob whose bytes do not match its digest', async () => {

@@ -126,7 +126,7 @@ export class RegistryClient {
         if (isRetryableStatus(r.status)) throw new RetryableStatus(r, `ping ${registry}`);
         return r;
       }).catch((err) => {
-        throw this.#networkError(err, `ping ${registry}`);
+        throw this.#networkError(err, `ping ${registry}`, opts.signal);
       });
       discard(res);
       if (res.status !== 200 && res.status !== 401) {
@@ -235,7 +235,7 @@ export class RegistryClient {
         try {
           yield* self.#blobStreamFromEndpoints(r, desc, opts.signal);
         } catch (err) {
-          throw self.#networkError(err, `GET blob ${desc.digest} from ${r.registry}/${r.repository}`);
+          throw self.#networkError(err, `GET blob ${desc.digest} from ${r.registry}/${r.repository}`, opts.signal);
         } finally {
           release();
         }
@@ -284,7 +284,7 @@ export class RegistryClient {
       const what = `upload blob ${desc.digest} to ${r.registry}/${r.repository}`;
       await withRetries(this.#retry, opts.signal, () => this.#upload(ep, r, desc, data, scopes, what, opts)).catch(async (err) => {
         if (err instanceof RetryableStatus) throw await this.#statusError(err.response, `${what} (after ${this.#retry.attempts} attempts)`, ep);
-        throw this.#networkError(err, what);
+        throw this.#networkError(err, what, opts.signal);
       });
       return 'uploaded';
     });
@@ -537,7 +537,7 @@ export class RegistryClient {
     what: string,
     opts: PushBlobOptions,
   ): Promise<void> {
-    const start = await this.#send(ep, scopes, { method: 'POST', url: this.#url(ep, r.repository, 'blobs/uploads/'), signal: opts.signal }, what);
+    const start = await this.#send(ep, scopes, { method: 'POST', url: this.#url(ep, r.repository, 'blobs/uploads/'), signal: opts.signal });
     discard(start);
     if (start.status !== 202) throw await this.#retryableOrError(start, what, ep);
     let location = this.#location(start, what);
@@ -555,7 +555,7 @@ export class RegistryClient {
           headers: { 'content-type': 'application/octet-stream', 'content-range': `${sent}-${sent + chunk.byteLength - 1}` },
           body: chunk,
           signal: opts.signal,
-        }, what);
+        });
         discard(res);
         if (res.status !== 202) throw await this.#retryableOrError(res, what, ep);
         sent += chunk.byteLength;
@@ -564,7 +564,7 @@ export class RegistryClient {
       const got: Digest = `sha256:${hash.digest('hex')}`;
       if (got !== desc.digest) throw new BktError('INVALID_ARGUMENT', `${what}: the data's digest is ${got}`, { digest: desc.digest });
       location.searchParams.set('digest', desc.digest);
-      const done = await this.#send(ep, scopes, { method: 'PUT', url: location, signal: opts.signal }, what);
+      const done = await this.#send(ep, scopes, { method: 'PUT', url: location, signal: opts.signal });
       discard(done);
       if (done.status !== 201) throw await this.#retryableOrError(done, what, ep);
       return;
@@ -577,7 +577,7 @@ export class RegistryClient {
       headers: { 'content-type': 'application/octet-stream' },
       body: data,
       signal: opts.signal,
-    }, what);
+    });
     discard(res);
     if (res.status !== 201) throw await this.#retryableOrError(res, what, ep);
   }
@@ -630,7 +630,7 @@ export class RegistryClient {
    * a 401 challenge (twice at most), follows redirects of GET/HEAD (without
    * credentials to another origin). No retries.
    */
-  async #send(ep: Endpoint, scopes: Scope[], req: HttpRequest, what: string): Promise<HttpResponse> {
+  async #send(ep: Endpoint, scopes: Scope[], req: HttpRequest): Promise<HttpResponse> {
     const authorizer = this.#authorizer(ep);
     let url = req.url;
     for (let round = 0, redirects = 0; ; ) {
@@ -665,12 +665,12 @@ export class RegistryClient {
   /** `#send` with retries on 5xx, 429 and connection failures. */
   #request(ep: Endpoint, scopes: Scope[], req: HttpRequest, what: string): Promise<HttpResponse> {
     return withRetries(this.#retry, req.signal, async () => {
-      const res = await this.#send(ep, scopes, req, what);
+      const res = await this.#send(ep, scopes, req);
       if (isRetryableStatus(res.status)) throw new RetryableStatus(res, what);
       return res;
     }).catch(async (err) => {
       if (err instanceof RetryableStatus) throw await this.#statusError(err.response, `${what} (after ${this.#retry.attempts} attempts)`, ep);
-      throw this.#networkError(err, what);
+      throw this.#networkError(err, what, req.signal);
     });
   }
 
@@ -701,9 +701,9 @@ export class RegistryClient {
     return new BktError(code, `${what}: ${ep.host} answered HTTP ${res.status}${suffix}`, { registry: ep.host, status: res.status });
   }
 
-  #networkError(err: unknown, what: string): Error {
+  #networkError(err: unknown, what: string, signal?: AbortSignal): Error {
     if (err instanceof BktError) return err;
-    if ((err as Error)?.name === 'AbortError') return new BktError('CANCELLED', `${what}: cancelled`, {}, { cause: err });
+    if ((err as Error)?.name === 'AbortError' || signal?.aborted) return new BktError('CANCELLED', `${what}: cancelled`, {}, { cause: err });
     return new BktError('INTERNAL', `${what}: ${(err as Error).message}`, {}, { cause: err });
   }
 

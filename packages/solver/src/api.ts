@@ -62,7 +62,10 @@ export interface SolveResponse {
 }
 
 export interface PruneOptions {
-  /** Also remove records still referenced by cache keys (everything not in use). */
+  /**
+   * Also remove `internal` and `frontend` records (as `buildctl prune --all`).
+   * Without it, every other record not in use is removed (see README: prune).
+   */
   all?: boolean;
   /** Keep records used within this many milliseconds. */
   keepDuration?: number;

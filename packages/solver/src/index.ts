@@ -6,3 +6,4 @@ export { Store } from './store/store.js';
 export { FileContentStore } from './store/content.js';
 export { OverlaySnapshotter, CopySnapshotter, StoreSnapshotter, applyLayer, diffTrees } from './store/snapshots.js';
 export type { SnapshotterKind, PrepareOptions } from './store/snapshots.js';
+export { builtinOpsPlugin } from './ops/index.js';

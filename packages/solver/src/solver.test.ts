@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -387,7 +387,7 @@ describe('frontends, exporters and hooks', () => {
     expect(r.exporterResponse).toEqual({ 'capture.done': 'yes' });
     expect(r.result.metadata['test.meta']).toBeDefined();
     expect(order[0]).toBe('beforeSolve');
-    expect(order.slice(-2)).toEqual(['vertexDone', 'afterSolve:ok'].slice(0, 1).concat(['afterSolve:ok']));
+    expect(order.slice(-2)).toEqual(['vertexDone', 'afterSolve:ok']);
     expect(order.indexOf('beforeExport')).toBeGreaterThan(order.indexOf('vertexDone'));
 
     const err = await s.solve({ frontend: 'test.v0', frontendAttrs: { greeting: 'x' }, exporters: [{ type: 'capture', attrs: { bogus: '1' } }] }).catch((e: unknown) => e);
@@ -397,5 +397,3 @@ describe('frontends, exporters and hooks', () => {
     expect(isBktError(missing, 'NOT_FOUND')).toBe(true);
   });
 });
-
-void mkdir;

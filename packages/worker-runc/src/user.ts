@@ -10,7 +10,7 @@ import { rootPath } from './rootpath.js';
 export interface ResolvedUser {
   uid: number;
   gid: number;
-  /** Supplementary groups: the groups the user is a member of in /etc/group (none when a group was given). */
+  /** The primary group, then the groups the user is a member of in /etc/group (only the primary when a group was given). */
   additionalGids: number[];
   /** The user's home from /etc/passwd, `/` when unknown. */
   home: string;
@@ -72,7 +72,8 @@ export function resolveUser(rootfs: string, spec: string): ResolvedUser {
   } else if (user) {
     additionalGids = groups.filter((g) => g.members.includes(user!.name) && g.gid !== gid).map((g) => g.gid);
   }
-  return { uid, gid, additionalGids: [...new Set(additionalGids)], home: user?.home || '/' };
+  // The primary group leads the list, as containerd (and so Docker) set it.
+  return { uid, gid, additionalGids: [...new Set([gid, ...additionalGids])], home: user?.home || '/' };
 }
 
 function parseId(text: string, spec: string): number {

@@ -70,7 +70,7 @@ RUN indented \\
 
   it('continues at EOF and handles CRLF', () => {
     const raw = parseRaw('FROM a\r\nRUN echo \\\r\n  hi\r\nRUN last \\');
-    expect(raw.nodes.map(dump)).toEqual(['from "a"', 'run "echo   hi"', 'run "last "']);
+    expect(raw.nodes.map(dump)).toEqual(['from "a"', 'run "echo   hi"', 'run "last"']);
     expect(raw.nodes[1]).toMatchObject({ startLine: 2, endLine: 3 });
   });
 
@@ -188,3 +188,64 @@ one two
 RUN <<$EOF
 $EOF
 RUN <<  EOF  > foo
+EOF
+USER <<INVALID
+`);
+    const docs = raw.nodes.slice(1).map((n) => n.heredocs.map((h) => ({ ...h })));
+    expect(docs).toEqual([
+      [{ name: 'EMPTY', content: '', expand: true, chomp: false, fileDescriptor: 0 }],
+      [{ name: 'EMPTY2', content: '', expand: true, chomp: false, fileDescriptor: 3 }],
+      [],
+      [{ name: 'UNINDENT2', content: '\tbaz\n\tquux\n', expand: true, chomp: true, fileDescriptor: 0 }],
+      [{ name: 'NOEXPAND', content: "\tdon't expand $NAME\n", expand: false, chomp: true, fileDescriptor: 0 }],
+      [
+        { name: 'FILE1', content: 'content 1\n', expand: true, chomp: false, fileDescriptor: 0 },
+        { name: 'FILE2', content: 'content 2\n', expand: true, chomp: false, fileDescriptor: 0 },
+      ],
+      [
+        { name: 'X', content: 'Y\n', expand: true, chomp: false, fileDescriptor: 0 },
+        { name: 'Y', content: 'X\n', expand: true, chomp: false, fileDescriptor: 0 },
+      ],
+      [{ name: 'eof', content: 'echo foo\n', expand: false, chomp: false, fileDescriptor: 0 }],
+      [{ name: "eo'f", content: 'echo foo\n', expand: true, chomp: false, fileDescriptor: 0 }],
+      [{ name: "eo'f", content: 'echo foo\n', expand: false, chomp: false, fileDescriptor: 0 }],
+      [{ name: 'one two', content: 'echo bar\n', expand: false, chomp: false, fileDescriptor: 0 }],
+      [{ name: '$EOF', content: '', expand: true, chomp: false, fileDescriptor: 0 }],
+      [{ name: 'EOF', content: '', expand: true, chomp: false, fileDescriptor: 0 }],
+      [],
+    ]);
+    // The heredoc body lines count in the instruction's range.
+    expect(raw.nodes[6]).toMatchObject({ startLine: 15, endLine: 19 });
+  });
+
+  it('ignores heredocs in JSON form and in other instructions, and in ONBUILD only for RUN/COPY/ADD', () => {
+    expect(parseRaw('RUN ["<<EOF"]').nodes[0].heredocs).toEqual([]);
+    expect(parseRaw('ENV a=<<EOF\nEOF').nodes).toHaveLength(2);
+    const ob = parseRaw('ONBUILD RUN <<EOF\necho hi\nEOF\n');
+    expect(ob.nodes).toHaveLength(1);
+    expect(ob.nodes[0].heredocs[0]).toMatchObject({ name: 'EOF', content: 'echo hi\n' });
+  });
+
+  it('fails on an unterminated heredoc, with its range', () => {
+    try {
+      parseRaw('FROM a\nRUN <<EOF\necho\n');
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(RawParseError);
+      expect((err as RawParseError).message).toBe('unterminated heredoc EOF');
+      expect((err as RawParseError).startLine).toBe(2);
+    }
+  });
+
+  it('parses heredoc words', () => {
+    for (const w of ['<<EOF', "<<'EOF'", '<<"EOF"', '<<-EOF', "<<-'EOF'", '<<-"EOF"', '<<EO"F"', '<< EOF', '<<- EOF']) {
+      expect(parseHeredoc(w)?.name, w).toBe('EOF');
+    }
+    for (const w of ['', 'EOF', '<<', '<<-', '<EOF', '<<<EOF', '<<EOF sh']) expect(parseHeredoc(w), w).toBeUndefined();
+    for (const w of ["<<'EOF", '<<"EOF', "<<EOF'", '<<EOF"']) expect(() => parseHeredoc(w), w).toThrow();
+    expect(heredocsFromLine('RUN << -EOF').map((h) => h.name)).toEqual(['-EOF']);
+    expect(heredocsFromLine('RUN 4<<EOF <<EOF2').map((h) => h.name)).toEqual(['EOF', 'EOF2']);
+    expect(heredocsFromLine(`RUN '<<EOF' "<<EOF"`)).toEqual([]);
+    expect(chompHeredocContent('\thello\n\t\tworld\n')).toBe('hello\nworld\n');
+  });
+});

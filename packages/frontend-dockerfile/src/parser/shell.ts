@@ -344,13 +344,7 @@ class ShellWord {
       }
       const value = this.getEnv(name);
       if (value === undefined && this.lex.options.skipUnsetEnv) return `\${${name}/${pattern}/${replacement}}`;
-      let re: RegExp;
-      try {
-        re = shellPatternToRegExp(pattern, true, false);
-      } catch (err) {
-        throw new LocalParseError(`invalid pattern (${pattern}) in substitution: ${(err as Error).message}`);
-      }
-      return replaceMatches(re, value ?? '', replacement, replaceAll);
+      return replaceMatches(compilePattern(pattern), value ?? '', replacement, replaceAll);
     }
 
     throw new LocalParseError(`unsupported modifier (${modifier}) in substitution`);
@@ -416,58 +410,88 @@ function isSpecialParam(ch: string): boolean {
 
 // --- glob patterns of ${V#p}, ${V%p}, ${V/p/r} ---
 
+type PatternToken = { kind: 'literal'; ch: string } | { kind: 'any' } | { kind: 'star' };
+
 /**
- * Converts a shell pattern (`*` any string, `?` one char, `\` escapes `*`, `?`
- * and `\`; `\}` and `\/` are the escaped delimiters) to a RegExp. Bracket
- * expressions are not supported (as in BuildKit).
+ * A shell pattern: `*` any run of characters, `?` one character, `\` escapes
+ * `*`, `?` and `\` (`\}` and `\/` are the escaped delimiters of `${}`).
+ * Neither wildcard matches a newline and bracket expressions are not
+ * supported, as in BuildKit (which converts the pattern to a Go regexp).
+ * Matching follows the regexp's leftmost-first preference, memoized, so a
+ * hostile pattern cannot take exponential time.
  */
-export function shellPatternToRegExp(pattern: string, greedy: boolean, anchored: boolean): RegExp {
-  const chars = Array.from(pattern);
-  let out = anchored ? '^' : '';
-  const any = '[^\\n]';
-  for (let i = 0; i < chars.length; i++) {
-    let tok = chars[i];
-    switch (tok) {
-      case '*':
-        out += greedy ? `${any}*` : `${any}*?`;
-        continue;
-      case '?':
-        out += any;
-        continue;
-      case '\\': {
-        const nextCh = chars[i + 1];
-        if (nextCh === '}' || nextCh === '/') continue;
+export class ShellPattern {
+  private readonly tokens: PatternToken[] = [];
+
+  constructor(pattern: string) {
+    const chars = Array.from(pattern);
+    for (let i = 0; i < chars.length; i++) {
+      const ch = chars[i];
+      if (ch === '*') this.tokens.push({ kind: 'star' });
+      else if (ch === '?') this.tokens.push({ kind: 'any' });
+      else if (ch === '\\') {
+        const next = chars[i + 1];
+        if (next === '}' || next === '/') continue;
         i++;
-        tok = chars[i];
-        if (tok !== '*' && tok !== '?' && tok !== '\\') throw new Error(`invalid escape '\\${tok ?? ''}'`);
-        out += '\\' + tok;
-        continue;
-      }
-      case '[': case ']': case '{': case '}': case '.': case '+': case '(': case ')': case '|': case '^': case '$':
-        out += '\\' + tok;
-        continue;
-      default:
-        out += tok;
+        if (next !== '*' && next !== '?' && next !== '\\') throw new LocalParseError(`invalid escape '\\${next ?? ''}'`);
+        this.tokens.push({ kind: 'literal', ch: next });
+      } else this.tokens.push({ kind: 'literal', ch });
     }
   }
-  return new RegExp(out, 'gu');
+
+  /**
+   * Where the match starting at `start` ends (an index into `chars`), or -1.
+   * `greedy` stars prefer the longest run, others the shortest.
+   */
+  matchAt(chars: readonly string[], start: number, greedy: boolean, memo = new Map<number, number>()): number {
+    const n = chars.length;
+    const tokens = this.tokens;
+    const search = (pi: number, vi: number): number => {
+      // Literal and ? tokens up to the next star match one way only.
+      while (pi < tokens.length && tokens[pi].kind !== 'star') {
+        const t = tokens[pi];
+        if (vi >= n || chars[vi] === '\n' || (t.kind === 'literal' && chars[vi] !== t.ch)) return -1;
+        pi++;
+        vi++;
+      }
+      if (pi === tokens.length) return vi;
+      const key = pi * (n + 1) + vi;
+      const known = memo.get(key);
+      if (known !== undefined) return known;
+      let max = 0;
+      while (vi + max < n && chars[vi + max] !== '\n') max++;
+      let result = -1;
+      for (let i = 0; i <= max; i++) {
+        const r = search(pi + 1, vi + (greedy ? max - i : i));
+        if (r >= 0) {
+          result = r;
+          break;
+        }
+      }
+      memo.set(key, result);
+      return result;
+    };
+    return search(0, start);
+  }
 }
 
-function trimPrefix(pattern: string, value: string, greedy: boolean): string {
-  let re: RegExp;
+function compilePattern(pattern: string): ShellPattern {
   try {
-    re = shellPatternToRegExp(pattern, greedy, true);
+    return new ShellPattern(pattern);
   } catch (err) {
     throw new LocalParseError(`invalid pattern (${pattern}) in substitution: ${(err as Error).message}`);
   }
-  re.lastIndex = 0;
-  const m = re.exec(value);
-  return m ? value.slice(m.index + m[0].length) : value;
 }
 
+/** `${V#p}` / `${V##p}`: removes the shortest / longest prefix matching `pattern`. */
+function trimPrefix(pattern: string, value: string, greedy: boolean): string {
+  const chars = Array.from(value);
+  const end = compilePattern(pattern).matchAt(chars, 0, greedy);
+  return end < 0 ? value : chars.slice(end).join('');
+}
+
+/** `${V%p}` / `${V%%p}`: a prefix trim of the reversed value with the reversed pattern. */
 function trimSuffix(pattern: string, value: string, greedy: boolean): string {
-  // A RegExp cannot find the shortest rightmost match, so reverse both the
-  // pattern and the value and trim a prefix instead.
   return reverseString(trimPrefix(reversePattern(pattern), reverseString(value), greedy));
 }
 
@@ -495,36 +519,40 @@ export function reversePattern(pattern: string): string {
 }
 
 /**
- * Replaces the first (or every) match of `re` in `value`, with Go's regexp
- * semantics: `$n`/`${n}` in the replacement is a group (only `$0` exists),
- * `$$` is `$`, and an empty match right after a match is not replaced.
+ * `${V/p/r}` and `${V//p/r}` with Go's regexp semantics: the leftmost match
+ * (stars greedy), `$0`/`${0}` in the replacement is the match and other
+ * `$name`s are empty, `$$` is `$`, and an empty match right after a match is
+ * not replaced.
  */
-function replaceMatches(re: RegExp, value: string, replacement: string, all: boolean): string {
+function replaceMatches(pattern: ShellPattern, value: string, replacement: string, all: boolean): string {
+  const chars = Array.from(value);
+  const memo = new Map<number, number>();
+  const find = (from: number): [number, number] | undefined => {
+    for (let s = from; s <= chars.length; s++) {
+      const e = pattern.matchAt(chars, s, true, memo);
+      if (e >= 0) return [s, e];
+    }
+    return undefined;
+  };
+  const text = (a: number, b: number): string => chars.slice(a, b).join('');
   if (!all) {
-    re.lastIndex = 0;
-    const m = re.exec(value);
+    const m = find(0);
     if (!m) return value;
-    return value.slice(0, m.index) + expandTemplate(replacement, m[0]) + value.slice(m.index + m[0].length);
+    return text(0, m[0]) + expandTemplate(replacement, text(m[0], m[1])) + text(m[1], chars.length);
   }
   let out = '';
   let lastMatchEnd = 0;
   let searchPos = 0;
-  while (searchPos <= value.length) {
-    re.lastIndex = searchPos;
-    const m = re.exec(value);
+  while (searchPos <= chars.length) {
+    const m = find(searchPos);
     if (!m) break;
-    const a0 = m.index;
-    const a1 = a0 + m[0].length;
-    out += value.slice(lastMatchEnd, a0);
-    if (a1 > lastMatchEnd || a0 === 0) out += expandTemplate(replacement, m[0]);
+    const [a0, a1] = m;
+    out += text(lastMatchEnd, a0);
+    if (a1 > lastMatchEnd || a0 === 0) out += expandTemplate(replacement, text(a0, a1));
     lastMatchEnd = a1;
-    const cp = value.codePointAt(searchPos);
-    const width = cp === undefined ? 1 : cp > 0xffff ? 2 : 1;
-    if (searchPos + width > a1) searchPos += width;
-    else if (searchPos + 1 > a1) searchPos++;
-    else searchPos = a1;
+    searchPos = searchPos + 1 > a1 ? searchPos + 1 : a1;
   }
-  return out + value.slice(lastMatchEnd);
+  return out + text(lastMatchEnd, chars.length);
 }
 
 function expandTemplate(template: string, match: string): string {

@@ -17,7 +17,9 @@ export type FaultKind =
   /** Forward, send the headers and the first `afterBytes` bytes of the body, then destroy the connection. */
   | { kind: 'drop'; afterBytes: number }
   /** Forward, but flip one byte of the body (at `at`, default the middle). */
-  | { kind: 'corrupt'; at?: number };
+  | { kind: 'corrupt'; at?: number }
+  /** Forward without the `Range` header, as a server that can't serve ranges. */
+  | { kind: 'no-range' };
 
 export interface Fault {
   /** Which requests it applies to. */
@@ -85,6 +87,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
 
     // Rewrite the upstream's absolute Locations so follow-up requests come back through the proxy.
     const headers = { ...req.headers, host: upstream };
+    if (fault?.kind === 'no-range') delete headers.range;
     const upstreamReq = http.request(
       { host: upstreamHost, port: upstreamPort, method: req.method, path: req.url, headers, agent },
       (upRes) => {

@@ -14,9 +14,11 @@ import type { Owner } from './owner.js';
 const run = promisify(execFile);
 
 /** A FileAction timestamp (nanoseconds since the epoch, -1 = none) as seconds, or null. */
-export function timestampSeconds(ts: number | undefined): number | null {
-  if (ts === undefined || ts === -1) return null;
-  return ts / 1e9;
+export function timestampSeconds(ts: number | bigint | string | undefined): number | null {
+  if (ts === undefined) return null;
+  const ns = BigInt(ts);
+  if (ns === -1n) return null;
+  return Number(ns / 1000n) / 1e6;
 }
 
 export async function lstatOrNull(p: string): Promise<Stats | null> {

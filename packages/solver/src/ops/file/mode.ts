@@ -22,7 +22,7 @@ export function parseModeStr(modeStr: string): ModeSet {
     const m = CLAUSE.exec(c);
     if (!m) throw new BktError('INVALID_ARGUMENT', `invalid mode "${modeStr}": bad clause "${c}"`, { attribute: 'modeStr' });
     const who = m[1] === '' || m[1]!.includes('a') ? 'ugo' : m[1]!;
-    const actions = [...m[2]!.matchAll(/([-+=])([rwxXst]*|[ugo])/g)].map((a) => ({ op: a[1]!, perms: a[2]! }));
+    const actions = [...m[2]!.matchAll(/([-+=])([ugo]|[rwxXst]*)/g)].map((a) => ({ op: a[1]!, perms: a[2]! }));
     return { who, actions };
   });
   return (perm: number, isDir: boolean) => {

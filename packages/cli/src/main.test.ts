@@ -1,0 +1,113 @@
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { local, merge, mkdir as mkdirAction, mkfile, copy, scratch } from '@bkt/llb';
+import { main, interruption } from './program.js';
+
+let work: string;
+
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), 'bkt-cli-'));
+});
+afterEach(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+async function run(args: string[], stdin: Uint8Array = new Uint8Array(), signal?: AbortSignal) {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(
+    args,
+    {
+      stdin: Readable.from([Buffer.from(stdin)]),
+      stdout: { write: (s: string) => (stdout += s) },
+      stderr: { write: (s: string) => (stderr += s) },
+      cwd: work,
+    },
+    signal,
+  );
+  return { code, stdout, stderr };
+}
+
+function helloDefinition(): Uint8Array {
+  const ctx = local('context');
+  const a = scratch().file(mkdirAction('/etc', 0o755).mkfile('/etc/motd', 0o640, 'hi\n'));
+  const b = scratch().file(copy(ctx, '/input.txt', '/input.txt'));
+  return merge([a, b]).marshalBytes();
+}
+
+describe('bkt (in-process)', () => {
+  it('prints its version and help', async () => {
+    const version = await run(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+/);
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/build \[options\] \[target\]/);
+    expect(help.stdout).toMatch(/\bdu\b/);
+    expect(help.stdout).toMatch(/\bprune\b/);
+  });
+
+  it('rejects an unknown option and an unknown --progress mode with exit 1', async () => {
+    expect((await run(['build', '--bogus'])).code).toBe(1);
+    const r = await run(['build', '--progress', 'fancy']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/fancy/);
+  });
+
+  it('builds --llb from stdin into a local dir and a tar, then du and prune', async () => {
+    const root = join(work, 'store');
+    await mkdir(join(work, 'ctx'));
+    await writeFile(join(work, 'ctx/input.txt'), 'from the context\n');
+    const def = helloDefinition();
+    const r = await run(
+      ['build', '--llb', '-', '--local', 'context=ctx', '--root', root, '--progress', 'plain', '-o', 'type=local,dest=out', '-o', 'type=tar,dest=out.tar', '--metadata-file', 'meta.json'],
+      def,
+    );
+    expect(r.stderr).toMatch(/solver time: \d+\.\d{3}s/);
+    expect(r.code).toBe(0);
+    expect(await readFile(join(work, 'out/etc/motd'), 'utf8')).toBe('hi\n');
+    expect(await readFile(join(work, 'out/input.txt'), 'utf8')).toBe('from the context\n');
+    expect((await readFile(join(work, 'out.tar'))).length).toBeGreaterThan(1024);
+    expect(JSON.parse(await readFile(join(work, 'meta.json'), 'utf8'))).toHaveProperty('bkt.build.ref');
+    expect(r.stderr).toMatch(/^#\d+ DONE \d+\.\ds$/m);
+
+    const again = await run(['build', '--llb', '-', '--local', 'context=ctx', '--root', root, '--progress', 'plain'], def);
+    expect(again.code).toBe(0);
+    expect(again.stderr).not.toMatch(/DONE/);
+    expect(again.stderr).toMatch(/CACHED/);
+
+    const du = await run(['du', '--root', root]);
+    expect(du.code).toBe(0);
+    expect(du.stdout).toMatch(/^ID +RECLAIMABLE +SIZE +LAST ACCESSED$/m);
+    expect(du.stdout).toMatch(/^Total: +\S+$/m);
+    const records = du.stdout.split('\n').filter((l) => /^\S+ +(true|false) /.test(l));
+    expect(records.length).toBeGreaterThan(0);
+
+    const verbose = await run(['du', '--verbose', '--root', root]);
+    expect(verbose.stdout).toMatch(/^Usage count: +\d+$/m);
+    expect(verbose.stdout).toMatch(/^Type: +\S+/m);
+
+    const kept = await run(['prune', '--keep-duration', '1h', '--root', root]);
+    expect(kept.code).toBe(0);
+    expect(kept.stdout).toMatch(/^Total:\t0B$/m); // everything was used just now
+
+    const pruned = await run(['prune', '--all', '--root', root]);
+    expect(pruned.code).toBe(0);
+    expect(pruned.stdout.split('\n').filter((l) => /^\S+ +(true|false) /.test(l)).length).toBe(records.length);
+    const after = await run(['du', '--root', root]);
+    expect(after.stdout).toMatch(/^Total: +0B$/m);
+
+    expect((await run(['prune', '--keep-storage', 'lots', '--root', root])).stderr).toMatch(/invalid size "lots"/);
+  });
+
+  it('exits 130 when interrupted', async () => {
+    const ac = new AbortController();
+    ac.abort(interruption('SIGINT'));
+    const r = await run(['build', '--llb', '-', '--local', `context=${work}`, '--root', join(work, 'store')], helloDefinition(), ac.signal);
+    expect(r.code).toBe(130);
+    expect(await readdir(work)).not.toContain('out');
+  });
+});

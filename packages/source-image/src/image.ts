@@ -1,0 +1,249 @@
+/**
+ * Resolving an image: from a registry, an OCI layout directory, or the local
+ * image store, down to one platform's manifest and config. Manifests and
+ * configs land in the content store (verified) on the way, so a pinned image
+ * resolves again without the network.
+ */
+import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { BktError, type BuildContext, type ContentStore, type Digest, type Platform } from '@bkt/core';
+import {
+  MediaType,
+  isDigest,
+  isIndexMediaType,
+  type Descriptor,
+  type ImageIndex,
+  type ImageManifest,
+  type RegistryClient,
+} from '@bkt/registry';
+import { formatPlatform, normalizePlatform, platformMatches } from './platform.js';
+
+/** The image config JSON (image-spec `config.json`); unknown fields are kept as they are. */
+export interface ImageConfig {
+  created?: string;
+  author?: string;
+  architecture: string;
+  os: string;
+  variant?: string;
+  'os.version'?: string;
+  config?: ImageRuntimeConfig;
+  rootfs: { type: 'layers'; diff_ids: Digest[] };
+  history?: ImageHistory[];
+  [key: string]: unknown;
+}
+
+/** What a container of the image runs with (`config` of the image config). */
+export interface ImageRuntimeConfig {
+  User?: string;
+  ExposedPorts?: Record<string, object>;
+  Env?: string[];
+  Entrypoint?: string[] | null;
+  Cmd?: string[] | null;
+  Volumes?: Record<string, object>;
+  WorkingDir?: string;
+  Labels?: Record<string, string>;
+  StopSignal?: string;
+  Healthcheck?: Record<string, unknown>;
+  Shell?: string[];
+  OnBuild?: string[] | null;
+  ArgsEscaped?: boolean;
+  [key: string]: unknown;
+}
+
+export interface ImageHistory {
+  created?: string;
+  created_by?: string;
+  author?: string;
+  comment?: string;
+  empty_layer?: boolean;
+}
+
+/** Where an image's blobs come from. */
+export interface BlobProvider {
+  /** `registry/repository` for registry images (recorded for cross-repository mounts); undefined otherwise. */
+  readonly repository?: string;
+  /** The verified bytes of a manifest, index or config; stored in the content store too. */
+  read(desc: Descriptor, ctx: Pick<BuildContext, 'content' | 'signal'>): Promise<Uint8Array>;
+  /** Makes a layer blob present in the content store (downloads it once, verified). */
+  fetch(desc: Descriptor, ctx: Pick<BuildContext, 'content' | 'signal' | 'progress'>): Promise<void>;
+}
+
+/** One platform's image, resolved. */
+export interface ResolvedImage {
+  /** What the reference resolved to (an index or a manifest): the digest to pin. */
+  digest: Digest;
+  /** The platform's manifest. */
+  manifestDescriptor: Descriptor;
+  manifest: ImageManifest;
+  configDescriptor: Descriptor;
+  configBytes: Uint8Array;
+  config: ImageConfig;
+  platform: Platform;
+  blobs: BlobProvider;
+}
+
+/** Reads a blob of the content store, or undefined when it is absent. */
+async function readFromContent(content: ContentStore, digest: Digest): Promise<Uint8Array | undefined> {
+  if (!(await content.has(digest))) return undefined;
+  return new Uint8Array(await readFile(content.path(digest)));
+}
+
+async function* countingStream(
+  source: AsyncIterable<Uint8Array>,
+  desc: Descriptor,
+  progress: BuildContext['progress'],
+): AsyncGenerator<Uint8Array> {
+  let done = 0;
+  const id = desc.digest;
+  const name = `pulling ${desc.digest.slice(0, 19)}`;
+  let last = 0;
+  for await (const chunk of source) {
+    done += chunk.length;
+    if (Date.now() - last > 100) {
+      last = Date.now();
+      progress.status(id, name, done, desc.size);
+    }
+    yield chunk;
+  }
+  progress.status(id, name, done, desc.size, true);
+}
+
+/** Blobs of a registry repository, through bkt's registry client. */
+export function registryBlobs(client: RegistryClient, repository: string): BlobProvider {
+  return {
+    repository,
+    async read(desc, ctx) {
+      const have = await readFromContent(ctx.content, desc.digest);
+      if (have) return have;
+      if (MANIFEST_TYPES.has(desc.mediaType)) {
+        const m = await client.getManifest(`${repository}@${desc.digest}`, { signal: ctx.signal });
+        await ctx.content.write(m.bytes, desc.digest);
+        return m.bytes;
+      }
+      await ctx.content.write(client.blobStream(repository, desc, { signal: ctx.signal }), desc.digest);
+      return new Uint8Array(await readFile(ctx.content.path(desc.digest)));
+    },
+    async fetch(desc, ctx) {
+      if (await ctx.content.has(desc.digest)) return;
+      await ctx.content.write(countingStream(client.blobStream(repository, desc, { signal: ctx.signal }), desc, ctx.progress), desc.digest);
+    },
+  };
+}
+
+/** Blobs of an OCI image layout directory (`blobs/<alg>/<hex>`), copied into the content store verified. */
+export function layoutBlobs(dir: string): BlobProvider {
+  const blobPath = (d: Digest) => join(dir, 'blobs', 'sha256', d.slice('sha256:'.length));
+  const copy = async (desc: Descriptor, ctx: Pick<BuildContext, 'content'>) => {
+    try {
+      await ctx.content.write(createReadStream(blobPath(desc.digest)), desc.digest);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new BktError('NOT_FOUND', `OCI layout ${dir} has no blob ${desc.digest}`, { digest: desc.digest });
+      }
+      throw err;
+    }
+  };
+  return {
+    async read(desc, ctx) {
+      const have = await readFromContent(ctx.content, desc.digest);
+      if (have) return have;
+      await copy(desc, ctx);
+      return new Uint8Array(await readFile(ctx.content.path(desc.digest)));
+    },
+    async fetch(desc, ctx) {
+      if (!(await ctx.content.has(desc.digest))) await copy(desc, ctx);
+    },
+  };
+}
+
+/** Blobs already in the content store (images of the local image store). */
+export function contentBlobs(what: string): BlobProvider {
+  const need = async (desc: Descriptor, content: ContentStore) => {
+    const have = await readFromContent(content, desc.digest);
+    if (!have) throw new BktError('NOT_FOUND', `${what}: blob ${desc.digest} is missing from the content store`, { digest: desc.digest });
+    return have;
+  };
+  return {
+    read: (desc, ctx) => need(desc, ctx.content),
+    fetch: async (desc, ctx) => void (await need(desc, ctx.content)),
+  };
+}
+
+const MANIFEST_TYPES = new Set<string>([MediaType.OciManifest, MediaType.DockerManifest, MediaType.OciIndex, MediaType.DockerManifestList]);
+
+function parseJson<T>(bytes: Uint8Array, what: string): T {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString('utf8')) as T;
+  } catch {
+    throw new BktError('INVALID_ARGUMENT', `${what} is not valid JSON`);
+  }
+}
+
+/** The media type of a manifest or index from its JSON, when the descriptor does not say. */
+function mediaTypeOf(json: { mediaType?: string; manifests?: unknown }): string {
+  if (json.mediaType) return json.mediaType;
+  return Array.isArray(json.manifests) ? MediaType.OciIndex : MediaType.OciManifest;
+}
+
+/**
+ * From the descriptor a reference resolved to (an index or a manifest), the
+ * manifest and config of `platform`. `what` names the image in errors.
+ */
+export async function resolvePlatformImage(
+  root: Descriptor,
+  platform: Platform,
+  blobs: BlobProvider,
+  ctx: Pick<BuildContext, 'content' | 'signal'>,
+  what: string,
+): Promise<ResolvedImage> {
+  let desc = root;
+  let bytes = await blobs.read(desc, ctx);
+  let json = parseJson<ImageManifest & ImageIndex>(bytes, `manifest ${desc.digest} of ${what}`);
+  let mediaType = desc.mediaType || mediaTypeOf(json);
+  if (isIndexMediaType(mediaType) || (!json.config && Array.isArray(json.manifests))) {
+    const candidates = (json.manifests ?? []).filter((m) => !isAttestation(m));
+    const match = candidates.find((m) => m.platform && platformMatches(platform, m.platform)) ?? (candidates.length === 1 && !candidates[0].platform ? candidates[0] : undefined);
+    if (!match) {
+      const available = candidates.map((m) => (m.platform ? formatPlatform(normalizePlatform(m.platform)) : 'unknown')).join(', ') || 'none';
+      throw new BktError(
+        'NOT_FOUND',
+        `${what} has no image for platform ${formatPlatform(platform)} (available: ${available})`,
+        { platform: formatPlatform(platform) },
+      );
+    }
+    desc = { mediaType: match.mediaType, digest: match.digest, size: match.size };
+    bytes = await blobs.read(desc, ctx);
+    json = parseJson<ImageManifest & ImageIndex>(bytes, `manifest ${desc.digest} of ${what}`);
+    mediaType = desc.mediaType || mediaTypeOf(json);
+    if (isIndexMediaType(mediaType)) throw new BktError('UNIMPLEMENTED', `${what}: nested image indexes are not supported (${desc.digest})`);
+  }
+  const manifest = json as ImageManifest;
+  if (!manifest.config || !isDigest(manifest.config.digest) || !Array.isArray(manifest.layers)) {
+    throw new BktError('INVALID_ARGUMENT', `${what}: manifest ${desc.digest} is not an image manifest (no config or layers)`);
+  }
+  const configBytes = await blobs.read(manifest.config, ctx);
+  const config = parseJson<ImageConfig>(configBytes, `config ${manifest.config.digest} of ${what}`);
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== manifest.layers.length) {
+    throw new BktError(
+      'INVALID_ARGUMENT',
+      `${what}: manifest ${desc.digest} has ${manifest.layers.length} layers but its config lists ${diffIds.length} diff_ids`,
+    );
+  }
+  return {
+    digest: root.digest,
+    manifestDescriptor: { mediaType: mediaType, digest: desc.digest, size: desc.size >= 0 ? desc.size : bytes.byteLength },
+    manifest,
+    configDescriptor: manifest.config,
+    configBytes,
+    config,
+    platform: normalizePlatform({ os: config.os, architecture: config.architecture, variant: config.variant }),
+    blobs,
+  };
+}
+
+/** Attestation manifests BuildKit puts in indexes (`unknown/unknown` with a reference type annotation). */
+function isAttestation(d: Descriptor): boolean {
+  return d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest';
+}

@@ -1,0 +1,354 @@
+/**
+ * The `docker-image` and `oci-layout` sources.
+ *
+ * `docker-image://REF` — attrs as BuildKit's: `image.resolvemode`
+ * (`default`: ask the registry for a tag's digest, use local content for a
+ * pinned digest; `pull`: always ask the registry; `local`: prefer the local
+ * image store, fall back to the registry), `image.recordtype`,
+ * `image.layerlimit`, `image.checksum`. The platform is the op's, else the host's.
+ *
+ * `oci-layout://NAME[:TAG][@DIGEST]` — an image of an OCI layout directory
+ * given to the build as a local directory: `localDirs[attrs['oci.store'] ?? NAME]`
+ * (BuildKit's `oci.store` is the id of the client's layout store).
+ *
+ * The cache key is the platform's manifest digest; the pin is
+ * `docker-image://REF@DIGEST` with the digest the reference resolved to.
+ * Layers are downloaded once into the content store and each is unpacked
+ * into its own snapshot over the previous one (see `records.ts`).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  BktError,
+  type Attrs,
+  type BuildContext,
+  type Digest,
+  type Platform,
+  type Snapshot,
+  type Source,
+  type SourceIdentifier,
+  type SourceInstance,
+} from '@bkt/core';
+import {
+  RegistryClient,
+  formatReference,
+  isDigest,
+  parseReference,
+  repositoryName,
+  type Descriptor,
+  type ImageIndex,
+  type RegistryClientOptions,
+} from '@bkt/registry';
+import { decompress } from './compression.js';
+import { contentBlobs, layoutBlobs, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
+import { formatPlatform, hostPlatform, normalizePlatform } from './platform.js';
+import { chainIds, readImageRecord, snapshotForChain, writeLayerRecord } from './records.js';
+import { unpackLayer } from './unpack.js';
+
+export type ResolveMode = 'default' | 'pull' | 'local';
+
+export interface ImageSourceOptions {
+  /** The registry client to use; default: one made from `registry` options, closed on shutdown. */
+  client?: RegistryClient;
+  /** Options of the default client (per-registry settings, credentials, concurrency). */
+  registry?: RegistryClientOptions;
+}
+
+/** The parsed attrs of an image source op. */
+interface ImageAttrs {
+  resolveMode: ResolveMode;
+  recordType?: string;
+  layerLimit?: number;
+  checksum?: Digest;
+}
+
+const OCI_REF_NAME = 'org.opencontainers.image.ref.name';
+
+function parseImageAttrs(scheme: string, ref: string, attrs: Attrs): ImageAttrs {
+  const out: ImageAttrs = { resolveMode: 'default' };
+  const bad = (attribute: string, why: string) =>
+    new BktError('INVALID_ARGUMENT', `${scheme}://${ref}: attribute ${attribute}=${JSON.stringify(attrs[attribute])} ${why}`, { attribute });
+  const mode = attrs['image.resolvemode'];
+  if (mode !== undefined && mode !== '') {
+    // BuildKit also spells them forcepull / preferlocal.
+    const m = { default: 'default', pull: 'pull', forcepull: 'pull', local: 'local', preferlocal: 'local' }[mode];
+    if (!m) throw bad('image.resolvemode', 'is not one of default, pull, local');
+    out.resolveMode = m as ResolveMode;
+  }
+  if (attrs['image.recordtype']) out.recordType = attrs['image.recordtype'];
+  const limit = attrs['image.layerlimit'] ?? attrs['oci.layerlimit'];
+  if (limit !== undefined) {
+    const n = Number(limit);
+    if (!Number.isInteger(n) || n < 0) throw bad(attrs['image.layerlimit'] !== undefined ? 'image.layerlimit' : 'oci.layerlimit', 'is not a non-negative integer');
+    out.layerLimit = n;
+  }
+  const checksum = attrs['image.checksum'];
+  if (checksum !== undefined && checksum !== '') {
+    if (!isDigest(checksum)) throw bad('image.checksum', 'is not a sha256 digest');
+    out.checksum = checksum;
+  }
+  return out;
+}
+
+/** `NAME[:TAG][@DIGEST]` of an `oci-layout://` identifier. */
+interface LayoutRef {
+  name: string;
+  tag?: string;
+  digest?: Digest;
+}
+
+export function parseLayoutRef(ref: string): LayoutRef {
+  let rest = ref;
+  let digest: Digest | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    const d = rest.slice(at + 1);
+    if (!isDigest(d)) throw new BktError('INVALID_ARGUMENT', `invalid oci-layout reference "${ref}": "${d}" is not a sha256 digest`);
+    digest = d;
+    rest = rest.slice(0, at);
+  }
+  let tag: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon > rest.lastIndexOf('/')) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+  }
+  if (rest === '' || rest.split('/').some((c) => c === '' || c === '.' || c === '..')) {
+    throw new BktError('INVALID_ARGUMENT', `invalid oci-layout reference "${ref}": want STORE[:TAG][@sha256:…]`);
+  }
+  return { name: rest, tag, digest };
+}
+
+/** The image sources' shared state: one registry client. */
+export class ImageSource implements Source {
+  readonly schemes = ['docker-image', 'oci-layout'] as const;
+  #client: RegistryClient | undefined;
+  readonly #ownsClient: boolean;
+
+  constructor(private readonly opts: ImageSourceOptions = {}) {
+    this.#client = opts.client;
+    this.#ownsClient = !opts.client;
+  }
+
+  get client(): RegistryClient {
+    this.#client ??= new RegistryClient(this.opts.registry);
+    return this.#client;
+  }
+
+  /** Frees the client's connections (when this source made it). */
+  close(): void {
+    if (this.#ownsClient) this.#client?.close();
+    if (this.#ownsClient) this.#client = undefined;
+  }
+
+  identify(scheme: string, ref: string, attrs: Attrs, platform?: Platform): SourceIdentifier {
+    if (scheme === 'docker-image') {
+      const parsed = parseReference(ref); // throws naming the reference
+      parseImageAttrs(scheme, ref, attrs);
+      return { scheme, ref: formatReference(parsed), attrs: { ...attrs }, platform: normalizePlatform(platform ?? hostPlatform()) };
+    }
+    if (scheme === 'oci-layout') {
+      parseLayoutRef(ref);
+      parseImageAttrs(scheme, ref, attrs);
+      return { scheme, ref, attrs: { ...attrs }, platform: normalizePlatform(platform ?? hostPlatform()) };
+    }
+    throw new BktError('INVALID_ARGUMENT', `the image source does not handle "${scheme}://" identifiers`);
+  }
+
+  async resolve(id: SourceIdentifier, ctx: BuildContext): Promise<SourceInstance> {
+    const attrs = parseImageAttrs(id.scheme, id.ref, id.attrs);
+    const platform = id.platform ?? hostPlatform();
+    const image =
+      id.scheme === 'oci-layout'
+        ? await this.#resolveLayout(id.ref, id.attrs, platform, ctx)
+        : await this.resolveImage(id.ref, platform, attrs.resolveMode, ctx);
+    if (attrs.checksum && attrs.checksum !== image.digest && attrs.checksum !== image.manifestDescriptor.digest) {
+      throw new BktError('INVALID_ARGUMENT', `${id.scheme}://${id.ref}: resolved to ${image.digest}, not ${attrs.checksum} as image.checksum requires`, {
+        attribute: 'image.checksum',
+      });
+    }
+    const what = `${id.scheme}://${id.ref}`;
+    const pinName = id.scheme === 'oci-layout' ? parseLayoutRef(id.ref).name : stripDigest(id.ref);
+    return {
+      cacheKey: async () => ({
+        key: attrs.layerLimit !== undefined ? `${image.manifestDescriptor.digest}+layers=${attrs.layerLimit}` : image.manifestDescriptor.digest,
+        pin: `${id.scheme}://${pinName}@${image.digest}`,
+      }),
+      snapshot: (c) => unpackImage(image, c, { what, layerLimit: attrs.layerLimit, recordType: attrs.recordType }),
+    };
+  }
+
+  /**
+   * Resolves a registry reference (or a name of the local image store) to
+   * `platform`'s manifest and config, storing manifests and config in the
+   * content store.
+   */
+  async resolveImage(ref: string, platform: Platform, mode: ResolveMode, ctx: Pick<BuildContext, 'root' | 'content' | 'signal'>): Promise<ResolvedImage> {
+    const r = parseReference(ref);
+    const name = formatReference(r);
+    if (mode === 'local') {
+      const record = await readImageRecord(ctx.root, name);
+      if (record) return resolvePlatformImage(record.target, platform, contentBlobs(name), ctx, name);
+    }
+    const repo = repositoryName(r);
+    const blobs = registryBlobs(this.client, repo);
+    let root: Descriptor | undefined;
+    if (r.digest && mode !== 'pull' && (await ctx.content.has(r.digest))) {
+      const json = JSON.parse(await readFile(ctx.content.path(r.digest), 'utf8')) as ImageIndex;
+      root = { mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json'), digest: r.digest, size: -1 };
+    }
+    if (!root) {
+      const fetched = await this.client.getManifest(r, { signal: ctx.signal }).catch((err: unknown) => {
+        if (err instanceof BktError && err.code === 'NOT_FOUND') {
+          throw new BktError('NOT_FOUND', `image ${name} not found: ${err.message}`, { reference: name }, { cause: err });
+        }
+        throw err;
+      });
+      if (!(await ctx.content.has(fetched.descriptor.digest))) await ctx.content.write(fetched.bytes, fetched.descriptor.digest);
+      root = fetched.descriptor;
+    }
+    return resolvePlatformImage(root, platform, blobs, ctx, name);
+  }
+
+  /** The image config of `ref` for `platform`, as the gateway's ResolveImageConfig answers it. */
+  async resolveImageConfig(
+    ref: string,
+    opts: { platform?: Platform; resolveMode?: ResolveMode },
+    ctx: Pick<BuildContext, 'root' | 'content' | 'signal' | 'localDirs'>,
+  ): Promise<{ ref: string; digest: Digest; config: Uint8Array }> {
+    const platform = normalizePlatform(opts.platform ?? hostPlatform());
+    if (ref.startsWith('oci-layout://')) {
+      const image = await this.#resolveLayout(ref.slice('oci-layout://'.length), {}, platform, ctx);
+      return { ref, digest: image.digest, config: image.configBytes };
+    }
+    const image = await this.resolveImage(ref.replace(/^docker-image:\/\//, ''), platform, opts.resolveMode ?? 'default', ctx);
+    const name = stripDigest(formatReference(parseReference(ref.replace(/^docker-image:\/\//, ''))));
+    return { ref: `${name}@${image.digest}`, digest: image.digest, config: image.configBytes };
+  }
+
+  async #resolveLayout(
+    ref: string,
+    attrs: Attrs,
+    platform: Platform,
+    ctx: Pick<BuildContext, 'content' | 'signal' | 'localDirs'>,
+  ): Promise<ResolvedImage> {
+    const lr = parseLayoutRef(ref);
+    const storeId = attrs['oci.store'] || lr.name;
+    const dir = ctx.localDirs[storeId];
+    if (!dir) {
+      const known = Object.keys(ctx.localDirs).sort().join(', ') || 'none';
+      throw new BktError('NOT_FOUND', `oci-layout://${ref}: the build has no OCI layout store "${storeId}" (local directories: ${known})`, {
+        attribute: 'oci.store',
+      });
+    }
+    let index: ImageIndex;
+    try {
+      index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as ImageIndex;
+    } catch (err) {
+      throw new BktError('NOT_FOUND', `oci-layout://${ref}: ${join(dir, 'index.json')} is missing or not JSON (is ${dir} an OCI layout?)`, {}, { cause: err });
+    }
+    const manifests = index.manifests ?? [];
+    let root: Descriptor | undefined;
+    if (lr.digest) {
+      root = manifests.find((m) => m.digest === lr.digest) ?? { mediaType: '', digest: lr.digest, size: -1 };
+    } else {
+      const tag = lr.tag ?? 'latest';
+      root = manifests.find((m) => m.annotations?.[OCI_REF_NAME] === tag) ?? (lr.tag === undefined && manifests.length === 1 ? manifests[0] : undefined);
+      if (!root) {
+        const tags = manifests.map((m) => m.annotations?.[OCI_REF_NAME]).filter(Boolean).join(', ') || 'none';
+        throw new BktError('NOT_FOUND', `oci-layout://${ref}: the layout ${dir} has no image tagged "${tag}" (tags: ${tags})`);
+      }
+    }
+    const blobs = layoutBlobs(dir);
+    if (!root.mediaType) {
+      const bytes = await blobs.read(root, ctx);
+      const json = JSON.parse(Buffer.from(bytes).toString('utf8')) as ImageIndex;
+      root = { ...root, mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json') };
+    }
+    return resolvePlatformImage(root, platform, blobs, ctx, `oci-layout://${ref}`);
+  }
+}
+
+function stripDigest(ref: string): string {
+  const at = ref.indexOf('@');
+  return at >= 0 ? ref.slice(0, at) : ref;
+}
+
+/** sha256 of a stream, computed as it flows. */
+async function* hashing(stream: AsyncIterable<Uint8Array>, hash: ReturnType<typeof createHash>): AsyncGenerator<Uint8Array> {
+  for await (const chunk of stream) {
+    hash.update(chunk);
+    yield chunk;
+  }
+}
+
+/**
+ * The snapshot of an image's tree: layers already unpacked (found by chain
+ * id) are reused; the others are downloaded (in parallel) and unpacked in
+ * order, one snapshot each, each verified against its `diff_id`.
+ */
+export async function unpackImage(
+  image: ResolvedImage,
+  ctx: BuildContext,
+  opts: { what: string; layerLimit?: number; recordType?: string },
+): Promise<Snapshot> {
+  const count = Math.min(image.manifest.layers.length, opts.layerLimit ?? Infinity);
+  const layers = image.manifest.layers.slice(0, count);
+  const diffIds = image.config.rootfs.diff_ids.slice(0, count);
+  const chains = chainIds(diffIds);
+
+  let parent: Snapshot | null = null;
+  let start = 0;
+  for (let i = count - 1; i >= 0; i--) {
+    const found = await snapshotForChain(ctx.root, ctx.snapshotter, chains[i]);
+    if (found) {
+      parent = found;
+      start = i + 1;
+      break;
+    }
+  }
+
+  // Downloads run ahead (the registry client bounds them); unpacking follows in layer order.
+  const downloads = layers.map((desc, i) => (i >= start ? image.blobs.fetch(desc, ctx) : Promise.resolve()));
+  for (const d of downloads) d.catch(() => undefined);
+
+  for (let i = start; i < count; i++) {
+    const desc = layers[i];
+    const what = `layer ${i + 1}/${layers.length} (${desc.digest}) of ${opts.what}`;
+    await downloads[i];
+    const prepareOpts = { description: `pulled ${what}`, recordType: opts.recordType };
+    const mutable = await ctx.snapshotter.prepare(parent, prepareOpts);
+    const hash = createHash('sha256');
+    try {
+      const plain = hashing(decompress(createReadStream(ctx.content.path(desc.digest)), what), hash);
+      await unpackLayer(mutable.path, plain, {
+        base: parent === null,
+        what,
+        warn: (msg) => ctx.progress.warn(msg),
+      });
+      const diffId = `sha256:${hash.digest('hex')}`;
+      if (diffId !== diffIds[i]) {
+        throw new BktError('INVALID_ARGUMENT', `${what}: uncompressed content has digest ${diffId}, but the image config says ${diffIds[i]}`);
+      }
+    } catch (err) {
+      await mutable.discard();
+      throw err;
+    }
+    const snapshot = await mutable.commit();
+    await writeLayerRecord(ctx.root, {
+      snapshotId: snapshot.id,
+      diffId: diffIds[i],
+      chainId: chains[i],
+      blob: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size },
+      sources: image.blobs.repository ? [image.blobs.repository] : [],
+    });
+    parent = snapshot;
+  }
+  if (parent) return parent;
+  // An image without layers (or layerlimit=0): an empty tree.
+  const empty = await ctx.snapshotter.prepare(null, { description: `empty image ${opts.what}` });
+  return empty.commit();
+}
+

@@ -1,0 +1,52 @@
+/**
+ * @bkt/source-image/testing: a real store (the solver's, overlayfs or copy)
+ * and a `BuildContext` over it, for tests of sources and exporters.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BuildContext, ProgressWriter } from '@bkt/core';
+import { Store } from '@bkt/solver';
+
+export interface TestContext {
+  ctx: BuildContext;
+  store: Store;
+  /** Warnings the backends reported. */
+  warnings: string[];
+  /** Closes the store and removes its directory. */
+  close(): Promise<void>;
+}
+
+/** Opens a fresh store in a temporary directory and a context for one build. */
+export async function openTestContext(opts: { localDirs?: Record<string, string>; snapshotter?: 'overlay' | 'copy' } = {}): Promise<TestContext> {
+  const root = await mkdtemp(join(tmpdir(), 'bkt-image-test-'));
+  const store = await Store.open(root, opts.snapshotter ?? 'auto');
+  const warnings: string[] = [];
+  const progress: ProgressWriter = {
+    log: () => undefined,
+    status: () => undefined,
+    warn: (short) => void warnings.push(short),
+  };
+  const abort = new AbortController();
+  const ctx: BuildContext = {
+    buildId: 'test',
+    root: store.root,
+    snapshotter: store.snapshotter,
+    content: store.content,
+    signal: abort.signal,
+    localDirs: opts.localDirs ?? {},
+    entitlements: new Set(),
+    secrets: { get: async () => null },
+    progress,
+  };
+  return {
+    ctx,
+    store,
+    warnings,
+    close: async () => {
+      abort.abort();
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,236 @@
+/**
+ * Applies one image layer (an uncompressed tar stream) onto a mounted tree,
+ * as containerd's `archive.Apply` does on an overlay mount:
+ *
+ * - `.wh.NAME` deletes NAME from the lower layers: removing it through the
+ *   overlay mount makes overlayfs write its whiteout (a 0/0 character device)
+ *   in the snapshot's upper dir.
+ * - `.wh..wh..opq` hides everything the lower layers had in its directory:
+ *   the directory is removed and made again through the mount, which overlayfs
+ *   records as an opaque directory (`trusted.overlay.opaque=y`). When entries
+ *   of this layer already landed in it, only the other entries are removed.
+ * - In a base layer (nothing below) whiteouts have nothing to delete and are skipped.
+ *
+ * Confinement: every path stays under `root`. An entry whose name climbs out
+ * with `..`, a hard link to a path outside, and an entry written through a
+ * symlink that points outside (absolute, or `..` past the root) fail with
+ * `PERMISSION_DENIED` naming the layer and the entry; nothing is written for it.
+ * Symlinks themselves are created as they are (they are resolved inside the
+ * container at run time).
+ */
+import { execFile } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, readlink, rm, symlink, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { BktError } from '@bkt/core';
+
+const WHITEOUT_PREFIX = '.wh.';
+const OPAQUE_MARKER = '.wh..wh..opq';
+const MAX_SYMLINKS = 40;
+
+export interface UnpackOptions {
+  /** True for an image's first layer: there is nothing below for whiteouts to delete. */
+  base: boolean;
+  /** Names the layer in errors (`layer sha256:… of docker.io/library/busybox`). */
+  what: string;
+  /** Reports something skipped (e.g. xattrs the host cannot set). */
+  warn?(message: string): void;
+}
+
+/** Splits a tar entry name into clean components; throws when `..` climbs above the root. */
+export function entryComponents(name: string, what: string): string[] {
+  const parts: string[] = [];
+  for (const c of name.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      if (parts.length === 0) throw escapeError(what, name, 'its path climbs out of the root with ".."');
+      parts.pop();
+    } else parts.push(c);
+  }
+  return parts;
+}
+
+function escapeError(what: string, entry: string, why: string): BktError {
+  return new BktError('PERMISSION_DENIED', `${what}: entry "${entry}" refused: ${why}`, { entry });
+}
+
+async function lstatOrNull(p: string) {
+  try {
+    return await lstat(p);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+}
+
+/**
+ * Resolves `parts` under `root`, following symlinks in every component but the
+ * last (and the last too with `followLast`). A symlink that is absolute or
+ * climbs above the root is refused: the entry would otherwise be written
+ * somewhere its name does not say.
+ */
+async function resolveInRoot(root: string, parts: string[], entry: string, what: string, followLast = false): Promise<string[]> {
+  const resolved: string[] = [];
+  const pending = [...parts];
+  let links = 0;
+  while (pending.length > 0) {
+    const c = pending.shift()!;
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      if (resolved.length === 0) throw escapeError(what, entry, 'it goes through a symlink that points above the root');
+      resolved.pop();
+      continue;
+    }
+    resolved.push(c);
+    if (pending.length === 0 && !followLast) break;
+    const p = join(root, ...resolved);
+    const st = await lstatOrNull(p);
+    if (!st?.isSymbolicLink()) continue;
+    if (++links > MAX_SYMLINKS) throw escapeError(what, entry, 'too many levels of symbolic links');
+    const target = await readlink(p);
+    if (target.startsWith('/')) {
+      throw escapeError(what, entry, `it goes through the absolute symlink "${resolved.join('/')}" -> "${target}"`);
+    }
+    resolved.pop();
+    pending.unshift(...target.split('/'));
+  }
+  return resolved;
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) =>
+    execFile(cmd, args, (err, _out, stderr) =>
+      err ? reject(new BktError('INTERNAL', `${cmd} ${args.join(' ')}: ${String(stderr).trim() || err.message}`)) : resolve(),
+    ),
+  );
+}
+
+/** Applies the layer tar `stream` onto the mounted tree `root`. */
+export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array>, opts: UnpackOptions): Promise<void> {
+  const { what } = opts;
+  const extract = tar.extract();
+  const feeding = pipeline(Readable.from(stream), extract);
+  feeding.catch(() => undefined);
+
+  /** Paths (relative, `/`-joined) this layer wrote: opaque markers and whiteouts leave them alone. */
+  const written = new Set<string>();
+  const dirTimes: { path: string; mtime: Date; atime: Date }[] = [];
+  let xattrWarned = false;
+
+  for await (const entry of extract) {
+    const h = entry.header;
+    try {
+      const parts = entryComponents(h.name, what);
+      if (parts.length === 0) {
+        // The root directory itself: take its metadata.
+        if (h.type === 'directory') dirTimes.push({ path: root, mtime: h.mtime ?? new Date(0), atime: h.mtime ?? new Date(0) });
+        continue;
+      }
+      const base = parts[parts.length - 1];
+      const parentParts = await resolveInRoot(root, parts.slice(0, -1), h.name, what);
+      const parent = join(root, ...parentParts);
+      const rel = [...parentParts, base].join('/');
+
+      if (base === OPAQUE_MARKER) {
+        if (!opts.base) await makeOpaque(parent, parentParts.join('/'), written);
+        continue;
+      }
+      if (base.startsWith(WHITEOUT_PREFIX)) {
+        const name = base.slice(WHITEOUT_PREFIX.length);
+        const victim = [...parentParts, name].join('/');
+        if (!opts.base && name !== '' && !written.has(victim)) await rm(join(parent, name), { recursive: true, force: true });
+        continue;
+      }
+
+      await mkdir(parent, { recursive: true });
+      const path = join(parent, base);
+      const existing = await lstatOrNull(path);
+      if (existing && !(existing.isDirectory() && h.type === 'directory')) await rm(path, { recursive: true, force: true });
+      written.add(rel);
+
+      switch (h.type) {
+        case 'directory':
+          if (!existing?.isDirectory()) await mkdir(path);
+          break;
+        case 'file':
+        case 'contiguous-file':
+          await pipeline(entry, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+          break;
+        case 'symlink':
+          await symlink(h.linkname ?? '', path);
+          break;
+        case 'link': {
+          const targetParts = await resolveInRoot(root, entryComponents(h.linkname ?? '', what), h.linkname ?? '', what);
+          const target = join(root, ...targetParts);
+          const st = await lstatOrNull(target);
+          if (!st) throw new BktError('INVALID_ARGUMENT', `${what}: hard link "${h.name}" points to "${h.linkname}", which the layer does not hold`);
+          if (st.isDirectory()) throw escapeError(what, h.name, `it is a hard link to the directory "${h.linkname}"`);
+          await link(target, path);
+          break;
+        }
+        case 'character-device':
+          if ((h.devmajor ?? 0) === 0 && (h.devminor ?? 0) === 0) {
+            written.delete(rel); // an overlay-style whiteout in a tar: a deletion, as containerd reads it
+            continue;
+          }
+          await run('mknod', [path, 'c', String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
+          break;
+        case 'block-device':
+          await run('mknod', [path, 'b', String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
+          break;
+        case 'fifo':
+          await run('mknod', [path, 'p']);
+          break;
+        default:
+          opts.warn?.(`${what}: skipped entry "${h.name}" of unsupported type ${h.type}`);
+          written.delete(rel);
+          continue;
+      }
+      if (h.type === 'link') continue; // shares the target's inode and metadata
+
+      await lchown(path, h.uid ?? 0, h.gid ?? 0);
+      if (h.type !== 'symlink') await chmod(path, (h.mode ?? 0o644) & 0o7777);
+      const mtime = h.mtime ?? new Date(0);
+      if (h.type === 'directory') dirTimes.push({ path, mtime, atime: mtime });
+      else await lutimes(path, mtime, mtime);
+      if (!xattrWarned && h.pax && Object.keys(h.pax).some((k) => k.startsWith('SCHILY.xattr.'))) {
+        xattrWarned = true;
+        opts.warn?.(`${what}: extended attributes (e.g. file capabilities) are not applied; first on "${h.name}"`);
+      }
+    } finally {
+      entry.resume(); // drain what a handler did not read, so the next entry can come
+    }
+  }
+  await feeding;
+  // Directory times last: creating entries inside changed them.
+  for (const d of dirTimes.reverse()) await utimes(d.path, d.atime, d.mtime);
+}
+
+/**
+ * Hides the lower layers' entries of `dir`. With nothing of this layer in it
+ * yet, the directory is removed and made again (overlayfs marks it opaque);
+ * otherwise each entry this layer did not write is removed.
+ */
+async function makeOpaque(dir: string, rel: string, written: Set<string>): Promise<void> {
+  const st = await lstatOrNull(dir);
+  if (!st?.isDirectory()) return;
+  const prefix = rel === '' ? '' : `${rel}/`;
+  const hasOwn = [...written].some((p) => p.startsWith(prefix) && p !== rel);
+  if (!hasOwn && rel !== '') {
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir);
+    await lchown(dir, st.uid, st.gid);
+    await chmod(dir, st.mode & 0o7777);
+    await utimes(dir, st.atime, st.mtime);
+    return;
+  }
+  for (const name of await readdir(dir)) {
+    const child = `${prefix}${name}`;
+    const keep = [...written].some((p) => p === child || p.startsWith(`${child}/`));
+    if (!keep) await rm(join(dir, name), { recursive: true, force: true });
+  }
+}
