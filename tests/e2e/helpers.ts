@@ -164,13 +164,19 @@ export function definition(ops: RawOp[], result: { digest: string; index?: numbe
   return pb.Definition.encode(pb.Definition.fromPartial({ def: [...ops, ret].map((o) => Buffer.from(o.bytes)) })).finish();
 }
 
-/** The vertex events of a `--progress rawjson` stderr, last state per digest. */
+/**
+ * The build steps of a `--progress rawjson` stderr, last state per digest.
+ * Export vertices (`exporting to …`) are left out: they run on every build.
+ */
 export function vertices(stderr: string): Map<string, { name: string; cached: boolean; completed?: string; error?: string }> {
   const out = new Map<string, { name: string; cached: boolean; completed?: string; error?: string }>();
   for (const line of stderr.split('\n')) {
     if (!line.startsWith('{')) continue;
     const obj = JSON.parse(line) as { vertexes?: { digest: string; name: string; cached: boolean; completed?: string; error?: string }[] };
-    for (const v of obj.vertexes ?? []) out.set(v.digest, { ...out.get(v.digest), ...v });
+    for (const v of obj.vertexes ?? []) {
+      if (v.name.startsWith('exporting ')) continue;
+      out.set(v.digest, { ...out.get(v.digest), ...v });
+    }
   }
   return out;
 }

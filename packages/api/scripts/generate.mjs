@@ -87,7 +87,10 @@ export function generate(outDir = join(packageDir, 'src', 'gen')) {
     ],
     { stdio: 'inherit', cwd: protoRoot },
   );
-  for (const file of generatedFiles(outDir)) sortMapEncoding(outDir, file);
+  for (const file of generatedFiles(outDir)) {
+    sortMapEncoding(outDir, file);
+    lenientLongToNumber(file);
+  }
   return outDir;
 }
 
@@ -121,6 +124,24 @@ function sortMapEncoding(outDir, file) {
   const wireImport = 'import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";\n';
   if (!rewritten.includes(wireImport)) throw new Error(`${file}: cannot place the map-order import (ts-proto output changed?)`);
   writeFileSync(file, rewritten.replace(wireImport, `${wireImport}import { sortedMapEntries } from "${helper}";\n`));
+}
+
+// ts-proto's forceLong=number decoder throws on int64 values beyond 2^53. LLB
+// carries nanosecond timestamps (~1.7e18) in int64 fields, so decoding a real
+// definition must not throw: such values decode to the nearest double (exact
+// for whole-second timestamps, which is what SOURCE_DATE_EPOCH produces).
+// Digests never depend on it: an op's digest is taken over its original bytes.
+const LONG_TO_NUMBER = /function longToNumber\(int64: \{ toString\(\): string \}\): number \{[\s\S]*?\n\}\n/;
+
+function lenientLongToNumber(file) {
+  const text = readFileSync(file, 'utf8');
+  if (!text.includes('function longToNumber(')) return;
+  const rewritten = text.replace(
+    LONG_TO_NUMBER,
+    'function longToNumber(int64: { toString(): string }): number {\n  return globalThis.Number(int64.toString());\n}\n',
+  );
+  if (rewritten === text) throw new Error(`${file}: cannot rewrite longToNumber (ts-proto output changed?)`);
+  writeFileSync(file, rewritten);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -75,7 +75,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
       return err.exitCode === 0 ? 0 : 1;
     }
     if (signal.aborted) {
-      io.stderr.write(`bkt: ${describeError(err)}\n`);
+      io.stderr.write(`bkt: ${describeError(signal.reason ?? err)}\n`);
       return exitCodeOf(signal);
     }
     io.stderr.write(`error: ${describeError(err)}\n`);

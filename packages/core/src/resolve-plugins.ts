@@ -52,7 +52,8 @@ async function loadPluginPackage(specifier: string, options: unknown, hasOptions
   }
   let mod: unknown;
   try {
-    mod = await loader.import(resolved);
+    // Built JavaScript loads natively (one module instance, real ESM semantics); TypeScript through jiti.
+    mod = /\.[cm]?js$/.test(resolved) ? await import(resolved) : await loader.import(resolved);
   } catch (err) {
     throw new BktError('PLUGIN', `plugin "${specifier}" (${resolved}) failed to load: ${(err as Error)?.message ?? err}`, { plugin: specifier }, { cause: err });
   }

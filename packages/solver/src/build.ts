@@ -178,6 +178,7 @@ export class Build {
       const st = this.#state(v);
       if (v.kind === 'source') st.sourceId ??= await this.#identify(v);
       else if (!this.engine.bkt.registries.opExecutors.has(v.kind)) throw missingExecutor(v);
+      if (v.op.op?.$case === 'exec') this.#checkEntitlements(v, v.op.op.value);
     }
     return def;
   }
@@ -218,6 +219,22 @@ export class Build {
       this.#states.set(v.digest, st);
     }
     return st;
+  }
+
+  /** As BuildKit: host networking and insecure mode need the client's entitlement. */
+  #checkEntitlements(v: Vertex, exec: pb.ExecOp): void {
+    const need = [
+      ...(exec.network === pb.NetMode.HOST ? ['network.host'] : []),
+      ...(exec.security === pb.SecurityMode.INSECURE ? ['security.insecure'] : []),
+    ];
+    for (const e of need) {
+      if (!this.opts.entitlements.has(e)) {
+        throw new BktError('PERMISSION_DENIED', `${v.name}: needs entitlement ${e}, which the build did not grant (op ${v.digest}; pass --allow ${e})`, {
+          opDigest: v.digest,
+          attribute: e,
+        });
+      }
+    }
   }
 
   async #identify(v: Vertex): Promise<SourceIdentifier> {
@@ -366,9 +383,12 @@ export class Build {
     this.progress.vertexStarted(event);
     const jobs = this.engine.jobs;
     let job = jobs.get(k.canonical);
-    if (!job) {
+    // A run whose builds all gave up is being torn down: start a new one.
+    if (!job || job.controller.signal.aborted) {
       const fresh = new Job();
-      fresh.promise = this.#execute(v, k, inputs, fresh).finally(() => jobs.delete(k.canonical));
+      fresh.promise = this.#execute(v, k, inputs, fresh).finally(() => {
+        if (jobs.get(k.canonical) === fresh) jobs.delete(k.canonical);
+      });
       // Settled by the waiters; this keeps an abandoned run's rejection from going unhandled.
       fresh.promise.catch(() => undefined);
       jobs.set(k.canonical, fresh);

@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { pb } from '@bkt/api';
 import { createBkt, isBktError, type Bkt, type BktPlugin, type ProgressEvent, type Snapshot } from '@bkt/core';
 import { openSolver } from './solver.js';
 import type { Solver } from './api.js';
@@ -187,6 +188,22 @@ describe('solve', () => {
     expect(sawAbort).toBe(true);
   });
 
+  it('a shared run survives the cancellation of one of the builds waiting for it', async () => {
+    const c = counters();
+    const { s } = await open([testPlugin({ counters: c, delayMs: 400 })]);
+    const g = new DefBuilder();
+    const def = g.build(g.mkfile(null, { '/x': 'x' }));
+    const ac = new AbortController();
+    const a = s.solve({ definition: def, signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 100));
+    const b = s.solve({ definition: def });
+    await new Promise((r) => setTimeout(r, 100));
+    ac.abort();
+    expect(isBktError(await a.catch((e: unknown) => e), 'CANCELLED')).toBe(true);
+    expect(await tree((await b).result.ref)).toEqual({ x: 'x' });
+    expect(c.runs.get('file')).toBe(1);
+  });
+
   it('a failing vertex cancels the rest of its build and names the op', async () => {
     let slowAborted = false;
     const plugin = testPlugin({
@@ -261,6 +278,30 @@ describe('definition errors', () => {
     const g = new DefBuilder();
     const e = g.add({ op: { $case: 'exec', value: { meta: { args: ['/bin/true'], env: [], cwd: '/', user: '', proxyEnv: undefined, extraHosts: [], hostname: '', ulimit: [], cgroupParent: '', removeMountStubsRecursive: false, validExitCodes: [] }, mounts: [{ input: -1, selector: '', dest: '/', output: 0, readonly: false, mountType: 0, TmpfsOpt: undefined, cacheOpt: undefined, secretOpt: undefined, SSHOpt: undefined, resultID: '', contentCache: 0 }], network: 0, security: 0, secretenv: [] } } });
     await expectRejected(g.build(e), 'UNIMPLEMENTED', 'no executor for exec ops', '@bkt/worker-runc', e);
+  });
+
+  it('an exec op asking for host networking without the entitlement', async () => {
+    const g = new DefBuilder();
+    const e = g.add({
+      op: {
+        $case: 'exec',
+        value: pb.ExecOp.fromPartial({
+          meta: { args: ['/bin/true'] },
+          mounts: [{ input: -1, dest: '/', output: 0 }],
+          network: pb.NetMode.HOST,
+        }),
+      },
+    });
+    let ran = 0;
+    const execPlugin: BktPlugin = { name: 'fake-exec', opExecutors: [{ kind: 'exec', run: async () => (ran++, [null]) }] };
+    const { s } = await open([testPlugin(), execPlugin]);
+    const err = await s.solve({ definition: g.build(e) }).catch((x: unknown) => x);
+    expect(isBktError(err, 'PERMISSION_DENIED')).toBe(true);
+    expect((err as Error).message).toContain('network.host');
+    expect(ran).toBe(0);
+    const ok = await s.solve({ definition: g.build(e), entitlements: ['network.host'] });
+    expect(ok.result.ref).toBeNull();
+    expect(ran).toBe(1);
   });
 
   it('a source scheme nobody registered, and a source denied by policy', async () => {

@@ -131,7 +131,7 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
         continue;
       }
       const base = parts[parts.length - 1];
-      const parentParts = await resolveInRoot(root, parts.slice(0, -1), h.name, what);
+      const parentParts = await resolveInRoot(root, parts.slice(0, -1), h.name, what, true);
       const parent = join(root, ...parentParts);
       const rel = [...parentParts, base].join('/');
 

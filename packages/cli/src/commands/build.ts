@@ -62,7 +62,7 @@ export async function buildCommand(targetName: string | undefined, opts: BuildOp
     });
   } catch (err) {
     display.close();
-    reportFailedSteps(display, io.stderr);
+    if (!signal.aborted) reportFailedSteps(display, io.stderr);
     throw err;
   } finally {
     await solver.close();

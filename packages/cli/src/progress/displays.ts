@@ -73,7 +73,8 @@ export class RawJsonDisplay implements ProgressDisplay {
 }
 
 /**
- * BuildKit's plain output: `#N name` when a step starts, its output lines as
+ * BuildKit's plain output: `#N name` when a step starts (or, when another
+ * step is printing, with its first line), its output lines as
  * `#N 0.123 line`, sub-progress as `#N id current/total`, then `#N CACHED`,
  * `#N DONE 0.1s` or `#N ERROR: message`. A step interrupted by another's
  * lines gets `#N ...` and its header again when it resumes.
@@ -93,6 +94,11 @@ export class PlainDisplay implements ProgressDisplay {
     switch (event.type) {
       case 'vertex': {
         if (!v.started && !v.completed && !v.cached) return;
+        if (!v.completed && !v.error && !v.cached) {
+          // A step that starts while another one is printing shows up with its first line.
+          if (!this.current) this.focus(v);
+          return;
+        }
         this.focus(v);
         if (v.completed || v.error) {
           if (v.partialLine) this.line(v, `${this.elapsed(v)} ${v.partialLine}`);

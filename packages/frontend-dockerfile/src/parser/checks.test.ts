@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { type ParseOptions, parseDockerfile } from './dockerfile.js';
 import { DockerfileParseError } from './errors.js';
 import { RULES } from './rules.js';
+import { globalArgs } from './checks.js';
 
 function warnings(text: string, options: ParseOptions = {}): string[] {
   return parseDockerfile(text, options).warnings.map((w) => `${w.range.startLine}:${w.rule}: ${w.message}`);
@@ -131,5 +132,13 @@ describe('build checks', () => {
       expect((err as DockerfileParseError).message.split('\n')[0]).toBe('Dockerfile:3:1: lint violation found for rules: JSONArgsRecommended, MaintainerDeprecated');
     }
     expect(() => parseDockerfile('# check=bogus\nFROM scratch')).toThrow('invalid check option "bogus"');
+  });
+
+  it('computes the global ARG scope for FROM', () => {
+    const df = parseDockerfile('ARG A=1\nARG B=${A}2\nARG C\nARG TARGETOS\nFROM scratch AS out');
+    const args = globalArgs(df, { buildArgs: { C: 'c', TARGETARCH: 'riscv64' }, targetPlatform: { os: 'linux', architecture: 'arm64' } });
+    expect(Object.fromEntries([...args].filter(([k]) => ['A', 'B', 'C', 'TARGETOS', 'TARGETARCH', 'TARGETPLATFORM', 'TARGETSTAGE'].includes(k)))).toEqual({
+      A: '1', B: '12', C: 'c', TARGETOS: 'linux', TARGETARCH: 'riscv64', TARGETPLATFORM: 'linux/arm64', TARGETSTAGE: 'out',
+    });
   });
 });

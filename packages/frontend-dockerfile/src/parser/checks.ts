@@ -1,5 +1,6 @@
 import type { RawDockerfile } from './ast.js';
 import type { Dockerfile, Stage } from './dockerfile.js';
+import { locatedError } from './errors.js';
 import { expandInstruction } from './expand.js';
 import type { ArgInstruction, Instruction } from './instructions.js';
 import { type PlatformSpec, hostPlatform, isValidImageReference, parsePlatform, predefinedPlatformArgs } from './platforms.js';
@@ -72,11 +73,7 @@ export function runChecks(df: Dockerfile, raw: RawDockerfile, lint: Linter, opti
   checkStageNames(df.stages, lint);
   checkCommandCasing(df.stages, lint);
 
-  const build = options.buildPlatform ?? hostPlatform();
-  const target = options.targetPlatform ?? build;
-  const targetStage = options.target ?? df.stages[df.stages.length - 1].name ?? '';
-  const predefined = new Map(Object.entries(predefinedPlatformArgs(build, target, targetStage)));
-  for (const [k, v] of Object.entries(options.buildArgs ?? {})) if (predefined.has(k)) predefined.set(k, v);
+  const predefined = predefinedArgs(df, options);
 
   // Base names must stay valid with the ARG defaults alone.
   const defaults = metaArgValues(predefined, df.metaArgs, {}, lex);
@@ -115,6 +112,42 @@ export function runChecks(df: Dockerfile, raw: RawDockerfile, lint: Linter, opti
     checkStage(stage, state, globalArgs, options, lex.escapeToken, l);
     states.push(state);
   }
+}
+
+/** BUILDPLATFORM, TARGETOS, … for these options (build args override them). */
+function predefinedArgs(df: Dockerfile, options: CheckOptions): Map<string, string> {
+  const build = options.buildPlatform ?? hostPlatform();
+  const target = options.targetPlatform ?? build;
+  const targetStage = options.target ?? df.stages[df.stages.length - 1].name ?? '';
+  const predefined = new Map(Object.entries(predefinedPlatformArgs(build, target, targetStage)));
+  for (const [k, v] of Object.entries(options.buildArgs ?? {})) if (predefined.has(k)) predefined.set(k, v);
+  return predefined;
+}
+
+/**
+ * The global ARG scope FROM lines see: the predefined platform ARGs, then the
+ * ARGs before the first FROM in order (a build arg replaces a default).
+ * Throws DockerfileParseError on a bad substitution in a default.
+ */
+export function globalArgs(df: Dockerfile, options: CheckOptions = {}): Map<string, string> {
+  const lex = new ShellLex(df.escapeToken);
+  const args = new Map(predefinedArgs(df, options));
+  const buildArgs = options.buildArgs ?? {};
+  for (const instr of df.metaArgs) {
+    for (const def of instr.args) {
+      let value: string | undefined;
+      if (Object.hasOwn(buildArgs, def.key)) value = buildArgs[def.key];
+      else if (def.value !== undefined) {
+        try {
+          value = lex.processWord(def.value, envFromMap(args)).result;
+        } catch (err) {
+          throw locatedError((err as Error).message, df.filename, df.lines, instr.range);
+        }
+      }
+      if (value !== undefined) args.set(def.key, value);
+    }
+  }
+  return args;
 }
 
 function fromMatchesAsCasing(from: string, as: string): boolean {

@@ -1,6 +1,6 @@
 import { type RawDockerfile, RawParseError, parseRaw } from './ast.js';
 import { type CheckConfig, type Directive, parseCheckConfig } from './directives.js';
-import { DockerfileParseError, LocalParseError, type SourceRange } from './errors.js';
+import { LocalParseError, type SourceRange, locatedError } from './errors.js';
 import { type ArgInstruction, type FromInstruction, type Instruction, parseInstruction } from './instructions.js';
 import { type LintWarning, Linter } from './rules.js';
 import { ShellLex, emptyEnv } from './shell.js';
@@ -175,22 +175,4 @@ function toInstructions(raw: RawDockerfile, filename: string): Instruction[] {
       throw err;
     }
   });
-}
-
-/**
- * An error at an instruction: the line and column of `token` when it appears
- * in the instruction's lines, else the instruction's first non-blank column.
- */
-export function locatedError(problem: string, file: string, lines: readonly string[], range: SourceRange, token?: string): DockerfileParseError {
-  const start = Math.max(1, range.startLine);
-  const end = Math.max(start, range.endLine);
-  if (token) {
-    for (let n = start; n <= end && n <= lines.length; n++) {
-      const col = lines[n - 1].indexOf(token);
-      if (col >= 0) return new DockerfileParseError(problem, { file, line: n, column: col + 1, endLine: end }, lines[n - 1]);
-    }
-  }
-  const text = lines[start - 1];
-  const column = text === undefined ? 1 : Math.max(1, text.search(/\S/) + 1);
-  return new DockerfileParseError(problem, { file, line: start, column, endLine: end }, text);
 }

@@ -2,8 +2,9 @@
  * The Dockerfile parser: directives, raw parse, typed instructions, stages,
  * variable expansion and build checks. See the package README.
  */
-export { parseDockerfile, parseInstructions, locatedError } from './dockerfile.js';
+export { parseDockerfile, parseInstructions } from './dockerfile.js';
 export type { Dockerfile, Stage, ParseOptions } from './dockerfile.js';
+export { globalArgs } from './checks.js';
 export type { CheckOptions } from './checks.js';
 export { expandInstruction } from './expand.js';
 export type { ExpandOptions, ExpandResult } from './expand.js';
@@ -11,7 +12,7 @@ export { parseRaw, parseHeredoc, heredocsFromLine, chompHeredocContent, RawParse
 export type { RawDockerfile, RawNode, Heredoc, EmptyContinuationWarning } from './ast.js';
 export { parseDirectives, parseCheckConfig } from './directives.js';
 export type { Directive, DirectiveName, CheckConfig } from './directives.js';
-export { DockerfileParseError } from './errors.js';
+export { DockerfileParseError, locatedError } from './errors.js';
 export type { SourceRange, ErrorLocation } from './errors.js';
 export { parseInstruction, INSTRUCTION_KINDS } from './instructions.js';
 export type * from './instructions.js';
@@ -24,3 +25,5 @@ export type { EnvGetter, ShellLexOptions, ProcessWordResult } from './shell.js';
 export { parsePlatform, formatPlatform, hostPlatform, predefinedPlatformArgs, isValidImageReference } from './platforms.js';
 export type { PlatformSpec } from './platforms.js';
 export { parseDuration, parseRAMInBytes } from './units.js';
+export { resolveStages } from './stages.js';
+export type { StageGraph, ResolvedStage, StageBase, StageDependency, ResolveOptions } from './stages.js';

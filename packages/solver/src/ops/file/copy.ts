@@ -129,16 +129,28 @@ async function copyOne(srcRoot: string, src: string, destRoot: string, dest: str
   await copier.copy(srcAbs, '', target, false);
 }
 
-/** Recursive copy of one tree; one instance per source, so hardlinks inside it are kept. */
+/** Entries of one directory copied at once. */
+const DIR_CONCURRENCY = 8;
+
+/** A source directory whose copy is held back until something under it is included. */
+interface PendingDir {
+  dst: string;
+  stat: Stats;
+  /** Set once creation started; awaited by every entry that needs the directory. */
+  created?: Promise<void>;
+}
+
+/**
+ * Recursive copy of one tree; one instance per source, so hardlinks inside it
+ * are kept. Entries of a directory are copied concurrently.
+ */
 class Copier {
-  /** Source inode → first destination path, to recreate hardlinks. */
-  readonly #inodes = new Map<string, string>();
-  /** Directories not yet created because no entry under them was included yet. */
-  readonly #pendingDirs: { src: string; dst: string; stat: Stats; copied: boolean }[] = [];
+  /** Source inode → the destination path of its first copy (once written). */
+  readonly #inodes = new Map<string, Promise<string>>();
 
   constructor(readonly opts: CopyOptions) {}
 
-  async copy(src: string, rel: string, target: string, overwriteTargetMetadata: boolean): Promise<void> {
+  async copy(src: string, rel: string, target: string, overwriteTargetMetadata: boolean, pending: PendingDir[] = []): Promise<void> {
     this.opts.signal?.throwIfAborted();
     const { include: inc, exclude: exc } = this.opts;
     let included = true;
@@ -166,7 +178,7 @@ class Copier {
         await rm(target, { recursive: true, force: true });
         targetStat = null;
       }
-      await this.#createPendingDirs(overwriteTargetMetadata);
+      for (const d of pending) await (d.created ??= this.#createHeldDir(d, overwriteTargetMetadata));
       if (!isDir && targetStat) {
         if (targetStat.isDirectory()) {
           throw new BktError('INVALID_ARGUMENT', `copy: cannot replace directory "${target}" with a file (set alwaysReplaceExistingDestPaths)`);
@@ -178,52 +190,46 @@ class Copier {
 
     let applyInfo = included;
     if (isDir) {
-      const created = await this.#copyDirectory(src, rel, target, st, targetStat, overwriteTargetMetadata, included, excluded);
+      let created = false;
+      const held: PendingDir = { dst: target, stat: st };
+      if (included) {
+        created = await this.#copyDirectoryOnly(target, st, targetStat, overwriteTargetMetadata);
+        held.created = Promise.resolve();
+      }
+      if (!excluded || this.opts.exclude?.hasExclusions) {
+        const names = (await readdir(src)).sort();
+        const below = [...pending, held];
+        await forEachLimited(names, DIR_CONCURRENCY, (name) =>
+          this.copy(path.join(src, name), rel === '' ? name : `${rel}/${name}`, path.join(target, name), true, below),
+        );
+      }
       if (!overwriteTargetMetadata) applyInfo = created;
     } else if (st.isFile()) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = st.nlink > 1 ? this.#inodes.get(key) : undefined;
-      if (first) {
-        await link(first, target);
-      } else {
-        await copyFile(src, target, constants.COPYFILE_FICLONE);
-        if (st.nlink > 1) this.#inodes.set(key, target);
-      }
+      await this.#copyFile(src, target, st);
     } else if (st.isSymbolicLink()) {
       await symlink(await readlink(src), target);
     } else {
       await copySpecial(target, st);
+      if (!(await lstatOrNull(target))) return; // a skipped socket
     }
-    if (applyInfo && (await lstatOrNull(target))) await this.#applyInfo(st, target);
+    if (applyInfo) await this.#applyInfo(st, target, st.isFile());
   }
 
-  async #copyDirectory(
-    src: string,
-    rel: string,
-    dst: string,
-    st: Stats,
-    dstStat: Stats | null,
-    overwriteTargetMetadata: boolean,
-    included: boolean,
-    excluded: boolean,
-  ): Promise<boolean> {
-    let created = false;
-    const pending = { src, dst, stat: st, copied: false };
-    if (included) {
-      created = await this.#copyDirectoryOnly(dst, st, dstStat, overwriteTargetMetadata);
-      pending.copied = true;
-    }
-    this.#pendingDirs.push(pending);
-    try {
-      if (excluded && !this.opts.exclude?.hasExclusions) return created;
-      const names = (await readdir(src)).sort();
-      for (const name of names) {
-        await this.copy(path.join(src, name), rel === '' ? name : `${rel}/${name}`, path.join(dst, name), true);
+  /** Copies a regular file, or hard-links it to the copy of an inode already copied. */
+  async #copyFile(src: string, target: string, st: Stats): Promise<void> {
+    if (st.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = this.#inodes.get(key);
+      if (first) {
+        await link(await first, target);
+        return;
       }
-    } finally {
-      this.#pendingDirs.pop();
+      const done = copyFile(src, target, constants.COPYFILE_FICLONE).then(() => target);
+      this.#inodes.set(key, done);
+      await done;
+      return;
     }
-    return created;
+    await copyFile(src, target, constants.COPYFILE_FICLONE);
   }
 
   async #copyDirectoryOnly(dst: string, st: Stats, dstStat: Stats | null, overwriteTargetMetadata: boolean): Promise<boolean> {
@@ -239,27 +245,39 @@ class Copier {
     return false;
   }
 
-  /** Creates the directories held back by include patterns, once something under them is copied. */
-  async #createPendingDirs(overwriteTargetMetadata: boolean): Promise<void> {
-    for (const d of this.#pendingDirs) {
-      if (d.copied) continue;
-      const created = await this.#copyDirectoryOnly(d.dst, d.stat, await lstatOrNull(d.dst), overwriteTargetMetadata);
-      if (created) await this.#applyInfo(d.stat, d.dst);
-      d.copied = true;
-    }
+  /** Creates a directory held back by include patterns, once something under it is copied. */
+  async #createHeldDir(d: PendingDir, overwriteTargetMetadata: boolean): Promise<void> {
+    const created = await this.#copyDirectoryOnly(d.dst, d.stat, await lstatOrNull(d.dst), overwriteTargetMetadata);
+    if (created) await this.#applyInfo(d.stat, d.dst, false);
   }
 
-  /** Owner, mode and times of a copied entry: overrides when given, else the source's. */
-  async #applyInfo(st: Stats, target: string): Promise<void> {
+  /**
+   * Owner, mode and times of a copied entry: overrides when given, else the
+   * source's. `fresh` (a file just written by copyFile, which keeps the
+   * source's mode and gives our own uid/gid) skips the calls that change nothing.
+   */
+  async #applyInfo(st: Stats, target: string, fresh: boolean): Promise<void> {
     const { owner, mode, modeSet, time } = this.opts;
-    await lchown(target, owner ? owner.uid : st.uid, owner ? owner.gid : st.gid);
+    const uid = owner ? owner.uid : st.uid;
+    const gid = owner ? owner.gid : st.gid;
+    if (!fresh || uid !== process.getuid?.() || gid !== process.getgid?.()) await lchown(target, uid, gid);
     if (!st.isSymbolicLink()) {
       let perm = st.mode & 0o7777;
       if (modeSet) perm = modeSet(perm, st.isDirectory());
       else if (mode !== null) perm = mode & 0o7777;
-      await chmod(target, perm);
+      // chown clears setuid/setgid bits, so a chown'ed file is always chmod'ed.
+      if (!fresh || perm !== (st.mode & 0o7777) || (st.mode & 0o6000) !== 0) await chmod(target, perm);
     }
     if (time !== null) await lutimes(target, time, time);
     else await lutimes(target, st.atimeMs / 1000, st.mtimeMs / 1000);
   }
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time; the first failure rejects. */
+async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

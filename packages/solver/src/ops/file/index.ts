@@ -132,8 +132,11 @@ class FileOpRun {
 
   async run(outputIndexes: number[]): Promise<Snapshot[]> {
     try {
-      const results = await Promise.all(outputIndexes.map((idx) => this.#get(idx)));
-      return results.map((r) => r.snapshot!);
+      // Every branch settles before cleanup, so no action still writes into a discarded tree.
+      const settled = await Promise.allSettled(outputIndexes.map((idx) => this.#get(idx)));
+      const failed = settled.find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+      return settled.map((r) => (r as PromiseFulfilledResult<Result>).value.snapshot!);
     } finally {
       // Writable trees nobody consumed (e.g. after a failure) are thrown away.
       await Promise.all([...this.#mutables].map((m) => m.discard().catch(() => {})));

@@ -20,7 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { BktError } from '@bkt/core';
 import { resolveInRoot } from '@bkt/fsutil';
-import tar from 'tar-stream';
+import tar, { type Header } from 'tar-stream';
 import { copySpecial, lstatOrNull, mkdirAllInRoot } from './fsops.js';
 import type { Owner } from './owner.js';
 
@@ -139,7 +139,7 @@ async function extract(input: Readable, destDir: string, archiveName: string, si
     new BktError('PERMISSION_DENIED', `copy: unpacking "${archiveName}": ${what} is outside of the destination`, { path: archiveName });
 
   ex.on('entry', (header, stream, next) => {
-    writeEntry(header, stream)
+    writeEntry(header, stream as unknown as Readable)
       .then(() => next())
       .catch((err) => {
         stream.resume();
@@ -147,7 +147,7 @@ async function extract(input: Readable, destDir: string, archiveName: string, si
       });
   });
 
-  async function writeEntry(header: tar.Headers, stream: Readable): Promise<void> {
+  async function writeEntry(header: Header, stream: Readable): Promise<void> {
     signal?.throwIfAborted();
     const name = path.posix.normalize(header.name);
     const rel = path.posix.normalize(path.posix.join('/', name)).slice(1);

@@ -1,0 +1,124 @@
+import type { Dockerfile, Stage } from './dockerfile.js';
+import { locatedError } from './errors.js';
+import type { Instruction } from './instructions.js';
+import { type EnvGetter, ShellLex, emptyEnv } from './shell.js';
+import { suggest } from './suggest.js';
+
+/**
+ * The stage graph of a Dockerfile, as BuildKit's dispatcher builds it: what
+ * each stage is based on (an earlier stage or an image), which stages its
+ * `COPY --from` and `RUN --mount=from=` read, which one is the target, and
+ * only the stages the target needs. Cycles and bad references are errors at
+ * the instruction that makes them.
+ */
+
+export type StageBase = { kind: 'stage'; index: number } | { kind: 'image'; ref: string } | { kind: 'scratch' };
+
+export interface StageDependency {
+  /** The stage read from. */
+  index: number;
+  /** The instruction that reads it (FROM for the base stage). */
+  instruction: Instruction;
+}
+
+export interface ResolvedStage {
+  stage: Stage;
+  /** The base name with global ARGs substituted. */
+  baseName: string;
+  base: StageBase;
+  /** Stages this one needs: its base stage, then `COPY --from` / `RUN --mount from` stages. */
+  dependencies: StageDependency[];
+  /** Images (not stages) named by `COPY --from` or `RUN --mount=from=`. */
+  images: string[];
+}
+
+export interface StageGraph {
+  stages: ResolvedStage[];
+  /** The index of the target stage. */
+  target: number;
+  /** The target and every stage it needs, dependencies first. */
+  order: number[];
+}
+
+export interface ResolveOptions {
+  /** Global ARG values (predefined platform args and meta ARGs) for FROM. */
+  globalArgs?: EnvGetter;
+  /** `--target`; default the last stage. */
+  target?: string;
+}
+
+export function resolveStages(df: Dockerfile, options: ResolveOptions = {}): StageGraph {
+  const lex = new ShellLex(df.escapeToken);
+  const env = options.globalArgs ?? emptyEnv;
+  const fail = (problem: string, instr: Instruction, token?: string): never => {
+    throw locatedError(problem, df.filename, df.lines, instr.range, token);
+  };
+  const byName = new Map<string, number>();
+  const resolved: ResolvedStage[] = [];
+
+  for (const stage of df.stages) {
+    let baseName: string;
+    try {
+      baseName = lex.processWord(stage.baseName, env).result;
+    } catch (err) {
+      return fail((err as Error).message, stage.from);
+    }
+    if (baseName === '') fail(`base name (${stage.baseName}) should not be blank`, stage.from, stage.baseName);
+    const baseIndex = byName.get(baseName);
+    const base: StageBase =
+      baseIndex !== undefined ? { kind: 'stage', index: baseIndex } : baseName.toLowerCase() === 'scratch' ? { kind: 'scratch' } : { kind: 'image', ref: baseName };
+    resolved.push({ stage, baseName, base, dependencies: baseIndex !== undefined ? [{ index: baseIndex, instruction: stage.from }] : [], images: [] });
+    if (stage.name) byName.set(stage.name, stage.index);
+  }
+
+  const reference = (from: string, instr: Instruction, self: ResolvedStage): void => {
+    let index: number | undefined;
+    if (/^[+-]?[0-9]+$/.test(from)) {
+      index = Number.parseInt(from, 10);
+      if (index < 0 || index >= df.stages.length) fail(`invalid stage index ${index}`, instr, from);
+    } else {
+      index = byName.get(from.toLowerCase());
+    }
+    if (index !== undefined) self.dependencies.push({ index, instruction: instr });
+    else if (!self.images.includes(from)) self.images.push(from);
+  };
+  for (const self of resolved) {
+    for (const instr of self.stage.instructions) {
+      if (instr.kind === 'COPY' && instr.from !== undefined) reference(instr.from, instr, self);
+      if (instr.kind === 'RUN') for (const m of instr.mounts) if (m.from !== undefined && m.from !== '') reference(m.from, instr, self);
+    }
+  }
+
+  // A stage reached again while on the current path is a cycle.
+  const state = new Map<number, 'visiting' | 'done'>();
+  const order: number[] = [];
+  const visit = (i: number): void => {
+    state.set(i, 'visiting');
+    for (const dep of resolved[i].dependencies) {
+      const s = state.get(dep.index);
+      if (s === 'visiting') {
+        const name = resolved[dep.index].stage.name ?? `stage-${dep.index}`;
+        fail(`circular dependency detected on stage: ${name}`, dep.instruction, dep.instruction.kind === 'COPY' ? '--from' : undefined);
+      }
+      if (s === undefined) visit(dep.index);
+    }
+    state.set(i, 'done');
+    order.push(i);
+  };
+
+  let target = df.stages.length - 1;
+  if (options.target !== undefined && options.target !== '') {
+    const t = byName.get(options.target.toLowerCase());
+    if (t === undefined) {
+      const hint = suggest(options.target, [...byName.keys()], true);
+      throw locatedError(`target stage "${options.target}" could not be found${hint ? ` (did you mean ${hint}?)` : ''}`, df.filename, df.lines, df.stages[target].range);
+    }
+    target = t;
+  }
+  // Cycles anywhere are errors (as BuildKit), not only those the target reaches.
+  for (let i = 0; i < resolved.length; i++) if (state.get(i) === undefined) visit(i);
+  state.clear();
+  order.length = 0;
+  visit(target);
+  return { stages: resolved, target, order };
+}

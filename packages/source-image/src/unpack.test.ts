@@ -1,0 +1,200 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, writeFile, symlink, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import tar from 'tar-stream';
+import { isBktError, type Snapshot } from '@bkt/core';
+import { openTestContext, type TestContext } from './testing/index.js';
+import { unpackLayer } from './unpack.js';
+import { decompress } from './compression.js';
+
+/** A tar made by GNU tar from a directory tree. */
+function gnuTar(dir: string): Buffer {
+  return execFileSync('tar', ['--numeric-owner', '-C', dir, '-cf', '-', '.'], { maxBuffer: 64 << 20 });
+}
+
+/** A tar of hand-made entries (for names GNU tar would refuse to write). */
+async function craftedTar(entries: (tar.Header & { body?: string })[]): Promise<Buffer> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  pack.on('data', (c) => chunks.push(c as Buffer));
+  const ended = new Promise<void>((r) => pack.on('end', () => r()));
+  for (const { body, ...h } of entries) {
+    const header = { mtime: new Date(0), ...h };
+    const content = body ?? (h.type === 'file' ? '' : undefined);
+    await new Promise<void>((res, rej) => {
+      const done = (e?: Error | null) => (e ? rej(e) : res());
+      if (content === undefined) pack.entry(header, done);
+      else pack.entry({ ...header, size: Buffer.byteLength(content) }, content, done);
+    });
+  }
+  pack.finalize();
+  await ended;
+  return Buffer.concat(chunks);
+}
+
+async function* once(b: Buffer): AsyncGenerator<Uint8Array> {
+  yield b;
+}
+
+describe('unpackLayer', () => {
+  let t: TestContext;
+  let work: string;
+  beforeAll(async () => {
+    t = await openTestContext();
+    work = await mkdtemp(join(tmpdir(), 'bkt-unpack-'));
+  });
+  afterAll(async () => {
+    await t?.close();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  /** Unpacks `layer` into a new snapshot over `parent`. */
+  async function apply(parent: Snapshot | null, layer: Buffer): Promise<Snapshot> {
+    const m = await t.ctx.snapshotter.prepare(parent);
+    try {
+      await unpackLayer(m.path, decompress(once(layer), 'test layer'), { base: parent === null, what: 'test layer' });
+    } catch (err) {
+      await m.discard();
+      throw err;
+    }
+    return m.commit();
+  }
+
+  async function read(s: Snapshot, p: string): Promise<string | null> {
+    const m = await s.mount();
+    try {
+      return existsSync(join(m.path, p)) ? await readFile(join(m.path, p), 'utf8') : null;
+    } finally {
+      await m.release();
+    }
+  }
+
+  let base: Snapshot;
+
+  it('unpacks a GNU tar layer (gzip) with modes, owners, times, symlinks and hard links', async () => {
+    const src = join(work, 'base');
+    await mkdir(join(src, 'etc'), { recursive: true });
+    await mkdir(join(src, 'keep/sub'), { recursive: true });
+    await mkdir(join(src, 'opaque/old'), { recursive: true });
+    await writeFile(join(src, 'etc/motd'), 'hello\n');
+    await writeFile(join(src, 'etc/gone'), 'bye\n');
+    await writeFile(join(src, 'keep/sub/file'), 'kept\n');
+    await writeFile(join(src, 'opaque/a'), 'lower a\n');
+    await writeFile(join(src, 'opaque/old/b'), 'lower b\n');
+    await writeFile(join(src, 'run.sh'), '#!/bin/sh\n', { mode: 0o4755 });
+    execFileSync('chown', ['1000:50', join(src, 'run.sh')]);
+    execFileSync('chmod', ['4755', join(src, 'run.sh')]);
+    await symlink('etc/motd', join(src, 'motd-link'));
+    execFileSync('ln', [join(src, 'etc/motd'), join(src, 'etc/motd-hard')]);
+    await utimes(join(src, 'etc/motd'), 1_600_000_000, 1_600_000_000);
+    const gz = execFileSync('gzip', ['-c'], { input: gnuTar(src) });
+
+    base = await apply(null, gz);
+    const m = await base.mount();
+    try {
+      expect(await readFile(join(m.path, 'etc/motd'), 'utf8')).toBe('hello\n');
+      const run = await stat(join(m.path, 'run.sh'));
+      expect(run.mode & 0o7777).toBe(0o4755);
+      expect([run.uid, run.gid]).toEqual([1000, 50]);
+      expect(await readlink(join(m.path, 'motd-link'))).toBe('etc/motd');
+      const a = await stat(join(m.path, 'etc/motd'));
+      const b = await stat(join(m.path, 'etc/motd-hard'));
+      expect(b.ino).toBe(a.ino);
+      expect(Math.floor(a.mtimeMs / 1000)).toBe(1_600_000_000);
+    } finally {
+      await m.release();
+    }
+  });
+
+  it('turns .wh. entries into deletions and .wh..wh..opq into an opaque directory', async () => {
+    const layer = await craftedTar([
+      { name: 'etc/', type: 'directory', mode: 0o755 },
+      { name: 'etc/.wh.gone', type: 'file', size: 0 },
+      { name: 'opaque/', type: 'directory', mode: 0o750 },
+      { name: 'opaque/.wh..wh..opq', type: 'file', size: 0 },
+      { name: 'opaque/new', type: 'file', mode: 0o644, body: 'upper\n' },
+      { name: 'added', type: 'file', mode: 0o644, body: 'added\n' },
+    ]);
+    const top = await apply(base, layer);
+    expect(await read(top, 'etc/gone')).toBeNull();
+    expect(await read(top, 'etc/motd')).toBe('hello\n');
+    expect(await read(top, 'keep/sub/file')).toBe('kept\n');
+    expect(await read(top, 'opaque/a')).toBeNull();
+    expect(await read(top, 'opaque/old/b')).toBeNull();
+    expect(await read(top, 'opaque/new')).toBe('upper\n');
+    expect(await read(top, 'added')).toBe('added\n');
+    // The snapshot's own layer holds overlay whiteouts, not `.wh.` files.
+    const own = top.layerPath();
+    expect(existsSync(join(own, 'etc/.wh.gone'))).toBe(false);
+    if (t.store.snapshotter.kind === 'overlay') {
+      const wh = await lstat(join(own, 'etc/gone'));
+      expect(wh.isCharacterDevice() && wh.rdev === 0).toBe(true);
+      // The opaque directory hides the lower entries without whiteouts for each.
+      expect(existsSync(join(own, 'opaque/a'))).toBe(false);
+      const tarOut = execFileSync('tar', ['--xattrs', '--xattrs-include=trusted.*', '-C', own, '-cf', '-', '--no-recursion', 'opaque']);
+      expect(tarOut.toString('latin1')).toContain('trusted.overlay.opaque=y');
+    }
+    // The lower snapshot is untouched.
+    expect(await read(base, 'opaque/a')).toBe('lower a\n');
+  });
+
+  it('refuses entries climbing out with "..", and leaves nothing outside', async () => {
+    const outside = join(work, 'outside-dotdot');
+    const layer = await craftedTar([{ name: `../../../../../../..${outside}`, type: 'file', mode: 0o644, body: 'pwned' }]);
+    const err = await apply(base, layer).catch((e: unknown) => e);
+    expect(isBktError(err, 'PERMISSION_DENIED')).toBe(true);
+    expect((err as Error).message).toMatch(/test layer: entry "\.\.\/.*" refused: .*climbs out/);
+    expect(existsSync(outside)).toBe(false);
+  });
+
+  it('refuses writing through an absolute symlink, and leaves nothing outside', async () => {
+    const outsideDir = join(work, 'outside-symlink');
+    await mkdir(outsideDir);
+    const layer = await craftedTar([
+      { name: 'evil', type: 'symlink', linkname: outsideDir },
+      { name: 'evil/pwned', type: 'file', mode: 0o644, body: 'pwned' },
+    ]);
+    const err = await apply(base, layer).catch((e: unknown) => e);
+    expect(isBktError(err, 'PERMISSION_DENIED')).toBe(true);
+    expect((err as Error).message).toContain(`absolute symlink "evil" -> "${outsideDir}"`);
+    expect(existsSync(join(outsideDir, 'pwned'))).toBe(false);
+  });
+
+  it('refuses a relative symlink climbing above the root and a hard link to a path outside', async () => {
+    const outside = join(work, 'outside-rel');
+    await mkdir(outside);
+    const viaRel = await craftedTar([
+      { name: 'up', type: 'symlink', linkname: '../../../../../../../../..' + outside },
+      { name: 'up/pwned', type: 'file', mode: 0o644, body: 'pwned' },
+    ]);
+    expect(isBktError(await apply(base, viaRel).catch((e: unknown) => e), 'PERMISSION_DENIED')).toBe(true);
+    await writeFile(join(work, 'secret'), 'host secret');
+    const hard = await craftedTar([{ name: 'stolen', type: 'link', linkname: `../../../../../../../..${join(work, 'secret')}` }]);
+    expect(isBktError(await apply(base, hard).catch((e: unknown) => e), 'PERMISSION_DENIED')).toBe(true);
+    expect(readFileSync(join(work, 'secret'), 'utf8')).toBe('host secret');
+    expect(existsSync(join(outside, 'pwned'))).toBe(false);
+  });
+
+  it('resolves relative symlinks that stay inside the root', async () => {
+    const layer = await craftedTar([
+      { name: 'real/', type: 'directory', mode: 0o755 },
+      { name: 'alias', type: 'symlink', linkname: 'real' },
+      { name: 'alias/file', type: 'file', mode: 0o644, body: 'via alias' },
+    ]);
+    const s = await apply(base, layer);
+    expect(await read(s, 'real/file')).toBe('via alias');
+  });
+
+  it('unpacks zstd and uncompressed layers', async () => {
+    const src = join(work, 'z');
+    await mkdir(src);
+    await writeFile(join(src, 'z.txt'), 'zstd content\n');
+    const plain = gnuTar(src);
+    const zst = execFileSync('zstd', ['-q', '-c'], { input: plain });
+    expect(await read(await apply(base, zst), 'z.txt')).toBe('zstd content\n');
+    expect(await read(await apply(base, plain), 'z.txt')).toBe('zstd content\n');
+  });
+});
