@@ -16,13 +16,13 @@ function gnuTar(dir: string): Buffer {
 }
 
 /** A tar of hand-made entries (for names GNU tar would refuse to write). */
-async function craftedTar(entries: (tar.Header & { body?: string })[]): Promise<Buffer> {
+async function craftedTar(entries: (Partial<tar.Header> & { name: string; body?: string })[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   pack.on('data', (c) => chunks.push(c as Buffer));
   const ended = new Promise<void>((r) => pack.on('end', () => r()));
   for (const { body, ...h } of entries) {
-    const header = { mtime: new Date(0), ...h };
+    const header = { ...h, mtime: h.mtime ?? new Date(0) } as tar.Header;
     const content = body ?? (h.type === 'file' ? '' : undefined);
     await new Promise<void>((res, rej) => {
       const done = (e?: Error | null) => (e ? rej(e) : res());
