@@ -67,7 +67,7 @@ export interface MutableSnapshot {
 /** Creates and finds snapshots. Implementations: overlayfs (default) and plain copy (fallback). */
 export interface Snapshotter {
   /** A new writable tree over `parent` (null: empty). */
-  prepare(parent: Snapshot | null, opts?: { description?: string }): Promise<MutableSnapshot>;
+  prepare(parent: Snapshot | null, opts?: { description?: string; recordType?: string }): Promise<MutableSnapshot>;
   /** A committed snapshot by id; throws `BktError('NOT_FOUND')` when absent. */
   get(id: string): Promise<Snapshot>;
   /**

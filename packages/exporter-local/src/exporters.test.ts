@@ -23,7 +23,7 @@ function dirSnapshot(path: string): Snapshot {
 }
 
 function ctx(): BuildContext {
-  return { root: work } as BuildContext;
+  return { root: join(work, 'store') } as BuildContext;
 }
 
 async function makeTree(): Promise<string> {
@@ -71,7 +71,7 @@ describe('local exporter', () => {
     const dest = join(work, 'out');
     await (await exporter('local', { dest })).export({ ref: null, metadata: {} }, ctx());
     expect(await readdir(dest)).toEqual([]);
-    expect((await readdir(work)).sort()).toEqual(['out']); // scratch dir cleaned up
+    expect(await readdir(join(work, 'store'))).toEqual([]); // scratch dir cleaned up
   });
 
   it('splits a multi-platform result into per-platform directories', async () => {
@@ -100,6 +100,16 @@ describe('local exporter', () => {
     await expect(exporter('local', { dest: 'x', compression: 'gzip' })).rejects.toThrow(/unknown attribute "compression"/);
     await expect(exporter('local', {})).rejects.toThrow(/attribute dest is required/);
     await expect(exporter('tar', { dest: 'x', 'platform-split': 'yes' })).rejects.toThrow(/platform-split/);
+  });
+
+  it('refuses a dest that holds the store or lies inside it', async () => {
+    await mkdir(join(work, 'store'));
+    await writeFile(join(work, 'store/keep'), 'store data');
+    for (const dest of [work, join(work, 'store'), join(work, 'store/sub')]) {
+      const ex = await exporter('local', { dest });
+      await expect(ex.export({ ref: null, metadata: {} }, ctx())).rejects.toThrow(/overlaps the store root/);
+    }
+    expect(await readFile(join(work, 'store/keep'), 'utf8')).toBe('store data');
   });
 
   it('refuses a dest that is a file', async () => {

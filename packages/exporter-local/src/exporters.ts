@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { BktError, type Attrs, type BuildResult, type Exporter, type Mounted, type Snapshot } from '@bkt/core';
 import { copyTree, emptyDir } from './write-dir.js';
@@ -100,6 +100,21 @@ async function withScratchDir<T>(base: string, fn: (scratch: () => Promise<strin
   }
 }
 
+/** Replacing `dest`'s contents must not delete the store, nor write into it. */
+function refuseOverlap(dest: string, storeRoot: string): void {
+  const inside = (child: string, parent: string) => {
+    const rel = relative(parent, child);
+    return rel === '' || (rel !== '..' && !rel.startsWith('../') && !isAbsolute(rel));
+  };
+  const root = resolve(storeRoot);
+  if (inside(root, dest) || inside(dest, root)) {
+    throw new BktError('INVALID_ARGUMENT', `local exporter: dest "${dest}" overlaps the store root ${root}; choose another directory`, {
+      attribute: 'dest',
+      path: dest,
+    });
+  }
+}
+
 /** The `local` exporter: replaces the contents of directory `dest` with the result's tree. */
 export function createLocalExporter(): Exporter {
   return {
@@ -109,6 +124,7 @@ export function createLocalExporter(): Exporter {
       const target = resolve(dest);
       return {
         async export(result, ctx) {
+          refuseOverlap(target, ctx.root);
           const trees = resultTrees(result, platformSplit);
           await withScratchDir(ctx.root, async (scratch) => {
             const { mounts, release } = await mountAll(trees, scratch);

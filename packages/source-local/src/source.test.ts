@@ -202,6 +202,21 @@ describe('local source', () => {
     expect(await readFile(join((await snap.mount()).path, 'src/main.ts'), 'utf8')).toBe('main');
   });
 
+  it('leaves out the store when it lies inside the directory', async () => {
+    const dir = await makeContext();
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = { ...buildContext({ context: dir }, snapshotter), root: join(dir, 'src/.store[1]') };
+    await mkdir(join(ctx.root, 'snapshots'), { recursive: true });
+    await writeFile(join(ctx.root, 'snapshots/data'), 'x');
+    const inst = await load(ctx);
+    const out = (await (await inst.snapshot(ctx)).mount()).path;
+    const tree = await listTree(out);
+    expect(tree).toContain('src/main.ts');
+    expect(tree.filter((p) => p.includes('.store'))).toEqual([]);
+    const same = { ...ctx, root: dir };
+    await expect(load(same).then((i) => i.cacheKey(same))).rejects.toThrow(/is the store root itself/);
+  });
+
   it('names an unknown directory and the known ones', async () => {
     const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
     const ctx = buildContext({ context: work, dockerfile: work }, snapshotter);

@@ -1,6 +1,6 @@
 import { chmod, copyFile, constants, lchown, link, lstat, mkdir, readFile, readlink, rename, stat, symlink, utimes, lutimes, writeFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { join, posix } from 'node:path';
+import { isAbsolute, join, posix, relative, resolve } from 'node:path';
 import { BktError, type Attrs, type BuildContext, type Digest, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
 import { checksum, cleanRelPath, parseDockerignore, resolveInRoot, walk } from '@bkt/fsutil';
 import { parseLocalAttrs, type LocalAttrs } from './attrs.js';
@@ -80,6 +80,13 @@ async function select(name: string, attrs: LocalAttrs, ctx: BuildContext, useDoc
     const text = await readFile(join(dir, '.dockerignore'), 'utf8').catch(() => undefined);
     if (text !== undefined) exclude = parseDockerignore(text);
   }
+  // The store never goes into a build: a snapshot being written under it would copy itself forever.
+  const storeRel = relative(resolve(dir), resolve(ctx.root));
+  if (storeRel === '') {
+    throw new BktError('INVALID_ARGUMENT', `local source "${name}": ${dir} is the store root itself (--root); use another directory`, { path: dir });
+  }
+  if (storeRel !== '..' && !storeRel.startsWith('../') && !isAbsolute(storeRel)) exclude = [...exclude, escapePattern(storeRel)];
+
   let include = attrs.include;
   if (attrs.followPaths.length > 0) include = dedupe([...include, ...(await followLinks(dir, attrs.followPaths))]);
   return { name, dir, include, exclude };
@@ -104,6 +111,11 @@ async function followLinks(dir: string, paths: string[]): Promise<string[]> {
     }
   }
   return out;
+}
+
+/** A path as a pattern matching only itself (pattern metacharacters escaped). */
+function escapePattern(path: string): string {
+  return path.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }
 
 function dedupe(xs: string[]): string[] {

@@ -16,7 +16,7 @@ import { BktError } from '@bkt/core';
 import type { ContainerSpec, Executor, ProcessIO, ProcessSpec } from './executor.js';
 import { NetworkProvider, type NetworkOptions } from './network.js';
 import { rootPath } from './rootpath.js';
-import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_PATH, buildSpec } from './spec.js';
+import { DEFAULT_CAPABILITIES, DEFAULT_PATH, buildSpec, privilegedCapabilities } from './spec.js';
 import { mountTmpfs, mountsUnder, runCommand, unmount } from './sys.js';
 import { resolveUser, type ResolvedUser } from './user.js';
 
@@ -68,7 +68,7 @@ export class RuncExecutor implements Executor {
     }
     io.signal?.throwIfAborted?.();
     const bundle = join(this.stateDir, 'bundles', spec.id);
-    const capabilities = spec.security === 'insecure' ? ALL_CAPABILITIES : DEFAULT_CAPABILITIES;
+    const capabilities = spec.security === 'insecure' ? privilegedCapabilities() : DEFAULT_CAPABILITIES;
     const entry: RunningContainer = { spec, bundle, capabilities, execCount: 0 };
     this.#running.set(spec.id, entry);
 

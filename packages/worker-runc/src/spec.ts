@@ -6,7 +6,7 @@
  * (privileged) gives every capability, the host's devices, writable /sys and
  * no seccomp, masked or read-only paths.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BktError } from '@bkt/core';
 import type { ContainerMount, SecurityMode, Ulimit } from './executor.js';
@@ -42,6 +42,18 @@ export const ALL_CAPABILITIES = [
   'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ',
   'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
 ];
+
+/** Every capability this process may hand on (its bounding set), as a privileged container gets. */
+export function privilegedCapabilities(): string[] {
+  let bounding = (1n << BigInt(ALL_CAPABILITIES.length)) - 1n;
+  try {
+    const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) bounding = BigInt(`0x${m[1]}`);
+  } catch {
+    // Not Linux /proc: assume all.
+  }
+  return ALL_CAPABILITIES.filter((_, bit) => (bounding >> BigInt(bit)) & 1n);
+}
 
 /** containerd's default masked paths. */
 export const MASKED_PATHS = [
@@ -97,7 +109,7 @@ export interface SpecInput {
 /** The OCI runtime spec (version 1.0.2) for runc. */
 export function buildSpec(input: SpecInput): Record<string, unknown> {
   const privileged = input.security === 'insecure';
-  const caps = privileged ? ALL_CAPABILITIES : DEFAULT_CAPABILITIES;
+  const caps = privileged ? privilegedCapabilities() : DEFAULT_CAPABILITIES;
   const namespaces: { type: string; path?: string }[] = [
     { type: 'pid' },
     { type: 'ipc' },

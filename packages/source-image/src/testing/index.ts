@@ -13,6 +13,8 @@ export interface TestContext {
   store: Store;
   /** Warnings the backends reported. */
   warnings: string[];
+  /** Names of the sub-progress statuses reported (`pushing layer … (mounted)`). */
+  statuses: string[];
   /** Closes the store and removes its directory. */
   close(): Promise<void>;
 }
@@ -22,9 +24,10 @@ export async function openTestContext(opts: { localDirs?: Record<string, string>
   const root = await mkdtemp(join(tmpdir(), 'bkt-image-test-'));
   const store = await Store.open(root, opts.snapshotter ?? 'auto');
   const warnings: string[] = [];
+  const statuses: string[] = [];
   const progress: ProgressWriter = {
     log: () => undefined,
-    status: () => undefined,
+    status: (_id, name) => void statuses.push(name),
     warn: (short) => void warnings.push(short),
   };
   const abort = new AbortController();
@@ -43,6 +46,7 @@ export async function openTestContext(opts: { localDirs?: Record<string, string>
     ctx,
     store,
     warnings,
+    statuses,
     close: async () => {
       abort.abort();
       await store.close();

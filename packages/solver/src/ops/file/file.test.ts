@@ -59,6 +59,14 @@ describe('mkdir', () => {
     await m.release();
   });
 
+  it('takes a real-world nanosecond timestamp (beyond 2^53) through the wire format', async () => {
+    const [out] = await runOp([mkdir('/d', 0o755, { timestamp: 1_700_000_000 * 1e9 })], [null]);
+    expect((await dumpTree(out!, { withTimes: true }))['d']).toBeDefined();
+    const m = await out!.mount();
+    expect(Math.round((await stat(path.join(m.path, 'd'))).mtimeMs / 1000)).toBe(1_700_000_000);
+    await m.release();
+  });
+
   it('makeParents creates the chain; without it a missing parent is an error; existing is fine', async () => {
     const t = await tree([mkdir('/a/b/c', 0o711, { makeParents: true })]);
     expect(t['a']!.mode).toBe('711');

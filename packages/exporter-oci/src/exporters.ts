@@ -1,0 +1,116 @@
+/**
+ * The `image`, `oci` and `docker` exporters. Each builds the result's image
+ * into the content store (image.ts), then: `image` records it in the local
+ * image store under its names (`store=true`) and pushes it (`push=true`);
+ * `oci` writes an OCI layout; `docker` a docker archive.
+ *
+ * The response carries BuildKit's keys: `containerimage.digest`,
+ * `containerimage.config.digest` (single-platform), `containerimage.descriptor`
+ * (base64 JSON) and `image.name`.
+ */
+import type { Attrs, BuildContext, BuildResult, Exporter, ExporterInstance } from '@bkt/core';
+import { RegistryClient, formatReference, parseReference, type RegistryClientOptions } from '@bkt/registry';
+import { writeImageRecord } from '@bkt/source-image';
+import { parseExportAttrs, type ExportOptions, type ExporterType } from './attrs.js';
+import { buildImage, type BuiltImage } from './image.js';
+import { writeDockerArchive, writeOciLayout } from './layout.js';
+import { pushImage } from './push.js';
+
+export interface ImageExportersOptions {
+  /** The registry client for pushes; default: one made from `registry`. */
+  client?: RegistryClient;
+  /** Options of the default client (per-registry settings, credentials). */
+  registry?: RegistryClientOptions;
+  /** Where `dest=-` writes (default process.stdout). */
+  stdout?: NodeJS.WritableStream;
+  /**
+   * SOURCE_DATE_EPOCH of a build, when not given as the `source-date-epoch`
+   * attribute (the plugin fills it from the frontend's `build-arg:SOURCE_DATE_EPOCH`).
+   */
+  sourceDateEpoch?(buildId: string): number | undefined;
+}
+
+/** The exporter response for a built image. */
+export function exporterResponse(image: BuiltImage, names: string[]): Record<string, string> {
+  const res: Record<string, string> = {
+    'containerimage.digest': image.root.digest,
+    'containerimage.descriptor': Buffer.from(JSON.stringify(image.root)).toString('base64'),
+  };
+  if (image.manifests.length === 1 && image.manifests[0].descriptor.digest === image.root.digest) {
+    res['containerimage.config.digest'] = image.manifests[0].config.digest;
+  }
+  if (names.length) res['image.name'] = names.join(',');
+  return res;
+}
+
+class ImageExporterInstance implements ExporterInstance {
+  constructor(
+    private readonly opts: ExportOptions,
+    private readonly shared: ImageExportersOptions & { defaultClient: () => RegistryClient },
+  ) {}
+
+  async export(result: BuildResult, ctx: BuildContext): Promise<Record<string, string>> {
+    const o = this.opts;
+    const sourceDateEpoch = o.sourceDateEpoch ?? this.shared.sourceDateEpoch?.(ctx.buildId);
+    const image = await buildImage(result, ctx, { ...o, sourceDateEpoch });
+    const names = o.names;
+    if (o.type === 'oci' || o.type === 'docker') {
+      const write = o.type === 'oci' ? writeOciLayout : writeDockerArchive;
+      const mtime = sourceDateEpoch !== undefined ? new Date(sourceDateEpoch * 1000) : new Date(0);
+      await write(image, ctx.content, { names, dest: o.dest!, tar: o.tar, mtime, stdout: this.shared.stdout });
+      return exporterResponse(image, names);
+    }
+    if (o.store) {
+      const stored = [...names];
+      if (o.nameCanonical) stored.push(...names.map((n) => `${stripTagAndDigest(n)}@${image.root.digest}`));
+      if (names.length === 0 && o.danglingNamePrefix) stored.push(`${o.danglingNamePrefix}@${image.root.digest}`);
+      for (const name of stored) await writeImageRecord(ctx.root, { name: formatReference(parseReference(name)), target: image.root });
+    }
+    if (o.push || o.pushByDigest) {
+      await this.#withClient(names, (client) => pushImage(image, names, client, ctx, { byDigest: o.pushByDigest && !o.push }));
+    }
+    return exporterResponse(image, names);
+  }
+
+  async #withClient(names: string[], fn: (c: RegistryClient) => Promise<void>): Promise<void> {
+    if (!this.opts.insecure) return fn(this.shared.client ?? this.shared.defaultClient());
+    // registry.insecure: HTTPS without certificate verification for the target registries.
+    const base = this.shared.registry ?? {};
+    const hosts = { ...base.hosts };
+    for (const n of names) {
+      const host = parseReference(n).registry;
+      hosts[host] = { ...hosts[host], insecure: true };
+    }
+    const client = new RegistryClient({ ...base, hosts });
+    try {
+      await fn(client);
+    } finally {
+      client.close();
+    }
+  }
+}
+
+function stripTagAndDigest(name: string): string {
+  const r = parseReference(name);
+  return `${r.registry}/${r.repository}`;
+}
+
+/** The three exporters, sharing one registry client (made on first push). */
+export function createImageExporters(opts: ImageExportersOptions = {}): { exporters: Exporter[]; close(): void } {
+  let client: RegistryClient | undefined;
+  const shared = {
+    ...opts,
+    defaultClient: () => (client ??= new RegistryClient(opts.registry)),
+  };
+  const make = (type: ExporterType): Exporter => ({
+    type,
+    resolve: async (attrs: Attrs) => new ImageExporterInstance(parseExportAttrs(type, attrs), shared),
+  });
+  return {
+    exporters: [make('image'), make('oci'), make('docker')],
+    close: () => {
+      client?.close();
+      client = undefined;
+    },
+  };
+}

@@ -1,0 +1,294 @@
+/**
+ * Builds the image of a build result: one manifest per platform (an index
+ * over them for a multi-platform result), its config and layers, all written
+ * to the content store. Nothing leaves the machine here (see push.ts, layout.ts).
+ *
+ * Layers: one per snapshot of the result's chain, base first. A snapshot
+ * unpacked from a pulled layer reuses that blob byte for byte (only the media
+ * type follows `oci-mediatypes`), unless `force-compression` asks for another
+ * compression; any other snapshot becomes a new layer (layer.ts).
+ *
+ * Config: the frontend's (`containerimage.config` metadata, per platform
+ * `containerimage.config/<os/arch>`), else a default for the platform; with
+ * `rootfs.diff_ids` set from the layers and `history` made to list exactly one
+ * non-empty entry per layer. SOURCE_DATE_EPOCH sets `created` of the config
+ * and of history entries newer than it.
+ */
+import { createReadStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { BktError, type BuildContext, type BuildResult, type Digest, type Platform, type Snapshot } from '@bkt/core';
+import type { Descriptor } from '@bkt/registry';
+import {
+  compress,
+  compressionOfMediaType,
+  decompress,
+  formatPlatform,
+  hostPlatform,
+  normalizePlatform,
+  parsePlatform,
+  readLayerRecord,
+  type ImageConfig,
+  type ImageHistory,
+} from '@bkt/source-image';
+import type { Annotation, ExportOptions } from './attrs.js';
+import { snapshotLayer } from './layer.js';
+import { configMediaType, convertLayerMediaType, indexMediaType, manifestMediaType } from './media.js';
+
+/** Where the frontend puts the image config of a single-platform result. */
+export const CONFIG_METADATA_KEY = 'containerimage.config';
+
+/** One platform of a result: its tree and the config the frontend made for it. */
+export interface ResultPlatform {
+  /** The `refs` key (`linux/amd64`), or undefined for a single-platform result. */
+  key?: string;
+  platform: Platform;
+  snapshot: Snapshot | null;
+  /** The frontend's image config JSON, when it gave one. */
+  config?: Uint8Array;
+}
+
+/**
+ * The platforms of a result, for the image exporters and for `tar`/`local`
+ * exporters that export images: `refs` (keyed by `os/arch[/variant]`) when
+ * the result has any, else `ref` for the host platform (or the platform of the
+ * frontend's config).
+ */
+export function resultPlatforms(result: BuildResult): ResultPlatform[] {
+  const refs = Object.entries(result.refs ?? {});
+  if (refs.length > 0) {
+    return refs.map(([key, snapshot]) => {
+      const config = result.metadata[`${CONFIG_METADATA_KEY}/${key}`];
+      return { key, platform: platformOf(config) ?? parsePlatform(key), snapshot, config };
+    });
+  }
+  const config = result.metadata[CONFIG_METADATA_KEY];
+  return [{ platform: platformOf(config) ?? hostPlatform(), snapshot: result.ref, config }];
+}
+
+function platformOf(config: Uint8Array | undefined): Platform | undefined {
+  if (!config) return undefined;
+  const c = parseConfig(config);
+  return c.os && c.architecture ? normalizePlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined;
+}
+
+function parseConfig(bytes: Uint8Array): Partial<ImageConfig> {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString('utf8')) as Partial<ImageConfig>;
+  } catch {
+    throw new BktError('INVALID_ARGUMENT', `the result's ${CONFIG_METADATA_KEY} metadata is not valid JSON`, { attribute: CONFIG_METADATA_KEY });
+  }
+}
+
+/** A layer of a built image. */
+export interface ImageLayer {
+  descriptor: Descriptor;
+  diffId: Digest;
+  /** `registry/repository` names the blob is known to be in (cross-repository mounts). */
+  sources: string[];
+  /** The snapshot it was made from or unpacked into. */
+  snapshotId: string;
+}
+
+export interface BuiltManifest {
+  platform: Platform;
+  /** The manifest's descriptor (with `platform`, as an index lists it). */
+  descriptor: Descriptor;
+  config: Descriptor;
+  layers: ImageLayer[];
+}
+
+export interface BuiltImage {
+  /** The manifest of a single-platform result, else the index. */
+  root: Descriptor;
+  manifests: BuiltManifest[];
+  /** Every blob of the image in push order: layers, configs, manifests, then the index. */
+  blobs: Descriptor[];
+}
+
+export type ImageBuildOptions = Pick<
+  ExportOptions,
+  'compression' | 'compressionLevel' | 'forceCompression' | 'ociMediaTypes' | 'annotations' | 'rewriteTimestamp' | 'sourceDateEpoch'
+> & { noLayerCache?: boolean };
+
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** The snapshots from the base layer up to `top`. */
+async function chainOf(top: Snapshot | null, ctx: Pick<BuildContext, 'snapshotter'>): Promise<Snapshot[]> {
+  const chain: Snapshot[] = [];
+  for (let s: Snapshot | null = top; s; s = s.parent ? await ctx.snapshotter.get(s.parent) : null) chain.unshift(s);
+  return chain;
+}
+
+async function layersOf(top: Snapshot | null, ctx: Pick<BuildContext, 'root' | 'content' | 'snapshotter'>, opts: ImageBuildOptions): Promise<ImageLayer[]> {
+  const clampMtime = opts.rewriteTimestamp ? opts.sourceDateEpoch : undefined;
+  const layers: ImageLayer[] = [];
+  for (const s of await chainOf(top, ctx)) {
+    const rec = await readLayerRecord(ctx.root, s.id);
+    if (rec && (await ctx.content.has(rec.blob.digest))) {
+      const have = compressionOfMediaType(rec.blob.mediaType);
+      if (!opts.forceCompression || have === opts.compression) {
+        layers.push({
+          descriptor: { mediaType: convertLayerMediaType(rec.blob.mediaType, opts.ociMediaTypes), digest: rec.blob.digest, size: rec.blob.size },
+          diffId: rec.diffId,
+          sources: rec.sources,
+          snapshotId: s.id,
+        });
+        continue;
+      }
+      // force-compression: the same tar, compressed as asked.
+      const what = `recompressing ${rec.blob.digest}`;
+      const plain = decompress(createReadStream(ctx.content.path(rec.blob.digest)), what);
+      const { digest, size } = await ctx.content.write(compress(plain, opts.compression, opts.compressionLevel, what));
+      layers.push({
+        descriptor: { mediaType: convertLayerMediaType(`application/vnd.oci.image.layer.v1.tar${suffix(opts.compression)}`, opts.ociMediaTypes), digest, size },
+        diffId: rec.diffId,
+        sources: [],
+        snapshotId: s.id,
+      });
+      continue;
+    }
+    const layer = await snapshotLayer(s, ctx, {
+      compression: opts.compression,
+      compressionLevel: opts.compressionLevel,
+      clampMtime,
+      noCache: opts.noLayerCache,
+    });
+    layers.push({
+      descriptor: { ...layer.descriptor, mediaType: convertLayerMediaType(layer.descriptor.mediaType, opts.ociMediaTypes) },
+      diffId: layer.diffId,
+      sources: [],
+      snapshotId: s.id,
+    });
+  }
+  return layers;
+}
+
+const suffix = (c: string) => (c === 'gzip' ? '+gzip' : c === 'zstd' ? '+zstd' : '');
+
+function isoOf(epoch: number): string {
+  return new Date(epoch * 1000).toISOString().replace(/\.000Z$/, 'Z');
+}
+
+/**
+ * `history` with exactly one non-empty entry per layer: surplus non-empty
+ * entries (from the end) become empty, missing ones are added at the end.
+ */
+function normalizeHistory(history: ImageHistory[], layerCount: number, created: string): ImageHistory[] {
+  const out = history.map((h) => ({ ...h }));
+  let nonEmpty = out.filter((h) => !h.empty_layer).length;
+  for (let i = out.length - 1; i >= 0 && nonEmpty > layerCount; i--) {
+    if (!out[i].empty_layer) {
+      out[i].empty_layer = true;
+      nonEmpty--;
+    }
+  }
+  while (nonEmpty < layerCount) {
+    out.push({ created, created_by: 'bkt: layer without history' , comment: 'bkt.exporter' });
+    nonEmpty++;
+  }
+  return out;
+}
+
+/** The image config bytes for one platform. */
+export function imageConfig(p: ResultPlatform, layers: ImageLayer[], opts: Pick<ImageBuildOptions, 'sourceDateEpoch'>): Uint8Array {
+  const given = p.config ? parseConfig(p.config) : undefined;
+  const now = new Date().toISOString();
+  const epochIso = opts.sourceDateEpoch !== undefined ? isoOf(opts.sourceDateEpoch) : undefined;
+  const config: Record<string, unknown> = given
+    ? { ...given }
+    : {
+        architecture: p.platform.architecture,
+        os: p.platform.os,
+        ...(p.platform.variant ? { variant: p.platform.variant } : {}),
+        config: { Env: [DEFAULT_PATH], WorkingDir: '/' },
+      };
+  config.architecture ??= p.platform.architecture;
+  config.os ??= p.platform.os;
+  if (p.platform.variant && config.variant === undefined) config.variant = p.platform.variant;
+  const created = epochIso ?? (typeof config.created === 'string' ? config.created : now);
+  config.created = created;
+  config.rootfs = { type: 'layers', diff_ids: layers.map((l) => l.diffId) };
+  let history = normalizeHistory((given?.history as ImageHistory[] | undefined) ?? [], layers.length, created);
+  if (opts.sourceDateEpoch !== undefined) {
+    const limit = opts.sourceDateEpoch * 1000;
+    history = history.map((h) => (h.created === undefined || Date.parse(h.created) > limit ? { ...h, created: epochIso } : h));
+  }
+  config.history = history;
+  return Buffer.from(JSON.stringify(config));
+}
+
+function annotationsFor(all: Annotation[], target: Annotation['target'], platform?: Platform): Record<string, string> | undefined {
+  const id = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
+  const out: Record<string, string> = {};
+  for (const a of all) {
+    if (a.target !== target) continue;
+    if (a.platform && (!id || formatPlatform(parsePlatform(a.platform)) !== id)) continue;
+    out[a.key] = a.value;
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
+/** Builds the image of `result` into the content store. */
+export async function buildImage(
+  result: BuildResult,
+  ctx: Pick<BuildContext, 'root' | 'content' | 'snapshotter'>,
+  opts: ImageBuildOptions,
+): Promise<BuiltImage> {
+  const platforms = resultPlatforms(result);
+  const multi = Object.keys(result.refs ?? {}).length > 0;
+  if (!opts.ociMediaTypes && opts.annotations.length > 0) {
+    throw new BktError('INVALID_ARGUMENT', 'annotations need OCI media types (oci-mediatypes=true)', { attribute: `annotation.${opts.annotations[0].key}` });
+  }
+  const blobs: Descriptor[] = [];
+  const seen = new Set<string>();
+  const add = (d: Descriptor) => {
+    if (!seen.has(d.digest)) {
+      seen.add(d.digest);
+      blobs.push({ mediaType: d.mediaType, digest: d.digest, size: d.size });
+    }
+  };
+  const manifests: BuiltManifest[] = [];
+  const manifestBlobs: Descriptor[] = [];
+  for (const p of platforms) {
+    const layers = await layersOf(p.snapshot, ctx, opts);
+    const configBytes = imageConfig(p, layers, opts);
+    const config: Descriptor = { mediaType: configMediaType(opts.ociMediaTypes), ...(await ctx.content.write(configBytes)) };
+    const manifest: Record<string, unknown> = {
+      schemaVersion: 2,
+      mediaType: manifestMediaType(opts.ociMediaTypes),
+      config,
+      layers: layers.map((l) => l.descriptor),
+    };
+    const ann = annotationsFor(opts.annotations, 'manifest', p.platform);
+    if (ann) manifest.annotations = ann;
+    const bytes = Buffer.from(JSON.stringify(manifest));
+    await ctx.content.write(bytes);
+    const descriptor: Descriptor = { mediaType: manifest.mediaType as string, digest: sha256(bytes), size: bytes.length };
+    if (multi) descriptor.platform = p.platform;
+    const descAnn = annotationsFor(opts.annotations, 'manifest-descriptor', p.platform);
+    if (descAnn) descriptor.annotations = descAnn;
+    layers.forEach((l) => add(l.descriptor));
+    add(config);
+    manifestBlobs.push(descriptor);
+    manifests.push({ platform: p.platform, descriptor, config, layers });
+  }
+  manifestBlobs.forEach(add);
+  if (!multi) return { root: manifests[0].descriptor, manifests, blobs };
+
+  const index: Record<string, unknown> = {
+    schemaVersion: 2,
+    mediaType: indexMediaType(opts.ociMediaTypes),
+    manifests: manifests.map((m) => m.descriptor),
+  };
+  const ann = annotationsFor(opts.annotations, 'index');
+  if (ann) index.annotations = ann;
+  const bytes = Buffer.from(JSON.stringify(index));
+  await ctx.content.write(bytes);
+  const root: Descriptor = { mediaType: index.mediaType as string, digest: sha256(bytes), size: bytes.length };
+  const rootAnn = annotationsFor(opts.annotations, 'index-descriptor');
+  if (rootAnn) root.annotations = rootAnn;
+  add(root);
+  return { root, manifests, blobs };
+}

@@ -1,0 +1,176 @@
+/**
+ * New layers: the tar of a snapshot's own changes (`Snapshot.layerPath()`, an
+ * overlay upper dir) in the OCI layer format, compressed into the content store.
+ *
+ * - Overlay whiteouts (0/0 character devices) become `.wh.NAME` entries;
+ *   opaque directories (`trusted.overlay.opaque=y`) get a `.wh..wh..opq` entry.
+ * - Entries come in byte order of their names, parents first; hard links
+ *   inside the layer become tar links to the first path of the inode; owners
+ *   are numeric, user and group names empty: the same tree gives the same tar.
+ * - With `clampMtime` (SOURCE_DATE_EPOCH and rewrite-timestamp), no mtime is
+ *   later than it, so the digest does not depend on when the build ran.
+ * - diff_id = sha256 of the uncompressed tar.
+ *
+ * A snapshot is immutable, so its layer is computed once per (compression,
+ * level, clamp) and remembered under `<root>/exporter-oci/layers/`.
+ *
+ * Node cannot read xattrs: opaque markers are read with GNU tar
+ * (`tar --xattrs`), other xattrs (file capabilities) are not exported.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, type Stats } from 'node:fs';
+import { lstat, mkdir, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { BktError, type BuildContext, type Digest, type Snapshot } from '@bkt/core';
+import { compress, type Compression } from '@bkt/source-image';
+import { layerMediaType } from './media.js';
+import type { Descriptor } from '@bkt/registry';
+
+export interface LayerOptions {
+  compression: Compression;
+  compressionLevel?: number;
+  /** Seconds since the epoch: mtimes later than this are set to it. */
+  clampMtime?: number;
+  /** Recompute even when a remembered layer exists (benchmarks). */
+  noCache?: boolean;
+}
+
+export interface Layer {
+  /** The compressed blob, with an OCI media type; it is in the content store. */
+  descriptor: Descriptor;
+  diffId: Digest;
+}
+
+/** Directories of `dir` (relative) that carry `trusted.overlay.opaque=y`. */
+async function opaqueDirs(dir: string, dirs: string[]): Promise<Set<string>> {
+  const found = new Set<string>();
+  if (dirs.length === 0) return found;
+  const child = spawn('tar', ['--xattrs', '--xattrs-include=trusted.overlay.opaque', '--no-recursion', '--null', '-C', dir, '-cf', '-', '-T', '-'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stdin.end(dirs.map((d) => `./${d}\0`).join(''));
+  const extract = tar.extract();
+  const done = pipeline(child.stdout, extract);
+  for await (const entry of extract) {
+    const v = (entry.header.pax as Record<string, string> | undefined)?.['SCHILY.xattr.trusted.overlay.opaque'];
+    if (v === 'y') found.add(entry.header.name.replace(/^\.\//, '').replace(/\/$/, ''));
+    entry.resume();
+  }
+  await done;
+  const code: number = child.exitCode ?? (await new Promise((r) => child.on('close', r)));
+  if (code !== 0) throw new BktError('INTERNAL', `reading overlay xattrs of ${dir} with tar failed: ${stderr.trim()}`);
+  return found;
+}
+
+interface Item {
+  rel: string;
+  st: Stats;
+}
+
+/** Every entry under `dir`, parents first, siblings in byte order of their names. */
+async function walkSorted(dir: string): Promise<Item[]> {
+  const out: Item[] = [];
+  const visit = async (rel: string) => {
+    const names = (await readdir(rel ? join(dir, rel) : dir)).sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    for (const name of names) {
+      const r = rel ? `${rel}/${name}` : name;
+      const st = await lstat(join(dir, r));
+      out.push({ rel: r, st });
+      if (st.isDirectory()) await visit(r);
+    }
+  };
+  await visit('');
+  return out;
+}
+
+const major = (rdev: number) => Number((BigInt(rdev) >> 8n) & 0xfffn) | Number((BigInt(rdev) >> 32n) & ~0xfffn);
+const minor = (rdev: number) => Number(BigInt(rdev) & 0xffn) | Number((BigInt(rdev) >> 12n) & ~0xffn);
+
+/** The uncompressed OCI layer tar of the overlay upper dir `dir`. */
+export function layerTar(dir: string, opts: { clampMtime?: number; withOpaque?: boolean } = {}): AsyncIterable<Uint8Array> {
+  const pack = tar.pack();
+  const produce = async () => {
+    const items = await walkSorted(dir);
+    const opaque = opts.withOpaque === false ? new Set<string>() : await opaqueDirs(dir, items.filter((i) => i.st.isDirectory()).map((i) => i.rel));
+    const inodes = new Map<number, string>();
+    const clamp = (d: Date) => (opts.clampMtime !== undefined && d.getTime() > opts.clampMtime * 1000 ? new Date(opts.clampMtime * 1000) : d);
+    const add = (header: tar.Header, body?: Buffer | string) =>
+      new Promise<void>((resolve, reject) => {
+        const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+        if (body === undefined) pack.entry(header, cb);
+        else pack.entry(header, body, cb);
+      });
+    for (const { rel, st } of items) {
+      const base = { name: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, uname: '', gname: '', mtime: clamp(st.mtime) } as tar.Header;
+      if (st.isCharacterDevice() && st.rdev === 0) {
+        const slash = rel.lastIndexOf('/');
+        const name = slash < 0 ? `.wh.${rel}` : `${rel.slice(0, slash)}/.wh.${rel.slice(slash + 1)}`;
+        await add({ ...base, name, type: 'file', size: 0, mode: 0, uid: 0, gid: 0 }, '');
+      } else if (st.isDirectory()) {
+        await add({ ...base, name: `${rel}/`, type: 'directory' });
+        if (opaque.has(rel)) await add({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', size: 0, mode: 0, uid: 0, gid: 0 }, '');
+      } else if (st.isSymbolicLink()) {
+        await add({ ...base, type: 'symlink', linkname: await readlink(join(dir, rel)) });
+      } else if (st.isFile()) {
+        const first = st.nlink > 1 ? inodes.get(st.ino) : undefined;
+        if (first !== undefined) {
+          await add({ ...base, type: 'link', linkname: first, size: 0 });
+          continue;
+        }
+        if (st.nlink > 1) inodes.set(st.ino, rel);
+        await new Promise<void>((resolve, reject) => {
+          const w = pack.entry({ ...base, type: 'file', size: st.size }, (err) => (err ? reject(err) : resolve()));
+          pipeline(createReadStream(join(dir, rel)), w).catch(reject);
+        });
+      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+        await add({ ...base, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major(st.rdev), devminor: minor(st.rdev), size: 0 });
+      } else if (st.isFIFO()) {
+        await add({ ...base, type: 'fifo', size: 0 });
+      }
+      // Sockets are not archived (as tar and BuildKit skip them).
+    }
+    pack.finalize();
+  };
+  produce().catch((err: Error) => pack.destroy(err));
+  return pack as unknown as AsyncIterable<Uint8Array>;
+}
+
+async function* hashing(stream: AsyncIterable<Uint8Array>, hash: ReturnType<typeof createHash>): AsyncGenerator<Uint8Array> {
+  for await (const chunk of stream) {
+    hash.update(chunk);
+    yield chunk;
+  }
+}
+
+/** The layer of `snapshot`'s own changes, computed once (see the module comment). */
+export async function snapshotLayer(snapshot: Snapshot, ctx: Pick<BuildContext, 'root' | 'content'>, opts: LayerOptions): Promise<Layer> {
+  const cacheFile = join(
+    ctx.root,
+    'exporter-oci',
+    'layers',
+    `${snapshot.id}-${opts.compression}-${opts.compressionLevel ?? 'default'}-${opts.clampMtime ?? 'none'}.json`,
+  );
+  if (!opts.noCache) {
+    const cached = await readFile(cacheFile, 'utf8').then((t) => JSON.parse(t) as Layer, () => undefined);
+    if (cached && (await ctx.content.has(cached.descriptor.digest))) return cached;
+  }
+  const hash = createHash('sha256');
+  const what = `layer of snapshot ${snapshot.id}`;
+  const plain = hashing(layerTar(snapshot.layerPath(), { clampMtime: opts.clampMtime, withOpaque: snapshot.parent !== null }), hash);
+  const { digest, size } = await ctx.content.write(compress(plain, opts.compression, opts.compressionLevel, what));
+  const layer: Layer = {
+    descriptor: { mediaType: layerMediaType(opts.compression, true), digest, size },
+    diffId: `sha256:${hash.digest('hex')}`,
+  };
+  await mkdir(join(ctx.root, 'exporter-oci', 'layers'), { recursive: true });
+  const tmp = `${cacheFile}.${randomBytes(4).toString('hex')}`;
+  await writeFile(tmp, JSON.stringify(layer));
+  await rename(tmp, cacheFile);
+  return layer;
+}
+

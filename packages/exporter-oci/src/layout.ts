@@ -1,0 +1,169 @@
+/**
+ * Writing a built image as files: an OCI image layout (a directory, or that
+ * directory as a tar) and a docker-archive tar (the OCI layout plus docker's
+ * `manifest.json` and `repositories`, as `docker save` and BuildKit's docker
+ * exporter write it; `docker load` and `skopeo copy docker-archive:` read it).
+ *
+ * Tars are deterministic (fixed entry order and headers), and a file `dest`
+ * appears whole or not at all (written beside it, then renamed).
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, link, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { dirname, join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { BktError, type ContentStore } from '@bkt/core';
+import { DOCKER_HUB, MediaType, parseReference, type Descriptor } from '@bkt/registry';
+import type { BuiltImage } from './image.js';
+
+/** What a layout holds: files by path, each bytes or a blob of the content store. */
+type LayoutFile = { path: string; bytes: Uint8Array } | { path: string; blob: Descriptor };
+
+const REF_NAME = 'org.opencontainers.image.ref.name';
+const IMAGE_NAME = 'io.containerd.image.name';
+
+/** `index.json` of a layout: the image once per name (annotated as containerd and umoci read them). */
+function layoutIndex(image: BuiltImage, names: string[]): Uint8Array {
+  const entries: Descriptor[] = [];
+  for (const name of names) {
+    const r = parseReference(name);
+    entries.push({
+      ...image.root,
+      annotations: { ...image.root.annotations, [IMAGE_NAME]: name, ...(r.tag ? { [REF_NAME]: r.tag } : {}) },
+    });
+  }
+  if (entries.length === 0) entries.push(image.root);
+  return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: entries }));
+}
+
+function ociLayoutFiles(image: BuiltImage, names: string[]): LayoutFile[] {
+  return [
+    { path: 'oci-layout', bytes: Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })) },
+    { path: 'index.json', bytes: layoutIndex(image, names) },
+    ...image.blobs.map((b) => ({ path: blobPath(b), blob: b })),
+  ];
+}
+
+const blobPath = (d: Descriptor) => `blobs/sha256/${d.digest.slice('sha256:'.length)}`;
+
+/** `docker.io/library/x:t` → `x:t`, `docker.io/u/x:t` → `u/x:t`, as docker names images. */
+function familiar(name: string): { repo: string; tag: string } | undefined {
+  const r = parseReference(name);
+  if (!r.tag) return undefined;
+  let repo = `${r.registry}/${r.repository}`;
+  if (r.registry === DOCKER_HUB) repo = r.repository.startsWith('library/') ? r.repository.slice('library/'.length) : r.repository;
+  return { repo, tag: r.tag };
+}
+
+function dockerArchiveFiles(image: BuiltImage, names: string[]): LayoutFile[] {
+  if (image.manifests.length !== 1) {
+    throw new BktError(
+      'INVALID_ARGUMENT',
+      `docker exporter: a docker archive holds one platform, the result has ${image.manifests.length}; use the oci exporter for multi-platform results`,
+    );
+  }
+  const m = image.manifests[0];
+  const tags = names.map(familiar).filter((t): t is { repo: string; tag: string } => t !== undefined);
+  const manifestJson = [{ Config: blobPath(m.config), RepoTags: tags.map((t) => `${t.repo}:${t.tag}`), Layers: m.layers.map((l) => blobPath(l.descriptor)) }];
+  const repositories: Record<string, Record<string, string>> = {};
+  const top = m.layers[m.layers.length - 1];
+  for (const t of tags) {
+    if (top) (repositories[t.repo] ??= {})[t.tag] = top.diffId.slice('sha256:'.length);
+  }
+  return [
+    ...ociLayoutFiles(image, names),
+    { path: 'manifest.json', bytes: Buffer.from(JSON.stringify(manifestJson)) },
+    ...(tags.length && top ? [{ path: 'repositories', bytes: Buffer.from(JSON.stringify(repositories)) }] : []),
+  ];
+}
+
+/** A tar of `files`, directories first, with fixed headers (`mtime`, root-owned, 0644/0755). */
+function tarOf(files: LayoutFile[], content: ContentStore, mtime: Date): NodeJS.ReadableStream {
+  const pack = tar.pack();
+  const write = async () => {
+    const dirs = new Set<string>();
+    for (const f of files) for (let d = dirname(f.path); d !== '.'; d = dirname(d)) dirs.add(d);
+    const base = { uid: 0, gid: 0, uname: '', gname: '', mtime };
+    for (const d of [...dirs].sort()) {
+      await new Promise<void>((res, rej) => pack.entry({ ...base, name: `${d}/`, type: 'directory', mode: 0o755 }, (e) => (e ? rej(e) : res())));
+    }
+    for (const f of files) {
+      if ('bytes' in f) {
+        await new Promise<void>((res, rej) =>
+          pack.entry({ ...base, name: f.path, type: 'file', mode: 0o644, size: f.bytes.length }, Buffer.from(f.bytes), (e) => (e ? rej(e) : res())),
+        );
+      } else {
+        const path = content.path(f.blob.digest);
+        const { size } = await stat(path);
+        await new Promise<void>((res, rej) => {
+          const w = pack.entry({ ...base, name: f.path, type: 'file', mode: 0o644, size }, (e) => (e ? rej(e) : res()));
+          pipeline(createReadStream(path), w).catch(rej);
+        });
+      }
+    }
+    pack.finalize();
+  };
+  write().catch((err: Error) => pack.destroy(err));
+  return pack as unknown as NodeJS.ReadableStream;
+}
+
+async function writeTarTo(dest: string, stream: NodeJS.ReadableStream, stdout?: NodeJS.WritableStream): Promise<void> {
+  if (dest === '-') {
+    await pipeline(stream, stdout ?? process.stdout, { end: false });
+    return;
+  }
+  const target = resolve(dest);
+  await mkdir(dirname(target), { recursive: true });
+  const tmp = join(dirname(target), `.${randomBytes(6).toString('hex')}.bkt-partial`);
+  try {
+    await pipeline(stream, createWriteStream(tmp, { mode: 0o644 }));
+    await rename(tmp, target);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Writes `files` into the directory `dest` (created; existing blobs are kept, the index is replaced). */
+async function writeDir(dest: string, files: LayoutFile[], content: ContentStore): Promise<void> {
+  for (const f of files) {
+    const target = join(dest, f.path);
+    await mkdir(dirname(target), { recursive: true });
+    if ('bytes' in f) {
+      const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
+      await writeFile(tmp, f.bytes);
+      await rename(tmp, target);
+      continue;
+    }
+    if (await stat(target).then(() => true, () => false)) continue; // content-addressed: already right
+    const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
+    // A hard link when the store is on the same filesystem, else a copy.
+    await link(content.path(f.blob.digest), tmp).catch(() => copyFile(content.path(f.blob.digest), tmp));
+    await rename(tmp, target);
+  }
+}
+
+export interface WriteOptions {
+  names: string[];
+  /** A tar file (`-` = stdout) or, with `tar: false`, a directory. */
+  dest: string;
+  tar: boolean;
+  /** mtime of the tar entries (default: the epoch 0, for reproducible tars). */
+  mtime?: Date;
+  stdout?: NodeJS.WritableStream;
+}
+
+/** Writes `image` as an OCI image layout. */
+export async function writeOciLayout(image: BuiltImage, content: ContentStore, opts: WriteOptions): Promise<void> {
+  const files = ociLayoutFiles(image, opts.names);
+  if (!opts.tar) return writeDir(opts.dest, files, content);
+  await writeTarTo(opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.stdout);
+}
+
+/** Writes `image` (one platform) as a docker-archive tar (or its directory with `tar: false`). */
+export async function writeDockerArchive(image: BuiltImage, content: ContentStore, opts: WriteOptions): Promise<void> {
+  const files = dockerArchiveFiles(image, opts.names);
+  if (!opts.tar) return writeDir(opts.dest, files, content);
+  await writeTarTo(opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.stdout);
+}

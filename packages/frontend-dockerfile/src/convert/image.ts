@@ -1,0 +1,223 @@
+import type { Platform } from '@bkt/core';
+import { BktError } from '@bkt/core';
+
+/**
+ * The image config a Dockerfile build produces: the OCI image-spec config
+ * with Docker's extensions (Healthcheck, OnBuild, Shell, ArgsEscaped), as
+ * moby/docker-image-spec's DockerOCIImage. Serialized with Go's field order
+ * and `omitempty` rules so the JSON reads like BuildKit's.
+ */
+
+export interface HealthcheckConfig {
+  Test?: string[];
+  /** Nanoseconds. */
+  Interval?: number;
+  Timeout?: number;
+  StartPeriod?: number;
+  StartInterval?: number;
+  Retries?: number;
+}
+
+export interface ImageRuntimeConfig {
+  User?: string;
+  ExposedPorts?: Record<string, Record<string, never>>;
+  Env?: string[];
+  Entrypoint?: string[] | null;
+  Cmd?: string[] | null;
+  Volumes?: Record<string, Record<string, never>>;
+  WorkingDir?: string;
+  Labels?: Record<string, string>;
+  StopSignal?: string;
+  ArgsEscaped?: boolean;
+  Healthcheck?: HealthcheckConfig;
+  OnBuild?: string[] | null;
+  Shell?: string[];
+}
+
+export interface ImageHistory {
+  created?: string;
+  created_by?: string;
+  author?: string;
+  comment?: string;
+  empty_layer?: boolean;
+}
+
+export interface DockerImage {
+  created?: string;
+  author?: string;
+  architecture: string;
+  os: string;
+  'os.version'?: string;
+  'os.features'?: string[];
+  variant?: string;
+  config: ImageRuntimeConfig;
+  rootfs: { type: string; diff_ids: string[] };
+  history?: ImageHistory[];
+}
+
+/** The `comment` of history entries BuildKit's Dockerfile frontend writes. */
+export const HISTORY_COMMENT = 'buildkit.dockerfile.v0';
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The config of `FROM scratch` (BuildKit's emptyImage). */
+export function emptyImage(platform: Platform): DockerImage {
+  return {
+    architecture: platform.architecture,
+    os: platform.os,
+    ...(platform.osVersion ? { 'os.version': platform.osVersion } : {}),
+    ...(platform.osFeatures ? { 'os.features': [...platform.osFeatures] } : {}),
+    ...(platform.variant ? { variant: platform.variant } : {}),
+    config: { WorkingDir: '/', ...(platform.os !== 'windows' ? { Env: [`PATH=${DEFAULT_PATH}`] } : {}) },
+    rootfs: { type: 'layers', diff_ids: [] },
+  };
+}
+
+/** Parses an image config JSON (from a registry or a named context). */
+export function parseImageConfig(bytes: Uint8Array | string, what: string): DockerImage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(typeof bytes === 'string' ? bytes : Buffer.from(bytes).toString('utf8'));
+  } catch (err) {
+    throw new BktError('INVALID_ARGUMENT', `image config of ${what} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null) throw new BktError('INVALID_ARGUMENT', `image config of ${what} is not a JSON object`);
+  const img = raw as Partial<DockerImage>;
+  return {
+    ...img,
+    architecture: img.architecture ?? '',
+    os: img.os ?? '',
+    config: { ...(img.config ?? {}) },
+    rootfs: { type: img.rootfs?.type ?? 'layers', diff_ids: [...(img.rootfs?.diff_ids ?? [])] },
+    ...(img.history ? { history: img.history.map((h) => ({ ...h })) } : {}),
+  };
+}
+
+/** A deep copy (configs are mutated while instructions are dispatched). */
+export function cloneImage(img: DockerImage): DockerImage {
+  return structuredClone(img);
+}
+
+/** The platform an image config declares, if it declares one. */
+export function imagePlatform(img: DockerImage): Platform | undefined {
+  if (!img.os || !img.architecture) return undefined;
+  return {
+    os: img.os,
+    architecture: img.architecture,
+    ...(img.variant ? { variant: img.variant } : {}),
+    ...(img['os.version'] ? { osVersion: img['os.version'] } : {}),
+    ...(img['os.features'] ? { osFeatures: [...img['os.features']] } : {}),
+  };
+}
+
+/** Sets `key=value` in an env list, replacing an existing key in place (BuildKit's addEnv). */
+export function addEnv(env: string[] | undefined, key: string, value: string): string[] {
+  const out = [...(env ?? [])];
+  const i = out.findIndex((e) => envKey(e) === key);
+  if (i >= 0) out[i] = `${key}=${value}`;
+  else out.push(`${key}=${value}`);
+  return out;
+}
+
+export function envKey(entry: string): string {
+  const eq = entry.indexOf('=');
+  return eq < 0 ? entry : entry.slice(0, eq);
+}
+
+export function envValue(entry: string): string {
+  const eq = entry.indexOf('=');
+  return eq < 0 ? '' : entry.slice(eq + 1);
+}
+
+/** Adds a history entry (BuildKit's commitToHistory); `buildkitOp` appends ` # buildkit` as BuildKit does for ops. */
+export function commitToHistory(img: DockerImage, msg: string, withLayer: boolean, buildkitOp: boolean, epoch?: Date): void {
+  img.history = [
+    ...(img.history ?? []),
+    {
+      ...(epoch ? { created: epoch.toISOString().replace('.000Z', 'Z') } : {}),
+      created_by: buildkitOp ? `${msg} # buildkit` : msg,
+      comment: HISTORY_COMMENT,
+      ...(withLayer ? {} : { empty_layer: true }),
+    },
+  ];
+}
+
+/** The JSON bytes of an image config, fields in Go's order with `omitempty`. */
+export function serializeImage(img: DockerImage): Uint8Array {
+  const c = img.config;
+  const config = omitEmpty({
+    User: c.User,
+    ExposedPorts: c.ExposedPorts,
+    Env: c.Env,
+    Entrypoint: c.Entrypoint,
+    Cmd: c.Cmd,
+    Volumes: c.Volumes,
+    WorkingDir: c.WorkingDir,
+    Labels: c.Labels,
+    StopSignal: c.StopSignal,
+    ArgsEscaped: c.ArgsEscaped,
+    Healthcheck: c.Healthcheck ? omitEmpty({ ...c.Healthcheck }) : undefined,
+    OnBuild: c.OnBuild,
+    Shell: c.Shell,
+  });
+  const out = omitEmpty({
+    created: img.created,
+    author: img.author,
+    architecture: img.architecture,
+    os: img.os,
+    'os.version': img['os.version'],
+    'os.features': img['os.features'],
+    variant: img.variant,
+    config,
+    rootfs: { type: img.rootfs.type, diff_ids: img.rootfs.diff_ids },
+    history: img.history?.map((h) => omitEmpty({ ...h })),
+  });
+  // architecture, os and config are never omitted (no omitempty in Go).
+  out.architecture ??= img.architecture;
+  out.os ??= img.os;
+  out.config ??= {};
+  return new TextEncoder().encode(JSON.stringify(orderKeys(out, ['created', 'author', 'architecture', 'os', 'os.version', 'os.features', 'variant', 'config', 'rootfs', 'history'])));
+}
+
+function orderKeys(obj: Record<string, unknown>, order: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of order) if (k in obj) out[k] = obj[k];
+  return out;
+}
+
+/** Drops what Go's `omitempty` drops: undefined, null, false, 0, '', empty arrays and maps. */
+function omitEmpty(obj: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    if (v === undefined || v === null || v === false || v === 0 || v === '') continue;
+    if (Array.isArray(v) && v.length === 0) continue;
+    if (typeof v === 'object' && !Array.isArray(v) && Object.keys(v as object).length === 0) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** Go's `time.Duration.String()` for nanoseconds (`1m30s`, `500ms`, `0s`). */
+export function formatGoDuration(ns: number): string {
+  if (ns === 0) return '0s';
+  const neg = ns < 0;
+  let u = Math.abs(ns);
+  let out: string;
+  if (u < 1e9) {
+    if (u < 1e3) out = `${u}ns`;
+    else if (u < 1e6) out = `${trimFraction(u / 1e3)}µs`;
+    else out = `${trimFraction(u / 1e6)}ms`;
+  } else {
+    const h = Math.floor(u / 3.6e12);
+    u -= h * 3.6e12;
+    const m = Math.floor(u / 6e10);
+    u -= m * 6e10;
+    const s = trimFraction(u / 1e9);
+    out = h > 0 ? `${h}h${m}m${s}s` : m > 0 ? `${m}m${s}s` : `${s}s`;
+  }
+  return neg ? `-${out}` : out;
+}
+
+function trimFraction(v: number): string {
+  return v.toFixed(9).replace(/\.?0+$/, '');
+}

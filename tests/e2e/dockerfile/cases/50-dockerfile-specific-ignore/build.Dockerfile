@@ -1,0 +1,3 @@
+# Built as -f build.Dockerfile: build.Dockerfile.dockerignore wins over the context's .dockerignore.
+FROM {{BASE}}
+COPY . /ctx/
