@@ -13,7 +13,8 @@
  * the peers before it are kept in `peerFailures`, for review. A case with a
  * `Dockerfile.peer` (same image, without a feature too new for the peers) is
  * built from that file. A case whose `case.json` has `error` records the
- * first peer's failure instead.
+ * first peer's failure instead. case.json's `adjust` corrects the listing
+ * where the peer predates current BuildKit (recorded as `adjusted`).
  *
  * Usage: regenerate [CASE-NAME-SUBSTRING…]
  */
@@ -304,7 +305,15 @@ async function regenerateCase(c: Case, peers: Peer[], fx: Fixtures, base: { tree
       if (buildError) throw buildError;
       const s = await summarizeArchive(archive, { base, paths: c.spec.paths, ignore: c.spec.ignore, forbidden: c.spec.forbidden });
       if (s.forbiddenFound.length) throw new Error(`forbidden content in the image: ${s.forbiddenFound.join(', ')}`);
-      await writeExpected(c, { ...header, config: s.config, ...(parentConfig ? { parentConfig } : {}), files: s.files, removed: s.removed });
+      const adjusted = applyAdjustments(c, s.files);
+      await writeExpected(c, {
+        ...header,
+        ...(adjusted.length ? { adjusted } : {}),
+        config: s.config,
+        ...(parentConfig ? { parentConfig } : {}),
+        files: s.files,
+        removed: s.removed,
+      });
       return `ok, ${peer.name}${c.peerDockerfile ? ` (${c.peerDockerfile})` : ''}, ${s.files.length} entries`;
     } catch (err) {
       failures.push(`${peer.version}: ${(err as Error).message.split('\n').slice(-6).join(' | ')}`);
@@ -314,6 +323,23 @@ async function regenerateCase(c: Case, peers: Peer[], fx: Fixtures, base: { tree
   }
   console.log(`  ${c.name}: no peer built it:\n    ${failures.join('\n    ')}`);
   return 'NO PEER (expected.json left as it was)';
+}
+
+/**
+ * Applies case.json's `adjust` (where the peer's version predates a behaviour
+ * current BuildKit has, each with its reason) to the peer's listing; returns
+ * what changed, recorded in expected.json as `adjusted`.
+ */
+function applyAdjustments(c: Case, files: Entry[]): string[] {
+  const out: string[] = [];
+  for (const a of c.spec.adjust ?? []) {
+    const e = files.find((f) => f.path === a.path);
+    if (!e) throw new Error(`case.json adjust: ${a.path} is not in the peer's listing`);
+    if (a.mode === undefined || e.mode === a.mode) throw new Error(`case.json adjust: ${a.path} already has mode ${e.mode}`);
+    out.push(`${a.path}: mode ${e.mode} -> ${a.mode} (${a.reason})`);
+    e.mode = a.mode;
+  }
+  return out;
 }
 
 async function writeExpected(c: Case, data: Record<string, unknown>): Promise<void> {

@@ -10,6 +10,8 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { pb } from '@bkt/api';
+import { createBkt } from '@bkt/core';
+import { openSolver } from '@bkt/solver';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const BKT = join(REPO, 'packages/cli/bin/bkt.js');
@@ -75,10 +77,10 @@ export async function describeTree(dir: string, opts: { owners?: boolean } = {})
 
 /**
  * What a store holds: its snapshot and content files (names and sizes) and
- * the records of `bkt du --verbose` minus their usage stamps. The metadata
- * database files themselves are left out (SQLite may checkpoint on open); their records show in `du`.
+ * its usage records minus their usage stamps. The metadata
+ * database files themselves are left out (SQLite may checkpoint on open).
  */
-export async function storeFingerprint(root: string, cwd: string): Promise<{ files: string[]; du: string }> {
+export async function storeFingerprint(root: string): Promise<{ files: string[]; records: string[] }> {
   const files: string[] = [];
   const visit = async (d: string) => {
     let names: string[];
@@ -99,10 +101,15 @@ export async function storeFingerprint(root: string, cwd: string): Promise<{ fil
     }
   };
   await visit(root);
-  const du = await bkt(['du', '--verbose', '--root', root], { cwd });
-  if (du.code !== 0) throw new Error(`bkt du failed: ${du.stderr}`);
-  // Reusing a cached record bumps its usage count and last-used time; that is not new content.
-  return { files, du: du.stdout.replace(/^(Last used|Usage count):.*\n/gm, '') };
+  // The records, read in-process (spawning `bkt du` per check is slow); `bkt du` itself is tested in hello.test.ts.
+  const solver = await openSolver({ root, bkt: await createBkt([]) });
+  try {
+    // Reusing a cached record bumps its usage count and last-used time; that is not new content.
+    const records = (await solver.diskUsage()).map(({ usageCount: _u, lastUsedAt: _l, inUse: _i, ...rest }) => JSON.stringify(rest)).sort();
+    return { files, records };
+  } finally {
+    await solver.close();
+  }
 }
 
 // ---------------------------------------------------------------------------

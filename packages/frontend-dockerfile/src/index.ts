@@ -1,1 +1,26 @@
+import type { BktPlugin } from '@bkt/core';
+import { dockerfileFrontend } from './frontend.js';
+
 export * from './parser/index.js';
+export { convertDockerfile } from './convert/convert.js';
+export type { ConvertOptions, ConvertResult, ImageConfigResolver, ResolveMode } from './convert/convert.js';
+export { parseFrontendAttrs } from './convert/attrs.js';
+export type { FrontendOptions } from './convert/attrs.js';
+export { parseGitRef } from './convert/git.js';
+export type { GitRef } from './convert/git.js';
+export { emptyImage, serializeImage, parseImageConfig } from './convert/image.js';
+export type { DockerImage, ImageRuntimeConfig, ImageHistory, HealthcheckConfig } from './convert/image.js';
+export { dockerfileFrontend, withDockerfileLocation, IMAGE_CONFIG_KEY } from './frontend.js';
+export type { DockerfileFrontend, DockerfileFrontendOptions, ExternalImageResolver } from './frontend.js';
+
+/** The plugin: registers the `dockerfile.v0` frontend. */
+export default function dockerfile(options: Parameters<typeof dockerfileFrontend>[0] = {}): BktPlugin {
+  const frontend = dockerfileFrontend(options);
+  return {
+    name: '@bkt/frontend-dockerfile',
+    frontends: [frontend],
+    setup({ registries }) {
+      frontend.useRegistries(registries);
+    },
+  };
+}

@@ -200,14 +200,22 @@ export class ImageSource implements Source {
       root = { mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json'), digest: r.digest, size: -1 };
     }
     if (!root) {
-      const fetched = await this.client.getManifest(r, { signal: ctx.signal }).catch((err: unknown) => {
+      const notFound = (err: unknown) => {
         if (err instanceof BktError && err.code === 'NOT_FOUND') {
           throw new BktError('NOT_FOUND', `image ${name} not found: ${err.message}`, { reference: name }, { cause: err });
         }
         throw err;
-      });
-      if (!(await ctx.content.has(fetched.descriptor.digest))) await ctx.content.write(fetched.bytes, fetched.descriptor.digest);
-      root = fetched.descriptor;
+      };
+      // HEAD first (as BuildKit): a manifest already in the content store is not downloaded again.
+      const head = await this.client.headManifest(r, { signal: ctx.signal }).catch(notFound);
+      if (!head) throw new BktError('NOT_FOUND', `image ${name} not found: ${r.registry} has no manifest for it`, { reference: name });
+      if (head.mediaType && head.mediaType !== 'application/octet-stream' && (await ctx.content.has(head.digest))) {
+        root = { mediaType: head.mediaType, digest: head.digest, size: head.size };
+      } else {
+        const fetched = await this.client.getManifest({ ...r, digest: head.digest }, { signal: ctx.signal }).catch(notFound);
+        if (!(await ctx.content.has(fetched.descriptor.digest))) await ctx.content.write(fetched.bytes, fetched.descriptor.digest);
+        root = fetched.descriptor;
+      }
     }
     return resolvePlatformImage(root, platform, blobs, ctx, name);
   }
@@ -318,6 +326,7 @@ export async function unpackImage(
     const desc = layers[i];
     const what = `layer ${i + 1}/${layers.length} (${desc.digest}) of ${opts.what}`;
     await downloads[i];
+    ctx.progress.status(`extract ${desc.digest}`, `extracting ${desc.digest.slice(0, 19)}`, 0, 1);
     const prepareOpts = { description: `pulled ${what}`, recordType: opts.recordType };
     const mutable = await ctx.snapshotter.prepare(parent, prepareOpts);
     const hash = createHash('sha256');
@@ -337,6 +346,7 @@ export async function unpackImage(
       throw err;
     }
     const snapshot = await mutable.commit();
+    ctx.progress.status(`extract ${desc.digest}`, `extracting ${desc.digest.slice(0, 19)}`, 1, 1, true);
     await writeLayerRecord(ctx.root, {
       snapshotId: snapshot.id,
       diffId: diffIds[i],

@@ -4,8 +4,8 @@ import tar from 'tar-stream';
 import { RegistryClient, staticCredentials } from '@bkt/registry';
 import { busyboxLayerTar, pushBusyboxImage, skopeoInspect, startRegistry, type RegistryServer } from './registry-server.js';
 
-async function tarEntries(bytes: Buffer): Promise<Map<string, tar.Headers>> {
-  const entries = new Map<string, tar.Headers>();
+async function tarEntries(bytes: Buffer): Promise<Map<string, tar.Header>> {
+  const entries = new Map<string, tar.Header>();
   const extract = tar.extract();
   const done = new Promise<void>((resolve, reject) => {
     extract.on('entry', (header, stream, next) => {

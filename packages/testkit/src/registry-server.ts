@@ -46,7 +46,7 @@ export async function busyboxLayerTar(): Promise<Buffer> {
   const binary = await readFile(BUSYBOX_BINARY);
   const pack = tar.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: Buffer) => chunks.push(c));
+  pack.on('data', (c) => chunks.push(c as Buffer));
   const ended = new Promise<void>((resolve, reject) => {
     pack.on('end', resolve);
     pack.on('error', reject);
@@ -62,8 +62,12 @@ export async function busyboxLayerTar(): Promise<Buffer> {
     const parts = a.split('/');
     for (let i = 1; i < parts.length; i++) if (!dirs.has(parts.slice(0, i).join('/'))) dirs.set(parts.slice(0, i).join('/'), 0o755);
   }
-  const add = (header: tar.Headers, body?: Buffer) =>
-    new Promise<void>((resolve, reject) => pack.entry(header, body, (err) => (err ? reject(err) : resolve())));
+  const add = (header: Partial<tar.Header> & { name: string }, body?: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      const done = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (body) pack.entry(header as tar.Header, body, done);
+      else pack.entry(header as tar.Header, done);
+    });
   for (const [name, mode] of [...dirs].sort(([a], [b]) => a.localeCompare(b))) {
     const owner = name === 'home/user' ? { uid: 1000, gid: 1000, uname: 'user', gname: 'user' } : {};
     await add({ ...base, ...owner, name: `${name}/`, type: 'directory', mode });

@@ -102,6 +102,7 @@ export class ExecOpExecutor implements OpExecutor {
       const valid = meta.validExitCodes.length > 0 ? meta.validExitCodes : [0];
       if (!valid.includes(code)) throw execFailed(scope, commandLine, code, output.lastLines(20));
 
+      // As the solver counts them: one past the highest output index of any mount.
       const outputCount = Math.max(-1, ...exec.mounts.map((m) => m.output)) + 1;
       const results: (Snapshot | null)[] = new Array(outputCount).fill(null);
       for (const [index, mutable] of prepared.outputs) {

@@ -43,15 +43,17 @@ export async function openHarness(): Promise<Harness> {
   };
 }
 
+type DeepPartial<T> = T extends (infer U)[] ? DeepPartial<U>[] : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
+
 export interface StepOptions {
-  meta?: Partial<pb.Meta>;
+  meta?: DeepPartial<pb.Meta>;
   /** Extra mounts after the root mount (input 0 = base, output 0). */
-  mounts?: Partial<pb.Mount>[];
+  mounts?: DeepPartial<pb.Mount>[];
   /** Replaces the default root mount. */
-  rootMount?: Partial<pb.Mount>;
+  rootMount?: DeepPartial<pb.Mount>;
   network?: pb.NetMode;
   security?: pb.SecurityMode;
-  secretenv?: Partial<pb.SecretEnv>[];
+  secretenv?: DeepPartial<pb.SecretEnv>[];
   inputs?: OpInput[];
   entitlements?: string[];
   secrets?: Record<string, string>;
@@ -69,7 +71,7 @@ export interface StepResult {
 /** Runs one exec op over the base snapshot; rejects like the executor does. */
 export async function runStep(h: Harness, script: string | string[], opts: StepOptions = {}): Promise<StepResult> {
   const args = Array.isArray(script) ? script : ['/bin/sh', '-c', script];
-  const op = pb.Op.fromPartial({
+  const op = pb.Op.fromPartial(<DeepPartial<pb.Op>>{
     inputs: [],
     op: {
       $case: 'exec',
@@ -81,7 +83,7 @@ export async function runStep(h: Harness, script: string | string[], opts: StepO
         secretenv: opts.secretenv ?? [],
       },
     },
-  });
+  } as never);
   const logs: { stream: number; text: string }[] = [];
   const progress: ProgressWriter = {
     log: (stream, msg) => logs.push({ stream, text: typeof msg === 'string' ? msg : Buffer.from(msg).toString() }),

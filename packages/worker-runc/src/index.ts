@@ -37,6 +37,13 @@ export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
   };
   return {
     name: '@bkt/worker-runc',
+    setup({ hooks }) {
+      hooks.shutdown.tapPromise('@bkt/worker-runc', async () => {
+        const all = [...executors.values()];
+        executors.clear();
+        for (const ex of all) await (await ex).close();
+      });
+    },
     opExecutors: [
       new ExecOpExecutor({
         executorFor,

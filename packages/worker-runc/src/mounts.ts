@@ -86,8 +86,9 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
       if (!m.dest.startsWith('/')) {
         throw new BktError('INVALID_DEFINITION', `${where}: destination must be absolute`, { attribute: 'mounts' });
       }
-      if (m.output >= 0 && (m.readonly || m.mountType !== pb.MountType.BIND)) {
-        throw new BktError('INVALID_DEFINITION', `${where}: only writable bind mounts can have an output`, {
+      // Only writable bind mounts have outputs; other kinds' `output` is ignored (Go's llb leaves 0 there).
+      if (m.output >= 0 && m.readonly && m.mountType === pb.MountType.BIND) {
+        throw new BktError('INVALID_DEFINITION', `${where}: a readonly mount cannot have an output`, {
           attribute: 'mounts',
         });
       }

@@ -44,8 +44,15 @@ export const SANDBOX_DNS = '10.0.2.3';
 /** The host, as the sandbox reaches it. */
 export const SANDBOX_HOST_GATEWAY = '10.0.2.2';
 
+/**
+ * Hands out network namespaces. One sandbox namespace is kept ready ahead of
+ * need (made while the previous step runs), so a step does not wait for
+ * unshare and slirp4netns to start; a namespace is never reused.
+ */
 export class NetworkProvider {
   readonly #opts: NetworkOptions;
+  #spare: Promise<SandboxNamespace> | undefined;
+  #closed = false;
 
   constructor(opts: NetworkOptions = {}) {
     this.#opts = opts;
@@ -58,11 +65,35 @@ export class NetworkProvider {
     if (mode === 'none') {
       return { netns: 'new', resolvConf: filteredResolvConf([]), release: async () => {} };
     }
-    return openSandbox(this.#opts);
+    const spare = this.#spare;
+    this.#spare = undefined;
+    let ns = spare ? await spare.catch(() => undefined) : undefined;
+    if (!ns || !ns.alive()) {
+      await ns?.release();
+      ns = await openSandbox(this.#opts);
+    }
+    if (!this.#closed) {
+      this.#spare = openSandbox(this.#opts);
+      this.#spare.catch(() => undefined);
+    }
+    return ns;
+  }
+
+  /** Stops the spare namespace; later `open`s make namespaces on demand. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const spare = this.#spare;
+    this.#spare = undefined;
+    await (await spare?.catch(() => undefined))?.release();
   }
 }
 
-async function openSandbox(opts: NetworkOptions): Promise<NetworkNamespace> {
+interface SandboxNamespace extends NetworkNamespace {
+  /** False once the holder or slirp4netns has exited. */
+  alive(): boolean;
+}
+
+async function openSandbox(opts: NetworkOptions): Promise<SandboxNamespace> {
   // The holder prints a line once it is in its new namespace, then waits on stdin.
   const holder = spawn('unshare', ['--net', '--', '/bin/sh', '-c', 'echo ready; exec cat >/dev/null'], {
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -84,10 +115,12 @@ async function openSandbox(opts: NetworkOptions): Promise<NetworkNamespace> {
     await release();
     throw err;
   }
+  const running = [...children];
   return {
     netns: { path: `/proc/${holder.pid}/ns/net` },
     resolvConf: filteredResolvConf([SANDBOX_DNS]),
     release,
+    alive: () => running.every((c) => c.exitCode === null && c.signalCode === null),
   };
 }
 

@@ -46,12 +46,24 @@ export class RuncExecutor implements Executor {
   readonly #runc: string;
   readonly #network: NetworkProvider;
   readonly #running = new Map<string, RunningContainer>();
+  readonly #pending = new Set<Promise<void>>();
 
   constructor(opts: RuncExecutorOptions) {
     this.stateDir = opts.stateDir;
     this.runcRoot = join(opts.stateDir, 'state');
     this.#runc = opts.runc ?? 'runc';
     this.#network = new NetworkProvider(opts.network);
+  }
+
+  /** Waits for background cleanups and stops the spare network namespace. Running containers are not touched. */
+  async close(): Promise<void> {
+    await this.#network.close();
+    await Promise.allSettled([...this.#pending]);
+  }
+
+  #background(work: Promise<void>): void {
+    const tracked = work.catch(() => undefined).finally(() => this.#pending.delete(tracked));
+    this.#pending.add(tracked);
   }
 
   /** Ids of the containers this executor is running. */
@@ -85,7 +97,8 @@ export class RuncExecutor implements Executor {
       if (!spec.readonlyRootfs) makeWorkdir(spec.rootfs, cwd, user);
 
       const net = await this.#network.open(spec.network);
-      cleanups.push(() => net.release());
+      // Stopping the namespace's helpers need not delay the step's result; close() waits for it.
+      cleanups.push(async () => void this.#background(net.release()));
       const hostname = spec.hostname || DEFAULT_HOSTNAME;
       const hosts = join(bundle, 'hosts');
       const resolvConf = join(bundle, 'resolv.conf');

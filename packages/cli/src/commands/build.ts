@@ -62,7 +62,7 @@ export async function buildCommand(targetName: string | undefined, opts: BuildOp
     });
   } catch (err) {
     display.close();
-    if (!signal.aborted) reportFailedSteps(display, io.stderr);
+    if (!signal.aborted && reportFailedSteps(display, io.stderr)) throw condensed(err);
     throw err;
   } finally {
     await solver.close();
@@ -131,13 +131,29 @@ async function readDefinitionFile(file: string, io: Io): Promise<Uint8Array> {
   }
 }
 
-/** For each failed step: its name and the last lines of its output, as buildx prints them. */
-function reportFailedSteps(display: ProgressDisplay, out: Output): void {
+/**
+ * For each failed step: its name and the last lines of its output, as buildx
+ * prints them. Returns whether a step with output was reported.
+ */
+function reportFailedSteps(display: ProgressDisplay, out: Output): boolean {
+  let reported = false;
   for (const v of display.trace.failed()) {
+    if (display.trace.lastLines(v, 1).length === 0) continue;
+    reported = true;
     const lines = display.trace.lastLines(v, 10);
     out.write('------\n');
     out.write(` > ${v.name}:\n`);
     for (const l of lines) out.write(`${l}\n`);
     out.write('------\n');
   }
+  return reported;
+}
+
+/** The error without the step output its message may repeat (already shown above it): first line and op digest. */
+function condensed(err: unknown): unknown {
+  if (!(err instanceof BktError) || !err.message.includes('\n')) return err;
+  const [first] = err.message.split('\n');
+  const op = /\(op sha256:[0-9a-f]{64}\)$/.exec(err.message);
+  const message = op && !first!.includes(op[0]) ? `${first} ${op[0]}` : first!;
+  return new BktError(err.code, message, err.details, { cause: err });
 }

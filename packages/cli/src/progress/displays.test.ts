@@ -79,4 +79,20 @@ describe('tty display', () => {
     d.close();
     expect(text().slice(s.length)).toMatch(/^\x1b\[3A/);
   });
+
+  it('keeps a live frame within the terminal height', () => {
+    const chunks: string[] = [];
+    const d = createDisplay('tty', { write: (s: string) => chunks.push(s), isTTY: true, columns: 80, rows: 4 });
+    for (let i = 0; i < 10; i++) {
+      const digest = `sha256:${String(i).repeat(64)}` as Digest;
+      d.write({ type: 'vertex', vertex: { digest, inputs: [], name: `step ${i}`, cached: true, started: t0, completed: t0 } });
+    }
+    (d as unknown as { draw(final: boolean): void }).draw(false);
+    const frame = chunks.at(-1)!;
+    expect(frame.split('\n').length - 1).toBe(3);
+    expect(frame).toContain('step 9');
+    expect(frame).not.toContain('step 0');
+    d.close();
+    expect(chunks.at(-1)!).toContain('step 0'); // the final frame shows every step
+  });
 });

@@ -14,6 +14,7 @@ export interface Output {
   write(chunk: string): unknown;
   isTTY?: boolean;
   columns?: number;
+  rows?: number;
 }
 
 /** Picks the display for a `--progress` mode; `auto` is `tty` when `out` is a terminal, else `plain`. */
@@ -90,7 +91,8 @@ export class PlainDisplay implements ProgressDisplay {
 
   write(event: ProgressEvent): void {
     const v = this.trace.apply(event);
-    if (this.finished.has(v)) return;
+    // A finished step prints nothing more of its state; late output lines still show.
+    if (this.finished.has(v) && event.type !== 'log') return;
     switch (event.type) {
       case 'vertex': {
         if (!v.started && !v.completed && !v.cached) return;
@@ -102,7 +104,7 @@ export class PlainDisplay implements ProgressDisplay {
         this.focus(v);
         if (v.completed || v.error) {
           if (v.partialLine) this.line(v, `${this.elapsed(v)} ${v.partialLine}`);
-          if (v.error) this.line(v, v.error.endsWith('context canceled') ? 'CANCELED' : `ERROR: ${v.error}`);
+          if (v.error) this.line(v, /cancel/i.test(v.error) ? 'CANCELED' : `ERROR: ${v.error.split('\n')[0]}`);
           else if (v.cached) this.line(v, 'CACHED');
           else this.line(v, `DONE ${seconds(v.started, v.completed)}`);
           this.finished.add(v);
@@ -211,6 +213,9 @@ export class TtyDisplay implements ProgressDisplay {
         for (const l of this.trace.lastLines(v, v.error ? 10 : 6)) lines.push(fit(` => => # ${l}`, '', width, 90));
       }
     }
+    // A frame taller than the terminal could not be redrawn in place: keep the header and the latest lines.
+    const rows = this.out.rows ?? 0;
+    if (!final && rows > 2 && lines.length > rows - 1) lines.splice(1, lines.length - (rows - 1));
     let text = this.drawnLines > 0 ? `${ESC}${this.drawnLines}A` : '';
     for (const l of lines) text += `${ESC}2K${l}\n`;
     text += `${ESC}J`;

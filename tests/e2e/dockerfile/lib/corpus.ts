@@ -40,6 +40,12 @@ export interface CaseSpec {
   chmod?: Record<string, string>;
   /** The build must fail: bkt's error must match `match` (a regex; `(?i)` prefix = case-insensitive) and name `Dockerfile:line`. */
   error?: { line?: number; match?: string };
+  /**
+   * Corrections to the peer's listing where the peer's version predates a
+   * behaviour of current BuildKit (each with its reason); the regenerate
+   * script applies them and records them in expected.json's `adjusted`.
+   */
+  adjust?: { path: string; mode?: string; reason: string }[];
   /** Strings that must appear in no file of the result (e.g. secret values). */
   forbidden?: string[];
   note?: string;

@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+/**
+ * bench/exec: the cost of an exec step in bkt's runc worker.
+ *
+ * 1. 20 sequential trivial steps (`echo N > /stepN`, each on the previous
+ *    one's root) through the solver, against 20 raw `runc run`s of an
+ *    equivalent bundle (same busybox rootfs, same command, runc's default
+ *    spec) in the same run. Prints the time per step and the ratio
+ *    bkt / raw runc (lower is better; aim: < 1.5×), for the default sandbox
+ *    network (slirp4netns) and for `network: none` (what the raw bundle has).
+ * 2. 4 independent `sleep 1` steps merged: the build's wall time (aim: < 1.6 s).
+ *
+ * Run by hand as root, after `npm run build` (it imports the packages' dist/):
+ *   node bench/exec/run.mjs [--steps 20] [--runs 3]
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+
+let corePkg, llbPkg, solverPkg, localPkg, workerPkg, testkitPkg;
+try {
+  [corePkg, llbPkg, solverPkg, localPkg, workerPkg, testkitPkg] = await Promise.all([
+    import('@bkt/core'),
+    import('@bkt/llb'),
+    import('@bkt/solver'),
+    import('@bkt/source-local'),
+    import('@bkt/worker-runc'),
+    import('@bkt/testkit'),
+  ]);
+} catch (err) {
+  console.error(`bench/exec needs the built packages: run \`npm run build\` first.\n(${err.message})`);
+  process.exit(1);
+}
+const { createBkt } = corePkg;
+const { local, merge, marshalBytes } = llbPkg;
+const { openSolver, builtinOpsPlugin } = solverPkg;
+const localSource = localPkg.default;
+const runcWorker = workerPkg.default;
+const { makeBusyboxRootfs } = testkitPkg;
+
+const { values: args } = parseArgs({
+  options: { steps: { type: 'string', default: '20' }, runs: { type: 'string', default: '3' } },
+});
+const STEPS = Number(args.steps);
+const RUNS = Number(args.runs);
+
+if (process.getuid?.() !== 0) {
+  console.error('bench/exec runs containers: run it as root.');
+  process.exit(1);
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'bkt-bench-exec-'));
+const base = await makeBusyboxRootfs(join(dir, 'base'));
+
+/** 20 raw `runc run`s of a bundle with runc's default spec over a copy of the base; ms per step. */
+function rawRunc() {
+  const bundle = join(dir, 'raw-bundle');
+  const runcRoot = join(dir, 'raw-runc-state');
+  cpSync(base, join(bundle, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+  execFileSync('runc', ['spec'], { cwd: bundle });
+  const spec = JSON.parse(execFileSync('cat', [join(bundle, 'config.json')], { encoding: 'utf8' }));
+  spec.process.terminal = false;
+  spec.root.readonly = false;
+  const t0 = performance.now();
+  for (let i = 1; i <= STEPS; i++) {
+    spec.process.args = ['/bin/sh', '-c', `echo ${i} > /step${i}`];
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+    execFileSync('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `raw-${process.pid}-${i}`], { stdio: 'ignore' });
+  }
+  return (performance.now() - t0) / STEPS;
+}
+
+async function withSolver(fn) {
+  const bkt = await createBkt([localSource(), builtinOpsPlugin(), runcWorker()]);
+  const root = join(dir, `store-${Math.random().toString(36).slice(2)}`);
+  const solver = await openSolver({ root, bkt });
+  try {
+    return await fn(solver);
+  } finally {
+    await solver.close();
+    await bkt.close();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+/** STEPS sequential steps in one build, minus the same build without them (loading the base); ms per step. */
+async function bktSteps(network, salt) {
+  return withSolver(async (solver) => {
+    let state = local('base');
+    const t0 = performance.now();
+    await solver.solve({ definition: marshalBytes(state), localDirs: { base } });
+    const baseMs = performance.now() - t0;
+    for (let i = 1; i <= STEPS; i++) state = state.run({ shell: `echo ${i} ${salt} > /step${i}`, network }).root();
+    const t1 = performance.now();
+    await solver.solve({ definition: marshalBytes(state), localDirs: { base } });
+    return (performance.now() - t1 - Math.min(baseMs, 5)) / STEPS;
+  });
+}
+
+/** 4 independent `sleep 1` steps, merged; wall ms. */
+async function parallelSleeps(salt, maxParallelism) {
+  const bkt = await createBkt([localSource(), builtinOpsPlugin(), runcWorker()]);
+  const root = join(dir, `store-par-${salt}`);
+  const solver = await openSolver({ root, bkt, ...(maxParallelism ? { maxParallelism } : {}) });
+  try {
+    await solver.solve({ definition: marshalBytes(local('base')), localDirs: { base } });
+    const parts = [1, 2, 3, 4].map((i) => local('base').run({ shell: `sleep 1; echo ${i} ${salt} > /p${i}` }).root());
+    const t0 = performance.now();
+    await solver.solve({ definition: marshalBytes(merge(parts)), localDirs: { base } });
+    return performance.now() - t0;
+  } finally {
+    await solver.close();
+    await bkt.close();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const fmt = (ms) => `${ms.toFixed(1)} ms`;
+
+try {
+  const raw = [];
+  const sandbox = [];
+  const none = [];
+  for (let r = 0; r < RUNS; r++) {
+    raw.push(rawRunc());
+    sandbox.push(await bktSteps('sandbox', `s${r}`));
+    none.push(await bktSteps('none', `n${r}`));
+  }
+  const rawMs = median(raw);
+  console.log(`${STEPS} sequential trivial steps, median of ${RUNS} runs, per step:`);
+  console.log(`  raw runc run            ${fmt(rawMs)}`);
+  console.log(`  bkt, network none       ${fmt(median(none))}   ratio ${(median(none) / rawMs).toFixed(2)}x`);
+  console.log(`  bkt, network sandbox    ${fmt(median(sandbox))}   ratio ${(median(sandbox) / rawMs).toFixed(2)}x`);
+
+  const walls = [];
+  for (let r = 0; r < RUNS; r++) walls.push(await parallelSleeps(`w${r}`));
+  const walls4 = [];
+  for (let r = 0; r < RUNS; r++) walls4.push(await parallelSleeps(`x${r}`, 4));
+  console.log(`4 independent \`sleep 1\` steps, wall (median of ${RUNS}):`);
+  console.log(`  default parallelism     ${fmt(median(walls))}`);
+  console.log(`  maxParallelism 4        ${fmt(median(walls4))}`);
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env node
+/**
+ * bench/image: image export, push and pull, each timed against a peer on the
+ * same data in the same run (ratio = bkt / peer; lower is better):
+ *
+ *   export  bkt's new layer (tar of a snapshot + gzip into the content store)
+ *           of a 200 MB tree  vs  `tar -c | gzip` of the same tree
+ *   push    the image exporter pushing the image to a local docker-registry
+ *           vs  `skopeo copy oci:… docker://…` of the same image
+ *   pull    the docker-image source downloading the image into an empty store
+ *           vs  `skopeo copy docker://… oci:…`
+ *   unpack  unpacking the pulled layer into a snapshot  vs  `umoci unpack` of
+ *           the same image from an OCI layout
+ *
+ * Run by hand as root, after `npm run build` (it imports the packages' dist/):
+ *   node bench/image/run.mjs [--mb 200] [--files 400] [--runs 3]
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+let solverPkg, sourcePkg, exporterPkg, registryTesting;
+try {
+  [solverPkg, sourcePkg, exporterPkg, registryTesting] = await Promise.all([
+    import('@bkt/solver'),
+    import('@bkt/source-image'),
+    import('@bkt/exporter-oci'),
+    import('@bkt/registry/testing'),
+  ]);
+} catch (err) {
+  console.error(`bench/image needs the built packages: run \`npm run build\` first.\n(${err.message})`);
+  process.exit(1);
+}
+const { Store } = solverPkg;
+const { ImageSource } = sourcePkg;
+const { createImageExporters, snapshotLayer } = exporterPkg;
+const { startRegistry } = registryTesting;
+
+const { values: args } = parseArgs({
+  options: {
+    mb: { type: 'string', default: '200' },
+    files: { type: 'string', default: '400' },
+    runs: { type: 'string', default: '3' },
+  },
+});
+const BYTES = Number(args.mb) * 1024 * 1024;
+const FILES = Number(args.files);
+const RUNS = Number(args.runs);
+
+/** Half random (incompressible), half repetitive text: gzip has real work on both kinds. */
+async function fillTree(dir) {
+  const per = Math.floor(BYTES / FILES);
+  const text = Buffer.from('the quick brown fox jumps over the lazy dog 0123456789\n'.repeat(Math.ceil(per / 55))).subarray(0, per);
+  for (let i = 0; i < FILES; i++) {
+    const sub = join(dir, `d${i % 16}`);
+    await mkdir(sub, { recursive: true });
+    await writeFile(join(sub, `f${i}`), i % 2 ? randomBytes(per) : text);
+  }
+}
+
+function ctxOf(store, localDirs = {}) {
+  return {
+    buildId: 'bench',
+    root: store.root,
+    snapshotter: store.snapshotter,
+    content: store.content,
+    signal: new AbortController().signal,
+    localDirs,
+    entitlements: new Set(),
+    secrets: { get: async () => null },
+    progress: { log() {}, status() {}, warn() {} },
+  };
+}
+
+async function time(fn) {
+  const start = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+async function best(fn) {
+  let min = Infinity;
+  for (let i = 0; i < RUNS; i++) min = Math.min(min, await time(() => fn(i)));
+  return min;
+}
+
+function sh(cmd, argv, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
+    let err = '';
+    p.stderr?.on('data', (c) => (err += c));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${argv.join(' ')}: ${err}`))));
+  });
+}
+
+function row(name, bkt, peer, peerName) {
+  console.log(`${name.padEnd(8)} bkt ${bkt.toFixed(0).padStart(6)} ms   ${peerName.padEnd(24)} ${peer.toFixed(0).padStart(6)} ms   ratio ${(bkt / peer).toFixed(2)}`);
+}
+
+const work = await mkdtemp(join(tmpdir(), 'bkt-bench-image-'));
+const stores = [];
+let registry;
+try {
+  const store = await Store.open(join(work, 'store'));
+  stores.push(store);
+  const ctx = ctxOf(store);
+  const m = await store.snapshotter.prepare(null);
+  await fillTree(m.path);
+  const snapshot = await m.commit();
+  const layerDir = snapshot.layerPath();
+  console.log(`tree: ${FILES} files, ${args.mb} MB; best of ${RUNS} runs; snapshotter ${store.snapshotter.kind}`);
+
+  // export: a new gzip layer of the tree.
+  const bktExport = await best(() => snapshotLayer(snapshot, ctx, { compression: 'gzip', noCache: true }));
+  const peerExport = await best(() => sh('sh', ['-c', `tar -C "${layerDir}" -cf - . | gzip -6 > "${join(work, 'peer.tar.gz')}"`]));
+  row('export', bktExport, peerExport, 'tar -c | gzip');
+
+  // push: the image exporter vs skopeo copy of the same image from an OCI layout.
+  registry = await startRegistry();
+  const { exporters, close } = createImageExporters();
+  const exporter = (t) => exporters.find((e) => e.type === t);
+  const result = { ref: snapshot, metadata: {} };
+  const layout = join(work, 'layout');
+  await (await exporter('oci').resolve({ dest: layout, tar: 'false', name: 'bench:v1' })).export(result, ctx);
+  // Each push goes to a registry of its own, so neither tool can mount blobs it pushed before.
+  const pushRun = async (fn) => {
+    const r = await startRegistry();
+    try {
+      return await time(() => fn(r.host));
+    } finally {
+      await r.stop();
+    }
+  };
+  let bktPush = Infinity;
+  let peerPush = Infinity;
+  for (let i = 0; i < RUNS; i++) {
+    bktPush = Math.min(bktPush, await pushRun(async (host) => {
+      await (await exporter('image').resolve({ name: `${host}/bench/bkt:v1`, push: 'true', 'oci-mediatypes': 'true' })).export(result, ctx);
+    }));
+    peerPush = Math.min(peerPush, await pushRun((host) => sh('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${host}/bench/skopeo:v1`])));
+  }
+  row('push', bktPush, peerPush, 'skopeo copy oci: docker:');
+  await (await exporter('image').resolve({ name: `${registry.host}/bench/bkt0:v1`, push: 'true', 'oci-mediatypes': 'true' })).export(result, ctx);
+  close();
+
+  // pull: into an empty store each run.
+  const source = new ImageSource();
+  const ref = `${registry.host}/bench/bkt0:v1`;
+  let n = 0;
+  const fresh = async () => {
+    const s = await Store.open(join(work, `pull-store-${n++}`));
+    stores.push(s);
+    return ctxOf(s);
+  };
+  let pullOnly = Infinity;
+  let unpackOnly = Infinity;
+  for (let i = 0; i < RUNS; i++) {
+    const c = await fresh();
+    let image;
+    const download = await time(async () => {
+      image = await source.resolveImage(ref, sourcePkg.hostPlatform(), 'pull', c);
+      await Promise.all(image.manifest.layers.map((l) => image.blobs.fetch(l, c)));
+    });
+    const unpack = await time(() => sourcePkg.unpackImage(image, c, { what: ref }));
+    pullOnly = Math.min(pullOnly, download);
+    unpackOnly = Math.min(unpackOnly, unpack);
+  }
+  const peerPull = await best((i) => sh('skopeo', ['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${join(work, `skopeo-pull-${i}`)}:v1`]));
+  const peerUnpack = await best((i) => sh('umoci', ['unpack', '--image', `${layout}:v1`, join(work, `umoci-bundle-${i}`)]));
+  row('pull', pullOnly, peerPull, 'skopeo copy docker: oci:');
+  row('unpack', unpackOnly, peerUnpack, 'umoci unpack');
+  source.close();
+} finally {
+  for (const s of stores) await s.close().catch(() => undefined);
+  await registry?.stop();
+  await rm(work, { recursive: true, force: true });
+}

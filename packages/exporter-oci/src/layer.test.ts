@@ -1,0 +1,101 @@
+import { link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import tar from 'tar-stream';
+import type { Snapshot } from '@bkt/core';
+import { unpackLayer } from '@bkt/source-image';
+import { openTestContext, type TestContext } from '@bkt/source-image/testing';
+import { layerTar } from './layer.js';
+import { parseExportAttrs } from './attrs.js';
+
+async function entries(stream: AsyncIterable<Uint8Array>): Promise<{ name: string; type: string; linkname?: string; mtime: number }[]> {
+  const extract = tar.extract();
+  const out: { name: string; type: string; linkname?: string; mtime: number }[] = [];
+  const feeding = (async () => {
+    for await (const c of stream) extract.write(c);
+    extract.end(undefined);
+  })();
+  for await (const e of extract) {
+    out.push({ name: e.header.name, type: e.header.type ?? 'file', linkname: e.header.linkname ?? undefined, mtime: e.header.mtime!.getTime() / 1000 });
+    e.resume();
+  }
+  await feeding;
+  return out;
+}
+
+describe('layerTar', () => {
+  let t: TestContext;
+  let base: Snapshot;
+  let top: Snapshot;
+  beforeAll(async () => {
+    t = await openTestContext();
+    const b = await t.ctx.snapshotter.prepare(null);
+    await mkdir(join(b.path, 'dir/sub'), { recursive: true });
+    await writeFile(join(b.path, 'dir/old'), 'old');
+    await writeFile(join(b.path, 'gone'), 'gone');
+    base = await b.commit();
+    const m = await t.ctx.snapshotter.prepare(base);
+    await rm(join(m.path, 'dir'), { recursive: true });
+    await mkdir(join(m.path, 'dir'));
+    await writeFile(join(m.path, 'dir/new'), 'new');
+    await rm(join(m.path, 'gone'));
+    await writeFile(join(m.path, 'b'), 'same inode');
+    await link(join(m.path, 'b'), join(m.path, 'a'));
+    top = await m.commit();
+  });
+  afterAll(async () => t?.close());
+
+  it('converts overlay whiteouts and opaque dirs to OCI entries, in byte order, with hard links', async () => {
+    const list = await entries(layerTar(top.layerPath(), { clampMtime: 1000 }));
+    // Whiteouts sit where the deleted name sorts (as BuildKit's differ walks the upper dir).
+    expect(list.map((e) => e.name)).toEqual(['a', 'b', 'dir/', 'dir/.wh..wh..opq', 'dir/new', '.wh.gone']);
+    expect(list.find((e) => e.name === 'b')).toMatchObject({ type: 'link', linkname: 'a' });
+    expect(list.every((e) => e.mtime <= 1000)).toBe(true);
+  });
+
+  it('round-trips through the image source unpacker', async () => {
+    const m = await t.ctx.snapshotter.prepare(base);
+    await unpackLayer(m.path, layerTar(top.layerPath()), { base: false, what: 'round trip' });
+    const again = await m.commit();
+    const view = await again.mount();
+    try {
+      expect(await readFile(join(view.path, 'dir/new'), 'utf8')).toBe('new');
+      await expect(stat(join(view.path, 'dir/old'))).rejects.toThrow(/ENOENT/);
+      await expect(stat(join(view.path, 'dir/sub'))).rejects.toThrow(/ENOENT/);
+      await expect(stat(join(view.path, 'gone'))).rejects.toThrow(/ENOENT/);
+      expect((await stat(join(view.path, 'a'))).ino).toBe((await stat(join(view.path, 'b'))).ino);
+    } finally {
+      await view.release();
+    }
+  });
+});
+
+describe('parseExportAttrs', () => {
+  it('reads BuildKit attributes and annotations', () => {
+    const o = parseExportAttrs('image', {
+      name: 'a/b:1, c/d:2',
+      push: '',
+      compression: 'zstd',
+      'annotation.org.x': '1',
+      'annotation-index.org.y': '2',
+      'annotation-manifest[linux/arm64].org.z': '3',
+    });
+    expect(o.names).toEqual(['a/b:1', 'c/d:2']);
+    expect(o.push).toBe(true);
+    expect(o.ociMediaTypes).toBe(true); // zstd switches to OCI media types
+    expect(o.annotations).toEqual([
+      { target: 'manifest', platform: undefined, key: 'org.x', value: '1' },
+      { target: 'index', platform: undefined, key: 'org.y', value: '2' },
+      { target: 'manifest', platform: 'linux/arm64', key: 'org.z', value: '3' },
+    ]);
+  });
+
+  it('names the bad attribute', () => {
+    expect(() => parseExportAttrs('image', { push: 'maybe' })).toThrow('image exporter: attribute push must be true or false, got "maybe"');
+    expect(() => parseExportAttrs('image', { compression: 'lz4' })).toThrow(/compression must be gzip, zstd or uncompressed/);
+    expect(() => parseExportAttrs('image', { compression: 'zstd', 'oci-mediatypes': 'false' })).toThrow(/zstd needs oci-mediatypes=true/);
+    expect(() => parseExportAttrs('oci', { dest: 'x', push: 'true' })).toThrow('oci exporter: unknown attribute "push"');
+    expect(() => parseExportAttrs('image', { push: 'true' })).toThrow(/push needs an image name/);
+    expect(() => parseExportAttrs('image', { 'source-date-epoch': 'yesterday' })).toThrow(/SOURCE_DATE_EPOCH must be whole seconds/);
+  });
+});

@@ -1,0 +1,104 @@
+/**
+ * The `dockerfile.v0` frontend in the real solver: Dockerfiles over a busybox
+ * image pushed to a local `docker-registry`, run in runc, exported with the
+ * local exporter.
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createBkt, isBktError, type ProgressEvent } from '@bkt/core';
+import localExporters from '@bkt/exporter-local';
+import imageSource from '@bkt/source-image';
+import localSource from '@bkt/source-local';
+import { builtinOpsPlugin, openSolver, type Solver } from '@bkt/solver';
+import { pushBusyboxImage, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
+import runcWorker from '@bkt/worker-runc';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import dockerfile from './index.js';
+import type { DockerImage } from './convert/image.js';
+
+let dir: string;
+let registry: RegistryServer;
+let pushed: PushedImage;
+let solver: Solver;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'bkt-dockerfile-'));
+  registry = await startRegistry();
+  pushed = await pushBusyboxImage(registry, 'test/busybox');
+  const bkt = await createBkt([localSource(), imageSource(), builtinOpsPlugin(), runcWorker(), localExporters(), dockerfile()]);
+  solver = await openSolver({ root: join(dir, 'store'), bkt });
+}, 120_000);
+
+afterAll(async () => {
+  await solver?.close();
+  await registry?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** A build of `files` (the Dockerfile among them) as the context; returns the exported tree's dir. */
+async function build(name: string, files: Record<string, string>, attrs: Record<string, string> = {}) {
+  const ctxDir = join(dir, name, 'context');
+  const out = join(dir, name, 'out');
+  for (const [p, content] of Object.entries(files)) {
+    await mkdir(join(ctxDir, p, '..'), { recursive: true });
+    await writeFile(join(ctxDir, p), content.replaceAll('{{BASE}}', pushed.reference));
+  }
+  const events: ProgressEvent[] = [];
+  const res = await solver.solve({
+    frontend: 'dockerfile.v0',
+    frontendAttrs: attrs,
+    localDirs: { context: ctxDir, dockerfile: ctxDir },
+    exporters: [{ type: 'local', attrs: { dest: out } }],
+    onProgress: (e: ProgressEvent) => events.push(e),
+  });
+  const config = JSON.parse(Buffer.from(res.result.metadata['containerimage.config']).toString()) as DockerImage;
+  return { out, config, events, res };
+}
+
+describe('dockerfile.v0 in the solver', () => {
+  it('builds a Dockerfile: base image config, ARG, WORKDIR, COPY, RUN, and the image config', async () => {
+    const { out, config, events } = await build(
+      'basic',
+      {
+        Dockerfile: 'FROM {{BASE}}\nARG MSG=hello\nWORKDIR /app\nCOPY greeting.txt ./\nRUN echo "$MSG from $(pwd)" > out.txt && cat greeting.txt >> out.txt\nCMD ["cat", "/app/out.txt"]\n',
+        'greeting.txt': 'greetings\n',
+        '.dockerignore': 'ignored/\n',
+        'ignored/big': 'x',
+      },
+      { 'build-arg:MSG': 'hi' },
+    );
+    expect(await readFile(join(out, 'app/out.txt'), 'utf8')).toBe('hi from /app\ngreetings\n');
+    expect(config.config).toMatchObject({ WorkingDir: '/app', Cmd: ['cat', '/app/out.txt'] });
+    expect(config.history!.map((h) => h.created_by).slice(-5, -1)).toEqual([
+      'ARG MSG=hi',
+      'WORKDIR /app',
+      'COPY greeting.txt ./ # buildkit',
+      'RUN |1 MSG=hi /bin/sh -c echo "$MSG from $(pwd)" > out.txt && cat greeting.txt >> out.txt # buildkit',
+    ]);
+    const names = events.filter((e) => e.type === 'vertex').map((e) => (e as Extract<ProgressEvent, { type: 'vertex' }>).vertex.name);
+    expect(names).toContain('[4/4] RUN echo "hi from $(pwd)" > out.txt && cat greeting.txt >> out.txt');
+  }, 120_000);
+
+  it('builds independent stages as separate branches', async () => {
+    const stages = [0, 1, 2, 3].map((i) => `FROM {{BASE}} AS s${i}\nRUN sleep 1 && echo ${i} > /r${i}\n`).join('');
+    const final = 'FROM scratch\n' + [0, 1, 2, 3].map((i) => `COPY --from=s${i} /r${i} /\n`).join('');
+    const { out, res } = await build('parallel', { Dockerfile: stages + final });
+    for (const i of [0, 1, 2, 3]) expect(await readFile(join(out, `r${i}`), 'utf8')).toBe(`${i}\n`);
+    // The image, four RUNs and four COPYs: each stage is its own branch.
+    expect(res.stats.vertices).toBe(9);
+  }, 120_000);
+
+  it('a COPY of a missing file fails with its Dockerfile line', async () => {
+    const err = await build('missing', { Dockerfile: 'FROM {{BASE}}\nRUN true\nCOPY nothere.txt /x\n' }).catch((e: unknown) => e);
+    expect(isBktError(err)).toBe(true);
+    expect((err as Error).message).toMatch(/^Dockerfile:3: /);
+    expect((err as Error).message).toContain('   3 | COPY nothere.txt /x');
+  }, 120_000);
+
+  it('reports build-check warnings with their rule and line', async () => {
+    const { events } = await build('warn', { Dockerfile: 'FROM {{BASE}} as Base\nRUN true\n' });
+    const warnings = events.filter((e): e is Extract<ProgressEvent, { type: 'warning' }> => e.type === 'warning').map((e) => e.warning.short);
+    expect(warnings).toEqual(expect.arrayContaining(['StageNameCasing: Stage name \'Base\' should be lowercase (line 1)', "FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"]));
+  }, 120_000);
+});

@@ -1,0 +1,169 @@
+import { readFile } from 'node:fs/promises';
+import { BktError, isBktError, type Attrs, type BuildContext, type Digest, type Frontend, type FrontendBridge, type Platform, type Registries, type SourceRange } from '@bkt/core';
+import { parseDockerignore, resolveInRoot } from '@bkt/fsutil';
+import { pb } from '@bkt/api';
+import { digestOf } from '@bkt/llb';
+import { parseFrontendAttrs } from './convert/attrs.js';
+import { type ImageConfigResolver, type ResolveMode, convertDockerfile } from './convert/convert.js';
+
+/**
+ * The `dockerfile.v0` frontend: reads the Dockerfile from the `dockerfile`
+ * client directory (attrs as BuildKit's dockerfile frontend: `filename`,
+ * `target`, `build-arg:*`, `label:*`, `platform`, `context:*`, `no-cache`,
+ * `add-hosts`, `shm-size`, `ulimit`, `force-network-mode`, `contextkey`,
+ * `dockerfilekey`, `image-resolve-mode`, `hostname`, `cgroup-parent`),
+ * converts it to LLB, solves it and returns the result with the image config
+ * as `containerimage.config` metadata. Build-check warnings go to
+ * `bridge.warn`; a failing op is reported at its Dockerfile line.
+ */
+
+/** Resolves an image config outside the bridge (as `@bkt/source-image`'s `resolveImageConfig`). */
+export type ExternalImageResolver = (
+  ref: string,
+  opts: { platform?: Platform; resolveMode?: ResolveMode },
+  ctx: BuildContext,
+) => Promise<{ ref?: string; digest: Digest | string; config: Uint8Array }>;
+
+export interface DockerfileFrontendOptions {
+  /** Used when the bridge has no `resolveImageConfig`. */
+  resolveImageConfig?: ExternalImageResolver;
+}
+
+/** `bridge.warn` with BuildKit's warning options (an additive extension of core's FrontendBridge). */
+type WarnWithOptions = (vertex: Digest, short: string, detail?: string[], opts?: { url?: string; ranges?: SourceRange[]; level?: number }) => void;
+
+/** The metadata key the image exporter reads the image config from. */
+export const IMAGE_CONFIG_KEY = 'containerimage.config';
+
+export interface DockerfileFrontend extends Frontend {
+  /** Finds an image-config resolver among registered sources (the plugin calls this in `setup`). */
+  useRegistries(registries: Registries): void;
+}
+
+export function dockerfileFrontend(options: DockerfileFrontendOptions = {}): DockerfileFrontend {
+  let external = options.resolveImageConfig;
+  return {
+    name: 'dockerfile.v0',
+    useRegistries(registries) {
+      if (external) return;
+      const source = registries.sources.get('docker-image') as { resolveImageConfig?: ExternalImageResolver } | undefined;
+      if (source && typeof source.resolveImageConfig === 'function') external = source.resolveImageConfig.bind(source);
+    },
+    async solve(attrs: Attrs, bridge: FrontendBridge, ctx: BuildContext) {
+      const opts = parseFrontendAttrs(attrs);
+      const { text, filename } = await readDockerfile(opts.filename, opts.dockerfileKey, opts.contextKey, ctx);
+      const excludes = await readExcludes(opts.filename, opts.dockerfileKey, opts.contextKey, ctx);
+
+      const resolveImageConfig: ImageConfigResolver | undefined = bridge.resolveImageConfig
+        ? async (ref, o) => {
+            const r = await bridge.resolveImageConfig!(ref, o.platform);
+            return { digest: r.digest, config: r.config };
+          }
+        : external
+          ? async (ref, o) => {
+              const r = await external!(ref, { platform: o.platform, resolveMode: o.resolveMode }, ctx);
+              return { ...(r.ref ? { ref: r.ref.replace(/^docker-image:\/\//, '') } : {}), digest: r.digest, config: r.config };
+            }
+          : undefined;
+
+      const converted = await convertDockerfile(text, {
+        ...opts,
+        filename,
+        excludes,
+        ...(resolveImageConfig ? { resolveImageConfig } : {}),
+        readDockerignore: async (name) => {
+          const dir = ctx.localDirs[name];
+          if (dir === undefined) return undefined;
+          return readFile(await resolveInRoot(dir, '.dockerignore', { followFinalSymlink: true }), 'utf8').catch(() => undefined);
+        },
+      });
+
+      // Warnings belong to the Dockerfile, as BuildKit's (which attaches them to the vertex that loaded it).
+      const dockerfileVertex = digestOf(new TextEncoder().encode(`dockerfile:${filename}:${text}`));
+      const warn = bridge.warn as WarnWithOptions;
+      for (const w of converted.warnings) {
+        const short = `${w.rule}: ${w.message} (line ${w.range.startLine})`;
+        warn.call(bridge, dockerfileVertex, short, [w.description], {
+          url: w.url,
+          level: 1,
+          ranges: [{ start: { line: w.range.startLine, character: 0 }, end: { line: w.range.endLine, character: 0 } }],
+        });
+      }
+
+      const bytes = pb.Definition.encode(converted.definition).finish();
+      let result;
+      try {
+        result = await bridge.solve(bytes);
+      } catch (err) {
+        throw withDockerfileLocation(err, converted.definition, filename, converted.dockerfile.lines);
+      }
+      return {
+        ref: result.ref,
+        ...(result.refs ? { refs: result.refs } : {}),
+        metadata: { ...result.metadata, [IMAGE_CONFIG_KEY]: converted.imageConfig },
+      };
+    },
+  };
+}
+
+/** The Dockerfile's text from the dockerfile dir (falling back to the context dir); `Dockerfile` may be spelled `dockerfile`. */
+async function readDockerfile(filename: string, dockerfileKey: string, contextKey: string, ctx: BuildContext): Promise<{ text: string; filename: string }> {
+  const dir = ctx.localDirs[dockerfileKey] ?? ctx.localDirs[contextKey];
+  if (dir === undefined) {
+    const known = Object.keys(ctx.localDirs).sort().join(', ') || 'none';
+    throw new BktError('INVALID_ARGUMENT', `dockerfile.v0: no "${dockerfileKey}" or "${contextKey}" directory was given to the build (local directories: ${known})`, {
+      attribute: 'dockerfilekey',
+    });
+  }
+  const candidates = [filename];
+  if (baseOf(filename) === 'Dockerfile') candidates.push(filename.replace(/Dockerfile$/, 'dockerfile'));
+  for (const name of candidates) {
+    try {
+      const text = await readFile(await resolveInRoot(dir, name, { followFinalSymlink: true }), 'utf8');
+      return { text, filename: name };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
+    }
+  }
+  throw new BktError('NOT_FOUND', `failed to read dockerfile: open ${filename}: no such file or directory (in ${dir})`, { file: filename, attribute: 'filename' });
+}
+
+/** `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`. */
+async function readExcludes(filename: string, dockerfileKey: string, contextKey: string, ctx: BuildContext): Promise<string[]> {
+  const dfDir = ctx.localDirs[dockerfileKey];
+  if (dfDir !== undefined) {
+    const text = await readFile(await resolveInRoot(dfDir, `${filename}.dockerignore`, { followFinalSymlink: true }), 'utf8').catch(() => undefined);
+    if (text !== undefined) return parseDockerignore(text);
+  }
+  const ctxDir = ctx.localDirs[contextKey];
+  if (ctxDir === undefined) return [];
+  const text = await readFile(await resolveInRoot(ctxDir, '.dockerignore', { followFinalSymlink: true }), 'utf8').catch(() => undefined);
+  return text === undefined ? [] : parseDockerignore(text);
+}
+
+function baseOf(p: string): string {
+  return p.slice(p.lastIndexOf('/') + 1);
+}
+
+/**
+ * Puts the Dockerfile line of a failed op (from the definition's source
+ * locations) in front of its error: `Dockerfile:12: <error>` followed by the
+ * instruction's lines, with `details.file`/`line` set. The error is annotated
+ * in place, so every holder of it (the solver reports a build's first error)
+ * shows the location; it is returned for `throw`.
+ */
+export function withDockerfileLocation(err: unknown, definition: pb.Definition, filename: string, lines: readonly string[]): unknown {
+  if (!isBktError(err)) return err;
+  const digest = err.details.opDigest;
+  if (typeof digest !== 'string' || err.details.file !== undefined) return err;
+  const loc = definition.Source?.locations[digest]?.locations[0]?.ranges[0];
+  if (!loc) return err;
+  const start = loc.start?.line ?? 0;
+  const end = Math.max(start, loc.end?.line ?? start);
+  if (start < 1) return err;
+  const snippet: string[] = [];
+  for (let n = start; n <= end && n <= lines.length; n++) snippet.push(`${String(n).padStart(4)} | ${lines[n - 1]}`);
+  err.message = `${filename}:${start}: ${err.message}\n${snippet.join('\n')}`;
+  Object.assign(err.details, { file: filename, line: start, ...(end !== start ? { endLine: end } : {}) });
+  return err;
+}

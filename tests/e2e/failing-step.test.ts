@@ -1,0 +1,50 @@
+/**
+ * A step that fails (a process exiting 3 in runc): the CLI prints the step's
+ * name and the last lines of its output, then the error, and exits 1.
+ */
+import { copyFile, mkdir, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { bkt, removeDir, tempDir } from './helpers.js';
+
+let work: string;
+
+beforeAll(async () => {
+  work = await tempDir('failing-step');
+  await mkdir(join(work, 'rootfs/bin'), { recursive: true });
+  await copyFile('/bin/busybox', join(work, 'rootfs/bin/busybox'));
+  await symlink('busybox', join(work, 'rootfs/bin/sh'));
+  await writeFile(
+    join(work, 'bkt.config.ts'),
+    `import { defineConfig } from '@bkt/core';
+import { local } from '@bkt/llb';
+export default defineConfig({
+  targets: {
+    default: {
+      localDirs: { rootfs: 'rootfs' },
+      build: local('rootfs')
+        .run({ args: ['/bin/sh', '-c', 'for i in $(seq 1 30); do echo line $i; done; echo giving up >&2; exit 3'], customName: 'count then fail' })
+        .root(),
+    },
+  },
+});
+`,
+  );
+});
+
+afterAll(async () => {
+  await removeDir(work);
+});
+
+it('prints the failed step, its last output lines and the error, and exits 1', async () => {
+  const r = await bkt(['build', '--root', join(work, 'store'), '--progress', 'plain'], { cwd: work });
+  expect(r.code).toBe(1);
+  const report = /------\n > (.*):\n([\s\S]*?)------\n/.exec(r.stderr);
+  expect(report, r.stderr).not.toBeNull();
+  expect(report![1]).toBe('count then fail');
+  const lines = report![2]!.trim().split('\n');
+  expect(lines.length).toBe(10);
+  expect(lines.slice(-2)).toEqual(['line 30', 'giving up']);
+  expect(r.stderr).toMatch(/^error: .*exit code: 3/m);
+  expect(r.stderr).toMatch(/#\d+ ERROR: /);
+});
