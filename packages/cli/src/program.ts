@@ -54,7 +54,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
   withProjectOptions(program.command('du').description('show the disk usage of the store'))
     .option('--verbose', 'print every field of each record')
     .action(async (opts: DuOptions) => {
-      exitCode = await duCommand(opts, io.stdout);
+      exitCode = await duCommand(opts, io.stdout, io.cwd);
     });
 
   withProjectOptions(program.command('prune').description('remove unused records from the store'))
@@ -63,7 +63,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--keep-storage <bytes>', 'keep at most this much storage (e.g. 10GB, 512MB)')
     .option('--verbose', 'print every field of each removed record')
     .action(async (opts: PruneOptions) => {
-      exitCode = await pruneCommand(opts, io.stdout);
+      exitCode = await pruneCommand(opts, io.stdout, io.cwd);
     });
 
   try {

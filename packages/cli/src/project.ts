@@ -20,22 +20,24 @@ export interface Project {
   config: BktConfig;
   /** Whether a config file was found and loaded. */
   hasConfig: boolean;
+  /** The directory relative command-line paths are taken from. */
+  cwd: string;
 }
 
 /**
  * Loads the project's config. With `required`, a missing config is an error;
  * otherwise a project without one gets an empty config (the default preset only).
  */
-export async function openProject(opts: ProjectOptions, required: boolean): Promise<Project> {
-  const dir = resolve(opts.dir ?? '.');
-  if (!opts.config && !required && !findConfigFile(dir)) return { dir, config: {}, hasConfig: false };
-  const config = await loadConfig(dir, { file: opts.config });
-  return { dir, config, hasConfig: true };
+export async function openProject(opts: ProjectOptions, required: boolean, cwd: string): Promise<Project> {
+  const dir = resolve(cwd, opts.dir ?? '.');
+  if (!opts.config && !required && !findConfigFile(dir)) return { dir, config: {}, hasConfig: false, cwd };
+  const config = await loadConfig(dir, { file: opts.config === undefined ? undefined : resolve(cwd, opts.config) });
+  return { dir, config, hasConfig: true, cwd };
 }
 
 /** The store root: `--root`, else the config's `root` (relative to the project), else the default. */
 export function storeRoot(opts: ProjectOptions, project: Project): string {
-  if (opts.root) return resolve(opts.root);
+  if (opts.root) return resolve(project.cwd, opts.root);
   if (project.config.root) return resolve(project.dir, project.config.root);
   return defaultRoot();
 }

@@ -26,7 +26,7 @@ export interface Io {
 
 /** Exit codes: 0 ok, 1 failed, 130 / 143 interrupted by SIGINT / SIGTERM. */
 export async function buildCommand(targetName: string | undefined, opts: BuildOptions, io: Io, signal: AbortSignal): Promise<number> {
-  const project = await openProject(opts, opts.llb === undefined || opts.config !== undefined);
+  const project = await openProject(opts, opts.llb === undefined || opts.config !== undefined, io.cwd);
   let target: BuildTarget | undefined;
   let definition: Uint8Array;
   if (opts.llb !== undefined) {

@@ -15,8 +15,8 @@ export interface PruneOptions extends ProjectOptions {
 }
 
 /** `bkt du`: the store's records as `buildctl du` prints them, then the totals. */
-export async function duCommand(opts: DuOptions, out: Output): Promise<number> {
-  const project = await openProject(opts, false);
+export async function duCommand(opts: DuOptions, out: Output, cwd: string): Promise<number> {
+  const project = await openProject(opts, false, cwd);
   const { bkt, solver } = await openBuilder(opts, project);
   try {
     const records = await solver.diskUsage();
@@ -30,11 +30,11 @@ export async function duCommand(opts: DuOptions, out: Output): Promise<number> {
 }
 
 /** `bkt prune`: removes unused records, printing each removed one and the total freed. */
-export async function pruneCommand(opts: PruneOptions, out: Output): Promise<number> {
+export async function pruneCommand(opts: PruneOptions, out: Output, cwd: string): Promise<number> {
   // Parse before opening the store, so a bad flag touches nothing.
   const keepDuration = opts.keepDuration !== undefined ? parseDuration(opts.keepDuration) : undefined;
   const keepStorage = opts.keepStorage !== undefined ? parseBytes(opts.keepStorage) : undefined;
-  const project = await openProject(opts, false);
+  const project = await openProject(opts, false, cwd);
   const { bkt, solver } = await openBuilder(opts, project);
   try {
     const removed = await solver.prune({ all: !!opts.all, keepDuration, keepStorage });
