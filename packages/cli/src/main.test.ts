@@ -103,6 +103,30 @@ describe('bkt (in-process)', () => {
     expect((await run(['prune', '--keep-storage', 'lots', '--root', root])).stderr).toMatch(/invalid size "lots"/);
   });
 
+  it('finds the project with -C and --config, resolving outputs against the project dir', async () => {
+    const root = join(work, 'store');
+    await mkdir(join(work, 'proj/ctx'), { recursive: true });
+    await writeFile(join(work, 'proj/ctx/input.txt'), 'project context\n');
+    const bytes = Buffer.from(helloDefinition()).toString('base64');
+    const config = (dest: string) =>
+      `export default { targets: { default: { build: () => new Uint8Array(Buffer.from('${bytes}', 'base64')), localDirs: { context: 'ctx' }, outputs: [{ type: 'local', dest: '${dest}' }] } } };\n`;
+    await writeFile(join(work, 'proj/bkt.config.mjs'), config('out'));
+    const r = await run(['build', '-C', 'proj', '--root', root, '--progress', 'quiet']);
+    expect(r.stderr).toMatch(/solver time/);
+    expect(r.code).toBe(0);
+    expect(await readFile(join(work, 'proj/out/input.txt'), 'utf8')).toBe('project context\n');
+
+    await writeFile(join(work, 'other.config.mjs'), config('elsewhere'));
+    const o = await run(['build', '-C', 'proj', '--config', 'other.config.mjs', '--root', root, '--progress', 'quiet', '-o', 'type=tar,dest=x.tar']);
+    expect(o.code).toBe(0);
+    expect((await readFile(join(work, 'x.tar'))).length).toBeGreaterThan(0); // -o wins over the config's outputs, relative to cwd
+    expect(await readdir(join(work, 'proj'))).not.toContain('elsewhere');
+
+    const missing = await run(['build', 'nope', '-C', 'proj', '--root', root]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/no target "nope" .*\(targets: default\)/);
+  });
+
   it('exits 130 when interrupted', async () => {
     const ac = new AbortController();
     ac.abort(interruption('SIGINT'));
