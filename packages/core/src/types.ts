@@ -77,6 +77,19 @@ export interface Snapshotter {
   merge(snapshots: Snapshot[]): Promise<Snapshot>;
 }
 
+/**
+ * Who keeps a content-store blob alive: a snapshot (the reference ends when
+ * the snapshot is removed; `{ snapshot }` also records "this snapshot was
+ * unpacked from this layer blob"), or a name its user manages (`image:<name>`).
+ */
+export type BlobOwner = { snapshot: string } | { name: string };
+
+export interface BlobRef {
+  digest: Digest;
+  owner: BlobOwner;
+  createdAt: Date;
+}
+
 /** Content-addressed blob storage (`content/blobs/sha256/…`). Writes are temp + fsync + rename. */
 export interface ContentStore {
   has(digest: Digest): Promise<boolean>;
@@ -87,6 +100,16 @@ export interface ContentStore {
     data: Uint8Array | AsyncIterable<Uint8Array>,
     expected?: Digest,
   ): Promise<{ digest: Digest; size: number }>;
+  /**
+   * Optional (the solver's store has it): records that `owner` uses a stored
+   * blob (idempotent). `prune` removes blobs nothing references. Throws
+   * `NOT_FOUND` when the blob or the owning snapshot is absent.
+   */
+  addRef?(digest: Digest, owner: BlobOwner): Promise<void>;
+  /** Optional: removes a reference made by `addRef` (idempotent). */
+  removeRef?(digest: Digest, owner: BlobOwner): Promise<void>;
+  /** Optional: the references of one blob, or those one owner holds, oldest first. */
+  refs?(of: { digest: Digest } | BlobOwner): Promise<BlobRef[]>;
 }
 
 // ---------------------------------------------------------------------------
@@ -303,13 +326,49 @@ export interface CacheBackend {
   importer?(attrs: Attrs): Promise<CacheImporterInstance>;
 }
 
+/** Options of `FrontendBridge.resolveImageConfig`, as the gateway's ResolveImageConfigRequest. */
+export interface ResolveImageConfigOptions {
+  /** The platform whose config to return (default: the solver's host platform). */
+  platform?: Platform;
+  /** `default`, `pull` or `local` (as the `image-resolve-mode` frontend attribute). */
+  resolveMode?: string;
+}
+
+/** An image config, as the gateway's ResolveImageConfigResponse. */
+export interface ResolvedImageConfig {
+  /** Digest of the manifest the config belongs to. */
+  digest: Digest;
+  /** The config JSON, byte for byte. */
+  config: Uint8Array;
+  /** The reference pinned to `digest` (`docker.io/library/alpine:3.19@sha256:…`), when the resolver knows it. */
+  ref?: string;
+}
+
+/** Options of a warning, as control.proto's VertexWarning. */
+export interface WarnOptions {
+  /** Documentation of the rule that warned. */
+  url?: string;
+  /** Where in the frontend's source (e.g. Dockerfile lines, 1-based) the warning points. */
+  ranges?: SourceRange[];
+  /** Severity; 1 (warning) unless given. */
+  level?: number;
+}
+
 /** What a frontend may ask of the solver (a subset of the gateway's LLBBridge). */
 export interface FrontendBridge {
   /** Solves a marshalled `pb.Definition`; returns the result. */
   solve(definition: Uint8Array): Promise<BuildResult>;
-  /** Resolves an image's config (as LLBBridge.ResolveImageConfig). */
-  resolveImageConfig?(ref: string, platform?: Platform): Promise<{ digest: Digest; config: Uint8Array }>;
-  warn(vertex: Digest, short: string, detail?: string[]): void;
+  /**
+   * Resolves an image's config (as LLBBridge.ResolveImageConfig) through the
+   * registered `docker-image` source. A bare `Platform` as second argument is
+   * the older form of `{ platform }` and is still accepted.
+   */
+  resolveImageConfig?(ref: string, opts?: ResolveImageConfigOptions | Platform): Promise<ResolvedImageConfig>;
+  /**
+   * Reports a warning on `vertex`. A vertex the client has not been shown yet
+   * (e.g. the frontend's own digest for its source file) is shown first.
+   */
+  warn(vertex: Digest, short: string, detail?: string[], opts?: WarnOptions): void;
 }
 
 export interface Frontend {

@@ -296,12 +296,18 @@ export class Build {
       const key = hashKey(['source', st.sourceId!.scheme, contentKey]);
       return { keys: [key], canonical: key, record: lookup(key), recordKey: key, source: instance };
     }
+    const executor = this.#executor(v);
+    const selectors = v.inputs.map((_, j) => executor.contentSelectors?.(v.op, j));
+    // The slow key needs the results of the inputs read by content; start
+    // those now rather than after every input key (which, in a chain of
+    // copies from independent stages, would run the stages one by one).
+    v.inputs.forEach((inp, j) => {
+      if (selectors[j]?.length) this.#prefetch(inp.vertex);
+    });
     const inputKeys = await Promise.all(v.inputs.map((i) => this.#key(i.vertex)));
     const fast = hashKey(['op', v.digest, v.inputs.map((inp, j) => [inputKeys[j].canonical, inp.index])]);
     const fastRecord = lookup(fast);
     if (fastRecord) return { keys: [fast], canonical: fastRecord.canonical, record: fastRecord, recordKey: fast };
-    const executor = this.#executor(v);
-    const selectors = v.inputs.map((_, j) => executor.contentSelectors?.(v.op, j));
     if (!selectors.some((s) => s && s.length > 0)) return { keys: [fast], canonical: fast };
     const parts = await Promise.all(
       v.inputs.map(async (inp, j) => {
@@ -313,6 +319,21 @@ export class Build {
     );
     const slow = hashKey(['op', v.digest, parts]);
     return { keys: [fast, slow], canonical: slow, record: lookup(slow), recordKey: slow };
+  }
+
+  /**
+   * Starts computing `v`'s result ahead of need when the cache has no record
+   * for it (so it has to run for whoever reads it). A cached result is cheap
+   * to take later and is left alone, so vertices upstream of a hit stay
+   * untouched. Failures surface through whoever awaits the result.
+   */
+  #prefetch(v: Vertex): void {
+    this.#key(v).then(
+      (k) => {
+        if (!k.record && !this.signal.aborted) this.#result(v).catch(() => undefined);
+      },
+      () => undefined,
+    );
   }
 
   async #checksums(snapshot: Snapshot | null, selectors: ContentSelector[]): Promise<string[]> {

@@ -1,4 +1,14 @@
+import { cpus } from 'node:os';
 import { BktError } from '@bkt/core';
+
+/**
+ * The default bound on ops running at once: max(8, 2 × CPU count). Ops mostly
+ * wait (on processes, the network, the disk), so one slot per core would
+ * serialise independent branches; BuildKit itself does not bound them.
+ */
+export function defaultParallelism(cores = cpus().length): number {
+  return Math.max(8, 2 * cores);
+}
 
 /** A counting semaphore bounding how many ops run at once. Waiters are served in arrival order. */
 export class Pool {

@@ -9,12 +9,16 @@ export type Emit = (event: ProgressEvent) => void;
 
 /** The event sink of one build. A throwing listener never breaks the build. */
 export class BuildProgress {
+  /** Vertices a vertex event has been sent for. */
+  readonly #shown = new Set<Digest>();
+
   constructor(
     private readonly hooks: BktHooks,
     private readonly listener: ((event: ProgressEvent) => void) | undefined,
   ) {}
 
   readonly emit: Emit = (event) => {
+    if (event.type === 'vertex') this.#shown.add(event.vertex.digest);
     try {
       this.listener?.(event);
     } catch {
@@ -31,6 +35,11 @@ export class BuildProgress {
   vertexDone(v: VertexEvent): void {
     this.emit({ type: 'vertex', vertex: v });
     this.hooks.vertexDone.call(v);
+  }
+
+  /** Whether the client has been sent a vertex event for `digest` (warnings should not point at unknown vertices). */
+  shown(digest: Digest): boolean {
+    return this.#shown.has(digest);
   }
 
   /** A vertex satisfied from the cache: one event, started = completed. */

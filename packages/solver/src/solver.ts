@@ -4,13 +4,25 @@
  * back until it is done.
  */
 import { randomBytes } from 'node:crypto';
-import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { BktError, type BuildResult, type Digest, type ExporterInstance, type FrontendBridge } from '@bkt/core';
+import {
+  BktError,
+  isBktError,
+  type BuildContext,
+  type BuildResult,
+  type Digest,
+  type ExporterInstance,
+  type FrontendBridge,
+  type Platform,
+  type ProgressWriter,
+  type ResolvedImageConfig,
+  type ResolveImageConfigOptions,
+  type VertexEvent,
+} from '@bkt/core';
 import type { PruneOptions, SolveRequest, SolveResponse, Solver, SolverOptions } from './api.js';
 import { Build, type Engine } from './build.js';
 import { digestOf } from './definition.js';
-import { cancelled, Pool, SharedLock } from './pool.js';
+import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
 import { vertexWriter } from './progress.js';
 import { Store } from './store/store.js';
 
@@ -19,7 +31,7 @@ export async function openSolver(opts: SolverOptions): Promise<Solver> {
   const engine: Engine = {
     bkt: opts.bkt,
     store,
-    pool: new Pool(opts.maxParallelism ?? cpus().length),
+    pool: new Pool(opts.maxParallelism ?? defaultParallelism()),
     jobs: new Map(),
   };
   const gc = new SharedLock();
@@ -73,6 +85,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   const exporterResponse: Record<string, string> = {};
   let solverMs = 0;
   let error: Error | undefined;
+  let frontendError: Error | undefined;
   try {
     if (req.definition && req.frontend) {
       throw new BktError('INVALID_ARGUMENT', 'a solve request takes a definition or a frontend, not both');
@@ -83,14 +96,12 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
       exporters.push({ type: e.type, instance: await registries.exporters.require(e.type).resolve(e.attrs) });
     }
     if (req.frontend) {
-      const frontend = registries.frontends.require(req.frontend);
-      const bridge: FrontendBridge = {
-        solve: async (definition) => ({ ref: await build.solve(await build.load(definition)), metadata: {} }),
-        warn: (vertex, short, detail) =>
-          build.progress.emit({ type: 'warning', warning: { vertex, level: 1, short, detail: detail ?? [] } }),
-      };
-      const ctx = build.context(syntheticWriter(build, `[frontend] ${req.frontend}`, buildId));
-      result = await withSignal(frontend.solve(req.frontendAttrs ?? {}, bridge, ctx), build.signal);
+      try {
+        result = await runFrontend(engine, build, req.frontend, req.frontendAttrs ?? {}, req.signal);
+      } catch (err) {
+        frontendError = frontendFailure(err as Error, build.firstError);
+        throw frontendError;
+      }
     } else if (req.definition) {
       result = { ref: await build.solve(await build.load(req.definition)), metadata: {} };
     }
@@ -98,12 +109,12 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     if (exporters.length > 0) {
       await hooks.beforeExport.promise(result, { buildId, exporters: (req.exporters ?? []).map((e) => ({ type: e.type, attrs: e.attrs })) });
       for (const [i, { type, instance }] of exporters.entries()) {
-        const response = await exportStep(build, `exporting to ${type}`, `${buildId}/export/${i}`, (ctx) => instance.export(result, ctx));
+        const response = await buildStep(build, `exporting to ${type}`, `${buildId}/export/${i}`, (ctx) => instance.export(result, ctx));
         Object.assign(exporterResponse, response);
       }
     }
   } catch (err) {
-    error = build.firstError ?? (err as Error);
+    error = frontendError ?? build.firstError ?? (err as Error);
     if (!build.signal.aborted) build.controller.abort(error);
   } finally {
     build.finish();
@@ -115,8 +126,102 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   return { buildId, result, exporterResponse, stats };
 }
 
-/** Runs a build-level step (an export) as its own progress vertex, like BuildKit's "exporting to …". */
-async function exportStep<T>(build: Build, name: string, seed: string, fn: (ctx: ReturnType<Build['context']>) => Promise<T>): Promise<T> {
+/**
+ * Runs a frontend. Its progress goes to a vertex `[frontend] <name>`, shown
+ * once it writes. Only the client's cancellation cuts it short: a vertex
+ * failure reaches the frontend through `bridge.solve`, so the frontend can
+ * annotate it (e.g. with its Dockerfile line) before failing the build.
+ */
+async function runFrontend(engine: Engine, build: Build, name: string, attrs: Record<string, string>, clientSignal: AbortSignal | undefined): Promise<BuildResult> {
+  const frontend = engine.bkt.registries.frontends.require(name);
+  const own = syntheticVertex(build, `[frontend] ${name}`, build.opts.buildId);
+  const ctx = build.context(own.writer);
+  const bridge: FrontendBridge = {
+    solve: async (definition) => ({ ref: await build.solve(await build.load(definition)), metadata: {} }),
+    resolveImageConfig: (ref, opts) => resolveImageConfig(engine, build, ref, opts),
+    warn: (vertex, short, detail, opts) => {
+      // A vertex the client has not seen (the frontend's digest for its source file) is shown first.
+      if (!build.progress.shown(vertex)) {
+        const now = new Date();
+        const event = { digest: vertex, inputs: [], name: '[internal] load build definition', cached: false, started: now };
+        build.progress.vertexStarted(event);
+        build.progress.vertexDone({ ...event, completed: now });
+      }
+      build.progress.emit({
+        type: 'warning',
+        warning: { vertex, level: opts?.level ?? 1, short, detail: detail ?? [], ...(opts?.url ? { url: opts.url } : {}), ...(opts?.ranges ? { ranges: opts.ranges } : {}) },
+      });
+    },
+  };
+  try {
+    const solving = frontend.solve(attrs, bridge, ctx);
+    const result = await (clientSignal ? withSignal(solving, clientSignal, build.signal) : solving);
+    own.done();
+    return result;
+  } catch (err) {
+    own.done(err as Error);
+    throw err;
+  }
+}
+
+/**
+ * The error a failed frontend fails the build with: its own (which may wrap
+ * or annotate the failed vertex's), unless it only reports the cancellation
+ * that followed the build's first failure.
+ */
+function frontendFailure(err: Error, first: Error | undefined): Error {
+  if (first && err !== first && isBktError(err, 'CANCELLED') && !isBktError(first, 'CANCELLED')) return first;
+  return err;
+}
+
+/** The `docker-image` source's image-config resolver, as `@bkt/source-image` provides it. */
+interface ImageConfigSource {
+  resolveImageConfig(
+    ref: string,
+    opts: { platform?: Platform; resolveMode?: 'default' | 'pull' | 'local' },
+    ctx: BuildContext,
+  ): Promise<{ ref?: string; digest: Digest; config: Uint8Array }>;
+}
+
+const RESOLVE_MODES = ['default', 'pull', 'local'] as const;
+
+/**
+ * `bridge.resolveImageConfig`: asks the registered `docker-image` source,
+ * as the vertex `[internal] load metadata for <ref>` (as BuildKit shows it).
+ */
+async function resolveImageConfig(
+  engine: Engine,
+  build: Build,
+  ref: string,
+  given: ResolveImageConfigOptions | Platform | undefined,
+): Promise<ResolvedImageConfig> {
+  const source = engine.bkt.registries.sources.get('docker-image') as Partial<ImageConfigSource> | undefined;
+  if (typeof source?.resolveImageConfig !== 'function') {
+    throw new BktError(
+      'UNIMPLEMENTED',
+      `cannot resolve the image config of ${ref}: no registered docker-image source resolves image configs (add @bkt/source-image to the plugins of bkt.config.ts)`,
+      { reference: ref },
+    );
+  }
+  // A bare Platform is the older form of { platform }.
+  const opts: ResolveImageConfigOptions = given && 'os' in given ? { platform: given } : ((given as ResolveImageConfigOptions | undefined) ?? {});
+  const mode = opts.resolveMode ?? 'default';
+  if (!(RESOLVE_MODES as readonly string[]).includes(mode)) {
+    throw new BktError('INVALID_ARGUMENT', `resolveImageConfig ${ref}: unknown resolve mode "${mode}" (want ${RESOLVE_MODES.join(', ')})`, {
+      attribute: 'image-resolve-mode',
+    });
+  }
+  const platform = opts.platform ? ` (${[opts.platform.os, opts.platform.architecture, opts.platform.variant].filter(Boolean).join('/')})` : '';
+  const name = `[internal] load metadata for ${ref.replace(/^docker-image:\/\//, '')}${platform}`;
+  const resolver = source as ImageConfigSource;
+  const r = await buildStep(build, name, `${build.opts.buildId}/${name}`, (ctx) =>
+    resolver.resolveImageConfig(ref, { ...(opts.platform ? { platform: opts.platform } : {}), resolveMode: mode as (typeof RESOLVE_MODES)[number] }, ctx),
+  );
+  return { digest: r.digest, config: r.config, ...(r.ref ? { ref: r.ref } : {}) };
+}
+
+/** Runs a build-level step (an export, an image-config lookup) as its own progress vertex, like BuildKit's "exporting to …". */
+async function buildStep<T>(build: Build, name: string, seed: string, fn: (ctx: ReturnType<Build['context']>) => Promise<T>): Promise<T> {
   const digest = digestOf(new TextEncoder().encode(seed));
   const started = new Date();
   const base = { digest, inputs: [] as Digest[], name, cached: false, started };
@@ -131,28 +236,36 @@ async function exportStep<T>(build: Build, name: string, seed: string, fn: (ctx:
   }
 }
 
-/** A writer for a build-level vertex that appears in the progress only once something is written to it. */
-function syntheticWriter(build: Build, name: string, buildId: string) {
+/** A build-level vertex that appears in the progress only once something is written to it; `done` completes it. */
+function syntheticVertex(build: Build, name: string, buildId: string): { writer: ProgressWriter; done(error?: Error): void } {
   const digest = digestOf(new TextEncoder().encode(`${buildId}/${name}`));
-  let shown = false;
+  let shown: VertexEvent | undefined;
   const show = () => {
     if (shown) return;
-    shown = true;
-    build.progress.vertexStarted({ digest, inputs: [], name, cached: false, started: new Date() });
+    shown = { digest, inputs: [], name, cached: false, started: new Date() };
+    build.progress.vertexStarted(shown);
   };
   const inner = vertexWriter(digest, [build.progress.emit]);
   return {
-    log: (stream: 1 | 2, msg: Uint8Array | string) => (show(), inner.log(stream, msg)),
-    status: (id: string, n: string, current: number, total: number, done?: boolean) => (show(), inner.status(id, n, current, total, done)),
-    warn: (short: string, detail?: string[]) => (show(), inner.warn(short, detail)),
+    writer: {
+      log: (stream, msg) => (show(), inner.log(stream, msg)),
+      status: (id, n, current, total, done) => (show(), inner.status(id, n, current, total, done)),
+      warn: (short, detail) => (show(), inner.warn(short, detail)),
+    },
+    done(error) {
+      if (shown) build.progress.vertexDone({ ...shown, completed: new Date(), ...(error ? { error: error.message } : {}) });
+    },
   };
 }
 
-/** Rejects as soon as `signal` aborts (a backend that ignores its signal cannot hold the build). */
-function withSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(cancelled(signal));
+/**
+ * Rejects as soon as `signal` aborts (a backend that ignores its signal
+ * cannot hold the build), with the error `reason` was aborted with.
+ */
+function withSignal<T>(p: Promise<T>, signal: AbortSignal, reason: AbortSignal = signal): Promise<T> {
+  if (signal.aborted) return Promise.reject(cancelled(reason));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(cancelled(signal));
+    const onAbort = () => reject(cancelled(reason));
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(
       (v) => {

@@ -32,27 +32,51 @@ export class DefBuilder {
     return this.add({ op: { $case: 'source', value: { identifier, attrs } } });
   }
 
-  /** A file op of mkfile actions over `base` (null: scratch). */
-  mkfile(base: string | null, files: Record<string, string>, meta?: Partial<pb.OpMetadata>): string {
+  /**
+   * A file op of mkfile actions over `base` (null: scratch). Like Go's llb,
+   * an unset timestamp is -1 (proto3's 0 would mean the epoch).
+   */
+  mkfile(base: string | null, files: Record<string, string>, meta?: Partial<pb.OpMetadata>, opts: { mode?: number; timestamp?: number } = {}): string {
     const actions = Object.entries(files).map(([path, data], i) =>
       pb.FileAction.fromPartial({
         input: i === 0 ? (base ? 0 : -1) : (base ? 1 : 0) + i - 1,
         secondaryInput: -1,
         output: i === Object.keys(files).length - 1 ? 0 : -1,
-        action: { $case: 'mkfile', value: pb.FileActionMkFile.fromPartial({ path, mode: 0o644, data: Buffer.from(data) }) },
+        action: {
+          $case: 'mkfile',
+          value: pb.FileActionMkFile.fromPartial({ path, mode: opts.mode ?? 0o644, data: Buffer.from(data), timestamp: opts.timestamp ?? -1 }),
+        },
       }),
     );
     return this.add({ inputs: base ? [{ digest: base, index: 0 }] : [], op: { $case: 'file', value: { actions } } }, meta);
   }
 
-  /** A file op copying `src` of `from` to `dest` over `base`. */
-  copy(base: string | null, from: string, src: string, dest: string): string {
+  /** A file op making directory `path` (with parents) over `base` (null: scratch); unset timestamp is -1 as in Go's llb. */
+  mkdir(base: string | null, path: string, opts: { mode?: number; timestamp?: number } = {}): string {
+    const action = pb.FileAction.fromPartial({
+      input: base ? 0 : -1,
+      secondaryInput: -1,
+      output: 0,
+      action: {
+        $case: 'mkdir',
+        value: pb.FileActionMkDir.fromPartial({ path, mode: opts.mode ?? 0o755, makeParents: true, timestamp: opts.timestamp ?? -1 }),
+      },
+    });
+    return this.add({ inputs: base ? [{ digest: base, index: 0 }] : [], op: { $case: 'file', value: { actions: [action] } } });
+  }
+
+  /**
+   * A file op copying `src` of `from` to `dest` over `base`. Unset `mode` and
+   * `timestamp` are -1 (keep the source's), as Go's llb writes them: proto3's
+   * 0 would mean chmod 000 and the epoch.
+   */
+  copy(base: string | null, from: string, src: string, dest: string, opts: { mode?: number; timestamp?: number } = {}): string {
     const inputs = base ? [{ digest: base, index: 0 }, { digest: from, index: 0 }] : [{ digest: from, index: 0 }];
     const action = pb.FileAction.fromPartial({
       input: base ? 0 : -1,
       secondaryInput: base ? 1 : 0,
       output: 0,
-      action: { $case: 'copy', value: pb.FileActionCopy.fromPartial({ src, dest }) },
+      action: { $case: 'copy', value: pb.FileActionCopy.fromPartial({ src, dest, mode: opts.mode ?? -1, timestamp: opts.timestamp ?? -1 }) },
     });
     return this.add({ inputs, op: { $case: 'file', value: { actions: [action] } } });
   }

@@ -56,6 +56,8 @@ interface Holds {
 export class CacheMounts {
   readonly dir: string;
   readonly #holds = new Map<string, Holds>();
+  /** The last pending record update per record id. */
+  readonly #records = new Map<string, Promise<void>>();
 
   constructor(storeRoot: string) {
     this.dir = join(storeRoot, 'cachemounts');
@@ -73,7 +75,7 @@ export class CacheMounts {
     }
     const exclusive = req.sharing !== 'shared';
     try {
-      const path = await this.#ensure(recordId, req);
+      const path = await this.#serialized(recordId, () => this.#ensure(recordId, req));
       let released = false;
       return {
         path,
@@ -125,7 +127,7 @@ export class CacheMounts {
     }
     // Rename first so that a crash mid-delete never leaves a half-empty cache in place.
     const trash = join(this.dir, `.trash-${recordId}-${process.pid}-${Date.now()}`);
-    await rename(join(this.dir, recordId), trash);
+    await this.#serialized(recordId, () => rename(join(this.dir, recordId), trash));
     await rm(trash, { recursive: true, force: true });
   }
 
@@ -171,6 +173,21 @@ export class CacheMounts {
       const holds = this.#holds.get(id);
       if (!holds || (holds.shared === 0 && !holds.exclusive && holds.waiters.length === 0)) return id;
     }
+  }
+
+  /** Runs `work` after every earlier `#serialized` work on the same record (SHARED holders arrive together). */
+  #serialized<T>(recordId: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#records.get(recordId) ?? Promise.resolve();
+    const result = previous.then(work, work);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#records.set(recordId, tail);
+    void tail.then(() => {
+      if (this.#records.get(recordId) === tail) this.#records.delete(recordId);
+    });
+    return result;
   }
 
   async #ensure(recordId: string, req: CacheMountRequest): Promise<string> {
