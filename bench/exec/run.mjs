@@ -57,9 +57,11 @@ const dir = await mkdtemp(join(tmpdir(), 'bkt-bench-exec-'));
 const base = await makeBusyboxRootfs(join(dir, 'base'));
 
 /** 20 raw `runc run`s of a bundle with runc's default spec over a copy of the base; ms per step. */
+let rawRuns = 0;
 function rawRunc() {
-  const bundle = join(dir, 'raw-bundle');
+  const bundle = join(dir, `raw-bundle-${++rawRuns}`);
   const runcRoot = join(dir, 'raw-runc-state');
+  mkdirSync(bundle);
   cpSync(base, join(bundle, 'rootfs'), { recursive: true, verbatimSymlinks: true });
   execFileSync('runc', ['spec'], { cwd: bundle });
   const spec = JSON.parse(execFileSync('cat', [join(bundle, 'config.json')], { encoding: 'utf8' }));
@@ -69,7 +71,7 @@ function rawRunc() {
   for (let i = 1; i <= STEPS; i++) {
     spec.process.args = ['/bin/sh', '-c', `echo ${i} > /step${i}`];
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
-    execFileSync('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `raw-${process.pid}-${i}`], { stdio: 'ignore' });
+    execFileSync('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `raw-${process.pid}-${rawRuns}-${i}`], { stdio: 'ignore' });
   }
   return (performance.now() - t0) / STEPS;
 }

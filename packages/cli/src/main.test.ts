@@ -45,7 +45,7 @@ describe('bkt (in-process)', () => {
     expect(version.stdout).toMatch(/^\d+\.\d+\.\d+/);
     const help = await run(['--help']);
     expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/build \[options\] \[target\]/);
+    expect(help.stdout).toMatch(/build \[options\] \[target\|context\]/);
     expect(help.stdout).toMatch(/\bdu\b/);
     expect(help.stdout).toMatch(/\bprune\b/);
   });

@@ -5,7 +5,13 @@ import dockerfile from '@bkt/frontend-dockerfile';
 import { builtinOpsPlugin } from '@bkt/solver';
 import imageSource from '@bkt/source-image';
 import localSource from '@bkt/source-local';
-import runcWorker from '@bkt/worker-runc';
+import runcWorker, { type SshAgentProvider } from '@bkt/worker-runc';
+
+/** Per-build options of the default preset. */
+export interface DefaultPresetOptions {
+  /** The build's forwarded ssh-agents (`--ssh`), handed to the runc worker. */
+  ssh?: SshAgentProvider;
+}
 
 /**
  * The built-in backends every build starts with (unless a config sets
@@ -14,7 +20,7 @@ import runcWorker from '@bkt/worker-runc';
  * solver's file, merge and diff ops, exec in runc, and the Dockerfile frontend. A config plugin with
  * the same name replaces one of these (to pass it options).
  */
-export function defaultPreset(): BktPreset {
+export function defaultPreset(opts: DefaultPresetOptions = {}): BktPreset {
   return definePreset({
     name: '@bkt/cli/default',
     plugins: () => [
@@ -23,7 +29,7 @@ export function defaultPreset(): BktPreset {
       localExporters(),
       ociExporters(),
       builtinOpsPlugin(),
-      runcWorker(),
+      runcWorker(opts.ssh ? { ssh: opts.ssh } : {}),
       dockerfile(),
     ],
   });

@@ -38,17 +38,38 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
   withProjectOptions(
     program
       .command('build')
-      .description('build a target of bkt.config.ts (default: "default"), or a marshalled LLB definition with --llb')
-      .argument('[target]', 'target name in the config'),
+      .description(
+        'build a Dockerfile (`bkt build -f Dockerfile CONTEXT`, as docker buildx build), a target of bkt.config.ts (default: "default"), or a marshalled LLB definition with --llb',
+      )
+      .argument('[target|context]', 'a config target, or the build context of a Dockerfile build (`-` = a Dockerfile on stdin, no context)'),
   )
-    .option('-o, --output <spec>', 'output: type=local,dest=DIR | type=tar,dest=FILE|- (repeatable; CSV as buildx)', collect, [])
+    .option('-o, --output <spec>', 'output: type=local,dest=DIR | type=tar,dest=FILE|- | type=image,name=N[,push=true] | type=registry | type=oci|docker,dest=FILE (repeatable; CSV as buildx)', collect, [])
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'tty', 'plain', 'rawjson', 'quiet']).default('auto'))
     .option('--no-cache', 'do not use cached results (new results are still recorded)')
     .option('--llb <file>', 'solve a marshalled pb.Definition from FILE, or stdin with "-" (as buildctl build)')
     .option('--local <name=dir>', 'a local directory for local://NAME sources (repeatable)', collect, [])
     .option('--metadata-file <file>', 'write the build result metadata (exporter response) as JSON')
-    .action(async (target: string | undefined, opts: BuildOptions) => {
-      exitCode = await buildCommand(target, opts, io, signal);
+    .option('-f, --file <file>', 'Dockerfile build: the Dockerfile (default: CONTEXT/Dockerfile; "-" = stdin)')
+    .option('--target <stage>', 'Dockerfile build: the stage to build (default: the last)')
+    .option('--build-arg <key=value>', 'Dockerfile build: a build arg; KEY alone takes its value from the environment (repeatable)', collect, [])
+    .option('--build-context <name=value>', 'Dockerfile build: a named context: a directory, docker-image://REF, oci-layout://…, a git or https URL (repeatable)', collect, [])
+    .option('--secret <spec>', 'Dockerfile build: a secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR][,type=file|env] (repeatable)', collect, [])
+    .option('--ssh <spec>', 'Dockerfile build: an ssh-agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)', collect, [])
+    .option('-t, --tag <name>', 'Dockerfile build: the image name (repeatable); without --output, export type=image', collect, [])
+    .option('--push', 'Dockerfile build: push the image (shorthand for --output type=registry)')
+    .option('--platform <platform>', 'Dockerfile build: the target platform (os/arch[/variant])')
+    .option('--label <key=value>', 'Dockerfile build: a label of the image (repeatable)', collect, [])
+    .option('--no-cache-filter <stage>', 'Dockerfile build: do not use the cache for these stages (repeatable, or comma-separated)', collect, [])
+    .option('--add-host <host:ip>', 'Dockerfile build: an /etc/hosts entry in RUN steps (repeatable)', collect, [])
+    .option('--allow <entitlement>', 'Dockerfile build: grant network.host or security.insecure (repeatable)', collect, [])
+    .option('--network <mode>', 'Dockerfile build: the network of RUN steps: default, none or host')
+    .option('--shm-size <size>', 'Dockerfile build: the size of /dev/shm in RUN steps (e.g. 64m)')
+    .option('--ulimit <name=soft:hard>', 'Dockerfile build: a ulimit of RUN steps (repeatable)', collect, [])
+    .option('--iidfile <file>', 'write the image id (config digest) to FILE')
+    .action(async (arg: string | undefined, opts: Omit<BuildOptions, 'noCacheFilter'> & { cacheFilter: string[] }) => {
+      // commander reads `--no-cache-filter` as the negation of `cache-filter`: its values land in `cacheFilter`.
+      const { cacheFilter, ...rest } = opts;
+      exitCode = await buildCommand(arg, { ...rest, noCacheFilter: cacheFilter }, io, signal);
     });
 
   withProjectOptions(program.command('du').description('show the disk usage of the store'))

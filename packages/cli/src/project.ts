@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { composePlugins, createBkt, findConfigFile, loadConfig, type Bkt, type BktConfig } from '@bkt/core';
 import { openSolver, type Solver } from '@bkt/solver';
 import { defaultRoot } from './options.js';
-import { defaultPreset } from './preset.js';
+import { defaultPreset, type DefaultPresetOptions } from './preset.js';
 
 /** Options every command accepts. */
 export interface ProjectOptions {
@@ -43,8 +43,12 @@ export function storeRoot(opts: ProjectOptions, project: Project): string {
 }
 
 /** The configured core (default preset, then the config's plugins) and a solver over the store. */
-export async function openBuilder(opts: ProjectOptions, project: Project): Promise<{ bkt: Bkt; solver: Solver; root: string }> {
-  const plugins = await composePlugins(defaultPreset(), project.config, project.dir);
+export async function openBuilder(
+  opts: ProjectOptions,
+  project: Project,
+  preset: DefaultPresetOptions = {},
+): Promise<{ bkt: Bkt; solver: Solver; root: string }> {
+  const plugins = await composePlugins(defaultPreset(preset), project.config, project.dir);
   const bkt = await createBkt(plugins, { projectDir: project.dir });
   const root = storeRoot(opts, project);
   try {

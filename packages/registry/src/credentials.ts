@@ -72,8 +72,8 @@ function decodeAuth(entry: NonNullable<DockerConfigFile['auths']>[string], where
  * done meanwhile is seen). A missing file means anonymous access.
  */
 export function dockerConfigCredentials(opts: { configPath?: string } = {}): CredentialsProvider {
-  const configPath =
-    opts.configPath ?? join(process.env.DOCKER_CONFIG ?? join(homedir(), '.docker'), 'config.json');
+  // As docker's CLI: an empty DOCKER_CONFIG is the same as none.
+  const configPath = opts.configPath ?? join(process.env.DOCKER_CONFIG || join(homedir(), '.docker'), 'config.json');
   return async (registry) => {
     let config: DockerConfigFile;
     try {

@@ -10,6 +10,9 @@ import type {
   SecretProvider,
   UsageRecord,
 } from '@bkt/core';
+import type { BuildHistoryRecord, HistoryLimits } from './store/history.js';
+
+export type { BuildHistoryRecord, HistoryLimits } from './store/history.js';
 
 export interface SolverOptions {
   /** Store root: content store, snapshots, metadata DB. Created when missing. */
@@ -20,6 +23,8 @@ export interface SolverOptions {
   maxParallelism?: number;
   /** `auto` (default) tries overlayfs and falls back to plain copy. */
   snapshotter?: 'auto' | 'overlay' | 'copy';
+  /** How much build history to keep (default: 50 builds, 48 hours, as BuildKit). */
+  history?: HistoryLimits;
 }
 
 export interface ExportRequest {
@@ -75,8 +80,12 @@ export interface PruneOptions {
 
 export interface Solver {
   solve(req: SolveRequest): Promise<SolveResponse>;
+  /** Snapshots (committed and being written) and content-store blobs (`recordType: 'content'`, id = digest). */
   diskUsage(): Promise<UsageRecord[]>;
   /** Removes unused records; returns what was removed. */
   prune(opts?: PruneOptions): Promise<UsageRecord[]>;
+  /** Recorded builds, newest first (running ones included); `ref` selects one, `limit` the newest few. */
+  listBuilds(opts?: { ref?: string; limit?: number }): Promise<BuildHistoryRecord[]>;
+  /** Waits for running builds, unmounts everything under the root, releases the store. */
   close(): Promise<void>;
 }

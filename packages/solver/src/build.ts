@@ -465,8 +465,21 @@ export class Build {
     this.progress.vertexCached(this.#vertexInfo(v));
   }
 
+  /**
+   * Progress of a vertex's key computation (a source resolving). The vertex
+   * is shown (started) before its first report, so no report points at a
+   * vertex the client does not know.
+   */
   #writer(v: Vertex): ProgressWriter {
-    return vertexWriter(v.digest, [this.progress.emit]);
+    const inner = vertexWriter(v.digest, [this.progress.emit]);
+    const show = () => {
+      if (!this.progress.shown(v.digest)) this.progress.emit({ type: 'vertex', vertex: { ...this.#vertexInfo(v), cached: false, started: new Date() } });
+    };
+    return {
+      log: (stream, msg) => (show(), inner.log(stream, msg)),
+      status: (id, name, current, total, done) => (show(), inner.status(id, name, current, total, done)),
+      warn: (short, detail) => (show(), inner.warn(short, detail)),
+    };
   }
 }
 

@@ -27,7 +27,7 @@ import { vertexWriter } from './progress.js';
 import { Store } from './store/store.js';
 
 export async function openSolver(opts: SolverOptions): Promise<Solver> {
-  const store = await Store.open(opts.root, opts.snapshotter ?? 'auto');
+  const store = await Store.open(opts.root, opts.snapshotter ?? 'auto', { history: opts.history });
   const engine: Engine = {
     bkt: opts.bkt,
     store,
@@ -52,6 +52,10 @@ export async function openSolver(opts: SolverOptions): Promise<Solver> {
       open();
       return gc.exclusive(() => store.prune(o));
     },
+    listBuilds: async (o) => {
+      open();
+      return store.history.list(o);
+    },
     close: async () => {
       if (closed) return;
       closed = true;
@@ -70,13 +74,14 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   const t0 = performance.now();
   const { hooks, registries } = engine.bkt;
   const buildId = req.buildId ?? newBuildId();
+  const history = engine.store.history.start({ ref: buildId, frontend: req.frontend, frontendAttrs: req.frontendAttrs, exporters: req.exporters });
   const build = new Build(engine, {
     buildId,
     localDirs: req.localDirs ?? {},
     entitlements: new Set(req.entitlements ?? []),
-    secrets: req.secrets ?? { get: async () => null },
+    secrets: history.secrets(req.secrets),
     noCache: req.noCache ?? false,
-    onProgress: req.onProgress,
+    onProgress: history.observe(req.onProgress),
     signal: req.signal,
     frontend: req.frontend,
     frontendAttrs: req.frontendAttrs ?? {},
@@ -121,6 +126,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   }
   if (solverMs === 0) solverMs = performance.now() - t0;
   const stats = { ...build.stats, solverMs };
+  history.finish({ error, exporterResponse });
   await hooks.afterSolve.promise({ buildId, error, vertices: stats.vertices, cached: stats.cached, exporterResponse });
   if (error) throw error;
   return { buildId, result, exporterResponse, stats };

@@ -40,13 +40,16 @@ export interface UnpackOptions {
   warn?(message: string): void;
 }
 
-/** Splits a tar entry name into clean components; throws when `..` climbs above the root. */
-export function entryComponents(name: string, what: string): string[] {
+/**
+ * Splits a tar entry name (or a hard link's target) into clean components;
+ * throws when `..` climbs above the root, naming `entry` and saying `why`.
+ */
+export function entryComponents(name: string, what: string, entry = name, why = 'its path climbs out of the root with ".."'): string[] {
   const parts: string[] = [];
   for (const c of name.split('/')) {
     if (c === '' || c === '.') continue;
     if (c === '..') {
-      if (parts.length === 0) throw escapeError(what, name, 'its path climbs out of the root with ".."');
+      if (parts.length === 0) throw escapeError(what, entry, why);
       parts.pop();
     } else parts.push(c);
   }
@@ -164,7 +167,9 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
           await symlink(h.linkname ?? '', path);
           break;
         case 'link': {
-          const targetParts = await resolveInRoot(root, entryComponents(h.linkname ?? '', what), h.linkname ?? '', what);
+          const linkname = h.linkname ?? '';
+          const outside = `it is a hard link to "${linkname}", which climbs out of the root with ".."`;
+          const targetParts = await resolveInRoot(root, entryComponents(linkname, what, h.name, outside), h.name, what);
           const target = join(root, ...targetParts);
           const st = await lstatOrNull(target);
           if (!st) throw new BktError('INVALID_ARGUMENT', `${what}: hard link "${h.name}" points to "${h.linkname}", which the layer does not hold`);

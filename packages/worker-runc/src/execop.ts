@@ -49,7 +49,7 @@ export class ExecOpExecutor implements OpExecutor {
     const meta = exec.meta!;
     const scope = ctx as BuildContext & VertexScope;
     checkEntitlements(exec, ctx.entitlements);
-    ctx.signal.throwIfAborted();
+    if (ctx.signal.aborted) throw new BktError('CANCELLED', 'the build was cancelled before the step started');
     const executor = await this.#opts.executorFor(ctx.root);
 
     const commandLine = meta.args.join(' ');

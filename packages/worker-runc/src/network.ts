@@ -116,6 +116,11 @@ async function openSandbox(opts: NetworkOptions): Promise<SandboxNamespace> {
     throw err;
   }
   const running = [...children];
+  // A namespace waiting in the pool must not keep the process alive.
+  for (const child of running) {
+    child.unref();
+    for (const stream of child.stdio) (stream as { unref?: () => void } | null)?.unref?.();
+  }
   return {
     netns: { path: `/proc/${holder.pid}/ns/net` },
     resolvConf: filteredResolvConf([SANDBOX_DNS]),

@@ -75,6 +75,22 @@ describe('RuncExecutor', () => {
     await expect(run('true', { process: { args: ['/nonexistent'], env: [] } })).rejects.toThrow(/runc could not run container/);
   });
 
+  it('keeps a sensitive bundle (secret env in config.json) on a tmpfs while the container runs', async () => {
+    const id = `t-${process.pid}-sensitive`;
+    let started!: () => void;
+    const isStarted = new Promise<void>((r) => (started = r));
+    const running = executor.run(
+      { id, rootfs, mounts: [], network: 'none', security: 'sandbox', sensitive: true, process: { args: ['/bin/sh', '-c', 'sleep 0.5'], env: ['TOKEN=x'] } },
+      { onStarted: started },
+    );
+    await isStarted;
+    const bundle = join(dir, 'state', 'bundles', id);
+    const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === bundle);
+    expect(line).toMatch(/ - tmpfs /);
+    expect(await running).toBe(0);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(bundle);
+  });
+
   it('execs a second process in a running container', async () => {
     const id = `t-${process.pid}-exec`;
     const ac = new AbortController();

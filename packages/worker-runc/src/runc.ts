@@ -78,7 +78,7 @@ export class RuncExecutor implements Executor {
     if (this.#running.has(spec.id)) {
       throw new BktError('INVALID_ARGUMENT', `container ${spec.id} is already running`, { attribute: 'id' });
     }
-    io.signal?.throwIfAborted?.();
+    if (io.signal?.aborted) throw cancelled(spec.id);
     const bundle = join(this.stateDir, 'bundles', spec.id);
     const capabilities = spec.security === 'insecure' ? privilegedCapabilities() : DEFAULT_CAPABILITIES;
     const entry: RunningContainer = { spec, bundle, capabilities, execCount: 0 };
@@ -120,7 +120,7 @@ export class RuncExecutor implements Executor {
         security: spec.security,
       });
       await writeFile(join(bundle, 'config.json'), JSON.stringify(oci), { mode: 0o600 });
-      io.signal?.throwIfAborted?.();
+      if (io.signal?.aborted) throw cancelled(spec.id);
 
       const log = join(bundle, 'runc.log');
       const child = spawn(
@@ -149,7 +149,7 @@ export class RuncExecutor implements Executor {
   async exec(id: string, process: ProcessSpec, io: ProcessIO = {}): Promise<number> {
     const container = this.#running.get(id);
     if (!container) throw new BktError('NOT_FOUND', `no running container ${id}`, { container: id });
-    io.signal?.throwIfAborted?.();
+    if (io.signal?.aborted) throw cancelled(id);
     const user = resolveUser(container.spec.rootfs, process.user ?? container.spec.process.user ?? '');
     const n = ++container.execCount;
     const processFile = join(container.bundle, `exec-${n}.json`);

@@ -29,9 +29,11 @@ async function dockerfileFrontendBuilt(): Promise<boolean> {
     const mod = (await import(pathToFileURL(entry).href)) as Record<string, unknown>;
     const isFrontend = (v: unknown) =>
       !!v && typeof v === 'object' && (v as { name?: unknown }).name === 'dockerfile.v0' && typeof (v as { solve?: unknown }).solve === 'function';
-    return Object.values(mod).some(
-      (v) => isFrontend(v) || (!!v && typeof v === 'object' && Array.isArray((v as { frontends?: unknown }).frontends) && (v as { frontends: unknown[] }).frontends.some(isFrontend)),
-    );
+    const isPlugin = (v: unknown) =>
+      !!v && typeof v === 'object' && Array.isArray((v as { frontends?: unknown }).frontends) && (v as { frontends: unknown[] }).frontends.some(isFrontend);
+    // The default export is the plugin factory.
+    const plugin = typeof mod.default === 'function' ? (mod.default as () => unknown)() : undefined;
+    return isPlugin(plugin) || Object.values(mod).some((v) => isFrontend(v) || isPlugin(v));
   } catch {
     return false;
   }

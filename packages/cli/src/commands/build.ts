@@ -1,19 +1,24 @@
+import { statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pb } from '@bkt/api';
 import { BktError, type BuildTarget, type OutputSpec } from '@bkt/core';
 import type { SolveResponse } from '@bkt/solver';
+import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
+import { metadataJson, planOutputs } from '../outputs.js';
 import { createDisplay, type Output, type ProgressDisplay, type ProgressMode } from '../progress/displays.js';
 import { openBuilder, openProject, type Project, type ProjectOptions } from '../project.js';
 
-export interface BuildOptions extends ProjectOptions {
+export interface BuildOptions extends ProjectOptions, DockerfileFlags {
   output: string[];
   progress: ProgressMode;
-  cache: boolean;
   llb?: string;
   local: string[];
   metadataFile?: string;
+  iidfile?: string;
+  tag: string[];
+  push?: boolean;
 }
 
 /** The streams a command writes to (the process's, or a test's). */
@@ -22,38 +27,79 @@ export interface Io {
   stdout: Output;
   stderr: Output;
   cwd: string;
+  env?: NodeJS.ProcessEnv;
 }
 
-/** Exit codes: 0 ok, 1 failed, 130 / 143 interrupted by SIGINT / SIGTERM. */
-export async function buildCommand(targetName: string | undefined, opts: BuildOptions, io: Io, signal: AbortSignal): Promise<number> {
-  const project = await openProject(opts, opts.llb === undefined || opts.config !== undefined, io.cwd);
-  let target: BuildTarget | undefined;
-  let definition: Uint8Array;
+/** What `bkt build` solves: an LLB definition (a config target or `--llb`), or a Dockerfile through the `dockerfile.v0` frontend. */
+type BuildInput =
+  | { kind: 'llb'; definition: Uint8Array; target?: BuildTarget }
+  | { kind: 'dockerfile'; solve: DockerfileSolve };
+
+/**
+ * `bkt build [TARGET | CONTEXT]`. The argument is a Dockerfile build's
+ * CONTEXT when `-f` or another Dockerfile flag is given, when it is `-`, or
+ * when it is not a target of the project's config (no config, or a directory
+ * that is not a target's name); otherwise it names a config target (default
+ * `default`). `--llb` solves a marshalled definition.
+ *
+ * Exit codes: 0 ok, 1 failed, 130 / 143 interrupted by SIGINT / SIGTERM.
+ */
+export async function buildCommand(arg: string | undefined, opts: BuildOptions, io: Io, signal: AbortSignal): Promise<number> {
+  const dockerfileFlags = hasDockerfileFlags(opts);
+  if (opts.llb !== undefined && dockerfileFlags) {
+    throw new BktError('INVALID_ARGUMENT', 'bkt build: --llb and Dockerfile flags (-f, --target, --build-arg, -t, …) can\'t be used together');
+  }
+  const project = await openProject(opts, opts.llb === undefined && !dockerfileFlags && arg === undefined, io.cwd);
+  const isTarget = arg !== undefined && project.hasConfig && Object.hasOwn(project.config.targets ?? {}, arg);
+  const isContext = arg !== undefined && !isTarget && (!project.hasConfig || isDirectory(resolve(io.cwd, arg)));
+  const dockerfileMode = opts.llb === undefined && (dockerfileFlags || arg === '-' || isContext);
+
+  let input: BuildInput;
   if (opts.llb !== undefined) {
-    if (targetName !== undefined) {
-      throw new BktError('INVALID_ARGUMENT', `bkt build: give either a target ("${targetName}") or --llb, not both`);
+    if (arg !== undefined) throw new BktError('INVALID_ARGUMENT', `bkt build: give either a target ("${arg}") or --llb, not both`);
+    input = { kind: 'llb', definition: await readDefinitionFile(opts.llb, io) };
+  } else if (dockerfileMode) {
+    if (arg === undefined) {
+      throw new BktError('INVALID_ARGUMENT', 'bkt build: a Dockerfile build needs a CONTEXT directory (e.g. `bkt build -f Dockerfile .`), or - for a Dockerfile on stdin');
     }
-    definition = await readDefinitionFile(opts.llb, io);
+    input = { kind: 'dockerfile', solve: await prepareDockerfileSolve(opts, { context: arg, cwd: io.cwd, stdin: io.stdin, env: io.env }) };
   } else {
-    target = pickTarget(project, targetName ?? 'default');
-    definition = await marshalTarget(target, targetName ?? 'default');
+    const target = pickTarget(project, arg ?? 'default');
+    input = { kind: 'llb', definition: await marshalTarget(target, arg ?? 'default'), target };
   }
 
-  const outputs: OutputSpec[] =
-    opts.output.length > 0
-      ? opts.output.map((o) => parseOutput(o, io.cwd))
-      : (target?.outputs ?? []).map((o) => resolveDest(o, project.dir));
+  try {
+    return await runBuild(input, project, opts, io, signal);
+  } finally {
+    if (input.kind === 'dockerfile') await input.solve.close();
+  }
+}
+
+async function runBuild(input: BuildInput, project: Project, opts: BuildOptions, io: Io, signal: AbortSignal): Promise<number> {
+  const target = input.kind === 'llb' ? input.target : undefined;
+  const outputs: OutputSpec[] = planOutputs(
+    opts.output.length > 0 ? opts.output.map((o) => parseOutput(o, io.cwd)) : (target?.outputs ?? []).map((o) => resolveDest(o, project.dir)),
+    { tags: opts.tag, push: !!opts.push },
+  );
   const localDirs = {
     ...Object.fromEntries(Object.entries(target?.localDirs ?? (target ? { context: '.' } : {})).map(([k, v]) => [k, resolve(project.dir, v)])),
+    ...(input.kind === 'dockerfile' ? input.solve.localDirs : {}),
     ...parseLocalDirs(opts.local, io.cwd),
   };
 
   const display = createDisplay(opts.progress, io.stderr);
-  const { bkt, solver } = await openBuilder(opts, project);
+  const { bkt, solver } = await openBuilder(opts, project, input.kind === 'dockerfile' ? { ssh: input.solve.ssh } : {});
   let response: SolveResponse;
   try {
     response = await solver.solve({
-      definition,
+      ...(input.kind === 'llb'
+        ? { definition: input.definition }
+        : {
+            frontend: input.solve.frontend,
+            frontendAttrs: input.solve.frontendAttrs,
+            entitlements: input.solve.entitlements,
+            secrets: input.solve.secrets,
+          }),
       exporters: outputs.map(({ type, ...attrs }) => ({ type, attrs })),
       localDirs,
       noCache: !opts.cache,
@@ -72,12 +118,24 @@ export async function buildCommand(targetName: string | undefined, opts: BuildOp
 
   const { stats } = response;
   io.stderr.write(`solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);
-  if (outputs.length === 0) io.stderr.write('no output specified: the result is kept in the build cache only (use --output)\n');
+  if (outputs.length === 0) io.stderr.write('no output specified: the result is kept in the build cache only (use --output, or -t NAME)\n');
   if (opts.metadataFile) {
-    const metadata = { ...response.exporterResponse, 'bkt.build.ref': response.buildId };
-    await writeFile(resolve(io.cwd, opts.metadataFile), JSON.stringify(metadata, null, 2) + '\n');
+    await writeFile(resolve(io.cwd, opts.metadataFile), JSON.stringify(metadataJson(response.exporterResponse, response.buildId), null, 2) + '\n');
+  }
+  if (opts.iidfile) {
+    const id = response.exporterResponse['containerimage.config.digest'] ?? response.exporterResponse['containerimage.digest'];
+    if (!id) throw new BktError('INVALID_ARGUMENT', '--iidfile: the build exported no image (use -t NAME, --push or --output type=image|oci|docker)', { attribute: 'iidfile' });
+    await writeFile(resolve(io.cwd, opts.iidfile), id);
   }
   return 0;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function pickTarget(project: Project, name: string): BuildTarget {

@@ -4,12 +4,26 @@
  * renamed into place (and the directory fsynced), so a blob path either does
  * not exist or holds exactly the bytes of its digest. Leftover ingest files
  * of a crashed writer are removed when the store opens.
+ *
+ * References (`addRef`, kept in the metadata DB's `blob_refs`) say who uses a
+ * blob: a snapshot (e.g. the layer it was unpacked from) or a named owner.
+ * `Store.prune` removes the blobs nothing references.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BktError, type ContentStore, type Digest } from '@bkt/core';
+import { BktError, type BlobOwner, type BlobRef, type ContentStore, type Digest } from '@bkt/core';
+import type { MetadataDB } from './metadata.js';
+
+/** A stored blob as `Store.diskUsage` lists it. */
+export interface BlobInfo {
+  digest: Digest;
+  /** Bytes allocated on disk. */
+  size: number;
+  /** When it was written (its mtime). */
+  createdAt: Date;
+}
 
 const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 
@@ -17,7 +31,11 @@ export class FileContentStore implements ContentStore {
   readonly blobsDir: string;
   readonly ingestDir: string;
 
-  constructor(readonly dir: string) {
+  /** `db` holds the references; without it (a bare content store) `addRef`, `removeRef` and `refs` throw. */
+  constructor(
+    readonly dir: string,
+    private readonly db?: MetadataDB,
+  ) {
     this.blobsDir = join(dir, 'blobs', 'sha256');
     this.ingestDir = join(dir, 'ingest');
   }
@@ -78,6 +96,47 @@ export class FileContentStore implements ContentStore {
     await rename(tmp, this.#blobPath(digest));
     await fsyncDir(this.blobsDir);
     return { digest, size };
+  }
+
+  async addRef(digest: Digest, owner: BlobOwner): Promise<void> {
+    const db = this.#refsDB();
+    if (!(await this.has(digest))) {
+      throw new BktError('NOT_FOUND', `blob ${digest} is not in the content store (${this.dir}); write it before referencing it`, { digest });
+    }
+    db.addBlobRef(digest, owner);
+  }
+
+  async removeRef(digest: Digest, owner: BlobOwner): Promise<void> {
+    checkDigest(digest);
+    this.#refsDB().removeBlobRef(digest, owner);
+  }
+
+  async refs(of: { digest: Digest } | BlobOwner): Promise<BlobRef[]> {
+    if ('digest' in of) checkDigest(of.digest);
+    return this.#refsDB().blobRefs(of);
+  }
+
+  /** Every stored blob. */
+  async list(): Promise<BlobInfo[]> {
+    const out: BlobInfo[] = [];
+    for (const name of await readdir(this.blobsDir)) {
+      if (!/^[0-9a-f]{64}$/.test(name)) continue;
+      const st = await lstat(join(this.blobsDir, name)).catch(() => null);
+      if (!st?.isFile()) continue;
+      out.push({ digest: `sha256:${name}` as Digest, size: st.blocks * 512, createdAt: st.mtime });
+    }
+    return out;
+  }
+
+  /** Deletes a blob (prune only: the caller has checked nothing references it). */
+  async remove(digest: Digest): Promise<void> {
+    checkDigest(digest);
+    await rm(this.#blobPath(digest), { force: true });
+  }
+
+  #refsDB(): MetadataDB {
+    if (!this.db) throw new BktError('UNIMPLEMENTED', `content store ${this.dir} was opened without a metadata database: no blob references`);
+    return this.db;
   }
 
   #blobPath(digest: Digest): string {

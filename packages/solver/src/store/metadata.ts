@@ -13,7 +13,7 @@
  * drop); one without the key is this session's layout and is stamped.
  */
 import Database from 'better-sqlite3';
-import { BktError, type Digest } from '@bkt/core';
+import { BktError, type BlobOwner, type BlobRef, type Digest } from '@bkt/core';
 
 /** The version of the layout below; bump it (and add a migration) when a table changes incompatibly. */
 export const SCHEMA_VERSION = 1;
@@ -94,15 +94,6 @@ CREATE TABLE IF NOT EXISTS builds (
 );
 CREATE INDEX IF NOT EXISTS builds_created ON builds(created_at);
 `;
-
-/** Who keeps a content-store blob alive: a snapshot (until it is removed) or a name its user manages. */
-export type BlobOwner = { snapshot: string } | { name: string };
-
-export interface BlobRef {
-  digest: Digest;
-  owner: BlobOwner;
-  createdAt: Date;
-}
 
 /** A build history row (control.proto's BuildHistoryRecord where it fits). */
 export interface BuildRow {

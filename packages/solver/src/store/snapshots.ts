@@ -5,7 +5,17 @@
  *   snapshots/<id>/fs     the snapshot's tree: its own layer (overlay) or its full tree (copy)
  *   snapshots/<id>/work   overlay work dir of a mutable snapshot (removed on commit)
  *   snapshots/<id>/layer  copy snapshotter only: the own changes, whiteouts included
+ *                         (also a base snapshot's raw layer when it holds whiteouts)
+ *   snapshots/<id>/tree   overlay only: the tree of a base layer holding whiteouts
+ *                         (the layer without them, hard-linked); views and children use it
  *   mounts/<name>         mount points of views and mutable snapshots
+ *
+ * A view (`mount()`) always shows a TREE: whiteouts are hidden, whatever the
+ * layer. A base layer may hold whiteouts (a DiffOp result: deletions applied
+ * to nothing), which overlayfs would list in a directory only that layer has
+ * (readdir shows the 0/0 device, lstat says ENOENT). Hence the `tree` /
+ * `layer` split above, and a merge drops the whiteouts of a stacked layer
+ * that delete nothing below it.
  *
  * Crash safety: a snapshot's row is inserted in the metadata DB only after its
  * directory is complete; on open, every directory under `snapshots/` without a
@@ -13,7 +23,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, rm, rmdir, link, utimes, lchown, chmod } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, rename, rm, rmdir, link, utimes, lchown, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   BktError,
@@ -31,6 +41,7 @@ import {
   mkWhiteout,
   mountOverlay,
   overlayOptions,
+  run,
   unmount,
 } from './sys.js';
 
@@ -220,8 +231,18 @@ export class OverlaySnapshotter extends StoreSnapshotter {
     return this.fsDir(row.id);
   }
 
+  /** The directory overlay stacks for a layer: a base layer's `tree` when it has one (see the header), else `fs`. */
+  lowerDir(id: string): string {
+    const tree = join(this.snapshotsDir, id, 'tree');
+    return existsSync(tree) ? tree : this.fsDir(id);
+  }
+
+  #lowers(id: string): string[] {
+    return this.chain(id).map((l) => this.lowerDir(l));
+  }
+
   protected async mountView(row: SnapshotRow): Promise<Mounted> {
-    const lowers = this.chain(row.id).map((id) => this.fsDir(id));
+    const lowers = this.#lowers(row.id);
     if (lowers.length === 1) return { path: lowers[0], release: async () => undefined };
     const target = await this.newMountPoint();
     try {
@@ -242,7 +263,7 @@ export class OverlaySnapshotter extends StoreSnapshotter {
 
   async prepare(parent: Snapshot | null, opts: PrepareOptions = {}): Promise<MutableSnapshot> {
     let parentId = parent?.id ?? null;
-    if (parentId && !this.#fits(this.chain(parentId).map((id) => this.fsDir(id)), true)) {
+    if (parentId && !this.#fits(this.#lowers(parentId), true)) {
       parentId = (await this.flatten(parentId)).id;
     }
     const id = await this.newSnapshotDir(parentId !== null);
@@ -252,8 +273,7 @@ export class OverlaySnapshotter extends StoreSnapshotter {
     try {
       if (parentId) {
         mountPoint = await this.newMountPoint(id);
-        const lowers = this.chain(parentId).map((p) => this.fsDir(p));
-        await mountOverlay(mountPoint, lowers, { upper: join(dir, 'fs'), work: join(dir, 'work') });
+        await mountOverlay(mountPoint, this.#lowers(parentId), { upper: join(dir, 'fs'), work: join(dir, 'work') });
       }
     } catch (err) {
       if (mountPoint) await rmdir(mountPoint).catch(() => undefined);
@@ -273,7 +293,16 @@ export class OverlaySnapshotter extends StoreSnapshotter {
       path: mountPoint ?? join(dir, 'fs'),
       commit: async () => {
         await finish();
-        await rm(join(dir, 'work'), { recursive: true, force: true });
+        try {
+          await rm(join(dir, 'work'), { recursive: true, force: true });
+          if (!parentId) {
+            const whiteouts = await findWhiteouts(join(dir, 'fs'));
+            if (whiteouts.length > 0) await linkTreeWithout(join(dir, 'fs'), join(dir, 'tree'), whiteouts);
+          }
+        } catch (err) {
+          await rm(dir, { recursive: true, force: true });
+          throw err;
+        }
         return this.record(id, parentId, opts);
       },
       discard: async () => {
@@ -304,7 +333,8 @@ export class OverlaySnapshotter extends StoreSnapshotter {
   /**
    * Stacks the inputs' layers: the first input's chain is reused as is, every
    * layer of the following inputs is hard-linked (whiteouts and opaque
-   * markers included) into a new snapshot on top.
+   * markers included) into a new snapshot on top. A whiteout deleting nothing
+   * below is dropped (overlayfs would list it in a directory only that layer has).
    */
   async merge(snapshots: Snapshot[]): Promise<Snapshot> {
     if (snapshots.length === 0) {
@@ -314,10 +344,11 @@ export class OverlaySnapshotter extends StoreSnapshotter {
     let top: string = snapshots[0].id;
     for (const s of snapshots.slice(1)) {
       for (const layer of this.chain(s.id).reverse()) {
-        if (!this.#fits(this.chain(top).map((id) => this.fsDir(id)), true)) top = (await this.flatten(top)).id;
+        if (!this.#fits(this.#lowers(top), true)) top = (await this.flatten(top)).id;
         const id = await this.newSnapshotDir(false);
         try {
           await copyTree(this.fsDir(layer), this.fsDir(id), { hardlink: true });
+          await this.#dropPointlessWhiteouts(this.fsDir(id), this.fsDir(layer), top);
         } catch (err) {
           await rm(join(this.snapshotsDir, id), { recursive: true, force: true });
           throw err;
@@ -326,6 +357,20 @@ export class OverlaySnapshotter extends StoreSnapshotter {
       }
     }
     return this.get(top);
+  }
+
+  /** Removes the whiteouts of `layer` (a copy of `source`) whose path the tree of snapshot `below` does not have. */
+  async #dropPointlessWhiteouts(layer: string, source: string, below: string): Promise<void> {
+    const whiteouts = await findWhiteouts(layer);
+    if (whiteouts.length === 0) return;
+    const view = await this.mountView(this.db.getSnapshot(below)!);
+    const pointless: string[] = [];
+    try {
+      for (const rel of whiteouts) if (!(await lstat(join(view.path, rel)).catch(() => null))) pointless.push(rel);
+    } finally {
+      await view.release();
+    }
+    await removeKeepingTimes(layer, pointless, source);
   }
 }
 
@@ -346,8 +391,10 @@ async function unmountAndRemove(target: string): Promise<void> {
 export class CopySnapshotter extends StoreSnapshotter {
   readonly kind = 'copy' as const;
 
+  /** A child's own changes; a base snapshot's raw layer when it held whiteouts, else its tree. */
   protected layerDir(row: SnapshotRow): string {
-    return row.parent ? join(this.snapshotsDir, row.id, 'layer') : this.fsDir(row.id);
+    const layer = join(this.snapshotsDir, row.id, 'layer');
+    return row.parent || existsSync(layer) ? layer : this.fsDir(row.id);
   }
 
   protected async mountView(row: SnapshotRow): Promise<Mounted> {
@@ -377,9 +424,21 @@ export class CopySnapshotter extends StoreSnapshotter {
       path: join(dir, 'fs'),
       commit: async () => {
         finish();
-        if (parentId) {
-          await mkdir(join(dir, 'layer'));
-          await diffTrees(this.fsDir(parentId), join(dir, 'fs'), join(dir, 'layer'));
+        try {
+          if (parentId) {
+            await mkdir(join(dir, 'layer'));
+            await diffTrees(this.fsDir(parentId), join(dir, 'fs'), join(dir, 'layer'));
+          } else {
+            // A base written with whiteouts (a diff result): `layer` keeps it raw, `fs` is its tree.
+            const whiteouts = await findWhiteouts(join(dir, 'fs'));
+            if (whiteouts.length > 0) {
+              await rename(join(dir, 'fs'), join(dir, 'layer'));
+              await linkTreeWithout(join(dir, 'layer'), join(dir, 'fs'), whiteouts);
+            }
+          }
+        } catch (err) {
+          await rm(dir, { recursive: true, force: true });
+          throw err;
         }
         return this.record(id, parentId, opts);
       },
@@ -413,6 +472,39 @@ export class CopySnapshotter extends StoreSnapshotter {
 
 function isWhiteout(st: { isCharacterDevice(): boolean; rdev: number }): boolean {
   return st.isCharacterDevice() && st.rdev === 0;
+}
+
+/** Paths (relative, `/`-separated) of the overlay whiteouts (0/0 character devices) under `dir`. */
+export async function findWhiteouts(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (rel: string) => {
+    for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
+      const r = rel === '' ? e.name : `${rel}/${e.name}`;
+      if (e.isDirectory()) await walk(r);
+      else if (e.isCharacterDevice() && isWhiteout(await lstat(join(dir, r)))) found.push(r);
+    }
+  };
+  await walk('');
+  return found;
+}
+
+/** Fills `dst` (created here) with hard links of `src`'s tree minus `whiteouts`, directory times kept. */
+async function linkTreeWithout(src: string, dst: string, whiteouts: string[]): Promise<void> {
+  await mkdir(dst);
+  await copyTree(src, dst, { hardlink: true });
+  await removeKeepingTimes(dst, whiteouts, src);
+}
+
+/**
+ * Removes `rels` from `dir`, then gives their parent directories back the
+ * times of the same directories in `timesFrom` (removal changed their mtime).
+ */
+async function removeKeepingTimes(dir: string, rels: string[], timesFrom: string): Promise<void> {
+  if (rels.length === 0) return;
+  for (const rel of rels) await rm(join(dir, rel), { force: true });
+  const parents = [...new Set(rels.map(parentOf))];
+  // touch -r copies both times with nanosecond precision; -h never follows a symlink.
+  for (const p of parents) await run('touch', ['-h', '-c', '-r', join(timesFrom, p), join(dir, p)]);
 }
 
 /**

@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { describeSnapshotterConformance } from '@bkt/core/testing';
 import { isBktError, type Digest } from '@bkt/core';
+import Database from 'better-sqlite3';
+import { SCHEMA_VERSION } from './metadata.js';
 import { Store } from './store.js';
 import { mountsUnder } from './sys.js';
 
@@ -121,6 +123,45 @@ describe('store open', () => {
     const err = await Store.open(root, 'overlay').catch((e: unknown) => e);
     expect(isBktError(err, 'INVALID_ARGUMENT')).toBe(true);
     expect(String((err as Error).message)).toContain('copy');
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('records its schema version and refuses a database of a newer one', async () => {
+    const root = await tempRoot();
+    let store = await Store.open(root, 'copy');
+    expect(store.db.getMeta('schema_version')).toBe(String(SCHEMA_VERSION));
+    store.db.setMeta('schema_version', String(SCHEMA_VERSION + 1));
+    await store.close();
+    const err = await Store.open(root).catch((e: unknown) => e);
+    expect(isBktError(err, 'INVALID_ARGUMENT')).toBe(true);
+    expect((err as Error).message).toContain(`schema version ${SCHEMA_VERSION + 1}, newer than this bkt supports (${SCHEMA_VERSION})`);
+    // The refusal leaves the root free: an older version opens again.
+    const db = new Database(join(root, 'metadata.db'));
+    db.prepare("UPDATE meta SET value = ? WHERE name = 'schema_version'").run(String(SCHEMA_VERSION));
+    db.close();
+    store = await Store.open(root);
+    await store.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('close() unmounts views never released and mutable snapshots never committed', async () => {
+    const root = await tempRoot();
+    const store = await Store.open(root, 'overlay');
+    const base = await (async () => {
+      const m = await store.snapshotter.prepare(null);
+      await writeFile(join(m.path, 'f'), 'f');
+      return m.commit();
+    })();
+    const child = await (async () => {
+      const m = await store.snapshotter.prepare(base);
+      await writeFile(join(m.path, 'g'), 'g');
+      return m.commit();
+    })();
+    await child.mount();
+    await store.snapshotter.prepare(child);
+    expect((await mountsUnder(root)).length).toBe(2);
+    await store.close();
+    expect(await mountsUnder(root)).toEqual([]);
     await rm(root, { recursive: true, force: true });
   });
 

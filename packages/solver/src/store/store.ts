@@ -1,7 +1,7 @@
 /**
  * The store under one root:
  *
- *   <root>/metadata.db           snapshot and cache records (SQLite, WAL)
+ *   <root>/metadata.db           snapshot, cache, blob-reference and build records (SQLite, WAL)
  *   <root>/content/blobs/sha256  content-addressed blobs
  *   <root>/snapshots/<id>/       snapshot directories
  *   <root>/mounts/               mount points (all unmounted when the store opens)
@@ -9,13 +9,15 @@
  *
  * Opening repairs what a crash (kill -9 at any instant) can leave behind:
  * stale mounts, partial blobs, snapshot directories without a record, records
- * without a directory (and the cache records pointing at them).
+ * without a directory (and the cache records pointing at them), builds
+ * recorded as running (marked `interrupted`).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { BktError, type UsageRecord } from '@bkt/core';
-import { FileContentStore } from './content.js';
+import { BktError, type Digest, type UsageRecord } from '@bkt/core';
+import { FileContentStore, type BlobInfo } from './content.js';
+import { BuildHistory, type HistoryLimits } from './history.js';
 import { MetadataDB, type SnapshotRow } from './metadata.js';
 import { CopySnapshotter, OverlaySnapshotter, type SnapshotterKind, type StoreSnapshotter } from './snapshots.js';
 import { mountOverlay, mountsUnder, unmount } from './sys.js';
@@ -29,6 +31,12 @@ export interface StorePruneOptions {
 /** Record types a prune without `all` keeps (as `buildctl prune` keeps internal and frontend references). */
 const KEPT_WITHOUT_ALL = new Set(['internal', 'frontend']);
 
+/** The `recordType` of content-store blobs in `diskUsage` and `prune` results. */
+export const CONTENT_RECORD_TYPE = 'content';
+
+/** What one prune round may remove: a leaf snapshot or an unreferenced blob. */
+type PruneCandidate = { kind: 'snapshot'; row: SnapshotRow; lastUsed: number } | { kind: 'blob'; blob: BlobInfo; lastUsed: number };
+
 /** Roots open in this process: a second open of one root would repair (delete) the first's work in progress. */
 const openRoots = new Set<string>();
 
@@ -38,9 +46,10 @@ export class Store {
     readonly db: MetadataDB,
     readonly content: FileContentStore,
     readonly snapshotter: StoreSnapshotter,
+    readonly history: BuildHistory,
   ) {}
 
-  static async open(rootArg: string, want: 'auto' | SnapshotterKind = 'auto'): Promise<Store> {
+  static async open(rootArg: string, want: 'auto' | SnapshotterKind = 'auto', opts: { history?: HistoryLimits } = {}): Promise<Store> {
     const root = resolve(rootArg);
     if (openRoots.has(root)) throw new BktError('INVALID_ARGUMENT', `store ${root} is already open in this process`);
     await mkdir(root, { recursive: true });
@@ -51,13 +60,19 @@ export class Store {
       await rm(join(root, 'mounts'), { recursive: true, force: true });
       await mkdir(join(root, 'mounts'));
       await mkdir(join(root, 'snapshots'), { recursive: true });
-      const content = new FileContentStore(join(root, 'content'));
-      await content.init();
       const db = new MetadataDB(join(root, 'metadata.db'));
-      const kind = await chooseSnapshotter(root, db, want);
-      const snapshotter = kind === 'overlay' ? new OverlaySnapshotter(root, db) : new CopySnapshotter(root, db);
-      await reconcileSnapshots(snapshotter, db);
-      return new Store(root, db, content, snapshotter);
+      try {
+        const content = new FileContentStore(join(root, 'content'), db);
+        await content.init();
+        const kind = await chooseSnapshotter(root, db, want);
+        const snapshotter = kind === 'overlay' ? new OverlaySnapshotter(root, db) : new CopySnapshotter(root, db);
+        await reconcileSnapshots(snapshotter, db);
+        db.interruptBuilds();
+        return new Store(root, db, content, snapshotter, new BuildHistory(db, opts.history));
+      } catch (err) {
+        db.close();
+        throw err;
+      }
     } catch (err) {
       openRoots.delete(root);
       await rm(join(root, 'lock'), { force: true });
@@ -65,56 +80,108 @@ export class Store {
     }
   }
 
+  /**
+   * One record per committed snapshot, per mutable snapshot being written, and
+   * per content-store blob (`recordType: 'content'`, id = digest; its
+   * description names what references it).
+   */
   async diskUsage(): Promise<UsageRecord[]> {
     const records: UsageRecord[] = [];
     for (const row of this.db.listSnapshots()) records.push(await this.#usage(row));
-    return [...records, ...this.snapshotter.activeRecords()];
+    records.push(...this.snapshotter.activeRecords());
+    for (const blob of await this.content.list()) records.push(this.#blobUsage(blob));
+    return records;
   }
 
   /**
    * Removes snapshots not in use, leaves first (a parent goes once its children
-   * are gone), least recently used first. Cache records pointing at a removed
-   * snapshot go with it. Without `all`, `internal` and `frontend` records stay.
+   * are gone), and content-store blobs nothing references (no snapshot, no
+   * named owner), least recently used first. Cache records and blob references
+   * of a removed snapshot go with it, so its blobs may go in the same prune.
+   * Without `all`, `internal` and `frontend` snapshots stay.
    * `keepDuration` keeps records used (or created) within that many ms;
-   * `keepStorage` stops once the store's snapshots total at most that many bytes.
+   * `keepStorage` stops once snapshots and blobs total at most that many bytes.
    */
   async prune(opts: StorePruneOptions = {}): Promise<UsageRecord[]> {
     const removed: UsageRecord[] = [];
     const now = Date.now();
+    const kept = (lastUsed: number) => opts.keepDuration !== undefined && lastUsed >= now - opts.keepDuration;
     let total = Infinity;
     if (opts.keepStorage !== undefined) {
       total = 0;
       for (const row of this.db.listSnapshots()) total += (await this.#usage(row)).size;
+      for (const blob of await this.content.list()) total += blob.size;
     }
     for (;;) {
       const rows = this.db.listSnapshots();
       const parents = new Set(rows.map((r) => r.parent).filter((p): p is string => p !== null));
-      const candidates = rows
-        .filter((r) => !parents.has(r.id) && !this.snapshotter.isInUse(r.id))
-        .filter((r) => opts.all || !KEPT_WITHOUT_ALL.has(r.recordType))
-        .filter((r) => opts.keepDuration === undefined || (r.lastUsedAt ?? r.createdAt) < now - opts.keepDuration)
-        .sort((a, b) => (a.lastUsedAt ?? a.createdAt) - (b.lastUsedAt ?? b.createdAt));
-      const batch: SnapshotRow[] = [];
-      for (const row of candidates) {
+      const referenced = this.db.referencedBlobs();
+      const candidates: PruneCandidate[] = [
+        ...rows
+          .filter((r) => !parents.has(r.id) && !this.snapshotter.isInUse(r.id))
+          .filter((r) => opts.all || !KEPT_WITHOUT_ALL.has(r.recordType))
+          .map((row) => ({ kind: 'snapshot' as const, row, lastUsed: row.lastUsedAt ?? row.createdAt })),
+        ...(await this.content.list())
+          .filter((b) => !referenced.has(b.digest))
+          .map((blob) => ({ kind: 'blob' as const, blob, lastUsed: blob.createdAt.getTime() })),
+      ]
+        .filter((c) => !kept(c.lastUsed))
+        .sort((a, b) => a.lastUsed - b.lastUsed);
+      const snapshots: SnapshotRow[] = [];
+      const blobs: Digest[] = [];
+      for (const c of candidates) {
         if (opts.keepStorage !== undefined && total <= opts.keepStorage) break;
-        const usage = await this.#usage(row);
+        if (c.kind === 'blob') {
+          blobs.push(c.blob.digest);
+          removed.push(this.#blobUsage(c.blob));
+          total -= c.blob.size;
+          continue;
+        }
+        const usage = await this.#usage(c.row);
         // Re-check after the await: a build may have started using it.
-        if (this.snapshotter.isInUse(row.id)) continue;
-        batch.push(row);
+        if (this.snapshotter.isInUse(c.row.id)) continue;
+        snapshots.push(c.row);
         removed.push(usage);
         total -= usage.size;
       }
-      if (batch.length === 0) break;
-      await this.snapshotter.remove(batch.map((r) => r.id));
+      if (snapshots.length === 0 && blobs.length === 0) break;
+      await this.snapshotter.remove(snapshots.map((r) => r.id));
+      for (const d of blobs) await this.content.remove(d);
     }
     return removed;
   }
 
+  /**
+   * Unmounts everything under the root (views never released, mutable
+   * snapshots never committed) and releases the store. Throws `INTERNAL`
+   * naming any mount that could not be removed.
+   */
   async close(): Promise<void> {
-    for (const m of await mountsUnder(join(this.root, 'mounts'))) await unmount(m);
+    for (const m of await mountsUnder(this.root)) await unmount(m);
+    const left = await mountsUnder(this.root);
     this.db.close();
     await rm(join(this.root, 'lock'), { force: true });
     openRoots.delete(this.root);
+    if (left.length > 0) {
+      throw new BktError('INTERNAL', `closing store ${this.root}: could not unmount ${left.join(', ')}`);
+    }
+  }
+
+  #blobUsage(blob: BlobInfo): UsageRecord {
+    const refs = this.db.blobRefs({ digest: blob.digest });
+    const owners = refs.map((r) => ('snapshot' in r.owner ? `snapshot ${r.owner.snapshot}` : r.owner.name));
+    return {
+      id: blob.digest,
+      mutable: false,
+      inUse: false,
+      size: blob.size,
+      createdAt: blob.createdAt,
+      usageCount: 0,
+      description: owners.length > 0 ? `content blob, used by ${owners.join(', ')}` : 'content blob, unreferenced',
+      recordType: CONTENT_RECORD_TYPE,
+      shared: false,
+      parents: [],
+    };
   }
 
   async #usage(row: SnapshotRow): Promise<UsageRecord> {

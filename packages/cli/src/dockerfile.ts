@@ -1,0 +1,233 @@
+/**
+ * `bkt build` of a Dockerfile: the flags of `docker buildx build` turned into
+ * a solve of the `dockerfile.v0` frontend (its attrs, local dirs, secrets,
+ * ssh agents, entitlements), as buildx maps them for BuildKit.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { BktError, type Attrs, type SecretProvider } from '@bkt/core';
+import { loadSecrets, parseSecret } from './secrets.js';
+import { openSshAgents, parseSsh, type SshAgents } from './ssh.js';
+
+/** The Dockerfile flags of `bkt build`, as commander hands them over. */
+export interface DockerfileFlags {
+  file?: string;
+  target?: string;
+  buildArg: string[];
+  buildContext: string[];
+  secret: string[];
+  ssh: string[];
+  platform?: string;
+  label: string[];
+  cache: boolean;
+  noCacheFilter: string[];
+  addHost: string[];
+  allow: string[];
+  shmSize?: string;
+  ulimit: string[];
+  network?: string;
+}
+
+/** The entitlements `--allow` grants. */
+export const ENTITLEMENTS = ['network.host', 'security.insecure'] as const;
+
+/** The Dockerfile flags that make `bkt build` a Dockerfile build (see docs/cli.md). */
+export function hasDockerfileFlags(f: DockerfileFlags & { tag?: string[]; push?: boolean }): boolean {
+  return (
+    f.file !== undefined ||
+    f.target !== undefined ||
+    f.platform !== undefined ||
+    f.shmSize !== undefined ||
+    f.network !== undefined ||
+    !!f.push ||
+    [f.buildArg, f.buildContext, f.secret, f.ssh, f.label, f.noCacheFilter, f.addHost, f.allow, f.ulimit, f.tag ?? []].some((l) => l.length > 0)
+  );
+}
+
+/** A prepared frontend solve; `close()` removes the stdin Dockerfile's temp dir and stops started ssh-agents. */
+export interface DockerfileSolve {
+  frontend: 'dockerfile.v0';
+  frontendAttrs: Attrs;
+  localDirs: Record<string, string>;
+  entitlements: string[];
+  secrets: SecretProvider;
+  ssh: SshAgents;
+  close(): Promise<void>;
+}
+
+export interface DockerfileInputs {
+  /** The CONTEXT positional: a directory, or `-` for a Dockerfile on stdin and an empty context. */
+  context: string;
+  cwd: string;
+  stdin: NodeJS.ReadableStream;
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function prepareDockerfileSolve(flags: DockerfileFlags, input: DockerfileInputs): Promise<DockerfileSolve> {
+  const env = input.env ?? process.env;
+  const temps: string[] = [];
+  let ssh: SshAgents | undefined;
+  const close = async () => {
+    await ssh?.close();
+    for (const t of temps.splice(0)) await rm(t, { recursive: true, force: true });
+  };
+  try {
+    const attrs: Attrs = {};
+    const localDirs: Record<string, string> = {};
+
+    // The context and the Dockerfile.
+    let file = flags.file;
+    if (input.context === '-') {
+      if (file !== undefined && file !== '-') {
+        throw new BktError('INVALID_ARGUMENT', 'bkt build: with CONTEXT "-" the Dockerfile is read from stdin; drop -f', { attribute: 'file' });
+      }
+      const empty = await mkdtemp(join(tmpdir(), 'bkt-context-'));
+      temps.push(empty);
+      localDirs.context = empty;
+      file = '-';
+    } else {
+      const dir = resolve(input.cwd, input.context);
+      if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+        throw new BktError('NOT_FOUND', `bkt build: the context ${input.context} is not a directory (${dir})`, { path: dir });
+      }
+      localDirs.context = dir;
+    }
+    if (file === '-') {
+      const dir = await mkdtemp(join(tmpdir(), 'bkt-dockerfile-'));
+      temps.push(dir);
+      await writeFile(join(dir, 'Dockerfile'), await readAll(input.stdin));
+      localDirs.dockerfile = dir;
+      attrs.filename = 'Dockerfile';
+    } else {
+      const path = file === undefined ? join(localDirs.context!, 'Dockerfile') : resolve(input.cwd, file);
+      if (file !== undefined && (!existsSync(path) || statSync(path).isDirectory())) {
+        throw new BktError('NOT_FOUND', `bkt build: the Dockerfile ${file} does not exist (${path})`, { path, attribute: 'file' });
+      }
+      localDirs.dockerfile = dirname(path);
+      attrs.filename = basename(path);
+    }
+
+    if (flags.target) attrs.target = flags.target;
+    for (const [k, v] of Object.entries(parseBuildArgs(flags.buildArg, env))) attrs[`build-arg:${k}`] = v;
+    for (const [k, v] of Object.entries(parseKeyValues(flags.label, '--label'))) attrs[`label:${k}`] = v;
+    for (const value of flags.buildContext) {
+      const { name, target, local } = parseBuildContext(value, input.cwd);
+      if (local) {
+        attrs[`context:${name}`] = `local:${name}`;
+        localDirs[name] = target;
+      } else {
+        attrs[`context:${name}`] = target;
+      }
+    }
+    if (flags.platform) attrs.platform = flags.platform;
+    if (!flags.cache) attrs['no-cache'] = '';
+    else if (flags.noCacheFilter.length > 0) attrs['no-cache'] = flags.noCacheFilter.flatMap((s) => s.split(',')).filter(Boolean).join(',');
+    if (flags.addHost.length > 0) attrs['add-hosts'] = flags.addHost.map(parseAddHost).join(',');
+    if (flags.shmSize !== undefined) attrs['shm-size'] = String(parseShmSize(flags.shmSize));
+    if (flags.ulimit.length > 0) attrs.ulimit = flags.ulimit.join(',');
+    if (flags.network !== undefined) {
+      const mode = flags.network === 'default' ? 'sandbox' : flags.network;
+      if (!['sandbox', 'none', 'host'].includes(mode)) {
+        throw new BktError('INVALID_ARGUMENT', `--network ${flags.network}: expected default, none or host`, { attribute: 'network' });
+      }
+      attrs['force-network-mode'] = mode;
+    }
+
+    const entitlements = [...new Set(flags.allow.flatMap((a) => a.split(',')).map((a) => a.trim()).filter(Boolean))];
+    for (const e of entitlements) {
+      if (!(ENTITLEMENTS as readonly string[]).includes(e)) {
+        throw new BktError('INVALID_ARGUMENT', `--allow ${e}: unknown entitlement (${ENTITLEMENTS.join(', ')})`, { attribute: 'allow' });
+      }
+    }
+
+    const secrets = await loadSecrets(
+      flags.secret.map((s) => parseSecret(s, input.cwd, env)),
+      env,
+    );
+    ssh = await openSshAgents(
+      flags.ssh.map((s) => parseSsh(s, input.cwd)),
+      env,
+    );
+    return { frontend: 'dockerfile.v0', frontendAttrs: attrs, localDirs, entitlements, secrets, ssh, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** `--build-arg K=V`; `--build-arg K` takes K's value from the environment and is dropped when K is unset (as docker). */
+export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    const key = eq < 0 ? v : v.slice(0, eq);
+    if (!key) throw new BktError('INVALID_ARGUMENT', `--build-arg ${v}: expected KEY=VALUE or KEY`, { attribute: 'build-arg' });
+    if (eq >= 0) out[key] = v.slice(eq + 1);
+    else if (env[key] !== undefined) out[key] = env[key]!;
+  }
+  return out;
+}
+
+function parseKeyValues(values: string[], flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    if (eq === 0) throw new BktError('INVALID_ARGUMENT', `${flag} ${v}: expected KEY=VALUE`, { attribute: flag.slice(2) });
+    if (eq < 0) out[v] = '';
+    else out[v.slice(0, eq)] = v.slice(eq + 1);
+  }
+  return out;
+}
+
+/**
+ * `--build-context NAME=VALUE`: a URL (`docker-image://`, `oci-layout://`,
+ * `https://`, `git://`, …), `target:…` or `git@host:repo` passes through as
+ * it is; anything else must be a local directory.
+ */
+export function parseBuildContext(value: string, cwd: string): { name: string; target: string; local: boolean } {
+  const eq = value.indexOf('=');
+  if (eq <= 0 || eq === value.length - 1) {
+    throw new BktError('INVALID_ARGUMENT', `--build-context ${value}: expected NAME=VALUE`, { attribute: 'build-context' });
+  }
+  const name = value.slice(0, eq);
+  const target = value.slice(eq + 1);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target) || target.startsWith('target:') || /^git@[^:/]+:/.test(target)) {
+    return { name, target, local: false };
+  }
+  const dir = resolve(cwd, target);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new BktError('NOT_FOUND', `--build-context ${value}: ${target} is neither a directory nor a docker-image://, oci-layout://, git or https reference`, {
+      attribute: 'build-context',
+      path: dir,
+    });
+  }
+  return { name, target: dir, local: true };
+}
+
+/** `--add-host HOST:IP` (or `HOST=IP`) → the `add-hosts` attr's `HOST=IP`. */
+export function parseAddHost(value: string): string {
+  // The separator is the first `=` or, failing that, the first `:` (an IPv6 address holds colons).
+  const eq = value.indexOf('=');
+  const sep = eq >= 0 ? eq : value.indexOf(':');
+  if (sep <= 0 || sep === value.length - 1) {
+    throw new BktError('INVALID_ARGUMENT', `--add-host ${value}: expected HOST:IP`, { attribute: 'add-host' });
+  }
+  let ip = value.slice(sep + 1);
+  if (ip.startsWith('[') && ip.endsWith(']')) ip = ip.slice(1, -1);
+  return `${value.slice(0, sep)}=${ip}`;
+}
+
+function parseShmSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)\s*$/i.exec(text);
+  if (!m) throw new BktError('INVALID_ARGUMENT', `--shm-size ${text}: expected a size such as 64m or 1g`, { attribute: 'shm-size' });
+  const unit = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase()]!;
+  return Math.floor(Number(m[1]) * unit);
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks);
+}

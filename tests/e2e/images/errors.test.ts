@@ -1,0 +1,117 @@
+/**
+ * Issue 4 acceptance through the built CLI: the image source's errors are
+ * clear (exit code 1, a message naming the reference, the platform, the
+ * layer entry) — an unknown image, a malformed reference, an index with no
+ * manifest for the host's platform, and layers that try to write outside the
+ * snapshot (`../` names, absolute and climbing symlinks, hard links out),
+ * after which a sentinel directory outside the store is still empty.
+ */
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRegistry, type RegistryServer } from '@bkt/testkit';
+import { definition, removeDir, sourceOp, tempDir } from '../helpers.js';
+import { bktEnv, corruptBlobs, HOST_ARCH, pushCraftedImage, pushIndex, writeImageProject, type LayerEntry } from './lib.js';
+
+let registry: RegistryServer;
+let work: string;
+/** A directory outside every store and project: hostile layers aim here. */
+let sentinel: string;
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  work = await tempDir('images-errors');
+  sentinel = join(work, 'sentinel');
+  await mkdir(sentinel);
+});
+
+afterAll(async () => {
+  await registry?.stop();
+  if (work) await removeDir(work);
+});
+
+/** Builds `image(ref)` (nothing else) in a fresh project and store. */
+async function buildFrom(ref: string) {
+  const project = await mkdir(join(work, `p-${Math.random().toString(36).slice(2)}`), { recursive: true }).then((d) => d!);
+  await writeImageProject(project, ref, []);
+  const root = join(project, 'store');
+  const r = await bktEnv(['build', '--root', root, '--progress', 'plain'], { cwd: project });
+  return { ...r, root };
+}
+
+/** The final error line of a failed build. */
+const errorOf = (stderr: string) => stderr.split('\n').filter((l) => /^error\b/i.test(l)).join('\n') || stderr;
+
+describe('clear errors through the CLI', () => {
+  it('an unknown image names the reference', async () => {
+    const ref = `${registry.host}/e2e/does-not-exist:v1`;
+    const r = await buildFrom(ref);
+    expect(r.code).toBe(1);
+    expect(errorOf(r.stderr)).toContain(`${registry.host}/e2e/does-not-exist:v1`);
+    expect(errorOf(r.stderr)).toMatch(/not found/i);
+  });
+
+  it('a malformed reference in a config names it', async () => {
+    const r = await buildFrom(`${registry.host}/Upper/Case::tag`);
+    expect(r.code).toBe(1);
+    expect(errorOf(r.stderr)).toContain('Upper/Case::tag');
+  });
+
+  it('a malformed reference in a marshalled definition (--llb -) names it', async () => {
+    const bad = sourceOp(`docker-image://${registry.host}/e2e/app:bad tag`);
+    const r = await bktEnv(['build', '--root', join(work, 'llb-store'), '--llb', '-'], { cwd: work, input: definition([bad], bad) });
+    expect(r.code).toBe(1);
+    expect(errorOf(r.stderr)).toContain('e2e/app:bad tag');
+  });
+
+  it('an index with no manifest for the platform names the platform and the ones it has', async () => {
+    const other = HOST_ARCH === 's390x' ? 'ppc64le' : 's390x';
+    const desc = await pushCraftedImage(registry.host, 'e2e/foreign', 'unused', [[{ name: 'hello', type: 'file', body: 'hi\n' }]], {
+      architecture: other,
+      pushTag: false,
+    });
+    await pushIndex(registry.host, 'e2e/foreign', 'v1', [{ desc, architecture: other }]);
+    const r = await buildFrom(`${registry.host}/e2e/foreign:v1`);
+    expect(r.code).toBe(1);
+    const msg = errorOf(r.stderr);
+    expect(msg).toContain(`linux/${HOST_ARCH}`);
+    expect(msg).toContain(`linux/${other}`);
+    expect(msg).toContain('e2e/foreign');
+  });
+
+  describe('layers that escape the snapshot fail and write nothing outside', () => {
+    const climb = () => '../'.repeat(40) + sentinel.slice(1);
+    const cases: [string, () => LayerEntry[][], string][] = [
+      ['a ../ entry', () => [[{ name: `${climb()}/dotdot`, type: 'file', body: 'pwned\n' }]], 'dotdot'],
+      [
+        'a file written through an absolute symlink',
+        () => [[{ name: 'escape', type: 'symlink', linkname: sentinel }, { name: 'escape/abs', type: 'file', body: 'pwned\n' }]],
+        'escape/abs',
+      ],
+      [
+        'a file written through a symlink of an earlier layer',
+        () => [[{ name: 'escape', type: 'symlink', linkname: sentinel }], [{ name: 'escape/later', type: 'file', body: 'pwned\n' }]],
+        'escape/later',
+      ],
+      [
+        'a file written through a symlink climbing above the root',
+        () => [[{ name: 'up', type: 'symlink', linkname: climb() }, { name: 'up/rel', type: 'file', body: 'pwned\n' }]],
+        'up/rel',
+      ],
+      ['a hard link to a host file', () => [[{ name: 'passwd', type: 'link', linkname: `${'../'.repeat(40)}etc/passwd` }]], 'passwd'],
+    ];
+    for (const [what, layers, entry] of cases) {
+      it(what, async () => {
+        const repo = `e2e/evil-${entry.replace(/\W/g, '-')}`;
+        await pushCraftedImage(registry.host, repo, 'v1', layers());
+        const r = await buildFrom(`${registry.host}/${repo}:v1`);
+        expect(r.code).toBe(1);
+        const msg = errorOf(r.stderr);
+        expect(msg).toContain(entry);
+        expect(msg).toMatch(/refused: .*(climbs out of the root|symlink)/);
+        expect(await readdir(sentinel)).toEqual([]);
+        expect(await corruptBlobs(r.root)).toEqual([]);
+      });
+    }
+  });
+});
