@@ -127,6 +127,48 @@ describe('bkt (in-process)', () => {
     expect(missing.stderr).toMatch(/no target "nope" .*\(targets: default\)/);
   });
 
+  it('builds a Dockerfile (-f, stdin, CONTEXT) and tells a context from a config target', async () => {
+    const root = join(work, 'store');
+    await mkdir(join(work, 'app'), { recursive: true });
+    await writeFile(join(work, 'app/input.txt'), 'app context\n');
+    await writeFile(join(work, 'app/Dockerfile'), 'FROM scratch\nARG GREETING=hi\nCOPY input.txt /in/\nLABEL greeting=$GREETING\n');
+    const built = await run(['build', '--root', root, '--progress', 'plain', '-o', 'type=local,dest=out', 'app']);
+    expect(built.stderr).toMatch(/\[1\/1\] COPY input.txt \/in\//);
+    expect(built.code).toBe(0);
+    expect(await readFile(join(work, 'out/in/input.txt'), 'utf8')).toBe('app context\n');
+
+    const fromStdin = await run(
+      ['build', '--root', root, '--progress', 'quiet', '-f', '-', '--build-arg', 'GREETING=hello', '-o', 'type=oci,dest=img.tar', '--iidfile', 'iid', '--metadata-file', 'meta.json', 'app'],
+      Buffer.from('FROM scratch\nARG GREETING\nCOPY input.txt /from-stdin\nLABEL greeting=$GREETING\n'),
+    );
+    expect(fromStdin.stderr).toMatch(/solver time/);
+    expect(fromStdin.code).toBe(0);
+    const meta = JSON.parse(await readFile(join(work, 'meta.json'), 'utf8')) as Record<string, unknown>;
+    expect(await readFile(join(work, 'iid'), 'utf8')).toBe(meta['containerimage.config.digest']);
+    expect(meta['containerimage.descriptor']).toMatchObject({ mediaType: 'application/vnd.oci.image.manifest.v1+json' });
+
+    // With a config: a target name builds the target, a directory that is no target is a context.
+    const bytes = Buffer.from(helloDefinition()).toString('base64');
+    await writeFile(
+      join(work, 'bkt.config.mjs'),
+      `export default { targets: { default: { build: () => new Uint8Array(Buffer.from('${bytes}', 'base64')), localDirs: { context: 'app' } } } };\n`,
+    );
+    await writeFile(join(work, 'app/input.txt'), 'changed\n');
+    const target = await run(['build', '--root', root, '--progress', 'quiet', '-o', 'type=local,dest=t']);
+    expect(target.code).toBe(0);
+    expect(await readdir(join(work, 't'))).toEqual(['etc', 'input.txt']);
+    const context = await run(['build', '--root', root, '--progress', 'quiet', '-o', 'type=local,dest=c', 'app']);
+    expect(context.code).toBe(0);
+    expect(await readdir(join(work, 'c'))).toEqual(['in']);
+
+    const noContext = await run(['build', '--root', root, '-f', 'app/Dockerfile']);
+    expect(noContext.code).toBe(1);
+    expect(noContext.stderr).toMatch(/needs a CONTEXT/);
+    const bad = await run(['build', '--root', root, '--progress', 'quiet', '-f', '-', 'app'], Buffer.from('FROM scratch\nCOPY missing.txt /\n'));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/Dockerfile:2/);
+  });
+
   it('exits 130 when interrupted', async () => {
     const ac = new AbortController();
     ac.abort(interruption('SIGINT'));
