@@ -77,7 +77,6 @@ describe('push to a registry with htpasswd auth', () => {
     const r = await push('e2e/anonymous', { HOME: join(work, 'empty-home'), DOCKER_CONFIG: join(work, 'no-config') });
     expect(r.code).toBe(1);
     const error = errorOf(r.stderr);
-    console.log("ERR", error);
     expect(error).toContain(locked.host);
     expect(error).toMatch(/denied|unauthorized|credentials/i);
     await expect(skopeoInspect(`${locked.host}/e2e/anonymous:v1`, { creds: `${USER}:${PASSWORD}` })).rejects.toThrow();
@@ -88,7 +87,6 @@ describe('push to a registry with htpasswd auth', () => {
     const r = await push('e2e/wrong-password', { DOCKER_CONFIG: dir });
     expect(r.code).toBe(1);
     const error = errorOf(r.stderr);
-    console.log("ERR", error);
     expect(error).toContain(locked.host);
     expect(error).toMatch(/denied|unauthorized|credentials/i);
   });
