@@ -19,7 +19,7 @@ export interface SolverOptions {
   root: string;
   /** The configured core (plugins registered). */
   bkt: Bkt;
-  /** Max concurrently running ops (default: number of CPU cores). */
+  /** Max concurrently running ops (default: max(8, 2 × CPU cores); exec steps mostly wait on processes and I/O). */
   maxParallelism?: number;
   /** `auto` (default) tries overlayfs and falls back to plain copy. */
   snapshotter?: 'auto' | 'overlay' | 'copy';

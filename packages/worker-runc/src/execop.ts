@@ -54,7 +54,6 @@ export class ExecOpExecutor implements OpExecutor {
 
     const commandLine = meta.args.join(' ');
     const id = `bkt-${process.pid}-${(++counter).toString(36)}-${randomBytes(4).toString('hex')}`;
-    const T0 = performance.now();
     const prepared = await prepareMounts(exec, {
       ctx,
       inputs,
@@ -89,7 +88,6 @@ export class ExecOpExecutor implements OpExecutor {
         security: exec.security === pb.SecurityMode.INSECURE ? 'insecure' : 'sandbox',
         sensitive: prepared.sensitive,
       };
-      const T1 = performance.now();
       const output = new StepOutput(ctx.progress, this.#opts.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES);
       let code: number;
       try {
@@ -101,7 +99,6 @@ export class ExecOpExecutor implements OpExecutor {
       } finally {
         cleanStubs();
       }
-      const T2 = performance.now();
       const valid = meta.validExitCodes.length > 0 ? meta.validExitCodes : [0];
       if (!valid.includes(code)) throw execFailed(scope, commandLine, code, output.lastLines(20));
 
@@ -112,8 +109,6 @@ export class ExecOpExecutor implements OpExecutor {
         prepared.outputs.delete(index);
         results[index] = await mutable.commit();
       }
-      const T3 = performance.now();
-      (globalThis as any).__trace?.push({ prep: T1 - T0, run: T2 - T1, commit: T3 - T2 });
       return results;
     } finally {
       // Outputs not committed (failure, cancellation) are discarded here.

@@ -122,7 +122,6 @@ export class RuncExecutor implements Executor {
       await writeFile(join(bundle, 'config.json'), JSON.stringify(oci), { mode: 0o600 });
       if (io.signal?.aborted) throw cancelled(spec.id);
 
-      const R0 = performance.now();
       const log = join(bundle, 'runc.log');
       const child = spawn(
         this.#runc,
@@ -131,7 +130,6 @@ export class RuncExecutor implements Executor {
       );
       io.onStarted?.();
       const code = await this.#supervise(child, io, () => this.#killContainer(spec.id, child));
-      (globalThis as any).__rtrace?.push(performance.now() - R0);
       if (io.signal?.aborted) throw cancelled(spec.id);
       await this.#checkRuncLog(log, spec.id, code);
       return code;

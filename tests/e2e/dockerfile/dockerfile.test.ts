@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, type ExpectStatic } from 'vitest';
 import { BKT, REPO } from '../helpers.js';
 import { CASES_DIR, caseRegex, loadCases, prepareCase, type Case, type PreparedCase } from './lib/corpus.js';
 import { startFixtures, type Fixtures } from './lib/fixtures.js';
@@ -51,7 +51,14 @@ interface Expected {
   removed?: string[];
 }
 
+/**
+ * Cases build concurrently, at most CORPUS_CONCURRENCY (default 3) at a time,
+ * sharing one store root and one set of servers, as builds on one machine do.
+ */
+const CONCURRENCY = Math.max(1, Number(process.env.CORPUS_CONCURRENCY) || 3);
+
 describe.skipIf(!ready)('Dockerfile corpus (expected values from peer builders)', () => {
+  const slots = semaphore(CONCURRENCY);
   let fx: Fixtures;
   let base: { tree: Entry[]; diffId: string };
   let work: string;
@@ -84,45 +91,74 @@ describe.skipIf(!ready)('Dockerfile corpus (expected values from peer builders)'
   }
 
   for (const c of cases) {
-    it(c.name, async () => {
-      const expectedFile = join(c.dir, 'expected.json');
-      if (!existsSync(expectedFile)) throw new Error(`${c.name}: no expected.json; run scripts/dockerfile-peers/regenerate ${c.name}`);
-      const expected = JSON.parse(await readFile(expectedFile, 'utf8')) as Expected;
-      const dir = await mkdtemp(join(work, `${c.name}-`));
+    it.concurrent(c.name, async ({ expect }) => {
+      await slots.acquire();
       try {
-        const placeholders = fx.placeholders(c);
-        if (c.spec.parent) placeholders.parent = `${fx.registry.host}/corpus/${c.name}-parent:bkt`;
-        const p = await prepareCase(c, join(dir, 'case'), placeholders);
-
-        if (c.spec.parent) {
-          const parent = await bktBuild(c, p, p.parentDockerfile!, `type=image,name=${placeholders.parent},push=true`);
-          expect(parent.code, `parent build of ${c.name}:\n${parent.output}`).toBe(0);
-          if (expected.parentConfig) {
-            const config = await registryImageConfig(fx.registry.host, placeholders.parent!.slice(fx.registry.host.length + 1));
-            expect(configFields(config), `parent image config (peer: ${expected.peer})`).toEqual(expected.parentConfig);
-          }
-        }
-
-        const archive = join(dir, 'image.tar');
-        const r = await bktBuild(c, p, p.dockerfile, `type=oci,dest=${archive}`);
-        if (c.spec.error) {
-          expect(r.code, `${c.name} must fail (peer failed with: ${expected.error})`).not.toBe(0);
-          if (c.spec.error.match) expect(r.output).toMatch(caseRegex(c.spec.error.match));
-          if (c.spec.error.line) expect(r.output).toContain(`${basename(p.dockerfile)}:${c.spec.error.line}`);
-          return;
-        }
-        expect(r.code, `bkt build of ${c.name}:\n${r.output}`).toBe(0);
-        const actual = await summarizeArchive(archive, { base, paths: c.spec.paths, ignore: c.spec.ignore, forbidden: c.spec.forbidden });
-        expect(actual.forbiddenFound, 'secret values in the image').toEqual([]);
-        expect(actual.config, `image config (peer: ${expected.peer})`).toEqual(expected.config);
-        expect(actual.files, `root filesystem (peer: ${expected.peer})`).toEqual(expected.files);
-        expect(actual.removed, `base paths removed (peer: ${expected.peer})`).toEqual(expected.removed);
+        await buildAndCompare(c, expect);
       } finally {
-        await rm(dir, { recursive: true, force: true });
+        slots.release();
       }
     });
   }
+
+  async function buildAndCompare(c: Case, expect: ExpectStatic): Promise<void> {
+    const expectedFile = join(c.dir, 'expected.json');
+    if (!existsSync(expectedFile)) throw new Error(`${c.name}: no expected.json; run scripts/dockerfile-peers/regenerate ${c.name}`);
+    const expected = JSON.parse(await readFile(expectedFile, 'utf8')) as Expected;
+    const dir = await mkdtemp(join(work, `${c.name}-`));
+    try {
+      const placeholders = fx.placeholders(c);
+      if (c.spec.parent) placeholders.parent = `${fx.registry.host}/corpus/${c.name}-parent:bkt`;
+      const p = await prepareCase(c, join(dir, 'case'), placeholders);
+
+      if (c.spec.parent) {
+        const parent = await bktBuild(c, p, p.parentDockerfile!, `type=image,name=${placeholders.parent},push=true`);
+        expect(parent.code, `parent build of ${c.name}:\n${parent.output}`).toBe(0);
+        if (expected.parentConfig) {
+          const config = await registryImageConfig(fx.registry.host, placeholders.parent!.slice(fx.registry.host.length + 1));
+          expect(configFields(config), `parent image config (peer: ${expected.peer})`).toEqual(expected.parentConfig);
+        }
+      }
+
+      const archive = join(dir, 'image.tar');
+      const r = await bktBuild(c, p, p.dockerfile, `type=oci,dest=${archive}`);
+      if (c.spec.error) {
+        expect(r.code, `${c.name} must fail (peer failed with: ${expected.error})`).not.toBe(0);
+        if (c.spec.error.match) expect(r.output).toMatch(caseRegex(c.spec.error.match));
+        if (c.spec.error.line) expect(r.output).toContain(`${basename(p.dockerfile)}:${c.spec.error.line}`);
+        return;
+      }
+      expect(r.code, `bkt build of ${c.name}:\n${r.output}`).toBe(0);
+      const actual = await summarizeArchive(archive, { base, paths: c.spec.paths, ignore: c.spec.ignore, forbidden: c.spec.forbidden });
+      expect(actual.forbiddenFound, 'secret values in the image').toEqual([]);
+      expect(actual.config, `image config (peer: ${expected.peer})`).toEqual(expected.config);
+      expect(actual.files, `root filesystem (peer: ${expected.peer})`).toEqual(expected.files);
+      expect(actual.removed, `base paths removed (peer: ${expected.peer})`).toEqual(expected.removed);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
 });
+
+/** A counting semaphore: at most `n` holders at once. */
+function semaphore(n: number): { acquire(): Promise<void>; release(): void } {
+  let free = n;
+  const waiting: (() => void)[] = [];
+  return {
+    acquire: () => {
+      if (free > 0) {
+        free--;
+        return Promise.resolve();
+      }
+      return new Promise((resolve) => waiting.push(resolve));
+    },
+    release: () => {
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
+    },
+  };
+}
 
 describe('Dockerfile corpus (files)', () => {
   it('has at least 45 cases, each with a Dockerfile and a peer expectation', () => {

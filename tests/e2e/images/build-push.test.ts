@@ -5,7 +5,7 @@
  * oci-image-tool, umoci, runc); reproducible output with SOURCE_DATE_EPOCH
  * and rewrite-timestamp.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusyboxImage, skopeoInspect, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
@@ -108,6 +108,36 @@ describe('a build FROM the registry busybox with RUN steps', () => {
     // And back into a registry, by a tool that checks every digest on the way.
     await run('skopeo', ['copy', '--dest-tls-verify=false', `docker-archive:${file}`, `docker://${registry.host}/e2e/from-docker:v1`]);
     expect(((await skopeoInspect(`${registry.host}/e2e/from-docker:v1`)) as { Layers: string[] }).Layers).toHaveLength(1 + STEPS.length);
+  });
+});
+
+describe('images bkt pushed, read back by bkt', () => {
+  it('a build FROM the pushed image sees the RUN steps\' files and their deletions', async () => {
+    const next = join(work, 'next');
+    await mkdir(next);
+    await writeImageProject(next, `${registry.host}/e2e/app:v1`, ['{ cat /app/hello.txt; test -e /bin/vi && echo "vi back" || echo "vi still removed"; } > /check.txt']);
+    const out = join(work, 'next-out');
+    const r = await bktEnv(['build', '--root', join(work, 'next-store'), '--output', `type=local,dest=${out}`], { cwd: next });
+    expect(r.code).toBe(0);
+    expect(await readFile(join(out, 'check.txt'), 'utf8')).toBe('hello from a RUN step\nsecond step\nvi still removed\n');
+  });
+
+  it('compression=zstd pushes OCI zstd layers that skopeo copies and a build FROM them unpacks', async () => {
+    const zname = `${registry.host}/e2e/app:zstd`;
+    const r = await build(['--output', `type=image,name=${zname},push=true,compression=zstd,force-compression=true`]);
+    expect(r.code).toBe(0);
+    const raw = (await skopeoInspect(zname, { raw: true })) as { mediaType: string; layers: { mediaType: string }[] };
+    expect(raw.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    expect(raw.layers.map((l) => l.mediaType)).toEqual(Array(1 + STEPS.length).fill('application/vnd.oci.image.layer.v1.tar+zstd'));
+    await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${zname}`, `oci:${join(work, 'skopeo-zstd')}:v1`]);
+
+    const next = join(work, 'next-zstd');
+    await mkdir(next);
+    await writeImageProject(next, zname, ['cat /app/hello.txt > /check.txt']);
+    const out = join(work, 'next-zstd-out');
+    const again = await bktEnv(['build', '--root', join(work, 'next-zstd-store'), '--output', `type=local,dest=${out}`], { cwd: next });
+    expect(again.code).toBe(0);
+    expect(await readFile(join(out, 'check.txt'), 'utf8')).toBe('hello from a RUN step\nsecond step\n');
   });
 });
 

@@ -220,8 +220,8 @@ export class MetadataDB {
         'INSERT OR IGNORE INTO blob_refs (digest, owner_kind, owner, snapshot, created_at) VALUES (?, ?, ?, ?, ?)',
       ),
       removeRef: db.prepare('DELETE FROM blob_refs WHERE digest = ? AND owner_kind = ? AND owner = ?'),
-      refsOfDigest: db.prepare('SELECT * FROM blob_refs WHERE digest = ? ORDER BY created_at'),
-      refsOfOwner: db.prepare('SELECT * FROM blob_refs WHERE owner_kind = ? AND owner = ? ORDER BY created_at'),
+      refsOfDigest: db.prepare('SELECT * FROM blob_refs WHERE digest = ? ORDER BY created_at, rowid'),
+      refsOfOwner: db.prepare('SELECT * FROM blob_refs WHERE owner_kind = ? AND owner = ? ORDER BY created_at, rowid'),
       referencedBlobs: db.prepare('SELECT DISTINCT digest FROM blob_refs'),
       putBuild: db.prepare(
         `INSERT OR REPLACE INTO builds (ref, frontend, frontend_attrs, exporters, status, error_code, error_message, created_at,

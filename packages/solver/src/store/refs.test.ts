@@ -65,6 +65,7 @@ it('lists blobs in diskUsage and prunes those nothing references, with the snaps
   expect(blobs.every((r) => r.size > 0 && !r.mutable)).toBe(true);
   expect(blobs.find((r) => r.id === layer)!.description).toContain(`snapshot ${s.id}`);
   expect(blobs.find((r) => r.id === loose)!.description).toContain('unreferenced');
+  expect(blobs.filter((r) => r.inUse).map((r) => r.id)).toEqual([kept]); // prune never takes a named blob
 
   // A snapshot in use keeps its blob.
   store.snapshotter.acquire(s.id);

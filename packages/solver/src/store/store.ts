@@ -170,10 +170,12 @@ export class Store {
   #blobUsage(blob: BlobInfo): UsageRecord {
     const refs = this.db.blobRefs({ digest: blob.digest });
     const owners = refs.map((r) => ('snapshot' in r.owner ? `snapshot ${r.owner.snapshot}` : r.owner.name));
+    // Prune never takes a named blob, nor one whose snapshot is in use.
+    const inUse = refs.some((r) => ('name' in r.owner ? true : this.snapshotter.isInUse(r.owner.snapshot)));
     return {
       id: blob.digest,
       mutable: false,
-      inUse: false,
+      inUse,
       size: blob.size,
       createdAt: blob.createdAt,
       usageCount: 0,
