@@ -202,7 +202,16 @@ export interface BuildContext {
   readonly entitlements: ReadonlySet<string>;
   /** Secret values by id (never logged, never cached). */
   readonly secrets: SecretProvider;
+  /** SSH agents the client forwards, by id (`default`, …); absent when none. */
+  readonly ssh?: SshAgentProvider;
   readonly progress: ProgressWriter;
+  /** The vertex this context is scoped to (set for op executors and sources). */
+  readonly vertex?: { digest: Digest; name: string };
+}
+
+export interface SshAgentProvider {
+  /** Path of the agent socket for `id`, or null when the build has none of that id. */
+  socketPath(id: string): string | null;
 }
 
 export interface SecretProvider {

@@ -8,6 +8,7 @@ import type {
   BuildResult,
   ProgressEvent,
   SecretProvider,
+  SshAgentProvider,
   UsageRecord,
 } from '@bkt/core';
 import type { BuildHistoryRecord, HistoryLimits } from './store/history.js';
@@ -46,6 +47,8 @@ export interface SolveRequest {
   /** Granted entitlements: `network.host`, `security.insecure`. */
   entitlements?: string[];
   secrets?: SecretProvider;
+  /** SSH agent sockets forwarded to `RUN --mount=type=ssh` (by id). */
+  ssh?: SshAgentProvider;
   signal?: AbortSignal;
   onProgress?: (event: ProgressEvent) => void;
   /** Build id (the Solve request's `ref`); generated when absent. */

@@ -24,6 +24,7 @@ import {
   type ProgressEvent,
   type ProgressWriter,
   type SecretProvider,
+  type SshAgentProvider,
   type Snapshot,
   type SourceIdentifier,
   type SourceInstance,
@@ -79,6 +80,7 @@ export interface BuildOptions {
   localDirs: Record<string, string>;
   entitlements: ReadonlySet<string>;
   secrets: SecretProvider;
+  ssh?: SshAgentProvider;
   noCache: boolean;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
@@ -146,7 +148,7 @@ export class Build {
   }
 
   /** A context for backends; `progress` decides which vertex their reports go to. */
-  context(progress: ProgressWriter, signal: AbortSignal = this.signal): BuildContext {
+  context(progress: ProgressWriter, signal: AbortSignal = this.signal, vertex?: { digest: Digest; name: string }): BuildContext {
     return {
       buildId: this.opts.buildId,
       root: this.engine.store.root,
@@ -156,7 +158,9 @@ export class Build {
       localDirs: this.opts.localDirs,
       entitlements: this.opts.entitlements,
       secrets: this.opts.secrets ?? NO_SECRETS,
+      ...(this.opts.ssh ? { ssh: this.opts.ssh } : {}),
       progress,
+      ...(vertex ? { vertex } : {}),
     };
   }
 
@@ -289,7 +293,7 @@ export class Build {
     const useCache = !this.opts.noCache && !v.metadata?.ignoreCache;
     const lookup = (key: string) => (useCache ? this.engine.store.db.getCache(key) : undefined);
     if (v.kind === 'source') {
-      const ctx = this.context(this.#writer(v));
+      const ctx = this.context(this.#writer(v), this.signal, { digest: v.digest, name: v.name });
       const source = this.engine.bkt.registries.sources.require(st.sourceId!.scheme);
       const instance = await source.resolve(st.sourceId!, ctx);
       const { key: contentKey } = await instance.cacheKey(ctx);
@@ -434,7 +438,7 @@ export class Build {
 
   async #execute(v: Vertex, k: KeyInfo, inputs: { snapshot: Snapshot | null }[], job: Job): Promise<(Snapshot | null)[]> {
     const signal = job.controller.signal;
-    const ctx = this.context(vertexWriter(v.digest, job.sinks), signal);
+    const ctx = this.context(vertexWriter(v.digest, job.sinks), signal, { digest: v.digest, name: v.name });
     const outs = await this.engine.pool.run(async () => {
       if (v.kind === 'source') return [await k.source!.snapshot(ctx)];
       return this.#executor(v).run(v.op, inputs, ctx);

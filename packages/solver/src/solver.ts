@@ -80,6 +80,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     localDirs: req.localDirs ?? {},
     entitlements: new Set(req.entitlements ?? []),
     secrets: history.secrets(req.secrets),
+    ...(req.ssh ? { ssh: req.ssh } : {}),
     noCache: req.noCache ?? false,
     onProgress: history.observe(req.onProgress),
     signal: req.signal,

@@ -53,7 +53,8 @@ interface Expected {
 
 /**
  * Cases build concurrently, at most CORPUS_CONCURRENCY (default 3) at a time,
- * sharing one store root and one set of servers, as builds on one machine do.
+ * sharing one set of servers. A store root belongs to one process at a time,
+ * so each slot has its own (reused by the cases that take the slot after it).
  */
 const CONCURRENCY = Math.max(1, Number(process.env.CORPUS_CONCURRENCY) || 3);
 
@@ -62,12 +63,10 @@ describe.skipIf(!ready)('Dockerfile corpus (expected values from peer builders)'
   let fx: Fixtures;
   let base: { tree: Entry[]; diffId: string };
   let work: string;
-  let root: string;
 
   beforeAll(async () => {
     fx = await startFixtures(CASES_DIR, cases);
     work = await mkdtemp(join(tmpdir(), 'bkt-corpus-'));
-    root = join(work, 'store');
     await registryImageToArchive(fx.base.reference, join(work, 'base.tar'));
     base = await baseTree(join(work, 'base.tar'));
   });
@@ -77,8 +76,8 @@ describe.skipIf(!ready)('Dockerfile corpus (expected values from peer builders)'
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  /** `bkt build` of one Dockerfile of a prepared case; `output` is an `--output` spec. */
-  async function bktBuild(c: Case, p: PreparedCase, dockerfile: string, output: string) {
+  /** `bkt build` of one Dockerfile of a prepared case with the store `root`; `output` is an `--output` spec. */
+  async function bktBuild(c: Case, p: PreparedCase, root: string, dockerfile: string, output: string) {
     const args = ['build', '--root', root, '--progress', 'plain', '-f', dockerfile, '--output', output];
     for (const [k, v] of Object.entries(c.spec.args ?? {})) args.push('--build-arg', `${k}=${v}`);
     if (c.spec.target) args.push('--target', c.spec.target);
@@ -92,16 +91,16 @@ describe.skipIf(!ready)('Dockerfile corpus (expected values from peer builders)'
 
   for (const c of cases) {
     it.concurrent(c.name, async ({ expect }) => {
-      await slots.acquire();
+      const slot = await slots.acquire();
       try {
-        await buildAndCompare(c, expect);
+        await buildAndCompare(c, join(work, `store-${slot}`), expect);
       } finally {
-        slots.release();
+        slots.release(slot);
       }
     });
   }
 
-  async function buildAndCompare(c: Case, expect: ExpectStatic): Promise<void> {
+  async function buildAndCompare(c: Case, root: string, expect: ExpectStatic): Promise<void> {
     const expectedFile = join(c.dir, 'expected.json');
     if (!existsSync(expectedFile)) throw new Error(`${c.name}: no expected.json; run scripts/dockerfile-peers/regenerate ${c.name}`);
     const expected = JSON.parse(await readFile(expectedFile, 'utf8')) as Expected;
@@ -112,7 +111,7 @@ describe.skipIf(!ready)('Dockerfile corpus (expected values from peer builders)'
       const p = await prepareCase(c, join(dir, 'case'), placeholders);
 
       if (c.spec.parent) {
-        const parent = await bktBuild(c, p, p.parentDockerfile!, `type=image,name=${placeholders.parent},push=true`);
+        const parent = await bktBuild(c, p, root, p.parentDockerfile!, `type=image,name=${placeholders.parent},push=true`);
         expect(parent.code, `parent build of ${c.name}:\n${parent.output}`).toBe(0);
         if (expected.parentConfig) {
           const config = await registryImageConfig(fx.registry.host, placeholders.parent!.slice(fx.registry.host.length + 1));
@@ -121,7 +120,7 @@ describe.skipIf(!ready)('Dockerfile corpus (expected values from peer builders)'
       }
 
       const archive = join(dir, 'image.tar');
-      const r = await bktBuild(c, p, p.dockerfile, `type=oci,dest=${archive}`);
+      const r = await bktBuild(c, p, root, p.dockerfile, `type=oci,dest=${archive}`);
       if (c.spec.error) {
         expect(r.code, `${c.name} must fail (peer failed with: ${expected.error})`).not.toBe(0);
         if (c.spec.error.match) expect(r.output).toMatch(caseRegex(c.spec.error.match));
@@ -140,22 +139,16 @@ describe.skipIf(!ready)('Dockerfile corpus (expected values from peer builders)'
   }
 });
 
-/** A counting semaphore: at most `n` holders at once. */
-function semaphore(n: number): { acquire(): Promise<void>; release(): void } {
-  let free = n;
-  const waiting: (() => void)[] = [];
+/** `n` numbered slots: `acquire()` waits for a free one and returns its number. */
+function semaphore(n: number): { acquire(): Promise<number>; release(slot: number): void } {
+  const free = Array.from({ length: n }, (_, i) => i);
+  const waiting: ((slot: number) => void)[] = [];
   return {
-    acquire: () => {
-      if (free > 0) {
-        free--;
-        return Promise.resolve();
-      }
-      return new Promise((resolve) => waiting.push(resolve));
-    },
-    release: () => {
+    acquire: () => (free.length > 0 ? Promise.resolve(free.shift()!) : new Promise((resolve) => waiting.push(resolve))),
+    release: (slot) => {
       const next = waiting.shift();
-      if (next) next();
-      else free++;
+      if (next) next(slot);
+      else free.push(slot);
     },
   };
 }
