@@ -205,8 +205,8 @@ const builders = [];
 try {
   const base = (await testkit.pushBusyboxImage(registry, 'busybox')).reference;
   builders.push(bktBuilder(work));
-  if (!args['skip-buildah']) builders.push(await buildahBuilder(work));
   if (!args['skip-docker']) builders.push(await dockerBuilder(work, registry.host));
+  if (!args['skip-buildah']) builders.push(await buildahBuilder(work));
 
   const only = args.only ? new Set(args.only.split(',')) : undefined;
   /** times[scenario][phase][builder] = best ms */

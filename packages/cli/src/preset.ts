@@ -6,6 +6,8 @@ import { builtinOpsPlugin } from '@bkt/solver';
 import imageSource from '@bkt/source-image';
 import localSource from '@bkt/source-local';
 import runcWorker, { type SshAgentProvider } from '@bkt/worker-runc';
+import { gitSource } from './sources/git.js';
+import { httpSource } from './sources/http.js';
 
 /** Per-build options of the default preset. */
 export interface DefaultPresetOptions {
@@ -15,8 +17,8 @@ export interface DefaultPresetOptions {
 
 /**
  * The built-in backends every build starts with (unless a config sets
- * `defaultPreset: false`): the `local`, `docker-image` and `oci-layout`
- * sources, the `local`, `tar`, `image`, `oci` and `docker` exporters, the
+ * `defaultPreset: false`): the `local`, `docker-image`, `oci-layout`,
+ * `https`/`http` and `git` sources, the `local`, `tar`, `image`, `oci` and `docker` exporters, the
  * solver's file, merge and diff ops, exec in runc, and the Dockerfile frontend. A config plugin with
  * the same name replaces one of these (to pass it options).
  */
@@ -26,6 +28,8 @@ export function defaultPreset(opts: DefaultPresetOptions = {}): BktPreset {
     plugins: () => [
       localSource(),
       imageSource(),
+      httpSource(),
+      gitSource(),
       localExporters(),
       ociExporters(),
       builtinOpsPlugin(),

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { chmod, chown, link, lstat, mkdir, mkdtemp, readFile, readlink, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BuildContext, BuildResult, Snapshot } from '@bkt/core';
 import localExporters from './index.js';
@@ -47,7 +47,7 @@ async function exporter(type: string, attrs: Record<string, string>, stdout?: No
 }
 
 describe('local exporter', () => {
-  it('writes the tree with modes, owners, symlinks and hardlinks, replacing dest', async () => {
+  it('writes the tree with modes, owners, symlinks and hardlinks, keeping what dest already had', async () => {
     const src = await makeTree();
     const dest = join(work, 'out');
     await mkdir(dest);
@@ -55,7 +55,8 @@ describe('local exporter', () => {
     const result: BuildResult = { ref: dirSnapshot(src), metadata: {} };
     await (await exporter('local', { dest })).export(result, ctx());
 
-    expect((await readdir(dest)).sort()).toEqual(['a.txt', 'dir']);
+    expect((await readdir(dest)).sort()).toEqual(['a.txt', 'dir', 'stale.txt']);
+    expect(await readFile(join(dest, 'stale.txt'), 'utf8')).toBe('old'); // merged, as BuildKit: never deleted
     expect(await readFile(join(dest, 'a.txt'), 'utf8')).toBe('hello');
     expect((await stat(join(dest, 'dir/exec.sh'))).mode & 0o7777).toBe(0o750);
     expect((await stat(join(dest, 'dir/sub'))).mode & 0o7777).toBe(0o1777);
@@ -65,6 +66,27 @@ describe('local exporter', () => {
     const a = await stat(join(dest, 'a.txt'));
     expect((await stat(join(dest, 'dir/a-hardlink'))).ino).toBe(a.ino);
     if (isRoot) expect([a.uid, a.gid]).toEqual([1234, 5678]);
+  });
+
+  it('merges into a project directory (as `-o .`): replaces only the result\'s paths, never follows a symlink in the way', async () => {
+    const src = await makeTree();
+    const project = join(work, 'project');
+    await mkdir(join(project, 'dir/keep'), { recursive: true });
+    await mkdir(join(project, '.git'));
+    await writeFile(join(project, '.git/HEAD'), 'ref: main');
+    await writeFile(join(project, 'dir/keep/mine.txt'), 'mine');
+    await mkdir(join(project, 'a.txt')); // a directory where the result has a file: replaced
+    const outside = join(work, 'outside');
+    await mkdir(outside);
+    await symlink(outside, join(project, 'dir/sub')); // a symlink where the result has a directory: replaced, not followed
+    await (await exporter('local', { dest: project })).export({ ref: dirSnapshot(src), metadata: {} }, ctx());
+
+    expect(await readFile(join(project, '.git/HEAD'), 'utf8')).toBe('ref: main');
+    expect(await readFile(join(project, 'dir/keep/mine.txt'), 'utf8')).toBe('mine');
+    expect(await readFile(join(project, 'a.txt'), 'utf8')).toBe('hello');
+    expect((await lstat(join(project, 'dir/sub'))).isDirectory()).toBe(true);
+    expect(await readdir(outside)).toEqual([]);
+    expect(await readFile(join(project, 'dir/exec.sh'), 'utf8')).toBe('#!/bin/sh\necho hi\n');
   });
 
   it('writes an empty directory for an empty (scratch) result', async () => {
@@ -91,9 +113,10 @@ describe('local exporter', () => {
     expect(await readFile(join(dest, 'linux_amd64/f'), 'utf8')).toBe('amd64');
     expect(await readFile(join(dest, 'linux_arm64_v8/f'), 'utf8')).toBe('arm64');
 
-    await (await exporter('local', { dest, 'platform-split': 'false' })).export(result, ctx());
-    expect(await readdir(dest)).toEqual(['f']);
-    expect(await readFile(join(dest, 'f'), 'utf8')).toBe('arm64');
+    const flat = join(work, 'flat');
+    await (await exporter('local', { dest: flat, 'platform-split': 'false' })).export(result, ctx());
+    expect(await readdir(flat)).toEqual(['f']);
+    expect(await readFile(join(flat, 'f'), 'utf8')).toBe('arm64');
   });
 
   it('rejects unknown and missing attributes, naming them', async () => {
@@ -150,6 +173,18 @@ describe('tar exporter', () => {
     execFileSync('tar', ['-xf', file1, '-C', x]);
     expect(await readFile(join(x, 'dir/a-hardlink'), 'utf8')).toBe('hello');
     expect(await readdir(join(work, 'out'))).toEqual(['one.tar']); // no temp file left
+  });
+
+  it('fails promptly (no hang, no unhandled rejection) when the output breaks', async () => {
+    const src = await makeTree();
+    const broken = new Writable({
+      write(_chunk, _enc, cb) {
+        const err = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+        cb(err);
+      },
+    });
+    const err = await (await exporter('tar', { dest: '-' }, broken)).export({ ref: dirSnapshot(src), metadata: {} }, ctx()).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/EPIPE/);
   });
 
   it('writes to the given stdout for dest=-', async () => {

@@ -1,9 +1,9 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { BktError, type Attrs, type BuildResult, type Exporter, type Mounted, type Snapshot } from '@bkt/core';
-import { copyTree, emptyDir } from './write-dir.js';
+import { copyTree, ensureDestDir } from './write-dir.js';
 import { writeTar } from './write-tar.js';
 
 /** Where `tar` writes when `dest=-`; tests and servers may pass another stream. */
@@ -100,7 +100,7 @@ async function withScratchDir<T>(base: string, fn: (scratch: () => Promise<strin
   }
 }
 
-/** Replacing `dest`'s contents must not delete the store, nor write into it. */
+/** Exporting must not write into the store, nor lay a tree over it. */
 function refuseOverlap(dest: string, storeRoot: string): void {
   const inside = (child: string, parent: string) => {
     const rel = relative(parent, child);
@@ -115,7 +115,11 @@ function refuseOverlap(dest: string, storeRoot: string): void {
   }
 }
 
-/** The `local` exporter: replaces the contents of directory `dest` with the result's tree. */
+/**
+ * The `local` exporter: lays the result's tree over directory `dest` (created
+ * when missing). As with BuildKit, it merges: entries of the result replace
+ * what `dest` has at their paths, and nothing else in `dest` is deleted.
+ */
 export function createLocalExporter(): Exporter {
   return {
     type: 'local',
@@ -129,11 +133,16 @@ export function createLocalExporter(): Exporter {
           await withScratchDir(ctx.root, async (scratch) => {
             const { mounts, release } = await mountAll(trees, scratch);
             try {
-              await emptyDir(target);
+              await ensureDestDir(target);
               for (const m of mounts) {
-                const into = m.prefix ? join(target, m.prefix) : target;
-                if (m.prefix) await mkdir(into, { recursive: true });
-                await copyTree(m.path, into, { merge: !m.prefix && mounts.length > 1 });
+                const into = m.prefix ? join(target, m.prefix.replace(/\/$/, '')) : target;
+                if (m.prefix) {
+                  // A file or symlink in the way is replaced (never followed); a directory is merged into.
+                  const existing = await lstat(into).catch(() => undefined);
+                  if (existing && !existing.isDirectory()) await rm(into, { force: true });
+                  await mkdir(into, { recursive: true });
+                }
+                await copyTree(m.path, into);
               }
             } finally {
               await release();
@@ -162,9 +171,17 @@ export function createTarExporter(opts: LocalExporterOptions = {}): Exporter {
                 const stdout = opts.stdout ?? process.stdout;
                 const through = new PassThrough();
                 const drained = new Promise((ok) => through.once('end', ok));
-                through.pipe(stdout as NodeJS.WritableStream, { end: false });
-                await writeTar(mounts, through);
-                await drained;
+                // stdout is not ended (others may write after us), so its errors are forwarded by hand.
+                const onError = (err: Error) => through.destroy(err);
+                stdout.once('error', onError);
+                try {
+                  through.pipe(stdout as NodeJS.WritableStream, { end: false });
+                  await writeTar(mounts, through);
+                  await drained;
+                } finally {
+                  stdout.removeListener('error', onError);
+                  through.unpipe(stdout as NodeJS.WritableStream);
+                }
                 return;
               }
               const file = resolve(dest);

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, constants, lchown, lstat, link, lutimes, mkdir, readdir, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
+import { chmod, copyFile, constants, lchown, lstat, link, lutimes, mkdir, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -10,21 +10,24 @@ const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
 
 /**
- * Copies the tree at `src` into the directory `dest`, preserving modes,
- * owners (when running as root), symlinks (as symlinks, never followed),
- * hardlinks within the tree, device nodes, fifos and mtimes.
- * `dest` must be an empty directory, unless `merge` is set: then the tree is
- * laid over what `dest` holds (existing directories kept, other entries replaced).
+ * Lays the tree at `src` over the directory `dest`, as BuildKit's local
+ * export (a merging receive) does: an entry of the tree replaces what `dest`
+ * has at its path (a directory over a directory is kept and merged into);
+ * nothing else in `dest` is touched, so files the tree lacks stay. Preserves
+ * modes, owners (when running as root), symlinks (as symlinks, never
+ * followed), hardlinks within the tree, device nodes, fifos and mtimes.
+ * Entries are written parents first, and an existing symlink in the way is
+ * replaced, never followed, so the tree cannot write outside `dest`.
  */
-export async function copyTree(src: string, dest: string, opts: { merge?: boolean } = {}): Promise<void> {
+export async function copyTree(src: string, dest: string): Promise<void> {
   const linked = new Map<string, string>();
   const dirs: { path: string; stat: Stats }[] = [];
   for await (const entry of walkSorted(src)) {
     const target = join(dest, entry.rel);
     const st = entry.stat;
-    if (opts.merge) await clearForMerge(target, st.isDirectory());
+    await clearForMerge(target, st.isDirectory());
     if (st.isDirectory()) {
-      await mkdir(target, { mode: 0o700, recursive: opts.merge });
+      await mkdir(target, { mode: 0o700, recursive: true });
       dirs.push({ path: target, stat: st });
       continue;
     }
@@ -92,12 +95,13 @@ async function makeNode(path: string, st: Stats): Promise<void> {
 }
 
 /**
- * Makes `dest` an empty directory: creates it (and its parents) when missing,
- * empties it when it exists. Refuses `/` and a path that is not a directory.
+ * Makes sure `dest` is a directory to export into: creates it (and its
+ * parents) when missing. Refuses `/` and a path that is not a directory.
+ * Never removes anything.
  */
-export async function emptyDir(dest: string): Promise<void> {
+export async function ensureDestDir(dest: string): Promise<void> {
   if (dest === '/') {
-    throw new BktError('INVALID_ARGUMENT', 'local exporter: refusing to replace the contents of "/" (attribute dest)', {
+    throw new BktError('INVALID_ARGUMENT', 'local exporter: refusing to write into "/" (attribute dest)', {
       attribute: 'dest',
     });
   }
@@ -117,5 +121,4 @@ export async function emptyDir(dest: string): Promise<void> {
       path: dest,
     });
   }
-  for (const name of await readdir(dest)) await rm(join(dest, name), { recursive: true, force: true });
 }

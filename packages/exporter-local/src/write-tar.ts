@@ -15,16 +15,20 @@ export interface TarTree {
  * Writes the trees as one tar stream into `out`: entries in byte order of
  * their paths (deterministic), with mode, uid, gid, mtime, symlink targets
  * (never followed), hardlinks within the output and device numbers.
- * Resolves once `out` has received every byte.
+ * Resolves once `out` has received every byte; rejects with `out`'s error
+ * (EPIPE, ENOSPC, …) as soon as it fails, never leaving a write waiting.
  */
 export async function writeTar(trees: TarTree[], out: Writable): Promise<void> {
   const pack = tar.pack();
   const done = pipeline(pack, out);
+  done.catch(() => undefined); // observed below; this only keeps an early failure from being unhandled
+  // Each write waits for its entry or for the stream to fail, whichever comes first.
+  const addEntry = (header: Partial<tar.Header> & { name: string }) => Promise.race([entryWritten(pack, header), failed(done)]);
   try {
     const linked = new Map<string, string>();
     for (const tree of trees) {
       if (tree.prefix) {
-        await addEntry(pack, { name: tree.prefix, type: 'directory', mode: 0o755, mtime: new Date(0) });
+        await addEntry({ name: tree.prefix, type: 'directory', mode: 0o755, mtime: new Date(0) });
       }
       for await (const entry of walkSorted(tree.path)) {
         const st = entry.stat;
@@ -33,23 +37,23 @@ export async function writeTar(trees: TarTree[], out: Writable): Promise<void> {
         if (!st.isDirectory() && st.nlink > 1) {
           const first = linked.get(inodeKey(st));
           if (first) {
-            await addEntry(pack, { ...common, type: 'link', linkname: first });
+            await addEntry({ ...common, type: 'link', linkname: first });
             continue;
           }
           linked.set(inodeKey(st), name);
         }
         if (st.isDirectory()) {
-          await addEntry(pack, { ...common, name: `${name}/`, type: 'directory' });
+          await addEntry({ ...common, name: `${name}/`, type: 'directory' });
         } else if (st.isSymbolicLink()) {
-          await addEntry(pack, { ...common, type: 'symlink', linkname: await readlink(entry.abs) });
+          await addEntry({ ...common, type: 'symlink', linkname: await readlink(entry.abs) });
         } else if (st.isFile()) {
           const stream = pack.entry({ ...common, type: 'file', size: st.size });
-          await pipeline(createReadStream(entry.abs), stream);
+          await Promise.race([pipeline(createReadStream(entry.abs), stream), failed(done)]);
         } else if (st.isFIFO()) {
-          await addEntry(pack, { ...common, type: 'fifo' });
+          await addEntry({ ...common, type: 'fifo' });
         } else if (st.isCharacterDevice() || st.isBlockDevice()) {
           const rdev = BigInt(st.rdev);
-          await addEntry(pack, {
+          await addEntry({
             ...common,
             type: st.isCharacterDevice() ? 'character-device' : 'block-device',
             devmajor: Number((rdev >> 8n) & 0xfffn),
@@ -68,8 +72,16 @@ export async function writeTar(trees: TarTree[], out: Writable): Promise<void> {
   await done;
 }
 
-function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }): Promise<void> {
+function entryWritten(pack: tar.Pack, header: Partial<tar.Header> & { name: string }): Promise<void> {
   return new Promise((resolve, reject) => {
     pack.entry(header, (err) => (err ? reject(err) : resolve()));
   });
+}
+
+/** Rejects when `done` rejects; never resolves (a finished stream is no failure to race against). */
+function failed(done: Promise<void>): Promise<never> {
+  return done.then(
+    () => new Promise<never>(() => {}),
+    (err: unknown) => Promise.reject(err),
+  );
 }

@@ -74,12 +74,12 @@ class ImageExporterInstance implements ExporterInstance {
 
   async #withClient(names: string[], fn: (c: RegistryClient) => Promise<void>): Promise<void> {
     if (!this.opts.insecure) return fn(this.shared.client ?? this.shared.defaultClient());
-    // registry.insecure: HTTPS without certificate verification for the target registries.
+    // registry.insecure, as BuildKit's push: HTTPS without certificate verification, falling back to plain HTTP.
     const base = this.shared.registry ?? {};
     const hosts = { ...base.hosts };
     for (const n of names) {
       const host = parseReference(n).registry;
-      hosts[host] = { ...hosts[host], insecure: true };
+      hosts[host] = { ...hosts[host], insecure: true, http: hosts[host]?.http ?? true };
     }
     const client = new RegistryClient({ ...base, hosts });
     try {

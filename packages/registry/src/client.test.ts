@@ -364,6 +364,17 @@ describe('faults (through the proxy)', () => {
     }
   });
 
+  it('with verifyDigest: false, hands out wrong bytes for the consumer to check, but still checks the size', async () => {
+    const { data, desc } = blob(20_000);
+    await client.pushBlob(`${registry.host}/fault/nv`, desc, data);
+    proxy.inject({ method: 'GET', path: /\/blobs\//, fault: { kind: 'corrupt' } });
+    const got = await collect(client.blobStream(`${proxy.host}/fault/nv`, desc, { verifyDigest: false }));
+    expect(got.length).toBe(data.length);
+    expect(got.equals(data)).toBe(false);
+    const err = await rejection(collect(client.blobStream(`${registry.host}/fault/nv`, { ...desc, size: desc.size - 1 }, { verifyDigest: false })));
+    expect(err.message).toContain(`more than the ${desc.size - 1} bytes`);
+  });
+
   it('refuses a corrupted manifest fetched by digest', async () => {
     const { desc } = await pushImage(client, `${registry.host}/fault/cm`, 'v1');
     const corruptProxy = await startFaultProxy(registry.host);

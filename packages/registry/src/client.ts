@@ -122,7 +122,7 @@ export class RegistryClient {
     const ep = pushEndpoint(registry, this.#hosts);
     await this.#limiter.run(async () => {
       const res = await withRetries(this.#retry, opts.signal, async () => {
-        const r = await this.#transport.send({ method: 'GET', url: new URL(`${ep.base}/`), insecure: ep.insecure, signal: opts.signal });
+        const r = await this.#transport.send({ method: 'GET', url: new URL(`${ep.base}/`), insecure: ep.insecure, httpFallback: ep.httpFallback, signal: opts.signal });
         if (isRetryableStatus(r.status)) throw new RetryableStatus(r, `ping ${registry}`);
         return r;
       }).catch((err) => {
@@ -224,16 +224,23 @@ export class RegistryClient {
    * A blob's bytes as a stream that resumes with `Range` after a dropped
    * connection and throws at its end (instead of finishing) when the bytes
    * don't match `desc.digest` and `desc.size` — so a consumer that commits on
-   * completion (a content store) never commits wrong bytes.
+   * completion (a content store) never commits wrong bytes. `verifyDigest:
+   * false` leaves the digest check (not the size check) to a consumer that
+   * hashes the bytes anyway, such as a content store writing with an expected
+   * digest: one pass of sha256 less.
    */
-  blobStream(repo: RefLike, desc: Pick<Descriptor, 'digest' | 'size'>, opts: { signal?: AbortSignal } = {}): AsyncIterable<Uint8Array> {
+  blobStream(
+    repo: RefLike,
+    desc: Pick<Descriptor, 'digest' | 'size'>,
+    opts: { signal?: AbortSignal; verifyDigest?: boolean } = {},
+  ): AsyncIterable<Uint8Array> {
     const r = toRef(repo);
     const self = this;
     return {
       async *[Symbol.asyncIterator]() {
         const release = await self.#limiter.acquire();
         try {
-          yield* self.#blobStreamFromEndpoints(r, desc, opts.signal);
+          yield* self.#blobStreamFromEndpoints(r, desc, opts.verifyDigest ?? true, opts.signal);
         } catch (err) {
           throw self.#networkError(err, `GET blob ${desc.digest} from ${r.registry}/${r.repository}`, opts.signal);
         } finally {
@@ -430,13 +437,18 @@ export class RegistryClient {
     return { mediaType: 'application/octet-stream', digest, size: Number(header(res, 'content-length') ?? -1) };
   }
 
-  async *#blobStreamFromEndpoints(r: Reference, desc: Pick<Descriptor, 'digest' | 'size'>, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+  async *#blobStreamFromEndpoints(
+    r: Reference,
+    desc: Pick<Descriptor, 'digest' | 'size'>,
+    verifyDigest: boolean,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<Uint8Array> {
     const endpoints = pullEndpoints(r.registry, this.#hosts);
     for (const [i, ep] of endpoints.entries()) {
       const last = i === endpoints.length - 1;
       let started = false;
       try {
-        for await (const chunk of this.#blobStream(ep, r, desc, signal)) {
+        for await (const chunk of this.#blobStream(ep, r, desc, verifyDigest, signal)) {
           started = true;
           yield chunk;
         }
@@ -448,9 +460,15 @@ export class RegistryClient {
     }
   }
 
-  async *#blobStream(ep: Endpoint, r: Reference, desc: Pick<Descriptor, 'digest' | 'size'>, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+  async *#blobStream(
+    ep: Endpoint,
+    r: Reference,
+    desc: Pick<Descriptor, 'digest' | 'size'>,
+    verifyDigest: boolean,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<Uint8Array> {
     const what = `GET blob ${desc.digest} from ${ep.host}/${r.repository}`;
-    const hash = createHash('sha256');
+    const hash = verifyDigest ? createHash('sha256') : undefined;
     let offset = 0;
     let failures = 0;
     for (;;) {
@@ -487,7 +505,7 @@ export class RegistryClient {
             res.body.destroy();
             throw new BktError('INTERNAL', `${what}: the registry sent more than the ${desc.size} bytes the descriptor says; refusing the blob`, { digest: desc.digest });
           }
-          hash.update(chunk);
+          hash?.update(chunk);
           yield chunk;
         }
         // A server that closes early without an error looks like a clean end: check the length.
@@ -503,6 +521,7 @@ export class RegistryClient {
         await sleep(backoffDelay(this.#retry, failures), undefined, { signal });
       }
     }
+    if (!hash) return;
     const got: Digest = `sha256:${hash.digest('hex')}`;
     if (got !== desc.digest) throw this.#mismatch(what, desc.digest, got);
   }
@@ -632,15 +651,17 @@ export class RegistryClient {
    */
   async #send(ep: Endpoint, scopes: Scope[], req: HttpRequest): Promise<HttpResponse> {
     const authorizer = this.#authorizer(ep);
+    // An endpoint that fell back to plain HTTP is the same origin over http and https.
+    const originOf = (u: URL) => (ep.httpFallback ? this.#transport.effectiveUrl(u).origin : u.origin);
     let url = req.url;
     for (let round = 0, redirects = 0; ; ) {
-      const sameOrigin = url.origin === req.url.origin;
+      const sameOrigin = originOf(url) === originOf(req.url);
       const authorization = sameOrigin ? await authorizer.authorization(scopes) : undefined;
       const headers = { ...req.headers };
       if (authorization) headers.authorization = authorization;
       let res: HttpResponse;
       try {
-        res = await this.#transport.send({ ...req, url, headers, insecure: ep.insecure });
+        res = await this.#transport.send({ ...req, url, headers, insecure: ep.insecure, httpFallback: ep.httpFallback });
       } catch (err) {
         throw annotate(err, ep);
       }

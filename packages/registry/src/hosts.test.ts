@@ -26,6 +26,17 @@ describe('endpoints', () => {
     expect(pushEndpoint('reg.local', { 'reg.local': { http: true } }).base).toBe('http://reg.local/v2');
   });
 
+  it('makes insecure + http (given, or loopback\'s default) HTTPS without verification that may fall back to HTTP, as BuildKit', () => {
+    expect(pushEndpoint('127.0.0.1:5000', { '127.0.0.1:5000': { insecure: true } })).toMatchObject({
+      base: 'https://127.0.0.1:5000/v2',
+      insecure: true,
+      httpFallback: true,
+    });
+    expect(pushEndpoint('reg.local', { 'reg.local': { insecure: true, http: true } })).toMatchObject({ base: 'https://reg.local/v2', httpFallback: true });
+    expect(pushEndpoint('reg.local', { 'reg.local': { insecure: true } })).toMatchObject({ base: 'https://reg.local/v2', httpFallback: false });
+    expect(pushEndpoint('127.0.0.1:5000', {})).toMatchObject({ base: 'http://127.0.0.1:5000/v2', httpFallback: false });
+  });
+
   it('lists mirrors (with their own settings and path prefixes) before the origin for pulls only', () => {
     const hosts = { 'docker.io': { mirrors: ['mirror.local/hub', 'm2.local:5000'] }, 'm2.local:5000': { http: true } };
     expect(pullEndpoints('docker.io', hosts).map((e) => [e.base, e.mirror])).toEqual([
@@ -129,6 +140,26 @@ describe('TLS', () => {
       strict.close();
       insecure.close();
       await registry.stop();
+    }
+  });
+
+  it('with insecure + http, talks HTTPS to a TLS registry and falls back to HTTP for a plain one', async () => {
+    const [tls, plain] = await Promise.all([startRegistry({ tls: true }), startRegistry()]);
+    const hosts = { [tls.host]: { insecure: true, http: true }, [plain.host]: { insecure: true, http: true } };
+    const client = new RegistryClient({ credentials: staticCredentials({}), hosts, retry: { attempts: 1 } });
+    try {
+      for (const host of [tls.host, plain.host]) {
+        await client.ping(host);
+        const data = randomBytes(3000);
+        // Uploads follow the registry's Location (http:// for the plain one) and still end with the digest check.
+        expect(await client.pushBlob(`${host}/fallback/a`, { digest: sha256(data), size: data.length }, data, { chunkSize: 1024 })).toBe('uploaded');
+        const back: Buffer[] = [];
+        for await (const c of client.blobStream(`${host}/fallback/a`, { digest: sha256(data), size: data.length })) back.push(Buffer.from(c));
+        expect(Buffer.concat(back).equals(data)).toBe(true);
+      }
+    } finally {
+      client.close();
+      await Promise.all([tls.stop(), plain.stop()]);
     }
   });
 });

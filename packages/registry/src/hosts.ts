@@ -1,7 +1,10 @@
 /**
  * Per-registry connection settings, as buildkitd.toml's `[registry."host"]`
  * tables: `http = true` (plain HTTP), `insecure = true` (HTTPS without
- * certificate verification), `mirrors = ["mirror.example.com", …]`.
+ * certificate verification), `mirrors = ["mirror.example.com", …]`. Both
+ * `insecure` and `http` (given, or by default for loopback hosts) mean, as in
+ * BuildKit, HTTPS without verification that falls back to plain HTTP when the
+ * server speaks it.
  */
 import { DOCKER_HUB } from './reference.js';
 
@@ -24,6 +27,8 @@ export interface Endpoint {
   /** `https://registry-1.docker.io/v2` or `http://127.0.0.1:5000/prefix/v2`, no trailing slash. */
   base: string;
   insecure: boolean;
+  /** `base` is https, but the server may speak plain HTTP: use http when the TLS handshake says so. */
+  httpFallback: boolean;
   mirror: boolean;
 }
 
@@ -38,9 +43,11 @@ function endpoint(hostAndPath: string, config: RegistryHostsConfig, mirror: bool
   const prefix = slash >= 0 ? hostAndPath.slice(slash).replace(/\/+$/, '') : '';
   const settings = config[hostAndPath] ?? config[host] ?? {};
   const http = settings.http ?? isLoopback(host);
+  const insecure = settings.insecure ?? false;
+  const httpFallback = http && insecure;
   // Docker Hub's API lives on registry-1.docker.io, as in containerd.
   const apiHost = host === DOCKER_HUB ? 'registry-1.docker.io' : host;
-  return { host, base: `${http ? 'http' : 'https'}://${apiHost}${prefix}/v2`, insecure: settings.insecure ?? false, mirror };
+  return { host, base: `${http && !httpFallback ? 'http' : 'https'}://${apiHost}${prefix}/v2`, insecure, httpFallback, mirror };
 }
 
 /** The endpoints for pulling from `registry`: its mirrors in order, then the registry itself. */

@@ -21,6 +21,13 @@ export interface HttpRequest {
   body?: Uint8Array | StreamBody;
   /** Skip TLS certificate verification. */
   insecure?: boolean;
+  /**
+   * An https URL whose server may speak plain HTTP (BuildKit's `httpFallback`
+   * for hosts that are both `insecure` and `http`): when the TLS handshake
+   * gets a plain-HTTP answer, the request, and every later one to that origin
+   * with this flag, goes over http.
+   */
+  httpFallback?: boolean;
   signal?: AbortSignal;
 }
 
@@ -60,9 +67,31 @@ export class Transport {
   readonly #http = new http.Agent({ keepAlive: true });
   readonly #https = new https.Agent({ keepAlive: true });
   readonly #httpsInsecure = new https.Agent({ keepAlive: true, rejectUnauthorized: false });
+  /** https origins found to answer in plain HTTP (see `HttpRequest.httpFallback`). */
+  readonly #plainHttp = new Set<string>();
+
+  /** `url` as requests with `httpFallback` reach it: over http once its https origin was found to speak plain HTTP. */
+  effectiveUrl(url: URL): URL {
+    if (url.protocol !== 'https:' || !this.#plainHttp.has(url.origin)) return url;
+    const plain = new URL(url);
+    plain.protocol = 'http:';
+    return plain;
+  }
 
   /** Sends one request; resolves when the response headers arrive. */
-  send(req: HttpRequest): Promise<HttpResponse> {
+  async send(req: HttpRequest): Promise<HttpResponse> {
+    if (!req.httpFallback) return this.#exchange(req);
+    const url = this.effectiveUrl(req.url);
+    try {
+      return await this.#exchange({ ...req, url });
+    } catch (err) {
+      if (url.protocol !== 'https:' || (err as { code?: string }).code !== 'EPROTO' || !/wrong version number/i.test((err as Error).message)) throw err;
+      this.#plainHttp.add(url.origin);
+      return this.#exchange({ ...req, url: this.effectiveUrl(url) });
+    }
+  }
+
+  #exchange(req: HttpRequest): Promise<HttpResponse> {
     const isHttps = req.url.protocol === 'https:';
     const agent = isHttps ? (req.insecure ? this.#httpsInsecure : this.#https) : this.#http;
     const headers: Record<string, string> = { 'user-agent': 'bkt', ...req.headers };
@@ -75,12 +104,16 @@ export class Transport {
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url: req.url });
       });
       request.setTimeout(SOCKET_TIMEOUT_MS, () => request.destroy(Object.assign(new Error('request timeout'), { code: 'ETIMEDOUT' })));
-      request.on('error', reject);
       if (req.body === undefined || req.body instanceof Uint8Array) {
+        request.on('error', reject);
         request.end(req.body);
       } else {
         const source = Readable.from(req.body.open());
         source.on('error', (err) => request.destroy(err));
+        request.on('error', (err) => {
+          source.destroy();
+          reject(err);
+        });
         source.pipe(request);
       }
     });

@@ -2,7 +2,7 @@
  * Scheduling (independent branches run concurrently, the default pool size)
  * and the frontend bridge (errors, warnings, image configs).
  */
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -13,7 +13,7 @@ import { createMergeOpExecutor } from './ops/merge.js';
 import { defaultParallelism } from './pool.js';
 import { openSolver } from './solver.js';
 import { mountsUnder } from './store/sys.js';
-import { DefBuilder, testPlugin } from './testutil.js';
+import { DefBuilder, testPlugin, treeOf } from './testutil.js';
 
 let root: string;
 let solver: Solver | undefined;
@@ -34,24 +34,6 @@ async function open(plugins: BktPlugin[]): Promise<Solver> {
   return solver;
 }
 
-async function tree(snap: Snapshot | null): Promise<Record<string, string>> {
-  if (!snap) return {};
-  const m = await snap.mount();
-  try {
-    const out: Record<string, string> = {};
-    const walk = async (rel: string) => {
-      for (const e of await readdir(join(m.path, rel), { withFileTypes: true })) {
-        const r = rel ? `${rel}/${e.name}` : e.name;
-        if (e.isDirectory()) await walk(r);
-        else out[r] = await readFile(join(m.path, r), 'utf8');
-      }
-    };
-    await walk('');
-    return out;
-  } finally {
-    await m.release();
-  }
-}
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -60,8 +42,18 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** An `exec` executor that sleeps `ms`, then writes `/out-<args[1]>` over its rootfs input (scratch here: no mount to slow it down). */
-function slowExecPlugin(ms: number, runs: string[]): BktPlugin {
+/** When one slow exec slept: from its start to its end (performance.now()). */
+interface Span {
+  start: number;
+  end: number;
+}
+
+/**
+ * An `exec` executor that sleeps `ms`, then writes `/out-<args[1]>` over its
+ * rootfs input (scratch here: no mount to slow it down). Records each run's
+ * name in `runs` and its sleep in `spans`.
+ */
+function slowExecPlugin(ms: number, runs: string[], spans: Span[] = []): BktPlugin {
   return {
     name: 'slow-exec',
     opExecutors: [
@@ -70,7 +62,9 @@ function slowExecPlugin(ms: number, runs: string[]): BktPlugin {
         async run(op, inputs, ctx) {
           const args = ((op as pb.Op).op as { value: pb.ExecOp }).value.meta!.args;
           runs.push(args[1]);
+          const start = performance.now();
           await sleep(ms, ctx.signal);
+          spans.push({ start, end: performance.now() });
           const mut = await ctx.snapshotter.prepare(inputs[0]?.snapshot ?? null);
           await writeFile(join(mut.path, `out-${args[1]}`), args[1]);
           return [await mut.commit()];
@@ -87,6 +81,11 @@ function branches(g: DefBuilder): string[] {
   );
 }
 
+/** True when every span was running at one common instant (the last start precedes the first end). */
+function allOverlap(spans: Span[]): boolean {
+  return Math.max(...spans.map((x) => x.start)) < Math.min(...spans.map((x) => x.end));
+}
+
 describe('scheduling', () => {
   it('defaults to max(8, 2 × cores) op slots', () => {
     expect(defaultParallelism(1)).toBe(8);
@@ -96,7 +95,8 @@ describe('scheduling', () => {
 
   it('runs independent branches copied one after another into a stage concurrently (as COPY --from=s1 … --from=s4)', async () => {
     const runs: string[] = [];
-    const s = await open([testPlugin(), slowExecPlugin(1000, runs)]);
+    const spans: Span[] = [];
+    const s = await open([testPlugin(), slowExecPlugin(1000, runs, spans)]);
     const g = new DefBuilder();
     let top = g.mkfile(null, { '/base': 'base' });
     for (const [j, b] of branches(g).entries()) top = g.copy(top, b, `/out-${j + 1}`, `/r/${j + 1}`);
@@ -105,9 +105,12 @@ describe('scheduling', () => {
     const t0 = performance.now();
     const r = await s.solve({ definition: def });
     const wall = performance.now() - t0;
+    // The four sleeps ran at the same time (robust on a loaded machine), and the whole build took about one.
+    expect(spans).toHaveLength(4);
+    expect(allOverlap(spans)).toBe(true);
     expect(wall).toBeLessThan(1600);
     expect(runs.sort()).toEqual(['1', '2', '3', '4']);
-    expect(await tree(r.result.ref)).toEqual({ base: 'base', 'r/1': '1', 'r/2': '2', 'r/3': '3', 'r/4': '4' });
+    expect(await treeOf(r.result.ref)).toEqual({ base: 'base', 'r/1': '1', 'r/2': '2', 'r/3': '3', 'r/4': '4' });
 
     // Fully cached: nothing runs again, and nothing upstream of the hit is materialized.
     const again = await s.solve({ definition: def });
@@ -117,15 +120,19 @@ describe('scheduling', () => {
 
   it('runs independent branches merged into one op concurrently', async () => {
     const runs: string[] = [];
-    const s = await open([testPlugin(), slowExecPlugin(1000, runs), { name: 'merge', opExecutors: [createMergeOpExecutor()] }]);
+    const spans: Span[] = [];
+    const s = await open([testPlugin(), slowExecPlugin(1000, runs, spans), { name: 'merge', opExecutors: [createMergeOpExecutor()] }]);
     const g = new DefBuilder();
     const bs = branches(g);
     const merged = g.add({ inputs: bs.map((d) => ({ digest: d, index: 0 })), op: { $case: 'merge', value: { inputs: bs.map((_, i) => ({ input: i })) } } });
 
     const t0 = performance.now();
     const r = await s.solve({ definition: g.build(merged) });
-    expect(performance.now() - t0).toBeLessThan(1600);
-    expect(Object.keys(await tree(r.result.ref)).filter((f) => f.startsWith('out-')).sort()).toEqual(['out-1', 'out-2', 'out-3', 'out-4']);
+    const wall = performance.now() - t0;
+    expect(spans).toHaveLength(4);
+    expect(allOverlap(spans)).toBe(true);
+    expect(wall).toBeLessThan(1600);
+    expect(Object.keys(await treeOf(r.result.ref)).filter((f) => f.startsWith('out-')).sort()).toEqual(['out-1', 'out-2', 'out-3', 'out-4']);
   });
 });
 

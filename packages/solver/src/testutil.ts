@@ -3,7 +3,7 @@
  * and small plugins standing in for real sources and ops, instrumented to
  * count executions.
  */
-import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pb } from '@bkt/api';
 import type { BktPlugin, BuildContext, OpExecutor, Snapshot, Source, SourceIdentifier } from '@bkt/core';
@@ -201,4 +201,38 @@ export function testPlugin(opts: TestPluginOptions = {}): BktPlugin {
     },
   };
   return { name: 'bkt-plugin-solver-test', opExecutors: [fileExec], sources: [source] };
+}
+
+/** The regular files of a snapshot, path → content (empty for null); directories are walked, not listed. */
+export async function treeOf(snap: Snapshot | null): Promise<Record<string, string>> {
+  if (!snap) return {};
+  const m = await snap.mount();
+  try {
+    const out: Record<string, string> = {};
+    const walk = async (rel: string) => {
+      for (const e of await readdir(join(m.path, rel), { withFileTypes: true })) {
+        const r = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) await walk(r);
+        else out[r] = await readFile(join(m.path, r), 'utf8');
+      }
+    };
+    await walk('');
+    return out;
+  } finally {
+    await m.release();
+  }
+}
+
+/** Commits a snapshot over `parent` holding `files` (path → content) on top of it. */
+export async function commitFiles(
+  snapshotter: { prepare(parent: Snapshot | null): Promise<{ path: string; commit(): Promise<Snapshot> }> },
+  parent: Snapshot | null,
+  files: Record<string, string>,
+): Promise<Snapshot> {
+  const m = await snapshotter.prepare(parent);
+  for (const [p, data] of Object.entries(files)) {
+    await mkdir(dirname(join(m.path, p)), { recursive: true });
+    await writeFile(join(m.path, p), data);
+  }
+  return m.commit();
 }

@@ -126,7 +126,14 @@ export function registryBlobs(client: RegistryClient, repository: string): BlobP
     },
     async fetch(desc, ctx) {
       if (await ctx.content.has(desc.digest)) return;
-      await ctx.content.write(countingStream(client.blobStream(repository, desc, { signal: ctx.signal }), desc, ctx.progress), desc.digest);
+      // The content store hashes what it writes and refuses a digest mismatch: the client need not hash too.
+      const stream = client.blobStream(repository, desc, { signal: ctx.signal, verifyDigest: false });
+      try {
+        await ctx.content.write(countingStream(stream, desc, ctx.progress), desc.digest);
+      } catch (err) {
+        if (!(err instanceof BktError) || err.message.includes(repository)) throw err;
+        throw new BktError(err.code, `GET blob ${desc.digest} from ${repository}: ${err.message}`, err.details, { cause: err });
+      }
     },
   };
 }

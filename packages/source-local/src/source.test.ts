@@ -110,9 +110,40 @@ describe('local source', () => {
     expect((await stat(join(out, 'src/main.ts'))).mode & 0o7777).toBe(0o741);
     expect((await stat(join(out, 'src/readme-link'))).ino).toBe((await stat(join(out, 'README.md'))).ino);
     if (isRoot) {
+      // As buildx sends a context: every entry owned by 0:0.
       const st = await stat(join(out, 'src/lib/util.ts'));
-      expect([st.uid, st.gid]).toEqual([4321, 8765]);
+      expect([st.uid, st.gid]).toEqual([0, 0]);
     }
+  });
+
+  it.runIf(isRoot)('keeps the client\'s owners with keepOwners', async () => {
+    const dir = await makeContext();
+    await chown(join(dir, 'src/lib/util.ts'), 4321, 8765);
+    await symlink('util.ts', join(dir, 'src/lib/l'));
+    await chown(join(dir, 'src/lib'), 11, 12);
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = buildContext({ context: dir }, snapshotter);
+    const out = (await (await (await load(ctx, {}, 'context', { keepOwners: true })).snapshot(ctx)).mount()).path;
+    const st = await stat(join(out, 'src/lib/util.ts'));
+    expect([st.uid, st.gid]).toEqual([4321, 8765]);
+    const d = await stat(join(out, 'src/lib'));
+    expect([d.uid, d.gid]).toEqual([11, 12]);
+  });
+
+  it('refuses to snapshot files that changed after the cache key was computed', async () => {
+    const dir = await makeContext();
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = buildContext({ context: dir }, snapshotter);
+    const inst = await load(ctx);
+    const before = await inst.cacheKey(ctx);
+    expect(before.key).toMatch(/^sha256:/);
+    await writeFile(join(dir, 'README.md'), 'edited between key and copy');
+    await expect(inst.snapshot(ctx)).rejects.toThrow(/files in .* changed while the build was reading them/);
+    // A new resolve sees the new content under a new key, and snapshots it.
+    const again = await load(ctx);
+    expect((await again.cacheKey(ctx)).key).not.toBe(before.key);
+    const out = (await (await again.snapshot(ctx)).mount()).path;
+    expect(await readFile(join(out, 'README.md'), 'utf8')).toBe('edited between key and copy');
   });
 
   it('applies include and exclude patterns (JSON attrs, .dockerignore syntax)', async () => {

@@ -11,6 +11,11 @@ export interface LocalSourceOptions {
    * when the op gives none (as `docker build` does for its context). Default true.
    */
   dockerignore?: boolean;
+  /**
+   * Keep the client files' uid/gid in the snapshot (when running as root).
+   * Default false: every entry is owned by 0:0, as buildx sends a context.
+   */
+  keepOwners?: boolean;
 }
 
 const isRoot = process.getuid?.() === 0;
@@ -32,6 +37,7 @@ interface Selection {
  */
 export function createLocalSource(opts: LocalSourceOptions = {}): Source {
   const useDockerignore = opts.dockerignore ?? true;
+  const keepOwners = opts.keepOwners ?? false;
   return {
     schemes: ['local'],
     identify(scheme: string, ref: string, attrs: Attrs, platform?: Platform): SourceIdentifier {
@@ -43,18 +49,34 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
     async resolve(id: SourceIdentifier, ctx: BuildContext): Promise<SourceInstance> {
       const selection = await select(id.ref, parseLocalAttrs(id.attrs), ctx, useDockerignore);
       let key: Promise<Digest> | undefined;
-      const contentKey = () =>
-        (key ??= checksum(selection.dir, { path: '/', includePatterns: selection.include, excludePatterns: selection.exclude }, { signal: ctx.signal }));
+      const contentKey = () => (key ??= checksum(selection.dir, selector(selection), { signal: ctx.signal }));
       return {
         async cacheKey() {
           return { key: await contentKey() };
         },
         async snapshot(bctx: BuildContext) {
-          return snapshotSelection(selection, await contentKey(), bctx);
+          const expected = await contentKey();
+          // The copy is a second walk: verify the files did not change since the key was computed.
+          const verify = async () => {
+            const now = await checksum(selection.dir, selector(selection), { signal: bctx.signal });
+            if (now !== expected) {
+              throw new BktError(
+                'INVALID_ARGUMENT',
+                `local source "${selection.name}": files in ${selection.dir} changed while the build was reading them; build again`,
+                { path: selection.dir },
+              );
+            }
+          };
+          return snapshotSelection(selection, expected, bctx, keepOwners, verify);
         },
       };
     },
   };
+}
+
+/** What the cache key covers: the selection's entries under the directory. */
+function selector(sel: Selection) {
+  return { path: '/', includePatterns: sel.include, excludePatterns: sel.exclude };
 }
 
 async function select(name: string, attrs: LocalAttrs, ctx: BuildContext, useDockerignore: boolean): Promise<Selection> {
@@ -127,8 +149,18 @@ function indexPath(root: string, key: Digest): string {
   return join(root, 'source-local', key.replace(':', '-'));
 }
 
-/** The snapshot of a selection: the one recorded for its checksum if it still exists, else a new copy. */
-async function snapshotSelection(sel: Selection, key: Digest, ctx: BuildContext): Promise<Snapshot> {
+/**
+ * The snapshot of a selection: the one recorded for its checksum if it still
+ * exists, else a new copy, committed only once `verify` confirms the
+ * directory still has the content the checksum was computed from.
+ */
+async function snapshotSelection(
+  sel: Selection,
+  key: Digest,
+  ctx: BuildContext,
+  keepOwners: boolean,
+  verify: () => Promise<void>,
+): Promise<Snapshot> {
   const recorded = await readFile(indexPath(ctx.root, key), 'utf8').catch(() => undefined);
   if (recorded) {
     try {
@@ -139,7 +171,8 @@ async function snapshotSelection(sel: Selection, key: Digest, ctx: BuildContext)
   }
   const mutable = await ctx.snapshotter.prepare(null, { description: `local source ${sel.name}` });
   try {
-    await copySelection(sel, mutable.path, ctx.signal);
+    await copySelection(sel, mutable.path, ctx.signal, keepOwners);
+    await verify();
   } catch (err) {
     await mutable.discard();
     throw err;
@@ -153,11 +186,16 @@ async function snapshotSelection(sel: Selection, key: Digest, ctx: BuildContext)
 }
 
 /**
- * Copies the selected entries of `sel.dir` into `dest`: modes, owners (as
- * root), mtimes, hardlinks within the selection, symlinks as symlinks (their
- * targets are never read, so a link pointing out of the directory copies as a link).
+ * Copies the selected entries of `sel.dir` into `dest`: modes, mtimes,
+ * hardlinks within the selection, symlinks as symlinks (their targets are
+ * never read, so a link pointing out of the directory copies as a link).
+ * Owners are 0:0, or the client's with `keepOwners` (when running as root).
  */
-async function copySelection(sel: Selection, dest: string, signal: AbortSignal): Promise<void> {
+async function copySelection(sel: Selection, dest: string, signal: AbortSignal, keepOwners: boolean): Promise<void> {
+  // Without root, files can only be owned by us.
+  const setOwner = async (path: string, st: Stats) => {
+    if (isRoot) await lchown(path, keepOwners ? st.uid : 0, keepOwners ? st.gid : 0);
+  };
   // The snapshot's root keeps the snapshotter's mode and owner, as BuildKit's file sync does.
   const dirs: { path: string; st: Stats }[] = [];
   const linked = new Map<string, string>();
@@ -179,18 +217,18 @@ async function copySelection(sel: Selection, dest: string, signal: AbortSignal):
     }
     if (st.isSymbolicLink()) {
       await symlink(await readlink(entry.absPath), target);
-      if (isRoot) await lchown(target, st.uid, st.gid);
+      await setOwner(target, st);
       await lutimes(target, st.atime, st.mtime);
     } else if (st.isFile()) {
       await copyFile(entry.absPath, target, constants.COPYFILE_FICLONE);
-      if (isRoot) await lchown(target, st.uid, st.gid);
+      await setOwner(target, st);
       await chmod(target, st.mode & 0o7777);
       await utimes(target, st.atime, st.mtime);
     }
     // Sockets, fifos and devices of a client directory are not sent, as with BuildKit's file sync.
   }
   for (const d of dirs.reverse()) {
-    if (isRoot) await lchown(d.path, d.st.uid, d.st.gid);
+    await setOwner(d.path, d.st);
     await chmod(d.path, d.st.mode & 0o7777);
     await utimes(d.path, d.st.atime, d.st.mtime);
   }

@@ -12,11 +12,16 @@
  *
  * `list()` / `remove()` / `prune()` are what `bkt du` and `bkt prune` use
  * (records of type `exec.cachemount`).
+ *
+ * New instances are built in `.new-<id>-<pid>-<time>` and deleted ones
+ * renamed to `.trash-<id>-<pid>-<time>` first; those a dead process left
+ * behind are removed before this process first uses the directory.
  */
 import { createHash } from 'node:crypto';
-import { cp, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, type UsageRecord } from '@bkt/core';
+import { isAlive, mustRun } from './sys.js';
 
 export type CacheSharing = 'shared' | 'private' | 'locked';
 
@@ -58,12 +63,14 @@ export class CacheMounts {
   readonly #holds = new Map<string, Holds>();
   /** The last pending record update per record id. */
   readonly #records = new Map<string, Promise<void>>();
+  #swept: Promise<void> | undefined;
 
   constructor(storeRoot: string) {
     this.dir = join(storeRoot, 'cachemounts');
   }
 
   async acquire(req: CacheMountRequest): Promise<HeldCacheMount> {
+    await this.#sweep();
     const key = cacheKey(req.id, req.base?.key);
     let recordId: string;
     if (req.sharing === 'private') {
@@ -94,6 +101,7 @@ export class CacheMounts {
 
   /** Every cache mount in the store, as usage records. */
   async list(): Promise<UsageRecord[]> {
+    await this.#sweep();
     const out: UsageRecord[] = [];
     for (const name of await this.#recordIds()) {
       const rec = await this.#readRecord(name);
@@ -158,6 +166,26 @@ export class CacheMounts {
     return removed;
   }
 
+  /** Removes, once per instance, the `.new-*` and `.trash-*` directories of processes that no longer run. */
+  #sweep(): Promise<void> {
+    this.#swept ??= (async () => {
+      let names: string[];
+      try {
+        names = await readdir(this.dir);
+      } catch {
+        return;
+      }
+      for (const name of names) {
+        const m = /^\.(?:new|trash)-[0-9a-f]{64}-\d+-(\d+)-\d+$/.exec(name);
+        if (!m) continue;
+        const pid = Number(m[1]);
+        if (isAlive(pid)) continue;
+        await rm(join(this.dir, name), { recursive: true, force: true });
+      }
+    })();
+    return this.#swept;
+  }
+
   async #recordIds(): Promise<string[]> {
     try {
       return (await readdir(this.dir)).filter((n) => /^[0-9a-f]{64}-\d+$/.test(n)).sort();
@@ -199,7 +227,8 @@ export class CacheMounts {
       // Build the instance aside and rename it in: a crash never leaves a half-seeded cache.
       const tmp = join(this.dir, `.new-${recordId}-${process.pid}-${Date.now()}`);
       await mkdir(join(tmp, 'data'), { recursive: true, mode: 0o755 });
-      if (req.base) await cp(req.base.path, join(tmp, 'data'), { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+      // As `cp -a`: owners, modes, times, links, special files and xattrs are kept, as BuildKit's seeding copy keeps them.
+      if (req.base) await mustRun('cp', ['-a', '-T', '--reflink=auto', req.base.path, join(tmp, 'data')]);
       rec = { cacheId: req.id, createdAt: now, lastUsedAt: now, usageCount: 0, description: req.description ?? `cache mount ${req.id}` };
       await writeFile(join(tmp, 'record.json'), JSON.stringify(rec));
       await rm(dir, { recursive: true, force: true });

@@ -1,4 +1,7 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pb } from '@bkt/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +26,35 @@ async function readFromSnapshot(snapshot: { mount(): Promise<{ path: string; rel
     await m.release();
   }
 }
+
+describe('exec op: user database', () => {
+  /** A snapshot of the base with `/etc/<name>` replaced by what `make(path)` creates on the host. */
+  async function baseWith(name: string, make: (path: string) => void) {
+    const mutable = await h.store.snapshotter.prepare(h.base);
+    execFileSync('rm', ['-f', join(mutable.path, 'etc', name)]);
+    make(join(mutable.path, 'etc', name));
+    return mutable.commit();
+  }
+
+  it('an /etc/passwd that is a FIFO fails the step with a clear error instead of hanging', async () => {
+    const snapshot = await baseWith('passwd', (p) => execFileSync('mkfifo', [p]));
+    const t0 = Date.now();
+    const err = await runStep(h, 'id', { meta: { user: 'user' }, inputs: [{ snapshot }] }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', details: { path: '/etc/passwd' } });
+    expect(err.message).toMatch(/\/etc\/passwd in the container's root is not a regular file \(a FIFO\)/);
+    expect(Date.now() - t0).toBeLessThan(5000);
+  }, 10_000);
+
+  it('an /etc/group that is a device node is not read (the host device would be)', async () => {
+    // /dev/zero's numbers: reading it would never end.
+    const snapshot = await baseWith('group', (p) => execFileSync('mknod', [p, 'c', '1', '5']));
+    const err = await runStep(h, 'id', { meta: { user: 'user' }, inputs: [{ snapshot }] }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', details: { path: '/etc/group' } });
+    expect(err.message).toMatch(/\/etc\/group in the container's root is not a regular file \(a character device\)/);
+    // A regular file still works.
+    expect((await runStep(h, 'id -u', { meta: { user: 'user' } })).stdout).toBe('1000\n');
+  }, 10_000);
+});
 
 describe('exec op: Meta', () => {
   it('args: runs the command, streams stdout and stderr, and returns the root layer', async () => {
@@ -133,5 +165,27 @@ describe('exec op: Meta', () => {
     const m = await kept.outputs[0]!.mount();
     expect(existsSync(join(m.path, 'tmp'))).toBe(true);
     await m.release();
+  });
+
+  it('removing mount stubs never follows a symlink the step put in their way to a host path (CVE-2024-23652)', async () => {
+    // On the host, `/x -> <host>` in the root leads to <host>: its empty `m` looks exactly like the stub of /x/m.
+    const host = await mkdtemp(join(tmpdir(), 'bkt-stub-escape-'));
+    try {
+      mkdirSync(join(host, 'm'));
+      writeFileSync(join(host, 'sentinel'), 'keep');
+      const before = statSync(host).mtimeMs;
+      for (const recursive of [false, true]) {
+        const res = await runStep(h, `mv /x /x.old && ln -s ${host} /x && ls -d /x.old/m`, {
+          mounts: [{ dest: '/x/m', input: -1, output: -1, mountType: pb.MountType.TMPFS }],
+          meta: { removeMountStubsRecursive: recursive },
+        });
+        expect(res.stdout).toBe('/x.old/m\n');
+        expect(existsSync(join(host, 'm'))).toBe(true);
+        expect(readFileSync(join(host, 'sentinel'), 'utf8')).toBe('keep');
+      }
+      expect(statSync(host).mtimeMs).toBe(before);
+    } finally {
+      await rm(host, { recursive: true, force: true });
+    }
   });
 });

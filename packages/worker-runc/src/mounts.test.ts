@@ -1,10 +1,11 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pb } from '@bkt/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheMountsFor } from './cachemounts.js';
+import { CacheMounts, cacheMountsFor } from './cachemounts.js';
 import { openHarness, runStep, type Harness } from './harness.test-util.js';
 
 let h: Harness;
@@ -139,13 +140,30 @@ describe('exec op: mounts', () => {
       expect(b.stdout).toBe('b\n');
     });
 
-    it('seeds a new cache from an input', async () => {
-      const seed = (await runStep(h, 'mkdir /seed && echo seeded > /seed/s')).outputs[0]!;
-      const res = await runStep(h, 'cat /cache/s', {
+    it('seeds a new cache from an input, keeping owners, modes and links', async () => {
+      const seed = (
+        await runStep(h, 'mkdir /seed && echo seeded > /seed/s && chown 1000:50 /seed/s && chmod 640 /seed/s && ln -s s /seed/l && chown -h 1000:1000 /seed/l')
+      ).outputs[0]!;
+      const res = await runStep(h, 'cat /cache/s; stat -c "%n %u:%g %a" /cache/s; stat -c "%n %u:%g %N" /cache/l', {
         inputs: [{ snapshot: h.base }, { snapshot: seed }],
         mounts: [{ ...cache('seeded'), input: 1, selector: '/seed' }],
       });
-      expect(res.stdout).toBe('seeded\n');
+      expect(res.stdout).toBe("seeded\n/cache/s 1000:50 640\n/cache/l 1000:1000 '/cache/l' -> 's'\n");
+    });
+
+    it('removes the half-built and half-deleted instances a dead process left behind, not those of a live one', async () => {
+      const root = await mkdtemp(join(tmpdir(), 'bkt-cachemounts-'));
+      try {
+        const deadPid = spawnSync('true').pid!;
+        const key = 'a'.repeat(64);
+        const dead = [`.new-${key}-0-${deadPid}-1`, `.trash-${key}-1-${deadPid}-2`];
+        const live = `.new-${key}-2-${process.pid}-3`;
+        for (const name of [...dead, live]) await mkdir(join(root, 'cachemounts', name, 'data'), { recursive: true });
+        expect(await new CacheMounts(root).list()).toEqual([]);
+        expect((await readdir(join(root, 'cachemounts'))).sort()).toEqual([live]);
+      } finally {
+        await rm(root, { recursive: true, force: true });
+      }
     });
   });
 
@@ -155,18 +173,20 @@ describe('exec op: mounts', () => {
     it('a secret file with uid, gid and mode, and a secret env var; the bytes reach no layer, store file or log', async () => {
       const res = await runStep(
         h,
-        'stat -c "%u:%g %a" /run/secrets/tok /etc/key; [ "$(cat /run/secrets/tok)" = "$TOKEN_CHECK" ] && echo file-ok; [ "$API_KEY" = "$TOKEN_CHECK" ] && echo env-ok; cat /run/secrets/tok > /dev/null; su user -s /bin/sh -c "cat /etc/key" >/dev/null && echo user-can-read',
+        'stat -c "%u:%g %a" /run/secrets/tok /etc/key /etc/mode0; [ "$(cat /run/secrets/tok)" = "$TOKEN_CHECK" ] && echo file-ok; [ "$API_KEY" = "$TOKEN_CHECK" ] && echo env-ok; cat /run/secrets/tok > /dev/null; su user -s /bin/sh -c "cat /etc/key" >/dev/null && echo user-can-read',
         {
           meta: { env: [`TOKEN_CHECK=${'p4ss-w0rd'}-4b8e1f9c`] },
           mounts: [
             { dest: '/run/secrets/tok', input: -1, output: -1, mountType: pb.MountType.SECRET, secretOpt: { ID: 'tok', uid: 0, gid: 0, mode: 0o400 } },
             { dest: '/etc/key', input: -1, output: -1, mountType: pb.MountType.SECRET, secretOpt: { ID: 'tok', uid: 1000, gid: 1000, mode: 0o440 } },
+            // An explicit mode 0 is kept (BuildKit uses the mode as given; the client defaults it to 0400).
+            { dest: '/etc/mode0', input: -1, output: -1, mountType: pb.MountType.SECRET, secretOpt: { ID: 'tok', uid: 0, gid: 0, mode: 0 } },
           ],
           secretenv: [{ ID: 'tok', name: 'API_KEY' }],
           secrets: { tok: SECRET },
         },
       );
-      expect(res.stdout).toBe('0:0 400\n1000:1000 440\nfile-ok\nenv-ok\nuser-can-read\n');
+      expect(res.stdout).toBe('0:0 400\n1000:1000 440\n0:0 0\nfile-ok\nenv-ok\nuser-can-read\n');
       expect(res.logs.some((l) => l.text.includes(SECRET))).toBe(false);
       expect(await grepTree(h.root, SECRET)).toEqual([]);
       const m = await res.outputs[0]!.mount();

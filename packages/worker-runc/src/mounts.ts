@@ -159,7 +159,7 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
             if (opt.optional) break;
             throw new BktError('NOT_FOUND', `secret ${opt.ID} not found (${where})`, { attribute: 'secret', secret: opt.ID });
           }
-          const file = await secrets.write(value, opt.uid, opt.gid, opt.mode || 0o400);
+          const file = await secrets.write(value, opt.uid, opt.gid, opt.mode ?? 0o400);
           result.mounts.push({ type: 'bind', source: file, dest: m.dest, readonly: true });
           result.sensitive = true;
           break;
@@ -174,7 +174,9 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
               attribute: 'ssh',
             });
           }
-          const socket = await forwardAgent(agent, join(mc.runDir, 'ssh'), index, opt, cleanups);
+          const socket = await forwardAgent(agent, join(mc.runDir, 'ssh'), index, opt, cleanups, (err) =>
+            mc.ctx.progress.warn(`ssh agent forwarding for ${m.dest} failed: ${err.message}`),
+          );
           result.mounts.push({ type: 'bind', source: socket, dest: m.dest, readonly: false });
           break;
         }
@@ -269,6 +271,7 @@ async function forwardAgent(
   index: number,
   opt: pb.SSHOpt | undefined,
   cleanups: (() => Promise<void>)[],
+  onError: (err: Error) => void,
 ): Promise<string> {
   await mkdir(dir, { recursive: true, mode: 0o711 });
   const socket = join(dir, `agent-${index}.sock`);
@@ -288,7 +291,12 @@ async function forwardAgent(
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(socket, () => resolve());
+    server.listen(socket, () => {
+      server.off('error', reject);
+      // A listening server that fails (e.g. EMFILE on accept) must not crash the worker.
+      server.on('error', onError);
+      resolve();
+    });
   });
   cleanups.push(
     () =>
@@ -298,6 +306,6 @@ async function forwardAgent(
       }),
   );
   await chown(socket, opt?.uid ?? 0, opt?.gid ?? 0);
-  await chmod(socket, (opt?.mode || 0o600) & 0o7777);
+  await chmod(socket, (opt?.mode ?? 0o600) & 0o7777);
   return socket;
 }

@@ -17,7 +17,7 @@ import type { ContainerSpec, Executor, ProcessIO, ProcessSpec } from './executor
 import { NetworkProvider, type NetworkOptions } from './network.js';
 import { rootPath } from './rootpath.js';
 import { DEFAULT_CAPABILITIES, DEFAULT_PATH, buildSpec, privilegedCapabilities } from './spec.js';
-import { mountTmpfs, mountsUnder, runCommand, unmount } from './sys.js';
+import { isAlive, mountTmpfs, mountsUnder, runCommand, unmount } from './sys.js';
 import { resolveUser, type ResolvedUser } from './user.js';
 
 export interface RuncExecutorOptions {
@@ -301,15 +301,6 @@ function tryKill(pid: number | undefined): void {
     process.kill(pid, 'SIGKILL');
   } catch {
     // Already gone.
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -70,3 +70,13 @@ export async function mountsUnder(dir: string): Promise<string[]> {
   }
   return found.sort((a, b) => b.length - a.length);
 }
+
+/** Whether process `pid` exists (possibly owned by another user). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -5,12 +5,13 @@
  * oci-image-tool, umoci, runc); reproducible output with SOURCE_DATE_EPOCH
  * and rewrite-timestamp.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusyboxImage, skopeoInspect, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
 import { removeDir, tempDir } from '../helpers.js';
-import { bktEnv, corruptBlobs, readMetadata, run, runcRun, writeImageProject } from './lib.js';
+import { bktEnv, corruptBlobs, HOST_ARCH, pushCraftedImage, pushIndex, readMetadata, run, runcRun, writeImageProject } from './lib.js';
 
 let registry: RegistryServer;
 let busybox: PushedImage;
@@ -138,6 +139,29 @@ describe('images bkt pushed, read back by bkt', () => {
     const again = await bktEnv(['build', '--root', join(work, 'next-zstd-store'), '--output', `type=local,dest=${out}`], { cwd: next });
     expect(again.code).toBe(0);
     expect(await readFile(join(out, 'check.txt'), 'utf8')).toBe('hello from a RUN step\nsecond step\n');
+  });
+});
+
+describe('a multi-platform base', () => {
+  it('takes the manifest of the host platform from an index', async () => {
+    const other = HOST_ARCH === 's390x' ? 'ppc64le' : 's390x';
+    const foreign = await pushCraftedImage(registry.host, 'library/busybox', 'unused', [[{ name: 'foreign.txt', type: 'file', body: 'wrong platform\n' }]], {
+      architecture: other,
+      pushTag: false,
+    });
+    await pushIndex(registry.host, 'library/busybox', 'multi', [
+      { desc: foreign, architecture: other },
+      { desc: busybox.manifest, architecture: HOST_ARCH },
+    ]);
+    const next = join(work, 'multi');
+    await mkdir(next);
+    await writeImageProject(next, `${registry.host}/library/busybox:multi`, ['{ uname -m; ls /foreign.txt 2>&1 || true; } > /platform.txt']);
+    const out = join(work, 'multi-out');
+    const r = await bktEnv(['build', '--root', join(work, 'multi-store'), '--output', `type=local,dest=${out}`], { cwd: next });
+    expect(r.code).toBe(0);
+    const seen = await readFile(join(out, 'platform.txt'), 'utf8');
+    expect(seen).toMatch(/No such file/);
+    expect(seen.split('\n')[0]).toBe(execFileSync('uname', ['-m'], { encoding: 'utf8' }).trim());
   });
 });
 

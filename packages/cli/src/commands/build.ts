@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pb } from '@bkt/api';
-import { BktError, type BuildTarget, type OutputSpec } from '@bkt/core';
+import { BktError, isBktError, type BuildTarget, type OutputSpec } from '@bkt/core';
 import type { SolveResponse } from '@bkt/solver';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
@@ -49,7 +49,14 @@ export async function buildCommand(arg: string | undefined, opts: BuildOptions, 
   if (opts.llb !== undefined && dockerfileFlags) {
     throw new BktError('INVALID_ARGUMENT', 'bkt build: --llb and Dockerfile flags (-f, --target, --build-arg, -t, …) can\'t be used together');
   }
-  const project = await openProject(opts, opts.llb === undefined && !dockerfileFlags && arg === undefined, io.cwd);
+  const configRequired = opts.llb === undefined && !dockerfileFlags && arg === undefined;
+  const project = await openProject(opts, configRequired, io.cwd).catch((err: unknown) => {
+    // No config and no argument: the user may have meant a Dockerfile build.
+    if (configRequired && isBktError(err) && err.code === 'CONFIG' && /no config file/.test(err.message)) {
+      throw new BktError('CONFIG', `${err.message}; to build a Dockerfile, give its context: bkt build [-f Dockerfile] .`, err.details, { cause: err });
+    }
+    throw err;
+  });
   const isTarget = arg !== undefined && project.hasConfig && Object.hasOwn(project.config.targets ?? {}, arg);
   const isContext = arg !== undefined && !isTarget && (!project.hasConfig || isDirectory(resolve(io.cwd, arg)));
   const dockerfileMode = opts.llb === undefined && (dockerfileFlags || arg === '-' || isContext);

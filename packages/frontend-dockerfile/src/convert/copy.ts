@@ -59,6 +59,7 @@ export function dispatchCopy(ctx: ConvertContext, d: DispatchState, c: CopyInstr
       sum = g.ref.checksum || sum;
       const repo = git(g.ref.remote, g.ref.ref, {
         customName: pgName,
+        sourceLocations: [location(ctx, c.range)],
         ...(keepGitDir ? { keepGitDir: true } : {}),
         ...(sum ? { checksum: sum } : {}),
         ...(g.ref.subdir ? { subdir: g.ref.subdir } : {}),
@@ -78,6 +79,7 @@ export function dispatchCopy(ctx: ConvertContext, d: DispatchState, c: CopyInstr
       const st = http(src, {
         filename: file,
         customName: pgName,
+        sourceLocations: [location(ctx, c.range)],
         description: { 'com.docker.dockerfile.v1.command': c.original },
         ...(checksum ? { checksum } : {}),
       });

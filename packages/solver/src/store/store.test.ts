@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { SCHEMA_VERSION } from './metadata.js';
 import { Store } from './store.js';
 import { mountsUnder } from './sys.js';
+import { commitFiles } from '../testutil.js';
 
 async function tempRoot(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'bkt-store-'));
@@ -64,20 +65,9 @@ describe('store open', () => {
   it('repairs leftovers: ingest files, unrecorded snapshot dirs, records without dirs, stale mounts', async () => {
     const root = await tempRoot();
     let store = await Store.open(root, 'overlay');
-    const base = await (async () => {
-      const m = await store.snapshotter.prepare(null);
-      await writeFile(join(m.path, 'f'), 'f');
-      return m.commit();
-    })();
-    const child = await (async () => {
-      const m = await store.snapshotter.prepare(base);
-      await writeFile(join(m.path, 'g'), 'g');
-      return m.commit();
-    })();
-    const lost = await (async () => {
-      const m = await store.snapshotter.prepare(null);
-      return m.commit();
-    })();
+    const base = await commitFiles(store.snapshotter, null, { f: 'f' });
+    const child = await commitFiles(store.snapshotter, base, { g: 'g' });
+    const lost = await commitFiles(store.snapshotter, null, {});
     store.db.putCache(['k-child'], { canonical: 'k-child', outputs: [child.id] });
     store.db.putCache(['k-lost'], { canonical: 'k-lost', outputs: [lost.id] });
     // A mutable left mounted, a partial blob, a stray dir, a record whose dir vanished.
@@ -147,16 +137,8 @@ describe('store open', () => {
   it('close() unmounts views never released and mutable snapshots never committed', async () => {
     const root = await tempRoot();
     const store = await Store.open(root, 'overlay');
-    const base = await (async () => {
-      const m = await store.snapshotter.prepare(null);
-      await writeFile(join(m.path, 'f'), 'f');
-      return m.commit();
-    })();
-    const child = await (async () => {
-      const m = await store.snapshotter.prepare(base);
-      await writeFile(join(m.path, 'g'), 'g');
-      return m.commit();
-    })();
+    const base = await commitFiles(store.snapshotter, null, { f: 'f' });
+    const child = await commitFiles(store.snapshotter, base, { g: 'g' });
     await child.mount();
     await store.snapshotter.prepare(child);
     expect((await mountsUnder(root)).length).toBe(2);

@@ -5,14 +5,15 @@
  *   <root>/content/blobs/sha256  content-addressed blobs
  *   <root>/snapshots/<id>/       snapshot directories
  *   <root>/mounts/               mount points (all unmounted when the store opens)
- *   <root>/lock                  pid of the process that has the store open
+ *   <root>/empty/                an empty read-only directory (scratch as a FileOp copy source)
+ *   <root>/lock                  pid of the process that has the store open (created exclusively)
  *
  * Opening repairs what a crash (kill -9 at any instant) can leave behind:
  * stale mounts, partial blobs, snapshot directories without a record, records
  * without a directory (and the cache records pointing at them), builds
  * recorded as running (marked `interrupted`).
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BktError, type Digest, type UsageRecord } from '@bkt/core';
@@ -20,6 +21,7 @@ import { FileContentStore, type BlobInfo } from './content.js';
 import { BuildHistory, type HistoryLimits } from './history.js';
 import { MetadataDB, type SnapshotRow } from './metadata.js';
 import { CopySnapshotter, OverlaySnapshotter, type SnapshotterKind, type StoreSnapshotter } from './snapshots.js';
+import { takeLock } from './lock.js';
 import { mountOverlay, mountsUnder, unmount } from './sys.js';
 
 export interface StorePruneOptions {
@@ -211,28 +213,6 @@ export class Store {
 /** Tests only: forget that `root` is open (simulates the process that opened it having died). */
 export function __resetOpenRoots(root: string): void {
   openRoots.delete(resolve(root));
-}
-
-/** Writes our pid to `<root>/lock`; refuses when another live process holds it. */
-function takeLock(root: string): void {
-  const lock = join(root, 'lock');
-  if (existsSync(lock)) {
-    const pid = Number(readFileSync(lock, 'utf8').trim());
-    if (pid && pid !== process.pid && isAlive(pid)) {
-      throw new BktError('INVALID_ARGUMENT', `store ${root} is in use by process ${pid} (${lock})`);
-    }
-  }
-  // Synchronous on purpose: nothing may interleave between the check and the write.
-  writeFileSync(lock, String(process.pid));
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** The snapshotter a store uses is fixed at creation (its snapshot dirs differ in meaning). */

@@ -17,7 +17,11 @@ export function run(cmd: string, args: string[]): Promise<string> {
   });
 }
 
-/** Mounts an overlay filesystem at `target`. `lowers` are listed top-most first. */
+/**
+ * Mounts an overlay filesystem at `target`. `lowers` are listed top-most
+ * first. Without `upper` it is a read-only view, mounted `nodev`: a device
+ * node in a layer cannot be opened through it.
+ */
 export async function mountOverlay(target: string, lowers: string[], upper?: { upper: string; work: string }): Promise<void> {
   await run('mount', ['-t', 'overlay', 'overlay', '-o', overlayOptions(lowers, upper), target]);
 }
@@ -26,6 +30,7 @@ export async function mountOverlay(target: string, lowers: string[], upper?: { u
 export function overlayOptions(lowers: string[], upper?: { upper: string; work: string }): string {
   let opts = `lowerdir=${lowers.join(':')}`;
   if (upper) opts += `,upperdir=${upper.upper},workdir=${upper.work}`;
+  else opts += ',nodev';
   return opts;
 }
 

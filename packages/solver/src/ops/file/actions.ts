@@ -4,7 +4,8 @@
  * tree (`resolveInRoot`): `..` is clamped at its root and symlinks resolve
  * inside it.
  */
-import { chmod, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, lstat, mkdir, rm, unlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BktError } from '@bkt/core';
 import { resolveInRoot, resolveWildcards } from '@bkt/fsutil';
@@ -41,9 +42,14 @@ export async function mkdirAction(root: string, action: pb.FileActionMkDir, owne
   await applyOwnerAndTime(p, owner, time);
 }
 
+/** Flags mkfile opens its file with: never through a final symlink, never blocking on a FIFO. */
+const MKFILE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
 /**
- * mkfile: writes `data` to the path (replacing an existing file's content;
- * a new file gets `mode`), then applies owner and timestamp.
+ * mkfile: writes `data` to the path (replacing an existing regular file's
+ * content; a new file gets `mode`), then applies owner and timestamp. An
+ * existing FIFO, socket or device node is replaced by a new file, never
+ * written through.
  */
 export async function mkfileAction(root: string, action: pb.FileActionMkFile, owner: Owner | null): Promise<void> {
   const p = await resolveInRoot(root, path.posix.join('/', action.path), { followFinalSymlink: true });
@@ -51,8 +57,13 @@ export async function mkfileAction(root: string, action: pb.FileActionMkFile, ow
   if (existing?.isDirectory()) {
     throw new BktError('INVALID_ARGUMENT', `mkfile "${action.path}": a directory exists at that path`, { path: action.path });
   }
+  let replaced = existing;
+  if (existing && !existing.isFile()) {
+    await unlink(p);
+    replaced = null;
+  }
   try {
-    await writeFile(p, action.data ?? new Uint8Array(), { mode: action.mode & 0o7777 });
+    await writeFile(p, action.data ?? new Uint8Array(), { mode: action.mode & 0o7777, flag: MKFILE_FLAGS });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
@@ -60,7 +71,7 @@ export async function mkfileAction(root: string, action: pb.FileActionMkFile, ow
     }
     throw err;
   }
-  if (!existing) await chmod(p, action.mode & 0o7777);
+  if (!replaced) await chmod(p, action.mode & 0o7777);
   await applyOwnerAndTime(p, owner, timestampSeconds(action.timestamp));
 }
 

@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { chmod, chown as fchown, link, mkdir as fsMkdir, readFile, stat, lstat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown as fchown, link, mkdir as fsMkdir, mkdtemp, readFile, rm, stat, lstat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tar from 'tar-stream';
 import type { OpInput, Snapshot } from '@bkt/core';
 import { createFileOpExecutor, fileContentSelectors } from './index.js';
+import { tryUnpack } from './unpack.js';
 import { copy, dumpTree, fileOp, makeSnapshot, mkdir, mkfile, openTestEnv, rmAction, type TestEnv } from '../test-helpers.js';
 
 const exec = createFileOpExecutor();
@@ -98,6 +100,25 @@ describe('mkfile', () => {
     await expect(stat('/etc/hostname-bkt-test')).rejects.toThrow();
   });
 
+  it('replaces a FIFO or device node with a new file instead of writing through it', async () => {
+    const special = await makeSnapshot(env.ctx, async (d) => {
+      execFileSync('mkfifo', [path.join(d, 'fifo')]);
+      execFileSync('mknod', [path.join(d, 'null'), 'c', '1', '3']); // the host's /dev/null numbers
+    });
+    // Writing through the FIFO would block forever (no reader); through the node, data would vanish into /dev/null.
+    const t = await tree([mkfile('/fifo', 'f', 0o600, { output: -1 }), mkfile('/null', 'n', 0o640, { input: 1 })], [special]);
+    expect(t['fifo']).toMatchObject({ type: 'file', content: 'f', mode: '600' });
+    expect(t['null']).toMatchObject({ type: 'file', content: 'n', mode: '640' });
+  }, 10_000);
+
+  it('refuses an /etc/passwd that is not a regular file when naming an owner (a FIFO would hang the read)', async () => {
+    const fifoPasswd = await makeSnapshot(env.ctx, async (d) => {
+      await fsMkdir(path.join(d, 'etc'));
+      execFileSync('mkfifo', [path.join(d, 'etc/passwd')]);
+    });
+    await expect(runOp([mkfile('/f', 'x', 0o644, { owner: { user: 'app' } })], [fifoPasswd])).rejects.toThrow(/\/etc\/passwd of the destination is not a regular file/);
+  }, 10_000);
+
   it('refuses to replace a directory; errors on a missing parent', async () => {
     await expect(runOp([mkfile('/app', 'x')], [base])).rejects.toThrow(/directory exists/);
     await expect(runOp([mkfile('/no/such', 'x')], [base])).rejects.toThrow(/parent directory does not exist/);
@@ -177,14 +198,16 @@ describe('copy', () => {
   });
 
   it('replacing a directory with a file needs alwaysReplaceExistingDestPaths', async () => {
-    await expect(runOp([copy('/x.txt', '/app', { dirCopyContents: false })], [base, context])).resolves.toBeDefined(); // into the dir
+    expect((await tree([copy('/x.txt', '/app', { dirCopyContents: false })], [base, context]))['app/x.txt']).toMatchObject({ type: 'file', content: 'x' }); // into the dir
     const dirWithFile = await makeSnapshot(env.ctx, async (d) => {
       await fsMkdir(path.join(d, 'o/src'), { recursive: true });
       await writeFile(path.join(d, 'o/src/main.ts'), 'x');
       await fsMkdir(path.join(d, 'o/src/main.ts.d'));
     });
     await expect(runOp([copy('/src/lib', '/o/src/main.ts', { dirCopyContents: true })], [dirWithFile, context])).rejects.toThrow(/non-directory/);
-    await expect(runOp([copy('/x.txt', '/o/src/main.ts.d/')], [dirWithFile, context])).resolves.toBeDefined();
+    const into = await tree([copy('/x.txt', '/o/src/main.ts.d/')], [dirWithFile, context]);
+    expect(into['o/src/main.ts.d/x.txt']).toMatchObject({ type: 'file', content: 'x' });
+    expect(into['o/src/main.ts']).toMatchObject({ type: 'file', content: 'x' });
     const t = await tree([copy('/src/lib', '/o/src/main.ts', { dirCopyContents: true, alwaysReplaceExistingDestPaths: true })], [dirWithFile, context]);
     expect(t['o/src/main.ts']!.type).toBe('dir');
     expect(t['o/src/main.ts/a.ts']!.content).toBe('a');
@@ -241,6 +264,23 @@ describe('copy with attemptUnpackDockerCompatibility', () => {
       expect(t['out/dir/l']).toMatchObject({ type: 'symlink', target: 'f.txt' });
     });
   }
+
+  it('names the missing program instead of copying an archive it cannot decompress', async () => {
+    const m = await archives.mount();
+    const dest = await mkdtemp(path.join(tmpdir(), 'bkt-unpack-'));
+    const savedPath = process.env.PATH;
+    try {
+      process.env.PATH = dest; // no xz here
+      await expect(tryUnpack(m.path, '/a.tar.xz', dest, '/out', null, null)).rejects.toMatchObject({
+        code: 'NOT_FOUND',
+        message: expect.stringMatching(/"\/a\.tar\.xz" is xz-compressed, but the `xz` program is not installed/),
+      });
+    } finally {
+      process.env.PATH = savedPath;
+      await m.release();
+      await rm(dest, { recursive: true, force: true });
+    }
+  });
 
   it('copies a non-archive as a file', async () => {
     const t = await tree([copy('/plain.gz', '/out/', { attemptUnpackDockerCompatibility: true })], [null, archives]);

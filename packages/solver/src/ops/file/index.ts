@@ -21,6 +21,7 @@ import type { pb } from '@bkt/api';
 import { mkdirAction, mkfileAction, rmAction } from './actions.js';
 import { copyAction } from './copy.js';
 import { resolveOwner } from './owner.js';
+import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 
 /** Accepts a decoded `pb.Op` holding a FileOp (or a bare `pb.FileOp`). */
@@ -178,7 +179,7 @@ class FileOpRun {
           if (r.mutable !== target) releases.push(() => this.#discard(r.mutable!));
           return r.mutable.path;
         }
-        if (!r.snapshot) return emptyDir();
+        if (!r.snapshot) return emptyDir(this.ctx.root);
         const m: Mounted = await r.snapshot.mount();
         releases.push(() => m.release());
         return m.path;
@@ -220,21 +221,21 @@ class FileOpRun {
   }
 }
 
-let emptyDirPath: string | undefined;
-/** A read-only empty directory standing for scratch as a copy source. */
-async function emptyDir(): Promise<string> {
-  if (!emptyDirPath) {
-    const { mkdtemp } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    emptyDirPath = await mkdtemp(path.join(tmpdir(), 'bkt-scratch-'));
-  }
-  return emptyDirPath;
+/**
+ * The empty directory standing for scratch as a copy source: `<root>/empty`
+ * under the store root, read-only, created on first use (mkdir is idempotent,
+ * so concurrent runs need no coordination). Nothing ever writes into it.
+ */
+async function emptyDir(storeRoot: string): Promise<string> {
+  const dir = path.join(storeRoot, 'empty');
+  await mkdir(dir, { recursive: true, mode: 0o555 });
+  return dir;
 }
 
 function wrapActionError(err: unknown, i: number, a: pb.FileAction): unknown {
   const where = `file action ${i} (${describe(a)})`;
   if (err instanceof BktError) {
-    if (err.message.startsWith('file action ')) return err;
+    if (err.details.action !== undefined) return err; // already names its action
     return new BktError(err.code, `${where}: ${err.message}`, { ...err.details, action: i }, { cause: err });
   }
   const e = err as NodeJS.ErrnoException;

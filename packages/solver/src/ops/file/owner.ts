@@ -3,12 +3,15 @@
  * up in `/etc/passwd` and `/etc/group` of the tree the `NamedUserOpt.input`
  * index designates (the destination, as BuildKit's LLB builder sets it). The
  * files are opened through `resolveInRoot`, so a symlinked `/etc/passwd`
- * cannot read the host's.
+ * cannot read the host's, and only when they are regular files of at most
+ * `MAX_DB_SIZE` bytes (a FIFO would hang the read, a device read the host's).
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { BktError } from '@bkt/core';
 import { resolveInRoot } from '@bkt/fsutil';
 import type { pb } from '@bkt/api';
+import { lstatOrNull } from './fsops.js';
 
 export interface Owner {
   uid: number;
@@ -18,14 +21,38 @@ export interface Owner {
 /** Looks up a tree by action index (for names); returns its host path. */
 export type TreeForIndex = (index: number) => Promise<string>;
 
+/** Largest /etc/passwd or /etc/group read (real ones are a few KiB). */
+export const MAX_DB_SIZE = 4 * 1024 * 1024;
+
+/** Rows of a passwd/group file; a missing file has none. */
 async function readDb(root: string, file: string): Promise<string[][]> {
-  let text: string;
+  const resolved = await resolveInRoot(root, file, { followFinalSymlink: true });
+  const notRegular = () => new BktError('INVALID_ARGUMENT', `${file} of the destination is not a regular file`, { path: file });
+  // Checked before opening too: opening a device node can itself have effects.
+  const st0 = await lstatOrNull(resolved);
+  if (!st0) return [];
+  if (!st0.isFile()) throw notRegular();
+  let fh;
   try {
-    text = await readFile(await resolveInRoot(root, file, { followFinalSymlink: true }), 'utf8');
+    // O_NONBLOCK: opening a FIFO returns at once (and is refused below) instead of waiting for a writer.
+    fh = await open(resolved, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return [];
-    throw err;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw new BktError('INVALID_ARGUMENT', `cannot read ${file} of the destination: ${(err as Error).message}`, { path: file });
+  }
+  let text: string;
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw notRegular();
+    if (st.size > MAX_DB_SIZE) {
+      throw new BktError('INVALID_ARGUMENT', `${file} of the destination is too large (${st.size} bytes, limit ${MAX_DB_SIZE})`, { path: file });
+    }
+    const buf = Buffer.alloc(st.size);
+    const { bytesRead } = await fh.read(buf, 0, st.size, 0);
+    text = buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await fh.close();
   }
   return text
     .split('\n')

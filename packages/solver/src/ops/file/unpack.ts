@@ -34,8 +34,12 @@ function detectCompression(magic: Buffer): Compression {
   return 'none';
 }
 
-/** The decompressed bytes of a file (external `bzip2`/`xz`/`zstd` where Node has no codec). */
-function decompressed(file: string, compression: Compression): Readable {
+/**
+ * The decompressed bytes of a file (external `bzip2`/`xz`/`zstd` where Node
+ * has no codec). A missing program fails the stream with a `BktError` naming
+ * it, so an archive is never mistaken for a plain file for lack of a tool.
+ */
+function decompressed(file: string, compression: Compression, archiveName: string): Readable {
   const input = createReadStream(file);
   if (compression === 'none') return input;
   if (compression === 'gzip') return input.pipe(createGunzip());
@@ -43,13 +47,27 @@ function decompressed(file: string, compression: Compression): Readable {
   input.pipe(child.stdin);
   child.stdin.on('error', () => {}); // EPIPE when the reader stops early
   input.on('error', (err) => child.stdout.destroy(err));
-  child.on('error', (err) => child.stdout.destroy(err));
+  child.on('error', (err) => {
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    child.stdout.destroy(
+      missing
+        ? new MissingDecompressor(`copy: "${archiveName}" is ${compression}-compressed, but the \`${compression}\` program is not installed on this host (needed to unpack it)`)
+        : err,
+    );
+  });
   child.on('close', (code) => {
     if (code !== 0 && code !== null) child.stdout.destroy(new Error(`${compression} -dc exited with code ${code}`));
   });
   const out = child.stdout;
   out.on('close', () => child.kill());
   return out;
+}
+
+/** The host lacks the program a compression needs. */
+class MissingDecompressor extends BktError {
+  constructor(message: string) {
+    super('NOT_FOUND', message);
+  }
 }
 
 /** True when `block` is a valid tar header (checksum ok, not the end-of-archive zero block). */
@@ -77,7 +95,8 @@ async function firstBlock(stream: Readable): Promise<Buffer> {
       size += (chunk as Buffer).length;
       if (size >= 512) break;
     }
-  } catch {
+  } catch (err) {
+    if (err instanceof MissingDecompressor) throw err;
     // not decompressible: not an archive
   } finally {
     stream.destroy();
@@ -86,7 +105,7 @@ async function firstBlock(stream: Readable): Promise<Buffer> {
 }
 
 /** Whether `file` (a regular file) is a possibly compressed tar archive, and its compression. */
-async function archiveCompression(file: string): Promise<Compression | null> {
+async function archiveCompression(file: string, archiveName: string): Promise<Compression | null> {
   const fh = await open(file, 'r');
   const magic = Buffer.alloc(6);
   try {
@@ -95,7 +114,7 @@ async function archiveCompression(file: string): Promise<Compression | null> {
     await fh.close();
   }
   const compression = detectCompression(magic);
-  return isTarHeader(await firstBlock(decompressed(file, compression))) ? compression : null;
+  return isTarHeader(await firstBlock(decompressed(file, compression, archiveName))) ? compression : null;
 }
 
 /**
@@ -114,7 +133,7 @@ export async function tryUnpack(
   const file = await resolveInRoot(srcRoot, src, { followFinalSymlink: true });
   const st = await lstatOrNull(file);
   if (!st || !st.isFile()) return false;
-  const compression = await archiveCompression(file);
+  const compression = await archiveCompression(file, src);
   if (compression === null) return false;
 
   const destDir = await resolveInRoot(destRoot, dest, { followFinalSymlink: true });
@@ -123,7 +142,7 @@ export async function tryUnpack(
   if (!destStat?.isDirectory()) {
     throw new BktError('INVALID_ARGUMENT', `copy: cannot unpack "${src}": destination "${dest}" is not a directory`);
   }
-  await extract(decompressed(file, compression), destDir, src, signal);
+  await extract(decompressed(file, compression, src), destDir, src, signal);
   return true;
 }
 
