@@ -177,12 +177,13 @@ export async function pushIndex(host: string, repo: string, tag: string, manifes
 
 /**
  * `runc run` of an OCI bundle (as `umoci unpack` makes) with `args` as the
- * process, no terminal; returns stdout. The container is deleted afterwards.
+ * process (default: the image's, as umoci wrote them), no terminal; returns
+ * stdout. The container is deleted afterwards.
  */
-export async function runcRun(bundle: string, args: string[]): Promise<string> {
+export async function runcRun(bundle: string, args?: string[]): Promise<string> {
   const configPath = join(bundle, 'config.json');
   const spec = JSON.parse(await readFile(configPath, 'utf8')) as { process: { args: string[]; terminal: boolean } };
-  spec.process.args = args;
+  if (args) spec.process.args = args;
   spec.process.terminal = false;
   await writeFile(configPath, JSON.stringify(spec));
   const id = `bkt-e2e-images-${process.pid}-${Date.now()}`;
