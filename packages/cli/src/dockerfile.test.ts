@@ -54,6 +54,7 @@ describe('Dockerfile flags → dockerfile.v0 attrs', () => {
         shmSize: '64m',
         ulimit: ['nofile=1024:2048'],
         network: 'none',
+        pull: true,
       },
       'ctx',
       '',
@@ -77,6 +78,7 @@ describe('Dockerfile flags → dockerfile.v0 attrs', () => {
         'shm-size': String(64 * 1024 * 1024),
         ulimit: 'nofile=1024:2048',
         'force-network-mode': 'none',
+        'image-resolve-mode': 'pull',
       });
       expect(s.localDirs).toEqual({ context: join(work, 'ctx'), dockerfile: join(work, 'df'), src: join(work, 'other') });
       expect(s.entitlements).toEqual(['network.host']);

@@ -28,6 +28,7 @@ export interface DockerfileFlags {
   shmSize?: string;
   ulimit: string[];
   network?: string;
+  pull?: boolean;
 }
 
 /** The entitlements `--allow` grants. */
@@ -41,6 +42,7 @@ export function hasDockerfileFlags(f: DockerfileFlags & { tag?: string[]; push?:
     f.platform !== undefined ||
     f.shmSize !== undefined ||
     f.network !== undefined ||
+    !!f.pull ||
     !!f.push ||
     [f.buildArg, f.buildContext, f.secret, f.ssh, f.label, f.noCacheFilter, f.addHost, f.allow, f.ulimit, f.tag ?? []].some((l) => l.length > 0)
   );
@@ -122,6 +124,7 @@ export async function prepareDockerfileSolve(flags: DockerfileFlags, input: Dock
       }
     }
     if (flags.platform) attrs.platform = flags.platform;
+    if (flags.pull) attrs['image-resolve-mode'] = 'pull';
     if (!flags.cache) attrs['no-cache'] = '';
     else if (flags.noCacheFilter.length > 0) attrs['no-cache'] = flags.noCacheFilter.flatMap((s) => s.split(',')).filter(Boolean).join(',');
     if (flags.addHost.length > 0) attrs['add-hosts'] = flags.addHost.map(parseAddHost).join(',');

@@ -65,6 +65,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--network <mode>', 'Dockerfile build: the network of RUN steps: default, none or host')
     .option('--shm-size <size>', 'Dockerfile build: the size of /dev/shm in RUN steps (e.g. 64m)')
     .option('--ulimit <name=soft:hard>', 'Dockerfile build: a ulimit of RUN steps (repeatable)', collect, [])
+    .option('--pull', 'Dockerfile build: always look up base images in their registry (image-resolve-mode=pull)')
     .option('--iidfile <file>', 'write the image id (config digest) to FILE')
     .action(async (arg: string | undefined, opts: Omit<BuildOptions, 'noCacheFilter'> & { cacheFilter: string[] }) => {
       // commander reads `--no-cache-filter` as the negation of `cache-filter`: its values land in `cacheFilter`.
