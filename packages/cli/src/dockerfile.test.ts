@@ -94,6 +94,18 @@ describe('Dockerfile flags → dockerfile.v0 attrs', () => {
     await s.close();
   });
 
+  it('SOURCE_DATE_EPOCH in the environment is the build arg of that name unless one is given (as buildx)', async () => {
+    const fromEnv = await prepare({}, '.', '', { SOURCE_DATE_EPOCH: '1700000000' });
+    expect(fromEnv.frontendAttrs['build-arg:SOURCE_DATE_EPOCH']).toBe('1700000000');
+    await fromEnv.close();
+    const given = await prepare({ buildArg: ['SOURCE_DATE_EPOCH=42'] }, '.', '', { SOURCE_DATE_EPOCH: '1700000000' });
+    expect(given.frontendAttrs['build-arg:SOURCE_DATE_EPOCH']).toBe('42');
+    await given.close();
+    const unset = await prepare({}, '.', '', {});
+    expect(Object.keys(unset.frontendAttrs).filter((k) => k.startsWith('build-arg:'))).toEqual([]);
+    await unset.close();
+  });
+
   it('-f - and CONTEXT - write stdin to a temp Dockerfile removed by close()', async () => {
     const s = await prepare({ file: '-' }, '.', 'FROM scratch\n');
     const { readFile } = await import('node:fs/promises');

@@ -112,7 +112,10 @@ export async function prepareDockerfileSolve(flags: DockerfileFlags, input: Dock
     }
 
     if (flags.target) attrs.target = flags.target;
-    for (const [k, v] of Object.entries(parseBuildArgs(flags.buildArg, env))) attrs[`build-arg:${k}`] = v;
+    const buildArgs = parseBuildArgs(flags.buildArg, env);
+    // As buildx: SOURCE_DATE_EPOCH in the environment is the build arg of that name unless one is given.
+    if (env.SOURCE_DATE_EPOCH !== undefined && !('SOURCE_DATE_EPOCH' in buildArgs)) buildArgs.SOURCE_DATE_EPOCH = env.SOURCE_DATE_EPOCH;
+    for (const [k, v] of Object.entries(buildArgs)) attrs[`build-arg:${k}`] = v;
     for (const [k, v] of Object.entries(parseKeyValues(flags.label, '--label'))) attrs[`label:${k}`] = v;
     for (const value of flags.buildContext) {
       const { name, target, local } = parseBuildContext(value, input.cwd);

@@ -3,11 +3,11 @@ import localExporters from '@bkt/exporter-local';
 import ociExporters from '@bkt/exporter-oci';
 import dockerfile from '@bkt/frontend-dockerfile';
 import { builtinOpsPlugin } from '@bkt/solver';
+import gitSource from '@bkt/source-git';
+import httpSource from '@bkt/source-http';
 import imageSource from '@bkt/source-image';
 import localSource from '@bkt/source-local';
 import runcWorker, { type SshAgentProvider } from '@bkt/worker-runc';
-import { gitSource } from './sources/git.js';
-import { httpSource } from './sources/http.js';
 
 /** Per-build options of the default preset. */
 export interface DefaultPresetOptions {

@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { BktError, isBktError } from '@bkt/core';
-import { buildCommand, type BuildOptions, type Io } from './commands/build.js';
-import { duCommand, pruneCommand, type DuOptions, type PruneOptions } from './commands/du.js';
+// The commands (and the solver, workers and frontends behind them) are imported when one runs,
+// so `--version`, `--help` and usage errors start in a few tens of milliseconds.
+import type { BuildOptions, Io } from './commands/build.js';
+import type { DuOptions, PruneOptions } from './commands/du.js';
 
 export type { Io } from './commands/build.js';
 
@@ -70,12 +72,14 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .action(async (arg: string | undefined, opts: Omit<BuildOptions, 'noCacheFilter'> & { cacheFilter: string[] }) => {
       // commander reads `--no-cache-filter` as the negation of `cache-filter`: its values land in `cacheFilter`.
       const { cacheFilter, ...rest } = opts;
+      const { buildCommand } = await import('./commands/build.js');
       exitCode = await buildCommand(arg, { ...rest, noCacheFilter: cacheFilter }, io, signal);
     });
 
   withProjectOptions(program.command('du').description('show the disk usage of the store'))
     .option('--verbose', 'print every field of each record')
     .action(async (opts: DuOptions) => {
+      const { duCommand } = await import('./commands/du.js');
       exitCode = await duCommand(opts, io.stdout, io.cwd);
     });
 
@@ -85,6 +89,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--keep-storage <bytes>', 'keep at most this much storage (e.g. 10GB, 512MB)')
     .option('--verbose', 'print every field of each removed record')
     .action(async (opts: PruneOptions) => {
+      const { pruneCommand } = await import('./commands/du.js');
       exitCode = await pruneCommand(opts, io.stdout, io.cwd);
     });
 

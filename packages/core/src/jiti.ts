@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createJiti, type Jiti } from 'jiti';
+import type { Jiti } from 'jiti';
 
 /**
  * The entry file of the running `@bkt/core` (`src/index.ts` when run from
@@ -17,8 +17,13 @@ function runningCoreEntry(): string | undefined {
   return undefined;
 }
 
-/** A jiti loader rooted at `projectDir`: TypeScript and ESM/CJS interop with no build step. */
-export function createProjectLoader(projectDir: string): Jiti {
+/**
+ * A jiti loader rooted at `projectDir`: TypeScript and ESM/CJS interop with no build step.
+ * jiti itself is imported here, on first use, not when `@bkt/core` is imported: it costs
+ * tens of milliseconds of start-up that a build with a JSON config (or none) never needs.
+ */
+export async function createProjectLoader(projectDir: string): Promise<Jiti> {
+  const { createJiti } = await import('jiti');
   const core = runningCoreEntry();
   return createJiti(projectDir.endsWith('/') ? projectDir : `${projectDir}/`, {
     moduleCache: false,

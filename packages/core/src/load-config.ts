@@ -72,7 +72,7 @@ function loadJson(file: string): unknown {
 }
 
 async function loadModule(file: string, projectDir: string): Promise<unknown> {
-  const loader = createProjectLoader(projectDir);
+  const loader = await createProjectLoader(projectDir);
   let mod: unknown;
   try {
     mod = await loader.import(file);

@@ -32,7 +32,7 @@ export async function resolvePlugins(specs: readonly PluginSpec[], projectDir: s
 }
 
 async function loadPluginPackage(specifier: string, options: unknown, hasOptions: boolean, projectDir: string): Promise<BktPlugin> {
-  const loader = createProjectLoader(projectDir);
+  const loader = await createProjectLoader(projectDir);
   const isPath = specifier.startsWith('.') || path.isAbsolute(specifier);
   let resolved: string | undefined;
   if (isPath) {

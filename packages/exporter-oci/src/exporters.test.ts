@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, unlink, utimes, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isBktError, type BuildResult, type Snapshot } from '@bkt/core';
+import { isBktError, type BuildResult, type Digest, type Snapshot } from '@bkt/core';
 import { ImageSource } from '@bkt/source-image';
 import { openTestContext, type TestContext } from '@bkt/source-image/testing';
 import { pushBusyboxImage, skopeoInspect, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
@@ -185,6 +185,69 @@ describe('image, oci and docker exporters', () => {
       expect(await readFile(join(m.path, 'hello.txt'), 'utf8')).toBe('hello from bkt\n');
     } finally {
       await m.release();
+    }
+  });
+
+  it('keeps what a kept snapshot or a stored name references through prune, and removes unreferenced blobs', async () => {
+    const own = await openTestContext();
+    try {
+      const { ctx, store } = own;
+      const busybox = await (await source.resolve(source.identify('docker-image', pushed.reference, {}), ctx)).snapshot(ctx);
+      // A build step's snapshot of a type a prune without `all` keeps.
+      const m = await ctx.snapshotter.prepare(busybox, { recordType: 'internal' });
+      await writeFile(join(m.path, 'hello.txt'), 'hello from bkt\n');
+      const top = await m.commit();
+      const digests = async (owner: { snapshot: string } | { name: string }) => (await ctx.content.refs!(owner)).map((r) => r.digest).sort();
+
+      // An OCI layout export: the new layer's blob is the snapshot's; manifest and config are nobody's.
+      const dest = join(work, 'refs-layout');
+      const first = await (await exporter('oci').resolve({ dest, tar: 'false' })).export(result(top), ctx);
+      const manifest = JSON.parse(await readFile(join(dest, 'blobs/sha256', first['containerimage.digest'].slice(7)), 'utf8'));
+      const newLayer = manifest.layers[1].digest as Digest;
+      expect(await digests({ snapshot: top.id })).toEqual([newLayer]);
+      const pruned = (await store.prune({})).map((r) => r.id);
+      expect(pruned).toEqual(expect.arrayContaining([first['containerimage.digest'], manifest.config.digest, pushed.manifest.digest, pushed.config.digest]));
+      // Kept: the snapshot, its parent (the pulled layer), and their blobs.
+      for (const id of [newLayer, top.id, busybox.id, pushed.layer.digest]) expect(pruned).not.toContain(id);
+      expect(await ctx.content.has(newLayer)).toBe(true);
+      // The kept layer is reused as it is by the next export.
+      const againDest = join(work, 'refs-again');
+      const again = await (await exporter('oci').resolve({ dest: againDest, tar: 'false' })).export(result(top), ctx);
+      const againManifest = JSON.parse(await readFile(join(againDest, 'blobs/sha256', again['containerimage.digest'].slice(7)), 'utf8'));
+      expect(againManifest.layers[1].digest).toBe(newLayer);
+
+      // The image exporter's store: the name references every blob of its image, and keeps them through prune --all.
+      const name = `${registry.host}/test/stored:v1`;
+      const owner = { name: `image:${name}` };
+      const stored = await (await exporter('image').resolve({ name })).export(result(top), ctx);
+      const image = JSON.parse(await readFile(ctx.content.path(stored['containerimage.digest'] as Digest), 'utf8'));
+      const blobs: Digest[] = [stored['containerimage.digest'] as Digest, image.config.digest, ...image.layers.map((l: { digest: Digest }) => l.digest)].sort();
+      expect(await digests(owner)).toEqual(blobs);
+      const stray = (await ctx.content.write(Buffer.from('nobody references me'))).digest;
+      const all = (await store.prune({ all: true })).map((r) => r.id);
+      expect(all).toEqual(expect.arrayContaining([stray, top.id, busybox.id]));
+      for (const d of blobs) expect(await ctx.content.has(d)).toBe(true);
+      expect(await ctx.content.has(stray)).toBe(false);
+      // ...so image.resolvemode=local unpacks it again from the content store alone.
+      const local = await (await source.resolve(source.identify('docker-image', name, { 'image.resolvemode': 'local' }), ctx)).snapshot(ctx);
+      const lm = await local.mount();
+      try {
+        expect(await readFile(join(lm.path, 'hello.txt'), 'utf8')).toBe('hello from bkt\n');
+      } finally {
+        await lm.release();
+      }
+
+      // Storing another image under the name moves its references: the old manifest and config go in the next prune.
+      const m2 = await ctx.snapshotter.prepare(local);
+      await writeFile(join(m2.path, 'second.txt'), 'second\n');
+      const restored = await (await exporter('image').resolve({ name })).export(result(await m2.commit()), ctx);
+      expect(restored['containerimage.digest']).not.toBe(stored['containerimage.digest']);
+      expect(await digests(owner)).not.toContain(stored['containerimage.digest']);
+      const later = (await store.prune({ all: true })).map((r) => r.id);
+      expect(later).toEqual(expect.arrayContaining([stored['containerimage.digest'], image.config.digest]));
+      expect(await ctx.content.has(restored['containerimage.digest'] as Digest)).toBe(true);
+    } finally {
+      await own.close();
     }
   });
 

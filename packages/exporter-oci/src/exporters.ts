@@ -1,15 +1,16 @@
 /**
  * The `image`, `oci` and `docker` exporters. Each builds the result's image
  * into the content store (image.ts), then: `image` records it in the local
- * image store under its names (`store=true`) and pushes it (`push=true`);
+ * image store under its names (`store=true`; each name `image:NAME` references
+ * all the image's blobs in the content store) and pushes it (`push=true`);
  * `oci` writes an OCI layout; `docker` a docker archive.
  *
  * The response carries BuildKit's keys: `containerimage.digest`,
  * `containerimage.config.digest` (single-platform), `containerimage.descriptor`
  * (base64 JSON) and `image.name`.
  */
-import type { Attrs, BuildContext, BuildResult, Exporter, ExporterInstance } from '@bkt/core';
-import { RegistryClient, formatReference, parseReference, type RegistryClientOptions } from '@bkt/registry';
+import type { Attrs, BlobOwner, BuildContext, BuildResult, ContentStore, Exporter, ExporterInstance } from '@bkt/core';
+import { RegistryClient, formatReference, parseReference, type Descriptor, type RegistryClientOptions } from '@bkt/registry';
 import { writeImageRecord } from '@bkt/source-image';
 import { parseExportAttrs, type ExportOptions, type ExporterType } from './attrs.js';
 import { buildImage, type BuiltImage } from './image.js';
@@ -64,7 +65,11 @@ class ImageExporterInstance implements ExporterInstance {
       const stored = [...names];
       if (o.nameCanonical) stored.push(...names.map((n) => `${stripTagAndDigest(n)}@${image.root.digest}`));
       if (names.length === 0 && o.danglingNamePrefix) stored.push(`${o.danglingNamePrefix}@${image.root.digest}`);
-      for (const name of stored) await writeImageRecord(ctx.root, { name: formatReference(parseReference(name)), target: image.root });
+      for (const name of stored) {
+        const canonical = formatReference(parseReference(name));
+        await referenceImageBlobs(ctx.content, imageBlobOwner(canonical), image.blobs);
+        await writeImageRecord(ctx.root, { name: canonical, target: image.root });
+      }
     }
     if (o.push || o.pushByDigest) {
       await this.#withClient(names, (client) => pushImage(image, names, client, ctx, { byDigest: o.pushByDigest && !o.push }));
@@ -87,6 +92,25 @@ class ImageExporterInstance implements ExporterInstance {
     } finally {
       client.close();
     }
+  }
+}
+
+/** The blob owner of a name of the local image store: `image:NAME`. */
+export function imageBlobOwner(name: string): BlobOwner {
+  return { name: `image:${name}` };
+}
+
+/**
+ * Makes `owner` reference exactly `blobs` (every blob of the image: layers,
+ * configs, manifests, index), dropping what it referenced before (the image
+ * the name had), so a prune keeps a stored image whole until its name moves.
+ */
+export async function referenceImageBlobs(content: ContentStore, owner: BlobOwner, blobs: Descriptor[]): Promise<void> {
+  if (!content.addRef) return;
+  const keep = new Set(blobs.map((b) => b.digest));
+  for (const b of blobs) await content.addRef(b.digest, owner);
+  for (const old of (await content.refs?.(owner)) ?? []) {
+    if (!keep.has(old.digest)) await content.removeRef?.(old.digest, owner);
   }
 }
 

@@ -141,6 +141,7 @@ async function layersOf(top: Snapshot | null, ctx: Pick<BuildContext, 'root' | '
       const what = `recompressing ${rec.blob.digest}`;
       const plain = decompress(createReadStream(ctx.content.path(rec.blob.digest)), what);
       const { digest, size } = await ctx.content.write(compress(plain, opts.compression, opts.compressionLevel, what));
+      await ctx.content.addRef?.(digest, { snapshot: s.id });
       layers.push({
         descriptor: { mediaType: convertLayerMediaType(`application/vnd.oci.image.layer.v1.tar${suffix(opts.compression)}`, opts.ociMediaTypes), digest, size },
         diffId: rec.diffId,

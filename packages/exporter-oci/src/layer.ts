@@ -12,7 +12,9 @@
  * - diff_id = sha256 of the uncompressed tar.
  *
  * A snapshot is immutable, so its layer is computed once per (compression,
- * level, clamp) and remembered under `<root>/exporter-oci/layers/`.
+ * level, clamp) and remembered under `<root>/exporter-oci/layers/`; the
+ * snapshot references the blob (`ContentStore.addRef`), so it lives as long
+ * as the snapshot does.
  *
  * Node cannot read xattrs: opaque markers are read with GNU tar
  * (`tar --xattrs`), other xattrs (file capabilities) are not exported.
@@ -163,6 +165,8 @@ export async function snapshotLayer(snapshot: Snapshot, ctx: Pick<BuildContext, 
   const what = `layer of snapshot ${snapshot.id}`;
   const plain = hashing(layerTar(snapshot.layerPath(), { clampMtime: opts.clampMtime, withOpaque: snapshot.parent !== null }), hash);
   const { digest, size } = await ctx.content.write(compress(plain, opts.compression, opts.compressionLevel, what));
+  // The snapshot keeps the blob: a prune removes it only with the snapshot (or when no image name holds it).
+  await ctx.content.addRef?.(digest, { snapshot: snapshot.id });
   const layer: Layer = {
     descriptor: { mediaType: layerMediaType(opts.compression, true), digest, size },
     diffId: `sha256:${hash.digest('hex')}`,

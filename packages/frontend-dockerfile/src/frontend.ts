@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { BktError, isBktError, type Attrs, type BuildContext, type Digest, type Frontend, type FrontendBridge, type Platform, type Registries, type SourceRange } from '@bkt/core';
+import { BktError, isBktError, type Attrs, type BuildContext, type Digest, type Frontend, type FrontendBridge, type Platform, type Registries } from '@bkt/core';
 import { parseDockerignore, resolveInRoot } from '@bkt/fsutil';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { digestOf } from '@bkt/llb';
 import { parseFrontendAttrs } from './convert/attrs.js';
 import { type ImageConfigResolver, type ResolveMode, convertDockerfile } from './convert/convert.js';
@@ -17,54 +17,28 @@ import { type ImageConfigResolver, type ResolveMode, convertDockerfile } from '.
  * `bridge.warn`; a failing op is reported at its Dockerfile line.
  */
 
-/** Resolves an image config outside the bridge (as `@bkt/source-image`'s `resolveImageConfig`). */
-export type ExternalImageResolver = (
-  ref: string,
-  opts: { platform?: Platform; resolveMode?: ResolveMode },
-  ctx: BuildContext,
-) => Promise<{ ref?: string; digest: Digest | string; config: Uint8Array }>;
-
-export interface DockerfileFrontendOptions {
-  /** Used when the bridge has no `resolveImageConfig`. */
-  resolveImageConfig?: ExternalImageResolver;
-}
-
-/** `bridge.warn` with BuildKit's warning options (an additive extension of core's FrontendBridge). */
-type WarnWithOptions = (vertex: Digest, short: string, detail?: string[], opts?: { url?: string; ranges?: SourceRange[]; level?: number }) => void;
-
 /** The metadata key the image exporter reads the image config from. */
 export const IMAGE_CONFIG_KEY = 'containerimage.config';
 
-export interface DockerfileFrontend extends Frontend {
-  /** Finds an image-config resolver among registered sources (the plugin calls this in `setup`). */
-  useRegistries(registries: Registries): void;
-}
+/** The `dockerfile.v0` frontend. */
+export type DockerfileFrontend = Frontend;
 
-export function dockerfileFrontend(options: DockerfileFrontendOptions = {}): DockerfileFrontend {
-  let external = options.resolveImageConfig;
+export function dockerfileFrontend(): DockerfileFrontend {
   return {
     name: 'dockerfile.v0',
-    useRegistries(registries) {
-      if (external) return;
-      const source = registries.sources.get('docker-image') as { resolveImageConfig?: ExternalImageResolver } | undefined;
-      if (source && typeof source.resolveImageConfig === 'function') external = source.resolveImageConfig.bind(source);
-    },
     async solve(attrs: Attrs, bridge: FrontendBridge, ctx: BuildContext) {
       const opts = parseFrontendAttrs(attrs);
       const { text, filename } = await readDockerfile(opts.filename, opts.dockerfileKey, opts.contextKey, ctx);
       const excludes = await readExcludes(opts.filename, opts.dockerfileKey, opts.contextKey, ctx);
 
-      const resolveImageConfig: ImageConfigResolver | undefined = bridge.resolveImageConfig
+      // Base images' configs through the solver (its `docker-image` source); the pinned ref keeps FROM reproducible.
+      const bridgeResolve = bridge.resolveImageConfig?.bind(bridge);
+      const resolveImageConfig: ImageConfigResolver | undefined = bridgeResolve
         ? async (ref, o) => {
-            const r = await bridge.resolveImageConfig!(ref, o.platform);
-            return { digest: r.digest, config: r.config };
+            const r = await bridgeResolve(ref, { platform: o.platform, resolveMode: o.resolveMode });
+            return { ...(r.ref ? { ref: r.ref.replace(/^docker-image:\/\//, '') } : {}), digest: r.digest, config: r.config };
           }
-        : external
-          ? async (ref, o) => {
-              const r = await external!(ref, { platform: o.platform, resolveMode: o.resolveMode }, ctx);
-              return { ...(r.ref ? { ref: r.ref.replace(/^docker-image:\/\//, '') } : {}), digest: r.digest, config: r.config };
-            }
-          : undefined;
+        : undefined;
 
       const converted = await convertDockerfile(text, {
         ...opts,
@@ -80,10 +54,9 @@ export function dockerfileFrontend(options: DockerfileFrontendOptions = {}): Doc
 
       // Warnings belong to the Dockerfile, as BuildKit's (which attaches them to the vertex that loaded it).
       const dockerfileVertex = digestOf(new TextEncoder().encode(`dockerfile:${filename}:${text}`));
-      const warn = bridge.warn as WarnWithOptions;
       for (const w of converted.warnings) {
         const short = `${w.rule}: ${w.message} (line ${w.range.startLine})`;
-        warn.call(bridge, dockerfileVertex, short, [w.description], {
+        bridge.warn(dockerfileVertex, short, [w.description], {
           url: w.url,
           level: 1,
           ranges: [{ start: { line: w.range.startLine, character: 0 }, end: { line: w.range.endLine, character: 0 } }],

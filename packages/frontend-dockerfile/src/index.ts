@@ -11,16 +11,9 @@ export type { GitRef } from './convert/git.js';
 export { emptyImage, serializeImage, parseImageConfig } from './convert/image.js';
 export type { DockerImage, ImageRuntimeConfig, ImageHistory, HealthcheckConfig } from './convert/image.js';
 export { dockerfileFrontend, withDockerfileLocation, IMAGE_CONFIG_KEY } from './frontend.js';
-export type { DockerfileFrontend, DockerfileFrontendOptions, ExternalImageResolver } from './frontend.js';
+export type { DockerfileFrontend } from './frontend.js';
 
 /** The plugin: registers the `dockerfile.v0` frontend. */
-export default function dockerfile(options: Parameters<typeof dockerfileFrontend>[0] = {}): BktPlugin {
-  const frontend = dockerfileFrontend(options);
-  return {
-    name: '@bkt/frontend-dockerfile',
-    frontends: [frontend],
-    setup({ registries }) {
-      frontend.useRegistries(registries);
-    },
-  };
+export default function dockerfile(): BktPlugin {
+  return { name: '@bkt/frontend-dockerfile', frontends: [dockerfileFrontend()] };
 }

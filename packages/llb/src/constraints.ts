@@ -1,5 +1,5 @@
 import type { Platform } from '@bkt/core';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { normalizePlatform, parsePlatform } from './platform.js';
 import type { SourceLocation } from './sourcemap.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { isBktError } from '@bkt/core';
 import { digestOf, image, local, marshal, mkfile, scratch, shlexSplit, type State } from './index.js';
 
@@ -157,6 +157,23 @@ describe('run', () => {
     expect(exec.secretenv).toEqual([{ ID: 'tok', name: 'TOKEN', optional: true }]);
     expect(exec.meta?.env).toEqual(['SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0']);
     expect(caps).toMatchObject({ 'exec.mount.secret': true, 'exec.secretenv': true, 'exec.mount.ssh': true });
+  });
+
+  it('marks a cache mount read-only when asked (pb.Mount.readonly); cache mounts never have an output', () => {
+    const seed = scratch().file(mkfile('/f', 0o644, 'x'));
+    const { exec } = execOf(
+      base.run({
+        args: ['x'],
+        mounts: [
+          { type: 'cache', target: '/ro', id: 'c', readonly: true, source: seed, selector: '/f' },
+          { type: 'cache', target: '/rw', id: 'c' },
+        ],
+      }).root(),
+    );
+    expect(exec.mounts.slice(1).map((m) => [m.dest, m.mountType, m.readonly, m.input, m.output, m.selector])).toEqual([
+      ['/ro', pb.MountType.CACHE, true, 1, -1, '/f'],
+      ['/rw', pb.MountType.CACHE, false, -1, -1, ''],
+    ]);
   });
 
   it('a read-only root has no root output: root() is the base', () => {

@@ -1,5 +1,5 @@
 import { BktError } from '@bkt/core';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { addCap, constraintsFrom, marshalConstraints, type Constraints, type OpOptions } from './constraints.js';
 import { shlexSplit } from './shlex.js';
 import type { State } from './state.js';
@@ -36,6 +36,8 @@ export interface CacheMount {
   /** Initial contents of a new cache. */
   source?: State;
   selector?: string;
+  /** Mounted read-only: the command cannot change the cache. */
+  readonly?: boolean;
   contentCache?: ContentCache;
 }
 
@@ -239,6 +241,7 @@ export class ExecOp extends Vertex {
           target: m.target,
           source: m.source?.output ?? null,
           selector: m.selector ?? '',
+          readonly: m.readonly ?? false,
           cacheId: m.id,
           sharing: m.sharing ?? 'shared',
           contentCache: m.contentCache ?? 'default',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { copy, digestOf, image, local, marshal, mkdir, mkfile, rm, scratch, type State } from './index.js';
 
 /** The last file op of a state's definition. */

@@ -1,5 +1,5 @@
 import { BktError } from '@bkt/core';
-import type { pb } from '@bkt/api';
+import type * as pb from '@bkt/api/pb';
 import { addCap, constraintsFrom, marshalConstraints, type Constraints, type OpOptions } from './constraints.js';
 import { cleanPath, joinPath, normalizeActionPath } from './paths.js';
 import type { State } from './state.js';

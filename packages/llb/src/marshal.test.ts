@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import {
   copy, definitionHead, diff, digestOf, encodeReturnOp, image, local, marshal, marshalBytes, merge, mkdir, mkfile, scratch, SourceMap,
 } from './index.js';

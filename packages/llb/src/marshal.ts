@@ -1,5 +1,5 @@
 import type { Digest, Platform } from '@bkt/core';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { constraintsFrom, mergeMetadata, metadataToPB, type OpMetadata, type OpOptions } from './constraints.js';
 import { defaultPlatform } from './platform.js';
 import { SourceMapCollector } from './sourcemap.js';

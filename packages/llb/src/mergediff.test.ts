@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { diff, digestOf, image, marshal, merge, mkfile, scratch } from './index.js';
 
 describe('merge and diff', () => {

@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { copy, diff, image, local, merge, mkdir, mkfile, scratch } from './index.js';
 
 it('the README example marshals', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { isBktError } from '@bkt/core';
 import { digestOf, git, http, image, local, marshal, normalizeImageReference, ociLayout, type State } from './index.js';
 

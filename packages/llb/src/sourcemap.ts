@@ -1,4 +1,4 @@
-import type { pb } from '@bkt/api';
+import type * as pb from '@bkt/api/pb';
 import type { State } from './state.js';
 
 /** A range in a source file (`pb.Range`); BuildKit frontends use 1-based lines. */

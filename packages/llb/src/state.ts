@@ -1,6 +1,6 @@
 import type { Platform } from '@bkt/core';
 import { BktError } from '@bkt/core';
-import type { pb } from '@bkt/api';
+import type * as pb from '@bkt/api/pb';
 import { toPlatform, type OpOptions } from './constraints.js';
 import { ExecOp, type RunOptions, type NetworkMode, type SecurityMode, type UlimitName } from './exec.js';
 import { FileOp, type FileAction } from './fileop.js';

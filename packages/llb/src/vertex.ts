@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Digest, Platform } from '@bkt/core';
 import { BktError } from '@bkt/core';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import type { Constraints, OpMetadata } from './constraints.js';
 import type { SourceLocation } from './sourcemap.js';
 

@@ -12,7 +12,7 @@
  * A source's key is sha256(["source", scheme, SourceInstance.cacheKey().key]).
  */
 import { createHash } from 'node:crypto';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import {
   BktError,
   isBktError,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { isBktError, type Digest } from '@bkt/core';
 import { buildGraph, digestOf, loadDefinition, type RawOp } from './definition.js';
 import { DefBuilder } from './testutil.js';

@@ -7,7 +7,7 @@
  * Every error is a `BktError('INVALID_DEFINITION')` naming the op digest.
  */
 import { createHash } from 'node:crypto';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { BktError, type Digest, type OpKind, type Platform } from '@bkt/core';
 
 export interface VertexInput {

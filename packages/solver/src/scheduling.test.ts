@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { BktError, createBkt, isBktError, type BktPlugin, type BuildContext, type Digest, type Frontend, type Platform, type ProgressEvent, type Snapshot, type Source } from '@bkt/core';
 import type { Solver } from './api.js';
 import { createMergeOpExecutor } from './ops/merge.js';

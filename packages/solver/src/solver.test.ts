@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { createBkt, isBktError, type Bkt, type BktPlugin, type ProgressEvent, type Snapshot } from '@bkt/core';
 import { openSolver } from './solver.js';
 import type { Solver } from './api.js';

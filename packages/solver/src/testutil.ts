@@ -5,7 +5,7 @@
  */
 import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import type { BktPlugin, BuildContext, OpExecutor, Snapshot, Source, SourceIdentifier } from '@bkt/core';
 import { BktError } from '@bkt/core';
 import { checksum } from '@bkt/fsutil';

@@ -94,6 +94,34 @@ describe('docker-image source against a real registry', () => {
     }
   });
 
+  it('references each layer blob from its snapshot: prune keeps the blob with the snapshot and removes unreferenced ones', async () => {
+    const own = await openTestContext();
+    try {
+      const { ctx, store } = own;
+      // `internal` snapshots stay in a prune without `all` (as buildctl prune).
+      const id = source.identify('docker-image', pushed.reference, { 'image.recordtype': 'internal' });
+      const snap = await (await source.resolve(id, ctx)).snapshot(ctx);
+      expect(await ctx.content.refs!({ snapshot: snap.id })).toMatchObject([{ digest: pushed.layer.digest, owner: { snapshot: snap.id } }]);
+      expect(await ctx.content.has(pushed.config.digest)).toBe(true);
+
+      const removed = (await store.prune({})).map((r) => r.id);
+      // The manifest and config nothing references go; the kept snapshot keeps its layer blob.
+      expect(removed).toEqual(expect.arrayContaining([pushed.manifest.digest, pushed.config.digest]));
+      expect(removed).not.toContain(pushed.layer.digest);
+      expect(removed).not.toContain(snap.id);
+      expect(await ctx.content.has(pushed.config.digest)).toBe(false);
+      expect(await ctx.content.has(pushed.layer.digest)).toBe(true);
+      expect(await readLayerRecord(ctx.root, snap.id)).toMatchObject({ blob: { digest: pushed.layer.digest } });
+
+      // With `all`, the snapshot goes, and its blob in the same prune.
+      const all = (await store.prune({ all: true })).map((r) => r.id);
+      expect(all).toEqual(expect.arrayContaining([snap.id, pushed.layer.digest]));
+      expect(await ctx.content.has(pushed.layer.digest)).toBe(false);
+    } finally {
+      await own.close();
+    }
+  });
+
   it('fails clearly for an unknown image and a malformed reference', async () => {
     const missing = `${registry.host}/test/nothing:here`;
     const err = await source.resolve(source.identify('docker-image', missing, {}), t.ctx).catch((e: unknown) => e);

@@ -14,7 +14,8 @@
  * The cache key is the platform's manifest digest; the pin is
  * `docker-image://REF@DIGEST` with the digest the reference resolved to.
  * Layers are downloaded once into the content store and each is unpacked
- * into its own snapshot over the previous one (see `records.ts`).
+ * into its own snapshot over the previous one (see `records.ts`); each
+ * snapshot references its layer blob, so the blob lives as long as it does.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -346,6 +347,8 @@ export async function unpackImage(
       throw err;
     }
     const snapshot = await mutable.commit();
+    // The snapshot keeps its layer blob: a prune removes the blob only with the snapshot.
+    await ctx.content.addRef?.(desc.digest, { snapshot: snapshot.id });
     ctx.progress.status(`extract ${desc.digest}`, `extracting ${desc.digest.slice(0, 19)}`, 1, 1, true);
     await writeLayerRecord(ctx.root, {
       snapshotId: snapshot.id,

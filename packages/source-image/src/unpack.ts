@@ -11,25 +11,27 @@
  *   of this layer already landed in it, only the other entries are removed.
  * - In a base layer (nothing below) whiteouts have nothing to delete and are skipped.
  *
- * Confinement: every path stays under `root`. An entry whose name climbs out
- * with `..`, a hard link to a path outside, and an entry written through a
- * symlink that points outside (absolute, or `..` past the root) fail with
- * `PERMISSION_DENIED` naming the layer and the entry; nothing is written for it.
- * Symlinks themselves are created as they are (they are resolved inside the
- * container at run time).
+ * Confinement: every path stays under `root`. An entry's parent directories
+ * are resolved inside the root as containerd's `fs.RootPath` does (and as the
+ * container will see them): an absolute symlink is taken from the root (an
+ * image's `var/run -> /run` leads to `<root>/run`), and `..` stops at the
+ * root. An entry whose own name climbs out with `..`, and a hard link whose
+ * target name climbs out, fail with `PERMISSION_DENIED` naming the layer and
+ * the entry; nothing is written for it. Symlinks themselves are created as
+ * they are (they are resolved inside the container at run time).
  */
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, readlink, rm, symlink, utimes } from 'node:fs/promises';
+import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { BktError } from '@bkt/core';
+import { resolveRelInRoot } from '@bkt/fsutil';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
-const MAX_SYMLINKS = 40;
 
 export interface UnpackOptions {
   /** True for an image's first layer: there is nothing below for whiteouts to delete. */
@@ -71,37 +73,18 @@ async function lstatOrNull(p: string) {
 }
 
 /**
- * Resolves `parts` under `root`, following symlinks in every component but the
- * last (and the last too with `followLast`). A symlink that is absolute or
- * climbs above the root is refused: the entry would otherwise be written
- * somewhere its name does not say.
+ * Resolves `parts` inside `root` (see the module comment), following symlinks
+ * in every component, the last one included; returns the components of the
+ * resolved path under the root (none for the root itself).
  */
-async function resolveInRoot(root: string, parts: string[], entry: string, what: string, followLast = false): Promise<string[]> {
-  const resolved: string[] = [];
-  const pending = [...parts];
-  let links = 0;
-  while (pending.length > 0) {
-    const c = pending.shift()!;
-    if (c === '' || c === '.') continue;
-    if (c === '..') {
-      if (resolved.length === 0) throw escapeError(what, entry, 'it goes through a symlink that points above the root');
-      resolved.pop();
-      continue;
-    }
-    resolved.push(c);
-    if (pending.length === 0 && !followLast) break;
-    const p = join(root, ...resolved);
-    const st = await lstatOrNull(p);
-    if (!st?.isSymbolicLink()) continue;
-    if (++links > MAX_SYMLINKS) throw escapeError(what, entry, 'too many levels of symbolic links');
-    const target = await readlink(p);
-    if (target.startsWith('/')) {
-      throw escapeError(what, entry, `it goes through the absolute symlink "${resolved.join('/')}" -> "${target}"`);
-    }
-    resolved.pop();
-    pending.unshift(...target.split('/'));
+async function resolveParts(root: string, parts: string[], what: string, entry: string): Promise<string[]> {
+  try {
+    const rel = await resolveRelInRoot(root, parts.join('/'), { followFinalSymlink: true });
+    return rel === '' ? [] : rel.split('/');
+  } catch (err) {
+    if (err instanceof BktError) throw new BktError(err.code, `${what}: entry "${entry}": ${err.message}`, { entry }, { cause: err });
+    throw err;
   }
-  return resolved;
 }
 
 function run(cmd: string, args: string[]): Promise<void> {
@@ -134,7 +117,7 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
         continue;
       }
       const base = parts[parts.length - 1];
-      const parentParts = await resolveInRoot(root, parts.slice(0, -1), h.name, what, true);
+      const parentParts = await resolveParts(root, parts.slice(0, -1), what, h.name);
       const parent = join(root, ...parentParts);
       const rel = [...parentParts, base].join('/');
 
@@ -169,8 +152,9 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
         case 'link': {
           const linkname = h.linkname ?? '';
           const outside = `it is a hard link to "${linkname}", which climbs out of the root with ".."`;
-          const targetParts = await resolveInRoot(root, entryComponents(linkname, what, h.name, outside), h.name, what);
-          const target = join(root, ...targetParts);
+          const targetParts = entryComponents(linkname, what, h.name, outside);
+          const targetParent = await resolveParts(root, targetParts.slice(0, -1), what, h.name);
+          const target = join(root, ...targetParent, ...targetParts.slice(-1));
           const st = await lstatOrNull(target);
           if (!st) throw new BktError('INVALID_ARGUMENT', `${what}: hard link "${h.name}" points to "${h.linkname}", which the layer does not hold`);
           if (st.isDirectory()) throw escapeError(what, h.name, `it is a hard link to the directory "${h.linkname}"`);

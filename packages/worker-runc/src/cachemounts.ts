@@ -18,7 +18,7 @@
  * behind are removed before this process first uses the directory.
  */
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, type UsageRecord } from '@bkt/core';
 import { isAlive, mustRun } from './sys.js';
@@ -226,9 +226,12 @@ export class CacheMounts {
     if (!rec) {
       // Build the instance aside and rename it in: a crash never leaves a half-seeded cache.
       const tmp = join(this.dir, `.new-${recordId}-${process.pid}-${Date.now()}`);
-      await mkdir(join(tmp, 'data'), { recursive: true, mode: 0o755 });
-      // As `cp -a`: owners, modes, times, links, special files and xattrs are kept, as BuildKit's seeding copy keeps them.
+      await mkdir(join(tmp, 'data'), { recursive: true });
+      // Without a base: 0755 root (whatever the umask). With one, as `cp -a`: the top directory takes the base's
+      // mode and owner (how the Dockerfile's `mode`/`uid`/`gid` arrive), and owners, modes, times, links, special
+      // files and xattrs of every entry are kept, as BuildKit's seeding copy keeps them.
       if (req.base) await mustRun('cp', ['-a', '-T', '--reflink=auto', req.base.path, join(tmp, 'data')]);
+      else await chmod(join(tmp, 'data'), 0o755);
       rec = { cacheId: req.id, createdAt: now, lastUsedAt: now, usageCount: 0, description: req.description ?? `cache mount ${req.id}` };
       await writeFile(join(tmp, 'record.json'), JSON.stringify(rec));
       await rm(dir, { recursive: true, force: true });

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHarness, runStep, type Harness } from './harness.test-util.js';
 

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type OpExecutor, type OpInput, type Snapshot } from '@bkt/core';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import type { ContainerSpec, Executor, NetworkMode } from './executor.js';
 import { prepareMounts, type SshAgentProvider } from './mounts.js';
 import { StepOutput, DEFAULT_LOG_MAX_BYTES } from './output.js';

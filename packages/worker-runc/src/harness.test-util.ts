@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import type { BuildContext, OpInput, ProgressWriter, Snapshot } from '@bkt/core';
 import { Store } from '@bkt/solver';
 import { makeBusyboxRootfs } from '@bkt/testkit';

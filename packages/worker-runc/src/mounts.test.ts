@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CacheMounts, cacheMountsFor } from './cachemounts.js';
 import { openHarness, runStep, type Harness } from './harness.test-util.js';

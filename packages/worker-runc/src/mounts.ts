@@ -8,7 +8,7 @@ import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type MutableSnapshot, type OpInput, type Snapshot } from '@bkt/core';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { cacheMountsFor, type CacheSharing } from './cachemounts.js';
 import type { ContainerMount } from './executor.js';
 import { rootPath } from './rootpath.js';

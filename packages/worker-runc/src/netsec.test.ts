@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHarness, runStep, type Harness } from './harness.test-util.js';
 

@@ -6,8 +6,9 @@
  * see scripts/dockerfile-peers/regenerate). Error cases must fail with an
  * error naming `Dockerfile:LINE`.
  *
- * Skipped while `packages/frontend-dockerfile/dist/index.js` exports no
- * `dockerfile.v0` frontend (run `npm run build` first).
+ * Skipped while `packages/frontend-dockerfile/dist/index.js` does not exist
+ * (run `npm run build` first); a dist that fails to import, or exports no
+ * `dockerfile.v0` frontend, fails the file.
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -21,22 +22,29 @@ import { CASES_DIR, caseRegex, loadCases, prepareCase, type Case, type PreparedC
 import { startFixtures, type Fixtures } from './lib/fixtures.js';
 import { baseTree, configFields, registryImageConfig, registryImageToArchive, summarizeArchive, type Entry } from './lib/image.js';
 
-/** True when the built frontend package exports a plugin (or a frontend) named `dockerfile.v0`. */
+/**
+ * False when `packages/frontend-dockerfile/dist/index.js` does not exist (not
+ * built: the corpus is skipped). When it exists it must load and export a
+ * plugin (or a frontend) named `dockerfile.v0`; otherwise this throws, failing
+ * the file rather than skipping the corpus silently.
+ */
 async function dockerfileFrontendBuilt(): Promise<boolean> {
   const entry = join(REPO, 'packages/frontend-dockerfile/dist/index.js');
   if (!existsSync(entry)) return false;
+  let mod: Record<string, unknown>;
   try {
-    const mod = (await import(pathToFileURL(entry).href)) as Record<string, unknown>;
-    const isFrontend = (v: unknown) =>
-      !!v && typeof v === 'object' && (v as { name?: unknown }).name === 'dockerfile.v0' && typeof (v as { solve?: unknown }).solve === 'function';
-    const isPlugin = (v: unknown) =>
-      !!v && typeof v === 'object' && Array.isArray((v as { frontends?: unknown }).frontends) && (v as { frontends: unknown[] }).frontends.some(isFrontend);
-    // The default export is the plugin factory.
-    const plugin = typeof mod.default === 'function' ? (mod.default as () => unknown)() : undefined;
-    return isPlugin(plugin) || Object.values(mod).some((v) => isFrontend(v) || isPlugin(v));
-  } catch {
-    return false;
+    mod = (await import(pathToFileURL(entry).href)) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`${entry} exists but importing it failed (rebuild it: npm run build): ${(err as Error)?.stack ?? err}`, { cause: err });
   }
+  const isFrontend = (v: unknown) =>
+    !!v && typeof v === 'object' && (v as { name?: unknown }).name === 'dockerfile.v0' && typeof (v as { solve?: unknown }).solve === 'function';
+  const isPlugin = (v: unknown) =>
+    !!v && typeof v === 'object' && Array.isArray((v as { frontends?: unknown }).frontends) && (v as { frontends: unknown[] }).frontends.some(isFrontend);
+  // The default export is the plugin factory.
+  const plugin = typeof mod.default === 'function' ? (mod.default as () => unknown)() : undefined;
+  if (isPlugin(plugin) || Object.values(mod).some((v) => isFrontend(v) || isPlugin(v))) return true;
+  throw new Error(`${entry} exports no plugin or frontend named dockerfile.v0 (exports: ${Object.keys(mod).join(', ') || 'none'})`);
 }
 
 const ready = await dockerfileFrontendBuilt();

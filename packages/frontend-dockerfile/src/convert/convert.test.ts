@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { type ConvertOptions, convertDockerfile } from './convert.js';
 import { BUSYBOX_CONFIG, ancestors, decodeOps, execOf, fileOf, fixedImages, opNamed, sourceOf } from './testutil.js';
 import type { DockerImage } from './image.js';

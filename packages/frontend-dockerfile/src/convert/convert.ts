@@ -2,7 +2,7 @@ import type { Platform } from '@bkt/core';
 import { BktError } from '@bkt/core';
 import { compilePatterns, parseDockerignore } from '@bkt/fsutil';
 import { type State, SourceMap, git, http, image, local, normalizeImageReference, ociLayout, scratch } from '@bkt/llb';
-import type { pb } from '@bkt/api';
+import type * as pb from '@bkt/api/pb';
 import { type Dockerfile, parseDockerfile, parseInstructions } from '../parser/dockerfile.js';
 import { DockerfileParseError, locatedError } from '../parser/errors.js';
 import type { Instruction } from '../parser/instructions.js';

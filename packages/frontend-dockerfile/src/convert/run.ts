@@ -184,6 +184,7 @@ function runMountsFor(ctx: ConvertContext, d: DispatchState, runMounts: RunMount
         sharing: m.sharing ?? 'shared',
         ...(source.output ? { source } : {}),
         ...(selector ? { selector } : {}),
+        ...(m.readOnly ? { readonly: true } : {}),
       });
       continue;
     }

@@ -1,4 +1,4 @@
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { digestOf } from '@bkt/llb';
 import type { ImageConfigResolver } from './convert.js';
 

@@ -3,7 +3,7 @@ import { walk } from '@bkt/fsutil';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import type { Snapshot } from '@bkt/core';
 import { createDiffOpExecutor } from './diff.js';
 import { createMergeOpExecutor } from './merge.js';

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { BktError, type BuildContext, type OpExecutor, type OpInput, type Snapshot } from '@bkt/core';
-import type { pb } from '@bkt/api';
+import type * as pb from '@bkt/api/pb';
 import { copySpecial, lstatOrNull } from './file/fsops.js';
 
 const run = promisify(execFile);

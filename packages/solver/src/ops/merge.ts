@@ -5,7 +5,7 @@
  * a single remaining input is returned as is (as BuildKit does).
  */
 import { BktError, type BuildContext, type OpExecutor, type OpInput, type Snapshot } from '@bkt/core';
-import type { pb } from '@bkt/api';
+import type * as pb from '@bkt/api/pb';
 
 export function mergeOpOf(op: unknown): pb.MergeOp {
   const o = op as { op?: { $case?: string; value?: unknown }; inputs?: unknown };

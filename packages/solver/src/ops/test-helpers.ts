@@ -6,7 +6,7 @@
 import { mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import type { BuildContext, Snapshot } from '@bkt/core';
 import { walk } from '@bkt/fsutil';
 import { Store } from '../store/store.js';

@@ -7,7 +7,7 @@ import { lstat, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { pb } from '@bkt/api';
+import * as pb from '@bkt/api/pb';
 import { createBkt, type Snapshot } from '@bkt/core';
 import type { Solver } from '../api.js';
 import { builtinOpsPlugin } from '../ops/index.js';

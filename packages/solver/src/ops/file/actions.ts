@@ -9,7 +9,7 @@ import { chmod, lstat, mkdir, rm, unlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BktError } from '@bkt/core';
 import { resolveInRoot, resolveWildcards } from '@bkt/fsutil';
-import type { pb } from '@bkt/api';
+import type * as pb from '@bkt/api/pb';
 import { applyOwnerAndTime, lstatOrNull, mkdirAllInRoot, timestampSeconds } from './fsops.js';
 import type { Owner } from './owner.js';
 import { cleanActionPath } from './copy.js';

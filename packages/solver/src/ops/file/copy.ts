@@ -15,7 +15,7 @@ import { chmod, copyFile, constants, lchown, link, lutimes, mkdir, readdir, read
 import * as path from 'node:path';
 import { BktError } from '@bkt/core';
 import { compilePatterns, resolveInRoot, resolveWildcards, type PatternMatcher } from '@bkt/fsutil';
-import type { pb } from '@bkt/api';
+import type * as pb from '@bkt/api/pb';
 import { copySpecial, lstatOrNull, mkdirAllInRoot, timestampSeconds } from './fsops.js';
 import { parseModeStr, type ModeSet } from './mode.js';
 import type { Owner } from './owner.js';

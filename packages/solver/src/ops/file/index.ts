@@ -17,7 +17,7 @@
  */
 import type { BuildContext, ContentSelector, Mounted, MutableSnapshot, OpExecutor, OpInput, Snapshot } from '@bkt/core';
 import { BktError } from '@bkt/core';
-import type { pb } from '@bkt/api';
+import type * as pb from '@bkt/api/pb';
 import { mkdirAction, mkfileAction, rmAction } from './actions.js';
 import { copyAction } from './copy.js';
 import { resolveOwner } from './owner.js';

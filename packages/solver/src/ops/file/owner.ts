@@ -10,7 +10,7 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { BktError } from '@bkt/core';
 import { resolveInRoot } from '@bkt/fsutil';
-import type { pb } from '@bkt/api';
+import type * as pb from '@bkt/api/pb';
 import { lstatOrNull } from './fsops.js';
 
 export interface Owner {

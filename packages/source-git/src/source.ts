@@ -17,7 +17,7 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { cp, lstat, mkdir, readdir, realpath, rm, utimes } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { BktError, type Attrs, type BktPlugin, type BuildContext, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
+import { BktError, type Attrs, type BuildContext, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
 
 interface GitSpec {
   url: string;
@@ -222,9 +222,4 @@ async function touchTree(dir: string, when: Date, top = false): Promise<void> {
     if (!entry.isSymbolicLink()) await utimes(p, when, when);
   }
   await utimes(dir, when, when);
-}
-
-/** The plugin: source scheme `git`. */
-export function gitSource(): BktPlugin {
-  return { name: '@bkt/source-git', sources: [createGitSource()] };
 }

@@ -1,3 +1,4 @@
+/** The default preset's `@bkt/source-http` and `@bkt/source-git`, through `bkt build` of a Dockerfile (their own tests are in their packages). */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -7,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../program.js';
+import { main } from './program.js';
 
 let work: string;
 let http: Server;
@@ -78,7 +79,7 @@ async function build(dockerfile: string, out: string, extra: string[] = []) {
   return { code, stderr };
 }
 
-describe('http source', () => {
+describe('default preset: http source (ADD URL)', () => {
   it('ADDs a URL with the file name from the URL, a checksum, a chmod; a cached build downloads again but reuses the result', async () => {
     const sum = `sha256:${createHash('sha256').update(HELLO).digest('hex')}`;
     const df = `FROM scratch\nADD ${httpUrl}/files/hello.txt /web/\nADD --checksum=${sum} --chmod=640 ${httpUrl}/files/hello.txt /web/checked.txt\n`;
@@ -95,19 +96,9 @@ describe('http source', () => {
     expect(again.stderr).toMatch(/CACHED/);
     expect(await readdir(join(work, 'store/tmp')).catch(() => [])).toEqual([]); // unused downloads removed
   });
-
-  it('fails on a checksum mismatch and on a missing URL', async () => {
-    const bad = await build(`FROM scratch\nADD --checksum=sha256:${'0'.repeat(64)} ${httpUrl}/files/hello.txt /x\n`, join(work, 'out-bad'));
-    expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/digest mismatch/);
-    const missing = await build(`FROM scratch\nADD ${httpUrl}/nope.txt /x\n`, join(work, 'out-missing'));
-    expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/HTTP 404/);
-    expect(missing.stderr).toMatch(/Dockerfile:2/);
-  });
 });
 
-describe('git source', () => {
+describe('default preset: git source (ADD git-repo)', () => {
   it('ADDs a branch, a tag with a subdir, and keeps .git on request', async () => {
     const df = [
       'FROM scratch',
@@ -123,11 +114,5 @@ describe('git source', () => {
     expect(await readdir(join(work, 'out-git/lib-only'))).toEqual(['code.txt']);
     expect((await readdir(join(work, 'out-git/with-git'))).sort()).toEqual(['.git', 'README.md', 'lib', 'tool.sh']);
     expect(execFileSync('git', ['-C', join(work, 'out-git/with-git'), 'remote', 'get-url', 'origin']).toString().trim()).toBe(`${gitUrl}/repo.git`);
-  });
-
-  it('names a ref that does not exist', async () => {
-    const r = await build(`FROM scratch\nADD ${gitUrl}/repo.git#nope /x\n`, join(work, 'out-nope'));
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/no ref "nope"/);
   });
 });

@@ -19,7 +19,7 @@ import { chmod, chown, copyFile, mkdir, rename, rm, utimes } from 'node:fs/promi
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BktError, type Attrs, type BktPlugin, type BuildContext, type Digest, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
+import { BktError, type Attrs, type BuildContext, type Digest, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
 
 interface HttpAttrs {
   checksum?: Digest;
@@ -189,26 +189,4 @@ async function fetchTo(url: string, opts: HttpAttrs, ctx: BuildContext): Promise
   const lm = res.headers.get('last-modified');
   const lastModified = lm ? new Date(lm) : undefined;
   return { path, digest, ...(lastModified && !Number.isNaN(lastModified.getTime()) ? { lastModified } : {}) };
-}
-
-/** The plugin: source schemes `https` and `http`. Downloads a build did not use are removed after it. */
-export function httpSource(): BktPlugin {
-  const downloads = new Map<string, Set<string>>();
-  const removeAll = async (paths: Iterable<string>) => {
-    for (const p of paths) await rm(p, { force: true });
-  };
-  return {
-    name: '@bkt/source-http',
-    sources: [createHttpSource(downloads)],
-    setup({ hooks }) {
-      hooks.afterSolve.tapPromise('@bkt/source-http', async ({ buildId }) => {
-        await removeAll(downloads.get(buildId) ?? []);
-        downloads.delete(buildId);
-      });
-      hooks.shutdown.tapPromise('@bkt/source-http', async () => {
-        for (const paths of downloads.values()) await removeAll(paths);
-        downloads.clear();
-      });
-    },
-  };
 }
