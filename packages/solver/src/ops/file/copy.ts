@@ -12,7 +12,9 @@
  */
 import type { Stats } from 'node:fs';
 import { chmod, copyFile, constants, lchown, link, lutimes, mkdir, readdir, readlink, rm, symlink, unlink } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { BktError } from '@bkt/core';
 import { compilePatterns, resolveInRoot, resolveWildcards, type PatternMatcher } from '@bkt/fsutil';
 import type * as pb from '@bkt/api/pb';
@@ -53,10 +55,25 @@ interface CopyOptions {
   exclude: PatternMatcher | null;
   alwaysReplace: boolean;
   signal?: AbortSignal;
+  /** The copy may run as `cp -a` when nothing overrides or filters (see `copyWithCp`). */
+  allowCp: boolean;
+}
+
+/** Tuning of `copyAction`; the default is what a build uses. */
+export interface CopyTuning {
+  /** Lets a plain directory copy run as one `cp -a` (see `copyWithCp`); default true. */
+  allowCp?: boolean;
 }
 
 /** Runs one FileActionCopy from `srcRoot` into `destRoot` (host directories). */
-export async function copyAction(srcRoot: string, destRoot: string, action: pb.FileActionCopy, owner: Owner | null, signal?: AbortSignal): Promise<void> {
+export async function copyAction(
+  srcRoot: string,
+  destRoot: string,
+  action: pb.FileActionCopy,
+  owner: Owner | null,
+  signal?: AbortSignal,
+  tuning: CopyTuning = {},
+): Promise<void> {
   const srcPath = cleanActionPath(action.src);
   const destPath = cleanActionPath(action.dest);
   const time = timestampSeconds(action.timestamp);
@@ -91,6 +108,7 @@ export async function copyAction(srcRoot: string, destRoot: string, action: pb.F
     exclude: action.excludePatterns.length > 0 ? compilePatterns(action.excludePatterns, ' (copy excludePatterns)') : null,
     alwaysReplace: action.alwaysReplaceExistingDestPaths,
     signal,
+    allowCp: (tuning.allowCp ?? true) && !action.allowWildcard,
   };
 
   for (const src of sources) {
@@ -125,8 +143,55 @@ async function copyOne(srcRoot: string, src: string, destRoot: string, dest: str
   const parentToCreate = action.dirCopyContents && srcIsDir && !destStat ? target : path.dirname(target);
   await mkdirAllInRoot(destRoot, parentToCreate, dirPerm & 0o7777, opts.owner, opts.time);
 
+  if (srcIsDir && !destStat && plainCopy(opts) && (await copyWithCp(srcAbs, target, action.dirCopyContents, opts.signal))) return;
   const copier = new Copier(opts);
   await copier.copy(srcAbs, '', target, false);
+}
+
+const execFileAsync = promisify(execFile);
+
+/** Nothing overrides owner, mode or times, and nothing filters entries. */
+function plainCopy(opts: CopyOptions): boolean {
+  return opts.allowCp && !opts.owner && opts.time === null && opts.mode === null && !opts.modeSet && !opts.include && !opts.exclude;
+}
+
+/** Above this many bytes of arguments, a contents copy takes the Node path (one `cp` must see every entry to keep hardlinks). */
+const MAX_CP_ARG_BYTES = 64 * 1024;
+
+/**
+ * Copies directory `src` to `target` with coreutils `cp -a`, which is what the
+ * Node copier does for a directory without overrides or patterns, in one
+ * process (modes, owners, times, symlinks as symlinks, hardlinks within the
+ * copy, device nodes and FIFOs; xattrs and sockets too, as BuildKit does and
+ * the Node copier cannot), with reflinks where the filesystem has them. Only
+ * used when the destination did not exist, so no merge or replace rule applies.
+ *
+ * `src` is already resolved inside its root and cp never follows a symlink
+ * (neither an argument nor one inside the tree: `-a` implies `-P`), so nothing
+ * outside the source is read. With `contents`, `target` is the directory just
+ * created for them: its own metadata stays as created, its entries are given
+ * to one `cp -t`; otherwise `target` does not exist and becomes the copy of `src`.
+ * Returns false, having done nothing, when the entries are too many for one command line.
+ */
+async function copyWithCp(src: string, target: string, contents: boolean, signal?: AbortSignal): Promise<boolean> {
+  let args: string[];
+  if (contents) {
+    const names = await readdir(src);
+    if (names.length === 0) return true;
+    const sources = names.sort().map((n) => path.join(src, n));
+    if (sources.reduce((n, s) => n + Buffer.byteLength(s) + 1, 0) > MAX_CP_ARG_BYTES) return false;
+    args = ['-a', '--reflink=auto', '-t', target, '--', ...sources];
+  } else {
+    args = ['-a', '--reflink=auto', '-T', '--', src, target];
+  }
+  try {
+    await execFileAsync('cp', args, { signal, maxBuffer: 1024 * 1024 });
+  } catch (err) {
+    signal?.throwIfAborted();
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
+    throw new BktError('INTERNAL', `copy: cp -a of "${src}" to "${target}" failed: ${stderr || (err as Error).message}`, { path: src });
+  }
+  return true;
 }
 
 /** Entries of one directory copied at once. */
@@ -150,7 +215,8 @@ class Copier {
 
   constructor(readonly opts: CopyOptions) {}
 
-  async copy(src: string, rel: string, target: string, overwriteTargetMetadata: boolean, pending: PendingDir[] = []): Promise<void> {
+  /** `inFreshDir`: `target`'s parent was just created by this copy, so `target` does not exist yet. */
+  async copy(src: string, rel: string, target: string, overwriteTargetMetadata: boolean, pending: PendingDir[] = [], inFreshDir = false): Promise<void> {
     this.opts.signal?.throwIfAborted();
     const { include: inc, exclude: exc } = this.opts;
     let included = true;
@@ -172,7 +238,7 @@ class Copier {
       if (!mayInclude || !mayUnexclude) return;
     }
 
-    let targetStat = await lstatOrNull(target);
+    let targetStat = inFreshDir ? null : await lstatOrNull(target);
     if (included) {
       if (this.opts.alwaysReplace && targetStat && !(isDir && targetStat.isDirectory())) {
         await rm(target, { recursive: true, force: true });
@@ -200,7 +266,7 @@ class Copier {
         const names = (await readdir(src)).sort();
         const below = [...pending, held];
         await forEachLimited(names, DIR_CONCURRENCY, (name) =>
-          this.copy(path.join(src, name), rel === '' ? name : `${rel}/${name}`, path.join(target, name), true, below),
+          this.copy(path.join(src, name), rel === '' ? name : `${rel}/${name}`, path.join(target, name), true, below, created),
         );
       }
       if (!overwriteTargetMetadata) applyInfo = created;
