@@ -20,3 +20,4 @@ export { digestOf, Output, Vertex } from './vertex.js';
 export { defaultPlatform, normalizePlatform, parsePlatform, formatPlatform } from './platform.js';
 export { normalizeImageReference, parseImageReference, type ImageReference } from './reference.js';
 export { shlexSplit } from './shlex.js';
+export { cleanPath, joinPath, normalizeActionPath } from './paths.js';

@@ -1,31 +1,7 @@
-import path from 'node:path';
+import { normalizeActionPath as normalizePath } from '@bkt/llb';
 
-/** Go's `path.Clean`. */
-export function cleanPath(p: string): string {
-  if (p === '') return '.';
-  let out = path.posix.normalize(p);
-  if (out.startsWith('//')) out = out.replace(/^\/+/, '/');
-  if (out.length > 1 && out.endsWith('/')) out = out.slice(0, -1);
-  return out;
-}
-
-/**
- * BuildKit's system.NormalizePath for Linux: `p` against `parent` when
- * relative, cleaned; with `keepSlash` a trailing `/` (or `/.`) of `p` is kept,
- * since it means "into this directory".
- */
-export function normalizePath(parent: string, p: string, keepSlash: boolean): string {
-  const base = parent === '' ? '/' : parent;
-  let out = p.startsWith('/') ? cleanPath(p) : cleanPath(`${base}/${p}`);
-  if (keepSlash) {
-    if (p.endsWith('/') && !out.endsWith('/')) out += '/';
-    else if (p.endsWith('/.')) {
-      if (out !== '/') out += '/';
-      out += '.';
-    }
-  }
-  return out;
-}
+/** Go's `path.Clean`, and BuildKit's `NormalizePath` (a trailing `/` kept with `keepSlash`): the LLB builder's. */
+export { cleanPath, normalizeActionPath as normalizePath } from '@bkt/llb';
 
 /** A COPY/ADD destination against the stage's working directory (BuildKit's pathRelativeToWorkingDir). */
 export function destPath(workdir: string, p: string): string {
