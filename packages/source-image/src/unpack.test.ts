@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, writeFile, symlink, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tar from 'tar-stream';
 import { isBktError, type Snapshot } from '@bkt/core';
@@ -139,6 +139,43 @@ describe('unpackLayer', () => {
     }
     // The lower snapshot is untouched.
     expect(await read(base, 'opaque/a')).toBe('lower a\n');
+  });
+
+  describe('a whiteout naming no entry of its directory is an invalid layer, and nothing is removed', () => {
+    for (const name of ['.wh..', '.wh...', 'etc/.wh..', 'etc/.wh...', '.wh.', 'etc/.wh.', 'keep/sub/.wh...']) {
+      for (const layerKind of ['base', 'upper'] as const) {
+        it(`"${name}" in a${layerKind === 'base' ? ' base' : 'n upper'} layer`, async () => {
+          const m = await t.ctx.snapshotter.prepare(layerKind === 'base' ? null : base);
+          // The layer root's neighbours (other live mounts) and its own tree must survive.
+          const neighbour = join(dirname(m.path), `neighbour-${process.pid}-${Math.random().toString(36).slice(2)}`);
+          await writeFile(neighbour, 'still here\n');
+          try {
+            const layer = await craftedTar([{ name: 'etc/', type: 'directory', mode: 0o755 }, { name, type: 'file', size: 0 }]);
+            const err = await unpackLayer(m.path, decompress(once(layer), 'test layer'), { base: layerKind === 'base', what: 'layer sha256:abc' }).catch(
+              (e: unknown) => e,
+            );
+            expect(isBktError(err, 'INVALID_ARGUMENT')).toBe(true);
+            expect((err as Error).message).toContain(`layer sha256:abc: invalid layer: whiteout entry "${name}"`);
+            expect(await readFile(neighbour, 'utf8')).toBe('still here\n');
+            expect(existsSync(m.path)).toBe(true);
+            if (layerKind === 'upper') expect(await readFile(join(m.path, 'etc/motd'), 'utf8')).toBe('hello\n');
+          } finally {
+            await rm(neighbour, { force: true });
+            await m.discard();
+          }
+        });
+      }
+    }
+
+    it('skips aufs metadata (.wh..wh.plnk) as containerd does', async () => {
+      const layer = await craftedTar([
+        { name: '.wh..wh.plnk/', type: 'directory', mode: 0o700 },
+        { name: '.wh..wh.aufs', type: 'file', size: 0 },
+        { name: 'etc/.wh..wh.orph', type: 'file', size: 0 },
+      ]);
+      const top = await apply(base, layer);
+      expect(await read(top, 'etc/motd')).toBe('hello\n');
+    });
   });
 
   it('refuses entries climbing out with "..", and leaves nothing outside', async () => {

@@ -10,6 +10,12 @@
  *   records as an opaque directory (`trusted.overlay.opaque=y`). When entries
  *   of this layer already landed in it, only the other entries are removed.
  * - In a base layer (nothing below) whiteouts have nothing to delete and are skipped.
+ * - Other `.wh..wh.` names (aufs metadata such as `.wh..wh.plnk`) are skipped, as containerd does.
+ *
+ * A whiteout must name an entry of its own directory: `.wh.` (nothing),
+ * `.wh..` (the directory itself) and `.wh...` (its parent) make the layer
+ * invalid (`INVALID_ARGUMENT` naming the layer and the entry), in a base
+ * layer too.
  *
  * Confinement: every path stays under `root`. An entry's parent directories
  * are resolved inside the root as containerd's `fs.RootPath` does (and as the
@@ -18,12 +24,14 @@
  * root. An entry whose own name climbs out with `..`, and a hard link whose
  * target name climbs out, fail with `PERMISSION_DENIED` naming the layer and
  * the entry; nothing is written for it. Symlinks themselves are created as
- * they are (they are resolved inside the container at run time).
+ * they are (they are resolved inside the container at run time). Every
+ * removal (whiteouts, opaque directories, an entry replaced by another type)
+ * is of a path strictly below the root, and never follows a symlink.
  */
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -32,6 +40,7 @@ import { resolveRelInRoot } from '@bkt/fsutil';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
+const AUFS_META_PREFIX = '.wh..wh.';
 
 export interface UnpackOptions {
   /** True for an image's first layer: there is nothing below for whiteouts to delete. */
@@ -60,6 +69,28 @@ export function entryComponents(name: string, what: string, entry = name, why = 
 
 function escapeError(what: string, entry: string, why: string): BktError {
   return new BktError('PERMISSION_DENIED', `${what}: entry "${entry}" refused: ${why}`, { entry });
+}
+
+/** The name a `.wh.NAME` entry deletes; throws when NAME is not an entry of the whiteout's directory. */
+export function whiteoutTarget(base: string, what: string, entry: string): string {
+  const name = base.slice(WHITEOUT_PREFIX.length);
+  if (name === '' || name === '.' || name === '..' || name.includes('/')) {
+    const named = name === '' ? 'nothing' : `"${name}"`;
+    throw new BktError('INVALID_ARGUMENT', `${what}: invalid layer: whiteout entry "${entry}" names ${named}, not an entry of its directory`, { entry });
+  }
+  return name;
+}
+
+/**
+ * `rm -rf` of `path`, which must lie strictly below `root` (the root itself
+ * and anything outside are refused). A symlink is removed, not followed.
+ */
+async function removeBelowRoot(root: string, path: string): Promise<void> {
+  const rel = relative(root, path);
+  if (rel === '' || rel === '..' || rel.startsWith('../') || rel.startsWith('/')) {
+    throw new BktError('INTERNAL', `refusing to remove "${path}": not below the layer root "${root}"`);
+  }
+  await rm(path, { recursive: true, force: true });
 }
 
 async function lstatOrNull(p: string) {
@@ -122,20 +153,21 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
       const rel = [...parentParts, base].join('/');
 
       if (base === OPAQUE_MARKER) {
-        if (!opts.base) await makeOpaque(parent, parentParts.join('/'), written);
+        if (!opts.base) await makeOpaque(root, parent, parentParts.join('/'), written);
         continue;
       }
+      if (base.startsWith(AUFS_META_PREFIX)) continue;
       if (base.startsWith(WHITEOUT_PREFIX)) {
-        const name = base.slice(WHITEOUT_PREFIX.length);
+        const name = whiteoutTarget(base, what, h.name);
         const victim = [...parentParts, name].join('/');
-        if (!opts.base && name !== '' && !written.has(victim)) await rm(join(parent, name), { recursive: true, force: true });
+        if (!opts.base && !written.has(victim)) await removeBelowRoot(root, join(parent, name));
         continue;
       }
 
       await mkdir(parent, { recursive: true });
       const path = join(parent, base);
       const existing = await lstatOrNull(path);
-      if (existing && !(existing.isDirectory() && h.type === 'directory')) await rm(path, { recursive: true, force: true });
+      if (existing && !(existing.isDirectory() && h.type === 'directory')) await removeBelowRoot(root, path);
       written.add(rel);
 
       switch (h.type) {
@@ -204,13 +236,13 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
  * yet, the directory is removed and made again (overlayfs marks it opaque);
  * otherwise each entry this layer did not write is removed.
  */
-async function makeOpaque(dir: string, rel: string, written: Set<string>): Promise<void> {
+async function makeOpaque(root: string, dir: string, rel: string, written: Set<string>): Promise<void> {
   const st = await lstatOrNull(dir);
   if (!st?.isDirectory()) return;
   const prefix = rel === '' ? '' : `${rel}/`;
   const hasOwn = [...written].some((p) => p.startsWith(prefix) && p !== rel);
   if (!hasOwn && rel !== '') {
-    await rm(dir, { recursive: true, force: true });
+    await removeBelowRoot(root, dir);
     await mkdir(dir);
     await lchown(dir, st.uid, st.gid);
     await chmod(dir, st.mode & 0o7777);
@@ -220,6 +252,6 @@ async function makeOpaque(dir: string, rel: string, written: Set<string>): Promi
   for (const name of await readdir(dir)) {
     const child = `${prefix}${name}`;
     const keep = [...written].some((p) => p === child || p.startsWith(`${child}/`));
-    if (!keep) await rm(join(dir, name), { recursive: true, force: true });
+    if (!keep) await removeBelowRoot(root, join(dir, name));
   }
 }

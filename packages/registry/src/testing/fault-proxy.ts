@@ -19,7 +19,9 @@ export type FaultKind =
   /** Forward, but flip one byte of the body (at `at`, default the middle). */
   | { kind: 'corrupt'; at?: number }
   /** Forward without the `Range` header, as a server that can't serve ranges. */
-  | { kind: 'no-range' };
+  | { kind: 'no-range' }
+  /** Forward only once `until` settles: the test decides when the client gets its answer. */
+  | { kind: 'hold'; until: Promise<unknown> };
 
 export interface Fault {
   /** Which requests it applies to. */
@@ -85,49 +87,57 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       return;
     }
 
-    // Rewrite the upstream's absolute Locations so follow-up requests come back through the proxy.
-    const headers = { ...req.headers, host: upstream };
-    if (fault?.kind === 'no-range') delete headers.range;
-    const upstreamReq = http.request(
-      { host: upstreamHost, port: upstreamPort, method: req.method, path: req.url, headers, agent },
-      (upRes) => {
-        entry.status = upRes.statusCode;
-        const outHeaders = { ...upRes.headers };
-        if (typeof outHeaders.location === 'string') outHeaders.location = outHeaders.location.replace(`//${upstream}/`, `//${proxyHost}/`);
-        if (fault?.kind === 'drop') {
-          res.writeHead(upRes.statusCode ?? 502, outHeaders);
-          let sent = 0;
-          upRes.on('data', (chunk: Buffer) => {
-            if (sent >= fault.afterBytes) return;
-            const part = chunk.subarray(0, fault.afterBytes - sent);
-            sent += part.length;
-            res.write(part, () => {
-              if (sent >= fault.afterBytes) req.socket.destroy();
-            });
-          });
-          upRes.on('end', () => req.socket.destroy());
-          return;
-        }
-        if (fault?.kind === 'corrupt') {
-          const chunks: Buffer[] = [];
-          upRes.on('data', (c: Buffer) => chunks.push(c));
-          upRes.on('end', () => {
-            const body = Buffer.concat(chunks);
-            if (body.length > 0) {
-              const at = Math.min(fault.at ?? Math.floor(body.length / 2), body.length - 1);
-              body[at] ^= 0xff;
-            }
+    if (fault?.kind === 'hold') {
+      fault.until.then(forward, forward);
+      return;
+    }
+    forward();
+
+    function forward(): void {
+      // Rewrite the upstream's absolute Locations so follow-up requests come back through the proxy.
+      const headers = { ...req.headers, host: upstream };
+      if (fault?.kind === 'no-range') delete headers.range;
+      const upstreamReq = http.request(
+        { host: upstreamHost, port: upstreamPort, method: req.method, path: req.url, headers, agent },
+        (upRes) => {
+          entry.status = upRes.statusCode;
+          const outHeaders = { ...upRes.headers };
+          if (typeof outHeaders.location === 'string') outHeaders.location = outHeaders.location.replace(`//${upstream}/`, `//${proxyHost}/`);
+          if (fault?.kind === 'drop') {
             res.writeHead(upRes.statusCode ?? 502, outHeaders);
-            res.end(body);
-          });
-          return;
-        }
-        res.writeHead(upRes.statusCode ?? 502, outHeaders);
-        upRes.pipe(res);
-      },
-    );
-    upstreamReq.on('error', () => req.socket.destroy());
-    req.pipe(upstreamReq);
+            let sent = 0;
+            upRes.on('data', (chunk: Buffer) => {
+              if (sent >= fault.afterBytes) return;
+              const part = chunk.subarray(0, fault.afterBytes - sent);
+              sent += part.length;
+              res.write(part, () => {
+                if (sent >= fault.afterBytes) req.socket.destroy();
+              });
+            });
+            upRes.on('end', () => req.socket.destroy());
+            return;
+          }
+          if (fault?.kind === 'corrupt') {
+            const chunks: Buffer[] = [];
+            upRes.on('data', (c: Buffer) => chunks.push(c));
+            upRes.on('end', () => {
+              const body = Buffer.concat(chunks);
+              if (body.length > 0) {
+                const at = Math.min(fault.at ?? Math.floor(body.length / 2), body.length - 1);
+                body[at] ^= 0xff;
+              }
+              res.writeHead(upRes.statusCode ?? 502, outHeaders);
+              res.end(body);
+            });
+            return;
+          }
+          res.writeHead(upRes.statusCode ?? 502, outHeaders);
+          upRes.pipe(res);
+        },
+      );
+      upstreamReq.on('error', () => req.socket.destroy());
+      req.pipe(upstreamReq);
+    }
   });
 
   await new Promise<void>((resolve, reject) => {
