@@ -1,8 +1,8 @@
-import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { lstat, mkdir, rm } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { BktError, type Attrs, type BuildResult, type Exporter, type Mounted, type Snapshot } from '@bkt/core';
+import { openOutputFile } from '@bkt/fsutil';
 import { copyTree, ensureDestDir } from './write-dir.js';
 import { writeTar } from './write-tar.js';
 
@@ -184,16 +184,14 @@ export function createTarExporter(opts: LocalExporterOptions = {}): Exporter {
                 }
                 return;
               }
-              const file = resolve(dest);
-              await mkdir(dirname(file), { recursive: true });
-              const tmp = `${file}.bkt-tmp-${process.pid}`;
+              const file = await openOutputFile(dest, { what: 'tar exporter: dest' });
               try {
-                await writeTar(mounts, createWriteStream(tmp));
-                await rename(tmp, file);
+                await writeTar(mounts, file.stream);
               } catch (err) {
-                await rm(tmp, { force: true });
+                await file.abort();
                 throw err;
               }
+              await file.commit();
             } finally {
               await release();
             }

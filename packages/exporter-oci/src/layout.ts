@@ -7,13 +7,14 @@
  * Tars are deterministic (fixed entry order and headers), and a file `dest`
  * appears whole or not at all (written beside it, then renamed).
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, link, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { copyFile, link, mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { BktError, type ContentStore } from '@bkt/core';
+import { openOutputFile } from '@bkt/fsutil';
 import { DOCKER_HUB, MediaType, parseReference, type Descriptor } from '@bkt/registry';
 import type { BuiltImage } from './image.js';
 
@@ -108,25 +109,28 @@ function tarOf(files: LayoutFile[], content: ContentStore, mtime: Date): NodeJS.
   return pack as unknown as NodeJS.ReadableStream;
 }
 
-async function writeTarTo(dest: string, stream: NodeJS.ReadableStream, stdout?: NodeJS.WritableStream): Promise<void> {
+/** Writes the tar `stream` to `dest` (`-` = stdout), as `openOutputFile` writes an output; `what` names the exporter in errors. */
+async function writeTarTo(what: string, dest: string, stream: NodeJS.ReadableStream, stdout?: NodeJS.WritableStream): Promise<void> {
   if (dest === '-') {
     await pipeline(stream, stdout ?? process.stdout, { end: false });
     return;
   }
-  const target = resolve(dest);
-  await mkdir(dirname(target), { recursive: true });
-  const tmp = join(dirname(target), `.${randomBytes(6).toString('hex')}.bkt-partial`);
+  const file = await openOutputFile(dest, { what: `${what}: dest` });
   try {
-    await pipeline(stream, createWriteStream(tmp, { mode: 0o644 }));
-    await rename(tmp, target);
+    await pipeline(stream, file.stream);
   } catch (err) {
-    await rm(tmp, { force: true });
+    await file.abort();
     throw err;
   }
+  await file.commit();
 }
 
 /** Writes `files` into the directory `dest` (created; existing blobs are kept, the index is replaced). */
-async function writeDir(dest: string, files: LayoutFile[], content: ContentStore): Promise<void> {
+async function writeDir(what: string, dest: string, files: LayoutFile[], content: ContentStore): Promise<void> {
+  const st = await stat(dest).catch(() => null);
+  if (st && !st.isDirectory()) {
+    throw new BktError('INVALID_ARGUMENT', `${what}: dest "${dest}" exists and is not a directory (tar=false writes a directory)`, { attribute: 'dest', path: dest });
+  }
   for (const f of files) {
     const target = join(dest, f.path);
     await mkdir(dirname(target), { recursive: true });
@@ -157,13 +161,13 @@ export interface WriteOptions {
 /** Writes `image` as an OCI image layout. */
 export async function writeOciLayout(image: BuiltImage, content: ContentStore, opts: WriteOptions): Promise<void> {
   const files = ociLayoutFiles(image, opts.names);
-  if (!opts.tar) return writeDir(opts.dest, files, content);
-  await writeTarTo(opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.stdout);
+  if (!opts.tar) return writeDir('oci exporter', opts.dest, files, content);
+  await writeTarTo('oci exporter', opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.stdout);
 }
 
 /** Writes `image` (one platform) as a docker-archive tar (or its directory with `tar: false`). */
 export async function writeDockerArchive(image: BuiltImage, content: ContentStore, opts: WriteOptions): Promise<void> {
   const files = dockerArchiveFiles(image, opts.names);
-  if (!opts.tar) return writeDir(opts.dest, files, content);
-  await writeTarTo(opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.stdout);
+  if (!opts.tar) return writeDir('docker exporter', opts.dest, files, content);
+  await writeTarTo('docker exporter', opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.stdout);
 }

@@ -13,7 +13,7 @@ export type { Challenge } from './auth.js';
 export { pullEndpoints, pushEndpoint } from './hosts.js';
 export type { Endpoint, RegistryHostConfig, RegistryHostsConfig } from './hosts.js';
 export type { RetryPolicy, StreamBody } from './http.js';
-export { MediaType, MANIFEST_MEDIA_TYPES, isIndexMediaType } from './media-types.js';
+export { MediaType, MANIFEST_MEDIA_TYPES, checkDescriptor, isIndexMediaType } from './media-types.js';
 export type { Descriptor, ImageIndex, ImageManifest } from './media-types.js';
 export { DOCKER_HUB, formatReference, isDigest, parseReference, repositoryName } from './reference.js';
 export type { Reference } from './reference.js';

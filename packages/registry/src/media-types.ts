@@ -1,5 +1,6 @@
 /** Media types of the OCI image spec and Docker's image manifest v2 schema 2, and the descriptor shape. */
-import type { Digest, Platform } from '@bkt/core';
+import { BktError, type Digest, type Platform } from '@bkt/core';
+import { isDigest } from './reference.js';
 
 export const MediaType = {
   OciManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -58,4 +59,28 @@ export interface ImageIndex {
   manifests: Descriptor[];
   subject?: Descriptor;
   annotations?: Record<string, string>;
+}
+
+/** RFC 6838 `type/subtype` (parameters not allowed), as the image spec's descriptor `mediaType`. */
+const MEDIA_TYPE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
+
+/**
+ * Checks a descriptor read from a manifest or an index, as the image spec
+ * requires of one: a `mediaType` of RFC 6838 shape, a valid `digest`, and a
+ * `size` that is a non-negative integer (the byte count a download is held
+ * to). Throws `INVALID_ARGUMENT` naming `what` (e.g. `layer 2 of manifest
+ * sha256:…`) and the field.
+ */
+export function checkDescriptor(d: unknown, what: string): Descriptor {
+  const invalid = (why: string, field: string) => new BktError('INVALID_ARGUMENT', `${what}: invalid descriptor: ${why}`, { attribute: field });
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) throw invalid('not a JSON object', 'descriptor');
+  const { mediaType, digest, size } = d as Record<string, unknown>;
+  if (typeof mediaType !== 'string' || !MEDIA_TYPE_PATTERN.test(mediaType)) {
+    throw invalid(`mediaType ${JSON.stringify(mediaType)} is not a media type`, 'mediaType');
+  }
+  if (typeof digest !== 'string' || !isDigest(digest)) throw invalid(`digest ${JSON.stringify(digest)} is not a digest`, 'digest');
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+    throw invalid(`size ${JSON.stringify(size)} of ${digest} is not a non-negative integer`, 'size');
+  }
+  return d as Descriptor;
 }

@@ -10,13 +10,14 @@ import { join } from 'node:path';
 import { BktError, type BuildContext, type ContentStore, type Digest, type Platform } from '@bkt/core';
 import {
   MediaType,
-  isDigest,
+  checkDescriptor,
   isIndexMediaType,
   type Descriptor,
   type ImageIndex,
   type ImageManifest,
   type RegistryClient,
 } from '@bkt/registry';
+import { compressionOfMediaType } from './compression.js';
 import { formatPlatform, normalizePlatform, platformMatches } from './platform.js';
 
 /** The image config JSON (image-spec `config.json`); unknown fields are kept as they are. */
@@ -219,6 +220,7 @@ export async function resolvePlatformImage(
         { platform: formatPlatform(platform) },
       );
     }
+    checkDescriptor(match, `${what}: index ${desc.digest}, entry for ${formatPlatform(platform)}`);
     desc = { mediaType: match.mediaType, digest: match.digest, size: match.size };
     bytes = await blobs.read(desc, ctx);
     json = parseJson<ImageManifest & ImageIndex>(bytes, `manifest ${desc.digest} of ${what}`);
@@ -226,9 +228,10 @@ export async function resolvePlatformImage(
     if (isIndexMediaType(mediaType)) throw new BktError('UNIMPLEMENTED', `${what}: nested image indexes are not supported (${desc.digest})`);
   }
   const manifest = json as ImageManifest;
-  if (!manifest.config || !isDigest(manifest.config.digest) || !Array.isArray(manifest.layers)) {
+  if (!manifest.config || !Array.isArray(manifest.layers)) {
     throw new BktError('INVALID_ARGUMENT', `${what}: manifest ${desc.digest} is not an image manifest (no config or layers)`);
   }
+  checkImageManifest(manifest, `${what}: manifest ${desc.digest}`);
   const configBytes = await blobs.read(manifest.config, ctx);
   const config = parseJson<ImageConfig>(configBytes, `config ${manifest.config.digest} of ${what}`);
   const diffIds = config.rootfs?.diff_ids ?? [];
@@ -248,6 +251,32 @@ export async function resolvePlatformImage(
     platform: normalizePlatform({ os: config.os, architecture: config.architecture, variant: config.variant }),
     blobs,
   };
+}
+
+const CONFIG_MEDIA_TYPES = new Set<string>([MediaType.OciConfig, MediaType.DockerConfig]);
+
+/**
+ * Checks the descriptors of an image manifest: each well-formed (see
+ * `checkDescriptor`: a negative size would lift the download's size limit),
+ * the config an image config, each layer of a layer media type bkt can
+ * unpack (tar, gzip or zstd; OCI and Docker names). Throws naming the field.
+ */
+function checkImageManifest(manifest: ImageManifest, what: string): void {
+  checkDescriptor(manifest.config, `${what}, config`);
+  if (!CONFIG_MEDIA_TYPES.has(manifest.config.mediaType)) {
+    throw new BktError(
+      'INVALID_ARGUMENT',
+      `${what}: config has media type "${manifest.config.mediaType}", not an image config (${[...CONFIG_MEDIA_TYPES].join(' or ')})`,
+      { attribute: 'mediaType' },
+    );
+  }
+  manifest.layers.forEach((layer, i) => {
+    const where = `${what}, layer ${i + 1}/${manifest.layers.length}`;
+    checkDescriptor(layer, where);
+    if (compressionOfMediaType(layer.mediaType) === undefined) {
+      throw new BktError('INVALID_ARGUMENT', `${where}: unknown layer media type "${layer.mediaType}" (${layer.digest})`, { attribute: 'mediaType' });
+    }
+  });
 }
 
 /** Attestation manifests BuildKit puts in indexes (`unknown/unknown` with a reference type annotation). */

@@ -1,8 +1,9 @@
 import { statSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import * as pb from '@bkt/api/pb';
 import { BktError, isBktError, type BuildTarget, type OutputSpec } from '@bkt/core';
+import { writeOutputFile } from '@bkt/fsutil';
 import type { SolveResponse } from '@bkt/solver';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
@@ -127,12 +128,13 @@ async function runBuild(input: BuildInput, project: Project, opts: BuildOptions,
   io.stderr.write(`solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);
   if (outputs.length === 0) io.stderr.write('no output specified: the result is kept in the build cache only (use --output, or -t NAME)\n');
   if (opts.metadataFile) {
-    await writeFile(resolve(io.cwd, opts.metadataFile), JSON.stringify(metadataJson(response.exporterResponse, response.buildId), null, 2) + '\n');
+    const json = JSON.stringify(metadataJson(response.exporterResponse, response.buildId), null, 2) + '\n';
+    await writeOutputFile(opts.metadataFile, json, { what: '--metadata-file' }, io.cwd);
   }
   if (opts.iidfile) {
     const id = response.exporterResponse['containerimage.config.digest'] ?? response.exporterResponse['containerimage.digest'];
     if (!id) throw new BktError('INVALID_ARGUMENT', '--iidfile: the build exported no image (use -t NAME, --push or --output type=image|oci|docker)', { attribute: 'iidfile' });
-    await writeFile(resolve(io.cwd, opts.iidfile), id);
+    await writeOutputFile(opts.iidfile, id, { what: '--iidfile' }, io.cwd);
   }
   return 0;
 }
@@ -182,18 +184,25 @@ export async function marshalTarget(target: BuildTarget, name: string): Promise<
   );
 }
 
-/** Reads a marshalled definition from a file, or all of stdin for `-`. */
+/** Reads a marshalled definition from a file, or all of stdin for `-`; an empty one is an error. */
 async function readDefinitionFile(file: string, io: Io): Promise<Uint8Array> {
+  let bytes: Uint8Array;
   if (file === '-') {
     const chunks: Buffer[] = [];
     for await (const chunk of io.stdin) chunks.push(Buffer.from(chunk as Buffer));
-    return Buffer.concat(chunks);
+    bytes = Buffer.concat(chunks);
+  } else {
+    try {
+      bytes = await readFile(resolve(io.cwd, file));
+    } catch (err) {
+      throw new BktError('NOT_FOUND', `--llb ${file}: ${(err as Error).message}`, { path: file });
+    }
   }
-  try {
-    return await readFile(resolve(io.cwd, file));
-  } catch (err) {
-    throw new BktError('NOT_FOUND', `--llb ${file}: ${(err as Error).message}`, { path: file });
+  if (bytes.length === 0) {
+    const where = file === '-' ? 'standard input was empty' : `"${file}" is empty`;
+    throw new BktError('INVALID_ARGUMENT', `--llb ${file}: empty definition (${where}; expected a marshalled pb.Definition)`, { path: file });
   }
+  return bytes;
 }
 
 /**
