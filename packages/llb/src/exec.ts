@@ -302,7 +302,7 @@ export class ExecOp extends Vertex {
   protected build(ctx: MarshalContext): MarshalledVertex {
     const c: Constraints = { ...this.constraints, metadata: { ...this.constraints.metadata } };
     const meta = this.base.meta;
-    let env = [...meta.env];
+    let env = [...meta.env.entries()];
     const ssh = this.ssh.map((s, i) => ({ ...s, target: s.target ?? `/run/buildkit/ssh_agent.${i}` }));
     if (ssh.length > 0 && !env.some(([k]) => k === 'SSH_AUTH_SOCK')) env = [...env, ['SSH_AUTH_SOCK', ssh[0].target]];
 

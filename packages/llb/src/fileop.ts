@@ -282,16 +282,20 @@ export class FileOp extends Vertex {
 
   inputs(): Output[] {
     const seen = new Set<Output>();
-    const walk = (fa: FileAction | null): void => {
-      for (let a = fa; a; a = a.prev) {
-        if (a.state?.output) seen.add(a.state.output);
-        if (a.spec.kind === 'copy') {
-          if (a.spec.from instanceof FileActionWithState) walk(a.spec.from.action);
-          else if (a.spec.from.output) seen.add(a.spec.from.output);
-        }
+    // Walks the action chain from the last action back; the chain of a copy's
+    // source action is walked before the rest of this chain. Iterative, so
+    // chains of any length fit on the stack.
+    const pending: (FileAction | null)[] = [this.action];
+    while (pending.length > 0) {
+      const a = pending.pop();
+      if (!a) continue;
+      if (a.state?.output) seen.add(a.state.output);
+      pending.push(a.prev);
+      if (a.spec.kind === 'copy') {
+        if (a.spec.from instanceof FileActionWithState) pending.push(a.spec.from.action);
+        else if (a.spec.from.output) seen.add(a.spec.from.output);
       }
-    };
-    walk(this.action);
+    }
     return [...seen];
   }
 
@@ -311,26 +315,55 @@ export class FileOp extends Vertex {
       return op.inputs.length - 1;
     };
 
-    const add = (fa: FileAction): ActionState => {
-      const known = visited.get(fa);
-      if (known) return known;
-      const prev = fa.prev ? add(fa.prev) : undefined;
-      const st: ActionState = { fa, base: -1, input: -1, input2: -1, target: 0 };
-      const source = fa.state?.output;
-      if (source) st.base = addInput(source);
-      if (prev) st.inputRelative = prev;
-      else st.input = st.base;
-      if (fa.spec.kind === 'copy') {
-        const from = fa.spec.from;
-        if (from instanceof FileActionWithState) st.input2Relative = add(from.action);
-        else if (from.output) st.input2 = addInput(from.output);
+    // Numbers the actions: an action after its previous action and after the
+    // action it copies from, each once; inputs in the order they are met.
+    // Iterative (a stack of frames), so chains of any length fit on the stack.
+    type Frame = { fa: FileAction; step: 'prev' | 'own' | 'done'; st?: ActionState };
+    const frames: Frame[] = [{ fa: this.action, step: 'prev' }];
+    let returned: ActionState | undefined; // the state of the frame that finished last
+    while (frames.length > 0) {
+      const f = frames[frames.length - 1];
+      if (f.step === 'prev') {
+        const known = visited.get(f.fa);
+        if (known) {
+          frames.pop();
+          returned = known;
+          continue;
+        }
+        f.step = 'own';
+        returned = undefined;
+        if (f.fa.prev) {
+          frames.push({ fa: f.fa.prev, step: 'prev' });
+          continue;
+        }
       }
+      if (f.step === 'own') {
+        const prev = returned;
+        const st: ActionState = { fa: f.fa, base: -1, input: -1, input2: -1, target: 0 };
+        const source = f.fa.state?.output;
+        if (source) st.base = addInput(source);
+        if (prev) st.inputRelative = prev;
+        else st.input = st.base;
+        f.st = st;
+        f.step = 'done';
+        if (f.fa.spec.kind === 'copy') {
+          const from = f.fa.spec.from;
+          if (from instanceof FileActionWithState) {
+            frames.push({ fa: from.action, step: 'prev' });
+            continue;
+          }
+          if (from.output) st.input2 = addInput(from.output);
+        }
+        returned = undefined;
+      }
+      const st = f.st!;
+      if (f.fa.spec.kind === 'copy' && f.fa.spec.from instanceof FileActionWithState) st.input2Relative = returned;
       st.target = actions.length;
-      visited.set(fa, st);
+      visited.set(f.fa, st);
       actions.push(st);
-      return st;
-    };
-    add(this.action);
+      frames.pop();
+      returned = st;
+    }
 
     const index = (input: number, relative?: ActionState) => (relative ? op.inputs.length + relative.target : input);
     const fileActions: pb.FileAction[] = actions.map((st, i) => {

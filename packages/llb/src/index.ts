@@ -3,6 +3,7 @@
  * package, and marshal them to a `pb.Definition`.
  */
 export { State, ExecState, type StateMeta } from './state.js';
+export { EnvList } from './envlist.js';
 export { scratch, image, local, git, http, ociLayout, SourceOp } from './source.js';
 export type { ImageOptions, LocalOptions, GitOptions, HttpOptions, OciLayoutOptions } from './source.js';
 export { mkdir, mkfile, rm, copy, FileAction, FileActionWithState, FileOp } from './fileop.js';

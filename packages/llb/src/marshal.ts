@@ -4,7 +4,7 @@ import { constraintsFrom, mergeMetadata, metadataToPB, type OpMetadata, type OpO
 import { defaultPlatform } from './platform.js';
 import { SourceMapCollector } from './sourcemap.js';
 import type { State } from './state.js';
-import { digestOf, type MarshalContext, type Vertex } from './vertex.js';
+import { digestOf, type MarshalContext, type Output, type Vertex } from './vertex.js';
 
 export interface MarshalOptions extends OpOptions {
   /** The platform of ops that set none (default: this machine's, as Go's `platforms.DefaultSpec()`). */
@@ -32,9 +32,7 @@ export function marshal(state: State, opts: MarshalOptions = {}): pb.Definition 
   const seenDigests = new Set<string>();
   const seenVertices = new Set<Vertex>();
   const sources = new SourceMapCollector();
-  const visit = (v: Vertex): void => {
-    if (seenVertices.has(v)) return;
-    for (const input of v.inputs()) visit(input.vertex);
+  const record = (v: Vertex): void => {
     const m = v.marshal(ctx);
     seenVertices.add(v);
     metadata.set(m.digest, mergeMetadata(metadata.get(m.digest) ?? {}, m.metadata));
@@ -43,7 +41,23 @@ export function marshal(state: State, opts: MarshalOptions = {}): pb.Definition 
     def.push(m.bytes);
     seenDigests.add(m.digest);
   };
-  visit(state.output.vertex);
+  // Depth-first, inputs in order before the vertex that reads them. Iterative
+  // (a stack of frames), so graphs of any depth fit on the call stack; each
+  // vertex marshals after its inputs, so Vertex.marshal never recurses.
+  const frames: { vertex: Vertex; inputs: Output[]; next: number }[] = [];
+  const enter = (v: Vertex): void => {
+    if (!seenVertices.has(v)) frames.push({ vertex: v, inputs: v.inputs(), next: 0 });
+  };
+  enter(state.output.vertex);
+  while (frames.length > 0) {
+    const top = frames[frames.length - 1];
+    if (top.next < top.inputs.length) {
+      enter(top.inputs[top.next++].vertex);
+      continue;
+    }
+    frames.pop();
+    if (!seenVertices.has(top.vertex)) record(top.vertex);
+  }
 
   const ret = encodeReturnOp(state.output.toInput(ctx));
   def.push(ret);

@@ -4,6 +4,7 @@ import type * as pb from '@bkt/api/pb';
 import { toPlatform, type OpOptions } from './constraints.js';
 import { ExecOp, type RunOptions, type NetworkMode, type SecurityMode, type UlimitName } from './exec.js';
 import { FileOp, type FileAction } from './fileop.js';
+import { EnvList } from './envlist.js';
 import { marshal, marshalBytes, type MarshalOptions } from './marshal.js';
 import { joinPath } from './paths.js';
 import type { Output } from './vertex.js';
@@ -11,7 +12,7 @@ import type { Output } from './vertex.js';
 /** The values a state carries for the ops built on it (Go's state values `llb.exec.*`, `llb.platform`, …). */
 export interface StateMeta {
   /** Environment in Go's `EnvList` order: a key moves to the end when set again. */
-  readonly env: readonly (readonly [string, string])[];
+  readonly env: EnvList;
   readonly dir: string;
   readonly args?: readonly string[];
   readonly user?: string;
@@ -25,7 +26,7 @@ export interface StateMeta {
   readonly validExitCodes?: readonly number[];
 }
 
-const EMPTY_META: StateMeta = Object.freeze({ env: [], dir: '/', extraHosts: [], ulimits: [] });
+const EMPTY_META: StateMeta = Object.freeze({ env: EnvList.EMPTY, dir: '/', extraHosts: [], ulimits: [] });
 
 /**
  * A filesystem state and the values ops built on it inherit (Go's `llb.State`).
@@ -56,12 +57,12 @@ export class State {
 
   /** Sets an environment variable (Go's `AddEnv`). */
   env(key: string, value: string): State {
-    return this.with({ env: [...this.meta.env.filter(([k]) => k !== key), [key, value]] });
+    return this.with({ env: this.meta.env.set(key, value) });
   }
 
   /** Removes an environment variable. */
   delEnv(key: string): State {
-    return this.with({ env: this.meta.env.filter(([k]) => k !== key) });
+    return this.with({ env: this.meta.env.delete(key) });
   }
 
   /** Sets the working directory; a relative one resolves against the current one (Go's `Dir`). */
@@ -142,12 +143,12 @@ export class State {
   }
 
   getEnv(key: string): string | undefined {
-    return this.meta.env.find(([k]) => k === key)?.[1];
+    return this.meta.env.get(key);
   }
 
   /** The environment as `KEY=value` strings, in order. */
   envList(): string[] {
-    return this.meta.env.map(([k, v]) => `${k}=${v}`);
+    return this.meta.env.entries().map(([k, v]) => `${k}=${v}`);
   }
 
   getDir(): string {
