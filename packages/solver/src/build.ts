@@ -32,6 +32,7 @@ import {
 } from '@bkt/core';
 import { checksum } from '@bkt/fsutil';
 import { loadDefinition, type LoadedDefinition, type Vertex } from './definition.js';
+import { Pacer } from './pacer.js';
 import { cancelled, type Pool } from './pool.js';
 import { BuildProgress, vertexWriter, type Emit } from './progress.js';
 import type { CacheRecord } from './store/metadata.js';
@@ -117,6 +118,8 @@ export class Build {
   readonly progress: BuildProgress;
   readonly #states = new Map<Digest, VertexState>();
   readonly #held: Snapshot[] = [];
+  /** Paces the build's long synchronous stretches (loading, cache keys) so a cancellation stops them. */
+  readonly #pacer: Pacer;
   #firstError: Error | undefined;
 
   constructor(
@@ -124,6 +127,7 @@ export class Build {
     readonly opts: BuildOptions,
   ) {
     this.progress = new BuildProgress(engine.bkt.hooks, opts.onProgress);
+    this.#pacer = new Pacer(this.signal);
     const outer = opts.signal;
     if (outer) {
       const onAbort = () => this.controller.abort(new BktError('CANCELLED', `build ${opts.buildId} cancelled`));
@@ -177,8 +181,10 @@ export class Build {
           frontendAttrs: this.opts.frontendAttrs,
         })
       : bytes;
+    await this.#pacer.pause();
     const def = loadDefinition(input);
     for (const v of def.vertices) {
+      if (this.#pacer.due()) await this.#pacer.pause();
       const st = this.#state(v);
       if (v.kind === 'source') st.sourceId ??= await this.#identify(v);
       else if (!this.engine.bkt.registries.opExecutors.has(v.kind)) throw missingExecutor(v);
@@ -191,6 +197,13 @@ export class Build {
   async solve(def: LoadedDefinition): Promise<Snapshot | null> {
     if (!def.result) return null;
     try {
+      // Keys start inputs first, so no key computation waits on an input whose
+      // computation has not started: starting from the result would recurse
+      // through the whole graph at once (and overflow the stack on deep graphs).
+      for (const v of def.vertices) {
+        if (this.#pacer.due()) await this.#pacer.pause();
+        this.#key(v).catch(() => undefined);
+      }
       const outs = await this.#result(def.result.vertex);
       // Vertices the result never needed to materialize were satisfied by the cache.
       for (const v of def.vertices) {
@@ -290,6 +303,8 @@ export class Build {
   }
 
   async #computeKey(v: Vertex, st: VertexState): Promise<KeyInfo> {
+    // Keys of a long chain resolve one after another in microtasks; pausing lets signals and I/O in.
+    if (this.#pacer.due()) await this.#pacer.pause();
     const useCache = !this.opts.noCache && !v.metadata?.ignoreCache;
     const lookup = (key: string) => (useCache ? this.engine.store.db.getCache(key) : undefined);
     if (v.kind === 'source') {

@@ -169,24 +169,20 @@ export function buildGraph(ops: RawOp[], metadata: Record<string, pb.OpMetadata>
   const done = new Map<string, Vertex>();
   const visiting = new Set<string>();
 
-  const visit = (digest: string, from: string): Vertex => {
-    const existing = done.get(digest);
-    if (existing) return existing;
+  /** Checks an op and starts its frame; its inputs are linked as the walk returns from them. */
+  const enter = (digest: string, from: string): Frame => {
     if (visiting.has(digest)) throw invalid(digest, `cycle: the op is its own (indirect) input (reached again from ${from})`);
     const raw = byDigest.get(digest);
     if (!raw) throw invalid(from, `input ${digest} is not in the definition`);
     visiting.add(digest);
     const outputs = outputCount(digest, raw.op);
     checkIndexes(digest, raw.op);
-    const inputs = raw.op.inputs.map((inp, j) => {
-      const vertex = visit(inp.digest, digest);
-      if (inp.index < 0 || inp.index >= vertex.outputs) {
-        throw invalid(digest, `input #${j} asks for output ${inp.index} of ${inp.digest}, which has ${vertex.outputs} outputs`);
-      }
-      return { vertex, index: inp.index };
-    });
-    visiting.delete(digest);
-    const meta = metadata[digest];
+    return { raw, outputs, inputs: [] };
+  };
+  /** The vertex of a frame whose inputs are all linked. */
+  const finish = ({ raw, outputs, inputs }: Frame): Vertex => {
+    visiting.delete(raw.digest);
+    const meta = metadata[raw.digest];
     const v: Vertex = {
       digest: raw.digest,
       kind: raw.op.op!.$case,
@@ -197,17 +193,49 @@ export function buildGraph(ops: RawOp[], metadata: Record<string, pb.OpMetadata>
       name: meta?.description?.['llb.customname'] || vertexName(raw.op),
       platform: toPlatform(raw.op.platform),
     };
-    done.set(digest, v);
+    done.set(raw.digest, v);
     vertices.push(v);
     return v;
   };
+  /** Links input `j` of a frame to its vertex. */
+  const link = (f: Frame, vertex: Vertex): void => {
+    const j = f.inputs.length;
+    const inp = f.raw.op.inputs[j];
+    if (inp.index < 0 || inp.index >= vertex.outputs) {
+      throw invalid(f.raw.digest, `input #${j} asks for output ${inp.index} of ${inp.digest}, which has ${vertex.outputs} outputs`);
+    }
+    f.inputs.push({ vertex, index: inp.index });
+  };
 
+  // Depth-first from the result, inputs in order; iterative (a stack of
+  // frames), so chains of any depth fit on the call stack.
   const input = ret.op.inputs[0];
-  const vertex = visit(input.digest, ret.digest);
-  if (input.index < 0 || input.index >= vertex.outputs) {
-    throw invalid(ret.digest, `the result is output ${input.index} of ${input.digest}, which has ${vertex.outputs} outputs`);
+  let vertex: Vertex | undefined;
+  const frames: Frame[] = [enter(input.digest, ret.digest)];
+  while (frames.length > 0) {
+    const top = frames[frames.length - 1];
+    const next = top.raw.op.inputs[top.inputs.length];
+    if (next) {
+      const known = done.get(next.digest);
+      if (known) link(top, known);
+      else frames.push(enter(next.digest, top.raw.digest));
+      continue;
+    }
+    frames.pop();
+    vertex = finish(top);
+    if (frames.length > 0) link(frames[frames.length - 1], vertex);
   }
-  return { vertices, result: { vertex, index: input.index }, source };
+  if (input.index < 0 || input.index >= vertex!.outputs) {
+    throw invalid(ret.digest, `the result is output ${input.index} of ${input.digest}, which has ${vertex!.outputs} outputs`);
+  }
+  return { vertices, result: { vertex: vertex!, index: input.index }, source };
+}
+
+/** An op being linked: its inputs linked so far. */
+interface Frame {
+  raw: RawOp;
+  outputs: number;
+  inputs: VertexInput[];
 }
 
 /** Decodes and validates a marshalled definition (no plugin checks: see `Build`). */

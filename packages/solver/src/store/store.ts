@@ -267,10 +267,24 @@ async function reconcileSnapshots(snapshotter: StoreSnapshotter, db: MetadataDB)
       }
     }
   }
-  // Children before parents.
+  // Children before parents. A snapshot's depth is its number of ancestors
+  // (a parent without a row counts, its own parent does not); computed by
+  // walking up iteratively, remembering each depth, so long chains are cheap.
+  const parentOf = new Map(rows.map((r) => [r.id, r.parent]));
+  const depths = new Map<string, number>();
   const depth = (id: string): number => {
-    const r = rows.find((x) => x.id === id);
-    return r?.parent ? 1 + depth(r.parent) : 0;
+    const path: string[] = [];
+    let known = -1;
+    for (let cur: string | null = id; cur !== null; cur = parentOf.get(cur) ?? null) {
+      const d = depths.get(cur);
+      if (d !== undefined) {
+        known = d;
+        break;
+      }
+      path.push(cur);
+    }
+    for (let i = path.length - 1; i >= 0; i--) depths.set(path[i], ++known);
+    return depths.get(id)!;
   };
   await snapshotter.remove([...broken].sort((a, b) => depth(b) - depth(a)));
 }
