@@ -44,6 +44,7 @@ export function dockerfileFrontend(): DockerfileFrontend {
         ...opts,
         filename,
         excludes,
+        signal: ctx.signal,
         ...(resolveImageConfig ? { resolveImageConfig } : {}),
         readDockerignore: async (name) => {
           const dir = ctx.localDirs[name];

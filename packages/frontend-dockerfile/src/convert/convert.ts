@@ -8,14 +8,15 @@ import { DockerfileParseError, locatedError } from '../parser/errors.js';
 import type { Instruction } from '../parser/instructions.js';
 import { formatPlatform, parsePlatform } from '../parser/platforms.js';
 import { type LintWarning, Linter } from '../parser/rules.js';
-import { ShellLex, envFromMap } from '../parser/shell.js';
+import { ExpansionBudget, envFromMap } from '../parser/shell.js';
 import { type StageGraph, resolveStages } from '../parser/stages.js';
 import { globalArgs as computeGlobalArgs } from '../parser/checks.js';
 import { type FrontendOptions, defaultPlatform, parseFrontendAttrs } from './attrs.js';
 import { dispatchInstruction, dispatchUser, dispatchWorkdir } from './dispatch.js';
 import { parseGitRef } from './git.js';
+import { Pacer } from './pacer.js';
 import { DEFAULT_PATH, type DockerImage, cloneImage, emptyImage, envKey, envValue, imagePlatform, parseImageConfig, serializeImage } from './image.js';
-import { type ConvertContext, type DispatchState, location, prefixCommand } from './state.js';
+import { type ConvertContext, type DispatchState, location, prefixCommand, shellLex } from './state.js';
 
 /**
  * Dockerfile → LLB, as BuildKit's dockerfile2llb: stages resolved to a graph
@@ -40,6 +41,8 @@ export interface ConvertOptions extends Partial<FrontendOptions> {
   readDockerignore?: (localName: string) => Promise<string | undefined>;
   /** The build platform (default: the host's). */
   buildPlatform?: Platform;
+  /** Cancels the conversion: it stops within a few milliseconds of work with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export interface ConvertResult {
@@ -66,7 +69,10 @@ export async function convertDockerfile(text: string, options: ConvertOptions = 
   const buildPlatform = options.buildPlatform ?? defaultPlatform();
   const checkOpts = { buildArgs: opts.buildArgs, targetPlatform, buildPlatform, ...(opts.target ? { target: opts.target } : {}) };
 
+  const pacer = new Pacer(options.signal);
+  await pacer.pause();
   const df = parseDockerfile(text, { filename, skipChecks: true, ...(opts.check !== undefined ? { check: opts.check } : {}) });
+  await pacer.pause();
   const gargs = computeGlobalArgs(df, checkOpts);
   const graph = resolveStages(df, { globalArgs: envFromMap(gargs), ...(opts.target ? { target: opts.target } : {}) });
 
@@ -90,13 +96,15 @@ export async function convertDockerfile(text: string, options: ConvertOptions = 
     lint: new Linter(df.check),
     ...(options.excludes && options.excludes.length > 0 ? { ignoreMatcher: compilePatterns(options.excludes, '.dockerignore') } : {}),
     linkCount: 0,
+    expansionBudget: new ExpansionBudget(),
     stateFor: () => {
       throw new BktError('INTERNAL', 'stateFor used before the stages were built');
     },
   };
 
-  const conv = new Converter(ctx, df, graph, options);
+  const conv = new Converter(ctx, df, graph, options, pacer);
   const target = await conv.run();
+  await pacer.pause();
 
   // Build checks, now that base image environments are known (for UndefinedVar).
   const checked = parseDockerfile(text, {
@@ -105,6 +113,7 @@ export async function convertDockerfile(text: string, options: ConvertOptions = 
     ...(opts.check !== undefined ? { check: opts.check } : {}),
     imageEnv: (ref) => conv.imageEnv(ref),
   });
+  await pacer.pause();
   const warnings = [...checked.warnings, ...ctx.lint.warnings].sort((a, b) => a.range.startLine - b.range.startLine);
   if (checked.check.error && ctx.lint.warnings.length > 0) {
     const rules = [...new Set(warnings.map((w) => w.rule))].sort();
@@ -120,8 +129,11 @@ export async function convertDockerfile(text: string, options: ConvertOptions = 
     img.architecture = p.architecture;
     if (p.variant || !sameOsArch) setOrDelete(img, 'variant', p.variant);
   }
+  const imageConfig = serializeImage(img);
+  await pacer.pause();
   const definition = target.state.marshal({ platform: targetPlatform });
-  return { state: target.state, definition, image: img, imageConfig: serializeImage(img), warnings, dockerfile: checked, sourceMap };
+  await pacer.pause();
+  return { state: target.state, definition, image: img, imageConfig, warnings, dockerfile: checked, sourceMap };
 }
 
 function setOrDelete<K extends 'variant'>(img: DockerImage, key: K, value: string | undefined): void {
@@ -177,6 +189,7 @@ class Converter {
     readonly df: Dockerfile,
     readonly graph: StageGraph,
     readonly options: ConvertOptions,
+    readonly pacer: Pacer,
   ) {
     ctx.stateFor = (from) => this.stateFor(from);
   }
@@ -192,7 +205,7 @@ class Converter {
       const stage = rs.stage;
       let platform: Platform | undefined;
       if (stage.platform !== undefined) {
-        const lex = new ShellLex(df.escapeToken);
+        const lex = shellLex(ctx);
         let value: string;
         try {
           value = lex.processWord(stage.platform, envFromMap(ctx.globalArgs)).result;
@@ -248,7 +261,7 @@ class Converter {
     const reachable = this.reachable(target);
     for (const d of this.states) {
       if (!reachable.has(d) || d.dispatched) continue;
-      this.dispatchStage(d);
+      await this.dispatchStage(d);
     }
     return target;
   }
@@ -308,16 +321,19 @@ class Converter {
     return ext;
   }
 
+  /** The states `target` is built from (base and `--from` sources, transitively), itself first, in depth-first order. */
   private reachable(target: DispatchState): Set<DispatchState> {
     const out = new Set<DispatchState>();
-    const visit = (d: DispatchState): void => {
-      if (out.has(d)) return;
+    // Iterative (an explicit stack), so chains of any length fit on the call stack.
+    const pending = [target];
+    while (pending.length > 0) {
+      const d = pending.pop()!;
+      if (out.has(d)) continue;
       out.add(d);
-      if (d.namedContext) return;
-      if (d.base) visit(d.base);
-      for (const dep of d.deps) visit(dep);
-    };
-    visit(target);
+      if (d.namedContext) continue;
+      const next = [...(d.base ? [d.base] : []), ...d.deps];
+      for (let i = next.length - 1; i >= 0; i--) pending.push(next[i]);
+    }
     return out;
   }
 
@@ -510,7 +526,7 @@ class Converter {
   }
 
   /** Initializes a stage from its base (BuildKit's dispatchStages preamble) and dispatches its commands. */
-  private dispatchStage(d: DispatchState): void {
+  private async dispatchStage(d: DispatchState): Promise<void> {
     const ctx = this.ctx;
     if (d.base) {
       const b = d.base;
@@ -537,7 +553,10 @@ class Converter {
       throw this.at(from, (err as Error).message, err);
     }
     d.state = d.state.network(ctx.opts.networkMode);
-    for (const { instr, onbuild } of d.commands) dispatchInstruction(ctx, d, instr, onbuild);
+    for (const { instr, onbuild } of d.commands) {
+      if (this.pacer.due()) await this.pacer.pause();
+      dispatchInstruction(ctx, d, instr, onbuild);
+    }
   }
 }
 

@@ -6,18 +6,18 @@ import type {
 } from '../parser/instructions.js';
 import { DockerfileParseError, locatedError } from '../parser/errors.js';
 import { expandInstruction } from '../parser/expand.js';
-import { ShellLex, goQuote } from '../parser/shell.js';
+import { goQuote } from '../parser/shell.js';
 import { dispatchCopy } from './copy.js';
-import { addEnv, commitToHistory, formatGoDuration } from './image.js';
+import { commitToHistory, formatGoDuration, setImageEnv } from './image.js';
 import { normalizePath } from './paths.js';
 import { dispatchRun, withShell } from './run.js';
-import { type ConvertContext, type DispatchState, commandName, location, prefixCommand, stateEnv } from './state.js';
+import { type ConvertContext, type DispatchState, commandName, location, prefixCommand, shellLex, stateEnv } from './state.js';
 
 /** Runs one instruction of a stage; errors carry the instruction's file:line. */
 export function dispatchInstruction(ctx: ConvertContext, d: DispatchState, instr: Instruction, onbuild: boolean): void {
   d.cmdIsOnBuild = onbuild;
   try {
-    const c = instr.kind === 'ARG' ? instr : expandInstruction(instr, stateEnv(d), { escapeToken: ctx.escapeToken, filename: ctx.filename }).instruction;
+    const c = instr.kind === 'ARG' ? instr : expandInstruction(instr, stateEnv(d), { escapeToken: ctx.escapeToken, filename: ctx.filename, budget: ctx.expansionBudget }).instruction;
     dispatchExpanded(ctx, d, c);
   } catch (err) {
     if (err instanceof DockerfileParseError) throw err;
@@ -34,7 +34,7 @@ function dispatchExpanded(ctx: ConvertContext, d: DispatchState, c: Instruction)
       for (const kv of c.env) {
         msg += ` ${kv.key}=${kv.value}`;
         d.state = d.state.env(kv.key, kv.value);
-        img.config.Env = addEnv(img.config.Env, kv.key, kv.value);
+        setImageEnv(img, kv.key, kv.value);
       }
       return commitToHistory(img, msg, false, false, ctx.epoch);
     }
@@ -242,7 +242,7 @@ function portRange(spec: string, what: string): [number, number] {
  */
 function dispatchArg(ctx: ConvertContext, d: DispatchState, c: ArgInstruction): void {
   const parts: string[] = [];
-  const lex = new ShellLex(ctx.escapeToken);
+  const lex = shellLex(ctx);
   for (const def of c.args) {
     const hasBuildArg = Object.hasOwn(ctx.opts.buildArgs, def.key);
     let value = def.value;

@@ -110,13 +110,27 @@ export function imagePlatform(img: DockerImage): Platform | undefined {
   };
 }
 
-/** Sets `key=value` in an env list, replacing an existing key in place (BuildKit's addEnv). */
-export function addEnv(env: string[] | undefined, key: string, value: string): string[] {
-  const out = [...(env ?? [])];
-  const i = out.findIndex((e) => envKey(e) === key);
-  if (i >= 0) out[i] = `${key}=${value}`;
-  else out.push(`${key}=${value}`);
-  return out;
+/** Where each key is in an image's env list, for the lists `setImageEnv` owns. */
+const envIndexes = new WeakMap<string[], Map<string, number>>();
+
+/**
+ * Sets `key=value` in the image's `Env`, replacing an existing key in place
+ * (BuildKit's addEnv). O(1): the first call copies the list (which others may
+ * hold) and indexes the copy; later calls update that copy.
+ */
+export function setImageEnv(img: DockerImage, key: string, value: string): void {
+  let list = img.config.Env;
+  let index = list ? envIndexes.get(list) : undefined;
+  if (!list || !index) {
+    list = [...(list ?? [])];
+    index = new Map(list.map((e, i) => [envKey(e), i]));
+    envIndexes.set(list, index);
+    img.config.Env = list;
+  }
+  const entry = `${key}=${value}`;
+  const at = index.get(key);
+  if (at !== undefined) list[at] = entry;
+  else index.set(key, list.push(entry) - 1);
 }
 
 export function envKey(entry: string): string {
@@ -131,15 +145,13 @@ export function envValue(entry: string): string {
 
 /** Adds a history entry (BuildKit's commitToHistory); `buildkitOp` appends ` # buildkit` as BuildKit does for ops. */
 export function commitToHistory(img: DockerImage, msg: string, withLayer: boolean, buildkitOp: boolean, epoch?: Date): void {
-  img.history = [
-    ...(img.history ?? []),
-    {
-      ...(epoch ? { created: epoch.toISOString().replace('.000Z', 'Z') } : {}),
-      created_by: buildkitOp ? `${msg} # buildkit` : msg,
-      comment: HISTORY_COMMENT,
-      ...(withLayer ? {} : { empty_layer: true }),
-    },
-  ];
+  img.history ??= [];
+  img.history.push({
+    ...(epoch ? { created: epoch.toISOString().replace('.000Z', 'Z') } : {}),
+    created_by: buildkitOp ? `${msg} # buildkit` : msg,
+    comment: HISTORY_COMMENT,
+    ...(withLayer ? {} : { empty_layer: true }),
+  });
 }
 
 /** The JSON bytes of an image config, fields in Go's order with `omitempty`. */

@@ -3,10 +3,10 @@ import { mkdir, mkfile, scratch, type Mount, type RunOptions, type State } from 
 import { chompHeredocContent, parseHeredoc } from '../parser/ast.js';
 import type { RunInstruction } from '../parser/instructions.js';
 import type { RunMount } from '../parser/mounts.js';
-import { type EnvGetter, ShellLex } from '../parser/shell.js';
+import type { EnvGetter } from '../parser/shell.js';
 import { commitToHistory } from './image.js';
 import { baseName, cleanPath } from './paths.js';
-import { type ConvertContext, type DispatchState, location, prefixCommand, processCmdEnv, stateEnv, uppercaseCmd } from './state.js';
+import { type ConvertContext, type DispatchState, location, prefixCommand, processCmdEnv, shellLex, stateEnv, uppercaseCmd } from './state.js';
 
 /**
  * RUN, as BuildKit's dispatchRun: the command through the image's shell (shell
@@ -52,7 +52,7 @@ export function dispatchRun(ctx: ConvertContext, d: DispatchState, c: RunInstruc
   mounts.push(...runMounts);
   if (ctx.opts.shmSize > 0) mounts.push({ type: 'tmpfs', target: '/dev/shm', size: ctx.opts.shmSize });
 
-  const rawLex = new ShellLex(ctx.escapeToken, { rawQuotes: true, skipUnsetEnv: true });
+  const rawLex = shellLex(ctx, { rawQuotes: true, skipUnsetEnv: true });
   const name = prefixCommand(d, uppercaseCmd(processCmdEnv(rawLex, customName, withSecretEnvMask(c.mounts, env))));
 
   const opts: RunOptions = {

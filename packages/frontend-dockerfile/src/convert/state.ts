@@ -5,7 +5,7 @@ import type { Stage } from '../parser/dockerfile.js';
 import type { SourceRange } from '../parser/errors.js';
 import type { Instruction } from '../parser/instructions.js';
 import type { Linter } from '../parser/rules.js';
-import { type EnvGetter, ShellLex, envFromList } from '../parser/shell.js';
+import { type EnvGetter, type ExpansionBudget, ShellLex, type ShellLexOptions } from '../parser/shell.js';
 import type { FrontendOptions } from './attrs.js';
 import type { DockerImage } from './image.js';
 
@@ -70,13 +70,21 @@ export interface ConvertContext {
   ignoreMatcher?: PatternMatcher;
   /** Ids of `COPY --link` progress groups. */
   linkCount: number;
+  /** What variable substitutions may produce in this conversion, shared by all its lexers. */
+  expansionBudget: ExpansionBudget;
   /** The stage or external image a `--from` names (by stage name, index or image reference). */
   stateFor(from: string): DispatchState;
 }
 
-/** The state's environment as the shell lexer sees it. */
+/** The state's environment as the shell lexer sees it; a lookup does not copy the environment. */
 export function stateEnv(d: DispatchState): EnvGetter {
-  return envFromList(d.state.envList());
+  const env = d.state.meta.env;
+  return { get: (k) => env.get(k), keys: () => env.entries().map(([k]) => k) };
+}
+
+/** A shell lexer drawing on the conversion's expansion budget. */
+export function shellLex(ctx: ConvertContext, options: Omit<ShellLexOptions, 'budget'> = {}): ShellLex {
+  return new ShellLex(ctx.escapeToken, { ...options, budget: ctx.expansionBudget });
 }
 
 /** Source location of an instruction's lines (BuildKit's `location`). */
@@ -113,6 +121,6 @@ export function processCmdEnv(lex: ShellLex, text: string, env: EnvGetter): stri
 
 /** A vertex name for an instruction: keyword upper-cased, variables expanded, stage prefix. */
 export function commandName(ctx: ConvertContext, d: DispatchState, text: string, raw = false): string {
-  const lex = raw ? new ShellLex(ctx.escapeToken, { rawQuotes: true, skipUnsetEnv: true }) : new ShellLex(ctx.escapeToken);
+  const lex = raw ? shellLex(ctx, { rawQuotes: true, skipUnsetEnv: true }) : shellLex(ctx);
   return uppercaseCmd(processCmdEnv(lex, text, stateEnv(d)));
 }

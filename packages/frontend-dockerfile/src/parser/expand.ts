@@ -1,7 +1,7 @@
 import { DockerfileParseError, LocalParseError } from './errors.js';
 import type { Instruction, KeyValue } from './instructions.js';
 import { parseMount } from './mounts.js';
-import { type EnvGetter, ShellLex } from './shell.js';
+import { type EnvGetter, ExpansionBudget, ShellLex } from './shell.js';
 
 /**
  * Variable substitution of instructions, per the Dockerfile reference: ADD,
@@ -16,6 +16,8 @@ export interface ExpandOptions {
   escapeToken?: string;
   /** For error messages; default `Dockerfile`. */
   filename?: string;
+  /** What the substitutions may produce; default: a budget of this call's own. */
+  budget?: ExpansionBudget;
 }
 
 export interface ExpandResult<T extends Instruction> {
@@ -32,9 +34,10 @@ export interface ExpandResult<T extends Instruction> {
  * (at the instruction's line) for a bad substitution or `${V:?msg}`.
  */
 export function expandInstruction<T extends Instruction>(instr: T, env: EnvGetter, options: ExpandOptions = {}): ExpandResult<T> {
-  const lex = new ShellLex(options.escapeToken ?? '\\');
+  const budget = options.budget ?? new ExpansionBudget();
+  const lex = new ShellLex(options.escapeToken ?? '\\', { budget });
   // Heredoc bodies are expanded without quote processing, always with `\`.
-  const rawLex = new ShellLex('\\', { skipProcessQuotes: true });
+  const rawLex = new ShellLex('\\', { skipProcessQuotes: true, budget });
   const matched = new Set<string>();
   const unmatched = new Set<string>();
   const record = (r: { matched: Set<string>; unmatched: Set<string> }): void => {

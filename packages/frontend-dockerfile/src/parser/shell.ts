@@ -35,6 +35,49 @@ export function envFromMap(map: ReadonlyMap<string, string> | Record<string, str
 
 export const emptyEnv: EnvGetter = { get: () => undefined, keys: () => [] };
 
+/**
+ * Bounds of variable expansion. Text grows by substitution far beyond the
+ * Dockerfile's own size (each `ARG A2=$A1$A1` doubles a value), so these
+ * bounds keep a hostile Dockerfile from exhausting memory; a legitimate one
+ * stays far below them. BuildKit's parser bounds a Dockerfile line to 64 KiB;
+ * an expanded word may be 16 times that.
+ */
+export const EXPANSION_LIMITS = {
+  /** Characters of one expanded word (an ENV or LABEL value, an ARG default, a path, …). */
+  maxWordLength: 1 << 20,
+  /** Characters substituted for variables in total, per budget (one Dockerfile conversion). */
+  maxSubstituted: 64 << 20,
+  /** Depth of `${…}` substitutions nested in one another. */
+  maxNesting: 64,
+} as const;
+
+/**
+ * The characters substitutions may produce, shared by the lexers of one
+ * Dockerfile conversion: what bounds the sum of many expansions (10,000
+ * `LABEL` lines each copying a 1 MiB variable) where the word limit bounds
+ * each one.
+ */
+export class ExpansionBudget {
+  #used = 0;
+
+  constructor(readonly limit: number = EXPANSION_LIMITS.maxSubstituted) {}
+
+  /** Counts `n` substituted characters; throws LocalParseError when the total passes the limit. */
+  charge(n: number): void {
+    this.#used += n;
+    if (this.#used > this.limit) {
+      throw new LocalParseError(`variable expansion exceeds the limit of ${formatSize(this.limit)} substituted in one Dockerfile`);
+    }
+  }
+}
+
+/** `1048576` → `1 MiB (1048576 characters)`. */
+function formatSize(chars: number): string {
+  const mib = chars / (1 << 20);
+  const short = Number.isInteger(mib) ? `${mib} MiB` : `${Math.round(chars / 1024)} KiB`;
+  return `${short} (${chars} characters)`;
+}
+
 export interface ShellLexOptions {
   /** Keep quote characters in the result (quotes still group words). */
   rawQuotes?: boolean;
@@ -44,6 +87,10 @@ export interface ShellLexOptions {
   skipProcessQuotes?: boolean;
   /** Leave references to unset variables as they are written. */
   skipUnsetEnv?: boolean;
+  /** What substitutions may produce in total; default: a budget of this lexer's own. */
+  budget?: ExpansionBudget;
+  /** The longest expanded word; default `EXPANSION_LIMITS.maxWordLength`. */
+  maxWordLength?: number;
 }
 
 export interface ProcessWordResult {
@@ -62,29 +109,37 @@ type Ch = string | undefined;
 export class ShellLex {
   readonly escapeToken: string;
   readonly options: Readonly<ShellLexOptions>;
+  readonly budget: ExpansionBudget;
+  readonly maxWordLength: number;
 
   constructor(escapeToken = '\\', options: ShellLexOptions = {}) {
     this.escapeToken = escapeToken;
     this.options = { ...options };
+    this.budget = options.budget ?? new ExpansionBudget();
+    this.maxWordLength = options.maxWordLength ?? EXPANSION_LIMITS.maxWordLength;
   }
 
   /** Expands `word` as one word (whitespace kept); reports the variables used. */
   processWord(word: string, env: EnvGetter): ProcessWordResult {
-    return new ShellWord(this, word, env).process(word);
+    return new ShellWord(this, word, env, false).process(word);
   }
 
   /** Expands `word` then splits it into words on unquoted whitespace. */
   processWords(word: string, env: EnvGetter): string[] {
-    return new ShellWord(this, word, env).process(word).words;
+    return new ShellWord(this, word, env, true).process(word).words;
   }
 }
 
+/** Splits expanded text into words; the one of `processWord` (`split` false) keeps nothing. */
 class WordsBuilder {
+  constructor(private readonly split: boolean) {}
+
   buf = '';
   words: string[] = [];
   inWord = false;
 
   addChar(ch: string): void {
+    if (!this.split) return;
     if (isSpace(ch)) {
       if (this.inWord && this.buf.length !== 0) {
         this.words.push(this.buf);
@@ -96,13 +151,24 @@ class WordsBuilder {
     }
   }
   addRawChar(ch: string): void {
+    if (!this.split) return;
     this.buf += ch;
     this.inWord = true;
   }
   addString(s: string): void {
-    for (const ch of s) this.addChar(ch);
+    if (!this.split) return;
+    // Runs between whitespace are appended whole (whitespace is never half of a surrogate pair).
+    let start = 0;
+    for (let i = 0; i < s.length; i++) {
+      if (!isSpace(s[i])) continue;
+      if (i > start) this.addRawString(s.slice(start, i));
+      this.addChar(s[i]);
+      start = i + 1;
+    }
+    if (start < s.length) this.addRawString(s.slice(start));
   }
   addRawString(s: string): void {
+    if (!this.split) return;
     this.buf += s;
     this.inWord = true;
   }
@@ -120,6 +186,8 @@ class ShellWord {
   private readonly chars: string[];
   private pos = 0;
   private rawEscapes: boolean;
+  /** How many `${` substitutions enclose the current position. */
+  private nesting = 0;
   readonly matched = new Set<string>();
   readonly unmatched = new Set<string>();
 
@@ -127,6 +195,8 @@ class ShellWord {
     private readonly lex: ShellLex,
     word: string,
     private readonly env: EnvGetter,
+    /** Whether `process` splits the result into words. */
+    private readonly splitWords: boolean,
   ) {
     this.chars = Array.from(word);
     this.rawEscapes = lex.options.rawEscapes ?? false;
@@ -138,7 +208,9 @@ class ShellWord {
       return { result, words, matched: this.matched, unmatched: this.unmatched };
     } catch (err) {
       if (err instanceof LocalParseError) {
-        throw new LocalParseError(`failed to process ${goQuote(source)}: ${err.message}`);
+        // A hostile word can be as long as the Dockerfile: quote its start only.
+        const shown = source.length > 200 ? `${source.slice(0, 200)}…` : source;
+        throw new LocalParseError(`failed to process ${goQuote(shown)}: ${err.message}`);
       }
       throw err;
     }
@@ -158,7 +230,7 @@ class ShellWord {
     this.rawEscapes = rawEscapes;
     try {
       let result = '';
-      const words = new WordsBuilder();
+      const words = new WordsBuilder(this.splitWords);
       const quotes = !this.lex.options.skipProcessQuotes;
       while (this.peek() !== EOF) {
         let ch = this.peek() as string;
@@ -168,7 +240,7 @@ class ShellWord {
         }
         if (ch === '$') {
           const tmp = this.processDollar();
-          result += tmp;
+          result = this.grow(result, tmp);
           words.addString(tmp);
         } else if (ch === '<') {
           const tmp = this.processPossibleHeredoc();
@@ -180,7 +252,7 @@ class ShellWord {
           words.addRawString(tmp);
         } else if (quotes && ch === '"') {
           const tmp = this.processDoubleQuote();
-          result += tmp;
+          result = this.grow(result, tmp);
           words.addRawString(tmp);
         } else {
           ch = this.next() as string;
@@ -240,7 +312,7 @@ class ShellWord {
         return result;
       }
       if (peek === '$') {
-        result += this.processDollar();
+        result = this.grow(result, this.processDollar());
         continue;
       }
       let ch = this.next() as string;
@@ -264,6 +336,18 @@ class ShellWord {
       return value ?? '';
     }
     this.next(); // {
+    if (++this.nesting > EXPANSION_LIMITS.maxNesting) {
+      throw new LocalParseError(`variable substitutions are nested more than ${EXPANSION_LIMITS.maxNesting} deep`);
+    }
+    try {
+      return this.processBraced();
+    } finally {
+      this.nesting--;
+    }
+  }
+
+  /** The rest of a `${…}` substitution, after the `{`. */
+  private processBraced(): string {
     const first = this.peek();
     if (first === EOF) throw new LocalParseError("syntax error: missing '}'");
     if (first === '{' || first === '}' || first === ':') throw new LocalParseError('syntax error: bad substitution');
@@ -344,7 +428,7 @@ class ShellWord {
       }
       const value = this.getEnv(name);
       if (value === undefined && this.lex.options.skipUnsetEnv) return `\${${name}/${pattern}/${replacement}}`;
-      return replaceMatches(compilePattern(pattern), value ?? '', replacement, replaceAll);
+      return replaceMatches(compilePattern(pattern), value ?? '', replacement, replaceAll, this.lex.maxWordLength);
     }
 
     throw new LocalParseError(`unsupported modifier (${modifier}) in substitution`);
@@ -382,9 +466,17 @@ class ShellWord {
 
   private getEnv(name: string): string | undefined {
     const v = this.env.get(name);
-    if (v !== undefined) this.matched.add(name);
-    else this.unmatched.add(name);
+    if (v !== undefined) {
+      this.matched.add(name);
+      this.lex.budget.charge(v.length);
+    } else this.unmatched.add(name);
     return v;
+  }
+
+  /** `text + more`; throws LocalParseError when that is longer than an expanded word may be. */
+  private grow(text: string, more: string): string {
+    if (text.length + more.length > this.lex.maxWordLength) throw wordTooLong(this.lex.maxWordLength);
+    return text + more;
   }
 }
 
@@ -524,7 +616,7 @@ export function reversePattern(pattern: string): string {
  * `$name`s are empty, `$$` is `$`, and an empty match right after a match is
  * not replaced.
  */
-function replaceMatches(pattern: ShellPattern, value: string, replacement: string, all: boolean): string {
+function replaceMatches(pattern: ShellPattern, value: string, replacement: string, all: boolean, maxLength: number): string {
   const chars = Array.from(value);
   const memo = new Map<number, number>();
   const find = (from: number): [number, number] | undefined => {
@@ -549,10 +641,15 @@ function replaceMatches(pattern: ShellPattern, value: string, replacement: strin
     const [a0, a1] = m;
     out += text(lastMatchEnd, a0);
     if (a1 > lastMatchEnd || a0 === 0) out += expandTemplate(replacement, text(a0, a1));
+    if (out.length > maxLength) throw wordTooLong(maxLength);
     lastMatchEnd = a1;
     searchPos = searchPos + 1 > a1 ? searchPos + 1 : a1;
   }
   return out + text(lastMatchEnd, chars.length);
+}
+
+function wordTooLong(maxLength: number): LocalParseError {
+  return new LocalParseError(`the expanded value is longer than ${formatSize(maxLength)}, the limit of an expanded word`);
 }
 
 function expandTemplate(template: string, match: string): string {

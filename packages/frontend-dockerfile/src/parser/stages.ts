@@ -92,18 +92,30 @@ export function resolveStages(df: Dockerfile, options: ResolveOptions = {}): Sta
   // A stage reached again while on the current path is a cycle.
   const state = new Map<number, 'visiting' | 'done'>();
   const order: number[] = [];
-  const visit = (i: number): void => {
-    state.set(i, 'visiting');
-    for (const dep of resolved[i].dependencies) {
-      const s = state.get(dep.index);
-      if (s === 'visiting') {
-        const name = resolved[dep.index].stage.name ?? `stage-${dep.index}`;
-        fail(`circular dependency detected on stage: ${name}`, dep.instruction, dep.instruction.kind === 'COPY' ? '--from' : undefined);
+  // Depth-first, dependencies before the stage; iterative (a stack of frames), so chains of any length fit on the stack.
+  const visit = (start: number): void => {
+    const frames = [{ index: start, next: 0 }];
+    state.set(start, 'visiting');
+    while (frames.length > 0) {
+      const top = frames[frames.length - 1];
+      const deps = resolved[top.index].dependencies;
+      if (top.next < deps.length) {
+        const dep = deps[top.next++];
+        const s = state.get(dep.index);
+        if (s === 'visiting') {
+          const name = resolved[dep.index].stage.name ?? `stage-${dep.index}`;
+          fail(`circular dependency detected on stage: ${name}`, dep.instruction, dep.instruction.kind === 'COPY' ? '--from' : undefined);
+        }
+        if (s === undefined) {
+          state.set(dep.index, 'visiting');
+          frames.push({ index: dep.index, next: 0 });
+        }
+        continue;
       }
-      if (s === undefined) visit(dep.index);
+      frames.pop();
+      state.set(top.index, 'done');
+      order.push(top.index);
     }
-    state.set(i, 'done');
-    order.push(i);
   };
 
   let target = df.stages.length - 1;
