@@ -5,6 +5,7 @@ import { BktError, isBktError } from '@bkt/core';
 // so `--version`, `--help` and usage errors start in a few tens of milliseconds.
 import type { BuildOptions, Io } from './commands/build.js';
 import type { DuOptions, PruneOptions } from './commands/du.js';
+import { terminalSafe } from './progress/terminal-safe.js';
 
 export type { Io } from './commands/build.js';
 
@@ -111,10 +112,10 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
   }
 }
 
+/** An error's message as printed: terminal-safe, since it may quote Dockerfile text or build output. */
 function describeError(err: unknown): string {
-  if (isBktError(err)) return err.message;
-  if (err instanceof Error) return err.message;
-  return String(err);
+  const message = isBktError(err) || err instanceof Error ? err.message : String(err);
+  return terminalSafe(message);
 }
 
 /** The exit code of an interruption: the abort reason's `exitCode` (130 for SIGINT, 143 for SIGTERM). */

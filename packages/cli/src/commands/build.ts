@@ -9,6 +9,7 @@ import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type 
 import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
 import { metadataJson, planOutputs } from '../outputs.js';
 import { createDisplay, type Output, type ProgressDisplay, type ProgressMode } from '../progress/displays.js';
+import { terminalSafe } from '../progress/terminal-safe.js';
 import { openBuilder, openProject, type Project, type ProjectOptions } from '../project.js';
 
 export interface BuildOptions extends ProjectOptions, DockerfileFlags {
@@ -216,8 +217,8 @@ function reportFailedSteps(display: ProgressDisplay, out: Output): boolean {
     reported = true;
     const lines = display.trace.lastLines(v, 10);
     out.write('------\n');
-    out.write(` > ${v.name}:\n`);
-    for (const l of lines) out.write(`${l}\n`);
+    out.write(` > ${terminalSafe(v.name)}:\n`);
+    for (const l of lines) out.write(`${terminalSafe(l)}\n`);
     out.write('------\n');
   }
   return reported;

@@ -96,3 +96,45 @@ describe('tty display', () => {
     expect(chunks.at(-1)!).toContain('step 0'); // the final frame shows every step
   });
 });
+
+describe('text from the build is terminal-safe in plain and tty modes, raw in rawjson', () => {
+  const hostile = '\x1b]0;pwned\x07\x1b[2J\x9b31m';
+  const steps: ProgressEvent[] = [
+    { type: 'vertex', vertex: { digest: A, inputs: [], name: `RUN echo ${hostile}`, cached: false, started: t0 } },
+    { type: 'log', log: { vertex: A, timestamp: t0, stream: 1, msg: Buffer.from(`out ${hostile}\nbar 10%\rbar 100%\n`) } },
+    { type: 'warning', warning: { vertex: A, level: 1, short: `warn ${hostile}`, detail: [] } },
+    { type: 'vertex', vertex: { digest: A, inputs: [], name: `RUN echo ${hostile}`, cached: false, started: t0, completed: at(5), error: `failed ${hostile}` } },
+  ];
+
+  it('plain: control characters in caret notation, a carriage return keeps the last text', () => {
+    const { out, text } = sink();
+    const d = createDisplay('plain', out);
+    for (const e of steps) d.write(e);
+    d.close();
+    expect(text()).not.toMatch(/[\x1b\x07\x9b]/);
+    expect(text()).toContain('#1 RUN echo ^[]0;pwned^G^[[2J<U+009B>31m\n');
+    expect(text()).toMatch(/#1 \d+\.\d{3} out \^\[\]0;pwned/);
+    expect(text()).toMatch(/#1 \d+\.\d{3} bar 100%\n/);
+    expect(text()).toContain('#1 WARN: warn ^[]0;pwned');
+    expect(text()).toContain('#1 ERROR: failed ^[]0;pwned');
+  });
+
+  it('tty: only the display\'s own cursor and colour sequences', () => {
+    const { out, text } = sink(true);
+    const d = createDisplay('tty', out);
+    for (const e of steps) d.write(e);
+    d.close();
+    const withoutOwn = text().replace(/\x1b\[(\d+A|2K|J|\d+m)/g, '');
+    expect(withoutOwn).not.toMatch(/[\x1b\x07\x9b]/);
+    expect(withoutOwn).toContain('^[]0;pwned');
+  });
+
+  it('rawjson: the bytes as they were', () => {
+    const { out, text } = sink();
+    const d = createDisplay('rawjson', out);
+    for (const e of steps) d.write(e);
+    const objs = text().trim().split('\n').map((l) => JSON.parse(l));
+    expect(objs[0].vertexes[0].name).toBe(`RUN echo ${hostile}`);
+    expect(Buffer.from(objs[1].logs[0].data, 'base64').toString()).toContain(hostile);
+  });
+});

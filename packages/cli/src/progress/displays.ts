@@ -1,5 +1,6 @@
 import type { ProgressEvent } from '@bkt/core';
-import { ProgressTrace, seconds, type VertexState } from './trace.js';
+import { terminalSafe } from './terminal-safe.js';
+import { ProgressTrace, asShown, seconds, type VertexState } from './trace.js';
 
 /** A progress display: receives events, and finishes its output on `close()`. */
 export interface ProgressDisplay {
@@ -103,7 +104,7 @@ export class PlainDisplay implements ProgressDisplay {
         }
         this.focus(v);
         if (v.completed || v.error) {
-          if (v.partialLine) this.line(v, `${this.elapsed(v)} ${v.partialLine}`);
+          if (v.partialLine) this.line(v, `${this.elapsed(v)} ${asShown(v.partialLine)}`);
           if (v.error) this.line(v, /cancel/i.test(v.error) ? 'CANCELED' : `ERROR: ${v.error.split('\n')[0]}`);
           else if (v.cached) this.line(v, 'CACHED');
           else this.line(v, `DONE ${seconds(v.started, v.completed)}`);
@@ -145,13 +146,14 @@ export class PlainDisplay implements ProgressDisplay {
     if (this.current === v) return;
     if (this.current) this.line(this.current, '...');
     if (this.printed.size > 0) this.out.write('\n');
-    this.out.write(`#${v.index} ${v.name}\n`);
+    this.out.write(`#${v.index} ${terminalSafe(v.name)}\n`);
     this.printed.add(v);
     this.current = v;
   }
 
+  /** Prints `text` (which may carry build output) as one line of step `v`. */
   private line(v: VertexState, text: string): void {
-    this.out.write(`#${v.index} ${text}\n`);
+    this.out.write(`#${v.index} ${terminalSafe(text).replaceAll('\n', ' ')}\n`);
   }
 
   private elapsed(v: VertexState): string {
@@ -229,8 +231,9 @@ export class TtyDisplay implements ProgressDisplay {
   }
 }
 
-/** A line of exactly `width` columns: text left, `right` right-aligned, colored with SGR `color` (0: none). */
+/** A line of exactly `width` columns: text left (made terminal-safe), `right` right-aligned, colored with SGR `color` (0: none). */
 function fit(text: string, right: string, width: number, color: number): string {
+  text = terminalSafe(text).replaceAll('\n', ' ');
   const room = width - right.length - 1;
   const left = text.length > room ? text.slice(0, Math.max(0, room - 3)) + '...' : text.padEnd(room);
   const line = `${left} ${right}`;

@@ -41,8 +41,9 @@ export class ProgressTrace {
       case 'log': {
         const v = this.vertex(event.log.vertex);
         const text = v.partialLine + Buffer.from(event.log.msg).toString('utf8');
-        const lines = text.split(/\r?\n/);
-        v.partialLine = lines.pop() ?? '';
+        const raw = text.split('\n');
+        v.partialLine = raw.pop() ?? '';
+        const lines = raw.map(asShown);
         v.logLines.push(...lines);
         v.totalLogLines += lines.length;
         if (v.logLines.length > MAX_LOG_LINES) v.logLines.splice(0, v.logLines.length - MAX_LOG_LINES);
@@ -83,9 +84,19 @@ export class ProgressTrace {
 
   /** The last `n` lines of a vertex's output (including an unterminated one). */
   lastLines(v: VertexState, n: number): string[] {
-    const all = v.partialLine ? [...v.logLines, v.partialLine] : v.logLines;
+    const all = v.partialLine ? [...v.logLines, asShown(v.partialLine)] : v.logLines;
     return all.slice(-n);
   }
+}
+
+/**
+ * An output line as a terminal leaves it: a carriage return moves back to the
+ * line's start, so what shows is the text after the last one that has any (a
+ * progress bar's final state; `\r\n` line ends lose their `\r`).
+ */
+export function asShown(line: string): string {
+  if (!line.includes('\r')) return line;
+  return line.split('\r').filter((s) => s !== '').at(-1) ?? '';
 }
 
 /** Seconds between two dates with one decimal, as BuildKit prints step times. */
