@@ -109,7 +109,12 @@ export class FileAction {
 
   /** @internal A copy of the chain with every action bound to `state`. */
   bind(state: State): FileAction {
-    return new FileAction(this.spec, this.prev?.bind(state) ?? null, state);
+    // Rebuilt from the first action on, iteratively: chains of any length fit on the stack.
+    const chain: FileAction[] = [];
+    for (let a: FileAction | null = this; a; a = a.prev) chain.push(a);
+    let bound: FileAction | null = null;
+    for (let i = chain.length - 1; i >= 0; i--) bound = new FileAction(chain[i].spec, bound, state);
+    return bound!;
   }
 }
 
