@@ -4,14 +4,15 @@
  * `runcWorker(opts)` is the plugin (default export): it registers the `exec`
  * op executor. Per store root it keeps one `RuncExecutor` whose runc state
  * lives in `<root>/runc/state`; cache mounts live in `<root>/cachemounts`
- * (listed and pruned through `cacheMountsFor(root)`).
+ * (listed and pruned through `cacheMountsFor(root)`). `sweepStaleContainers(root)`
+ * stops what a killed worker left running in a store (for `bkt du`/`prune`).
  */
 import { join } from 'node:path';
 import type { BktPlugin } from '@bkt/core';
 import { ExecOpExecutor } from './execop.js';
 import type { SshAgentProvider } from './mounts.js';
 import type { NetworkOptions } from './network.js';
-import { RuncExecutor, sweepStale } from './runc.js';
+import { RuncExecutor } from './runc.js';
 
 export interface RuncWorkerOptions {
   /** The runc binary (default `runc` on PATH). */
@@ -21,6 +22,8 @@ export interface RuncWorkerOptions {
   logMaxBytes?: number;
   /** Forwarded ssh-agents for SSH mounts, when the build context carries none. */
   ssh?: SshAgentProvider;
+  /** Each container's `pids.max` (default 4096); 0: no limit of its own. */
+  pidsLimit?: number;
 }
 
 export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
@@ -29,8 +32,8 @@ export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
   const executorFor = (storeRoot: string): Promise<RuncExecutor> => {
     let ex = executors.get(storeRoot);
     if (!ex) {
-      const executor = new RuncExecutor({ stateDir: workerDir(storeRoot), runc: opts.runc, network: opts.network });
-      ex = sweepStale(executor, join(workerDir(storeRoot), 'mounts')).then(() => executor);
+      const executor = newExecutor(storeRoot, opts);
+      ex = executor.sweepStale(ID_PREFIX).then(() => executor);
       executors.set(storeRoot, ex);
     }
     return ex;
@@ -47,7 +50,7 @@ export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
     opExecutors: [
       new ExecOpExecutor({
         executorFor,
-        runDirFor: (root) => join(workerDir(root), 'mounts'),
+        runDirFor,
         logMaxBytes: opts.logMaxBytes,
         ssh: opts.ssh,
       }),
@@ -60,6 +63,39 @@ export function workerDir(storeRoot: string): string {
   return join(storeRoot, 'runc');
 }
 
+/** The first part of the ids of the exec op's containers (`bkt-<pid>-…`). */
+const ID_PREFIX = 'bkt';
+
+function runDirFor(storeRoot: string): string {
+  return join(workerDir(storeRoot), 'mounts');
+}
+
+function newExecutor(storeRoot: string, opts: Pick<RuncWorkerOptions, 'runc' | 'network' | 'pidsLimit'>): RuncExecutor {
+  return new RuncExecutor({
+    stateDir: workerDir(storeRoot),
+    runc: opts.runc,
+    network: opts.network,
+    pidsLimit: opts.pidsLimit,
+    runDirs: runDirFor(storeRoot),
+  });
+}
+
+/**
+ * Stops and removes the containers that workers which no longer run left in
+ * `storeRoot` (their watchdogs died with them), with their bundles and
+ * scratch dirs. Run it before unmounting a store's stale mounts: they are
+ * those containers' root filesystems. Containers of live processes are not
+ * touched. Returns the ids of the containers removed.
+ */
+export async function sweepStaleContainers(storeRoot: string, opts: { runc?: string } = {}): Promise<string[]> {
+  const executor = newExecutor(storeRoot, opts);
+  try {
+    return await executor.sweepStale(ID_PREFIX);
+  } finally {
+    await executor.close();
+  }
+}
+
 export { runcWorker };
 export { RuncExecutor, DEFAULT_HOSTNAME, type RuncExecutorOptions } from './runc.js';
 export { ExecOpExecutor, ENTITLEMENT_NETWORK_HOST, ENTITLEMENT_SECURITY_INSECURE, execOpOf } from './execop.js';
@@ -67,4 +103,5 @@ export { CacheMounts, cacheMountsFor, type CacheSharing, type HeldCacheMount } f
 export { DEFAULT_SECRET_DIR, DEFAULT_SSH_SOCKET, type SshAgentProvider } from './mounts.js';
 export { SANDBOX_DNS, SANDBOX_HOST_GATEWAY, type NetworkOptions } from './network.js';
 export { DEFAULT_LOG_MAX_BYTES } from './output.js';
+export { DEFAULT_PIDS_LIMIT } from './spec.js';
 export type * from './executor.js';

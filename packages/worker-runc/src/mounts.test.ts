@@ -151,6 +151,21 @@ describe('exec op: mounts', () => {
       expect(res.stdout).toBe("seeded\n/cache/s 1000:50 640\n/cache/l 1000:1000 '/cache/l' -> 's'\n");
     });
 
+    it('a from= source that is missing or not a directory is a clear error naming the mount and the path', async () => {
+      const inputs = [{ snapshot: h.base }, { snapshot: h.base }];
+      const missing = runStep(h, 'true', { inputs, mounts: [{ ...cache('from-missing'), input: 1, selector: '/no/such/dir' }] });
+      await expect(missing).rejects.toMatchObject({
+        code: 'NOT_FOUND',
+        message: 'cache mount /cache (from= input 1, source=/no/such/dir): /no/such/dir does not exist in the from= input',
+        details: { target: '/cache', source: '/no/such/dir' },
+      });
+      const file = runStep(h, 'true', { inputs, mounts: [{ ...cache('from-file'), input: 1, selector: '/bin/busybox' }] });
+      await expect(file).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: 'cache mount /cache (from= input 1, source=/bin/busybox): /bin/busybox in the from= input is not a directory',
+      });
+    });
+
     it('removes the half-built and half-deleted instances a dead process left behind, not those of a live one', async () => {
       const root = await mkdtemp(join(tmpdir(), 'bkt-cachemounts-'));
       try {

@@ -4,7 +4,7 @@
  * sockets forwarded. Everything acquired is given back by `release()`.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type MutableSnapshot, type OpInput, type Snapshot } from '@bkt/core';
@@ -136,6 +136,7 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
             const mounted = await input.mount();
             cleanups.push(() => mounted.release());
             base = { key: input.id, path: rootPath(mounted.path, m.selector || '/') };
+            await checkCacheSource(base.path, m);
           }
           const held = await cacheMountsFor(mc.ctx.root).acquire({
             id,
@@ -228,6 +229,33 @@ async function emptyDir(runDir: string, index: number): Promise<string> {
   const dir = join(runDir, `empty-${index}`);
   await mkdir(dir, { recursive: true, mode: 0o755 });
   return dir;
+}
+
+/**
+ * A cache mount seeded from its `from=` input (`source=`: the selector) needs
+ * a directory there: a clear `NOT_FOUND` / `INVALID_ARGUMENT` naming the
+ * mount, rather than `cp`'s error from seeding it.
+ */
+async function checkCacheSource(hostPath: string, m: pb.Mount): Promise<void> {
+  const source = m.selector || '/';
+  const what = `cache mount ${m.dest} (from= input ${m.input}, source=${source})`;
+  let st;
+  try {
+    st = await stat(hostPath);
+  } catch {
+    throw new BktError('NOT_FOUND', `${what}: ${source} does not exist in the from= input`, {
+      attribute: 'cacheOpt',
+      target: m.dest,
+      source,
+    });
+  }
+  if (!st.isDirectory()) {
+    throw new BktError('INVALID_ARGUMENT', `${what}: ${source} in the from= input is not a directory`, {
+      attribute: 'cacheOpt',
+      target: m.dest,
+      source,
+    });
+  }
 }
 
 function sharingOf(s: pb.CacheSharingOpt | undefined): CacheSharing {

@@ -119,6 +119,62 @@ describe('RuncExecutor', () => {
     expect(list.trim()).toBe('');
   });
 
+  it("refuses a container id that does not carry this process's pid (the watchdog would not cover it)", async () => {
+    const spec = { rootfs, mounts: [], network: 'none' as const, security: 'sandbox' as const, process: { args: ['/bin/true'], env: [] } };
+    await expect(executor.run({ ...spec, id: 'plain-id' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(executor.run({ ...spec, id: `t-${process.pid + 1}-x` })).rejects.toThrow(/does not have the form <name>-\d+-<rest>/);
+  });
+
+  describe('pids limit', () => {
+    const readLimit = 'cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max';
+
+    it("is 4096 by default: the container cgroup's pids.max, seen from the host while it runs and from inside", async () => {
+      const id = `t-${process.pid}-pids-default`;
+      let stdout = '';
+      let printed!: () => void;
+      const hasPrinted = new Promise<void>((r) => (printed = r));
+      const running = executor.run(
+        { id, rootfs, mounts: [], network: 'none', security: 'sandbox', process: { args: ['/bin/sh', '-c', `${readLimit}; sleep 2`], env: [] } },
+        { stdout: (d) => ((stdout += Buffer.from(d).toString()), printed()) },
+      );
+      // The process runs (so runc has set up its cgroup): read the limit from the host.
+      await hasPrinted;
+      // cgroup v1 (a pids hierarchy) or v2 (unified), at the spec's cgroupsPath /bkt/<id>.
+      const hostFiles = [`/sys/fs/cgroup/pids/bkt/${id}/pids.max`, `/sys/fs/cgroup/bkt/${id}/pids.max`];
+      const fromHost = hostFiles.map((f) => (existsSync(f) ? readFileSync(f, 'utf8').trim() : '')).join('');
+      expect(await running).toBe(0);
+      expect(fromHost).toBe('4096');
+      expect(stdout).toBe('4096\n');
+    });
+
+    it('a configured limit stops a fork loop; 0 sets none', async () => {
+      const limited = new RuncExecutor({ stateDir: join(dir, 'state-pids'), pidsLimit: 20 });
+      const unlimited = new RuncExecutor({ stateDir: join(dir, 'state-pids'), pidsLimit: 0 });
+      // Up to 60 background sleeps; the shell gives up at the first fork that fails. Then everything is killed.
+      const forkLoop = `${readLimit}; sh -c 'i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done; echo spawned $i' 2>&1; echo inner exit $?; kill -9 -1`;
+      const runIn = async (ex: RuncExecutor, name: string) => {
+        let out = '';
+        const t0 = Date.now();
+        const code = await ex.run(
+          { id: `t-${process.pid}-${name}`, rootfs, mounts: [], network: 'none', security: 'sandbox', process: { args: ['/bin/sh', '-c', forkLoop], env: [] } },
+          { stdout: (d) => (out += Buffer.from(d).toString()), stderr: (d) => (out += Buffer.from(d).toString()) },
+        );
+        return { code, out, ms: Date.now() - t0 };
+      };
+      const low = await runIn(limited, 'pids-20');
+      expect(low.out).toMatch(/^20\n/);
+      expect(low.out).toMatch(/can't fork/);
+      expect(low.out).not.toContain('spawned 60');
+      expect(low.out).toMatch(/inner exit [1-9]/);
+      expect(low.ms).toBeLessThan(10_000);
+      const none = await runIn(unlimited, 'pids-none');
+      expect(none.out).toContain('spawned 60');
+      expect(none.out).not.toMatch(/^4096\n|^20\n/);
+      await limited.close();
+      await unlimited.close();
+    });
+  });
+
   describe('network', () => {
     let server: Server;
     let port: number;

@@ -7,6 +7,12 @@
  * generated /etc/hosts and /etc/resolv.conf and runc's log; it is removed when
  * the container is. A sensitive bundle (secret env in config.json) lives on a
  * tmpfs mounted for the container's lifetime.
+ *
+ * Container ids carry the pid of the process that runs them,
+ * `<name>-<pid>-<rest>`: a watchdog (watchdog.ts) stops this process's
+ * containers and removes their bundles and scratch dirs within seconds of
+ * its death, and `sweepStale` removes what a process whose watchdog died too
+ * left behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync } from 'node:fs';
@@ -16,9 +22,10 @@ import { BktError } from '@bkt/core';
 import type { ContainerSpec, Executor, ProcessIO, ProcessSpec } from './executor.js';
 import { NetworkProvider, type NetworkOptions } from './network.js';
 import { rootPath } from './rootpath.js';
-import { DEFAULT_CAPABILITIES, DEFAULT_PATH, buildSpec, privilegedCapabilities } from './spec.js';
+import { DEFAULT_CAPABILITIES, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, buildSpec, privilegedCapabilities } from './spec.js';
 import { isAlive, mountTmpfs, mountsUnder, runCommand, unmount } from './sys.js';
 import { resolveUser, type ResolvedUser } from './user.js';
+import { ContainerWatchdog } from './watchdog.js';
 
 export interface RuncExecutorOptions {
   /** The worker's directory (runc state, bundles). Created when missing. */
@@ -26,6 +33,14 @@ export interface RuncExecutorOptions {
   /** The runc binary (default `runc` on PATH). */
   runc?: string;
   network?: NetworkOptions;
+  /** Each container's `pids.max` (default `DEFAULT_PIDS_LIMIT`, 4096); 0: no limit of its own. */
+  pidsLimit?: number;
+  /**
+   * A directory of per-container scratch dirs named by container id (the
+   * exec op's secret tmpfs, ssh sockets): those of a dead process are
+   * unmounted and removed with its containers.
+   */
+  runDirs?: string;
 }
 
 /** BuildKit's default container hostname. */
@@ -40,11 +55,20 @@ interface RunningContainer {
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
+/** The pid in a container id `<name>-<pid>-<rest>`; null when the id has another form. */
+export function ownerPid(id: string): number | null {
+  const m = /^[A-Za-z0-9_.]+-(\d+)-[A-Za-z0-9_.-]+$/.exec(id);
+  return m ? Number(m[1]) : null;
+}
+
 export class RuncExecutor implements Executor {
   readonly stateDir: string;
   readonly runcRoot: string;
   readonly #runc: string;
   readonly #network: NetworkProvider;
+  readonly #pidsLimit: number;
+  readonly #runDirs: string | undefined;
+  readonly #watchdog: ContainerWatchdog;
   readonly #running = new Map<string, RunningContainer>();
   readonly #pending = new Set<Promise<void>>();
 
@@ -53,12 +77,25 @@ export class RuncExecutor implements Executor {
     this.runcRoot = join(opts.stateDir, 'state');
     this.#runc = opts.runc ?? 'runc';
     this.#network = new NetworkProvider(opts.network);
+    this.#pidsLimit = opts.pidsLimit ?? DEFAULT_PIDS_LIMIT;
+    this.#runDirs = opts.runDirs;
+    const dirs = [join(this.stateDir, 'bundles'), ...(opts.runDirs ? [opts.runDirs] : [])];
+    this.#watchdog = new ContainerWatchdog({ runc: this.#runc, runcRoot: this.runcRoot, dirs });
   }
 
-  /** Waits for background cleanups and stops the spare network namespace. Running containers are not touched. */
+  /**
+   * Waits for background cleanups and stops the spare network namespace.
+   * Running containers are not touched (the watchdog stays while any runs).
+   */
   async close(): Promise<void> {
     await this.#network.close();
     await Promise.allSettled([...this.#pending]);
+    if (this.#running.size === 0) this.#watchdog.stop();
+  }
+
+  /** The pid of the watchdog covering this executor's containers, while one runs. */
+  watchdogPid(): number | undefined {
+    return this.#watchdog.pid;
   }
 
   #background(work: Promise<void>): void {
@@ -74,6 +111,11 @@ export class RuncExecutor implements Executor {
   async run(spec: ContainerSpec, io: ProcessIO & { onStarted?: () => void } = {}): Promise<number> {
     if (!ID_PATTERN.test(spec.id)) {
       throw new BktError('INVALID_ARGUMENT', `invalid container id "${spec.id}"`, { attribute: 'id' });
+    }
+    if (ownerPid(spec.id) !== process.pid) {
+      throw new BktError('INVALID_ARGUMENT', `container id "${spec.id}" does not have the form <name>-${process.pid}-<rest>`, {
+        attribute: 'id',
+      });
     }
     if (this.#running.has(spec.id)) {
       throw new BktError('INVALID_ARGUMENT', `container ${spec.id} is already running`, { attribute: 'id' });
@@ -118,16 +160,19 @@ export class RuncExecutor implements Executor {
         cgroupsPath: join('/', spec.cgroupParent || 'bkt', spec.id),
         netns: net.netns,
         security: spec.security,
+        pidsLimit: this.#pidsLimit,
       });
       await writeFile(join(bundle, 'config.json'), JSON.stringify(oci), { mode: 0o600 });
       if (io.signal?.aborted) throw cancelled(spec.id);
 
       const log = join(bundle, 'runc.log');
+      this.#watchdog.ensureRunning();
       const child = spawn(
         this.#runc,
         ['--root', this.runcRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, '--no-new-keyring', spec.id],
         { stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true },
       );
+      this.#watchdog.watchRunc(child.pid);
       io.onStarted?.();
       const code = await this.#supervise(child, io, () => this.#killContainer(spec.id, child));
       if (io.signal?.aborted) throw cancelled(spec.id);
@@ -184,26 +229,31 @@ export class RuncExecutor implements Executor {
   }
 
   /**
-   * Removes containers left in our runc root by a worker process that no
-   * longer exists (ids carry the creating process's pid: `<prefix>-<pid>-…`).
+   * Stops and removes what processes that no longer exist left in our runc
+   * root: their containers (`runc delete --force` kills one still running),
+   * then their bundles and scratch dirs (secret tmpfs unmounted first). Only
+   * ids `<idPrefix>-<pid>-…` of a dead pid are touched, so workers of other
+   * live processes on the same store are left alone. Returns the ids of the
+   * containers removed.
    */
   async sweepStale(idPrefix: string): Promise<string[]> {
     const stale = (id: string) => {
-      const m = id.startsWith(`${idPrefix}-`) ? /^[^-]+-(\d+)-/.exec(id) : null;
-      return !!m && !isAlive(Number(m[1]));
+      const pid = id.startsWith(`${idPrefix}-`) ? ownerPid(id) : null;
+      return pid !== null && !isAlive(pid);
     };
     const removed: string[] = [];
-    if (existsSync(this.runcRoot)) {
+    if ((await readdir(this.runcRoot).catch(() => [] as string[])).length > 0) {
       const res = await runCommand(this.#runc, ['--root', this.runcRoot, 'list', '-q']);
       for (const id of res.stdout.split('\n').filter(stale)) {
         await this.#forceDelete(id);
         removed.push(id);
       }
     }
-    const bundles = join(this.stateDir, 'bundles');
-    for (const id of (await readdir(bundles).catch(() => [] as string[])).filter(stale)) {
-      for (const mount of await mountsUnder(join(bundles, id))) await unmount(mount);
-      await rm(join(bundles, id), { recursive: true, force: true });
+    for (const dir of [join(this.stateDir, 'bundles'), ...(this.#runDirs ? [this.#runDirs] : [])]) {
+      for (const id of (await readdir(dir).catch(() => [] as string[])).filter(stale)) {
+        for (const mount of await mountsUnder(join(dir, id))) await unmount(mount);
+        await rm(join(dir, id), { recursive: true, force: true });
+      }
     }
     return removed;
   }
@@ -308,27 +358,4 @@ const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGK
 
 function signalNumber(signal: NodeJS.Signals | null): number {
   return (signal && SIGNALS[signal]) || 9;
-}
-
-/**
- * Clears what a killed worker process left: its containers (runc delete -f)
- * and its per-run directories under `runDirs` (unmounting secret tmpfs
- * first). Only ids `bkt-<pid>-…` whose process is gone are touched, so
- * concurrent workers on one store leave each other alone.
- */
-export async function sweepStale(executor: RuncExecutor, runDirs: string): Promise<void> {
-  await executor.sweepStale('bkt');
-  let names: string[];
-  try {
-    names = await readdir(runDirs);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = /^bkt-(\d+)-/.exec(name);
-    if (!m || isAlive(Number(m[1]))) continue;
-    const dir = join(runDirs, name);
-    for (const mount of await mountsUnder(dir)) await unmount(mount);
-    await rm(dir, { recursive: true, force: true });
-  }
 }

@@ -14,6 +14,14 @@ import type { ResolvedUser } from './user.js';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/**
+ * The default `pids.max` of a container: generous for any build (make -j,
+ * test runners), yet it stops a fork bomb long before the host's pid space
+ * (often 32768 or 4194304) runs out. Podman documents 4096 (containers.conf
+ * has 2048); Docker and BuildKit set none.
+ */
+export const DEFAULT_PIDS_LIMIT = 4096;
+
 /** containerd's default capability set. */
 export const DEFAULT_CAPABILITIES = [
   'CAP_CHOWN',
@@ -104,6 +112,8 @@ export interface SpecInput {
   /** `new`: a fresh namespace (loopback only); a path: join it; `host`: share the host's. */
   netns: 'new' | 'host' | { path: string };
   security: SecurityMode;
+  /** The container cgroup's `pids.max`; 0 (or less): no limit of its own. */
+  pidsLimit: number;
 }
 
 /** The OCI runtime spec (version 1.0.2) for runc. */
@@ -119,11 +129,9 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
   if (input.netns === 'new') namespaces.push({ type: 'network' });
   else if (input.netns !== 'host') namespaces.push({ type: 'network', path: input.netns.path });
 
-  const linux: Record<string, unknown> = {
-    namespaces,
-    cgroupsPath: input.cgroupsPath,
-    resources: { devices: [{ allow: privileged, access: 'rwm' }] },
-  };
+  const resources: Record<string, unknown> = { devices: [{ allow: privileged, access: 'rwm' }] };
+  if (input.pidsLimit > 0) resources.pids = { limit: input.pidsLimit };
+  const linux: Record<string, unknown> = { namespaces, cgroupsPath: input.cgroupsPath, resources };
   if (privileged) {
     linux.devices = hostDevices();
   } else {

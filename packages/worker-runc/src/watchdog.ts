@@ -1,0 +1,175 @@
+/**
+ * The container watchdog: a small shell process that stops this process's
+ * runc containers once this process is gone, however it went (`kill -9`
+ * included), so that no container outlives its owner by more than a few
+ * seconds and no secret stays in a bundle.
+ *
+ * One watchdog runs per `RuncExecutor` (per runc root) that has started a
+ * container. It reads a pipe from us; nothing but us holds the pipe's write
+ * end (libuv opens every pipe close-on-exec), so the pipe reaches end of file
+ * exactly when this process has died. Its own session (`detached`) keeps it
+ * out of our process group: a signal to the group (Ctrl-C, `kill -9 -PGID`)
+ * does not reach it. Node cannot set PR_SET_PDEATHSIG on a child; the pipe is
+ * the portable equivalent.
+ *
+ * The protocol, one line each: `runc <pid>` names a `runc run` we started (a
+ * container may still appear while it lives); `exit` stops the watchdog
+ * without it doing anything (we are alive and clean up ourselves).
+ *
+ * At end of file it acts only on container ids of the form
+ * `<name>-<our pid>-<rest>` (`name` without a dash), the form `RuncExecutor`
+ * requires, so other processes' containers on the same root are never
+ * touched. It repeats `runc kill KILL` + `runc delete --force` on each of
+ * ours until none is listed and no `runc run` it was told about still runs
+ * (at most about 10 s), then, in each directory it was given (bundles,
+ * per-run scratch dirs), unmounts everything at or under each entry named by
+ * one of our ids (deepest first) and removes it without crossing into another
+ * file system.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+
+/** The script; `$0` is a label for `ps`, `$1` runc, `$2` runc's `--root`, `$3` the owner's pid, `$4…` the directories. */
+export const WATCHDOG_SCRIPT = String.raw`
+runc=$1 root=$2 owner=$3
+shift 3
+
+# Whether id $1 is <name>-<owner>-<rest> (name without a dash, rest not empty).
+ours() {
+  case $1 in '' | -* | *[!A-Za-z0-9_.-]*) return 1 ;; esac
+  old_ifs=$IFS
+  IFS=-
+  set -- $1
+  IFS=$old_ifs
+  [ "$#" -ge 3 ] && [ "$2" = "$owner" ]
+}
+
+runcs=
+while read -r command arg; do
+  case $command in
+    exit) exit 0 ;;
+    runc) runcs="$runcs $arg" ;;
+  esac
+done
+
+# End of file: the owner is gone.
+stop_containers() {
+  for id in $("$runc" --root "$root" list -q 2>/dev/null); do
+    ours "$id" || continue
+    "$runc" --root "$root" kill "$id" KILL >/dev/null 2>&1
+    "$runc" --root "$root" delete --force "$id" >/dev/null 2>&1
+  done
+}
+
+# Whether a runc run we were told about still runs (a zombie does not).
+runc_running() {
+  for pid in $runcs; do
+    state=
+    read -r _ _ state _ < "/proc/$pid/stat" 2>/dev/null || continue
+    [ "$state" = Z ] || return 0
+  done
+  return 1
+}
+
+# Mount points at or under $1, deepest first (mountinfo's octal escapes decoded).
+mounts_under() {
+  awk -v dir="$1" '
+    function decode(s,   out, c) {
+      out = ""
+      while (match(s, /\[0-7][0-7][0-7]/)) {
+        c = substr(s, RSTART + 1, 3)
+        out = out substr(s, 1, RSTART - 1) sprintf("%c", substr(c, 1, 1) * 64 + substr(c, 2, 1) * 8 + substr(c, 3, 1))
+        s = substr(s, RSTART + 4)
+      }
+      return out s
+    }
+    { p = decode($5); if (p == dir || index(p, dir "/") == 1) print p }
+  ' /proc/self/mountinfo | sort -r
+}
+
+set -f
+tries=0
+while :; do
+  stop_containers
+  runc_running || break
+  tries=$((tries + 1))
+  [ "$tries" -lt 50 ] || break
+  sleep 0.2
+done
+stop_containers
+set +f
+
+for dir in "$@"; do
+  cd "$dir" 2>/dev/null || continue
+  for name in *; do
+    ours "$name" || continue
+    mounts_under "$dir/$name" | while IFS= read -r mount; do
+      umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null
+    done
+    rm -rf --one-file-system "$dir/$name"
+  done
+  cd /
+done
+`;
+
+/** The label the watchdog shows as its `$0` (in `ps`). */
+export const WATCHDOG_NAME = 'bkt-container-watchdog';
+
+export interface ContainerWatchdogOptions {
+  /** The runc binary. */
+  runc: string;
+  /** runc's `--root`. */
+  runcRoot: string;
+  /** Directories whose entries are named by container id (bundles, scratch dirs): ours are removed after a crash. */
+  dirs: string[];
+}
+
+export class ContainerWatchdog {
+  readonly #opts: ContainerWatchdogOptions;
+  #child: ChildProcess | undefined;
+
+  constructor(opts: ContainerWatchdogOptions) {
+    this.#opts = opts;
+  }
+
+  /** The watchdog's pid while it runs. */
+  get pid(): number | undefined {
+    return this.#running() ? this.#child?.pid : undefined;
+  }
+
+  /**
+   * Starts the watchdog unless it runs. The process exists when this returns,
+   * so a container started afterwards is covered.
+   */
+  ensureRunning(): void {
+    if (this.#running()) return;
+    const { runc, runcRoot, dirs } = this.#opts;
+    const child = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, WATCHDOG_NAME, runc, runcRoot, String(process.pid), ...dirs], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+      detached: true,
+      // Not the caller's directory: a watchdog must not keep a mount busy.
+      cwd: '/',
+    });
+    child.on('error', () => {});
+    child.stdin!.on('error', () => {});
+    // It must not keep this process alive.
+    child.unref();
+    (child.stdin as unknown as { unref(): void }).unref();
+    this.#child = child;
+  }
+
+  /** Names a `runc run` process: until it exits, a container of ours may still appear. */
+  watchRunc(pid: number | undefined): void {
+    if (pid && this.#running()) this.#child!.stdin!.write(`runc ${pid}\n`);
+  }
+
+  /** Stops the watchdog without it touching anything; the next `ensureRunning` starts a new one. */
+  stop(): void {
+    if (this.#running()) this.#child!.stdin!.end('exit\n');
+    this.#child = undefined;
+  }
+
+  #running(): boolean {
+    const c = this.#child;
+    return !!c && c.exitCode === null && c.signalCode === null && !c.stdin!.destroyed && c.stdin!.writable;
+  }
+}
