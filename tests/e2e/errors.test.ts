@@ -2,19 +2,17 @@
  * Issue 2 acceptance: each bad input gets a clear error, exit code 1, and
  * nothing written to the store. Every case runs against a store warmed by a
  * good build of the same context, so "nothing written" compares a populated
- * store before and after.
+ * store before and after. (Paths escaping the context: tests/e2e/security/context-escapes.test.ts.)
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bkt, copyOp, definition, mkfileOp, op, removeDir, sourceOp, storeFingerprint, tempDir } from './helpers.js';
+import { bkt, copyOp, definition, expectBuildRejected, mkfileOp, op, removeDir, sourceOp, tempDir } from './helpers.js';
 
 let work: string;
 let root: string;
 let context: string;
-const hostPasswd = readFileSync('/etc/passwd', 'utf8');
-const passwdLine = hostPasswd.split('\n')[0]!; // "root:x:0:0:root:/root:/bin/bash"
 
 const contextSource = sourceOp('local://context');
 /** A good definition: copies /hello.txt of the context. */
@@ -26,9 +24,6 @@ beforeAll(async () => {
   context = join(work, 'ctx');
   await mkdir(context);
   await writeFile(join(context, 'hello.txt'), 'hello\n');
-  await symlink('/etc', join(context, 'etc-abs'));
-  await symlink('../../../../../../../../etc', join(context, 'etc-rel'));
-  await symlink('/etc/passwd', join(context, 'passwd-link'));
   await writeFile(join(work, 'good.pb'), goodDef);
   const r = await bkt(['build', '--llb', 'good.pb', '--local', `context=${context}`, '--root', root, '--progress', 'plain', '-o', 'type=local,dest=good-out'], { cwd: work });
   expect(r.stderr).toContain('solver time');
@@ -41,19 +36,8 @@ afterAll(async () => {
 });
 
 /** Runs `args`, expects exit 1 with `message` on stderr, no output written and the store unchanged. */
-async function expectRejected(args: string[], message: RegExp, opts: { cwd?: string; input?: Uint8Array } = {}) {
-  const before = await storeFingerprint(root);
-  expect(before.records.length).toBeGreaterThan(0); // a populated store: the comparison below means something
-  const out = join(work, `out-${Math.random().toString(36).slice(2)}`);
-  const r = await bkt(['build', ...args, '--root', root, '--progress', 'plain', '-o', `type=local,dest=${out}`], { cwd: opts.cwd ?? work, input: opts.input });
-  expect(r.stderr).toMatch(message);
-  expect(r.code).toBe(1);
-  expect(r.stderr).toMatch(/^error: /m);
-  expect(await storeFingerprint(root)).toEqual(before);
-  expect(await readdir(out).catch(() => 'absent')).toBe('absent');
-  expect(r.stdout + r.stderr).not.toContain(passwdLine);
-  return r;
-}
+const expectRejected = (args: string[], message: RegExp, opts: { cwd?: string; input?: Uint8Array } = {}) =>
+  expectBuildRejected({ work, root }, args, message, opts);
 
 describe('bad LLB definitions (--llb)', () => {
   it('a malformed protobuf', async () => {
@@ -85,26 +69,6 @@ describe('bad LLB definitions (--llb)', () => {
   it('a return op pointing past the outputs', async () => {
     const mk = mkfileOp('/a', 'a');
     await expectRejected(['--llb', '-'], /has 1 outputs/, { input: definition([mk], { digest: mk.digest, index: 1 }) });
-  });
-});
-
-describe('paths escaping their root', () => {
-  it('a copy from ../../etc/passwd stays inside the context and finds nothing', async () => {
-    const copy = copyOp(contextSource, '../../etc/passwd', '/passwd');
-    await expectRejected(['--llb', '-', '--local', `context=${context}`], /passwd.*(not found|no such file)|(not found|no such file).*passwd/i, {
-      input: definition([contextSource, copy], copy),
-    });
-  });
-
-  it.each([
-    ['an absolute symlink to /etc', 'etc-abs/passwd', false],
-    ['a relative symlink climbing out', 'etc-rel/passwd', false],
-    ['a followed symlink to /etc/passwd', 'passwd-link', true],
-  ])('a copy through %s reads no host file', async (_what, src, followSymlink) => {
-    const copy = copyOp(contextSource, src, '/passwd', { followSymlink });
-    await expectRejected(['--llb', '-', '--local', `context=${context}`], /(not found|no such file)/i, {
-      input: definition([contextSource, copy], copy),
-    });
   });
 });
 

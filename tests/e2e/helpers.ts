@@ -194,3 +194,30 @@ export function solverMs(stderr: string): number {
   if (!m) throw new Error(`no solver time in:\n${stderr}`);
   return Number(m[1]) * 1000;
 }
+
+/**
+ * Runs `bkt build ARGS` against the populated store `root` with a fresh
+ * `type=local` output under `work`; expects exit 1 with `message` on stderr,
+ * no output written, the store unchanged, and no line of the host's
+ * /etc/passwd anywhere in the output.
+ */
+export async function expectBuildRejected(
+  where: { work: string; root: string },
+  args: string[],
+  message: RegExp,
+  opts: { cwd?: string; input?: Uint8Array } = {},
+): Promise<RunResult> {
+  const { expect } = await import('vitest');
+  const passwdLine = (await readFile('/etc/passwd', 'utf8')).split('\n')[0]!;
+  const before = await storeFingerprint(where.root);
+  expect(before.records.length).toBeGreaterThan(0); // a populated store: the comparison below means something
+  const out = join(where.work, `out-${Math.random().toString(36).slice(2)}`);
+  const r = await bkt(['build', ...args, '--root', where.root, '--progress', 'plain', '-o', `type=local,dest=${out}`], { cwd: opts.cwd ?? where.work, input: opts.input });
+  expect(r.stderr).toMatch(message);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/^error: /m);
+  expect(await storeFingerprint(where.root)).toEqual(before);
+  expect(await readdir(out).catch(() => 'absent')).toBe('absent');
+  expect(r.stdout + r.stderr).not.toContain(passwdLine);
+  return r;
+}

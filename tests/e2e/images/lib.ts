@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -49,6 +49,21 @@ export async function writeImageProject(dir: string, base: string, steps: string
       '',
     ].join('\n'),
   );
+}
+
+/**
+ * Builds `image(ref)` (nothing else) in a fresh project and store under
+ * `work`; with `out`, exports the tree there (`type=local`). Returns the run
+ * and the store root.
+ */
+export async function buildImageOnly(work: string, ref: string, out?: string): Promise<RunResult & { root: string }> {
+  const project = join(work, `p-${Math.random().toString(36).slice(2)}`);
+  await mkdir(project, { recursive: true });
+  await writeImageProject(project, ref, []);
+  const root = join(project, 'store');
+  const output = out ? ['--output', `type=local,dest=${out}`] : [];
+  const r = await bktEnv(['build', '--root', root, '--progress', 'plain', ...output], { cwd: project });
+  return { ...r, root };
 }
 
 /** The exporter response `--metadata-file` wrote. */
