@@ -5,15 +5,15 @@
  * - its watchdog stops the container: 10 s later neither `runc list` of the
  *   store nor `ps` shows it, and the secret is nowhere under the store;
  * - with the watchdog killed too (a machine where it also died), `bkt prune`
- *   stops the container whose root filesystem it unmounts, and removes the
- *   secrets.
+ *   or the next `bkt build` on that store stops the container whose root
+ *   filesystem it unmounts, and removes the secrets.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, readdir, readFile, lstat, symlink, writeFile } from 'node:fs/promises';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BKT, bkt, removeDir, tempDir } from '../helpers.js';
+import { BKT, bkt, definition, mkfileOp, removeDir, tempDir } from '../helpers.js';
 
 const SECRET = 'orphan-secret-7f3a9c';
 let work: string;
@@ -34,6 +34,8 @@ beforeAll(async () => {
     ].join('\n'),
   );
   await writeFile(join(work, 'token.txt'), SECRET);
+  const mk = mkfileOp('/done', 'done');
+  await writeFile(join(work, 'mkfile.pb'), definition([mk], mk));
 });
 
 afterAll(async () => {
@@ -156,8 +158,11 @@ describe('a build killed with SIGKILL during a RUN', () => {
     expect(mountsUnder(root)).toEqual([]);
   });
 
-  it('with its watchdog dead too, `bkt prune` stops the container it unmounts and removes the secrets', async () => {
-    const root = join(work, 'store-prune');
+  it.each([
+    ['bkt prune', ['prune']],
+    ['the next bkt build (one with no RUN)', ['build', '--llb', 'mkfile.pb', '--progress', 'plain']],
+  ])('with its watchdog dead too, %s stops the container it unmounts and removes the secrets', async (what, args) => {
+    const root = join(work, `store-${what.replace(/\W+/g, '-')}`);
     const build = await startBuild(root);
     const pid = build.pid!;
     // This build's watchdog (the one given this store's runc root) dies first.
@@ -171,7 +176,7 @@ describe('a build killed with SIGKILL during a RUN', () => {
     expect(containerProcesses(pid).length).toBeGreaterThan(0);
     expect((await filesContaining(root, SECRET)).length).toBeGreaterThan(0);
 
-    const r = await bkt(['prune', '--root', root], { cwd: work });
+    const r = await bkt([...args, '--root', root], { cwd: work });
     expect(r.code, r.stderr).toBe(0);
     expect(runcList(root)).toEqual([]);
     expect(containerProcesses(pid)).toEqual([]);

@@ -1,8 +1,8 @@
 import type { UsageRecord } from '@bkt/core';
-import { cacheMountsFor, sweepStaleContainers } from '@bkt/worker-runc';
+import { cacheMountsFor } from '@bkt/worker-runc';
 import { humanAgo, humanSize, parseBytes, parseDuration } from '../options.js';
 import type { Output } from '../progress/displays.js';
-import { openBuilder, openProject, storeRoot, type Project, type ProjectOptions } from '../project.js';
+import { openBuilder, openProject, type ProjectOptions } from '../project.js';
 
 export interface DuOptions extends ProjectOptions {
   verbose?: boolean;
@@ -22,7 +22,7 @@ export interface PruneOptions extends ProjectOptions {
  */
 export async function duCommand(opts: DuOptions, out: Output, cwd: string): Promise<number> {
   const project = await openProject(opts, false, cwd);
-  const { bkt, solver, root } = await openStore(opts, project);
+  const { bkt, solver, root } = await openBuilder(opts, project);
   try {
     const records = [...(await solver.diskUsage()), ...(await cacheMountsFor(root).list())];
     printRecords(records, !!opts.verbose, out);
@@ -45,7 +45,7 @@ export async function pruneCommand(opts: PruneOptions, out: Output, cwd: string)
   const keepDuration = opts.keepDuration !== undefined ? parseDuration(opts.keepDuration) : undefined;
   const keepStorage = opts.keepStorage !== undefined ? parseBytes(opts.keepStorage) : undefined;
   const project = await openProject(opts, false, cwd);
-  const { bkt, solver, root } = await openStore(opts, project);
+  const { bkt, solver, root } = await openBuilder(opts, project);
   try {
     const removed = await solver.prune({ all: !!opts.all, keepDuration, keepStorage });
     const left = keepStorage === undefined ? undefined : Math.max(0, keepStorage - (await solver.diskUsage()).reduce((n, r) => n + r.size, 0));
@@ -57,16 +57,6 @@ export async function pruneCommand(opts: PruneOptions, out: Output, cwd: string)
     await bkt.close();
   }
   return 0;
-}
-
-/**
- * Opens the store after stopping the containers a killed build left running:
- * opening unmounts the store's stale mounts, which are those containers' root
- * filesystems, and unmounting does not stop a process.
- */
-async function openStore(opts: ProjectOptions, project: Project): ReturnType<typeof openBuilder> {
-  await sweepStaleContainers(storeRoot(opts, project));
-  return openBuilder(opts, project);
 }
 
 function printRecords(records: UsageRecord[], verbose: boolean, out: Output): void {
