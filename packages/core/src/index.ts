@@ -8,3 +8,4 @@ export * from './config.js';
 export { CONFIG_FILE_NAMES, findConfigFile, loadConfig, type LoadConfigOptions } from './load-config.js';
 export { resolvePlugins } from './resolve-plugins.js';
 export { composePlugins, definePreset, type BktPreset } from './preset.js';
+export { Pacer } from './pacer.js';

@@ -16,6 +16,7 @@ import * as pb from '@bkt/api/pb';
 import {
   BktError,
   isBktError,
+  Pacer,
   type Bkt,
   type BuildContext,
   type ContentSelector,
@@ -32,7 +33,6 @@ import {
 } from '@bkt/core';
 import { checksum } from '@bkt/fsutil';
 import { loadDefinition, type LoadedDefinition, type Vertex } from './definition.js';
-import { Pacer } from './pacer.js';
 import { cancelled, type Pool } from './pool.js';
 import { BuildProgress, vertexWriter, type Emit } from './progress.js';
 import type { CacheRecord } from './store/metadata.js';

@@ -1,5 +1,5 @@
 import type { Platform } from '@bkt/core';
-import { BktError } from '@bkt/core';
+import { BktError, Pacer } from '@bkt/core';
 import { compilePatterns, parseDockerignore } from '@bkt/fsutil';
 import { type State, SourceMap, git, http, image, local, normalizeImageReference, ociLayout, scratch } from '@bkt/llb';
 import type * as pb from '@bkt/api/pb';
@@ -14,7 +14,6 @@ import { globalArgs as computeGlobalArgs } from '../parser/checks.js';
 import { type FrontendOptions, defaultPlatform, parseFrontendAttrs } from './attrs.js';
 import { dispatchInstruction, dispatchUser, dispatchWorkdir } from './dispatch.js';
 import { parseGitRef } from './git.js';
-import { Pacer } from './pacer.js';
 import { DEFAULT_PATH, type DockerImage, cloneImage, emptyImage, envKey, envValue, imagePlatform, parseImageConfig, serializeImage } from './image.js';
 import { type ConvertContext, type DispatchState, location, prefixCommand, shellLex } from './state.js';
 

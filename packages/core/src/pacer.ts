@@ -1,5 +1,3 @@
-import { performance } from 'node:perf_hooks';
-
 /**
  * Paces a long synchronous loop so it can be interrupted: every `sliceMs` of
  * work it gives the event loop a turn (signal handlers, progress output run)
