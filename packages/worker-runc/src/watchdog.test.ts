@@ -25,6 +25,12 @@ beforeAll(async () => {
   rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
 });
 afterAll(async () => {
+  // A failed test may leave mounts (a secret tmpfs) and containers behind: clear them before removing the directory.
+  for (const runcRoot of [join(dir, 'state/state'), join(dir, 'state-close/state')]) {
+    if (!existsSync(runcRoot)) continue;
+    for (const id of runcList(runcRoot)) execFileSync('runc', ['--root', runcRoot, 'delete', '--force', id], { stdio: 'ignore' });
+  }
+  for (const mount of mountsUnder(dir).sort().reverse()) execFileSync('umount', ['-l', mount]);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -88,8 +94,9 @@ describe('container watchdog', () => {
     const worker = spawn(process.execPath, [join(dir, 'worker.mjs'), stateDir, runDirs, rootfs], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     worker.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    for (let i = 0; i < 400 && !out.includes('started'); i++) await sleep(25);
-    const [, id, watchdogPid] = /started (\S+) (\d+)/.exec(out) ?? [];
+    // The whole line: a pipe may deliver it in more than one chunk.
+    for (let i = 0; i < 400 && !/started \S+ \d+\n/.test(out); i++) await sleep(25);
+    const [, id, watchdogPid] = /started (\S+) (\d+)\n/.exec(out) ?? [];
     expect(id, out).toBe(`w-${worker.pid}-1`);
     expect(isAlive(Number(watchdogPid))).toBe(true);
     expect(runcList(runcRoot).sort()).toEqual([bystanderId, id].sort());
