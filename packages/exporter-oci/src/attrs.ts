@@ -3,7 +3,7 @@
  * An attribute the exporter does not know is an error naming it.
  */
 import { BktError, type Attrs } from '@bkt/core';
-import type { Compression } from '@bkt/source-image';
+import type { Compression } from '@bkt/oci';
 
 export type ExporterType = 'image' | 'oci' | 'docker';
 

@@ -10,7 +10,8 @@
  * (base64 JSON) and `image.name`.
  */
 import type { Attrs, BlobOwner, BuildContext, BuildResult, ContentStore, Exporter, ExporterInstance } from '@bkt/core';
-import { RegistryClient, formatReference, parseReference, type Descriptor, type RegistryClientOptions } from '@bkt/registry';
+import { formatReference, parseReference, type Descriptor } from '@bkt/oci';
+import { RegistryClient, type RegistryClientOptions } from '@bkt/registry';
 import { writeImageRecord } from '@bkt/source-image';
 import { parseExportAttrs, type ExportOptions, type ExporterType } from './attrs.js';
 import { buildImage, type BuiltImage } from './image.js';

@@ -15,21 +15,21 @@
  * and of history entries newer than it.
  */
 import { createReadStream } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { BktError, type BuildContext, type BuildResult, type Digest, type Platform, type Snapshot } from '@bkt/core';
-import type { Descriptor } from '@bkt/registry';
 import {
   compress,
   compressionOfMediaType,
   decompress,
+  digestOf,
   formatPlatform,
   hostPlatform,
   normalizePlatform,
   parsePlatform,
-  readLayerRecord,
+  type Descriptor,
   type ImageConfig,
   type ImageHistory,
-} from '@bkt/source-image';
+} from '@bkt/oci';
+import { readLayerRecord } from '@bkt/source-image';
 import type { Annotation, ExportOptions } from './attrs.js';
 import { snapshotLayer } from './layer.js';
 import { configMediaType, convertLayerMediaType, indexMediaType, manifestMediaType } from './media.js';
@@ -111,8 +111,6 @@ export type ImageBuildOptions = Pick<
 > & { noLayerCache?: boolean };
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** The snapshots from the base layer up to `top`. */
 async function chainOf(top: Snapshot | null, ctx: Pick<BuildContext, 'snapshotter'>): Promise<Snapshot[]> {
@@ -266,7 +264,7 @@ export async function buildImage(
     if (ann) manifest.annotations = ann;
     const bytes = Buffer.from(JSON.stringify(manifest));
     await ctx.content.write(bytes);
-    const descriptor: Descriptor = { mediaType: manifest.mediaType as string, digest: sha256(bytes), size: bytes.length };
+    const descriptor: Descriptor = { mediaType: manifest.mediaType as string, digest: digestOf(bytes), size: bytes.length };
     if (multi) descriptor.platform = p.platform;
     const descAnn = annotationsFor(opts.annotations, 'manifest-descriptor', p.platform);
     if (descAnn) descriptor.annotations = descAnn;
@@ -287,7 +285,7 @@ export async function buildImage(
   if (ann) index.annotations = ann;
   const bytes = Buffer.from(JSON.stringify(index));
   await ctx.content.write(bytes);
-  const root: Descriptor = { mediaType: index.mediaType as string, digest: sha256(bytes), size: bytes.length };
+  const root: Descriptor = { mediaType: index.mediaType as string, digest: digestOf(bytes), size: bytes.length };
   const rootAnn = annotationsFor(opts.annotations, 'index-descriptor');
   if (rootAnn) root.annotations = rootAnn;
   add(root);

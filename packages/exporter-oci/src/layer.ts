@@ -20,16 +20,15 @@
  * (`tar --xattrs`), other xattrs (file capabilities) are not exported.
  */
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, type Stats } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { BktError, type BuildContext, type Digest, type Snapshot } from '@bkt/core';
-import { compress, type Compression } from '@bkt/source-image';
+import { compress, digesting, type Compression, type Descriptor } from '@bkt/oci';
 import { layerMediaType } from './media.js';
-import type { Descriptor } from '@bkt/registry';
 
 export interface LayerOptions {
   compression: Compression;
@@ -142,13 +141,6 @@ export function layerTar(dir: string, opts: { clampMtime?: number; withOpaque?: 
   return pack as unknown as AsyncIterable<Uint8Array>;
 }
 
-async function* hashing(stream: AsyncIterable<Uint8Array>, hash: ReturnType<typeof createHash>): AsyncGenerator<Uint8Array> {
-  for await (const chunk of stream) {
-    hash.update(chunk);
-    yield chunk;
-  }
-}
-
 /** The layer of `snapshot`'s own changes, computed once (see the module comment). */
 export async function snapshotLayer(snapshot: Snapshot, ctx: Pick<BuildContext, 'root' | 'content'>, opts: LayerOptions): Promise<Layer> {
   const cacheFile = join(
@@ -161,15 +153,14 @@ export async function snapshotLayer(snapshot: Snapshot, ctx: Pick<BuildContext, 
     const cached = await readFile(cacheFile, 'utf8').then((t) => JSON.parse(t) as Layer, () => undefined);
     if (cached && (await ctx.content.has(cached.descriptor.digest))) return cached;
   }
-  const hash = createHash('sha256');
   const what = `layer of snapshot ${snapshot.id}`;
-  const plain = hashing(layerTar(snapshot.layerPath(), { clampMtime: opts.clampMtime, withOpaque: snapshot.parent !== null }), hash);
-  const { digest, size } = await ctx.content.write(compress(plain, opts.compression, opts.compressionLevel, what));
+  const plain = digesting(layerTar(snapshot.layerPath(), { clampMtime: opts.clampMtime, withOpaque: snapshot.parent !== null }));
+  const { digest, size } = await ctx.content.write(compress(plain.chunks, opts.compression, opts.compressionLevel, what));
   // The snapshot keeps the blob: a prune removes it only with the snapshot (or when no image name holds it).
   await ctx.content.addRef?.(digest, { snapshot: snapshot.id });
   const layer: Layer = {
     descriptor: { mediaType: layerMediaType(opts.compression, true), digest, size },
-    diffId: `sha256:${hash.digest('hex')}`,
+    diffId: plain.digest(),
   };
   await mkdir(join(ctx.root, 'exporter-oci', 'layers'), { recursive: true });
   const tmp = `${cacheFile}.${randomBytes(4).toString('hex')}`;

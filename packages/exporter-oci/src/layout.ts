@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { BktError, type ContentStore } from '@bkt/core';
 import { openOutputFile } from '@bkt/fsutil';
-import { DOCKER_HUB, MediaType, parseReference, type Descriptor } from '@bkt/registry';
+import { DOCKER_HUB, MediaType, parseReference, type Descriptor } from '@bkt/oci';
 import type { BuiltImage } from './image.js';
 
 /** What a layout holds: files by path, each bytes or a blob of the content store. */

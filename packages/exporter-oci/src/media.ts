@@ -1,15 +1,12 @@
 /** Media types of the images bkt writes: OCI, or Docker's schema 2 (`oci-mediatypes=false`). */
 import { BktError } from '@bkt/core';
-import { MediaType } from '@bkt/registry';
-import { compressionOfMediaType, type Compression } from '@bkt/source-image';
-
-export const DockerLayer = 'application/vnd.docker.image.rootfs.diff.tar';
+import { MediaType, compressionOfMediaType, type Compression } from '@bkt/oci';
 
 /** The media type of a layer blob of `compression`. Docker's types have no zstd. */
 export function layerMediaType(compression: Compression, oci: boolean): string {
   if (oci) return ({ gzip: MediaType.OciLayerGzip, zstd: MediaType.OciLayerZstd, uncompressed: MediaType.OciLayer } as Record<Compression, string>)[compression];
   if (compression === 'zstd') throw new BktError('INVALID_ARGUMENT', 'zstd layers need OCI media types (oci-mediatypes=true)', { attribute: 'compression' });
-  return compression === 'gzip' ? MediaType.DockerLayerGzip : DockerLayer;
+  return compression === 'gzip' ? MediaType.DockerLayerGzip : MediaType.DockerLayer;
 }
 
 /** The same layer blob under the other family's media type (the bytes do not change). */

@@ -7,7 +7,8 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { BktError, type BuildContext } from '@bkt/core';
-import { parseReference, type Descriptor, type RegistryClient, type StreamBody } from '@bkt/registry';
+import { parseReference, type Descriptor } from '@bkt/oci';
+import type { RegistryClient, StreamBody } from '@bkt/registry';
 import { addLayerSource, readLayerRecord } from '@bkt/source-image';
 import type { BuiltImage } from './image.js';
 

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { BktError, isBktError, type Attrs, type BuildContext, type Digest, type Frontend, type FrontendBridge, type Platform, type Registries } from '@bkt/core';
 import { parseDockerignore, resolveInRoot } from '@bkt/fsutil';
 import * as pb from '@bkt/api/pb';
-import { digestOf } from '@bkt/llb';
+import { digestOf } from '@bkt/oci';
 import { parseFrontendAttrs } from './convert/attrs.js';
 import { type ImageConfigResolver, type ResolveMode, convertDockerfile } from './convert/convert.js';
 

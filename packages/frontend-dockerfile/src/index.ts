@@ -9,7 +9,7 @@ export type { FrontendOptions } from './convert/attrs.js';
 export { parseGitRef } from './convert/git.js';
 export type { GitRef } from './convert/git.js';
 export { emptyImage, serializeImage, parseImageConfig } from './convert/image.js';
-export type { DockerImage, ImageRuntimeConfig, ImageHistory, HealthcheckConfig } from './convert/image.js';
+export type { DockerImage } from './convert/image.js';
 export { dockerfileFrontend, withDockerfileLocation, IMAGE_CONFIG_KEY } from './frontend.js';
 export type { DockerfileFrontend } from './frontend.js';
 

@@ -1,6 +1,6 @@
 import type { Platform } from '@bkt/core';
 import * as pb from '@bkt/api/pb';
-import { normalizePlatform, parsePlatform } from './platform.js';
+import { normalizePlatform, parsePlatform } from '@bkt/oci';
 import type { SourceLocation } from './sourcemap.js';
 
 /** Per-op metadata, as Go's `llb.OpMetadata` (it travels in `Definition.metadata`, not in the op's bytes). */

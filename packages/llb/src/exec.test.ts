@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
 import { isBktError } from '@bkt/core';
-import { digestOf, image, local, marshal, mkfile, scratch, shlexSplit, type State } from './index.js';
+import { image, local, marshal, mkfile, scratch, shlexSplit, type State } from './index.js';
+import { digestOf } from '@bkt/oci';
 
 function execOf(st: State) {
   const def = marshal(st, { platform: 'linux/amd64' });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
-import { copy, digestOf, image, local, marshal, mkdir, mkfile, rm, scratch, type State } from './index.js';
+import { copy, image, local, marshal, mkdir, mkfile, rm, scratch, type State } from './index.js';
+import { digestOf } from '@bkt/oci';
 
 /** The last file op of a state's definition. */
 function fileOp(st: State) {

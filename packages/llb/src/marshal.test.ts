@@ -4,9 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
-import {
-  copy, definitionHead, diff, digestOf, encodeReturnOp, image, local, marshal, marshalBytes, merge, mkdir, mkfile, scratch, SourceMap,
-} from './index.js';
+import { copy, definitionHead, diff, encodeReturnOp, image, local, marshal, marshalBytes, merge, mkdir, mkfile, scratch, SourceMap } from './index.js';
+import { digestOf } from '@bkt/oci';
 
 const decode = (b: Uint8Array) => pb.Op.decode(b);
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

@@ -1,10 +1,10 @@
 import type { Digest, Platform } from '@bkt/core';
 import * as pb from '@bkt/api/pb';
+import { digestOf, hostPlatform } from '@bkt/oci';
 import { constraintsFrom, mergeMetadata, metadataToPB, type OpMetadata, type OpOptions } from './constraints.js';
-import { defaultPlatform } from './platform.js';
 import { SourceMapCollector } from './sourcemap.js';
 import type { State } from './state.js';
-import { digestOf, type MarshalContext, type Output, type Vertex } from './vertex.js';
+import type { MarshalContext, Output, Vertex } from './vertex.js';
 
 export interface MarshalOptions extends OpOptions {
   /** The platform of ops that set none (default: this machine's, as Go's `platforms.DefaultSpec()`). */
@@ -22,7 +22,7 @@ export interface MarshalOptions extends OpOptions {
  */
 export function marshal(state: State, opts: MarshalOptions = {}): pb.Definition {
   const constraints = constraintsFrom(opts);
-  constraints.platform ??= defaultPlatform();
+  constraints.platform ??= hostPlatform();
   if (opts.localUniqueId) constraints.localUniqueId = opts.localUniqueId;
   const ctx: MarshalContext = { constraints, done: new Map() };
   const def: Uint8Array[] = [];

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
-import { diff, digestOf, image, marshal, merge, mkfile, scratch } from './index.js';
+import { diff, image, marshal, merge, mkfile, scratch } from './index.js';
+import { digestOf } from '@bkt/oci';
 
 describe('merge and diff', () => {
   const a = image('busybox');

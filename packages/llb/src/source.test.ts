@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
 import { isBktError } from '@bkt/core';
-import { digestOf, git, http, image, local, marshal, normalizeImageReference, ociLayout, type State } from './index.js';
+import { git, http, image, local, marshal, ociLayout, type State } from './index.js';
+import { digestOf, normalizeReference } from '@bkt/oci';
 
 /** The source op of a source state, and its metadata. */
 function sourceOf(st: State, opts?: Parameters<typeof marshal>[1]) {
@@ -24,7 +25,7 @@ describe('image', () => {
       [`alpine@sha256:${'a'.repeat(64)}`]: `docker.io/library/alpine@sha256:${'a'.repeat(64)}`,
       [`alpine:3@sha256:${'b'.repeat(64)}`]: `docker.io/library/alpine:3@sha256:${'b'.repeat(64)}`,
     };
-    for (const [ref, want] of Object.entries(cases)) expect(normalizeImageReference(ref), ref).toBe(want);
+    for (const [ref, want] of Object.entries(cases)) expect(normalizeReference(ref), ref).toBe(want);
     expect(sourceOf(image('busybox')).identifier).toBe('docker-image://docker.io/library/busybox:latest');
   });
 

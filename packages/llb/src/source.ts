@@ -1,6 +1,6 @@
 import { BktError } from '@bkt/core';
+import { normalizeReference, parseReference } from '@bkt/oci';
 import { addCap, constraintsFrom, marshalConstraints, sorted, type Constraints, type OpOptions } from './constraints.js';
-import { normalizeImageReference, parseImageReference } from './reference.js';
 import { cleanPath } from './paths.js';
 import { State } from './state.js';
 import { Output, Vertex, type MarshalContext, type MarshalledVertex } from './vertex.js';
@@ -70,7 +70,7 @@ export interface ImageOptions extends OpOptions {
 export function image(ref: string, opts: ImageOptions = {}): State {
   let normalized: string;
   try {
-    normalized = normalizeImageReference(ref);
+    normalized = normalizeReference(ref);
   } catch (err) {
     throw new BktError('INVALID_ARGUMENT', `image: ${(err as Error).message}`, { attribute: 'ref' });
   }
@@ -319,7 +319,7 @@ export interface OciLayoutOptions extends OpOptions {
 /** An image in an OCI layout of the client (Go's `llb.OCILayout`): `ociLayout('name@sha256:…', { storeId })`. */
 export function ociLayout(ref: string, opts: OciLayoutOptions = {}): State {
   try {
-    const r = parseImageReference(ref);
+    const r = parseReference(ref);
     if (!r.digest) throw new Error('an OCI layout reference needs a digest (name@sha256:…)');
   } catch (err) {
     throw new BktError('INVALID_ARGUMENT', `ociLayout: ${(err as Error).message}`, { attribute: 'ref' });

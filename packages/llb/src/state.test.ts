@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultPlatform, image, normalizePlatform, parsePlatform, scratch } from './index.js';
+import { image, scratch } from './index.js';
 
 describe('State', () => {
   it('is immutable: methods return new states', () => {
@@ -42,22 +42,5 @@ describe('State', () => {
     expect(s.meta.ulimits).toEqual([{ name: 'nproc', soft: 1, hard: 2 }]);
     expect(s.meta.validExitCodes).toEqual([0, 3]);
     expect(scratch().getNetwork()).toBe('sandbox');
-  });
-});
-
-describe('platforms', () => {
-  it('normalizes as containerd does', () => {
-    expect(normalizePlatform({ os: 'Linux', architecture: 'x86_64' })).toEqual({ os: 'linux', architecture: 'amd64' });
-    expect(normalizePlatform({ os: 'linux', architecture: 'aarch64', variant: 'v8' })).toEqual({ os: 'linux', architecture: 'arm64' });
-    expect(normalizePlatform({ os: 'linux', architecture: 'arm' })).toEqual({ os: 'linux', architecture: 'arm', variant: 'v7' });
-    expect(normalizePlatform({ os: 'linux', architecture: 'armel' })).toEqual({ os: 'linux', architecture: 'arm', variant: 'v6' });
-    expect(parsePlatform('linux/arm/v6')).toEqual({ os: 'linux', architecture: 'arm', variant: 'v6' });
-    expect(() => parsePlatform('linux')).toThrow(/os\/arch/);
-  });
-
-  it('defaults to this machine', () => {
-    const p = defaultPlatform();
-    expect(p.os).toBe(process.platform);
-    expect(p.architecture).toBe({ x64: 'amd64', arm64: 'arm64' }[process.arch as 'x64' | 'arm64'] ?? p.architecture);
   });
 });

@@ -1,14 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { Digest, Platform } from '@bkt/core';
 import { BktError } from '@bkt/core';
 import * as pb from '@bkt/api/pb';
+import { digestOf } from '@bkt/oci';
 import type { Constraints, OpMetadata } from './constraints.js';
 import type { SourceLocation } from './sourcemap.js';
-
-/** sha256 of bytes as an OCI digest: an op's digest is that of its marshalled bytes. */
-export function digestOf(bytes: Uint8Array): Digest {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
 
 /** One `marshal()` call: its base constraints and the vertices marshalled so far. */
 export interface MarshalContext {

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { RegistryClient, referrersTag, type BlobSink } from './client.js';
 import { fileSink } from './sinks.js';
 import { staticCredentials } from './credentials.js';
-import { MediaType, type Descriptor } from './media-types.js';
+import { MediaType, type Descriptor } from '@bkt/oci';
 import { startFaultProxy, type FaultProxy } from './testing/fault-proxy.js';
 
 const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;

@@ -29,8 +29,7 @@ import {
   type StreamBody,
 } from './http.js';
 import { Limiter } from './limiter.js';
-import { MANIFEST_MEDIA_TYPES, MediaType, type Descriptor, type ImageIndex } from './media-types.js';
-import { formatReference, isDigest, manifestTarget, parseReference, type Reference } from './reference.js';
+import { MANIFEST_MEDIA_TYPES, MediaType, digestOf, formatReference, isDigest, parseReference, type Descriptor, type ImageIndex, type Reference } from '@bkt/oci';
 
 export interface RegistryClientOptions {
   /** Per-registry settings (plain HTTP, insecure TLS, mirrors), as buildkitd.toml's `[registry."host"]`. */
@@ -77,7 +76,8 @@ export type RefLike = string | Reference;
 /** Manifests larger than this are refused, as containerd does. */
 const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 
-const sha256 = (bytes: Uint8Array): Digest => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+/** What a manifest request addresses: the digest when known, else the tag. */
+const manifestTarget = (ref: Reference): string => ref.digest ?? ref.tag ?? 'latest';
 
 function toRef(ref: RefLike): Reference {
   return typeof ref === 'string' ? parseReference(ref) : ref;
@@ -188,7 +188,7 @@ export class RegistryClient {
     }
     const mediaType = opts.mediaType ?? (typeof json.mediaType === 'string' ? json.mediaType : undefined);
     if (!mediaType) throw new BktError('INVALID_ARGUMENT', `manifest for ${formatReference(r)} has no mediaType`);
-    const digest = sha256(bytes);
+    const digest = digestOf(bytes);
     if (r.digest && r.digest !== digest) {
       throw new BktError('INVALID_ARGUMENT', `manifest bytes have digest ${digest}, not ${r.digest} as ${formatReference(r)} says`);
     }
@@ -375,7 +375,7 @@ export class RegistryClient {
       }, what);
       if (res.status !== 200) throw await this.#statusError(res, what, ep);
       const bytes = await readBody(res, MAX_MANIFEST_SIZE);
-      const digest = sha256(bytes);
+      const digest = digestOf(bytes);
       if (r.digest && r.digest !== digest) throw this.#mismatch(what, r.digest, digest);
       const answered = header(res, 'docker-content-digest');
       if (answered?.startsWith('sha256:') && answered !== digest) throw this.#mismatch(what, answered, digest);

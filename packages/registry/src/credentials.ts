@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { BktError } from '@bkt/core';
-import { DOCKER_HUB } from './reference.js';
+import { DOCKER_HUB } from '@bkt/oci';
 
 /** A user and password, or an OAuth2 refresh token (docker's `identitytoken`). */
 export type Credentials = { username: string; password: string } | { identityToken: string };

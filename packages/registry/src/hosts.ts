@@ -6,7 +6,7 @@
  * BuildKit, HTTPS without verification that falls back to plain HTTP when the
  * server speaks it.
  */
-import { DOCKER_HUB } from './reference.js';
+import { DOCKER_HUB } from '@bkt/oci';
 
 export interface RegistryHostConfig {
   /** Plain HTTP. Defaults to true for loopback hosts (`localhost`, `127.0.0.0/8`, `::1`), as BuildKit. */

@@ -1,7 +1,7 @@
 /**
  * @bkt/registry: an OCI Distribution client (pull, push, auth, retries,
- * chunked upload, cross-repository mount, referrers, tags) and image
- * reference parsing.
+ * chunked upload, cross-repository mount, referrers, tags). References,
+ * media types and descriptors are `@bkt/oci`'s.
  */
 export { RegistryClient, referrersTag } from './client.js';
 export type { BlobData, BlobSink, FetchedManifest, PushBlobOptions, PushBlobResult, RefLike, RegistryClientOptions } from './client.js';
@@ -13,7 +13,3 @@ export type { Challenge } from './auth.js';
 export { pullEndpoints, pushEndpoint } from './hosts.js';
 export type { Endpoint, RegistryHostConfig, RegistryHostsConfig } from './hosts.js';
 export type { RetryPolicy, StreamBody } from './http.js';
-export { MediaType, MANIFEST_MEDIA_TYPES, checkDescriptor, isIndexMediaType } from './media-types.js';
-export type { Descriptor, ImageIndex, ImageManifest } from './media-types.js';
-export { DOCKER_HUB, formatReference, isDigest, parseReference, repositoryName } from './reference.js';
-export type { Reference } from './reference.js';

@@ -9,56 +9,20 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type ContentStore, type Digest, type Platform } from '@bkt/core';
 import {
+  MANIFEST_MEDIA_TYPES,
   MediaType,
   checkDescriptor,
+  compressionOfMediaType,
+  formatPlatform,
   isIndexMediaType,
+  normalizePlatform,
+  platformMatcher,
   type Descriptor,
+  type ImageConfig,
   type ImageIndex,
   type ImageManifest,
-  type RegistryClient,
-} from '@bkt/registry';
-import { compressionOfMediaType } from './compression.js';
-import { formatPlatform, normalizePlatform, platformMatches } from './platform.js';
-
-/** The image config JSON (image-spec `config.json`); unknown fields are kept as they are. */
-export interface ImageConfig {
-  created?: string;
-  author?: string;
-  architecture: string;
-  os: string;
-  variant?: string;
-  'os.version'?: string;
-  config?: ImageRuntimeConfig;
-  rootfs: { type: 'layers'; diff_ids: Digest[] };
-  history?: ImageHistory[];
-  [key: string]: unknown;
-}
-
-/** What a container of the image runs with (`config` of the image config). */
-export interface ImageRuntimeConfig {
-  User?: string;
-  ExposedPorts?: Record<string, object>;
-  Env?: string[];
-  Entrypoint?: string[] | null;
-  Cmd?: string[] | null;
-  Volumes?: Record<string, object>;
-  WorkingDir?: string;
-  Labels?: Record<string, string>;
-  StopSignal?: string;
-  Healthcheck?: Record<string, unknown>;
-  Shell?: string[];
-  OnBuild?: string[] | null;
-  ArgsEscaped?: boolean;
-  [key: string]: unknown;
-}
-
-export interface ImageHistory {
-  created?: string;
-  created_by?: string;
-  author?: string;
-  comment?: string;
-  empty_layer?: boolean;
-}
+} from '@bkt/oci';
+import type { RegistryClient } from '@bkt/registry';
 
 /** Where an image's blobs come from. */
 export interface BlobProvider {
@@ -178,7 +142,7 @@ export function contentBlobs(what: string): BlobProvider {
   };
 }
 
-const MANIFEST_TYPES = new Set<string>([MediaType.OciManifest, MediaType.DockerManifest, MediaType.OciIndex, MediaType.DockerManifestList]);
+const MANIFEST_TYPES = new Set<string>(MANIFEST_MEDIA_TYPES);
 
 function parseJson<T>(bytes: Uint8Array, what: string): T {
   try {
@@ -211,7 +175,7 @@ export async function resolvePlatformImage(
   let mediaType = desc.mediaType || mediaTypeOf(json);
   if (isIndexMediaType(mediaType) || (!json.config && Array.isArray(json.manifests))) {
     const candidates = (json.manifests ?? []).filter((m) => !isAttestation(m));
-    const match = candidates.find((m) => m.platform && platformMatches(platform, m.platform)) ?? (candidates.length === 1 && !candidates[0].platform ? candidates[0] : undefined);
+    const match = bestPlatformMatch(candidates, platform) ?? (candidates.length === 1 && !candidates[0].platform ? candidates[0] : undefined);
     if (!match) {
       const available = candidates.map((m) => (m.platform ? formatPlatform(normalizePlatform(m.platform)) : 'unknown')).join(', ') || 'none';
       throw new BktError(
@@ -277,6 +241,14 @@ function checkImageManifest(manifest: ImageManifest, what: string): void {
       throw new BktError('INVALID_ARGUMENT', `${where}: unknown layer media type "${layer.mediaType}" (${layer.digest})`, { attribute: 'mediaType' });
     }
   });
+}
+
+/** The entry of an index whose platform suits `platform` best (containerd's `platforms.Only`), if any does. */
+function bestPlatformMatch(entries: Descriptor[], platform: Platform): Descriptor | undefined {
+  const matcher = platformMatcher(platform);
+  const suitable = entries.filter((m) => m.platform && matcher.matches(m.platform));
+  // A stable sort: among equally good entries the index's first wins.
+  return suitable.sort((a, b) => matcher.compare(a.platform!, b.platform!))[0];
 }
 
 /** Attestation manifests BuildKit puts in indexes (`unknown/unknown` with a reference type annotation). */

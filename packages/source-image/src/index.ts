@@ -10,11 +10,9 @@ import { ImageSource, type ImageSourceOptions } from './source.js';
 export { ImageSource, unpackImage, parseLayoutRef } from './source.js';
 export type { ImageSourceOptions, ResolveMode } from './source.js';
 export { resolvePlatformImage, registryBlobs, layoutBlobs, contentBlobs } from './image.js';
-export type { BlobProvider, ImageConfig, ImageHistory, ImageRuntimeConfig, ResolvedImage } from './image.js';
+export type { BlobProvider, ResolvedImage } from './image.js';
 export { unpackLayer, entryComponents } from './unpack.js';
 export type { UnpackOptions } from './unpack.js';
-export { compress, decompress, detectCompression, compressionOfMediaType, ZSTD_BINARY } from './compression.js';
-export type { Compression } from './compression.js';
 export {
   addLayerSource,
   chainIds,
@@ -25,7 +23,6 @@ export {
   writeLayerRecord,
 } from './records.js';
 export type { ImageRecord, LayerRecord } from './records.js';
-export { formatPlatform, hostPlatform, normalizePlatform, parsePlatform, platformMatches } from './platform.js';
 
 /**
  * The plugin. The source object also answers `resolveImageConfig(ref, opts,

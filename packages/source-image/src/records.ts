@@ -15,7 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Digest, Snapshot, Snapshotter } from '@bkt/core';
-import type { Descriptor } from '@bkt/registry';
+import type { Descriptor } from '@bkt/oci';
 
 /** The layer a snapshot's own changes came from. */
 export interface LayerRecord {

@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isBktError, type Digest } from '@bkt/core';
-import { MediaType, RegistryClient, staticCredentials } from '@bkt/registry';
+import { MediaType, formatPlatform, hostPlatform } from '@bkt/oci';
+import { RegistryClient, staticCredentials } from '@bkt/registry';
 import { pushBusyboxImage, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
 import { openTestContext, type TestContext } from './testing/index.js';
 import { ImageSource } from './source.js';
-import { formatPlatform, hostPlatform } from './platform.js';
 import { readLayerRecord } from './records.js';
 
 const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;

@@ -17,7 +17,6 @@
  * into its own snapshot over the previous one (see `records.ts`); each
  * snapshot references its layer blob, so the blob lives as long as it does.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -33,18 +32,20 @@ import {
   type SourceInstance,
 } from '@bkt/core';
 import {
-  RegistryClient,
+  MediaType,
+  decompress,
+  digesting,
   formatReference,
+  hostPlatform,
   isDigest,
+  normalizePlatform,
   parseReference,
   repositoryName,
   type Descriptor,
   type ImageIndex,
-  type RegistryClientOptions,
-} from '@bkt/registry';
-import { decompress } from './compression.js';
+} from '@bkt/oci';
+import { RegistryClient, type RegistryClientOptions } from '@bkt/registry';
 import { contentBlobs, layoutBlobs, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
-import { formatPlatform, hostPlatform, normalizePlatform } from './platform.js';
 import { chainIds, readImageRecord, snapshotForChain, writeLayerRecord } from './records.js';
 import { unpackLayer } from './unpack.js';
 
@@ -198,7 +199,7 @@ export class ImageSource implements Source {
     let root: Descriptor | undefined;
     if (r.digest && mode !== 'pull' && (await ctx.content.has(r.digest))) {
       const json = JSON.parse(await readFile(ctx.content.path(r.digest), 'utf8')) as ImageIndex;
-      root = { mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json'), digest: r.digest, size: -1 };
+      root = { mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? MediaType.OciIndex : MediaType.OciManifest), digest: r.digest, size: -1 };
     }
     if (!root) {
       const notFound = (err: unknown) => {
@@ -285,14 +286,6 @@ function stripDigest(ref: string): string {
   return at >= 0 ? ref.slice(0, at) : ref;
 }
 
-/** sha256 of a stream, computed as it flows. */
-async function* hashing(stream: AsyncIterable<Uint8Array>, hash: ReturnType<typeof createHash>): AsyncGenerator<Uint8Array> {
-  for await (const chunk of stream) {
-    hash.update(chunk);
-    yield chunk;
-  }
-}
-
 /**
  * The snapshot of an image's tree: layers already unpacked (found by chain
  * id) are reused; the others are downloaded (in parallel) and unpacked in
@@ -330,15 +323,14 @@ export async function unpackImage(
     ctx.progress.status(`extract ${desc.digest}`, `extracting ${desc.digest.slice(0, 19)}`, 0, 1);
     const prepareOpts = { description: `pulled ${what}`, recordType: opts.recordType };
     const mutable = await ctx.snapshotter.prepare(parent, prepareOpts);
-    const hash = createHash('sha256');
     try {
-      const plain = hashing(decompress(createReadStream(ctx.content.path(desc.digest)), what), hash);
-      await unpackLayer(mutable.path, plain, {
+      const plain = digesting(decompress(createReadStream(ctx.content.path(desc.digest)), what));
+      await unpackLayer(mutable.path, plain.chunks, {
         base: parent === null,
         what,
         warn: (msg) => ctx.progress.warn(msg),
       });
-      const diffId = `sha256:${hash.digest('hex')}`;
+      const diffId = plain.digest();
       if (diffId !== diffIds[i]) {
         throw new BktError('INVALID_ARGUMENT', `${what}: uncompressed content has digest ${diffId}, but the image config says ${diffIds[i]}`);
       }

@@ -8,7 +8,7 @@ import tar from 'tar-stream';
 import { isBktError, type Snapshot } from '@bkt/core';
 import { openTestContext, type TestContext } from './testing/index.js';
 import { unpackLayer } from './unpack.js';
-import { decompress } from './compression.js';
+import { decompress } from '@bkt/oci';
 
 /** A tar made by GNU tar from a directory tree. */
 function gnuTar(dir: string): Buffer {

@@ -4,12 +4,12 @@
  * registry client.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { BktError, type Digest } from '@bkt/core';
-import { MediaType, RegistryClient, staticCredentials, type Descriptor } from '@bkt/registry';
+import { MediaType, digestOf, type Descriptor } from '@bkt/oci';
+import { RegistryClient, staticCredentials } from '@bkt/registry';
 import type { RegistryServer } from '@bkt/registry/testing';
 import { BUSYBOX_BINARY, BUSYBOX_GROUP, BUSYBOX_PASSWD, busyboxApplets } from './busybox.js';
 
@@ -33,7 +33,6 @@ export interface PushedImage {
   diffId: Digest;
 }
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** A fixed timestamp so the image (and so its digest) is the same on every run with the same busybox. */
 const EPOCH = new Date('2024-01-01T00:00:00Z');
@@ -100,9 +99,9 @@ const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm
  */
 export async function pushBusyboxImage(registry: Pick<RegistryServer, 'host' | 'credentials'>, repo: string, tag = 'latest'): Promise<PushedImage> {
   const layerTar = await busyboxLayerTar();
-  const diffId = sha256(layerTar);
+  const diffId = digestOf(layerTar);
   const layerBytes = gzipSync(layerTar, { level: 6 });
-  const layer: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: sha256(layerBytes), size: layerBytes.length };
+  const layer: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: digestOf(layerBytes), size: layerBytes.length };
   const configJson = {
     created: EPOCH.toISOString(),
     architecture: GOARCH[process.arch] ?? process.arch,
@@ -112,7 +111,7 @@ export async function pushBusyboxImage(registry: Pick<RegistryServer, 'host' | '
     history: [{ created: EPOCH.toISOString(), created_by: 'bkt testkit: busybox from Debian busybox-static' }],
   };
   const configBytes = Buffer.from(JSON.stringify(configJson));
-  const config: Descriptor = { mediaType: MediaType.OciConfig, digest: sha256(configBytes), size: configBytes.length };
+  const config: Descriptor = { mediaType: MediaType.OciConfig, digest: digestOf(configBytes), size: configBytes.length };
   const manifestJson = { schemaVersion: 2, mediaType: MediaType.OciManifest, config, layers: [layer] };
 
   const client = new RegistryClient({

@@ -13,7 +13,8 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import tar from 'tar-stream';
-import { MediaType, RegistryClient, staticCredentials, type Descriptor } from '@bkt/registry';
+import { MediaType, type Descriptor } from '@bkt/oci';
+import { RegistryClient, staticCredentials } from '@bkt/registry';
 import { BKT, type RunResult } from '../helpers.js';
 
 export const run = promisify(execFile);

@@ -3,6 +3,12 @@ import { parseFrontendAttrs } from './attrs.js';
 import { parseGitRef } from './git.js';
 
 describe('frontend attrs', () => {
+  test('platform: read as containerd reads it (a bare arm is arm/v7; any os/arch pair)', () => {
+    expect(parseFrontendAttrs({ platform: 'linux/arm' }).targetPlatform).toEqual({ os: 'linux', architecture: 'arm', variant: 'v7' });
+    expect(parseFrontendAttrs({ platform: 'linux/aarch64/v8' }).targetPlatform).toEqual({ os: 'linux', architecture: 'arm64' });
+    expect(parseFrontendAttrs({ platform: 'nope/nope' }).targetPlatform).toEqual({ os: 'nope', architecture: 'nope' });
+  });
+
   test('as BuildKit names them', () => {
     const o = parseFrontendAttrs({
       filename: 'build/Dockerfile.prod',
@@ -47,7 +53,7 @@ describe('frontend attrs', () => {
   test('bad values name the attribute', () => {
     expect(() => parseFrontendAttrs({ ulimit: 'bogus=1' })).toThrow(/ulimit: invalid ulimit type: bogus/);
     expect(() => parseFrontendAttrs({ 'force-network-mode': 'bridge' })).toThrow(/force-network-mode: invalid netmode bridge/);
-    expect(() => parseFrontendAttrs({ platform: 'nope/nope' })).toThrow(/platform: failed to parse/);
+    expect(() => parseFrontendAttrs({ platform: 'nope' })).toThrow(/platform: failed to parse/); // containerd reads any os/arch pair; one unknown word fails
     expect(() => parseFrontendAttrs({ 'add-hosts': 'db' })).toThrow(/add-hosts: invalid key-value pair db/);
   });
 });

@@ -2,7 +2,7 @@ import type { Attrs, Platform } from '@bkt/core';
 import { BktError } from '@bkt/core';
 import type { UlimitName } from '@bkt/llb';
 import { parseCsvFields } from '../parser/mounts.js';
-import { hostPlatform, parsePlatform } from '../parser/platforms.js';
+import { platformOrUndefined } from '../parser/platforms.js';
 
 /**
  * The frontend attributes of `dockerfile.v0`, named and parsed as BuildKit's
@@ -79,7 +79,7 @@ export function parseFrontendAttrs(attrs: Attrs): FrontendOptions {
     if (list.length > 1) {
       throw new BktError('UNIMPLEMENTED', `platform: building several platforms in one build is not supported yet (got ${attrs.platform}); build each platform separately`, { attribute: 'platform' });
     }
-    const p = parsePlatform(list[0] ?? '');
+    const p = platformOrUndefined(list[0] ?? '');
     if (!p) throw new BktError('INVALID_ARGUMENT', `platform: failed to parse target platform ${attrs.platform}`, { attribute: 'platform' });
     opts.targetPlatform = p;
   }
@@ -89,12 +89,6 @@ export function parseFrontendAttrs(attrs: Attrs): FrontendOptions {
   if (attrs['cgroup-parent']) opts.cgroupParent = attrs['cgroup-parent'];
   if ('build-arg:BUILDKIT_DOCKERFILE_CHECK' in attrs) opts.check = attrs['build-arg:BUILDKIT_DOCKERFILE_CHECK'];
   return opts;
-}
-
-/** The platform builds run for by default: the host's. */
-export function defaultPlatform(): Platform {
-  const p = hostPlatform();
-  return { os: p.os, architecture: p.architecture, ...(p.variant ? { variant: p.variant } : {}) };
 }
 
 function csv(value: string, attribute: string): string[] {

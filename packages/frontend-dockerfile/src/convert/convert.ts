@@ -1,17 +1,18 @@
 import type { Platform } from '@bkt/core';
 import { BktError, Pacer } from '@bkt/core';
 import { compilePatterns, parseDockerignore } from '@bkt/fsutil';
-import { type State, SourceMap, git, http, image, local, normalizeImageReference, ociLayout, scratch } from '@bkt/llb';
+import { type State, SourceMap, git, http, image, local, ociLayout, scratch } from '@bkt/llb';
+import { formatPlatform, hostPlatform, normalizeReference } from '@bkt/oci';
 import type * as pb from '@bkt/api/pb';
 import { type Dockerfile, parseDockerfile, parseInstructions } from '../parser/dockerfile.js';
 import { DockerfileParseError, locatedError } from '../parser/errors.js';
 import type { Instruction } from '../parser/instructions.js';
-import { formatPlatform, parsePlatform } from '../parser/platforms.js';
+import { platformOrUndefined } from '../parser/platforms.js';
 import { type LintWarning, Linter } from '../parser/rules.js';
 import { ExpansionBudget, envFromMap } from '../parser/shell.js';
 import { type StageGraph, resolveStages } from '../parser/stages.js';
 import { globalArgs as computeGlobalArgs } from '../parser/checks.js';
-import { type FrontendOptions, defaultPlatform, parseFrontendAttrs } from './attrs.js';
+import { type FrontendOptions, parseFrontendAttrs } from './attrs.js';
 import { dispatchInstruction, dispatchUser, dispatchWorkdir } from './dispatch.js';
 import { parseGitRef } from './git.js';
 import { DEFAULT_PATH, type DockerImage, cloneImage, emptyImage, envKey, envValue, imagePlatform, parseImageConfig, serializeImage } from './image.js';
@@ -64,8 +65,8 @@ export async function convertDockerfile(text: string, options: ConvertOptions = 
   const opts: FrontendOptions = { ...parseFrontendAttrs({}), ...stripUndefined(options) };
   const filename = options.filename ?? 'Dockerfile';
   if (text.trim() === '') throw new BktError('INVALID_ARGUMENT', `${filename}: the Dockerfile cannot be empty`, { file: filename });
-  const targetPlatform = opts.targetPlatform ?? defaultPlatform();
-  const buildPlatform = options.buildPlatform ?? defaultPlatform();
+  const targetPlatform = opts.targetPlatform ?? hostPlatform();
+  const buildPlatform = options.buildPlatform ?? hostPlatform();
   const checkOpts = { buildArgs: opts.buildArgs, targetPlatform, buildPlatform, ...(opts.target ? { target: opts.target } : {}) };
 
   const pacer = new Pacer(options.signal);
@@ -212,7 +213,7 @@ class Converter {
           throw this.at(stage.from, `failed to process arguments for platform ${stage.platform}: ${(err as Error).message}`);
         }
         if (value === '') throw this.at(stage.from, `empty platform value from expression ${stage.platform}`);
-        const p = parsePlatform(value);
+        const p = platformOrUndefined(value);
         if (!p) throw this.at(stage.from, `failed to parse platform ${stage.platform}: "${value}": unknown operating system or architecture`);
         platform = p;
       }
@@ -386,7 +387,7 @@ class Converter {
   private async resolveImage(d: DispatchState, platform: Platform): Promise<void> {
     let ref: string;
     try {
-      ref = normalizedRef(d.baseName);
+      ref = normalizeReference(d.baseName);
     } catch (err) {
       throw new BktError('INVALID_ARGUMENT', `failed to parse stage name "${d.baseName}": ${(err as Error).message}`);
     }
@@ -432,7 +433,7 @@ class Converter {
       case 'docker-image': {
         const ref = rest.replace(/^\/\//, '');
         if (ref === 'scratch') return { state: scratch() };
-        const normalized = normalizedRef(ref);
+        const normalized = normalizeReference(ref);
         const resolver = this.options.resolveImageConfig;
         if (!resolver) return { state: image(normalized, { platform, customName: `${label} ${ref}` }) };
         const res = await resolver(normalized, { platform, resolveMode: this.ctx.opts.resolveMode });
@@ -569,11 +570,6 @@ function fromsOf(instr: Instruction): (string | undefined)[] {
 /** Instructions that get a `[n/total]` number: those that make an op. */
 function countsAsCommand(instr: Instruction): boolean {
   return instr.kind === 'ADD' || instr.kind === 'COPY' || instr.kind === 'RUN' || instr.kind === 'WORKDIR';
-}
-
-/** `alpine` → `docker.io/library/alpine:latest`, as image() names it. */
-function normalizedRef(ref: string): string {
-  return normalizeImageReference(ref);
 }
 
 function stripDigest(ref: string): string {

@@ -1,59 +1,14 @@
 import type { Platform } from '@bkt/core';
 import { BktError } from '@bkt/core';
+import type { ImageConfig, ImageRuntimeConfig } from '@bkt/oci';
 
 /**
- * The image config a Dockerfile build produces: the OCI image-spec config
- * with Docker's extensions (Healthcheck, OnBuild, Shell, ArgsEscaped), as
- * moby/docker-image-spec's DockerOCIImage. Serialized with Go's field order
- * and `omitempty` rules so the JSON reads like BuildKit's.
+ * The image config a Dockerfile build produces: `@bkt/oci`'s `ImageConfig`
+ * (moby/docker-image-spec's DockerOCIImage) with its `config` always present.
+ * Serialized with Go's field order and `omitempty` rules so the JSON reads
+ * like BuildKit's.
  */
-
-export interface HealthcheckConfig {
-  Test?: string[];
-  /** Nanoseconds. */
-  Interval?: number;
-  Timeout?: number;
-  StartPeriod?: number;
-  StartInterval?: number;
-  Retries?: number;
-}
-
-export interface ImageRuntimeConfig {
-  User?: string;
-  ExposedPorts?: Record<string, Record<string, never>>;
-  Env?: string[];
-  Entrypoint?: string[] | null;
-  Cmd?: string[] | null;
-  Volumes?: Record<string, Record<string, never>>;
-  WorkingDir?: string;
-  Labels?: Record<string, string>;
-  StopSignal?: string;
-  ArgsEscaped?: boolean;
-  Healthcheck?: HealthcheckConfig;
-  OnBuild?: string[] | null;
-  Shell?: string[];
-}
-
-export interface ImageHistory {
-  created?: string;
-  created_by?: string;
-  author?: string;
-  comment?: string;
-  empty_layer?: boolean;
-}
-
-export interface DockerImage {
-  created?: string;
-  author?: string;
-  architecture: string;
-  os: string;
-  'os.version'?: string;
-  'os.features'?: string[];
-  variant?: string;
-  config: ImageRuntimeConfig;
-  rootfs: { type: string; diff_ids: string[] };
-  history?: ImageHistory[];
-}
+export type DockerImage = ImageConfig & { config: ImageRuntimeConfig };
 
 /** The `comment` of history entries BuildKit's Dockerfile frontend writes. */
 export const HISTORY_COMMENT = 'buildkit.dockerfile.v0';

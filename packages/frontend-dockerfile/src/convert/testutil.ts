@@ -1,5 +1,5 @@
 import * as pb from '@bkt/api/pb';
-import { digestOf } from '@bkt/llb';
+import { digestOf } from '@bkt/oci';
 import type { ImageConfigResolver } from './convert.js';
 
 /** One op of a marshalled definition, decoded, with its display name (test helper). */

@@ -1,9 +1,11 @@
+import type { Platform } from '@bkt/core';
+import { hostPlatform, parseReference } from '@bkt/oci';
 import type { RawDockerfile } from './ast.js';
 import type { Dockerfile, Stage } from './dockerfile.js';
 import { locatedError } from './errors.js';
 import { expandInstruction } from './expand.js';
 import type { ArgInstruction, Instruction } from './instructions.js';
-import { type PlatformSpec, hostPlatform, isValidImageReference, parsePlatform, predefinedPlatformArgs } from './platforms.js';
+import { platformOrUndefined, predefinedPlatformArgs } from './platforms.js';
 import { Linter, RULES } from './rules.js';
 import { type EnvGetter, ShellLex, envFromMap } from './shell.js';
 import { suggest } from './suggest.js';
@@ -19,8 +21,8 @@ import { suggest } from './suggest.js';
 export interface CheckOptions {
   /** `--build-arg` values. */
   buildArgs?: Record<string, string>;
-  buildPlatform?: PlatformSpec;
-  targetPlatform?: PlatformSpec;
+  buildPlatform?: Platform;
+  targetPlatform?: Platform;
   /** The `--target` stage name (sets TARGETSTAGE). */
   target?: string;
   /**
@@ -111,6 +113,16 @@ export function runChecks(df: Dockerfile, raw: RawDockerfile, lint: Linter, opti
     const state = initialState(parentIndex >= 0 ? states[parentIndex] : undefined, baseName, options);
     checkStage(stage, state, globalArgs, options, lex.escapeToken, l);
     states.push(state);
+  }
+}
+
+/** Whether `name` parses as an image reference (`alpine`, `docker.io/library/alpine:3`, `x@sha256:…`). */
+function isValidImageReference(name: string): boolean {
+  try {
+    parseReference(name);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -230,7 +242,7 @@ function checkPlatformFlag(stage: Stage, lex: ShellLex, env: EnvGetter, declared
     lint.report(RULES.RedundantTargetPlatform, stage.range, `Setting platform to predefined ${platform} in FROM is redundant as this is the default behavior`);
   }
   if (r.matched.size === 0 && r.unmatched.size === 0) {
-    const p = parsePlatform(r.result);
+    const p = platformOrUndefined(r.result);
     if (p && !(stage.name ?? '').includes(p.os) && !(stage.name ?? '').includes(p.architecture)) {
       lint.report(RULES.FromPlatformFlagConstDisallowed, stage.range, `FROM --platform flag should not use constant value "${r.result}"`);
     }

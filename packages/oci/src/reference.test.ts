@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isBktError } from '@bkt/core';
-import { formatReference, parseReference } from './reference.js';
+import { formatReference, normalizeReference, parseReference } from './reference.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 
@@ -52,5 +52,17 @@ describe('parseReference', () => {
     expect(isBktError(err, 'INVALID_ARGUMENT')).toBe(true);
     expect((err as Error).message).toContain(`"${input}"`);
     expect((err as Error).message).toContain(why);
+  });
+});
+
+describe('normalizeReference', () => {
+  it('is the canonical string of a parsed reference', () => {
+    expect(normalizeReference('busybox')).toBe('docker.io/library/busybox:latest');
+    expect(normalizeReference(`me/app@${D}`)).toBe(`docker.io/me/app@${D}`);
+  });
+
+  it('refuses an image ID as a name, as distribution does', () => {
+    expect(() => normalizeReference('a'.repeat(64))).toThrow(/image ID, not a name/);
+    expect(normalizeReference(`${'a'.repeat(64)}:1`)).toBe(`docker.io/library/${'a'.repeat(64)}:1`);
   });
 });

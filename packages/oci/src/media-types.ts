@@ -1,6 +1,6 @@
 /** Media types of the OCI image spec and Docker's image manifest v2 schema 2, and the descriptor shape. */
 import { BktError, type Digest, type Platform } from '@bkt/core';
-import { isDigest } from './reference.js';
+import { isDigest } from './digest.js';
 
 export const MediaType = {
   OciManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -13,6 +13,7 @@ export const MediaType = {
   DockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   DockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   DockerConfig: 'application/vnd.docker.container.image.v1+json',
+  DockerLayer: 'application/vnd.docker.image.rootfs.diff.tar',
   DockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
 } as const;
 
@@ -24,6 +25,7 @@ export const MANIFEST_MEDIA_TYPES: readonly string[] = [
   MediaType.DockerManifest,
 ];
 
+/** True for an image index or a Docker manifest list. */
 export function isIndexMediaType(mediaType: string): boolean {
   return mediaType === MediaType.OciIndex || mediaType === MediaType.DockerManifestList;
 }

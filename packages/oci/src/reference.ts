@@ -1,8 +1,10 @@
 /**
- * Image references, parsed and normalized as docker's `reference` library does:
+ * Image references, parsed and normalized as distribution's `reference`
+ * library does (`ParseNormalizedNamed` + `TagNameOnly`):
  * `busybox` → `docker.io/library/busybox:latest`, `localhost:5000/a/b@sha256:…`.
  */
 import { BktError, type Digest } from '@bkt/core';
+import { isDigest } from './digest.js';
 
 /** A normalized image reference. At least one of `tag` and `digest` is set. */
 export interface Reference {
@@ -14,6 +16,7 @@ export interface Reference {
   digest?: Digest;
 }
 
+/** The registry of a name without a host (`busybox`), as references are normalized. */
 export const DOCKER_HUB = 'docker.io';
 const DEFAULT_TAG = 'latest';
 const MAX_NAME_LENGTH = 255;
@@ -23,15 +26,11 @@ const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
 const DOMAIN = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[0-9a-fA-F:.]+\\])(?::[0-9]+)?$`);
 const TAG = /^[\w][\w.-]{0,127}$/;
-const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;
+/** An image ID: distribution refuses it as a name. */
+const IMAGE_ID = /^[a-f0-9]{64}$/;
 
 function invalid(ref: string, why: string): BktError {
   return new BktError('INVALID_ARGUMENT', `invalid image reference "${ref}": ${why}`, { reference: ref });
-}
-
-/** True when `digest` is a well-formed `sha256:<64 lowercase hex>` digest. */
-export function isDigest(digest: string): digest is Digest {
-  return SHA256_DIGEST.test(digest);
 }
 
 /**
@@ -42,6 +41,7 @@ export function isDigest(digest: string): digest is Digest {
 export function parseReference(input: string): Reference {
   const ref = input.trim();
   if (ref === '') throw invalid(input, 'empty reference');
+  if (IMAGE_ID.test(ref)) throw invalid(input, 'a 64-character hexadecimal string is an image ID, not a name');
 
   let rest = ref;
   let digest: Digest | undefined;
@@ -97,12 +97,12 @@ export function formatReference(ref: Reference): string {
   return s;
 }
 
+/** The normalized form of a reference string: `busybox` → `docker.io/library/busybox:latest`. Throws as `parseReference`. */
+export function normalizeReference(input: string): string {
+  return formatReference(parseReference(input));
+}
+
 /** `registry/repository`, the name without tag or digest. */
 export function repositoryName(ref: Pick<Reference, 'registry' | 'repository'>): string {
   return `${ref.registry}/${ref.repository}`;
-}
-
-/** What a manifest request addresses: the digest when known, else the tag. */
-export function manifestTarget(ref: Reference): string {
-  return ref.digest ?? ref.tag ?? DEFAULT_TAG;
 }

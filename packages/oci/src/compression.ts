@@ -10,9 +10,11 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib';
 import { BktError } from '@bkt/core';
 
+/** How a layer blob is compressed. */
 export type Compression = 'gzip' | 'zstd' | 'uncompressed';
 
-export const ZSTD_BINARY = 'zstd';
+/** The program that compresses and decompresses zstd streams. */
+const ZSTD_BINARY = 'zstd';
 
 /** The compression a layer media type declares, or undefined for a media type that is not a layer tar. */
 export function compressionOfMediaType(mediaType: string): Compression | undefined {

@@ -1,0 +1,17 @@
+/**
+ * @bkt/oci: the OCI facts bkt's packages share — platforms, image references,
+ * media types, descriptors, manifests and image configs, digests, and layer
+ * compression. One implementation of each; no I/O beyond the compression
+ * streams.
+ */
+export { compatiblePlatforms, formatPlatform, hostPlatform, normalizePlatform, parsePlatform, platformMatcher } from './platform.js';
+export type { PlatformMatcher } from './platform.js';
+export { DOCKER_HUB, formatReference, normalizeReference, parseReference, repositoryName } from './reference.js';
+export type { Reference } from './reference.js';
+export { MediaType, MANIFEST_MEDIA_TYPES, checkDescriptor, isIndexMediaType } from './media-types.js';
+export type { Descriptor, ImageIndex, ImageManifest } from './media-types.js';
+export type { HealthcheckConfig, ImageConfig, ImageHistory, ImageRuntimeConfig } from './image-config.js';
+export { digestOf, digesting, isDigest } from './digest.js';
+export type { DigestingStream } from './digest.js';
+export { compress, compressionOfMediaType, decompress, detectCompression } from './compression.js';
+export type { Compression } from './compression.js';
