@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { compress, compressionOfMediaType, decompress, detectCompression } from './compression.js';
+import { compress, compressionOfMediaType, decompress, detectCompression, type Compression } from './compression.js';
 import { MediaType } from './media-types.js';
 
 async function collect(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -42,7 +42,7 @@ describe('compression', () => {
     expect(detectCompression(new Uint8Array())).toBe('uncompressed');
   });
 
-  it.each(['gzip', 'uncompressed', ...(hasZstd ? ['zstd'] : [])] as const)('round-trips %s', async (compression) => {
+  it.each<Compression>(['gzip', 'uncompressed', ...(hasZstd ? (['zstd'] as const) : [])])('round-trips %s', async (compression) => {
     const plain = Buffer.from('layer bytes '.repeat(1000));
     const packed = await collect(compress(once(plain), compression, undefined, 'test layer'));
     expect(detectCompression(packed)).toBe(compression);
