@@ -106,3 +106,24 @@ describe('writeOutputFile', () => {
     expect((err as Error).message).toMatch(/--iidfile ".*loop-a": too many levels of symbolic links/);
   });
 });
+
+describe('symlinks are followed as the kernel follows them', () => {
+  it('a relative link in a symlinked directory climbs from the real directory', async () => {
+    // dir -> real/inner; dir/out -> ../f means real/f, not <work>/f.
+    const base = join(work, 'kernel');
+    await mkdir(join(base, 'real/inner'), { recursive: true });
+    await symlink('real/inner', join(base, 'dir'));
+    await symlink('../f', join(base, 'real/inner/out'));
+    await writeOutputFile(join(base, 'dir/out'), 'here', { what: '--iidfile' });
+    expect(await readFile(join(base, 'real/f'), 'utf8')).toBe('here');
+    expect(await readdir(base)).toEqual(['dir', 'real']);
+  });
+
+  it('a destination with .. after a symlinked directory', async () => {
+    const base = join(work, 'kernel-dotdot');
+    await mkdir(join(base, 'a/b'), { recursive: true });
+    await symlink('a/b', join(base, 'link'));
+    await writeOutputFile('link/../g', 'there', { what: '--metadata-file' }, base);
+    expect(await readFile(join(base, 'a/g'), 'utf8')).toBe('there');
+  });
+});

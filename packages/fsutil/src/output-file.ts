@@ -7,15 +7,16 @@
  *   (an existing file's mode and owner are kept); `abort()` leaves the old
  *   file as it was;
  * - a character device (`/dev/null`, a tty) or a FIFO is written into, as a
- *   shell's `>` does, and never replaced;
+ *   shell's `>` does, and never replaced (as with `>`, opening a FIFO waits
+ *   for its reader);
  * - a symlink is followed (up to 40 links), and its target is treated as above;
  * - a directory, a block device or a socket is refused with an
  *   `INVALID_ARGUMENT` error naming the destination and what it is.
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readlink, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { chmod, chown, lstat, mkdir, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { BktError } from '@bkt/core';
 
@@ -41,7 +42,7 @@ const MAX_SYMLINKS = 40;
 
 /** Opens the output `dest` (relative to `cwd`, default the process's) for writing; see the module comment. */
 export async function openOutputFile(dest: string, opts: OutputFileOptions, cwd = process.cwd()): Promise<OutputFile> {
-  const target = await followSymlinks(resolve(cwd, dest), opts.what, dest);
+  const target = await followSymlinks(isAbsolute(dest) ? dest : `${cwd}/${dest}`, opts.what, dest);
   const st = await stat(target).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return null;
     throw err;
@@ -87,9 +88,9 @@ export async function openOutputFile(dest: string, opts: OutputFileOptions, cwd 
         stream.end();
         await finished(stream);
         if (st) {
-          // The umask may have narrowed the mode at creation; the owner is the old file's.
-          await chmod(tmp, st.mode & 0o7777);
+          // The old file's owner, then its mode (chown clears setuid/setgid; the umask narrowed the mode at creation).
           await chown(tmp, st.uid, st.gid).catch(() => undefined);
+          await chmod(tmp, st.mode & 0o7777);
         }
         await rename(tmp, target);
       } catch (err) {
@@ -113,16 +114,35 @@ export async function writeOutputFile(dest: string, bytes: string | Uint8Array, 
   await out.commit();
 }
 
-/** The path `path` leads to after following symlinks (the path itself when it is none or missing). */
+/**
+ * The path `path` leads to after following symlinks, as the kernel follows
+ * them: the directories on the way are resolved first (`dir/../f` with `dir`
+ * a symlink is `realpath(dir)/../f`), then the final component while it is a
+ * link. A missing final component (a new file, or a dangling link's target)
+ * is kept as named.
+ */
 async function followSymlinks(path: string, what: string, dest: string): Promise<string> {
   let current = path;
   for (let hops = 0; hops <= MAX_SYMLINKS; hops++) {
+    current = join(await realDirectory(dirname(current)), basename(current));
     const st = await lstat(current).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return null;
       throw err;
     });
     if (!st?.isSymbolicLink()) return current;
-    current = resolve(dirname(current), await readlink(current));
+    const link = await readlink(current);
+    // Not normalised here: `..` is resolved by realpath, after the symlinks before it.
+    current = isAbsolute(link) ? link : `${dirname(current)}/${link}`;
   }
   throw new BktError('INVALID_ARGUMENT', `${what} "${dest}": too many levels of symbolic links`, { path: dest });
+}
+
+/** `realpath` of a directory; for a missing one, that of its nearest existing ancestor with the rest appended (it is created later). */
+async function realDirectory(dir: string): Promise<string> {
+  try {
+    return await realpath(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(dir) === dir) throw err;
+    return join(await realDirectory(dirname(dir)), basename(dir));
+  }
 }

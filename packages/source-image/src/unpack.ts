@@ -85,10 +85,10 @@ export function whiteoutTarget(base: string, what: string, entry: string): strin
  * `rm -rf` of `path`, which must lie strictly below `root` (the root itself
  * and anything outside are refused). A symlink is removed, not followed.
  */
-async function removeBelowRoot(root: string, path: string): Promise<void> {
+async function removeBelowRoot(root: string, path: string, what: string, entry: string): Promise<void> {
   const rel = relative(root, path);
   if (rel === '' || rel === '..' || rel.startsWith('../') || rel.startsWith('/')) {
-    throw new BktError('INTERNAL', `refusing to remove "${path}": not below the layer root "${root}"`);
+    throw new BktError('PERMISSION_DENIED', `${what}: entry "${entry}" refused: it would remove "${path}", which is not below the layer root`, { entry });
   }
   await rm(path, { recursive: true, force: true });
 }
@@ -153,21 +153,21 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
       const rel = [...parentParts, base].join('/');
 
       if (base === OPAQUE_MARKER) {
-        if (!opts.base) await makeOpaque(root, parent, parentParts.join('/'), written);
+        if (!opts.base) await makeOpaque(root, parent, parentParts.join('/'), written, what, h.name);
         continue;
       }
       if (base.startsWith(AUFS_META_PREFIX)) continue;
       if (base.startsWith(WHITEOUT_PREFIX)) {
         const name = whiteoutTarget(base, what, h.name);
         const victim = [...parentParts, name].join('/');
-        if (!opts.base && !written.has(victim)) await removeBelowRoot(root, join(parent, name));
+        if (!opts.base && !written.has(victim)) await removeBelowRoot(root, join(parent, name), what, h.name);
         continue;
       }
 
       await mkdir(parent, { recursive: true });
       const path = join(parent, base);
       const existing = await lstatOrNull(path);
-      if (existing && !(existing.isDirectory() && h.type === 'directory')) await removeBelowRoot(root, path);
+      if (existing && !(existing.isDirectory() && h.type === 'directory')) await removeBelowRoot(root, path, what, h.name);
       written.add(rel);
 
       switch (h.type) {
@@ -236,13 +236,13 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
  * yet, the directory is removed and made again (overlayfs marks it opaque);
  * otherwise each entry this layer did not write is removed.
  */
-async function makeOpaque(root: string, dir: string, rel: string, written: Set<string>): Promise<void> {
+async function makeOpaque(root: string, dir: string, rel: string, written: Set<string>, what: string, entry: string): Promise<void> {
   const st = await lstatOrNull(dir);
   if (!st?.isDirectory()) return;
   const prefix = rel === '' ? '' : `${rel}/`;
   const hasOwn = [...written].some((p) => p.startsWith(prefix) && p !== rel);
   if (!hasOwn && rel !== '') {
-    await removeBelowRoot(root, dir);
+    await removeBelowRoot(root, dir, what, entry);
     await mkdir(dir);
     await lchown(dir, st.uid, st.gid);
     await chmod(dir, st.mode & 0o7777);
@@ -252,6 +252,6 @@ async function makeOpaque(root: string, dir: string, rel: string, written: Set<s
   for (const name of await readdir(dir)) {
     const child = `${prefix}${name}`;
     const keep = [...written].some((p) => p === child || p.startsWith(`${child}/`));
-    if (!keep) await removeBelowRoot(root, join(dir, name));
+    if (!keep) await removeBelowRoot(root, join(dir, name), what, entry);
   }
 }
