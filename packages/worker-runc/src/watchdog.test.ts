@@ -67,7 +67,7 @@ await writeFile(join(scratch, 'secret-1'), 'watchdog-secret');
 executor.run(
   { id, rootfs, mounts: [], network: 'none', security: 'sandbox', sensitive: true,
     process: { args: ['/bin/sh', '-c', 'echo up; sleep 1000'], env: ['TOKEN=watchdog-secret'] } },
-  { stdout: () => console.log('started', id, executor.watchdogPid()) },
+  { stdout: () => console.log('started ' + id + ' ' + executor.watchdogPid()) },
 );
 `;
 
