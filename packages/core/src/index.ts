@@ -9,3 +9,4 @@ export { CONFIG_FILE_NAMES, findConfigFile, loadConfig, type LoadConfigOptions }
 export { resolvePlugins } from './resolve-plugins.js';
 export { composePlugins, definePreset, type BktPreset } from './preset.js';
 export { Pacer } from './pacer.js';
+export { requireRecords } from './records.js';

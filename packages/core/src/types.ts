@@ -207,6 +207,12 @@ export interface BuildContext {
   readonly progress: ProgressWriter;
   /** The vertex this context is scoped to (set for op executors and sources). */
   readonly vertex?: { digest: Digest; name: string };
+  /**
+   * The store's records API: plugins keep their persistent state and temp
+   * files here, never elsewhere under `root`. Set by the solver; absent in
+   * contexts made without a store (a backend that needs it throws `UNIMPLEMENTED`).
+   */
+  readonly records?: StoreRecords;
 }
 
 export interface SshAgentProvider {
@@ -395,6 +401,90 @@ export interface AttestationProducer {
   readonly kind: string;
   produce(result: BuildResult, attrs: Attrs, ctx: BuildContext): Promise<Attestation[]>;
 }
+
+// ---------------------------------------------------------------------------
+// The store's records API: plugins' persistent state (cache mounts, image and
+// layer records, mirrors, indexes), shared by every process using the store.
+// ---------------------------------------------------------------------------
+
+/** What a plugin says about one of its records. */
+export interface RecordInput {
+  /**
+   * The `UsageRecord.recordType` it is listed under (`exec.cachemount`,
+   * `source.git.checkout`, …). A prune without `all` keeps `internal` and
+   * `frontend` records, as it keeps such snapshots.
+   */
+  recordType: string;
+  /** Shown by `bkt du --verbose`. */
+  description?: string;
+  /** Whether its files change after it is made (a cache mount's do). */
+  mutable?: boolean;
+  /** Snapshots (ids) it keeps alive: no prune removes them while the record exists. */
+  snapshots?: string[];
+  /** Content-store blobs it keeps alive. */
+  blobs?: Digest[];
+  /** Small plugin data, returned as given. */
+  data?: Record<string, string>;
+}
+
+/** A record as stored. */
+export interface StoreRecord extends Required<RecordInput> {
+  readonly namespace: string;
+  readonly id: string;
+  /** The record's files, `<namespace dir>/<id>` (the plugin creates it); removed with the record. */
+  readonly path: string;
+  createdAt: Date;
+  lastUsedAt?: Date;
+  usageCount: number;
+}
+
+/** A hold on a record; `release()` is idempotent. */
+export interface RecordHold {
+  release(): Promise<void>;
+}
+
+/**
+ * One plugin's records. Every record is reported by `bkt du` (size: the
+ * bytes under its `path`; in use: while held) and removed by the store's one
+ * prune when not held — with its references, so what only it kept alive goes
+ * in the same prune.
+ */
+export interface RecordNamespace {
+  readonly name: string;
+  /** `<root>/<name>`: a directory per record (`<id>`); entries starting with `.` are the plugin's scratch. */
+  readonly dir: string;
+  get(id: string): Promise<StoreRecord | undefined>;
+  list(): Promise<StoreRecord[]>;
+  /**
+   * Creates or updates a record, replacing its references, in one
+   * transaction (`NOT_FOUND` when a referenced snapshot or blob is absent).
+   * To add files: `hold` the id, build them aside, `put`, rename them into `path`.
+   */
+  put(id: string, input: RecordInput): Promise<StoreRecord>;
+  /** Counts a use: `lastUsedAt` now, `usageCount` + 1. */
+  touch(id: string): Promise<void>;
+  /**
+   * Marks the record in use by this process until released (or until the
+   * process ends, a crash included): no prune, in any process, removes it.
+   * May be taken before the record exists.
+   */
+  hold(id: string): Promise<RecordHold>;
+  /** Removes the record, its references and files; `PERMISSION_DENIED` while any process holds it. */
+  remove(id: string): Promise<void>;
+}
+
+/** The records API a backend reaches through `BuildContext.records`. */
+export interface StoreRecords {
+  /** The records of namespace `name` (the plugin's own, e.g. `cachemounts`; `[a-z0-9][a-z0-9._-]*`). */
+  namespace(name: string): RecordNamespace;
+  /**
+   * A fresh path under `<root>/tmp` (not created) for a temp file or
+   * directory of this process. The caller removes it when done; what a dead
+   * process left is removed by the store.
+   */
+  tempPath(prefix: string): string;
+}
+
 
 // ---------------------------------------------------------------------------
 // Store usage, as control.proto's UsageRecord.

@@ -11,9 +11,9 @@ import type {
   SshAgentProvider,
   UsageRecord,
 } from '@bkt/core';
-import type { BuildHistoryRecord, HistoryLimits } from './store/history.js';
+import type { BuildHistoryRecord, HistoryLimits } from '@bkt/store';
 
-export type { BuildHistoryRecord, HistoryLimits } from './store/history.js';
+export type { BuildHistoryRecord, HistoryLimits } from '@bkt/store';
 
 export interface SolverOptions {
   /** Store root: content store, snapshots, metadata DB. Created when missing. */

@@ -35,8 +35,8 @@ import { checksum } from '@bkt/fsutil';
 import { loadDefinition, type LoadedDefinition, type Vertex } from './definition.js';
 import { cancelled, type Pool } from './pool.js';
 import { BuildProgress, vertexWriter, type Emit } from './progress.js';
-import type { CacheRecord } from './store/metadata.js';
-import type { Store } from './store/store.js';
+import type { CacheRecord } from '@bkt/store';
+import type { ScopedSnapshotter, Store } from '@bkt/store';
 
 /** What the builds of one solver share. */
 export interface Engine {
@@ -118,6 +118,8 @@ export class Build {
   readonly progress: BuildProgress;
   readonly #states = new Map<Digest, VertexState>();
   readonly #held: Snapshot[] = [];
+  /** The snapshotter backends get: what they create stays in use until the build finishes. */
+  readonly #snapshots: ScopedSnapshotter;
   /** Paces the build's long synchronous stretches (loading, cache keys) so a cancellation stops them. */
   readonly #pacer: Pacer;
   #firstError: Error | undefined;
@@ -127,6 +129,7 @@ export class Build {
     readonly opts: BuildOptions,
   ) {
     this.progress = new BuildProgress(engine.bkt.hooks, opts.onProgress);
+    this.#snapshots = engine.store.snapshotter.scoped();
     this.#pacer = new Pacer(this.signal);
     const outer = opts.signal;
     if (outer) {
@@ -156,8 +159,9 @@ export class Build {
     return {
       buildId: this.opts.buildId,
       root: this.engine.store.root,
-      snapshotter: this.engine.store.snapshotter,
+      snapshotter: this.#snapshots.snapshotter,
       content: this.engine.store.content,
+      records: this.engine.store.records,
       signal,
       localDirs: this.opts.localDirs,
       entitlements: this.opts.entitlements,
@@ -225,6 +229,7 @@ export class Build {
   /** Releases the snapshots the build held in use. */
   finish(): void {
     for (const s of this.#held.splice(0)) this.engine.store.snapshotter.release(s.id);
+    this.#snapshots.release();
   }
 
   // -------------------------------------------------------------------------

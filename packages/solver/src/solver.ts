@@ -24,7 +24,7 @@ import { Build, type Engine } from './build.js';
 import { digestOf } from './definition.js';
 import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
 import { vertexWriter } from './progress.js';
-import { Store } from './store/store.js';
+import { Store } from '@bkt/store';
 
 export async function openSolver(opts: SolverOptions): Promise<Solver> {
   const store = await Store.open(opts.root, opts.snapshotter ?? 'auto', { history: opts.history });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBkt, type BuildContext, type Snapshot } from '@bkt/core';
-import { Store } from '@bkt/solver';
+import { Store } from '@bkt/store';
 import gitSource, { createGitSource } from './index.js';
 
 let work: string;
@@ -31,6 +31,7 @@ function context(): BuildContext {
     root: store.root,
     snapshotter: store.snapshotter,
     content: store.content,
+    records: store.records,
     signal: new AbortController().signal,
     localDirs: {},
     entitlements: new Set(),

@@ -14,10 +14,10 @@
  * that still points at the same commit hits the cache.
  */
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { cp, lstat, mkdir, readdir, realpath, rm, utimes } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { BktError, type Attrs, type BuildContext, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
+import { BktError, requireRecords, type Attrs, type BuildContext, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
 
 interface GitSpec {
   url: string;
@@ -149,10 +149,10 @@ export function createGitSource(): Source {
   };
 }
 
-/** Clones `commit` into a temp dir under the store, then copies the (sub)tree into a new snapshot. */
+/** Clones `commit` into a temp dir of the store, then copies the (sub)tree into a new snapshot. */
 async function checkout(spec: GitSpec, commit: string, ctx: BuildContext): Promise<Snapshot> {
   const config = await authConfig(spec, ctx);
-  const tmp = join(ctx.root, 'tmp', `git-${randomBytes(8).toString('hex')}`);
+  const tmp = requireRecords(ctx, '@bkt/source-git').tempPath('git');
   await mkdir(tmp, { recursive: true });
   try {
     const work = join(tmp, 'work');

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBkt, isBktError, type BuildContext, type Snapshot } from '@bkt/core';
-import { Store } from '@bkt/solver';
+import { Store } from '@bkt/store';
 import httpSource, { createHttpSource } from './index.js';
 
 const HELLO = 'hello over http\n';
@@ -26,6 +26,7 @@ function context(buildId = 'b1', secrets: Record<string, string> = {}): BuildCon
     root: store.root,
     snapshotter: store.snapshotter,
     content: store.content,
+    records: store.records,
     signal: new AbortController().signal,
     localDirs: {},
     entitlements: new Set(),

@@ -13,13 +13,13 @@
  * once per build, to a temp file in the store, verified, then moved into the
  * snapshot.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { chmod, chown, copyFile, mkdir, rename, rm, utimes } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BktError, type Attrs, type BuildContext, type Digest, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
+import { BktError, requireRecords, type Attrs, type BuildContext, type Digest, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
 
 interface HttpAttrs {
   checksum?: Digest;
@@ -144,7 +144,7 @@ async function moveFile(from: string, to: string): Promise<void> {
   }
 }
 
-/** Downloads `url` to a temp file under the store root, verifying `http.checksum`. */
+/** Downloads `url` to a temp file of the store, verifying `http.checksum`. */
 async function fetchTo(url: string, opts: HttpAttrs, ctx: BuildContext): Promise<Download> {
   const headers: Record<string, string> = { ...opts.headers };
   if (opts.authHeaderSecret) {
@@ -161,9 +161,8 @@ async function fetchTo(url: string, opts: HttpAttrs, ctx: BuildContext): Promise
     });
   }
   if (!res.ok || !res.body) throw new BktError('NOT_FOUND', `failed to download ${url}: HTTP ${res.status} ${res.statusText}`, { attribute: 'url' });
-  const dir = join(ctx.root, 'tmp');
-  await mkdir(dir, { recursive: true });
-  const path = join(dir, `http-${randomBytes(8).toString('hex')}`);
+  const path = requireRecords(ctx, '@bkt/source-http').tempPath('http');
+  await mkdir(dirname(path), { recursive: true });
   const hash = createHash('sha256');
   let size = 0;
   const total = Number(res.headers.get('content-length') ?? 0);

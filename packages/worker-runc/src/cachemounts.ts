@@ -10,8 +10,12 @@
  * held. Holding is per process: SHARED holders share, LOCKED and PRIVATE
  * holders are exclusive and wait their turn in order of arrival.
  *
- * `list()` / `remove()` / `prune()` are what `bkt du` and `bkt prune` use
- * (records of type `exec.cachemount`).
+ * Given the store's records namespace (`cachemounts`, whose directory is
+ * `<root>/cachemounts`), every instance is also a store record of type
+ * `exec.cachemount`: put before its directory is moved into place, held
+ * (across processes) while a step uses it, touched on each use. That is how
+ * `bkt du` lists and the store's prune removes them. Without it (a bare
+ * directory, in tests) the instances are only directories.
  *
  * New instances are built in `.new-<id>-<pid>-<time>` and deleted ones
  * renamed to `.trash-<id>-<pid>-<time>` first; those a dead process left
@@ -20,10 +24,15 @@
 import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BktError, type UsageRecord } from '@bkt/core';
+import { BktError, type RecordHold, type RecordNamespace, type UsageRecord } from '@bkt/core';
 import { isAlive, mustRun } from './sys.js';
 
 export type CacheSharing = 'shared' | 'private' | 'locked';
+
+/** The store namespace of the cache mounts; its directory is `<root>/cachemounts`. */
+export const NAMESPACE = 'cachemounts';
+/** Their `UsageRecord.recordType`. */
+const RECORD_TYPE = 'exec.cachemount';
 
 export interface CacheMountRequest {
   /** The mount's cache ID (BuildKit: the ID, or the destination when empty). */
@@ -64,9 +73,12 @@ export class CacheMounts {
   /** The last pending record update per record id. */
   readonly #records = new Map<string, Promise<void>>();
   #swept: Promise<void> | undefined;
+  /** The store's records of the cache mounts (see the header). */
+  records: RecordNamespace | undefined;
 
-  constructor(storeRoot: string) {
-    this.dir = join(storeRoot, 'cachemounts');
+  constructor(storeRoot: string, records?: RecordNamespace) {
+    this.dir = records?.dir ?? join(storeRoot, NAMESPACE);
+    this.records = records;
   }
 
   async acquire(req: CacheMountRequest): Promise<HeldCacheMount> {
@@ -81,7 +93,10 @@ export class CacheMounts {
       await this.#hold(recordId, req.sharing === 'locked', req.signal);
     }
     const exclusive = req.sharing !== 'shared';
+    let stored: RecordHold | undefined;
     try {
+      // Held in the store before its directory is made: a prune elsewhere leaves it while a step uses it.
+      stored = await this.records?.hold(recordId);
       const path = await this.#serialized(recordId, () => this.#ensure(recordId, req));
       let released = false;
       return {
@@ -90,10 +105,12 @@ export class CacheMounts {
         release: async () => {
           if (released) return;
           released = true;
+          await stored?.release();
           this.#unhold(recordId, exclusive);
         },
       };
     } catch (err) {
+      await stored?.release();
       this.#unhold(recordId, exclusive);
       throw err;
     }
@@ -116,7 +133,7 @@ export class CacheMounts {
         lastUsedAt: new Date(rec.lastUsedAt),
         usageCount: rec.usageCount,
         description: rec.description,
-        recordType: 'exec.cachemount',
+        recordType: RECORD_TYPE,
         shared: false,
         parents: [],
       });
@@ -133,37 +150,15 @@ export class CacheMounts {
     if (holds && (holds.shared > 0 || holds.exclusive)) {
       throw new BktError('PERMISSION_DENIED', `cache mount ${recordId} is in use`, { attribute: 'id' });
     }
+    const records = this.records;
+    if (records) {
+      await this.#serialized(recordId, () => records.remove(recordId));
+      return;
+    }
     // Rename first so that a crash mid-delete never leaves a half-empty cache in place.
     const trash = join(this.dir, `.trash-${recordId}-${process.pid}-${Date.now()}`);
     await this.#serialized(recordId, () => rename(join(this.dir, recordId), trash));
     await rm(trash, { recursive: true, force: true });
-  }
-
-  /**
-   * Removes the cache mounts no step uses, except those used within
-   * `keepDuration` ms and, with `keepStorage`, the most recently used ones
-   * that fit in that many bytes. Returns what was removed.
-   */
-  async prune(opts: { keepDuration?: number; keepStorage?: number } = {}): Promise<UsageRecord[]> {
-    const now = Date.now();
-    const records = (await this.list()).sort((a, b) => b.lastUsedAt!.getTime() - a.lastUsedAt!.getTime());
-    let kept = 0;
-    const removed: UsageRecord[] = [];
-    for (const r of records) {
-      if (r.inUse) continue;
-      if (opts.keepDuration !== undefined && now - r.lastUsedAt!.getTime() < opts.keepDuration) continue;
-      if (opts.keepStorage !== undefined && kept + r.size <= opts.keepStorage) {
-        kept += r.size;
-        continue;
-      }
-      try {
-        await this.remove(r.id);
-        removed.push(r);
-      } catch (err) {
-        if (!(err instanceof BktError)) throw err;
-      }
-    }
-    return removed;
   }
 
   /** Removes, once per instance, the `.new-*` and `.trash-*` directories of processes that no longer run. */
@@ -234,9 +229,14 @@ export class CacheMounts {
       else await chmod(join(tmp, 'data'), 0o755);
       rec = { cacheId: req.id, createdAt: now, lastUsedAt: now, usageCount: 0, description: req.description ?? `cache mount ${req.id}` };
       await writeFile(join(tmp, 'record.json'), JSON.stringify(rec));
+      // The store's record first, then the directory: a crash in between leaves a record without files, remade on next use.
+      await this.records?.put(recordId, { recordType: RECORD_TYPE, description: rec.description, mutable: true, data: { cacheId: req.id } });
       await rm(dir, { recursive: true, force: true });
       await rename(tmp, dir);
+    } else if (this.records && !(await this.records.get(recordId))) {
+      await this.records.put(recordId, { recordType: RECORD_TYPE, description: rec.description, mutable: true, data: { cacheId: rec.cacheId } });
     }
+    await this.records?.touch(recordId);
     rec.lastUsedAt = now;
     rec.usageCount += 1;
     await writeFile(join(dir, 'record.json.tmp'), JSON.stringify(rec));
@@ -332,9 +332,10 @@ async function treeSize(dir: string): Promise<number> {
 
 const stores = new Map<string, CacheMounts>();
 
-/** The one `CacheMounts` of a store root in this process (holds are per instance). */
-export function cacheMountsFor(storeRoot: string): CacheMounts {
+/** The one `CacheMounts` of a store root in this process (holds are per instance), on the store's records when given. */
+export function cacheMountsFor(storeRoot: string, records?: RecordNamespace): CacheMounts {
   let store = stores.get(storeRoot);
-  if (!store) stores.set(storeRoot, (store = new CacheMounts(storeRoot)));
+  if (!store) stores.set(storeRoot, (store = new CacheMounts(storeRoot, records)));
+  else if (records) store.records = records;
   return store;
 }

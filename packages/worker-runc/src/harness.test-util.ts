@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pb from '@bkt/api/pb';
 import type { BuildContext, OpInput, ProgressWriter, Snapshot } from '@bkt/core';
-import { Store } from '@bkt/solver';
+import { Store } from '@bkt/store';
 import { makeBusyboxRootfs } from '@bkt/testkit';
 import runcWorker from './index.js';
 import type { ExecOpExecutor } from './execop.js';
@@ -96,6 +96,7 @@ export async function runStep(h: Harness, script: string | string[], opts: StepO
     root: h.root,
     snapshotter: h.store.snapshotter,
     content: h.store.content,
+    records: h.store.records,
     signal: opts.signal ?? new AbortController().signal,
     localDirs: {},
     entitlements: new Set(opts.entitlements ?? []),

@@ -3,8 +3,9 @@
  *
  * `runcWorker(opts)` is the plugin (default export): it registers the `exec`
  * op executor. Per store root it keeps one `RuncExecutor` whose runc state
- * lives in `<root>/runc/state`; cache mounts live in `<root>/cachemounts`
- * (listed and pruned through `cacheMountsFor(root)`). `sweepStaleContainers(root)`
+ * lives in `<root>/runc/state`; cache mounts are the store records of namespace
+ * `cachemounts` (`<root>/cachemounts`), listed by `bkt du` and removed by the store's prune
+ * through the solver. `sweepStaleContainers(root)`
  * stops what a killed worker left running in a store (for `bkt du`/`prune`).
  */
 import { join } from 'node:path';

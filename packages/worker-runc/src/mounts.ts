@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type MutableSnapshot, type OpInput, type Snapshot } from '@bkt/core';
 import * as pb from '@bkt/api/pb';
-import { cacheMountsFor, type CacheSharing } from './cachemounts.js';
+import { cacheMountsFor, NAMESPACE as CACHE_NAMESPACE, type CacheSharing } from './cachemounts.js';
 import type { ContainerMount } from './executor.js';
 import { rootPath } from './rootpath.js';
 import { mountTmpfs, unmount } from './sys.js';
@@ -138,7 +138,7 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
             base = { key: input.id, path: rootPath(mounted.path, m.selector || '/') };
             await checkCacheSource(base.path, m);
           }
-          const held = await cacheMountsFor(mc.ctx.root).acquire({
+          const held = await cacheMountsFor(mc.ctx.root, mc.ctx.records?.namespace(CACHE_NAMESPACE)).acquire({
             id,
             sharing: sharingOf(opt?.sharing),
             base,

@@ -1,5 +1,4 @@
 import type { UsageRecord } from '@bkt/core';
-import { cacheMountsFor } from '@bkt/worker-runc';
 import { humanAgo, humanSize, parseBytes, parseDuration } from '../options.js';
 import type { Output } from '../progress/displays.js';
 import { openBuilder, openProject, type ProjectOptions } from '../project.js';
@@ -16,15 +15,15 @@ export interface PruneOptions extends ProjectOptions {
 }
 
 /**
- * `bkt du`: the store's records as `buildctl du` prints them, then the totals:
- * the solver's (snapshots, content blobs) and the runc worker's cache mounts
- * (`RUN --mount=type=cache`, records of type `exec.cachemount`).
+ * `bkt du`: the store's records as `buildctl du` prints them — snapshots,
+ * content blobs and plugins' records (e.g. `RUN --mount=type=cache`
+ * directories, type `exec.cachemount`) — then the totals.
  */
 export async function duCommand(opts: DuOptions, out: Output, cwd: string): Promise<number> {
   const project = await openProject(opts, false, cwd);
-  const { bkt, solver, root } = await openBuilder(opts, project);
+  const { bkt, solver } = await openBuilder(opts, project);
   try {
-    const records = [...(await solver.diskUsage()), ...(await cacheMountsFor(root).list())];
+    const records = await solver.diskUsage();
     printRecords(records, !!opts.verbose, out);
     printTotals(records, out);
   } finally {
@@ -35,21 +34,18 @@ export async function duCommand(opts: DuOptions, out: Output, cwd: string): Prom
 }
 
 /**
- * `bkt prune`: removes unused records, printing each removed one and the total
- * freed: first the solver's, then the cache mounts (which `buildctl prune`
- * removes too, with or without `--all`). `--keep-storage` is one budget for
- * both: the cache mounts keep what the solver's remaining records leave of it.
+ * `bkt prune`: removes what no build uses (see docs/cli.md), printing each
+ * removed record and the total freed. Builds running meanwhile, in this
+ * process or another, keep what they use.
  */
 export async function pruneCommand(opts: PruneOptions, out: Output, cwd: string): Promise<number> {
   // Parse before opening the store, so a bad flag touches nothing.
   const keepDuration = opts.keepDuration !== undefined ? parseDuration(opts.keepDuration) : undefined;
   const keepStorage = opts.keepStorage !== undefined ? parseBytes(opts.keepStorage) : undefined;
   const project = await openProject(opts, false, cwd);
-  const { bkt, solver, root } = await openBuilder(opts, project);
+  const { bkt, solver } = await openBuilder(opts, project);
   try {
     const removed = await solver.prune({ all: !!opts.all, keepDuration, keepStorage });
-    const left = keepStorage === undefined ? undefined : Math.max(0, keepStorage - (await solver.diskUsage()).reduce((n, r) => n + r.size, 0));
-    removed.push(...(await cacheMountsFor(root).prune({ keepDuration, keepStorage: left })));
     printRecords(removed, !!opts.verbose, out);
     out.write(`Total:\t${humanSize(removed.reduce((n, r) => n + r.size, 0))}\n`);
   } finally {

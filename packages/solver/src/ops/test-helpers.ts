@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as pb from '@bkt/api/pb';
 import type { BuildContext, Snapshot } from '@bkt/core';
 import { walk } from '@bkt/fsutil';
-import { Store } from '../store/store.js';
+import { Store } from '@bkt/store';
 
 export interface TestEnv {
   ctx: BuildContext;

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { createBkt } from '@bkt/core';
 import { openSolver } from '../solver.js';
-import { Store } from '../store/store.js';
+import { FileContentStore } from '@bkt/store';
 import { DefBuilder, testPlugin } from '../testutil.js';
 import { bigCopyGraph } from './graphs.js';
 
@@ -17,12 +17,10 @@ const solver = await openSolver({ root, bkt });
 const g = new DefBuilder();
 await solver.solve({ definition: g.build(g.mkfile(null, { '/small': 'small' })) });
 process.stdout.write('committed\n');
-void Store;
 
 // Blobs written back to back while the big copy runs.
 let blobs = 0;
 void (async () => {
-  const { FileContentStore } = await import('../store/content.js');
   const content = new FileContentStore(`${root}/content`);
   for (;;) {
     await content.write(randomBytes(1 << 20));

@@ -1,16 +1,18 @@
 /**
  * The content store: immutable blobs at `content/blobs/sha256/<hex>`.
- * A write goes to `content/ingest/<random>`, is fsynced, verified, then
- * renamed into place (and the directory fsynced), so a blob path either does
- * not exist or holds exactly the bytes of its digest. Leftover ingest files
- * of a crashed writer are removed when the store opens.
+ * A write goes to `content/ingest/<session>~<random>`, is fsynced, verified,
+ * then renamed into place (and the directory fsynced), so a blob path either
+ * does not exist or holds exactly the bytes of its digest. Leftover ingest
+ * files of a crashed writer are removed when the store next opens.
  *
  * References (`addRef`, kept in the metadata DB's `blob_refs`) say who uses a
  * blob: a snapshot (e.g. the layer it was unpacked from) or a named owner.
- * `Store.prune` removes the blobs nothing references.
+ * `Store.prune` removes the blobs nothing references. A blob this session
+ * wrote is leased until the store closes, so a prune in another process
+ * cannot take it between its write and its first reference.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, type BlobOwner, type BlobRef, type ContentStore, type Digest } from '@bkt/core';
@@ -19,7 +21,7 @@ import type { MetadataDB } from './metadata.js';
 /** A stored blob as `Store.diskUsage` lists it. */
 export interface BlobInfo {
   digest: Digest;
-  /** Bytes allocated on disk. */
+  /** Its size in bytes. */
   size: number;
   /** When it was written (its mtime). */
   createdAt: Date;
@@ -31,20 +33,30 @@ export class FileContentStore implements ContentStore {
   readonly blobsDir: string;
   readonly ingestDir: string;
 
-  /** `db` holds the references; without it (a bare content store) `addRef`, `removeRef` and `refs` throw. */
+  /**
+   * `db` holds the references; without it (a bare content store) `addRef`,
+   * `removeRef` and `refs` throw. `session` names this store's writes (ingest
+   * files, leases); see sessions.ts.
+   */
   constructor(
     readonly dir: string,
     private readonly db?: MetadataDB,
+    private readonly session = '',
   ) {
     this.blobsDir = join(dir, 'blobs', 'sha256');
     this.ingestDir = join(dir, 'ingest');
   }
 
-  /** Creates the directories and removes partial writes of an earlier process. */
-  async init(): Promise<void> {
-    await rm(this.ingestDir, { recursive: true, force: true });
+  /**
+   * Creates the directories and removes partial writes of processes that no
+   * longer write: those of sessions `isLive` denies (every one without it).
+   */
+  async init(isLive: (session: string) => boolean = () => false): Promise<void> {
     await mkdir(this.blobsDir, { recursive: true });
     await mkdir(this.ingestDir, { recursive: true });
+    for (const name of await readdir(this.ingestDir)) {
+      if (!isLive(name.split('~')[0])) await rm(join(this.ingestDir, name), { recursive: true, force: true });
+    }
   }
 
   async has(digest: Digest): Promise<boolean> {
@@ -67,7 +79,7 @@ export class FileContentStore implements ContentStore {
     expected?: Digest,
   ): Promise<{ digest: Digest; size: number }> {
     if (expected !== undefined) checkDigest(expected);
-    const tmp = join(this.ingestDir, randomBytes(8).toString('hex'));
+    const tmp = join(this.ingestDir, `${this.session}~${randomBytes(8).toString('hex')}`);
     const hash = createHash('sha256');
     let size = 0;
     const fh = await open(tmp, 'wx', 0o644);
@@ -93,17 +105,21 @@ export class FileContentStore implements ContentStore {
         digest: expected,
       });
     }
+    // Leased before it appears: a prune elsewhere leaves it until this session references it or ends.
+    this.db?.addLease(this.session, 'blob', digest);
     await rename(tmp, this.#blobPath(digest));
     await fsyncDir(this.blobsDir);
     return { digest, size };
   }
 
   async addRef(digest: Digest, owner: BlobOwner): Promise<void> {
-    const db = this.#refsDB();
-    if (!(await this.has(digest))) {
-      throw new BktError('NOT_FOUND', `blob ${digest} is not in the content store (${this.dir}); write it before referencing it`, { digest });
-    }
-    db.addBlobRef(digest, owner);
+    checkDigest(digest);
+    // Checked and recorded in one transaction: a prune removes a blob only inside its own.
+    this.#refsDB().addBlobRefChecked(digest, owner, () => {
+      if (!existsSync(this.#blobPath(digest))) {
+        throw new BktError('NOT_FOUND', `blob ${digest} is not in the content store (${this.dir}); write it before referencing it`, { digest });
+      }
+    });
   }
 
   async removeRef(digest: Digest, owner: BlobOwner): Promise<void> {
@@ -123,7 +139,7 @@ export class FileContentStore implements ContentStore {
       if (!/^[0-9a-f]{64}$/.test(name)) continue;
       const st = await lstat(join(this.blobsDir, name)).catch(() => null);
       if (!st?.isFile()) continue;
-      out.push({ digest: `sha256:${name}` as Digest, size: st.blocks * 512, createdAt: st.mtime });
+      out.push({ digest: `sha256:${name}` as Digest, size: st.size, createdAt: st.mtime });
     }
     return out;
   }
@@ -132,6 +148,16 @@ export class FileContentStore implements ContentStore {
   async remove(digest: Digest): Promise<void> {
     checkDigest(digest);
     await rm(this.#blobPath(digest), { force: true });
+  }
+
+  /**
+   * Deletes a blob unless something references it or another live session
+   * leases it, checked and done in one transaction; false when kept.
+   */
+  removeIfUnused(digest: Digest, isLive: (session: string) => boolean): boolean {
+    checkDigest(digest);
+    const path = this.#blobPath(digest);
+    return this.#refsDB().removeBlobIfUnused(digest, this.session, isLive, () => rmSync(path, { force: true }));
   }
 
   #refsDB(): MetadataDB {

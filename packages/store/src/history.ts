@@ -71,9 +71,11 @@ export class BuildHistory {
   readonly #maxEntries: number;
   readonly #maxAge: number;
 
+  /** `session`: running builds are leased under it, so a store opened meanwhile by another process does not take them for interrupted. */
   constructor(
     private readonly db: MetadataDB,
     limits: HistoryLimits = {},
+    private readonly session = '',
   ) {
     this.#maxEntries = limits.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.#maxAge = limits.maxAge ?? DEFAULT_MAX_AGE;
@@ -105,6 +107,7 @@ export class BuildHistory {
       exporterResponse: {},
     };
     // The running record holds no attrs: which values are secrets is known only once the build has asked for them.
+    this.db.addLease(this.session, 'build', b.ref);
     this.db.putBuild(row);
 
     const shown = new Set<string>();
@@ -151,6 +154,7 @@ export class BuildHistory {
           exporterResponse: redactAttrs(row.exporterResponse),
           ...(row.error ? { error: { code: row.error.code, message: redact(row.error.message) } } : {}),
         });
+        this.db.removeLease(this.session, 'build', b.ref);
         this.db.trimBuilds(this.#maxEntries, this.#maxAge);
       },
     };

@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { SCHEMA_VERSION } from './metadata.js';
 import { Store } from './store.js';
 import { mountsUnder } from './sys.js';
-import { commitFiles } from '../testutil.js';
+import { commitFiles } from './test-helpers.js';
 
 async function tempRoot(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'bkt-store-'));
@@ -78,7 +78,7 @@ describe('store open', () => {
     await rm(join(root, 'snapshots', lost.id), { recursive: true });
     // Simulate a crash: drop the store without close().
     store.db.close();
-    await rm(join(root, 'lock'));
+    await rm(join(root, 'lock'), { force: true });
     expect((await mountsUnder(root)).length).toBe(1);
     const { __resetOpenRoots } = await import('./store.js');
     __resetOpenRoots(root);

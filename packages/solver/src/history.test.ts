@@ -4,10 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { BktError, createBkt, isBktError, type BktPlugin } from '@bkt/core';
-import type { Solver, SolverOptions } from '../api.js';
-import { openSolver } from '../solver.js';
-import { DefBuilder, testPlugin } from '../testutil.js';
-import { __resetOpenRoots, Store } from './store.js';
+import type { Solver, SolverOptions } from './api.js';
+import { openSolver } from './solver.js';
+import { DefBuilder, testPlugin } from './testutil.js';
 
 const SECRET = 'hunter2-s3cr3t-value';
 const TOKEN = 'tok-value-7f3a9c';
@@ -128,21 +127,3 @@ it('keeps at most maxEntries finished builds', async () => {
   expect((await s.listBuilds()).map((b) => b.ref)).toEqual(['b3', 'b2']);
 });
 
-it('a build still running when its process died is marked interrupted when the store opens', async () => {
-  const dead = await Store.open(root, 'copy');
-  dead.history.start({ ref: 'orphan', frontend: 'dockerfile.v0' });
-  expect(dead.history.list()[0]).toMatchObject({ ref: 'orphan', status: 'running' });
-  // The process "dies": its connection goes, nothing is finished.
-  dead.db.close();
-  __resetOpenRoots(root);
-
-  const store = await Store.open(root);
-  try {
-    const [b] = store.history.list();
-    expect(b).toMatchObject({ ref: 'orphan', status: 'interrupted', frontend: 'dockerfile.v0', error: { code: 'INTERNAL' } });
-    expect(b.error!.message).toContain('exited before it finished');
-    expect(b.completedAt).toBeInstanceOf(Date);
-  } finally {
-    await store.close();
-  }
-});

@@ -1,8 +1,14 @@
 /**
  * The metadata database (`metadata.db`, SQLite in WAL mode): committed
- * snapshot records, cache records, content-store blob references and build
- * history. Every multi-row change runs in one transaction, so a crash leaves
- * either all of it or none of it.
+ * snapshot records, cache records, content-store blob references, build
+ * history, plugin records, and the sessions (processes) that have the store
+ * open with their leases. Every multi-row change runs in one transaction, so
+ * a crash leaves either all of it or none of it.
+ *
+ * Several processes use one database at once: WAL lets readers run beside
+ * one writer, writers wait for each other (a busy timeout, never an error),
+ * and every transaction that reads before it writes is `BEGIN IMMEDIATE`, so
+ * what it read cannot change before it commits.
  *
  * Invariants: a `snapshots` row exists only for a complete snapshot directory;
  * a cache record's results and a blob reference's snapshot point only at
@@ -93,7 +99,71 @@ CREATE TABLE IF NOT EXISTS builds (
   exporter_response TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS builds_created ON builds(created_at);
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY,
+  pid INTEGER NOT NULL,
+  started TEXT NOT NULL,
+  opened_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+  session TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  target TEXT NOT NULL,
+  PRIMARY KEY (session, kind, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS leases_target ON leases(kind, target);
+CREATE TABLE IF NOT EXISTS records (
+  namespace TEXT NOT NULL,
+  id TEXT NOT NULL,
+  record_type TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  mutable INTEGER NOT NULL DEFAULT 0,
+  data TEXT NOT NULL DEFAULT '{}',
+  created_at INTEGER NOT NULL,
+  last_used_at INTEGER,
+  usage_count INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (namespace, id)
+);
+CREATE TABLE IF NOT EXISTS record_snapshots (
+  namespace TEXT NOT NULL,
+  id TEXT NOT NULL,
+  snapshot TEXT NOT NULL REFERENCES snapshots(id),
+  PRIMARY KEY (namespace, id, snapshot),
+  FOREIGN KEY (namespace, id) REFERENCES records(namespace, id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS record_snapshots_snapshot ON record_snapshots(snapshot);
 `;
+
+/** What a lease keeps in use: a snapshot (id), a blob (digest), a plugin record (`<namespace>/<id>`), a running build (ref). */
+export type LeaseKind = 'snapshot' | 'blob' | 'record' | 'build';
+
+/** A process's use of the store: leases name it; it is gone when its process is (see sessions.ts). */
+export interface SessionRow {
+  id: string;
+  pid: number;
+  /** The process's start time (`/proc/<pid>/stat`), so a reused pid is not taken for it. */
+  started: string;
+}
+
+/** A plugin record's row (the records API, records.ts). */
+export interface RecordRow {
+  namespace: string;
+  id: string;
+  recordType: string;
+  description: string;
+  mutable: boolean;
+  data: Record<string, string>;
+  createdAt: number;
+  lastUsedAt: number | null;
+  usageCount: number;
+  snapshots: string[];
+  blobs: Digest[];
+}
+
+/** The blob-reference owner name a plugin record's blobs are held under. */
+export function recordOwner(namespace: string, id: string): string {
+  return `record:${namespace}/${id}`;
+}
 
 /** A build history row (control.proto's BuildHistoryRecord where it fits). */
 export interface BuildRow {
@@ -153,6 +223,18 @@ function ownerColumns(owner: BlobOwner): { kind: 'snapshot' | 'name'; owner: str
   throw new BktError('INVALID_ARGUMENT', `invalid blob owner ${JSON.stringify(owner)} (want { snapshot: id } or { name })`);
 }
 
+interface RawRecordRow {
+  namespace: string;
+  id: string;
+  record_type: string;
+  description: string;
+  mutable: number;
+  data: string;
+  created_at: number;
+  last_used_at: number | null;
+  usage_count: number;
+}
+
 interface RawSnapshotRow {
   id: string;
   parent: string | null;
@@ -182,7 +264,8 @@ export class MetadataDB {
   readonly #stmts;
 
   constructor(file: string) {
-    this.#db = new Database(file);
+    // Writers of other processes are waited for (better-sqlite3's busy timeout), up to 10 minutes.
+    this.#db = new Database(file, { timeout: 600_000 });
     this.#db.pragma('journal_mode = WAL');
     // NORMAL is durable against process crashes (kill -9) in WAL mode; a power loss may lose the last commits, never consistency.
     this.#db.pragma('synchronous = NORMAL');
@@ -231,9 +314,33 @@ export class MetadataDB {
       ),
       listBuilds: db.prepare('SELECT * FROM builds ORDER BY created_at DESC, rowid DESC'),
       getBuild: db.prepare('SELECT * FROM builds WHERE ref = ?'),
-      interruptBuilds: db.prepare(
-        "UPDATE builds SET status = 'interrupted', completed_at = ?, error_code = 'INTERNAL', error_message = ? WHERE status = 'running'",
+      interruptBuild: db.prepare(
+        "UPDATE builds SET status = 'interrupted', completed_at = ?, error_code = 'INTERNAL', error_message = ? WHERE ref = ? AND status = 'running'",
       ),
+      addSession: db.prepare('INSERT OR REPLACE INTO sessions (id, pid, started, opened_at) VALUES (?, ?, ?, ?)'),
+      allSessions: db.prepare('SELECT id, pid, started FROM sessions'),
+      deleteSession: db.prepare('DELETE FROM sessions WHERE id = ?'),
+      deleteLeasesOf: db.prepare('DELETE FROM leases WHERE session = ?'),
+      addLease: db.prepare('INSERT OR IGNORE INTO leases (session, kind, target) VALUES (?, ?, ?)'),
+      removeLease: db.prepare('DELETE FROM leases WHERE session = ? AND kind = ? AND target = ?'),
+      leasesOfKind: db.prepare('SELECT session, target FROM leases WHERE kind = ?'),
+      leasesOfTarget: db.prepare('SELECT session FROM leases WHERE kind = ? AND target = ?'),
+      recordSnapshotsOf: db.prepare('SELECT 1 FROM record_snapshots WHERE snapshot = ? LIMIT 1'),
+      putRecord: db.prepare(
+        `INSERT INTO records (namespace, id, record_type, description, mutable, data, created_at, last_used_at, usage_count)
+         VALUES (@namespace, @id, @recordType, @description, @mutable, @data, @now, NULL, 0)
+         ON CONFLICT (namespace, id) DO UPDATE SET record_type = @recordType, description = @description, mutable = @mutable, data = @data`,
+      ),
+      getRecord: db.prepare('SELECT * FROM records WHERE namespace = ? AND id = ?'),
+      recordsOf: db.prepare('SELECT * FROM records WHERE namespace = ? ORDER BY created_at, id'),
+      allRecords: db.prepare('SELECT * FROM records ORDER BY created_at, namespace, id'),
+      deleteRecord: db.prepare('DELETE FROM records WHERE namespace = ? AND id = ?'),
+      touchRecord: db.prepare('UPDATE records SET last_used_at = ?, usage_count = usage_count + 1 WHERE namespace = ? AND id = ?'),
+      addRecordSnapshot: db.prepare('INSERT OR IGNORE INTO record_snapshots (namespace, id, snapshot) VALUES (?, ?, ?)'),
+      deleteRecordSnapshots: db.prepare('DELETE FROM record_snapshots WHERE namespace = ? AND id = ?'),
+      snapshotsOfRecord: db.prepare('SELECT snapshot FROM record_snapshots WHERE namespace = ? AND id = ?'),
+      blobsOfOwner: db.prepare("SELECT digest FROM blob_refs WHERE owner_kind = 'name' AND owner = ?"),
+      deleteRefsOfOwner: db.prepare("DELETE FROM blob_refs WHERE owner_kind = 'name' AND owner = ?"),
       trimBuilds: db.prepare(
         `DELETE FROM builds WHERE status != 'running' AND (created_at < ? OR ref NOT IN
            (SELECT ref FROM builds WHERE status != 'running' ORDER BY created_at DESC, rowid DESC LIMIT ?))`,
@@ -276,20 +383,48 @@ export class MetadataDB {
    * pointing at one of them. Children must be deleted first (or in the same call, before their parent).
    */
   deleteSnapshots(ids: string[]): void {
-    this.#db.transaction(() => {
-      for (const id of ids) {
-        for (const { key } of this.#stmts.keysOfSnapshot.all(id) as { key: string }[]) this.#stmts.deleteKey.run(key);
-        this.#stmts.deleteSnapshot.run(id);
-      }
-    })();
+    this.#db
+      .transaction(() => {
+        for (const id of ids) this.#deleteSnapshot(id);
+      })
+      .immediate();
+  }
+
+  #deleteSnapshot(id: string): void {
+    for (const { key } of this.#stmts.keysOfSnapshot.all(id) as { key: string }[]) this.#stmts.deleteKey.run(key);
+    this.#stmts.deleteSnapshot.run(id);
+  }
+
+  /**
+   * Deletes, in one transaction, those of `ids` (children first) that no live
+   * session leases, no plugin record references and that have no child left;
+   * returns the ids deleted. What a lease or record taken meanwhile by another
+   * process protects is thus never deleted.
+   */
+  deleteUnusedSnapshots(ids: string[], isLive: (session: string) => boolean): string[] {
+    return this.#db
+      .transaction(() => {
+        const deleted: string[] = [];
+        for (const id of ids) {
+          if (this.#leasedByLive('snapshot', id, isLive)) continue;
+          if (this.#stmts.recordSnapshotsOf.get(id)) continue;
+          if (this.hasChildren(id)) continue;
+          this.#deleteSnapshot(id);
+          deleted.push(id);
+        }
+        return deleted;
+      })
+      .immediate();
   }
 
   /** Marks snapshots used now (a cache hit or a build using them). */
   touch(ids: string[], now = Date.now()): void {
     if (ids.length === 0) return;
-    this.#db.transaction(() => {
-      for (const id of ids) this.#stmts.touch.run(now, id);
-    })();
+    this.#db
+      .transaction(() => {
+        for (const id of ids) this.#stmts.touch.run(now, id);
+      })
+      .immediate();
   }
 
   setSize(id: string, size: number): void {
@@ -308,13 +443,15 @@ export class MetadataDB {
 
   /** Records (or replaces) the same result under each of `keys`, in one transaction. */
   putCache(keys: string[], record: CacheRecord, now = Date.now()): void {
-    this.#db.transaction(() => {
-      for (const key of keys) {
-        this.#stmts.deleteKey.run(key);
-        this.#stmts.putKey.run(key, record.canonical, record.outputs.length, now);
-        record.outputs.forEach((snap, i) => this.#stmts.putResult.run(key, i, snap));
-      }
-    })();
+    this.#db
+      .transaction(() => {
+        for (const key of keys) {
+          this.#stmts.deleteKey.run(key);
+          this.#stmts.putKey.run(key, record.canonical, record.outputs.length, now);
+          record.outputs.forEach((snap, i) => this.#stmts.putResult.run(key, i, snap));
+        }
+      })
+      .immediate();
   }
 
   deleteCache(key: string): void {
@@ -358,6 +495,168 @@ export class MetadataDB {
     return new Set((this.#stmts.referencedBlobs.all() as { digest: string }[]).map((r) => r.digest));
   }
 
+  /**
+   * Removes blob `digest` with `remove` (a synchronous unlink) inside one
+   * transaction, unless something references it or a live session other than
+   * `self` leases it (a writer that has not referenced it yet). False when kept.
+   */
+  removeBlobIfUnused(digest: Digest, self: string, isLive: (session: string) => boolean, remove: () => void): boolean {
+    return this.#db
+      .transaction(() => {
+        if ((this.#stmts.refsOfDigest.all(digest) as unknown[]).length > 0) return false;
+        if (this.#leasedByLive('blob', digest, (s) => s !== self && isLive(s))) return false;
+        remove();
+        return true;
+      })
+      .immediate();
+  }
+
+  /** `addBlobRef` after `check()` (e.g. the blob file exists), in one transaction with a prune's removal. */
+  addBlobRefChecked(digest: Digest, owner: BlobOwner, check: () => void): void {
+    this.#db.transaction(() => {
+      check();
+      this.addBlobRef(digest, owner);
+    }).immediate();
+  }
+
+  // --- sessions and leases ----------------------------------------------------
+
+  addSession(s: SessionRow, now = Date.now()): void {
+    this.#stmts.addSession.run(s.id, s.pid, s.started, now);
+  }
+
+  sessions(): SessionRow[] {
+    return this.#stmts.allSessions.all() as SessionRow[];
+  }
+
+  /** Forgets a session and its leases. */
+  endSession(id: string): void {
+    this.#db
+      .transaction(() => {
+        this.#stmts.deleteLeasesOf.run(id);
+        this.#stmts.deleteSession.run(id);
+      })
+      .immediate();
+  }
+
+  addLease(session: string, kind: LeaseKind, target: string): void {
+    this.#stmts.addLease.run(session, kind, target);
+  }
+
+  removeLease(session: string, kind: LeaseKind, target: string): void {
+    this.#stmts.removeLease.run(session, kind, target);
+  }
+
+  /** Targets of `kind` that some session for which `isLive` holds leases. */
+  leased(kind: LeaseKind, isLive: (session: string) => boolean): Set<string> {
+    const rows = this.#stmts.leasesOfKind.all(kind) as { session: string; target: string }[];
+    return new Set(rows.filter((r) => isLive(r.session)).map((r) => r.target));
+  }
+
+  #leasedByLive(kind: LeaseKind, target: string, isLive: (session: string) => boolean): boolean {
+    return (this.#stmts.leasesOfTarget.all(kind, target) as { session: string }[]).some((r) => isLive(r.session));
+  }
+
+  /**
+   * Leases snapshot `id` for `session` if its row exists, in one transaction
+   * with a prune's deletion; false when the snapshot is gone.
+   */
+  leaseSnapshotIfPresent(session: string, id: string): boolean {
+    return this.#db
+      .transaction(() => {
+        if (!this.#stmts.getSnapshot.get(id)) return false;
+        this.#stmts.addLease.run(session, 'snapshot', id);
+        return true;
+      })
+      .immediate();
+  }
+
+  // --- plugin records ---------------------------------------------------------
+
+  /**
+   * Creates or updates a record and replaces its references, in one
+   * transaction; a referenced snapshot or blob must exist (`check` throws otherwise).
+   */
+  putRecord(r: Omit<RecordRow, 'createdAt' | 'lastUsedAt' | 'usageCount'>, checkBlob: (digest: Digest) => void, now = Date.now()): void {
+    this.#db
+      .transaction(() => {
+        for (const snap of r.snapshots) {
+          if (!this.#stmts.getSnapshot.get(snap)) {
+            throw new BktError('NOT_FOUND', `snapshot ${snap} is not in the store (record ${r.namespace}/${r.id})`, { snapshot: snap });
+          }
+        }
+        for (const d of r.blobs) checkBlob(d);
+        this.#stmts.putRecord.run({
+          namespace: r.namespace,
+          id: r.id,
+          recordType: r.recordType,
+          description: r.description,
+          mutable: r.mutable ? 1 : 0,
+          data: JSON.stringify(r.data),
+          now,
+        });
+        this.#stmts.deleteRecordSnapshots.run(r.namespace, r.id);
+        for (const snap of r.snapshots) this.#stmts.addRecordSnapshot.run(r.namespace, r.id, snap);
+        const owner = recordOwner(r.namespace, r.id);
+        this.#stmts.deleteRefsOfOwner.run(owner);
+        for (const d of r.blobs) this.#stmts.addRef.run(d, 'name', owner, null, now);
+      })
+      .immediate();
+  }
+
+  getRecord(namespace: string, id: string): RecordRow | undefined {
+    const raw = this.#stmts.getRecord.get(namespace, id) as RawRecordRow | undefined;
+    return raw && this.#toRecord(raw);
+  }
+
+  /** The records of one namespace, or of all. */
+  listRecords(namespace?: string): RecordRow[] {
+    const raws = (namespace === undefined ? this.#stmts.allRecords.all() : this.#stmts.recordsOf.all(namespace)) as RawRecordRow[];
+    return raws.map((r) => this.#toRecord(r));
+  }
+
+  touchRecord(namespace: string, id: string, now = Date.now()): void {
+    this.#stmts.touchRecord.run(now, namespace, id);
+  }
+
+  /**
+   * Deletes a record with its references, then runs `removeFiles` (a
+   * synchronous rename of its files out of the way), in one transaction,
+   * unless a live session holds it: then nothing changes and the result is false.
+   */
+  deleteRecordIfUnheld(namespace: string, id: string, isLive: (session: string) => boolean, removeFiles: () => void): boolean {
+    return this.#db
+      .transaction(() => {
+        if (this.#leasedByLive('record', `${namespace}/${id}`, isLive)) return false;
+        this.#stmts.deleteRecord.run(namespace, id);
+        this.#stmts.deleteRefsOfOwner.run(recordOwner(namespace, id));
+        removeFiles();
+        return true;
+      })
+      .immediate();
+  }
+
+  /** Leases record `<namespace>/<id>` for `session` (it need not exist yet). */
+  holdRecord(session: string, namespace: string, id: string): void {
+    this.#stmts.addLease.run(session, 'record', `${namespace}/${id}`);
+  }
+
+  #toRecord(r: RawRecordRow): RecordRow {
+    return {
+      namespace: r.namespace,
+      id: r.id,
+      recordType: r.record_type,
+      description: r.description,
+      mutable: r.mutable !== 0,
+      data: JSON.parse(r.data) as Record<string, string>,
+      createdAt: r.created_at,
+      lastUsedAt: r.last_used_at,
+      usageCount: r.usage_count,
+      snapshots: (this.#stmts.snapshotsOfRecord.all(r.namespace, r.id) as { snapshot: string }[]).map((x) => x.snapshot),
+      blobs: (this.#stmts.blobsOfOwner.all(recordOwner(r.namespace, r.id)) as { digest: Digest }[]).map((x) => x.digest),
+    };
+  }
+
   // --- build history ----------------------------------------------------------
 
   /** Inserts or replaces a build's record. The caller redacts secrets first. */
@@ -389,9 +688,16 @@ export class MetadataDB {
     return r && toBuild(r);
   }
 
-  /** Marks builds still `running` as interrupted: the process that ran them is gone. */
-  interruptBuilds(now = Date.now()): void {
-    this.#stmts.interruptBuilds.run(now, 'interrupted: the process running the build exited before it finished');
+  /** Marks builds still `running` as interrupted unless a live session leases them: the process that ran them is gone. */
+  interruptBuilds(isLive: (session: string) => boolean, now = Date.now()): void {
+    const running = this.leased('build', isLive);
+    this.#db
+      .transaction(() => {
+        for (const b of this.listBuilds()) {
+          if (b.status === 'running' && !running.has(b.ref)) this.#stmts.interruptBuild.run(now, 'interrupted: the process running the build exited before it finished', b.ref);
+        }
+      })
+      .immediate();
   }
 
   /** Keeps the newest `maxEntries` finished builds created within `maxAge` ms. */

@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
 import { createBkt, type Snapshot } from '@bkt/core';
-import type { Solver } from '../api.js';
-import { builtinOpsPlugin } from '../ops/index.js';
-import { openSolver } from '../solver.js';
-import { DefBuilder } from '../testutil.js';
-import { mountsUnder } from './sys.js';
+import type { Solver } from './api.js';
+import { builtinOpsPlugin } from './ops/index.js';
+import { openSolver } from './solver.js';
+import { DefBuilder } from './testutil.js';
+import { mountsUnder } from '@bkt/store';
 
 /** Every entry under `dir` as `path type` (d, f, l, or `c maj:min` for character devices), sorted. */
 async function listTree(dir: string): Promise<string[]> {

@@ -8,7 +8,7 @@
  *                         (also a base snapshot's raw layer when it holds whiteouts)
  *   snapshots/<id>/tree   overlay only: the tree of a base layer holding whiteouts
  *                         (the layer without them, hard-linked); views and children use it
- *   mounts/<name>         mount points of views and mutable snapshots
+ *   mounts/<session>/<name>  mount points of views and mutable snapshots, per session
  *
  * A view (`mount()`) always shows a TREE: whiteouts are hidden, whatever the
  * layer. A base layer may hold whiteouts (a DiffOp result: deletions applied
@@ -19,7 +19,12 @@
  *
  * Crash safety: a snapshot's row is inserted in the metadata DB only after its
  * directory is complete; on open, every directory under `snapshots/` without a
- * row is a leftover and is removed (see `Store.open`).
+ * row and without a live lease is a leftover and is removed (see `Store.open`).
+ *
+ * In use: a snapshot held in this process (a mounted view, a build's result,
+ * one being written) has a lease of this session in the metadata DB while its
+ * count here is above zero, so a prune in any process leaves it alone. A new
+ * snapshot's lease is taken before its directory is made.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -58,6 +63,15 @@ function newId(): string {
   return randomBytes(6).toString('hex');
 }
 
+/** Called with the id of every snapshot a scoped snapshotter creates, while it is still held (see `StoreSnapshotter.scoped`). */
+type Holder = (id: string) => void;
+
+/** A snapshotter whose new snapshots stay in use until `release()` (a build's scope). */
+export interface ScopedSnapshotter {
+  readonly snapshotter: Snapshotter;
+  release(): void;
+}
+
 /** What both snapshotters share: records, reference counts (in use), and removal. */
 export abstract class StoreSnapshotter implements Snapshotter {
   abstract readonly kind: SnapshotterKind;
@@ -68,16 +82,46 @@ export abstract class StoreSnapshotter implements Snapshotter {
   /** Mutable snapshots not committed yet. */
   protected readonly active = new Map<string, { parent: string | null; description: string; createdAt: number }>();
 
+  /** `session`: the id leases are taken under; mount points go to `mounts/<session>`. */
   constructor(
     readonly root: string,
     protected readonly db: MetadataDB,
+    readonly session: string,
   ) {
     this.snapshotsDir = join(root, 'snapshots');
-    this.mountsDir = join(root, 'mounts');
+    this.mountsDir = join(root, 'mounts', session);
   }
 
-  abstract prepare(parent: Snapshot | null, opts?: PrepareOptions): Promise<MutableSnapshot>;
-  abstract merge(snapshots: Snapshot[]): Promise<Snapshot>;
+  abstract prepare(parent: Snapshot | null, opts?: PrepareOptions, hold?: Holder): Promise<MutableSnapshot>;
+  abstract merge(snapshots: Snapshot[], hold?: Holder): Promise<Snapshot>;
+
+  /**
+   * A view of this snapshotter for one build: every snapshot it creates
+   * (committed or not) stays in use until `release()`, so no prune — in this
+   * or another process — removes a result between its commit and the build
+   * taking it.
+   */
+  scoped(): ScopedSnapshotter {
+    const held: string[] = [];
+    let released = false;
+    // Once released (a build gone while a run it started still finishes for another), new snapshots are not kept.
+    const hold: Holder = (id) => {
+      if (released) return;
+      this.acquire(id);
+      held.push(id);
+    };
+    return {
+      snapshotter: {
+        get: (id) => this.get(id),
+        prepare: (parent, opts) => this.prepare(parent, opts, hold),
+        merge: (snapshots) => this.merge(snapshots, hold),
+      },
+      release: () => {
+        released = true;
+        for (const id of held.splice(0)) this.release(id);
+      },
+    };
+  }
   /** The directory `layerPath()` returns for a snapshot row. */
   protected abstract layerDir(row: SnapshotRow): string;
   protected abstract mountView(row: SnapshotRow): Promise<Mounted>;
@@ -97,19 +141,25 @@ export abstract class StoreSnapshotter implements Snapshotter {
   tryAcquire(id: string): Snapshot | undefined {
     const row = this.db.getSnapshot(id);
     if (!row || !existsSync(this.fsDir(id))) return undefined;
-    this.acquire(id);
+    const n = this.#inUse.get(id) ?? 0;
+    // The first hold here leases it, in one transaction with the row's check (a prune elsewhere may just have taken it).
+    if (n === 0 && !this.db.leaseSnapshotIfPresent(this.session, id)) return undefined;
+    this.#inUse.set(id, n + 1);
     return this.wrap(row);
   }
 
-  /** Marks a snapshot in use: prune leaves it (and, through it, its parents) alone. */
+  /** Marks a snapshot in use: prune (in any process) leaves it (and, through it, its parents) alone. */
   acquire(id: string): void {
-    this.#inUse.set(id, (this.#inUse.get(id) ?? 0) + 1);
+    const n = this.#inUse.get(id) ?? 0;
+    if (n === 0) this.db.addLease(this.session, 'snapshot', id);
+    this.#inUse.set(id, n + 1);
   }
 
   release(id: string): void {
     const n = (this.#inUse.get(id) ?? 0) - 1;
-    if (n <= 0) this.#inUse.delete(id);
-    else this.#inUse.set(id, n);
+    if (n <= 0) {
+      if (this.#inUse.delete(id)) this.db.removeLease(this.session, 'snapshot', id);
+    } else this.#inUse.set(id, n);
   }
 
   isInUse(id: string): boolean {
@@ -132,10 +182,21 @@ export abstract class StoreSnapshotter implements Snapshotter {
     return ids;
   }
 
-  /** Removes committed snapshots (children before parents): rows first, then directories. */
+  /** Removes committed snapshots (children before parents): rows first, then directories. For repair: no lease is asked. */
   async remove(ids: string[]): Promise<void> {
     this.db.deleteSnapshots(ids);
     for (const id of ids) await rm(join(this.snapshotsDir, id), { recursive: true, force: true });
+  }
+
+  /**
+   * Removes those of `ids` (children first) no live session uses, no plugin
+   * record references and no other snapshot stands on; returns their ids.
+   * Rows go in one transaction (see `MetadataDB.deleteUnusedSnapshots`), then directories.
+   */
+  async removeUnused(ids: string[], isLive: (session: string) => boolean): Promise<string[]> {
+    const removed = this.db.deleteUnusedSnapshots(ids, isLive);
+    for (const id of removed) await rm(join(this.snapshotsDir, id), { recursive: true, force: true });
+    return removed;
   }
 
   /** Mutable snapshots being written right now, as usage records. */
@@ -183,13 +244,39 @@ export abstract class StoreSnapshotter implements Snapshotter {
     }
   }
 
-  /** Creates `snapshots/<id>/` and returns the id. */
-  protected async newSnapshotDir(withWork: boolean): Promise<string> {
+  /**
+   * Creates `snapshots/<id>/` and returns the id, held (leased before the
+   * directory exists); the caller releases it once recorded or removed.
+   * `hold` (a scope) takes its own hold meanwhile.
+   */
+  protected async newSnapshotDir(withWork: boolean, hold?: Holder): Promise<string> {
     const id = newId();
+    this.acquire(id);
+    hold?.(id);
     const dir = join(this.snapshotsDir, id);
-    await mkdir(join(dir, 'fs'), { recursive: true });
-    if (withWork) await mkdir(join(dir, 'work'));
+    try {
+      await mkdir(join(dir, 'fs'), { recursive: true });
+      if (withWork) await mkdir(join(dir, 'work'));
+    } catch (err) {
+      this.release(id);
+      throw err;
+    }
     return id;
+  }
+
+  /** Removes a new snapshot's directory (never recorded) and drops its hold. */
+  protected async abandon(id: string): Promise<void> {
+    await rm(join(this.snapshotsDir, id), { recursive: true, force: true });
+    this.release(id);
+  }
+
+  /** Records a new snapshot (see `newSnapshotDir`) and drops the hold `newSnapshotDir` took. */
+  protected recordNew(id: string, parent: string | null, opts: PrepareOptions = {}): Snapshot {
+    try {
+      return this.record(id, parent, opts);
+    } finally {
+      this.release(id);
+    }
   }
 
   /** Inserts the row of a complete snapshot directory: from now on it is visible. */
@@ -261,12 +348,12 @@ export class OverlaySnapshotter extends StoreSnapshotter {
     return overlayOptions(lowers, fake).length <= MAX_OVERLAY_OPTIONS;
   }
 
-  async prepare(parent: Snapshot | null, opts: PrepareOptions = {}): Promise<MutableSnapshot> {
+  async prepare(parent: Snapshot | null, opts: PrepareOptions = {}, hold?: Holder): Promise<MutableSnapshot> {
     let parentId = parent?.id ?? null;
     if (parentId && !this.#fits(this.#lowers(parentId), true)) {
-      parentId = (await this.flatten(parentId)).id;
+      parentId = (await this.flatten(parentId, hold)).id;
     }
-    const id = await this.newSnapshotDir(parentId !== null);
+    const id = await this.newSnapshotDir(parentId !== null, hold);
     const dir = join(this.snapshotsDir, id);
     this.active.set(id, { parent: parentId, description: opts.description ?? '', createdAt: Date.now() });
     let mountPoint: string | null = null;
@@ -277,8 +364,8 @@ export class OverlaySnapshotter extends StoreSnapshotter {
       }
     } catch (err) {
       if (mountPoint) await rmdir(mountPoint).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
       this.active.delete(id);
+      await this.abandon(id);
       throw err;
     }
     let done = false;
@@ -300,34 +387,40 @@ export class OverlaySnapshotter extends StoreSnapshotter {
             if (whiteouts.length > 0) await linkTreeWithout(join(dir, 'fs'), join(dir, 'tree'), whiteouts);
           }
         } catch (err) {
-          await rm(dir, { recursive: true, force: true });
+          await this.abandon(id);
           throw err;
         }
-        return this.record(id, parentId, opts);
+        return this.recordNew(id, parentId, opts);
       },
       discard: async () => {
         if (done) return;
         await finish();
-        await rm(dir, { recursive: true, force: true });
+        await this.abandon(id);
       },
     };
   }
 
   /** A new base snapshot holding the full tree of `id`. */
-  async flatten(id: string): Promise<Snapshot> {
+  async flatten(id: string, hold?: Holder): Promise<Snapshot> {
     const row = this.db.getSnapshot(id);
     if (!row) throw new BktError('NOT_FOUND', `snapshot ${id} is not in the store`);
     const view = await this.mountView(row);
-    const newId = await this.newSnapshotDir(false);
+    let newId: string;
+    try {
+      newId = await this.newSnapshotDir(false, hold);
+    } catch (err) {
+      await view.release();
+      throw err;
+    }
     try {
       await copyTree(view.path, this.fsDir(newId));
     } catch (err) {
-      await rm(join(this.snapshotsDir, newId), { recursive: true, force: true });
+      await this.abandon(newId);
       throw err;
     } finally {
       await view.release();
     }
-    return this.record(newId, null, { description: `flattened ${id}`, recordType: 'internal' });
+    return this.recordNew(newId, null, { description: `flattened ${id}`, recordType: 'internal' });
   }
 
   /**
@@ -336,27 +429,42 @@ export class OverlaySnapshotter extends StoreSnapshotter {
    * markers included) into a new snapshot on top. A whiteout deleting nothing
    * below is dropped (overlayfs would list it in a directory only that layer has).
    */
-  async merge(snapshots: Snapshot[]): Promise<Snapshot> {
+  async merge(snapshots: Snapshot[], hold?: Holder): Promise<Snapshot> {
     if (snapshots.length === 0) {
-      const id = await this.newSnapshotDir(false);
-      return this.record(id, null, { description: 'merge (empty)' });
+      const id = await this.newSnapshotDir(false, hold);
+      return this.recordNew(id, null, { description: 'merge (empty)' });
     }
+    // Each new layer is held until the next one stands on it (a child keeps its parent), the top until returned.
     let top: string = snapshots[0].id;
-    for (const s of snapshots.slice(1)) {
-      for (const layer of this.chain(s.id).reverse()) {
-        if (!this.#fits(this.#lowers(top), true)) top = (await this.flatten(top)).id;
-        const id = await this.newSnapshotDir(false);
-        try {
-          await copyTree(this.fsDir(layer), this.fsDir(id), { hardlink: true });
-          await this.#dropPointlessWhiteouts(this.fsDir(id), this.fsDir(layer), top);
-        } catch (err) {
-          await rm(join(this.snapshotsDir, id), { recursive: true, force: true });
-          throw err;
+    let heldTop: string | null = null;
+    const advance = (next: string) => {
+      if (heldTop) this.release(heldTop);
+      top = heldTop = next;
+    };
+    try {
+      for (const s of snapshots.slice(1)) {
+        for (const layer of this.chain(s.id).reverse()) {
+          if (!this.#fits(this.#lowers(top), true)) {
+            const flat = await this.flatten(top, hold);
+            this.acquire(flat.id);
+            advance(flat.id);
+          }
+          const id = await this.newSnapshotDir(false, hold);
+          try {
+            await copyTree(this.fsDir(layer), this.fsDir(id), { hardlink: true });
+            await this.#dropPointlessWhiteouts(this.fsDir(id), this.fsDir(layer), top);
+          } catch (err) {
+            await this.abandon(id);
+            throw err;
+          }
+          this.record(id, top, { description: `merged layer ${layer}`, recordType: 'regular' });
+          advance(id);
         }
-        top = this.record(id, top, { description: `merged layer ${layer}`, recordType: 'regular' }).id;
       }
+      return await this.get(top);
+    } finally {
+      if (heldTop) this.release(heldTop);
     }
-    return this.get(top);
   }
 
   /** Removes the whiteouts of `layer` (a copy of `source`) whose path the tree of snapshot `below` does not have. */
@@ -401,16 +509,16 @@ export class CopySnapshotter extends StoreSnapshotter {
     return { path: this.fsDir(row.id), release: async () => undefined };
   }
 
-  async prepare(parent: Snapshot | null, opts: PrepareOptions = {}): Promise<MutableSnapshot> {
+  async prepare(parent: Snapshot | null, opts: PrepareOptions = {}, hold?: Holder): Promise<MutableSnapshot> {
     const parentId = parent?.id ?? null;
-    const id = await this.newSnapshotDir(false);
+    const id = await this.newSnapshotDir(false, hold);
     const dir = join(this.snapshotsDir, id);
     this.active.set(id, { parent: parentId, description: opts.description ?? '', createdAt: Date.now() });
     try {
       if (parentId) await copyTree(this.fsDir(parentId), join(dir, 'fs'));
     } catch (err) {
       this.active.delete(id);
-      await rm(dir, { recursive: true, force: true });
+      await this.abandon(id);
       throw err;
     }
     let done = false;
@@ -437,22 +545,22 @@ export class CopySnapshotter extends StoreSnapshotter {
             }
           }
         } catch (err) {
-          await rm(dir, { recursive: true, force: true });
+          await this.abandon(id);
           throw err;
         }
-        return this.record(id, parentId, opts);
+        return this.recordNew(id, parentId, opts);
       },
       discard: async () => {
         if (done) return;
         finish();
-        await rm(dir, { recursive: true, force: true });
+        await this.abandon(id);
       },
     };
   }
 
   /** A new base snapshot: the first input's tree, then every layer of the others applied in order. */
-  async merge(snapshots: Snapshot[]): Promise<Snapshot> {
-    const id = await this.newSnapshotDir(false);
+  async merge(snapshots: Snapshot[], hold?: Holder): Promise<Snapshot> {
+    const id = await this.newSnapshotDir(false, hold);
     const fs = this.fsDir(id);
     try {
       if (snapshots.length > 0) await copyTree(this.fsDir(snapshots[0].id), fs);
@@ -463,10 +571,10 @@ export class CopySnapshotter extends StoreSnapshotter {
         }
       }
     } catch (err) {
-      await rm(join(this.snapshotsDir, id), { recursive: true, force: true });
+      await this.abandon(id);
       throw err;
     }
-    return this.record(id, null, { description: `merge of ${snapshots.map((s) => s.id).join(', ')}` });
+    return this.recordNew(id, null, { description: `merge of ${snapshots.map((s) => s.id).join(', ')}` });
   }
 }
 
