@@ -3,17 +3,17 @@
  * modes, credentials from a docker config file and a credential helper.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isBktError, type Digest } from '@bkt/core';
+import { isBktError } from '@bkt/core';
+import { digestOf } from '@bkt/oci';
 import { parseWwwAuthenticate } from './auth.js';
 import { RegistryClient } from './client.js';
 import { dockerConfigCredentials, staticCredentials } from './credentials.js';
 import { startRegistry, type RegistryServer } from './testing/registry-server.js';
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const fastRetry = { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 };
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
@@ -27,7 +27,7 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
 
 function blob(size = 1000) {
   const data = randomBytes(size);
-  return { data, desc: { digest: sha256(data), size } };
+  return { data, desc: { digest: digestOf(data), size } };
 }
 
 describe('parseWwwAuthenticate', () => {

@@ -3,13 +3,13 @@
  * test kit), directly and through the fault-injecting proxy.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { isBktError, type Digest } from '@bkt/core';
+import { isBktError } from '@bkt/core';
 import { startRegistry, type RegistryServer } from './testing/registry-server.js';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,13 +17,12 @@ import { join } from 'node:path';
 import { RegistryClient, referrersTag, type BlobSink } from './client.js';
 import { fileSink } from './sinks.js';
 import { staticCredentials } from './credentials.js';
-import { MediaType, type Descriptor } from '@bkt/oci';
+import { digestOf, MediaType, type Descriptor } from '@bkt/oci';
 import { startFaultProxy, type FaultProxy } from './testing/fault-proxy.js';
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const blob = (size: number) => {
   const data = randomBytes(size);
-  return { data, desc: { mediaType: 'application/octet-stream', digest: sha256(data), size } satisfies Descriptor };
+  return { data, desc: { mediaType: 'application/octet-stream', digest: digestOf(data), size } satisfies Descriptor };
 };
 const fastRetry = { attempts: 4, baseDelayMs: 5, maxDelayMs: 50 };
 
@@ -56,9 +55,9 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
 /** Pushes a one-layer image; returns its manifest descriptor. */
 async function pushImage(client: RegistryClient, repo: string, tag: string, layerSize = 1000) {
   const data = gzipSync(randomBytes(layerSize));
-  const layer = { data, desc: { mediaType: MediaType.OciLayerGzip, digest: sha256(data), size: data.length } };
+  const layer = { data, desc: { mediaType: MediaType.OciLayerGzip, digest: digestOf(data), size: data.length } };
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
-  const configDesc = { mediaType: MediaType.OciConfig, digest: sha256(config), size: config.length };
+  const configDesc = { mediaType: MediaType.OciConfig, digest: digestOf(config), size: config.length };
   await client.pushBlob(repo, layer.desc, layer.data);
   await client.pushBlob(repo, configDesc, config);
   const manifest = { schemaVersion: 2, mediaType: MediaType.OciManifest, config: configDesc, layers: [layer.desc] };
@@ -205,7 +204,7 @@ describe('manifests', () => {
     expect(desc.mediaType).toBe(MediaType.OciManifest);
     const byTag = await client.getManifest(`${repo}:v1`);
     expect(byTag.descriptor).toEqual(desc);
-    expect(sha256(byTag.bytes)).toBe(desc.digest);
+    expect(digestOf(byTag.bytes)).toBe(desc.digest);
     const byDigest = await client.getManifest(`${repo}@${desc.digest}`);
     expect(byDigest.json).toEqual(byTag.json);
     expect(await client.headManifest(`${repo}:v1`)).toEqual(desc);
@@ -216,7 +215,7 @@ describe('manifests', () => {
     const repo = `${registry.host}/man/docker`;
     const { data, desc } = blob(300);
     const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
-    const configDesc = { mediaType: MediaType.DockerConfig, digest: sha256(config), size: config.length };
+    const configDesc = { mediaType: MediaType.DockerConfig, digest: digestOf(config), size: config.length };
     await client.pushBlob(repo, desc, data);
     await client.pushBlob(repo, configDesc, config);
     const docker = await client.putManifest(`${repo}:d`, {
@@ -255,10 +254,10 @@ describe('referrers (OCI 1.1, tag-schema fallback on this registry)', () => {
     const repo = `${registry.host}/ref/app`;
     const { desc: image } = await pushImage(client, repo, 'v1');
     const empty = Buffer.from('{}');
-    const emptyDesc = { mediaType: MediaType.OciEmpty, digest: sha256(empty), size: 2 };
+    const emptyDesc = { mediaType: MediaType.OciEmpty, digest: digestOf(empty), size: 2 };
     await client.pushBlob(repo, emptyDesc, empty);
     const sbom = Buffer.from('{"spdxVersion":"SPDX-2.3"}');
-    const sbomDesc = { mediaType: 'application/spdx+json', digest: sha256(sbom), size: sbom.length };
+    const sbomDesc = { mediaType: 'application/spdx+json', digest: digestOf(sbom), size: sbom.length };
     await client.pushBlob(repo, sbomDesc, sbom);
     const artifactBytes = Buffer.from(JSON.stringify({
       schemaVersion: 2,
@@ -269,7 +268,7 @@ describe('referrers (OCI 1.1, tag-schema fallback on this registry)', () => {
       subject: image,
       annotations: { 'org.opencontainers.image.created': '2024-01-01T00:00:00Z' },
     }));
-    const artifact = await client.putManifest(`${repo}@${sha256(artifactBytes)}`, artifactBytes);
+    const artifact = await client.putManifest(`${repo}@${digestOf(artifactBytes)}`, artifactBytes);
     const found = await client.referrers(`${repo}@${image.digest}`);
     expect(found).toEqual([
       {

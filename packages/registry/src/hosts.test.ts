@@ -1,7 +1,8 @@
 /** Host settings (plain HTTP, insecure TLS, mirrors), the retry backoff, and bounded parallelism. */
 import { describe, expect, it } from 'vitest';
-import { createHash, randomBytes } from 'node:crypto';
-import { isBktError, type Digest } from '@bkt/core';
+import { randomBytes } from 'node:crypto';
+import { isBktError } from '@bkt/core';
+import { digestOf } from '@bkt/oci';
 import { RegistryClient } from './client.js';
 import { staticCredentials } from './credentials.js';
 import { pullEndpoints, pushEndpoint } from './hosts.js';
@@ -10,7 +11,6 @@ import { Limiter } from './limiter.js';
 import { startFaultProxy } from './testing/fault-proxy.js';
 import { startRegistry } from './testing/registry-server.js';
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 describe('endpoints', () => {
   it('uses HTTPS by default, plain HTTP for loopback, and Docker Hub\'s API host', () => {
@@ -96,12 +96,12 @@ describe('Limiter', () => {
     const client = new RegistryClient({ credentials: staticCredentials({}), concurrency: 2 });
     try {
       const blobs = Array.from({ length: 6 }, () => randomBytes(200_000));
-      for (const b of blobs) await client.pushBlob(`${registry.host}/par/a`, { digest: sha256(b), size: b.length }, b);
+      for (const b of blobs) await client.pushBlob(`${registry.host}/par/a`, { digest: digestOf(b), size: b.length }, b);
       let inFlight = 0;
       let peak = 0;
       await Promise.all(
         blobs.map(async (b) => {
-          const stream = client.blobStream(`${proxy.host}/par/a`, { digest: sha256(b), size: b.length });
+          const stream = client.blobStream(`${proxy.host}/par/a`, { digest: digestOf(b), size: b.length });
           let counted = false;
           for await (const _ of stream) {
             if (!counted) {
@@ -135,7 +135,7 @@ describe('TLS', () => {
       expect((err as Error).message).toMatch(/self[- ]signed/i);
       await insecure.ping(registry.host);
       const data = randomBytes(1000);
-      expect(await insecure.pushBlob(`${registry.host}/tls/a`, { digest: sha256(data), size: data.length }, data)).toBe('uploaded');
+      expect(await insecure.pushBlob(`${registry.host}/tls/a`, { digest: digestOf(data), size: data.length }, data)).toBe('uploaded');
     } finally {
       strict.close();
       insecure.close();
@@ -152,9 +152,9 @@ describe('TLS', () => {
         await client.ping(host);
         const data = randomBytes(3000);
         // Uploads follow the registry's Location (http:// for the plain one) and still end with the digest check.
-        expect(await client.pushBlob(`${host}/fallback/a`, { digest: sha256(data), size: data.length }, data, { chunkSize: 1024 })).toBe('uploaded');
+        expect(await client.pushBlob(`${host}/fallback/a`, { digest: digestOf(data), size: data.length }, data, { chunkSize: 1024 })).toBe('uploaded');
         const back: Buffer[] = [];
-        for await (const c of client.blobStream(`${host}/fallback/a`, { digest: sha256(data), size: data.length })) back.push(Buffer.from(c));
+        for await (const c of client.blobStream(`${host}/fallback/a`, { digest: digestOf(data), size: data.length })) back.push(Buffer.from(c));
         expect(Buffer.concat(back).equals(data)).toBe(true);
       }
     } finally {

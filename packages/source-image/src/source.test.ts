@@ -1,18 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isBktError, type Digest } from '@bkt/core';
-import { MediaType, formatPlatform, hostPlatform } from '@bkt/oci';
+import { isBktError } from '@bkt/core';
+import { digestOf, MediaType, formatPlatform, hostPlatform } from '@bkt/oci';
 import { RegistryClient, staticCredentials } from '@bkt/registry';
 import { pushBusyboxImage, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
 import { openTestContext, type TestContext } from './testing/index.js';
 import { ImageSource } from './source.js';
 import { readLayerRecord } from './records.js';
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 describe('docker-image source against a real registry', () => {
   let registry: RegistryServer;
@@ -159,7 +157,7 @@ describe('oci-layout source', () => {
     layout = join(work, 'layout');
     await mkdir(join(layout, 'blobs/sha256'), { recursive: true });
     const put = async (bytes: Buffer) => {
-      const d = sha256(bytes);
+      const d = digestOf(bytes);
       await writeFile(join(layout, 'blobs/sha256', d.slice(7)), bytes);
       return { digest: d, size: bytes.length };
     };
@@ -178,7 +176,7 @@ describe('oci-layout source', () => {
     const l2 = await put(execFileSync('zstd', ['-q', '-c'], { input: l2tar }));
     const p = hostPlatform();
     const config = await put(
-      Buffer.from(JSON.stringify({ architecture: p.architecture, os: p.os, rootfs: { type: 'layers', diff_ids: [sha256(l1tar), sha256(l2tar)] }, config: { WorkingDir: '/etc' } })),
+      Buffer.from(JSON.stringify({ architecture: p.architecture, os: p.os, rootfs: { type: 'layers', diff_ids: [digestOf(l1tar), digestOf(l2tar)] }, config: { WorkingDir: '/etc' } })),
     );
     const manifest = await put(
       Buffer.from(

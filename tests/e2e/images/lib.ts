@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import tar from 'tar-stream';
-import { MediaType, type Descriptor } from '@bkt/oci';
+import { digestOf, MediaType, type Descriptor } from '@bkt/oci';
 import { RegistryClient, staticCredentials } from '@bkt/registry';
 import { BKT, type RunResult } from '../helpers.js';
 
@@ -97,7 +97,6 @@ export async function blobCount(root: string): Promise<number> {
   return (await readdir(join(root, 'content/blobs/sha256')).catch(() => [])).length;
 }
 
-const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** One entry of a hand-made layer tar. */
 export type LayerEntry =
@@ -152,10 +151,10 @@ export async function pushCraftedImage(
     for (const entries of layers) {
       const raw = await layerTar(entries);
       const gz = gzipSync(raw);
-      const desc: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: sha256(gz) as Descriptor['digest'], size: gz.length };
+      const desc: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: digestOf(gz), size: gz.length };
       await client.pushBlob(target, desc, gz);
       descs.push(desc);
-      diffIds.push(sha256(raw));
+      diffIds.push(digestOf(raw));
     }
     const config = Buffer.from(
       JSON.stringify({
@@ -166,10 +165,10 @@ export async function pushCraftedImage(
         history: diffIds.map(() => ({ created_by: 'bkt e2e: crafted layer' })),
       }),
     );
-    const configDesc: Descriptor = { mediaType: MediaType.OciConfig, digest: sha256(config) as Descriptor['digest'], size: config.length };
+    const configDesc: Descriptor = { mediaType: MediaType.OciConfig, digest: digestOf(config), size: config.length };
     await client.pushBlob(target, configDesc, config);
     const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: configDesc, layers: descs }));
-    const where = opts.pushTag === false ? `${target}@${sha256(manifest)}` : `${target}:${tag}`;
+    const where = opts.pushTag === false ? `${target}@${digestOf(manifest)}` : `${target}:${tag}`;
     return await client.putManifest(where, manifest);
   } finally {
     client.close();

@@ -8,12 +8,11 @@
  * (Fractional and non-numeric sizes are refused by the registry itself;
  * `checkDescriptor`'s unit tests cover them.)
  */
-import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MediaType, type Descriptor } from '@bkt/oci';
+import { digestOf, MediaType, type Descriptor } from '@bkt/oci';
 import { RegistryClient, staticCredentials } from '@bkt/registry';
 import { startRegistry, type RegistryServer } from '@bkt/testkit';
 import { removeDir, tempDir } from '../helpers.js';
@@ -32,7 +31,6 @@ afterAll(async () => {
   if (work) await removeDir(work);
 });
 
-const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}` as Descriptor['digest'];
 
 /** Pushes a one-layer image whose manifest's descriptors `tamper` changes; returns its reference. */
 async function pushTampered(repo: string, tamper: (m: { config: Record<string, unknown>; layers: Record<string, unknown>[] }) => void): Promise<string> {
@@ -41,10 +39,10 @@ async function pushTampered(repo: string, tamper: (m: { config: Record<string, u
     const target = `${registry.host}/${repo}`;
     const raw = await layerTar([{ name: 'hello', type: 'file', body: 'hi\n' }]);
     const gz = gzipSync(raw);
-    const layer: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: sha256(gz), size: gz.length };
+    const layer: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: digestOf(gz), size: gz.length };
     await client.pushBlob(target, layer, gz);
-    const configBytes = Buffer.from(JSON.stringify({ architecture: HOST_ARCH, os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(raw)] } }));
-    const config: Descriptor = { mediaType: MediaType.OciConfig, digest: sha256(configBytes), size: configBytes.length };
+    const configBytes = Buffer.from(JSON.stringify({ architecture: HOST_ARCH, os: 'linux', rootfs: { type: 'layers', diff_ids: [digestOf(raw)] } }));
+    const config: Descriptor = { mediaType: MediaType.OciConfig, digest: digestOf(configBytes), size: configBytes.length };
     await client.pushBlob(target, config, configBytes);
     const manifest = { schemaVersion: 2, mediaType: MediaType.OciManifest, config: { ...config } as Record<string, unknown>, layers: [{ ...layer } as Record<string, unknown>] };
     tamper(manifest);
