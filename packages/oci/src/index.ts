@@ -6,7 +6,7 @@
  */
 export { compatiblePlatforms, formatPlatform, hostPlatform, normalizePlatform, parsePlatform, platformMatcher } from './platform.js';
 export type { PlatformMatcher } from './platform.js';
-export { DOCKER_HUB, formatReference, normalizeReference, parseReference, repositoryName } from './reference.js';
+export { DOCKER_HUB, formatReference, normalizeReference, parseReference, repositoryName, splitReference } from './reference.js';
 export type { Reference } from './reference.js';
 export { MediaType, MANIFEST_MEDIA_TYPES, checkDescriptor, isIndexMediaType } from './media-types.js';
 export type { Descriptor, ImageIndex, ImageManifest } from './media-types.js';

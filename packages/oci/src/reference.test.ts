@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isBktError } from '@bkt/core';
-import { formatReference, normalizeReference, parseReference } from './reference.js';
+import { formatReference, normalizeReference, parseReference, splitReference } from './reference.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 
@@ -64,5 +64,13 @@ describe('normalizeReference', () => {
   it('refuses an image ID as a name, as distribution does', () => {
     expect(() => normalizeReference('a'.repeat(64))).toThrow(/image ID, not a name/);
     expect(normalizeReference(`${'a'.repeat(64)}:1`)).toBe(`docker.io/library/${'a'.repeat(64)}:1`);
+  });
+});
+
+describe('splitReference', () => {
+  it('splits name, tag and digest without checking them', () => {
+    expect(splitReference('localhost:5000/a/b:t@sha256:x')).toEqual({ name: 'localhost:5000/a/b', tag: 't', digest: 'sha256:x' });
+    expect(splitReference('localhost:5000/a')).toEqual({ name: 'localhost:5000/a' });
+    expect(splitReference('store/../x:')).toEqual({ name: 'store/../x', tag: '' });
   });
 });

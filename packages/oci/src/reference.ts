@@ -34,6 +34,29 @@ function invalid(ref: string, why: string): BktError {
 }
 
 /**
+ * The lexical parts of `name[:tag][@digest]`, unchecked: the digest follows
+ * the first '@'; a tag follows the last ':' after the last '/' (a ':' before
+ * it is a registry port). For references of other grammars (an OCI layout's
+ * `NAME[:TAG][@DIGEST]`); image references go through `parseReference`.
+ */
+export function splitReference(text: string): { name: string; tag?: string; digest?: string } {
+  let name = text;
+  let digest: string | undefined;
+  const at = name.indexOf('@');
+  if (at >= 0) {
+    digest = name.slice(at + 1);
+    name = name.slice(0, at);
+  }
+  let tag: string | undefined;
+  const colon = name.lastIndexOf(':');
+  if (colon > name.lastIndexOf('/')) {
+    tag = name.slice(colon + 1);
+    name = name.slice(0, colon);
+  }
+  return { name, ...(tag !== undefined ? { tag } : {}), ...(digest !== undefined ? { digest } : {}) };
+}
+
+/**
  * Parses and normalizes an image reference. A reference without tag or digest
  * gets `latest`; one with both keeps both (the digest is what gets fetched).
  * Throws `BktError('INVALID_ARGUMENT')` naming the reference and the problem.
@@ -43,36 +66,21 @@ export function parseReference(input: string): Reference {
   if (ref === '') throw invalid(input, 'empty reference');
   if (IMAGE_ID.test(ref)) throw invalid(input, 'a 64-character hexadecimal string is an image ID, not a name');
 
-  let rest = ref;
-  let digest: Digest | undefined;
-  const at = rest.indexOf('@');
-  if (at >= 0) {
-    const d = rest.slice(at + 1);
-    if (!isDigest(d)) throw invalid(input, `"${d}" is not a sha256 digest (sha256:<64 hex digits>)`);
-    digest = d;
-    rest = rest.slice(0, at);
-  }
+  const { name, digest, tag: givenTag } = splitReference(ref);
+  if (digest !== undefined && !isDigest(digest)) throw invalid(input, `"${digest}" is not a sha256 digest (sha256:<64 hex digits>)`);
+  if (givenTag !== undefined && !TAG.test(givenTag)) throw invalid(input, `"${givenTag}" is not a valid tag`);
+  if (name === '') throw invalid(input, 'missing repository name');
 
-  // A tag follows the last ':' that comes after the last '/' (a ':' before it is a port).
-  let tag: string | undefined;
-  const colon = rest.lastIndexOf(':');
-  if (colon > rest.lastIndexOf('/')) {
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-    if (!TAG.test(tag)) throw invalid(input, `"${tag}" is not a valid tag`);
-  }
-
-  if (rest === '') throw invalid(input, 'missing repository name');
   let registry = DOCKER_HUB;
-  let repository = rest;
-  const slash = rest.indexOf('/');
+  let repository = name;
+  const slash = name.indexOf('/');
   if (slash >= 0) {
-    const first = rest.slice(0, slash);
+    const first = name.slice(0, slash);
     // As docker: the first component is a host when it looks like one.
     if (first.includes('.') || first.includes(':') || first === 'localhost' || first !== first.toLowerCase()) {
       if (!DOMAIN.test(first)) throw invalid(input, `"${first}" is not a valid registry host`);
       registry = first;
-      repository = rest.slice(slash + 1);
+      repository = name.slice(slash + 1);
     }
   }
   if (registry === 'index.docker.io') registry = DOCKER_HUB;
@@ -85,7 +93,7 @@ export function parseReference(input: string): Reference {
   if (registry.length + 1 + repository.length > MAX_NAME_LENGTH) {
     throw invalid(input, `repository name longer than ${MAX_NAME_LENGTH} characters`);
   }
-  if (tag === undefined && digest === undefined) tag = DEFAULT_TAG;
+  const tag = givenTag === undefined && digest === undefined ? DEFAULT_TAG : givenTag;
   return { registry, repository, tag, digest };
 }
 

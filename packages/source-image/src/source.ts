@@ -41,6 +41,7 @@ import {
   normalizePlatform,
   parseReference,
   repositoryName,
+  splitReference,
   type Descriptor,
   type ImageIndex,
 } from '@bkt/oci';
@@ -102,25 +103,14 @@ interface LayoutRef {
 }
 
 export function parseLayoutRef(ref: string): LayoutRef {
-  let rest = ref;
-  let digest: Digest | undefined;
-  const at = rest.indexOf('@');
-  if (at >= 0) {
-    const d = rest.slice(at + 1);
-    if (!isDigest(d)) throw new BktError('INVALID_ARGUMENT', `invalid oci-layout reference "${ref}": "${d}" is not a sha256 digest`);
-    digest = d;
-    rest = rest.slice(0, at);
+  const { name, tag, digest } = splitReference(ref);
+  if (digest !== undefined && !isDigest(digest)) {
+    throw new BktError('INVALID_ARGUMENT', `invalid oci-layout reference "${ref}": "${digest}" is not a sha256 digest`);
   }
-  let tag: string | undefined;
-  const colon = rest.lastIndexOf(':');
-  if (colon > rest.lastIndexOf('/')) {
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-  }
-  if (rest === '' || rest.split('/').some((c) => c === '' || c === '.' || c === '..')) {
+  if (name === '' || name.split('/').some((c) => c === '' || c === '.' || c === '..')) {
     throw new BktError('INVALID_ARGUMENT', `invalid oci-layout reference "${ref}": want STORE[:TAG][@sha256:…]`);
   }
-  return { name: rest, tag, digest };
+  return { name, tag, digest };
 }
 
 /** The image sources' shared state: one registry client. */
