@@ -7,8 +7,8 @@
  * Tars are deterministic (fixed entry order and headers), and a file `dest`
  * appears whole or not at all (written beside it, then renamed).
  */
-import { createReadStream } from 'node:fs';
-import { copyFile, link, mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { constants as fsConstants, createReadStream } from 'node:fs';
+import { copyFile, mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -125,7 +125,12 @@ async function writeTarTo(what: string, dest: string, stream: NodeJS.ReadableStr
   await file.commit();
 }
 
-/** Writes `files` into the directory `dest` (created; existing blobs are kept, the index is replaced). */
+/**
+ * Writes `files` into the directory `dest` (created; existing blobs are kept,
+ * the index is replaced). Blobs are copies of the content store's files (a
+ * reflink where the filesystem has them), never hard links: the directory is
+ * the user's, and editing it must not change the store.
+ */
 async function writeDir(what: string, dest: string, files: LayoutFile[], content: ContentStore): Promise<void> {
   const st = await stat(dest).catch(() => null);
   if (st && !st.isDirectory()) {
@@ -142,8 +147,7 @@ async function writeDir(what: string, dest: string, files: LayoutFile[], content
     }
     if (await stat(target).then(() => true, () => false)) continue; // content-addressed: already right
     const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
-    // A hard link when the store is on the same filesystem, else a copy.
-    await link(content.path(f.blob.digest), tmp).catch(() => copyFile(content.path(f.blob.digest), tmp));
+    await copyFile(content.path(f.blob.digest), tmp, fsConstants.COPYFILE_FICLONE);
     await rename(tmp, target);
   }
 }
