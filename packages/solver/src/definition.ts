@@ -6,9 +6,9 @@
  * BuildKit's return op: only its first input matters, naming the result.
  * Every error is a `BktError('INVALID_DEFINITION')` naming the op digest.
  */
-import { createHash } from 'node:crypto';
 import * as pb from '@bkt/api/pb';
 import { BktError, type Digest, type OpKind, type Platform } from '@bkt/core';
+import { digestOf } from '@bkt/oci';
 
 export interface VertexInput {
   vertex: Vertex;
@@ -44,9 +44,7 @@ export interface RawOp {
   op: pb.Op;
 }
 
-export function digestOf(bytes: Uint8Array): Digest {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
+export { digestOf };
 
 /** Decodes a marshalled `pb.Definition` and each of its ops. */
 export function decodeDefinition(bytes: Uint8Array): { ops: RawOp[]; metadata: Record<string, pb.OpMetadata>; source: pb.Source | undefined } {

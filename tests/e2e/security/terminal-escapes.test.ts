@@ -2,7 +2,8 @@
  * Escape sequences in Dockerfile text and RUN output never reach the
  * terminal raw: in plain and tty modes every control character from the
  * build is shown in caret notation (`^[`), in the step list, the output
- * lines, the failed step's report and the final error; rawjson keeps the
+ * lines, the failed step's report, the final error and `bkt du --verbose`;
+ * rawjson keeps the
  * bytes as they were (base64 log data).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -62,6 +63,14 @@ describe('control characters from the build', () => {
     const withoutOwn = r.stderr.replace(/\x1b\[(\d+A|2K|J|\d+m)/g, '');
     expect(withoutOwn).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]/);
     expect(withoutOwn).toContain('^[]0;pwned^G');
+  });
+
+  it('bkt du --verbose: step descriptions in caret notation', async () => {
+    expect((await build('plain')).code).toBe(1); // its first RUN (the step with raw escapes in its name) is in the store
+    const r = await bkt(['du', '--verbose', '--root', join(work, 'store-plain')], { cwd: work });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]/);
+    expect(r.stdout).toContain('^[]0;pwned^G');
   });
 
   it('rawjson: the bytes as they were', async () => {

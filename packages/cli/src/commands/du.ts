@@ -2,6 +2,7 @@ import type { UsageRecord } from '@bkt/core';
 import { humanAgo, humanSize, parseBytes, parseDuration } from '../options.js';
 import type { Output } from '../progress/displays.js';
 import { openBuilder, openProject, type ProjectOptions } from '../project.js';
+import { terminalSafe } from '../progress/terminal-safe.js';
 
 export interface DuOptions extends ProjectOptions {
   verbose?: boolean;
@@ -67,7 +68,7 @@ function printRecords(records: UsageRecord[], verbose: boolean, out: Output): vo
         ['Reclaimable:', String(!r.inUse)],
         ['Shared:', String(r.shared)],
         ['Size:', humanSize(r.size)],
-        ['Description:', r.description],
+        ['Description:', terminalSafe(r.description)],
         ['Usage count:', String(r.usageCount)],
         ['Last used:', r.lastUsedAt ? humanAgo(r.lastUsedAt) : ''],
         ['Type:', r.recordType],
