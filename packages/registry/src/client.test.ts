@@ -110,6 +110,25 @@ describe('blobs', () => {
     expect(Buffer.concat(state.chunks).equals(data)).toBe(true);
   });
 
+  it('refuses a negative or fractional size (not "no limit"); a caller that knows no size says \'unknown\'', async () => {
+    const repo = `${registry.host}/blobs/sizes`;
+    const { data, desc } = blob(20_000);
+    await client.pushBlob(repo, desc, data);
+    for (const size of [-1, -20_000, 1.5, Number.NaN]) {
+      const { sink, state } = memorySink();
+      const err = await rejection(client.getBlob(repo, { digest: desc.digest, size }, sink));
+      expect(isBktError(err) && err.code, String(size)).toBe('INVALID_ARGUMENT');
+      expect(err.message).toContain(`invalid blob size ${JSON.stringify(size)}`);
+      expect(state.chunks).toHaveLength(0);
+      expect(state.committed).toBe(false);
+      await expect(collect(client.blobStream(repo, { digest: desc.digest, size }))).rejects.toThrow(/invalid blob size/);
+    }
+    expect((await collect(client.blobStream(repo, { digest: desc.digest, size: 'unknown' }))).equals(data)).toBe(true);
+    // Unknown size still verifies the digest.
+    const other = blob(10);
+    await expect(collect(client.blobStream(repo, { digest: other.desc.digest, size: 'unknown' }))).rejects.toThrow();
+  });
+
   it('uploads in PATCH chunks from a re-openable stream', async () => {
     const proxy = await startFaultProxy(registry.host);
     try {

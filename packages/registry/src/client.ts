@@ -73,6 +73,23 @@ export type PushBlobResult = 'exists' | 'mounted' | 'uploaded';
 /** A repository, a tag/digest reference, or its string form. */
 export type RefLike = string | Reference;
 
+/**
+ * The blob a download is held to: its digest and either its size in bytes
+ * (a non-negative integer, from a checked descriptor) or `'unknown'`, said
+ * explicitly by a caller that knows only the digest.
+ */
+export type BlobTarget = { digest: Digest; size: number | 'unknown' };
+
+/** Refuses a size that is neither a non-negative integer nor `'unknown'` (a descriptor's -1 is not "no limit"). */
+function checkBlobTarget(desc: BlobTarget, what: string): void {
+  if (desc.size === 'unknown') return;
+  if (typeof desc.size !== 'number' || !Number.isSafeInteger(desc.size) || desc.size < 0) {
+    throw new BktError('INVALID_ARGUMENT', `${what}: invalid blob size ${JSON.stringify(desc.size)} (want a non-negative integer, or 'unknown')`, {
+      digest: desc.digest,
+    });
+  }
+}
+
 /** Manifests larger than this are refused, as containerd does. */
 const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 
@@ -81,6 +98,12 @@ const manifestTarget = (ref: Reference): string => ref.digest ?? ref.tag ?? 'lat
 
 function toRef(ref: RefLike): Reference {
   return typeof ref === 'string' ? parseReference(ref) : ref;
+}
+
+/** The Content-Length of an answer, when it has one that is a non-negative integer. */
+function contentLength(res: HttpResponse): number | undefined {
+  const value = header(res, 'content-length');
+  return value !== undefined && /^\d+$/.test(value) && Number.isSafeInteger(Number(value)) ? Number(value) : undefined;
 }
 
 function header(res: HttpResponse, name: string): string | undefined {
@@ -162,11 +185,10 @@ export class RegistryClient {
           return (await this.#getManifest(r, opts.signal)).descriptor;
         }
         if (r.digest && digest !== r.digest) throw this.#mismatch(what, r.digest, digest);
-        return {
-          mediaType: (header(res, 'content-type') ?? '').split(';')[0],
-          digest,
-          size: Number(header(res, 'content-length') ?? -1),
-        };
+        const size = contentLength(res);
+        // Without a length a HEAD can't make a descriptor either; a GET can.
+        if (size === undefined) return (await this.#getManifest(r, opts.signal)).descriptor;
+        return { mediaType: (header(res, 'content-type') ?? '').split(';')[0], digest, size };
       }, true),
     );
   }
@@ -227,17 +249,16 @@ export class RegistryClient {
    * completion (a content store) never commits wrong bytes. `verifyDigest:
    * false` leaves the digest check (not the size check) to a consumer that
    * hashes the bytes anyway, such as a content store writing with an expected
-   * digest: one pass of sha256 less.
+   * digest: one pass of sha256 less. `desc.size` is a non-negative integer
+   * (the stream stops past it) or `'unknown'` (a caller that knows only the
+   * digest says so); anything else is refused before a request is made.
    */
-  blobStream(
-    repo: RefLike,
-    desc: Pick<Descriptor, 'digest' | 'size'>,
-    opts: { signal?: AbortSignal; verifyDigest?: boolean } = {},
-  ): AsyncIterable<Uint8Array> {
+  blobStream(repo: RefLike, desc: BlobTarget, opts: { signal?: AbortSignal; verifyDigest?: boolean } = {}): AsyncIterable<Uint8Array> {
     const r = toRef(repo);
     const self = this;
     return {
       async *[Symbol.asyncIterator]() {
+        checkBlobTarget(desc, `GET blob ${desc.digest} from ${r.registry}/${r.repository}`);
         const release = await self.#limiter.acquire();
         try {
           yield* self.#blobStreamFromEndpoints(r, desc, opts.verifyDigest ?? true, opts.signal);
@@ -251,7 +272,7 @@ export class RegistryClient {
   }
 
   /** Downloads a blob into `sink`; `sink.commit()` runs only after the digest matched, else `sink.abort()`. */
-  async getBlob(repo: RefLike, desc: Pick<Descriptor, 'digest' | 'size'>, sink: BlobSink, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  async getBlob(repo: RefLike, desc: BlobTarget, sink: BlobSink, opts: { signal?: AbortSignal } = {}): Promise<void> {
     try {
       for await (const chunk of this.blobStream(repo, desc, opts)) await sink.write(chunk);
     } catch (err) {
@@ -264,9 +285,14 @@ export class RegistryClient {
   /** A blob's descriptor (media type `application/octet-stream`) when the repository has it, else undefined. */
   async headBlob(repo: RefLike, digest: Digest, opts: { signal?: AbortSignal } = {}): Promise<Descriptor | undefined> {
     const r = toRef(repo);
-    return this.#limiter.run(() =>
+    const found = await this.#limiter.run(() =>
       this.#fromPullEndpoints(r, (ep) => this.#headBlob(ep, r, digest, [repositoryScope(r.repository, ['pull'])], opts.signal), true),
     );
+    if (!found) return undefined;
+    if (found.size === undefined) {
+      throw new BktError('INTERNAL', `HEAD blob ${digest} in ${r.registry}/${r.repository}: the registry answered without a valid Content-Length`, { digest });
+    }
+    return { mediaType: 'application/octet-stream', digest, size: found.size };
   }
 
   /**
@@ -428,18 +454,19 @@ export class RegistryClient {
   // Blobs
   // ---------------------------------------------------------------------------
 
-  async #headBlob(ep: Endpoint, r: Reference, digest: Digest, scopes: Scope[], signal: AbortSignal | undefined): Promise<Descriptor | undefined> {
+  /** Whether the endpoint has the blob, and its Content-Length when the answer has a valid one. */
+  async #headBlob(ep: Endpoint, r: Reference, digest: Digest, scopes: Scope[], signal: AbortSignal | undefined): Promise<{ size: number | undefined } | undefined> {
     const what = `HEAD blob ${digest} in ${r.registry}/${r.repository}`;
     const res = await this.#request(ep, scopes, { method: 'HEAD', url: this.#url(ep, r.repository, `blobs/${digest}`), signal }, what);
     discard(res);
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw await this.#statusError(res, what, ep);
-    return { mediaType: 'application/octet-stream', digest, size: Number(header(res, 'content-length') ?? -1) };
+    return { size: contentLength(res) };
   }
 
   async *#blobStreamFromEndpoints(
     r: Reference,
-    desc: Pick<Descriptor, 'digest' | 'size'>,
+    desc: BlobTarget,
     verifyDigest: boolean,
     signal: AbortSignal | undefined,
   ): AsyncGenerator<Uint8Array> {
@@ -463,12 +490,13 @@ export class RegistryClient {
   async *#blobStream(
     ep: Endpoint,
     r: Reference,
-    desc: Pick<Descriptor, 'digest' | 'size'>,
+    desc: BlobTarget,
     verifyDigest: boolean,
     signal: AbortSignal | undefined,
   ): AsyncGenerator<Uint8Array> {
     const what = `GET blob ${desc.digest} from ${ep.host}/${r.repository}`;
     const hash = verifyDigest ? createHash('sha256') : undefined;
+    const size = desc.size === 'unknown' ? Infinity : desc.size;
     let offset = 0;
     let failures = 0;
     for (;;) {
@@ -501,7 +529,7 @@ export class RegistryClient {
             if (chunk.length === 0) continue;
           }
           offset += chunk.length;
-          if (desc.size >= 0 && offset > desc.size) {
+          if (offset > size) {
             res.body.destroy();
             throw new BktError('INTERNAL', `${what}: the registry sent more than the ${desc.size} bytes the descriptor says; refusing the blob`, { digest: desc.digest });
           }
@@ -509,7 +537,7 @@ export class RegistryClient {
           yield chunk;
         }
         // A server that closes early without an error looks like a clean end: check the length.
-        if (desc.size >= 0 && offset < desc.size) throw Object.assign(new Error(`connection closed after ${offset} of ${desc.size} bytes`), { code: 'ECONNRESET' });
+        if (desc.size !== 'unknown' && offset < desc.size) throw Object.assign(new Error(`connection closed after ${offset} of ${desc.size} bytes`), { code: 'ECONNRESET' });
         break;
       } catch (err) {
         if (!isRetryableError(err) || signal?.aborted) throw err;

@@ -4,7 +4,7 @@
  * media types and descriptors are `@bkt/oci`'s.
  */
 export { RegistryClient, referrersTag } from './client.js';
-export type { BlobData, BlobSink, FetchedManifest, PushBlobOptions, PushBlobResult, RefLike, RegistryClientOptions } from './client.js';
+export type { BlobData, BlobSink, BlobTarget, FetchedManifest, PushBlobOptions, PushBlobResult, RefLike, RegistryClientOptions } from './client.js';
 export { fileSink } from './sinks.js';
 export { dockerConfigCredentials, staticCredentials } from './credentials.js';
 export type { Credentials, CredentialsProvider } from './credentials.js';

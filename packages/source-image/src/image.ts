@@ -4,8 +4,8 @@
  * configs land in the content store (verified) on the way, so a pinned image
  * resolves again without the network.
  */
-import { readFile } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
+import { type FileHandle, lstat, open, readFile } from 'node:fs/promises';
+import { type Stats, constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type ContentStore, type Digest, type Platform } from '@bkt/core';
 import {
@@ -103,17 +103,26 @@ export function registryBlobs(client: RegistryClient, repository: string): BlobP
   };
 }
 
-/** Blobs of an OCI image layout directory (`blobs/<alg>/<hex>`), copied into the content store verified. */
+/**
+ * Blobs of an OCI image layout directory (`blobs/sha256/<hex>`), copied into
+ * the content store verified. The layout is the user's input, so each blob
+ * file is held to what its descriptor says: `blobs` and `blobs/sha256` are
+ * directories of the layout (not symlinks), the blob is a regular file (no
+ * FIFO, device or symlink: opened without following one) of exactly
+ * `desc.size` bytes, at most that many bytes are read, and the content store
+ * checks the digest before committing.
+ */
 export function layoutBlobs(dir: string): BlobProvider {
-  const blobPath = (d: Digest) => join(dir, 'blobs', 'sha256', d.slice('sha256:'.length));
   const copy = async (desc: Descriptor, ctx: Pick<BuildContext, 'content'>) => {
+    const blob = await openLayoutBlob(dir, desc.digest);
     try {
-      await ctx.content.write(createReadStream(blobPath(desc.digest)), desc.digest);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new BktError('NOT_FOUND', `OCI layout ${dir} has no blob ${desc.digest}`, { digest: desc.digest });
+      if (blob.size !== desc.size) {
+        throw new BktError('INVALID_ARGUMENT', `OCI layout ${dir}: blob ${desc.digest} has ${blob.size} bytes, its descriptor says ${desc.size}`, { digest: desc.digest });
       }
-      throw err;
+      const stream = blob.handle.createReadStream({ start: 0, end: Math.max(desc.size - 1, 0), autoClose: false });
+      await ctx.content.write(desc.size === 0 ? emptyStream() : stream, desc.digest);
+    } finally {
+      await blob.handle.close();
     }
   };
   return {
@@ -127,6 +136,51 @@ export function layoutBlobs(dir: string): BlobProvider {
       if (!(await ctx.content.has(desc.digest))) await copy(desc, ctx);
     },
   };
+}
+
+async function* emptyStream(): AsyncGenerator<Uint8Array> {}
+
+/**
+ * Opens a layout's blob file for reading, refusing what is not a regular file
+ * inside the layout; its size is what `fstat` says of the opened file.
+ */
+export async function openLayoutBlob(dir: string, digest: Digest): Promise<{ handle: FileHandle; size: number }> {
+  if (!digest.startsWith('sha256:')) {
+    throw new BktError('UNIMPLEMENTED', `OCI layout ${dir}: blob ${digest}: only sha256 blobs are supported`, { digest });
+  }
+  for (const sub of ['blobs', 'blobs/sha256']) {
+    const st = await lstat(join(dir, sub)).catch(() => undefined);
+    if (!st) throw new BktError('NOT_FOUND', `OCI layout ${dir} has no blob ${digest}`, { digest });
+    if (!st.isDirectory()) {
+      throw new BktError('INVALID_ARGUMENT', `OCI layout ${dir}: ${sub} is not a directory of the layout (a symlink or other file is refused)`, { digest });
+    }
+  }
+  const path = join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
+  let handle: FileHandle;
+  try {
+    // O_NONBLOCK: opening a FIFO does not wait for a writer; O_NOFOLLOW: a symlink is refused (ELOOP).
+    handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new BktError('NOT_FOUND', `OCI layout ${dir} has no blob ${digest}`, { digest });
+    if (code === 'ELOOP') throw new BktError('INVALID_ARGUMENT', `OCI layout ${dir}: blob ${digest} is a symlink, not a regular file`, { digest });
+    throw err;
+  }
+  const st = await handle.stat();
+  if (!st.isFile()) {
+    await handle.close();
+    throw new BktError('INVALID_ARGUMENT', `OCI layout ${dir}: blob ${digest} is not a regular file (${fileKind(st)})`, { digest });
+  }
+  return { handle, size: st.size };
+}
+
+function fileKind(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  if (st.isDirectory()) return 'a directory';
+  return 'not a file';
 }
 
 /** Blobs already in the content store (images of the local image store). */

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -223,5 +223,80 @@ describe('oci-layout source', () => {
     const err = await source.resolve(source.identify('oci-layout', 'other:v1', {}), t.ctx).catch((e: unknown) => e);
     expect((err as Error).message).toContain('has no OCI layout store "other" (local directories: mystore)');
     expect(formatPlatform(hostPlatform())).toMatch(/^linux\//);
+  });
+
+  /** A copy of the good layout changed by `change`, resolved and unpacked in a fresh store: the error, or undefined. */
+  async function buildCopy(name: string, change: (dir: string, blobs: Blobs) => Promise<void>, ref = 'copy:v1'): Promise<Error | undefined> {
+    const dir = join(work, name);
+    await cp(layout, dir, { recursive: true });
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8'));
+    const manifestDigest = index.manifests[0].digest as string;
+    const manifest = JSON.parse(await readFile(join(dir, 'blobs/sha256', manifestDigest.slice(7)), 'utf8'));
+    await change(dir, { index, manifest: manifestDigest, layer: manifest.layers[0].digest, path: (d: string) => join(dir, 'blobs/sha256', d.slice(7)) });
+    const ctx = await openTestContext({ localDirs: { copy: dir } });
+    try {
+      const source = new ImageSource();
+      const instance = await source.resolve(source.identify('oci-layout', ref.replace('MANIFEST', manifestDigest), {}), ctx.ctx);
+      await instance.snapshot(ctx.ctx);
+      return undefined;
+    } catch (err) {
+      return err as Error;
+    } finally {
+      await ctx.close();
+    }
+  }
+  type Blobs = { index: { manifests: Record<string, unknown>[] }; manifest: string; layer: string; path: (d: string) => string };
+
+  it('checks the index.json entry it resolves (a negative size is refused)', async () => {
+    const err = await buildCopy('negative', async (dir, b) => {
+      b.index.manifests[0].size = -1;
+      await writeFile(join(dir, 'index.json'), JSON.stringify(b.index));
+    });
+    expect(isBktError(err) && err.code).toBe('INVALID_ARGUMENT');
+    expect(err?.message).toMatch(/index\.json: invalid descriptor: size -1 of sha256:/);
+  });
+
+  it('refuses a blob that is a FIFO, without waiting for a writer', async () => {
+    const started = Date.now();
+    const err = await buildCopy('fifo', async (_dir, b) => {
+      await rm(b.path(b.layer));
+      execFileSync('mkfifo', [b.path(b.layer)]);
+    });
+    expect(err?.message).toMatch(/blob sha256:[0-9a-f]{64} is not a regular file \(a FIFO\)/);
+    expect(Date.now() - started).toBeLessThan(4_000);
+  });
+
+  it('refuses a blob that is a symlink, into or out of the layout (nothing is read through it)', async () => {
+    for (const target of ['/dev/zero', 'outside']) {
+      const err = await buildCopy(`symlink-${target.replace(/\W/g, '')}`, async (dir, b) => {
+        const outside = join(dir, '..', `${target.replace(/\W/g, '')}-blob`);
+        await rename(b.path(b.layer), outside);
+        await symlink(target === 'outside' ? outside : target, b.path(b.layer));
+      });
+      expect(err?.message, target).toMatch(/blob sha256:[0-9a-f]{64} is a symlink, not a regular file/);
+    }
+  });
+
+  it('refuses blobs/sha256 when it is a symlink out of the layout', async () => {
+    const err = await buildCopy('linked-dir', async (dir) => {
+      await rename(join(dir, 'blobs/sha256'), join(dir, '..', 'linked-dir-blobs'));
+      await symlink(join(dir, '..', 'linked-dir-blobs'), join(dir, 'blobs/sha256'));
+    });
+    expect(err?.message).toContain('blobs/sha256 is not a directory of the layout');
+  });
+
+  it('reads no more than the descriptor\'s size: a longer blob file is refused', async () => {
+    const err = await buildCopy('longer', async (_dir, b) => {
+      await appendFile(b.path(b.layer), Buffer.alloc(1024 * 1024));
+    });
+    expect(err?.message).toMatch(/blob sha256:[0-9a-f]{64} has \d+ bytes, its descriptor says \d+/);
+  });
+
+  it('resolves a digest the index does not list, sized by its file', async () => {
+    const err = await buildCopy('unlisted', async (dir, b) => {
+      b.index.manifests = [];
+      await writeFile(join(dir, 'index.json'), JSON.stringify(b.index));
+    }, 'copy@MANIFEST');
+    expect(err).toBeUndefined();
   });
 });

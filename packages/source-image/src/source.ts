@@ -33,6 +33,7 @@ import {
 } from '@bkt/core';
 import {
   MediaType,
+  checkDescriptor,
   decompress,
   digesting,
   formatReference,
@@ -46,7 +47,7 @@ import {
   type ImageIndex,
 } from '@bkt/oci';
 import { RegistryClient, type RegistryClientOptions } from '@bkt/registry';
-import { contentBlobs, layoutBlobs, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
+import { contentBlobs, layoutBlobs, openLayoutBlob, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
 import { chainIds, readImageRecord, snapshotForChain, writeLayerRecord } from './records.js';
 import { unpackLayer } from './unpack.js';
 
@@ -188,8 +189,9 @@ export class ImageSource implements Source {
     const blobs = registryBlobs(this.client, repo);
     let root: Descriptor | undefined;
     if (r.digest && mode !== 'pull' && (await ctx.content.has(r.digest))) {
-      const json = JSON.parse(await readFile(ctx.content.path(r.digest), 'utf8')) as ImageIndex;
-      root = { mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? MediaType.OciIndex : MediaType.OciManifest), digest: r.digest, size: -1 };
+      const bytes = await readFile(ctx.content.path(r.digest));
+      const json = JSON.parse(bytes.toString('utf8')) as ImageIndex;
+      root = { mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? MediaType.OciIndex : MediaType.OciManifest), digest: r.digest, size: bytes.byteLength };
     }
     if (!root) {
       const notFound = (err: unknown) => {
@@ -249,27 +251,39 @@ export class ImageSource implements Source {
     } catch (err) {
       throw new BktError('NOT_FOUND', `oci-layout://${ref}: ${join(dir, 'index.json')} is missing or not JSON (is ${dir} an OCI layout?)`, {}, { cause: err });
     }
-    const manifests = index.manifests ?? [];
+    const manifests = Array.isArray(index.manifests) ? index.manifests : [];
+    const blobs = layoutBlobs(dir);
     let root: Descriptor | undefined;
+    let entry: unknown;
     if (lr.digest) {
-      root = manifests.find((m) => m.digest === lr.digest) ?? { mediaType: '', digest: lr.digest, size: -1 };
+      entry = manifests.find((m) => m?.digest === lr.digest);
+      if (entry === undefined) {
+        // A digest the index does not list: its size is the blob file's (a regular file of the layout, checked on open).
+        const blob = await openLayoutBlob(dir, lr.digest);
+        await blob.handle.close();
+        if (blob.size > MAX_MANIFEST_BYTES) {
+          throw new BktError('INVALID_ARGUMENT', `oci-layout://${ref}: blob ${lr.digest} has ${blob.size} bytes, more than a manifest may (${MAX_MANIFEST_BYTES})`);
+        }
+        const bytes = await blobs.read({ mediaType: MediaType.OciManifest, digest: lr.digest, size: blob.size }, ctx);
+        const json = JSON.parse(Buffer.from(bytes).toString('utf8')) as ImageIndex;
+        root = { mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? MediaType.OciIndex : MediaType.OciManifest), digest: lr.digest, size: blob.size };
+      }
     } else {
       const tag = lr.tag ?? 'latest';
-      root = manifests.find((m) => m.annotations?.[OCI_REF_NAME] === tag) ?? (lr.tag === undefined && manifests.length === 1 ? manifests[0] : undefined);
-      if (!root) {
-        const tags = manifests.map((m) => m.annotations?.[OCI_REF_NAME]).filter(Boolean).join(', ') || 'none';
+      entry = manifests.find((m) => m?.annotations?.[OCI_REF_NAME] === tag) ?? (lr.tag === undefined && manifests.length === 1 ? manifests[0] : undefined);
+      if (entry === undefined) {
+        const tags = manifests.map((m) => m?.annotations?.[OCI_REF_NAME]).filter(Boolean).join(', ') || 'none';
         throw new BktError('NOT_FOUND', `oci-layout://${ref}: the layout ${dir} has no image tagged "${tag}" (tags: ${tags})`);
       }
     }
-    const blobs = layoutBlobs(dir);
-    if (!root.mediaType) {
-      const bytes = await blobs.read(root, ctx);
-      const json = JSON.parse(Buffer.from(bytes).toString('utf8')) as ImageIndex;
-      root = { ...root, mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json') };
-    }
+    if (entry !== undefined) root = checkDescriptor(entry, `oci-layout://${ref}: ${join(dir, 'index.json')}`);
+    if (!root) throw new BktError('INTERNAL', `oci-layout://${ref}: no root descriptor`);
     return resolvePlatformImage(root, platform, blobs, ctx, `oci-layout://${ref}`);
   }
 }
+
+/** Manifests and indexes larger than this are refused, as containerd and the registry client do. */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 function stripDigest(ref: string): string {
   const at = ref.indexOf('@');
