@@ -85,9 +85,10 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     });
 
   withProjectOptions(program.command('prune').description('remove unused records from the store'))
-    .option('--all', 'also remove records still referenced by the cache (everything not in use)')
+    .option('--all', 'also remove internal and frontend records (everything not in use)')
     .option('--keep-duration <duration>', 'keep records used within this duration (e.g. 24h, 30m)')
     .option('--keep-storage <bytes>', 'keep at most this much storage (e.g. 10GB, 512MB)')
+    .option('--filter <filter>', 'remove only records matching KEY=VALUE, KEY!=VALUE or KEY~=REGEXP (type, id, description, mutable, shared, private, parents; until=DURATION); repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .option('--verbose', 'print every field of each removed record')
     .action(async (opts: PruneOptions) => {
       const { pruneCommand } = await import('./commands/du.js');

@@ -79,6 +79,8 @@ export interface PruneOptions {
   keepDuration?: number;
   /** Keep at most this many bytes (least recently used removed first). */
   keepStorage?: number;
+  /** Only records it accepts are removed (buildx's `--filter`). */
+  filter?: (record: UsageRecord) => boolean;
 }
 
 export interface Solver {

@@ -41,6 +41,8 @@ export interface StorePruneOptions {
   keepDuration?: number;
   /** Stop once everything left totals at most this many bytes (least recently used removed first). */
   keepStorage?: number;
+  /** Only records it accepts are removed (buildx's `--filter`); the others stay, whatever the other options say. */
+  filter?: (record: UsageRecord) => boolean;
 }
 
 /** Record types a prune without `all` keeps (as `buildctl prune` keeps internal and frontend references). */
@@ -200,16 +202,17 @@ export class Store {
       let progressed = false;
       for (const c of candidates) {
         if (opts.keepStorage !== undefined && total <= opts.keepStorage) break;
+        const selected = (u: UsageRecord) => !opts.filter || opts.filter(u);
         let usage: UsageRecord | undefined;
         if (c.kind === 'blob') {
           const u = this.#blobUsage(c.blob, leased);
-          if (this.content.removeIfUnused(c.blob.digest, isLive)) usage = u;
+          if (selected(u) && this.content.removeIfUnused(c.blob.digest, isLive)) usage = u;
         } else if (c.kind === 'snapshot') {
           const u = await this.#usage(c.row, leased);
-          if ((await this.snapshotter.removeUnused([c.row.id], this.liveness())).length > 0) usage = u;
+          if (selected(u) && (await this.snapshotter.removeUnused([c.row.id], this.liveness())).length > 0) usage = u;
         } else {
           const u = await this.#recordUsage(c.row, held);
-          if (await this.records.removeUnheld(c.row.namespace, c.row.id)) usage = u;
+          if (selected(u) && (await this.records.removeUnheld(c.row.namespace, c.row.id))) usage = u;
         }
         if (!usage) continue;
         removed.push(usage);

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,5 +67,39 @@ describe('du / prune and cache mounts', () => {
     expect(pruned.stdout).toContain(caches[0]);
     expect(typesOf((await run(['du', '--verbose', '--root', root])).stdout).has(caches[0]!)).toBe(false);
     expect((await readdir(join(root, 'cachemounts')).catch(() => [])).filter((n) => !n.startsWith('.'))).toEqual([]);
+  });
+});
+
+describe('prune --filter (buildx semantics)', () => {
+  it('removes only the records every filter matches; the others stay', async () => {
+    const root = join(work, 'store-filter');
+    await mkdir(join(work, 'ctx-filter'), { recursive: true });
+    await writeFile(join(work, 'ctx-filter/Dockerfile'), `FROM ${busybox.reference}\nRUN --mount=type=cache,id=bkt-filter-test,target=/cache echo x > /cache/x && echo y > /y\n`);
+    const build = await run(['build', '--root', root, '--progress', 'plain', join(work, 'ctx-filter')]);
+    expect(build.code, build.stderr).toBe(0);
+    const before = typesOf((await run(['du', '--verbose', '--root', root])).stdout);
+    const caches = [...before].filter(([, t]) => t === 'exec.cachemount').map(([id]) => id);
+    expect(caches).toHaveLength(1);
+
+    const pruned = await run(['prune', '--filter', 'type=exec.cachemount', '--root', root]);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    const after = typesOf((await run(['du', '--verbose', '--root', root])).stdout);
+    expect([...after.keys()].sort()).toEqual([...before.keys()].filter((id) => id !== caches[0]).sort());
+
+    const none = await run(['prune', '--filter', 'type!=regular', '--filter', 'description~=^no such', '--root', root]);
+    expect(none.code, none.stderr).toBe(0);
+    expect(typesOf((await run(['du', '--verbose', '--root', root])).stdout).size).toBe(after.size);
+  });
+
+  it.each([
+    ['nokey', 'expected KEY=VALUE, KEY!=VALUE or KEY~=REGEXP'],
+    ['colour=red', 'unknown key "colour" (known: until, id, parents'],
+    ['description~=(', 'invalid regular expression'],
+    ['until!=1h', 'until takes a duration'],
+  ])('refuses --filter %s with an error naming it, touching nothing', async (filter, message) => {
+    const r = await run(['prune', '--filter', filter, '--root', join(work, 'store-untouched')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`--filter "${filter}": ${message}`);
+    expect(existsSync(join(work, 'store-untouched'))).toBe(false);
   });
 });

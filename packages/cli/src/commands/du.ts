@@ -1,4 +1,4 @@
-import type { UsageRecord } from '@bkt/core';
+import { BktError, type UsageRecord } from '@bkt/core';
 import { humanAgo, humanSize, parseBytes, parseDuration } from '../options.js';
 import type { Output } from '../progress/displays.js';
 import { openBuilder, openProject, type ProjectOptions } from '../project.js';
@@ -12,7 +12,61 @@ export interface PruneOptions extends ProjectOptions {
   all?: boolean;
   keepDuration?: string;
   keepStorage?: string;
+  /** buildx's `--filter` expressions, all of which a removed record matches. */
+  filter?: string[];
   verbose?: boolean;
+}
+
+/** What `--filter` can test, by key, as buildkit's prune filters read a UsageRecord. */
+const FILTER_FIELDS: Record<string, (r: UsageRecord) => string[]> = {
+  id: (r) => [r.id],
+  parents: (r) => r.parents,
+  parent: (r) => r.parents,
+  description: (r) => [r.description],
+  inuse: (r) => [String(r.inUse)],
+  mutable: (r) => [String(r.mutable)],
+  shared: (r) => [String(r.shared)],
+  private: (r) => [String(!r.shared)],
+  type: (r) => [r.recordType],
+};
+
+/**
+ * Parses buildx's prune filters (`--filter KEY=VALUE`, `KEY==VALUE`,
+ * `KEY!=VALUE`, `KEY~=REGEXP`; several are all required): keys `id`,
+ * `parents`, `description`, `inuse`, `mutable`, `shared`, `private`, `type`,
+ * and `until=DURATION` (keep what was used within it, as `--keep-duration`).
+ * A bad one is an error naming it.
+ */
+export function parsePruneFilters(filters: string[]): { until?: number; accepts: (r: UsageRecord) => boolean } {
+  const tests: ((r: UsageRecord) => boolean)[] = [];
+  let until: number | undefined;
+  for (const filter of filters) {
+    const m = /^([a-z]+)(==|=|!=|~=)(.*)$/s.exec(filter);
+    const bad = (why: string) => new BktError('INVALID_ARGUMENT', `--filter "${filter}": ${why}`, { attribute: 'filter' });
+    if (!m) throw bad('expected KEY=VALUE, KEY!=VALUE or KEY~=REGEXP');
+    const [, key, op, value] = m as unknown as [string, string, string, string];
+    if (key === 'until') {
+      if (op !== '=' && op !== '==') throw bad('until takes a duration: until=24h');
+      until = parseDuration(value);
+      continue;
+    }
+    const field = FILTER_FIELDS[key];
+    if (!field) throw bad(`unknown key "${key}" (known: until, ${Object.keys(FILTER_FIELDS).join(', ')})`);
+    if (op === '~=') {
+      let re: RegExp;
+      try {
+        re = new RegExp(value);
+      } catch (err) {
+        throw bad(`invalid regular expression: ${(err as Error).message}`);
+      }
+      tests.push((r) => field(r).some((v) => re.test(v)));
+    } else if (op === '!=') {
+      tests.push((r) => !field(r).includes(value));
+    } else {
+      tests.push((r) => field(r).includes(value));
+    }
+  }
+  return { until, accepts: (r) => tests.every((t) => t(r)) };
 }
 
 /**
@@ -41,12 +95,17 @@ export async function duCommand(opts: DuOptions, out: Output, cwd: string): Prom
  */
 export async function pruneCommand(opts: PruneOptions, out: Output, cwd: string): Promise<number> {
   // Parse before opening the store, so a bad flag touches nothing.
-  const keepDuration = opts.keepDuration !== undefined ? parseDuration(opts.keepDuration) : undefined;
+  const filters = parsePruneFilters(opts.filter ?? []);
+  if (filters.until !== undefined && opts.keepDuration !== undefined) {
+    throw new BktError('INVALID_ARGUMENT', 'bkt prune: give --keep-duration or --filter until=…, not both', { attribute: 'filter' });
+  }
+  const keepDuration = opts.keepDuration !== undefined ? parseDuration(opts.keepDuration) : filters.until;
   const keepStorage = opts.keepStorage !== undefined ? parseBytes(opts.keepStorage) : undefined;
   const project = await openProject(opts, false, cwd);
   const { bkt, solver } = await openBuilder(opts, project);
   try {
-    const removed = await solver.prune({ all: !!opts.all, keepDuration, keepStorage });
+    const filter = opts.filter?.length ? filters.accepts : undefined;
+    const removed = await solver.prune({ all: !!opts.all, keepDuration, keepStorage, filter });
     printRecords(removed, !!opts.verbose, out);
     out.write(`Total:\t${humanSize(removed.reduce((n, r) => n + r.size, 0))}\n`);
   } finally {
