@@ -1,3 +1,3 @@
 import { packageConfig } from '../../tsup.shared.js';
 
-export default packageConfig();
+export default packageConfig({ entry: ['src/index.ts', 'src/testing/index.ts'], external: ['vitest'] });

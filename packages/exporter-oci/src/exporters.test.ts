@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isBktError, type BuildResult, type Digest, type Snapshot } from '@bkt/core';
 import { ImageSource } from '@bkt/source-image';
-import { openTestContext, type TestContext } from '@bkt/source-image/testing';
+import { openTestContext, type TestContext } from '@bkt/store/testing';
 import { pushBusyboxImage, skopeoInspect, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
 import { createImageExporters } from './exporters.js';
 import ociExporters from './index.js';

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tar from 'tar-stream';
 import type { Snapshot } from '@bkt/core';
 import { unpackLayer } from '@bkt/source-image';
-import { openTestContext, type TestContext } from '@bkt/source-image/testing';
+import { openTestContext, type TestContext } from '@bkt/store/testing';
 import { layerTar } from './layer.js';
 import { parseExportAttrs } from './attrs.js';
 

@@ -7,7 +7,7 @@ import { isBktError } from '@bkt/core';
 import { digestOf, MediaType, formatPlatform, hostPlatform } from '@bkt/oci';
 import { RegistryClient, staticCredentials } from '@bkt/registry';
 import { pushBusyboxImage, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
-import { openTestContext, type TestContext } from './testing/index.js';
+import { openTestContext, type TestContext } from '@bkt/store/testing';
 import { ImageSource } from './source.js';
 import { readLayerRecord } from './records.js';
 

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tar from 'tar-stream';
 import { isBktError, type Snapshot } from '@bkt/core';
-import { openTestContext, type TestContext } from './testing/index.js';
+import { openTestContext, type TestContext } from '@bkt/store/testing';
 import { unpackLayer } from './unpack.js';
 import { decompress } from '@bkt/oci';
 

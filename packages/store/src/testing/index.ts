@@ -1,12 +1,14 @@
 /**
- * @bkt/source-image/testing: a real store (the solver's, overlayfs or copy)
- * and a `BuildContext` over it, for tests of sources and exporters.
+ * `@bkt/store/testing`: a real store (overlayfs, or the copy snapshotter) in
+ * a temporary directory and a `BuildContext` over it, for the tests of
+ * sources, exporters and op executors — bkt's own and third-party plugins'
+ * (with `@bkt/core/testing`'s conformance suites).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BuildContext, ProgressWriter } from '@bkt/core';
-import { Store } from '@bkt/solver';
+import { Store } from '../store.js';
 
 export interface TestContext {
   ctx: BuildContext;
@@ -21,7 +23,7 @@ export interface TestContext {
 
 /** Opens a fresh store in a temporary directory and a context for one build. */
 export async function openTestContext(opts: { localDirs?: Record<string, string>; snapshotter?: 'overlay' | 'copy' } = {}): Promise<TestContext> {
-  const root = await mkdtemp(join(tmpdir(), 'bkt-image-test-'));
+  const root = await mkdtemp(join(tmpdir(), 'bkt-store-test-'));
   const store = await Store.open(root, opts.snapshotter ?? 'auto');
   const warnings: string[] = [];
   const statuses: string[] = [];
