@@ -419,6 +419,12 @@ export interface RecordInput {
   description?: string;
   /** Whether its files change after it is made (a cache mount's do). */
   mutable?: boolean;
+  /**
+   * Never removed by a prune (`--all` included), only by `remove()`: state a
+   * user named, such as an image in the local image store, not build cache.
+   * `bkt du` reports it as not reclaimable.
+   */
+  pinned?: boolean;
   /** Snapshots (ids) it keeps alive: no prune removes them while the record exists. */
   snapshots?: string[];
   /** Content-store blobs it keeps alive. */

@@ -118,6 +118,7 @@ CREATE TABLE IF NOT EXISTS records (
   record_type TEXT NOT NULL,
   description TEXT NOT NULL DEFAULT '',
   mutable INTEGER NOT NULL DEFAULT 0,
+  pinned INTEGER NOT NULL DEFAULT 0,
   data TEXT NOT NULL DEFAULT '{}',
   created_at INTEGER NOT NULL,
   last_used_at INTEGER,
@@ -152,6 +153,7 @@ export interface RecordRow {
   recordType: string;
   description: string;
   mutable: boolean;
+  pinned: boolean;
   data: Record<string, string>;
   createdAt: number;
   lastUsedAt: number | null;
@@ -229,6 +231,7 @@ interface RawRecordRow {
   record_type: string;
   description: string;
   mutable: number;
+  pinned: number;
   data: string;
   created_at: number;
   last_used_at: number | null;
@@ -277,6 +280,9 @@ export class MetadataDB {
       throw err;
     }
     this.#db.exec(SCHEMA);
+    // A records table made before pinned records: add the column (every existing record is unpinned).
+    const recordColumns = this.#db.prepare('PRAGMA table_info(records)').all() as { name: string }[];
+    if (!recordColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE records ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
     this.#db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
     const db = this.#db;
     this.#stmts = {
@@ -327,9 +333,9 @@ export class MetadataDB {
       leasesOfTarget: db.prepare('SELECT session FROM leases WHERE kind = ? AND target = ?'),
       recordSnapshotsOf: db.prepare('SELECT 1 FROM record_snapshots WHERE snapshot = ? LIMIT 1'),
       putRecord: db.prepare(
-        `INSERT INTO records (namespace, id, record_type, description, mutable, data, created_at, last_used_at, usage_count)
-         VALUES (@namespace, @id, @recordType, @description, @mutable, @data, @now, NULL, 0)
-         ON CONFLICT (namespace, id) DO UPDATE SET record_type = @recordType, description = @description, mutable = @mutable, data = @data`,
+        `INSERT INTO records (namespace, id, record_type, description, mutable, pinned, data, created_at, last_used_at, usage_count)
+         VALUES (@namespace, @id, @recordType, @description, @mutable, @pinned, @data, @now, NULL, 0)
+         ON CONFLICT (namespace, id) DO UPDATE SET record_type = @recordType, description = @description, mutable = @mutable, pinned = @pinned, data = @data`,
       ),
       getRecord: db.prepare('SELECT * FROM records WHERE namespace = ? AND id = ?'),
       recordsOf: db.prepare('SELECT * FROM records WHERE namespace = ? ORDER BY created_at, id'),
@@ -592,6 +598,7 @@ export class MetadataDB {
           recordType: r.recordType,
           description: r.description,
           mutable: r.mutable ? 1 : 0,
+          pinned: r.pinned ? 1 : 0,
           data: JSON.stringify(r.data),
           now,
         });
@@ -648,6 +655,7 @@ export class MetadataDB {
       recordType: r.record_type,
       description: r.description,
       mutable: r.mutable !== 0,
+      pinned: r.pinned !== 0,
       data: JSON.parse(r.data) as Record<string, string>,
       createdAt: r.created_at,
       lastUsedAt: r.last_used_at,

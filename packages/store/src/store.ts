@@ -194,7 +194,7 @@ export class Store {
           .filter((b) => !referenced.has(b.digest))
           .map((blob) => ({ kind: 'blob' as const, blob, lastUsed: blob.createdAt.getTime() })),
         ...records
-          .filter((r) => !held.has(`${r.namespace}/${r.id}`) && !typeKept(r.recordType))
+          .filter((r) => !r.pinned && !held.has(`${r.namespace}/${r.id}`) && !typeKept(r.recordType))
           .map((row) => ({ kind: 'record' as const, row, lastUsed: row.lastUsedAt ?? row.createdAt })),
       ]
         .filter((c) => !kept(c.lastUsed))
@@ -288,7 +288,7 @@ export class Store {
     return {
       id: `${row.namespace}/${row.id}`,
       mutable: row.mutable,
-      inUse: held.has(`${row.namespace}/${row.id}`),
+      inUse: row.pinned || held.has(`${row.namespace}/${row.id}`), // a pinned record is never reclaimable
       size: await treeBytes(join(this.root, row.namespace, row.id)),
       createdAt: new Date(row.createdAt),
       ...(row.lastUsedAt !== null ? { lastUsedAt: new Date(row.lastUsedAt) } : {}),
