@@ -4,7 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
-import { copy, definitionHead, diff, encodeReturnOp, image, local, marshal, marshalBytes, merge, mkdir, mkfile, scratch, SourceMap } from './index.js';
+import { BktError, Pacer, isBktError } from '@bkt/core';
+import { MAX_DEFINITION_BYTES, copy, definitionHead, diff, encodeReturnOp, image, local, marshal, marshalBytes, marshalPaced, merge, mkdir, mkfile, scratch, SourceMap } from './index.js';
 import { digestOf } from '@bkt/oci';
 
 const decode = (b: Uint8Array) => pb.Op.decode(b);
@@ -177,5 +178,47 @@ describe('marshal', () => {
     const def = marshal(dst.file(copy(src, '/x', '/y')));
     const file = decode(def.def[2]);
     expect(file.inputs.map((i) => i.digest)).toEqual([digestOf(def.def[0]), digestOf(def.def[1])]);
+  });
+});
+
+describe('marshal bounds and pacing', () => {
+  /** An image, then `count` RUNs each carrying a `valueBytes` environment variable (a definition of about count × valueBytes). */
+  function heavy(count: number, valueBytes: number) {
+    const sm = new SourceMap('Dockerfile', 'Dockerfile');
+    let st = image('busybox:1.36').env('BIG', 'x'.repeat(valueBytes));
+    for (let i = 0; i < count; i++) {
+      st = st.run({ args: ['echo', String(i)], customName: `RUN echo ${i}`, sourceLocations: [sm.location([{ start: { line: i + 3, character: 0 }, end: { line: i + 3, character: 0 } }])] }).root();
+    }
+    return st;
+  }
+
+  it('refuses a definition past maxBytes, naming the op that passed it and its line', () => {
+    let err: unknown;
+    try {
+      marshal(heavy(20, 100_000), { platform: 'linux/amd64', maxBytes: 1_000_000 });
+    } catch (e) {
+      err = e;
+    }
+    expect(isBktError(err) && err.code).toBe('INVALID_DEFINITION');
+    const e = err as BktError;
+    expect(e.message).toMatch(/^the definition is larger than .* MiB \(1000000 bytes\), the limit of a marshalled definition, at op sha256:[0-9a-f]{64} \(RUN echo 9\)$/);
+    expect(e.details).toMatchObject({ file: 'Dockerfile', line: 12 });
+    expect(marshal(heavy(5, 100_000), { platform: 'linux/amd64', maxBytes: 1_000_000 }).def).toHaveLength(7);
+    expect(MAX_DEFINITION_BYTES).toBe(512 * 1024 * 1024);
+  });
+
+  it('marshalPaced gives the same definition, and stops soon after its signal aborts', async () => {
+    const st = heavy(50, 10);
+    const same = await marshalPaced(st, { platform: 'linux/amd64' }, new Pacer());
+    expect(pb.Definition.encode(same).finish()).toEqual(pb.Definition.encode(marshal(st, { platform: 'linux/amd64' })).finish());
+
+    const big = heavy(3_000, 20_000);
+    const controller = new AbortController();
+    const reason = new Error('stopped by the test');
+    const started = performance.now();
+    const marshalling = marshalPaced(big, { platform: 'linux/amd64' }, new Pacer(controller.signal));
+    setTimeout(() => controller.abort(reason), 50);
+    await expect(marshalling).rejects.toBe(reason);
+    expect(performance.now() - started).toBeLessThan(1_000);
   });
 });

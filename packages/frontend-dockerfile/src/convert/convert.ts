@@ -1,21 +1,21 @@
 import type { Platform } from '@bkt/core';
-import { BktError, Pacer } from '@bkt/core';
+import { BktError, Pacer, isBktError } from '@bkt/core';
 import { compilePatterns, parseDockerignore } from '@bkt/fsutil';
-import { type State, SourceMap, git, http, image, local, ociLayout, scratch } from '@bkt/llb';
+import { type State, SourceMap, git, http, image, local, marshalPaced, ociLayout, scratch } from '@bkt/llb';
 import { formatPlatform, hostPlatform, normalizeReference } from '@bkt/oci';
 import type * as pb from '@bkt/api/pb';
-import { type Dockerfile, parseDockerfile, parseInstructions } from '../parser/dockerfile.js';
+import { type Dockerfile, parseDockerfilePaced, parseInstructions } from '../parser/dockerfile.js';
 import { DockerfileParseError, locatedError } from '../parser/errors.js';
 import type { Instruction } from '../parser/instructions.js';
 import { platformOrUndefined } from '../parser/platforms.js';
 import { type LintWarning, Linter } from '../parser/rules.js';
 import { ExpansionBudget, envFromMap } from '../parser/shell.js';
-import { type StageGraph, resolveStages } from '../parser/stages.js';
+import { type StageGraph, resolveStagesPaced } from '../parser/stages.js';
 import { globalArgs as computeGlobalArgs } from '../parser/checks.js';
 import { type FrontendOptions, parseFrontendAttrs } from './attrs.js';
 import { dispatchInstruction, dispatchUser, dispatchWorkdir } from './dispatch.js';
 import { parseGitRef } from './git.js';
-import { DEFAULT_PATH, type DockerImage, cloneImage, emptyImage, envKey, envValue, imagePlatform, parseImageConfig, serializeImage } from './image.js';
+import { DEFAULT_PATH, type DockerImage, cloneImage, emptyImage, withHistory, envKey, envValue, imagePlatform, parseImageConfig, serializeImage } from './image.js';
 import { type ConvertContext, type DispatchState, location, prefixCommand, shellLex } from './state.js';
 
 /**
@@ -71,10 +71,10 @@ export async function convertDockerfile(text: string, options: ConvertOptions = 
 
   const pacer = new Pacer(options.signal);
   await pacer.pause();
-  const df = parseDockerfile(text, { filename, skipChecks: true, ...(opts.check !== undefined ? { check: opts.check } : {}) });
+  const df = await parseDockerfilePaced(text, { filename, skipChecks: true, ...(opts.check !== undefined ? { check: opts.check } : {}) }, pacer);
   await pacer.pause();
   const gargs = computeGlobalArgs(df, checkOpts);
-  const graph = resolveStages(df, { globalArgs: envFromMap(gargs), ...(opts.target ? { target: opts.target } : {}) });
+  const graph = await resolveStagesPaced(df, { globalArgs: envFromMap(gargs), ...(opts.target ? { target: opts.target } : {}) }, pacer);
 
   const sourceMap = new SourceMap(filename, 'Dockerfile', new TextEncoder().encode(text));
   const epoch = sourceDateEpoch(opts.buildArgs, gargs);
@@ -107,12 +107,11 @@ export async function convertDockerfile(text: string, options: ConvertOptions = 
   await pacer.pause();
 
   // Build checks, now that base image environments are known (for UndefinedVar).
-  const checked = parseDockerfile(text, {
-    filename,
-    ...checkOpts,
-    ...(opts.check !== undefined ? { check: opts.check } : {}),
-    imageEnv: (ref) => conv.imageEnv(ref),
-  });
+  const checked = await parseDockerfilePaced(
+    text,
+    { filename, ...checkOpts, ...(opts.check !== undefined ? { check: opts.check } : {}), imageEnv: (ref) => conv.imageEnv(ref) },
+    pacer,
+  );
   await pacer.pause();
   const warnings = [...checked.warnings, ...ctx.lint.warnings].sort((a, b) => a.range.startLine - b.range.startLine);
   if (checked.check.error && ctx.lint.warnings.length > 0) {
@@ -129,9 +128,17 @@ export async function convertDockerfile(text: string, options: ConvertOptions = 
     img.architecture = p.architecture;
     if (p.variant || !sameOsArch) setOrDelete(img, 'variant', p.variant);
   }
-  const imageConfig = serializeImage(img);
+  const imageConfig = serializeImage(withHistory(img));
   await pacer.pause();
-  const definition = target.state.marshal({ platform: targetPlatform });
+  let definition: pb.Definition;
+  try {
+    definition = await marshalPaced(target.state, { platform: targetPlatform }, pacer);
+  } catch (err) {
+    // A definition past its bound names the op's Dockerfile line.
+    const line = isBktError(err) && err.details.file === filename ? err.details.line : undefined;
+    if (line === undefined) throw err;
+    throw locatedError((err as Error).message, filename, df.lines, { startLine: line, endLine: line });
+  }
   await pacer.pause();
   return { state: target.state, definition, image: img, imageConfig, warnings, dockerfile: checked, sourceMap };
 }
@@ -286,6 +293,7 @@ class Converter {
       cmdIsOnBuild: false,
       workdirSet: false,
       cmdSet: false,
+      envEndsWithImageEnv: false,
       range,
     };
   }
@@ -540,10 +548,17 @@ class Converter {
     d.dispatched = true;
     d.platform ??= ctx.targetPlatform;
     const env = d.image.config.Env ?? [];
-    if (d.platform.os !== 'windows' && !env.some((e) => envKey(e) === 'PATH')) {
+    let envChanged = false;
+    if (d.platform.os !== 'windows' && !env.some((e) => e === 'PATH' || e.startsWith('PATH='))) {
       d.image.config.Env = [...env, `PATH=${DEFAULT_PATH}`];
+      envChanged = true;
     }
-    for (const e of d.image.config.Env ?? []) d.state = d.state.env(envKey(e), envValue(e));
+    // Re-adding the base image's Env to the base stage's environment (as BuildKit) changes nothing when it already ends with it:
+    // skipped, so a chain of stages costs time linear in its length.
+    if (envChanged || !d.base?.envEndsWithImageEnv) {
+      for (const e of d.image.config.Env ?? []) d.state = d.state.env(envKey(e), envValue(e));
+    }
+    d.envEndsWithImageEnv = true;
     if (ctx.opts.hostname) d.state = d.state.hostname(ctx.opts.hostname);
     const from = d.stage!.from;
     try {

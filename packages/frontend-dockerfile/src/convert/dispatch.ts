@@ -34,7 +34,7 @@ function dispatchExpanded(ctx: ConvertContext, d: DispatchState, c: Instruction)
       for (const kv of c.env) {
         msg += ` ${kv.key}=${kv.value}`;
         d.state = d.state.env(kv.key, kv.value);
-        setImageEnv(img, kv.key, kv.value);
+        if (!setImageEnv(img, kv.key, kv.value)) d.envEndsWithImageEnv = false;
       }
       return commitToHistory(img, msg, false, false, ctx.epoch);
     }
@@ -251,6 +251,7 @@ function dispatchArg(ctx: ConvertContext, d: DispatchState, c: ArgInstruction): 
     else if (value !== undefined) value = lex.processWord(value, stateEnv(d)).result;
     if (value !== undefined && def.key !== 'BUILDKIT_SBOM_SCAN_CONTEXT' && def.key !== 'BUILDKIT_SBOM_SCAN_STAGE') {
       d.state = d.state.env(def.key, value);
+      d.envEndsWithImageEnv = false;
     }
     d.buildArgs.push({ key: def.key, ...(value !== undefined ? { value } : {}) });
     parts.push(value !== undefined ? `${def.key}=${value}` : def.key);

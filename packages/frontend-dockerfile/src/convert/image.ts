@@ -48,9 +48,44 @@ export function parseImageConfig(bytes: Uint8Array | string, what: string): Dock
   };
 }
 
-/** A deep copy (configs are mutated while instructions are dispatched). */
+/**
+ * A copy of an image for a stage built on it, in time independent of the
+ * base's history: the config is copied (it is mutated while instructions are
+ * dispatched), the history is shared. Histories are never changed in place:
+ * `commitToHistory` appends to a chain the copy shares with its base until
+ * either appends, and `withHistory` joins them once, for the image a build
+ * returns.
+ */
 export function cloneImage(img: DockerImage): DockerImage {
-  return structuredClone(img);
+  const { history, config, ...rest } = img;
+  const { Env, ...settings } = config;
+  const copy: DockerImage = { ...structuredClone(rest), config: structuredClone(settings) };
+  // The list is shared; `setImageEnv` copies it before the copy's first change.
+  if (Env !== undefined) copy.config.Env = Env;
+  if (history) copy.history = history;
+  const chain = appendedHistory.get(img);
+  if (chain) appendedHistory.set(copy, chain);
+  return copy;
+}
+
+/** History entries appended to an image during the conversion, newest first. */
+interface HistoryChain {
+  readonly entry: NonNullable<DockerImage['history']>[number];
+  readonly previous: HistoryChain | undefined;
+}
+
+const appendedHistory = new WeakMap<DockerImage, HistoryChain>();
+
+/** `img` with its appended history entries joined into `history` (O(entries), once per returned image). */
+export function withHistory(img: DockerImage): DockerImage {
+  const chain = appendedHistory.get(img);
+  if (!chain) return img;
+  const appended: NonNullable<DockerImage['history']> = [];
+  for (let c: HistoryChain | undefined = chain; c; c = c.previous) appended.push(c.entry);
+  appended.reverse();
+  img.history = [...(img.history ?? []), ...appended];
+  appendedHistory.delete(img);
+  return img;
 }
 
 /** The platform an image config declares, if it declares one. */
@@ -65,27 +100,34 @@ export function imagePlatform(img: DockerImage): Platform | undefined {
   };
 }
 
-/** Where each key is in an image's env list, for the lists `setImageEnv` owns. */
-const envIndexes = new WeakMap<string[], Map<string, number>>();
+/** The env list each image owns (may change in place), with where each key is. */
+const ownedEnv = new WeakMap<DockerImage, { list: string[]; index: Map<string, number> }>();
 
 /**
  * Sets `key=value` in the image's `Env`, replacing an existing key in place
- * (BuildKit's addEnv). O(1): the first call copies the list (which others may
- * hold) and indexes the copy; later calls update that copy.
+ * (BuildKit's addEnv). O(1): the first call on an image copies the list
+ * (which other images may share) and indexes the copy; later calls update
+ * that copy. Returns whether the entry is now the list's last (it was added,
+ * or replaced the last entry): the order an environment that re-adds the list
+ * in order would have.
  */
-export function setImageEnv(img: DockerImage, key: string, value: string): void {
-  let list = img.config.Env;
-  let index = list ? envIndexes.get(list) : undefined;
-  if (!list || !index) {
-    list = [...(list ?? [])];
-    index = new Map(list.map((e, i) => [envKey(e), i]));
-    envIndexes.set(list, index);
+export function setImageEnv(img: DockerImage, key: string, value: string): boolean {
+  let owned = ownedEnv.get(img);
+  if (!owned || owned.list !== img.config.Env) {
+    const list = [...(img.config.Env ?? [])];
+    owned = { list, index: new Map(list.map((e, i) => [envKey(e), i])) };
+    ownedEnv.set(img, owned);
     img.config.Env = list;
   }
+  const { list, index } = owned;
   const entry = `${key}=${value}`;
   const at = index.get(key);
-  if (at !== undefined) list[at] = entry;
-  else index.set(key, list.push(entry) - 1);
+  if (at === undefined) {
+    index.set(key, list.push(entry) - 1);
+    return true;
+  }
+  list[at] = entry;
+  return at === list.length - 1;
 }
 
 export function envKey(entry: string): string {
@@ -98,15 +140,15 @@ export function envValue(entry: string): string {
   return eq < 0 ? '' : entry.slice(eq + 1);
 }
 
-/** Adds a history entry (BuildKit's commitToHistory); `buildkitOp` appends ` # buildkit` as BuildKit does for ops. */
+/** Adds a history entry (BuildKit's commitToHistory; joined into `history` by `withHistory`); `buildkitOp` appends ` # buildkit` as BuildKit does for ops. */
 export function commitToHistory(img: DockerImage, msg: string, withLayer: boolean, buildkitOp: boolean, epoch?: Date): void {
-  img.history ??= [];
-  img.history.push({
+  const entry = {
     ...(epoch ? { created: epoch.toISOString().replace('.000Z', 'Z') } : {}),
     created_by: buildkitOp ? `${msg} # buildkit` : msg,
     comment: HISTORY_COMMENT,
     ...(withLayer ? {} : { empty_layer: true }),
-  });
+  };
+  appendedHistory.set(img, { entry, previous: appendedHistory.get(img) });
 }
 
 /** The JSON bytes of an image config, fields in Go's order with `omitempty`. */

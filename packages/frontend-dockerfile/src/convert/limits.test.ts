@@ -96,3 +96,92 @@ describe('cancellation', () => {
     expect(performance.now() - abortedAt).toBeLessThan(1_000);
   });
 });
+
+/** `ENV A0=xx`, 19 doubling lines (A19 = 1 MiB), `ENV B0..B29=$A19`, then `runs` RUNs: the review's 1.9 GB definition. */
+function environmentBlowUp(runs: number): string {
+  return [
+    'FROM scratch',
+    doubling('ENV', 19),
+    ...Array.from({ length: 30 }, (_, i) => `ENV B${i}=$A19`),
+    ...Array.from({ length: runs }, (_, i) => `RUN echo ${i}`),
+  ].join('\n');
+}
+
+describe('the environment a RUN carries is bounded (Linux exec limits)', () => {
+  it('refuses a RUN whose environment has a variable over 128 KiB, at the RUN line, fast', async () => {
+    const started = performance.now();
+    const { message, line } = await failure(environmentBlowUp(60));
+    expect(performance.now() - started).toBeLessThan(3_000);
+    expect(line).toBe(52);
+    expect(message).toMatch(
+      /^Dockerfile:52:1: the environment variable A19 is 1048581 bytes \(as NAME=value\), more than the 128 KiB \(131072 bytes\) Linux allows one variable of a process \(MAX_ARG_STRLEN\)/,
+    );
+  });
+
+  it('refuses a RUN whose environment passes 2 MiB in total', async () => {
+    const vars = Array.from({ length: 34 }, (_, i) => `ENV V${i}=$A15`); // 34 × 64 KiB
+    const { message, line } = await failure(`FROM scratch\n${doubling('ENV', 15)}\n${vars.join('\n')}\nRUN true`);
+    expect(line).toBe(52);
+    expect(message).toMatch(/the environment of this RUN is \d+ bytes \(\d+ variables\), more than the 2 MiB \(2097152 bytes\) Linux allows a process's environment \(ARG_MAX\)/);
+  });
+
+  it('accepts an environment just within both limits, and long values no RUN uses', async () => {
+    const r = await convert(`FROM scratch\n${doubling('ENV', 15)}\n${Array.from({ length: 10 }, (_, i) => `ENV V${i}=$A15`).join('\n')}\nRUN true\nENV BIG=$A15$A15$A15`);
+    expect(r.image.config.Env?.find((e) => e.startsWith('BIG='))).toHaveLength('BIG='.length + 3 * (1 << 16));
+  });
+});
+
+describe('stages built on stages', () => {
+  const chain = (n: number) => `FROM scratch AS s0\n${Array.from({ length: n }, (_, i) => `FROM s${i} AS s${i + 1}\nENV V${i}=${i}`).join('\n')}\nRUN true`;
+
+  it('a chain of 2,500 converts in seconds, with the whole history and environment', async () => {
+    const started = performance.now();
+    const r = await convert(chain(2_500));
+    // Each stage deep-copied its base's history: this took 11.8 s.
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(r.image.history).toHaveLength(2_501);
+    expect(r.image.config.Env).toHaveLength(2_501);
+    const run = decodeOps(r.definition).find((o) => o.op.op?.$case === 'exec')!;
+    expect(run.op.op?.$case === 'exec' && run.op.op.value.meta!.env).toHaveLength(2_501);
+  });
+
+  it('a chain longer than 3,000 is refused at the FROM that passes the limit', async () => {
+    const started = performance.now();
+    const { message, line } = await failure(chain(10_000));
+    expect(performance.now() - started).toBeLessThan(3_000);
+    expect(line).toBe(2 * 3_001);
+    expect(message).toMatch(/^Dockerfile:6002:1: stage s3001 is built on a chain of more than 3000 stages \(each FROM the one before\), the limit of a chain/);
+  });
+
+  it('stages built on one base do not see each other\'s ENV or history', async () => {
+    const text = 'FROM scratch AS base\nENV A=1\nFROM base AS left\nENV L=1\nFROM base AS right\nENV R=1\nCOPY --from=left /f /f';
+    const r = await convert(text);
+    expect(r.image.config.Env).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'A=1', 'R=1']);
+    expect(r.image.history?.map((h) => h.created_by)).toEqual(['ENV A=1', 'ENV R=1', 'COPY /f /f # buildkit']);
+  });
+});
+
+describe('every phase of a long conversion yields to its signal', () => {
+  /** Aborts `convert(text)` `afterMs` in; the time from when the abort was due to the rejection (a timer cannot fire while a phase runs without pausing). */
+  async function abortAfter(text: string, afterMs: number): Promise<number> {
+    const controller = new AbortController();
+    const reason = new Error('stopped by the test');
+    const converting = convert(text, { signal: controller.signal });
+    const abortDueAt = performance.now() + afterMs;
+    setTimeout(() => controller.abort(reason), afterMs);
+    await expect(converting).rejects.toBe(reason);
+    return performance.now() - abortDueAt;
+  }
+
+  it('stops during parsing soon after the signal aborts', async () => {
+    const lines = Array.from({ length: 300_000 }, (_, i) => `LABEL l${i}=v${i}`);
+    expect(await abortAfter(`FROM scratch\n${lines.join('\n')}\nCOPY f /f`, 20)).toBeLessThan(500);
+  });
+
+  it('stops during marshalling soon after the signal aborts', async () => {
+    // 15 variables of 120 KiB (within the environment limits), repeated by each of 150 RUNs: a 270 MB definition.
+    const vars = Array.from({ length: 15 }, (_, i) => `ENV V${i}=${String(i % 10).repeat(60_000)}$V${i}`.replace(`$V${i}`, '$H'));
+    const text = `FROM scratch\nENV H=${'h'.repeat(60_000)}\n${vars.join('\n')}\n${Array.from({ length: 150 }, (_, i) => `RUN echo ${i}`).join('\n')}`;
+    expect(await abortAfter(text, 1_500)).toBeLessThan(500);
+  });
+});

@@ -5,6 +5,7 @@ import type { RunInstruction } from '../parser/instructions.js';
 import type { RunMount } from '../parser/mounts.js';
 import type { EnvGetter } from '../parser/shell.js';
 import { commitToHistory } from './image.js';
+import { checkRunEnvironment } from './limits.js';
 import { baseName, cleanPath } from './paths.js';
 import { type ConvertContext, type DispatchState, location, prefixCommand, processCmdEnv, shellLex, stateEnv, uppercaseCmd } from './state.js';
 
@@ -47,6 +48,7 @@ export function dispatchRun(ctx: ConvertContext, d: DispatchState, c: RunInstruc
   }
   if (c.shellForm) args = withShell(d, args);
 
+  checkRunEnvironment(d.state.meta.env);
   const env = stateEnv(d);
   const { mounts: runMounts, secretEnv } = runMountsFor(ctx, d, c.mounts);
   mounts.push(...runMounts);

@@ -47,6 +47,12 @@ export interface DispatchState {
   cmdIsOnBuild: boolean;
   workdirSet: boolean;
   cmdSet: boolean;
+  /**
+   * The state's environment ends with the image's `Env`, in its order: what
+   * re-adding `Env` (as a stage built on this one does) would leave, so a
+   * stage built on this one may skip it.
+   */
+  envEndsWithImageEnv: boolean;
   /** Range of the FROM (or of the instruction that named an external image). */
   range: SourceRange;
 }

@@ -1,3 +1,4 @@
+import { type Steps, runSteps } from './steps.js';
 import { DirectiveParser, type Directive, parseDirectives } from './directives.js';
 import { LocalParseError } from './errors.js';
 import { ShellLex, emptyEnv, isSpace } from './shell.js';
@@ -131,6 +132,11 @@ const isComment = (line: string): boolean => trimLeadingWhitespace(line).startsW
 
 /** Parses Dockerfile text into raw nodes. Throws RawParseError. */
 export function parseRaw(text: string): RawDockerfile {
+  return runSteps(parseRawSteps(text));
+}
+
+/** `parseRaw` as steps: one per instruction. */
+export function* parseRawSteps(text: string): Steps<RawDockerfile> {
   const d: Directives = { escapeToken: '\\', continuation: /$^/, parser: new DirectiveParser() };
   setEscapeToken(d, '\\');
   const physical = scanLines(text.startsWith('\uFEFF') ? text.slice(1) : text);
@@ -172,6 +178,7 @@ export function parseRaw(text: string): RawDockerfile {
   };
 
   for (let raw = nextLine(); raw !== undefined; raw = nextLine()) {
+    yield;
     if (isComment(raw)) {
       const comment = trimSpace(trimLeadingWhitespace(raw).slice(1));
       if (comment === '') comments = [];

@@ -1,4 +1,6 @@
+import type { Steps } from './steps.js';
 import type { Platform } from '@bkt/core';
+import { EnvList } from '@bkt/llb';
 import { hostPlatform, parseReference } from '@bkt/oci';
 import type { RawDockerfile } from './ast.js';
 import type { Dockerfile, Stage } from './dockerfile.js';
@@ -41,7 +43,8 @@ const SECRET_ALLOW = /(?:_|^)(?:public|file|version)(?:_|$)/i;
 
 /** The environment at the end of a stage, inherited by stages built on it. */
 interface StageState {
-  env: Map<string, string>;
+  /** Persistent: a stage built on another starts from its list without copying it. */
+  env: EnvList;
   /** False when the base image's environment is unknown. */
   envKnown: boolean;
   declaredArgs: Set<string>;
@@ -49,7 +52,8 @@ interface StageState {
   workdirSet: boolean;
 }
 
-export function runChecks(df: Dockerfile, raw: RawDockerfile, lint: Linter, options: CheckOptions): void {
+/** The build checks, as steps (one per stage and instruction). */
+export function* runChecks(df: Dockerfile, raw: RawDockerfile, lint: Linter, options: CheckOptions): Steps<void> {
   const lex = new ShellLex(df.escapeToken);
 
   for (const w of raw.emptyContinuations) {
@@ -57,6 +61,7 @@ export function runChecks(df: Dockerfile, raw: RawDockerfile, lint: Linter, opti
   }
 
   for (const stage of df.stages) {
+    yield;
     const from = stage.from;
     const l = lint.forComments(from.comments);
     if (from.stageNameAsWritten !== undefined && from.stageNameAsWritten !== from.stageNameAsWritten.toLowerCase()) {
@@ -96,8 +101,11 @@ export function runChecks(df: Dockerfile, raw: RawDockerfile, lint: Linter, opti
   const globalEnv = envFromMap(globalArgs);
   const declaredGlobal = new Set([...df.metaArgs.flatMap((a) => a.args.map((d) => d.key)), ...globalArgs.keys()]);
   const states: StageState[] = [];
+  /** The first stage of each name: a stage's parent is the first earlier stage named as its base. */
+  const firstNamed = new Map<string, number>();
 
   for (const stage of df.stages) {
+    yield;
     const l = lint.forComments(stage.from.comments);
     let baseName = stage.baseName;
     try {
@@ -109,10 +117,11 @@ export function runChecks(df: Dockerfile, raw: RawDockerfile, lint: Linter, opti
     }
     if (stage.platform !== undefined) checkPlatformFlag(stage, lex, globalEnv, declaredGlobal, l);
 
-    const parentIndex = df.stages.findIndex((s, i) => i < stage.index && s.name !== undefined && s.name === baseName.toLowerCase());
-    const state = initialState(parentIndex >= 0 ? states[parentIndex] : undefined, baseName, options);
-    checkStage(stage, state, globalArgs, options, lex.escapeToken, l);
+    const parentIndex = firstNamed.get(baseName.toLowerCase());
+    const state = initialState(parentIndex !== undefined ? states[parentIndex] : undefined, baseName, options);
+    yield* checkStage(stage, state, globalArgs, options, lex.escapeToken, l);
     states.push(state);
+    if (stage.name !== undefined && !firstNamed.has(stage.name)) firstNamed.set(stage.name, stage.index);
   }
 }
 
@@ -251,24 +260,25 @@ function checkPlatformFlag(stage: Stage, lex: ShellLex, env: EnvGetter, declared
 
 function initialState(parent: StageState | undefined, baseName: string, options: CheckOptions): StageState {
   if (parent) {
-    return { env: new Map(parent.env), envKnown: parent.envKnown, declaredArgs: new Set(parent.declaredArgs), shellSet: parent.shellSet, workdirSet: parent.workdirSet };
+    return { env: parent.env, envKnown: parent.envKnown, declaredArgs: new Set(parent.declaredArgs), shellSet: parent.shellSet, workdirSet: parent.workdirSet };
   }
-  const env = new Map<string, string>();
+  const entries = new Map<string, string>();
   let envKnown = true;
   if (baseName.toLowerCase() !== 'scratch') {
     const imageEnv = options.imageEnv?.(baseName);
     if (imageEnv === undefined) envKnown = false;
     for (const entry of imageEnv ?? []) {
       const eq = entry.indexOf('=');
-      env.set(eq < 0 ? entry : entry.slice(0, eq), eq < 0 ? '' : entry.slice(eq + 1));
+      entries.set(eq < 0 ? entry : entry.slice(0, eq), eq < 0 ? '' : entry.slice(eq + 1));
     }
   }
-  if (!env.has('PATH')) env.set('PATH', DEFAULT_PATH);
+  if (!entries.has('PATH')) entries.set('PATH', DEFAULT_PATH);
+  const env = EnvList.fromEntries(entries);
   return { env, envKnown, declaredArgs: new Set(), shellSet: false, workdirSet: false };
 }
 
-function checkStage(stage: Stage, state: StageState, globalArgs: Map<string, string>, options: CheckOptions, escapeToken: string, stageLint: Linter): void {
-  const envGetter = envFromMap(state.env);
+function* checkStage(stage: Stage, state: StageState, globalArgs: Map<string, string>, options: CheckOptions, escapeToken: string, stageLint: Linter): Steps<void> {
+  const envGetter: EnvGetter = { get: (k) => state.env.get(k), keys: () => state.env.entries().map(([k]) => k) };
   const lex = new ShellLex(escapeToken);
   const used: Partial<Record<'CMD' | 'ENTRYPOINT' | 'HEALTHCHECK', Instruction>> = {};
   const buildArgs = options.buildArgs ?? {};
@@ -277,12 +287,13 @@ function checkStage(stage: Stage, state: StageState, globalArgs: Map<string, str
     if (!state.envKnown) return;
     for (const name of unmatched) {
       if (state.declaredArgs.has(name) || NON_ENV_ARGS.has(name)) continue;
-      const hint = suggest(name, [...state.env.keys()], true);
+      const hint = suggest(name, envGetter.keys(), true);
       lint.report(RULES.UndefinedVar, instr.range, `Usage of undefined variable '$${name}'${hint ? ` (did you mean $${hint}?)` : ''}`);
     }
   };
 
   for (const instr of stage.instructions) {
+    yield;
     const lint = stageLint.forComments(instr.comments);
 
     if (instr.kind === 'ARG') {
@@ -301,7 +312,7 @@ function checkStage(stage: Stage, state: StageState, globalArgs: Map<string, str
             value = undefined;
           }
         }
-        if (value !== undefined && !NON_ENV_ARGS.has(def.key)) state.env.set(def.key, value);
+        if (value !== undefined && !NON_ENV_ARGS.has(def.key)) state.env = state.env.set(def.key, value);
         state.declaredArgs.add(def.key);
       }
       continue;
@@ -321,7 +332,7 @@ function checkStage(stage: Stage, state: StageState, globalArgs: Map<string, str
         for (const kv of expanded.env) {
           if (kv.legacy) lint.report(RULES.LegacyKeyValueFormat, instr.range, `"ENV key=value" should be used instead of legacy "ENV key value" format`);
           checkSecretKey('ENV', kv.key, instr, lint);
-          state.env.set(kv.key, kv.value);
+          state.env = state.env.set(kv.key, kv.value);
         }
         break;
       case 'LABEL':

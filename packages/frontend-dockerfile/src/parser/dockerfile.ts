@@ -1,4 +1,6 @@
-import { type RawDockerfile, RawParseError, parseRaw } from './ast.js';
+import type { Pacer } from '@bkt/core';
+import { type RawDockerfile, RawParseError, parseRawSteps } from './ast.js';
+import { type Steps, runSteps, runStepsPaced } from './steps.js';
 import { type CheckConfig, type Directive, parseCheckConfig } from './directives.js';
 import { LocalParseError, type SourceRange, locatedError } from './errors.js';
 import { type ArgInstruction, type FromInstruction, type Instruction, parseInstruction } from './instructions.js';
@@ -61,8 +63,17 @@ export interface ParseOptions extends CheckOptions {
  * the check configuration has `error=true`.
  */
 export function parseDockerfile(text: string, options: ParseOptions = {}): Dockerfile {
+  return runSteps(parseDockerfileSteps(text, options));
+}
+
+/** `parseDockerfile` that pauses with `pacer` between instructions (and throws its signal's reason once aborted). */
+export function parseDockerfilePaced(text: string, options: ParseOptions, pacer: Pacer): Promise<Dockerfile> {
+  return runStepsPaced(parseDockerfileSteps(text, options), pacer);
+}
+
+function* parseDockerfileSteps(text: string, options: ParseOptions): Steps<Dockerfile> {
   const filename = options.filename ?? 'Dockerfile';
-  const raw = parseRawOrThrow(text, filename);
+  const raw = yield* parseRawOrThrow(text, filename);
   const fail = (problem: string, range: SourceRange, token?: string): never => {
     throw locatedError(problem, filename, raw.lines, range, token);
   };
@@ -78,7 +89,7 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
 
   const metaArgs: ArgInstruction[] = [];
   const stages: Stage[] = [];
-  const instructions = toInstructions(raw, filename);
+  const instructions = yield* toInstructionSteps(raw, filename);
   for (const instr of instructions) {
     if (stages.length === 0 && instr.kind === 'ARG') {
       metaArgs.push(instr);
@@ -104,6 +115,7 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
   // `COPY --from` names a stage or image as written; variables are refused (as BuildKit).
   const plain = new ShellLex(raw.escapeToken);
   for (const stage of stages) {
+    yield;
     for (const instr of stage.instructions) {
       if (instr.kind !== 'COPY' || instr.from === undefined) continue;
       let same = false;
@@ -133,7 +145,7 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
 
   if (!options.skipChecks) {
     const linter = new Linter(check);
-    runChecks(df, raw, linter, options);
+    yield* runChecks(df, raw, linter, options);
     df.warnings = linter.warnings.sort((a, b) => a.range.startLine - b.range.startLine);
     if (check.error && df.warnings.length > 0) {
       const rules = [...new Set(df.warnings.map((w) => w.rule))].sort();
@@ -149,12 +161,12 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
  */
 export function parseInstructions(text: string, options: { filename?: string } = {}): Instruction[] {
   const filename = options.filename ?? 'Dockerfile';
-  return toInstructions(parseRawOrThrow(text, filename), filename);
+  return runSteps(toInstructionSteps(runSteps(parseRawOrThrow(text, filename)), filename));
 }
 
-function parseRawOrThrow(text: string, filename: string): RawDockerfile {
+function* parseRawOrThrow(text: string, filename: string): Steps<RawDockerfile> {
   try {
-    return parseRaw(text);
+    return yield* parseRawSteps(text);
   } catch (err) {
     if (err instanceof RawParseError) {
       const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
@@ -164,15 +176,18 @@ function parseRawOrThrow(text: string, filename: string): RawDockerfile {
   }
 }
 
-function toInstructions(raw: RawDockerfile, filename: string): Instruction[] {
-  return raw.nodes.map((node) => {
+function* toInstructionSteps(raw: RawDockerfile, filename: string): Steps<Instruction[]> {
+  const out: Instruction[] = [];
+  for (const node of raw.nodes) {
+    yield;
     try {
-      return parseInstruction(node);
+      out.push(parseInstruction(node));
     } catch (err) {
       if (err instanceof LocalParseError) {
         throw locatedError(err.message, filename, raw.lines, { startLine: node.startLine, endLine: node.endLine }, err.token);
       }
       throw err;
     }
-  });
+  }
+  return out;
 }

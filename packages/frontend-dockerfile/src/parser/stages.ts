@@ -1,3 +1,5 @@
+import type { Pacer } from '@bkt/core';
+import { type Steps, runSteps, runStepsPaced } from './steps.js';
 import type { Dockerfile, Stage } from './dockerfile.js';
 import { locatedError } from './errors.js';
 import type { Instruction } from './instructions.js';
@@ -47,7 +49,25 @@ export interface ResolveOptions {
   target?: string;
 }
 
+/**
+ * The longest chain of stages each built FROM the one before. Each stage of
+ * a chain starts from a copy of its base's image config, whose environment
+ * grows along the chain, so conversion cost grows with the square of the
+ * chain's length; 3,000 is far beyond real Dockerfiles (a few stages) and
+ * converts in seconds. BuildKit has no limit (and the same growth).
+ */
+export const MAX_STAGE_CHAIN = 3_000;
+
 export function resolveStages(df: Dockerfile, options: ResolveOptions = {}): StageGraph {
+  return runSteps(resolveStageSteps(df, options));
+}
+
+/** `resolveStages` that pauses with `pacer` between stages (and throws its signal's reason once aborted). */
+export function resolveStagesPaced(df: Dockerfile, options: ResolveOptions, pacer: Pacer): Promise<StageGraph> {
+  return runStepsPaced(resolveStageSteps(df, options), pacer);
+}
+
+function* resolveStageSteps(df: Dockerfile, options: ResolveOptions): Steps<StageGraph> {
   const lex = new ShellLex(df.escapeToken);
   const env = options.globalArgs ?? emptyEnv;
   const fail = (problem: string, instr: Instruction, token?: string): never => {
@@ -55,8 +75,11 @@ export function resolveStages(df: Dockerfile, options: ResolveOptions = {}): Sta
   };
   const byName = new Map<string, number>();
   const resolved: ResolvedStage[] = [];
+  /** How many stages each stage is built on, through its FROM. */
+  const depth: number[] = [];
 
   for (const stage of df.stages) {
+    yield;
     let baseName: string;
     try {
       baseName = lex.processWord(stage.baseName, env).result;
@@ -65,6 +88,10 @@ export function resolveStages(df: Dockerfile, options: ResolveOptions = {}): Sta
     }
     if (baseName === '') fail(`base name (${stage.baseName}) should not be blank`, stage.from, stage.baseName);
     const baseIndex = byName.get(baseName);
+    depth.push(baseIndex !== undefined ? depth[baseIndex] + 1 : 0);
+    if (depth[stage.index] > MAX_STAGE_CHAIN) {
+      fail(`stage ${stage.name ?? stage.index} is built on a chain of more than ${MAX_STAGE_CHAIN} stages (each FROM the one before), the limit of a chain`, stage.from);
+    }
     const base: StageBase =
       baseIndex !== undefined ? { kind: 'stage', index: baseIndex } : baseName.toLowerCase() === 'scratch' ? { kind: 'scratch' } : { kind: 'image', ref: baseName };
     resolved.push({ stage, baseName, base, dependencies: baseIndex !== undefined ? [{ index: baseIndex, instruction: stage.from }] : [], images: [] });
@@ -83,6 +110,7 @@ export function resolveStages(df: Dockerfile, options: ResolveOptions = {}): Sta
     else if (!self.images.includes(from)) self.images.push(from);
   };
   for (const self of resolved) {
+    yield;
     for (const instr of self.stage.instructions) {
       if (instr.kind === 'COPY' && instr.from !== undefined) reference(instr.from, instr, self);
       if (instr.kind === 'RUN') for (const m of instr.mounts) if (m.from !== undefined && m.from !== '') reference(m.from, instr, self);
@@ -93,10 +121,11 @@ export function resolveStages(df: Dockerfile, options: ResolveOptions = {}): Sta
   const state = new Map<number, 'visiting' | 'done'>();
   const order: number[] = [];
   // Depth-first, dependencies before the stage; iterative (a stack of frames), so chains of any length fit on the stack.
-  const visit = (start: number): void => {
+  const visit = function* (start: number): Steps<void> {
     const frames = [{ index: start, next: 0 }];
     state.set(start, 'visiting');
     while (frames.length > 0) {
+      yield;
       const top = frames[frames.length - 1];
       const deps = resolved[top.index].dependencies;
       if (top.next < deps.length) {
@@ -128,9 +157,9 @@ export function resolveStages(df: Dockerfile, options: ResolveOptions = {}): Sta
     target = t;
   }
   // Cycles anywhere are errors (as BuildKit), not only those the target reaches.
-  for (let i = 0; i < resolved.length; i++) if (state.get(i) === undefined) visit(i);
+  for (let i = 0; i < resolved.length; i++) if (state.get(i) === undefined) yield* visit(i);
   state.clear();
   order.length = 0;
-  visit(target);
+  yield* visit(target);
   return { stages: resolved, target, order };
 }
