@@ -78,4 +78,23 @@ describe('a Dockerfile doubling a value on each line', () => {
     expect(r.ms).toBeLessThan(5_000);
     expect(r.peakMiB).toBeLessThan(200);
   });
+
+  it('a stage environment repeated by every RUN fails at the first RUN, naming the line and the limit (not a 1.9 GB definition)', async () => {
+    // A19 = 1 MiB; B0..B29 copy it; each of 60 RUNs carried all of it into the definition.
+    const dockerfile = [
+      'FROM scratch',
+      ...doubling('ENV').split('\n').slice(0, 20),
+      ...Array.from({ length: 30 }, (_, i) => `ENV B${i}=$A19`),
+      ...Array.from({ length: 60 }, (_, i) => `RUN echo ${i}`),
+    ].join('\n');
+    const r = await build('environment.Dockerfile', `${dockerfile}\n`);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain(
+      'environment.Dockerfile:52:1: the environment variable A19 is 1048581 bytes (as NAME=value), more than the 128 KiB (131072 bytes) Linux allows one variable of a process (MAX_ARG_STRLEN)',
+    );
+    expect(r.stderr).toContain('  52 | RUN echo 0');
+    expect(r.ms).toBeLessThan(5_000);
+    expect(r.peakMiB).toBeGreaterThan(0);
+    expect(r.peakMiB).toBeLessThan(200);
+  });
 });
