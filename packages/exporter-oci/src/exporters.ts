@@ -9,10 +9,9 @@
  * `containerimage.config.digest` (single-platform), `containerimage.descriptor`
  * (base64 JSON) and `image.name`.
  */
-import type { Attrs, BlobOwner, BuildContext, BuildResult, ContentStore, Exporter, ExporterInstance } from '@bkt/core';
-import { formatReference, parseReference, type Descriptor } from '@bkt/oci';
+import { requireRecords, type Attrs, type BlobOwner, type BuildContext, type BuildResult, type ContentStore, type Exporter, type ExporterInstance } from '@bkt/core';
+import { formatReference, parseReference, writeImageRecord, type Descriptor } from '@bkt/oci';
 import { RegistryClient, type RegistryClientOptions } from '@bkt/registry';
-import { writeImageRecord } from '@bkt/source-image';
 import { parseExportAttrs, type ExportOptions, type ExporterType } from './attrs.js';
 import { buildImage, type BuiltImage } from './image.js';
 import { writeDockerArchive, writeOciLayout } from './layout.js';
@@ -69,7 +68,7 @@ class ImageExporterInstance implements ExporterInstance {
       for (const name of stored) {
         const canonical = formatReference(parseReference(name));
         await referenceImageBlobs(ctx.content, imageBlobOwner(canonical), image.blobs);
-        await writeImageRecord(ctx.root, { name: canonical, target: image.root });
+        await writeImageRecord(requireRecords(ctx, '@bkt/exporter-oci'), { name: canonical, target: image.root });
       }
     }
     if (o.push || o.pushByDigest) {

@@ -15,7 +15,7 @@
  * and of history entries newer than it.
  */
 import { createReadStream } from 'node:fs';
-import { BktError, type BuildContext, type BuildResult, type Digest, type Platform, type Snapshot } from '@bkt/core';
+import { BktError, requireRecords, type BuildContext, type BuildResult, type Digest, type Platform, type Snapshot } from '@bkt/core';
 import {
   compress,
   compressionOfMediaType,
@@ -28,8 +28,8 @@ import {
   type Descriptor,
   type ImageConfig,
   type ImageHistory,
+  readLayerRecord,
 } from '@bkt/oci';
-import { readLayerRecord } from '@bkt/source-image';
 import type { Annotation, ExportOptions } from './attrs.js';
 import { snapshotLayer } from './layer.js';
 import { configMediaType, convertLayerMediaType, indexMediaType, manifestMediaType } from './media.js';
@@ -119,11 +119,11 @@ async function chainOf(top: Snapshot | null, ctx: Pick<BuildContext, 'snapshotte
   return chain;
 }
 
-async function layersOf(top: Snapshot | null, ctx: Pick<BuildContext, 'root' | 'content' | 'snapshotter'>, opts: ImageBuildOptions): Promise<ImageLayer[]> {
+async function layersOf(top: Snapshot | null, ctx: Pick<BuildContext, 'root' | 'content' | 'snapshotter' | 'records'>, opts: ImageBuildOptions): Promise<ImageLayer[]> {
   const clampMtime = opts.rewriteTimestamp ? opts.sourceDateEpoch : undefined;
   const layers: ImageLayer[] = [];
   for (const s of await chainOf(top, ctx)) {
-    const rec = await readLayerRecord(ctx.root, s.id);
+    const rec = await readLayerRecord(requireRecords(ctx, '@bkt/exporter-oci'), s.id);
     if (rec && (await ctx.content.has(rec.blob.digest))) {
       const have = compressionOfMediaType(rec.blob.mediaType);
       if (!opts.forceCompression || have === opts.compression) {
@@ -232,7 +232,7 @@ function annotationsFor(all: Annotation[], target: Annotation['target'], platfor
 /** Builds the image of `result` into the content store. */
 export async function buildImage(
   result: BuildResult,
-  ctx: Pick<BuildContext, 'root' | 'content' | 'snapshotter'>,
+  ctx: Pick<BuildContext, 'root' | 'content' | 'snapshotter' | 'records'>,
   opts: ImageBuildOptions,
 ): Promise<BuiltImage> {
   const platforms = resultPlatforms(result);

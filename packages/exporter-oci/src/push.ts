@@ -6,10 +6,9 @@
  */
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { BktError, type BuildContext } from '@bkt/core';
-import { parseReference, type Descriptor } from '@bkt/oci';
+import { BktError, requireRecords, type BuildContext } from '@bkt/core';
+import { addLayerSource, parseReference, readLayerRecord, type Descriptor } from '@bkt/oci';
 import type { RegistryClient, StreamBody } from '@bkt/registry';
-import { addLayerSource, readLayerRecord } from '@bkt/source-image';
 import type { BuiltImage } from './image.js';
 
 async function blobBody(content: BuildContext['content'], d: Descriptor): Promise<StreamBody> {
@@ -23,7 +22,7 @@ export interface PushOptions {
   byDigest: boolean;
 }
 
-type PushContext = Pick<BuildContext, 'root' | 'content' | 'signal' | 'progress'>;
+type PushContext = Pick<BuildContext, 'root' | 'content' | 'signal' | 'progress' | 'records'>;
 
 /** Pushes `image` under each of `names`; a failure says which name (as buildx: `failed to push NAME: …`). */
 export async function pushImage(image: BuiltImage, names: string[], client: RegistryClient, ctx: PushContext, opts: PushOptions): Promise<void> {
@@ -55,8 +54,9 @@ async function pushOne(image: BuiltImage, name: string, client: RegistryClient, 
           const how = await client.pushBlob(repo, l.descriptor, await blobBody(ctx.content, l.descriptor), { mountFrom, signal: ctx.signal });
           ctx.progress.status(`push ${l.descriptor.digest}`, `pushing layer ${l.descriptor.digest.slice(0, 19)} (${how})`, l.descriptor.size, l.descriptor.size, true);
           if (l.sources.length > 0) {
-            const rec = await readLayerRecord(ctx.root, l.snapshotId);
-            if (rec && rec.blob.digest === l.descriptor.digest) await addLayerSource(ctx.root, rec, repo);
+            const records = requireRecords(ctx, '@bkt/exporter-oci');
+            const rec = await readLayerRecord(records, l.snapshotId);
+            if (rec && rec.blob.digest === l.descriptor.digest) await addLayerSource(records, rec, repo);
           }
         })(),
       );

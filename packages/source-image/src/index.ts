@@ -2,27 +2,17 @@
  * @bkt/source-image: the `docker-image` and `oci-layout` sources. Images are
  * resolved (tag → digest, platform from an index), their layers pulled once
  * into the content store and unpacked one snapshot per layer, so base layers
- * are shared between images and re-exported byte for byte.
+ * are shared between images and re-exported byte for byte. What it
+ * remembers about images (layer, chain and named-image records) is the local
+ * image store of `@bkt/oci`, kept in the store's records API.
  */
 import type { BktPlugin } from '@bkt/core';
 import { ImageSource, type ImageSourceOptions } from './source.js';
 
-export { ImageSource, unpackImage, parseLayoutRef } from './source.js';
+export { ImageSource } from './source.js';
 export type { ImageSourceOptions, ResolveMode } from './source.js';
-export { resolvePlatformImage, registryBlobs, layoutBlobs, contentBlobs } from './image.js';
-export type { BlobProvider, ResolvedImage } from './image.js';
-export { unpackLayer, entryComponents } from './unpack.js';
+export { unpackLayer } from './unpack.js';
 export type { UnpackOptions } from './unpack.js';
-export {
-  addLayerSource,
-  chainIds,
-  readImageRecord,
-  readLayerRecord,
-  snapshotForChain,
-  writeImageRecord,
-  writeLayerRecord,
-} from './records.js';
-export type { ImageRecord, LayerRecord } from './records.js';
 
 /**
  * The plugin. The source object also answers `resolveImageConfig(ref, opts,

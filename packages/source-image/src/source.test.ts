@@ -9,7 +9,7 @@ import { RegistryClient, staticCredentials } from '@bkt/registry';
 import { pushBusyboxImage, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
 import { openTestContext, type TestContext } from '@bkt/store/testing';
 import { ImageSource } from './source.js';
-import { readLayerRecord } from './records.js';
+import { readLayerRecord } from '@bkt/oci';
 
 
 describe('docker-image source against a real registry', () => {
@@ -48,7 +48,7 @@ describe('docker-image source against a real registry', () => {
     }
     // The layer blob is in the content store and recorded against the snapshot.
     expect(await t.ctx.content.has(pushed.layer.digest)).toBe(true);
-    const rec = await readLayerRecord(t.ctx.root, snap.id);
+    const rec = await readLayerRecord(t.ctx.records!, snap.id);
     expect(rec).toMatchObject({ diffId: pushed.diffId, blob: { digest: pushed.layer.digest }, sources: [`${registry.host}/test/busybox`] });
 
     // A second resolve reuses the unpacked snapshot (same chain id).
@@ -109,7 +109,7 @@ describe('docker-image source against a real registry', () => {
       expect(removed).not.toContain(snap.id);
       expect(await ctx.content.has(pushed.config.digest)).toBe(false);
       expect(await ctx.content.has(pushed.layer.digest)).toBe(true);
-      expect(await readLayerRecord(ctx.root, snap.id)).toMatchObject({ blob: { digest: pushed.layer.digest } });
+      expect(await readLayerRecord(ctx.records!, snap.id)).toMatchObject({ blob: { digest: pushed.layer.digest } });
 
       // With `all`, the snapshot goes, and its blob in the same prune.
       const all = (await store.prune({ all: true })).map((r) => r.id);

@@ -30,6 +30,7 @@ import {
   type Source,
   type SourceIdentifier,
   type SourceInstance,
+  requireRecords,
 } from '@bkt/core';
 import {
   MediaType,
@@ -45,10 +46,13 @@ import {
   splitReference,
   type Descriptor,
   type ImageIndex,
+  chainIds,
+  readImageRecord,
+  snapshotForChain,
+  writeLayerRecord,
 } from '@bkt/oci';
 import { RegistryClient, type RegistryClientOptions } from '@bkt/registry';
 import { contentBlobs, layoutBlobs, openLayoutBlob, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
-import { chainIds, readImageRecord, snapshotForChain, writeLayerRecord } from './records.js';
 import { unpackLayer } from './unpack.js';
 
 export type ResolveMode = 'default' | 'pull' | 'local';
@@ -178,11 +182,11 @@ export class ImageSource implements Source {
    * `platform`'s manifest and config, storing manifests and config in the
    * content store.
    */
-  async resolveImage(ref: string, platform: Platform, mode: ResolveMode, ctx: Pick<BuildContext, 'root' | 'content' | 'signal'>): Promise<ResolvedImage> {
+  async resolveImage(ref: string, platform: Platform, mode: ResolveMode, ctx: Pick<BuildContext, 'root' | 'content' | 'signal' | 'records'>): Promise<ResolvedImage> {
     const r = parseReference(ref);
     const name = formatReference(r);
     if (mode === 'local') {
-      const record = await readImageRecord(ctx.root, name);
+      const record = await readImageRecord(requireRecords(ctx, '@bkt/source-image'), name);
       if (record) return resolvePlatformImage(record.target, platform, contentBlobs(name), ctx, name);
     }
     const repo = repositoryName(r);
@@ -308,7 +312,7 @@ export async function unpackImage(
   let parent: Snapshot | null = null;
   let start = 0;
   for (let i = count - 1; i >= 0; i--) {
-    const found = await snapshotForChain(ctx.root, ctx.snapshotter, chains[i]);
+    const found = await snapshotForChain(requireRecords(ctx, '@bkt/source-image'), ctx.snapshotter, chains[i]);
     if (found) {
       parent = found;
       start = i + 1;
@@ -346,13 +350,13 @@ export async function unpackImage(
     // The snapshot keeps its layer blob: a prune removes the blob only with the snapshot.
     await ctx.content.addRef?.(desc.digest, { snapshot: snapshot.id });
     ctx.progress.status(`extract ${desc.digest}`, `extracting ${desc.digest.slice(0, 19)}`, 1, 1, true);
-    await writeLayerRecord(ctx.root, {
+    await writeLayerRecord(requireRecords(ctx, '@bkt/source-image'), {
       snapshotId: snapshot.id,
       diffId: diffIds[i],
       chainId: chains[i],
       blob: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size },
       sources: image.blobs.repository ? [image.blobs.repository] : [],
-    });
+    }, opts.recordType);
     parent = snapshot;
   }
   if (parent) return parent;

@@ -38,6 +38,7 @@ export async function openTestContext(opts: { localDirs?: Record<string, string>
     root: store.root,
     snapshotter: store.snapshotter,
     content: store.content,
+    records: store.records,
     signal: abort.signal,
     localDirs: opts.localDirs ?? {},
     entitlements: new Set(),
