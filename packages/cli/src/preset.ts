@@ -7,13 +7,10 @@ import gitSource from '@bkt/source-git';
 import httpSource from '@bkt/source-http';
 import imageSource from '@bkt/source-image';
 import localSource from '@bkt/source-local';
-import runcWorker, { type SshAgentProvider } from '@bkt/worker-runc';
+import runcWorker from '@bkt/worker-runc';
 
-/** Per-build options of the default preset. */
-export interface DefaultPresetOptions {
-  /** The build's forwarded ssh-agents (`--ssh`), handed to the runc worker. */
-  ssh?: SshAgentProvider;
-}
+/** Options of the default preset (none yet: per-build values travel in the solve request's client, never here). */
+export type DefaultPresetOptions = Record<string, never>;
 
 /**
  * The built-in backends every build starts with (unless a config sets
@@ -22,7 +19,7 @@ export interface DefaultPresetOptions {
  * solver's file, merge and diff ops, exec in runc, and the Dockerfile frontend. A config plugin with
  * the same name replaces one of these (to pass it options).
  */
-export function defaultPreset(opts: DefaultPresetOptions = {}): BktPreset {
+export function defaultPreset(_opts: DefaultPresetOptions = {}): BktPreset {
   return definePreset({
     name: '@bkt/cli/default',
     plugins: () => [
@@ -33,7 +30,7 @@ export function defaultPreset(opts: DefaultPresetOptions = {}): BktPreset {
       localExporters(),
       ociExporters(),
       builtinOpsPlugin(),
-      runcWorker(opts.ssh ? { ssh: opts.ssh } : {}),
+      runcWorker(),
       dockerfile(),
     ],
   });

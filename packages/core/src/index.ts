@@ -10,3 +10,19 @@ export { resolvePlugins } from './resolve-plugins.js';
 export { composePlugins, definePreset, type BktPreset } from './preset.js';
 export { Pacer } from './pacer.js';
 export { requireRecords } from './records.js';
+export {
+  emptyClient,
+  readClientFile,
+  NO_SECRETS,
+  NO_SSH_AGENTS,
+  type BuildClient,
+  type ClientLocalDir,
+  type FileContent,
+  type FileStat,
+  type LocalDirSelection,
+  type OutputDir,
+  type OutputFile,
+  type OutputOptions,
+  type RegistryCredentials,
+} from './client.js';
+export { createBuildScope, SOURCE_DATE_EPOCH_KEY, type BuildScopeOptions, type OwnedBuildScope } from './scope.js';

@@ -7,6 +7,8 @@
  * the wire.
  */
 
+import type { BuildClient } from './client.js';
+
 /** An OCI content digest, `sha256:<64 hex>`. */
 export type Digest = `sha256:${string}`;
 
@@ -186,24 +188,46 @@ export interface ProgressWriter {
 // What backends receive from the solver.
 // ---------------------------------------------------------------------------
 
-/** Per-build context handed to backends. */
-export interface BuildContext {
+/**
+ * What one build gives every backend, the same for all its steps: the
+ * client, what the client granted, and the build's lifetime. Values that
+ * belong to one build travel here, never in a plugin option or a map keyed
+ * by build id. Result metadata (`source.date.epoch` and the other exporter
+ * keys) travels in `BuildResult.metadata`, as BuildKit's.
+ */
+export interface BuildScope {
   /** Unique id of this solve (the `ref` of a Solve request). */
   readonly buildId: string;
+  /** The client's machine: local directories, output sinks, credentials (see `BuildClient`). */
+  readonly client: BuildClient;
+  /** Entitlements the client granted (`network.host`, `security.insecure`). */
+  readonly entitlements: ReadonlySet<string>;
+  /** The client's secrets by id (never logged, never cached; the build redacts their values). */
+  readonly secrets: SecretProvider;
+  /** The client's SSH agents by id (`default`, …). */
+  readonly ssh: SshAgentProvider;
+  /**
+   * Runs `cleanup` once the build has finished (exports done, failed or
+   * cancelled), latest registered first. A failing cleanup does not stop
+   * the others, nor fail the build.
+   */
+  onFinish(cleanup: () => void | Promise<void>): void;
+}
+
+/** What a backend receives for one step: the build's scope and the step's store, signal and progress. */
+export interface BuildContext extends BuildScope {
   /** The store root (`--root`). */
   readonly root: string;
   readonly snapshotter: Snapshotter;
   readonly content: ContentStore;
   /** Aborted when the build is cancelled or fails; backends must stop promptly. */
   readonly signal: AbortSignal;
-  /** Client-side directories made available to the `local` source, by name (`context`, `dockerfile`, …). */
+  /**
+   * @deprecated Host paths of the client's local directories (`client.hostDirs`),
+   * read only by the `oci-layout` source until it reads layouts through
+   * `client.localDir`. Empty when the client is not in-process.
+   */
   readonly localDirs: Readonly<Record<string, string>>;
-  /** Entitlements the client granted (`network.host`, `security.insecure`). */
-  readonly entitlements: ReadonlySet<string>;
-  /** Secret values by id (never logged, never cached). */
-  readonly secrets: SecretProvider;
-  /** SSH agents the client forwards, by id (`default`, …); absent when none. */
-  readonly ssh?: SshAgentProvider;
   readonly progress: ProgressWriter;
   /** The vertex this context is scoped to (set for op executors and sources). */
   readonly vertex?: { digest: Digest; name: string };
@@ -216,8 +240,8 @@ export interface BuildContext {
 }
 
 export interface SshAgentProvider {
-  /** Path of the agent socket for `id`, or null when the build has none of that id. */
-  socketPath(id: string): string | null;
+  /** Path of a socket on this machine speaking to the agent `id`, or null when the build has none of that id. */
+  socketPath(id: string): Promise<string | null>;
 }
 
 export interface SecretProvider {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BuildContext, BuildResult, Snapshot } from '@bkt/core';
+import { createHostClient } from '@bkt/fsutil';
 import localExporters from './index.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -22,8 +23,13 @@ function dirSnapshot(path: string): Snapshot {
   return { id: path, parent: null, mount: async () => ({ path, release: async () => {} }), layerPath: () => path };
 }
 
+/** The stdout of the client of `ctx()`: the one the last `exporter()` call was given. */
+let clientStdout: NodeJS.WritableStream | undefined;
+
 function ctx(): BuildContext {
-  return { root: join(work, 'store') } as BuildContext;
+  const root = join(work, 'store');
+  const client = createHostClient({ storeRoot: root, ...(clientStdout ? { stdout: clientStdout } : {}) });
+  return { root, client, signal: new AbortController().signal } as BuildContext;
 }
 
 async function makeTree(): Promise<string> {
@@ -41,7 +47,8 @@ async function makeTree(): Promise<string> {
 }
 
 async function exporter(type: string, attrs: Record<string, string>, stdout?: NodeJS.WritableStream) {
-  const plugin = localExporters({ stdout });
+  clientStdout = stdout;
+  const plugin = localExporters();
   const ex = plugin.exporters!.find((e) => e.type === type)!;
   return ex.resolve(attrs);
 }

@@ -1,15 +1,9 @@
-import { lstat, mkdir, rm } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { BktError, type Attrs, type BuildResult, type Exporter, type Mounted, type Snapshot } from '@bkt/core';
-import { openOutputFile } from '@bkt/fsutil';
-import { copyTree, ensureDestDir } from './write-dir.js';
+import { createReadStream, type Stats } from 'node:fs';
+import { lstat, mkdir, readlink, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BktError, type Attrs, type BuildResult, type Exporter, type FileStat, type Mounted, type OutputDir, type Snapshot } from '@bkt/core';
+import { inodeKey, walkSorted } from './tree.js';
 import { writeTar } from './write-tar.js';
-
-/** Where `tar` writes when `dest=-`; tests and servers may pass another stream. */
-export interface LocalExporterOptions {
-  stdout?: NodeJS.WritableStream;
-}
 
 interface ParsedAttrs {
   dest: string;
@@ -100,21 +94,6 @@ async function withScratchDir<T>(base: string, fn: (scratch: () => Promise<strin
   }
 }
 
-/** Exporting must not write into the store, nor lay a tree over it. */
-function refuseOverlap(dest: string, storeRoot: string): void {
-  const inside = (child: string, parent: string) => {
-    const rel = relative(parent, child);
-    return rel === '' || (rel !== '..' && !rel.startsWith('../') && !isAbsolute(rel));
-  };
-  const root = resolve(storeRoot);
-  if (inside(root, dest) || inside(dest, root)) {
-    throw new BktError('INVALID_ARGUMENT', `local exporter: dest "${dest}" overlaps the store root ${root}; choose another directory`, {
-      attribute: 'dest',
-      path: dest,
-    });
-  }
-}
-
 /**
  * The `local` exporter: lays the result's tree over directory `dest` (created
  * when missing). As with BuildKit, it merges: entries of the result replace
@@ -125,29 +104,19 @@ export function createLocalExporter(): Exporter {
     type: 'local',
     async resolve(attrs) {
       const { dest, platformSplit } = parseAttrs('local', attrs);
-      const target = resolve(dest);
       return {
         async export(result, ctx) {
-          refuseOverlap(target, ctx.root);
+          const out = await ctx.client.openDir(dest, { what: 'local exporter' });
           const trees = resultTrees(result, platformSplit);
           await withScratchDir(ctx.root, async (scratch) => {
             const { mounts, release } = await mountAll(trees, scratch);
             try {
-              await ensureDestDir(target);
-              for (const m of mounts) {
-                const into = m.prefix ? join(target, m.prefix.replace(/\/$/, '')) : target;
-                if (m.prefix) {
-                  // A file or symlink in the way is replaced (never followed); a directory is merged into.
-                  const existing = await lstat(into).catch(() => undefined);
-                  if (existing && !existing.isDirectory()) await rm(into, { force: true });
-                  await mkdir(into, { recursive: true });
-                }
-                await copyTree(m.path, into);
-              }
+              for (const m of mounts) await sendTree(m.path, m.prefix.replace(/\/$/, ''), out, ctx.signal);
             } finally {
               await release();
             }
           });
+          await out.commit();
           return {};
         },
       };
@@ -155,8 +124,44 @@ export function createLocalExporter(): Exporter {
   };
 }
 
-/** The `tar` exporter: writes the result's tree as a tar archive to file `dest`, or stdout for `-`. */
-export function createTarExporter(opts: LocalExporterOptions = {}): Exporter {
+/**
+ * Sends the tree at `root` to an output directory, under `prefix` when
+ * given (the prefix directory itself carries the root's metadata). Hardlinks
+ * within the tree are sent as links to the first path of their inode.
+ */
+async function sendTree(root: string, prefix: string, out: OutputDir, signal: AbortSignal): Promise<void> {
+  const at = (rel: string) => (prefix ? `${prefix}/${rel}` : rel);
+  if (prefix) await out.write(statOf(prefix, await lstat(root)));
+  const firstOfInode = new Map<string, string>();
+  for await (const e of walkSorted(root)) {
+    signal.throwIfAborted();
+    const st = e.stat;
+    const entry = statOf(at(e.rel), st);
+    if (st.isSymbolicLink()) entry.linkname = await readlink(e.abs);
+    else if (st.isFile() && st.nlink > 1) {
+      const first = firstOfInode.get(inodeKey(st));
+      if (first !== undefined) {
+        await out.write({ ...entry, size: 0, linkname: first });
+        continue;
+      }
+      firstOfInode.set(inodeKey(st), entry.path);
+    }
+    const abs = e.abs;
+    await out.write(entry, st.isFile() ? { localPath: abs, stream: () => createReadStream(abs) as AsyncIterable<Uint8Array> } : undefined);
+  }
+}
+
+function statOf(path: string, st: Stats): FileStat {
+  const entry: FileStat = { path, mode: st.mode, uid: st.uid, gid: st.gid, size: st.isFile() ? st.size : 0, mtimeMs: st.mtimeMs };
+  if (st.isCharacterDevice() || st.isBlockDevice()) {
+    entry.devmajor = Number((BigInt(st.rdev) >> 8n) & 0xfffn);
+    entry.devminor = Number((BigInt(st.rdev) & 0xffn) | ((BigInt(st.rdev) >> 12n) & 0xfff00n));
+  }
+  return entry;
+}
+
+/** The `tar` exporter: writes the result's tree as a tar archive to the client's file `dest`, or its stdout for `-`. */
+export function createTarExporter(): Exporter {
   return {
     type: 'tar',
     async resolve(attrs) {
@@ -167,24 +172,8 @@ export function createTarExporter(opts: LocalExporterOptions = {}): Exporter {
           await withScratchDir(ctx.root, async (scratch) => {
             const { mounts, release } = await mountAll(trees, scratch);
             try {
-              if (dest === '-') {
-                const stdout = opts.stdout ?? process.stdout;
-                const through = new PassThrough();
-                const drained = new Promise((ok) => through.once('end', ok));
-                // stdout is not ended (others may write after us), so its errors are forwarded by hand.
-                const onError = (err: Error) => through.destroy(err);
-                stdout.once('error', onError);
-                try {
-                  through.pipe(stdout as NodeJS.WritableStream, { end: false });
-                  await writeTar(mounts, through);
-                  await drained;
-                } finally {
-                  stdout.removeListener('error', onError);
-                  through.unpipe(stdout as NodeJS.WritableStream);
-                }
-                return;
-              }
-              const file = await openOutputFile(dest, { what: 'tar exporter: dest' });
+              const what = { what: 'tar exporter: dest' };
+              const file = dest === '-' ? await ctx.client.openStdout(what) : await ctx.client.openFile(dest, what);
               try {
                 await writeTar(mounts, file.stream);
               } catch (err) {

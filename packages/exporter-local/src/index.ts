@@ -1,14 +1,13 @@
 import type { BktPlugin } from '@bkt/core';
-import { createLocalExporter, createTarExporter, type LocalExporterOptions } from './exporters.js';
+import { createLocalExporter, createTarExporter } from './exporters.js';
 
-export { createLocalExporter, createTarExporter, type LocalExporterOptions } from './exporters.js';
-export { copyTree } from './write-dir.js';
+export { createLocalExporter, createTarExporter } from './exporters.js';
 export { writeTar } from './write-tar.js';
 
-/** The plugin: exporters `local` (a directory) and `tar` (a file or stdout). */
-export default function localExporters(opts: LocalExporterOptions = {}): BktPlugin {
+/** The plugin: exporters `local` (a client directory) and `tar` (a client file or its stdout). */
+export default function localExporters(): BktPlugin {
   return {
     name: '@bkt/exporter-local',
-    exporters: [createLocalExporter(), createTarExporter(opts)],
+    exporters: [createLocalExporter(), createTarExporter()],
   };
 }

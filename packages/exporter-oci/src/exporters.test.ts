@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, unlink, utimes, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isBktError, type BuildResult, type Digest, type Snapshot } from '@bkt/core';
+import { isBktError, SOURCE_DATE_EPOCH_KEY, type BuildResult, type Digest, type Snapshot } from '@bkt/core';
 import { ImageSource } from '@bkt/source-image';
 import { openTestContext, type TestContext } from '@bkt/store/testing';
 import { pushBusyboxImage, skopeoInspect, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
@@ -294,9 +294,11 @@ describe('image, oci and docker exporters', () => {
     await expect((await exporter('docker').resolve({ dest: join(work, 'multi.tar') })).export(multi, t.ctx)).rejects.toThrow(/one platform/);
 
     const bkt = await createBkt([ociExporters()]);
-    await bkt.hooks.beforeSolve.promise(new Uint8Array(), { buildId: 'b1', frontendAttrs: { 'build-arg:SOURCE_DATE_EPOCH': String(EPOCH) } });
+    // The solver puts the frontend's build-arg:SOURCE_DATE_EPOCH in the result's metadata.
     const viaHook = await bkt.registries.exporters.require('oci').resolve({ dest: join(work, 'epoch'), tar: 'false' });
-    const r = await viaHook.export(result(top), { ...t.ctx, buildId: 'b1' });
+    const withEpoch = result(top);
+    withEpoch.metadata[SOURCE_DATE_EPOCH_KEY] = Buffer.from(String(EPOCH));
+    const r = await viaHook.export(withEpoch, { ...t.ctx, buildId: 'b1' });
     const config = JSON.parse(await readFile(join(work, 'epoch/blobs/sha256', r['containerimage.config.digest'].slice(7)), 'utf8'));
     expect(config.created).toBe('2023-11-14T22:13:20Z');
     await bkt.close();

@@ -9,10 +9,10 @@
  * `containerimage.config.digest` (single-platform), `containerimage.descriptor`
  * (base64 JSON) and `image.name`.
  */
-import { requireRecords, type Attrs, type BlobOwner, type BuildContext, type BuildResult, type ContentStore, type Exporter, type ExporterInstance } from '@bkt/core';
+import { requireRecords, SOURCE_DATE_EPOCH_KEY, type Attrs, type BlobOwner, type BuildContext, type BuildResult, type ContentStore, type Exporter, type ExporterInstance } from '@bkt/core';
 import { formatReference, parseReference, writeImageRecord, type Descriptor } from '@bkt/oci';
 import { RegistryClient, type RegistryClientOptions } from '@bkt/registry';
-import { parseExportAttrs, type ExportOptions, type ExporterType } from './attrs.js';
+import { parseExportAttrs, parseSourceDateEpoch, type ExportOptions, type ExporterType } from './attrs.js';
 import { buildImage, type BuiltImage } from './image.js';
 import { writeDockerArchive, writeOciLayout } from './layout.js';
 import { pushImage } from './push.js';
@@ -22,13 +22,14 @@ export interface ImageExportersOptions {
   client?: RegistryClient;
   /** Options of the default client (per-registry settings, credentials). */
   registry?: RegistryClientOptions;
-  /** Where `dest=-` writes (default process.stdout). */
-  stdout?: NodeJS.WritableStream;
-  /**
-   * SOURCE_DATE_EPOCH of a build, when not given as the `source-date-epoch`
-   * attribute (the plugin fills it from the frontend's `build-arg:SOURCE_DATE_EPOCH`).
-   */
-  sourceDateEpoch?(buildId: string): number | undefined;
+}
+
+/** SOURCE_DATE_EPOCH of an export: the `source-date-epoch` attribute, else the result's `source.date.epoch` metadata. */
+function sourceDateEpochOf(opts: ExportOptions, result: BuildResult): number | undefined {
+  if (opts.sourceDateEpoch !== undefined) return opts.sourceDateEpoch;
+  const meta = result.metadata[SOURCE_DATE_EPOCH_KEY];
+  if (meta === undefined || meta.length === 0) return undefined;
+  return parseSourceDateEpoch(Buffer.from(meta).toString('utf8'), 'build-arg:SOURCE_DATE_EPOCH');
 }
 
 /** The exporter response for a built image. */
@@ -52,13 +53,13 @@ class ImageExporterInstance implements ExporterInstance {
 
   async export(result: BuildResult, ctx: BuildContext): Promise<Record<string, string>> {
     const o = this.opts;
-    const sourceDateEpoch = o.sourceDateEpoch ?? this.shared.sourceDateEpoch?.(ctx.buildId);
+    const sourceDateEpoch = sourceDateEpochOf(o, result);
     const image = await buildImage(result, ctx, { ...o, sourceDateEpoch });
     const names = o.names;
     if (o.type === 'oci' || o.type === 'docker') {
       const write = o.type === 'oci' ? writeOciLayout : writeDockerArchive;
       const mtime = sourceDateEpoch !== undefined ? new Date(sourceDateEpoch * 1000) : new Date(0);
-      await write(image, ctx.content, { names, dest: o.dest!, tar: o.tar, mtime, stdout: this.shared.stdout });
+      await write(image, ctx.content, { names, dest: o.dest!, tar: o.tar, mtime, client: ctx.client });
       return exporterResponse(image, names);
     }
     if (o.store) {

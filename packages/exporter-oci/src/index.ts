@@ -5,7 +5,6 @@
  * `writeOciLayout`, `layerTar`).
  */
 import type { BktPlugin } from '@bkt/core';
-import { parseSourceDateEpoch } from './attrs.js';
 import { createImageExporters, type ImageExportersOptions } from './exporters.js';
 
 export { createImageExporters, exporterResponse } from './exporters.js';
@@ -22,23 +21,16 @@ export { pushImage } from './push.js';
 export { convertLayerMediaType, layerMediaType } from './media.js';
 
 /**
- * The plugin. It remembers each build's `build-arg:SOURCE_DATE_EPOCH`
- * frontend attribute (through `beforeSolve`) for exporters not given
- * `source-date-epoch`, as BuildKit passes it from the frontend to exporters.
+ * The plugin. An export not given `source-date-epoch` takes the result's
+ * `source.date.epoch` metadata (which the solver sets from the frontend's
+ * `build-arg:SOURCE_DATE_EPOCH`), as BuildKit's exporters do.
  */
-export default function ociExporters(opts: Omit<ImageExportersOptions, 'sourceDateEpoch'> = {}): BktPlugin {
-  const epochs = new Map<string, number>();
-  const { exporters, close } = createImageExporters({ ...opts, sourceDateEpoch: (buildId) => epochs.get(buildId) });
+export default function ociExporters(opts: ImageExportersOptions = {}): BktPlugin {
+  const { exporters, close } = createImageExporters(opts);
   return {
     name: '@bkt/exporter-oci',
     exporters,
     setup({ hooks }) {
-      hooks.beforeSolve.tap('@bkt/exporter-oci', (definition, info) => {
-        const v = info.frontendAttrs['build-arg:SOURCE_DATE_EPOCH'];
-        if (v !== undefined && v !== '') epochs.set(info.buildId, parseSourceDateEpoch(v, 'build-arg:SOURCE_DATE_EPOCH'));
-        return definition;
-      });
-      hooks.afterSolve.tap('@bkt/exporter-oci', (summary) => void epochs.delete(summary.buildId));
       hooks.shutdown.tapPromise('@bkt/exporter-oci', async () => close());
     },
   };

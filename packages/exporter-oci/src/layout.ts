@@ -7,14 +7,13 @@
  * Tars are deterministic (fixed entry order and headers), and a file `dest`
  * appears whole or not at all (written beside it, then renamed).
  */
-import { constants as fsConstants, createReadStream } from 'node:fs';
-import { copyFile, mkdir, rename, stat, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { BktError, type ContentStore } from '@bkt/core';
-import { openOutputFile } from '@bkt/fsutil';
+import { BktError, type BuildClient, type ContentStore } from '@bkt/core';
+import { createHostClient } from '@bkt/fsutil';
 import { DOCKER_HUB, MediaType, parseReference, type Descriptor } from '@bkt/oci';
 import type { BuiltImage } from './image.js';
 
@@ -109,13 +108,9 @@ function tarOf(files: LayoutFile[], content: ContentStore, mtime: Date): NodeJS.
   return pack as unknown as NodeJS.ReadableStream;
 }
 
-/** Writes the tar `stream` to `dest` (`-` = stdout), as `openOutputFile` writes an output; `what` names the exporter in errors. */
-async function writeTarTo(what: string, dest: string, stream: NodeJS.ReadableStream, stdout?: NodeJS.WritableStream): Promise<void> {
-  if (dest === '-') {
-    await pipeline(stream, stdout ?? process.stdout, { end: false });
-    return;
-  }
-  const file = await openOutputFile(dest, { what: `${what}: dest` });
+/** Writes the tar `stream` to the client's output `dest` (`-` = its stdout); `what` names the exporter in errors. */
+async function writeTarTo(what: string, dest: string, stream: NodeJS.ReadableStream, client: BuildClient): Promise<void> {
+  const file = dest === '-' ? await client.openStdout({ what: `${what}: dest` }) : await client.openFile(dest, { what: `${what}: dest` });
   try {
     await pipeline(stream, file.stream);
   } catch (err) {
@@ -131,25 +126,29 @@ async function writeTarTo(what: string, dest: string, stream: NodeJS.ReadableStr
  * reflink where the filesystem has them), never hard links: the directory is
  * the user's, and editing it must not change the store.
  */
-async function writeDir(what: string, dest: string, files: LayoutFile[], content: ContentStore): Promise<void> {
-  const st = await stat(dest).catch(() => null);
-  if (st && !st.isDirectory()) {
-    throw new BktError('INVALID_ARGUMENT', `${what}: dest "${dest}" exists and is not a directory (tar=false writes a directory)`, { attribute: 'dest', path: dest });
-  }
+async function writeDir(what: string, dest: string, files: LayoutFile[], content: ContentStore, client: BuildClient): Promise<void> {
+  const out = await client.openDir(dest, { what });
+  const now = Date.now();
+  const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, mtimeMs: now };
+  const dirs = new Set<string>();
   for (const f of files) {
-    const target = join(dest, f.path);
-    await mkdir(dirname(target), { recursive: true });
+    // Parents first, each once.
+    const parts = f.path.split('/').slice(0, -1);
+    for (let i = 1; i <= parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (dirs.has(dir)) continue;
+      dirs.add(dir);
+      await out.write({ path: dir, mode: 0o040755, size: 0, ...owner });
+    }
     if ('bytes' in f) {
-      const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
-      await writeFile(tmp, f.bytes);
-      await rename(tmp, target);
+      const bytes = f.bytes;
+      await out.write({ path: f.path, mode: 0o100644, size: bytes.length, ...owner }, { stream: async function* () { yield bytes; } });
       continue;
     }
-    if (await stat(target).then(() => true, () => false)) continue; // content-addressed: already right
-    const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
-    await copyFile(content.path(f.blob.digest), tmp, fsConstants.COPYFILE_FICLONE);
-    await rename(tmp, target);
+    const blob = content.path(f.blob.digest);
+    await out.write({ path: f.path, mode: 0o100644, size: f.blob.size, ...owner }, { localPath: blob, stream: () => createReadStream(blob) as AsyncIterable<Uint8Array> });
   }
+  await out.commit();
 }
 
 export interface WriteOptions {
@@ -159,19 +158,20 @@ export interface WriteOptions {
   tar: boolean;
   /** mtime of the tar entries (default: the epoch 0, for reproducible tars). */
   mtime?: Date;
-  stdout?: NodeJS.WritableStream;
+  /** The client whose outputs `dest` names (default: this process's host). */
+  client?: BuildClient;
 }
 
 /** Writes `image` as an OCI image layout. */
 export async function writeOciLayout(image: BuiltImage, content: ContentStore, opts: WriteOptions): Promise<void> {
   const files = ociLayoutFiles(image, opts.names);
-  if (!opts.tar) return writeDir('oci exporter', opts.dest, files, content);
-  await writeTarTo('oci exporter', opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.stdout);
+  if (!opts.tar) return writeDir('oci exporter', opts.dest, files, content, opts.client ?? createHostClient());
+  await writeTarTo('oci exporter', opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.client ?? createHostClient());
 }
 
 /** Writes `image` (one platform) as a docker-archive tar (or its directory with `tar: false`). */
 export async function writeDockerArchive(image: BuiltImage, content: ContentStore, opts: WriteOptions): Promise<void> {
   const files = dockerArchiveFiles(image, opts.names);
-  if (!opts.tar) return writeDir('docker exporter', opts.dest, files, content);
-  await writeTarTo('docker exporter', opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.stdout);
+  if (!opts.tar) return writeDir('docker exporter', opts.dest, files, content, opts.client ?? createHostClient());
+  await writeTarTo('docker exporter', opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.client ?? createHostClient());
 }

@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { BktError, isBktError, type Attrs, type BuildContext, type Digest, type Frontend, type FrontendBridge, type Platform, type Registries } from '@bkt/core';
-import { parseDockerignore, resolveInRoot } from '@bkt/fsutil';
+import { BktError, isBktError, readClientFile, type Attrs, type BuildContext, type ClientLocalDir, type Digest, type Frontend, type FrontendBridge, type Platform, type Registries } from '@bkt/core';
+import { parseDockerignore } from '@bkt/fsutil';
 import * as pb from '@bkt/api/pb';
 import { digestOf } from '@bkt/oci';
 import { parseFrontendAttrs } from './convert/attrs.js';
@@ -47,9 +46,8 @@ export function dockerfileFrontend(): DockerfileFrontend {
         signal: ctx.signal,
         ...(resolveImageConfig ? { resolveImageConfig } : {}),
         readDockerignore: async (name) => {
-          const dir = ctx.localDirs[name];
-          if (dir === undefined) return undefined;
-          return readFile(await resolveInRoot(dir, '.dockerignore', { followFinalSymlink: true }), 'utf8').catch(() => undefined);
+          const dir = ctx.client.localDir(name);
+          return dir && readText(dir, '.dockerignore', ctx.signal);
         },
       });
 
@@ -82,9 +80,9 @@ export function dockerfileFrontend(): DockerfileFrontend {
 
 /** The Dockerfile's text from the dockerfile dir (falling back to the context dir); `Dockerfile` may be spelled `dockerfile`. */
 async function readDockerfile(filename: string, dockerfileKey: string, contextKey: string, ctx: BuildContext): Promise<{ text: string; filename: string }> {
-  const dir = ctx.localDirs[dockerfileKey] ?? ctx.localDirs[contextKey];
+  const dir = ctx.client.localDir(dockerfileKey) ?? ctx.client.localDir(contextKey);
   if (dir === undefined) {
-    const known = Object.keys(ctx.localDirs).sort().join(', ') || 'none';
+    const known = ctx.client.localDirNames().sort().join(', ') || 'none';
     throw new BktError('INVALID_ARGUMENT', `dockerfile.v0: no "${dockerfileKey}" or "${contextKey}" directory was given to the build (local directories: ${known})`, {
       attribute: 'dockerfilekey',
     });
@@ -92,27 +90,28 @@ async function readDockerfile(filename: string, dockerfileKey: string, contextKe
   const candidates = [filename];
   if (baseOf(filename) === 'Dockerfile') candidates.push(filename.replace(/Dockerfile$/, 'dockerfile'));
   for (const name of candidates) {
-    try {
-      const text = await readFile(await resolveInRoot(dir, name, { followFinalSymlink: true }), 'utf8');
-      return { text, filename: name };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
-    }
+    const text = await readText(dir, name, ctx.signal);
+    if (text !== undefined) return { text, filename: name };
   }
-  throw new BktError('NOT_FOUND', `failed to read dockerfile: open ${filename}: no such file or directory (in ${dir})`, { file: filename, attribute: 'filename' });
+  throw new BktError('NOT_FOUND', `failed to read dockerfile: open ${filename}: no such file or directory (in ${dir.name})`, { file: filename, attribute: 'filename' });
 }
 
 /** `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`. */
 async function readExcludes(filename: string, dockerfileKey: string, contextKey: string, ctx: BuildContext): Promise<string[]> {
-  const dfDir = ctx.localDirs[dockerfileKey];
+  const dfDir = ctx.client.localDir(dockerfileKey);
   if (dfDir !== undefined) {
-    const text = await readFile(await resolveInRoot(dfDir, `${filename}.dockerignore`, { followFinalSymlink: true }), 'utf8').catch(() => undefined);
+    const text = await readText(dfDir, `${filename}.dockerignore`, ctx.signal);
     if (text !== undefined) return parseDockerignore(text);
   }
-  const ctxDir = ctx.localDirs[contextKey];
+  const ctxDir = ctx.client.localDir(contextKey);
   if (ctxDir === undefined) return [];
-  const text = await readFile(await resolveInRoot(ctxDir, '.dockerignore', { followFinalSymlink: true }), 'utf8').catch(() => undefined);
+  const text = await readText(ctxDir, '.dockerignore', ctx.signal);
   return text === undefined ? [] : parseDockerignore(text);
+}
+
+/** A file of a client directory as text (a final symlink followed inside the directory); undefined when absent. */
+async function readText(dir: ClientLocalDir, path: string, signal: AbortSignal): Promise<string | undefined> {
+  return (await readClientFile(dir, path, signal))?.toString('utf8');
 }
 
 function baseOf(p: string): string {

@@ -2,15 +2,7 @@
  * The solver's public API: what the CLI, the server and tests call.
  * (Implementation: solver.ts. Types only here, so callers can code against them.)
  */
-import type {
-  Attrs,
-  Bkt,
-  BuildResult,
-  ProgressEvent,
-  SecretProvider,
-  SshAgentProvider,
-  UsageRecord,
-} from '@bkt/core';
+import type { Attrs, Bkt, BuildClient, BuildResult, ProgressEvent, SecretProvider, UsageRecord } from '@bkt/core';
 import type { BuildHistoryRecord, HistoryLimits } from '@bkt/store';
 
 export type { BuildHistoryRecord, HistoryLimits } from '@bkt/store';
@@ -40,15 +32,21 @@ export interface SolveRequest {
   frontend?: string;
   frontendAttrs?: Attrs;
   exporters?: ExportRequest[];
-  /** Client directories for `local://NAME` sources. */
+  /**
+   * The build's client: its local directories, output sinks, secrets, ssh
+   * agents and registry credentials (see `BuildClient`). Default: this
+   * process's host (`createHostClient` of @bkt/fsutil) over `localDirs` and
+   * `secrets`, never sending nor overwriting the store root.
+   */
+  client?: BuildClient;
+  /** Without `client`: the host directories for `local://NAME` sources, by name. */
   localDirs?: Record<string, string>;
   /** Ignore every cache record (still records new ones). */
   noCache?: boolean;
   /** Granted entitlements: `network.host`, `security.insecure`. */
   entitlements?: string[];
+  /** Without `client`: the build's secrets. */
   secrets?: SecretProvider;
-  /** SSH agent sockets forwarded to `RUN --mount=type=ssh` (by id). */
-  ssh?: SshAgentProvider;
   signal?: AbortSignal;
   onProgress?: (event: ProgressEvent) => void;
   /** Build id (the Solve request's `ref`); generated when absent. */

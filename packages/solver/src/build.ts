@@ -19,13 +19,12 @@ import {
   Pacer,
   type Bkt,
   type BuildContext,
+  type BuildScope,
   type ContentSelector,
   type Digest,
   type OpExecutor,
   type ProgressEvent,
   type ProgressWriter,
-  type SecretProvider,
-  type SshAgentProvider,
   type Snapshot,
   type SourceIdentifier,
   type SourceInstance,
@@ -77,11 +76,8 @@ export class Job {
 }
 
 export interface BuildOptions {
-  buildId: string;
-  localDirs: Record<string, string>;
-  entitlements: ReadonlySet<string>;
-  secrets: SecretProvider;
-  ssh?: SshAgentProvider;
+  /** The build's scope: what every backend context of the build carries. */
+  scope: BuildScope;
   noCache: boolean;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
@@ -107,8 +103,6 @@ interface VertexState {
   cached: boolean;
 }
 
-const NO_SECRETS: SecretProvider = { get: async () => null };
-
 function hashKey(parts: unknown): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(parts)).digest('hex')}`;
 }
@@ -133,10 +127,14 @@ export class Build {
     this.#pacer = new Pacer(this.signal);
     const outer = opts.signal;
     if (outer) {
-      const onAbort = () => this.controller.abort(new BktError('CANCELLED', `build ${opts.buildId} cancelled`));
+      const onAbort = () => this.controller.abort(new BktError('CANCELLED', `build ${opts.scope.buildId} cancelled`));
       if (outer.aborted) onAbort();
       else outer.addEventListener('abort', onAbort, { once: true });
     }
+  }
+
+  get buildId(): string {
+    return this.opts.scope.buildId;
   }
 
   get signal(): AbortSignal {
@@ -156,17 +154,20 @@ export class Build {
 
   /** A context for backends; `progress` decides which vertex their reports go to. */
   context(progress: ProgressWriter, signal: AbortSignal = this.signal, vertex?: { digest: Digest; name: string }): BuildContext {
+    const scope = this.opts.scope;
     return {
-      buildId: this.opts.buildId,
+      buildId: scope.buildId,
+      client: scope.client,
+      entitlements: scope.entitlements,
+      secrets: scope.secrets,
+      ssh: scope.ssh,
+      onFinish: scope.onFinish,
       root: this.engine.store.root,
       snapshotter: this.#snapshots.snapshotter,
       content: this.engine.store.content,
       records: this.engine.store.records,
       signal,
-      localDirs: this.opts.localDirs,
-      entitlements: this.opts.entitlements,
-      secrets: this.opts.secrets ?? NO_SECRETS,
-      ...(this.opts.ssh ? { ssh: this.opts.ssh } : {}),
+      localDirs: scope.client.hostDirs ?? {},
       progress,
       ...(vertex ? { vertex } : {}),
     };
@@ -180,7 +181,7 @@ export class Build {
     const hooks = this.engine.bkt.hooks;
     const input = hooks.beforeSolve.isUsed()
       ? await hooks.beforeSolve.promise(bytes, {
-          buildId: this.opts.buildId,
+          buildId: this.buildId,
           frontend: this.opts.frontend,
           frontendAttrs: this.opts.frontendAttrs,
         })
@@ -250,7 +251,7 @@ export class Build {
       ...(exec.security === pb.SecurityMode.INSECURE ? ['security.insecure'] : []),
     ];
     for (const e of need) {
-      if (!this.opts.entitlements.has(e)) {
+      if (!this.opts.scope.entitlements.has(e)) {
         throw new BktError('PERMISSION_DENIED', `${v.name}: needs entitlement ${e}, which the build did not grant (op ${v.digest}; pass --allow ${e})`, {
           opDigest: v.digest,
           attribute: e,

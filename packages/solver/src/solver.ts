@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
   BktError,
+  createBuildScope,
   isBktError,
+  SOURCE_DATE_EPOCH_KEY,
   type BuildContext,
   type BuildResult,
   type Digest,
@@ -25,6 +27,7 @@ import { digestOf } from './definition.js';
 import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
 import { vertexWriter } from './progress.js';
 import { Store } from '@bkt/store';
+import { createHostClient } from '@bkt/fsutil';
 
 export async function openSolver(opts: SolverOptions): Promise<Solver> {
   const store = await Store.open(opts.root, opts.snapshotter ?? 'auto', { history: opts.history });
@@ -74,13 +77,14 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   const t0 = performance.now();
   const { hooks, registries } = engine.bkt;
   const buildId = req.buildId ?? newBuildId();
+  if (req.client && (req.localDirs || req.secrets)) {
+    throw new BktError('INVALID_ARGUMENT', 'a solve request takes a client, or localDirs and secrets for a host client, not both');
+  }
+  const client = req.client ?? createHostClient({ localDirs: req.localDirs ?? {}, secrets: req.secrets, storeRoot: engine.store.root });
   const history = engine.store.history.start({ ref: buildId, frontend: req.frontend, frontendAttrs: req.frontendAttrs, exporters: req.exporters });
+  const scope = createBuildScope({ buildId, client, entitlements: req.entitlements, secrets: history.secrets(client.secrets) });
   const build = new Build(engine, {
-    buildId,
-    localDirs: req.localDirs ?? {},
-    entitlements: new Set(req.entitlements ?? []),
-    secrets: history.secrets(req.secrets),
-    ...(req.ssh ? { ssh: req.ssh } : {}),
+    scope,
     noCache: req.noCache ?? false,
     onProgress: history.observe(req.onProgress),
     signal: req.signal,
@@ -103,7 +107,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     }
     if (req.frontend) {
       try {
-        result = await runFrontend(engine, build, req.frontend, req.frontendAttrs ?? {}, req.signal);
+        result = withSourceDateEpoch(await runFrontend(engine, build, req.frontend, req.frontendAttrs ?? {}, req.signal), req.frontendAttrs ?? {});
       } catch (err) {
         frontendError = frontendFailure(err as Error, build.firstError);
         throw frontendError;
@@ -124,6 +128,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     if (!build.signal.aborted) build.controller.abort(error);
   } finally {
     build.finish();
+    await scope.finish();
   }
   if (solverMs === 0) solverMs = performance.now() - t0;
   const stats = { ...build.stats, solverMs };
@@ -134,6 +139,16 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
 }
 
 /**
+ * As BuildKit's solver: a frontend's `build-arg:SOURCE_DATE_EPOCH` becomes
+ * the result's `source.date.epoch` metadata unless the frontend set it.
+ */
+function withSourceDateEpoch(result: BuildResult, frontendAttrs: Record<string, string>): BuildResult {
+  const epoch = frontendAttrs['build-arg:SOURCE_DATE_EPOCH'];
+  if (epoch === undefined || epoch === '' || SOURCE_DATE_EPOCH_KEY in result.metadata) return result;
+  return { ...result, metadata: { ...result.metadata, [SOURCE_DATE_EPOCH_KEY]: new TextEncoder().encode(epoch) } };
+}
+
+/**
  * Runs a frontend. Its progress goes to a vertex `[frontend] <name>`, shown
  * once it writes. Only the client's cancellation cuts it short: a vertex
  * failure reaches the frontend through `bridge.solve`, so the frontend can
@@ -141,7 +156,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
  */
 async function runFrontend(engine: Engine, build: Build, name: string, attrs: Record<string, string>, clientSignal: AbortSignal | undefined): Promise<BuildResult> {
   const frontend = engine.bkt.registries.frontends.require(name);
-  const own = syntheticVertex(build, `[frontend] ${name}`, build.opts.buildId);
+  const own = syntheticVertex(build, `[frontend] ${name}`, build.buildId);
   const ctx = build.context(own.writer);
   const bridge: FrontendBridge = {
     solve: async (definition) => ({ ref: await build.solve(await build.load(definition)), metadata: {} }),
@@ -221,7 +236,7 @@ async function resolveImageConfig(
   const platform = opts.platform ? ` (${[opts.platform.os, opts.platform.architecture, opts.platform.variant].filter(Boolean).join('/')})` : '';
   const name = `[internal] load metadata for ${ref.replace(/^docker-image:\/\//, '')}${platform}`;
   const resolver = source as ImageConfigSource;
-  const r = await buildStep(build, name, `${build.opts.buildId}/${name}`, (ctx) =>
+  const r = await buildStep(build, name, `${build.buildId}/${name}`, (ctx) =>
     resolver.resolveImageConfig(ref, { ...(opts.platform ? { platform: opts.platform } : {}), resolveMode: mode as (typeof RESOLVE_MODES)[number] }, ctx),
   );
   return { digest: r.digest, config: r.config, ...(r.ref ? { ref: r.ref } : {}) };

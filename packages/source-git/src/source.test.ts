@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBkt, type BuildContext, type Snapshot } from '@bkt/core';
+import { testBuildContext } from '@bkt/core/testing';
 import { Store } from '@bkt/store';
 import gitSource, { createGitSource } from './index.js';
 
@@ -26,18 +27,7 @@ function freePort(): Promise<number> {
 }
 
 function context(): BuildContext {
-  return {
-    buildId: 'b1',
-    root: store.root,
-    snapshotter: store.snapshotter,
-    content: store.content,
-    records: store.records,
-    signal: new AbortController().signal,
-    localDirs: {},
-    entitlements: new Set(),
-    secrets: { get: async () => null },
-    progress: { log() {}, status() {}, warn() {} },
-  };
+  return testBuildContext({ buildId: 'b1', root: store.root, snapshotter: store.snapshotter, content: store.content, records: store.records }).ctx;
 }
 
 /** Resolves `git://HOST/repo.git#FRAGMENT` with `attrs` as the solver would, and mounts its snapshot into `fn`. */

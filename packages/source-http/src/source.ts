@@ -78,10 +78,11 @@ interface Download {
 }
 
 /**
- * The `http`/`https` source. `downloads` collects the temp files of each
- * build (by build id) so the plugin can remove those a cache hit left unused.
+ * The `http`/`https` source. A download is a temp file of the store, moved
+ * into the snapshot; one a cache hit left unused is removed when the build
+ * finishes (`onFinish`).
  */
-export function createHttpSource(downloads: Map<string, Set<string>> = new Map()): Source {
+export function createHttpSource(): Source {
   return {
     schemes: ['https', 'http'],
     identify(scheme: string, ref: string, attrs: Attrs, platform?: Platform): SourceIdentifier {
@@ -101,9 +102,7 @@ export function createHttpSource(downloads: Map<string, Set<string>> = new Map()
       let download: Promise<Download> | undefined;
       const fetchOnce = (ctx: BuildContext) =>
         (download ??= fetchTo(url, opts, ctx).then((d) => {
-          let paths = downloads.get(ctx.buildId);
-          if (!paths) downloads.set(ctx.buildId, (paths = new Set()));
-          paths.add(d.path);
+          ctx.onFinish(() => rm(d.path, { force: true }));
           return d;
         }));
       const keyOf = (d: Digest) =>

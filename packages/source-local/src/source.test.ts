@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BktError, type BuildContext, type MutableSnapshot, type Snapshot, type Snapshotter } from '@bkt/core';
-import { walk } from '@bkt/fsutil';
+import { testBuildContext } from '@bkt/core/testing';
+import { createHostClient, walk } from '@bkt/fsutil';
 import localSource from './index.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -53,17 +54,8 @@ function dirSnapshotter(base: string) {
 }
 
 function buildContext(localDirs: Record<string, string>, snapshotter: Snapshotter): BuildContext {
-  return {
-    buildId: 'test',
-    root: join(work, 'root'),
-    snapshotter,
-    content: undefined as never,
-    signal: new AbortController().signal,
-    localDirs,
-    entitlements: new Set(),
-    secrets: { get: async () => null },
-    progress: { log() {}, status() {}, warn() {} },
-  };
+  const root = join(work, 'root');
+  return testBuildContext({ root, snapshotter, content: undefined as never, client: createHostClient({ localDirs }) }).ctx;
 }
 
 async function load(ctx: BuildContext, attrs: Record<string, string> = {}, name = 'context', opts = {}) {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { BktError, type BuildContext, type OpExecutor, type OpInput, type Snapshot } from '@bkt/core';
 import * as pb from '@bkt/api/pb';
 import type { ContainerSpec, Executor, NetworkMode } from './executor.js';
-import { prepareMounts, type SshAgentProvider } from './mounts.js';
+import { prepareMounts } from './mounts.js';
 import { StepOutput, DEFAULT_LOG_MAX_BYTES } from './output.js';
 import { recordMountStubs } from './stubs.js';
 
@@ -21,17 +21,6 @@ export interface ExecOpExecutorOptions {
   runDirFor(storeRoot: string): string;
   /** Per-step log limit in bytes (default 2 MiB; ≤ 0: none). */
   logMaxBytes?: number;
-  /** Forwarded ssh-agents, when the build context carries none. */
-  ssh?: SshAgentProvider;
-}
-
-/**
- * What the solver may add to the vertex-scoped context (not in core's
- * `BuildContext` yet): the vertex, for error messages, and ssh agents.
- */
-interface VertexScope {
-  vertex?: { digest?: string; name?: string };
-  ssh?: SshAgentProvider;
 }
 
 let counter = 0;
@@ -47,7 +36,6 @@ export class ExecOpExecutor implements OpExecutor {
   async run(op: unknown, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
     const exec = execOpOf(op);
     const meta = exec.meta!;
-    const scope = ctx as BuildContext & VertexScope;
     checkEntitlements(exec, ctx.entitlements);
     if (ctx.signal.aborted) throw new BktError('CANCELLED', 'the build was cancelled before the step started');
     const executor = await this.#opts.executorFor(ctx.root);
@@ -58,7 +46,6 @@ export class ExecOpExecutor implements OpExecutor {
       ctx,
       inputs,
       runDir: join(this.#opts.runDirFor(ctx.root), id),
-      ssh: scope.ssh ?? this.#opts.ssh,
       commandLine,
     });
     try {
@@ -100,7 +87,7 @@ export class ExecOpExecutor implements OpExecutor {
         cleanStubs();
       }
       const valid = meta.validExitCodes.length > 0 ? meta.validExitCodes : [0];
-      if (!valid.includes(code)) throw execFailed(scope, commandLine, code, output.lastLines(20));
+      if (!valid.includes(code)) throw execFailed(ctx, commandLine, code, output.lastLines(20));
 
       // As the solver counts them: one past the highest output index of any mount.
       const outputCount = Math.max(-1, ...exec.mounts.map((m) => m.output)) + 1;
@@ -175,7 +162,7 @@ function proxyEnv(p: pb.ProxyEnv | undefined): string[] {
   return out;
 }
 
-function execFailed(scope: VertexScope, commandLine: string, code: number, lastLines: string[]): BktError {
+function execFailed(scope: Pick<BuildContext, 'vertex'>, commandLine: string, code: number, lastLines: string[]): BktError {
   const step = scope.vertex?.name ? `${scope.vertex.name}: ` : '';
   const tail = lastLines.length > 0 ? `\nlast ${lastLines.length} lines of output:\n${lastLines.join('\n')}` : '';
   return new BktError(

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pb from '@bkt/api/pb';
 import type { BuildContext, OpInput, ProgressWriter, Snapshot } from '@bkt/core';
+import { testBuildContext } from '@bkt/core/testing';
 import { Store } from '@bkt/store';
 import { makeBusyboxRootfs } from '@bkt/testkit';
 import runcWorker from './index.js';
@@ -91,19 +92,17 @@ export async function runStep(h: Harness, script: string | string[], opts: StepO
     warn: () => {},
   };
   const secrets = opts.secrets ?? {};
-  const ctx: BuildContext = {
-    buildId: 'test',
+  const { ctx: base } = testBuildContext({
     root: h.root,
     snapshotter: h.store.snapshotter,
     content: h.store.content,
     records: h.store.records,
-    signal: opts.signal ?? new AbortController().signal,
-    localDirs: {},
-    entitlements: new Set(opts.entitlements ?? []),
+    entitlements: opts.entitlements ?? [],
     secrets: { get: async (id) => (id in secrets ? new TextEncoder().encode(secrets[id]) : null) },
+    ...(opts.signal ? { signal: opts.signal } : {}),
     progress,
-    ...opts.extraContext,
-  };
+  });
+  const ctx: BuildContext = { ...base, ...opts.extraContext };
   const outputs = await h.executor.run(op, opts.inputs ?? [{ snapshot: h.base }], ctx);
   const text = (s: number) => logs.filter((l) => l.stream === s).map((l) => l.text).join('');
   return { outputs, stdout: text(1), stderr: text(2), logs };

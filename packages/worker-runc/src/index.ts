@@ -11,7 +11,6 @@
 import { join } from 'node:path';
 import type { BktPlugin } from '@bkt/core';
 import { ExecOpExecutor } from './execop.js';
-import type { SshAgentProvider } from './mounts.js';
 import type { NetworkOptions } from './network.js';
 import { RuncExecutor } from './runc.js';
 
@@ -21,8 +20,6 @@ export interface RuncWorkerOptions {
   network?: NetworkOptions;
   /** Per-step log limit in bytes (default 2 MiB, as BuildKit; ≤ 0: none). */
   logMaxBytes?: number;
-  /** Forwarded ssh-agents for SSH mounts, when the build context carries none. */
-  ssh?: SshAgentProvider;
   /** Each container's `pids.max` (default 4096); 0: no limit of its own. */
   pidsLimit?: number;
 }
@@ -53,7 +50,6 @@ export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
         executorFor,
         runDirFor,
         logMaxBytes: opts.logMaxBytes,
-        ssh: opts.ssh,
       }),
     ],
   };

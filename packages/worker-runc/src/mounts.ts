@@ -14,10 +14,8 @@ import type { ContainerMount } from './executor.js';
 import { rootPath } from './rootpath.js';
 import { mountTmpfs, unmount } from './sys.js';
 
-/** Finds the host socket of a forwarded ssh-agent by its id (`default`, …); null when not forwarded. */
-export interface SshAgentProvider {
-  socketPath(id: string): Promise<string | null>;
-}
+/** The build's forwarded ssh-agents (`BuildContext.ssh`), re-exported for callers of this package. */
+export type { SshAgentProvider } from '@bkt/core';
 
 /** BuildKit's default destinations. */
 export const DEFAULT_SECRET_DIR = '/run/secrets';
@@ -43,7 +41,6 @@ export interface MountContext {
   inputs: OpInput[];
   /** A scratch directory for this run (secrets tmpfs, ssh sockets, empty dirs); removed by release. */
   runDir: string;
-  ssh?: SshAgentProvider;
   /** Describes cache mounts in `bkt du`. */
   commandLine: string;
 }
@@ -168,7 +165,7 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
         case pb.MountType.SSH: {
           const opt = m.SSHOpt;
           const id = opt?.ID || 'default';
-          const agent = mc.ssh ? await mc.ssh.socketPath(id) : null;
+          const agent = await mc.ctx.ssh.socketPath(id);
           if (!agent) {
             if (opt?.optional) break;
             throw new BktError('NOT_FOUND', `no SSH agent forwarded for id "${id}" (${where}): pass --ssh ${id}`, {

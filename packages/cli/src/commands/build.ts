@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import * as pb from '@bkt/api/pb';
 import { BktError, isBktError, type BuildTarget, type OutputSpec } from '@bkt/core';
-import { writeOutputFile } from '@bkt/fsutil';
+import { createHostClient, writeOutputFile } from '@bkt/fsutil';
 import type { SolveResponse } from '@bkt/solver';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
@@ -97,7 +97,13 @@ async function runBuild(input: BuildInput, project: Project, opts: BuildOptions,
   };
 
   const display = createDisplay(opts.progress, io.stderr);
-  const { bkt, solver } = await openBuilder(opts, project, input.kind === 'dockerfile' ? { ssh: input.solve.ssh } : {});
+  const { bkt, solver, root } = await openBuilder(opts, project);
+  const client = createHostClient({
+    localDirs,
+    cwd: io.cwd,
+    storeRoot: root,
+    ...(input.kind === 'dockerfile' ? { secrets: input.solve.secrets, ssh: input.solve.ssh } : {}),
+  });
   let response: SolveResponse;
   try {
     response = await solver.solve({
@@ -107,10 +113,9 @@ async function runBuild(input: BuildInput, project: Project, opts: BuildOptions,
             frontend: input.solve.frontend,
             frontendAttrs: input.solve.frontendAttrs,
             entitlements: input.solve.entitlements,
-            secrets: input.solve.secrets,
           }),
       exporters: outputs.map(({ type, ...attrs }) => ({ type, attrs })),
-      localDirs,
+      client,
       noCache: !opts.cache,
       signal,
       onProgress: (event) => display.write(event),

@@ -10,3 +10,4 @@
 export { describeSnapshotterConformance, type SnapshotterFixture } from './snapshotter.js';
 export { describeExporterConformance, type ExporterFixture } from './exporter.js';
 export { describeSourceConformance, type SourceFixture, type SourceCase } from './source.js';
+export { testBuildContext, memoryRecords, type TestContextOptions } from './context.js';

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as pb from '@bkt/api/pb';
 import type { BuildContext, Snapshot } from '@bkt/core';
+import { testBuildContext } from '@bkt/core/testing';
 import { walk } from '@bkt/fsutil';
 import { Store } from '@bkt/store';
 
@@ -21,17 +22,7 @@ export interface TestEnv {
 export async function openTestEnv(kind: 'overlay' | 'copy' = 'overlay'): Promise<TestEnv> {
   const dir = await mkdtemp(path.join(tmpdir(), 'bkt-ops-'));
   const store = await Store.open(path.join(dir, 'store'), kind);
-  const ctx: BuildContext = {
-    buildId: 'test',
-    root: store.root,
-    snapshotter: store.snapshotter,
-    content: store.content,
-    signal: new AbortController().signal,
-    localDirs: {},
-    entitlements: new Set(),
-    secrets: { get: async () => null },
-    progress: { log() {}, status() {}, warn() {} },
-  };
+  const { ctx } = testBuildContext({ root: store.root, snapshotter: store.snapshotter, content: store.content, records: store.records });
   return {
     ctx,
     store,

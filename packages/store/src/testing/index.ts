@@ -8,6 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BuildContext, ProgressWriter } from '@bkt/core';
+import { testBuildContext } from '@bkt/core/testing';
+import { createHostClient } from '@bkt/fsutil';
 import { Store } from '../store.js';
 
 export interface TestContext {
@@ -33,18 +35,15 @@ export async function openTestContext(opts: { localDirs?: Record<string, string>
     warn: (short) => void warnings.push(short),
   };
   const abort = new AbortController();
-  const ctx: BuildContext = {
-    buildId: 'test',
+  const { ctx } = testBuildContext({
     root: store.root,
     snapshotter: store.snapshotter,
     content: store.content,
     records: store.records,
+    client: createHostClient({ localDirs: opts.localDirs ?? {}, storeRoot: store.root }),
     signal: abort.signal,
-    localDirs: opts.localDirs ?? {},
-    entitlements: new Set(),
-    secrets: { get: async () => null },
     progress,
-  };
+  });
   return {
     ctx,
     store,

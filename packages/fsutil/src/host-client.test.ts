@@ -1,0 +1,138 @@
+import { link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { readClientFile, type FileStat } from '@bkt/core';
+import { createHostClient } from './host-client.js';
+
+let work: string;
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), 'bkt-host-client-'));
+});
+afterEach(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+async function statAll(entries: AsyncIterable<FileStat>): Promise<FileStat[]> {
+  const out: FileStat[] = [];
+  for await (const e of entries) out.push(e);
+  return out;
+}
+
+async function bytes(chunks: AsyncIterable<Uint8Array>): Promise<string> {
+  const out: Uint8Array[] = [];
+  for await (const c of chunks) out.push(c);
+  return Buffer.concat(out).toString('utf8');
+}
+
+describe('host client: local directories (stat first, then content)', () => {
+  it('sends stat entries in walk order: hardlinks name their first path, symlinks their target, sockets never', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    await writeFile(join(dir, 'a.txt'), 'hello');
+    await link(join(dir, 'a.txt'), join(dir, 'sub/b.txt'));
+    await symlink('../a.txt', join(dir, 'sub/link'));
+    const client = createHostClient({ localDirs: { context: dir } });
+    expect(client.localDirNames()).toEqual(['context']);
+    expect(client.localDir('other')).toBeUndefined();
+    const entries = await statAll(client.localDir('context')!.stat());
+    expect(entries.map((e) => e.path)).toEqual(['a.txt', 'sub', 'sub/b.txt', 'sub/link']);
+    const [a, , b, l] = entries;
+    expect(a).toMatchObject({ size: 5 });
+    expect(a!.linkname).toBeUndefined();
+    expect(a!.mode & 0o170000).toBe(0o100000);
+    expect(b).toMatchObject({ size: 0, linkname: 'a.txt' });
+    expect(l).toMatchObject({ linkname: '../a.txt' });
+    expect(await bytes(client.localDir('context')!.read('a.txt'))).toBe('hello');
+  });
+
+  it('reads only regular files inside the directory', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(dir);
+    await symlink('/etc/passwd', join(dir, 'escape'));
+    const local = createHostClient({ localDirs: { context: dir } }).localDir('context')!;
+    await expect(bytes(local.read('escape'))).rejects.toThrow(/no regular file "escape"/);
+    await expect(bytes(local.read('../../etc/passwd'))).rejects.toThrow(/no regular file/);
+  });
+
+  it('leaves out the store root, and refuses a directory that is the store root', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'store/snapshots'), { recursive: true });
+    await writeFile(join(dir, 'f'), 'f');
+    const client = createHostClient({ localDirs: { context: dir, root: join(dir, 'store') }, storeRoot: join(dir, 'store') });
+    expect((await statAll(client.localDir('context')!.stat())).map((e) => e.path)).toEqual(['f']);
+    await expect(statAll(client.localDir('root')!.stat())).rejects.toThrow(/is the store root itself/);
+  });
+
+  it('applies include, exclude and follow paths; readClientFile follows a final symlink inside the directory', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'docker'), { recursive: true });
+    await writeFile(join(dir, 'docker/Dockerfile.real'), 'FROM scratch\n');
+    await symlink('docker/Dockerfile.real', join(dir, 'Dockerfile'));
+    await writeFile(join(dir, 'other'), 'x');
+    const local = createHostClient({ localDirs: { context: dir } }).localDir('context')!;
+    const picked = await statAll(local.stat({ include: ['Dockerfile'], followPaths: ['Dockerfile'] }));
+    expect(picked.map((e) => e.path)).toEqual(['Dockerfile', 'docker', 'docker/Dockerfile.real']);
+    expect((await statAll(local.stat({ exclude: ['docker'] }))).map((e) => e.path)).toEqual(['Dockerfile', 'other']);
+    expect((await readClientFile(local, 'Dockerfile'))?.toString()).toBe('FROM scratch\n');
+    expect(await readClientFile(local, 'missing')).toBeUndefined();
+  });
+
+  it('keeps the same sync key for the same directory', () => {
+    const a = createHostClient({ localDirs: { context: join(work, 'x') } }).localDir('context')!;
+    const b = createHostClient({ localDirs: { other: join(work, 'x') } }).localDir('other')!;
+    const c = createHostClient({ localDirs: { context: join(work, 'y') } }).localDir('context')!;
+    expect(a.syncKey).toBe(b.syncKey);
+    expect(a.syncKey).not.toBe(c.syncKey);
+  });
+});
+
+describe('host client: outputs', () => {
+  it('a directory output merges: entries replace what is at their path, a symlink in the way is never followed', async () => {
+    const dest = join(work, 'out');
+    const outside = join(work, 'outside');
+    await mkdir(join(dest, 'keep'), { recursive: true });
+    await mkdir(outside);
+    await writeFile(join(dest, 'keep/mine'), 'mine');
+    await symlink(outside, join(dest, 'sub'));
+    const out = await createHostClient({ cwd: work }).openDir('out', { what: 'test' });
+    const now = Date.now();
+    const base = { uid: process.getuid!(), gid: process.getgid!(), mtimeMs: now };
+    await out.write({ path: 'sub', mode: 0o040750, size: 0, ...base });
+    await out.write({ path: 'sub/f', mode: 0o100640, size: 3, ...base }, { stream: async function* () { yield Buffer.from('abc'); } });
+    await out.write({ path: 'sub/g', mode: 0o100640, size: 0, linkname: 'sub/f', ...base });
+    await out.write({ path: 'sub/l', mode: 0o120777, size: 0, linkname: '/etc/passwd', ...base });
+    await out.commit();
+    expect(await readFile(join(dest, 'keep/mine'), 'utf8')).toBe('mine');
+    expect((await lstat(join(dest, 'sub'))).isDirectory()).toBe(true);
+    expect((await lstat(join(dest, 'sub'))).mode & 0o7777).toBe(0o750);
+    expect(await readFile(join(dest, 'sub/f'), 'utf8')).toBe('abc');
+    expect((await lstat(join(dest, 'sub/g'))).ino).toBe((await lstat(join(dest, 'sub/f'))).ino);
+    expect(await readlink(join(dest, 'sub/l'))).toBe('/etc/passwd');
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it('a directory output refuses to overlap the store root', async () => {
+    const client = createHostClient({ cwd: work, storeRoot: join(work, 'store') });
+    await expect(client.openDir(work, { what: 'local exporter' })).rejects.toThrow(/overlaps the store root/);
+  });
+
+  it('a file output replaces the file only on commit; stdout is written through and never ended', async () => {
+    const stdout = new PassThrough();
+    const chunks: Buffer[] = [];
+    stdout.on('data', (c: Buffer) => chunks.push(c));
+    const client = createHostClient({ cwd: work, stdout });
+    await writeFile(join(work, 'f'), 'old');
+    const file = await client.openFile('f', { what: 'test' });
+    file.stream.write('new');
+    expect(await readFile(join(work, 'f'), 'utf8')).toBe('old');
+    await file.commit();
+    expect(await readFile(join(work, 'f'), 'utf8')).toBe('new');
+    const out = await client.openStdout({ what: 'test' });
+    out.stream.end('to stdout');
+    await out.commit();
+    expect(Buffer.concat(chunks).toString()).toBe('to stdout');
+    expect(stdout.writableEnded).toBe(false);
+  });
+});

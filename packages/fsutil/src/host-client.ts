@@ -1,0 +1,294 @@
+/**
+ * `createHostClient`: the client seam (`BuildClient` of @bkt/core) over this
+ * machine, for a build run in the client's own process (the `bkt` CLI).
+ * Local directories are host directories walked here; outputs are host
+ * paths (relative to `cwd`) and the given stdout.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { chmod, copyFile, constants, lchown, link, lstat, lutimes, mkdir, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { isAbsolute, join, posix, relative, resolve } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import {
+  BktError,
+  NO_SECRETS,
+  NO_SSH_AGENTS,
+  type BuildClient,
+  type ClientLocalDir,
+  type FileContent,
+  type FileStat,
+  type LocalDirSelection,
+  type OutputDir,
+  type OutputFile,
+  type RegistryCredentials,
+  type SecretProvider,
+  type SshAgentProvider,
+} from '@bkt/core';
+import { openOutputFile } from './output-file.js';
+import { cleanRelPath } from './patterns.js';
+import { resolveInRoot } from './resolve.js';
+import { walk } from './walk.js';
+
+const run = promisify(execFile);
+const isRoot = process.getuid?.() === 0;
+
+export interface HostClientOptions {
+  /** Local directories by name: host paths (relative to `cwd`). */
+  localDirs?: Readonly<Record<string, string>>;
+  /** Where relative output paths start (default: the process's working directory). */
+  cwd?: string;
+  /** The stream of `dest=-` (default: process.stdout). It is never ended. */
+  stdout?: NodeJS.WritableStream;
+  secrets?: SecretProvider;
+  ssh?: SshAgentProvider;
+  credentials?(host: string): Promise<RegistryCredentials | null>;
+  /**
+   * The store root: never sent as part of a local directory, and no output
+   * directory may overlap it.
+   */
+  storeRoot?: string;
+}
+
+export function createHostClient(opts: HostClientOptions = {}): BuildClient {
+  const cwd = opts.cwd ?? process.cwd();
+  const dirs = Object.fromEntries(Object.entries(opts.localDirs ?? {}).map(([name, dir]) => [name, resolve(cwd, dir)]));
+  const stdout = opts.stdout ?? process.stdout;
+  return {
+    localDirNames: () => Object.keys(dirs).sort(),
+    localDir: (name) => (Object.hasOwn(dirs, name) ? hostLocalDir(name, dirs[name]!, opts.storeRoot) : undefined),
+    openFile: (dest, o) => openOutputFile(dest, { what: o.what }, cwd),
+    openStdout: async () => stdoutSink(stdout),
+    openDir: (dest, o) => openHostDir(resolve(cwd, dest), o.what, opts.storeRoot),
+    secrets: opts.secrets ?? NO_SECRETS,
+    ssh: opts.ssh ?? NO_SSH_AGENTS,
+    credentials: async (host) => (opts.credentials ? opts.credentials(host) : null),
+    hostDirs: dirs,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Local directories.
+
+function hostLocalDir(name: string, dir: string, storeRoot: string | undefined): ClientLocalDir {
+  return {
+    name,
+    syncKey: createHash('sha256').update(`host:${dir}`).digest('hex'),
+    stat: (selection, signal) => statDir(name, dir, storeRoot, selection ?? {}, signal),
+    async *read(path, signal) {
+      const abs = join(dir, cleanRelPath(path));
+      if (relative(dir, abs).startsWith('..')) throw notFound(name, path);
+      const st = await lstat(abs).catch(() => undefined);
+      if (!st?.isFile()) throw notFound(name, path);
+      yield* createReadStream(abs, { highWaterMark: 1 << 20, signal }) as AsyncIterable<Buffer>;
+    },
+  };
+}
+
+function notFound(name: string, path: string): BktError {
+  return new BktError('NOT_FOUND', `local directory "${name}": no regular file "${path}"`, { path });
+}
+
+async function* statDir(name: string, dir: string, storeRoot: string | undefined, sel: LocalDirSelection, signal?: AbortSignal): AsyncGenerator<FileStat> {
+  let st;
+  try {
+    st = await stat(dir);
+  } catch {
+    throw new BktError('NOT_FOUND', `local directory "${name}": ${dir} does not exist`, { path: dir });
+  }
+  if (!st.isDirectory()) throw new BktError('INVALID_ARGUMENT', `local directory "${name}": ${dir} is not a directory`, { path: dir });
+  let exclude = [...(sel.exclude ?? [])];
+  // The store never goes into a build: a snapshot being written under it would copy itself forever.
+  if (storeRoot !== undefined) {
+    const storeRel = relative(dir, resolve(storeRoot));
+    if (storeRel === '') {
+      throw new BktError('INVALID_ARGUMENT', `local directory "${name}": ${dir} is the store root itself (--root); use another directory`, { path: dir });
+    }
+    if (storeRel !== '..' && !storeRel.startsWith('../') && !isAbsolute(storeRel)) exclude = [...exclude, escapePattern(storeRel)];
+  }
+  let include = [...(sel.include ?? [])];
+  if (sel.followPaths?.length) include = [...new Set([...include, ...(await followLinks(dir, sel.followPaths))])];
+
+  const firstOfInode = new Map<string, string>();
+  for await (const e of walk(dir, { include, exclude, signal })) {
+    const s = e.stat;
+    if (s.isSocket()) continue;
+    const entry: FileStat = { path: e.path, mode: s.mode, uid: s.uid, gid: s.gid, size: s.isFile() ? s.size : 0, mtimeMs: s.mtimeMs };
+    if (s.isSymbolicLink()) entry.linkname = await readlink(e.absPath);
+    else if (s.isFile() && s.nlink > 1) {
+      const first = firstOfInode.get(`${s.dev}:${s.ino}`);
+      if (first !== undefined) {
+        entry.linkname = first;
+        entry.size = 0;
+      } else firstOfInode.set(`${s.dev}:${s.ino}`, e.path);
+    } else if (s.isCharacterDevice() || s.isBlockDevice()) {
+      entry.devmajor = devMajor(s.rdev);
+      entry.devminor = devMinor(s.rdev);
+    }
+    yield entry;
+  }
+}
+
+/**
+ * The paths a list of follow paths reaches: each path and, while it is a
+ * symlink, every link target on the chain, all inside `dir` (absolute targets
+ * are taken from `dir`, `..` stops at it). As fsutil's `FollowLinks`.
+ */
+async function followLinks(dir: string, paths: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of paths) {
+    let cur = cleanRelPath(p.replace(/^\/+/, ''));
+    for (let hops = 0; hops < 255 && cur !== '.' && !cur.startsWith('..'); hops++) {
+      out.push(escapePattern(cur));
+      const abs = await resolveInRoot(dir, cur);
+      const st = await lstat(abs).catch(() => undefined);
+      if (!st?.isSymbolicLink()) break;
+      const target = await readlink(abs);
+      cur = cleanRelPath(target.startsWith('/') ? target.slice(1) : posix.join(posix.dirname(cur), target));
+    }
+  }
+  return out;
+}
+
+/** A path as a pattern matching only itself (pattern metacharacters escaped). */
+function escapePattern(path: string): string {
+  return path.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+/** Linux dev_t encoding of major/minor numbers. */
+function devMajor(rdev: number): number {
+  return Number((BigInt(rdev) >> 8n) & 0xfffn);
+}
+function devMinor(rdev: number): number {
+  return Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & 0xfff00n));
+}
+
+// ---------------------------------------------------------------------------
+// Outputs.
+
+/** stdout as an output file: written through, never ended (others may write after us). */
+function stdoutSink(stdout: NodeJS.WritableStream): OutputFile {
+  const through = new PassThrough();
+  const drained = new Promise<void>((ok) => through.once('end', ok));
+  // stdout is not ended, so its errors are forwarded by hand.
+  const onError = (err: Error) => through.destroy(err);
+  stdout.once('error', onError);
+  through.pipe(stdout, { end: false });
+  const detach = () => {
+    stdout.removeListener('error', onError);
+    through.unpipe(stdout);
+  };
+  return {
+    stream: through,
+    commit: async () => {
+      try {
+        if (!through.writableEnded) through.end();
+        await drained;
+      } finally {
+        detach();
+      }
+    },
+    abort: async () => {
+      through.destroy();
+      detach();
+    },
+  };
+}
+
+/** Exporting must not write into the store, nor lay a tree over it. */
+function refuseOverlap(dest: string, what: string, storeRoot: string | undefined): void {
+  if (storeRoot === undefined) return;
+  const inside = (child: string, parent: string) => {
+    const rel = relative(parent, child);
+    return rel === '' || (rel !== '..' && !rel.startsWith('../') && !isAbsolute(rel));
+  };
+  const root = resolve(storeRoot);
+  if (inside(root, dest) || inside(dest, root)) {
+    throw new BktError('INVALID_ARGUMENT', `${what}: dest "${dest}" overlaps the store root ${root}; choose another directory`, { attribute: 'dest', path: dest });
+  }
+}
+
+/**
+ * A directory output over host directory `dest`: created when missing;
+ * `/` and a path that is not a directory are refused. Entries are written
+ * parents first; an existing entry in the way is replaced (never followed),
+ * so the tree cannot write outside `dest`. Owners are kept when running as root.
+ */
+async function openHostDir(dest: string, what: string, storeRoot: string | undefined): Promise<OutputDir> {
+  refuseOverlap(dest, what, storeRoot);
+  if (dest === '/') throw new BktError('INVALID_ARGUMENT', `${what}: refusing to write into "/" (attribute dest)`, { attribute: 'dest' });
+  const st = await stat(dest).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (!st) await mkdir(dest, { recursive: true });
+  else if (!st.isDirectory()) throw new BktError('INVALID_ARGUMENT', `${what}: dest "${dest}" exists and is not a directory`, { attribute: 'dest', path: dest });
+
+  const dirs: { path: string; entry: FileStat }[] = [];
+  return {
+    async write(entry, content) {
+      const target = join(dest, cleanRelPath(entry.path));
+      if (relative(dest, target).startsWith('..')) {
+        throw new BktError('INVALID_ARGUMENT', `${what}: entry "${entry.path}" is outside the directory`, { path: entry.path });
+      }
+      const type = entry.mode & 0o170000;
+      await clearForMerge(target, type === 0o040000);
+      if (type === 0o040000) {
+        await mkdir(target, { mode: 0o700, recursive: true });
+        dirs.push({ path: target, entry });
+        return;
+      }
+      if (type === 0o100000 && entry.linkname !== undefined) {
+        await link(join(dest, cleanRelPath(entry.linkname)), target);
+        return;
+      }
+      if (type === 0o120000) {
+        await symlink(entry.linkname ?? '', target);
+        if (isRoot) await lchown(target, entry.uid, entry.gid);
+        const t = new Date(entry.mtimeMs);
+        await lutimes(target, t, t);
+        return;
+      }
+      if (type === 0o100000) await writeContent(target, content);
+      else if (type === 0o010000) await run('mkfifo', ['-m', (entry.mode & 0o7777).toString(8), target]);
+      else if (type === 0o020000 || type === 0o060000) {
+        await run('mknod', ['-m', (entry.mode & 0o7777).toString(8), target, type === 0o020000 ? 'c' : 'b', String(entry.devmajor ?? 0), String(entry.devminor ?? 0)]);
+      } else return; // sockets cannot be made
+      await setMetadata(target, entry);
+    },
+    async commit() {
+      // Directories last, deepest first: writing children changes a directory's mtime.
+      for (const d of dirs.splice(0).reverse()) await setMetadata(d.path, d.entry);
+    },
+  };
+}
+
+async function writeContent(target: string, content: FileContent | undefined): Promise<void> {
+  if (content?.localPath !== undefined) {
+    await copyFile(content.localPath, target, constants.COPYFILE_FICLONE);
+    return;
+  }
+  await pipeline(content ? content.stream() : [], createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+}
+
+/** Removes whatever is at `path` unless both it and the incoming entry are directories. */
+async function clearForMerge(path: string, incomingIsDir: boolean): Promise<void> {
+  let existing: Stats;
+  try {
+    existing = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (existing.isDirectory() && incomingIsDir) return;
+  await rm(path, { recursive: true, force: true });
+}
+
+async function setMetadata(path: string, entry: FileStat): Promise<void> {
+  if (isRoot) await lchown(path, entry.uid, entry.gid);
+  await chmod(path, entry.mode & 0o7777);
+  const t = new Date(entry.mtimeMs);
+  await utimes(path, t, t);
+}
