@@ -1,10 +1,10 @@
 /**
  * Thin wrappers over the host tools the store needs and Node lacks: mount(8),
- * umount(8), cp(1) and mknod(1), plus a reader of /proc/self/mountinfo.
+ * cp(1) and mknod(1); mount points and umount(8) come from `@bkt/fsutil`.
  */
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { BktError } from '@bkt/core';
+import { unmount as unmountOrThrow } from '@bkt/fsutil';
 
 /** Runs a host command; a non-zero exit is a `BktError('INTERNAL')` carrying its stderr. */
 export function run(cmd: string, args: string[]): Promise<string> {
@@ -39,31 +39,11 @@ export const MAX_OVERLAY_OPTIONS = 3800;
 /** Most lower layers overlayfs stacks in one mount (kernel limit is 500; stay well below). */
 export const MAX_OVERLAY_LAYERS = 120;
 
-/** Unmounts `target`; when busy, detaches it lazily so a stuck reader cannot wedge the store. */
+export { mountsUnder } from '@bkt/fsutil';
+
+/** Unmounts `target` (lazily when busy); never throws: callers check what is left with `mountsUnder`. */
 export async function unmount(target: string): Promise<void> {
-  try {
-    await run('umount', [target]);
-  } catch {
-    await run('umount', ['-l', target]).catch(() => undefined);
-  }
-}
-
-/** Mount points at or under `dir`, deepest first (the order to unmount them in). */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  const found: string[] = [];
-  for (const line of text.split('\n')) {
-    const fields = line.split(' ');
-    if (fields.length < 5) continue;
-    const point = unescapeMountPath(fields[4]);
-    if (point === dir || point.startsWith(prefix)) found.push(point);
-  }
-  return found.sort((a, b) => b.length - a.length);
-}
-
-function unescapeMountPath(p: string): string {
-  return p.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+  await unmountOrThrow(target).catch(() => undefined);
 }
 
 /**

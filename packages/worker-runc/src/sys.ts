@@ -46,30 +46,7 @@ export async function mountTmpfs(dir: string, opts: { mode?: number; sizeBytes?:
   await mustRun('mount', ['-t', 'tmpfs', '-o', options.join(','), 'tmpfs', dir]);
 }
 
-/** Unmounts `path` (lazily when busy); a path that is not a mount point is fine. */
-export async function unmount(path: string): Promise<void> {
-  const res = await runCommand('umount', [path]);
-  if (res.code === 0 || /not mounted|no mount point|not found|No such file/i.test(res.stderr)) return;
-  const lazy = await runCommand('umount', ['-l', path]);
-  if (lazy.code !== 0 && !/not mounted|no mount point/i.test(lazy.stderr)) {
-    throw new BktError('INTERNAL', `cannot unmount ${path}: ${lazy.stderr.trim()}`, { path });
-  }
-}
-
-/** Mount points at or under `dir`, deepest first, read from /proc/self/mountinfo. */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const { readFile } = await import('node:fs/promises');
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  const prefix = dir.endsWith('/') ? dir : dir + '/';
-  const found: string[] = [];
-  for (const line of info.split('\n')) {
-    const mountPoint = line.split(' ')[4];
-    if (!mountPoint) continue;
-    const decoded = mountPoint.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (decoded === dir || decoded.startsWith(prefix)) found.push(decoded);
-  }
-  return found.sort((a, b) => b.length - a.length);
-}
+export { mountsUnder, unmount } from '@bkt/fsutil';
 
 /** Whether process `pid` exists (possibly owned by another user). */
 export function isAlive(pid: number): boolean {

@@ -1,0 +1,42 @@
+/**
+ * Mount points, as the store and the runc worker handle them: which mounts
+ * lie under a directory (from /proc/self/mountinfo), and unmounting one.
+ */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { BktError } from '@bkt/core';
+
+/** Mount points at `dir` or under it, deepest first (the order to unmount them in). */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  const found: string[] = [];
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    if (!field) continue;
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    const point = field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+    if (point === dir || point.startsWith(prefix)) found.push(point);
+  }
+  return found.sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Unmounts `path`; a busy mount is detached lazily (`umount -l`). A path that
+ * is not mounted is not an error; a mount that cannot be removed either way
+ * is `BktError('INTERNAL')` naming it and umount's message.
+ */
+export async function unmount(path: string): Promise<void> {
+  const first = await umount([path]);
+  if (first.ok || NOT_MOUNTED.test(first.stderr)) return;
+  const lazy = await umount(['-l', path]);
+  if (!lazy.ok && !NOT_MOUNTED.test(lazy.stderr)) {
+    throw new BktError('INTERNAL', `cannot unmount ${path}: ${lazy.stderr.trim() || first.stderr.trim()}`, { path });
+  }
+}
+
+const NOT_MOUNTED = /not mounted|no mount point|not found|No such file/i;
+
+function umount(args: string[]): Promise<{ ok: boolean; stderr: string }> {
+  return new Promise((resolve) => execFile('umount', args, (err, _stdout, stderr) => resolve({ ok: !err, stderr: String(stderr) })));
+}
