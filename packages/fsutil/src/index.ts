@@ -8,4 +8,6 @@ export { resolveWildcards, hasWildcard, compileSegment } from './glob.js';
 export { checksum, hashFile } from './checksum.js';
 export { openOutputFile, writeOutputFile } from './output-file.js';
 export type { OutputFile, OutputFileOptions } from './output-file.js';
+export { createHostClient } from './host-client.js';
+export type { HostClientOptions } from './host-client.js';
 export { mountsUnder, unmount } from './mounts.js';
