@@ -178,10 +178,11 @@ describe('every phase of a long conversion yields to its signal', () => {
     expect(await abortAfter(`FROM scratch\n${lines.join('\n')}\nCOPY f /f`, 20)).toBeLessThan(500);
   });
 
-  it('stops during marshalling soon after the signal aborts', async () => {
+  it('stops while converting RUNs that carry large environments soon after the signal aborts', async () => {
     // 15 variables of 120 KiB (within the environment limits), repeated by each of 150 RUNs: a 270 MB definition.
+    // (Marshalling's own pause points are proven by @bkt/llb's marshalPaced test.)
     const vars = Array.from({ length: 15 }, (_, i) => `ENV V${i}=${String(i % 10).repeat(60_000)}$V${i}`.replace(`$V${i}`, '$H'));
     const text = `FROM scratch\nENV H=${'h'.repeat(60_000)}\n${vars.join('\n')}\n${Array.from({ length: 150 }, (_, i) => `RUN echo ${i}`).join('\n')}`;
-    expect(await abortAfter(text, 1_500)).toBeLessThan(500);
+    expect(await abortAfter(text, 100)).toBeLessThan(500);
   });
 });
