@@ -175,7 +175,7 @@ export function createTarExporter(): Exporter {
               const what = { what: 'tar exporter: dest' };
               const file = dest === '-' ? await ctx.client.openStdout(what) : await ctx.client.openFile(dest, what);
               try {
-                await writeTar(mounts, file.stream);
+                await writeTar(mounts, file.stream, ctx.signal);
               } catch (err) {
                 await file.abort();
                 throw err;

@@ -16,21 +16,24 @@ export interface TarTree {
  * their paths (deterministic), with mode, uid, gid, mtime, symlink targets
  * (never followed), hardlinks within the output and device numbers.
  * Resolves once `out` has received every byte; rejects with `out`'s error
- * (EPIPE, ENOSPC, …) as soon as it fails, never leaving a write waiting.
+ * (EPIPE, ENOSPC, …) as soon as it fails, never leaving a write waiting,
+ * and with `signal`'s abort error before each entry once it is aborted.
  */
-export async function writeTar(trees: TarTree[], out: Writable): Promise<void> {
+export async function writeTar(trees: TarTree[], out: Writable, signal?: AbortSignal): Promise<void> {
   const pack = tar.pack();
   const done = pipeline(pack, out);
   done.catch(() => undefined); // observed below; this only keeps an early failure from being unhandled
   // Each write waits for its entry or for the stream to fail, whichever comes first.
   const addEntry = (header: Partial<tar.Header> & { name: string }) => Promise.race([entryWritten(pack, header), failed(done)]);
   try {
+    signal?.throwIfAborted();
     const linked = new Map<string, string>();
     for (const tree of trees) {
       if (tree.prefix) {
         await addEntry({ name: tree.prefix, type: 'directory', mode: 0o755, mtime: new Date(0) });
       }
       for await (const entry of walkSorted(tree.path)) {
+        signal?.throwIfAborted();
         const st = entry.stat;
         const name = tree.prefix + entry.rel;
         const common = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };

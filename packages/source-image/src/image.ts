@@ -113,32 +113,47 @@ export function registryBlobs(client: RegistryClient, repository: string): BlobP
  * checks the digest before committing.
  */
 export function layoutBlobs(dir: string): BlobProvider {
-  const copy = async (desc: Descriptor, ctx: Pick<BuildContext, 'content'>) => {
+  const copy = async (desc: Descriptor, ctx: Pick<BuildContext, 'content' | 'signal'>) => {
+    throwIfCancelled(dir, ctx.signal);
     const blob = await openLayoutBlob(dir, desc.digest);
     try {
       if (blob.size !== desc.size) {
         throw new BktError('INVALID_ARGUMENT', `OCI layout ${dir}: blob ${desc.digest} has ${blob.size} bytes, its descriptor says ${desc.size}`, { digest: desc.digest });
       }
       const stream = blob.handle.createReadStream({ start: 0, end: Math.max(desc.size - 1, 0), autoClose: false });
-      await ctx.content.write(desc.size === 0 ? emptyStream() : stream, desc.digest);
+      await ctx.content.write(desc.size === 0 ? emptyStream() : untilCancelled(stream, dir, ctx.signal), desc.digest);
     } finally {
       await blob.handle.close();
     }
   };
   return {
     async read(desc, ctx) {
+      throwIfCancelled(dir, ctx.signal);
       const have = await readFromContent(ctx.content, desc.digest);
       if (have) return have;
       await copy(desc, ctx);
       return new Uint8Array(await readFile(ctx.content.path(desc.digest)));
     },
     async fetch(desc, ctx) {
+      throwIfCancelled(dir, ctx.signal);
       if (!(await ctx.content.has(desc.digest))) await copy(desc, ctx);
     },
   };
 }
 
 async function* emptyStream(): AsyncGenerator<Uint8Array> {}
+
+function throwIfCancelled(dir: string, signal: AbortSignal): void {
+  if (signal.aborted) throw new BktError('CANCELLED', `reading OCI layout ${dir} cancelled`);
+}
+
+/** `chunks`, stopping with CANCELLED once `signal` is aborted. */
+async function* untilCancelled(chunks: AsyncIterable<Uint8Array>, dir: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  for await (const chunk of chunks) {
+    throwIfCancelled(dir, signal);
+    yield chunk;
+  }
+}
 
 /**
  * Opens a layout's blob file for reading, refusing what is not a regular file
