@@ -19,9 +19,12 @@
  *              fsutil, api
  *
  * Product code never imports test helpers (`@bkt/testkit`, a `testing`
- * subpath, `*.test*`, `testutil`, `test-helpers`, `testing/` and `testdata/`
- * files), and only
- * api, server and cli import `@grpc/grpc-js`.
+ * subpath, `*.test.*` and `*.test-util.*` files, `testing/` and `testdata/`
+ * folders), and only api, server and cli import `@grpc/grpc-js`.
+ * A package-internal test helper is named `<what-it-is>.test-util.ts` and sits
+ * beside the code it serves; no tsup entry reaches it, so it is never in dist.
+ * A helper named after another convention (`testutil.ts`, `test-helpers.ts`)
+ * is reported too.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -66,7 +69,12 @@ export function forbiddenImport(from, to) {
 
 /** True for files that are tests or test helpers (never built into dist). */
 export function isTestFile(relPath) {
-  return /\.test\.[cm]?[jt]sx?$|\.test-util\.[cm]?[jt]s$|(^|\/)(testutil|test-helpers)\.[cm]?[jt]s$|(^|\/)(testing|testdata)\//.test(relPath);
+  return /\.test(-util)?\.[cm]?[jt]sx?$|(^|\/)(testing|testdata)\//.test(relPath);
+}
+
+/** A file named like a test helper of another convention (`testutil.ts`, `test-helpers.ts`, `x.test-helper.ts`). */
+export function isMisnamedTestHelper(relPath) {
+  return /(^|\/)(test-?utils?|test-?helpers?)\.[cm]?[jt]s$|\.test-?helpers?\.[cm]?[jt]s$|\.test-?utils\.[cm]?[jt]s$/i.test(relPath);
 }
 
 /** Specifiers a TypeScript/JavaScript source imports, with their line numbers. */
@@ -131,6 +139,10 @@ export function checkRepository(root) {
     const src = join(packagesDir, pkg, 'src');
     if (!existsSync(src) || floorOf(name) === undefined) continue;
     for (const file of sourceFiles(src)) {
+      if (isMisnamedTestHelper(file.rel)) {
+        problems.push({ file: relative(root, file.path), line: 1, message: 'a test helper is named <what-it-is>.test-util.ts (beside the code it serves)' });
+        continue;
+      }
       if (isTestFile(file.rel)) continue;
       for (const { specifier, line } of importsOf(readFileSync(file.path, 'utf8'))) {
         const message = checkImport(name, specifier);

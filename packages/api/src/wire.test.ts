@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { protoFiles } from '../scripts/generate.mjs';
 import { pb } from './index.js';
 import { sortedMapEntries } from './map-order.js';
-import { protocDecode, protocDescriptorSet, protocEncode } from './protoc.test-helper.js';
+import { protocDecode, protocDescriptorSet, protocEncode } from './protoc.test-util.js';
 
 const digestOf = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 const encodeOp = (op: pb.Op) => Buffer.from(pb.Op.encode(op).finish());

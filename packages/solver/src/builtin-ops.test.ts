@@ -8,7 +8,7 @@ import { createBkt } from '@bkt/core';
 import { openSolver } from './solver.js';
 import type { Solver } from './api.js';
 import { builtinOpsPlugin } from './ops/index.js';
-import { DefBuilder, counters, testPlugin } from './testutil.js';
+import { DefBuilder, counters, testPlugin } from './graphs.test-util.js';
 
 let root: string;
 let ctxDir: string;

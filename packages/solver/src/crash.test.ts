@@ -10,7 +10,7 @@ import { expect, it } from 'vitest';
 import { createBkt } from '@bkt/core';
 import { openSolver } from './solver.js';
 import { mountsUnder } from '@bkt/store';
-import { testPlugin } from './testutil.js';
+import { testPlugin } from './graphs.test-util.js';
 import { bigCopyGraph } from './testdata/graphs.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -6,7 +6,7 @@ import { createBkt, type BktPlugin, type OpExecutor } from '@bkt/core';
 import { loadDefinition } from './definition.js';
 import { openSolver } from './solver.js';
 import type { Solver } from './api.js';
-import { DefBuilder } from './testutil.js';
+import { DefBuilder } from './graphs.test-util.js';
 
 /**
  * Graphs deeper than the JavaScript call stack: loading, cache keys,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
 import { isBktError, type Digest } from '@bkt/core';
 import { buildGraph, digestOf, loadDefinition, type RawOp } from './definition.js';
-import { DefBuilder } from './testutil.js';
+import { DefBuilder } from './graphs.test-util.js';
 
 const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;
 const mkdir = (input: number): pb.FileAction =>

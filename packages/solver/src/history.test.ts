@@ -6,7 +6,7 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { BktError, createBkt, isBktError, type BktPlugin } from '@bkt/core';
 import type { Solver, SolverOptions } from './api.js';
 import { openSolver } from './solver.js';
-import { DefBuilder, testPlugin } from './testutil.js';
+import { DefBuilder, testPlugin } from './graphs.test-util.js';
 
 const SECRET = 'hunter2-s3cr3t-value';
 const TOKEN = 'tok-value-7f3a9c';

@@ -13,7 +13,7 @@ import { createMergeOpExecutor } from './ops/merge.js';
 import { defaultParallelism } from './pool.js';
 import { openSolver } from './solver.js';
 import { mountsUnder } from '@bkt/store';
-import { DefBuilder, testPlugin, treeOf } from './testutil.js';
+import { DefBuilder, testPlugin, treeOf } from './graphs.test-util.js';
 
 let root: string;
 let solver: Solver | undefined;

@@ -6,7 +6,7 @@ import * as pb from '@bkt/api/pb';
 import { createBkt, isBktError, type Bkt, type BktPlugin, type ProgressEvent, type Snapshot } from '@bkt/core';
 import { openSolver } from './solver.js';
 import type { Solver } from './api.js';
-import { DefBuilder, counters, testPlugin, treeOf, type Counters } from './testutil.js';
+import { DefBuilder, counters, testPlugin, treeOf, type Counters } from './graphs.test-util.js';
 import { mountsUnder } from '@bkt/store';
 
 let root: string;

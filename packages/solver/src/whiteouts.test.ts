@@ -12,7 +12,7 @@ import { createBkt, type Snapshot } from '@bkt/core';
 import type { Solver } from './api.js';
 import { builtinOpsPlugin } from './ops/index.js';
 import { openSolver } from './solver.js';
-import { DefBuilder } from './testutil.js';
+import { DefBuilder } from './graphs.test-util.js';
 import { mountsUnder } from '@bkt/store';
 
 /** Every entry under `dir` as `path type` (d, f, l, or `c maj:min` for character devices), sorted. */

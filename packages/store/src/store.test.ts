@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { SCHEMA_VERSION } from './metadata.js';
 import { Store } from './store.js';
 import { mountsUnder } from './sys.js';
-import { commitFiles } from './test-helpers.js';
+import { commitFiles } from './snapshots.test-util.js';
 
 async function tempRoot(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'bkt-store-'));

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import * as pb from '@bkt/api/pb';
 import { type ConvertOptions, convertDockerfile } from './convert.js';
-import { BUSYBOX_CONFIG, ancestors, decodeOps, execOf, fileOf, fixedImages, opNamed, sourceOf } from './testutil.js';
+import { BUSYBOX_CONFIG, ancestors, decodeOps, execOf, fileOf, fixedImages, opNamed, sourceOf } from './decoded-ops.test-util.js';
 import type { DockerImage } from './image.js';
 
 const BUSYBOX = 'docker.io/library/busybox:latest';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isBktError } from '@bkt/core';
 import { convertDockerfile } from './convert.js';
-import { decodeOps } from './testutil.js';
+import { decodeOps } from './decoded-ops.test-util.js';
 
 const amd64 = { os: 'linux', architecture: 'amd64' };
 const convert = (text: string, opts: Parameters<typeof convertDockerfile>[1] = {}) => convertDockerfile(text, { targetPlatform: amd64, ...opts });

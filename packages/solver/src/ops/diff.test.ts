@@ -7,7 +7,7 @@ import * as pb from '@bkt/api/pb';
 import type { Snapshot } from '@bkt/core';
 import { createDiffOpExecutor } from './diff.js';
 import { createMergeOpExecutor } from './merge.js';
-import { dumpDir, dumpTree, makeSnapshot, openTestEnv, type TestEnv } from './test-helpers.js';
+import { dumpDir, dumpTree, makeSnapshot, openTestEnv, type TestEnv } from './file-ops.test-util.js';
 
 const diffExec = createDiffOpExecutor();
 const mergeExec = createMergeOpExecutor();

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { createBkt } from '@bkt/core';
 import { openSolver } from '../solver.js';
 import { FileContentStore } from '@bkt/store';
-import { DefBuilder, testPlugin } from '../testutil.js';
+import { DefBuilder, testPlugin } from '../graphs.test-util.js';
 import { bigCopyGraph } from './graphs.js';
 
 const [root, contextDir] = process.argv.slice(2);

@@ -1,4 +1,4 @@
-import { DefBuilder } from '../testutil.js';
+import { DefBuilder } from '../graphs.test-util.js';
 
 /** A base file, then the whole `test://context` copied to /big over it (an overlay mount while it runs). */
 export function bigCopyGraph(): Uint8Array {

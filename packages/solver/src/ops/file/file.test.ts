@@ -7,7 +7,7 @@ import tar from 'tar-stream';
 import type { OpInput, Snapshot } from '@bkt/core';
 import { createFileOpExecutor, fileContentSelectors } from './index.js';
 import { tryUnpack } from './unpack.js';
-import { copy, dumpTree, fileOp, makeSnapshot, mkdir, mkfile, openTestEnv, rmAction, type TestEnv } from '../test-helpers.js';
+import { copy, dumpTree, fileOp, makeSnapshot, mkdir, mkfile, openTestEnv, rmAction, type TestEnv } from '../file-ops.test-util.js';
 
 const exec = createFileOpExecutor();
 let env: TestEnv;
