@@ -9,6 +9,7 @@ export { CONFIG_FILE_NAMES, findConfigFile, loadConfig, type LoadConfigOptions }
 export { resolvePlugins } from './resolve-plugins.js';
 export { composePlugins, definePreset, type BktPreset } from './preset.js';
 export { Pacer } from './pacer.js';
+export { IMAGE_RESOLVE_MODES, isImageConfigResolver } from './image-config.js';
 export { requireRecords } from './records.js';
 export {
   emptyClient,

@@ -333,6 +333,8 @@ export interface BuildResult {
   refs?: Record<string, Snapshot | null>;
   /** Frontend-provided metadata, e.g. `containerimage.config`. */
   metadata: Record<string, Uint8Array>;
+  /** Attestations of the result, when the solve asked for some (set before export). */
+  attestations?: Attestation[];
 }
 
 export interface Exporter {
@@ -350,15 +352,27 @@ export interface ExporterInstance {
 // Cache backends, frontends, attestation producers.
 // ---------------------------------------------------------------------------
 
+/** A cache export requested by a solve (control.proto's `CacheOptionsEntry` of `CacheOptions.Exports`). */
 export interface CacheExporterInstance {
-  export(records: unknown, ctx: BuildContext): Promise<Record<string, string>>;
+  /**
+   * Exports the cache of the build that produced `result`; called after the
+   * build's exporters. Returns response keys (merged into the exporter response).
+   */
+  export(result: BuildResult, ctx: BuildContext): Promise<Record<string, string>>;
 }
 
+/** A cache import requested by a solve (a `CacheOptionsEntry` of `CacheOptions.Imports`). */
 export interface CacheImporterInstance {
-  /** Loads cache records into the solver's cache (opaque to core). */
+  /** Loads cache records before the build solves (opaque to core). */
   load(ctx: BuildContext): Promise<unknown>;
 }
 
+/**
+ * A cache backend, registered by `type` (`registry`, `local`, `inline`, …).
+ * A solve request's `{ type, attrs }` entries reach it; it provides an
+ * importer, an exporter or both, and validates `attrs` (a `BktError` naming
+ * a bad one) before the build runs.
+ */
 export interface CacheBackend {
   readonly type: string;
   exporter?(attrs: Attrs): Promise<CacheExporterInstance>;
@@ -381,6 +395,30 @@ export interface ResolvedImageConfig {
   config: Uint8Array;
   /** The reference pinned to `digest` (`docker.io/library/alpine:3.19@sha256:…`), when the resolver knows it. */
   ref?: string;
+}
+
+/** How an image reference is resolved: `default` (local if present, else the registry), `pull` (always the registry) or `local` (never the registry). */
+export type ImageResolveMode = 'default' | 'pull' | 'local';
+
+/**
+ * A capability a source may declare (BuildKit's `llb.ImageMetaResolver`):
+ * answering an image's config without unpacking the image. The solver serves
+ * `FrontendBridge.resolveImageConfig(ref)` through the source registered for
+ * `ref`'s scheme (`docker-image` when `ref` has none), when that source
+ * implements this interface (`isImageConfigResolver`); otherwise the call is
+ * an `UNIMPLEMENTED` error naming the scheme.
+ */
+export interface ImageConfigResolver {
+  /**
+   * The config of `ref` (with or without its `scheme://`) for `opts.platform`
+   * (default: the host's). `opts.resolveMode` has been validated by the solver.
+   * `ctx` is scoped to the `[internal] load metadata for …` vertex.
+   */
+  resolveImageConfig(
+    ref: string,
+    opts: { platform?: Platform; resolveMode: ImageResolveMode },
+    ctx: BuildContext,
+  ): Promise<ResolvedImageConfig>;
 }
 
 /** Options of a warning, as control.proto's VertexWarning. */
@@ -421,6 +459,12 @@ export interface Attestation {
   payload: Uint8Array;
 }
 
+/**
+ * Produces attestations of a build's result, registered by `kind`
+ * (`provenance`, `sbom`). A solve request's `{ kind, attrs }` entries reach
+ * it after the build solved and before the `attest` hook and the exporters;
+ * what it returns is in `BuildResult.attestations`.
+ */
 export interface AttestationProducer {
   readonly kind: string;
   produce(result: BuildResult, attrs: Attrs, ctx: BuildContext): Promise<Attestation[]>;

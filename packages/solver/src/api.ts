@@ -25,6 +25,18 @@ export interface ExportRequest {
   attrs: Attrs;
 }
 
+/** A cache import or export (control.proto's `CacheOptionsEntry`), resolved through the `cacheBackends` registry. */
+export interface CacheOptionsEntry {
+  type: string;
+  attrs: Attrs;
+}
+
+/** An attestation to produce (buildx's `--attest type=KIND,…`), resolved through the `attestationProducers` registry. */
+export interface AttestationRequest {
+  kind: string;
+  attrs: Attrs;
+}
+
 export interface SolveRequest {
   /** A marshalled `pb.Definition`. Either this or `frontend`. */
   definition?: Uint8Array;
@@ -32,6 +44,12 @@ export interface SolveRequest {
   frontend?: string;
   frontendAttrs?: Attrs;
   exporters?: ExportRequest[];
+  /** Caches to load before solving (each backend's importer; checked before anything runs). */
+  cacheImports?: CacheOptionsEntry[];
+  /** Caches to write after the exporters ran (each backend's exporter; checked before anything runs). */
+  cacheExports?: CacheOptionsEntry[];
+  /** Attestations to produce once solved, before export; they reach exporters as `result.attestations`. */
+  attestations?: AttestationRequest[];
   /**
    * The build's client: its local directories, output sinks, secrets, ssh
    * agents and registry credentials (see `BuildClient`). Default: this

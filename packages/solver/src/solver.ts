@@ -8,20 +8,26 @@ import { performance } from 'node:perf_hooks';
 import {
   BktError,
   createBuildScope,
+  type Attestation,
+  type Attrs,
+  type CacheBackend,
+  type Registry,
+  IMAGE_RESOLVE_MODES,
   isBktError,
+  isImageConfigResolver,
   SOURCE_DATE_EPOCH_KEY,
-  type BuildContext,
   type BuildResult,
   type Digest,
   type ExporterInstance,
   type FrontendBridge,
+  type ImageResolveMode,
   type Platform,
   type ProgressWriter,
   type ResolvedImageConfig,
   type ResolveImageConfigOptions,
   type VertexEvent,
 } from '@bkt/core';
-import type { PruneOptions, SolveRequest, SolveResponse, Solver, SolverOptions } from './api.js';
+import type { CacheOptionsEntry, PruneOptions, SolveRequest, SolveResponse, Solver, SolverOptions } from './api.js';
 import { Build, type Engine } from './build.js';
 import { digestOf } from './definition.js';
 import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
@@ -100,10 +106,16 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     if (req.definition && req.frontend) {
       throw new BktError('INVALID_ARGUMENT', 'a solve request takes a definition or a frontend, not both');
     }
-    // Exporter attrs are checked before anything runs.
+    // Exporter, cache and attestation requests are checked before anything runs.
     const exporters: { type: string; instance: ExporterInstance }[] = [];
     for (const e of req.exporters ?? []) {
       exporters.push({ type: e.type, instance: await registries.exporters.require(e.type).resolve(e.attrs) });
+    }
+    const cacheImporters = await resolveCacheBackends(registries.cacheBackends, req.cacheImports ?? [], 'importer');
+    const cacheExporters = await resolveCacheBackends(registries.cacheBackends, req.cacheExports ?? [], 'exporter');
+    const producers = (req.attestations ?? []).map((a) => ({ ...a, producer: registries.attestationProducers.require(a.kind) }));
+    for (const [i, { type, instance }] of cacheImporters.entries()) {
+      await buildStep(build, `importing cache from ${type}`, `${buildId}/cache-import/${i}`, (ctx) => instance.load(ctx));
     }
     if (req.frontend) {
       try {
@@ -116,12 +128,25 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
       result = { ref: await build.solve(await build.load(req.definition)), metadata: {} };
     }
     solverMs = performance.now() - t0;
+    if (producers.length > 0) {
+      const attestations: Attestation[] = [];
+      for (const [i, { kind, attrs, producer }] of producers.entries()) {
+        const produced = await buildStep(build, `producing ${kind} attestation`, `${buildId}/attest/${i}`, (ctx) => producer.produce(result, attrs, ctx));
+        attestations.push(...produced);
+      }
+      await hooks.attest.promise(result, attestations);
+      result = { ...result, attestations };
+    }
     if (exporters.length > 0) {
       await hooks.beforeExport.promise(result, { buildId, exporters: (req.exporters ?? []).map((e) => ({ type: e.type, attrs: e.attrs })) });
       for (const [i, { type, instance }] of exporters.entries()) {
         const response = await buildStep(build, `exporting to ${type}`, `${buildId}/export/${i}`, (ctx) => instance.export(result, ctx));
         Object.assign(exporterResponse, response);
       }
+    }
+    for (const [i, { type, instance }] of cacheExporters.entries()) {
+      const response = await buildStep(build, `exporting cache to ${type}`, `${buildId}/cache-export/${i}`, (ctx) => instance.export(result, ctx));
+      Object.assign(exporterResponse, response);
     }
   } catch (err) {
     error = frontendError ?? build.firstError ?? (err as Error);
@@ -136,6 +161,29 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   await hooks.afterSolve.promise({ buildId, error, vertices: stats.vertices, cached: stats.cached, exporterResponse });
   if (error) throw error;
   return { buildId, result, exporterResponse, stats };
+}
+
+/**
+ * The importers or exporters of a solve's cache entries, by backend type:
+ * an unknown type is a `NOT_FOUND` naming it and the registered ones; a
+ * backend without that side is an `INVALID_ARGUMENT`.
+ */
+async function resolveCacheBackends<Side extends 'importer' | 'exporter'>(
+  backends: Registry<CacheBackend>,
+  entries: CacheOptionsEntry[],
+  side: Side,
+): Promise<{ type: string; instance: Awaited<ReturnType<NonNullable<CacheBackend[Side]>>> }[]> {
+  const resolved = [];
+  for (const { type, attrs } of entries) {
+    const backend = backends.require(type);
+    const make = backend[side] as ((attrs: Attrs) => Promise<Awaited<ReturnType<NonNullable<CacheBackend[Side]>>>>) | undefined;
+    if (!make) {
+      const verb = side === 'importer' ? 'import' : 'export';
+      throw new BktError('INVALID_ARGUMENT', `cache backend "${type}" cannot ${verb} caches (it has no ${side})`, { type });
+    }
+    resolved.push({ type, instance: await make.call(backend, attrs) });
+  }
+  return resolved;
 }
 
 /**
@@ -196,20 +244,11 @@ function frontendFailure(err: Error, first: Error | undefined): Error {
   return err;
 }
 
-/** The `docker-image` source's image-config resolver, as `@bkt/source-image` provides it. */
-interface ImageConfigSource {
-  resolveImageConfig(
-    ref: string,
-    opts: { platform?: Platform; resolveMode?: 'default' | 'pull' | 'local' },
-    ctx: BuildContext,
-  ): Promise<{ ref?: string; digest: Digest; config: Uint8Array }>;
-}
-
-const RESOLVE_MODES = ['default', 'pull', 'local'] as const;
-
 /**
- * `bridge.resolveImageConfig`: asks the registered `docker-image` source,
- * as the vertex `[internal] load metadata for <ref>` (as BuildKit shows it).
+ * `bridge.resolveImageConfig`: asks the source registered for the ref's
+ * scheme (`docker-image` when it has none), which must declare the
+ * `ImageConfigResolver` capability, as the vertex `[internal] load metadata
+ * for <ref>` (as BuildKit shows it).
  */
 async function resolveImageConfig(
   engine: Engine,
@@ -217,29 +256,33 @@ async function resolveImageConfig(
   ref: string,
   given: ResolveImageConfigOptions | Platform | undefined,
 ): Promise<ResolvedImageConfig> {
-  const source = engine.bkt.registries.sources.get('docker-image') as Partial<ImageConfigSource> | undefined;
-  if (typeof source?.resolveImageConfig !== 'function') {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//.exec(ref)?.[1] ?? 'docker-image';
+  const source = engine.bkt.registries.sources.get(scheme);
+  if (!isImageConfigResolver(source)) {
     throw new BktError(
       'UNIMPLEMENTED',
-      `cannot resolve the image config of ${ref}: no registered docker-image source resolves image configs (add @bkt/source-image to the plugins of bkt.config.ts)`,
-      { reference: ref },
+      `cannot resolve the image config of ${ref}: no registered ${scheme} source resolves image configs (add @bkt/source-image to the plugins of bkt.config.ts)`,
+      { reference: ref, scheme },
     );
   }
   // A bare Platform is the older form of { platform }.
   const opts: ResolveImageConfigOptions = given && 'os' in given ? { platform: given } : ((given as ResolveImageConfigOptions | undefined) ?? {});
   const mode = opts.resolveMode ?? 'default';
-  if (!(RESOLVE_MODES as readonly string[]).includes(mode)) {
-    throw new BktError('INVALID_ARGUMENT', `resolveImageConfig ${ref}: unknown resolve mode "${mode}" (want ${RESOLVE_MODES.join(', ')})`, {
+  if (!isResolveMode(mode)) {
+    throw new BktError('INVALID_ARGUMENT', `resolveImageConfig ${ref}: unknown resolve mode "${mode}" (want ${IMAGE_RESOLVE_MODES.join(', ')})`, {
       attribute: 'image-resolve-mode',
     });
   }
   const platform = opts.platform ? ` (${[opts.platform.os, opts.platform.architecture, opts.platform.variant].filter(Boolean).join('/')})` : '';
   const name = `[internal] load metadata for ${ref.replace(/^docker-image:\/\//, '')}${platform}`;
-  const resolver = source as ImageConfigSource;
   const r = await buildStep(build, name, `${build.buildId}/${name}`, (ctx) =>
-    resolver.resolveImageConfig(ref, { ...(opts.platform ? { platform: opts.platform } : {}), resolveMode: mode as (typeof RESOLVE_MODES)[number] }, ctx),
+    source.resolveImageConfig(ref, { ...(opts.platform ? { platform: opts.platform } : {}), resolveMode: mode }, ctx),
   );
   return { digest: r.digest, config: r.config, ...(r.ref ? { ref: r.ref } : {}) };
+}
+
+function isResolveMode(mode: string): mode is ImageResolveMode {
+  return (IMAGE_RESOLVE_MODES as readonly string[]).includes(mode);
 }
 
 /** Runs a build-level step (an export, an image-config lookup) as its own progress vertex, like BuildKit's "exporting to …". */

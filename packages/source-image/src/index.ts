@@ -15,8 +15,9 @@ export { unpackLayer } from './unpack.js';
 export type { UnpackOptions } from './unpack.js';
 
 /**
- * The plugin. The source object also answers `resolveImageConfig(ref, opts,
- * ctx)` for frontends (LLBBridge.ResolveImageConfig).
+ * The plugin. Its source is also the build's `ImageConfigResolver` (see
+ * `@bkt/core`), which answers frontends' `resolveImageConfig`
+ * (LLBBridge.ResolveImageConfig).
  */
 export default function imageSource(opts: ImageSourceOptions = {}): BktPlugin {
   const source = new ImageSource(opts);

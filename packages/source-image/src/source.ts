@@ -25,6 +25,8 @@ import {
   type Attrs,
   type BuildContext,
   type Digest,
+  type ImageConfigResolver,
+  type ImageResolveMode,
   type Platform,
   type Snapshot,
   type Source,
@@ -55,7 +57,7 @@ import { RegistryClient, type RegistryClientOptions } from '@bkt/registry';
 import { contentBlobs, layoutBlobs, openLayoutBlob, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
 import { unpackLayer } from './unpack.js';
 
-export type ResolveMode = 'default' | 'pull' | 'local';
+export type ResolveMode = ImageResolveMode;
 
 export interface ImageSourceOptions {
   /** The registry client to use; default: one made from `registry` options, closed on shutdown. */
@@ -118,8 +120,11 @@ export function parseLayoutRef(ref: string): LayoutRef {
   return { name, tag, digest };
 }
 
-/** The image sources' shared state: one registry client. */
-export class ImageSource implements Source {
+/**
+ * The image sources' shared state: one registry client. Declares the
+ * `ImageConfigResolver` capability, for `docker-image://` and `oci-layout://` refs.
+ */
+export class ImageSource implements Source, ImageConfigResolver {
   readonly schemes = ['docker-image', 'oci-layout'] as const;
   #client: RegistryClient | undefined;
   readonly #ownsClient: boolean;
