@@ -9,7 +9,7 @@
  * `containerimage.config.digest` (single-platform), `containerimage.descriptor`
  * (base64 JSON) and `image.name`.
  */
-import { requireRecords, SOURCE_DATE_EPOCH_KEY, type Attrs, type BlobOwner, type BuildContext, type BuildResult, type ContentStore, type Exporter, type ExporterInstance } from '@bkt/core';
+import { BktError, requireRecords, SOURCE_DATE_EPOCH_KEY, type Attrs, type BlobOwner, type BuildContext, type BuildResult, type ContentStore, type Exporter, type ExporterInstance } from '@bkt/core';
 import { formatReference, parseReference, writeImageRecord, type Descriptor } from '@bkt/oci';
 import { RegistryClient, type RegistryClientOptions } from '@bkt/registry';
 import { parseExportAttrs, parseSourceDateEpoch, type ExportOptions, type ExporterType } from './attrs.js';
@@ -54,7 +54,10 @@ class ImageExporterInstance implements ExporterInstance {
   async export(result: BuildResult, ctx: BuildContext): Promise<Record<string, string>> {
     const o = this.opts;
     const sourceDateEpoch = sourceDateEpochOf(o, result);
+    throwIfCancelled(o.type, ctx.signal);
     const image = await buildImage(result, ctx, { ...o, sourceDateEpoch });
+    // Building the layers may take long; nothing is written for a cancelled build.
+    throwIfCancelled(o.type, ctx.signal);
     const names = o.names;
     if (o.type === 'oci' || o.type === 'docker') {
       const write = o.type === 'oci' ? writeOciLayout : writeDockerArchive;
@@ -94,6 +97,10 @@ class ImageExporterInstance implements ExporterInstance {
       client.close();
     }
   }
+}
+
+function throwIfCancelled(type: string, signal: AbortSignal): void {
+  if (signal.aborted) throw new BktError('CANCELLED', `${type} exporter: build cancelled`);
 }
 
 /** The blob owner of a name of the local image store: `image:NAME`. */

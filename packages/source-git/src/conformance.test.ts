@@ -4,7 +4,7 @@ import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { describeSourceConformance } from '@bkt/core/testing';
+import { describeSourceConformance, type SourceFixture } from '@bkt/core/testing';
 import { openTestContext } from '@bkt/store/testing';
 import { createGitSource } from './index.js';
 
@@ -64,7 +64,7 @@ afterAll(async () => {
 });
 
 /** The `git` source over a repository served by a real git daemon, in a real store; `mutate` pushes a commit to `main`. */
-describeSourceConformance('git', async () => {
+describeSourceConformance('git', async (): Promise<SourceFixture> => {
   const store = await openTestContext();
   const fullurl = `git://${host}/repo.git`;
   let changes = 0;

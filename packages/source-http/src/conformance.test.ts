@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll } from 'vitest';
-import { describeSourceConformance } from '@bkt/core/testing';
+import { describeSourceConformance, type SourceFixture } from '@bkt/core/testing';
 import { openTestContext } from '@bkt/store/testing';
 import { createHttpSource } from './index.js';
 
@@ -24,7 +24,7 @@ afterAll(async () => {
 });
 
 /** The `http` source downloading from a local server into a real store; the `https` scheme is checked by identify only. */
-describeSourceConformance('http', async () => {
+describeSourceConformance('http', async (): Promise<SourceFixture> => {
   helloBody = 'hello over http\n';
   const store = await openTestContext();
   return {

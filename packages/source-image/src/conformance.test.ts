@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
-import { describeSourceConformance } from '@bkt/core/testing';
+import { describeSourceConformance, type SourceFixture } from '@bkt/core/testing';
 import { digestOf, hostPlatform, MediaType } from '@bkt/oci';
 import { RegistryClient, staticCredentials } from '@bkt/registry';
 import { openTestContext } from '@bkt/store/testing';
@@ -34,7 +34,7 @@ describe('docker-image, from a test registry', () => {
   }
 
   /** The `docker-image` source pulling busybox from a real registry into a real store; `mutate` moves the tag. */
-  describeSourceConformance('docker-image', async () => {
+  describeSourceConformance('docker-image', async (): Promise<SourceFixture> => {
     await pushBusyboxImage(registry, 'conformance/busybox'); // the tag back on the original manifest
     const store = await openTestContext();
     const source = new ImageSource();
@@ -92,7 +92,7 @@ describe('oci-layout, from a client directory', () => {
   }
 
   /** The `oci-layout` source reading a layout given as the client's local directory `layouts`, in a real store; `mutate` re-tags `v1`. */
-  describeSourceConformance('oci-layout', async () => {
+  describeSourceConformance('oci-layout', async (): Promise<SourceFixture> => {
     const dir = await mkdtemp(join(work, 'layout-'));
     const layout = join(dir, 'layout');
     await writeLayout(layout, 'from the layout\n');

@@ -1,12 +1,12 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeSourceConformance } from '@bkt/core/testing';
+import { describeSourceConformance, type SourceFixture } from '@bkt/core/testing';
 import { openTestContext } from '@bkt/store/testing';
 import localSource from './index.js';
 
 /** The `local` source over a client directory named `context`, in a real store. */
-describeSourceConformance('local', async () => {
+describeSourceConformance('local', async (): Promise<SourceFixture> => {
   const work = await mkdtemp(join(tmpdir(), 'bkt-source-local-conformance-'));
   const contextDir = join(work, 'context');
   await mkdir(join(contextDir, 'src/lib'), { recursive: true });
