@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { describeSourceConformance, type SourceFixture } from '@bkt/core/testing';
 import { openTestContext } from '@bkt/store/testing';
-import { createGitSource } from './index.js';
+import gitSource from './index.js';
 
 let work: string;
 /** The working copy behind the served repository; `commitToServed` pushes its changes. */
@@ -69,7 +69,7 @@ describeSourceConformance('git', async (): Promise<SourceFixture> => {
   const fullurl = `git://${host}/repo.git`;
   let changes = 0;
   return {
-    source: createGitSource(),
+    source: gitSource().sources![0]!,
     context: store.ctx,
     valid: {
       scheme: 'git',

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll } from 'vitest';
 import { describeSourceConformance, type SourceFixture } from '@bkt/core/testing';
 import { openTestContext } from '@bkt/store/testing';
-import { createHttpSource } from './index.js';
+import httpSource from './index.js';
 
 /** What the local server sends for `/files/hello.txt`; `mutate` changes it. */
 let helloBody = 'hello over http\n';
@@ -28,7 +28,7 @@ describeSourceConformance('http', async (): Promise<SourceFixture> => {
   helloBody = 'hello over http\n';
   const store = await openTestContext();
   return {
-    source: createHttpSource(),
+    source: httpSource().sources![0]!,
     context: store.ctx,
     valid: {
       scheme: 'http',
