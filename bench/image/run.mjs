@@ -22,10 +22,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-let solverPkg, sourcePkg, exporterPkg, registryTesting;
+let storePkg, sourcePkg, exporterPkg, registryTesting;
 try {
-  [solverPkg, sourcePkg, exporterPkg, registryTesting] = await Promise.all([
-    import('@bkt/solver'),
+  [storePkg, sourcePkg, exporterPkg, registryTesting] = await Promise.all([
+    import('@bkt/store'),
     import('@bkt/source-image'),
     import('@bkt/exporter-oci'),
     import('@bkt/registry/testing'),
@@ -34,7 +34,7 @@ try {
   console.error(`bench/image needs the built packages: run \`npm run build\` first.\n(${err.message})`);
   process.exit(1);
 }
-const { Store } = solverPkg;
+const { Store } = storePkg;
 const { ImageSource } = sourcePkg;
 const { createImageExporters, snapshotLayer } = exporterPkg;
 const { startRegistry } = registryTesting;

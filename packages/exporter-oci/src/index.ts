@@ -7,18 +7,14 @@
 import type { BktPlugin } from '@bkt/core';
 import { createImageExporters, type ImageExportersOptions } from './exporters.js';
 
-export { createImageExporters, exporterResponse } from './exporters.js';
+// The public surface: the plugin and its options, the exporters themselves
+// (for a caller that registers them its own way), and snapshotLayer (a
+// snapshot's layer into the content store; bench/image times it). Attrs,
+// image building, layouts and push are internal.
+export { createImageExporters } from './exporters.js';
 export type { ImageExportersOptions } from './exporters.js';
-export { parseExportAttrs, parseSourceDateEpoch } from './attrs.js';
-export type { Annotation, AnnotationTarget, ExportOptions, ExporterType } from './attrs.js';
-export { buildImage, imageConfig, resultPlatforms, CONFIG_METADATA_KEY } from './image.js';
-export type { BuiltImage, BuiltManifest, ImageBuildOptions, ImageLayer, ResultPlatform } from './image.js';
-export { layerTar, snapshotLayer } from './layer.js';
+export { snapshotLayer } from './layer.js';
 export type { Layer, LayerOptions } from './layer.js';
-export { writeDockerArchive, writeOciLayout } from './layout.js';
-export type { WriteOptions } from './layout.js';
-export { pushImage } from './push.js';
-export { convertLayerMediaType, layerMediaType } from './media.js';
 
 /**
  * The plugin. An export not given `source-date-epoch` takes the result's

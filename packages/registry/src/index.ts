@@ -8,8 +8,5 @@ export type { BlobData, BlobSink, BlobTarget, FetchedManifest, PushBlobOptions, 
 export { fileSink } from './sinks.js';
 export { dockerConfigCredentials, staticCredentials } from './credentials.js';
 export type { Credentials, CredentialsProvider } from './credentials.js';
-export { parseWwwAuthenticate } from './auth.js';
-export type { Challenge } from './auth.js';
-export { pullEndpoints, pushEndpoint } from './hosts.js';
-export type { Endpoint, RegistryHostConfig, RegistryHostsConfig } from './hosts.js';
+export type { RegistryHostConfig, RegistryHostsConfig } from './hosts.js';
 export type { RetryPolicy, StreamBody } from './http.js';

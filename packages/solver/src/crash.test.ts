@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { expect, it } from 'vitest';
 import { createBkt } from '@bkt/core';
 import { openSolver } from './solver.js';
-import { mountsUnder } from '@bkt/store';
+import { mountsUnder } from '@bkt/fsutil';
 import { testPlugin } from './graphs.test-util.js';
 import { bigCopyGraph } from './testdata/graphs.js';
 

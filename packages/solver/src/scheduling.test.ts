@@ -12,7 +12,7 @@ import type { Solver } from './api.js';
 import { createMergeOpExecutor } from './ops/merge.js';
 import { defaultParallelism } from './pool.js';
 import { openSolver } from './solver.js';
-import { mountsUnder } from '@bkt/store';
+import { mountsUnder } from '@bkt/fsutil';
 import { DefBuilder, testPlugin, treeOf } from './graphs.test-util.js';
 
 let root: string;

@@ -7,7 +7,7 @@ import { createBkt, isBktError, type Bkt, type BktPlugin, type ProgressEvent, ty
 import { openSolver } from './solver.js';
 import type { Solver } from './api.js';
 import { DefBuilder, counters, testPlugin, treeOf, type Counters } from './graphs.test-util.js';
-import { mountsUnder } from '@bkt/store';
+import { mountsUnder } from '@bkt/fsutil';
 
 let root: string;
 let ctxDir: string;

@@ -13,7 +13,7 @@ import type { Solver } from './api.js';
 import { builtinOpsPlugin } from './ops/index.js';
 import { openSolver } from './solver.js';
 import { DefBuilder } from './graphs.test-util.js';
-import { mountsUnder } from '@bkt/store';
+import { mountsUnder } from '@bkt/fsutil';
 
 /** Every entry under `dir` as `path type` (d, f, l, or `c maj:min` for character devices), sorted. */
 async function listTree(dir: string): Promise<string[]> {

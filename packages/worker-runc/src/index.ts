@@ -56,7 +56,7 @@ export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
 }
 
 /** The worker's directory in a store root: runc state, bundles, per-run mounts. */
-export function workerDir(storeRoot: string): string {
+function workerDir(storeRoot: string): string {
   return join(storeRoot, 'runc');
 }
 
@@ -94,11 +94,12 @@ export async function sweepStaleContainers(storeRoot: string, opts: { runc?: str
 }
 
 export { runcWorker };
-export { RuncExecutor, DEFAULT_HOSTNAME, type RuncExecutorOptions } from './runc.js';
-export { ExecOpExecutor, ENTITLEMENT_NETWORK_HOST, ENTITLEMENT_SECURITY_INSECURE, execOpOf } from './execop.js';
-export { CacheMounts, cacheMountsFor, type CacheSharing, type HeldCacheMount } from './cachemounts.js';
-export { DEFAULT_SECRET_DIR, DEFAULT_SSH_SOCKET, type SshAgentProvider } from './mounts.js';
-export { SANDBOX_DNS, SANDBOX_HOST_GATEWAY, type NetworkOptions } from './network.js';
-export { DEFAULT_LOG_MAX_BYTES } from './output.js';
-export { DEFAULT_PIDS_LIMIT } from './spec.js';
+// The public surface: the plugin and its options, the stale-container sweep
+// the CLI runs, the ssh agent type of the build's client, and the container
+// executor behind the `Executor` interface (runs a container without a
+// solver; the watchdog test's child process uses it). The exec op executor,
+// cache mounts, network and spec details are internal.
+export type { NetworkOptions } from './network.js';
+export type { SshAgentProvider } from './mounts.js';
+export { RuncExecutor, type RuncExecutorOptions } from './runc.js';
 export type * from './executor.js';
