@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, type Stats } from 'node:fs';
 import { chmod, copyFile, constants, lchown, link, lstat, lutimes, mkdir, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
-import { isAbsolute, join, posix, relative, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -29,7 +29,7 @@ import {
 } from '@bkt/core';
 import { openOutputFile } from './output-file.js';
 import { cleanRelPath } from './patterns.js';
-import { resolveInRoot } from './resolve.js';
+import { selectionPatterns } from './selection.js';
 import { walk } from './walk.js';
 
 const run = promisify(execFile);
@@ -99,17 +99,7 @@ async function* statDir(name: string, dir: string, storeRoot: string | undefined
     throw new BktError('NOT_FOUND', `local directory "${name}": ${dir} does not exist`, { path: dir });
   }
   if (!st.isDirectory()) throw new BktError('INVALID_ARGUMENT', `local directory "${name}": ${dir} is not a directory`, { path: dir });
-  let exclude = [...(sel.exclude ?? [])];
-  // The store never goes into a build: a snapshot being written under it would copy itself forever.
-  if (storeRoot !== undefined) {
-    const storeRel = relative(dir, resolve(storeRoot));
-    if (storeRel === '') {
-      throw new BktError('INVALID_ARGUMENT', `local directory "${name}": ${dir} is the store root itself (--root); use another directory`, { path: dir });
-    }
-    if (storeRel !== '..' && !storeRel.startsWith('../') && !isAbsolute(storeRel)) exclude = [...exclude, escapePattern(storeRel)];
-  }
-  let include = [...(sel.include ?? [])];
-  if (sel.followPaths?.length) include = [...new Set([...include, ...(await followLinks(dir, sel.followPaths))])];
+  const { include, exclude } = await selectionPatterns(dir, sel, { storeRoot, what: `local directory "${name}"` });
 
   const firstOfInode = new Map<string, string>();
   for await (const e of walk(dir, { include, exclude, signal })) {
@@ -129,32 +119,6 @@ async function* statDir(name: string, dir: string, storeRoot: string | undefined
     }
     yield entry;
   }
-}
-
-/**
- * The paths a list of follow paths reaches: each path and, while it is a
- * symlink, every link target on the chain, all inside `dir` (absolute targets
- * are taken from `dir`, `..` stops at it). As fsutil's `FollowLinks`.
- */
-async function followLinks(dir: string, paths: readonly string[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const p of paths) {
-    let cur = cleanRelPath(p.replace(/^\/+/, ''));
-    for (let hops = 0; hops < 255 && cur !== '.' && !cur.startsWith('..'); hops++) {
-      out.push(escapePattern(cur));
-      const abs = await resolveInRoot(dir, cur);
-      const st = await lstat(abs).catch(() => undefined);
-      if (!st?.isSymbolicLink()) break;
-      const target = await readlink(abs);
-      cur = cleanRelPath(target.startsWith('/') ? target.slice(1) : posix.join(posix.dirname(cur), target));
-    }
-  }
-  return out;
-}
-
-/** A path as a pattern matching only itself (pattern metacharacters escaped). */
-function escapePattern(path: string): string {
-  return path.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }
 
 /** Linux dev_t encoding of major/minor numbers. */

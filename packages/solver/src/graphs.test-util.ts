@@ -222,17 +222,3 @@ export async function treeOf(snap: Snapshot | null): Promise<Record<string, stri
     await m.release();
   }
 }
-
-/** Commits a snapshot over `parent` holding `files` (path → content) on top of it. */
-export async function commitFiles(
-  snapshotter: { prepare(parent: Snapshot | null): Promise<{ path: string; commit(): Promise<Snapshot> }> },
-  parent: Snapshot | null,
-  files: Record<string, string>,
-): Promise<Snapshot> {
-  const m = await snapshotter.prepare(parent);
-  for (const [p, data] of Object.entries(files)) {
-    await mkdir(dirname(join(m.path, p)), { recursive: true });
-    await writeFile(join(m.path, p), data);
-  }
-  return m.commit();
-}

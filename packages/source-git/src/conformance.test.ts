@@ -1,17 +1,17 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { describeSourceConformance, type SourceFixture } from '@bkt/core/testing';
 import { openTestContext } from '@bkt/store/testing';
 import gitSource from './index.js';
+import { serveRepositories, type GitDaemon } from './git-daemon.test-util.js';
 
 let work: string;
 /** The working copy behind the served repository; `commitToServed` pushes its changes. */
 let checkoutDir: string;
-let daemon: ChildProcess;
+let daemon: GitDaemon | undefined;
 /** `127.0.0.1:PORT`, a git daemon serving `repo.git`. */
 let host: string;
 
@@ -25,15 +25,6 @@ function commitToServed(message: string): void {
   git('push', '-q', join(work, 'repos/repo.git'), 'main');
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createNetServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'bkt-source-git-conformance-'));
   checkoutDir = join(work, 'src');
@@ -45,21 +36,12 @@ beforeAll(async () => {
   git('commit', '-q', '-m', 'one');
   await mkdir(join(work, 'repos'));
   execFileSync('git', ['clone', '-q', '--bare', checkoutDir, join(work, 'repos/repo.git')], { env: gitEnv(), stdio: 'pipe' });
-  const port = await freePort();
-  daemon = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${join(work, 'repos')}`, '--listen=127.0.0.1', `--port=${port}`, join(work, 'repos')], { stdio: 'ignore' });
-  host = `127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      execFileSync('git', ['ls-remote', `git://${host}/repo.git`], { stdio: 'pipe' });
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  daemon = await serveRepositories(join(work, 'repos'));
+  host = daemon.host;
 });
 
 afterAll(async () => {
-  daemon?.kill('SIGTERM');
+  daemon?.stop();
   await rm(work, { recursive: true, force: true });
 });
 

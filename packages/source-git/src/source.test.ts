@@ -1,6 +1,5 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,23 +7,15 @@ import { createBkt, type BuildContext, type Snapshot } from '@bkt/core';
 import { testBuildContext } from '@bkt/core/testing';
 import { Store } from '@bkt/store';
 import gitSource, { createGitSource } from './index.js';
+import { serveRepositories, type GitDaemon } from './git-daemon.test-util.js';
 
 let work: string;
 let store: Store;
-let daemon: ChildProcess;
+let daemon: GitDaemon | undefined;
 /** `127.0.0.1:PORT`, a git daemon serving `repo.git`. */
 let host: string;
 let commit: string;
 const COMMIT_TIME = 1_700_000_000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createNetServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function context(): BuildContext {
   return testBuildContext({ buildId: 'b1', root: store.root, snapshotter: store.snapshotter, content: store.content, records: store.records }).ctx;
@@ -64,21 +55,12 @@ beforeAll(async () => {
   commit = g('rev-parse', 'HEAD');
   await mkdir(join(work, 'repos'));
   execFileSync('git', ['clone', '-q', '--bare', src, join(work, 'repos/repo.git')], { env, stdio: 'pipe' });
-  const port = await freePort();
-  daemon = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${join(work, 'repos')}`, '--listen=127.0.0.1', `--port=${port}`, join(work, 'repos')], { stdio: 'ignore' });
-  host = `127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      execFileSync('git', ['ls-remote', `git://${host}/repo.git`], { stdio: 'pipe' });
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  daemon = await serveRepositories(join(work, 'repos'));
+  host = daemon.host;
 });
 
 afterAll(async () => {
-  daemon?.kill('SIGTERM');
+  daemon?.stop();
   await store?.close();
   await rm(work, { recursive: true, force: true });
 });

@@ -1,8 +1,8 @@
-import { chmod, copyFile, constants, lchown, link, lstat, mkdir, readFile, readlink, rename, stat, symlink, utimes, lutimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, constants, lchown, link, mkdir, readFile, readlink, rename, stat, symlink, utimes, lutimes, writeFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { isAbsolute, join, posix, relative, resolve } from 'node:path';
+import { join } from 'node:path';
 import { BktError, type Attrs, type BuildContext, type Digest, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
-import { checksum, cleanRelPath, parseDockerignore, resolveInRoot, walk } from '@bkt/fsutil';
+import { checksum, parseDockerignore, selectionPatterns, walk } from '@bkt/fsutil';
 import { parseLocalAttrs, type LocalAttrs } from './attrs.js';
 
 export interface LocalSourceOptions {
@@ -102,47 +102,10 @@ async function select(name: string, attrs: LocalAttrs, ctx: BuildContext, useDoc
     const text = await readFile(join(dir, '.dockerignore'), 'utf8').catch(() => undefined);
     if (text !== undefined) exclude = parseDockerignore(text);
   }
-  // The store never goes into a build: a snapshot being written under it would copy itself forever.
-  const storeRel = relative(resolve(dir), resolve(ctx.root));
-  if (storeRel === '') {
-    throw new BktError('INVALID_ARGUMENT', `local source "${name}": ${dir} is the store root itself (--root); use another directory`, { path: dir });
-  }
-  if (storeRel !== '..' && !storeRel.startsWith('../') && !isAbsolute(storeRel)) exclude = [...exclude, escapePattern(storeRel)];
-
-  let include = attrs.include;
-  if (attrs.followPaths.length > 0) include = dedupe([...include, ...(await followLinks(dir, attrs.followPaths))]);
-  return { name, dir, include, exclude };
+  const selected = await selectionPatterns(dir, { include: attrs.include, exclude, followPaths: attrs.followPaths }, { storeRoot: ctx.root, what: `local source "${name}"` });
+  return { name, dir, ...selected };
 }
 
-/**
- * The paths a list of follow paths reaches: each path and, while it is a
- * symlink, every link target on the chain, all inside `dir` (absolute targets
- * are taken from `dir`, `..` stops at it). As fsutil's `FollowLinks`.
- */
-async function followLinks(dir: string, paths: string[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const p of paths) {
-    let cur = cleanRelPath(p.replace(/^\/+/, ''));
-    for (let hops = 0; hops < 255 && cur !== '.' && !cur.startsWith('..'); hops++) {
-      out.push(cur);
-      const abs = await resolveInRoot(dir, cur);
-      const st = await lstat(abs).catch(() => undefined);
-      if (!st?.isSymbolicLink()) break;
-      const target = await readlink(abs);
-      cur = cleanRelPath(target.startsWith('/') ? target.slice(1) : posix.join(posix.dirname(cur), target));
-    }
-  }
-  return out;
-}
-
-/** A path as a pattern matching only itself (pattern metacharacters escaped). */
-function escapePattern(path: string): string {
-  return path.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
-}
-
-function dedupe(xs: string[]): string[] {
-  return [...new Set(xs)];
-}
 
 /** Where the snapshot made for a content checksum is remembered, under the store root. */
 function indexPath(root: string, key: Digest): string {
