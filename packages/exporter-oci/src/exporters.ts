@@ -11,17 +11,21 @@
  */
 import { BktError, requireRecords, SOURCE_DATE_EPOCH_KEY, type Attrs, type BlobOwner, type BuildContext, type BuildResult, type ContentStore, type Exporter, type ExporterInstance } from '@bkt/core';
 import { formatReference, parseReference, writeImageRecord, type Descriptor } from '@bkt/oci';
-import { RegistryClient, type RegistryClientOptions } from '@bkt/registry';
+import { RegistryClient, buildClientCredentials, staticCredentials, type RegistrySettings } from '@bkt/registry';
 import { parseExportAttrs, parseSourceDateEpoch, type ExportOptions, type ExporterType } from './attrs.js';
 import { buildImage, type BuiltImage } from './image.js';
 import { writeDockerArchive, writeOciLayout } from './layout.js';
 import { pushImage } from './push.js';
 
 export interface ImageExportersOptions {
-  /** The registry client for pushes; default: one made from `registry`. */
+  /**
+   * The registry client whose connections, settings and concurrency limit
+   * pushes share; default: one made from `registry`. Its own credentials are
+   * never used: each push takes its build's, from the build's client.
+   */
   client?: RegistryClient;
-  /** Options of the default client (per-registry settings, credentials). */
-  registry?: RegistryClientOptions;
+  /** Settings of the default client: per-registry `hosts` (plain HTTP, insecure TLS), `concurrency`, `retry`. */
+  registry?: RegistrySettings;
 }
 
 /** SOURCE_DATE_EPOCH of an export: the `source-date-epoch` attribute, else the result's `source.date.epoch` metadata. */
@@ -76,13 +80,20 @@ class ImageExporterInstance implements ExporterInstance {
       }
     }
     if (o.push || o.pushByDigest) {
-      await this.#withClient(names, (client) => pushImage(image, names, client, ctx, { byDigest: o.pushByDigest && !o.push }));
+      await this.#withClient(names, ctx, (client) => pushImage(image, names, client, ctx, { byDigest: o.pushByDigest && !o.push }));
     }
     return exporterResponse(image, names);
   }
 
-  async #withClient(names: string[], fn: (c: RegistryClient) => Promise<void>): Promise<void> {
-    if (!this.opts.insecure) return fn(this.shared.client ?? this.shared.defaultClient());
+  /**
+   * Runs `fn` with the registry client of `ctx`'s build: a view of the shared
+   * client with the build's credentials (asked of its client, as BuildKit's
+   * pusher asks the session's Auth service), so nothing one build's
+   * credentials obtained serves another's push.
+   */
+  async #withClient(names: string[], ctx: BuildContext, fn: (c: RegistryClient) => Promise<void>): Promise<void> {
+    const credentials = buildClientCredentials(ctx.client);
+    if (!this.opts.insecure) return fn((this.shared.client ?? this.shared.defaultClient()).withCredentials(credentials));
     // registry.insecure, as BuildKit's push: HTTPS without certificate verification, falling back to plain HTTP.
     const base = this.shared.registry ?? {};
     const hosts = { ...base.hosts };
@@ -90,7 +101,7 @@ class ImageExporterInstance implements ExporterInstance {
       const host = parseReference(n).registry;
       hosts[host] = { ...hosts[host], insecure: true, http: hosts[host]?.http ?? true };
     }
-    const client = new RegistryClient({ ...base, hosts });
+    const client = new RegistryClient({ ...base, hosts, credentials });
     try {
       await fn(client);
     } finally {
@@ -127,12 +138,17 @@ function stripTagAndDigest(name: string): string {
   return `${r.registry}/${r.repository}`;
 }
 
-/** The three exporters, sharing one registry client (made on first push). */
+/** The three exporters, sharing one registry client (made on first push; each build pushes through its own view of it). */
 export function createImageExporters(opts: ImageExportersOptions = {}): { exporters: Exporter[]; close(): void } {
+  if (opts.registry && 'credentials' in opts.registry) {
+    throw new BktError('CONFIG', '@bkt/exporter-oci: the registry option takes no credentials: each build\'s come from its client (for the bkt CLI, docker\'s config file)', {
+      attribute: 'registry.credentials',
+    });
+  }
   let client: RegistryClient | undefined;
   const shared = {
     ...opts,
-    defaultClient: () => (client ??= new RegistryClient(opts.registry)),
+    defaultClient: () => (client ??= new RegistryClient({ ...opts.registry, credentials: staticCredentials({}) })),
   };
   const make = (type: ExporterType): Exporter => ({
     type,

@@ -1,8 +1,10 @@
 /**
  * Registry authentication: `WWW-Authenticate` challenges, and per-host
  * authorizers for Basic and for the Bearer token flow (docker's token spec and
- * its OAuth2 variant), with tokens cached per scope set until they expire.
+ * its OAuth2 variant), with tokens cached per credentials and scope set until
+ * they expire.
  */
+import { createHash } from 'node:crypto';
 import { BktError } from '@bkt/core';
 import type { Credentials } from './credentials.js';
 import { readBody, type HttpResponse, type Transport } from './http.js';
@@ -77,21 +79,93 @@ interface CachedToken {
   expiresAt: number;
 }
 
-/** Authorizes requests to one registry host, learning its scheme from its first 401. */
-export class HostAuthorizer {
-  #challenge: Challenge | undefined;
-  readonly #tokens = new Map<string, Promise<CachedToken>>();
+interface TokenEntry {
+  token: Promise<CachedToken>;
+  /** When the token expires; Infinity while it is being fetched. */
+  expiresAt: number;
+}
 
+/**
+ * The auth state a registry client shares with its views (one per build):
+ * what each endpoint challenged with (the server's, the same for everyone),
+ * and bearer tokens keyed by the credentials they were obtained with — a
+ * token is only ever handed to a view asking with the same credentials
+ * (anonymous tokens to every anonymous view). Credentials themselves are
+ * never kept here, only a digest of them in the keys.
+ */
+export class AuthCache {
+  readonly #challenges = new Map<string, Challenge>();
+  readonly #tokens = new Map<string, TokenEntry>();
+
+  challenge(endpoint: string): Challenge | undefined {
+    return this.#challenges.get(endpoint);
+  }
+
+  setChallenge(endpoint: string, challenge: Challenge): void {
+    this.#challenges.set(endpoint, challenge);
+  }
+
+  /** A token for `key` that has not expired, or undefined. */
+  token(key: string): Promise<CachedToken> | undefined {
+    const entry = this.#tokens.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      this.#tokens.delete(key);
+      return undefined;
+    }
+    return entry.token;
+  }
+
+  /** Keeps `token` under `key` until it expires (dropped at once when fetching it fails); expired tokens are swept. */
+  setToken(key: string, token: Promise<CachedToken>): void {
+    const now = Date.now();
+    for (const [k, e] of this.#tokens) if (e.expiresAt <= now) this.#tokens.delete(k);
+    const entry: TokenEntry = { token, expiresAt: Infinity };
+    this.#tokens.set(key, entry);
+    token.then(
+      (t) => (entry.expiresAt = t.expiresAt),
+      () => {
+        if (this.#tokens.get(key) === entry) this.#tokens.delete(key);
+      },
+    );
+  }
+
+  /** Drops the token under `key` if it is still `token` (another caller may have replaced it meanwhile). */
+  dropToken(key: string, token?: Promise<CachedToken>): void {
+    const entry = this.#tokens.get(key);
+    if (entry && (token === undefined || entry.token === token)) this.#tokens.delete(key);
+  }
+}
+
+/**
+ * What keys a token: a digest of the credentials it was obtained with, or
+ * `anonymous`. Two lookups answering the same credentials get the same key.
+ */
+export function credentialsKey(creds: Credentials | undefined): string {
+  if (!creds) return 'anonymous';
+  const parts = 'identityToken' in creds ? ['identity-token', creds.identityToken] : ['password', creds.username, creds.password];
+  return `sha256:${createHash('sha256').update(JSON.stringify(parts)).digest('hex')}`;
+}
+
+/**
+ * Authorizes requests to one registry endpoint with one set of credentials
+ * (a view's: one build's). The endpoint's challenge and the tokens live in
+ * the shared `AuthCache`; the credentials are looked up here, once.
+ */
+export class HostAuthorizer {
   #credentials: Promise<Credentials | undefined> | undefined;
 
   constructor(
     readonly registry: string,
+    /** Names the endpoint in the shared cache (its base URL and TLS setting). */
+    private readonly endpoint: string,
     private readonly transport: Transport,
     private readonly lookupCredentials: () => Promise<Credentials | undefined>,
     private readonly insecure: boolean,
+    private readonly cache: AuthCache,
   ) {}
 
-  /** The host's credentials, looked up once (a credential helper runs once per client and host). */
+  /** The host's credentials, looked up once (a credential helper runs once per view and host). */
   private credentials(): Promise<Credentials | undefined> {
     if (!this.#credentials) {
       this.#credentials = this.lookupCredentials();
@@ -102,7 +176,7 @@ export class HostAuthorizer {
 
   /** The `Authorization` header for a request needing `scopes`, or undefined before any challenge. */
   async authorization(scopes: Scope[]): Promise<string | undefined> {
-    const challenge = this.#challenge;
+    const challenge = this.cache.challenge(this.endpoint);
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') {
       const creds = await this.credentials();
@@ -124,10 +198,10 @@ export class HostAuthorizer {
     const challenges = parseWwwAuthenticate(Array.isArray(header) ? header.join(', ') : (header ?? ''));
     const challenge = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
     if (!challenge) return false;
-    this.#challenge = challenge;
+    this.cache.setChallenge(this.endpoint, challenge);
     if (!hadAuthorization) return true;
     if (challenge.scheme !== 'bearer') return false;
-    this.#tokens.delete(this.#cacheKey(challenge, scopes));
+    this.cache.dropToken(await this.#cacheKey(challenge, scopes));
     return true;
   }
 
@@ -136,23 +210,22 @@ export class HostAuthorizer {
     return (await this.credentials()) !== undefined;
   }
 
-  #cacheKey(challenge: Challenge, scopes: Scope[]): string {
-    return `${challenge.params.realm} ${challenge.params.service ?? ''} ${[...scopes].sort().join(' ')}`;
+  async #cacheKey(challenge: Challenge, scopes: Scope[]): Promise<string> {
+    const creds = credentialsKey(await this.credentials());
+    return `${creds} ${this.endpoint} ${challenge.params.realm} ${challenge.params.service ?? ''} ${[...scopes].sort().join(' ')}`;
   }
 
-  #token(challenge: Challenge, scopes: Scope[]): Promise<CachedToken> {
-    const key = this.#cacheKey(challenge, scopes);
-    const cached = this.#tokens.get(key);
+  async #token(challenge: Challenge, scopes: Scope[]): Promise<CachedToken> {
+    const key = await this.#cacheKey(challenge, scopes);
+    const cached = this.cache.token(key);
     if (cached) {
-      return cached.then((t) => {
-        if (t.expiresAt > Date.now()) return t;
-        if (this.#tokens.get(key) === cached) this.#tokens.delete(key);
-        return this.#token(challenge, scopes);
-      });
+      const t = await cached;
+      if (t.expiresAt > Date.now()) return t;
+      this.cache.dropToken(key, cached);
+      return this.#token(challenge, scopes);
     }
     const pending = this.#fetchToken(challenge, scopes);
-    this.#tokens.set(key, pending);
-    pending.catch(() => this.#tokens.delete(key));
+    this.cache.setToken(key, pending);
     return pending;
   }
 

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BktError, type Digest } from '@bkt/core';
-import { HostAuthorizer, repositoryScope, type Scope } from './auth.js';
+import { AuthCache, HostAuthorizer, repositoryScope, type Scope } from './auth.js';
 import { dockerConfigCredentials, type CredentialsProvider } from './credentials.js';
 import { pullEndpoints, pushEndpoint, type Endpoint, type RegistryHostsConfig } from './hosts.js';
 import {
@@ -31,14 +31,22 @@ import {
 import { Limiter } from './limiter.js';
 import { MANIFEST_MEDIA_TYPES, MediaType, digestOf, formatReference, isDigest, parseReference, type Descriptor, type ImageIndex, type Reference } from '@bkt/oci';
 
-export interface RegistryClientOptions {
+/**
+ * What a client shares with its views (`withCredentials`): per-registry
+ * settings, the concurrency limit, retries — nothing of a user's. Plugins
+ * take these as options; credentials come from each build's client.
+ */
+export interface RegistrySettings {
   /** Per-registry settings (plain HTTP, insecure TLS, mirrors), as buildkitd.toml's `[registry."host"]`. */
   hosts?: RegistryHostsConfig;
-  /** Where credentials come from. Default: docker's config file (`~/.docker/config.json`). */
-  credentials?: CredentialsProvider;
-  /** The most registry operations (requests, blob transfers) in flight at once. Default 4. */
+  /** The most registry operations (requests, blob transfers) in flight at once, over the client and all its views. Default 4. */
   concurrency?: number;
   retry?: Partial<RetryPolicy>;
+}
+
+export interface RegistryClientOptions extends RegistrySettings {
+  /** Where credentials come from. Default: docker's config file (`~/.docker/config.json`). */
+  credentials?: CredentialsProvider;
 }
 
 /** A manifest or index as fetched: its descriptor, its exact bytes (which the digest covers), and its JSON. */
@@ -116,24 +124,62 @@ export function referrersTag(digest: Digest): string {
   return digest.replace(':', '-');
 }
 
+/** The client `withCredentials` is making a view of (handed to the constructor, synchronously). */
+let viewOf: RegistryClient | undefined;
+
 export class RegistryClient {
+  // Shared with every view: settings, the connection pool, the limiter, the auth cache.
   readonly #hosts: RegistryHostsConfig;
-  readonly #credentials: CredentialsProvider;
   readonly #retry: RetryPolicy;
   readonly #limiter: Limiter;
-  readonly #transport = new Transport();
+  readonly #transport: Transport;
+  readonly #auth: AuthCache;
+  // This client's (or view's) own: its credentials, and the authorizers that look them up.
+  readonly #credentials: CredentialsProvider;
   readonly #authorizers = new Map<string, HostAuthorizer>();
+  readonly #isView: boolean;
 
   constructor(opts: RegistryClientOptions = {}) {
-    this.#hosts = opts.hosts ?? {};
+    const parent = viewOf;
+    viewOf = undefined;
     this.#credentials = opts.credentials ?? dockerConfigCredentials();
+    this.#isView = parent !== undefined;
+    if (parent) {
+      this.#hosts = parent.#hosts;
+      this.#retry = parent.#retry;
+      this.#limiter = parent.#limiter;
+      this.#transport = parent.#transport;
+      this.#auth = parent.#auth;
+      return;
+    }
+    this.#hosts = opts.hosts ?? {};
     this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.#limiter = new Limiter(opts.concurrency ?? 4);
+    this.#transport = new Transport();
+    this.#auth = new AuthCache();
   }
 
-  /** Frees pooled connections. The client must not be used afterwards. */
+  /**
+   * A view of this client that asks `credentials` instead (one build's, in a
+   * process serving many): the same settings, connection pool and
+   * concurrency limit, its own credential lookups (once per host). Bearer
+   * tokens are shared only between views whose credentials are the same
+   * (anonymous tokens between all anonymous ones), so a token obtained with
+   * one user's credentials never authorizes another's request. Closing a
+   * view does nothing; close the client it came from.
+   */
+  withCredentials(credentials: CredentialsProvider): RegistryClient {
+    viewOf = this;
+    try {
+      return new RegistryClient({ credentials });
+    } finally {
+      viewOf = undefined;
+    }
+  }
+
+  /** Frees pooled connections. The client and its views must not be used afterwards; on a view, nothing. */
   close(): void {
-    this.#transport.close();
+    if (!this.#isView) this.#transport.close();
   }
 
   // ---------------------------------------------------------------------------
@@ -666,7 +712,7 @@ export class RegistryClient {
     const key = `${ep.base} ${ep.insecure}`;
     let a = this.#authorizers.get(key);
     if (!a) {
-      a = new HostAuthorizer(ep.host, this.#transport, () => this.#credentials(ep.host), ep.insecure);
+      a = new HostAuthorizer(ep.host, key, this.#transport, () => this.#credentials(ep.host), ep.insecure, this.#auth);
       this.#authorizers.set(key, a);
     }
     return a;

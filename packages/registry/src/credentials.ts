@@ -3,13 +3,15 @@
  * `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`) with `auths`
  * entries (`auth` = base64 `user:password`, or `username`/`password`,
  * `identitytoken`), and `credHelpers` / `credsStore` answered by running
- * `docker-credential-<helper> get`.
+ * `docker-credential-<helper> get`. And the two converters between a
+ * provider and the client seam's shape (`BuildClient.credentials` of
+ * @bkt/core, BuildKit's session Auth service).
  */
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { BktError } from '@bkt/core';
+import { BktError, type RegistryCredentials } from '@bkt/core';
 import { DOCKER_HUB } from '@bkt/oci';
 
 /** A user and password, or an OAuth2 refresh token (docker's `identitytoken`). */
@@ -99,4 +101,32 @@ export function dockerConfigCredentials(opts: { configPath?: string } = {}): Cre
 /** A provider with fixed credentials per registry host (for tests and programmatic use). */
 export function staticCredentials(byRegistry: Record<string, Credentials>): CredentialsProvider {
   return async (registry) => byRegistry[registry];
+}
+
+/**
+ * A provider asking a build's client (`BuildClient.credentials` of
+ * @bkt/core): a backend's registry client for one build is
+ * `client.withCredentials(buildClientCredentials(ctx.client))`. As in
+ * BuildKit's Auth service, an empty username with a secret is an identity
+ * token (the OAuth2 refresh grant).
+ */
+export function buildClientCredentials(client: { credentials(host: string): Promise<RegistryCredentials | null> }): CredentialsProvider {
+  return async (registry) => {
+    const c = await client.credentials(registry);
+    if (!c || (c.username === '' && c.secret === '')) return undefined;
+    return c.username === '' ? { identityToken: c.secret } : { username: c.username, password: c.secret };
+  };
+}
+
+/**
+ * `provider` in the client seam's shape, for a client offering credentials
+ * (`createHostClient({ credentials: forBuildClient(dockerConfigCredentials()) })`):
+ * an identity token travels as an empty username with the token as secret.
+ */
+export function forBuildClient(provider: CredentialsProvider): (host: string) => Promise<RegistryCredentials | null> {
+  return async (host) => {
+    const c = await provider(host);
+    if (!c) return null;
+    return 'identityToken' in c ? { username: '', secret: c.identityToken } : { username: c.username, secret: c.password };
+  };
 }

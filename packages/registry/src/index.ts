@@ -4,9 +4,9 @@
  * media types and descriptors are `@bkt/oci`'s.
  */
 export { RegistryClient, referrersTag } from './client.js';
-export type { BlobData, BlobSink, BlobTarget, FetchedManifest, PushBlobOptions, PushBlobResult, RefLike, RegistryClientOptions } from './client.js';
+export type { BlobData, BlobSink, BlobTarget, FetchedManifest, PushBlobOptions, PushBlobResult, RefLike, RegistryClientOptions, RegistrySettings } from './client.js';
 export { fileSink } from './sinks.js';
-export { dockerConfigCredentials, staticCredentials } from './credentials.js';
+export { buildClientCredentials, dockerConfigCredentials, forBuildClient, staticCredentials } from './credentials.js';
 export type { Credentials, CredentialsProvider } from './credentials.js';
 export type { RegistryHostConfig, RegistryHostsConfig } from './hosts.js';
 export type { RetryPolicy, StreamBody } from './http.js';

@@ -54,7 +54,8 @@ export interface SolveRequest {
    * The build's client: its local directories, output sinks, secrets, ssh
    * agents and registry credentials (see `BuildClient`). Default: this
    * process's host (`createHostClient` of @bkt/fsutil) over `localDirs` and
-   * `secrets`, never sending nor overwriting the store root.
+   * `secrets`, never sending nor overwriting the store root, offering no
+   * registry credentials (pulls and pushes are anonymous).
    */
   client?: BuildClient;
   /** Without `client`: the host directories for `local://NAME` sources, by name. */

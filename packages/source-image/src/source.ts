@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import {
   BktError,
   type Attrs,
+  type BuildClient,
   type BuildContext,
   type Digest,
   type ImageConfigResolver,
@@ -53,17 +54,21 @@ import {
   snapshotForChain,
   writeLayerRecord,
 } from '@bkt/oci';
-import { RegistryClient, type RegistryClientOptions } from '@bkt/registry';
+import { RegistryClient, buildClientCredentials, staticCredentials, type RegistrySettings } from '@bkt/registry';
 import { contentBlobs, layoutBlobs, openLayoutBlob, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
 import { unpackLayer } from './unpack.js';
 
 export type ResolveMode = ImageResolveMode;
 
 export interface ImageSourceOptions {
-  /** The registry client to use; default: one made from `registry` options, closed on shutdown. */
+  /**
+   * The registry client whose connections, settings and concurrency limit
+   * the pulls share; default: one made from `registry`, closed on shutdown.
+   * Its own credentials are never used: each build's come from its client.
+   */
   client?: RegistryClient;
-  /** Options of the default client (per-registry settings, credentials, concurrency). */
-  registry?: RegistryClientOptions;
+  /** Settings of the default client: per-registry `hosts` (plain HTTP, insecure TLS, mirrors), `concurrency`, `retry`. */
+  registry?: RegistrySettings;
 }
 
 /** The parsed attrs of an image source op. */
@@ -121,28 +126,50 @@ export function parseLayoutRef(ref: string): LayoutRef {
 }
 
 /**
- * The image sources' shared state: one registry client. Declares the
- * `ImageConfigResolver` capability, for `docker-image://` and `oci-layout://` refs.
+ * The image sources' shared state: one registry client, of which each build
+ * pulls through its own view, with its own credentials (asked of the build's
+ * client, as BuildKit's resolver asks the session's Auth service). Declares
+ * the `ImageConfigResolver` capability, for `docker-image://` and
+ * `oci-layout://` refs.
  */
 export class ImageSource implements Source, ImageConfigResolver {
   readonly schemes = ['docker-image', 'oci-layout'] as const;
   #client: RegistryClient | undefined;
   readonly #ownsClient: boolean;
+  /** Each build's view of the client, by the build's client (gone with the build). */
+  #views = new WeakMap<BuildClient, RegistryClient>();
 
   constructor(private readonly opts: ImageSourceOptions = {}) {
+    if (opts.registry && 'credentials' in opts.registry) {
+      throw new BktError('CONFIG', '@bkt/source-image: the registry option takes no credentials: each build\'s come from its client (for the bkt CLI, docker\'s config file)', {
+        attribute: 'registry.credentials',
+      });
+    }
     this.#client = opts.client;
     this.#ownsClient = !opts.client;
   }
 
+  /** The shared client (anonymous): its connections and settings. Each build pulls through its own view of it. */
   get client(): RegistryClient {
-    this.#client ??= new RegistryClient(this.opts.registry);
+    this.#client ??= new RegistryClient({ ...this.opts.registry, credentials: staticCredentials({}) });
     return this.#client;
+  }
+
+  /** The registry client of `ctx`'s build: the shared connections and settings, the build's credentials. */
+  #registryFor(ctx: Pick<BuildContext, 'client'>): RegistryClient {
+    let view = this.#views.get(ctx.client);
+    if (!view) {
+      view = this.client.withCredentials(buildClientCredentials(ctx.client));
+      this.#views.set(ctx.client, view);
+    }
+    return view;
   }
 
   /** Frees the client's connections (when this source made it). */
   close(): void {
     if (this.#ownsClient) this.#client?.close();
     if (this.#ownsClient) this.#client = undefined;
+    this.#views = new WeakMap();
   }
 
   identify(scheme: string, ref: string, attrs: Attrs, platform?: Platform): SourceIdentifier {
@@ -187,7 +214,12 @@ export class ImageSource implements Source, ImageConfigResolver {
    * `platform`'s manifest and config, storing manifests and config in the
    * content store.
    */
-  async resolveImage(ref: string, platform: Platform, mode: ResolveMode, ctx: Pick<BuildContext, 'root' | 'content' | 'signal' | 'records'>): Promise<ResolvedImage> {
+  async resolveImage(
+    ref: string,
+    platform: Platform,
+    mode: ResolveMode,
+    ctx: Pick<BuildContext, 'root' | 'content' | 'signal' | 'records' | 'client'>,
+  ): Promise<ResolvedImage> {
     const r = parseReference(ref);
     const name = formatReference(r);
     if (mode === 'local') {
@@ -195,7 +227,8 @@ export class ImageSource implements Source, ImageConfigResolver {
       if (record) return resolvePlatformImage(record.target, platform, contentBlobs(name), ctx, name);
     }
     const repo = repositoryName(r);
-    const blobs = registryBlobs(this.client, repo);
+    const registry = this.#registryFor(ctx);
+    const blobs = registryBlobs(registry, repo);
     let root: Descriptor | undefined;
     if (r.digest && mode !== 'pull' && (await ctx.content.has(r.digest))) {
       const bytes = await readFile(ctx.content.path(r.digest));
@@ -210,12 +243,12 @@ export class ImageSource implements Source, ImageConfigResolver {
         throw err;
       };
       // HEAD first (as BuildKit): a manifest already in the content store is not downloaded again.
-      const head = await this.client.headManifest(r, { signal: ctx.signal }).catch(notFound);
+      const head = await registry.headManifest(r, { signal: ctx.signal }).catch(notFound);
       if (!head) throw new BktError('NOT_FOUND', `image ${name} not found: ${r.registry} has no manifest for it`, { reference: name });
       if (head.mediaType && head.mediaType !== 'application/octet-stream' && (await ctx.content.has(head.digest))) {
         root = { mediaType: head.mediaType, digest: head.digest, size: head.size };
       } else {
-        const fetched = await this.client.getManifest({ ...r, digest: head.digest }, { signal: ctx.signal }).catch(notFound);
+        const fetched = await registry.getManifest({ ...r, digest: head.digest }, { signal: ctx.signal }).catch(notFound);
         if (!(await ctx.content.has(fetched.descriptor.digest))) await ctx.content.write(fetched.bytes, fetched.descriptor.digest);
         root = fetched.descriptor;
       }
@@ -227,7 +260,7 @@ export class ImageSource implements Source, ImageConfigResolver {
   async resolveImageConfig(
     ref: string,
     opts: { platform?: Platform; resolveMode?: ResolveMode },
-    ctx: Pick<BuildContext, 'root' | 'content' | 'signal' | 'localDirs'>,
+    ctx: Pick<BuildContext, 'root' | 'content' | 'signal' | 'localDirs' | 'client'>,
   ): Promise<{ ref: string; digest: Digest; config: Uint8Array }> {
     const platform = normalizePlatform(opts.platform ?? hostPlatform());
     if (ref.startsWith('oci-layout://')) {

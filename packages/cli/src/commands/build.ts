@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import * as pb from '@bkt/api/pb';
 import { BktError, isBktError, type BuildTarget, type OutputSpec } from '@bkt/core';
 import { createHostClient, writeOutputFile } from '@bkt/fsutil';
+import { dockerConfigCredentials, forBuildClient } from '@bkt/registry';
 import type { SolveResponse } from '@bkt/solver';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
@@ -102,6 +103,8 @@ async function runBuild(input: BuildInput, project: Project, opts: BuildOptions,
     localDirs,
     cwd: io.cwd,
     storeRoot: root,
+    // Registry credentials as docker's: $DOCKER_CONFIG/config.json or ~/.docker/config.json, credential helpers.
+    credentials: forBuildClient(dockerConfigCredentials()),
     ...(input.kind === 'dockerfile' ? { secrets: input.solve.secrets, ssh: input.solve.ssh } : {}),
   });
   let response: SolveResponse;
