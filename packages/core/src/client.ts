@@ -136,12 +136,6 @@ export interface BuildClient {
   readonly ssh: SshAgentProvider;
   /** Credentials for registry `host`, or null. */
   credentials(host: string): Promise<RegistryCredentials | null>;
-  /**
-   * @deprecated Host paths of the local directories, set only by an
-   * in-process client: the `oci-layout` source still reads a layout by
-   * path. Nothing else may use it; a daemon's client has none.
-   */
-  readonly hostDirs?: Readonly<Record<string, string>>;
 }
 
 export const NO_SECRETS: SecretProvider = { get: async () => null };

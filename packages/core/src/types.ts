@@ -222,12 +222,6 @@ export interface BuildContext extends BuildScope {
   readonly content: ContentStore;
   /** Aborted when the build is cancelled or fails; backends must stop promptly. */
   readonly signal: AbortSignal;
-  /**
-   * @deprecated Host paths of the client's local directories (`client.hostDirs`),
-   * read only by the `oci-layout` source until it reads layouts through
-   * `client.localDir`. Empty when the client is not in-process.
-   */
-  readonly localDirs: Readonly<Record<string, string>>;
   readonly progress: ProgressWriter;
   /** The vertex this context is scoped to (set for op executors and sources). */
   readonly vertex?: { digest: Digest; name: string };
@@ -304,23 +298,31 @@ export interface OpInput {
 }
 
 /**
- * Executes ops of one kind (registered by `kind`). `op` is the decoded
- * `pb.Op` (from `@bkt/api`), typed loosely here so core does not pin the
- * generated types in its public interface.
+ * Executes ops of one kind (registered by `kind`). The solver unwraps the
+ * decoded `pb.Op` (from `@bkt/api`) and passes the op of this kind, having
+ * checked that the op's kind is `kind`: a `pb.ExecOp` for `exec`, a
+ * `pb.FileOp` for `file`, a `pb.MergeOp` for `merge`, a `pb.DiffOp` for
+ * `diff`. An executor declares its payload type (`OpExecutor<pb.ExecOp>`);
+ * `Op` defaults to `unknown` so core depends on no generated types.
+ *
+ * Nothing else of the outer `pb.Op` is passed: its `inputs` arrive resolved
+ * as `inputs` (in order), the vertex's digest and name as `ctx.vertex`. No
+ * executor reads the op's `platform` or `constraints`; one that needs them
+ * gets them as an explicit argument, never the whole `pb.Op`.
  */
-export interface OpExecutor {
+export interface OpExecutor<Op = unknown> {
   readonly kind: OpKind;
   /**
    * Content-based cache inputs: for input `i`, the paths whose content
    * checksum stands in for the input's definition key (BuildKit's
    * `CacheMap.Deps[i].Selector` + `ComputeDigestFunc`). Undefined = none.
    */
-  contentSelectors?(op: unknown, inputIndex: number): ContentSelector[] | undefined;
+  contentSelectors?(op: Op, inputIndex: number): ContentSelector[] | undefined;
   /**
    * Runs the op; returns one snapshot per output. `ctx` is vertex-scoped: its
    * `progress` writes to this vertex, its `signal` aborts on cancellation.
    */
-  run(op: unknown, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]>;
+  run(op: Op, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]>;
 }
 
 // ---------------------------------------------------------------------------

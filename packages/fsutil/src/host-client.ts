@@ -5,10 +5,10 @@
  * paths (relative to `cwd`) and the given stdout.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, type Stats } from 'node:fs';
-import { chmod, copyFile, constants, lchown, link, lstat, lutimes, mkdir, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
+import { createWriteStream, type Stats } from 'node:fs';
+import { chmod, copyFile, constants, lchown, link, lstat, lutimes, mkdir, open, readlink, realpath, rm, stat, symlink, utimes } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -65,7 +65,6 @@ export function createHostClient(opts: HostClientOptions = {}): BuildClient {
     secrets: opts.secrets ?? NO_SECRETS,
     ssh: opts.ssh ?? NO_SSH_AGENTS,
     credentials: async (host) => (opts.credentials ? opts.credentials(host) : null),
-    hostDirs: dirs,
   };
 }
 
@@ -78,11 +77,27 @@ function hostLocalDir(name: string, dir: string, storeRoot: string | undefined):
     syncKey: createHash('sha256').update(`host:${dir}`).digest('hex'),
     stat: (selection, signal) => statDir(name, dir, storeRoot, selection ?? {}, signal),
     async *read(path, signal) {
-      const abs = join(dir, cleanRelPath(path));
-      if (relative(dir, abs).startsWith('..')) throw notFound(name, path);
-      const st = await lstat(abs).catch(() => undefined);
-      if (!st?.isFile()) throw notFound(name, path);
-      yield* createReadStream(abs, { highWaterMark: 1 << 20, signal }) as AsyncIterable<Buffer>;
+      signal?.throwIfAborted();
+      const rel = cleanRelPath(path);
+      const abs = join(dir, rel);
+      if (!rel || relative(dir, abs).startsWith('..')) throw notFound(name, path);
+      // Only a regular file of the directory is sent, as fsutil's sender sends what its walk saw:
+      // no path through a symlink, no symlink, FIFO (O_NONBLOCK: never waits for a writer) or device.
+      const parent = dirname(abs);
+      const real = await realpath(parent).catch(() => undefined);
+      if (real === undefined || real !== join(await realpath(dir).catch(() => dir), relative(dir, parent))) throw notFound(name, path);
+      let handle;
+      try {
+        handle = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      } catch {
+        throw notFound(name, path);
+      }
+      try {
+        if (!(await handle.stat()).isFile()) throw notFound(name, path);
+        yield* handle.createReadStream({ highWaterMark: 1 << 20, signal, autoClose: false }) as AsyncIterable<Buffer>;
+      } finally {
+        await handle.close();
+      }
     },
   };
 }

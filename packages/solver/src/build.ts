@@ -23,6 +23,7 @@ import {
   type ContentSelector,
   type Digest,
   type OpExecutor,
+  type OpKind,
   type ProgressEvent,
   type ProgressWriter,
   type Snapshot,
@@ -167,7 +168,6 @@ export class Build {
       content: this.engine.store.content,
       records: this.engine.store.records,
       signal,
-      localDirs: scope.client.hostDirs ?? {},
       progress,
       ...(vertex ? { vertex } : {}),
     };
@@ -321,8 +321,8 @@ export class Build {
       const key = hashKey(['source', st.sourceId!.scheme, contentKey]);
       return { keys: [key], canonical: key, record: lookup(key), recordKey: key, source: instance };
     }
-    const executor = this.#executor(v);
-    const selectors = v.inputs.map((_, j) => executor.contentSelectors?.(v.op, j));
+    const { executor, op } = this.#executor(v);
+    const selectors = v.inputs.map((_, j) => executor.contentSelectors?.(op, j));
     // The slow key needs the results of the inputs read by content; start
     // those now rather than after every input key (which, in a chain of
     // copies from independent stages, would run the stages one by one).
@@ -373,10 +373,15 @@ export class Build {
     }
   }
 
-  #executor(v: Vertex): OpExecutor {
-    const ex = this.engine.bkt.registries.opExecutors.get(v.kind);
-    if (!ex) throw missingExecutor(v);
-    return ex;
+  /**
+   * The executor of a vertex's kind and the op it is given: the one place ops
+   * are unwrapped for executors (see `OpExecutor`).
+   */
+  #executor(v: Vertex): { executor: OpExecutor; op: OpPayload } {
+    const registry = this.engine.bkt.registries.opExecutors;
+    const executor = registry.get(v.kind);
+    if (!executor) throw missingExecutor(v);
+    return { executor, op: unwrapOp(v, executor.kind, registry.owner(v.kind)) };
   }
 
   #result(v: Vertex): Promise<(Snapshot | null)[]> {
@@ -462,7 +467,8 @@ export class Build {
     const ctx = this.context(vertexWriter(v.digest, job.sinks), signal, { digest: v.digest, name: v.name });
     const outs = await this.engine.pool.run(async () => {
       if (v.kind === 'source') return [await k.source!.snapshot(ctx)];
-      return this.#executor(v).run(v.op, inputs, ctx);
+      const { executor, op } = this.#executor(v);
+      return executor.run(op, inputs, ctx);
     }, signal);
     if (outs.length !== v.outputs) {
       throw new BktError('INTERNAL', `${v.kind} executor returned ${outs.length} outputs for op ${v.digest}, which has ${v.outputs}`, {
@@ -506,6 +512,28 @@ export class Build {
       warn: (short, detail) => (show(), inner.warn(short, detail)),
     };
   }
+}
+
+/** What an executor is given: the op of the `pb.Op`'s kind (`pb.ExecOp`, `pb.FileOp`, `pb.MergeOp`, `pb.DiffOp`, …). */
+type OpPayload = NonNullable<pb.Op['op']>['value'];
+
+/**
+ * The op an executor of `kind` runs: the `pb.Op`'s payload, when the op is of
+ * that kind. An executor registered under another kind's key (by a plugin's
+ * `setup`) is a `PLUGIN` error naming the op and the plugin.
+ */
+function unwrapOp(v: Pick<Vertex, 'digest' | 'name' | 'op'>, kind: OpKind, owner?: string): OpPayload {
+  const op = v.op.op;
+  if (op?.$case !== kind) {
+    const actual = op?.$case ?? 'none';
+    const by = owner ? ` by plugin ${owner}` : '';
+    throw new BktError(
+      'PLUGIN',
+      `op ${v.digest} "${v.name}" is of kind ${actual}, but the executor registered for ${actual} ops${by} runs ${kind} ops`,
+      { opDigest: v.digest, kind: op?.$case, executorKind: kind },
+    );
+  }
+  return op.value;
 }
 
 function missingExecutor(v: Vertex): BktError {

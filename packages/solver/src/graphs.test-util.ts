@@ -3,12 +3,12 @@
  * and small plugins standing in for real sources and ops, instrumented to
  * count executions.
  */
-import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { cp, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as pb from '@bkt/api/pb';
-import type { BktPlugin, BuildContext, OpExecutor, Snapshot, Source, SourceIdentifier } from '@bkt/core';
+import type { BktPlugin, BuildContext, FileStat, OpExecutor, Snapshot, Source, SourceIdentifier } from '@bkt/core';
 import { BktError } from '@bkt/core';
-import { checksum } from '@bkt/fsutil';
 import { digestOf } from './definition.js';
 
 /** Builds a `pb.Definition` op by op; `add` returns the op's digest. */
@@ -132,23 +132,21 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /**
  * A `file` executor handling mkfile and single-file copy, with content
  * selectors on copy sources (so copies get slow keys), and a `test://NAME`
- * source reading the client directory `localDirs[NAME]`.
+ * source reading the client directory NAME through the client seam.
  */
 export function testPlugin(opts: TestPluginOptions = {}): BktPlugin {
   const c = opts.counters ?? counters();
-  const fileExec: OpExecutor = {
+  const fileExec: OpExecutor<pb.FileOp> = {
     kind: 'file',
-    contentSelectors(op, i) {
-      const file = (op as pb.Op).op as { value: pb.FileOp };
-      const sels = file.value.actions
+    contentSelectors(file, i) {
+      const sels = file.actions
         .filter((a) => a.action?.$case === 'copy' && a.secondaryInput === i)
         .map((a) => ({ path: (a.action as { value: pb.FileActionCopy }).value.src }));
       return sels.length ? sels : undefined;
     },
-    async run(op, inputs, ctx) {
+    async run(file, inputs, ctx) {
       count(c, 'file');
       opts.onRun?.(ctx);
-      const file = ((op as pb.Op).op as { value: pb.FileOp }).value;
       if (opts.delayMs) await sleep(opts.delayMs, ctx.signal);
       const n = inputs.length;
       const first = file.actions[0];
@@ -187,14 +185,33 @@ export function testPlugin(opts: TestPluginOptions = {}): BktPlugin {
       return { scheme, ref, attrs, platform };
     },
     async resolve(id, ctx) {
-      const dir = ctx.localDirs[id.ref];
+      const dir = ctx.client.localDir(id.ref);
       if (!dir) throw new BktError('NOT_FOUND', `no local dir "${id.ref}"`);
+      // The directory as the client sends it: stat entries, then each regular file's bytes.
+      const files = async () => {
+        const out: { e: FileStat; data?: Buffer }[] = [];
+        for await (const e of dir.stat()) {
+          const chunks: Uint8Array[] = [];
+          if ((e.mode & 0o170000) === 0o100000) for await (const c of dir.read(e.path)) chunks.push(c);
+          out.push({ e, data: (e.mode & 0o170000) === 0o100000 ? Buffer.concat(chunks) : undefined });
+        }
+        return out;
+      };
       return {
-        cacheKey: async () => ({ key: await checksum(dir, { path: '/' }) }),
+        cacheKey: async () => {
+          const h = createHash('sha256');
+          for (const { e, data } of await files()) h.update(`${e.path} ${e.mode} ${e.linkname ?? ''}\n`).update(data ?? '');
+          return { key: `sha256:${h.digest('hex')}` };
+        },
         snapshot: async (sctx): Promise<Snapshot> => {
           count(c, `source:${id.ref}`);
           const mut = await sctx.snapshotter.prepare(null, { description: `test://${id.ref}` });
-          await cp(dir, mut.path, { recursive: true });
+          for (const { e, data } of await files()) {
+            const p = join(mut.path, e.path);
+            if ((e.mode & 0o170000) === 0o040000) await mkdir(p, { recursive: true });
+            else if ((e.mode & 0o170000) === 0o120000) await symlink(e.linkname!, p);
+            else if (data) await writeFile(p, data, { mode: e.mode & 0o7777 });
+          }
           return mut.commit();
         },
       };

@@ -4,10 +4,8 @@
  * configs land in the content store (verified) on the way, so a pinned image
  * resolves again without the network.
  */
-import { type FileHandle, lstat, open, readFile } from 'node:fs/promises';
-import { type Stats, constants as fsConstants } from 'node:fs';
-import { join } from 'node:path';
-import { BktError, type BuildContext, type ContentStore, type Digest, type Platform } from '@bkt/core';
+import { readFile } from 'node:fs/promises';
+import { BktError, type BuildContext, type ClientLocalDir, type ContentStore, type Digest, type FileStat, type Platform } from '@bkt/core';
 import {
   MANIFEST_MEDIA_TYPES,
   MediaType,
@@ -104,38 +102,106 @@ export function registryBlobs(client: RegistryClient, repository: string): BlobP
 }
 
 /**
- * Blobs of an OCI image layout directory (`blobs/sha256/<hex>`), copied into
- * the content store verified. The layout is the user's input, so each blob
- * file is held to what its descriptor says: `blobs` and `blobs/sha256` are
- * directories of the layout (not symlinks), the blob is a regular file (no
- * FIFO, device or symlink: opened without following one) of exactly
+ * An OCI image layout directory of the client (`ClientLocalDir`): its files'
+ * stat entries, read once, and their content through the client seam.
+ */
+export interface LayoutDir {
+  readonly name: string;
+  /** The bytes of `index.json`; `NOT_FOUND` when there is none. */
+  readIndex(signal: AbortSignal): Promise<Buffer>;
+  /**
+   * The size of blob `digest`, checked: `blobs` and `blobs/sha256` are
+   * directories of the layout (not symlinks), the blob a regular file (no
+   * FIFO, device or symlink).
+   */
+  blobSize(digest: Digest, signal: AbortSignal): Promise<number>;
+  /** The bytes of blob `digest` (the client refuses anything but a regular file). */
+  readBlob(digest: Digest, signal: AbortSignal): AsyncIterable<Uint8Array>;
+}
+
+const S_IFMT = 0o170000;
+const FILE_KINDS: Record<number, string> = {
+  0o010000: 'a FIFO',
+  0o020000: 'a character device',
+  0o060000: 'a block device',
+  0o140000: 'a socket',
+  0o040000: 'a directory',
+  0o120000: 'a symlink',
+  0o100000: 'a regular file',
+};
+
+/** The layout in client directory `dir`. */
+export function layoutDir(dir: ClientLocalDir): LayoutDir {
+  let entries: Promise<Map<string, FileStat>> | undefined;
+  const stats = (signal: AbortSignal) =>
+    (entries ??= (async () => {
+      const byPath = new Map<string, FileStat>();
+      for await (const e of dir.stat({ include: ['blobs'] }, signal)) byPath.set(e.path, e);
+      return byPath;
+    })());
+  const blobPath = (digest: Digest) => {
+    if (!digest.startsWith('sha256:')) {
+      throw new BktError('UNIMPLEMENTED', `OCI layout "${dir.name}": blob ${digest}: only sha256 blobs are supported`, { digest });
+    }
+    return `blobs/sha256/${digest.slice('sha256:'.length)}`;
+  };
+  return {
+    name: dir.name,
+    async readIndex(signal) {
+      const parts: Buffer[] = [];
+      for await (const chunk of dir.read('index.json', signal)) parts.push(Buffer.from(chunk));
+      return Buffer.concat(parts);
+    },
+    async blobSize(digest, signal) {
+      const path = blobPath(digest);
+      const byPath = await stats(signal);
+      for (const sub of ['blobs', 'blobs/sha256']) {
+        const st = byPath.get(sub);
+        if (!st) throw new BktError('NOT_FOUND', `OCI layout "${dir.name}" has no blob ${digest}`, { digest });
+        if ((st.mode & S_IFMT) !== 0o040000) {
+          throw new BktError('INVALID_ARGUMENT', `OCI layout "${dir.name}": ${sub} is not a directory of the layout (a symlink or other file is refused)`, { digest });
+        }
+      }
+      const st = byPath.get(path);
+      if (!st) throw new BktError('NOT_FOUND', `OCI layout "${dir.name}" has no blob ${digest}`, { digest });
+      const kind = st.mode & S_IFMT;
+      if (kind === 0o120000) throw new BktError('INVALID_ARGUMENT', `OCI layout "${dir.name}": blob ${digest} is a symlink, not a regular file`, { digest });
+      if (kind !== 0o100000) {
+        throw new BktError('INVALID_ARGUMENT', `OCI layout "${dir.name}": blob ${digest} is not a regular file (${FILE_KINDS[kind] ?? 'not a file'})`, { digest });
+      }
+      return st.size;
+    },
+    readBlob: (digest, signal) => dir.read(blobPath(digest), signal),
+  };
+}
+
+/**
+ * Blobs of an OCI image layout, copied into the content store verified. The
+ * layout is the user's input, so each blob is held to what its descriptor
+ * says: a regular file of the layout (see `LayoutDir.blobSize`) of exactly
  * `desc.size` bytes, at most that many bytes are read, and the content store
  * checks the digest before committing.
  */
-export function layoutBlobs(dir: string): BlobProvider {
+export function layoutBlobs(layout: LayoutDir): BlobProvider {
   const copy = async (desc: Descriptor, ctx: Pick<BuildContext, 'content' | 'signal'>) => {
-    throwIfCancelled(dir, ctx.signal);
-    const blob = await openLayoutBlob(dir, desc.digest);
-    try {
-      if (blob.size !== desc.size) {
-        throw new BktError('INVALID_ARGUMENT', `OCI layout ${dir}: blob ${desc.digest} has ${blob.size} bytes, its descriptor says ${desc.size}`, { digest: desc.digest });
-      }
-      const stream = blob.handle.createReadStream({ start: 0, end: Math.max(desc.size - 1, 0), autoClose: false });
-      await ctx.content.write(desc.size === 0 ? emptyStream() : untilCancelled(stream, dir, ctx.signal), desc.digest);
-    } finally {
-      await blob.handle.close();
+    throwIfCancelled(layout.name, ctx.signal);
+    const size = await layout.blobSize(desc.digest, ctx.signal);
+    if (size !== desc.size) {
+      throw new BktError('INVALID_ARGUMENT', `OCI layout "${layout.name}": blob ${desc.digest} has ${size} bytes, its descriptor says ${desc.size}`, { digest: desc.digest });
     }
+    const chunks = desc.size === 0 ? emptyStream() : atMost(layout.readBlob(desc.digest, ctx.signal), desc.size);
+    await ctx.content.write(untilCancelled(chunks, layout.name, ctx.signal), desc.digest);
   };
   return {
     async read(desc, ctx) {
-      throwIfCancelled(dir, ctx.signal);
+      throwIfCancelled(layout.name, ctx.signal);
       const have = await readFromContent(ctx.content, desc.digest);
       if (have) return have;
       await copy(desc, ctx);
       return new Uint8Array(await readFile(ctx.content.path(desc.digest)));
     },
     async fetch(desc, ctx) {
-      throwIfCancelled(dir, ctx.signal);
+      throwIfCancelled(layout.name, ctx.signal);
       if (!(await ctx.content.has(desc.digest))) await copy(desc, ctx);
     },
   };
@@ -143,59 +209,27 @@ export function layoutBlobs(dir: string): BlobProvider {
 
 async function* emptyStream(): AsyncGenerator<Uint8Array> {}
 
-function throwIfCancelled(dir: string, signal: AbortSignal): void {
-  if (signal.aborted) throw new BktError('CANCELLED', `reading OCI layout ${dir} cancelled`);
+/** The first `limit` bytes of `chunks` (a file that grew after its stat is cut, and then fails the digest check). */
+async function* atMost(chunks: AsyncIterable<Uint8Array>, limit: number): AsyncGenerator<Uint8Array> {
+  let left = limit;
+  for await (const chunk of chunks) {
+    if (left <= 0) return;
+    const part = chunk.length > left ? chunk.subarray(0, left) : chunk;
+    left -= part.length;
+    yield part;
+  }
+}
+
+function throwIfCancelled(name: string, signal: AbortSignal): void {
+  if (signal.aborted) throw new BktError('CANCELLED', `reading OCI layout "${name}" cancelled`);
 }
 
 /** `chunks`, stopping with CANCELLED once `signal` is aborted. */
-async function* untilCancelled(chunks: AsyncIterable<Uint8Array>, dir: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+async function* untilCancelled(chunks: AsyncIterable<Uint8Array>, name: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
   for await (const chunk of chunks) {
-    throwIfCancelled(dir, signal);
+    throwIfCancelled(name, signal);
     yield chunk;
   }
-}
-
-/**
- * Opens a layout's blob file for reading, refusing what is not a regular file
- * inside the layout; its size is what `fstat` says of the opened file.
- */
-export async function openLayoutBlob(dir: string, digest: Digest): Promise<{ handle: FileHandle; size: number }> {
-  if (!digest.startsWith('sha256:')) {
-    throw new BktError('UNIMPLEMENTED', `OCI layout ${dir}: blob ${digest}: only sha256 blobs are supported`, { digest });
-  }
-  for (const sub of ['blobs', 'blobs/sha256']) {
-    const st = await lstat(join(dir, sub)).catch(() => undefined);
-    if (!st) throw new BktError('NOT_FOUND', `OCI layout ${dir} has no blob ${digest}`, { digest });
-    if (!st.isDirectory()) {
-      throw new BktError('INVALID_ARGUMENT', `OCI layout ${dir}: ${sub} is not a directory of the layout (a symlink or other file is refused)`, { digest });
-    }
-  }
-  const path = join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
-  let handle: FileHandle;
-  try {
-    // O_NONBLOCK: opening a FIFO does not wait for a writer; O_NOFOLLOW: a symlink is refused (ELOOP).
-    handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new BktError('NOT_FOUND', `OCI layout ${dir} has no blob ${digest}`, { digest });
-    if (code === 'ELOOP') throw new BktError('INVALID_ARGUMENT', `OCI layout ${dir}: blob ${digest} is a symlink, not a regular file`, { digest });
-    throw err;
-  }
-  const st = await handle.stat();
-  if (!st.isFile()) {
-    await handle.close();
-    throw new BktError('INVALID_ARGUMENT', `OCI layout ${dir}: blob ${digest} is not a regular file (${fileKind(st)})`, { digest });
-  }
-  return { handle, size: st.size };
-}
-
-function fileKind(st: Stats): string {
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isSocket()) return 'a socket';
-  if (st.isDirectory()) return 'a directory';
-  return 'not a file';
 }
 
 /** Blobs already in the content store (images of the local image store). */

@@ -8,7 +8,7 @@
  * `image.layerlimit`, `image.checksum`. The platform is the op's, else the host's.
  *
  * `oci-layout://NAME[:TAG][@DIGEST]` — an image of an OCI layout directory
- * given to the build as a local directory: `localDirs[attrs['oci.store'] ?? NAME]`
+ * given to the build as a local directory: `client.localDir(attrs['oci.store'] ?? NAME)`
  * (BuildKit's `oci.store` is the id of the client's layout store).
  *
  * The cache key is the platform's manifest digest; the pin is
@@ -19,7 +19,6 @@
  */
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   BktError,
   type Attrs,
@@ -55,7 +54,7 @@ import {
   writeLayerRecord,
 } from '@bkt/oci';
 import { RegistryClient, buildClientCredentials, staticCredentials, type RegistrySettings } from '@bkt/registry';
-import { contentBlobs, layoutBlobs, openLayoutBlob, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
+import { contentBlobs, layoutBlobs, layoutDir, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
 import { unpackLayer } from './unpack.js';
 
 export type ResolveMode = ImageResolveMode;
@@ -260,7 +259,7 @@ export class ImageSource implements Source, ImageConfigResolver {
   async resolveImageConfig(
     ref: string,
     opts: { platform?: Platform; resolveMode?: ResolveMode },
-    ctx: Pick<BuildContext, 'root' | 'content' | 'signal' | 'localDirs' | 'client'>,
+    ctx: Pick<BuildContext, 'root' | 'content' | 'signal' | 'client'>,
   ): Promise<{ ref: string; digest: Digest; config: Uint8Array }> {
     const platform = normalizePlatform(opts.platform ?? hostPlatform());
     if (ref.startsWith('oci-layout://')) {
@@ -276,49 +275,51 @@ export class ImageSource implements Source, ImageConfigResolver {
     ref: string,
     attrs: Attrs,
     platform: Platform,
-    ctx: Pick<BuildContext, 'content' | 'signal' | 'localDirs'>,
+    ctx: Pick<BuildContext, 'content' | 'signal' | 'client'>,
   ): Promise<ResolvedImage> {
     const lr = parseLayoutRef(ref);
     const storeId = attrs['oci.store'] || lr.name;
-    const dir = ctx.localDirs[storeId];
+    const dir = ctx.client.localDir(storeId);
     if (!dir) {
-      const known = Object.keys(ctx.localDirs).sort().join(', ') || 'none';
+      const known = ctx.client.localDirNames().sort().join(', ') || 'none';
       throw new BktError('NOT_FOUND', `oci-layout://${ref}: the build has no OCI layout store "${storeId}" (local directories: ${known})`, {
         attribute: 'oci.store',
       });
     }
+    if (ctx.signal.aborted) throw new BktError('CANCELLED', `oci-layout://${ref}: the build was cancelled`);
+    const layout = layoutDir(dir);
     let index: ImageIndex;
     try {
-      index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as ImageIndex;
+      index = JSON.parse((await layout.readIndex(ctx.signal)).toString('utf8')) as ImageIndex;
     } catch (err) {
-      throw new BktError('NOT_FOUND', `oci-layout://${ref}: ${join(dir, 'index.json')} is missing or not JSON (is ${dir} an OCI layout?)`, {}, { cause: err });
+      if (ctx.signal.aborted) throw new BktError('CANCELLED', `oci-layout://${ref}: the build was cancelled`, {}, { cause: err });
+      throw new BktError('NOT_FOUND', `oci-layout://${ref}: index.json of local directory "${storeId}" is missing or not JSON (is it an OCI layout?)`, {}, { cause: err });
     }
     const manifests = Array.isArray(index.manifests) ? index.manifests : [];
-    const blobs = layoutBlobs(dir);
+    const blobs = layoutBlobs(layout);
     let root: Descriptor | undefined;
     let entry: unknown;
     if (lr.digest) {
       entry = manifests.find((m) => m?.digest === lr.digest);
       if (entry === undefined) {
-        // A digest the index does not list: its size is the blob file's (a regular file of the layout, checked on open).
-        const blob = await openLayoutBlob(dir, lr.digest);
-        await blob.handle.close();
-        if (blob.size > MAX_MANIFEST_BYTES) {
-          throw new BktError('INVALID_ARGUMENT', `oci-layout://${ref}: blob ${lr.digest} has ${blob.size} bytes, more than a manifest may (${MAX_MANIFEST_BYTES})`);
+        // A digest the index does not list: its size is the blob file's (a regular file of the layout).
+        const size = await layout.blobSize(lr.digest, ctx.signal);
+        if (size > MAX_MANIFEST_BYTES) {
+          throw new BktError('INVALID_ARGUMENT', `oci-layout://${ref}: blob ${lr.digest} has ${size} bytes, more than a manifest may (${MAX_MANIFEST_BYTES})`);
         }
-        const bytes = await blobs.read({ mediaType: MediaType.OciManifest, digest: lr.digest, size: blob.size }, ctx);
+        const bytes = await blobs.read({ mediaType: MediaType.OciManifest, digest: lr.digest, size }, ctx);
         const json = JSON.parse(Buffer.from(bytes).toString('utf8')) as ImageIndex;
-        root = { mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? MediaType.OciIndex : MediaType.OciManifest), digest: lr.digest, size: blob.size };
+        root = { mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? MediaType.OciIndex : MediaType.OciManifest), digest: lr.digest, size };
       }
     } else {
       const tag = lr.tag ?? 'latest';
       entry = manifests.find((m) => m?.annotations?.[OCI_REF_NAME] === tag) ?? (lr.tag === undefined && manifests.length === 1 ? manifests[0] : undefined);
       if (entry === undefined) {
         const tags = manifests.map((m) => m?.annotations?.[OCI_REF_NAME]).filter(Boolean).join(', ') || 'none';
-        throw new BktError('NOT_FOUND', `oci-layout://${ref}: the layout ${dir} has no image tagged "${tag}" (tags: ${tags})`);
+        throw new BktError('NOT_FOUND', `oci-layout://${ref}: the layout "${storeId}" has no image tagged "${tag}" (tags: ${tags})`);
       }
     }
-    if (entry !== undefined) root = checkDescriptor(entry, `oci-layout://${ref}: ${join(dir, 'index.json')}`);
+    if (entry !== undefined) root = checkDescriptor(entry, `oci-layout://${ref}: index.json`);
     if (!root) throw new BktError('INTERNAL', `oci-layout://${ref}: no root descriptor`);
     return resolvePlatformImage(root, platform, blobs, ctx, `oci-layout://${ref}`);
   }

@@ -228,7 +228,9 @@ describe('local source', () => {
   it('leaves out the store when it lies inside the directory', async () => {
     const dir = await makeContext();
     const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
-    const ctx = { ...buildContext({ context: dir }, snapshotter), root: join(dir, 'src/.store[1]') };
+    const storeRoot = join(dir, 'src/.store[1]');
+    const client = createHostClient({ localDirs: { context: dir }, storeRoot });
+    const ctx = testBuildContext({ root: storeRoot, snapshotter, content: undefined as never, client }).ctx;
     await mkdir(join(ctx.root, 'snapshots'), { recursive: true });
     await writeFile(join(ctx.root, 'snapshots/data'), 'x');
     const inst = await load(ctx);
@@ -236,7 +238,7 @@ describe('local source', () => {
     const tree = await listTree(out);
     expect(tree).toContain('src/main.ts');
     expect(tree.filter((p) => p.includes('.store'))).toEqual([]);
-    const same = { ...ctx, root: dir };
+    const same = testBuildContext({ root: dir, snapshotter, content: undefined as never, client: createHostClient({ localDirs: { context: dir }, storeRoot: dir }) }).ctx;
     await expect(load(same).then((i) => i.cacheKey(same))).rejects.toThrow(/is the store root itself/);
   });
 
@@ -260,6 +262,7 @@ describe('local source', () => {
   it('leaves no partial snapshot when the copy is cancelled', async () => {
     const dir = await makeContext();
     const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    await mkdir(join(work, 'snaps'), { recursive: true });
     const ac = new AbortController();
     const ctx = { ...buildContext({ context: dir }, snapshotter), signal: ac.signal };
     const inst = await load(ctx);
@@ -268,5 +271,60 @@ describe('local source', () => {
     await expect(inst.snapshot(ctx)).rejects.toThrow();
     expect(await readdir(join(work, 'snaps'))).toEqual([]);
     expect(relative(work, ctx.root)).toBe('root');
+  });
+
+  it('syncs stat first: a second build reads only the files whose stat changed, the rest come from the last snapshot', async () => {
+    const dir = await makeContext();
+    const past = new Date(Date.now() - 3600_000);
+    for await (const e of walk(dir)) if (!e.stat.isSymbolicLink()) await utimes(e.absPath, past, past);
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const host = createHostClient({ localDirs: { context: dir } });
+    const reads: string[] = [];
+    const client = {
+      ...host,
+      localDir(name: string) {
+        const d = host.localDir(name)!;
+        return { ...d, name: d.name, syncKey: d.syncKey, stat: d.stat, read: (path: string, signal?: AbortSignal) => (reads.push(path), d.read(path, signal)) };
+      },
+    };
+    const ctx = testBuildContext({ root: join(work, 'root'), snapshotter, content: undefined as never, client }).ctx;
+    const first = await (await load(ctx)).snapshot(ctx);
+    expect(reads.filter((p) => p !== '.dockerignore').sort()).toEqual(['README.md', 'node_modules/x/index.js', 'src/lib/util.test.ts', 'src/lib/util.ts', 'src/main.ts']);
+
+    reads.length = 0;
+    await writeFile(join(dir, 'src/lib/util.ts'), 'util, changed');
+    await utimes(join(dir, 'src/lib/util.ts'), new Date(past.getTime() + 1000), new Date(past.getTime() + 1000));
+    const second = await (await load(ctx)).snapshot(ctx);
+    expect(second.id).not.toBe(first.id);
+    expect(reads.filter((p) => p !== '.dockerignore')).toEqual(['src/lib/util.ts']);
+    const out = (await second.mount()).path;
+    expect(await readFile(join(out, 'src/lib/util.ts'), 'utf8')).toBe('util, changed');
+    expect(await readFile(join(out, 'src/main.ts'), 'utf8')).toBe('main');
+    expect((await stat(join(out, 'src/main.ts'))).mode & 0o7777).toBe(0o741);
+
+    // Nothing changed: nothing read, the same snapshot.
+    reads.length = 0;
+    const third = await (await load(ctx)).snapshot(ctx);
+    expect(third.id).toBe(second.id);
+    expect(reads.filter((p) => p !== '.dockerignore')).toEqual([]);
+
+    // A file modified just now may change again within its mtime's resolution: it is read every time.
+    await writeFile(join(dir, 'README.md'), 'fresh');
+    await (await load(ctx)).snapshot(ctx);
+    reads.length = 0;
+    await (await load(ctx)).snapshot(ctx);
+    expect(reads.filter((p) => p !== '.dockerignore')).toEqual(['README.md']);
+  });
+
+  it('keeps what a sync remembers as a store record referencing its snapshot', async () => {
+    const dir = await makeContext();
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = buildContext({ context: dir }, snapshotter);
+    const snap = await (await load(ctx)).snapshot(ctx);
+    const records = await ctx.records!.namespace('source-local').list();
+    expect(records).toHaveLength(1);
+    expect(records[0]!.recordType).toBe('source.local');
+    expect(records[0]!.snapshots).toEqual([snap.id]);
+    expect(JSON.parse(await readFile(join(records[0]!.path, 'index.json'), 'utf8')).snapshot).toBe(snap.id);
   });
 });

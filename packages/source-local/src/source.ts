@@ -1,8 +1,28 @@
-import { chmod, copyFile, constants, lchown, link, mkdir, readFile, readlink, rename, stat, symlink, utimes, lutimes, writeFile } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { chmod, constants, copyFile, lchown, link, lutimes, mkdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BktError, type Attrs, type BuildContext, type Digest, type Platform, type Snapshot, type Source, type SourceIdentifier, type SourceInstance } from '@bkt/core';
-import { checksum, parseDockerignore, selectionPatterns, walk } from '@bkt/fsutil';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  BktError,
+  requireRecords,
+  type Attrs,
+  type BuildContext,
+  type ClientLocalDir,
+  type Digest,
+  type FileStat,
+  type LocalDirSelection,
+  type Mounted,
+  type Platform,
+  type RecordNamespace,
+  type Snapshot,
+  type Source,
+  type SourceIdentifier,
+  type SourceInstance,
+  type StoreRecord,
+} from '@bkt/core';
+import { parseDockerignore } from '@bkt/fsutil';
 import { parseLocalAttrs, type LocalAttrs } from './attrs.js';
 
 export interface LocalSourceOptions {
@@ -18,22 +38,72 @@ export interface LocalSourceOptions {
   keepOwners?: boolean;
 }
 
-const isRoot = process.getuid?.() === 0;
+/** The records namespace of the sync indexes. */
+export const RECORD_NAMESPACE = 'source-local';
+const RECORD_TYPE = 'source.local';
+/** Files modified this close (ms) before a sync began are hashed again next time: their mtime may not show a later write. */
+const RACY_MS = 2000;
+/** Client files read at once while hashing. */
+const READ_CONCURRENCY = 4;
 
-/** What a `local://NAME` op selects: its directory and final include/exclude patterns. */
-interface Selection {
-  name: string;
-  dir: string;
-  include: string[];
-  exclude: string[];
+const isRoot = process.getuid?.() === 0;
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+
+/** What the sync index remembers of a regular file: its client stat and content digest. */
+interface IndexedFile {
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeMs: number;
+  digest: Digest;
 }
 
 /**
- * The `local` source: `local://NAME` is the client directory `ctx.localDirs[NAME]`,
- * narrowed by the op's include/exclude patterns. Its cache key is the content
- * checksum of the selection (paths, modes, owners, sizes, link targets, file
- * content; never timestamps), and an unchanged selection reuses the snapshot
- * made the last time.
+ * The sync index of a (client directory, selection): the content key of the
+ * last snapshot made from it, that snapshot, and the regular files it holds
+ * (stat as the client reported them, content digest). A file whose stat is
+ * unchanged is not read again; its bytes come from that snapshot.
+ */
+interface SyncIndex {
+  key: Digest;
+  snapshot: string;
+  /** When the stat pass the index describes began (ms since the epoch). */
+  syncedAtMs: number;
+  files: Record<string, IndexedFile>;
+}
+
+/** One stat pass over the client directory, and the content hashing it needed. */
+interface Sync {
+  key: Digest;
+  entries: FileStat[];
+  /** Content digest of each regular file that is not a hardlink, by path. */
+  digests: Map<string, Digest>;
+  /** Files read while hashing, staged under `staging` (by path). */
+  staged: Map<string, string>;
+  syncedAtMs: number;
+  /** The index the pass started from (still describing `record`'s snapshot). */
+  index?: SyncIndex;
+}
+
+/**
+ * The `local` source: `local://NAME` is the client's local directory NAME
+ * (`ctx.client.localDir`), narrowed by the op's include/exclude patterns.
+ *
+ * It syncs as BuildKit's file sync does: the client's stat entries first,
+ * then the content of only the files whose stat changed since the last sync
+ * of the same directory and selection — the others come from the snapshot
+ * that sync made. What a sync remembers is a record of the store
+ * (`source-local` namespace, keyed by the directory's `syncKey` and the
+ * selection), referencing its snapshot, so `bkt du` counts it and a prune
+ * removes both together.
+ *
+ * Its cache key is the content checksum of the selection (paths, modes,
+ * owners, sizes, link targets, file content; never timestamps); an unchanged
+ * selection reuses the snapshot made the last time.
  */
 export function createLocalSource(opts: LocalSourceOptions = {}): Source {
   const useDockerignore = opts.dockerignore ?? true;
@@ -47,152 +117,299 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
       return { scheme, ref: name, attrs, platform };
     },
     async resolve(id: SourceIdentifier, ctx: BuildContext): Promise<SourceInstance> {
-      const selection = await select(id.ref, parseLocalAttrs(id.attrs), ctx, useDockerignore);
-      let key: Promise<Digest> | undefined;
-      const contentKey = () => (key ??= checksum(selection.dir, selector(selection), { signal: ctx.signal }));
+      const name = id.ref;
+      const found = ctx.client.localDir(name);
+      if (!found) {
+        const known = ctx.client.localDirNames().sort();
+        throw new BktError(
+          'NOT_FOUND',
+          `local source: no local directory named "${name}" was given to this build (known: ${known.length ? known.join(', ') : 'none'})`,
+          { attribute: 'local', name },
+        );
+      }
+      const dir = found;
+      const ns = requireRecords(ctx, 'local source').namespace(RECORD_NAMESPACE);
+      const selection = await selectionOf(dir, parseLocalAttrs(id.attrs), useDockerignore, ctx.signal);
+      const recordId = recordIdOf(dir, selection, keepOwners);
+      const hold = await ns.hold(recordId);
+      ctx.onFinish(() => hold.release());
+      // The stat pass happens here, so a missing directory fails the resolve.
+      const syncedAtMs = Date.now();
+      const entries = await collect(dir.stat(selection, ctx.signal));
+      const stagingDir = requireRecords(ctx, 'local source').tempPath('source-local-sync');
+      ctx.onFinish(() => rm(stagingDir, { recursive: true, force: true }));
+
+      let sync: Promise<Sync> | undefined;
+      let made: Promise<Snapshot> | undefined;
+      const synced = (c: BuildContext) =>
+        (sync ??= (async () => {
+          const record = await ns.get(recordId);
+          const index = record ? await readIndex(record) : undefined;
+          return hashEntries(dir, entries, index, syncedAtMs, stagingDir, keepOwners, c.signal);
+        })());
       return {
-        async cacheKey() {
-          return { key: await contentKey() };
+        async cacheKey(c: BuildContext) {
+          return { key: (await synced(c)).key };
         },
-        async snapshot(bctx: BuildContext) {
-          const expected = await contentKey();
-          // The copy is a second walk: verify the files did not change since the key was computed.
-          const verify = async () => {
-            const now = await checksum(selection.dir, selector(selection), { signal: bctx.signal });
-            if (now !== expected) {
-              throw new BktError(
-                'INVALID_ARGUMENT',
-                `local source "${selection.name}": files in ${selection.dir} changed while the build was reading them; build again`,
-                { path: selection.dir },
-              );
-            }
-          };
-          return snapshotSelection(selection, expected, bctx, keepOwners, verify);
+        snapshot(c: BuildContext) {
+          return (made ??= makeOnce(c));
         },
       };
+      async function makeOnce(c: BuildContext): Promise<Snapshot> {
+        const s = await synced(c);
+        const reused = await reuseSnapshot(ns, recordId, s, c);
+        if (reused) return reused;
+        // Whatever is not staged is read now: the directory must still be as the stat pass saw it.
+        const now = await collect(dir.stat(selection, c.signal));
+        if (!sameEntries(now, s.entries)) {
+          throw new BktError(
+            'INVALID_ARGUMENT',
+            `local source "${name}": files in the client directory changed while the build was reading them; build again`,
+            { name },
+          );
+        }
+        return makeSnapshot(dir, ns, recordId, s, c, keepOwners);
+      }
     },
   };
 }
 
-/** What the cache key covers: the selection's entries under the directory. */
-function selector(sel: Selection) {
-  return { path: '/', includePatterns: sel.include, excludePatterns: sel.exclude };
-}
-
-async function select(name: string, attrs: LocalAttrs, ctx: BuildContext, useDockerignore: boolean): Promise<Selection> {
-  const dir = ctx.localDirs[name];
-  if (dir === undefined) {
-    const known = Object.keys(ctx.localDirs).sort();
-    throw new BktError(
-      'NOT_FOUND',
-      `local source: no local directory named "${name}" was given to this build (known: ${known.length ? known.join(', ') : 'none'})`,
-      { attribute: 'local', name },
-    );
-  }
-  let st;
-  try {
-    st = await stat(dir);
-  } catch {
-    throw new BktError('NOT_FOUND', `local source "${name}": directory ${dir} does not exist`, { path: dir });
-  }
-  if (!st.isDirectory()) throw new BktError('INVALID_ARGUMENT', `local source "${name}": ${dir} is not a directory`, { path: dir });
-
+/** The op's selection: its patterns, or `.dockerignore`'s when it has no exclude patterns. */
+async function selectionOf(dir: ClientLocalDir, attrs: LocalAttrs, useDockerignore: boolean, signal: AbortSignal): Promise<LocalDirSelection> {
   let exclude = attrs.exclude;
   if (exclude.length === 0 && useDockerignore) {
-    const text = await readFile(join(dir, '.dockerignore'), 'utf8').catch(() => undefined);
-    if (text !== undefined) exclude = parseDockerignore(text);
+    const text = await readAll(dir.read('.dockerignore', signal)).catch((err: unknown) => {
+      if (err instanceof BktError && err.code === 'NOT_FOUND') return undefined;
+      throw err;
+    });
+    if (text !== undefined) exclude = parseDockerignore(text.toString('utf8'));
   }
-  const selected = await selectionPatterns(dir, { include: attrs.include, exclude, followPaths: attrs.followPaths }, { storeRoot: ctx.root, what: `local source "${name}"` });
-  return { name, dir, ...selected };
+  return { include: attrs.include, exclude, followPaths: attrs.followPaths };
 }
 
+function recordIdOf(dir: ClientLocalDir, selection: LocalDirSelection, keepOwners: boolean): string {
+  const h = createHash('sha256').update(JSON.stringify([dir.syncKey, dir.name, selection.include, selection.exclude, selection.followPaths, keepOwners]));
+  return h.digest('hex');
+}
 
-/** Where the snapshot made for a content checksum is remembered, under the store root. */
-function indexPath(root: string, key: Digest): string {
-  return join(root, 'source-local', key.replace(':', '-'));
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+async function readAll(chunks: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of chunks) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
+
+const isDir = (e: FileStat) => (e.mode & S_IFMT) === S_IFDIR;
+const isLink = (e: FileStat) => (e.mode & S_IFMT) === S_IFLNK;
+const isFile = (e: FileStat) => (e.mode & S_IFMT) === S_IFREG;
+/** A regular file whose content travels (not a hardlink to an earlier entry). */
+const hasContent = (e: FileStat) => isFile(e) && e.linkname === undefined;
+
+async function readIndex(record: StoreRecord): Promise<SyncIndex | undefined> {
+  const text = await readFile(join(record.path, 'index.json'), 'utf8').catch(() => undefined);
+  if (!text) return undefined;
+  try {
+    const index = JSON.parse(text) as SyncIndex;
+    // The record names the snapshot the index describes; a half-finished update leaves them apart.
+    if (index.key !== record.data.key || index.snapshot !== record.data.snapshot) return undefined;
+    return index;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the index's digest of `e` can be trusted without reading it. */
+function unchanged(e: FileStat, index: SyncIndex | undefined): IndexedFile | undefined {
+  const f = index?.files[e.path];
+  if (!f || !index) return undefined;
+  if (f.mode !== e.mode || f.uid !== e.uid || f.gid !== e.gid || f.size !== e.size || f.mtimeMs !== e.mtimeMs) return undefined;
+  return e.mtimeMs < index.syncedAtMs - RACY_MS ? f : undefined;
 }
 
 /**
- * The snapshot of a selection: the one recorded for its checksum if it still
- * exists, else a new copy, committed only once `verify` confirms the
- * directory still has the content the checksum was computed from.
+ * The content key of the entries: each file's digest from the index when
+ * its stat is unchanged, else read from the client (and staged, so the
+ * snapshot need not read it again).
  */
-async function snapshotSelection(
-  sel: Selection,
-  key: Digest,
-  ctx: BuildContext,
+async function hashEntries(
+  dir: ClientLocalDir,
+  entries: FileStat[],
+  index: SyncIndex | undefined,
+  syncedAtMs: number,
+  stagingDir: string,
   keepOwners: boolean,
-  verify: () => Promise<void>,
-): Promise<Snapshot> {
-  const recorded = await readFile(indexPath(ctx.root, key), 'utf8').catch(() => undefined);
-  if (recorded) {
-    try {
-      return await ctx.snapshotter.get(recorded.trim());
-    } catch {
-      // pruned since: make it again
+  signal: AbortSignal,
+): Promise<Sync> {
+  const digests = new Map<string, Digest>();
+  const staged = new Map<string, string>();
+  const toRead: FileStat[] = [];
+  for (const e of entries) {
+    if (!hasContent(e)) continue;
+    const known = unchanged(e, index);
+    if (known) digests.set(e.path, known.digest);
+    else toRead.push(e);
+  }
+  if (toRead.length > 0) await mkdir(stagingDir, { recursive: true });
+  let next = 0;
+  const worker = async () => {
+    while (next < toRead.length) {
+      const e = toRead[next]!;
+      const file = join(stagingDir, String(next++));
+      digests.set(e.path, await receive(dir, e.path, file, signal));
+      staged.set(e.path, file);
     }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, toRead.length) }, worker));
+
+  const h = createHash('sha256');
+  for (const e of entries) {
+    if (!isDir(e) && !isLink(e) && !isFile(e)) continue; // fifos and devices are not synced
+    const [uid, gid] = keepOwners ? [e.uid, e.gid] : [0, 0];
+    const content = hasContent(e) ? digests.get(e.path)! : isLink(e) ? `symlink:${e.linkname}` : e.linkname !== undefined ? `hardlink:${e.linkname}` : '';
+    h.update(`${JSON.stringify(e.path)} ${(e.mode & 0o177777).toString(8)} ${uid}:${gid} ${hasContent(e) ? e.size : 0} ${content}\n`);
   }
-  const mutable = await ctx.snapshotter.prepare(null, { description: `local source ${sel.name}` });
+  return { key: `sha256:${h.digest('hex')}`, entries, digests, staged, syncedAtMs, index };
+}
+
+/** Writes client file `path` to `file`; returns its digest. */
+async function receive(dir: ClientLocalDir, path: string, file: string, signal: AbortSignal): Promise<Digest> {
+  const h = createHash('sha256');
+  const hashing = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      h.update(chunk);
+      done(null, chunk);
+    },
+  });
+  await pipeline(dir.read(path, signal), hashing, createWriteStream(file), { signal });
+  return `sha256:${h.digest('hex')}`;
+}
+
+function sameEntries(a: FileStat[], b: FileStat[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((x, i) => {
+    const y = b[i]!;
+    return x.path === y.path && x.mode === y.mode && x.uid === y.uid && x.gid === y.gid && x.size === y.size && x.mtimeMs === y.mtimeMs && x.linkname === y.linkname;
+  });
+}
+
+/** The snapshot recorded for the sync's key, when it still exists; the index learns the new stats. */
+async function reuseSnapshot(ns: RecordNamespace, recordId: string, s: Sync, ctx: BuildContext): Promise<Snapshot | undefined> {
+  if (!s.index || s.index.key !== s.key) return undefined;
+  let snapshot: Snapshot;
   try {
-    await copySelection(sel, mutable.path, ctx.signal, keepOwners);
-    await verify();
-  } catch (err) {
-    await mutable.discard();
-    throw err;
+    snapshot = await ctx.snapshotter.get(s.index.snapshot);
+  } catch {
+    return undefined; // pruned since: make it again
   }
-  const snapshot = await mutable.commit();
-  const file = indexPath(ctx.root, key);
-  await mkdir(join(ctx.root, 'source-local'), { recursive: true });
-  await writeFile(`${file}.tmp-${process.pid}`, snapshot.id);
-  await rename(`${file}.tmp-${process.pid}`, file);
+  const record = await ns.get(recordId);
+  if (record && s.staged.size > 0) await writeIndex(record, indexOf(s, snapshot.id));
+  if (record) await ns.touch(recordId);
   return snapshot;
 }
 
+function indexOf(s: Sync, snapshot: string): SyncIndex {
+  const files: Record<string, IndexedFile> = {};
+  for (const e of s.entries) {
+    if (!hasContent(e)) continue;
+    files[e.path] = { mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, mtimeMs: e.mtimeMs, digest: s.digests.get(e.path)! };
+  }
+  return { key: s.key, snapshot, syncedAtMs: s.syncedAtMs, files };
+}
+
+async function writeIndex(record: StoreRecord, index: SyncIndex): Promise<void> {
+  await mkdir(record.path, { recursive: true });
+  const tmp = join(record.path, `.index-${process.pid}-${Date.now()}`);
+  await writeFile(tmp, JSON.stringify(index));
+  await rename(tmp, join(record.path, 'index.json'));
+}
+
 /**
- * Copies the selected entries of `sel.dir` into `dest`: modes, mtimes,
- * hardlinks within the selection, symlinks as symlinks (their targets are
- * never read, so a link pointing out of the directory copies as a link).
- * Owners are 0:0, or the client's with `keepOwners` (when running as root).
+ * A new snapshot of the sync: staged files moved in, unchanged ones cloned
+ * from the last snapshot, anything else read from the client (and checked
+ * against the digest the key was computed from); then the record and its
+ * index point at it.
  */
-async function copySelection(sel: Selection, dest: string, signal: AbortSignal, keepOwners: boolean): Promise<void> {
+async function makeSnapshot(
+  dir: ClientLocalDir,
+  ns: RecordNamespace,
+  recordId: string,
+  s: Sync,
+  ctx: BuildContext,
+  keepOwners: boolean,
+): Promise<Snapshot> {
+  let previous: Mounted | undefined;
+  if (s.index) {
+    const snap = await ctx.snapshotter.get(s.index.snapshot).catch(() => undefined);
+    previous = await snap?.mount();
+  }
+  const mutable = await ctx.snapshotter.prepare(null, { description: `local source ${dir.name}`, recordType: RECORD_TYPE });
+  try {
+    await fill(mutable.path, dir, s, previous, ctx.signal, keepOwners);
+  } catch (err) {
+    await mutable.discard();
+    throw err;
+  } finally {
+    await previous?.release();
+  }
+  const snapshot = await mutable.commit();
+  const previousId = s.index?.snapshot;
+  const kept = previousId && previousId !== snapshot.id && (await ctx.snapshotter.get(previousId).then(() => true, () => false));
+  const record = await ns.put(recordId, {
+    recordType: RECORD_TYPE,
+    description: `local directory "${dir.name}"`,
+    // The previous snapshot stays referenced until the next sync: a concurrent build may still be copying from it.
+    snapshots: kept ? [snapshot.id, previousId] : [snapshot.id],
+    data: { key: s.key, snapshot: snapshot.id },
+  });
+  await writeIndex(record, indexOf(s, snapshot.id));
+  return snapshot;
+}
+
+async function fill(root: string, dir: ClientLocalDir, s: Sync, previous: Mounted | undefined, signal: AbortSignal, keepOwners: boolean): Promise<void> {
   // Without root, files can only be owned by us.
-  const setOwner = async (path: string, st: Stats) => {
-    if (isRoot) await lchown(path, keepOwners ? st.uid : 0, keepOwners ? st.gid : 0);
+  const setOwner = async (path: string, e: FileStat) => {
+    if (isRoot) await lchown(path, keepOwners ? e.uid : 0, keepOwners ? e.gid : 0);
   };
+  const changed = () =>
+    new BktError('INVALID_ARGUMENT', `local source "${dir.name}": files in the client directory changed while the build was reading them; build again`, {
+      name: dir.name,
+    });
   // The snapshot's root keeps the snapshotter's mode and owner, as BuildKit's file sync does.
-  const dirs: { path: string; st: Stats }[] = [];
-  const linked = new Map<string, string>();
-  for await (const entry of walk(sel.dir, { include: sel.include, exclude: sel.exclude, signal })) {
-    const target = join(dest, entry.path);
-    const st = entry.stat;
-    if (st.isDirectory()) {
+  const dirs: { path: string; e: FileStat }[] = [];
+  for (const e of s.entries) {
+    if (signal.aborted) throw new BktError('CANCELLED', `local source "${dir.name}": cancelled`);
+    const target = join(root, e.path);
+    const mtime = new Date(e.mtimeMs);
+    if (isDir(e)) {
       await mkdir(target, { mode: 0o700 });
-      dirs.push({ path: target, st });
-      continue;
-    }
-    if (st.nlink > 1) {
-      const first = linked.get(`${st.dev}:${st.ino}`);
-      if (first) {
-        await link(first, target);
-        continue;
-      }
-      linked.set(`${st.dev}:${st.ino}`, target);
-    }
-    if (st.isSymbolicLink()) {
-      await symlink(await readlink(entry.absPath), target);
-      await setOwner(target, st);
-      await lutimes(target, st.atime, st.mtime);
-    } else if (st.isFile()) {
-      await copyFile(entry.absPath, target, constants.COPYFILE_FICLONE);
-      await setOwner(target, st);
-      await chmod(target, st.mode & 0o7777);
-      await utimes(target, st.atime, st.mtime);
+      dirs.push({ path: target, e });
+    } else if (isLink(e)) {
+      await symlink(e.linkname ?? '', target);
+      await setOwner(target, e);
+      await lutimes(target, mtime, mtime);
+    } else if (isFile(e) && e.linkname !== undefined) {
+      await link(join(root, e.linkname), target);
+    } else if (isFile(e)) {
+      const staged = s.staged.get(e.path);
+      const expected = s.digests.get(e.path)!;
+      if (staged) await rename(staged, target).catch(() => copyFile(staged, target));
+      else if (previous) await copyFile(join(previous.path, e.path), target, constants.COPYFILE_FICLONE);
+      else if ((await receive(dir, e.path, target, signal)) !== expected) throw changed();
+      await setOwner(target, e);
+      await chmod(target, e.mode & 0o7777);
+      await utimes(target, mtime, mtime);
     }
     // Sockets, fifos and devices of a client directory are not sent, as with BuildKit's file sync.
   }
   for (const d of dirs.reverse()) {
-    await setOwner(d.path, d.st);
-    await chmod(d.path, d.st.mode & 0o7777);
-    await utimes(d.path, d.st.atime, d.st.mtime);
+    const mtime = new Date(d.e.mtimeMs);
+    await setOwner(d.path, d.e);
+    await chmod(d.path, d.e.mode & 0o7777);
+    await utimes(d.path, mtime, mtime);
   }
 }

@@ -56,7 +56,6 @@ export function testBuildContext(opts: TestContextOptions): { ctx: BuildContext;
     content: opts.content,
     records: opts.records ?? memoryRecords(opts.root),
     signal: opts.signal ?? new AbortController().signal,
-    localDirs: scope.client.hostDirs ?? {},
     progress: opts.progress ?? { log() {}, status() {}, warn() {} },
   };
   return { ctx, finish: () => scope.finish() };
