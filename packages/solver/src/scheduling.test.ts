@@ -60,7 +60,7 @@ function slowExecPlugin(ms: number, runs: string[], spans: Span[] = []): BktPlug
       {
         kind: 'exec',
         async run(op, inputs, ctx) {
-          const args = ((op as pb.Op).op as { value: pb.ExecOp }).value.meta!.args;
+          const args = (op as pb.ExecOp).meta!.args;
           runs.push(args[1]);
           const start = performance.now();
           await sleep(ms, ctx.signal);

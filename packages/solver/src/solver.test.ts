@@ -267,6 +267,24 @@ describe('definition errors', () => {
     await expectRejected(g.build(e), 'UNIMPLEMENTED', 'no executor for exec ops', '@bkt/worker-runc', e);
   });
 
+  it('an executor registered under another kind is given no op of that kind: a PLUGIN error naming the op', async () => {
+    let ran = 0;
+    const misregistered: BktPlugin = {
+      name: 'misregistered-merge',
+      setup: ({ registries }) => registries.opExecutors.register('exec', { kind: 'merge', run: async () => (ran++, [null]) }, 'misregistered-merge'),
+    };
+    const { s } = await open([testPlugin(), misregistered]);
+    const g = new DefBuilder();
+    const e = g.add({ op: { $case: 'exec', value: pb.ExecOp.fromPartial({ meta: { args: ['/bin/true'] }, mounts: [{ input: -1, dest: '/', output: 0 }] }) } });
+    const err = await s.solve({ definition: g.build(e) }).catch((x: unknown) => x);
+    expect(isBktError(err, 'PLUGIN'), String(err)).toBe(true);
+    expect((err as Error).message).toContain(e);
+    expect((err as Error).message).toContain('is of kind exec, but the executor registered for exec ops by plugin misregistered-merge runs merge ops');
+    expect((err as Error).message).toContain('misregistered-merge');
+    expect((err as { details: { opDigest?: string } }).details.opDigest).toBe(e);
+    expect(ran).toBe(0);
+  });
+
   it('an exec op asking for host networking without the entitlement', async () => {
     const g = new DefBuilder();
     const e = g.add({

@@ -25,7 +25,7 @@ export interface ExecOpExecutorOptions {
 
 let counter = 0;
 
-export class ExecOpExecutor implements OpExecutor {
+export class ExecOpExecutor implements OpExecutor<pb.ExecOp> {
   readonly kind = 'exec' as const;
   readonly #opts: ExecOpExecutorOptions;
 
@@ -33,9 +33,11 @@ export class ExecOpExecutor implements OpExecutor {
     this.#opts = opts;
   }
 
-  async run(op: unknown, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
-    const exec = execOpOf(op);
-    const meta = exec.meta!;
+  async run(exec: pb.ExecOp, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
+    const meta = exec.meta;
+    if (!meta || meta.args.length === 0) {
+      throw new BktError('INVALID_DEFINITION', 'exec op has no command (meta.args is empty)', { attribute: 'meta.args' });
+    }
     checkEntitlements(exec, ctx.entitlements);
     if (ctx.signal.aborted) throw new BktError('CANCELLED', 'the build was cancelled before the step started');
     const executor = await this.#opts.executorFor(ctx.root);
@@ -104,17 +106,6 @@ export class ExecOpExecutor implements OpExecutor {
       await prepared.release();
     }
   }
-}
-
-/** The ExecOp of a decoded `pb.Op` (or a `pb.ExecOp` itself). */
-export function execOpOf(op: unknown): pb.ExecOp {
-  const o = op as Partial<pb.Op> & Partial<pb.ExecOp>;
-  const exec = o.op ? (o.op.$case === 'exec' ? o.op.value : undefined) : o.meta ? (o as pb.ExecOp) : undefined;
-  if (!exec) throw new BktError('INVALID_DEFINITION', 'the exec executor got an op that is not an ExecOp');
-  if (!exec.meta || exec.meta.args.length === 0) {
-    throw new BktError('INVALID_DEFINITION', 'exec op has no command (meta.args is empty)', { attribute: 'meta.args' });
-  }
-  return exec;
 }
 
 function checkEntitlements(exec: pb.ExecOp, granted: ReadonlySet<string>): void {

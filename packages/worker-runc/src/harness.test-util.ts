@@ -72,18 +72,12 @@ export interface StepResult {
 /** Runs one exec op over the base snapshot; rejects like the executor does. */
 export async function runStep(h: Harness, script: string | string[], opts: StepOptions = {}): Promise<StepResult> {
   const args = Array.isArray(script) ? script : ['/bin/sh', '-c', script];
-  const op = pb.Op.fromPartial(<DeepPartial<pb.Op>>{
-    inputs: [],
-    op: {
-      $case: 'exec',
-      value: {
-        meta: { args, env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], cwd: '/', ...opts.meta },
-        mounts: [opts.rootMount ?? { input: 0, dest: '/', output: 0 }, ...(opts.mounts ?? [])],
-        network: opts.network ?? pb.NetMode.NONE,
-        security: opts.security ?? pb.SecurityMode.SANDBOX,
-        secretenv: opts.secretenv ?? [],
-      },
-    },
+  const op = pb.ExecOp.fromPartial(<DeepPartial<pb.ExecOp>>{
+    meta: { args, env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], cwd: '/', ...opts.meta },
+    mounts: [opts.rootMount ?? { input: 0, dest: '/', output: 0 }, ...(opts.mounts ?? [])],
+    network: opts.network ?? pb.NetMode.NONE,
+    security: opts.security ?? pb.SecurityMode.SANDBOX,
+    secretenv: opts.secretenv ?? [],
   } as never);
   const logs: { stream: number; text: string }[] = [];
   const progress: ProgressWriter = {

@@ -12,8 +12,8 @@ import { dumpDir, dumpTree, makeSnapshot, openTestEnv, type TestEnv } from './fi
 const diffExec = createDiffOpExecutor();
 const mergeExec = createMergeOpExecutor();
 
-const diffOp = (lower: number, upper: number) => pb.Op.fromPartial({ op: { $case: 'diff', value: { lower: { input: lower }, upper: { input: upper } } } });
-const mergeOp = (n: number) => pb.Op.fromPartial({ op: { $case: 'merge', value: { inputs: Array.from({ length: n }, (_, i) => ({ input: i })) } } });
+const diffOp = (lower: number, upper: number) => pb.DiffOp.fromPartial({ lower: { input: lower }, upper: { input: upper } });
+const mergeOp = (n: number) => pb.MergeOp.fromPartial({ inputs: Array.from({ length: n }, (_, i) => ({ input: i })) });
 
 async function fillA(d: string) {
   await mkdir(path.join(d, 'dir/sub'), { recursive: true });

@@ -20,12 +20,6 @@ import { copySpecial, lstatOrNull } from './file/fsops.js';
 
 const run = promisify(execFile);
 
-export function diffOpOf(op: unknown): pb.DiffOp {
-  const o = op as { op?: { $case?: string; value?: unknown } };
-  if (o?.op?.$case === 'diff') return o.op.value as pb.DiffOp;
-  throw new BktError('INVALID_DEFINITION', 'diff executor given an op that is not a DiffOp');
-}
-
 /** Creates an overlay whiteout at `p`. */
 async function whiteout(p: string): Promise<void> {
   await run('mknod', [p, 'c', '0', '0']);
@@ -141,11 +135,10 @@ export async function writeDiff(lower: string | null, upper: string, out: string
   }
 }
 
-export function createDiffOpExecutor(): OpExecutor {
+export function createDiffOpExecutor(): OpExecutor<pb.DiffOp> {
   return {
     kind: 'diff',
-    async run(op: unknown, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
-      const diff = diffOpOf(op);
+    async run(diff: pb.DiffOp, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
       const pick = (name: string, idx: number | undefined): Snapshot | null => {
         if (idx === undefined || idx === -1) return null;
         if (idx < 0 || idx >= inputs.length) {

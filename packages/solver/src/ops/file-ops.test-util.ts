@@ -146,8 +146,9 @@ export function copy(src: string, dest: string, o: Partial<Omit<pb.FileActionCop
   };
 }
 
-/** A `pb.Op` holding a FileOp, round-tripped through the wire format. */
-export function fileOp(actions: pb.FileAction[]): pb.Op {
+/** A FileOp as the executor gets it: round-tripped through the wire format (as part of a `pb.Op`), then unwrapped. */
+export function fileOp(actions: pb.FileAction[]): pb.FileOp {
   const op = pb.Op.fromPartial({ op: { $case: 'file', value: { actions } } });
-  return pb.Op.decode(pb.Op.encode(op).finish());
+  const decoded = pb.Op.decode(pb.Op.encode(op).finish());
+  return (decoded.op as { value: pb.FileOp }).value;
 }

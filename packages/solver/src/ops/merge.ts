@@ -7,17 +7,10 @@
 import { BktError, type BuildContext, type OpExecutor, type OpInput, type Snapshot } from '@bkt/core';
 import type * as pb from '@bkt/api/pb';
 
-export function mergeOpOf(op: unknown): pb.MergeOp {
-  const o = op as { op?: { $case?: string; value?: unknown }; inputs?: unknown };
-  if (o?.op?.$case === 'merge') return o.op.value as pb.MergeOp;
-  throw new BktError('INVALID_DEFINITION', 'merge executor given an op that is not a MergeOp');
-}
-
-export function createMergeOpExecutor(): OpExecutor {
+export function createMergeOpExecutor(): OpExecutor<pb.MergeOp> {
   return {
     kind: 'merge',
-    async run(op: unknown, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
-      const merge = mergeOpOf(op);
+    async run(merge: pb.MergeOp, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
       if (merge.inputs.length === 0) throw new BktError('INVALID_DEFINITION', 'merge op has no inputs');
       const snapshots: Snapshot[] = [];
       for (const [k, mi] of merge.inputs.entries()) {

@@ -24,14 +24,6 @@ import { resolveOwner } from './owner.js';
 import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 
-/** Accepts a decoded `pb.Op` holding a FileOp (or a bare `pb.FileOp`). */
-export function fileOpOf(op: unknown): pb.FileOp {
-  const o = op as { op?: { $case?: string; value?: unknown }; actions?: unknown };
-  if (o?.op?.$case === 'file') return o.op.value as pb.FileOp;
-  if (Array.isArray(o?.actions)) return o as pb.FileOp;
-  throw new BktError('INVALID_DEFINITION', 'file executor given an op that is not a FileOp');
-}
-
 function describe(a: pb.FileAction): string {
   switch (a.action?.$case) {
     case 'copy':
@@ -249,8 +241,7 @@ function wrapActionError(err: unknown, i: number, a: pb.FileAction): unknown {
  * names). The solver then keys the op on the checksum of those paths, so a
  * change elsewhere in the input does not re-run it.
  */
-export function fileContentSelectors(op: unknown, inputIndex: number): ContentSelector[] | undefined {
-  const fileOp = fileOpOf(op);
+export function fileContentSelectors(fileOp: pb.FileOp, inputIndex: number): ContentSelector[] | undefined {
   const selectors: ContentSelector[] = [];
   for (const a of fileOp.actions) {
     if (a.input === inputIndex || userInputs(a).includes(inputIndex)) return undefined;
@@ -268,12 +259,11 @@ export function fileContentSelectors(op: unknown, inputIndex: number): ContentSe
   return selectors.length > 0 ? selectors : undefined;
 }
 
-export function createFileOpExecutor(): OpExecutor {
+export function createFileOpExecutor(): OpExecutor<pb.FileOp> {
   return {
     kind: 'file',
     contentSelectors: fileContentSelectors,
-    async run(op: unknown, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
-      const fileOp = fileOpOf(op);
+    async run(fileOp: pb.FileOp, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
       const outputIndexes = validateFileOp(fileOp, inputs.length);
       return new FileOpRun(fileOp, inputs, ctx, outputIndexes).run(outputIndexes);
     },
