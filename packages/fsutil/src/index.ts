@@ -10,6 +10,6 @@ export { openOutputFile, writeOutputFile } from './output-file.js';
 export type { OutputFile, OutputFileOptions } from './output-file.js';
 export { createHostClient } from './host-client.js';
 export type { HostClientOptions } from './host-client.js';
-export { mountsUnder, unmount } from './mounts.js';
+export { isProcessAlive, mountsUnder, unmount } from './mounts.js';
 export { selectionPatterns } from './selection.js';
 export type { DirSelection } from './selection.js';

@@ -40,3 +40,13 @@ const NOT_MOUNTED = /not mounted|no mount point|not found|No such file/i;
 function umount(args: string[]): Promise<{ ok: boolean; stderr: string }> {
   return new Promise((resolve) => execFile('umount', args, (err, _stdout, stderr) => resolve({ ok: !err, stderr: String(stderr) })));
 }
+
+/** Whether process `pid` exists (EPERM: it exists, owned by another user). */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -12,6 +12,7 @@
 import { closeSync, linkSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BktError } from '@bkt/core';
+import { isProcessAlive as isAlive } from '@bkt/fsutil';
 
 /** How long a `lock.breaking` may exist before it is taken as left by a crash. */
 const BREAKING_STALE_MS = 10_000;
@@ -92,15 +93,6 @@ function breakStale(lock: string, seen: string): boolean {
   return true;
 }
 
-/** True when a process with this pid exists (EPERM: it exists, owned by another user). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function sleep(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);

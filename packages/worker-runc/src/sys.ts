@@ -46,14 +46,5 @@ export async function mountTmpfs(dir: string, opts: { mode?: number; sizeBytes?:
   await mustRun('mount', ['-t', 'tmpfs', '-o', options.join(','), 'tmpfs', dir]);
 }
 
-export { mountsUnder, unmount } from '@bkt/fsutil';
+export { isProcessAlive as isAlive, mountsUnder, unmount } from '@bkt/fsutil';
 
-/** Whether process `pid` exists (possibly owned by another user). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
