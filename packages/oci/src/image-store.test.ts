@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Digest } from '@bkt/core';
 import { openTestContext, type TestContext } from '@bkt/store/testing';
-import { addLayerSource, chainIds, readImageRecord, readLayerRecord, snapshotForChain, writeImageRecord, writeLayerRecord } from './image-store.js';
+import { addLayerSource, chainIds, listImageRecords, readImageRecord, readLayerRecord, removeImageRecord, snapshotForChain, writeImageRecord, writeLayerRecord } from './image-store.js';
 import { digestOf } from './digest.js';
 
 let t: TestContext;
@@ -45,5 +45,19 @@ describe('the local image store (records of @bkt/store)', () => {
     await t.store.prune({ all: true });
     expect(await readImageRecord(t.ctx.records!, 'docker.io/library/app:1')).toEqual({ name: 'docker.io/library/app:1', target });
     expect(await readImageRecord(t.ctx.records!, 'docker.io/library/other:1')).toBeUndefined();
+  });
+
+  it('lists named images by name; removing one leaves the others', async () => {
+    const target = (c: string) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${c.repeat(64)}` as Digest, size: 100 });
+    await writeImageRecord(t.ctx.records!, { name: 'docker.io/library/b:1', target: target('b') });
+    await writeImageRecord(t.ctx.records!, { name: 'docker.io/library/a:1', target: target('a') });
+    expect(await listImageRecords(t.ctx.records!)).toEqual([
+      { name: 'docker.io/library/a:1', target: target('a') },
+      { name: 'docker.io/library/b:1', target: target('b') },
+    ]);
+    expect(await removeImageRecord(t.ctx.records!, 'docker.io/library/a:1')).toBe(true);
+    expect(await removeImageRecord(t.ctx.records!, 'docker.io/library/a:1')).toBe(false);
+    expect(await readImageRecord(t.ctx.records!, 'docker.io/library/a:1')).toBeUndefined();
+    expect((await listImageRecords(t.ctx.records!)).map((r) => r.name)).toEqual(['docker.io/library/b:1']);
   });
 });

@@ -129,3 +129,24 @@ export async function readImageRecord(records: StoreRecords, name: string): Prom
   if (!r) return undefined;
   return { name, target: JSON.parse(r.data.target ?? '{}') as Descriptor };
 }
+
+/** Every named image of the store, by name. */
+export async function listImageRecords(records: StoreRecords): Promise<ImageRecord[]> {
+  const all = await records.namespace(IMAGES).list();
+  return all
+    .filter((r) => r.data.name !== undefined)
+    .map((r) => ({ name: r.data.name!, target: JSON.parse(r.data.target ?? '{}') as Descriptor }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * Removes the image stored under `name`; returns whether there was one. The
+ * blobs it named stay until a prune finds nothing else referencing them.
+ */
+export async function removeImageRecord(records: StoreRecords, name: string): Promise<boolean> {
+  const images = records.namespace(IMAGES);
+  const id = sha256Hex(name);
+  if (!(await images.get(id))) return false;
+  await images.remove(id);
+  return true;
+}

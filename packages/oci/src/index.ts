@@ -15,5 +15,5 @@ export { digestOf, digesting, isDigest } from './digest.js';
 export type { DigestingStream } from './digest.js';
 export { compress, compressionOfMediaType, decompress, detectCompression } from './compression.js';
 export type { Compression } from './compression.js';
-export { addLayerSource, chainIds, readImageRecord, readLayerRecord, snapshotForChain, writeImageRecord, writeLayerRecord } from './image-store.js';
+export { addLayerSource, chainIds, listImageRecords, readImageRecord, readLayerRecord, removeImageRecord, snapshotForChain, writeImageRecord, writeLayerRecord } from './image-store.js';
 export type { ImageRecord, LayerRecord } from './image-store.js';
