@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
 import { composePlugins, createBkt, findConfigFile, loadConfig, type Bkt, type BktConfig } from '@bkt/core';
 import { openSolver, type Solver } from '@bkt/solver';
-import { sweepStaleContainers } from '@bkt/worker-runc';
 import { defaultRoot } from './options.js';
 import { defaultPreset, type DefaultPresetOptions } from './preset.js';
 
@@ -43,7 +42,7 @@ export function storeRoot(opts: ProjectOptions, project: Project): string {
   return defaultRoot();
 }
 
-/** The configured core (default preset, then the config's plugins) and a solver over the store, after stopping containers a killed build left running in it. */
+/** The configured core (default preset, then the config's plugins) and a solver over the store (its plugins clean up after killed builds first: the `storeOpen` hook). */
 export async function openBuilder(
   opts: ProjectOptions,
   project: Project,
@@ -53,9 +52,6 @@ export async function openBuilder(
   const bkt = await createBkt(plugins, { projectDir: project.dir });
   const root = storeRoot(opts, project);
   try {
-    // Opening the store unmounts what a killed build left mounted, i.e. the root filesystems of
-    // containers it may have left running: stop those first (unmounting does not stop a process).
-    await sweepStaleContainers(root);
     const solver = await openSolver({ root, bkt });
     return { bkt, solver, root };
   } catch (err) {

@@ -5,6 +5,7 @@ describe('hooks', () => {
   it('are declared in lifecycle order and frozen', () => {
     const hooks = createHooks();
     expect(Object.keys(hooks)).toEqual([
+      'storeOpen',
       'beforeSolve',
       'sourcePolicy',
       'vertexStart',

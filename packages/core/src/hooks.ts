@@ -38,6 +38,12 @@ export interface ExportInfo {
   exporters: { type: string; attrs: Attrs }[];
 }
 
+/** What `storeOpen` taps receive. */
+export interface StoreOpenInfo {
+  /** The store root about to be opened (`--root`). */
+  root: string;
+}
+
 export interface SolveSummary {
   buildId: string;
   error?: Error;
@@ -52,6 +58,12 @@ export interface SolveSummary {
  */
 export function createHooks() {
   return Object.freeze({
+    /**
+     * Before the solver opens a store root (once per open, before any build):
+     * a backend stops what a killed process of its kind left running there.
+     * Opening the store then unmounts stale mounts and releases dead sessions.
+     */
+    storeOpen: new AsyncSeriesHook<[StoreOpenInfo]>(['store']),
     /** Waterfall over the marshalled `pb.Definition` before it is loaded. */
     beforeSolve: new AsyncSeriesWaterfallHook<[Uint8Array, SolveInfo]>(['definition', 'info']),
     /** Bail: the first tap to answer decides allow / deny / convert. */

@@ -36,6 +36,7 @@ import { Store } from '@bkt/store';
 import { createHostClient } from '@bkt/fsutil';
 
 export async function openSolver(opts: SolverOptions): Promise<Solver> {
+  await opts.bkt.hooks.storeOpen.promise({ root: opts.root });
   const store = await Store.open(opts.root, opts.snapshotter ?? 'auto', { history: opts.history });
   const engine: Engine = {
     bkt: opts.bkt,

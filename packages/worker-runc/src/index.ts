@@ -5,8 +5,8 @@
  * op executor. Per store root it keeps one `RuncExecutor` whose runc state
  * lives in `<root>/runc/state`; cache mounts are the store records of namespace
  * `cachemounts` (`<root>/cachemounts`), listed by `bkt du` and removed by the store's prune
- * through the solver. `sweepStaleContainers(root)`
- * stops what a killed worker left running in a store (for `bkt du`/`prune`).
+ * through the solver. Before the solver opens a store (the `storeOpen` hook)
+ * it stops what a killed worker left running there.
  */
 import { join } from 'node:path';
 import type { BktPlugin } from '@bkt/core';
@@ -26,12 +26,11 @@ export interface RuncWorkerOptions {
 
 export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
   const executors = new Map<string, Promise<RuncExecutor>>();
-  // One executor per store root; the first use clears what a killed worker left behind.
+  // One executor per store root.
   const executorFor = (storeRoot: string): Promise<RuncExecutor> => {
     let ex = executors.get(storeRoot);
     if (!ex) {
-      const executor = newExecutor(storeRoot, opts);
-      ex = executor.sweepStale(ID_PREFIX).then(() => executor);
+      ex = Promise.resolve(newExecutor(storeRoot, opts));
       executors.set(storeRoot, ex);
     }
     return ex;
@@ -39,6 +38,11 @@ export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
   return {
     name: '@bkt/worker-runc',
     setup({ hooks }) {
+      // Opening the store unmounts what a killed build left mounted, i.e. the root filesystems of
+      // containers it may have left running: stop those first (unmounting does not stop a process).
+      hooks.storeOpen.tapPromise('@bkt/worker-runc', async ({ root }) => {
+        await sweepStaleContainers(root, { runc: opts.runc });
+      });
       hooks.shutdown.tapPromise('@bkt/worker-runc', async () => {
         const all = [...executors.values()];
         executors.clear();
@@ -95,7 +99,7 @@ export async function sweepStaleContainers(storeRoot: string, opts: { runc?: str
 
 export { runcWorker };
 // The public surface: the plugin and its options, the stale-container sweep
-// the CLI runs, the ssh agent type of the build's client, and the container
+// (run by the plugin's `storeOpen` tap), the ssh agent type of the build's client, and the container
 // executor behind the `Executor` interface (runs a container without a
 // solver; the watchdog test's child process uses it). The exec op executor,
 // cache mounts, network and spec details are internal.
