@@ -9,9 +9,12 @@ import { createImageExporters, type ImageExportersOptions } from './exporters.js
 
 // The public surface: the plugin and its options, the exporters themselves
 // (for a caller that registers them its own way), and snapshotLayer (a
-// snapshot's layer into the content store; bench/image times it). Attrs,
-// image building, layouts and push are internal.
+// snapshot's layer into the content store; bench/image times it), and the
+// stored images (list, remove, save as a tar) for `bkt images`. Attrs, image
+// building, layouts and push are internal.
 export { createImageExporters } from './exporters.js';
+export { canonicalImageName, listStoredImages, removeStoredImage, saveStoredImage } from './stored.js';
+export type { ImageStore, SaveOptions, StoredImage } from './stored.js';
 export type { ImageExportersOptions } from './exporters.js';
 export { snapshotLayer } from './layer.js';
 export type { Layer, LayerOptions } from './layer.js';

@@ -108,9 +108,9 @@ function tarOf(files: LayoutFile[], content: ContentStore, mtime: Date): NodeJS.
   return pack as unknown as NodeJS.ReadableStream;
 }
 
-/** Writes the tar `stream` to the client's output `dest` (`-` = its stdout); `what` names the exporter in errors. */
+/** Writes the tar `stream` to the client's output `dest` (`-` = its stdout); `what` names `dest` in errors. */
 async function writeTarTo(what: string, dest: string, stream: NodeJS.ReadableStream, client: BuildClient): Promise<void> {
-  const file = dest === '-' ? await client.openStdout({ what: `${what}: dest` }) : await client.openFile(dest, { what: `${what}: dest` });
+  const file = dest === '-' ? await client.openStdout({ what }) : await client.openFile(dest, { what });
   try {
     await pipeline(stream, file.stream);
   } catch (err) {
@@ -160,18 +160,20 @@ export interface WriteOptions {
   mtime?: Date;
   /** The client whose outputs `dest` names (default: this process's host). */
   client?: BuildClient;
+  /** Names `dest` in errors (default: `oci exporter: dest` / `docker exporter: dest`). */
+  what?: string;
 }
 
 /** Writes `image` as an OCI image layout. */
 export async function writeOciLayout(image: BuiltImage, content: ContentStore, opts: WriteOptions): Promise<void> {
   const files = ociLayoutFiles(image, opts.names);
-  if (!opts.tar) return writeDir('oci exporter', opts.dest, files, content, opts.client ?? createHostClient());
-  await writeTarTo('oci exporter', opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.client ?? createHostClient());
+  if (!opts.tar) return writeDir(opts.what ?? 'oci exporter', opts.dest, files, content, opts.client ?? createHostClient());
+  await writeTarTo(opts.what ?? 'oci exporter: dest', opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.client ?? createHostClient());
 }
 
 /** Writes `image` (one platform) as a docker-archive tar (or its directory with `tar: false`). */
 export async function writeDockerArchive(image: BuiltImage, content: ContentStore, opts: WriteOptions): Promise<void> {
   const files = dockerArchiveFiles(image, opts.names);
-  if (!opts.tar) return writeDir('docker exporter', opts.dest, files, content, opts.client ?? createHostClient());
-  await writeTarTo('docker exporter', opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.client ?? createHostClient());
+  if (!opts.tar) return writeDir(opts.what ?? 'docker exporter', opts.dest, files, content, opts.client ?? createHostClient());
+  await writeTarTo(opts.what ?? 'docker exporter: dest', opts.dest, tarOf(files, content, opts.mtime ?? new Date(0)), opts.client ?? createHostClient());
 }
