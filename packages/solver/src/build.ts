@@ -34,7 +34,7 @@ import {
 import { checksum } from '@bkt/fsutil';
 import { loadDefinition, type LoadedDefinition, type Vertex } from './definition.js';
 import { cancelled, type Pool } from './pool.js';
-import { BuildProgress, vertexWriter, type Emit } from './progress.js';
+import { BuildProgress, CANCELED_ERROR, vertexWriter, type Emit } from './progress.js';
 import type { CacheRecord } from '@bkt/store';
 import type { ScopedSnapshotter, Store } from '@bkt/store';
 
@@ -221,6 +221,16 @@ export class Build {
     }
   }
 
+  /**
+   * The error a step that stopped with `err` is reported with: its own while
+   * the build is live; once the build has failed or been cancelled, a step
+   * stopping is a consequence and is CANCELED (`CANCELED_ERROR`), so only the
+   * step that failed shows an error.
+   */
+  stepError(err: Error): string {
+    return this.signal.aborted ? CANCELED_ERROR : err.message;
+  }
+
   /** Fails the build: records the first error and cancels everything still running for it. */
   fail(err: Error): void {
     this.#firstError ??= err;
@@ -302,6 +312,8 @@ export class Build {
     const st = this.#state(v);
     st.key ??= this.#computeKey(v, st).catch((err) => {
       const e = vertexError(v, err);
+      // A source shown while resolving (pulling a manifest, …) ends here.
+      this.progress.failOpen(v.digest, this.stepError(e));
       this.fail(e);
       throw e;
     });
@@ -456,7 +468,7 @@ export class Build {
       return outs;
     } catch (err) {
       const e = vertexError(v, err);
-      this.progress.vertexDone({ ...event, completed: new Date(), error: e.message });
+      this.progress.vertexDone({ ...event, completed: new Date(), error: this.stepError(e) });
       this.fail(e);
       throw e;
     }

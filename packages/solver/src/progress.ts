@@ -7,10 +7,21 @@ import type { BktHooks, Digest, ProgressEvent, ProgressWriter, VertexEvent } fro
 
 export type Emit = (event: ProgressEvent) => void;
 
+/**
+ * The error of a step stopped because its build failed elsewhere or was
+ * cancelled (BuildKit's `context canceled`, which displays show as
+ * CANCELED). Only the step that failed carries its own error.
+ */
+export const CANCELED_ERROR = 'context canceled';
+
 /** The event sink of one build. A throwing listener never breaks the build. */
 export class BuildProgress {
   /** Vertices a vertex event has been sent for. */
   readonly #shown = new Set<Digest>();
+  /** Vertices shown as started and not yet completed, with their latest event. */
+  readonly #open = new Map<Digest, VertexEvent>();
+  /** Vertices completed through `vertexDone`. */
+  readonly #completed = new Set<Digest>();
 
   constructor(
     private readonly hooks: BktHooks,
@@ -18,7 +29,12 @@ export class BuildProgress {
   ) {}
 
   readonly emit: Emit = (event) => {
-    if (event.type === 'vertex') this.#shown.add(event.vertex.digest);
+    if (event.type === 'vertex') {
+      const v = event.vertex;
+      this.#shown.add(v.digest);
+      if (v.completed) this.#open.delete(v.digest);
+      else if (v.started) this.#open.set(v.digest, v);
+    }
     try {
       this.listener?.(event);
     } catch {
@@ -32,7 +48,10 @@ export class BuildProgress {
     this.hooks.vertexStart.call(v);
   }
 
+  /** Completes a vertex; a vertex completes once (a later report of it, e.g. a step stopping after its build was closed, is dropped). */
   vertexDone(v: VertexEvent): void {
+    if (this.#completed.has(v.digest)) return;
+    this.#completed.add(v.digest);
     this.emit({ type: 'vertex', vertex: v });
     this.hooks.vertexDone.call(v);
   }
@@ -40,6 +59,17 @@ export class BuildProgress {
   /** Whether the client has been sent a vertex event for `digest` (warnings should not point at unknown vertices). */
   shown(digest: Digest): boolean {
     return this.#shown.has(digest);
+  }
+
+  /** Completes vertex `digest` with `error` when it is shown and still open (a step that failed before it ran, e.g. resolving its source). */
+  failOpen(digest: Digest, error: string): void {
+    const open = this.#open.get(digest);
+    if (open) this.vertexDone({ ...open, completed: new Date(), error });
+  }
+
+  /** Completes every open vertex as CANCELED: what a failed or cancelled build left running. */
+  cancelOpen(): void {
+    for (const digest of [...this.#open.keys()]) this.failOpen(digest, CANCELED_ERROR);
   }
 
   /** A vertex satisfied from the cache: one event, started = completed. */

@@ -152,6 +152,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   } catch (err) {
     error = frontendError ?? build.firstError ?? (err as Error);
     if (!build.signal.aborted) build.controller.abort(error);
+    build.progress.cancelOpen();
   } finally {
     build.finish();
     await scope.finish();
@@ -297,7 +298,7 @@ async function buildStep<T>(build: Build, name: string, seed: string, fn: (ctx: 
     build.progress.vertexDone({ ...base, completed: new Date() });
     return out;
   } catch (err) {
-    build.progress.vertexDone({ ...base, completed: new Date(), error: (err as Error).message });
+    build.progress.vertexDone({ ...base, completed: new Date(), error: build.stepError(err as Error) });
     throw err;
   }
 }
@@ -319,7 +320,7 @@ function syntheticVertex(build: Build, name: string, buildId: string): { writer:
       warn: (short, detail) => (show(), inner.warn(short, detail)),
     },
     done(error) {
-      if (shown) build.progress.vertexDone({ ...shown, completed: new Date(), ...(error ? { error: error.message } : {}) });
+      if (shown) build.progress.vertexDone({ ...shown, completed: new Date(), ...(error ? { error: build.stepError(error) } : {}) });
     },
   };
 }
