@@ -4,15 +4,16 @@
  * sockets forwarded. Everything acquired is given back by `release()`.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { chmod, chown, mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { closeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type MutableSnapshot, type OpInput, type Snapshot } from '@bkt/core';
 import * as pb from '@bkt/api/pb';
 import { cacheMountsFor, NAMESPACE as CACHE_NAMESPACE, type CacheSharing } from './cachemounts.js';
 import type { ContainerMount } from './executor.js';
 import { rootPath } from './rootpath.js';
-import { mountTmpfs, unmount } from './sys.js';
+import { bindDirectoryFd, openDirectoryInRoot } from './subdir.js';
+import { mountsUnder, mountTmpfs, unmount } from './sys.js';
 
 /** The build's forwarded ssh-agents (`BuildContext.ssh`), re-exported for callers of this package. */
 export type { SshAgentProvider } from '@bkt/core';
@@ -60,7 +61,11 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
   };
   try {
     await mkdir(mc.runDir, { recursive: true, mode: 0o700 });
-    cleanups.push(() => rm(mc.runDir, { recursive: true, force: true }));
+    cleanups.push(async () => {
+      // What is still mounted under the scratch dir (a cache directory) must not be emptied with it.
+      for (const point of await mountsUnder(await realpath(mc.runDir).catch(() => mc.runDir))) await unmount(point);
+      await rm(mc.runDir, { recursive: true, force: true });
+    });
     const secrets = new SecretFiles(join(mc.runDir, 'secrets'), cleanups);
     const result: PreparedMounts = {
       rootfs: '',
@@ -143,7 +148,9 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
             signal: mc.ctx.signal,
           });
           cleanups.push(() => held.release());
-          result.mounts.push({ type: 'bind', source: held.path, dest: m.dest, readonly: m.readonly });
+          // With a from= input, source= chose what seeded the cache; without one, it is a directory of the cache.
+          const source = !input && isSubdirectory(m.selector) ? await mountCacheSubdir(held.path, m, join(mc.runDir, `cache-${index}`), cleanups) : held.path;
+          result.mounts.push({ type: 'bind', source, dest: m.dest, readonly: m.readonly });
           break;
         }
         case pb.MountType.TMPFS:
@@ -253,6 +260,29 @@ async function checkCacheSource(hostPath: string, m: pb.Mount): Promise<void> {
       source,
     });
   }
+}
+
+function isSubdirectory(selector: string): boolean {
+  return selector.split('/').some((p) => p !== '' && p !== '.');
+}
+
+/**
+ * `source=` of a cache mount without `from=`, as BuildKit mounts it: that
+ * directory of the cache (missing directories are created, 0755 root),
+ * resolved inside the cache directory and bind-mounted through the opened
+ * directory's descriptor on `mountPoint`, which the container gets. What a
+ * step left in the cache (a symlink to `/`, to `../..`) resolves inside it;
+ * a swap after the resolution changes nothing (subdir.ts).
+ */
+async function mountCacheSubdir(cacheDir: string, m: pb.Mount, mountPoint: string, cleanups: (() => Promise<void>)[]): Promise<string> {
+  const fd = openDirectoryInRoot(cacheDir, m.selector, { create: true, what: `cache mount ${m.dest} (source=${m.selector})` });
+  try {
+    cleanups.push(() => unmount(mountPoint));
+    await bindDirectoryFd(fd, mountPoint);
+  } finally {
+    closeSync(fd);
+  }
+  return mountPoint;
 }
 
 function sharingOf(s: pb.CacheSharingOpt | undefined): CacheSharing {
