@@ -184,6 +184,15 @@ describe('RUN', () => {
     expect(ex.meta!.env).toContain('SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0');
   });
 
+  test('relative mount targets: cache, bind and tmpfs under the workdir; secret and ssh under / (as BuildKit with runc)', async () => {
+    const r = await convert(
+      'FROM busybox\nWORKDIR /app\nRUN --mount=type=cache,target=cache --mount=type=bind,target=./ctx --mount=type=tmpfs,target=t/../tmp --mount=type=secret,id=tok,target=tok --mount=type=ssh,target=run/agent.sock true\n',
+    );
+    const ex = execOf(opNamed(r.ops, 'RUN --mount'));
+    expect(ex.mounts.map((m) => m.dest).sort()).toEqual(['/', '/run/agent.sock', '/app/cache', '/app/ctx', '/app/tmp', '/tok'].sort());
+    expect(ex.meta!.env).toContain('SSH_AUTH_SOCK=/run/agent.sock');
+  });
+
   test('--network and --security', async () => {
     const r = await convert('FROM busybox\nRUN --network=none true\nRUN --network=host --security=insecure true\n');
     expect(execOf(opNamed(r.ops, 'RUN --network=none')).network).toBe(pb.NetMode.NONE);

@@ -135,8 +135,8 @@ function runMountsFor(ctx: ConvertContext, d: DispatchState, runMounts: RunMount
         if (!m.target) throw new BktError('INVALID_ARGUMENT', 'one of source, target required');
         id = baseName(m.target);
       }
-      let target = m.target;
-      if (m.env === undefined) target = m.target || `/run/secrets/${baseName(id)}`;
+      let target = m.target ? rootedTarget(m.target) : undefined;
+      if (m.env === undefined) target ??= `/run/secrets/${baseName(id)}`;
       const fileOpts = m.uid !== undefined || m.gid !== undefined || m.mode !== undefined ? { uid: m.uid ?? 0, gid: m.gid ?? 0, mode: m.mode ?? 0o400 } : {};
       if (target) mounts.push({ type: 'secret', target, id, optional: !m.required, ...fileOpts });
       if (m.env !== undefined) secretEnv.push({ name: m.env, id, optional: !m.required });
@@ -145,7 +145,7 @@ function runMountsFor(ctx: ConvertContext, d: DispatchState, runMounts: RunMount
     if (m.type === 'ssh') {
       if (m.source) throw new BktError('INVALID_ARGUMENT', 'ssh does not support source');
       const fileOpts = m.uid !== undefined || m.gid !== undefined || m.mode !== undefined ? { uid: m.uid ?? 0, gid: m.gid ?? 0, mode: m.mode ?? 0o600 } : {};
-      mounts.push({ type: 'ssh', ...(m.target ? { target: m.target } : {}), id: m.id ?? '', optional: !m.required, ...fileOpts });
+      mounts.push({ type: 'ssh', ...(m.target ? { target: rootedTarget(m.target) } : {}), id: m.id ?? '', optional: !m.required, ...fileOpts });
       continue;
     }
 
@@ -205,4 +205,13 @@ function runMountsFor(ctx: ConvertContext, d: DispatchState, runMounts: RunMount
 function absoluteTarget(d: DispatchState, target: string): string {
   if (target.startsWith('/')) return target;
   return cleanPath(`/${d.state.getDir()}/${target}`);
+}
+
+/**
+ * A secret or ssh mount point: as written when absolute, else under `/`.
+ * BuildKit's frontend passes these targets on as written and runc places a
+ * relative destination under the container's root, not the workdir.
+ */
+function rootedTarget(target: string): string {
+  return target.startsWith('/') ? target : cleanPath(`/${target}`);
 }
