@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BktError, type Attrs, type SecretProvider } from '@bkt/core';
+import { ociLayoutContext } from './oci-layout-context.js';
 import { loadSecrets, parseSecret } from './secrets.js';
 import { openSshAgents, parseSsh, type SshAgents } from './ssh.js';
 
@@ -118,6 +119,12 @@ export async function prepareDockerfileSolve(flags: DockerfileFlags, input: Dock
     for (const [k, v] of Object.entries(buildArgs)) attrs[`build-arg:${k}`] = v;
     for (const [k, v] of Object.entries(parseKeyValues(flags.label, '--label'))) attrs[`label:${k}`] = v;
     for (const value of flags.buildContext) {
+      const layout = await ociLayoutContext(value, input.cwd);
+      if (layout) {
+        attrs[`context:${layout.name}`] = layout.attr;
+        localDirs[layout.store] = layout.dir;
+        continue;
+      }
       const { name, target, local } = parseBuildContext(value, input.cwd);
       if (local) {
         attrs[`context:${name}`] = `local:${name}`;

@@ -5,6 +5,8 @@ import { BktError, isBktError } from '@bkt/core';
 // so `--version`, `--help` and usage errors start in a few tens of milliseconds.
 import type { BuildOptions, Io } from './commands/build.js';
 import type { DuOptions, PruneOptions } from './commands/du.js';
+import type { ProjectOptions } from './project.js';
+import type { ImageSaveOptions, ImagesOptions } from './commands/images.js';
 import { terminalSafe } from './progress/terminal-safe.js';
 
 export type { Io } from './commands/build.js';
@@ -70,11 +72,46 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--ulimit <name=soft:hard>', 'Dockerfile build: a ulimit of RUN steps (repeatable)', collect, [])
     .option('--pull', 'Dockerfile build: always look up base images in their registry (image-resolve-mode=pull)')
     .option('--iidfile <file>', 'write the image id (config digest) to FILE')
+    .option('--load', 'load the image into the local Docker engine (DOCKER_HOST, else /var/run/docker.sock), as docker buildx build --load')
+    .option('-q, --quiet', 'no progress output; print the image id (config digest) on stdout')
+    .option('--annotation <[type:]key=value>', 'an annotation of the image: KEY=VALUE (manifest) or TYPE[,TYPE][PLATFORM]:KEY=VALUE, TYPE manifest, manifest-descriptor, index or index-descriptor (repeatable)', collect, [])
+    .option('--provenance [value]', 'attestations are not supported yet: only --provenance=false is accepted')
+    .option('--sbom [value]', 'attestations are not supported yet: only --sbom=false is accepted')
+    .option('--attest <spec>', 'attestations are not supported yet (refused)', collect, [])
     .action(async (arg: string | undefined, opts: Omit<BuildOptions, 'noCacheFilter'> & { cacheFilter: string[] }) => {
       // commander reads `--no-cache-filter` as the negation of `cache-filter`: its values land in `cacheFilter`.
       const { cacheFilter, ...rest } = opts;
       const { buildCommand } = await import('./commands/build.js');
       exitCode = await buildCommand(arg, { ...rest, noCacheFilter: cacheFilter }, io, signal);
+    });
+
+  withProjectOptions(program.command('images').description('list the images of the local image store (built with -t NAME, or --output type=image)'))
+    .option('-q, --quiet', 'print the names only')
+    .action(async (opts: ImagesOptions) => {
+      const { imagesCommand } = await import('./commands/images.js');
+      exitCode = await imagesCommand(opts, io.stdout, io.cwd);
+    });
+
+  const image = program.command('image').description('manage the local image store: ls, rm, save');
+  withProjectOptions(image.command('ls').description('list the stored images (as bkt images)'))
+    .option('-q, --quiet', 'print the names only')
+    .action(async (opts: ImagesOptions) => {
+      const { imagesCommand } = await import('./commands/images.js');
+      exitCode = await imagesCommand(opts, io.stdout, io.cwd);
+    });
+  withProjectOptions(image.command('rm').description('remove stored images by name; a later bkt prune reclaims their blobs'))
+    .argument('<name...>', 'image names (app, app:1, reg.example/app:1)')
+    .action(async (names: string[], opts: ProjectOptions) => {
+      const { imageRmCommand } = await import('./commands/images.js');
+      exitCode = await imageRmCommand(names, opts, io);
+    });
+  withProjectOptions(image.command('save').description('write a stored image as a tar: a docker archive (docker load, skopeo docker-archive:) or an OCI layout'))
+    .argument('<name>', 'the image name')
+    .option('-o, --output <file>', 'the tar file to write ("-" = stdout)')
+    .addOption(new Option('--format <format>', 'docker (one platform) or oci').default('docker'))
+    .action(async (name: string, opts: ImageSaveOptions) => {
+      const { imageSaveCommand } = await import('./commands/images.js');
+      exitCode = await imageSaveCommand(name, opts, io);
     });
 
   withProjectOptions(program.command('du').description('show the disk usage of the store'))

@@ -1,21 +1,28 @@
 import { statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import * as pb from '@bkt/api/pb';
 import { BktError, isBktError, type BuildTarget, type OutputSpec } from '@bkt/core';
 import { createHostClient, writeOutputFile } from '@bkt/fsutil';
 import { dockerConfigCredentials, forBuildClient } from '@bkt/registry';
 import type { SolveResponse } from '@bkt/solver';
+import { dockerEngine, loadIntoDockerEngine, pingDockerEngine, type DockerEngine } from '../docker-engine.js';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
-import { metadataJson, planOutputs } from '../outputs.js';
+import { checkAttestationFlags, imageId, imageSummary, metadataJson, planOutputs, type AttestationFlags } from '../outputs.js';
 import { createDisplay, type Output, type ProgressDisplay, type ProgressMode } from '../progress/displays.js';
 import { terminalSafe } from '../progress/terminal-safe.js';
 import { openBuilder, openProject, type Project, type ProjectOptions } from '../project.js';
 
-export interface BuildOptions extends ProjectOptions, DockerfileFlags {
+export interface BuildOptions extends ProjectOptions, DockerfileFlags, AttestationFlags {
   output: string[];
   progress: ProgressMode;
+  /** `--load`: load the image into the local Docker engine. */
+  load?: boolean;
+  /** `-q`: no progress; only the image id, on stdout. */
+  quiet?: boolean;
+  annotation: string[];
   llb?: string;
   local: string[];
   metadataFile?: string;
@@ -48,6 +55,7 @@ type BuildInput =
  * Exit codes: 0 ok, 1 failed, 130 / 143 interrupted by SIGINT / SIGTERM.
  */
 export async function buildCommand(arg: string | undefined, opts: BuildOptions, io: Io, signal: AbortSignal): Promise<number> {
+  checkAttestationFlags(opts);
   const dockerfileFlags = hasDockerfileFlags(opts);
   if (opts.llb !== undefined && dockerfileFlags) {
     throw new BktError('INVALID_ARGUMENT', 'bkt build: --llb and Dockerfile flags (-f, --target, --build-arg, -t, …) can\'t be used together');
@@ -86,10 +94,33 @@ export async function buildCommand(arg: string | undefined, opts: BuildOptions, 
 }
 
 async function runBuild(input: BuildInput, project: Project, opts: BuildOptions, io: Io, signal: AbortSignal): Promise<number> {
+  // --load: the engine must answer before anything is built; the archive goes through a temp file.
+  let load: { engine: DockerEngine; dir: string; file: string } | undefined;
+  if (opts.load) {
+    const engine = dockerEngine(io.env ?? process.env);
+    await pingDockerEngine(engine);
+    const dir = await mkdtemp(join(tmpdir(), 'bkt-load-'));
+    load = { engine, dir, file: join(dir, 'image.tar') };
+  }
+  try {
+    return await runBuildTo(input, project, opts, io, signal, load);
+  } finally {
+    if (load) await rm(load.dir, { recursive: true, force: true });
+  }
+}
+
+async function runBuildTo(
+  input: BuildInput,
+  project: Project,
+  opts: BuildOptions,
+  io: Io,
+  signal: AbortSignal,
+  load: { engine: DockerEngine; file: string } | undefined,
+): Promise<number> {
   const target = input.kind === 'llb' ? input.target : undefined;
   const outputs: OutputSpec[] = planOutputs(
     opts.output.length > 0 ? opts.output.map((o) => parseOutput(o, io.cwd)) : (target?.outputs ?? []).map((o) => resolveDest(o, project.dir)),
-    { tags: opts.tag, push: !!opts.push },
+    { tags: opts.tag, push: !!opts.push, load: load?.file, annotations: opts.annotation },
   );
   const localDirs = {
     ...Object.fromEntries(Object.entries(target?.localDirs ?? (target ? { context: '.' } : {})).map(([k, v]) => [k, resolve(project.dir, v)])),
@@ -97,7 +128,7 @@ async function runBuild(input: BuildInput, project: Project, opts: BuildOptions,
     ...parseLocalDirs(opts.local, io.cwd),
   };
 
-  const display = createDisplay(opts.progress, io.stderr);
+  const display = createDisplay(opts.quiet ? 'quiet' : opts.progress, io.stderr);
   const { bkt, solver, root } = await openBuilder(opts, project);
   const client = createHostClient({
     localDirs,
@@ -134,8 +165,15 @@ async function runBuild(input: BuildInput, project: Project, opts: BuildOptions,
   display.close();
 
   const { stats } = response;
-  io.stderr.write(`solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);
-  if (outputs.length === 0) io.stderr.write('no output specified: the result is kept in the build cache only (use --output, or -t NAME)\n');
+  const loaded = load ? await loadIntoDockerEngine(load.engine, load.file) : [];
+  if (!opts.quiet) {
+    io.stderr.write(`solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);
+    for (const line of imageSummary(outputs, response.exporterResponse)) io.stderr.write(`${terminalSafe(line)}\n`);
+    for (const line of loaded) io.stderr.write(`${terminalSafe(line)} (Docker engine at ${load!.engine.url})\n`);
+    if (outputs.length === 0 && !opts.output.some(isCacheOnly)) {
+      io.stderr.write('no output specified: the result is kept in the build cache only (use --output, or -t NAME)\n');
+    }
+  }
   if (opts.metadataFile) {
     const json = JSON.stringify(metadataJson(response.exporterResponse, response.buildId), null, 2) + '\n';
     await writeOutputFile(opts.metadataFile, json, { what: '--metadata-file' }, io.cwd);
@@ -145,8 +183,14 @@ async function runBuild(input: BuildInput, project: Project, opts: BuildOptions,
     if (!id) throw new BktError('INVALID_ARGUMENT', '--iidfile: the build exported no image (use -t NAME, --push or --output type=image|oci|docker)', { attribute: 'iidfile' });
     await writeOutputFile(opts.iidfile, id, { what: '--iidfile' }, io.cwd);
   }
+  if (opts.quiet) {
+    const id = imageId(response.exporterResponse);
+    if (id) io.stdout.write(`${id}\n`);
+  }
   return 0;
 }
+
+const isCacheOnly = (spec: string) => /(^|,)\s*type=cacheonly\s*(,|$)/i.test(spec);
 
 function isDirectory(path: string): boolean {
   try {

@@ -2,7 +2,7 @@ import type { Platform } from '@bkt/core';
 import { BktError, Pacer, isBktError } from '@bkt/core';
 import { compilePatterns, parseDockerignore } from '@bkt/fsutil';
 import { type State, SourceMap, git, http, image, local, marshalPaced, ociLayout, scratch } from '@bkt/llb';
-import { formatPlatform, hostPlatform, normalizeReference } from '@bkt/oci';
+import { formatPlatform, hostPlatform, normalizeReference, splitReference } from '@bkt/oci';
 import type * as pb from '@bkt/api/pb';
 import { type Dockerfile, parseDockerfilePaced, parseInstructions } from '../parser/dockerfile.js';
 import { DockerfileParseError, locatedError } from '../parser/errors.js';
@@ -455,7 +455,8 @@ class Converter {
         const ref = rest.replace(/^\/\//, '');
         const at = ref.indexOf('@');
         if (at < 0) throw new BktError('INVALID_ARGUMENT', `oci-layout reference "${ref}" has no digest`);
-        const store = ref.slice(0, at);
+        // STORE[:TAG]@DIGEST (buildx sends the tag): the store id is the name alone, as BuildKit's named.Name().
+        const store = splitReference(ref.slice(0, at)).name;
         const resolver = this.options.resolveImageConfig;
         if (!resolver) throw new BktError('UNIMPLEMENTED', `oci-layout context ${ref}: the build cannot resolve image configs`);
         const res = await resolver(`oci-layout://${ref}`, { platform, resolveMode: this.ctx.opts.resolveMode });
