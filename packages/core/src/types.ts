@@ -152,7 +152,18 @@ export interface VertexLogEvent {
   /** 1 = stdout, 2 = stderr. */
   stream: number;
   msg: Uint8Array;
+  /**
+   * Absent: the vertex's output, for progress displays and the build's
+   * history alike. `display`: a note about the output that only displays
+   * show (e.g. where it was clipped). `history`: output only the build's
+   * history keeps (a step's output past its display limit); displays never
+   * receive these, the `vertexLog` hook does.
+   */
+  only?: LogAudience;
 }
+
+/** Who a log message is only for (see `VertexLogEvent.only`). */
+export type LogAudience = 'display' | 'history';
 
 export interface SourceRange {
   start: { line: number; character: number };
@@ -177,8 +188,20 @@ export type ProgressEvent =
 
 /** What a running op may report. */
 export interface ProgressWriter {
-  /** Appends output of the running vertex (stream 1 stdout, 2 stderr). */
-  log(stream: 1 | 2, msg: Uint8Array | string): void;
+  /**
+   * Appends output of the running vertex (stream 1 stdout, 2 stderr), shown
+   * by progress displays and kept in the build's history. `only: 'display'`:
+   * a note about the output (e.g. that it was clipped) that the history does
+   * not keep.
+   */
+  log(stream: 1 | 2, msg: Uint8Array | string, only?: 'display'): void;
+  /**
+   * Appends output of the running vertex that progress displays do not show
+   * and the build's history keeps: a step's output past its display limit,
+   * so the history holds every byte. Optional: a writer without it has no
+   * history, and such output is dropped.
+   */
+  logHistoryOnly?(stream: 1 | 2, msg: Uint8Array): void;
   /** Reports sub-progress (bytes copied, layers pulled…). */
   status(id: string, name: string, current: number, total: number, done?: boolean): void;
   warn(short: string, detail?: string[]): void;
@@ -305,10 +328,10 @@ export interface OpInput {
  * `diff`. An executor declares its payload type (`OpExecutor<pb.ExecOp>`);
  * `Op` defaults to `unknown` so core depends on no generated types.
  *
- * Nothing else of the outer `pb.Op` is passed: its `inputs` arrive resolved
- * as `inputs` (in order), the vertex's digest and name as `ctx.vertex`. No
- * executor reads the op's `platform` or `constraints`; one that needs them
- * gets them as an explicit argument, never the whole `pb.Op`.
+ * Nothing else of the outer `pb.Op` is passed whole: its `inputs` arrive
+ * resolved as `inputs` (in order), the vertex's digest and name as
+ * `ctx.vertex`, its `platform` in `envelope` (`OpEnvelope`). No executor
+ * reads the op's `constraints`.
  */
 export interface OpExecutor<Op = unknown> {
   readonly kind: OpKind;
@@ -322,7 +345,17 @@ export interface OpExecutor<Op = unknown> {
    * Runs the op; returns one snapshot per output. `ctx` is vertex-scoped: its
    * `progress` writes to this vertex, its `signal` aborts on cancellation.
    */
-  run(op: Op, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]>;
+  run(op: Op, inputs: OpInput[], ctx: BuildContext, envelope?: OpEnvelope): Promise<(Snapshot | null)[]>;
+}
+
+/** What the solver passes an executor of the outer `pb.Op` besides its payload. */
+export interface OpEnvelope {
+  /**
+   * The platform the op is for (`pb.Op.platform`, normalized as the
+   * definition has it); undefined when the op names none (the host's). An
+   * executor that runs processes runs them for this platform or refuses.
+   */
+  platform?: Platform;
 }
 
 // ---------------------------------------------------------------------------
@@ -397,6 +430,16 @@ export interface ResolvedImageConfig {
   config: Uint8Array;
   /** The reference pinned to `digest` (`docker.io/library/alpine:3.19@sha256:…`), when the resolver knows it. */
   ref?: string;
+}
+
+/**
+ * Resolves image configs for an LLB builder (Go's `llb.ImageMetaResolver`):
+ * what `image(ref, { metaResolver })` of `@bkt/llb` asks. A frontend's
+ * `bridge.resolveImageConfig` is one; a config target's build function is
+ * given one (`TargetBuildArgs.metaResolver`).
+ */
+export interface ImageMetaResolver {
+  resolveImageConfig(ref: string, opts?: ResolveImageConfigOptions): Promise<ResolvedImageConfig>;
 }
 
 /** How an image reference is resolved: `default` (local if present, else the registry), `pull` (always the registry) or `local` (never the registry). */

@@ -5,7 +5,7 @@
 export { State, ExecState, type StateMeta } from './state.js';
 export { EnvList } from './envlist.js';
 export { scratch, image, local, git, http, ociLayout, SourceOp } from './source.js';
-export type { ImageOptions, LocalOptions, GitOptions, HttpOptions, OciLayoutOptions } from './source.js';
+export type { ImageOptions, ResolvedImageOptions, LocalOptions, GitOptions, HttpOptions, OciLayoutOptions } from './source.js';
 export { mkdir, mkfile, rm, copy, FileAction, FileActionWithState, FileOp } from './fileop.js';
 export type { Chown, Timestamp, MkdirOptions, MkfileOptions, RmOptions, CopyOptions } from './fileop.js';
 export { ExecOp } from './exec.js';

@@ -29,6 +29,31 @@ describe('image', () => {
     expect(sourceOf(image('busybox')).identifier).toBe('docker-image://docker.io/library/busybox:latest');
   });
 
+  it('with a metaResolver: pins the digest found and takes env, working dir, platform and user from the config', async () => {
+    const digest = `sha256:${'d'.repeat(64)}` as const;
+    const config = JSON.stringify({
+      architecture: 'arm64',
+      os: 'linux',
+      config: { Env: ['PATH=/usr/bin:/bin', 'LANG=C'], WorkingDir: '/srv', User: 'nobody' },
+    });
+    const asked: unknown[] = [];
+    const metaResolver = {
+      resolveImageConfig: async (ref: string, opts?: unknown) => {
+        asked.push([ref, opts]);
+        return { digest, config: new TextEncoder().encode(config), ref: `${ref}@${digest}` };
+      },
+    };
+    const st = await image('busybox:1.36', { metaResolver, platform: 'linux/arm64', resolveMode: 'pull' });
+    expect(asked).toEqual([['docker.io/library/busybox:1.36', { platform: { os: 'linux', architecture: 'arm64' }, resolveMode: 'pull' }]]);
+    expect(sourceOf(st).identifier).toBe(`docker-image://docker.io/library/busybox:1.36@${digest}`);
+    expect(st.envList()).toEqual(['PATH=/usr/bin:/bin', 'LANG=C']);
+    expect([st.getDir(), st.getUser(), st.getPlatform()?.architecture]).toEqual(['/srv', 'nobody', 'arm64']);
+    expect(Buffer.from(st.getImageConfig()!).toString()).toBe(config);
+    // Ops built on it keep the config; a fresh image() has none.
+    expect(st.run({ shell: 'true' }).root().getImageConfig()).toBe(st.getImageConfig());
+    expect(image('busybox').getImageConfig()).toBeUndefined();
+  });
+
   it('rejects bad references', () => {
     for (const bad of ['Busybox', 'busybox:', 'a b', 'busybox@sha256:123']) {
       let err: unknown;

@@ -1,5 +1,5 @@
-import { BktError } from '@bkt/core';
-import { normalizeReference, parseReference } from '@bkt/oci';
+import { BktError, type ImageMetaResolver } from '@bkt/core';
+import { formatReference, normalizeReference, parseReference } from '@bkt/oci';
 import { addCap, constraintsFrom, marshalConstraints, sorted, type Constraints, type OpOptions } from './constraints.js';
 import { cleanPath } from './paths.js';
 import { State } from './state.js';
@@ -63,11 +63,25 @@ export interface ImageOptions extends OpOptions {
   checksum?: string;
 }
 
+/** `image()` options with a resolver: the image's config is looked up first (Go's `llb.WithMetaResolver`). */
+export interface ResolvedImageOptions extends ImageOptions {
+  metaResolver: ImageMetaResolver;
+}
+
 /**
  * An image of a registry (Go's `llb.Image`). The reference is normalized as
  * Docker does: `busybox` → `docker-image://docker.io/library/busybox:latest`.
+ *
+ * With `metaResolver` (Go's `llb.WithMetaResolver`) it resolves to a
+ * promise: the image's config is looked up for `platform` (else the
+ * resolver's default), the reference is pinned to the digest found
+ * (`…:tag@sha256:…`), and the state takes the config's env, working dir and
+ * platform (`withImageConfig`) and its user, as a Dockerfile's FROM does.
  */
-export function image(ref: string, opts: ImageOptions = {}): State {
+export function image(ref: string, opts: ResolvedImageOptions): Promise<State>;
+export function image(ref: string, opts?: ImageOptions): State;
+export function image(ref: string, opts: ImageOptions | ResolvedImageOptions = {}): State | Promise<State> {
+  if ('metaResolver' in opts && opts.metaResolver !== undefined) return resolvedImage(ref, opts);
   let normalized: string;
   try {
     normalized = normalizeReference(ref);
@@ -94,6 +108,25 @@ export function image(ref: string, opts: ImageOptions = {}): State {
     addCap(c.metadata, 'source.image.checksum');
   }
   return sourceState(`docker-image://${normalized}`, attrs, c);
+}
+
+async function resolvedImage(ref: string, opts: ResolvedImageOptions): Promise<State> {
+  const { metaResolver, ...imageOpts } = opts;
+  let normalized: string;
+  try {
+    normalized = normalizeReference(ref);
+  } catch (err) {
+    throw new BktError('INVALID_ARGUMENT', `image: ${(err as Error).message}`, { attribute: 'ref' });
+  }
+  const platform = constraintsFrom(imageOpts).platform;
+  const resolved = await metaResolver.resolveImageConfig(normalized, {
+    ...(platform ? { platform } : {}),
+    ...(imageOpts.resolveMode ? { resolveMode: imageOpts.resolveMode } : {}),
+  });
+  const pinned = formatReference({ ...parseReference(resolved.ref ?? normalized), digest: resolved.digest });
+  const state = image(pinned, imageOpts).withImageConfig(resolved.config);
+  const user = (JSON.parse(Buffer.from(resolved.config).toString('utf8')) as { config?: { User?: string } }).config?.User;
+  return user ? state.user(user) : state;
 }
 
 export interface LocalOptions extends OpOptions {

@@ -24,6 +24,12 @@ export interface StateMeta {
   readonly ulimits: readonly { name: UlimitName; soft: number; hard: number }[];
   readonly cgroupParent?: string;
   readonly validExitCodes?: readonly number[];
+  /**
+   * The config JSON of the image this state came from, as `withImageConfig`
+   * (and so `image(ref, { metaResolver })`) was given it. File and exec ops
+   * keep it; `merge`, `diff` and `getMount` start without.
+   */
+  readonly imageConfig?: Uint8Array;
 }
 
 const EMPTY_META: StateMeta = Object.freeze({ env: EnvList.EMPTY, dir: '/', extraHosts: [], ulimits: [] });
@@ -113,17 +119,19 @@ export class State {
 
   /**
    * Applies an image config's `Env`, `WorkingDir` and platform (Go's
-   * `WithImageConfig`); `config` is the image config JSON.
+   * `WithImageConfig`) and keeps the config (`getImageConfig()`); `config`
+   * is the image config JSON.
    */
   withImageConfig(config: string | Uint8Array): State {
-    const text = typeof config === 'string' ? config : Buffer.from(config).toString('utf8');
+    const bytes = typeof config === 'string' ? new Uint8Array(Buffer.from(config, 'utf8')) : config;
+    const text = Buffer.from(bytes).toString('utf8');
     let img: { architecture?: string; os?: string; variant?: string; 'os.version'?: string; 'os.features'?: string[]; config?: { Env?: string[]; WorkingDir?: string } };
     try {
       img = JSON.parse(text);
     } catch (err) {
       throw new BktError('INVALID_ARGUMENT', `image config is not valid JSON: ${(err as Error).message}`);
     }
-    let s: State = this;
+    let s: State = this.with({ imageConfig: bytes });
     for (const e of img.config?.Env ?? []) {
       const eq = e.indexOf('=');
       const key = eq < 0 ? e : e.slice(0, eq);
@@ -140,6 +148,11 @@ export class State {
       });
     }
     return s;
+  }
+
+  /** The config JSON of the image this state came from (see `StateMeta.imageConfig`), if any. */
+  getImageConfig(): Uint8Array | undefined {
+    return this.meta.imageConfig;
   }
 
   getEnv(key: string): string | undefined {
