@@ -4,6 +4,7 @@ import * as pb from '@bkt/api/pb';
 import { digestOf } from '@bkt/oci';
 import { parseFrontendAttrs } from './convert/attrs.js';
 import { type ImageConfigResolver, type ResolveMode, convertDockerfile } from './convert/convert.js';
+import { answerSubrequest } from './subrequests/index.js';
 
 /**
  * The `dockerfile.v0` frontend: reads the Dockerfile from the `dockerfile`
@@ -13,7 +14,10 @@ import { type ImageConfigResolver, type ResolveMode, convertDockerfile } from '.
  * `dockerfilekey`, `image-resolve-mode`, `hostname`, `cgroup-parent`),
  * converts it to LLB, solves it and returns the result with the image config
  * as `containerimage.config` metadata. Build-check warnings go to
- * `bridge.warn`; a failing op is reported at its Dockerfile line.
+ * `bridge.warn`; a failing op is reported at its Dockerfile line. With a
+ * `requestid` attr (BuildKit's subrequests `frontend.outline`,
+ * `frontend.targets`, `frontend.lint`) it answers that instead of building:
+ * see `subrequests/`.
  */
 
 /** The metadata key the image exporter reads the image config from. */
@@ -39,17 +43,29 @@ export function dockerfileFrontend(): DockerfileFrontend {
           }
         : undefined;
 
-      const converted = await convertDockerfile(text, {
-        ...opts,
-        filename,
-        excludes,
-        signal: ctx.signal,
-        ...(resolveImageConfig ? { resolveImageConfig } : {}),
-        readDockerignore: async (name) => {
-          const dir = ctx.client.localDir(name);
-          return dir && readText(dir, '.dockerignore', ctx.signal);
-        },
-      });
+      const convert = () =>
+        convertDockerfile(text, {
+          ...opts,
+          filename,
+          excludes,
+          signal: ctx.signal,
+          ...(resolveImageConfig ? { resolveImageConfig } : {}),
+          readDockerignore: async (name) => {
+            const dir = ctx.client.localDir(name);
+            return dir && readText(dir, '.dockerignore', ctx.signal);
+          },
+        });
+      if (attrs.requestid) {
+        return answerSubrequest(attrs.requestid, {
+          text,
+          filename,
+          buildArgs: opts.buildArgs,
+          convert,
+          ...(opts.target ? { target: opts.target } : {}),
+          ...(opts.targetPlatform ? { targetPlatform: opts.targetPlatform } : {}),
+        });
+      }
+      const converted = await convert();
 
       // Warnings belong to the Dockerfile, as BuildKit's (which attaches them to the vertex that loaded it).
       const dockerfileVertex = digestOf(new TextEncoder().encode(`dockerfile:${filename}:${text}`));

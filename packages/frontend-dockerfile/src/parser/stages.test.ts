@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { BktError } from '@bkt/core';
 import { parseDockerfile } from './dockerfile.js';
 import { DockerfileParseError } from './errors.js';
 import { envFromList } from './shell.js';
@@ -43,5 +44,20 @@ describe('resolveStages', () => {
     expect(() => resolveStages(parse('FROM scratch\nCOPY --from=3 /x /'))).toThrow('Dockerfile:2:13: invalid stage index 3');
     expect(() => resolveStages(parse('FROM scratch AS build\nFROM scratch'), { target: 'biuld' })).toThrow('target stage "biuld" could not be found (did you mean build?)');
     expect(() => resolveStages(parse('ARG B\nFROM ${B}'))).toThrow('Dockerfile:2:6: base name (${B}) should not be blank');
+  });
+
+  it('an unknown target is an error of the target attribute, not of a Dockerfile line; it lists the stages', () => {
+    const err = (() => {
+      try {
+        resolveStages(parse('FROM scratch AS build\nFROM scratch AS test\nFROM scratch'), { target: 'nope' });
+      } catch (e) {
+        return e as BktError;
+      }
+    })();
+    expect(err).toBeInstanceOf(BktError);
+    expect(err).not.toBeInstanceOf(DockerfileParseError);
+    expect(err!.message).toBe('target stage "nope" could not be found (stages: build, test)');
+    expect(err!.details).toEqual({ attribute: 'target' });
+    expect(() => resolveStages(parse('FROM scratch'), { target: 'app' })).toThrow('target stage "app" could not be found (the Dockerfile names no stage)');
   });
 });

@@ -1,4 +1,4 @@
-import type { Pacer } from '@bkt/core';
+import { BktError, type Pacer } from '@bkt/core';
 import { type Steps, runSteps, runStepsPaced } from './steps.js';
 import type { Dockerfile, Stage } from './dockerfile.js';
 import { locatedError } from './errors.js';
@@ -151,8 +151,11 @@ function* resolveStageSteps(df: Dockerfile, options: ResolveOptions): Steps<Stag
   if (options.target !== undefined && options.target !== '') {
     const t = byName.get(options.target.toLowerCase());
     if (t === undefined) {
-      const hint = suggest(options.target, [...byName.keys()], true);
-      throw locatedError(`target stage "${options.target}" could not be found${hint ? ` (did you mean ${hint}?)` : ''}`, df.filename, df.lines, df.stages[target].range);
+      // The target comes from the build's options, not from a line of the Dockerfile: the error names the attribute.
+      const names = [...byName.keys()];
+      const hint = suggest(options.target, names, true);
+      const known = hint ? `did you mean ${hint}?` : names.length > 0 ? `stages: ${names.join(', ')}` : 'the Dockerfile names no stage';
+      throw new BktError('INVALID_ARGUMENT', `target stage "${options.target}" could not be found (${known})`, { attribute: 'target' });
     }
     target = t;
   }
