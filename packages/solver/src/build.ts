@@ -387,7 +387,8 @@ export class Build {
 
   /**
    * The executor of a vertex's kind and the op it is given: the one place ops
-   * are unwrapped for executors (see `OpExecutor`).
+   * are unwrapped for executors (see `OpExecutor`). The op's platform goes
+   * with it as the `OpEnvelope`.
    */
   #executor(v: Vertex): { executor: OpExecutor; op: OpPayload } {
     const registry = this.engine.bkt.registries.opExecutors;
@@ -480,7 +481,7 @@ export class Build {
     const outs = await this.engine.pool.run(async () => {
       if (v.kind === 'source') return [await k.source!.snapshot(ctx)];
       const { executor, op } = this.#executor(v);
-      return executor.run(op, inputs, ctx);
+      return executor.run(op, inputs, ctx, v.platform ? { platform: v.platform } : {});
     }, signal);
     if (outs.length !== v.outputs) {
       throw new BktError('INTERNAL', `${v.kind} executor returned ${outs.length} outputs for op ${v.digest}, which has ${v.outputs}`, {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
-import { createBkt, isBktError, type Bkt, type BktPlugin, type ProgressEvent, type Snapshot } from '@bkt/core';
+import { createBkt, isBktError, type Bkt, type BktPlugin, type OpEnvelope, type ProgressEvent, type Snapshot } from '@bkt/core';
 import { openSolver } from './solver.js';
 import type { Solver } from './api.js';
 import { DefBuilder, counters, testPlugin, treeOf, type Counters } from './graphs.test-util.js';
@@ -283,6 +283,23 @@ describe('definition errors', () => {
     expect((err as Error).message).toContain('misregistered-merge');
     expect((err as { details: { opDigest?: string } }).details.opDigest).toBe(e);
     expect(ran).toBe(0);
+  });
+
+  it("an executor is given the op's platform as its envelope, and none for an op without one", async () => {
+    const envelopes: (OpEnvelope | undefined)[] = [];
+    const recording: BktPlugin = {
+      name: 'recording-exec',
+      opExecutors: [{ kind: 'exec', run: async (_op, _inputs, _ctx, envelope) => (envelopes.push(envelope), [null]) }],
+    };
+    const { s } = await open([testPlugin(), recording]);
+    const exec = (args: string[], platform?: Partial<pb.Platform>) => {
+      const g = new DefBuilder();
+      const value = pb.ExecOp.fromPartial({ meta: { args }, mounts: [{ input: -1, dest: '/', output: 0 }] });
+      return g.build(g.add({ op: { $case: 'exec', value }, ...(platform ? { platform: pb.Platform.fromPartial(platform) } : {}) }));
+    };
+    await s.solve({ definition: exec(['/bin/arm'], { OS: 'linux', Architecture: 'arm', Variant: 'v6' }) });
+    await s.solve({ definition: exec(['/bin/host']) });
+    expect(envelopes).toEqual([{ platform: { os: 'linux', architecture: 'arm', variant: 'v6' } }, {}]);
   });
 
   it('an exec op asking for host networking without the entitlement', async () => {

@@ -4,11 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { BktError, type BuildContext, type OpExecutor, type OpInput, type Snapshot } from '@bkt/core';
+import { BktError, type BuildContext, type OpEnvelope, type OpExecutor, type OpInput, type Snapshot } from '@bkt/core';
 import * as pb from '@bkt/api/pb';
 import type { ContainerSpec, Executor, NetworkMode } from './executor.js';
 import { prepareMounts } from './mounts.js';
 import { StepOutput, DEFAULT_LOG_MAX_BYTES } from './output.js';
+import { requireExecutable } from './platforms.js';
 import { recordMountStubs } from './stubs.js';
 
 export const ENTITLEMENT_NETWORK_HOST = 'network.host';
@@ -21,6 +22,8 @@ export interface ExecOpExecutorOptions {
   runDirFor(storeRoot: string): string;
   /** Per-step log limit in bytes (default 2 MiB; ≤ 0: none). */
   logMaxBytes?: number;
+  /** Where binfmt_misc is mounted (default `/proc/sys/fs/binfmt_misc`): the emulated platforms. */
+  binfmtDir?: string;
 }
 
 let counter = 0;
@@ -33,12 +36,13 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp> {
     this.#opts = opts;
   }
 
-  async run(exec: pb.ExecOp, inputs: OpInput[], ctx: BuildContext): Promise<(Snapshot | null)[]> {
+  async run(exec: pb.ExecOp, inputs: OpInput[], ctx: BuildContext, envelope: OpEnvelope = {}): Promise<(Snapshot | null)[]> {
     const meta = exec.meta;
     if (!meta || meta.args.length === 0) {
       throw new BktError('INVALID_DEFINITION', 'exec op has no command (meta.args is empty)', { attribute: 'meta.args' });
     }
     checkEntitlements(exec, ctx.entitlements);
+    await requireExecutable(envelope.platform, { binfmtDir: this.#opts.binfmtDir });
     if (ctx.signal.aborted) throw new BktError('CANCELLED', 'the build was cancelled before the step started');
     const executor = await this.#opts.executorFor(ctx.root);
 
