@@ -2,7 +2,7 @@
  * The solver's public API: what the CLI, the server and tests call.
  * (Implementation: solver.ts. Types only here, so callers can code against them.)
  */
-import type { Attrs, Bkt, BuildClient, BuildResult, ProgressEvent, SecretProvider, UsageRecord } from '@bkt/core';
+import type { Attrs, Bkt, BuildClient, BuildResult, FrontendBridge, ProgressEvent, SecretProvider, UsageRecord } from '@bkt/core';
 import type { BuildHistoryRecord, HistoryLimits } from '@bkt/store';
 
 export type { BuildHistoryRecord, HistoryLimits } from '@bkt/store';
@@ -37,12 +37,22 @@ export interface AttestationRequest {
   attrs: Attrs;
 }
 
+/**
+ * A client's build function (BuildKit's `client.Build` with a gateway
+ * `BuildFunc`): run inside the build as a frontend is, it solves definitions
+ * and resolves image configs through `bridge`, and returns the result with
+ * its metadata (e.g. `containerimage.config`).
+ */
+export type BuildFunction = (bridge: FrontendBridge) => Promise<BuildResult>;
+
 export interface SolveRequest {
-  /** A marshalled `pb.Definition`. Either this or `frontend`. */
+  /** A marshalled `pb.Definition`. One of this, `frontend` or `build`. */
   definition?: Uint8Array;
   /** A frontend by registry name (`dockerfile.v0`) with its attrs. */
   frontend?: string;
   frontendAttrs?: Attrs;
+  /** A build function run in the build, as a frontend (its vertex is `[frontend] client build`). */
+  build?: BuildFunction;
   exporters?: ExportRequest[];
   /** Caches to load before solving (each backend's importer; checked before anything runs). */
   cacheImports?: CacheOptionsEntry[];

@@ -459,4 +459,32 @@ describe('frontends, exporters and hooks', () => {
     const missing = await s.solve({ frontend: 'nope.v0' }).catch((e: unknown) => e);
     expect(isBktError(missing, 'NOT_FOUND')).toBe(true);
   });
+
+  it("a request's build function solves through the bridge; its metadata reaches the exporters; one kind of request only", async () => {
+    const seen: { tree: unknown; meta: string }[] = [];
+    const capture: BktPlugin = {
+      name: 'capture',
+      exporters: [
+        {
+          type: 'capture',
+          resolve: async () => ({
+            async export(result) {
+              seen.push({ tree: await treeOf(result.ref), meta: new TextDecoder().decode(result.metadata['containerimage.config']) });
+              return {};
+            },
+          }),
+        },
+      ],
+    };
+    const { s } = await open([testPlugin(), capture]);
+    const g = new DefBuilder();
+    const def = g.build(g.mkfile(null, { '/made': 'by a build function' }));
+    await s.solve({
+      build: async (bridge) => ({ ...(await bridge.solve(def)), metadata: { 'containerimage.config': new TextEncoder().encode('{"os":"linux"}') } }),
+      exporters: [{ type: 'capture', attrs: {} }],
+    });
+    expect(seen).toEqual([{ tree: { made: 'by a build function' }, meta: '{"os":"linux"}' }]);
+    const both = await s.solve({ definition: def, build: async (bridge) => bridge.solve(def) }).catch((e: unknown) => e);
+    expect(isBktError(both, 'INVALID_ARGUMENT')).toBe(true);
+  });
 });

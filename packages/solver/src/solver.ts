@@ -19,6 +19,7 @@ import {
   type BuildResult,
   type Digest,
   type ExporterInstance,
+  type Frontend,
   type FrontendBridge,
   type ImageResolveMode,
   type Platform,
@@ -104,8 +105,8 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   let error: Error | undefined;
   let frontendError: Error | undefined;
   try {
-    if (req.definition && req.frontend) {
-      throw new BktError('INVALID_ARGUMENT', 'a solve request takes a definition or a frontend, not both');
+    if ([req.definition, req.frontend, req.build].filter((x) => x !== undefined).length > 1) {
+      throw new BktError('INVALID_ARGUMENT', 'a solve request takes one of a definition, a frontend or a build function');
     }
     // Exporter, cache and attestation requests are checked before anything runs.
     const exporters: { type: string; instance: ExporterInstance }[] = [];
@@ -120,7 +121,16 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     }
     if (req.frontend) {
       try {
-        result = withSourceDateEpoch(await runFrontend(engine, build, req.frontend, req.frontendAttrs ?? {}, req.signal), req.frontendAttrs ?? {});
+        const frontend = engine.bkt.registries.frontends.require(req.frontend);
+        result = withSourceDateEpoch(await runFrontend(engine, build, frontend, req.frontendAttrs ?? {}, req.signal), req.frontendAttrs ?? {});
+      } catch (err) {
+        frontendError = frontendFailure(err as Error, build.firstError);
+        throw frontendError;
+      }
+    } else if (req.build) {
+      const buildFn = req.build;
+      try {
+        result = await runFrontend(engine, build, { name: 'client build', solve: (_attrs, bridge) => buildFn(bridge) }, {}, req.signal);
       } catch (err) {
         frontendError = frontendFailure(err as Error, build.firstError);
         throw frontendError;
@@ -199,14 +209,14 @@ function withSourceDateEpoch(result: BuildResult, frontendAttrs: Record<string, 
 }
 
 /**
- * Runs a frontend. Its progress goes to a vertex `[frontend] <name>`, shown
- * once it writes. Only the client's cancellation cuts it short: a vertex
- * failure reaches the frontend through `bridge.solve`, so the frontend can
- * annotate it (e.g. with its Dockerfile line) before failing the build.
+ * Runs a frontend (a registered one, or a solve request's build function).
+ * Its progress goes to a vertex `[frontend] <name>`, shown once it writes.
+ * Only the client's cancellation cuts it short: a vertex failure reaches the
+ * frontend through `bridge.solve`, so the frontend can annotate it (e.g.
+ * with its Dockerfile line) before failing the build.
  */
-async function runFrontend(engine: Engine, build: Build, name: string, attrs: Record<string, string>, clientSignal: AbortSignal | undefined): Promise<BuildResult> {
-  const frontend = engine.bkt.registries.frontends.require(name);
-  const own = syntheticVertex(build, `[frontend] ${name}`, build.buildId);
+async function runFrontend(engine: Engine, build: Build, frontend: Frontend, attrs: Record<string, string>, clientSignal: AbortSignal | undefined): Promise<BuildResult> {
+  const own = syntheticVertex(build, `[frontend] ${frontend.name}`, build.buildId);
   const ctx = build.context(own.writer);
   const bridge: FrontendBridge = {
     solve: async (definition) => ({ ref: await build.solve(await build.load(definition)), metadata: {} }),
