@@ -65,6 +65,21 @@ describe('host client: local directories (stat first, then content)', () => {
     await expect(statAll(client.localDir('root')!.stat())).rejects.toThrow(/is the store root itself/);
   });
 
+  it('leaves out the excluded paths inside the directory (a file, a directory, a name with pattern characters); others are ignored', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'out/deep'), { recursive: true });
+    await mkdir(join(dir, 'src'));
+    await writeFile(join(dir, 'out/deep/x'), 'x');
+    await writeFile(join(dir, 'app[1].tar'), 't');
+    await writeFile(join(dir, 'app1.tar'), 'kept: the pattern is escaped');
+    await writeFile(join(dir, 'src/main.c'), 'm');
+    const client = createHostClient({
+      localDirs: { context: dir },
+      excludePaths: [join(dir, 'out'), join(dir, 'app[1].tar'), join(work, 'elsewhere'), dir],
+    });
+    expect((await statAll(client.localDir('context')!.stat())).map((e) => e.path)).toEqual(['app1.tar', 'src', 'src/main.c']);
+  });
+
   it('applies include, exclude and follow paths; readClientFile follows a final symlink inside the directory', async () => {
     const dir = join(work, 'ctx');
     await mkdir(join(dir, 'docker'), { recursive: true });

@@ -50,6 +50,8 @@ export interface HostClientOptions {
    * directory may overlap it.
    */
   storeRoot?: string;
+  /** Host paths never sent as part of a local directory (e.g. the build's output destinations inside its context). */
+  excludePaths?: readonly string[];
 }
 
 export function createHostClient(opts: HostClientOptions = {}): BuildClient {
@@ -58,7 +60,7 @@ export function createHostClient(opts: HostClientOptions = {}): BuildClient {
   const stdout = opts.stdout ?? process.stdout;
   return {
     localDirNames: () => Object.keys(dirs).sort(),
-    localDir: (name) => (Object.hasOwn(dirs, name) ? hostLocalDir(name, dirs[name]!, opts.storeRoot) : undefined),
+    localDir: (name) => (Object.hasOwn(dirs, name) ? hostLocalDir(name, dirs[name]!, { storeRoot: opts.storeRoot, excludePaths: opts.excludePaths }) : undefined),
     openFile: (dest, o) => openOutputFile(dest, { what: o.what }, cwd),
     openStdout: async () => stdoutSink(stdout),
     openDir: (dest, o) => openHostDir(resolve(cwd, dest), o.what, opts.storeRoot),
@@ -71,11 +73,17 @@ export function createHostClient(opts: HostClientOptions = {}): BuildClient {
 // ---------------------------------------------------------------------------
 // Local directories.
 
-function hostLocalDir(name: string, dir: string, storeRoot: string | undefined): ClientLocalDir {
+/** What a local directory never sends: the store root, and the excluded paths. */
+interface HostExclusions {
+  storeRoot?: string;
+  excludePaths?: readonly string[];
+}
+
+function hostLocalDir(name: string, dir: string, exclusions: HostExclusions): ClientLocalDir {
   return {
     name,
     syncKey: createHash('sha256').update(`host:${dir}`).digest('hex'),
-    stat: (selection, signal) => statDir(name, dir, storeRoot, selection ?? {}, signal),
+    stat: (selection, signal) => statDir(name, dir, exclusions, selection ?? {}, signal),
     async *read(path, signal) {
       signal?.throwIfAborted();
       const rel = cleanRelPath(path);
@@ -106,7 +114,7 @@ function notFound(name: string, path: string): BktError {
   return new BktError('NOT_FOUND', `local directory "${name}": no regular file "${path}"`, { path });
 }
 
-async function* statDir(name: string, dir: string, storeRoot: string | undefined, sel: LocalDirSelection, signal?: AbortSignal): AsyncGenerator<FileStat> {
+async function* statDir(name: string, dir: string, exclusions: HostExclusions, sel: LocalDirSelection, signal?: AbortSignal): AsyncGenerator<FileStat> {
   let st;
   try {
     st = await stat(dir);
@@ -114,7 +122,7 @@ async function* statDir(name: string, dir: string, storeRoot: string | undefined
     throw new BktError('NOT_FOUND', `local directory "${name}": ${dir} does not exist`, { path: dir });
   }
   if (!st.isDirectory()) throw new BktError('INVALID_ARGUMENT', `local directory "${name}": ${dir} is not a directory`, { path: dir });
-  const { include, exclude } = await selectionPatterns(dir, sel, { storeRoot, what: `local directory "${name}"` });
+  const { include, exclude } = await selectionPatterns(dir, sel, { ...exclusions, what: `local directory "${name}"` });
 
   const firstOfInode = new Map<string, string>();
   for await (const e of walk(dir, { include, exclude, signal })) {

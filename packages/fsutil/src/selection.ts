@@ -4,6 +4,8 @@
  * - an exclude of the store root when it lies inside the directory (a
  *   snapshot written under it would copy itself forever); a directory that
  *   is the store root itself is refused;
+ * - an exclude of each of `excludePaths` (host paths, e.g. a build's output
+ *   destinations) that lies inside the directory;
  * - an include of every path `followPaths` reaches: each path and, while it
  *   is a symlink, every link target on the chain, all inside the directory
  *   (absolute targets are taken from it, `..` stops at it), as fsutil's
@@ -25,9 +27,13 @@ export interface DirSelection {
 export async function selectionPatterns(
   dir: string,
   sel: DirSelection,
-  opts: { storeRoot?: string; what: string },
+  opts: { storeRoot?: string; excludePaths?: readonly string[]; what: string },
 ): Promise<{ include: string[]; exclude: string[] }> {
   const exclude = [...(sel.exclude ?? [])];
+  for (const path of opts.excludePaths ?? []) {
+    const rel = relative(resolve(dir), resolve(path));
+    if (rel !== '' && rel !== '..' && !rel.startsWith('../') && !isAbsolute(rel)) exclude.push(escapePattern(rel));
+  }
   if (opts.storeRoot !== undefined) {
     const storeRel = relative(resolve(dir), resolve(opts.storeRoot));
     if (storeRel === '') {
