@@ -154,7 +154,7 @@ export function checkAttestationFlags(flags: AttestationFlags): void {
     if (value === undefined || /^(false|0)$/i.test(String(value))) continue;
     throw new BktError(
       'UNIMPLEMENTED',
-      `--${flag}${value === true ? '' : `=${value}`}: attestations (provenance, SBOM) are not supported yet; they are coming. Build without --${flag} (or with --${flag}=false)`,
+      `--${flag}: attestations (provenance, SBOM) are not supported yet; they are coming. Build without --${flag} (or with --${flag}=false)`,
       { attribute: flag },
     );
   }
