@@ -138,3 +138,60 @@ describe('text from the build is terminal-safe in plain and tty modes, raw in ra
     expect(Buffer.from(objs[1].logs[0].data, 'base64').toString()).toContain(hostile);
   });
 });
+
+describe('failures and warnings', () => {
+  const C = `sha256:${'c'.repeat(64)}` as Digest;
+  const op = `sha256:${'d'.repeat(64)}`;
+  const failing: ProgressEvent[] = [
+    { type: 'vertex', vertex: { digest: A, inputs: [], name: '[a 2/2] RUN exit 3', cached: false, started: t0 } },
+    { type: 'vertex', vertex: { digest: B, inputs: [], name: '[b 2/2] RUN sleep 5', cached: false, started: t0 } },
+    { type: 'log', log: { vertex: A, timestamp: t0, stream: 2, msg: Buffer.from('giving up\n') } },
+    { type: 'vertex', vertex: { digest: A, inputs: [], name: '[a 2/2] RUN exit 3', cached: false, started: t0, completed: at(100), error: `[a 2/2] RUN exit 3: exit code: 3 (op ${op})` } },
+    { type: 'vertex', vertex: { digest: B, inputs: [], name: '[b 2/2] RUN sleep 5', cached: false, started: t0, completed: at(110), error: 'context canceled' } },
+  ];
+  const warned: ProgressEvent[] = [
+    { type: 'vertex', vertex: { digest: C, inputs: [], name: '[internal] load build definition', cached: false, started: t0, completed: t0 } },
+    { type: 'warning', warning: { vertex: C, level: 1, short: 'JSONArgsRecommended: JSON arguments recommended for CMD (line 3)', detail: [] } },
+    { type: 'vertex', vertex: { digest: A, inputs: [], name: 'next step', cached: true, started: t0, completed: t0 } },
+  ];
+
+  it('plain: the failing step is ERROR with its own error (no name, no op), the step it stopped CANCELED', () => {
+    const { out, text } = sink();
+    const d = createDisplay('plain', out);
+    for (const e of failing) d.write(e);
+    expect(d.mode).toBe('plain');
+    expect(text()).toContain('#1 ERROR: exit code: 3\n');
+    expect(text()).toContain('#2 CANCELED\n');
+    expect(text()).not.toContain(op);
+    expect(d.trace.failed().map((v) => v.name)).toEqual(['[a 2/2] RUN exit 3']);
+  });
+
+  it('plain: a warning on a step that already completed is printed', () => {
+    const { out, text } = sink();
+    const d = createDisplay('plain', out);
+    for (const e of warned) d.write(e);
+    expect(text()).toContain('#1 WARN: JSONArgsRecommended: JSON arguments recommended for CMD (line 3)\n');
+    // The next step does not mark the finished one as interrupted.
+    expect(text()).not.toContain('#1 ...');
+    expect(d.trace.warnings.map((w) => w.short)).toEqual(['JSONArgsRecommended: JSON arguments recommended for CMD (line 3)']);
+  });
+
+  it('tty: ERROR for the failing step (with its last lines), CANCELED for the other; NO_COLOR: no colour', () => {
+    const colored = sink(true);
+    const d = createDisplay('tty', colored.out);
+    for (const e of failing) d.write(e);
+    d.close();
+    expect(d.mode).toBe('tty');
+    expect(colored.text()).toMatch(/=> ERROR \[a 2\/2\] RUN exit 3 +0\.1s/);
+    expect(colored.text()).toMatch(/=> => # giving up/);
+    expect(colored.text()).toMatch(/=> CANCELED \[b 2\/2\] RUN sleep 5 +0\.1s/);
+    expect(colored.text()).toMatch(/\x1b\[31m/);
+
+    const plainTty = sink(true);
+    const n = createDisplay('tty', plainTty.out, { color: false });
+    for (const e of failing) n.write(e);
+    n.close();
+    expect(plainTty.text()).toMatch(/=> CANCELED \[b 2\/2\]/);
+    expect(plainTty.text()).not.toMatch(/\x1b\[\d+m/);
+  });
+});

@@ -1,15 +1,27 @@
 import type { ProgressEvent } from '@bkt/core';
+import { stepError } from './report.js';
 import { terminalSafe } from './terminal-safe.js';
-import { ProgressTrace, asShown, seconds, type VertexState } from './trace.js';
+import { ProgressTrace, asShown, isCanceled, seconds, type VertexState } from './trace.js';
 
 /** A progress display: receives events, and finishes its output on `close()`. */
 export interface ProgressDisplay {
+  /** The mode it displays in (`auto` resolved). */
+  readonly mode: DisplayMode;
   readonly trace: ProgressTrace;
   write(event: ProgressEvent): void;
   close(): void;
 }
 
-export type ProgressMode = 'auto' | 'tty' | 'plain' | 'rawjson' | 'quiet';
+export const PROGRESS_MODES = ['auto', 'tty', 'plain', 'rawjson', 'quiet'] as const;
+export type ProgressMode = (typeof PROGRESS_MODES)[number];
+export type DisplayMode = Exclude<ProgressMode, 'auto'>;
+
+export interface DisplayOptions {
+  /** Colours in tty mode (default true; `NO_COLOR` turns them off). */
+  color?: boolean;
+  /** Debug output: step errors keep their op digests. */
+  debug?: boolean;
+}
 
 export interface Output {
   write(chunk: string): unknown;
@@ -19,13 +31,13 @@ export interface Output {
 }
 
 /** Picks the display for a `--progress` mode; `auto` is `tty` when `out` is a terminal, else `plain`. */
-export function createDisplay(mode: ProgressMode, out: Output): ProgressDisplay {
+export function createDisplay(mode: ProgressMode, out: Output, options: DisplayOptions = {}): ProgressDisplay {
   const resolved = mode === 'auto' ? (out.isTTY ? 'tty' : 'plain') : mode;
   switch (resolved) {
     case 'tty':
-      return new TtyDisplay(out);
+      return new TtyDisplay(out, options);
     case 'plain':
-      return new PlainDisplay(out);
+      return new PlainDisplay(out, options);
     case 'rawjson':
       return new RawJsonDisplay(out);
     case 'quiet':
@@ -34,6 +46,7 @@ export function createDisplay(mode: ProgressMode, out: Output): ProgressDisplay 
 }
 
 class QuietDisplay implements ProgressDisplay {
+  readonly mode = 'quiet';
   readonly trace = new ProgressTrace();
   write(event: ProgressEvent): void {
     this.trace.apply(event);
@@ -47,6 +60,7 @@ class QuietDisplay implements ProgressDisplay {
  * `{"statuses":[…]}`, `{"logs":[…]}` (data base64) or `{"warnings":[…]}`.
  */
 export class RawJsonDisplay implements ProgressDisplay {
+  readonly mode = 'rawjson';
   readonly trace = new ProgressTrace();
   constructor(private readonly out: Output) {}
 
@@ -82,18 +96,22 @@ export class RawJsonDisplay implements ProgressDisplay {
  * lines gets `#N ...` and its header again when it resumes.
  */
 export class PlainDisplay implements ProgressDisplay {
+  readonly mode = 'plain';
   readonly trace = new ProgressTrace();
   private current: VertexState | undefined;
   private readonly printed = new Set<VertexState>();
   private readonly finished = new Set<VertexState>();
   private readonly logsPrinted = new Map<VertexState, number>();
 
-  constructor(private readonly out: Output) {}
+  constructor(
+    private readonly out: Output,
+    private readonly options: DisplayOptions = {},
+  ) {}
 
   write(event: ProgressEvent): void {
     const v = this.trace.apply(event);
-    // A finished step prints nothing more of its state; late output lines still show.
-    if (this.finished.has(v) && event.type !== 'log') return;
+    // A finished step prints nothing more of its state; late output lines and warnings still show.
+    if (this.finished.has(v) && event.type !== 'log' && event.type !== 'warning') return;
     switch (event.type) {
       case 'vertex': {
         if (!v.started && !v.completed && !v.cached) return;
@@ -105,7 +123,7 @@ export class PlainDisplay implements ProgressDisplay {
         this.focus(v);
         if (v.completed || v.error) {
           if (v.partialLine) this.line(v, `${this.elapsed(v)} ${asShown(v.partialLine)}`);
-          if (v.error) this.line(v, /cancel/i.test(v.error) ? 'CANCELED' : `ERROR: ${v.error.split('\n')[0]}`);
+          if (v.error) this.line(v, isCanceled(v) ? 'CANCELED' : `ERROR: ${stepError(v, !!this.options.debug).split('\n')[0]}`);
           else if (v.cached) this.line(v, 'CACHED');
           else this.line(v, `DONE ${seconds(v.started, v.completed)}`);
           this.finished.add(v);
@@ -136,6 +154,8 @@ export class PlainDisplay implements ProgressDisplay {
         this.focus(v);
         this.line(v, `WARN: ${event.warning.short}`);
         for (const d of event.warning.detail) this.line(v, `WARN: ${d}`);
+        // A finished step's warnings are a block of their own: the next step's lines don't mark it interrupted.
+        if (this.finished.has(v)) this.current = undefined;
         return;
     }
   }
@@ -171,12 +191,18 @@ const ESC = '\x1b[';
  * sub-progress and last output lines. Finished output stays on screen.
  */
 export class TtyDisplay implements ProgressDisplay {
+  readonly mode = 'tty';
   readonly trace = new ProgressTrace();
   private drawnLines = 0;
   private readonly timer: NodeJS.Timeout;
   private dirty = true;
+  private readonly color: boolean;
 
-  constructor(private readonly out: Output) {
+  constructor(
+    private readonly out: Output,
+    options: DisplayOptions = {},
+  ) {
+    this.color = options.color ?? true;
     this.timer = setInterval(() => this.draw(false), 100);
     this.timer.unref();
   }
@@ -204,15 +230,18 @@ export class TtyDisplay implements ProgressDisplay {
     lines.push(`[+] ${state} ${seconds(this.trace.startedAt, now)} (${done}/${all.length})`);
     for (const v of all) {
       const running = !v.completed && !v.cached;
-      const label = v.cached ? `CACHED ${v.name}` : v.error ? `ERROR ${v.name}` : v.name;
+      const canceled = isCanceled(v);
+      const failed = !!v.error && !canceled;
+      const label = v.cached ? `CACHED ${v.name}` : canceled ? `CANCELED ${v.name}` : failed ? `ERROR ${v.name}` : v.name;
       const time = v.cached ? '' : seconds(v.started, v.completed ?? now);
-      lines.push(fit(` => ${label}`, time, width, v.error ? 31 : v.cached ? 34 : running ? 0 : 36));
-      if (running || v.error) {
+      const color = failed ? 31 : canceled ? 33 : v.cached ? 34 : running ? 0 : 36;
+      lines.push(fit(` => ${label}`, time, width, this.color ? color : 0));
+      if (running || failed) {
         for (const s of v.statuses.values()) {
           const amount = s.total ? `${s.current}/${s.total}` : s.current ? String(s.current) : '';
           lines.push(fit(` => => ${s.id} ${amount}`, s.completed ? 'done' : '', width, 0));
         }
-        for (const l of this.trace.lastLines(v, v.error ? 10 : 6)) lines.push(fit(` => => # ${l}`, '', width, 90));
+        for (const l of this.trace.lastLines(v, failed ? 10 : 6)) lines.push(fit(` => => # ${l}`, '', width, this.color ? 90 : 0));
       }
     }
     // A frame taller than the terminal could not be redrawn in place: keep the header and the latest lines.

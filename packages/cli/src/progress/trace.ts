@@ -23,6 +23,8 @@ const MAX_LOG_LINES = 200;
 export class ProgressTrace {
   readonly vertices = new Map<Digest, VertexState>();
   readonly startedAt = new Date();
+  /** Every warning of the build, in the order it arrived. */
+  readonly warnings: VertexWarningEvent[] = [];
 
   /** Applies an event; returns the vertex it concerns. */
   apply(event: ProgressEvent): VertexState {
@@ -52,6 +54,7 @@ export class ProgressTrace {
       case 'warning': {
         const v = this.vertex(event.warning.vertex);
         v.warnings.push(event.warning);
+        this.warnings.push(event.warning);
         return v;
       }
     }
@@ -77,9 +80,9 @@ export class ProgressTrace {
     return v;
   }
 
-  /** Vertices that ended with an error, in order of appearance. */
+  /** Vertices that failed with their own error (not CANCELED), in order of appearance. */
   failed(): VertexState[] {
-    return [...this.vertices.values()].filter((v) => v.error);
+    return [...this.vertices.values()].filter((v) => v.error && !isCanceled(v));
   }
 
   /** The last `n` lines of a vertex's output (including an unterminated one). */
@@ -87,6 +90,15 @@ export class ProgressTrace {
     const all = v.partialLine ? [...v.logLines, asShown(v.partialLine)] : v.logLines;
     return all.slice(-n);
   }
+}
+
+/**
+ * Whether a step was stopped because its build failed elsewhere or was
+ * cancelled: its error ends with BuildKit's `context canceled`, shown as
+ * CANCELED.
+ */
+export function isCanceled(v: Pick<VertexEvent, 'error'>): boolean {
+  return v.error !== undefined && v.error.endsWith('context canceled');
 }
 
 /**
