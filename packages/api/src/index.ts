@@ -27,3 +27,11 @@ export * as types from './types.js';
 export * as apicaps from './apicaps.js';
 /** Source policies (`moby.buildkit.v1.sourcepolicy`). */
 export * as sourcepolicy from './sourcepolicy.js';
+/** Session file transfer and registry auth (`moby.filesync.v1`): FileSync, FileSend, Auth. */
+export * as filesync from './filesync.js';
+/** Session secrets (`moby.buildkit.secrets.v1`). */
+export * as secrets from './secrets.js';
+/** Session SSH agent forwarding (`moby.sshforward.v1`). */
+export * as sshforward from './sshforward.js';
+/** gRPC health checking (`grpc.health.v1`). */
+export * as health from './health.js';
