@@ -9,6 +9,17 @@ describe('frontend attrs', () => {
     expect(parseFrontendAttrs({ platform: 'nope/nope' }).targetPlatform).toEqual({ os: 'nope', architecture: 'nope' });
   });
 
+  test('platform: several platforms are an UNIMPLEMENTED error of the attr', () => {
+    let err: unknown;
+    try {
+      parseFrontendAttrs({ platform: 'linux/amd64, linux/arm64' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'UNIMPLEMENTED', details: { attribute: 'platform' } });
+    expect((err as Error).message).toBe('platform: several platforms in one build are not supported yet (got linux/amd64, linux/arm64); build each platform separately');
+  });
+
   test('as BuildKit names them', () => {
     const o = parseFrontendAttrs({
       filename: 'build/Dockerfile.prod',

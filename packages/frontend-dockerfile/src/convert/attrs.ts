@@ -3,6 +3,7 @@ import { BktError } from '@bkt/core';
 import type { UlimitName } from '@bkt/llb';
 import { parseCsvFields } from '../parser/mounts.js';
 import { platformOrUndefined } from '../parser/platforms.js';
+import { ALLOW_PLATFORM_MISMATCH_ARG, parseAllowPlatformMismatch } from './base-platform.js';
 
 /**
  * The frontend attributes of `dockerfile.v0`, named and parsed as BuildKit's
@@ -45,6 +46,8 @@ export interface FrontendOptions {
   cacheNamespace: string;
   /** `build-arg:BUILDKIT_DOCKERFILE_CHECK`: replaces the `# check=` directive. */
   check?: string;
+  /** `build-arg:BKT_ALLOW_PLATFORM_MISMATCH`: a base image of another platform is a warning, not an error (see base-platform.ts). */
+  allowPlatformMismatch?: boolean;
 }
 
 const ULIMIT_NAMES: readonly UlimitName[] = [
@@ -77,7 +80,7 @@ export function parseFrontendAttrs(attrs: Attrs): FrontendOptions {
   if (attrs.platform) {
     const list = attrs.platform.split(',').map((p) => p.trim()).filter(Boolean);
     if (list.length > 1) {
-      throw new BktError('UNIMPLEMENTED', `platform: building several platforms in one build is not supported yet (got ${attrs.platform}); build each platform separately`, { attribute: 'platform' });
+      throw new BktError('UNIMPLEMENTED', `platform: several platforms in one build are not supported yet (got ${attrs.platform}); build each platform separately`, { attribute: 'platform' });
     }
     const p = platformOrUndefined(list[0] ?? '');
     if (!p) throw new BktError('INVALID_ARGUMENT', `platform: failed to parse target platform ${attrs.platform}`, { attribute: 'platform' });
@@ -88,6 +91,7 @@ export function parseFrontendAttrs(attrs: Attrs): FrontendOptions {
   if (hostname) opts.hostname = hostname;
   if (attrs['cgroup-parent']) opts.cgroupParent = attrs['cgroup-parent'];
   if ('build-arg:BUILDKIT_DOCKERFILE_CHECK' in attrs) opts.check = attrs['build-arg:BUILDKIT_DOCKERFILE_CHECK'];
+  if (parseAllowPlatformMismatch(attrs[`build-arg:${ALLOW_PLATFORM_MISMATCH_ARG}`])) opts.allowPlatformMismatch = true;
   return opts;
 }
 

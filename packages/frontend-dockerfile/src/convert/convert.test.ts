@@ -72,11 +72,10 @@ describe('FROM', () => {
   });
 
   test('--platform and the automatic platform ARGs', async () => {
-    const arm = { ...BUSYBOX_CONFIG, architecture: 'arm64' };
+    // busybox resolved for $BUILDPLATFORM is an amd64 image (a base of another platform is refused, see base-platform.test.ts).
     const r = await convert('FROM --platform=$BUILDPLATFORM busybox AS b\nARG TARGETARCH\nARG BUILDARCH\nRUN echo $TARGETARCH $BUILDARCH\n', {
       targetPlatform: { os: 'linux', architecture: 'arm64' },
       buildPlatform: { os: 'linux', architecture: 'amd64' },
-      images: { [BUSYBOX]: arm },
     } as ConvertOptions);
     const run = opNamed(r.ops, 'RUN');
     expect(run.name).toBe('[2/2] RUN echo arm64 amd64');

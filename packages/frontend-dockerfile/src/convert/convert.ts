@@ -2,7 +2,7 @@ import type { Platform } from '@bkt/core';
 import { BktError, Pacer, isBktError } from '@bkt/core';
 import { compilePatterns, parseDockerignore } from '@bkt/fsutil';
 import { type State, SourceMap, git, http, image, local, marshalPaced, ociLayout, scratch } from '@bkt/llb';
-import { formatPlatform, hostPlatform, normalizeReference, splitReference } from '@bkt/oci';
+import { formatPlatform, hostPlatform, normalizePlatform, normalizeReference, splitReference } from '@bkt/oci';
 import type * as pb from '@bkt/api/pb';
 import { type Dockerfile, parseDockerfilePaced, parseInstructions } from '../parser/dockerfile.js';
 import { DockerfileParseError, locatedError } from '../parser/errors.js';
@@ -14,6 +14,7 @@ import { type StageGraph, resolveStagesPaced } from '../parser/stages.js';
 import { globalArgs as computeGlobalArgs } from '../parser/checks.js';
 import { type FrontendOptions, parseFrontendAttrs } from './attrs.js';
 import { dispatchInstruction, dispatchUser, dispatchWorkdir } from './dispatch.js';
+import { checkBasePlatform } from './base-platform.js';
 import { parseGitRef } from './git.js';
 import { DEFAULT_PATH, type DockerImage, cloneImage, emptyImage, withHistory, envKey, envValue, imagePlatform, parseImageConfig, serializeImage } from './image.js';
 import { type ConvertContext, type DispatchState, location, prefixCommand, shellLex } from './state.js';
@@ -359,7 +360,7 @@ class Converter {
     const at = d.stage?.from ?? { range: d.range };
     try {
       if (d.namedContext) {
-        const loaded = await this.loadContext(d.namedContext, this.contextFor(d.namedContext, platform)!, platform);
+        const loaded = await this.loadContext(d.namedContext, this.contextFor(d.namedContext, platform)!, platform, d);
         d.state = loaded.state;
         if (loaded.image) {
           d.image = loaded.image;
@@ -370,10 +371,11 @@ class Converter {
       }
       const ctxValue = d.baseName.toLowerCase() === 'scratch' ? undefined : this.contextFor(d.baseName, platform);
       if (ctxValue !== undefined) {
-        const loaded = await this.loadContext(d.baseName, ctxValue, platform);
-        d.image = loaded.image ?? emptyImage(platform);
-        d.state = loaded.state.platform(platform);
-        d.platform = platform;
+        const loaded = await this.loadContext(d.baseName, ctxValue, platform, d);
+        const stagePlatform = this.asksNoPlatform(d) && loaded.image ? normalizePlatform(imagePlatform(loaded.image) ?? platform) : platform;
+        d.image = loaded.image ?? emptyImage(stagePlatform);
+        d.state = loaded.state.platform(stagePlatform);
+        d.platform = stagePlatform;
         if (d.index < 0) d.dispatched = true;
         return;
       }
@@ -405,6 +407,8 @@ class Converter {
     if (resolver) {
       const res = await resolver(ref, { platform, resolveMode: this.ctx.opts.resolveMode });
       img = parseImageConfig(res.config, ref);
+      if (this.asksNoPlatform(d)) platform = normalizePlatform(imagePlatform(img) ?? platform);
+      else this.checkBasePlatform(d.baseName, img, platform, d);
       const named = stripDigest(res.ref ?? ref);
       if (res.digest) pinned = `${named}@${res.digest}`;
     }
@@ -430,8 +434,25 @@ class Converter {
     });
   }
 
+  /**
+   * True when neither the build (`platform`) nor the stage (`FROM --platform`)
+   * names a platform: the stage is then its base image's (BuildKit's
+   * autoDetectPlatform), so no base image is of another platform.
+   */
+  private asksNoPlatform(d: DispatchState): boolean {
+    return !d.platform && !this.ctx.opts.targetPlatform;
+  }
+
+  /** Refuses (at the stage's FROM) or, when accepted, warns of a base image of another platform than `expected`. */
+  private checkBasePlatform(name: string, img: DockerImage, expected: Platform, d: DispatchState): void {
+    if (this.asksNoPlatform(d)) return;
+    const at = d.stage?.from ?? { range: d.range };
+    const problem = checkBasePlatform(this.ctx, name, img, expected, at.range);
+    if (problem) throw this.at(at, problem);
+  }
+
   /** A named context's state and, for images, its config (BuildKit's NamedContext.Load). */
-  private async loadContext(name: string, value: string, platform: Platform): Promise<{ state: State; image?: DockerImage }> {
+  private async loadContext(name: string, value: string, platform: Platform, d: DispatchState): Promise<{ state: State; image?: DockerImage }> {
     const colon = value.indexOf(':');
     let scheme = colon < 0 ? '' : value.slice(0, colon);
     const rest = colon < 0 ? '' : value.slice(colon + 1);
@@ -446,6 +467,7 @@ class Converter {
         if (!resolver) return { state: image(normalized, { platform, customName: `${label} ${ref}` }) };
         const res = await resolver(normalized, { platform, resolveMode: this.ctx.opts.resolveMode });
         const img = parseImageConfig(res.config, ref);
+        this.checkBasePlatform(`${normalized} (context ${name})`, img, platform, d);
         delete img.created;
         const pinned = res.digest ? `${stripDigest(res.ref ?? normalized)}@${res.digest}` : normalized;
         this.envs.set(name, img.config.Env ?? []);
@@ -461,6 +483,7 @@ class Converter {
         if (!resolver) throw new BktError('UNIMPLEMENTED', `oci-layout context ${ref}: the build cannot resolve image configs`);
         const res = await resolver(`oci-layout://${ref}`, { platform, resolveMode: this.ctx.opts.resolveMode });
         const img = parseImageConfig(res.config, ref);
+        this.checkBasePlatform(`oci-layout://${ref} (context ${name})`, img, platform, d);
         delete img.created;
         const st = ociLayout(ref, { storeId: store, customName: `${label} OCI load from client`, platform }).withImageConfig(res.config);
         return { state: st, image: img };

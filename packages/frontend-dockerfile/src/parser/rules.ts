@@ -54,6 +54,7 @@ export const RULES = {
   FromPlatformFlagConstDisallowed: rule('FromPlatformFlagConstDisallowed', 'FROM --platform flag should not use a constant value'),
   CopyIgnoredFile: rule('CopyIgnoredFile', 'Attempting to Copy file that is excluded by .dockerignore'),
   ExposeProtoCasing: rule('ExposeProtoCasing', 'Protocol in EXPOSE instruction should be lowercase'),
+  InvalidBaseImagePlatform: rule('InvalidBaseImagePlatform', 'Base image platform does not match expected target platform'),
   ExposeInvalidFormat: rule('ExposeInvalidFormat', 'IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release'),
 } as const satisfies Record<string, LintRule>;
 
