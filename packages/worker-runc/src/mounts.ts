@@ -5,14 +5,14 @@
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { chmod, chown, mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
-import { closeSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type MutableSnapshot, type OpInput, type Snapshot } from '@bkt/core';
 import * as pb from '@bkt/api/pb';
 import { cacheMountsFor, NAMESPACE as CACHE_NAMESPACE, type CacheSharing } from './cachemounts.js';
 import type { ContainerMount } from './executor.js';
 import { rootPath } from './rootpath.js';
-import { bindDirectoryFd, openDirectoryInRoot } from './subdir.js';
+import { bindSubdirectory } from './subdir.js';
 import { mountsUnder, mountTmpfs, unmount } from './sys.js';
 
 /** The build's forwarded ssh-agents (`BuildContext.ssh`), re-exported for callers of this package. */
@@ -275,13 +275,8 @@ function isSubdirectory(selector: string): boolean {
  * a swap after the resolution changes nothing (subdir.ts).
  */
 async function mountCacheSubdir(cacheDir: string, m: pb.Mount, mountPoint: string, cleanups: (() => Promise<void>)[]): Promise<string> {
-  const fd = openDirectoryInRoot(cacheDir, m.selector, { create: true, what: `cache mount ${m.dest} (source=${m.selector})` });
-  try {
-    cleanups.push(() => unmount(mountPoint));
-    await bindDirectoryFd(fd, mountPoint);
-  } finally {
-    closeSync(fd);
-  }
+  cleanups.push(() => unmount(mountPoint));
+  await bindSubdirectory(cacheDir, m.selector, mountPoint, { create: true, what: `cache mount ${m.dest} (source=${m.selector})` });
   return mountPoint;
 }
 

@@ -1,9 +1,9 @@
-import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bindDirectoryFd, openDirectoryInRoot } from './subdir.js';
+import { bindDirectoryFd, bindSubdirectory, openDirectoryInRoot } from './subdir.js';
 import { unmount } from './sys.js';
 
 const top = mkdtempSync(join(tmpdir(), 'bkt-subdir-'));
@@ -73,6 +73,7 @@ describe('bindDirectoryFd', () => {
     writeFileSync(join(root, 'victim/inside'), 'cache');
     const fd = openDirectoryInRoot(root, 'victim', { create: false, what: 'test' });
     const point = join(top, 'mnt');
+    mkdirSync(point);
     try {
       renameSync(join(root, 'victim'), join(root, 'moved'));
       symlinkSync(join(top, 'outside'), join(root, 'victim'));
@@ -82,6 +83,35 @@ describe('bindDirectoryFd', () => {
     }
     try {
       expect(await readdir(point)).toEqual(['inside']);
+    } finally {
+      await unmount(point);
+    }
+  });
+
+  // What bindSubdirectory resolves again on: the kernel refuses a removed directory, whose link count is then 0.
+  it('refuses a directory removed after it was opened', async () => {
+    mkdirSync(join(root, 'removed'));
+    const fd = openDirectoryInRoot(root, 'removed', { create: false, what: 'test' });
+    const point = join(top, 'mnt-removed');
+    mkdirSync(point);
+    try {
+      rmdirSync(join(root, 'removed'));
+      await expect(bindDirectoryFd(fd, point)).rejects.toThrow(/mount --bind of a cache directory on .* failed/);
+      expect(fstatSync(fd).nlink).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
+
+describe('bindSubdirectory', () => {
+  it('mounts the directory resolved inside the root, created when missing', async () => {
+    const point = join(top, 'mnt-sub');
+    await bindSubdirectory(root, 'to-outside/made', point, { create: true, what: 'test' });
+    try {
+      writeFileSync(join(point, 'written'), '');
+      expect(existsSync(join(root, top.slice(1), 'outside/made/written'))).toBe(true);
+      expect(existsSync(join(top, 'outside/made'))).toBe(false);
     } finally {
       await unmount(point);
     }

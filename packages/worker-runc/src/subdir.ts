@@ -8,18 +8,20 @@
  * RESOLVE_IN_ROOT rules: a symlink met on the way is read and followed
  * inside the root (an absolute target restarts at the root, `..` stops at
  * it), never by the kernel. The result is a descriptor of a directory inside
- * the root; `bindDirectoryFd` mounts that very directory (`mount --bind
+ * the root; `bindSubdirectory` mounts that very directory (`mount --bind
  * /proc/self/fd/3`, no path resolved again), so swapping a component for a
  * symlink after the walk changes nothing.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync, readlinkSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { BktError } from '@bkt/core';
 
 const MAX_LINKS = 255;
 /** How often one component is tried again when it changes between two looks (a racing container). */
 const MAX_RETRIES = 16;
+/** How often a directory removed between its resolution and its mount is resolved again. */
+const MAX_MOUNT_ATTEMPTS = 8;
 /** libuv adds O_CLOEXEC to every open: no child but the one given it inherits a descriptor. */
 const OPEN_DIRECTORY = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
@@ -132,12 +134,32 @@ function components(path: string): string[] {
 }
 
 /**
- * Bind-mounts the directory open as `fd` on `mountPoint` (created when
- * missing). The kernel mounts the descriptor's own directory: no path is
- * resolved again.
+ * Bind-mounts directory `path` of `root` (resolved as `openDirectoryInRoot`
+ * does) on `mountPoint`, created when missing. The kernel mounts the opened
+ * directory itself (`/proc/self/fd/N`): no path is resolved again. A
+ * directory a running step removed before it was mounted (the kernel refuses
+ * a deleted one) is resolved again, a few times at most.
  */
-export async function bindDirectoryFd(fd: number, mountPoint: string): Promise<void> {
+export async function bindSubdirectory(root: string, path: string, mountPoint: string, opts: OpenInRootOptions): Promise<void> {
   await mkdir(mountPoint, { recursive: true, mode: 0o700 });
+  for (let attempt = 1; ; attempt++) {
+    const fd = openDirectoryInRoot(root, path, opts);
+    try {
+      await bindDirectoryFd(fd, mountPoint);
+      return;
+    } catch (err) {
+      if (fstatSync(fd).nlink !== 0) throw err;
+      if (attempt === MAX_MOUNT_ATTEMPTS) {
+        throw new BktError('INVALID_ARGUMENT', `${opts.what}: ${path} was removed each time it was about to be mounted (${attempt} attempts)`, { path });
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/** Bind-mounts the directory open as `fd` on the existing directory `mountPoint`. */
+export async function bindDirectoryFd(fd: number, mountPoint: string): Promise<void> {
   // `--no-canonicalize`: mount(8) would otherwise turn /proc/self/fd/3 back into a path.
   const args = ['--bind', '--no-canonicalize', '/proc/self/fd/3', mountPoint];
   const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve, reject) => {
