@@ -7,6 +7,7 @@ import type { BuildOptions, Io } from './commands/build.js';
 import type { DuOptions, PruneOptions } from './commands/du.js';
 import type { ProjectOptions } from './project.js';
 import type { ImageSaveOptions, ImagesOptions } from './commands/images.js';
+import { onePlatform } from './platform-flag.js';
 import { terminalSafe } from './progress/terminal-safe.js';
 
 export type { Io } from './commands/build.js';
@@ -62,7 +63,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--ssh <spec>', 'Dockerfile build: an ssh-agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)', collect, [])
     .option('-t, --tag <name>', 'Dockerfile build: the image name (repeatable); without --output, export type=image', collect, [])
     .option('--push', 'Dockerfile build: push the image (shorthand for --output type=registry)')
-    .option('--platform <platform>', 'Dockerfile build: the target platform (os/arch[/variant])')
+    .option('--platform <platform>', 'Dockerfile build: the target platform (os/arch[/variant]; one: several in one build are not supported yet)', onePlatform)
     .option('--label <key=value>', 'Dockerfile build: a label of the image (repeatable)', collect, [])
     .option('--no-cache-filter <stage>', 'Dockerfile build: do not use the cache for these stages (repeatable, or comma-separated)', collect, [])
     .option('--add-host <host:ip>', 'Dockerfile build: an /etc/hosts entry in RUN steps (repeatable)', collect, [])
