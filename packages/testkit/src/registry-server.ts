@@ -39,10 +39,12 @@ const EPOCH = new Date('2024-01-01T00:00:00Z');
 
 /**
  * The busybox rootfs as an uncompressed tar, deterministic (sorted entries,
- * fixed mtimes, root ownership): the tree `makeBusyboxRootfs` makes.
+ * fixed mtimes, root ownership): the tree `makeBusyboxRootfs` makes. With
+ * `binaryPath`, that busybox binary (e.g. another architecture's build of the
+ * same version) stands at `/bin/busybox` instead of the host's.
  */
-export async function busyboxLayerTar(): Promise<Buffer> {
-  const binary = await readFile(BUSYBOX_BINARY);
+export async function busyboxLayerTar(binaryPath: string = BUSYBOX_BINARY): Promise<Buffer> {
+  const binary = await readFile(binaryPath);
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   pack.on('data', (c) => chunks.push(c as Buffer));
@@ -92,19 +94,30 @@ export async function busyboxLayerTar(): Promise<Buffer> {
 
 const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
 
+/** Which busybox `pushBusyboxImage` pushes: another binary, and the architecture its config declares (default: the host's). */
+export interface BusyboxImageOptions {
+  binaryPath?: string;
+  architecture?: string;
+}
+
 /**
  * Pushes a busybox image (one gzip layer of the busybox rootfs; config with
  * `Env PATH`, `Cmd ["sh"]`) as an OCI manifest to `registry` under
  * `repo:tag`, using bkt's registry client.
  */
-export async function pushBusyboxImage(registry: Pick<RegistryServer, 'host' | 'credentials'>, repo: string, tag = 'latest'): Promise<PushedImage> {
-  const layerTar = await busyboxLayerTar();
+export async function pushBusyboxImage(
+  registry: Pick<RegistryServer, 'host' | 'credentials'>,
+  repo: string,
+  tag = 'latest',
+  opts: BusyboxImageOptions = {},
+): Promise<PushedImage> {
+  const layerTar = await busyboxLayerTar(opts.binaryPath);
   const diffId = digestOf(layerTar);
   const layerBytes = gzipSync(layerTar, { level: 6 });
   const layer: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: digestOf(layerBytes), size: layerBytes.length };
   const configJson = {
     created: EPOCH.toISOString(),
-    architecture: GOARCH[process.arch] ?? process.arch,
+    architecture: opts.architecture ?? GOARCH[process.arch] ?? process.arch,
     os: 'linux',
     config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
     rootfs: { type: 'layers', diff_ids: [diffId] },
