@@ -1,0 +1,37 @@
+import { bktdMain } from './main.js';
+
+/**
+ * The `bktd` executable. SIGTERM or SIGINT cancels the running builds, waits
+ * for them to end (mounts released, history records complete), closes the
+ * store and exits 0; a second signal, or a shutdown that takes over 30 s,
+ * exits 1 at once.
+ */
+const io = { stdout: process.stdout, stderr: process.stderr };
+const started = await bktdMain(process.argv.slice(2), io);
+if (typeof started === 'number') {
+  process.exitCode = started;
+} else {
+  const daemon = started;
+  let stopping = false;
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(sig, () => {
+      if (stopping) process.exit(1);
+      stopping = true;
+      io.stderr.write(`bktd: ${sig}: cancelling running builds and closing the store\n`);
+      setTimeout(() => {
+        io.stderr.write('bktd: shutdown took over 30 s; exiting\n');
+        process.exit(1);
+      }, 30_000).unref();
+      daemon.close().then(
+        () => {
+          io.stderr.write('bktd: stopped\n');
+          process.exit(0);
+        },
+        (err: Error) => {
+          io.stderr.write(`bktd: shutdown: ${err.message}\n`);
+          process.exit(1);
+        },
+      );
+    });
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * The daemon: the configured core and a solver over one store, the Control
+ * service on every address, the GC. `close()` cancels running builds, waits
+ * for them to end (their mounts released, their history records complete),
+ * stops serving and closes the store.
+ */
+import { rm } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import * as control from '@bkt/api/control';
+import { composePlugins, createBkt, type Bkt } from '@bkt/core';
+import { openSolver, type Solver } from '@bkt/solver';
+import { executablePlatforms, workerPlatforms } from '@bkt/worker-runc';
+import { BuildTracker } from './builds.js';
+import { Collector } from './collector.js';
+import type { DaemonConfig } from './config.js';
+import { controlService, type ControlBackend } from './control.js';
+import { defaultGCPolicies, diskStat, parseDuration, resolveGCPolicies } from './gc.js';
+import { bind, parseAddress, resolveGroup, type TlsFiles } from './listen.js';
+import { daemonPreset } from './preset.js';
+import { addService } from './rpc.js';
+import { workerId, workerLabels, type WorkerInfo } from './worker.js';
+
+export interface DaemonOptions {
+  root: string;
+  /** `unix:///path` and `tcp://host:port` addresses. */
+  addresses: string[];
+  /** The group of the unix sockets (name or gid). */
+  group?: string;
+  tls?: TlsFiles;
+  config?: DaemonConfig;
+  /** Where the config's plugins resolve from (its directory). */
+  configDir?: string;
+  debug?: boolean;
+  log?(line: string): void;
+  /**
+   * The daemon side of client sessions (`@bkt/session`): serves
+   * `Control.Session` and gives a Solve's session id its client.
+   */
+  sessions?: Pick<ControlBackend, 'session' | 'sessionClient'>;
+}
+
+export interface Daemon {
+  /** The addresses served (a TCP port 0 replaced by the one chosen). */
+  readonly addresses: string[];
+  readonly solver: Solver;
+  /** Cancels running builds, waits for them, stops serving, closes the store; once. */
+  close(): Promise<void>;
+}
+
+/** Messages up to this size are accepted (a large Definition). */
+const MAX_MESSAGE_BYTES = 64 << 20;
+const DEFAULT_GC_INTERVAL = '10m';
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const config = opts.config ?? {};
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const debug = opts.debug ? log : () => {};
+  const addresses = opts.addresses.map(parseAddress);
+  const gid = opts.group !== undefined ? await resolveGroup(opts.group) : undefined;
+  const gcInterval = parseDuration(config.gcInterval ?? DEFAULT_GC_INTERVAL, 'gcInterval');
+
+  const worker = config.worker ?? {};
+  const plugins = await composePlugins(
+    daemonPreset({ registry: config.registry, worker: { runc: worker.runc, network: worker.network, logMaxBytes: worker.logMaxBytes, pidsLimit: worker.pidsLimit } }),
+    { plugins: config.plugins, defaultPreset: config.defaultPreset },
+    opts.configDir ?? process.cwd(),
+  );
+  const bkt: Bkt = await createBkt(plugins, { projectDir: opts.configDir ?? process.cwd() });
+  let solver: Solver;
+  try {
+    solver = await openSolver({ root: opts.root, bkt, snapshotter: worker.snapshotter, maxParallelism: worker.maxParallelism, history: config.history });
+  } catch (err) {
+    await bkt.close();
+    throw err;
+  }
+  const disk = await diskStat(opts.root);
+  const policies = config.gc === false ? [] : config.gcPolicy ? resolveGCPolicies(config.gcPolicy, disk) : defaultGCPolicies(disk);
+  const platforms = workerPlatforms(await executablePlatforms());
+  const info: WorkerInfo = {
+    id: workerId(opts.root),
+    labels: workerLabels({ snapshotter: snapshotterLabel(worker.snapshotter), network: 'slirp4netns' }),
+    platforms,
+    gcPolicy: policies,
+  };
+
+  const builds = new BuildTracker();
+  const shutdown = new AbortController();
+  const collector = new Collector({ solver, root: opts.root, policies, intervalMs: gcInterval, busy: () => builds.running().length > 0, log });
+  const backend: ControlBackend = {
+    solver,
+    builds,
+    permittedEntitlements: new Set(config.entitlements ?? []),
+    worker: async () => info,
+    shutdown: shutdown.signal,
+    afterBuild: () => collector.afterBuild(),
+    ...opts.sessions,
+  };
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES });
+  addService(server, control.ControlService, withDebugLog(controlService(backend), debug));
+
+  const bound: string[] = [];
+  const close = async () => {
+    shutdown.abort(new Error('bktd is shutting down'));
+    await collector.stop();
+    await builds.idle();
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 2000);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    try {
+      await solver.close();
+    } finally {
+      await bkt.close();
+      for (const a of addresses) if (a.kind === 'unix') await rm(a.path, { force: true });
+    }
+  };
+  try {
+    for (const a of addresses) bound.push(await bind(server, a, { gid, tls: opts.tls ?? {} }));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  collector.start();
+  let closing: Promise<void> | undefined;
+  return { addresses: bound, solver, close: () => (closing ??= close()) };
+}
+
+/** The snapshotter label: buildkitd's names for the configured kind (`auto` picks overlayfs where it works). */
+function snapshotterLabel(kind: 'auto' | 'overlay' | 'copy' | undefined): string {
+  return kind === 'copy' ? 'native' : 'overlayfs';
+}
+
+/** With debug on, each call and its failure is logged. */
+function withDebugLog<T extends object>(impl: T, debug: (line: string) => void): T {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(impl) as [string, (...args: unknown[]) => unknown][]) {
+    out[name] = (...args: unknown[]) => {
+      debug(`rpc ${name}`);
+      const r = fn(...args);
+      if (r instanceof Promise) r.catch((err: Error) => debug(`rpc ${name}: ${err.message}`));
+      return r;
+    };
+  }
+  return out as T;
+}
+
