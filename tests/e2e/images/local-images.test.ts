@@ -66,9 +66,15 @@ describe('an image built with -t NAME (no --push)', () => {
     expect(rows).toHaveLength(1);
     const [name, digest, platform, size, created] = rows[0]!.split(/\s{2,}/);
     expect([name, digest, platform]).toEqual(['docker.io/library/app:v1', meta['containerimage.digest'], `linux/${HOST_ARCH}`]);
-    // busybox's layer (about a megabyte compressed) plus the RUN layer, config and manifest.
-    expect(size).toMatch(/^\d+(\.\d+)?MB$/);
-    expect(created).toMatch(/seconds? ago$/);
+    // SIZE: the manifest, config and layer blobs as stored (decimal units, 3 significant digits).
+    const manifestPath = join(root, 'content/blobs/sha256', meta['containerimage.digest']!.slice('sha256:'.length));
+    const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as { config: { size: number }; layers: { size: number }[] };
+    const bytes = (await readFile(manifestPath)).length + manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0);
+    const m = /^(\d+(?:\.\d+)?)(B|kB|MB)$/.exec(size!);
+    expect(m).not.toBeNull();
+    const shown = Number(m![1]) * { B: 1, kB: 1e3, MB: 1e6 }[m![2] as 'B' | 'kB' | 'MB'];
+    expect(Math.abs(shown - bytes) / bytes).toBeLessThan(0.01);
+    expect(created).toMatch(/(seconds?|minutes?) ago$/);
     expect((await cli(['image', 'ls', '-q'])).stdout).toBe('docker.io/library/app:v1\n');
   });
 
