@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BktError, type Attrs, type SecretProvider } from '@bkt/core';
+import { parseEntitlements } from './entitlements.js';
 import { ociLayoutContext } from './oci-layout-context.js';
 import { loadSecrets, parseSecret } from './secrets.js';
 import { openSshAgents, parseSsh, type SshAgents } from './ssh.js';
@@ -32,20 +33,19 @@ export interface DockerfileFlags {
   pull?: boolean;
 }
 
-/** The entitlements `--allow` grants. */
-export const ENTITLEMENTS = ['network.host', 'security.insecure'] as const;
-
-/** The Dockerfile flags that make `bkt build` a Dockerfile build (see docs/cli.md). */
-export function hasDockerfileFlags(f: DockerfileFlags & { tag?: string[]; push?: boolean }): boolean {
+/**
+ * The Dockerfile flags that make `bkt build` a Dockerfile build (see
+ * docs/cli.md). `--platform`, `-t` and `--push` are not among them: they
+ * apply to a config target too.
+ */
+export function hasDockerfileFlags(f: DockerfileFlags): boolean {
   return (
     f.file !== undefined ||
     f.target !== undefined ||
-    f.platform !== undefined ||
     f.shmSize !== undefined ||
     f.network !== undefined ||
     !!f.pull ||
-    !!f.push ||
-    [f.buildArg, f.buildContext, f.secret, f.ssh, f.label, f.noCacheFilter, f.addHost, f.allow, f.ulimit, f.tag ?? []].some((l) => l.length > 0)
+    [f.buildArg, f.buildContext, f.secret, f.ssh, f.label, f.noCacheFilter, f.addHost, f.ulimit].some((l) => l.length > 0)
   );
 }
 
@@ -148,12 +148,7 @@ export async function prepareDockerfileSolve(flags: DockerfileFlags, input: Dock
       attrs['force-network-mode'] = mode;
     }
 
-    const entitlements = [...new Set(flags.allow.flatMap((a) => a.split(',')).map((a) => a.trim()).filter(Boolean))];
-    for (const e of entitlements) {
-      if (!(ENTITLEMENTS as readonly string[]).includes(e)) {
-        throw new BktError('INVALID_ARGUMENT', `--allow ${e}: unknown entitlement (${ENTITLEMENTS.join(', ')})`, { attribute: 'allow' });
-      }
-    }
+    const entitlements = parseEntitlements(flags.allow);
 
     const secrets = await loadSecrets(
       flags.secret.map((s) => parseSecret(s, input.cwd, env)),

@@ -7,4 +7,4 @@ export { defaultPreset } from './preset.js';
 export { main, interruption, type Io } from './program.js';
 export { parseOutput, parseDuration, parseBytes, defaultRoot, humanSize } from './options.js';
 export { createDisplay, type ProgressDisplay, type ProgressMode } from './progress/displays.js';
-export { marshalTarget } from './commands/build.js';
+export { marshalTarget } from './target-build.js';

@@ -8,6 +8,7 @@ import type { DuOptions, PruneOptions } from './commands/du.js';
 import type { ProjectOptions } from './project.js';
 import type { ImageSaveOptions, ImagesOptions } from './commands/images.js';
 import { onePlatform } from './platform-flag.js';
+import { userMessage } from './progress/report.js';
 import { terminalSafe } from './progress/terminal-safe.js';
 
 export type { Io } from './commands/build.js';
@@ -47,10 +48,14 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
       .description(
         'build a Dockerfile (`bkt build -f Dockerfile CONTEXT`, as docker buildx build), a target of bkt.config.ts (default: "default"), or a marshalled LLB definition with --llb',
       )
-      .argument('[target|context]', 'a config target, or the build context of a Dockerfile build (`-` = a Dockerfile on stdin, no context)'),
+      .argument('[target|context]', 'config targets, several built at once (`bkt build test image`), or the build context of a Dockerfile build (`-` = a Dockerfile on stdin, no context)')
+      // Several targets: the arguments past the first arrive in `command.args`.
+      .allowExcessArguments(),
   )
     .option('-o, --output <spec>', 'output: type=local,dest=DIR | type=tar,dest=FILE|- | type=image,name=N[,push=true] | type=registry | type=oci|docker,dest=FILE (repeatable; CSV as buildx)', collect, [])
-    .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'tty', 'plain', 'rawjson', 'quiet']).default('auto'))
+    .addOption(new Option('--progress <mode>', 'progress output (default: $BUILDKIT_PROGRESS, else auto)').choices(['auto', 'tty', 'plain', 'rawjson', 'quiet']))
+    .option('--call <name>', 'Dockerfile build: print check (build-check warnings; exit 1 when there are any), outline (build args, secrets, ssh of the target) or targets (the stages) instead of building; NAME[,format=json]')
+    .option('--check', 'Dockerfile build: --call check')
     .option('--no-cache', 'do not use cached results (new results are still recorded)')
     .option('--llb <file>', 'solve a marshalled pb.Definition from FILE, or stdin with "-" (as buildctl build)')
     .option('--local <name=dir>', 'a local directory for local://NAME sources (repeatable)', collect, [])
@@ -61,13 +66,14 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--build-context <name=value>', 'Dockerfile build: a named context: a directory, docker-image://REF, oci-layout://…, a git or https URL (repeatable)', collect, [])
     .option('--secret <spec>', 'Dockerfile build: a secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR][,type=file|env] (repeatable)', collect, [])
     .option('--ssh <spec>', 'Dockerfile build: an ssh-agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)', collect, [])
-    .option('-t, --tag <name>', 'Dockerfile build: the image name (repeatable); without --output, export type=image', collect, [])
-    .option('--push', 'Dockerfile build: push the image (shorthand for --output type=registry)')
-    .option('--platform <platform>', 'Dockerfile build: the target platform (os/arch[/variant]; one: several in one build are not supported yet)', onePlatform)
+    .option('-t, --tag <name>', 'the image name (repeatable); without --output, export type=image', collect, [])
+    .option('--push', 'push the image (shorthand for --output type=registry)')
+    .option('--platform <platform>', 'the target platform (os/arch[/variant]; one: several in one build are not supported yet)', onePlatform)
+    .option('--list', 'list the targets of the config, with their descriptions')
     .option('--label <key=value>', 'Dockerfile build: a label of the image (repeatable)', collect, [])
     .option('--no-cache-filter <stage>', 'Dockerfile build: do not use the cache for these stages (repeatable, or comma-separated)', collect, [])
     .option('--add-host <host:ip>', 'Dockerfile build: an /etc/hosts entry in RUN steps (repeatable)', collect, [])
-    .option('--allow <entitlement>', 'Dockerfile build: grant network.host or security.insecure (repeatable)', collect, [])
+    .option('--allow <entitlement>', 'grant the build network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)', collect, [])
     .option('--network <mode>', 'Dockerfile build: the network of RUN steps: default, none or host')
     .option('--shm-size <size>', 'Dockerfile build: the size of /dev/shm in RUN steps (e.g. 64m)')
     .option('--ulimit <name=soft:hard>', 'Dockerfile build: a ulimit of RUN steps (repeatable)', collect, [])
@@ -79,11 +85,12 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--provenance [value]', 'attestations are not supported yet: only --provenance=false is accepted')
     .option('--sbom [value]', 'attestations are not supported yet: only --sbom=false is accepted')
     .option('--attest <spec>', 'attestations are not supported yet (refused)', collect, [])
-    .action(async (arg: string | undefined, opts: Omit<BuildOptions, 'noCacheFilter'> & { cacheFilter: string[] }) => {
+    .action(async (_first: string | undefined, opts: Omit<BuildOptions, 'noCacheFilter'> & { cacheFilter: string[] }, command: Command) => {
+      const args = command.args;
       // commander reads `--no-cache-filter` as the negation of `cache-filter`: its values land in `cacheFilter`.
       const { cacheFilter, ...rest } = opts;
       const { buildCommand } = await import('./commands/build.js');
-      exitCode = await buildCommand(arg, { ...rest, noCacheFilter: cacheFilter }, io, signal);
+      exitCode = await buildCommand(args, { ...rest, noCacheFilter: cacheFilter }, io, signal);
     });
 
   withProjectOptions(program.command('images').description('list the images of the local image store (built with -t NAME, or --output type=image)'))
@@ -141,20 +148,23 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
       // --help and --version exit 0; usage errors were already printed.
       return err.exitCode === 0 ? 0 : 1;
     }
+    const debug = !!(io.env ?? process.env).BKT_DEBUG;
     if (signal.aborted) {
-      io.stderr.write(`bkt: ${describeError(signal.reason ?? err)}\n`);
+      // Stopped because stdout or stderr was closed (`bkt du | head`): nothing to tell, no one to tell it to.
+      if (exitCodeOf(signal) === 0) return 0;
+      io.stderr.write(`bkt: ${describeError(signal.reason ?? err, debug)}\n`);
       return exitCodeOf(signal);
     }
-    io.stderr.write(`error: ${describeError(err)}\n`);
-    if (process.env.BKT_DEBUG && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
+    io.stderr.write(`error: ${describeError(err, debug)}\n`);
+    if (debug && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
     return 1;
   }
 }
 
-/** An error's message as printed: terminal-safe, since it may quote Dockerfile text or build output. */
-function describeError(err: unknown): string {
+/** An error's message as printed: terminal-safe (it may quote Dockerfile text or build output), op references only when debugging. */
+function describeError(err: unknown, debug: boolean): string {
   const message = isBktError(err) || err instanceof Error ? err.message : String(err);
-  return terminalSafe(message);
+  return terminalSafe(userMessage(message, debug));
 }
 
 /** The exit code of an interruption: the abort reason's `exitCode` (130 for SIGINT, 143 for SIGTERM). */
@@ -162,6 +172,15 @@ function exitCodeOf(signal: AbortSignal): number {
   const reason = signal.reason as { details?: { exitCode?: unknown } } | undefined;
   const code = reason?.details?.exitCode;
   return typeof code === 'number' ? code : 130;
+}
+
+/**
+ * The abort reason when the reader of stdout or stderr has gone (EPIPE, as
+ * in `bkt du | head -1`): the running work stops as on an interruption, and
+ * the CLI exits 0 without a word, as most CLIs do.
+ */
+export function closedOutput(stream: 'stdout' | 'stderr'): BktError {
+  return new BktError('CANCELLED', `${stream} was closed`, { exitCode: 0 });
 }
 
 /** The abort reason for a signal: a `CANCELLED` error carrying the conventional exit code. */

@@ -6,7 +6,7 @@ export * from './plugin.js';
 export * from './bkt.js';
 export * from './config.js';
 export * from './target-output.js';
-export { CONFIG_FILE_NAMES, findConfigFile, loadConfig, type LoadConfigOptions } from './load-config.js';
+export { CONFIG_FILE_NAMES, describeValue, findConfigFile, loadConfig, type LoadConfigOptions } from './load-config.js';
 export { resolvePlugins } from './resolve-plugins.js';
 export { composePlugins, definePreset, type BktPreset } from './preset.js';
 export { Pacer } from './pacer.js';

@@ -148,14 +148,14 @@ export function outputSpecOf(output: TargetOutput, where: string): OutputSpec {
     );
   }
   for (const key of REQUIRED[type as string] ?? []) {
-    if (rest[key] === undefined) throw new BktError('CONFIG', `${where}: a ${type as string} output needs "${key}"`, { attribute: key });
+    if (rest[key] === undefined) throw new BktError('CONFIG', `${where}: ${article(type as string)} output needs "${key}"`, { attribute: key });
   }
   const spec: OutputSpec = { type: type as string };
   for (const [key, value] of Object.entries(rest)) {
     if (value === undefined) continue;
     const field = Object.hasOwn(fields, key) ? fields[key]! : undefined;
     if (!field) {
-      throw new BktError('CONFIG', `${where}: unknown attribute "${key}" of a ${type as string} output (known: ${Object.keys(fields).join(', ')})`, {
+      throw new BktError('CONFIG', `${where}: unknown attribute "${key}" of ${article(type as string)} output (known: ${Object.keys(fields).join(', ')})`, {
         attribute: key,
       });
     }
@@ -212,4 +212,9 @@ function exporterSpec(output: ExporterOutput, where: string): OutputSpec {
 
 function typeError(where: string, want: string, got: unknown, field?: Field): BktError {
   return new BktError('CONFIG', `${where} must be ${want}, got ${describeValue(got)}`, { attribute: field?.attr ?? where });
+}
+
+/** `an image`, `a local`. */
+function article(type: string): string {
+  return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
 }

@@ -2,22 +2,30 @@ import { statSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import * as pb from '@bkt/api/pb';
-import { BktError, isBktError, type BuildTarget, type OutputSpec } from '@bkt/core';
+import { BktError, isBktError, type OutputSpec } from '@bkt/core';
 import { createHostClient, writeOutputFile } from '@bkt/fsutil';
 import { dockerConfigCredentials, forBuildClient } from '@bkt/registry';
 import type { SolveResponse } from '@bkt/solver';
 import { dockerEngine, loadIntoDockerEngine, pingDockerEngine, type DockerEngine } from '../docker-engine.js';
+import { parseEntitlements } from '../entitlements.js';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
-import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
+import { parseLocalDirs, parseOutput } from '../options.js';
 import { checkAttestationFlags, imageId, imageSummary, metadataJson, planOutputs, type AttestationFlags } from '../outputs.js';
-import { createDisplay, type Output, type ProgressDisplay, type ProgressMode } from '../progress/displays.js';
+import { createDisplay, type Output, type ProgressMode } from '../progress/displays.js';
+import { printWarnings, reportFailedSteps } from '../progress/report.js';
 import { terminalSafe } from '../progress/terminal-safe.js';
 import { openBuilder, openProject, type Project, type ProjectOptions } from '../project.js';
+import { namingFlag, progressMode } from './build-flags.js';
+import { buildTargets, listTargets } from './build-targets.js';
+import { parseCall, printCallResult, refuseExports, type CallRequest } from './call.js';
 
 export interface BuildOptions extends ProjectOptions, DockerfileFlags, AttestationFlags {
   output: string[];
-  progress: ProgressMode;
+  /** `--progress`; when absent, `BUILDKIT_PROGRESS`, else `auto`. */
+  progress?: ProgressMode;
+  /** `--call NAME[,format=json]`: ask the Dockerfile frontend `check`, `outline` or `targets` instead of building; `--check` = `--call check`. */
+  call?: string;
+  check?: boolean;
   /** `--load`: load the image into the local Docker engine. */
   load?: boolean;
   /** `-q`: no progress; only the image id, on stdout. */
@@ -29,6 +37,8 @@ export interface BuildOptions extends ProjectOptions, DockerfileFlags, Attestati
   iidfile?: string;
   tag: string[];
   push?: boolean;
+  /** `--list`: print the config's targets and their descriptions instead of building. */
+  list?: boolean;
 }
 
 /** The streams a command writes to (the process's, or a test's). */
@@ -40,25 +50,33 @@ export interface Io {
   env?: NodeJS.ProcessEnv;
 }
 
-/** What `bkt build` solves: an LLB definition (a config target or `--llb`), or a Dockerfile through the `dockerfile.v0` frontend. */
+/** What `bkt build` solves here: an `--llb` definition, or a Dockerfile through the `dockerfile.v0` frontend (config targets: build-targets.ts). */
 type BuildInput =
-  | { kind: 'llb'; definition: Uint8Array; target?: BuildTarget }
-  | { kind: 'dockerfile'; solve: DockerfileSolve };
+  | { kind: 'llb'; definition: Uint8Array; entitlements: string[] }
+  | { kind: 'dockerfile'; solve: DockerfileSolve; call?: CallRequest };
 
 /**
- * `bkt build [TARGET | CONTEXT]`. The argument is a Dockerfile build's
+ * `bkt build [TARGET… | CONTEXT]`. The argument is a Dockerfile build's
  * CONTEXT when `-f` or another Dockerfile flag is given, when it is `-`, or
  * when it is not a target of the project's config (no config, or a directory
- * that is not a target's name); otherwise it names a config target (default
- * `default`). `--llb` solves a marshalled definition.
+ * that is not a target's name); otherwise the arguments name config targets
+ * (default `default`), built at once. `--llb` solves a marshalled
+ * definition; `--list` lists the targets.
  *
  * Exit codes: 0 ok, 1 failed, 130 / 143 interrupted by SIGINT / SIGTERM.
  */
-export async function buildCommand(arg: string | undefined, opts: BuildOptions, io: Io, signal: AbortSignal): Promise<number> {
+export async function buildCommand(args: string[], opts: BuildOptions, io: Io, signal: AbortSignal): Promise<number> {
+  const [arg] = args;
   checkAttestationFlags(opts);
-  const dockerfileFlags = hasDockerfileFlags(opts);
+  const progress = progressMode(opts.progress, io.env ?? process.env);
+  const call = parseCall(opts.call, opts.check);
+  if (call) refuseExports(call, opts);
+  const dockerfileFlags = hasDockerfileFlags(opts) || call !== undefined;
   if (opts.llb !== undefined && dockerfileFlags) {
-    throw new BktError('INVALID_ARGUMENT', 'bkt build: --llb and Dockerfile flags (-f, --target, --build-arg, -t, …) can\'t be used together');
+    throw new BktError('INVALID_ARGUMENT', 'bkt build: --llb and Dockerfile flags (-f, --target, --build-arg, …) can\'t be used together');
+  }
+  if (opts.llb !== undefined && opts.platform !== undefined) {
+    throw new BktError('INVALID_ARGUMENT', 'bkt build: --platform applies to Dockerfile builds and config targets; an --llb definition has its platforms already', { attribute: 'platform' });
   }
   const configRequired = opts.llb === undefined && !dockerfileFlags && arg === undefined;
   const project = await openProject(opts, configRequired, io.cwd).catch((err: unknown) => {
@@ -71,23 +89,33 @@ export async function buildCommand(arg: string | undefined, opts: BuildOptions, 
   const isTarget = arg !== undefined && project.hasConfig && Object.hasOwn(project.config.targets ?? {}, arg);
   const isContext = arg !== undefined && !isTarget && (!project.hasConfig || isDirectory(resolve(io.cwd, arg)));
   const dockerfileMode = opts.llb === undefined && (dockerfileFlags || arg === '-' || isContext);
+  if (opts.list) {
+    if (args.length > 0 || opts.llb !== undefined || dockerfileFlags) throw new BktError('INVALID_ARGUMENT', 'bkt build --list takes no target, context, --llb or Dockerfile flag', { attribute: 'list' });
+    return listTargets(project, io);
+  }
+  if (opts.llb === undefined && !dockerfileMode) return buildTargets(args.length > 0 ? args : ['default'], project, { ...opts, progress }, io, signal);
+  if (args.length > 1) {
+    const what = opts.llb !== undefined ? 'an --llb build takes no argument' : 'a Dockerfile build takes one CONTEXT';
+    throw new BktError('INVALID_ARGUMENT', `bkt build ${args.join(' ')}: ${what} (several arguments name config targets)`);
+  }
 
   let input: BuildInput;
   if (opts.llb !== undefined) {
     if (arg !== undefined) throw new BktError('INVALID_ARGUMENT', `bkt build: give either a target ("${arg}") or --llb, not both`);
-    input = { kind: 'llb', definition: await readDefinitionFile(opts.llb, io) };
-  } else if (dockerfileMode) {
+    input = { kind: 'llb', entitlements: parseEntitlements(opts.allow), definition: await readDefinitionFile(opts.llb, io) };
+  } else {
     if (arg === undefined) {
       throw new BktError('INVALID_ARGUMENT', 'bkt build: a Dockerfile build needs a CONTEXT directory (e.g. `bkt build -f Dockerfile .`), or - for a Dockerfile on stdin');
     }
-    input = { kind: 'dockerfile', solve: await prepareDockerfileSolve(opts, { context: arg, cwd: io.cwd, stdin: io.stdin, env: io.env }) };
-  } else {
-    const target = pickTarget(project, arg ?? 'default');
-    input = { kind: 'llb', definition: await marshalTarget(target, arg ?? 'default'), target };
+    const solve = await prepareDockerfileSolve(opts, { context: arg, cwd: io.cwd, stdin: io.stdin, env: io.env });
+    if (call) solve.frontendAttrs.requestid = call.requestId;
+    input = { kind: 'dockerfile', solve, ...(call ? { call } : {}) };
   }
 
   try {
-    return await runBuild(input, project, opts, io, signal);
+    return await runBuild(input, project, { ...opts, progress }, io, signal);
+  } catch (err) {
+    throw input.kind === 'dockerfile' ? namingFlag(err, input.solve.frontendAttrs) : err;
   } finally {
     if (input.kind === 'dockerfile') await input.solve.close();
   }
@@ -117,18 +145,25 @@ async function runBuildTo(
   signal: AbortSignal,
   load: { engine: DockerEngine; file: string } | undefined,
 ): Promise<number> {
-  const target = input.kind === 'llb' ? input.target : undefined;
   const outputs: OutputSpec[] = planOutputs(
-    opts.output.length > 0 ? opts.output.map((o) => parseOutput(o, io.cwd)) : (target?.outputs ?? []).map((o) => resolveDest(o, project.dir)),
+    opts.output.map((o) => parseOutput(o, io.cwd)),
     { tags: opts.tag, push: !!opts.push, load: load?.file, annotations: opts.annotation },
   );
   const localDirs = {
-    ...Object.fromEntries(Object.entries(target?.localDirs ?? (target ? { context: '.' } : {})).map(([k, v]) => [k, resolve(project.dir, v)])),
     ...(input.kind === 'dockerfile' ? input.solve.localDirs : {}),
     ...parseLocalDirs(opts.local, io.cwd),
   };
 
-  const display = createDisplay(opts.quiet ? 'quiet' : opts.progress, io.stderr);
+  const env = io.env ?? process.env;
+  const debug = !!env.BKT_DEBUG;
+  // NO_COLOR (no-color.org): a non-empty value turns colours off.
+  const color = !env.NO_COLOR;
+  const display = createDisplay(opts.quiet ? 'quiet' : (opts.progress ?? 'auto'), io.stderr, { color, debug });
+  /** Ends the live display, then (plain, tty) lists the build's warnings, as buildx does after a build. */
+  const closeDisplay = () => {
+    display.close();
+    if (display.mode === 'plain' || display.mode === 'tty') printWarnings(display.trace.warnings, io.stderr, { color: color && display.mode === 'tty', debug });
+  };
   const { bkt, solver, root } = await openBuilder(opts, project);
   const client = createHostClient({
     localDirs,
@@ -142,7 +177,7 @@ async function runBuildTo(
   try {
     response = await solver.solve({
       ...(input.kind === 'llb'
-        ? { definition: input.definition }
+        ? { definition: input.definition, entitlements: input.entitlements }
         : {
             frontend: input.solve.frontend,
             frontendAttrs: input.solve.frontendAttrs,
@@ -155,18 +190,20 @@ async function runBuildTo(
       onProgress: (event) => display.write(event),
     });
   } catch (err) {
-    display.close();
-    if (!signal.aborted && reportFailedSteps(display, io.stderr)) throw condensed(err);
+    closeDisplay();
+    if (!signal.aborted && reportFailedSteps(display.trace, io.stderr)) throw condensed(err);
     throw err;
   } finally {
     await solver.close();
     await bkt.close();
   }
-  display.close();
+  closeDisplay();
 
+  if (input.kind === 'dockerfile' && input.call) return printCallResult(input.call, response.result.metadata, io.stdout);
   const { stats } = response;
   const loaded = load ? await loadIntoDockerEngine(load.engine, load.file) : [];
-  if (!opts.quiet) {
+  // Quiet (`-q`, `--progress quiet`) prints nothing but errors, and on stdout what was asked for.
+  if (display.mode !== 'quiet') {
     io.stderr.write(`solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);
     for (const line of imageSummary(outputs, response.exporterResponse)) io.stderr.write(`${terminalSafe(line)}\n`);
     for (const line of loaded) io.stderr.write(`${terminalSafe(line)} (Docker engine at ${load!.engine.url})\n`);
@@ -200,43 +237,6 @@ function isDirectory(path: string): boolean {
   }
 }
 
-function pickTarget(project: Project, name: string): BuildTarget {
-  const targets = project.config.targets ?? {};
-  const target = targets[name];
-  if (!target) {
-    const known = Object.keys(targets);
-    throw new BktError(
-      'NOT_FOUND',
-      `no target "${name}" in the config of ${project.dir} (targets: ${known.length ? known.join(', ') : 'none'})`,
-      { attribute: 'target' },
-    );
-  }
-  return target;
-}
-
-/** The marshalled `pb.Definition` of a target: its `build` state, definition or function returning either. */
-export async function marshalTarget(target: BuildTarget, name: string): Promise<Uint8Array> {
-  let built: unknown = target.build;
-  try {
-    if (typeof built === 'function') built = await (built as () => unknown)();
-    if (built !== null && typeof built === 'object' && typeof (built as { marshal?: unknown }).marshal === 'function') {
-      built = await (built as { marshal(): unknown }).marshal();
-    }
-  } catch (err) {
-    if (err instanceof BktError) throw err;
-    throw new BktError('CONFIG', `target "${name}": building its LLB failed: ${(err as Error)?.message ?? err}`, {}, { cause: err });
-  }
-  if (built instanceof Uint8Array) return built;
-  if (built !== null && typeof built === 'object' && Array.isArray((built as { def?: unknown }).def)) {
-    return pb.Definition.encode(pb.Definition.fromPartial(built as pb.Definition)).finish();
-  }
-  throw new BktError(
-    'CONFIG',
-    `target "${name}": "build" must be an LLB state (from @bkt/llb), a pb.Definition or its bytes, or a function returning one`,
-    { attribute: 'build' },
-  );
-}
-
 /** Reads a marshalled definition from a file, or all of stdin for `-`; an empty one is an error. */
 async function readDefinitionFile(file: string, io: Io): Promise<Uint8Array> {
   let bytes: Uint8Array;
@@ -258,26 +258,8 @@ async function readDefinitionFile(file: string, io: Io): Promise<Uint8Array> {
   return bytes;
 }
 
-/**
- * For each failed step: its name and the last lines of its output, as buildx
- * prints them. Returns whether a step with output was reported.
- */
-function reportFailedSteps(display: ProgressDisplay, out: Output): boolean {
-  let reported = false;
-  for (const v of display.trace.failed()) {
-    if (display.trace.lastLines(v, 1).length === 0) continue;
-    reported = true;
-    const lines = display.trace.lastLines(v, 10);
-    out.write('------\n');
-    out.write(` > ${terminalSafe(v.name)}:\n`);
-    for (const l of lines) out.write(`${terminalSafe(l)}\n`);
-    out.write('------\n');
-  }
-  return reported;
-}
-
 /** The error without the step output its message may repeat (already shown above it): first line and op digest. */
-function condensed(err: unknown): unknown {
+export function condensed(err: unknown): unknown {
   if (!(err instanceof BktError) || !err.message.includes('\n')) return err;
   const [first] = err.message.split('\n');
   const op = /\(op sha256:[0-9a-f]{64}\)$/.exec(err.message);
