@@ -54,6 +54,9 @@ describe('--annotation', () => {
     const raw = (await skopeoInspect(name, { raw: true })) as { mediaType: string; annotations?: Record<string, string> };
     expect(raw.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
     expect(raw.annotations).toEqual({ 'org.opencontainers.image.title': 'bkt e2e', 'org.example.level': 'manifest' });
+    // The build ended naming what it stored and pushed, with the pushed digest.
+    const { Digest } = (await skopeoInspect(name)) as { Digest: string };
+    expect(r.stderr).toContain(`\nnaming to ${name}@${Digest} done\npushing ${name}@${Digest} done\n`);
   });
 
   it('refuses a bad annotation, naming it, before building anything', async () => {
