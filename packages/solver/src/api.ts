@@ -118,6 +118,15 @@ export interface Solver {
   prune(opts?: PruneOptions): Promise<UsageRecord[]>;
   /** Recorded builds, newest first (running ones included); `ref` selects one, `limit` the newest few. */
   listBuilds(opts?: { ref?: string; limit?: number }): Promise<BuildHistoryRecord[]>;
+  /**
+   * The recorded progress of build `ref`, in order: vertex, status, warning
+   * and log events as the build sent them, the logs holding every byte its
+   * steps wrote however much displays clipped (the build's secret values as
+   * `***`); a running build's so far. `logs: false` leaves log events out.
+   * Iterating fails with `NOT_FOUND` when the history has no such build or
+   * its progress is no longer stored (a prune `--all` removes it).
+   */
+  buildProgress(ref: string, opts?: { logs?: boolean }): AsyncIterable<ProgressEvent>;
   /** Waits for running builds, unmounts everything under the root, releases the store. */
   close(): Promise<void>;
 }

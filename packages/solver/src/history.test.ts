@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { BktError, createBkt, isBktError, type BktPlugin } from '@bkt/core';
+import { BktError, createBkt, isBktError, type BktPlugin, type ProgressEvent } from '@bkt/core';
 import type { Solver, SolverOptions } from './api.js';
 import { openSolver } from './solver.js';
 import { DefBuilder, testPlugin } from './graphs.test-util.js';
@@ -127,3 +127,38 @@ it('keeps at most maxEntries finished builds', async () => {
   expect((await s.listBuilds()).map((b) => b.ref)).toEqual(['b3', 'b2']);
 });
 
+
+it("records every byte of a step's output, also what displays do not show; displays get only theirs", async () => {
+  solver = await openSolver({
+    root,
+    bkt: await createBkt([
+      testPlugin({
+        onRun: (ctx) => {
+          ctx.progress.log(1, 'shown\n');
+          ctx.progress.log(2, '[a note for displays]\n', 'display');
+          ctx.progress.logHistoryOnly?.(1, new TextEncoder().encode('kept\n'));
+        },
+      }),
+    ]),
+  });
+  const g = new DefBuilder();
+  const shown: ProgressEvent[] = [];
+  await solver.solve({ definition: g.build(g.mkfile(null, { '/a': 'a' })), buildId: 'logs', onProgress: (e) => shown.push(e) });
+
+  const recorded: ProgressEvent[] = [];
+  for await (const e of solver.buildProgress('logs')) recorded.push(e);
+  const text = (events: ProgressEvent[], stream: number) =>
+    events.map((e) => (e.type === 'log' && e.log.stream === stream ? new TextDecoder().decode(e.log.msg) : '')).join('');
+  expect(text(recorded, 1)).toBe('shown\nkept\nwrote /a\n');
+  expect(text(recorded, 2)).toBe('');
+  expect(text(shown, 1)).toBe('shown\nwrote /a\n');
+  expect(text(shown, 2)).toBe('[a note for displays]\n');
+  expect(shown.some((e) => e.type === 'log' && 'only' in e.log)).toBe(false);
+  const vertexEvents = (events: ProgressEvent[]) => events.flatMap((e) => (e.type === 'vertex' ? [{ ...e.vertex }] : []));
+  expect(vertexEvents(recorded)).toEqual(vertexEvents(shown));
+
+  const missing: unknown = await (async () => {
+    for await (const _ of solver!.buildProgress('unknown-ref')) void _;
+  })().catch((e: unknown) => e);
+  expect(isBktError(missing, 'NOT_FOUND')).toBe(true);
+});

@@ -88,9 +88,12 @@ export function vertexWriter(digest: Digest, sinks: Iterable<Emit>): ProgressWri
     for (const emit of sinks) emit(event);
   };
   return {
-    log(stream, msg) {
+    log(stream, msg, only) {
       const bytes = typeof msg === 'string' ? new TextEncoder().encode(msg) : msg;
-      each({ type: 'log', log: { vertex: digest, timestamp: new Date(), stream, msg: bytes } });
+      each({ type: 'log', log: { vertex: digest, timestamp: new Date(), stream, msg: bytes, ...(only ? { only } : {}) } });
+    },
+    logHistoryOnly(stream, msg) {
+      each({ type: 'log', log: { vertex: digest, timestamp: new Date(), stream, msg, only: 'history' } });
     },
     status(id, name, current, total, done) {
       const now = new Date();

@@ -67,6 +67,10 @@ export async function openSolver(opts: SolverOptions): Promise<Solver> {
       open();
       return store.history.list(o);
     },
+    buildProgress: (ref, o) => {
+      open();
+      return store.history.progress(ref, o);
+    },
     close: async () => {
       if (closed) return;
       closed = true;
@@ -169,7 +173,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   }
   if (solverMs === 0) solverMs = performance.now() - t0;
   const stats = { ...build.stats, solverMs };
-  history.finish({ error, exporterResponse });
+  await history.finish({ error, exporterResponse });
   await hooks.afterSolve.promise({ buildId, error, vertices: stats.vertices, cached: stats.cached, exporterResponse });
   if (error) throw error;
   return { buildId, result, exporterResponse, stats };
@@ -325,7 +329,8 @@ function syntheticVertex(build: Build, name: string, buildId: string): { writer:
   const inner = vertexWriter(digest, [build.progress.emit]);
   return {
     writer: {
-      log: (stream, msg) => (show(), inner.log(stream, msg)),
+      log: (stream, msg, only) => (show(), inner.log(stream, msg, only)),
+      logHistoryOnly: (stream, msg) => (show(), inner.logHistoryOnly?.(stream, msg)),
       status: (id, n, current, total, done) => (show(), inner.status(id, n, current, total, done)),
       warn: (short, detail) => (show(), inner.warn(short, detail)),
     },

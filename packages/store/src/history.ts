@@ -6,19 +6,34 @@
  * stream, as BuildKit counts them: every vertex shown, those cached, those
  * completed without error.
  *
- * Secrets never reach the database: the build's secret provider is watched
- * and every value it handed out is replaced by `***` in what is stored (error
- * message, attrs, exporter response), and attrs whose name looks like a
- * credential (`secret`, `password`, `token`, …, e.g. `build-arg:GITHUB_TOKEN`)
- * are stored as `***`. Hence attrs are written when the build ends; the
- * record of a running build holds its ref, frontend and start time only.
+ * Each build's progress — every event, with every byte its steps wrote,
+ * however much displays clipped — is recorded while it runs
+ * (progress-log.ts): in the database, and past its first MiB of output in
+ * the build's log file `<root>/history/<id>/logs`, a store record (type
+ * `build.logs`) held while the build runs: `bkt du` counts it, a prune
+ * `--all` removes it (a prune without `--all` keeps it, as BuildKit's prune
+ * keeps history). Both go with the build when the history is trimmed.
+ *
+ * Secrets never reach the store: the build's secret provider is watched and
+ * every value it handed out is replaced by `***` in what is stored (error
+ * message, attrs, exporter response, recorded progress and output), and
+ * attrs whose name looks like a credential (`secret`, `password`, `token`,
+ * …, e.g. `build-arg:GITHUB_TOKEN`) are stored as `***`. Hence attrs are
+ * written when the build ends; the record of a running build holds its ref,
+ * frontend and start time only.
  *
  * Kept: the newest `maxEntries` finished builds created within `maxAge`
- * (BuildKit's defaults: 50 builds, 48 hours); older ones are dropped when a
- * build finishes.
+ * (BuildKit's defaults: 50 builds, 48 hours); older ones, with their
+ * recorded progress, are dropped when a build finishes.
  */
-import { isBktError, type ProgressEvent, type SecretProvider } from '@bkt/core';
-import type { BuildRow, MetadataDB } from './metadata.js';
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { BktError, isBktError, type ProgressEvent, type SecretProvider } from '@bkt/core';
+import type { MetadataDB } from './metadata.js';
+import { INLINE_LOG_BYTES, ProgressRecorder, readProgress } from './progress-log.js';
+import { REDACTED, SecretValues } from './redact.js';
+import { RECORD_ID, type Records } from './records.js';
 
 export interface BuildHistoryRecord {
   /** The build id (the Solve request's `ref`). */
@@ -56,59 +71,71 @@ export interface BuildStart {
 export interface BuildRecorder {
   /** A secret provider that remembers the values it hands out (so they can be redacted). */
   secrets(inner: SecretProvider | undefined): SecretProvider;
-  /** A progress listener counting steps, passing events on to `inner`. */
+  /**
+   * A progress listener recording every event and counting steps, passing
+   * events on to `inner` — except output only the history keeps
+   * (`only: 'history'`), and with `only` left out of what it passes on.
+   */
   observe(inner: ((event: ProgressEvent) => void) | undefined): (event: ProgressEvent) => void;
-  finish(outcome: { error?: Error; exporterResponse?: Record<string, string> }): void;
+  /** Completes the record, then trims the history to its limits. */
+  finish(outcome: { error?: Error; exporterResponse?: Record<string, string> }): Promise<void>;
 }
+
+/** The records namespace (`<root>/history/`) of builds' log files; reserved for the store. */
+export const HISTORY_NAMESPACE = 'history';
+/** The `recordType` of a build's log file in `bkt du`. */
+export const HISTORY_RECORD_TYPE = 'build.logs';
+/** The log file inside a build's record. */
+const LOG_FILE = 'logs';
 
 const DEFAULT_MAX_ENTRIES = 50;
 const DEFAULT_MAX_AGE = 48 * 3600 * 1000;
-const REDACTED = '***';
 /** Attribute names whose values are credentials. */
 const SECRET_NAME = /secret|passw|token|credential|auth|private|apikey|api_key|access_key/i;
 
+export interface BuildHistoryOptions {
+  db: MetadataDB;
+  records: Records;
+  root: string;
+  /** Running builds and their recorded progress are leased under it, so a store opened meanwhile by another process does not take them for interrupted, nor prunes them. */
+  session: string;
+  limits?: HistoryLimits;
+}
+
 export class BuildHistory {
+  readonly #opts: BuildHistoryOptions;
   readonly #maxEntries: number;
   readonly #maxAge: number;
 
-  /** `session`: running builds are leased under it, so a store opened meanwhile by another process does not take them for interrupted. */
-  constructor(
-    private readonly db: MetadataDB,
-    limits: HistoryLimits = {},
-    private readonly session = '',
-  ) {
-    this.#maxEntries = limits.maxEntries ?? DEFAULT_MAX_ENTRIES;
-    this.#maxAge = limits.maxAge ?? DEFAULT_MAX_AGE;
+  constructor(opts: BuildHistoryOptions) {
+    this.#opts = opts;
+    this.#maxEntries = opts.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.#maxAge = opts.limits?.maxAge ?? DEFAULT_MAX_AGE;
   }
 
-  /** Records a build as running; the returned recorder completes the record. */
+  /** Records a build as running and starts recording its progress; the returned recorder completes the record. */
   start(b: BuildStart): BuildRecorder {
-    const secretValues = new Set<string>();
-    const redact = (text: string): string => {
-      let out = text;
-      // Longest first, so a secret containing another is replaced whole.
-      for (const v of [...secretValues].sort((x, y) => y.length - x.length)) out = out.split(v).join(REDACTED);
-      return out;
-    };
+    const { db, session } = this.#opts;
+    const secrets = new SecretValues();
     const redactAttrs = (attrs: Record<string, string>): Record<string, string> =>
-      Object.fromEntries(Object.entries(attrs).map(([k, v]) => [k, SECRET_NAME.test(k) ? REDACTED : redact(v)]));
+      Object.fromEntries(Object.entries(attrs).map(([k, v]) => [k, SECRET_NAME.test(k) ? REDACTED : secrets.text(v)]));
 
-    const row: BuildRow = {
+    const row: BuildHistoryRecord = {
       ref: b.ref,
       frontend: b.frontend ?? '',
       frontendAttrs: {},
       exporters: [],
       status: 'running',
-      createdAt: Date.now(),
-      completedAt: null,
+      createdAt: new Date(),
       numTotalSteps: 0,
       numCachedSteps: 0,
       numCompletedSteps: 0,
       exporterResponse: {},
     };
     // The running record holds no attrs: which values are secrets is known only once the build has asked for them.
-    this.db.addLease(this.session, 'build', b.ref);
-    this.db.putBuild(row);
+    db.addLease(session, 'build', b.ref);
+    db.putBuild(row);
+    const progress = new ProgressRecorder({ db, ref: b.ref, secrets, createLogFile: () => this.#createLogFile(b.ref) });
 
     const shown = new Set<string>();
     const cached = new Set<string>();
@@ -117,13 +144,7 @@ export class BuildHistory {
       secrets: (inner) => ({
         get: async (id) => {
           const value = (await inner?.get(id)) ?? null;
-          if (value && value.length > 0) {
-            const text = Buffer.from(value).toString('utf8');
-            secretValues.add(text);
-            // A value with a trailing newline (a file) is also redacted without it.
-            const trimmed = text.trim();
-            if (trimmed.length > 0) secretValues.add(trimmed);
-          }
+          if (value && value.length > 0) secrets.add(value);
           return value;
         },
       }),
@@ -134,10 +155,16 @@ export class BuildHistory {
           if (v.cached) cached.add(v.digest);
           if (v.completed && !v.error) completed.add(v.digest);
         }
-        inner?.(event);
+        progress.write(event);
+        if (event.type !== 'log' || event.log.only === undefined) inner?.(event);
+        else if (event.log.only === 'display') {
+          const { only: _only, ...log } = event.log;
+          inner?.({ type: 'log', log });
+        }
       },
-      finish: ({ error, exporterResponse }) => {
-        row.completedAt = Date.now();
+      finish: async ({ error, exporterResponse }) => {
+        progress.close();
+        row.completedAt = new Date();
         row.numTotalSteps = shown.size;
         row.numCachedSteps = cached.size;
         row.numCompletedSteps = completed.size;
@@ -147,35 +174,81 @@ export class BuildHistory {
           row.status = code === 'CANCELLED' ? 'cancelled' : 'failed';
           row.error = { code, message: error.message };
         } else row.status = 'completed';
-        this.db.putBuild({
+        db.putBuild({
           ...row,
           frontendAttrs: redactAttrs(b.frontendAttrs ?? {}),
           exporters: (b.exporters ?? []).map((e) => ({ type: e.type, attrs: redactAttrs(e.attrs) })),
           exporterResponse: redactAttrs(row.exporterResponse),
-          ...(row.error ? { error: { code: row.error.code, message: redact(row.error.message) } } : {}),
+          ...(row.error ? { error: { code: row.error.code, message: secrets.text(row.error.message) } } : {}),
         });
-        this.db.removeLease(this.session, 'build', b.ref);
-        this.db.trimBuilds(this.#maxEntries, this.#maxAge);
+        db.removeLease(session, 'build', b.ref);
+        db.removeLease(session, 'record', `${HISTORY_NAMESPACE}/${progressRecordId(b.ref)}`);
+        await this.trim();
       },
     };
   }
 
   /** Build records, newest first; `ref` selects one build, `limit` the newest few. */
   list(opts: { ref?: string; limit?: number } = {}): BuildHistoryRecord[] {
-    const rows = opts.ref !== undefined ? [this.db.getBuild(opts.ref)].filter((r): r is BuildRow => r !== undefined) : this.db.listBuilds();
-    return rows.slice(0, opts.limit ?? rows.length).map((r) => ({
-      ref: r.ref,
-      frontend: r.frontend,
-      frontendAttrs: r.frontendAttrs,
-      exporters: r.exporters,
-      status: r.status,
-      ...(r.error ? { error: r.error } : {}),
-      createdAt: new Date(r.createdAt),
-      ...(r.completedAt !== null ? { completedAt: new Date(r.completedAt) } : {}),
-      numTotalSteps: r.numTotalSteps,
-      numCachedSteps: r.numCachedSteps,
-      numCompletedSteps: r.numCompletedSteps,
-      exporterResponse: r.exporterResponse,
-    }));
+    const { db } = this.#opts;
+    const rows = opts.ref !== undefined ? [db.getBuild(opts.ref)].filter((r): r is BuildHistoryRecord => r !== undefined) : db.listBuilds();
+    return rows.slice(0, opts.limit ?? rows.length);
   }
+
+  /**
+   * The recorded progress of build `ref`, in order: vertex, status, warning
+   * and log events, the logs holding every byte the steps wrote (with the
+   * build's secret values as `***`). A running build's so far. With
+   * `logs: false`, log events are left out (and not read). `NOT_FOUND` when
+   * the history has no such build, or once output is due that was in a log
+   * file a prune `--all` removed.
+   */
+  async *progress(ref: string, opts: { logs?: boolean } = {}): AsyncGenerator<ProgressEvent> {
+    const { db, root } = this.#opts;
+    if (!db.getBuild(ref)) throw new BktError('NOT_FOUND', `no build ${ref} in the history of ${root}`, { ref });
+    const id = progressRecordId(ref);
+    const missingLogFile = () =>
+      new BktError('NOT_FOUND', `the logs of build ${ref} past its first ${INLINE_LOG_BYTES / (1024 * 1024)}MiB are no longer in the store (removed by a prune --all)`, { ref });
+    yield* readProgress(db, ref, join(root, HISTORY_NAMESPACE, id, LOG_FILE), { logs: opts.logs, missingLogFile });
+  }
+
+  /** Drops the finished builds beyond the limits, with their recorded progress. */
+  async trim(): Promise<void> {
+    const { db, records } = this.#opts;
+    for (const ref of db.buildsBeyond(this.#maxEntries, this.#maxAge)) {
+      // Its log file first: a crash in between leaves a build without its file, which reads as pruned.
+      await records.removeUnheld(HISTORY_NAMESPACE, progressRecordId(ref));
+      db.deleteBuild(ref);
+    }
+  }
+
+  /** Makes the record of build `ref`'s log file, held until the build ends, and returns the file's path. */
+  #createLogFile(ref: string): string {
+    const { db, root, session } = this.#opts;
+    const id = progressRecordId(ref);
+    // Held before it exists: no prune in any process takes it while the build writes it.
+    db.holdRecord(session, HISTORY_NAMESPACE, id);
+    db.putRecord(
+      {
+        namespace: HISTORY_NAMESPACE,
+        id,
+        recordType: HISTORY_RECORD_TYPE,
+        description: `logs of build ${ref} past their first ${INLINE_LOG_BYTES / (1024 * 1024)}MiB`,
+        mutable: false,
+        pinned: false,
+        data: { ref },
+        snapshots: [],
+        blobs: [],
+      },
+      () => {},
+    );
+    const dir = join(root, HISTORY_NAMESPACE, id);
+    mkdirSync(dir, { recursive: true });
+    return join(dir, LOG_FILE);
+  }
+}
+
+/** The record id of build `ref`'s progress: the ref when it is a valid record id (BuildKit refs are), else a digest of it. */
+function progressRecordId(ref: string): string {
+  return RECORD_ID.test(ref) ? ref : `sha256-${createHash('sha256').update(ref).digest('hex')}`;
 }

@@ -1,7 +1,7 @@
 /**
  * The metadata database (`metadata.db`, SQLite in WAL mode): committed
  * snapshot records, cache records, content-store blob references, build
- * history, plugin records, and the sessions (processes) that have the store
+ * history (and what builds recorded of their progress), plugin records, and the sessions (processes) that have the store
  * open with their leases. Every multi-row change runs in one transaction, so
  * a crash leaves either all of it or none of it.
  *
@@ -20,6 +20,7 @@
  */
 import Database from 'better-sqlite3';
 import { BktError, type BlobOwner, type BlobRef, type Digest } from '@bkt/core';
+import type { BuildHistoryRecord } from './history.js';
 
 /** The version of the layout below; bump it (and add a migration) when a table changes incompatibly. */
 export const SCHEMA_VERSION = 1;
@@ -99,6 +100,14 @@ CREATE TABLE IF NOT EXISTS builds (
   exporter_response TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS builds_created ON builds(created_at);
+CREATE TABLE IF NOT EXISTS build_progress (
+  ref TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  data BLOB,
+  file_offset INTEGER,
+  PRIMARY KEY (ref, seq)
+);
 CREATE TABLE IF NOT EXISTS sessions (
   id TEXT PRIMARY KEY,
   pid INTEGER NOT NULL,
@@ -167,21 +176,15 @@ export function recordOwner(namespace: string, id: string): string {
   return `record:${namespace}/${id}`;
 }
 
-/** A build history row (control.proto's BuildHistoryRecord where it fits). */
-export interface BuildRow {
-  ref: string;
-  frontend: string;
-  frontendAttrs: Record<string, string>;
-  exporters: { type: string; attrs: Record<string, string> }[];
-  /** `running`, `completed`, `failed`, `cancelled`, or `interrupted` (the process died during the build). */
-  status: 'running' | 'completed' | 'failed' | 'cancelled' | 'interrupted';
-  error?: { code: string; message: string };
-  createdAt: number;
-  completedAt: number | null;
-  numTotalSteps: number;
-  numCachedSteps: number;
-  numCompletedSteps: number;
-  exporterResponse: Record<string, string>;
+/** One recorded progress event of a build (see progress-log.ts). */
+export interface ProgressRow {
+  seq: number;
+  /** The event as JSON; a log event's bytes are left out. */
+  event: string;
+  /** A log event's bytes, when the database keeps them. */
+  data: Buffer | null;
+  /** Else where they are in the build's log file. */
+  fileOffset: number | null;
 }
 
 interface RawBuildRow {
@@ -189,7 +192,7 @@ interface RawBuildRow {
   frontend: string;
   frontend_attrs: string;
   exporters: string;
-  status: BuildRow['status'];
+  status: BuildHistoryRecord['status'];
   error_code: string | null;
   error_message: string | null;
   created_at: number;
@@ -200,16 +203,16 @@ interface RawBuildRow {
   exporter_response: string;
 }
 
-function toBuild(r: RawBuildRow): BuildRow {
+function toBuild(r: RawBuildRow): BuildHistoryRecord {
   return {
     ref: r.ref,
     frontend: r.frontend,
     frontendAttrs: JSON.parse(r.frontend_attrs) as Record<string, string>,
-    exporters: JSON.parse(r.exporters) as BuildRow['exporters'],
+    exporters: JSON.parse(r.exporters) as BuildHistoryRecord['exporters'],
     status: r.status,
     ...(r.error_code !== null ? { error: { code: r.error_code, message: r.error_message ?? '' } } : {}),
-    createdAt: r.created_at,
-    completedAt: r.completed_at,
+    createdAt: new Date(r.created_at),
+    ...(r.completed_at !== null ? { completedAt: new Date(r.completed_at) } : {}),
     numTotalSteps: r.num_total_steps,
     numCachedSteps: r.num_cached_steps,
     numCompletedSteps: r.num_completed_steps,
@@ -347,10 +350,15 @@ export class MetadataDB {
       snapshotsOfRecord: db.prepare('SELECT snapshot FROM record_snapshots WHERE namespace = ? AND id = ?'),
       blobsOfOwner: db.prepare("SELECT digest FROM blob_refs WHERE owner_kind = 'name' AND owner = ?"),
       deleteRefsOfOwner: db.prepare("DELETE FROM blob_refs WHERE owner_kind = 'name' AND owner = ?"),
-      trimBuilds: db.prepare(
-        `DELETE FROM builds WHERE status != 'running' AND (created_at < ? OR ref NOT IN
+      buildsBeyond: db.prepare(
+        `SELECT ref FROM builds WHERE status != 'running' AND (created_at < ? OR ref NOT IN
            (SELECT ref FROM builds WHERE status != 'running' ORDER BY created_at DESC, rowid DESC LIMIT ?))`,
       ),
+      deleteBuild: db.prepare('DELETE FROM builds WHERE ref = ?'),
+      deleteProgress: db.prepare('DELETE FROM build_progress WHERE ref = ?'),
+      addProgress: db.prepare('INSERT OR REPLACE INTO build_progress (ref, seq, event, data, file_offset) VALUES (?, ?, ?, ?, ?)'),
+      progressPage: db.prepare('SELECT seq, event, data, file_offset FROM build_progress WHERE ref = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      progressPageNoData: db.prepare('SELECT seq, event, NULL AS data, file_offset FROM build_progress WHERE ref = ? AND seq > ? ORDER BY seq LIMIT ?'),
     };
   }
 
@@ -668,7 +676,7 @@ export class MetadataDB {
   // --- build history ----------------------------------------------------------
 
   /** Inserts or replaces a build's record. The caller redacts secrets first. */
-  putBuild(b: BuildRow): void {
+  putBuild(b: BuildHistoryRecord): void {
     this.#stmts.putBuild.run({
       ref: b.ref,
       frontend: b.frontend,
@@ -677,8 +685,8 @@ export class MetadataDB {
       status: b.status,
       errorCode: b.error?.code ?? null,
       errorMessage: b.error?.message ?? null,
-      createdAt: b.createdAt,
-      completedAt: b.completedAt,
+      createdAt: b.createdAt.getTime(),
+      completedAt: b.completedAt?.getTime() ?? null,
       numTotalSteps: b.numTotalSteps,
       numCachedSteps: b.numCachedSteps,
       numCompletedSteps: b.numCompletedSteps,
@@ -687,11 +695,11 @@ export class MetadataDB {
   }
 
   /** Build records, newest first. */
-  listBuilds(): BuildRow[] {
+  listBuilds(): BuildHistoryRecord[] {
     return (this.#stmts.listBuilds.all() as RawBuildRow[]).map(toBuild);
   }
 
-  getBuild(ref: string): BuildRow | undefined {
+  getBuild(ref: string): BuildHistoryRecord | undefined {
     const r = this.#stmts.getBuild.get(ref) as RawBuildRow | undefined;
     return r && toBuild(r);
   }
@@ -708,10 +716,42 @@ export class MetadataDB {
       .immediate();
   }
 
-  /** Keeps the newest `maxEntries` finished builds created within `maxAge` ms. */
-  trimBuilds(maxEntries: number, maxAge: number, now = Date.now()): void {
+  /** Refs of the finished builds beyond the newest `maxEntries` or created before `maxAge` ms ago. */
+  buildsBeyond(maxEntries: number, maxAge: number, now = Date.now()): string[] {
     // SQLite: LIMIT -1 is no limit; an infinite age never expires.
-    this.#stmts.trimBuilds.run(Number.isFinite(maxAge) ? now - maxAge : -1, Number.isFinite(maxEntries) ? maxEntries : -1);
+    const rows = this.#stmts.buildsBeyond.all(Number.isFinite(maxAge) ? now - maxAge : -1, Number.isFinite(maxEntries) ? maxEntries : -1) as { ref: string }[];
+    return rows.map((r) => r.ref);
+  }
+
+  /** Deletes a build's record and its recorded progress, in one transaction. */
+  deleteBuild(ref: string): void {
+    this.#db
+      .transaction(() => {
+        this.#stmts.deleteProgress.run(ref);
+        this.#stmts.deleteBuild.run(ref);
+      })
+      .immediate();
+  }
+
+  /** Drops what was recorded of a build's progress (a build started again under its ref). */
+  clearProgress(ref: string): void {
+    this.#stmts.deleteProgress.run(ref);
+  }
+
+  /** Records progress event `seq` of build `ref`: its JSON, and a log event's bytes or their offset in the build's log file. */
+  addProgress(ref: string, seq: number, event: string, data: Uint8Array | null, fileOffset: number | null): void {
+    this.#stmts.addProgress.run(ref, seq, event, data, fileOffset);
+  }
+
+  /** Up to `limit` progress events of build `ref` after `afterSeq`, in order; `data: false` leaves log bytes unread. */
+  progressPage(ref: string, afterSeq: number, limit: number, data = true): ProgressRow[] {
+    const stmt = data ? this.#stmts.progressPage : this.#stmts.progressPageNoData;
+    return (stmt.all(ref, afterSeq, limit) as { seq: number; event: string; data: Buffer | null; file_offset: number | null }[]).map((r) => ({
+      seq: r.seq,
+      event: r.event,
+      data: r.data,
+      fileOffset: r.file_offset,
+    }));
   }
 
   close(): void {

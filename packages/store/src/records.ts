@@ -24,9 +24,10 @@ import { BktError, type Digest, type RecordHold, type RecordInput, type RecordNa
 import type { MetadataDB, RecordRow } from './metadata.js';
 
 /** Names under the root that the store itself uses: no namespace may take them. */
-export const RESERVED_NAMES = new Set(['content', 'snapshots', 'mounts', 'empty', 'trash', 'tmp', 'lock', 'metadata.db', 'metadata.db-wal', 'metadata.db-shm']);
+export const RESERVED_NAMES = new Set(['content', 'snapshots', 'mounts', 'empty', 'trash', 'tmp', 'lock', 'history', 'metadata.db', 'metadata.db-wal', 'metadata.db-shm']);
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-const RECORD_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
+/** A valid record id (also a safe directory name). */
+export const RECORD_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
 
 export interface RecordsOptions {
   root: string;

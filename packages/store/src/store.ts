@@ -7,6 +7,7 @@
  *   <root>/mounts/<session>/     mount points of one session
  *   <root>/empty/                an empty read-only directory (scratch as a FileOp copy source)
  *   <root>/<namespace>/<id>      the files of plugin records (records.ts)
+ *   <root>/history/<id>/         each build's recorded progress, a record of the store's own (history.ts)
  *   <root>/tmp/, <root>/trash/   temp paths of sessions; removed records' files on their way out
  *   <root>/lock                  held (pid inside) only while a process opens the store
  *
@@ -26,7 +27,7 @@ import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BktError, type Digest, type UsageRecord } from '@bkt/core';
 import { FileContentStore, type BlobInfo } from './content.js';
-import { BuildHistory, type HistoryLimits } from './history.js';
+import { BuildHistory, HISTORY_RECORD_TYPE, type HistoryLimits } from './history.js';
 import { MetadataDB, type RecordRow, type SnapshotRow } from './metadata.js';
 import { Records } from './records.js';
 import { liveness, newSession, SESSION_ID } from './sessions.js';
@@ -45,8 +46,11 @@ export interface StorePruneOptions {
   filter?: (record: UsageRecord) => boolean;
 }
 
-/** Record types a prune without `all` keeps (as `buildctl prune` keeps internal and frontend references). */
-const KEPT_WITHOUT_ALL = new Set(['internal', 'frontend']);
+/**
+ * Record types a prune without `all` keeps: as `buildctl prune` keeps
+ * internal and frontend references and leaves build history alone.
+ */
+const KEPT_WITHOUT_ALL = new Set(['internal', 'frontend', HISTORY_RECORD_TYPE]);
 
 /** The `recordType` of content-store blobs in `diskUsage` and `prune` results. */
 export const CONTENT_RECORD_TYPE = 'content';
@@ -127,7 +131,8 @@ export class Store {
           }
         },
       });
-      return new Store(root, db, content, snapshotter, new BuildHistory(db, opts.history, session.id), records, session.id, session.end);
+      const history = new BuildHistory({ db, records, root, session: session.id, limits: opts.history });
+      return new Store(root, db, content, snapshotter, history, records, session.id, session.end);
     } catch (err) {
       db.endSession(session.id);
       db.close();

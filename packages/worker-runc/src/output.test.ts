@@ -41,4 +41,28 @@ describe('StepOutput', () => {
     expect(logs).toHaveLength(1);
     expect(out.clipped).toBe(false);
   });
+
+  it('hands what it clips to the history, so displayed plus history-only output is every byte, the notice for displays only', () => {
+    const shown: { stream: number; text: string; only?: string }[] = [];
+    const hidden: { stream: number; text: string }[] = [];
+    const progress = {
+      log: (stream: 1 | 2, msg: Uint8Array | string, only?: 'display') => shown.push({ stream, text: Buffer.from(msg).toString(), ...(only ? { only } : {}) }),
+      logHistoryOnly: (stream: 1 | 2, msg: Uint8Array) => hidden.push({ stream, text: Buffer.from(msg).toString() }),
+      status: () => {},
+      warn: () => {},
+    };
+    const out = new StepOutput(progress, 10);
+    out.write(1, Buffer.from('12345'));
+    out.write(2, Buffer.from('6789abcdef'));
+    out.write(1, Buffer.from('more'));
+    expect(shown).toEqual([
+      { stream: 1, text: '12345' },
+      { stream: 2, text: '6789a' },
+      { stream: 2, text: '\n[output clipped, log limit 10B reached]\n', only: 'display' },
+    ]);
+    expect(hidden).toEqual([
+      { stream: 2, text: 'bcdef' },
+      { stream: 1, text: 'more' },
+    ]);
+  });
 });

@@ -1,7 +1,9 @@
 /**
- * A step's output on its way to the progress stream: forwarded live, clipped
- * (with a notice, never silently) once the step has written `maxBytes`, and
- * its last lines kept for the error message of a failed step.
+ * A step's output on its way to the progress stream: forwarded live; for
+ * progress displays clipped (with a notice, never silently) once the step has
+ * written `maxBytes`, as BuildKit — what follows goes to the build's history
+ * only (`logHistoryOnly`), which thus keeps every byte; the notice is for
+ * displays only. The last lines are kept for the error message of a failed step.
  */
 import type { ProgressWriter } from '@bkt/core';
 
@@ -25,13 +27,17 @@ export class StepOutput {
   /** Output of stream 1 (stdout) or 2 (stderr). */
   write(stream: 1 | 2, chunk: Uint8Array): void {
     this.#keepTail(chunk);
-    if (this.#clipped) return;
+    if (this.#clipped) {
+      this.#progress.logHistoryOnly?.(stream, chunk);
+      return;
+    }
     if (this.#maxBytes > 0 && this.#written + chunk.length > this.#maxBytes) {
       const room = this.#maxBytes - this.#written;
       if (room > 0) this.#progress.log(stream, chunk.subarray(0, room));
       this.#written = this.#maxBytes;
       this.#clipped = true;
-      this.#progress.log(2, `\n[output clipped, log limit ${formatSize(this.#maxBytes)} reached]\n`);
+      this.#progress.log(2, `\n[output clipped, log limit ${formatSize(this.#maxBytes)} reached]\n`, 'display');
+      this.#progress.logHistoryOnly?.(stream, chunk.subarray(Math.max(0, room)));
       return;
     }
     this.#written += chunk.length;
