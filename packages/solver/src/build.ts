@@ -312,12 +312,25 @@ export class Build {
     const st = this.#state(v);
     st.key ??= this.#computeKey(v, st).catch((err) => {
       const e = vertexError(v, err);
-      // A source shown while resolving (pulling a manifest, …) ends here.
-      this.progress.failOpen(v.digest, this.stepError(e));
+      // Its own failure (a source resolving, a checksum of what it reads) is shown on this step;
+      // a failure of an input's key is the input's.
+      if (e.details.opDigest === v.digest) this.#reportKeyFailure(v, e);
       this.fail(e);
       throw e;
     });
     return st.key;
+  }
+
+  /** Shows a step whose cache key could not be computed as failed: completes it when shown (a source resolving), else shows it started and failed. */
+  #reportKeyFailure(v: Vertex, e: Error): void {
+    if (this.progress.shown(v.digest)) {
+      this.progress.failOpen(v.digest, this.stepError(e));
+      return;
+    }
+    const started = new Date();
+    const event: VertexEvent = { ...this.#vertexInfo(v), cached: false, started };
+    this.progress.vertexStarted(event);
+    this.progress.vertexDone({ ...event, completed: new Date(), error: this.stepError(e) });
   }
 
   async #computeKey(v: Vertex, st: VertexState): Promise<KeyInfo> {

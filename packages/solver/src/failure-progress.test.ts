@@ -159,3 +159,26 @@ it('a source that fails while resolving completes its shown step with its own er
   for (const v of states.values()) expect(v.completed, v.name).toBeDefined();
   for (const [name, n] of completions(events)) expect(n, name).toBe(1);
 });
+
+it('a step whose cache key fails by itself (a checksum of a missing file it copies) is shown failed; its input is not', async () => {
+  const { testPlugin } = await import('./graphs.test-util.js');
+  const ctx = await mkdtemp(join(tmpdir(), 'bkt-failure-ctx-'));
+  try {
+    const s = await open([testPlugin()]);
+    const g = new DefBuilder();
+    const src = g.source('test://context');
+    const copy = g.copy(null, src, '/missing.txt', '/missing.txt');
+    const events: ProgressEvent[] = [];
+    const err = await s.solve({ definition: g.build(copy), localDirs: { context: ctx }, onProgress: (e) => events.push(e) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    const states = lastStates(events);
+    const failed = [...states.values()].filter((v) => v.error);
+    expect(failed.map((v) => v.name)).toEqual(['copy /missing.txt /missing.txt']);
+    expect(failed[0]!.started).toBeDefined();
+    expect(failed[0]!.completed).toBeDefined();
+    expect(failed[0]!.error).not.toBe(CANCELED_ERROR);
+    for (const [name, n] of completions(events)) expect(n, name).toBe(1);
+  } finally {
+    await rm(ctx, { recursive: true, force: true });
+  }
+});
