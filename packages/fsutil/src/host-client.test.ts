@@ -80,6 +80,17 @@ describe('host client: local directories (stat first, then content)', () => {
     expect((await statAll(client.localDir('context')!.stat())).map((e) => e.path)).toEqual(['app1.tar', 'src', 'src/main.c']);
   });
 
+  it('leaves out the directories above an excluded path that hold nothing else', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'dist/tars'), { recursive: true });
+    await mkdir(join(dir, 'shared'), { recursive: true });
+    await writeFile(join(dir, 'dist/tars/app.tar'), 't');
+    await writeFile(join(dir, 'shared/app.tar'), 't');
+    await writeFile(join(dir, 'shared/keep.txt'), 'k');
+    const client = createHostClient({ localDirs: { context: dir }, excludePaths: [join(dir, 'dist/tars/app.tar'), join(dir, 'shared/app.tar')] });
+    expect((await statAll(client.localDir('context')!.stat())).map((e) => e.path)).toEqual(['shared', 'shared/keep.txt']);
+  });
+
   it('applies include, exclude and follow paths; readClientFile follows a final symlink inside the directory', async () => {
     const dir = join(work, 'ctx');
     await mkdir(join(dir, 'docker'), { recursive: true });

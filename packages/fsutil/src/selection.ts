@@ -5,13 +5,15 @@
  *   snapshot written under it would copy itself forever); a directory that
  *   is the store root itself is refused;
  * - an exclude of each of `excludePaths` (host paths, e.g. a build's output
- *   destinations) that lies inside the directory;
+ *   destinations) that lies inside the directory, and of each directory
+ *   above it that holds nothing else (`dist/` of a `dist/app.tar` output:
+ *   the build that wrote the file made it);
  * - an include of every path `followPaths` reaches: each path and, while it
  *   is a symlink, every link target on the chain, all inside the directory
  *   (absolute targets are taken from it, `..` stops at it), as fsutil's
  *   `FollowLinks` in BuildKit.
  */
-import { lstat, readlink } from 'node:fs/promises';
+import { lstat, readdir, readlink } from 'node:fs/promises';
 import { isAbsolute, posix, relative, resolve } from 'node:path';
 import { BktError } from '@bkt/core';
 import { cleanRelPath } from './patterns.js';
@@ -29,11 +31,7 @@ export async function selectionPatterns(
   sel: DirSelection,
   opts: { storeRoot?: string; excludePaths?: readonly string[]; what: string },
 ): Promise<{ include: string[]; exclude: string[] }> {
-  const exclude = [...(sel.exclude ?? [])];
-  for (const path of opts.excludePaths ?? []) {
-    const rel = relative(resolve(dir), resolve(path));
-    if (rel !== '' && rel !== '..' && !rel.startsWith('../') && !isAbsolute(rel)) exclude.push(escapePattern(rel));
-  }
+  const exclude = [...(sel.exclude ?? []), ...(await excludedPaths(dir, opts.excludePaths ?? []))];
   if (opts.storeRoot !== undefined) {
     const storeRel = relative(resolve(dir), resolve(opts.storeRoot));
     if (storeRel === '') {
@@ -44,6 +42,20 @@ export async function selectionPatterns(
   let include = [...(sel.include ?? [])];
   if (sel.followPaths?.length) include = [...new Set([...include, ...(await followLinks(dir, sel.followPaths))])];
   return { include, exclude };
+}
+
+/** The paths of `paths` inside `dir` (relative, as patterns), each with the directories above it that hold nothing else. */
+async function excludedPaths(dir: string, paths: readonly string[]): Promise<string[]> {
+  const inside = paths.map((p) => relative(resolve(dir), resolve(p))).filter((rel) => rel !== '' && rel !== '..' && !rel.startsWith('../') && !isAbsolute(rel));
+  const excluded = new Set(inside);
+  for (const rel of inside) {
+    for (let parent = posix.dirname(rel); parent !== '.'; parent = posix.dirname(parent)) {
+      const names = await readdir(resolve(dir, parent)).catch(() => undefined);
+      if (!names || names.some((n) => !excluded.has(posix.join(parent, n)))) break;
+      excluded.add(parent);
+    }
+  }
+  return [...excluded].map(escapePattern);
 }
 
 async function followLinks(dir: string, paths: readonly string[]): Promise<string[]> {
