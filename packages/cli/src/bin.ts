@@ -1,12 +1,20 @@
-import { interruption, main } from './program.js';
+import { closedOutput, interruption, main } from './program.js';
 
 /**
  * The `bkt` executable. SIGINT / SIGTERM abort the running solve (which
  * cleans up its mounts and temporary snapshots) and exit 130 / 143; a second
- * signal, or a solve that does not stop within 10 s, exits at once.
+ * signal, or a solve that does not stop within 10 s, exits at once. When the
+ * reader of stdout or stderr goes away (EPIPE: `bkt du | head -1`), whatever
+ * runs stops the same way and the CLI exits 0 quietly.
  */
 const controller = new AbortController();
 let forcedCode: number | undefined;
+for (const [name, stream] of [['stdout', process.stdout], ['stderr', process.stderr]] as const) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    if (!controller.signal.aborted) controller.abort(closedOutput(name));
+  });
+}
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     const reason = interruption(sig);

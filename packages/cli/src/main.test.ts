@@ -111,7 +111,7 @@ describe('bkt (in-process)', () => {
     const config = (dest: string) =>
       `export default { targets: { default: { build: () => new Uint8Array(Buffer.from('${bytes}', 'base64')), localDirs: { context: 'ctx' }, outputs: [{ type: 'local', dest: '${dest}' }] } } };\n`;
     await writeFile(join(work, 'proj/bkt.config.mjs'), config('out'));
-    const r = await run(['build', '-C', 'proj', '--root', root, '--progress', 'quiet']);
+    const r = await run(['build', '-C', 'proj', '--root', root, '--progress', 'plain']);
     expect(r.stderr).toMatch(/solver time/);
     expect(r.code).toBe(0);
     expect(await readFile(join(work, 'proj/out/input.txt'), 'utf8')).toBe('project context\n');
@@ -138,7 +138,7 @@ describe('bkt (in-process)', () => {
     expect(await readFile(join(work, 'out/in/input.txt'), 'utf8')).toBe('app context\n');
 
     const fromStdin = await run(
-      ['build', '--root', root, '--progress', 'quiet', '-f', '-', '--build-arg', 'GREETING=hello', '-o', 'type=oci,dest=img.tar', '--iidfile', 'iid', '--metadata-file', 'meta.json', 'app'],
+      ['build', '--root', root, '--progress', 'plain', '-f', '-', '--build-arg', 'GREETING=hello', '-o', 'type=oci,dest=img.tar', '--iidfile', 'iid', '--metadata-file', 'meta.json', 'app'],
       Buffer.from('FROM scratch\nARG GREETING\nCOPY input.txt /from-stdin\nLABEL greeting=$GREETING\n'),
     );
     expect(fromStdin.stderr).toMatch(/solver time/);

@@ -92,7 +92,8 @@ export class RawJsonDisplay implements ProgressDisplay {
  * BuildKit's plain output: `#N name` when a step starts (or, when another
  * step is printing, with its first line), its output lines as
  * `#N 0.123 line`, sub-progress as `#N id current/total`, then `#N CACHED`,
- * `#N DONE 0.1s` or `#N ERROR: message`. A step interrupted by another's
+ * `#N DONE 0.1s`, `#N ERROR: message` or `#N CANCELED`, and its warnings as
+ * `#N WARN: short` (also after it finished). A step interrupted by another's
  * lines gets `#N ...` and its header again when it resumes.
  */
 export class PlainDisplay implements ProgressDisplay {
@@ -117,7 +118,7 @@ export class PlainDisplay implements ProgressDisplay {
         if (!v.started && !v.completed && !v.cached) return;
         if (!v.completed && !v.error && !v.cached) {
           // A step that starts while another one is printing shows up with its first line.
-          if (!this.current) this.focus(v);
+          if (!this.current || this.finished.has(this.current)) this.focus(v);
           return;
         }
         this.focus(v);
@@ -153,9 +154,6 @@ export class PlainDisplay implements ProgressDisplay {
       case 'warning':
         this.focus(v);
         this.line(v, `WARN: ${event.warning.short}`);
-        for (const d of event.warning.detail) this.line(v, `WARN: ${d}`);
-        // A finished step's warnings are a block of their own: the next step's lines don't mark it interrupted.
-        if (this.finished.has(v)) this.current = undefined;
         return;
     }
   }
@@ -164,7 +162,8 @@ export class PlainDisplay implements ProgressDisplay {
 
   private focus(v: VertexState): void {
     if (this.current === v) return;
-    if (this.current) this.line(this.current, '...');
+    // A step interrupted while running is marked; one that had finished (and printed a late warning) is not.
+    if (this.current && !this.finished.has(this.current)) this.line(this.current, '...');
     if (this.printed.size > 0) this.out.write('\n');
     this.out.write(`#${v.index} ${terminalSafe(v.name)}\n`);
     this.printed.add(v);
