@@ -13,6 +13,8 @@ export default defineConfig({
   test: {
     ...shared.test,
     include: ['tests/e2e/**/*.test.ts'],
+    // Scratch space of tests (and copies of the repository made there) is never a test.
+    exclude: ['**/node_modules/**', 'tests/e2e/.tmp/**'],
     testTimeout: 180_000,
     hookTimeout: 180_000,
     // Builds share the machine's cores with other test runs: one file at a time.
