@@ -24,7 +24,7 @@ export default defineConfig({
     default: {
       description: 'RUN steps on busybox, pushed to the local registry',
       build: app,
-      outputs: [{ type: 'image', name: `${registry}/example/app:latest`, push: 'true' }],
+      outputs: [{ type: 'image', name: `${registry}/example/app:latest`, push: true }],
     },
     // The same image as an OCI layout tar and a docker-archive tar.
     archives: {
