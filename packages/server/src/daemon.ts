@@ -4,7 +4,8 @@
  * for them to end (their mounts released, their history records complete),
  * stops serving and closes the store.
  */
-import { rm } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as control from '@bkt/api/control';
 import { composePlugins, createBkt, type Bkt } from '@bkt/core';
@@ -15,7 +16,7 @@ import { Collector } from './collector.js';
 import type { DaemonConfig } from './config.js';
 import { controlService, type ControlBackend } from './control.js';
 import { defaultGCPolicies, diskStat, parseDuration, resolveGCPolicies } from './gc.js';
-import { bind, parseAddress, resolveGroup, type TlsFiles } from './listen.js';
+import { bind, parseAddress, resolveGroup, tcpCredentials, type TlsFiles } from './listen.js';
 import { daemonPreset } from './preset.js';
 import { addService } from './rpc.js';
 import { workerId, workerLabels, type WorkerInfo } from './worker.js';
@@ -59,6 +60,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const gid = opts.group !== undefined ? await resolveGroup(opts.group) : undefined;
   const gcInterval = parseDuration(config.gcInterval ?? DEFAULT_GC_INTERVAL, 'gcInterval');
 
+  // Everything that can be checked is checked before the store is opened.
+  for (const a of addresses) if (a.kind === 'tcp') await tcpCredentials(a, opts.tls ?? {});
+  const disk = await diskStat(await existingAncestor(opts.root));
+  const policies = config.gc === false ? [] : config.gcPolicy ? resolveGCPolicies(config.gcPolicy, disk) : defaultGCPolicies(disk);
+
   const worker = config.worker ?? {};
   const plugins = await composePlugins(
     daemonPreset({ registry: config.registry, worker: { runc: worker.runc, network: worker.network, logMaxBytes: worker.logMaxBytes, pidsLimit: worker.pidsLimit } }),
@@ -73,8 +79,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await bkt.close();
     throw err;
   }
-  const disk = await diskStat(opts.root);
-  const policies = config.gc === false ? [] : config.gcPolicy ? resolveGCPolicies(config.gcPolicy, disk) : defaultGCPolicies(disk);
   const platforms = workerPlatforms(await executablePlatforms());
   const info: WorkerInfo = {
     id: workerId(opts.root),
@@ -99,6 +103,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   addService(server, control.ControlService, withDebugLog(controlService(backend), debug));
 
   const bound: string[] = [];
+  /** Socket files this daemon created (removed on close; a live one it refused to take stays). */
+  const sockets: string[] = [];
   const close = async () => {
     shutdown.abort(new Error('bktd is shutting down'));
     await collector.stop();
@@ -117,11 +123,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await solver.close();
     } finally {
       await bkt.close();
-      for (const a of addresses) if (a.kind === 'unix') await rm(a.path, { force: true });
+      for (const path of sockets) await rm(path, { force: true });
     }
   };
   try {
-    for (const a of addresses) bound.push(await bind(server, a, { gid, tls: opts.tls ?? {} }));
+    for (const a of addresses) {
+      bound.push(await bind(server, a, { gid, tls: opts.tls ?? {} }));
+      if (a.kind === 'unix') sockets.push(a.path);
+    }
   } catch (err) {
     await close();
     throw err;
@@ -129,6 +138,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   collector.start();
   let closing: Promise<void> | undefined;
   return { addresses: bound, solver, close: () => (closing ??= close()) };
+}
+
+/** `path`, or its nearest ancestor that exists (the disk a store root will be on). */
+async function existingAncestor(path: string): Promise<string> {
+  let p = resolve(path);
+  for (;;) {
+    try {
+      await access(p);
+      return p;
+    } catch {
+      if (dirname(p) === p) return p;
+      p = dirname(p);
+    }
+  }
 }
 
 /** The snapshotter label: buildkitd's names for the configured kind (`auto` picks overlayfs where it works). */

@@ -5,6 +5,7 @@
  * `--allow-insecure-entitlement`. Flags override the config file.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { BktError, isBktError } from '@bkt/core';
 import { ENTITLEMENTS, findDaemonConfig, loadDaemonConfig, type DaemonConfig } from './config.js';
@@ -68,8 +69,9 @@ export async function bktdMain(argv: string[], io: MainIo, extra: Pick<DaemonOpt
     }
     const file = flags.config ?? findDaemonConfig();
     const { config, dir } = file ? await loadDaemonConfig(file) : { config: {} as DaemonConfig, dir: process.cwd() };
+    const root = flags.root ?? config.root ?? DEFAULT_ROOT;
     const daemon = await startDaemon({
-      root: flags.root ?? config.root ?? DEFAULT_ROOT,
+      root,
       addresses: flags.addr.length > 0 ? flags.addr : (config.addr ?? [DEFAULT_ADDRESS]),
       group: flags.group ?? (config.group !== undefined ? String(config.group) : undefined),
       tls: { cert: flags.tlscert ?? config.tls?.cert, key: flags.tlskey ?? config.tls?.key, ca: flags.tlscacert ?? config.tls?.ca },
@@ -79,8 +81,8 @@ export async function bktdMain(argv: string[], io: MainIo, extra: Pick<DaemonOpt
       log: (line) => io.stderr.write(`bktd: ${line}\n`),
       ...extra,
     });
+    io.stderr.write(`bktd: serving store ${resolve(root)}\n`);
     for (const a of daemon.addresses) io.stderr.write(`bktd: listening on ${a}\n`);
-    io.stderr.write(`bktd: serving store ${flags.root ?? config.root ?? DEFAULT_ROOT}\n`);
     return daemon;
   } catch (err) {
     io.stderr.write(`bktd: ${isBktError(err) ? err.message : ((err as Error).stack ?? String(err))}\n`);
