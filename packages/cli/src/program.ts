@@ -5,6 +5,7 @@ import { BktError, isBktError } from '@bkt/core';
 // so `--version`, `--help` and usage errors start in a few tens of milliseconds.
 import type { BuildOptions, Io } from './commands/build.js';
 import type { DuOptions, PruneOptions } from './commands/du.js';
+import type { HistoryInspectOptions, HistoryListOptions, HistoryLogsOptions } from './commands/history.js';
 import type { ProjectOptions } from './project.js';
 import type { ImageSaveOptions, ImagesOptions } from './commands/images.js';
 import { onePlatform } from './platform-flag.js';
@@ -120,6 +121,29 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .action(async (name: string, opts: ImageSaveOptions) => {
       const { imageSaveCommand } = await import('./commands/images.js');
       exitCode = await imageSaveCommand(name, opts, io);
+    });
+
+  const history = program.command('history').description('the builds the store recorded (as docker buildx history): ls, inspect, logs');
+  withProjectOptions(history.command('ls').description('list the recorded builds, newest first'))
+    .option('--format <format>', 'table or json (one object per line)', 'table')
+    .action(async (opts: HistoryListOptions) => {
+      const { historyListCommand } = await import('./commands/history.js');
+      exitCode = await historyListCommand(opts, io.stdout, io.cwd);
+    });
+  withProjectOptions(history.command('inspect').description("show a build's record and its steps"))
+    .argument('[ref]', 'a build ref or a unique prefix of one, latest (the default) or ^N (the Nth before the latest)')
+    .option('--format <format>', 'pretty or json', 'pretty')
+    .action(async (ref: string | undefined, opts: HistoryInspectOptions) => {
+      const { historyInspectCommand } = await import('./commands/history.js');
+      exitCode = await historyInspectCommand(ref, opts, io.stdout, io.cwd);
+    });
+  withProjectOptions(history.command('logs').description("print a build's logs as --progress plain did, every step's output in full with --step"))
+    .argument('[ref]', 'a build ref or a unique prefix of one, latest (the default) or ^N (the Nth before the latest)')
+    .option('--step <step>', "only this step, all of its output: its number (as inspect lists them) or digest")
+    .option('--raw', "with --step: the step's output exactly as written, stdout on stdout and stderr on stderr")
+    .action(async (ref: string | undefined, opts: HistoryLogsOptions) => {
+      const { historyLogsCommand } = await import('./commands/history.js');
+      exitCode = await historyLogsCommand(ref, opts, io);
     });
 
   withProjectOptions(program.command('du').description('show the disk usage of the store'))
