@@ -533,7 +533,8 @@ export class Build {
       if (!this.progress.shown(v.digest)) this.progress.emit({ type: 'vertex', vertex: { ...this.#vertexInfo(v), cached: false, started: new Date() } });
     };
     return {
-      log: (stream, msg) => (show(), inner.log(stream, msg)),
+      log: (stream, msg, only) => (show(), inner.log(stream, msg, only)),
+      logHistoryOnly: (stream, msg) => (show(), inner.logHistoryOnly?.(stream, msg)),
       status: (id, name, current, total, done) => (show(), inner.status(id, name, current, total, done)),
       warn: (short, detail) => (show(), inner.warn(short, detail)),
     };
