@@ -42,6 +42,11 @@ export class BuildTracker {
     this.#keepFinishedMs = opts.keepFinishedMs ?? 60_000;
   }
 
+  /** Whether build `ref` is running or finished lately (its progress is here). */
+  has(ref: string): boolean {
+    return this.#builds.has(ref);
+  }
+
   /** Whether build `ref` is running. */
   isRunning(ref: string): boolean {
     const b = this.#builds.get(ref);

@@ -6,7 +6,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import * as control from '@bkt/api/control';
 import * as pb from '@bkt/api/pb';
-import { BktError, type BuildClient } from '@bkt/core';
+import { BktError, type BuildClient, type ProgressEvent } from '@bkt/core';
 import type { ExportRequest, Solver, CacheOptionsEntry } from '@bkt/solver';
 import type { BuildEvent, BuildTracker } from './builds.js';
 import { parseFilters, usageAdaptor } from './filters.js';
@@ -65,6 +65,14 @@ export function controlService(backend: ControlBackend): ServiceImplementation<t
 
     async *status(req, { signal }) {
       if (req.Ref === '') throw new BktError('INVALID_ARGUMENT', 'StatusRequest.Ref is empty', { attribute: 'Ref' });
+      // A build this daemon runs or ran lately is followed live; an older one is replayed from the history.
+      if (!backend.builds.has(req.Ref)) {
+        const [record] = await backend.solver.listBuilds({ ref: req.Ref });
+        if (record && record.status !== 'running') {
+          yield* replay(backend.solver.buildProgress(req.Ref), signal);
+          return;
+        }
+      }
       for await (const batch of backend.builds.progress(req.Ref, signal)) yield* statusChunks(batch);
     },
 
@@ -202,6 +210,20 @@ function sessionlessClient(id: string): BuildClient {
     ssh: { socketPath: async () => null },
     credentials: async () => null,
   };
+}
+
+/** A recorded build's progress as StatusResponses of bounded size. */
+async function* replay(events: AsyncIterable<ProgressEvent>, signal: AbortSignal): AsyncGenerator<control.StatusResponse> {
+  let batch: ProgressEvent[] = [];
+  for await (const e of events) {
+    if (signal.aborted) return;
+    batch.push(e);
+    if (batch.length >= 1000) {
+      yield* statusChunks(batch);
+      batch = [];
+    }
+  }
+  yield* statusChunks(batch);
 }
 
 /** Progress events as StatusResponses of at most about STATUS_CHUNK_BYTES of logs each. */

@@ -4,7 +4,7 @@ import * as pb from '@bkt/api/pb';
 import * as sourcepolicy from '@bkt/api/sourcepolicy';
 import { applySourcePolicy } from './source-policy.js';
 
-const enc = (op: Parameters<typeof pb.Op.fromPartial>[0]) => Buffer.from(pb.Op.encode(pb.Op.fromPartial(op)).finish());
+const enc = (op: object) => Buffer.from(pb.Op.encode(pb.Op.fromPartial(op as pb.Op)).finish());
 const digest = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 const src = enc({ op: { $case: 'source', value: { identifier: 'docker-image://docker.io/library/alpine:3.20', attrs: {} } } });

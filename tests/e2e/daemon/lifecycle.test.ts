@@ -2,7 +2,7 @@
  * bktd's lifecycle and configuration (issue 11): SIGTERM during a build
  * cancels it and exits 0 promptly, leaving no mount, no runc container and
  * no socket, a store that opens with the build recorded as cancelled, and a
- * new daemon on it builds again; `bktd.config.ts` sets the store root, the
+ * new daemon on it replays that build's Status from the history and builds again; `bktd.config.ts` sets the store root, the
  * entitlements builds may ask for and a GC policy the daemon enforces after
  * builds; a bad config is refused naming the file and the key.
  */
@@ -34,12 +34,16 @@ afterAll(async () => {
   if (work) await removeDir(work);
 });
 
-/** Resolves once Status of `ref` shows a started vertex whose name contains `name`. */
-async function stepStarted(client: Control, ref: string, name: string): Promise<void> {
+/** Resolves once Status of `ref` shows a started vertex whose name contains `name` and a log holding `output`. */
+async function stepStarted(client: Control, ref: string, name: string, output: string): Promise<void> {
   const stream = client.raw.status({ Ref: ref });
+  let started = false;
+  let logs = '';
   await new Promise<void>((resolve, reject) => {
     stream.on('data', (r: control.StatusResponse) => {
-      if (r.vertexes.some((v) => v.name.includes(name) && v.started)) resolve();
+      if (r.vertexes.some((v) => v.name.includes(name) && v.started)) started = true;
+      logs += Buffer.concat(r.logs.map((l) => l.msg)).toString();
+      if (started && logs.includes(output)) resolve();
     });
     stream.on('error', reject);
     stream.on('end', () => reject(new Error(`build ${ref} ended before "${name}" started`)));
@@ -58,7 +62,7 @@ describe('SIGTERM during a build', () => {
       () => undefined,
       (e: grpc.ServiceError) => e,
     );
-    await stepStarted(client, ref, 'sleep 120');
+    await stepStarted(client, ref, 'sleep 120', 'started');
     const sentAt = Date.now();
     const code = await daemon.stop('SIGTERM');
     expect(Date.now() - sentAt).toBeLessThan(10_000);
@@ -85,6 +89,10 @@ describe('SIGTERM during a build', () => {
     const again = await startBktd(['--addr', `unix://${socket}`, '--root', root], { cwd: work });
     const c2 = new Control(`unix://${socket}`);
     try {
+      // Status of the build from before the restart is replayed from the history: its steps and their output.
+      const replayed = await c2.status(ref);
+      expect(replayed.flatMap((r) => r.vertexes).some((v) => v.name.includes('sleep 120') && v.error !== '')).toBe(true);
+      expect(Buffer.concat(replayed.flatMap((r) => r.logs.map((l) => l.msg))).toString()).toContain('started');
       const r = await c2.solve({ Definition: image(busybox.reference).run({ shell: 'echo again > /again' }).root().marshal() });
       expect(r).toEqual({ ExporterResponse: {} });
     } finally {
