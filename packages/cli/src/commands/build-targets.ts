@@ -211,7 +211,8 @@ async function solveTargets(
   const shown = failed.map(({ name, error }) => ({ name, error: reported ? condensed(error) : error }));
   if (shown.length === 1) throw inTargetError(shown[0]!.name, shown[0]!.error);
   const lines = shown.map(({ name, error }) => `  ${name}: ${(error as Error)?.message ?? String(error)}`);
-  throw new BktError('INVALID_ARGUMENT', `${shown.length} of ${plans.length} targets failed:\n${lines.join('\n')}`, {}, { cause: shown[0]!.error });
+  const first = shown[0]!.error;
+  throw new BktError(isBktError(first) ? first.code : 'INTERNAL', `${shown.length} of ${plans.length} targets failed:\n${lines.join('\n')}`, {}, { cause: first });
 }
 
 /** Runs `fn`; a `BktError` it throws is told as one of target `name`. */
