@@ -61,6 +61,7 @@ export default defineConfig({
       description: 'a step that exits 3',
       build: async (args) => (await base(args)).run({ shell: 'echo failing on purpose; exit 3' }).root(),
     },
+    alsoFails: { build: async (args) => (await base(args)).run({ shell: 'exit 4' }).root() },
   },
 });
 `;
@@ -116,13 +117,19 @@ describe('bkt build a b', () => {
     expect(await readFile(join(project.dir, 'out-a/which'), 'utf8')).toBe('a\n');
   });
 
+  it('several failing targets: the error lists each with its own failure', async () => {
+    const r = await project.build(['fails', 'alsoFails'], { progress: 'plain' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: 2 of 2 targets failed:\n  fails: .*exit code: 3\n  alsoFails: .*exit code: 4$/m);
+  });
+
   it('refuses flags that name one build\'s outputs, and an unknown target, before building', async () => {
     const tagged = await project.build(['a', 'b', '-t', 'x:1']);
     expect(tagged.code).toBe(1);
     expect(tagged.stderr).toMatch(/^error: bkt build a b: --tag names the outputs of one build/m);
     const unknown = await project.build(['a', 'nope']);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/^error: no target "nope" in the config of .* \(targets: a, b, p, q, fails\)/m);
+    expect(unknown.stderr).toMatch(/^error: no target "nope" in the config of .* \(targets: a, b, p, q, fails, alsoFails\)/m);
   });
 });
 
@@ -132,12 +139,13 @@ describe('bkt build --list', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
       [
-        'TARGET  DESCRIPTION',
-        'a       the shared step, then a',
-        'b       the shared step, then b',
+        'TARGET     DESCRIPTION',
+        'a          the shared step, then a',
+        'b          the shared step, then b',
         'p',
         'q',
-        'fails   a step that exits 3',
+        'fails      a step that exits 3',
+        'alsoFails',
         '',
       ].join('\n'),
     );
