@@ -34,6 +34,7 @@ export class BuildTracker {
   readonly #builds = new Map<string, Tracked>();
   readonly #arrivals = new Set<() => void>();
   readonly #listeners = new Set<(e: BuildEvent) => void>();
+  readonly #idleWaiters = new Set<() => void>();
   readonly #waitForStartMs: number;
   readonly #keepFinishedMs: number;
 
@@ -63,7 +64,8 @@ export class BuildTracker {
    * `finish`, to call once the build (and its history record) is complete.
    * `INVALID_ARGUMENT` when a build of that ref is running.
    */
-  start(ref: string, info: BuildStartInfo): { onProgress(event: ProgressEvent): void; finish(): void } {
+  /** `internal`: a build the history does not record, so no event announces it. */
+  start(ref: string, info: BuildStartInfo, opts: { internal?: boolean } = {}): { onProgress(event: ProgressEvent): void; finish(): void } {
     if (this.isRunning(ref)) throw new BktError('INVALID_ARGUMENT', `a build with ref ${ref} is already running`, { attribute: 'Ref' });
     const b: Tracked = { ref, events: [], done: false, wake: new Set() };
     this.#builds.set(ref, b);
@@ -78,7 +80,7 @@ export class BuildTracker {
       numCompletedSteps: 0,
       exporterResponse: {},
     };
-    this.#emit({ type: 'started', ref, record });
+    if (!opts.internal) this.#emit({ type: 'started', ref, record });
     const wake = () => {
       for (const w of [...b.wake]) w();
     };
@@ -92,7 +94,8 @@ export class BuildTracker {
         if (b.done) return;
         b.done = true;
         wake();
-        this.#emit({ type: 'completed', ref });
+        if (!opts.internal) this.#emit({ type: 'completed', ref });
+        else for (const w of [...this.#idleWaiters]) w();
         setTimeout(() => {
           if (this.#builds.get(ref) === b) this.#builds.delete(ref);
         }, this.#keepFinishedMs).unref();
@@ -134,12 +137,13 @@ export class BuildTracker {
   async idle(): Promise<void> {
     while (this.running().length > 0) {
       await new Promise<void>((resolve) => {
-        const off = this.subscribe((e) => {
-          if (e.type === 'completed') {
-            off();
-            resolve();
-          }
-        });
+        const done = () => {
+          this.#idleWaiters.delete(done);
+          off();
+          resolve();
+        };
+        const off = this.subscribe((e) => e.type === 'completed' && done());
+        this.#idleWaiters.add(done);
       });
     }
   }

@@ -44,7 +44,7 @@ export function controlService(backend: ControlBackend): ServiceImplementation<t
       const ref = req.Ref === '' ? newRef() : req.Ref;
       if (!REF.test(ref)) throw new BktError('INVALID_ARGUMENT', `SolveRequest.Ref "${ref.slice(0, 200)}": want letters, digits, ".", "_", ":" or "-" (at most 128)`, { attribute: 'Ref' });
       const solve = await solveRequest(req, backend);
-      const tracked = backend.builds.start(ref, { frontend: solve.frontend ?? '', frontendAttrs: {}, exporters: [] });
+      const tracked = backend.builds.start(ref, { frontend: solve.frontend ?? '', frontendAttrs: {}, exporters: [] }, { internal: req.Internal });
       const controller = new AbortController();
       const abort = (s: AbortSignal) => () => controller.abort(s.reason);
       const onCall = abort(signal);
@@ -53,7 +53,14 @@ export function controlService(backend: ControlBackend): ServiceImplementation<t
       backend.shutdown.addEventListener('abort', onShutdown, { once: true });
       try {
         const client = req.Session && backend.sessionClient ? await backend.sessionClient(req.Session, controller.signal) : req.Session ? sessionlessClient(req.Session) : undefined;
-        const r = await backend.solver.solve({ ...solve, ...(client ? { client } : {}), buildId: ref, signal: controller.signal, onProgress: tracked.onProgress });
+        const r = await backend.solver.solve({
+          ...solve,
+          ...(client ? { client } : {}),
+          buildId: ref,
+          internal: req.Internal,
+          signal: controller.signal,
+          onProgress: tracked.onProgress,
+        });
         return { ExporterResponse: r.exporterResponse };
       } finally {
         signal.removeEventListener('abort', onCall);

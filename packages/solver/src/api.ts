@@ -80,6 +80,8 @@ export interface SolveRequest {
   onProgress?: (event: ProgressEvent) => void;
   /** Build id (the Solve request's `ref`); generated when absent. */
   buildId?: string;
+  /** Not recorded in the build history (control.proto's `Internal`: a daemon's own builds). */
+  internal?: boolean;
 }
 
 export interface SolveStats {

@@ -33,7 +33,7 @@ import { Build, type Engine } from './build.js';
 import { digestOf } from './definition.js';
 import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
 import { vertexWriter } from './progress.js';
-import { Store } from '@bkt/store';
+import { Store, type BuildRecorder } from '@bkt/store';
 import { createHostClient } from '@bkt/fsutil';
 
 export async function openSolver(opts: SolverOptions): Promise<Solver> {
@@ -93,7 +93,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     throw new BktError('INVALID_ARGUMENT', 'a solve request takes a client, or localDirs and secrets for a host client, not both');
   }
   const client = req.client ?? createHostClient({ localDirs: req.localDirs ?? {}, secrets: req.secrets, storeRoot: engine.store.root });
-  const history = engine.store.history.start({ ref: buildId, frontend: req.frontend, frontendAttrs: req.frontendAttrs, exporters: req.exporters });
+  const history = req.internal ? unrecorded() : engine.store.history.start({ ref: buildId, frontend: req.frontend, frontendAttrs: req.frontendAttrs, exporters: req.exporters });
   const scope = createBuildScope({ buildId, client, entitlements: req.entitlements, secrets: history.secrets(client.secrets) });
   const build = new Build(engine, {
     scope,
@@ -177,6 +177,25 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   await hooks.afterSolve.promise({ buildId, error, vertices: stats.vertices, cached: stats.cached, exporterResponse });
   if (error) throw error;
   return { buildId, result, exporterResponse, stats };
+}
+
+/**
+ * The recorder of a build the history does not keep (`internal`): progress
+ * passes through as a recorded build's does — output meant only for the
+ * history dropped, `only` left out of what is passed on.
+ */
+function unrecorded(): BuildRecorder {
+  return {
+    secrets: (inner) => inner ?? { get: async () => null },
+    observe: (inner) => (event) => {
+      if (event.type !== 'log' || event.log.only === undefined) inner?.(event);
+      else if (event.log.only === 'display') {
+        const { only: _only, ...log } = event.log;
+        inner?.({ type: 'log', log });
+      }
+    },
+    finish: async () => {},
+  };
 }
 
 /**

@@ -311,6 +311,14 @@ describe('ListenBuildHistory and UpdateBuildHistory', () => {
     expect(mine).toEqual([control.BuildHistoryEventType.STARTED, control.BuildHistoryEventType.COMPLETE]);
   });
 
+  it('an Internal build runs but is not recorded', async () => {
+    const r = await client.solve({ Ref: 'e2edaemoninternal0000001', Definition: definition, Internal: true, Exporters: [imageExporter(`${registry.host}/e2e/internal:v1`)] });
+    expect(r.ExporterResponse['containerimage.digest']).toMatch(/^sha256:/);
+    const refs = (await client.collect(client.listenBuildHistory({ EarlyExit: true }))).map((e) => e.record!.Ref);
+    expect(refs).toContain('e2edaemonbuild0000000001');
+    expect(refs).not.toContain('e2edaemoninternal0000001');
+  });
+
   it('UpdateBuildHistory: Finalize of a finished build; an unknown ref is NOT_FOUND, an empty one INVALID_ARGUMENT', async () => {
     await expect(client.updateBuildHistory({ Ref: 'e2edaemonbuild0000000001', Finalize: true })).resolves.toEqual({});
     await expect(client.updateBuildHistory({ Ref: 'nope', Finalize: true })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
