@@ -22,6 +22,7 @@ import {
   type BuildScope,
   type ContentSelector,
   type Digest,
+  type OpEnvelope,
   type OpExecutor,
   type OpKind,
   type ProgressEvent,
@@ -403,11 +404,11 @@ export class Build {
    * are unwrapped for executors (see `OpExecutor`). The op's platform goes
    * with it as the `OpEnvelope`.
    */
-  #executor(v: Vertex): { executor: OpExecutor; op: OpPayload } {
+  #executor(v: Vertex): { executor: OpExecutor; op: OpPayload; envelope: OpEnvelope } {
     const registry = this.engine.bkt.registries.opExecutors;
     const executor = registry.get(v.kind);
     if (!executor) throw missingExecutor(v);
-    return { executor, op: unwrapOp(v, executor.kind, registry.owner(v.kind)) };
+    return { executor, op: unwrapOp(v, executor.kind, registry.owner(v.kind)), envelope: v.platform ? { platform: v.platform } : {} };
   }
 
   #result(v: Vertex): Promise<(Snapshot | null)[]> {
@@ -493,8 +494,8 @@ export class Build {
     const ctx = this.context(vertexWriter(v.digest, job.sinks), signal, { digest: v.digest, name: v.name });
     const outs = await this.engine.pool.run(async () => {
       if (v.kind === 'source') return [await k.source!.snapshot(ctx)];
-      const { executor, op } = this.#executor(v);
-      return executor.run(op, inputs, ctx, v.platform ? { platform: v.platform } : {});
+      const { executor, op, envelope } = this.#executor(v);
+      return executor.run(op, inputs, ctx, envelope);
     }, signal);
     if (outs.length !== v.outputs) {
       throw new BktError('INTERNAL', `${v.kind} executor returned ${outs.length} outputs for op ${v.digest}, which has ${v.outputs}`, {
