@@ -15,6 +15,13 @@ import type { ServiceImplementation } from './rpc.js';
 import { applySourcePolicy, checkSourcePolicy } from './source-policy.js';
 import { buildkitVersion, workerMatches, workerRecordMessage, type WorkerInfo } from './worker.js';
 
+/** What a build asks of its session. */
+export interface SessionBuild {
+  localDirNames: string[];
+  exporters: ExportRequest[];
+  signal: AbortSignal;
+}
+
 /** What the Control handlers call. */
 export interface ControlBackend {
   solver: Solver;
@@ -22,8 +29,13 @@ export interface ControlBackend {
   /** Entitlements a Solve may ask for (`network.host`, `security.insecure`). */
   permittedEntitlements: ReadonlySet<string>;
   worker(): Promise<WorkerInfo>;
-  /** The client of session `id` (SolveRequest.Session); absent: the daemon serves no sessions. */
-  sessionClient?(id: string, signal: AbortSignal): Promise<BuildClient>;
+  /**
+   * The client of session `id` (SolveRequest.Session) for one build: the
+   * local directories it may name, its exporters (the client's output
+   * targets by index). `close()` once the build is over. Absent: the daemon
+   * serves no sessions.
+   */
+  sessionClient?(id: string, build: SessionBuild): Promise<BuildClient & { close?(): Promise<void> }>;
   /** Serves `Control.Session` (the client's tunnel); absent: UNIMPLEMENTED. */
   session?(call: grpc.ServerDuplexStream<control.BytesMessage, control.BytesMessage>): void;
   /** Aborted when the daemon shuts down: running builds are cancelled. */
@@ -51,8 +63,11 @@ export function controlService(backend: ControlBackend): ServiceImplementation<t
       const onShutdown = abort(backend.shutdown);
       signal.addEventListener('abort', onCall, { once: true });
       backend.shutdown.addEventListener('abort', onShutdown, { once: true });
+      let client: (BuildClient & { close?(): Promise<void> }) | undefined;
       try {
-        const client = req.Session && backend.sessionClient ? await backend.sessionClient(req.Session, controller.signal) : req.Session ? sessionlessClient(req.Session) : undefined;
+        if (req.Session && backend.sessionClient) {
+          client = await backend.sessionClient(req.Session, { localDirNames: localDirNames(req), exporters: solve.exporters, signal: controller.signal });
+        } else if (req.Session) client = sessionlessClient(req.Session);
         const r = await backend.solver.solve({
           ...solve,
           ...(client ? { client } : {}),
@@ -63,6 +78,7 @@ export function controlService(backend: ControlBackend): ServiceImplementation<t
         });
         return { ExporterResponse: r.exporterResponse };
       } finally {
+        await client?.close?.().catch(() => {});
         signal.removeEventListener('abort', onCall);
         backend.shutdown.removeEventListener('abort', onShutdown);
         tracked.finish();
@@ -200,6 +216,31 @@ function cacheExports(cache: control.CacheOptions | undefined): CacheOptionsEntr
 function cacheEntry(e: control.CacheOptionsEntry, i: number): CacheOptionsEntry {
   if (e.Type === '') throw new BktError('INVALID_ARGUMENT', `SolveRequest.Cache entry ${i}: the cache type is empty`, { attribute: 'Cache' });
   return { type: e.Type, attrs: e.Attrs };
+}
+
+/**
+ * The client directories a Solve may read: the definition's `local://NAME`
+ * sources; for a frontend, its context and Dockerfile (`contextkey`,
+ * `dockerfilekey`, default `context` and `dockerfile`) and the named
+ * contexts given as `local:NAME`.
+ */
+function localDirNames(req: control.SolveRequest): string[] {
+  const names = new Set<string>();
+  for (const bytes of req.Definition?.def ?? []) {
+    try {
+      const op = pb.Op.decode(bytes);
+      if (op.op?.$case === 'source' && op.op.value.identifier.startsWith('local://')) names.add(op.op.value.identifier.slice('local://'.length));
+    } catch {
+      // The solver names an op that does not decode.
+    }
+  }
+  if (req.Frontend !== '') {
+    const attrs = req.FrontendAttrs;
+    names.add(attrs.contextkey || 'context');
+    names.add(attrs.dockerfilekey || 'dockerfile');
+    for (const [k, v] of Object.entries(attrs)) if (k.startsWith('context:') && v.startsWith('local:')) names.add(v.slice('local:'.length));
+  }
+  return [...names].sort();
 }
 
 /** The client of a build that named a session this daemon cannot reach: anything it asks of the client fails, naming the session. */
