@@ -56,6 +56,37 @@ export default defineConfig({
   });
 });
 
+describe('no target reads what a target of the config writes', () => {
+  it('each target leaves out the other targets\' output destinations too, and is cached the next time', async () => {
+    const project = await writeProject(
+      join(work, 'two'),
+      `import { defineConfig } from '@bkt/core';
+import { copy, local, scratch } from '@bkt/llb';
+const context = () => scratch().file(copy(local('context'), '/', '/src'));
+export default defineConfig({
+  targets: {
+    site: { build: context, outputs: [{ type: 'local', dest: 'site' }] },
+    bundle: { build: context, outputs: [{ type: 'tar', dest: 'dist/bundle.tar' }] },
+  },
+});
+`,
+    );
+    await writeFile(join(project.dir, 'index.html'), '<p>hi</p>\n');
+    expect((await project.build(['site'])).code).toBe(0);
+    expect((await project.build(['bundle'])).code).toBe(0);
+    const entries = (await execa('tar', ['-tf', join(project.dir, 'dist/bundle.tar')])).stdout.split('\n');
+    expect(entries.filter((e) => /^src\/[^/]+\/?$/.test(e)).sort()).toEqual(['src/bkt.config.ts', 'src/index.html']);
+    expect((await readdir(join(project.dir, 'site/src'))).sort()).toEqual(['bkt.config.ts', 'index.html']);
+
+    const again = await project.build(['site', 'bundle']);
+    expect(again.code).toBe(0);
+    // Exports run on every build; every step is cached.
+    const steps = [...vertices(again.stderr).values()].filter((v) => !/^\[\w+\] exporting /.test(v.name));
+    expect(steps.length).toBeGreaterThan(0);
+    expect(steps.filter((v) => !v.cached)).toEqual([]);
+  });
+});
+
 describe('typed outputs', () => {
   it('a JS config\'s outputs are checked before anything runs: each error names the target, the output and the attribute', async () => {
     const project = await writeProject(

@@ -23,7 +23,7 @@ import { targetBuildFunction } from '../target-build.js';
 import { targetProgress } from '../target-progress.js';
 import { condensed, type BuildOptions, type Io } from './build.js';
 
-/** Output types that write to a host path (`dest`), which the target's local directories then leave out. */
+/** Output types that write to a host path (`dest`), which the targets' local directories then leave out. */
 const PATH_OUTPUTS = new Set(['local', 'tar', 'oci', 'docker']);
 
 /** One target of the invocation, ready to solve. */
@@ -32,8 +32,8 @@ interface TargetPlan {
   target: BuildTarget;
   outputs: OutputSpec[];
   localDirs: Record<string, string>;
-  /** Output destinations: never read as part of a local directory. */
-  excludePaths: string[];
+  /** The host paths its outputs write to. */
+  destinations: string[];
   /** `--load`: the docker archive this target writes for the engine. */
   loadFile?: string;
 }
@@ -55,7 +55,9 @@ export async function buildTargets(names: string[], project: Project, opts: Buil
   const load = opts.load ? await prepareLoad(io) : undefined;
   try {
     const plans = unique.map((name) => planTarget(name, project, opts, io, load?.dir));
-    return await solveTargets(plans, project, opts, io, signal, { platform, entitlements, several, engine: load?.engine });
+    // No target reads what a target writes: these outputs' and every configured output's destinations stay out of the local dirs.
+    const excluded = [...new Set([...plans.flatMap((p) => p.destinations), ...configuredDestinations(project)])];
+    return await solveTargets(plans, project, opts, io, signal, { platform, entitlements, several, excluded, engine: load?.engine });
   } finally {
     if (load) await rm(load.dir, { recursive: true, force: true });
   }
@@ -130,8 +132,20 @@ function planTarget(name: string, project: Project, opts: BuildOptions, io: Io, 
     ...Object.fromEntries(Object.entries(dirs).map(([k, v]) => [k, resolve(project.dir, v)])),
     ...parseLocalDirs(opts.local, io.cwd),
   };
-  const excludePaths = outputs.filter((o) => PATH_OUTPUTS.has(o.type) && o.dest && o.dest !== '-').map((o) => o.dest!);
-  return { name, target, outputs, localDirs, excludePaths, ...(loadFile ? { loadFile } : {}) };
+  const destinations = outputs.filter((o) => PATH_OUTPUTS.has(o.type) && o.dest && o.dest !== '-').map((o) => o.dest!);
+  return { name, target, outputs, localDirs, destinations, ...(loadFile ? { loadFile } : {}) };
+}
+
+/** The host paths the config's targets write to (their `local`, `tar`, `oci` and `docker` outputs), as far as they are well-formed. */
+function configuredDestinations(project: Project): string[] {
+  const dests: string[] = [];
+  for (const target of Object.values(project.config.targets ?? {})) {
+    for (const o of Array.isArray(target?.outputs) ? target.outputs : []) {
+      const { type, dest } = (o ?? {}) as { type?: unknown; dest?: unknown };
+      if (typeof type === 'string' && PATH_OUTPUTS.has(type) && typeof dest === 'string' && dest !== '' && dest !== '-') dests.push(resolve(project.dir, dest));
+    }
+  }
+  return dests;
 }
 
 async function solveTargets(
@@ -140,7 +154,7 @@ async function solveTargets(
   opts: BuildOptions,
   io: Io,
   signal: AbortSignal,
-  run: { platform?: Platform; entitlements: string[]; several: boolean; engine?: DockerEngine },
+  run: { platform?: Platform; entitlements: string[]; several: boolean; excluded: string[]; engine?: DockerEngine },
 ): Promise<number> {
   const env = io.env ?? process.env;
   const debug = !!env.BKT_DEBUG;
@@ -158,7 +172,7 @@ async function solveTargets(
           exporters: plan.outputs.map(({ type, ...attrs }) => ({ type, attrs })),
           client: createHostClient({
             localDirs: plan.localDirs,
-            excludePaths: plan.excludePaths,
+            excludePaths: run.excluded,
             cwd: io.cwd,
             storeRoot: root,
             // Registry credentials as docker's: $DOCKER_CONFIG/config.json or ~/.docker/config.json, credential helpers.
