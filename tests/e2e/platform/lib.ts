@@ -33,22 +33,23 @@ export function noEmulationReason(qemuArch: string): string | undefined {
   return undefined;
 }
 
-/**
- * Linux platforms with their qemu names, tried in order for a platform this
- * machine cannot run; `arm64be` last: no worker emulates it (no Debian qemu
- * handler, no mapping), so one is always found.
- */
+/** Linux platforms with their qemu names, tried in order for a platform this machine does not emulate. */
 const REFUSAL_CANDIDATES: [platform: string, qemuArch: string][] = [
   ['linux/s390x', 's390x'],
   ['linux/ppc64le', 'ppc64le'],
   ['linux/riscv64', 'riscv64'],
   ['linux/mips64le', 'mips64el'],
-  ['linux/arm64be', 'aarch64_be'],
 ];
 
-/** A linux platform of another architecture than the host's that this machine does not emulate. */
+/**
+ * A linux platform of another architecture than the host's that this
+ * machine does not emulate; where every candidate is emulated (scripts/binfmt
+ * registers all of Debian's handlers), `linux/arm64be`, which Debian's
+ * qemu-user-static has no handler for and no worker maps.
+ */
 export function unemulatedPlatform(): { platform: string; architecture: string } {
-  const [platform] = REFUSAL_CANDIDATES.find(([p, qemu]) => !p.endsWith(`/${HOST_ARCH}`) && noEmulationReason(qemu) !== undefined)!;
+  const found = REFUSAL_CANDIDATES.find(([p, qemu]) => !p.endsWith(`/${HOST_ARCH}`) && noEmulationReason(qemu) !== undefined);
+  const platform = found?.[0] ?? 'linux/arm64be';
   return { platform, architecture: platform.split('/')[1]! };
 }
 
