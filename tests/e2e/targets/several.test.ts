@@ -80,9 +80,14 @@ afterAll(async () => {
 
 describe('bkt build a b', () => {
   it('runs the step a and b share once: both outputs hold the same stamp and one counted run', async () => {
-    const r = await project.build(['a', 'b']);
+    const r = await project.build(['a', 'b', '--metadata-file', 'meta.json']);
     expect(r.stderr).toMatch(/\[b\] solver time/);
     expect(r.code).toBe(0);
+    // --metadata-file, as bake's: one object per target.
+    const meta = JSON.parse(await readFile(join(project.dir, 'meta.json'), 'utf8')) as Record<string, Record<string, string>>;
+    expect(Object.keys(meta)).toEqual(['a', 'b']);
+    expect(meta.a!['bkt.build.ref']).toMatch(/^[0-9a-z]{25}$/);
+    expect(meta.b!['bkt.build.ref']).not.toBe(meta.a!['bkt.build.ref']);
     const stampA = await readFile(join(project.dir, 'out-a/stamp'), 'utf8');
     expect(stampA).toMatch(/^[0-9a-f-]{36}\n$/);
     expect(await readFile(join(project.dir, 'out-b/stamp'), 'utf8')).toBe(stampA);

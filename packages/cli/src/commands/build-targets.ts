@@ -193,6 +193,25 @@ async function solveTargets(
 
   const failed = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ name: plans[i]!.name, error: s.reason as unknown }] : []));
   const reported = failed.length > 0 && !signal.aborted && reportFailedSteps(display.trace, io.stderr);
+  await reportBuilt(plans, settled, opts, io, { quiet: display.mode === 'quiet', several: run.several, engine: run.engine });
+  if (failed.length === 0) return 0;
+  if (signal.aborted || !run.several) throw reported ? condensed(failed[0]!.error) : failed[0]!.error;
+  throw targetsError(failed.map(({ name, error }) => ({ name, error: reported ? condensed(error) : error })), plans.length);
+}
+
+/**
+ * What the targets that were built print and write: their closing lines
+ * (prefixed `[NAME] ` when several), `--load`, `-q`'s image ids,
+ * `--iidfile`, and `--metadata-file` (one target's response, or one per
+ * target, as bake).
+ */
+async function reportBuilt(
+  plans: TargetPlan[],
+  settled: PromiseSettledResult<SolveResponse>[],
+  opts: BuildOptions,
+  io: Io,
+  run: { quiet: boolean; several: boolean; engine?: DockerEngine },
+): Promise<void> {
   const metadata: Record<string, unknown> = {};
   for (const [i, s] of settled.entries()) {
     if (s.status !== 'fulfilled') continue;
@@ -200,7 +219,7 @@ async function solveTargets(
     const response = s.value;
     const prefix = run.several ? `[${plan.name}] ` : '';
     const loaded = run.engine && plan.loadFile ? await loadIntoDockerEngine(run.engine, plan.loadFile) : [];
-    if (display.mode !== 'quiet') {
+    if (!run.quiet) {
       const { stats } = response;
       io.stderr.write(`${prefix}solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);
       for (const line of imageSummary(plan.outputs, response.exporterResponse)) io.stderr.write(`${prefix}${terminalSafe(line)}\n`);
@@ -215,18 +234,18 @@ async function solveTargets(
       await writeOutputFile(opts.iidfile, id, { what: '--iidfile' }, io.cwd);
     }
   }
-  if (opts.metadataFile && failed.length < plans.length) {
-    // As bake: one build's metadata as it is, several keyed by target.
+  if (opts.metadataFile && Object.keys(metadata).length > 0) {
     const json = JSON.stringify(run.several ? metadata : metadata[plans[0]!.name], null, 2) + '\n';
     await writeOutputFile(opts.metadataFile, json, { what: '--metadata-file' }, io.cwd);
   }
-  if (failed.length === 0) return 0;
-  if (signal.aborted || !run.several) throw reported ? condensed(failed[0]!.error) : failed[0]!.error;
-  const shown = failed.map(({ name, error }) => ({ name, error: reported ? condensed(error) : error }));
-  if (shown.length === 1) throw inTargetError(shown[0]!.name, shown[0]!.error);
-  const lines = shown.map(({ name, error }) => `  ${name}: ${(error as Error)?.message ?? String(error)}`);
-  const first = shown[0]!.error;
-  throw new BktError(isBktError(first) ? first.code : 'INTERNAL', `${shown.length} of ${plans.length} targets failed:\n${lines.join('\n')}`, {}, { cause: first });
+}
+
+/** The error of several targets' builds when some failed: one failure as that target's, several listed with theirs. */
+function targetsError(failed: { name: string; error: unknown }[], total: number): unknown {
+  if (failed.length === 1) return inTargetError(failed[0]!.name, failed[0]!.error);
+  const lines = failed.map(({ name, error }) => `  ${name}: ${(error as Error)?.message ?? String(error)}`);
+  const first = failed[0]!.error;
+  return new BktError(isBktError(first) ? first.code : 'INTERNAL', `${failed.length} of ${total} targets failed:\n${lines.join('\n')}`, {}, { cause: first });
 }
 
 /** Runs `fn`; a `BktError` it throws is told as one of target `name`. */
