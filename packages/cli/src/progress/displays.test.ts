@@ -22,6 +22,17 @@ const events: ProgressEvent[] = [
 ];
 
 describe('plain display', () => {
+  it('prints every line of a large output chunk (the trace keeps only the last ones)', () => {
+    const { out, text } = sink();
+    const d = createDisplay('plain', out);
+    d.write(events[1]!);
+    const many = Array.from({ length: 1000 }, (_, i) => `l${i}`).join('\n') + '\n';
+    d.write({ type: 'log', log: { vertex: B, timestamp: at(10), stream: 1, msg: Buffer.from(many) } });
+    d.close();
+    const printed = text().split('\n').filter((l) => /^#1 \d+\.\d{3} l\d+$/.test(l)).map((l) => l.split(' ')[2]);
+    expect(printed).toEqual(Array.from({ length: 1000 }, (_, i) => `l${i}`));
+  });
+
   it('prints BuildKit-style numbered steps, CACHED and DONE with the step time', () => {
     const { out, text } = sink();
     const d = createDisplay('auto', out);

@@ -102,7 +102,6 @@ export class PlainDisplay implements ProgressDisplay {
   private current: VertexState | undefined;
   private readonly printed = new Set<VertexState>();
   private readonly finished = new Set<VertexState>();
-  private readonly logsPrinted = new Map<VertexState, number>();
 
   constructor(
     private readonly out: Output,
@@ -144,11 +143,9 @@ export class PlainDisplay implements ProgressDisplay {
         return;
       }
       case 'log': {
-        const fresh = v.totalLogLines - (this.logsPrinted.get(v) ?? 0);
-        if (fresh === 0) return;
-        this.logsPrinted.set(v, v.totalLogLines);
+        if (v.newLogLines.length === 0) return;
         this.focus(v);
-        for (const l of v.logLines.slice(-fresh)) this.line(v, `${this.elapsed(v)} ${l}`);
+        for (const l of v.newLogLines) this.line(v, `${this.elapsed(v)} ${l}`);
         return;
       }
       case 'warning':

@@ -11,6 +11,8 @@ export interface VertexState extends VertexEvent {
   partialLine: string;
   /** How many complete lines were ever appended (`logLines` keeps only the last ones). */
   totalLogLines: number;
+  /** The complete lines the latest log event ended (all of them, however many; `logLines` may keep fewer). */
+  newLogLines: string[];
   warnings: VertexWarningEvent[];
 }
 
@@ -46,6 +48,7 @@ export class ProgressTrace {
         const raw = text.split('\n');
         v.partialLine = raw.pop() ?? '';
         const lines = raw.map(asShown);
+        v.newLogLines = lines;
         v.logLines.push(...lines);
         v.totalLogLines += lines.length;
         if (v.logLines.length > MAX_LOG_LINES) v.logLines.splice(0, v.logLines.length - MAX_LOG_LINES);
@@ -71,6 +74,7 @@ export class ProgressTrace {
         index: this.vertices.size + 1,
         statuses: new Map(),
         logLines: [],
+        newLogLines: [],
         partialLine: '',
         totalLogLines: 0,
         warnings: [],
