@@ -1,0 +1,60 @@
+/**
+ * `moby.filesync.v1.FileSync/DiffCopy` as the client serves it: the local
+ * directory named by metadata `dir-name`, selected by `include-patterns`,
+ * `exclude-patterns` and `followpaths` (BuildKit's `fsSyncProvider.handle`),
+ * sent with fsutil's protocol. The walk and the bytes are the client's
+ * (`BuildClient.localDir`: the host client's walk, selection and reads).
+ */
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { BktError, type BuildClient, type LocalDirSelection } from '@bkt/core';
+import type { Packet } from '@bkt/api/fsutil';
+import { servedChannel } from '../channel.js';
+import { wireStatOf } from '../filemode.js';
+import { FsutilSender } from '../fsutil/send.js';
+import { decodeOpts, KEY_DIR_NAME, KEY_EXCLUDE_PATTERNS, KEY_FOLLOW_PATHS, KEY_INCLUDE_PATTERNS } from '../headers.js';
+import { endWithError, metadataOf } from './calls.js';
+
+export async function serveDiffCopy(client: BuildClient, call: ServerDuplexStream<Packet, Packet>): Promise<void> {
+  const md = decodeOpts(metadataOf(call.metadata));
+  const name = md[KEY_DIR_NAME]?.[0] ?? '';
+  const dir = client.localDir(name);
+  if (!dir) {
+    // BuildKit's words (filesync.go), answered as NOT_FOUND.
+    endWithError(call, new BktError('NOT_FOUND', `no access allowed to dir "${name}"`));
+    return;
+  }
+  const selection: LocalDirSelection = {};
+  if (md[KEY_INCLUDE_PATTERNS]) selection.include = md[KEY_INCLUDE_PATTERNS];
+  if (md[KEY_EXCLUDE_PATTERNS]) selection.exclude = md[KEY_EXCLUDE_PATTERNS];
+  if (md[KEY_FOLLOW_PATHS]) selection.followPaths = md[KEY_FOLLOW_PATHS];
+
+  const abort = new AbortController();
+  call.on('cancelled', () => abort.abort());
+  const sender = new FsutilSender(servedChannel<Packet>(call));
+  const serving = sender.serve();
+  const walking = (async () => {
+    let started = false;
+    try {
+      for await (const e of dir.stat(selection, abort.signal)) {
+        started = true;
+        await sender.stat(wireStatOf(e), () => dir.read(e.path, abort.signal));
+      }
+      await sender.end();
+    } catch (err) {
+      // A walk failing midway is told with ERR (send.go); one that cannot start (no such
+      // directory, a bad pattern) only by the call's status, which keeps its code.
+      if (started && !abort.signal.aborted) await sender.fail(err instanceof Error ? err.message : String(err));
+      throw err;
+    }
+  })();
+  walking.catch(() => {});
+  try {
+    // The receiver's FIN may come before the walk ends (it stopped reading the stats): the walk then stops.
+    await Promise.race([serving, walking.then(() => serving)]);
+    abort.abort();
+    if (!call.cancelled) call.end();
+  } catch (err) {
+    abort.abort();
+    endWithError(call, err);
+  }
+}

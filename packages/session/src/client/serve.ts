@@ -1,0 +1,150 @@
+/**
+ * The client's half of a session (BuildKit's `session.Session`): a gRPC
+ * server holding the client's services — everything a `BuildClient`
+ * offers — plus `grpc.health.v1.Health`, served over the tunnel with
+ * grpc-js's connection injector. The client announces the session in the
+ * `Control.Session` call's metadata: its id, shared key and one
+ * `/service/method` value per method it serves.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { Metadata, Server, ServerCredentials, type ClientDuplexStream, type ConnectionInjector, type ServiceDefinition } from '@grpc/grpc-js';
+import type { BuildClient } from '@bkt/core';
+import { AuthService, FileSendService, FileSyncService } from '@bkt/api/filesync';
+import { HealthService } from '@bkt/api/health';
+import { SecretsService } from '@bkt/api/secrets';
+import { SSHService } from '@bkt/api/sshforward';
+import { HEADER_SESSION_ID, HEADER_SESSION_METHOD, HEADER_SESSION_SHARED_KEY } from '../headers.js';
+import { tunnelOf, type BytesMessageCall } from '../tunnel.js';
+import { serveFileSend, type OutputTargets } from './filesend.js';
+import { serveDiffCopy } from './filesync.js';
+import { authHandlers, healthHandlers, secretsHandlers, sshHandlers } from './services.js';
+
+export interface SessionServerOptions {
+  /** The session's id (default: random); the daemon's solve requests name it. */
+  id?: string;
+  /**
+   * Names this client's local directories across sessions, so that the
+   * daemon can reuse what it synced of them before (default: the session
+   * id — nothing is reused).
+   */
+  sharedKey?: string;
+  /** The client's outputs by exporter id; FileSend is served only when there are some. */
+  outputs?: OutputTargets;
+}
+
+export interface SessionServer {
+  readonly id: string;
+  readonly sharedKey: string;
+  /** `/<service>/<method>` of every method served. */
+  readonly methods: readonly string[];
+  /**
+   * The `Control.Session` metadata announcing this session: the
+   * `X-Docker-Expose-Session-*` headers, lower-cased as grpchijack sends
+   * them, one value per method; `extra` adds headers (e.g.
+   * `X-Buildkit-Session-Health-Custom-Timeout`).
+   */
+  metadata(extra?: Readonly<Record<string, string>>): Record<string, string[]>;
+  /** Serves the HTTP/2 connection carried by `transport` (the tunnel). */
+  serve(transport: Duplex): void;
+  /** Stops serving: open calls end, connections close. */
+  close(): void;
+}
+
+/** A server with the services `client` offers. */
+export function serveSession(client: BuildClient, opts: SessionServerOptions = {}): SessionServer {
+  const id = opts.id ?? randomBytes(16).toString('hex');
+  const sharedKey = opts.sharedKey ?? id;
+  const server = new Server();
+  const methods: string[] = [];
+  const add = (definition: ServiceDefinition, handlers: Record<string, unknown>) => {
+    // Only the methods served are registered and announced.
+    const served = Object.fromEntries(Object.entries(definition).filter(([name]) => name in handlers)) as ServiceDefinition;
+    server.addService(served, handlers as never);
+    for (const method of Object.values(served)) methods.push(method.path);
+  };
+
+  add(HealthService, healthHandlers());
+  add(FileSyncService, { diffCopy: (call: Parameters<typeof serveDiffCopy>[1]) => void serveDiffCopy(client, call) });
+  const outputs = opts.outputs ?? {};
+  if (Object.keys(outputs).length > 0) {
+    // Raw bytes: a directory target's messages are fsutil packets, a file target's BytesMessages.
+    const raw = { ...FileSendService.diffCopy, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b };
+    add({ diffCopy: raw } as unknown as ServiceDefinition, { diffCopy: (call: Parameters<typeof serveFileSend>[2]) => void serveFileSend(client, outputs, call) });
+  }
+  add(AuthService, authHandlers(client));
+  add(SecretsService, secretsHandlers(client));
+  add(SSHService, sshHandlers(client));
+
+  let injector: ConnectionInjector | undefined;
+  return {
+    id,
+    sharedKey,
+    methods,
+    metadata(extra = {}) {
+      const md: Record<string, string[]> = {
+        [HEADER_SESSION_ID.toLowerCase()]: [id],
+        [HEADER_SESSION_SHARED_KEY.toLowerCase()]: [sharedKey],
+        [HEADER_SESSION_METHOD.toLowerCase()]: [...methods],
+      };
+      for (const [key, value] of Object.entries(extra)) md[key.toLowerCase()] = [value];
+      return md;
+    },
+    serve(transport) {
+      injector ??= server.createConnectionInjector(ServerCredentials.createInsecure());
+      injector.injectConnection(transport);
+    },
+    close() {
+      injector?.destroy();
+      server.forceShutdown();
+    },
+  };
+}
+
+/** What `openSession` needs of a `ControlClient` of `@bkt/api/control`. */
+export interface SessionDialer {
+  session(metadata: Metadata): ClientDuplexStream<{ data: Buffer }, { data: Buffer }>;
+}
+
+export interface OpenSession {
+  readonly id: string;
+  readonly sharedKey: string;
+  /** Settles when the `Control.Session` call is over (the daemon closed it, or `close()`). */
+  readonly done: Promise<void>;
+  /** Ends the session: the call is cancelled and the server stops. */
+  close(): void;
+}
+
+/**
+ * Opens `Control.Session` on the daemon and serves `client`'s services over
+ * it (BuildKit's `Session.Run` with grpchijack's dialer).
+ */
+export function openSession(control: SessionDialer, client: BuildClient, opts: SessionServerOptions & { headers?: Readonly<Record<string, string>> } = {}): OpenSession {
+  const server = serveSession(client, opts);
+  const metadata = new Metadata();
+  for (const [key, values] of Object.entries(server.metadata(opts.headers))) for (const v of values) metadata.add(key, v);
+  const call = control.session(metadata);
+  const transport = tunnelOf(call as unknown as BytesMessageCall);
+  const done = new Promise<void>((resolve) => {
+    let settled = false;
+    const settle = () => {
+      if (settled) return;
+      settled = true;
+      server.close();
+      resolve();
+    };
+    transport.on('close', settle);
+    call.on('status', settle);
+    call.on('error', settle);
+  });
+  server.serve(transport);
+  return {
+    id: server.id,
+    sharedKey: server.sharedKey,
+    done,
+    close() {
+      transport.destroy();
+      server.close();
+    },
+  };
+}

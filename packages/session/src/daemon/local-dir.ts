@@ -1,0 +1,175 @@
+/**
+ * A client's local directory read over the session: `FileSync/DiffCopy`
+ * with the daemon as fsutil's receiver (BuildKit's `filesync.FSSync`).
+ *
+ * `stat(selection)` opens a DiffCopy stream with the selection as metadata
+ * and yields the entries; the stream then stays open, so that `read(path)`
+ * asks for that entry's bytes on it (REQ for the entry's id) — only the
+ * files the build wants travel. A stream stays open until a newer `stat()`
+ * of the same directory replaces it (after the reads in flight on it end)
+ * or the build's client is closed (`SessionBuildClient.close()`); each is
+ * then finished with fsutil's FIN exchange. A `read()` of a path that the
+ * open stream does not offer (never listed there, or already read once:
+ * fsutil serves each id once) opens a stream of its own selecting only that
+ * path.
+ */
+import { createHash } from 'node:crypto';
+import { BktError, type ClientLocalDir, type FileStat, type LocalDirSelection } from '@bkt/core';
+import { FileSyncService } from '@bkt/api/filesync';
+import type { Packet } from '@bkt/api/fsutil';
+import { callChannel } from '../channel.js';
+import { fileStatOf, stModeOf } from '../filemode.js';
+import { FsutilReceiver, type ReceivedStat } from '../fsutil/receive.js';
+import type { BidiStream } from '../grpc/caller.js';
+import { CallError, sessionError, Status } from '../grpc/status.js';
+import { encodeOpts, KEY_DIR_NAME, KEY_EXCLUDE_PATTERNS, KEY_FOLLOW_PATHS, KEY_INCLUDE_PATTERNS, type HeaderMap } from '../headers.js';
+import type { Session } from './session.js';
+
+export const DIFFCOPY_METHOD = FileSyncService.diffCopy.path;
+
+export class SessionLocalDir implements ClientLocalDir {
+  readonly syncKey: string;
+  private readonly what: string;
+  private current: OpenSync | undefined;
+  private readonly syncs = new Set<OpenSync>();
+
+  constructor(
+    private readonly session: Session,
+    readonly name: string,
+  ) {
+    this.what = `local directory "${name}"`;
+    // The shared key names the client's directories across its sessions; without one, nothing is shared.
+    this.syncKey = createHash('sha256').update(`session:${session.sharedKey || session.id}:${name}`).digest('hex');
+  }
+
+  async *stat(selection: LocalDirSelection = {}, signal?: AbortSignal): AsyncGenerator<FileStat> {
+    const sync = this.open(selection, signal);
+    const previous = this.current;
+    this.current = sync;
+    previous?.retire();
+    try {
+      for await (const s of sync.receiver.stats()) {
+        sync.offer(s);
+        yield fileStatOf(s.stat);
+      }
+    } catch (err) {
+      throw this.error(err);
+    }
+  }
+
+  async *read(path: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+    const rel = path.replace(/^\/+/, '');
+    const sync = this.current;
+    const id = sync?.take(rel);
+    try {
+      if (sync && id !== undefined) yield* sync.read(id, signal);
+      else yield* this.readAlone(rel, signal);
+    } catch (err) {
+      throw this.error(err);
+    }
+  }
+
+  /** Finishes every open stream. */
+  async close(): Promise<void> {
+    this.current = undefined;
+    await Promise.all([...this.syncs].map((s) => s.finish()));
+  }
+
+  private async *readAlone(rel: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+    const sync = this.open({ include: [escapePattern(rel)] }, signal);
+    try {
+      let found: ReceivedStat | undefined;
+      for await (const s of sync.receiver.stats()) if (s.stat.path === rel) found = s;
+      if (!found || !found.requestable || (stModeOf(found.stat.mode) & 0o170000) !== 0o100000) {
+        throw new BktError('NOT_FOUND', `${this.what}: no regular file "${rel}"`, { path: rel });
+      }
+      yield* sync.read(found.id, signal);
+    } finally {
+      sync.retire();
+    }
+  }
+
+  private open(selection: LocalDirSelection, signal?: AbortSignal): OpenSync {
+    if (!this.session.supports(DIFFCOPY_METHOD)) {
+      throw new BktError('UNIMPLEMENTED', `${this.what}: the session's client does not serve ${DIFFCOPY_METHOD}`);
+    }
+    const md: HeaderMap = { [KEY_DIR_NAME]: [this.name] };
+    if (selection.include?.length) md[KEY_INCLUDE_PATTERNS] = [...selection.include];
+    if (selection.exclude?.length) md[KEY_EXCLUDE_PATTERNS] = [...selection.exclude];
+    if (selection.followPaths?.length) md[KEY_FOLLOW_PATHS] = [...selection.followPaths];
+    const call = this.session.caller.stream(FileSyncService.diffCopy, { metadata: encodeOpts(md), signal });
+    const sync = new OpenSync(call, new FsutilReceiver(callChannel(call), this.what), () => this.syncs.delete(sync));
+    this.syncs.add(sync);
+    return sync;
+  }
+
+  private error(err: unknown): BktError {
+    if (err instanceof CallError && err.code === Status.NOT_FOUND) {
+      return new BktError('NOT_FOUND', `${this.what}: the client has no such directory (${err.details})`, { name: this.name }, { cause: err });
+    }
+    return sessionError(this.what, err);
+  }
+}
+
+/** One DiffCopy stream: the ids of the entries not yet asked for, by path. */
+class OpenSync {
+  private readonly ids = new Map<string, number>();
+  private inFlight = 0;
+  private retired = false;
+  private finishing: Promise<void> | undefined;
+
+  constructor(
+    private readonly call: BidiStream<Packet, Packet>,
+    readonly receiver: FsutilReceiver,
+    private readonly onFinished: () => void,
+  ) {}
+
+  offer(s: ReceivedStat): void {
+    if (s.requestable) this.ids.set(s.stat.path, s.id);
+  }
+
+  /** The id of `path` if it can still be asked for on this stream (then no longer). */
+  take(path: string): number | undefined {
+    if (this.retired) return undefined;
+    const id = this.ids.get(path);
+    if (id !== undefined) this.ids.delete(path);
+    return id;
+  }
+
+  async *read(id: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
+    this.inFlight++;
+    try {
+      yield* this.receiver.request(id, signal);
+    } finally {
+      this.inFlight--;
+      if (this.retired && this.inFlight === 0) void this.finish();
+    }
+  }
+
+  /** No new reads; finished once the reads in flight end. */
+  retire(): void {
+    this.retired = true;
+    if (this.inFlight === 0) void this.finish();
+  }
+
+  /** FIN, the sender's FIN, then the end of the call; a stream that fails is cancelled instead. */
+  finish(): Promise<void> {
+    this.retired = true;
+    return (this.finishing ??= (async () => {
+      try {
+        await this.receiver.finish();
+        this.call.end();
+        await this.call.status;
+      } catch {
+        this.call.cancel('the file transfer failed');
+      } finally {
+        this.onFinished();
+      }
+    })());
+  }
+}
+
+/** A path as a pattern matching only itself (pattern metacharacters escaped). */
+function escapePattern(path: string): string {
+  return path.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}

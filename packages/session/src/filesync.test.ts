@@ -1,0 +1,229 @@
+/**
+ * A client's local directory read by the daemon over the session
+ * (FileSync/DiffCopy): the client serves the host client of @bkt/fsutil,
+ * the daemon reads it through `sessionBuildClient`; both over an in-memory
+ * Duplex pair and over a real grpc-js Control.Session call.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, link, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BktError, type BuildClient, type ClientLocalDir, type FileStat } from '@bkt/core';
+import { createHostClient } from '@bkt/fsutil';
+import { sessionBuildClient } from './daemon/build-client.js';
+import { connect, type Connected, type Transport } from './session.test-util.js';
+
+let work: string;
+const open: Connected[] = [];
+
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), 'bkt-session-filesync-'));
+});
+afterEach(async () => {
+  for (const c of open.splice(0)) await c.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+async function bytes(chunks: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of chunks) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
+
+/** A client whose local directory reads are counted (bytes the client sent, by path). */
+function countingClient(inner: BuildClient): BuildClient & { sent: Map<string, number> } {
+  const sent = new Map<string, number>();
+  return {
+    ...inner,
+    sent,
+    localDir(name) {
+      const dir = inner.localDir(name);
+      if (!dir) return undefined;
+      const counted: ClientLocalDir = {
+        name: dir.name,
+        syncKey: dir.syncKey,
+        stat: (sel, signal) => dir.stat(sel, signal),
+        async *read(path, signal) {
+          for await (const chunk of dir.read(path, signal)) {
+            sent.set(path, (sent.get(path) ?? 0) + chunk.length);
+            yield chunk;
+          }
+        },
+      };
+      return counted;
+    },
+  };
+}
+
+async function connected(transport: Transport, client: BuildClient, names: string[]) {
+  const c = await connect(transport, client, { sharedKey: 'test-client' });
+  open.push(c);
+  return { c, daemon: sessionBuildClient(c.session, { localDirNames: names }) };
+}
+
+/** What of a stat the session carries exactly (mtime is rounded to the wire's nanoseconds). */
+function comparable(e: FileStat) {
+  return { ...e, mtimeMs: Math.round(e.mtimeMs * 1000) };
+}
+
+describe.each<Transport>(['in-memory', 'grpc'])('FileSync over %s', (transport) => {
+  it('lists the same entries as the host client (modes, owners, sizes, times, symlinks, hardlinks) and reads their bytes', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'sub/deep'), { recursive: true });
+    await writeFile(join(dir, 'a.txt'), 'alpha');
+    await writeFile(join(dir, 'sub/deep/b.bin'), randomBytes(100_000));
+    await writeFile(join(dir, 'run.sh'), '#!/bin/sh\n');
+    await chmod(join(dir, 'run.sh'), 0o4755);
+    await chmod(join(dir, 'sub'), 0o1775);
+    await symlink('sub/deep/b.bin', join(dir, 'link'));
+    await symlink('/nowhere', join(dir, 'dangling'));
+    await link(join(dir, 'a.txt'), join(dir, 'z-hardlink'));
+    await utimes(join(dir, 'a.txt'), new Date(1_700_000_000_123), new Date(1_700_000_000_123));
+    const host = createHostClient({ localDirs: { context: dir } });
+    const { daemon } = await connected(transport, host, ['context']);
+
+    const local = daemon.localDir('context')!;
+    const got = await collect(local.stat());
+    const want = await collect(host.localDir('context')!.stat());
+    expect(got.map((e) => e.path)).toEqual(['a.txt', 'dangling', 'link', 'run.sh', 'sub', 'sub/deep', 'sub/deep/b.bin', 'z-hardlink']);
+    expect(got.map(comparable)).toEqual(want.map(comparable));
+    expect(got.find((e) => e.path === 'z-hardlink')).toMatchObject({ linkname: 'a.txt', size: 0 });
+    expect(got.find((e) => e.path === 'run.sh')!.mode).toBe(0o104755);
+    expect(got.find((e) => e.path === 'sub')!.mode).toBe(0o41775);
+    // utimes() stores a Date's seconds as a float: within a microsecond.
+    expect(got.find((e) => e.path === 'a.txt')!.mtimeMs).toBeCloseTo(1_700_000_000_123, 2);
+
+    expect((await bytes(local.read('a.txt'))).toString()).toBe('alpha');
+    expect(await bytes(local.read('sub/deep/b.bin'))).toEqual(await readFile(join(dir, 'sub/deep/b.bin')));
+  });
+
+  it('after one file of 2,000 changed, a receiver that remembers the last sync transfers only that file', async () => {
+    const dir = join(work, 'ctx');
+    for (let d = 0; d < 20; d++) {
+      await mkdir(join(dir, `d${d}`), { recursive: true });
+      for (let f = 0; f < 100; f++) await writeFile(join(dir, `d${d}`, `f${f}.txt`), `file ${d}/${f} `.repeat(50));
+    }
+    const client = countingClient(createHostClient({ localDirs: { context: dir } }));
+    const { daemon } = await connected(transport, client, ['context']);
+    const local = daemon.localDir('context')!;
+
+    // The receiver: stat first, then read only what differs from what it remembers.
+    const remembered = new Map<string, { size: number; mtimeMs: number; digest: string }>();
+    const sync = async () => {
+      let received = 0;
+      const read: string[] = [];
+      for (const e of await collect(local.stat())) {
+        if ((e.mode & 0o170000) !== 0o100000) continue;
+        const known = remembered.get(e.path);
+        if (known && known.size === e.size && known.mtimeMs === e.mtimeMs) continue;
+        const content = await bytes(local.read(e.path));
+        received += content.length;
+        read.push(e.path);
+        remembered.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, digest: createHash('sha256').update(content).digest('hex') });
+      }
+      return { received, read };
+    };
+    const first = await sync();
+    expect(first.read).toHaveLength(2000);
+    expect(client.sent.size).toBe(2000);
+
+    client.sent.clear();
+    const changed = 'changed content, a little longer than before';
+    await writeFile(join(dir, 'd7/f42.txt'), changed);
+    await utimes(join(dir, 'd7/f42.txt'), new Date(1_800_000_000_000), new Date(1_800_000_000_000));
+    const second = await sync();
+    expect(second.read).toEqual(['d7/f42.txt']);
+    expect(second.received).toBe(changed.length);
+    expect([...client.sent]).toEqual([['d7/f42.txt', changed.length]]);
+    expect(remembered.get('d7/f42.txt')!.digest).toBe(createHash('sha256').update(changed).digest('hex'));
+  });
+
+  it('sends a large file whole, byte for byte', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(dir);
+    const big = randomBytes(48 << 20);
+    await writeFile(join(dir, 'big.bin'), big);
+    const { daemon } = await connected(transport, createHostClient({ localDirs: { context: dir } }), ['context']);
+    const local = daemon.localDir('context')!;
+    const [entry] = await collect(local.stat());
+    expect(entry).toMatchObject({ path: 'big.bin', size: big.length });
+    const started = Date.now();
+    const h = createHash('sha256');
+    let n = 0;
+    for await (const chunk of local.read('big.bin')) {
+      h.update(chunk);
+      n += chunk.length;
+    }
+    const seconds = (Date.now() - started) / 1000;
+    expect(n).toBe(big.length);
+    expect(h.digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
+    console.log(`[${transport}] 48 MiB over DiffCopy: ${(48 / seconds).toFixed(0)} MiB/s`);
+  });
+
+  it('applies the selection: include, exclude (with `!`), followpaths and non-ASCII patterns', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'src'), { recursive: true });
+    await mkdir(join(dir, 'node_modules/x'), { recursive: true });
+    await writeFile(join(dir, 'src/main.ts'), 'main');
+    await writeFile(join(dir, 'src/keep.log'), 'keep');
+    await writeFile(join(dir, 'src/drop.log'), 'drop');
+    await writeFile(join(dir, 'node_modules/x/i.js'), 'x');
+    await writeFile(join(dir, 'héllo wörld.txt'), 'unicode');
+    await writeFile(join(dir, 'a,b.txt'), 'comma');
+    await writeFile(join(dir, 'target.txt'), 'target');
+    await symlink('target.txt', join(dir, 'pointer'));
+    const { daemon } = await connected(transport, createHostClient({ localDirs: { context: dir } }), ['context']);
+    const local = daemon.localDir('context')!;
+    const paths = async (sel: Parameters<ClientLocalDir['stat']>[0]) => (await collect(local.stat(sel))).map((e) => e.path);
+
+    expect(await paths({ include: ['src'], exclude: ['**/*.log', '!src/keep.log'] })).toEqual(['src', 'src/keep.log', 'src/main.ts']);
+    expect(await paths({ include: ['héllo wörld.txt', 'a,b.txt'] })).toEqual(['a,b.txt', 'héllo wörld.txt']);
+    expect(await paths({ exclude: ['node_modules', 'src', '*.txt', 'pointer'] })).toEqual([]);
+    expect(await paths({ include: ['pointer'], followPaths: ['pointer'] })).toEqual(['pointer', 'target.txt']);
+    expect((await bytes(local.read('héllo wörld.txt'))).toString()).toBe('unicode');
+  });
+
+  it('reads a file it was never asked to list (its own stream), and says NOT_FOUND for what is no regular file', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    await writeFile(join(dir, '.dockerignore'), 'node_modules\n');
+    await symlink('.dockerignore', join(dir, 'link'));
+    const { daemon } = await connected(transport, createHostClient({ localDirs: { context: dir } }), ['context']);
+    const local = daemon.localDir('context')!;
+    expect((await bytes(local.read('.dockerignore'))).toString()).toBe('node_modules\n');
+    for (const path of ['missing', 'sub', 'link']) {
+      const err = await bytes(local.read(path)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BktError);
+      expect(err).toMatchObject({ code: 'NOT_FOUND', message: `local directory "context": no regular file "${path}"` });
+    }
+    // The same file twice from one stat: the second read has its own stream (fsutil serves an id once).
+    await collect(local.stat());
+    expect((await bytes(local.read('.dockerignore'))).toString()).toBe('node_modules\n');
+    expect((await bytes(local.read('.dockerignore'))).toString()).toBe('node_modules\n');
+  });
+
+  it('a directory name the client does not have is a clear NOT_FOUND error', async () => {
+    const { daemon } = await connected(transport, createHostClient({ localDirs: {} }), ['context']);
+    const err = await collect(daemon.localDir('context')!.stat()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BktError);
+    expect(err).toMatchObject({ code: 'NOT_FOUND' });
+    expect((err as Error).message).toBe('local directory "context": the client has no such directory (no access allowed to dir "context")');
+    expect(daemon.localDir('other')).toBeUndefined();
+    expect(daemon.localDirNames()).toEqual(['context']);
+  });
+
+  it('a directory that is gone on the client fails with the client\'s error', async () => {
+    const { daemon } = await connected(transport, createHostClient({ localDirs: { context: join(work, 'gone') } }), ['context']);
+    const err = await collect(daemon.localDir('context')!.stat()).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'NOT_FOUND' });
+    expect((err as Error).message).toContain(`local directory "context": `);
+    expect((err as Error).message).toContain(`${join(work, 'gone')} does not exist`);
+  });
+});

@@ -1,0 +1,57 @@
+/** gRPC status codes (grpc/grpc doc/statuscodes.md) and the error a failed call rejects with. */
+import { BktError, type BktErrorCode } from '@bkt/core';
+
+export const Status = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+const NAMES = Object.fromEntries(Object.entries(Status).map(([name, code]) => [code, name])) as Record<number, string>;
+
+/** A call into the session's client ended with a status other than OK. */
+export class CallError extends Error {
+  constructor(
+    /** The gRPC status code. */
+    readonly code: number,
+    /** The status message (`grpc-message`), or what failed locally. */
+    readonly details: string,
+    /** The method (`/service/method`). */
+    readonly method: string,
+  ) {
+    super(`${method}: ${NAMES[code] ?? `status ${code}`}: ${details}`);
+    this.name = 'CallError';
+  }
+}
+
+const BKT_CODES: Partial<Record<number, BktErrorCode>> = {
+  [Status.CANCELLED]: 'CANCELLED',
+  [Status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
+  [Status.NOT_FOUND]: 'NOT_FOUND',
+  [Status.PERMISSION_DENIED]: 'PERMISSION_DENIED',
+  [Status.UNIMPLEMENTED]: 'UNIMPLEMENTED',
+};
+
+/** A session error as bkt's error type: `what` says what was being done (`local directory "context"`). */
+export function sessionError(what: string, err: unknown): BktError {
+  if (err instanceof BktError) return err;
+  if (err instanceof CallError) {
+    return new BktError(BKT_CODES[err.code] ?? 'INTERNAL', `${what}: the client answered ${NAMES[err.code] ?? err.code}: ${err.details}`, { grpcCode: err.code }, { cause: err });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new BktError('INTERNAL', `${what}: ${message}`, {}, { cause: err });
+}
