@@ -7,40 +7,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
-import { BktError, createBkt, type BktPlugin, type BuildContext, type Frontend, type ProgressEvent, type Source, type VertexEvent } from '@bkt/core';
-import { mountsUnder } from '@bkt/fsutil';
-import type { Solver } from './api.js';
-import { DefBuilder } from './graphs.test-util.js';
+import { BktError, type BktPlugin, type BuildContext, type Frontend, type ProgressEvent, type Source, type VertexEvent } from '@bkt/core';
+import { DefBuilder, sleep, solverPerTest } from './graphs.test-util.js';
 import { CANCELED_ERROR } from './progress.js';
-import { openSolver } from './solver.js';
 
-let root: string;
-let solver: Solver | undefined;
-
-beforeEach(async () => {
-  root = await mkdtemp(join(tmpdir(), 'bkt-failure-progress-'));
-});
-
-afterEach(async () => {
-  await solver?.close();
-  solver = undefined;
-  expect(await mountsUnder(root)).toEqual([]);
-  await rm(root, { recursive: true, force: true });
-});
-
-async function open(plugins: BktPlugin[]): Promise<Solver> {
-  solver = await openSolver({ root, bkt: await createBkt(plugins) });
-  return solver;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), reject(new BktError('CANCELLED', 'sleep cancelled'))), { once: true });
-  });
-}
+const perTest = solverPerTest('bkt-failure-progress-');
+const open = perTest.open;
 
 /** `exec` ops whose args are `[sleep|fail, ms]`: wait `ms`, then succeed or fail with "step failed: exit code 3". */
 const timedExec: BktPlugin = {

@@ -4,12 +4,17 @@
  * count executions.
  */
 import { createHash } from 'node:crypto';
-import { cp, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { afterEach, beforeEach, expect } from 'vitest';
 import * as pb from '@bkt/api/pb';
 import type { BktPlugin, BuildContext, FileStat, OpExecutor, Snapshot, Source, SourceIdentifier } from '@bkt/core';
-import { BktError } from '@bkt/core';
+import { BktError, createBkt } from '@bkt/core';
+import { mountsUnder } from '@bkt/fsutil';
+import type { Solver } from './api.js';
 import { digestOf } from './definition.js';
+import { openSolver } from './solver.js';
 
 /** Builds a `pb.Definition` op by op; `add` returns the op's digest. */
 export class DefBuilder {
@@ -114,7 +119,8 @@ export interface TestPluginOptions {
   onRun?: (ctx: BuildContext) => void;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/** Resolves after `ms`; rejects with `CANCELLED` when `signal` aborts first. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
     const t = setTimeout(() => {
@@ -238,4 +244,31 @@ export async function treeOf(snap: Snapshot | null): Promise<Record<string, stri
   } finally {
     await m.release();
   }
+}
+
+/**
+ * A solver per test on a fresh temp root: `open(plugins)` opens it; after
+ * each test it is closed, the root is checked for leftover mounts and removed.
+ */
+export function solverPerTest(prefix: string): { readonly root: string; open(plugins: BktPlugin[]): Promise<Solver> } {
+  let root = '';
+  let solver: Solver | undefined;
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), prefix));
+  });
+  afterEach(async () => {
+    await solver?.close();
+    solver = undefined;
+    expect(await mountsUnder(root)).toEqual([]);
+    await rm(root, { recursive: true, force: true });
+  });
+  return {
+    get root() {
+      return root;
+    },
+    async open(plugins) {
+      solver = await openSolver({ root, bkt: await createBkt(plugins) });
+      return solver;
+    },
+  };
 }

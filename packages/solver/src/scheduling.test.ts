@@ -2,45 +2,17 @@
  * Scheduling (independent branches run concurrently, the default pool size)
  * and the frontend bridge (errors, warnings, image configs).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as pb from '@bkt/api/pb';
-import { BktError, createBkt, isBktError, type BktPlugin, type BuildContext, type Digest, type Frontend, type Platform, type ProgressEvent, type Snapshot, type Source } from '@bkt/core';
-import type { Solver } from './api.js';
+import { BktError, isBktError, type BktPlugin, type BuildContext, type Digest, type Frontend, type Platform, type ProgressEvent, type Snapshot, type Source } from '@bkt/core';
 import { createMergeOpExecutor } from './ops/merge.js';
 import { defaultParallelism } from './pool.js';
-import { openSolver } from './solver.js';
-import { mountsUnder } from '@bkt/fsutil';
-import { DefBuilder, testPlugin, treeOf } from './graphs.test-util.js';
+import { DefBuilder, testPlugin, treeOf, sleep, solverPerTest } from './graphs.test-util.js';
 
-let root: string;
-let solver: Solver | undefined;
-
-beforeEach(async () => {
-  root = await mkdtemp(join(tmpdir(), 'bkt-sched-'));
-});
-
-afterEach(async () => {
-  await solver?.close();
-  solver = undefined;
-  expect(await mountsUnder(root)).toEqual([]);
-  await rm(root, { recursive: true, force: true });
-});
-
-async function open(plugins: BktPlugin[]): Promise<Solver> {
-  solver = await openSolver({ root, bkt: await createBkt(plugins) });
-  return solver;
-}
-
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), reject(new BktError('CANCELLED', 'sleep cancelled'))), { once: true });
-  });
-}
+const perTest = solverPerTest('bkt-sched-');
+const open = perTest.open;
 
 /** When one slow exec slept: from its start to its end (performance.now()). */
 interface Span {
