@@ -19,6 +19,7 @@ import { defaultGCPolicies, diskStat, parseDuration, resolveGCPolicies } from '.
 import { bind, parseAddress, resolveGroup, tcpCredentials, type TlsFiles } from './listen.js';
 import { daemonPreset } from './preset.js';
 import { addService } from './rpc.js';
+import { daemonSessions } from './sessions.js';
 import { workerId, workerLabels, type WorkerInfo } from './worker.js';
 
 export interface DaemonOptions {
@@ -34,10 +35,10 @@ export interface DaemonOptions {
   debug?: boolean;
   log?(line: string): void;
   /**
-   * The daemon side of client sessions (`@bkt/session`): serves
-   * `Control.Session` and gives a Solve's session id its client.
+   * The daemon side of client sessions: serves `Control.Session` and gives
+   * a Solve's session id its client (default: `@bkt/session`'s manager).
    */
-  sessions?: Pick<ControlBackend, 'session' | 'sessionClient'>;
+  sessions?: Pick<ControlBackend, 'session' | 'sessionClient'> & { closeAll?(): void };
 }
 
 export interface Daemon {
@@ -90,6 +91,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const builds = new BuildTracker();
   const shutdown = new AbortController();
   const collector = new Collector({ solver, root: opts.root, policies, intervalMs: gcInterval, busy: () => builds.running().length > 0, log });
+  const sessions = opts.sessions ?? daemonSessions();
   const backend: ControlBackend = {
     solver,
     builds,
@@ -97,7 +99,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     worker: async () => info,
     shutdown: shutdown.signal,
     afterBuild: () => collector.afterBuild(),
-    ...opts.sessions,
+    session: sessions.session,
+    sessionClient: sessions.sessionClient,
   };
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES });
   addService(server, control.ControlService, withDebugLog(controlService(backend), debug));
@@ -109,6 +112,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     shutdown.abort(new Error('bktd is shutting down'));
     await collector.stop();
     await builds.idle();
+    sessions.closeAll?.();
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         server.forceShutdown();

@@ -52,10 +52,6 @@ afterAll(async () => {
 
 const imageExporter = (name: string, extra: Record<string, string> = {}) => ({ Type: 'image', Attrs: { name, push: 'true', ...extra } });
 
-function code(err: unknown): number {
-  return (err as grpc.ServiceError).code;
-}
-
 describe('the socket', () => {
   it('is a unix socket of mode 0660', () => {
     const st = statSync(socket);
@@ -323,13 +319,5 @@ describe('ListenBuildHistory and UpdateBuildHistory', () => {
     await expect(client.updateBuildHistory({ Ref: 'e2edaemonbuild0000000001', Finalize: true })).resolves.toEqual({});
     await expect(client.updateBuildHistory({ Ref: 'nope', Finalize: true })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
     await expect(client.updateBuildHistory({ Finalize: true })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
-  });
-});
-
-describe('Session', () => {
-  it('the stream is answered (UNIMPLEMENTED until the session package is wired)', async () => {
-    const call = client.raw.session();
-    const err = await new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
-    expect(code(err)).toBe(grpc.status.UNIMPLEMENTED);
   });
 });
