@@ -13,13 +13,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHostClient } from '@bkt/fsutil';
 import { local } from '@bkt/llb';
 import { openSession, type OpenSession } from '@bkt/session';
+import { pushBusyboxImage, skopeoInspect, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
 import { bkt, describeTree, removeDir, tempDir } from '../helpers.js';
+import { bktEnv, readMetadata } from '../images/lib.js';
 import { Control, startBktd, type RunningDaemon } from './lib.js';
 
 let work: string;
 let context: string;
 let daemon: RunningDaemon;
 let client: Control;
+let registry: RegistryServer;
+let busybox: PushedImage;
 
 beforeAll(async () => {
   work = await tempDir('daemon-session');
@@ -27,6 +31,8 @@ beforeAll(async () => {
   await mkdir(join(context, 'sub'), { recursive: true });
   await writeFile(join(context, 'hello.txt'), 'hello through the session\n');
   await writeFile(join(context, 'sub/data.bin'), Buffer.alloc(300_000, 7));
+  registry = await startRegistry();
+  busybox = await pushBusyboxImage(registry, 'library/busybox');
   daemon = await startBktd(['--addr', `unix://${join(work, 'bktd.sock')}`, '--root', join(work, 'root')], { cwd: work });
   client = new Control(`unix://${join(work, 'bktd.sock')}`);
 });
@@ -34,6 +40,7 @@ beforeAll(async () => {
 afterAll(async () => {
   client?.close();
   if (daemon) expect(await daemon.stop()).toBe(0);
+  await registry?.stop();
   if (work) await removeDir(work);
 });
 
@@ -68,6 +75,31 @@ describe('a Solve whose client is a session', () => {
     });
     expect(cli.code, cli.stderr).toBe(0);
     expect((await readFile(tarFile)).equals(await readFile(join(work, 'cli.tar')))).toBe(true);
+  });
+
+  it('a Dockerfile build (dockerfile.v0 frontend, context and Dockerfile over the session) pushes the image the CLI pushes', async () => {
+    const epoch = '1700000000';
+    await writeFile(join(context, 'Dockerfile'), `FROM ${busybox.reference}\nRUN echo built > /built\nCOPY hello.txt /\n`);
+    const s = openSession(client.raw, createHostClient({ localDirs: { context, dockerfile: context } }));
+    try {
+      const attrs = { push: 'true', 'rewrite-timestamp': 'true' };
+      const r = await client.solve({
+        Session: s.id,
+        Frontend: 'dockerfile.v0',
+        FrontendAttrs: { filename: 'Dockerfile', 'build-arg:SOURCE_DATE_EPOCH': epoch },
+        Exporters: [{ Type: 'image', Attrs: { name: `${registry.host}/e2e/df:daemon`, ...attrs } }],
+      });
+      const cli = await bktEnv(
+        ['build', '--root', join(work, 'cli-root'), '--progress', 'plain', '--metadata-file', join(work, 'df.json'), '-o', `type=image,name=${registry.host}/e2e/df:cli,push=true,rewrite-timestamp=true`, context],
+        { cwd: work, env: { SOURCE_DATE_EPOCH: epoch } },
+      );
+      expect(cli.code, cli.stderr).toBe(0);
+      const digest = r.ExporterResponse['containerimage.digest'];
+      expect(digest).toBe((await readMetadata(join(work, 'df.json')))['containerimage.digest']);
+      expect(((await skopeoInspect(`${registry.host}/e2e/df:daemon`)) as { Digest: string }).Digest).toBe(digest);
+    } finally {
+      s.close();
+    }
   });
 
   it('a Solve naming a session that never connects fails NOT_FOUND naming it', async () => {
