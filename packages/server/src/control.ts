@@ -10,6 +10,7 @@ import { BktError, type BuildClient, type ProgressEvent } from '@bkt/core';
 import type { ExportRequest, Solver, CacheOptionsEntry } from '@bkt/solver';
 import type { BuildEvent, BuildTracker } from './builds.js';
 import { parseFilters, usageAdaptor } from './filters.js';
+import { keepBytes, usedBytes, type DiskStat } from './gc.js';
 import { historyRecordMessage, statusResponse, usageRecordMessage } from './messages.js';
 import type { ServiceImplementation } from './rpc.js';
 import { applySourcePolicy, checkSourcePolicy } from './source-policy.js';
@@ -29,6 +30,8 @@ export interface ControlBackend {
   /** Entitlements a Solve may ask for (`network.host`, `security.insecure`). */
   permittedEntitlements: ReadonlySet<string>;
   worker(): Promise<WorkerInfo>;
+  /** The store disk's size and free bytes. */
+  diskStat(): Promise<DiskStat>;
   /**
    * The client of session `id` (SolveRequest.Session) for one build: the
    * local directories it may name, its exporters (the client's output
@@ -112,12 +115,21 @@ export function controlService(backend: ControlBackend): ServiceImplementation<t
 
     async *prune(req) {
       const select = parseFilters(req.filter, 'PruneRequest.filter');
-      if (req.keepDuration < 0 || req.keepBytes < 0) throw new BktError('INVALID_ARGUMENT', 'PruneRequest: keepDuration and keepBytes must not be negative', { attribute: 'keepDuration' });
+      for (const [field, value] of Object.entries({ keepDuration: req.keepDuration, keepBytes: req.keepBytes, maxUsedSpace: req.maxUsedSpace, minFreeSpace: req.minFreeSpace })) {
+        if (value < 0) throw new BktError('INVALID_ARGUMENT', `PruneRequest.${field} must not be negative, got ${value}`, { attribute: field });
+      }
+      // The space limits as a GC policy's: at most maxUsedSpace, less what minFreeSpace misses, never below keepBytes (reserved).
+      let keepStorage: number | undefined;
+      if (req.maxUsedSpace > 0 || req.minFreeSpace > 0) {
+        const used = usedBytes(await backend.solver.diskUsage());
+        keepStorage = keepBytes({ reservedSpace: req.keepBytes, maxUsedSpace: req.maxUsedSpace, minFreeSpace: req.minFreeSpace }, used, await backend.diskStat());
+        if (used <= keepStorage) return;
+      } else if (req.keepBytes > 0) keepStorage = req.keepBytes;
       const removed = await backend.solver.prune({
         all: req.all,
         // Go's time.Duration: nanoseconds.
         ...(req.keepDuration > 0 ? { keepDuration: req.keepDuration / 1e6 } : {}),
-        ...(req.keepBytes > 0 ? { keepStorage: req.keepBytes } : {}),
+        ...(keepStorage !== undefined ? { keepStorage } : {}),
         ...(req.filter.length > 0 ? { filter: (u) => select(usageAdaptor(u)) } : {}),
       });
       for (const u of removed) yield usageRecordMessage(u);

@@ -97,6 +97,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     builds,
     permittedEntitlements: new Set(config.entitlements ?? []),
     worker: async () => info,
+    diskStat: () => diskStat(opts.root),
     shutdown: shutdown.signal,
     afterBuild: () => collector.afterBuild(),
     session: sessions.session,

@@ -51,6 +51,8 @@ export function workerRecordMessage(w: WorkerInfo): types.WorkerRecord {
       keepDuration: Math.round(p.keepDurationMs * 1e6),
       keepBytes: p.reservedSpace,
       filters: p.filters,
+      maxUsedSpace: p.maxUsedSpace,
+      minFreeSpace: p.minFreeSpace,
     })),
     BuildkitVersion: buildkitVersion(),
   };

@@ -260,8 +260,12 @@ describe('DiskUsage and Prune', () => {
     await expect(client.diskUsage(['type~=('])).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringContaining('DiskUsageRequest.filter "type~=("') });
   });
 
-  it('Prune: a filter nothing matches removes nothing; prune --all streams each removed record, gone from DiskUsage', async () => {
+  it('Prune: a filter nothing matches, or space limits already met, remove nothing; prune --all streams each removed record, gone from DiskUsage', async () => {
     expect(await client.prune({ filter: ['type==no-such-type'], all: true })).toEqual([]);
+    // Within the space limits (at most a petabyte used, one byte free), nothing goes.
+    expect(await client.prune({ all: true, maxUsedSpace: 1e15 })).toEqual([]);
+    expect(await client.prune({ all: true, minFreeSpace: 1 })).toEqual([]);
+    await expect(client.prune({ maxUsedSpace: -1 })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringContaining('PruneRequest.maxUsedSpace') });
     const before = (await client.diskUsage()).record;
     const removed = await client.prune({ all: true });
     expect(removed.length).toBeGreaterThan(0);

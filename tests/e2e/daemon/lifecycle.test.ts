@@ -126,7 +126,7 @@ describe('bktd.config.ts', () => {
     try {
       expect(daemon.output()).toContain(`serving store ${join(dir, 'store')}`);
       const [worker] = (await client.listWorkers()).record;
-      expect(worker!.GCPolicy).toEqual([{ all: true, keepDuration: 0, keepBytes: 0, filters: [] }]);
+      expect(worker!.GCPolicy).toEqual([{ all: true, keepDuration: 0, keepBytes: 0, filters: [], maxUsedSpace: 1, minFreeSpace: 0 }]);
 
       const hostNet = image(busybox.reference).run({ shell: 'echo host > /net', network: 'host' }).root().marshal();
       await expect(client.solve({ Definition: hostNet, Entitlements: ['network.host'] })).resolves.toEqual({ ExporterResponse: {} });

@@ -30,8 +30,11 @@ export interface WorkerRecord_LabelsEntry {
 export interface GCPolicy {
   all: boolean;
   keepDuration: number;
+  /** BuildKit v0.17 renamed it reservedSpace (same number). */
   keepBytes: number;
   filters: string[];
+  maxUsedSpace: number;
+  minFreeSpace: number;
 }
 
 export interface BuildkitVersion {
@@ -293,7 +296,7 @@ export const WorkerRecord_LabelsEntry: MessageFns<WorkerRecord_LabelsEntry> = {
 };
 
 function createBaseGCPolicy(): GCPolicy {
-  return { all: false, keepDuration: 0, keepBytes: 0, filters: [] };
+  return { all: false, keepDuration: 0, keepBytes: 0, filters: [], maxUsedSpace: 0, minFreeSpace: 0 };
 }
 
 export const GCPolicy: MessageFns<GCPolicy> = {
@@ -309,6 +312,12 @@ export const GCPolicy: MessageFns<GCPolicy> = {
     }
     for (const v of message.filters) {
       writer.uint32(34).string(v!);
+    }
+    if (message.maxUsedSpace !== 0) {
+      writer.uint32(40).int64(message.maxUsedSpace);
+    }
+    if (message.minFreeSpace !== 0) {
+      writer.uint32(48).int64(message.minFreeSpace);
     }
     return writer;
   },
@@ -358,6 +367,22 @@ export const GCPolicy: MessageFns<GCPolicy> = {
             message.filters.push(reader.string());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxUsedSpace = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.minFreeSpace = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -376,6 +401,8 @@ export const GCPolicy: MessageFns<GCPolicy> = {
       keepDuration: isSet(object.keepDuration) ? globalThis.Number(object.keepDuration) : 0,
       keepBytes: isSet(object.keepBytes) ? globalThis.Number(object.keepBytes) : 0,
       filters: globalThis.Array.isArray(object?.filters) ? object.filters.map((e: any) => globalThis.String(e)) : [],
+      maxUsedSpace: isSet(object.maxUsedSpace) ? globalThis.Number(object.maxUsedSpace) : 0,
+      minFreeSpace: isSet(object.minFreeSpace) ? globalThis.Number(object.minFreeSpace) : 0,
     };
   },
 
@@ -393,6 +420,12 @@ export const GCPolicy: MessageFns<GCPolicy> = {
     if (message.filters?.length) {
       obj.filters = message.filters;
     }
+    if (message.maxUsedSpace !== 0) {
+      obj.maxUsedSpace = Math.round(message.maxUsedSpace);
+    }
+    if (message.minFreeSpace !== 0) {
+      obj.minFreeSpace = Math.round(message.minFreeSpace);
+    }
     return obj;
   },
 
@@ -405,6 +438,8 @@ export const GCPolicy: MessageFns<GCPolicy> = {
     message.keepDuration = object.keepDuration ?? 0;
     message.keepBytes = object.keepBytes ?? 0;
     message.filters = object.filters?.map((e) => e) || [];
+    message.maxUsedSpace = object.maxUsedSpace ?? 0;
+    message.minFreeSpace = object.minFreeSpace ?? 0;
     return message;
   },
 };

@@ -76,7 +76,10 @@ export interface PruneRequest {
   filter: string[];
   all: boolean;
   keepDuration: number;
+  /** BuildKit v0.17 renamed it reservedSpace (same number). */
   keepBytes: number;
+  maxUsedSpace: number;
+  minFreeSpace: number;
 }
 
 export interface DiskUsageRequest {
@@ -368,7 +371,7 @@ export interface Exporter_AttrsEntry {
 }
 
 function createBasePruneRequest(): PruneRequest {
-  return { filter: [], all: false, keepDuration: 0, keepBytes: 0 };
+  return { filter: [], all: false, keepDuration: 0, keepBytes: 0, maxUsedSpace: 0, minFreeSpace: 0 };
 }
 
 export const PruneRequest: MessageFns<PruneRequest> = {
@@ -384,6 +387,12 @@ export const PruneRequest: MessageFns<PruneRequest> = {
     }
     if (message.keepBytes !== 0) {
       writer.uint32(32).int64(message.keepBytes);
+    }
+    if (message.maxUsedSpace !== 0) {
+      writer.uint32(40).int64(message.maxUsedSpace);
+    }
+    if (message.minFreeSpace !== 0) {
+      writer.uint32(48).int64(message.minFreeSpace);
     }
     return writer;
   },
@@ -433,6 +442,22 @@ export const PruneRequest: MessageFns<PruneRequest> = {
             message.keepBytes = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxUsedSpace = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.minFreeSpace = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -451,6 +476,8 @@ export const PruneRequest: MessageFns<PruneRequest> = {
       all: isSet(object.all) ? globalThis.Boolean(object.all) : false,
       keepDuration: isSet(object.keepDuration) ? globalThis.Number(object.keepDuration) : 0,
       keepBytes: isSet(object.keepBytes) ? globalThis.Number(object.keepBytes) : 0,
+      maxUsedSpace: isSet(object.maxUsedSpace) ? globalThis.Number(object.maxUsedSpace) : 0,
+      minFreeSpace: isSet(object.minFreeSpace) ? globalThis.Number(object.minFreeSpace) : 0,
     };
   },
 
@@ -468,6 +495,12 @@ export const PruneRequest: MessageFns<PruneRequest> = {
     if (message.keepBytes !== 0) {
       obj.keepBytes = Math.round(message.keepBytes);
     }
+    if (message.maxUsedSpace !== 0) {
+      obj.maxUsedSpace = Math.round(message.maxUsedSpace);
+    }
+    if (message.minFreeSpace !== 0) {
+      obj.minFreeSpace = Math.round(message.minFreeSpace);
+    }
     return obj;
   },
 
@@ -480,6 +513,8 @@ export const PruneRequest: MessageFns<PruneRequest> = {
     message.all = object.all ?? false;
     message.keepDuration = object.keepDuration ?? 0;
     message.keepBytes = object.keepBytes ?? 0;
+    message.maxUsedSpace = object.maxUsedSpace ?? 0;
+    message.minFreeSpace = object.minFreeSpace ?? 0;
     return message;
   },
 };
