@@ -10,6 +10,8 @@
  * Packages sit on floors; an import points to a lower floor, or to a leaf:
  *
  *   top        cli, server, imagebuilder   may import anything but test helpers
+ *   protocols  session                     leaves only (the wire protocols the top
+ *                                          floor speaks to clients and daemons)
  *   frontends  frontend-*                  leaves only
  *   backends   source-*, exporter-*,       leaves only (never another backend,
  *              worker-*, cache-*, attest   never the solver or the store)
@@ -20,7 +22,7 @@
  *
  * Product code never imports test helpers (`@bkt/testkit`, a `testing`
  * subpath, `*.test.*` and `*.test-util.*` files, `testing/` and `testdata/`
- * folders), and only api, server and cli import `@grpc/grpc-js`.
+ * folders), and only api, server, cli and session import `@grpc/grpc-js`.
  * A package-internal test helper is named `<what-it-is>.test-util.ts` and sits
  * beside the code it serves; no tsup entry reaches it, so it is never in dist.
  * A helper named after another convention (`testutil.ts`, `test-helpers.ts`)
@@ -30,9 +32,10 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const FLOORS = ['leaves', 'store', 'engine', 'backends', 'frontends', 'top'];
+const FLOORS = ['leaves', 'store', 'engine', 'backends', 'frontends', 'protocols', 'top'];
 const LEAVES = new Set(['core', 'llb', 'oci', 'registry', 'fsutil', 'api']);
-const GRPC_ALLOWED = new Set(['api', 'server', 'cli']);
+const GRPC_ALLOWED = new Set(['api', 'server', 'cli', 'session']);
+const PROTOCOLS = new Set(['session']);
 const TEST_HELPER_PACKAGES = new Set(['testkit']);
 
 /** The floor of package `name` (the part after `@bkt/`); undefined for a test-helper package. */
@@ -43,6 +46,7 @@ export function floorOf(name) {
   if (name === 'solver') return 'engine';
   if (/^(source|exporter|worker|cache)-/.test(name) || name === 'attest' || name.startsWith('attest-')) return 'backends';
   if (name.startsWith('frontend-')) return 'frontends';
+  if (PROTOCOLS.has(name)) return 'protocols';
   if (['cli', 'server', 'imagebuilder'].includes(name)) return 'top';
   return 'unknown';
 }
@@ -62,6 +66,7 @@ export function forbiddenImport(from, to) {
   if (a === 'backends' && (b === 'engine' || b === 'store')) return `a backend (@bkt/${from}) imports the ${b === 'engine' ? 'solver' : 'store'} (@bkt/${to}); reach it through @bkt/core's interfaces`;
   if (FLOORS.indexOf(b) < FLOORS.indexOf(a)) {
     if (a === 'frontends') return `a frontend (@bkt/${from}) imports @bkt/${to}; frontends use leaves only`;
+    if (a === 'protocols') return `@bkt/${from} (protocols) imports @bkt/${to}; the protocols floor uses leaves only`;
     return null;
   }
   return `@bkt/${from} (${a}) imports @bkt/${to} (${b}): imports point down to a lower floor or to a leaf`;

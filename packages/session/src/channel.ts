@@ -45,8 +45,16 @@ export function servedChannel<T, Wire = T>(
     wake();
   });
   call.on('end', () => {
-    ended = true;
-    wake();
+    // A reset stream also ends the readable side (Node pushes EOF when an
+    // HTTP/2 stream closes), and grpc-js reports the cancellation a few
+    // ticks later: the end counts only once that had its chance, so that a
+    // cancelled transfer is never taken for a completed one.
+    setImmediate(() =>
+      setImmediate(() => {
+        ended = true;
+        wake();
+      }),
+    );
   });
   call.on('cancelled', () => {
     failure ??= new CallError(Status.CANCELLED, 'the daemon cancelled the call', call.getPath());

@@ -209,6 +209,40 @@ describe.each<Transport>(['in-memory', 'grpc'])('FileSync over %s', (transport) 
     expect((await bytes(local.read('.dockerignore'))).toString()).toBe('node_modules\n');
   });
 
+  it('a client failing mid-file fails that transfer alone: the session reads on', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(dir);
+    await writeFile(join(dir, 'big.bin'), randomBytes(8 << 20));
+    await writeFile(join(dir, 'small.txt'), 'small');
+    const host = createHostClient({ localDirs: { context: dir } });
+    const failing: BuildClient = {
+      ...host,
+      localDir(name) {
+        const inner = host.localDir(name)!;
+        return {
+          ...inner,
+          stat: (sel, signal) => inner.stat(sel, signal),
+          async *read(path, signal) {
+            let n = 0;
+            for await (const chunk of inner.read(path, signal)) {
+              yield chunk;
+              if ((n += chunk.length) >= 1 << 20 && path === 'big.bin') throw new Error('disk on fire');
+            }
+          },
+        };
+      },
+    };
+    const { c, daemon } = await connected(transport, failing, ['context']);
+    const local = daemon.localDir('context')!;
+    await collect(local.stat());
+    const err = await bytes(local.read('big.bin')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BktError);
+    expect((err as Error).message).toBe('local directory "context": the client answered UNKNOWN: disk on fire');
+    expect(c.session.isClosed).toBe(false);
+    expect((await collect(local.stat())).map((e) => e.path)).toEqual(['big.bin', 'small.txt']);
+    expect((await bytes(local.read('small.txt'))).toString()).toBe('small');
+  });
+
   it('a directory name the client does not have is a clear NOT_FOUND error', async () => {
     const { daemon } = await connected(transport, createHostClient({ localDirs: {} }), ['context']);
     const err = await collect(daemon.localDir('context')!.stat()).catch((e: unknown) => e);

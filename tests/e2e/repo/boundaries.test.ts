@@ -48,6 +48,7 @@ const clean = {
   'packages/store/src/index.ts': "import { x } from '@bkt/core';\nexport class Store {}\n",
   'packages/cli/src/index.ts': "import s from '@bkt/source-image';\nimport { credentials } from '@grpc/grpc-js';\n",
   'packages/api/src/index.ts': "import { Server } from '@grpc/grpc-js';\n",
+  'packages/session/src/index.ts': "import { Server } from '@grpc/grpc-js';\nimport { x } from '@bkt/core';\nimport { y } from '@bkt/fsutil';\n",
 };
 
 describe('check-boundaries', () => {
@@ -71,6 +72,8 @@ describe('check-boundaries', () => {
     ['@grpc/grpc-js outside api, server and cli', 'packages/solver/src/grpc.ts', "import * as grpc from '@grpc/grpc-js';\n", '@grpc/grpc-js is imported outside api, server, cli'],
     ['a leaf importing the solver', 'packages/oci/src/bad.ts', "import { openSolver } from '@bkt/solver';\n", '@bkt/oci (leaves) imports @bkt/solver (engine)'],
     ['a frontend importing a backend', 'packages/frontend-dockerfile/src/f.ts', "import img from '@bkt/source-image';\n", 'a frontend (@bkt/frontend-dockerfile) imports @bkt/source-image'],
+    ['the session protocol importing the solver', 'packages/session/src/s.ts', "import { openSolver } from '@bkt/solver';\n", '@bkt/session (protocols) imports @bkt/solver; the protocols floor uses leaves only'],
+    ['a backend importing the session protocol', 'packages/source-image/src/s.ts', "import { serveSession } from '@bkt/session';\n", '@bkt/source-image (backends) imports @bkt/session (protocols)'],
   ])('fails on %s, naming the file, the line and the rule', async (_what, file, content, message) => {
     const r = await check(await tree(file.replace(/\W+/g, '-'), { ...clean, [file]: content }));
     expect(r.exitCode).toBe(1);

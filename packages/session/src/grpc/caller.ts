@@ -68,7 +68,9 @@ export class SessionCaller {
       },
       settings: { enablePush: false, initialWindowSize: 4 << 20 },
     });
-    this.session.on('connect', () => this.session.setLocalWindowSize(16 << 20));
+    this.session.on('connect', () => {
+      if (!this.session.destroyed) this.session.setLocalWindowSize(16 << 20);
+    });
     this.session.on('error', () => {}); // reported to each call through its stream's close
     this.closed = new Promise((resolve) => this.session.once('close', () => {
       this.closedFlag = true;
