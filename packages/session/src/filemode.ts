@@ -106,12 +106,17 @@ export function wireStatOf(e: FileStat): Stat {
   };
 }
 
-/** fsutil's wire `Stat` as a core stat: POSIX mode, milliseconds. */
+/**
+ * fsutil's wire `Stat` as a core stat: POSIX mode, milliseconds (rounded to
+ * the microsecond: the nanoseconds travel through a double). A hardlink's
+ * size is 0, as core's `FileStat` has it (fsutil sends its file's size).
+ */
 export function fileStatOf(s: Stat): FileStat {
   const mode = stModeOf(s.mode);
-  const entry: FileStat = { path: s.path, mode, uid: s.uid, gid: s.gid, size: s.size, mtimeMs: Math.round(s.modTime / 1e3) / 1e3 };
-  if (s.linkname !== '') entry.linkname = s.linkname;
   const type = mode & S_IFMT;
+  const hardlink = type === S_IFREG && s.linkname !== '';
+  const entry: FileStat = { path: s.path, mode, uid: s.uid, gid: s.gid, size: hardlink ? 0 : s.size, mtimeMs: Math.round(s.modTime / 1e3) / 1e3 };
+  if (s.linkname !== '') entry.linkname = s.linkname;
   if (type === S_IFCHR || type === S_IFBLK) {
     entry.devmajor = s.devmajor;
     entry.devminor = s.devminor;

@@ -28,6 +28,8 @@ interface Requestable {
 export class FsutilSender {
   private nextId = 0;
   private readonly files = new Map<number, Requestable>();
+  /** Sizes of the regular files sent, by path (for their hardlinks' STATs). */
+  private readonly sizes = new Map<string, number>();
   private readonly pending: { id: number; file: Requestable }[] = [];
   private readonly idle: (() => void)[] = [];
   private stopped: Error | null | undefined;
@@ -47,6 +49,12 @@ export class FsutilSender {
     const id = this.nextId++;
     let sent: Promise<void> = Promise.resolve();
     if (canRequestData(stat.mode)) {
+      // A hardlink is a regular file's STAT whose linkname is the first path of its inode in
+      // this walk (stat_unix.go setUnixOpt; hardlinks.go re-points it when that path was
+      // filtered out). Its size is its file's: mkstat sets Size after the hardlink lookup
+      // (stat.go), while core's FileStat gives a hardlink size 0.
+      if (stat.linkname !== '') stat = { ...stat, size: this.sizes.get(stat.linkname) ?? stat.size };
+      else this.sizes.set(stat.path, stat.size);
       const file: Requestable = { open: open ?? (async function* () {}), sent: deferred() };
       this.files.set(id, file);
       sent = file.sent.promise;
