@@ -209,6 +209,34 @@ describe.each<Transport>(['in-memory', 'grpc'])('FileSync over %s', (transport) 
     expect((await bytes(local.read('.dockerignore'))).toString()).toBe('node_modules\n');
   });
 
+  it('keeps one open stream per selection: reads after interleaved stats need no stream of their own', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'a'), { recursive: true });
+    await mkdir(join(dir, 'b'), { recursive: true });
+    await writeFile(join(dir, 'a/1.txt'), 'a1');
+    await writeFile(join(dir, 'b/2.txt'), 'b2');
+    const host = createHostClient({ localDirs: { context: dir } });
+    let streams = 0;
+    const counting: BuildClient = {
+      ...host,
+      localDir(name) {
+        const inner = host.localDir(name)!;
+        return { ...inner, stat: (sel, signal) => (streams++, inner.stat(sel, signal)), read: (p, signal) => inner.read(p, signal) };
+      },
+    };
+    const { daemon } = await connected(transport, counting, ['context']);
+    const local = daemon.localDir('context')!;
+    expect((await collect(local.stat({ include: ['a'] }))).map((e) => e.path)).toEqual(['a', 'a/1.txt']);
+    expect((await collect(local.stat({ include: ['b'] }))).map((e) => e.path)).toEqual(['b', 'b/2.txt']);
+    expect((await bytes(local.read('a/1.txt'))).toString()).toBe('a1');
+    expect((await bytes(local.read('b/2.txt'))).toString()).toBe('b2');
+    expect(streams).toBe(2);
+    // The same selection again replaces its stream; the file can be read once more on the new one.
+    await collect(local.stat({ include: ['a'] }));
+    expect((await bytes(local.read('a/1.txt'))).toString()).toBe('a1');
+    expect(streams).toBe(3);
+  });
+
   it('a client failing mid-file fails that transfer alone: the session reads on', async () => {
     const dir = join(work, 'ctx');
     await mkdir(dir);

@@ -6,12 +6,12 @@
  * and yields the entries; the stream then stays open, so that `read(path)`
  * asks for that entry's bytes on it (REQ for the entry's id) — only the
  * files the build wants travel. A stream stays open until a newer `stat()`
- * of the same directory replaces it (after the reads in flight on it end)
- * or the build's client is closed (`SessionBuildClient.close()`); each is
- * then finished with fsutil's FIN exchange. A `read()` of a path that the
- * open stream does not offer (never listed there, or already read once:
- * fsutil serves each id once) opens a stream of its own selecting only that
- * path.
+ * of the same directory with the same selection replaces it (after the
+ * reads in flight on it end) or the build's client is closed
+ * (`SessionBuildClient.close()`); each is then finished with fsutil's FIN
+ * exchange. `read(path)` asks the newest open stream that offers the path;
+ * when none does (never listed, or already read once: fsutil serves each id
+ * once) it opens a stream of its own selecting only that path.
  */
 import { createHash } from 'node:crypto';
 import { BktError, type ClientLocalDir, type FileStat, type LocalDirSelection } from '@bkt/core';
@@ -30,7 +30,9 @@ export const DIFFCOPY_METHOD = FileSyncService.diffCopy.path;
 export class SessionLocalDir implements ClientLocalDir {
   readonly syncKey: string;
   private readonly what: string;
-  private current: OpenSync | undefined;
+  /** The open stream of each selection (by its metadata). */
+  private readonly current = new Map<string, OpenSync>();
+  /** Every stream not yet finished, oldest first. */
   private readonly syncs = new Set<OpenSync>();
 
   constructor(
@@ -44,8 +46,8 @@ export class SessionLocalDir implements ClientLocalDir {
 
   async *stat(selection: LocalDirSelection = {}, signal?: AbortSignal): AsyncGenerator<FileStat> {
     const sync = this.open(selection, signal);
-    const previous = this.current;
-    this.current = sync;
+    const previous = this.current.get(sync.selectionKey);
+    this.current.set(sync.selectionKey, sync);
     previous?.retire();
     try {
       for await (const s of sync.receiver.stats()) {
@@ -59,10 +61,16 @@ export class SessionLocalDir implements ClientLocalDir {
 
   async *read(path: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
     const rel = path.replace(/^\/+/, '');
-    const sync = this.current;
-    const id = sync?.take(rel);
+    let offered: { sync: OpenSync; id: number } | undefined;
+    for (const sync of [...this.syncs].reverse()) {
+      const id = sync.take(rel);
+      if (id !== undefined) {
+        offered = { sync, id };
+        break;
+      }
+    }
     try {
-      if (sync && id !== undefined) yield* sync.read(id, signal);
+      if (offered) yield* offered.sync.read(offered.id, signal);
       else yield* this.readAlone(rel, signal);
     } catch (err) {
       throw this.error(err);
@@ -71,7 +79,7 @@ export class SessionLocalDir implements ClientLocalDir {
 
   /** Finishes every open stream. */
   async close(): Promise<void> {
-    this.current = undefined;
+    this.current.clear();
     await Promise.all([...this.syncs].map((s) => s.finish()));
   }
 
@@ -97,8 +105,12 @@ export class SessionLocalDir implements ClientLocalDir {
     if (selection.include?.length) md[KEY_INCLUDE_PATTERNS] = [...selection.include];
     if (selection.exclude?.length) md[KEY_EXCLUDE_PATTERNS] = [...selection.exclude];
     if (selection.followPaths?.length) md[KEY_FOLLOW_PATHS] = [...selection.followPaths];
-    const call = this.session.caller.stream(FileSyncService.diffCopy, { metadata: encodeOpts(md), signal });
-    const sync = new OpenSync(call, new FsutilReceiver(callChannel(call), this.what), () => this.syncs.delete(sync));
+    const metadata = encodeOpts(md);
+    const call = this.session.caller.stream(FileSyncService.diffCopy, { metadata, signal });
+    const sync = new OpenSync(call, new FsutilReceiver(callChannel(call), this.what), JSON.stringify(metadata), () => {
+      this.syncs.delete(sync);
+      if (this.current.get(sync.selectionKey) === sync) this.current.delete(sync.selectionKey);
+    });
     this.syncs.add(sync);
     return sync;
   }
@@ -121,6 +133,8 @@ class OpenSync {
   constructor(
     private readonly call: BidiStream<Packet, Packet>,
     readonly receiver: FsutilReceiver,
+    /** The selection it was opened with. */
+    readonly selectionKey: string,
     private readonly onFinished: () => void,
   ) {}
 
