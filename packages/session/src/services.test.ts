@@ -8,9 +8,12 @@ import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { credentials, Metadata, Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ControlClient, ControlService } from '@bkt/api/control';
 import { BktError, type BuildClient } from '@bkt/core';
 import { createHostClient } from '@bkt/fsutil';
+import { openSession } from './client/serve.js';
 import { sessionBuildClient } from './daemon/build-client.js';
 import { SessionManager } from './daemon/manager.js';
 import { HEADER_HEALTH_CUSTOM_TIMEOUT } from './headers.js';
@@ -133,6 +136,36 @@ describe('the session manager', () => {
     await expect(connected('in-memory', createHostClient({}), { id: 'dup', manager })).rejects.toThrow('session dup already exists');
     const [, daemonEnd] = duplexPair();
     expect(() => manager.handleConnection(daemonEnd, {})).toThrow('session: the call has no X-Docker-Expose-Session-Uuid header');
+  });
+
+  it('over gRPC, a Session call with the id of a live session ends ALREADY_EXISTS, one without an id INVALID_ARGUMENT', async () => {
+    const manager = new SessionManager();
+    const dir = await mkdtemp(join(tmpdir(), 'bkt-session-dup-'));
+    const address = `unix://${join(dir, 'control.sock')}`;
+    const daemon = new GrpcServer();
+    daemon.addService({ session: ControlService.session } as never, { session: (call: Parameters<SessionManager['handleSession']>[0]) => void manager.handleSession(call) });
+    await new Promise<void>((resolve, reject) => daemon.bindAsync(address, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+    const control = new ControlClient(address, credentials.createInsecure());
+    try {
+      const first = openSession(control, createHostClient({}), { id: 'taken' });
+      await manager.get('taken');
+      const statusOf = (md: Metadata) =>
+        new Promise<{ code: number; details: string }>((resolve) => {
+          const call = control.session(md);
+          call.on('error', () => {});
+          call.on('status', (st) => resolve(st));
+        });
+      const dup = new Metadata();
+      dup.add('x-docker-expose-session-uuid', 'taken');
+      expect(await statusOf(dup)).toMatchObject({ code: 6, details: 'session taken already exists' });
+      expect(await statusOf(new Metadata())).toMatchObject({ code: 3, details: 'session: the call has no X-Docker-Expose-Session-Uuid header' });
+      expect(manager.list().map((s) => s.id)).toEqual(['taken']);
+      first.close();
+    } finally {
+      control.close();
+      daemon.forceShutdown();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('closes a session whose client stops answering health checks (custom timeout header: one failure is fatal)', async () => {

@@ -6,6 +6,7 @@
 import type { Duplex } from 'node:stream';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { BktError } from '@bkt/core';
+import { Status } from '../grpc/status.js';
 import { HEADER_SESSION_ID, headerMapOf, headerValues, type HeaderMap } from '../headers.js';
 import { tunnelOf, type BytesMessageCall } from '../tunnel.js';
 import { Session, type HealthCheckConfig } from './session.js';
@@ -30,28 +31,24 @@ export class SessionManager {
    */
   async handleSession(call: ServerDuplexStream<{ data: Buffer }, { data: Buffer }>): Promise<void> {
     const headers = headerMapOf(call.metadata.toJSON() as Record<string, unknown>);
-    let session: Session;
     try {
-      session = this.handleConnection(tunnelOf(call as unknown as BytesMessageCall), headers);
+      this.checkNew(headers);
     } catch (err) {
-      const code = err instanceof BktError && err.code === 'INVALID_ARGUMENT' ? 3 : 6; // INVALID_ARGUMENT, ALREADY_EXISTS
+      const code = err instanceof BktError && err.code === 'INVALID_ARGUMENT' ? Status.INVALID_ARGUMENT : Status.ALREADY_EXISTS;
       call.emit('error', Object.assign(new Error((err as Error).message), { code, details: (err as Error).message }));
       return;
     }
+    const session = this.handleConnection(tunnelOf(call as unknown as BytesMessageCall), headers);
     await session.closed;
   }
 
-  /** Adds a session over `transport` (one HTTP/2 connection to the client's server), announced by `headers`. */
+  /**
+   * Adds a session over `transport` (one HTTP/2 connection to the client's
+   * server), announced by `headers`. Throws, leaving `transport` to the
+   * caller, when the headers name no session id or the id of a live one.
+   */
   handleConnection(transport: Duplex, headers: HeaderMap): Session {
-    const id = headerValues(headers, HEADER_SESSION_ID)[0];
-    if (!id) {
-      transport.destroy();
-      throw new BktError('INVALID_ARGUMENT', `session: the call has no ${HEADER_SESSION_ID} header`, { attribute: HEADER_SESSION_ID });
-    }
-    if (this.sessions.has(id)) {
-      transport.destroy();
-      throw new BktError('DUPLICATE_KEY', `session ${id} already exists`, { session: id });
-    }
+    const id = this.checkNew(headers);
     const session = new Session(transport, headers, this.opts.health);
     this.sessions.set(id, session);
     void session.closed.then(() => {
@@ -95,6 +92,15 @@ export class SessionManager {
       this.waiters.add(check);
       opts.signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** The id the headers announce, when it is one a new session may take. */
+  private checkNew(headers: HeaderMap): string {
+    const id = headerValues(headers, HEADER_SESSION_ID)[0];
+    if (!id) throw new BktError('INVALID_ARGUMENT', `session: the call has no ${HEADER_SESSION_ID} header`, { attribute: HEADER_SESSION_ID });
+    const live = this.sessions.get(id);
+    if (live && !live.isClosed) throw new BktError('DUPLICATE_KEY', `session ${id} already exists`, { session: id });
+    return id;
   }
 
   /** The live sessions. */
