@@ -92,13 +92,15 @@ function openComponent(parent: number, name: string, opts: OpenInRootOptions): n
       throw new BktError('INVALID_ARGUMENT', `${opts.what}: cannot open ${name}: ${code}`, { path: name });
     }
     // A symlink, or not a directory at all: lstat tells which (the entry may change again meanwhile).
-    let isLink: boolean;
+    let st;
     try {
-      isLink = lstatSync(entry).isSymbolicLink();
+      st = lstatSync(entry);
     } catch {
       continue;
     }
-    if (!isLink) throw new BktError('INVALID_ARGUMENT', `${opts.what}: ${name} is not a directory`, { path: name });
+    // A directory by now: it was a symlink when opened (a racing step swapped it back); open it again.
+    if (st.isDirectory()) continue;
+    if (!st.isSymbolicLink()) throw new BktError('INVALID_ARGUMENT', `${opts.what}: ${name} is not a directory`, { path: name });
     try {
       return { link: readlinkSync(entry) };
     } catch {
