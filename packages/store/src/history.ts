@@ -24,10 +24,13 @@
  *
  * Kept: the newest `maxEntries` finished builds created within `maxAge`
  * (BuildKit's defaults: 50 builds, 48 hours); older ones, with their
- * recorded progress, are dropped when a build finishes.
+ * recorded progress, are dropped when a build finishes. A pinned build
+ * (`pin`) is neither counted nor dropped, and no prune removes its log file.
+ * `delete` removes a finished build with everything recorded of it.
  */
-import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, isBktError, type ProgressEvent, type SecretProvider } from '@bkt/core';
 import type { MetadataDB } from './metadata.js';
@@ -51,6 +54,8 @@ export interface BuildHistoryRecord {
   numCachedSteps: number;
   numCompletedSteps: number;
   exporterResponse: Record<string, string>;
+  /** Pinned: no history limit drops the build, no prune removes its log file (as read from the store; false when left out). */
+  pinned?: boolean;
 }
 
 export interface HistoryLimits {
@@ -99,6 +104,8 @@ export interface BuildHistoryOptions {
   root: string;
   /** Running builds and their recorded progress are leased under it, so a store opened meanwhile by another process does not take them for interrupted, nor prunes them. */
   session: string;
+  /** Whether a session is live (a build it runs is running). */
+  isLive: () => (session: string) => boolean;
   limits?: HistoryLimits;
 }
 
@@ -106,6 +113,7 @@ export class BuildHistory {
   readonly #opts: BuildHistoryOptions;
   readonly #maxEntries: number;
   readonly #maxAge: number;
+  readonly #deletedListeners = new Set<(ref: string) => void>();
 
   constructor(opts: BuildHistoryOptions) {
     this.#opts = opts;
@@ -212,14 +220,58 @@ export class BuildHistory {
     yield* readProgress(db, ref, join(root, HISTORY_NAMESPACE, id, LOG_FILE), { logs: opts.logs, missingLogFile });
   }
 
-  /** Drops the finished builds beyond the limits, with their recorded progress. */
-  async trim(): Promise<void> {
-    const { db, records } = this.#opts;
-    for (const ref of db.buildsBeyond(this.#maxEntries, this.#maxAge)) {
-      // Its log file first: a crash in between leaves a build without its file, which reads as pruned.
-      await records.removeUnheld(HISTORY_NAMESPACE, progressRecordId(ref));
-      db.deleteBuild(ref);
+  /**
+   * Pins build `ref` (no history limit drops it, no prune removes its log
+   * file) or unpins it. `NOT_FOUND` when the history has no such build.
+   */
+  pin(ref: string, pinned: boolean): void {
+    const { db, root } = this.#opts;
+    if (!db.pinBuild(ref, { namespace: HISTORY_NAMESPACE, id: progressRecordId(ref) }, pinned)) {
+      throw new BktError('NOT_FOUND', `no build ${ref} in the history of ${root}`, { ref });
     }
+  }
+
+  /**
+   * Deletes build `ref`: its record, its recorded progress and its log file,
+   * all at once (a crash leaves all of it or none). `NOT_FOUND` when the
+   * history has no such build; `INVALID_ARGUMENT` while it runs.
+   */
+  async delete(ref: string): Promise<void> {
+    const { root } = this.#opts;
+    const outcome = await this.#delete(ref);
+    if (outcome === 'missing') throw new BktError('NOT_FOUND', `no build ${ref} in the history of ${root}`, { ref });
+    if (outcome !== 'deleted') {
+      throw new BktError('INVALID_ARGUMENT', `build ${ref} is still running; its record can be deleted once it ends`, { ref });
+    }
+  }
+
+  /** Calls `listener` with the ref of every build this process deletes from the history (`delete`, or trimmed to its limits) until the returned function is called. */
+  onDeleted(listener: (ref: string) => void): () => void {
+    this.#deletedListeners.add(listener);
+    return () => this.#deletedListeners.delete(listener);
+  }
+
+  /** Drops the finished builds beyond the limits, with their recorded progress; pinned ones stay. */
+  async trim(): Promise<void> {
+    const { db } = this.#opts;
+    for (const ref of db.buildsBeyond(this.#maxEntries, this.#maxAge)) await this.#delete(ref);
+  }
+
+  async #delete(ref: string): Promise<'deleted' | 'missing' | 'running' | 'held'> {
+    const { db, records } = this.#opts;
+    const id = progressRecordId(ref);
+    const files = join(this.#opts.root, HISTORY_NAMESPACE, id);
+    const trash = join(records.trashDir, `${this.#opts.session}~${randomBytes(8).toString('hex')}`);
+    mkdirSync(records.trashDir, { recursive: true });
+    // The log file's directory goes to the trash inside the transaction (the next open empties a dead process's trash), and is deleted after it.
+    const outcome = db.deleteBuild(ref, { namespace: HISTORY_NAMESPACE, id }, this.#opts.isLive(), () => {
+      if (existsSync(files)) renameSync(files, trash);
+    });
+    if (outcome === 'deleted') {
+      await rm(trash, { recursive: true, force: true });
+      for (const l of [...this.#deletedListeners]) l(ref);
+    }
+    return outcome;
   }
 
   /** Makes the record of build `ref`'s log file, held until the build ends, and returns the file's path. */
@@ -235,7 +287,8 @@ export class BuildHistory {
         recordType: HISTORY_RECORD_TYPE,
         description: `logs of build ${ref} past their first ${INLINE_LOG_BYTES / (1024 * 1024)}MiB`,
         mutable: false,
-        pinned: false,
+        // Pinned with its build (a build may be pinned while it runs).
+        pinned: db.getBuild(ref)?.pinned ?? false,
         data: { ref },
         snapshots: [],
         blobs: [],

@@ -97,7 +97,8 @@ CREATE TABLE IF NOT EXISTS builds (
   num_total_steps INTEGER NOT NULL DEFAULT 0,
   num_cached_steps INTEGER NOT NULL DEFAULT 0,
   num_completed_steps INTEGER NOT NULL DEFAULT 0,
-  exporter_response TEXT NOT NULL DEFAULT '{}'
+  exporter_response TEXT NOT NULL DEFAULT '{}',
+  pinned INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS builds_created ON builds(created_at);
 CREATE TABLE IF NOT EXISTS build_progress (
@@ -201,6 +202,7 @@ interface RawBuildRow {
   num_cached_steps: number;
   num_completed_steps: number;
   exporter_response: string;
+  pinned: number;
 }
 
 function toBuild(r: RawBuildRow): BuildHistoryRecord {
@@ -217,6 +219,7 @@ function toBuild(r: RawBuildRow): BuildHistoryRecord {
     numCachedSteps: r.num_cached_steps,
     numCompletedSteps: r.num_completed_steps,
     exporterResponse: JSON.parse(r.exporter_response) as Record<string, string>,
+    pinned: r.pinned !== 0,
   };
 }
 
@@ -286,6 +289,9 @@ export class MetadataDB {
     // A records table made before pinned records: add the column (every existing record is unpinned).
     const recordColumns = this.#db.prepare('PRAGMA table_info(records)').all() as { name: string }[];
     if (!recordColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE records ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
+    // A builds table made before pinned builds: the same (every existing build is unpinned).
+    const buildColumns = this.#db.prepare('PRAGMA table_info(builds)').all() as { name: string }[];
+    if (!buildColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE builds ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
     this.#db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
     const db = this.#db;
     this.#stmts = {
@@ -315,12 +321,16 @@ export class MetadataDB {
       refsOfDigest: db.prepare('SELECT * FROM blob_refs WHERE digest = ? ORDER BY created_at, rowid'),
       refsOfOwner: db.prepare('SELECT * FROM blob_refs WHERE owner_kind = ? AND owner = ? ORDER BY created_at, rowid'),
       referencedBlobs: db.prepare('SELECT DISTINCT digest FROM blob_refs'),
+      // Rewriting a build's record (the build finishing) keeps its pin.
       putBuild: db.prepare(
         `INSERT OR REPLACE INTO builds (ref, frontend, frontend_attrs, exporters, status, error_code, error_message, created_at,
-           completed_at, num_total_steps, num_cached_steps, num_completed_steps, exporter_response)
+           completed_at, num_total_steps, num_cached_steps, num_completed_steps, exporter_response, pinned)
          VALUES (@ref, @frontend, @frontendAttrs, @exporters, @status, @errorCode, @errorMessage, @createdAt,
-           @completedAt, @numTotalSteps, @numCachedSteps, @numCompletedSteps, @exporterResponse)`,
+           @completedAt, @numTotalSteps, @numCachedSteps, @numCompletedSteps, @exporterResponse,
+           COALESCE((SELECT pinned FROM builds WHERE ref = @ref), 0))`,
       ),
+      pinBuild: db.prepare('UPDATE builds SET pinned = ? WHERE ref = ?'),
+      pinRecord: db.prepare('UPDATE records SET pinned = ? WHERE namespace = ? AND id = ?'),
       listBuilds: db.prepare('SELECT * FROM builds ORDER BY created_at DESC, rowid DESC'),
       getBuild: db.prepare('SELECT * FROM builds WHERE ref = ?'),
       interruptBuild: db.prepare(
@@ -351,8 +361,8 @@ export class MetadataDB {
       blobsOfOwner: db.prepare("SELECT digest FROM blob_refs WHERE owner_kind = 'name' AND owner = ?"),
       deleteRefsOfOwner: db.prepare("DELETE FROM blob_refs WHERE owner_kind = 'name' AND owner = ?"),
       buildsBeyond: db.prepare(
-        `SELECT ref FROM builds WHERE status != 'running' AND (created_at < ? OR ref NOT IN
-           (SELECT ref FROM builds WHERE status != 'running' ORDER BY created_at DESC, rowid DESC LIMIT ?))`,
+        `SELECT ref FROM builds WHERE status != 'running' AND pinned = 0 AND (created_at < ? OR ref NOT IN
+           (SELECT ref FROM builds WHERE status != 'running' AND pinned = 0 ORDER BY created_at DESC, rowid DESC LIMIT ?))`,
       ),
       deleteBuild: db.prepare('DELETE FROM builds WHERE ref = ?'),
       deleteProgress: db.prepare('DELETE FROM build_progress WHERE ref = ?'),
@@ -723,12 +733,37 @@ export class MetadataDB {
     return rows.map((r) => r.ref);
   }
 
-  /** Deletes a build's record and its recorded progress, in one transaction. */
-  deleteBuild(ref: string): void {
-    this.#db
+  /**
+   * Deletes build `ref` with everything recorded of it — its record, its
+   * recorded progress, the record of its log file (`log`, with that record's
+   * references) — and runs `removeFiles` (a synchronous rename of the log
+   * file's directory out of the way), in one transaction. Nothing changes
+   * when there is no such build, when a live session runs it, or when one
+   * holds its log file: the result says which.
+   */
+  deleteBuild(ref: string, log: { namespace: string; id: string }, isLive: (session: string) => boolean, removeFiles: () => void): 'deleted' | 'missing' | 'running' | 'held' {
+    return this.#db
       .transaction(() => {
+        if (!this.#stmts.getBuild.get(ref)) return 'missing';
+        if (this.#leasedByLive('build', ref, isLive)) return 'running';
+        if (this.#leasedByLive('record', `${log.namespace}/${log.id}`, isLive)) return 'held';
         this.#stmts.deleteProgress.run(ref);
         this.#stmts.deleteBuild.run(ref);
+        this.#stmts.deleteRecord.run(log.namespace, log.id);
+        this.#stmts.deleteRefsOfOwner.run(recordOwner(log.namespace, log.id));
+        removeFiles();
+        return 'deleted';
+      })
+      .immediate();
+  }
+
+  /** Pins or unpins build `ref` and the record of its log file (`log`), in one transaction; false when there is no such build. */
+  pinBuild(ref: string, log: { namespace: string; id: string }, pinned: boolean): boolean {
+    return this.#db
+      .transaction(() => {
+        if (this.#stmts.pinBuild.run(pinned ? 1 : 0, ref).changes === 0) return false;
+        this.#stmts.pinRecord.run(pinned ? 1 : 0, log.namespace, log.id);
+        return true;
       })
       .immediate();
   }

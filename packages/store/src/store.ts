@@ -131,7 +131,7 @@ export class Store {
           }
         },
       });
-      const history = new BuildHistory({ db, records, root, session: session.id, limits: opts.history });
+      const history = new BuildHistory({ db, records, root, session: session.id, isLive: () => liveness(db.sessions()), limits: opts.history });
       return new Store(root, db, content, snapshotter, history, records, session.id, session.end);
     } catch (err) {
       db.endSession(session.id);
