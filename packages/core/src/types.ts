@@ -491,6 +491,13 @@ export interface FrontendBridge {
    * (e.g. the frontend's own digest for its source file) is shown first.
    */
   warn(vertex: Digest, short: string, detail?: string[], opts?: WarnOptions): void;
+  /**
+   * The solve request's frontend inputs (the gateway's `Inputs`: control.proto's
+   * `FrontendInputs`): marshalled `pb.Definition`s by name, for the frontend to
+   * build on (the Dockerfile frontend's `context`, `dockerfile` and the
+   * `input:NAME` named contexts). Absent or empty: the request gave none.
+   */
+  readonly inputs?: Readonly<Record<string, Uint8Array>>;
 }
 
 export interface Frontend {

@@ -2,7 +2,7 @@
  * The solver's public API: what the CLI, the server and tests call.
  * (Implementation: solver.ts. Types only here, so callers can code against them.)
  */
-import type { Attrs, Bkt, BuildClient, BuildResult, FrontendBridge, ProgressEvent, SecretProvider, UsageRecord } from '@bkt/core';
+import type { Attrs, Bkt, BuildClient, BuildResult, FrontendBridge, ProgressEvent, SecretProvider, SourcePolicyDecision, SourcePolicyRequest, UsageRecord } from '@bkt/core';
 import type { BuildHistoryRecord, HistoryLimits } from '@bkt/store';
 
 export type { BuildHistoryRecord, HistoryLimits } from '@bkt/store';
@@ -45,12 +45,30 @@ export interface AttestationRequest {
  */
 export type BuildFunction = (bridge: FrontendBridge) => Promise<BuildResult>;
 
+/**
+ * A build's own source policy (control.proto's `SolveRequest.SourcePolicy`,
+ * as a function): asked for every source op of every definition the build
+ * loads — the request's and each one its frontend solves — and for every
+ * image whose config the frontend resolves. `deny` fails the build naming
+ * the source; `convert` replaces the identifier (and the attrs, when given);
+ * undefined or `allow` leaves it. The plugins' `sourcePolicy` hook is asked
+ * afterwards, of what this policy left.
+ */
+export type SourcePolicy = (source: SourcePolicyRequest) => SourcePolicyDecision | undefined | Promise<SourcePolicyDecision | undefined>;
+
 export interface SolveRequest {
   /** A marshalled `pb.Definition`. One of this, `frontend` or `build`. */
   definition?: Uint8Array;
   /** A frontend by registry name (`dockerfile.v0`) with its attrs. */
   frontend?: string;
   frontendAttrs?: Attrs;
+  /**
+   * With `frontend` or `build`: named inputs for it, marshalled `pb.Definition`s
+   * (control.proto's `FrontendInputs`; the frontend reads them as `bridge.inputs`).
+   */
+  frontendInputs?: Record<string, Uint8Array>;
+  /** This build's source policy (see `SourcePolicy`). */
+  sourcePolicy?: SourcePolicy;
   /** A build function run in the build, as a frontend (its vertex is `[frontend] client build`). */
   build?: BuildFunction;
   exporters?: ExportRequest[];
@@ -129,6 +147,16 @@ export interface Solver {
    * its progress is no longer stored (a prune `--all` removes it).
    */
   buildProgress(ref: string, opts?: { logs?: boolean }): AsyncIterable<ProgressEvent>;
+  /** Pins build `ref` (no history limit drops it, no prune removes its logs) or unpins it; `NOT_FOUND` when the history has no such build. */
+  pinBuild(ref: string, pinned: boolean): Promise<void>;
+  /**
+   * Deletes build `ref` from the history: its record, its recorded progress
+   * and its logs, at once. `NOT_FOUND` when the history has no such build,
+   * `INVALID_ARGUMENT` while it runs.
+   */
+  deleteBuild(ref: string): Promise<void>;
+  /** Calls `listener` with the ref of every build this solver deletes from the history (`deleteBuild`, or dropped by its limits) until the returned function is called. */
+  onBuildDeleted(listener: (ref: string) => void): () => void;
   /** Waits for running builds, unmounts everything under the root, releases the store. */
   close(): Promise<void>;
 }

@@ -36,6 +36,8 @@ import { checksum } from '@bkt/fsutil';
 import { loadDefinition, type LoadedDefinition, type Vertex } from './definition.js';
 import { cancelled, type Pool } from './pool.js';
 import { BuildProgress, CANCELED_ERROR, vertexWriter, type Emit } from './progress.js';
+import type { SourcePolicy } from './api.js';
+import { applySourcePolicy } from './source-policy.js';
 import type { CacheRecord } from '@bkt/store';
 import type { ScopedSnapshotter, Store } from '@bkt/store';
 
@@ -85,6 +87,8 @@ export interface BuildOptions {
   signal?: AbortSignal;
   frontend?: string;
   frontendAttrs: Record<string, string>;
+  /** The build's own source policy, applied to every definition it loads. */
+  sourcePolicy?: SourcePolicy;
 }
 
 interface KeyInfo {
@@ -175,18 +179,20 @@ export class Build {
   }
 
   /**
-   * Runs `beforeSolve`, decodes and validates a definition, applies the
-   * source policy and checks every op has a backend. Writes nothing.
+   * Runs `beforeSolve`, applies the build's source policy, decodes and
+   * validates a definition, asks the `sourcePolicy` hook of every source and
+   * checks every op has a backend. Writes nothing.
    */
   async load(bytes: Uint8Array): Promise<LoadedDefinition> {
     const hooks = this.engine.bkt.hooks;
-    const input = hooks.beforeSolve.isUsed()
+    let input = hooks.beforeSolve.isUsed()
       ? await hooks.beforeSolve.promise(bytes, {
           buildId: this.buildId,
           frontend: this.opts.frontend,
           frontendAttrs: this.opts.frontendAttrs,
         })
       : bytes;
+    if (this.opts.sourcePolicy) input = await applySourcePolicy(input, this.opts.sourcePolicy);
     await this.#pacer.pause();
     const def = loadDefinition(input);
     for (const v of def.vertices) {

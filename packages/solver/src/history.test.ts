@@ -127,6 +127,30 @@ it('keeps at most maxEntries finished builds', async () => {
   expect((await s.listBuilds()).map((b) => b.ref)).toEqual(['b3', 'b2']);
 });
 
+it('pins and deletes builds: a pinned build outlives maxEntries; deleted and trimmed builds are announced; a running one is not deleted', async () => {
+  const s = await open({ history: { maxEntries: 1 } }, 300);
+  const deleted: string[] = [];
+  s.onBuildDeleted((ref) => deleted.push(ref));
+  await s.solve({ definition: twoSteps(), buildId: 'kept' });
+  await s.pinBuild('kept', true);
+  for (const ref of ['b1', 'b2']) await s.solve({ definition: twoSteps(), buildId: ref });
+  expect((await s.listBuilds()).map((b) => [b.ref, b.pinned])).toEqual([['b2', false], ['kept', true]]);
+  expect(deleted).toEqual(['b1']);
+
+  const g = new DefBuilder();
+  // Not in the cache: its step runs for 300 ms.
+  const running = s.solve({ definition: g.build(g.mkfile(null, { '/busy': 'busy' })), buildId: 'busy' });
+  await new Promise((r) => setTimeout(r, 100));
+  const refused = await s.deleteBuild('busy').catch((e: unknown) => e);
+  expect(isBktError(refused, 'INVALID_ARGUMENT')).toBe(true);
+  await running;
+  await s.deleteBuild('kept');
+  expect((await s.listBuilds()).map((b) => b.ref)).toEqual(['busy']);
+  expect(deleted).toEqual(['b1', 'b2', 'kept']);
+  await expect(s.pinBuild('kept', true)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  await expect(s.deleteBuild('kept')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+});
+
 
 it("records every byte of a step's output, also what displays do not show; displays get only theirs", async () => {
   solver = await openSolver({

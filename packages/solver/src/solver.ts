@@ -33,6 +33,7 @@ import { Build, type Engine } from './build.js';
 import { digestOf } from './definition.js';
 import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
 import { vertexWriter } from './progress.js';
+import { deniedSource } from './source-policy.js';
 import { Store, type BuildRecorder } from '@bkt/store';
 import { createHostClient } from '@bkt/fsutil';
 
@@ -71,6 +72,15 @@ export async function openSolver(opts: SolverOptions): Promise<Solver> {
       open();
       return store.history.progress(ref, o);
     },
+    pinBuild: async (ref, pinned) => {
+      open();
+      store.history.pin(ref, pinned);
+    },
+    deleteBuild: async (ref) => {
+      open();
+      await store.history.delete(ref);
+    },
+    onBuildDeleted: (listener) => store.history.onDeleted(listener),
     close: async () => {
       if (closed) return;
       closed = true;
@@ -102,6 +112,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     signal: req.signal,
     frontend: req.frontend,
     frontendAttrs: req.frontendAttrs ?? {},
+    ...(req.sourcePolicy ? { sourcePolicy: req.sourcePolicy } : {}),
   });
   let result: BuildResult = { ref: null, metadata: {} };
   const exporterResponse: Record<string, string> = {};
@@ -111,6 +122,12 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   try {
     if ([req.definition, req.frontend, req.build].filter((x) => x !== undefined).length > 1) {
       throw new BktError('INVALID_ARGUMENT', 'a solve request takes one of a definition, a frontend or a build function');
+    }
+    const frontendInputs = req.frontendInputs ?? {};
+    if (Object.keys(frontendInputs).length > 0 && !req.frontend && !req.build) {
+      throw new BktError('INVALID_ARGUMENT', `frontend inputs (${Object.keys(frontendInputs).sort().join(', ')}) are for a frontend or a build function; this solve request has neither`, {
+        attribute: 'frontendInputs',
+      });
     }
     // Exporter, cache and attestation requests are checked before anything runs.
     const exporters: { type: string; instance: ExporterInstance }[] = [];
@@ -126,7 +143,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     if (req.frontend) {
       try {
         const frontend = engine.bkt.registries.frontends.require(req.frontend);
-        result = withSourceDateEpoch(await runFrontend(engine, build, frontend, req.frontendAttrs ?? {}, req.signal), req.frontendAttrs ?? {});
+        result = withSourceDateEpoch(await runFrontend(engine, build, frontend, req.frontendAttrs ?? {}, frontendInputs, req.signal), req.frontendAttrs ?? {});
       } catch (err) {
         frontendError = frontendFailure(err as Error, build.firstError);
         throw frontendError;
@@ -134,7 +151,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     } else if (req.build) {
       const buildFn = req.build;
       try {
-        result = await runFrontend(engine, build, { name: 'client build', solve: (_attrs, bridge) => buildFn(bridge) }, {}, req.signal);
+        result = await runFrontend(engine, build, { name: 'client build', solve: (_attrs, bridge) => buildFn(bridge) }, {}, frontendInputs, req.signal);
       } catch (err) {
         frontendError = frontendFailure(err as Error, build.firstError);
         throw frontendError;
@@ -236,12 +253,21 @@ function withSourceDateEpoch(result: BuildResult, frontendAttrs: Record<string, 
  * Its progress goes to a vertex `[frontend] <name>`, shown once it writes.
  * Only the client's cancellation cuts it short: a vertex failure reaches the
  * frontend through `bridge.solve`, so the frontend can annotate it (e.g.
- * with its Dockerfile line) before failing the build.
+ * with its Dockerfile line) before failing the build. `inputs` (the request's
+ * frontend inputs) are `bridge.inputs`.
  */
-async function runFrontend(engine: Engine, build: Build, frontend: Frontend, attrs: Record<string, string>, clientSignal: AbortSignal | undefined): Promise<BuildResult> {
+async function runFrontend(
+  engine: Engine,
+  build: Build,
+  frontend: Frontend,
+  attrs: Record<string, string>,
+  inputs: Record<string, Uint8Array>,
+  clientSignal: AbortSignal | undefined,
+): Promise<BuildResult> {
   const own = syntheticVertex(build, `[frontend] ${frontend.name}`, build.buildId);
   const ctx = build.context(own.writer);
   const bridge: FrontendBridge = {
+    inputs: Object.freeze({ ...inputs }),
     solve: async (definition) => ({ ref: await build.solve(await build.load(definition)), metadata: {} }),
     resolveImageConfig: (ref, opts) => resolveImageConfig(engine, build, ref, opts),
     warn: (vertex, short, detail, opts) => {
@@ -291,6 +317,7 @@ async function resolveImageConfig(
   ref: string,
   given: ResolveImageConfigOptions | Platform | undefined,
 ): Promise<ResolvedImageConfig> {
+  ref = await imageAfterPolicy(build, ref);
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//.exec(ref)?.[1] ?? 'docker-image';
   const source = engine.bkt.registries.sources.get(scheme);
   if (!isImageConfigResolver(source)) {
@@ -314,6 +341,22 @@ async function resolveImageConfig(
     source.resolveImageConfig(ref, { ...(opts.platform ? { platform: opts.platform } : {}), resolveMode: mode }, ctx),
   );
   return { digest: r.digest, config: r.config, ...(r.ref ? { ref: r.ref } : {}) };
+}
+
+/**
+ * The image `ref` (a bare reference is a `docker-image://` source) as the
+ * build's source policy leaves it: denied (PERMISSION_DENIED naming it), or
+ * converted to another (given back in the form it came in).
+ */
+async function imageAfterPolicy(build: Build, ref: string): Promise<string> {
+  const policy = build.opts.sourcePolicy;
+  if (!policy) return ref;
+  const bare = !/^[a-z][a-z0-9+.-]*:\/\//.test(ref);
+  const identifier = bare ? `docker-image://${ref}` : ref;
+  const decision = await policy({ identifier, attrs: {} });
+  if (decision?.action === 'deny') throw deniedSource(identifier, decision);
+  if (decision?.action !== 'convert') return ref;
+  return bare ? decision.identifier.replace(/^docker-image:\/\//, '') : decision.identifier;
 }
 
 function isResolveMode(mode: string): mode is ImageResolveMode {
