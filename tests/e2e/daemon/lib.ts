@@ -149,3 +149,20 @@ export async function runcContainers(root: string): Promise<string[]> {
   const r = await execa('runc', ['--root', join(root, 'runc/state'), 'list', '-q'], { reject: false });
   return String(r.stdout).split('\n').filter((l) => l.trim() !== '');
 }
+
+/** Resolves once Status of `ref` shows a started vertex whose name contains `name` and a log holding `output`. */
+export async function stepStarted(client: Control, ref: string, name: string, output: string): Promise<void> {
+  const stream = client.raw.status({ Ref: ref });
+  let started = false;
+  let logs = '';
+  await new Promise<void>((resolve, reject) => {
+    stream.on('data', (r: control.StatusResponse) => {
+      if (r.vertexes.some((v) => v.name.includes(name) && v.started)) started = true;
+      logs += Buffer.concat(r.logs.map((l) => l.msg)).toString();
+      if (started && logs.includes(output)) resolve();
+    });
+    stream.on('error', reject);
+    stream.on('end', () => reject(new Error(`build ${ref} ended before "${name}" started`)));
+  });
+  stream.cancel();
+}
