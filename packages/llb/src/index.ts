@@ -14,6 +14,7 @@ export type {
   NetworkMode, SecurityMode, UlimitName, CacheSharing, ContentCache,
 } from './exec.js';
 export { merge, diff, MergeOp, DiffOp } from './mergediff.js';
+export { fromDefinition, DefinitionOp } from './definition-op.js';
 export { MAX_DEFINITION_BYTES, marshal, marshalBytes, marshalPaced, definitionHead, encodeReturnOp, type MarshalOptions } from './marshal.js';
 export type { OpOptions, OpMetadata } from './constraints.js';
 export { SourceMap, type SourceLocation, type Range } from './sourcemap.js';
