@@ -26,6 +26,15 @@ function withProjectOptions(cmd: Command): Command {
     .option('--root <dir>', 'store root (default: /var/lib/bkt as root, else $XDG_DATA_HOME/bkt)');
 }
 
+/** Adds the options of commands that may run against bktd: its address (`--addr`, else `BKT_HOST`) and the TLS files of a tcp:// one. */
+function withDaemonOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--addr <address>', 'run against bktd at unix:///PATH or tcp://HOST:PORT (default: none, the build runs in this process)').env('BKT_HOST'))
+    .option('--tlscacert <file>', 'tcp:// daemon: the CA certificate that signed the daemon\'s certificate')
+    .option('--tlscert <file>', 'tcp:// daemon: this client\'s certificate')
+    .option('--tlskey <file>', 'tcp:// daemon: this client\'s private key');
+}
+
 /**
  * Runs the CLI with `argv` (without `node` and the script) and returns the
  * exit code: 0 success, 1 error, 130 / 143 when `signal` was aborted by
@@ -43,7 +52,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     })
     .showHelpAfterError('(run with --help for usage)');
 
-  withProjectOptions(
+  withDaemonOptions(withProjectOptions(
     program
       .command('build')
       .description(
@@ -52,7 +61,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
       .argument('[target|context]', 'config targets, several built at once (`bkt build test image`), or the build context of a Dockerfile build (`-` = a Dockerfile on stdin, no context)')
       // Several targets: the arguments past the first arrive in `command.args`.
       .allowExcessArguments(),
-  )
+  ))
     .option('-o, --output <spec>', 'output: type=local,dest=DIR | type=tar,dest=FILE|- | type=image,name=N[,push=true] | type=registry | type=oci|docker,dest=FILE (repeatable; CSV as buildx)', collect, [])
     .addOption(new Option('--progress <mode>', 'progress output (default: $BUILDKIT_PROGRESS, else auto)').choices(['auto', 'tty', 'plain', 'rawjson', 'quiet']))
     .option('--call <name>', 'Dockerfile build: print check (build-check warnings; exit 1 when there are any), outline (build args, secrets, ssh of the target) or targets (the stages) instead of building; NAME[,format=json]')
@@ -124,20 +133,20 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     });
 
   const history = program.command('history').description('the builds the store recorded (as docker buildx history): ls, inspect, logs');
-  withProjectOptions(history.command('ls').description('list the recorded builds, newest first'))
+  withDaemonOptions(withProjectOptions(history.command('ls').description('list the recorded builds, newest first')))
     .option('--format <format>', 'table or json (one object per line)', 'table')
     .action(async (opts: HistoryListOptions) => {
       const { historyListCommand } = await import('./commands/history.js');
       exitCode = await historyListCommand(opts, io.stdout, io.cwd);
     });
-  withProjectOptions(history.command('inspect').description("show a build's record and its steps"))
+  withDaemonOptions(withProjectOptions(history.command('inspect').description("show a build's record and its steps")))
     .argument('[ref]', 'a build ref or a unique prefix of one, latest (the default) or ^N (the Nth before the latest)')
     .option('--format <format>', 'pretty or json', 'pretty')
     .action(async (ref: string | undefined, opts: HistoryInspectOptions) => {
       const { historyInspectCommand } = await import('./commands/history.js');
       exitCode = await historyInspectCommand(ref, opts, io.stdout, io.cwd);
     });
-  withProjectOptions(history.command('logs').description("print a build's logs as --progress plain did, every step's output in full with --step"))
+  withDaemonOptions(withProjectOptions(history.command('logs').description("print a build's logs as --progress plain did, every step's output in full with --step")))
     .argument('[ref]', 'a build ref or a unique prefix of one, latest (the default) or ^N (the Nth before the latest)')
     .option('--step <step>', "only this step, all of its output: its number (as inspect lists them) or digest")
     .option('--raw', "with --step: the step's output exactly as written, stdout on stdout and stderr on stderr")
@@ -146,14 +155,14 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
       exitCode = await historyLogsCommand(ref, opts, io);
     });
 
-  withProjectOptions(program.command('du').description('show the disk usage of the store'))
+  withDaemonOptions(withProjectOptions(program.command('du').description('show the disk usage of the store')))
     .option('--verbose', 'print every field of each record')
     .action(async (opts: DuOptions) => {
       const { duCommand } = await import('./commands/du.js');
       exitCode = await duCommand(opts, io.stdout, io.cwd);
     });
 
-  withProjectOptions(program.command('prune').description('remove unused records from the store'))
+  withDaemonOptions(withProjectOptions(program.command('prune').description('remove unused records from the store')))
     .option('--all', 'also remove internal and frontend records (everything not in use)')
     .option('--keep-duration <duration>', 'keep records used within this duration (e.g. 24h, 30m)')
     .option('--keep-storage <bytes>', 'keep at most this much storage (e.g. 10GB, 512MB)')

@@ -32,3 +32,6 @@ export {
   methodURL,
 } from './headers.js';
 export { goModeOf, stModeOf } from './filemode.js';
+
+// Both ends: a build's progress as Control.Status streams it.
+export { statusResponse, progressEvents } from './progress.js';

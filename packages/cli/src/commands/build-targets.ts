@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BktError, isBktError, outputSpecOf, type BuildTarget, type OutputSpec, type Platform } from '@bkt/core';
-import { createHostClient, writeOutputFile } from '@bkt/fsutil';
+import { writeOutputFile } from '@bkt/fsutil';
 import { normalizePlatform, parsePlatform } from '@bkt/oci';
 import { dockerConfigCredentials, forBuildClient } from '@bkt/registry';
 import type { SolveResponse } from '@bkt/solver';
@@ -18,8 +18,8 @@ import { imageId, imageSummary, metadataJson, planOutputs } from '../outputs.js'
 import { createDisplay } from '../progress/displays.js';
 import { printWarnings, reportFailedSteps } from '../progress/report.js';
 import { terminalSafe } from '../progress/terminal-safe.js';
-import { openBuilder, type Project } from '../project.js';
-import { targetBuildFunction } from '../target-build.js';
+import { openBackend } from '../backend.js';
+import type { Project } from '../project.js';
 import { targetProgress } from '../target-progress.js';
 import { condensed, type BuildOptions, type Io } from './build.js';
 
@@ -161,23 +161,22 @@ async function solveTargets(
   const color = !env.NO_COLOR;
   const display = createDisplay(opts.quiet ? 'quiet' : (opts.progress ?? 'auto'), io.stderr, { color, debug });
   const write = (event: Parameters<typeof display.write>[0]) => display.write(event);
-  const { bkt, solver, root } = await openBuilder(opts, project);
+  const backend = await openBackend(opts, project);
   let settled: PromiseSettledResult<SolveResponse>[];
   try {
     settled = await Promise.allSettled(
-      plans.map((plan) =>
-        solver.solve({
-          build: targetBuildFunction(plan.name, plan.target, run.platform),
+      plans.map(async (plan) =>
+        backend.solve({
+          ...(await backend.targetSolve(plan.name, plan.target, run.platform, plan.outputs)),
           entitlements: run.entitlements,
-          exporters: plan.outputs.map(({ type, ...attrs }) => ({ type, attrs })),
-          client: createHostClient({
+          outputs: plan.outputs,
+          host: {
             localDirs: plan.localDirs,
             excludePaths: run.excluded,
             cwd: io.cwd,
-            storeRoot: root,
             // Registry credentials as docker's: $DOCKER_CONFIG/config.json or ~/.docker/config.json, credential helpers.
             credentials: forBuildClient(dockerConfigCredentials()),
-          }),
+          },
           noCache: !opts.cache,
           signal,
           onProgress: run.several ? targetProgress(plan.name, write) : write,
@@ -185,8 +184,7 @@ async function solveTargets(
       ),
     );
   } finally {
-    await solver.close();
-    await bkt.close();
+    await backend.close();
   }
   display.close();
   if (display.mode === 'plain' || display.mode === 'tty') printWarnings(display.trace.warnings, io.stderr, { color: color && display.mode === 'tty', debug });

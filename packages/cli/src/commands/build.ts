@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BktError, isBktError, type OutputSpec } from '@bkt/core';
-import { createHostClient, writeOutputFile } from '@bkt/fsutil';
+import { writeOutputFile } from '@bkt/fsutil';
 import { dockerConfigCredentials, forBuildClient } from '@bkt/registry';
 import type { SolveResponse } from '@bkt/solver';
 import { dockerEngine, loadIntoDockerEngine, pingDockerEngine, type DockerEngine } from '../docker-engine.js';
@@ -14,12 +14,14 @@ import { checkAttestationFlags, imageId, imageSummary, metadataJson, planOutputs
 import { createDisplay, type Output, type ProgressMode } from '../progress/displays.js';
 import { printWarnings, reportFailedSteps } from '../progress/report.js';
 import { terminalSafe } from '../progress/terminal-safe.js';
-import { openBuilder, openProject, type Project, type ProjectOptions } from '../project.js';
+import { openBackend } from '../backend.js';
+import { openProject, type Project, type ProjectOptions } from '../project.js';
+import type { DaemonFlags } from '../remote/address.js';
 import { namingFlag, progressMode } from './build-flags.js';
 import { buildTargets, listTargets } from './build-targets.js';
 import { parseCall, printCallResult, refuseExports, type CallRequest } from './call.js';
 
-export interface BuildOptions extends ProjectOptions, DockerfileFlags, AttestationFlags {
+export interface BuildOptions extends ProjectOptions, DaemonFlags, DockerfileFlags, AttestationFlags {
   output: string[];
   /** `--progress`; when absent, `BUILDKIT_PROGRESS`, else `auto`. */
   progress?: ProgressMode;
@@ -164,18 +166,10 @@ async function runBuildTo(
     display.close();
     if (display.mode === 'plain' || display.mode === 'tty') printWarnings(display.trace.warnings, io.stderr, { color: color && display.mode === 'tty', debug });
   };
-  const { bkt, solver, root } = await openBuilder(opts, project);
-  const client = createHostClient({
-    localDirs,
-    cwd: io.cwd,
-    storeRoot: root,
-    // Registry credentials as docker's: $DOCKER_CONFIG/config.json or ~/.docker/config.json, credential helpers.
-    credentials: forBuildClient(dockerConfigCredentials()),
-    ...(input.kind === 'dockerfile' ? { secrets: input.solve.secrets, ssh: input.solve.ssh } : {}),
-  });
+  const backend = await openBackend(opts, project);
   let response: SolveResponse;
   try {
-    response = await solver.solve({
+    response = await backend.solve({
       ...(input.kind === 'llb'
         ? { definition: input.definition, entitlements: input.entitlements }
         : {
@@ -183,8 +177,14 @@ async function runBuildTo(
             frontendAttrs: input.solve.frontendAttrs,
             entitlements: input.solve.entitlements,
           }),
-      exporters: outputs.map(({ type, ...attrs }) => ({ type, attrs })),
-      client,
+      outputs,
+      host: {
+        localDirs,
+        cwd: io.cwd,
+        // Registry credentials as docker's: $DOCKER_CONFIG/config.json or ~/.docker/config.json, credential helpers.
+        credentials: forBuildClient(dockerConfigCredentials()),
+        ...(input.kind === 'dockerfile' ? { secrets: input.solve.secrets, ssh: input.solve.ssh } : {}),
+      },
       noCache: !opts.cache,
       signal,
       onProgress: (event) => display.write(event),
@@ -194,8 +194,7 @@ async function runBuildTo(
     if (!signal.aborted && reportFailedSteps(display.trace, io.stderr)) throw condensed(err);
     throw err;
   } finally {
-    await solver.close();
-    await bkt.close();
+    await backend.close();
   }
   closeDisplay();
 

@@ -1,14 +1,16 @@
 import { BktError, type UsageRecord } from '@bkt/core';
 import { humanAgo, humanSize, parseBytes, parseDuration } from '../options.js';
 import type { Output } from '../progress/displays.js';
+import type { Solver } from '@bkt/solver';
 import { openBuilder, openProject, type ProjectOptions } from '../project.js';
+import { daemonAddress, type DaemonAddress, type DaemonFlags } from '../remote/address.js';
 import { terminalSafe } from '../progress/terminal-safe.js';
 
-export interface DuOptions extends ProjectOptions {
+export interface DuOptions extends ProjectOptions, DaemonFlags {
   verbose?: boolean;
 }
 
-export interface PruneOptions extends ProjectOptions {
+export interface PruneOptions extends ProjectOptions, DaemonFlags {
   all?: boolean;
   keepDuration?: string;
   keepStorage?: string;
@@ -75,16 +77,12 @@ export function parsePruneFilters(filters: string[]): { until?: number; accepts:
  * directories, type `exec.cachemount`) — then the totals.
  */
 export async function duCommand(opts: DuOptions, out: Output, cwd: string): Promise<number> {
-  const project = await openProject(opts, false, cwd);
-  const { bkt, solver } = await openBuilder(opts, project);
-  try {
-    const records = await solver.diskUsage();
-    printRecords(records, !!opts.verbose, out);
-    printTotals(records, out);
-  } finally {
-    await solver.close();
-    await bkt.close();
-  }
+  const records = await withStore(opts, cwd, {
+    local: (solver) => solver.diskUsage(),
+    daemon: async (address, remote) => remote.daemonDiskUsage(address),
+  });
+  printRecords(records, !!opts.verbose, out);
+  printTotals(records, out);
   return 0;
 }
 
@@ -101,18 +99,35 @@ export async function pruneCommand(opts: PruneOptions, out: Output, cwd: string)
   }
   const keepDuration = opts.keepDuration !== undefined ? parseDuration(opts.keepDuration) : filters.until;
   const keepStorage = opts.keepStorage !== undefined ? parseBytes(opts.keepStorage) : undefined;
+  const removed = await withStore(opts, cwd, {
+    local: (solver) => solver.prune({ all: !!opts.all, keepDuration, keepStorage, filter: opts.filter?.length ? filters.accepts : undefined }),
+    daemon: (address, remote) => remote.daemonPrune(address, { all: !!opts.all, keepDuration, keepStorage, filters: opts.filter ?? [] }),
+  });
+  printRecords(removed, !!opts.verbose, out);
+  out.write(`Total:\t${humanSize(removed.reduce((n, r) => n + r.size, 0))}\n`);
+  return 0;
+}
+
+/** Runs `local` over the project's store, or `daemon` against the daemon at `--addr` / `BKT_HOST`. */
+async function withStore<T>(
+  opts: ProjectOptions & DaemonFlags,
+  cwd: string,
+  run: { local: (solver: Solver) => Promise<T>; daemon: (address: DaemonAddress, remote: typeof import('../remote/usage.js')) => Promise<T> },
+): Promise<T> {
+  const address = daemonAddress(opts, cwd);
+  if (address) {
+    const { refuseRoot } = await import('../remote/backend.js');
+    refuseRoot(opts);
+    return run.daemon(address, await import('../remote/usage.js'));
+  }
   const project = await openProject(opts, false, cwd);
   const { bkt, solver } = await openBuilder(opts, project);
   try {
-    const filter = opts.filter?.length ? filters.accepts : undefined;
-    const removed = await solver.prune({ all: !!opts.all, keepDuration, keepStorage, filter });
-    printRecords(removed, !!opts.verbose, out);
-    out.write(`Total:\t${humanSize(removed.reduce((n, r) => n + r.size, 0))}\n`);
+    return await run.local(solver);
   } finally {
     await solver.close();
     await bkt.close();
   }
-  return 0;
 }
 
 function printRecords(records: UsageRecord[], verbose: boolean, out: Output): void {

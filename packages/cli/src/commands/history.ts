@@ -11,18 +11,19 @@ import { humanAgo } from '../options.js';
 import type { Output } from '../progress/displays.js';
 import { terminalSafe } from '../progress/terminal-safe.js';
 import { openProject, storeRoot, type ProjectOptions } from '../project.js';
+import { daemonAddress, type DaemonFlags } from '../remote/address.js';
 import type { Io } from './build.js';
 import { printLogs, type LogsOptions } from './history-logs.js';
 
-export interface HistoryListOptions extends ProjectOptions {
+export interface HistoryListOptions extends ProjectOptions, DaemonFlags {
   format?: string;
 }
 
-export interface HistoryInspectOptions extends ProjectOptions {
+export interface HistoryInspectOptions extends ProjectOptions, DaemonFlags {
   format?: string;
 }
 
-export interface HistoryLogsOptions extends ProjectOptions, LogsOptions {}
+export interface HistoryLogsOptions extends ProjectOptions, DaemonFlags, LogsOptions {}
 
 /** What a command reads of the store's history. */
 export interface HistoryReader {
@@ -42,8 +43,13 @@ export interface StepSummary {
   error?: string;
 }
 
-/** Runs `fn` over the history of the project's store, closing the store afterwards. */
-async function withHistory<T>(opts: ProjectOptions, cwd: string, fn: (history: HistoryReader) => Promise<T>): Promise<T> {
+/** Runs `fn` over the history of the project's store (or of the daemon at `--addr`), closing the store afterwards. */
+async function withHistory<T>(opts: ProjectOptions & DaemonFlags, cwd: string, fn: (history: HistoryReader) => Promise<T>): Promise<T> {
+  const address = daemonAddress(opts, cwd);
+  if (address) {
+    const { withDaemonHistory } = await import('../remote/history.js');
+    return withDaemonHistory(address, fn);
+  }
   const project = await openProject(opts, false, cwd);
   const store = await Store.open(storeRoot(opts, project));
   try {

@@ -1,0 +1,46 @@
+/**
+ * What runs `bkt build`'s solves: a solver over the store at `--root` in
+ * this process (the default), or bktd at `--addr` / `BKT_HOST`
+ * (`src/remote/`). The build commands ask one of them the same way; this is
+ * the one place that chooses.
+ */
+import type { BuildTarget, OutputSpec, Platform } from '@bkt/core';
+import { createHostClient, type HostClientOptions } from '@bkt/fsutil';
+import type { SolveRequest, SolveResponse } from '@bkt/solver';
+import { openBuilder, type Project, type ProjectOptions } from './project.js';
+import { daemonAddress, type DaemonFlags } from './remote/address.js';
+import { targetBuildFunction } from './target-build.js';
+
+/** One build: what to solve, its outputs and progress, and this machine's side of it (the host client's options). */
+export interface BuildRequest extends Pick<SolveRequest, 'definition' | 'frontend' | 'frontendAttrs' | 'build' | 'entitlements' | 'noCache' | 'signal' | 'onProgress'> {
+  outputs: OutputSpec[];
+  /** The build's client: local directories, outputs' base dir, secrets, ssh agents, credentials (the store root is the backend's). */
+  host: Omit<HostClientOptions, 'storeRoot'>;
+}
+
+export interface BuildBackend {
+  solve(req: BuildRequest): Promise<SolveResponse>;
+  /** What solves config target `name` with `outputs`: a build function here, its definition through a daemon. */
+  targetSolve(name: string, target: BuildTarget, platform: Platform | undefined, outputs: OutputSpec[]): Promise<Pick<SolveRequest, 'build' | 'definition'>>;
+  close(): Promise<void>;
+}
+
+/** The daemon named by `--addr` (or `BKT_HOST`), connected; else a solver over the project's store. */
+export async function openBackend(opts: ProjectOptions & DaemonFlags, project: Project): Promise<BuildBackend> {
+  const address = daemonAddress(opts, project.cwd);
+  if (address) {
+    // gRPC and the session are loaded only for a daemon.
+    const { openDaemonBackend } = await import('./remote/backend.js');
+    return openDaemonBackend(address, opts);
+  }
+  const { bkt, solver, root } = await openBuilder(opts, project);
+  return {
+    solve: ({ outputs, host, ...req }) =>
+      solver.solve({ ...req, exporters: outputs.map(({ type, ...attrs }) => ({ type, attrs })), client: createHostClient({ ...host, storeRoot: root }) }),
+    targetSolve: async (name, target, platform) => ({ build: targetBuildFunction(name, target, platform) }),
+    close: async () => {
+      await solver.close();
+      await bkt.close();
+    },
+  };
+}

@@ -1,0 +1,31 @@
+/** The build backend of a daemon: each build a Control.Solve with a session (solve.ts), a config target solved as its definition (target.ts). */
+import { BktError } from '@bkt/core';
+import { createHostClient } from '@bkt/fsutil';
+import type { BuildBackend } from '../backend.js';
+import type { ProjectOptions } from '../project.js';
+import type { DaemonAddress, DaemonFlags } from './address.js';
+import { DaemonClient } from './daemon.js';
+import { remoteSolve } from './solve.js';
+import { daemonTargetDefinition } from './target.js';
+
+export async function openDaemonBackend(address: DaemonAddress, opts: ProjectOptions & DaemonFlags): Promise<BuildBackend> {
+  refuseRoot(opts);
+  const daemon = await DaemonClient.connect(address);
+  return {
+    solve: async ({ outputs, host, build, ...req }) => {
+      if (build) throw new BktError('INTERNAL', "a build function cannot run through a daemon: solve the target's definition (targetSolve)");
+      return remoteSolve(daemon, { ...req, exporters: outputs, client: createHostClient(host), localDirs: host.localDirs ?? {} });
+    },
+    targetSolve: async (name, target, platform, outputs) => ({ definition: await daemonTargetDefinition(name, target, platform, outputs, daemon.address) }),
+    close: async () => daemon.close(),
+  };
+}
+
+/** `--root` names a store of this machine; a daemon builds in its own. */
+export function refuseRoot(opts: ProjectOptions & DaemonFlags): void {
+  if (opts.root !== undefined) {
+    throw new BktError('INVALID_ARGUMENT', `--root ${opts.root} and --addr ${opts.addr}: --root is the store of a build in this process; a daemon uses its own store (bktd --root)`, {
+      attribute: 'root',
+    });
+  }
+}

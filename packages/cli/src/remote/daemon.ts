@@ -1,0 +1,125 @@
+/**
+ * The CLI's connection to bktd: `moby.buildkit.v1.Control` over grpc-js,
+ * its calls as promises and async iterables, and the daemon's gRPC statuses
+ * as the `BktError`s a build in this process would have thrown (same message,
+ * a matching code).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { control } from '@bkt/api';
+import { BktError, type BktErrorCode } from '@bkt/core';
+import type { DaemonAddress } from './address.js';
+
+/** How long connecting to the daemon may take before it counts as unreachable. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The bkt error code of a gRPC status (the inverse of the daemon's mapping). */
+const CODE_OF: Partial<Record<grpc.status, BktErrorCode>> = {
+  [grpc.status.CANCELLED]: 'CANCELLED',
+  [grpc.status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
+  [grpc.status.NOT_FOUND]: 'NOT_FOUND',
+  [grpc.status.ALREADY_EXISTS]: 'INVALID_ARGUMENT',
+  [grpc.status.PERMISSION_DENIED]: 'PERMISSION_DENIED',
+  [grpc.status.UNAUTHENTICATED]: 'PERMISSION_DENIED',
+  [grpc.status.FAILED_PRECONDITION]: 'CONFIG',
+  [grpc.status.UNIMPLEMENTED]: 'UNIMPLEMENTED',
+  [grpc.status.DEADLINE_EXCEEDED]: 'CANCELLED',
+};
+
+export class DaemonClient {
+  private constructor(
+    readonly address: string,
+    readonly control: control.ControlClient,
+  ) {}
+
+  /**
+   * Connects to the daemon at `addr` and asks its version (Control.Info), so
+   * that an unreachable daemon is an error naming the address before
+   * anything else happens.
+   */
+  static async connect(addr: DaemonAddress): Promise<DaemonClient> {
+    const credentials = addr.tls ? grpc.credentials.createSsl(addr.tls.ca, addr.tls.key, addr.tls.cert) : grpc.credentials.createInsecure();
+    const client = new control.ControlClient(addr.target, credentials, {
+      'grpc.max_receive_message_length': 64 << 20,
+      'grpc.max_send_message_length': 64 << 20,
+    });
+    const daemon = new DaemonClient(addr.address, client);
+    try {
+      await new Promise<void>((resolve, reject) =>
+        client.info({}, new grpc.Metadata(), { deadline: Date.now() + CONNECT_TIMEOUT_MS }, (err) => (err ? reject(err) : resolve())),
+      );
+    } catch (err) {
+      client.close();
+      const e = err as grpc.ServiceError;
+      if (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED) {
+        throw new BktError('NOT_FOUND', `cannot reach bktd at ${addr.address} (--addr / BKT_HOST): ${(e.details || e.message).replace(/\.?\s*Resolution note:\s*$/, '')}`, { attribute: 'addr' }, { cause: err });
+      }
+      throw daemon.error(err, 'Info');
+    }
+    return daemon;
+  }
+
+  close(): void {
+    this.control.close();
+  }
+
+  /** Control.Solve; aborting `signal` cancels the call (and so the build). */
+  solve(req: control.SolveRequest, signal: AbortSignal): Promise<control.SolveResponse> {
+    return new Promise((resolve, reject) => {
+      const call = this.control.solve(req, (err, res) => (err ? reject(this.error(err, 'Solve')) : resolve(res)));
+      const cancel = () => call.cancel();
+      if (signal.aborted) cancel();
+      else signal.addEventListener('abort', cancel, { once: true });
+      call.on('status', () => signal.removeEventListener('abort', cancel));
+    });
+  }
+
+  /** Control.Status of build `ref`: its progress until the build ends, or until `signal` aborts (then it just ends). */
+  status(ref: string, signal: AbortSignal): AsyncIterable<control.StatusResponse> {
+    return this.stream(this.control.status({ Ref: ref }), 'Status', signal);
+  }
+
+  async diskUsage(filter: string[] = []): Promise<control.UsageRecord[]> {
+    const res = await new Promise<control.DiskUsageResponse>((resolve, reject) =>
+      this.control.diskUsage({ filter }, (err, r) => (err ? reject(this.error(err, 'DiskUsage')) : resolve(r))),
+    );
+    return res.record;
+  }
+
+  async prune(req: control.PruneRequest): Promise<control.UsageRecord[]> {
+    const removed: control.UsageRecord[] = [];
+    for await (const r of this.stream(this.control.prune(req), 'Prune')) removed.push(r);
+    return removed;
+  }
+
+  /** The recorded builds as ListenBuildHistory sends them now (EarlyExit), optionally of one ref. */
+  async history(ref = ''): Promise<control.BuildHistoryRecord[]> {
+    const records: control.BuildHistoryRecord[] = [];
+    const req = control.BuildHistoryRequest.fromPartial({ EarlyExit: true, Ref: ref });
+    for await (const e of this.stream(this.control.listenBuildHistory(req), 'ListenBuildHistory')) if (e.record) records.push(e.record);
+    return records;
+  }
+
+  /** A gRPC error of method `method` as a `BktError`: the daemon's message with the matching code. */
+  error(err: unknown, method: string): unknown {
+    const e = err as Partial<grpc.ServiceError>;
+    if (typeof e?.code !== 'number') return err;
+    if (e.code === grpc.status.UNAVAILABLE) {
+      return new BktError('INTERNAL', `bktd at ${this.address} went away during ${method}: ${e.details || e.message}`, {}, { cause: err });
+    }
+    return new BktError(CODE_OF[e.code as grpc.status] ?? 'INTERNAL', e.details || `${method} failed (${grpc.status[e.code] ?? e.code})`, {}, { cause: err });
+  }
+
+  private async *stream<T>(call: grpc.ClientReadableStream<T>, method: string, signal?: AbortSignal): AsyncGenerator<T> {
+    const cancel = () => call.cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      for await (const message of call as AsyncIterable<T>) yield message;
+    } catch (err) {
+      if (signal?.aborted && (err as grpc.ServiceError).code === grpc.status.CANCELLED) return;
+      throw this.error(err, method);
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+      call.cancel();
+    }
+  }
+}

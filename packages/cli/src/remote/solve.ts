@@ -1,0 +1,162 @@
+/**
+ * A build through bktd, as buildctl runs one: the CLI opens a session
+ * serving this machine to the build (its local directories, output targets,
+ * secrets, ssh agents, registry credentials: the host client), sends
+ * `Control.Solve` naming the session, and follows `Control.Status` for the
+ * build's ref into the same progress displays a build in this process feeds.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { control, pb } from '@bkt/api';
+import { BktError, type BuildClient, type OutputSpec, type ProgressEvent } from '@bkt/core';
+import { openSession, progressEvents, type OutputTargets } from '@bkt/session';
+import type { SolveRequest, SolveResponse } from '@bkt/solver';
+import type { DaemonClient } from './daemon.js';
+
+/** What a solve through the daemon is given: a definition or a frontend, and the build's client. */
+export interface RemoteSolveRequest extends Pick<SolveRequest, 'definition' | 'frontend' | 'frontendAttrs' | 'entitlements' | 'noCache' | 'signal' | 'onProgress'> {
+  exporters: OutputSpec[];
+  client: BuildClient;
+  /** The client's local directories (host paths by name): they make the session's shared key. */
+  localDirs: Readonly<Record<string, string>>;
+}
+
+/** How long the progress stream may lag behind the end of a Solve that had progress. */
+const STATUS_DRAIN_MS = 10_000;
+/** …and behind a Solve cancelled by an interruption (the CLI exits soon after). */
+const INTERRUPTED_DRAIN_MS = 2_000;
+
+/** The solver's own steps around the graph (cache import and export, attestations, exporters), which its step counts leave out. */
+const SOLVER_STEP = /^(importing cache from |exporting to |exporting cache to |producing \S+ attestation$)/;
+
+/** Output types whose result comes back to this machine, and how: a directory, or a file (a tar). */
+const CLIENT_OUTPUTS = new Set(['local', 'tar', 'oci', 'docker']);
+
+export async function remoteSolve(daemon: DaemonClient, req: RemoteSolveRequest): Promise<SolveResponse> {
+  if (req.frontendAttrs?.requestid) {
+    throw new BktError(
+      'UNIMPLEMENTED',
+      `--call: the frontend's answer (${req.frontendAttrs.requestid}) comes back only through BuildKit's gateway API, which bktd does not serve; run it without --addr`,
+      { attribute: 'call' },
+    );
+  }
+  const signal = req.signal ?? new AbortController().signal;
+  const outputs = outputTargets(req.exporters);
+  const ref = newRef();
+  const session = openSession(daemon.control, req.client, { outputs, sharedKey: sharedKey(req.localDirs) });
+  const solveRequest = control.SolveRequest.fromPartial({
+    Ref: ref,
+    Session: session.id,
+    ...(req.definition ? { Definition: definitionFor(req.definition, !!req.noCache) } : {}),
+    ...(req.frontend ? { Frontend: req.frontend, FrontendAttrs: req.frontendAttrs ?? {} } : {}),
+    Exporters: req.exporters.map(({ type, ...attrs }) => ({ Type: type, Attrs: attrs })),
+    Entitlements: req.entitlements ?? [],
+  });
+
+  const steps = new Map<string, boolean>();
+  const onEvent = (e: ProgressEvent) => {
+    if (e.type === 'vertex' && !SOLVER_STEP.test(e.vertex.name)) steps.set(e.vertex.digest, e.vertex.cached);
+    req.onProgress?.(e);
+  };
+  const status = followStatus(daemon, ref, onEvent);
+  const t0 = performance.now();
+  try {
+    const res = await daemon.solve(solveRequest, signal).catch(async (err: unknown) => {
+      // Interrupted: the daemon's last events (the steps it cancelled) for a moment, as a build here shows them.
+      await status.settle(false, signal.aborted ? INTERRUPTED_DRAIN_MS : STATUS_DRAIN_MS);
+      throw err;
+    });
+    const solverMs = performance.now() - t0;
+    await status.settle(true, STATUS_DRAIN_MS);
+    const cached = [...steps.values()].filter(Boolean).length;
+    return { buildId: ref, result: { ref: null, metadata: {} }, exporterResponse: res.ExporterResponse, stats: { vertices: steps.size, cached, solverMs } };
+  } finally {
+    session.close();
+  }
+}
+
+/**
+ * Follows Control.Status of `ref` into `onEvent`. `settle(solved, drainMs)`
+ * waits for the stream to end after the Solve returned — at once when the
+ * build never showed progress (a request refused before it started), else
+ * for what the daemon still sends, at most `drainMs`.
+ */
+function followStatus(daemon: DaemonClient, ref: string, onEvent: (e: ProgressEvent) => void) {
+  const stop = new AbortController();
+  let received = false;
+  const done = (async () => {
+    for await (const res of daemon.status(ref, stop.signal)) {
+      received = true;
+      for (const e of progressEvents(res)) onEvent(e);
+    }
+  })().catch(() => {
+    // Progress is only shown: a Status that fails (the build was refused before it started) leaves the Solve's outcome to tell.
+  });
+  return {
+    async settle(solved: boolean, drainMs: number): Promise<void> {
+      if (!solved && !received) stop.abort();
+      const timer = setTimeout(() => stop.abort(), drainMs);
+      await done;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * The session's targets of the outputs that come back to this machine, by
+ * exporter index: a directory (`local`; `oci`/`docker` with `tar=false`), a
+ * file, or stdout (`dest=-`). bktd tells a build's outputs apart by exporter
+ * type, so two of one type that write here are refused.
+ */
+export function outputTargets(exporters: readonly OutputSpec[]): OutputTargets {
+  const targets: Record<number, OutputTargets[number]> = {};
+  const seen = new Set<string>();
+  for (const [i, o] of exporters.entries()) {
+    if (!CLIENT_OUTPUTS.has(o.type) || o.dest === undefined) continue;
+    if (seen.has(o.type)) {
+      throw new BktError('UNIMPLEMENTED', `--output type=${o.type}: through a daemon (--addr) a build writes one output of each type to this machine; bktd tells them apart by type`, {
+        attribute: 'output',
+      });
+    }
+    seen.add(o.type);
+    const dir = o.type === 'local' || ((o.type === 'oci' || o.type === 'docker') && o.tar === 'false');
+    targets[i] = dir ? { type: 'dir', dest: o.dest } : o.dest === '-' ? { type: 'stdout' } : { type: 'file', dest: o.dest };
+  }
+  return targets;
+}
+
+/** The definition as the Solve carries it; `noCache` marks every op to ignore the cache (as `--no-cache` does for a build here). */
+function definitionFor(bytes: Uint8Array, noCache: boolean): pb.Definition {
+  let def: pb.Definition;
+  try {
+    def = pb.Definition.decode(bytes);
+  } catch (err) {
+    throw new BktError('INVALID_DEFINITION', `the LLB definition does not decode as a pb.Definition: ${(err as Error).message}`, {}, { cause: err });
+  }
+  if (!noCache) return def;
+  const metadata: Record<string, pb.OpMetadata> = { ...def.metadata };
+  for (const op of def.def) {
+    const digest = `sha256:${createHash('sha256').update(op).digest('hex')}`;
+    metadata[digest] = { ...pb.OpMetadata.fromPartial(metadata[digest] ?? {}), ignoreCache: true };
+  }
+  return { ...def, metadata };
+}
+
+/**
+ * Names this machine's directories of a build across sessions, so the
+ * daemon reuses what it synced of them before: the same directories from
+ * the same host share a key; other directories never do.
+ */
+function sharedKey(localDirs: Readonly<Record<string, string>>): string {
+  const dirs = Object.entries(localDirs)
+    .map(([name, dir]) => [name, resolve(dir)])
+    .sort(([a], [b]) => a!.localeCompare(b!));
+  return createHash('sha256').update(JSON.stringify([hostname(), dirs])).digest('hex').slice(0, 32);
+}
+
+/** A build ref as BuildKit's clients make them: 25 lowercase base-36 characters. */
+function newRef(): string {
+  const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
+  return Array.from(randomBytes(25), (b) => alphabet[b % 36]).join('');
+}
