@@ -10,6 +10,8 @@ import { createBkt, isBktError, type ProgressEvent } from '@bkt/core';
 import localExporters from '@bkt/exporter-local';
 import imageSource from '@bkt/source-image';
 import localSource from '@bkt/source-local';
+import { image, marshalBytes, mkfile, scratch } from '@bkt/llb';
+import { hostPlatform } from '@bkt/oci';
 import { builtinOpsPlugin, openSolver, type Solver } from '@bkt/solver';
 import { pushBusyboxImage, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
 import runcWorker from '@bkt/worker-runc';
@@ -100,5 +102,59 @@ describe('dockerfile.v0 in the solver', () => {
     const { events } = await build('warn', { Dockerfile: 'FROM {{BASE}} as Base\nRUN true\n' });
     const warnings = events.filter((e): e is Extract<ProgressEvent, { type: 'warning' }> => e.type === 'warning').map((e) => e.warning.short);
     expect(warnings).toEqual(expect.arrayContaining(['StageNameCasing: Stage name \'Base\' should be lowercase (line 1)', "FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"]));
+  }, 120_000);
+});
+
+describe('frontend inputs (a Solve\'s FrontendInputs)', () => {
+  const file = (path: string, content: string) => marshalBytes(scratch().file(mkfile(path, 0o644, content.replaceAll('{{BASE}}', pushed.reference))));
+
+  async function buildInputs(name: string, frontendInputs: Record<string, Uint8Array>, attrs: Record<string, string> = {}, localDirs: Record<string, string> = {}) {
+    const out = join(dir, name, 'out');
+    const res = await solver.solve({ frontend: 'dockerfile.v0', frontendAttrs: attrs, frontendInputs, localDirs, exporters: [{ type: 'local', attrs: { dest: out } }] });
+    return { out, res };
+  }
+
+  it('builds the Dockerfile of the dockerfile input over the context input, no client directory at all', async () => {
+    const { out } = await buildInputs('inputs-basic', {
+      dockerfile: file('/Dockerfile', 'FROM {{BASE}}\nCOPY greeting.txt /\nRUN cat /greeting.txt > /out.txt\n'),
+      context: file('/greeting.txt', 'from the context input\n'),
+    });
+    expect(await readFile(join(out, 'out.txt'), 'utf8')).toBe('from the context input\n');
+  }, 120_000);
+
+  it('a named context input:NAME is a stage base, with the image config of input-metadata:NAME', async () => {
+    const config = { os: 'linux', architecture: hostPlatform().architecture, config: { Env: ['PATH=/bin', 'FROM_METADATA=yes'] }, rootfs: { type: 'layers', diff_ids: [] } };
+    const { out } = await buildInputs(
+      'inputs-named',
+      {
+        dockerfile: file('/Dockerfile', 'FROM base\nRUN echo "$FROM_METADATA" > /env.txt && cat /marker > /seen.txt\n'),
+        'base-input': marshalBytes(image(pushed.reference).file(mkfile('/marker', 0o644, 'the input image\n'))),
+      },
+      { 'context:base': 'input:base-input', 'input-metadata:base-input': JSON.stringify({ 'containerimage.config': Buffer.from(JSON.stringify(config)).toString('base64') }) },
+    );
+    expect(await readFile(join(out, 'env.txt'), 'utf8')).toBe('yes\n');
+    expect(await readFile(join(out, 'seen.txt'), 'utf8')).toBe('the input image\n');
+  }, 120_000);
+
+  it('dockerfilekey reads the Dockerfile from that directory even when a dockerfile input is given', async () => {
+    const local = join(dir, 'inputs-forced', 'df');
+    await mkdir(local, { recursive: true });
+    await writeFile(join(local, 'Dockerfile'), 'FROM scratch\nCOPY greeting.txt /local.txt\n');
+    const { out } = await buildInputs(
+      'inputs-forced',
+      { dockerfile: file('/Dockerfile', 'FROM scratch\nCOPY greeting.txt /input.txt\n'), context: file('/greeting.txt', 'hi\n') },
+      { dockerfilekey: 'mydf' },
+      { mydf: local },
+    );
+    expect(await readFile(join(out, 'local.txt'), 'utf8')).toBe('hi\n');
+  }, 120_000);
+
+  it('an unknown input for a named context, and a dockerfile input without the Dockerfile, are errors naming them', async () => {
+    const unknown = await buildInputs('inputs-unknown', { dockerfile: file('/Dockerfile', 'FROM base\n') }, { 'context:base': 'input:nope' }).catch((e: unknown) => e);
+    expect(isBktError(unknown)).toBe(true);
+    expect((unknown as Error).message).toContain('context:base: invalid input nope (frontend inputs: dockerfile)');
+    const missing = await buildInputs('inputs-missing', { dockerfile: file('/other', 'x') }).catch((e: unknown) => e);
+    expect(isBktError(missing, 'NOT_FOUND')).toBe(true);
+    expect((missing as Error).message).toBe('failed to read dockerfile: open Dockerfile: no such file or directory (in frontend input dockerfile)');
   }, 120_000);
 });

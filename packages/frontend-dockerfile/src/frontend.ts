@@ -2,13 +2,16 @@ import { BktError, isBktError, readClientFile, type Attrs, type BuildContext, ty
 import { parseDockerignore } from '@bkt/fsutil';
 import * as pb from '@bkt/api/pb';
 import { digestOf } from '@bkt/oci';
-import { parseFrontendAttrs } from './convert/attrs.js';
+import { type FrontendOptions, parseFrontendAttrs } from './convert/attrs.js';
 import { type ImageConfigResolver, type ResolveMode, convertDockerfile } from './convert/convert.js';
 import { answerSubrequest } from './subrequests/index.js';
+import { CONTEXT_INPUT, DOCKERFILE_INPUT, type DockerfileSource, inputDockerfileSource, inputStates, localDockerfileSource } from './inputs.js';
 
 /**
  * The `dockerfile.v0` frontend: reads the Dockerfile from the `dockerfile`
- * client directory (attrs as BuildKit's dockerfile frontend: `filename`,
+ * client directory, or the frontend input `dockerfile` (see inputs.ts: the
+ * inputs `context`, `dockerfile` and `input:NAME` named contexts; attrs as
+ * BuildKit's dockerfile frontend: `filename`,
  * `target`, `build-arg:*`, `label:*`, `platform`, `context:*`, `no-cache`,
  * `add-hosts`, `shm-size`, `ulimit`, `force-network-mode`, `contextkey`,
  * `dockerfilekey`, `image-resolve-mode`, `hostname`, `cgroup-parent`),
@@ -31,8 +34,19 @@ export function dockerfileFrontend(): DockerfileFrontend {
     name: 'dockerfile.v0',
     async solve(attrs: Attrs, bridge: FrontendBridge, ctx: BuildContext) {
       const opts = parseFrontendAttrs(attrs);
-      const { text, filename } = await readDockerfile(opts.filename, opts.dockerfileKey, opts.contextKey, ctx);
-      const excludes = await readExcludes(opts.filename, opts.dockerfileKey, opts.contextKey, ctx);
+      const inputs = inputStates(bridge.inputs ?? {});
+      const mainContext = inputs[CONTEXT_INPUT];
+      const source = await dockerfileSource(opts, 'dockerfilekey' in attrs, bridge, ctx);
+      let text: string;
+      let filename: string;
+      let excludes: string[];
+      try {
+        ({ text, filename } = await readDockerfile(opts.filename, source));
+        // A context given as an input is taken as it is: .dockerignore applies to the client's directory only.
+        excludes = mainContext ? [] : await readExcludes(opts.filename, source, opts.contextKey, ctx);
+      } finally {
+        await source.release();
+      }
 
       // Base images' configs through the solver (its `docker-image` source); the pinned ref keeps FROM reproducible.
       const bridgeResolve = bridge.resolveImageConfig?.bind(bridge);
@@ -48,6 +62,8 @@ export function dockerfileFrontend(): DockerfileFrontend {
           ...opts,
           filename,
           excludes,
+          ...(mainContext ? { mainContext } : {}),
+          inputs,
           signal: ctx.signal,
           ...(resolveImageConfig ? { resolveImageConfig } : {}),
           readDockerignore: async (name) => {
@@ -94,29 +110,43 @@ export function dockerfileFrontend(): DockerfileFrontend {
   };
 }
 
-/** The Dockerfile's text from the dockerfile dir (falling back to the context dir); `Dockerfile` may be spelled `dockerfile`. */
-async function readDockerfile(filename: string, dockerfileKey: string, contextKey: string, ctx: BuildContext): Promise<{ text: string; filename: string }> {
-  const dir = ctx.client.localDir(dockerfileKey) ?? ctx.client.localDir(contextKey);
+/**
+ * Where the Dockerfile is: the frontend input `dockerfile` (unless the attrs
+ * name a `dockerfilekey` directory, as BuildKit's forceLocalDockerfile), else
+ * the client's dockerfile directory, falling back to its context directory.
+ */
+async function dockerfileSource(opts: FrontendOptions, forceLocal: boolean, bridge: FrontendBridge, ctx: BuildContext): Promise<DockerfileSource> {
+  const input = forceLocal ? undefined : bridge.inputs?.[DOCKERFILE_INPUT];
+  if (input) return inputDockerfileSource(bridge, DOCKERFILE_INPUT, input);
+  const dockerfileDir = ctx.client.localDir(opts.dockerfileKey);
+  const dir = dockerfileDir ?? ctx.client.localDir(opts.contextKey);
   if (dir === undefined) {
     const known = ctx.client.localDirNames().sort().join(', ') || 'none';
-    throw new BktError('INVALID_ARGUMENT', `dockerfile.v0: no "${dockerfileKey}" or "${contextKey}" directory was given to the build (local directories: ${known})`, {
-      attribute: 'dockerfilekey',
-    });
+    const given = Object.keys(bridge.inputs ?? {}).sort().join(', ');
+    throw new BktError(
+      'INVALID_ARGUMENT',
+      `dockerfile.v0: no "${opts.dockerfileKey}" or "${opts.contextKey}" directory was given to the build (local directories: ${known}${given ? `; frontend inputs: ${given}, none named ${DOCKERFILE_INPUT}` : ''})`,
+      { attribute: 'dockerfilekey' },
+    );
   }
+  return localDockerfileSource(dir, dockerfileDir !== undefined, ctx.signal);
+}
+
+/** The Dockerfile's text from its source; `Dockerfile` may be spelled `dockerfile`. */
+async function readDockerfile(filename: string, source: DockerfileSource): Promise<{ text: string; filename: string }> {
   const candidates = [filename];
   if (baseOf(filename) === 'Dockerfile') candidates.push(filename.replace(/Dockerfile$/, 'dockerfile'));
   for (const name of candidates) {
-    const text = await readText(dir, name, ctx.signal);
+    const text = await source.read(name);
     if (text !== undefined) return { text, filename: name };
   }
-  throw new BktError('NOT_FOUND', `failed to read dockerfile: open ${filename}: no such file or directory (in ${dir.name})`, { file: filename, attribute: 'filename' });
+  throw new BktError('NOT_FOUND', `failed to read dockerfile: open ${filename}: no such file or directory (in ${source.description})`, { file: filename, attribute: 'filename' });
 }
 
 /** `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`. */
-async function readExcludes(filename: string, dockerfileKey: string, contextKey: string, ctx: BuildContext): Promise<string[]> {
-  const dfDir = ctx.client.localDir(dockerfileKey);
-  if (dfDir !== undefined) {
-    const text = await readText(dfDir, `${filename}.dockerignore`, ctx.signal);
+async function readExcludes(filename: string, source: DockerfileSource, contextKey: string, ctx: BuildContext): Promise<string[]> {
+  if (source.dockerfileDir) {
+    const text = await source.read(`${filename}.dockerignore`);
     if (text !== undefined) return parseDockerignore(text);
   }
   const ctxDir = ctx.client.localDir(contextKey);

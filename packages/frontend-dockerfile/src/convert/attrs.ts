@@ -26,6 +26,8 @@ export interface FrontendOptions {
   targetPlatform?: Platform;
   /** `context:NAME`: named contexts, by name (may carry a `::os/arch` suffix). */
   contexts: Record<string, string>;
+  /** `input-metadata:INPUT`: JSON metadata (`containerimage.config`) of the frontend input named by a `context:NAME=input:INPUT`. */
+  inputMetadata: Record<string, string>;
   /** `no-cache`: undefined = none; [] = every stage; else these stage names. */
   noCache?: string[];
   /** `add-hosts`: `host=ip,…`. */
@@ -69,6 +71,7 @@ export function parseFrontendAttrs(attrs: Attrs): FrontendOptions {
     buildArgs: prefixed('build-arg:'),
     labels: prefixed('label:'),
     contexts: prefixed('context:'),
+    inputMetadata: prefixed('input-metadata:'),
     extraHosts: parseExtraHosts(attrs['add-hosts'] ?? ''),
     shmSize: parseShmSize(attrs['shm-size'] ?? ''),
     ulimits: parseUlimits(attrs.ulimit ?? ''),

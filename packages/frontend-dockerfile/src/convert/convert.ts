@@ -16,6 +16,7 @@ import { type FrontendOptions, parseFrontendAttrs } from './attrs.js';
 import { dispatchInstruction, dispatchUser, dispatchWorkdir } from './dispatch.js';
 import { checkBasePlatform } from './base-platform.js';
 import { parseGitRef } from './git.js';
+import { inputContext } from './input-context.js';
 import { DEFAULT_PATH, type DockerImage, cloneImage, emptyImage, withHistory, envKey, envValue, imagePlatform, parseImageConfig, serializeImage } from './image.js';
 import { type ConvertContext, type DispatchState, location, prefixCommand, shellLex } from './state.js';
 
@@ -38,6 +39,10 @@ export interface ConvertOptions extends Partial<FrontendOptions> {
   resolveImageConfig?: ImageConfigResolver;
   /** `.dockerignore` patterns of the main context. */
   excludes?: string[];
+  /** The build context in place of the client's `contextKey` directory (a frontend input); `excludes` do not apply to it. */
+  mainContext?: State;
+  /** The frontend inputs as states, for `input:INPUT` named contexts. */
+  inputs?: Readonly<Record<string, State>>;
   /** The `.dockerignore` text of a client directory (for `local:` named contexts); undefined when absent. */
   readDockerignore?: (localName: string) => Promise<string | undefined>;
   /** The build platform (default: the host's). */
@@ -86,16 +91,18 @@ export async function convertDockerfile(text: string, options: ConvertOptions = 
     escapeToken: df.escapeToken,
     sourceMap,
     globalArgs: gargs,
-    buildContext: local(opts.contextKey, {
-      sharedKeyHint: opts.contextKey,
-      customName: '[internal] load build context',
-      ...(options.excludes && options.excludes.length > 0 ? { exclude: options.excludes } : {}),
-    }),
+    buildContext:
+      options.mainContext ??
+      local(opts.contextKey, {
+        sharedKeyHint: opts.contextKey,
+        customName: '[internal] load build context',
+        ...(options.excludes && options.excludes.length > 0 ? { exclude: options.excludes } : {}),
+      }),
     targetPlatform,
     ...(epoch ? { epoch } : {}),
     ...(proxyEnv(opts.buildArgs) ? { proxyEnv: proxyEnv(opts.buildArgs) } : {}),
     lint: new Linter(df.check),
-    ...(options.excludes && options.excludes.length > 0 ? { ignoreMatcher: compilePatterns(options.excludes, '.dockerignore') } : {}),
+    ...(!options.mainContext && options.excludes && options.excludes.length > 0 ? { ignoreMatcher: compilePatterns(options.excludes, '.dockerignore') } : {}),
     linkCount: 0,
     expansionBudget: new ExpansionBudget(),
     stateFor: () => {
@@ -487,6 +494,14 @@ class Converter {
         delete img.created;
         const st = ociLayout(ref, { storeId: store, customName: `${label} OCI load from client`, platform }).withImageConfig(res.config);
         return { state: st, image: img };
+      }
+      case 'input': {
+        const loaded = inputContext(name, rest, this.options.inputs ?? {}, this.ctx.opts.inputMetadata[rest]);
+        if (!loaded.config) return { state: loaded.state };
+        const img = parseImageConfig(loaded.config, `input ${rest}`);
+        delete img.created;
+        this.envs.set(name, img.config.Env ?? []);
+        return { state: loaded.state.withImageConfig(loaded.config), image: img };
       }
       case 'local': {
         const text = await this.options.readDockerignore?.(rest);
