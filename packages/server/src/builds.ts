@@ -17,8 +17,16 @@ interface Tracked {
   wake: Set<() => void>;
 }
 
-/** A build started (with its record as it stands then) or completed (its final record is in the store's history). */
-export type BuildEvent = { type: 'started'; ref: string; record: BuildHistoryRecord } | { type: 'completed'; ref: string };
+/**
+ * A build started (with its record as it stands then), completed (its final
+ * record is in the store's history), had its finished record updated (a pin)
+ * or was deleted from the history.
+ */
+export type BuildEvent =
+  | { type: 'started'; ref: string; record: BuildHistoryRecord }
+  | { type: 'completed'; ref: string }
+  | { type: 'updated'; ref: string }
+  | { type: 'deleted'; ref: string };
 
 /** What is known of a build when it starts. */
 export type BuildStartInfo = Pick<BuildHistoryRecord, 'frontend' | 'frontendAttrs' | 'exporters'>;
@@ -148,7 +156,19 @@ export class BuildTracker {
     }
   }
 
-  /** Calls `listener` on every build start and end until the returned function is called. */
+  /** Announces that finished build `ref`'s record changed (it was pinned or unpinned). */
+  updated(ref: string): void {
+    this.#emit({ type: 'updated', ref });
+  }
+
+  /** Announces that build `ref` was deleted from the history; its progress is no longer kept here. */
+  deleted(ref: string): void {
+    const b = this.#builds.get(ref);
+    if (b?.done) this.#builds.delete(ref);
+    this.#emit({ type: 'deleted', ref });
+  }
+
+  /** Calls `listener` on every build event (start, end, update, deletion) until the returned function is called. */
   subscribe(listener: (e: BuildEvent) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

@@ -13,7 +13,7 @@ import { parseFilters, usageAdaptor } from './filters.js';
 import { keepBytes, usedBytes, type DiskStat } from './gc.js';
 import { historyRecordMessage, statusResponse, usageRecordMessage } from './messages.js';
 import type { ServiceImplementation } from './rpc.js';
-import { applySourcePolicy, checkSourcePolicy } from './source-policy.js';
+import { sourcePolicyOf } from './source-policy.js';
 import { buildkitVersion, workerMatches, workerRecordMessage, type WorkerInfo } from './worker.js';
 
 /** What a build asks of its session. */
@@ -148,16 +148,27 @@ export function controlService(backend: ControlBackend): ServiceImplementation<t
       yield* historyEvents(backend, req, AbortSignal.any([signal, backend.shutdown]));
     },
 
+    /** As BuildKit: `Delete`, else `Finalize`, else the build's pin set to `Pinned`. */
     async updateBuildHistory(req) {
       if (req.Ref === '') throw new BktError('INVALID_ARGUMENT', 'UpdateBuildHistoryRequest.Ref is empty', { attribute: 'Ref' });
+      const running = backend.builds.isRunning(req.Ref);
+      if (req.Delete) {
+        if (running) throw new BktError('INVALID_ARGUMENT', `build ${req.Ref} is still running; its record can be deleted once it ends`, { ref: req.Ref });
+        // The DELETED event comes from the solver (onBuildDeleted), as for builds the history limits drop.
+        await backend.solver.deleteBuild(req.Ref);
+        return {};
+      }
       const [record] = await backend.solver.listBuilds({ ref: req.Ref });
       if (!record) throw new BktError('NOT_FOUND', `no build ${req.Ref} in the history`, { ref: req.Ref });
-      if (req.Delete || req.Pinned) {
-        throw new BktError('UNIMPLEMENTED', `UpdateBuildHistory: ${req.Delete ? 'deleting' : 'pinning'} a build record is not supported by this store yet`, { ref: req.Ref });
+      if (req.Finalize) {
+        // A finished build's record, logs included, is final as soon as it is written.
+        if (running) throw new BktError('INVALID_ARGUMENT', `build ${req.Ref} is still running; it can be finalized once it ends`, { ref: req.Ref });
+        return {};
       }
-      // Finalize: a finished build's record, logs included, is final as soon as it is written.
-      if (req.Finalize && backend.builds.isRunning(req.Ref)) {
-        throw new BktError('INVALID_ARGUMENT', `build ${req.Ref} is still running; it can be finalized once it ends`, { ref: req.Ref });
+      if ((record.pinned ?? false) !== req.Pinned) {
+        await backend.solver.pinBuild(req.Ref, req.Pinned);
+        // A finished build's listeners get its record again (COMPLETE), as BuildKit's; a running one's comes when it completes.
+        if (!running) backend.builds.updated(req.Ref);
       }
       return {};
     },
@@ -170,11 +181,9 @@ async function solveRequest(req: control.SolveRequest, backend: ControlBackend) 
   if (hasDefinition && req.Frontend !== '') {
     throw new BktError('INVALID_ARGUMENT', 'SolveRequest: give a Definition or a Frontend, not both', { attribute: 'Frontend' });
   }
-  const inputs = Object.keys(req.FrontendInputs);
-  if (inputs.length > 0) {
-    throw new BktError('UNIMPLEMENTED', `SolveRequest.FrontendInputs (${inputs.join(', ')}): frontend inputs given as definitions are not supported yet; send local directories through the session`, {
-      attribute: 'FrontendInputs',
-    });
+  const inputs = Object.keys(req.FrontendInputs).sort();
+  if (inputs.length > 0 && req.Frontend === '') {
+    throw new BktError('INVALID_ARGUMENT', `SolveRequest.FrontendInputs (${inputs.join(', ')}) are read by a Frontend; this request names none`, { attribute: 'FrontendInputs' });
   }
   for (const e of req.Entitlements) {
     if (!backend.permittedEntitlements.has(e)) {
@@ -184,20 +193,12 @@ async function solveRequest(req: control.SolveRequest, backend: ControlBackend) 
       });
     }
   }
-  let definition: Uint8Array | undefined;
-  if (hasDefinition) {
-    const policy = req.SourcePolicy;
-    const def = policy && policy.rules.length > 0 ? applySourcePolicy(req.Definition!, policy) : req.Definition!;
-    definition = pb.Definition.encode(def).finish();
-  } else if (req.SourcePolicy && req.SourcePolicy.rules.length > 0) {
-    checkSourcePolicy(req.SourcePolicy);
-    if (req.Frontend !== '') {
-      throw new BktError('UNIMPLEMENTED', 'SolveRequest.SourcePolicy: source policies apply to Definition solves only, not yet to frontend builds', { attribute: 'SourcePolicy' });
-    }
-  }
+  const policy = req.SourcePolicy && req.SourcePolicy.rules.length > 0 ? sourcePolicyOf(req.SourcePolicy) : undefined;
   return {
-    ...(definition ? { definition } : {}),
+    ...(hasDefinition ? { definition: pb.Definition.encode(req.Definition!).finish() } : {}),
     ...(req.Frontend !== '' ? { frontend: req.Frontend, frontendAttrs: req.FrontendAttrs } : {}),
+    ...(inputs.length > 0 ? { frontendInputs: Object.fromEntries(inputs.map((name) => [name, pb.Definition.encode(req.FrontendInputs[name] ?? pb.Definition.fromPartial({})).finish()])) } : {}),
+    ...(policy ? { sourcePolicy: policy } : {}),
     exporters: exporters(req),
     entitlements: req.Entitlements,
     cacheImports: cacheImports(req.Cache),
@@ -305,8 +306,10 @@ function* statusChunks(batch: Parameters<typeof statusResponse>[0]): Generator<c
 /**
  * ListenBuildHistory: the recorded builds (running ones as STARTED, others
  * as COMPLETE; `ActiveOnly`: running ones only; `Ref`: that build only),
- * then — unless `EarlyExit` — an event for each build that starts or
- * completes, until the client goes away (with `Ref`: until that build completes).
+ * then — unless `EarlyExit` — an event for each build that starts,
+ * completes (or, finished, has its record updated: COMPLETE again) or is
+ * deleted (DELETED), until the client goes away (with `Ref`: until that
+ * build completes or is deleted).
  */
 async function* historyEvents(backend: ControlBackend, req: control.BuildHistoryRequest, signal: AbortSignal): AsyncGenerator<control.BuildHistoryEvent> {
   const queue: BuildEvent[] = [];
@@ -339,9 +342,14 @@ async function* historyEvents(backend: ControlBackend, req: control.BuildHistory
         yield { type: control.BuildHistoryEventType.STARTED, record: historyRecordMessage(e.record) };
         continue;
       }
+      if (e.type === 'deleted') {
+        yield { type: control.BuildHistoryEventType.DELETED, record: control.BuildHistoryRecord.fromPartial({ Ref: e.ref }) };
+        if (req.Ref !== '') return;
+        continue;
+      }
       const [r] = await backend.solver.listBuilds({ ref: e.ref });
       if (r) yield { type: control.BuildHistoryEventType.COMPLETE, record: historyRecordMessage(r) };
-      if (req.Ref !== '') return;
+      if (req.Ref !== '' && e.type === 'completed') return;
     }
   } finally {
     unsubscribe();

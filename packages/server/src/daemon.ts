@@ -89,6 +89,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
 
   const builds = new BuildTracker();
+  // Deleted builds (UpdateBuildHistory, or dropped by the history limits) reach ListenBuildHistory as DELETED.
+  solver.onBuildDeleted((ref) => builds.deleted(ref));
   const shutdown = new AbortController();
   const collector = new Collector({ solver, root: opts.root, policies, intervalMs: gcInterval, busy: () => builds.running().length > 0, log });
   const sessions = opts.sessions ?? daemonSessions();

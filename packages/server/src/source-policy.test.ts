@@ -1,47 +1,40 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import * as pb from '@bkt/api/pb';
 import * as sourcepolicy from '@bkt/api/sourcepolicy';
-import { applySourcePolicy } from './source-policy.js';
+import { sourcePolicyOf } from './source-policy.js';
 
-const enc = (op: object) => Buffer.from(pb.Op.encode(pb.Op.fromPartial(op as pb.Op)).finish());
-const digest = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const ALPINE = 'docker-image://docker.io/library/alpine:3.20';
+const rule = (action: sourcepolicy.PolicyAction, identifier: string, update?: string, matchType = sourcepolicy.MatchType.WILDCARD, attrs: Record<string, string> = {}) =>
+  sourcepolicy.Rule.fromPartial({ action, selector: { identifier, matchType }, ...(update ? { updates: { identifier: update, attrs } } : {}) });
+const decide = (rules: sourcepolicy.Rule[], identifier = ALPINE, attrs: Record<string, string> = {}) => sourcePolicyOf({ version: 1, rules })({ identifier, attrs });
 
-const src = enc({ op: { $case: 'source', value: { identifier: 'docker-image://docker.io/library/alpine:3.20', attrs: {} } } });
-const ret = enc({ inputs: [{ digest: digest(src), index: 0 }] });
-const def: pb.Definition = { def: [src, ret], metadata: { [digest(src)]: pb.OpMetadata.fromPartial({ description: { a: 'b' } }) }, Source: undefined };
-const rule = (action: sourcepolicy.PolicyAction, identifier: string, update?: string, matchType = sourcepolicy.MatchType.WILDCARD) =>
-  sourcepolicy.Rule.fromPartial({ action, selector: { identifier, matchType }, ...(update ? { updates: { identifier: update, attrs: {} } } : {}) });
-
-describe('a Solve request source policy over a definition', () => {
-  it('DENY of a matching source names it and the rule', () => {
-    expect(() => applySourcePolicy(def, { version: 1, rules: [rule(sourcepolicy.PolicyAction.DENY, 'docker-image://docker.io/library/*')] })).toThrow(
-      /source docker-image:\/\/docker\.io\/library\/alpine:3\.20 denied by the build's source policy \(rule 0/,
-    );
+describe("a Solve request's source policy as the solver's per-build policy", () => {
+  it('DENY of a matching source names the rule', () => {
+    expect(decide([rule(sourcepolicy.PolicyAction.DENY, 'docker-image://docker.io/library/*')])).toEqual({ action: 'deny', reason: 'rule 0: docker-image://docker.io/library/*' });
   });
 
-  it('CONVERT rewrites the identifier with the captures, re-digests the op and the inputs naming it, keeps its metadata', () => {
-    const out = applySourcePolicy(def, {
-      version: 1,
-      rules: [rule(sourcepolicy.PolicyAction.CONVERT, 'docker-image://docker.io/library/*:3.20', 'docker-image://mirror.local/$1:3.20')],
+  it("CONVERT gives the identifier with the captures; the update's attrs are set over the source's", () => {
+    expect(decide([rule(sourcepolicy.PolicyAction.CONVERT, 'docker-image://docker.io/library/*:3.20', 'docker-image://mirror.local/$1:3.20')])).toEqual({
+      action: 'convert',
+      identifier: 'docker-image://mirror.local/alpine:3.20',
     });
-    const op = pb.Op.decode(out.def[0]!);
-    expect(op.op?.$case === 'source' && op.op.value.identifier).toBe('docker-image://mirror.local/alpine:3.20');
-    expect(pb.Op.decode(out.def[1]!).inputs[0]!.digest).toBe(digest(out.def[0]!));
-    expect(Object.keys(out.metadata)).toEqual([digest(out.def[0]!)]);
+    const withAttrs = [rule(sourcepolicy.PolicyAction.CONVERT, 'docker-image://*', 'docker-image://${1}', sourcepolicy.MatchType.WILDCARD, { 'image.recordtype': 'internal' })];
+    expect(decide(withAttrs, ALPINE, { keep: 'me', 'image.recordtype': 'regular' })).toEqual({
+      action: 'convert',
+      identifier: ALPINE,
+      attrs: { keep: 'me', 'image.recordtype': 'internal' },
+    });
   });
 
-  it('the last matching rule decides; no match leaves the definition as it is', () => {
-    const allowAfterDeny = { version: 1, rules: [rule(sourcepolicy.PolicyAction.DENY, '*'), rule(sourcepolicy.PolicyAction.ALLOW, 'docker-image://*')] };
-    expect(applySourcePolicy(def, allowAfterDeny)).toBe(def);
-    expect(applySourcePolicy(def, { version: 1, rules: [rule(sourcepolicy.PolicyAction.DENY, 'git://*')] })).toBe(def);
-    const exact = (id: string) => ({ version: 1, rules: [rule(sourcepolicy.PolicyAction.DENY, id, undefined, sourcepolicy.MatchType.EXACT)] });
-    expect(() => applySourcePolicy(def, exact('docker-image://docker.io/library/alpine:3.20'))).toThrow(/denied/);
-    expect(applySourcePolicy(def, exact('docker-image://docker.io/library/*'))).toBe(def);
+  it('the last matching rule decides; no match allows', () => {
+    expect(decide([rule(sourcepolicy.PolicyAction.DENY, '*'), rule(sourcepolicy.PolicyAction.ALLOW, 'docker-image://*')])).toEqual({ action: 'allow' });
+    expect(decide([rule(sourcepolicy.PolicyAction.DENY, 'git://*')])).toEqual({ action: 'allow' });
+    const exact = (id: string) => [rule(sourcepolicy.PolicyAction.DENY, id, undefined, sourcepolicy.MatchType.EXACT)];
+    expect(decide(exact(ALPINE))).toMatchObject({ action: 'deny' });
+    expect(decide(exact('docker-image://docker.io/library/*'))).toEqual({ action: 'allow' });
   });
 
-  it('a bad rule is an error naming it', () => {
-    expect(() => applySourcePolicy(def, { version: 1, rules: [rule(sourcepolicy.PolicyAction.CONVERT, '*')] })).toThrow(/SourcePolicy rule 0: CONVERT has no update identifier/);
-    expect(() => applySourcePolicy(def, { version: 1, rules: [rule(sourcepolicy.PolicyAction.DENY, '(', undefined, sourcepolicy.MatchType.REGEX)] })).toThrow(/SourcePolicy rule 0: invalid selector/);
+  it('a bad rule is an error naming it, before any source is asked about', () => {
+    expect(() => sourcePolicyOf({ version: 1, rules: [rule(sourcepolicy.PolicyAction.CONVERT, '*')] })).toThrow(/SourcePolicy rule 0: CONVERT has no update identifier/);
+    expect(() => sourcePolicyOf({ version: 1, rules: [rule(sourcepolicy.PolicyAction.DENY, '(', undefined, sourcepolicy.MatchType.REGEX)] })).toThrow(/SourcePolicy rule 0: invalid selector/);
   });
 });

@@ -1,16 +1,15 @@
 /**
- * A Solve request's SourcePolicy (BuildKit's `sourcepolicy.Policy`) applied
- * to the sources of a definition before it is solved: for each source op,
- * the last rule whose selector matches decides — ALLOW keeps it, DENY fails
- * the build naming the source and the rule, CONVERT replaces its identifier
- * (a WILDCARD or REGEX selector's captures fill `$1`, `${1}` …) and, when the
- * update has attrs, sets them. A converted op is re-marshalled, so it gets a
- * new digest, and the inputs naming it are rewritten (as BuildKit's loader).
+ * A Solve request's SourcePolicy (BuildKit's `sourcepolicy.Policy`) as the
+ * solver's per-build source policy, which it asks of every source of the
+ * build — the Definition's, and every definition and image a frontend's
+ * build resolves: the last rule whose selector matches decides — ALLOW keeps
+ * the source, DENY fails the build naming the source and the rule, CONVERT
+ * replaces its identifier (a WILDCARD or REGEX selector's captures fill `$1`,
+ * `${1}` …) and, when the update has attrs, sets them.
  */
-import { createHash } from 'node:crypto';
-import * as pb from '@bkt/api/pb';
 import * as sourcepolicy from '@bkt/api/sourcepolicy';
 import { BktError } from '@bkt/core';
+import type { SourcePolicy } from '@bkt/solver';
 
 const { PolicyAction, MatchType, AttrMatch } = sourcepolicy;
 
@@ -29,48 +28,21 @@ export function checkSourcePolicy(policy: sourcepolicy.Policy): void {
   });
 }
 
-/** `definition` with `policy` applied to its source ops (the same object when no rule matched). */
-export function applySourcePolicy(definition: pb.Definition, policy: sourcepolicy.Policy): pb.Definition {
-  if (policy.rules.length === 0) return definition;
+/**
+ * The policy as the solver's per-build `SourcePolicy` (checked first:
+ * INVALID_ARGUMENT naming a bad rule). A DENY's reason names the rule; a
+ * CONVERT gives the new identifier, and the source's attrs with the rule's
+ * update attrs set over them.
+ */
+export function sourcePolicyOf(policy: sourcepolicy.Policy): SourcePolicy {
   checkSourcePolicy(policy);
-  const renamed = new Map<string, string>();
-  const ops = definition.def.map((bytes) => {
-    const op = pb.Op.decode(bytes);
-    let changed = false;
-    if (op.op?.$case === 'source') {
-      const src = op.op.value;
-      const decision = decide(policy, src.identifier, src.attrs);
-      if (decision?.action === PolicyAction.DENY) {
-        throw new BktError('PERMISSION_DENIED', `source ${src.identifier} denied by the build's source policy (rule ${decision.index}: ${decision.rule.selector!.identifier})`, {
-          attribute: 'SourcePolicy',
-        });
-      }
-      if (decision?.action === PolicyAction.CONVERT) {
-        src.identifier = decision.identifier!;
-        if (Object.keys(decision.rule.updates!.attrs).length > 0) src.attrs = { ...src.attrs, ...decision.rule.updates!.attrs };
-        changed = true;
-      }
-    }
-    for (const input of op.inputs) {
-      const to = renamed.get(input.digest);
-      if (to) {
-        input.digest = to;
-        changed = true;
-      }
-    }
-    if (!changed) return bytes;
-    const out = Buffer.from(pb.Op.encode(op).finish());
-    renamed.set(digestOf(bytes), digestOf(out));
-    return out;
-  });
-  if (renamed.size === 0) return definition;
-  const metadata: Record<string, pb.OpMetadata> = {};
-  for (const [d, m] of Object.entries(definition.metadata)) metadata[renamed.get(d) ?? d] = m;
-  return { ...definition, def: ops, metadata };
-}
-
-function digestOf(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  return ({ identifier, attrs }) => {
+    const decision = decide(policy, identifier, attrs);
+    if (!decision || decision.action === PolicyAction.ALLOW) return { action: 'allow' };
+    if (decision.action === PolicyAction.DENY) return { action: 'deny', reason: `rule ${decision.index}: ${decision.rule.selector!.identifier}` };
+    const updates = decision.rule.updates!.attrs;
+    return { action: 'convert', identifier: decision.identifier!, ...(Object.keys(updates).length > 0 ? { attrs: { ...attrs, ...updates } } : {}) };
+  };
 }
 
 interface Decision {

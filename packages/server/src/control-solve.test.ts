@@ -1,0 +1,55 @@
+/** How Solve maps FrontendInputs and SourcePolicy onto the solver's request, over a fake solver. */
+import * as grpc from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import * as control from '@bkt/api/control';
+import * as pb from '@bkt/api/pb';
+import * as sourcepolicy from '@bkt/api/sourcepolicy';
+import type { Solver, SolveRequest } from '@bkt/solver';
+import { BuildTracker } from './builds.js';
+import { controlService } from './control.js';
+
+function setup() {
+  const requests: SolveRequest[] = [];
+  const solver = { solve: async (req: SolveRequest) => (requests.push(req), { exporterResponse: {} }) } as unknown as Solver;
+  const service = controlService({
+    solver,
+    builds: new BuildTracker(),
+    permittedEntitlements: new Set(),
+    worker: async () => ({ id: 'w', labels: {}, platforms: [], gcPolicy: [] }),
+    diskStat: async () => ({ total: 0, free: 0 }),
+    shutdown: new AbortController().signal,
+  });
+  const solve = (req: Partial<control.SolveRequest>) => service.solve(control.SolveRequest.fromPartial(req), { signal: new AbortController().signal, metadata: new grpc.Metadata() });
+  return { requests, solve };
+}
+
+const definition = pb.Definition.fromPartial({ def: [Buffer.from(pb.Op.encode(pb.Op.fromPartial({ inputs: [] })).finish())] });
+const deny = sourcepolicy.Rule.fromPartial({ action: sourcepolicy.PolicyAction.DENY, selector: { identifier: 'docker-image://*' } });
+
+describe('Solve', () => {
+  it('passes FrontendInputs to the solver as marshalled definitions, by name', async () => {
+    const { requests, solve } = setup();
+    await solve({ Frontend: 'dockerfile.v0', FrontendInputs: { context: definition, dockerfile: definition } });
+    const got = requests[0]!.frontendInputs!;
+    expect(Object.keys(got)).toEqual(['context', 'dockerfile']);
+    expect(pb.Definition.decode(got.context!)).toEqual(definition);
+  });
+
+  it('refuses FrontendInputs without a Frontend, naming them, before the solver is asked', async () => {
+    const { requests, solve } = setup();
+    await expect(solve({ Definition: definition, FrontendInputs: { context: definition } })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: 'SolveRequest.FrontendInputs (context) are read by a Frontend; this request names none',
+    });
+    expect(requests).toEqual([]);
+  });
+
+  it('gives a frontend build the SourcePolicy as the build\'s own policy; a bad rule is refused first', async () => {
+    const { requests, solve } = setup();
+    await solve({ Frontend: 'dockerfile.v0', SourcePolicy: { version: 1, rules: [deny] } });
+    expect(await requests[0]!.sourcePolicy!({ identifier: 'docker-image://busybox', attrs: {} })).toEqual({ action: 'deny', reason: 'rule 0: docker-image://*' });
+    const bad = sourcepolicy.Rule.fromPartial({ action: sourcepolicy.PolicyAction.CONVERT, selector: { identifier: '*' } });
+    await expect(solve({ Frontend: 'dockerfile.v0', SourcePolicy: { version: 1, rules: [bad] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(requests).toHaveLength(1);
+  });
+});
