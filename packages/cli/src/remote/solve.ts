@@ -27,8 +27,13 @@ const STATUS_DRAIN_MS = 10_000;
 /** …and behind a Solve cancelled by an interruption (the CLI exits soon after). */
 const INTERRUPTED_DRAIN_MS = 2_000;
 
-/** The solver's own steps around the graph (cache import and export, attestations, exporters), which its step counts leave out. */
-const SOLVER_STEP = /^(importing cache from |exporting to |exporting cache to |producing \S+ attestation$)/;
+/**
+ * The solver's own steps, which are no vertex of the graph and which its
+ * step counts (`solver time: … (N steps, M cached)`) leave out: the
+ * frontend's, the definition's and image config loads, cache imports and
+ * exports, attestations, exporters.
+ */
+const SOLVER_STEP = /^(\[frontend\] |\[internal\] load build definition$|\[internal\] load metadata for |importing cache from |exporting to |exporting cache to |producing \S+ attestation$)/;
 
 /** Output types whose result comes back to this machine, and how: a directory, or a file (a tar). */
 const CLIENT_OUTPUTS = new Set(['local', 'tar', 'oci', 'docker']);
