@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import * as pb from '@bkt/api/pb';
+import { BktError, isBktError } from '@bkt/core';
 import { type ConvertOptions, convertDockerfile } from './convert.js';
 import { BUSYBOX_CONFIG, ancestors, decodeOps, execOf, fileOf, fixedImages, opNamed, sourceOf } from './decoded-ops.test-util.js';
 import type { DockerImage } from './image.js';
@@ -416,5 +417,19 @@ describe('graph and build options', () => {
   test('a cycle between stages and a bad mount are errors at their lines', async () => {
     await expect(convert('FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n')).rejects.toThrow(/circular dependency detected on stage: [ab]/);
     await expect(convert('FROM busybox\nRUN --mount=type=cache,target=/ true\n')).rejects.toThrow(/Dockerfile:2:1: invalid mount target "\/"/);
+  });
+});
+
+describe('a base image the build may not use', () => {
+  test("a resolver's PERMISSION_DENIED (a source policy) stays PERMISSION_DENIED, at the FROM line, naming the image", async () => {
+    const deny: ConvertOptions['resolveImageConfig'] = async (ref) => {
+      throw new BktError('PERMISSION_DENIED', `source docker-image://${ref} denied by the build's source policy (rule 0: docker-image://*)`, { attribute: 'SourcePolicy' });
+    };
+    const err = await convertDockerfile('FROM scratch AS a\nFROM busybox\nRUN true\n', { resolveImageConfig: deny }).catch((e: unknown) => e);
+    expect(isBktError(err, 'PERMISSION_DENIED')).toBe(true);
+    expect((err as Error).message).toBe(
+      "Dockerfile:2:1: busybox: source docker-image://docker.io/library/busybox:latest denied by the build's source policy (rule 0: docker-image://*)\n   2 | FROM busybox",
+    );
+    expect((err as { details: object }).details).toMatchObject({ file: 'Dockerfile', line: 2, attribute: 'SourcePolicy' });
   });
 });

@@ -397,7 +397,10 @@ class Converter {
       if (d.index < 0) d.dispatched = true;
     } catch (err) {
       if (err instanceof DockerfileParseError) throw err;
-      throw this.at(at, `${d.baseName}: ${err instanceof Error ? err.message : String(err)}`, err);
+      const located = this.at(at, `${d.baseName}: ${err instanceof Error ? err.message : String(err)}`, err);
+      // A source policy's denial stays a denial, located at the FROM that asked for the image.
+      if (isBktError(err, 'PERMISSION_DENIED')) throw new BktError('PERMISSION_DENIED', located.message, { ...err.details, ...located.details }, { cause: err });
+      throw located;
     }
   }
 
