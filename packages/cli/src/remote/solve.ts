@@ -46,6 +46,7 @@ export async function remoteSolve(daemon: DaemonClient, req: RemoteSolveRequest)
       { attribute: 'call' },
     );
   }
+  refuseLayoutContexts(req.frontendAttrs ?? {});
   const signal = req.signal ?? new AbortController().signal;
   const outputs = outputTargets(req.exporters);
   const ref = newRef();
@@ -106,6 +107,22 @@ function followStatus(daemon: DaemonClient, ref: string, onEvent: (e: ProgressEv
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * An OCI layout named context travels as a local directory the build
+ * reads as a layout store; bktd lends a build only its context, Dockerfile
+ * and `local:` named contexts, so through a daemon it is refused here.
+ */
+function refuseLayoutContexts(attrs: Readonly<Record<string, string>>): void {
+  for (const [key, value] of Object.entries(attrs)) {
+    if (!key.startsWith('context:') || !value.startsWith('oci-layout://')) continue;
+    throw new BktError(
+      'UNIMPLEMENTED',
+      `--build-context ${key.slice('context:'.length)}=oci-layout://…: through a daemon (--addr) an OCI layout context is not supported yet (bktd lends a build only its context, Dockerfile and directory contexts); push the image and use docker-image://, or build without --addr`,
+      { attribute: 'build-context' },
+    );
+  }
 }
 
 /**
