@@ -145,6 +145,26 @@ describe('SessionCaller', () => {
     await expect(caller.unary(bytes('/test.T/Big'), Buffer.alloc(0))).rejects.toMatchObject({ code: Status.RESOURCE_EXHAUSTED });
   });
 
+  it('a peer breaking HTTP/2 after its SETTINGS ends the connection at once; open calls are UNAVAILABLE', async () => {
+    const [clientEnd, peerEnd] = duplexPair();
+    peerEnd.on('data', () => {});
+    const caller = SessionCaller.connect(clientEnd);
+    cleanups.push(() => caller.close());
+    const call = caller.unary(bytes('/test.T/Echo'), Buffer.from('hi')).then(
+      () => 'answered',
+      (err: unknown) => err,
+    );
+    peerEnd.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // an empty SETTINGS: a server's first frame
+    await new Promise((r) => setTimeout(r, 50));
+    const sentAt = Date.now();
+    // A frame longer than the 16 KiB allowed: nghttp2 answers FRAME_SIZE_ERROR in a GOAWAY.
+    peerEnd.write(Buffer.from([0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 1, 2, 3]));
+    await caller.closed;
+    expect(Date.now() - sentAt).toBeLessThan(1_000);
+    expect(caller.isClosed).toBe(true);
+    expect(await call).toMatchObject({ code: Status.UNAVAILABLE });
+  });
+
   it('closing the caller ends its open calls', async () => {
     const { caller } = setup();
     const call = caller.stream(bytes('/test.T/Chat'));

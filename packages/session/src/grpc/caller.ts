@@ -3,7 +3,9 @@
  * carried by a Duplex (the tunnel), as BuildKit's daemon dials the
  * hijacked conn (`session/grpc.go grpcClientConn`: one connection only).
  * Raw `node:http2` plus gRPC's 5-byte framing; unary and bidirectional
- * streaming calls, each with metadata, a deadline and cancellation.
+ * streaming calls, each with metadata, a deadline and cancellation. A
+ * peer breaking HTTP/2 ends the connection at once (`goaway.ts`), its open
+ * calls UNAVAILABLE.
  *
  * `MethodDefinition` is the shape of the method entries of ts-proto's
  * generated service definitions (`FileSyncService.diffCopy`, …), so those
@@ -12,6 +14,7 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { encodeFrame, FrameDecoder, FrameError } from './framing.js';
+import { watchOutboundGoaway } from './goaway.js';
 import { CallError, Status } from './status.js';
 
 export interface MethodDefinition<Req, Res> {
@@ -60,6 +63,12 @@ export class SessionCaller {
   private constructor(transport: Duplex, opts: CallerOptions) {
     this.maxMessageBytes = opts.maxMessageBytes ?? 16 << 20;
     let dialed = false;
+    // A peer breaking HTTP/2 gets a GOAWAY from nghttp2, which node:http2 does not report: end the connection then.
+    watchOutboundGoaway(transport, (code, debug) =>
+      setImmediate(() => {
+        if (!this.session.destroyed) this.session.destroy(new Error(`HTTP/2 connection error ${code}${debug ? `: ${debug}` : ''}`));
+      }),
+    );
     this.session = connect('http://localhost', {
       createConnection: () => {
         if (dialed) throw new Error('only one connection allowed');
