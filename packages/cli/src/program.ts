@@ -5,7 +5,7 @@ import { BktError, isBktError } from '@bkt/core';
 // so `--version`, `--help` and usage errors start in a few tens of milliseconds.
 import type { BuildOptions, Io } from './commands/build.js';
 import type { DuOptions, PruneOptions } from './commands/du.js';
-import type { HistoryInspectOptions, HistoryListOptions, HistoryLogsOptions } from './commands/history.js';
+import type { HistoryInspectOptions, HistoryListOptions, HistoryLogsOptions, HistoryUpdateOptions } from './commands/history.js';
 import type { ProjectOptions } from './project.js';
 import type { ImageSaveOptions, ImagesOptions } from './commands/images.js';
 import { onePlatform } from './platform-flag.js';
@@ -132,7 +132,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
       exitCode = await imageSaveCommand(name, opts, io);
     });
 
-  const history = program.command('history').description('the builds the store recorded (as docker buildx history): ls, inspect, logs');
+  const history = program.command('history').description('the builds the store recorded (as docker buildx history): ls, inspect, logs, rm, pin, unpin');
   withDaemonOptions(withProjectOptions(history.command('ls').description('list the recorded builds, newest first')))
     .option('--format <format>', 'table or json (one object per line)', 'table')
     .action(async (opts: HistoryListOptions) => {
@@ -154,6 +154,20 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
       const { historyLogsCommand } = await import('./commands/history.js');
       exitCode = await historyLogsCommand(ref, opts, io);
     });
+  withDaemonOptions(withProjectOptions(history.command('rm').description('remove builds from the history, with their logs (as docker buildx history rm)')))
+    .argument('<ref...>', 'build refs or unique prefixes of them, latest or ^N')
+    .action(async (refs: string[], opts: HistoryUpdateOptions) => {
+      const { historyRmCommand } = await import('./commands/history.js');
+      exitCode = await historyRmCommand(refs, opts, io.stdout, io.cwd);
+    });
+  for (const [name, pinned, what] of [['pin', true, 'pin a build: no history limit or prune removes it or its logs'], ['unpin', false, 'unpin a build']] as const) {
+    withDaemonOptions(withProjectOptions(history.command(name).description(what)))
+      .argument('<ref>', 'a build ref or a unique prefix of one, latest or ^N')
+      .action(async (ref: string, opts: HistoryUpdateOptions) => {
+        const { historyPinCommand } = await import('./commands/history.js');
+        exitCode = await historyPinCommand(ref, pinned, opts, io.stdout, io.cwd);
+      });
+  }
 
   withDaemonOptions(withProjectOptions(program.command('du').description('show the disk usage of the store')))
     .option('--verbose', 'print every field of each record')

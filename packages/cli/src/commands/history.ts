@@ -1,8 +1,10 @@
 /**
- * `bkt history ls | inspect | logs`, as `docker buildx history`: the builds
- * the store recorded, one build's record and steps, and its logs — every byte
- * its steps wrote (see history-logs.ts). A build is named by its ref, a
- * unique prefix of it, `latest` (the default) or `^N` (the Nth before the latest).
+ * `bkt history ls | inspect | logs | rm | pin | unpin`, as `docker buildx
+ * history`: the builds the store recorded, one build's record and steps, and
+ * its logs — every byte its steps wrote (see history-logs.ts); removing
+ * builds, pinning them (no history limit or prune drops a pinned build or its
+ * logs). A build is named by its ref, a unique prefix of it, `latest` (the
+ * default of inspect and logs) or `^N` (the Nth before the latest).
  */
 import { BktError, type ProgressEvent } from '@bkt/core';
 import type { BuildHistoryRecord } from '@bkt/solver';
@@ -25,11 +27,17 @@ export interface HistoryInspectOptions extends ProjectOptions, DaemonFlags {
 
 export interface HistoryLogsOptions extends ProjectOptions, DaemonFlags, LogsOptions {}
 
-/** What a command reads of the store's history. */
+export interface HistoryUpdateOptions extends ProjectOptions, DaemonFlags {}
+
+/** What a command reads of the store's history, and the changes `rm`, `pin` and `unpin` ask of it. */
 export interface HistoryReader {
   root: string;
   list(): BuildHistoryRecord[];
   progress(ref: string, opts?: { logs?: boolean }): AsyncIterable<ProgressEvent>;
+  /** Pins or unpins build `ref`. */
+  pin(ref: string, pinned: boolean): Promise<void>;
+  /** Removes build `ref` with its recorded progress and logs (a running one is refused). */
+  delete(ref: string): Promise<void>;
 }
 
 /** One recorded step, as `inspect` and `logs --step` number them: by first appearance in the build's progress, as `--progress plain` did. */
@@ -53,7 +61,13 @@ async function withHistory<T>(opts: ProjectOptions & DaemonFlags, cwd: string, f
   const project = await openProject(opts, false, cwd);
   const store = await Store.open(storeRoot(opts, project));
   try {
-    return await fn({ root: store.root, list: () => store.history.list(), progress: (ref, o) => store.history.progress(ref, o) });
+    return await fn({
+      root: store.root,
+      list: () => store.history.list(),
+      progress: (ref, o) => store.history.progress(ref, o),
+      pin: async (ref, pinned) => store.history.pin(ref, pinned),
+      delete: (ref) => store.history.delete(ref),
+    });
   } finally {
     await store.close();
   }
@@ -100,6 +114,33 @@ export async function historyLogsCommand(ref: string | undefined, opts: HistoryL
     const record = resolveBuild(history.list(), ref, history.root);
     const steps = await readSteps(history, record.ref);
     await printLogs(record.ref, steps, history.progress(record.ref), opts, io);
+  });
+  return 0;
+}
+
+/**
+ * `bkt history rm REF…`: removes each build from the history with its logs,
+ * printing its ref. Every REF is resolved first, so one that names no build
+ * removes nothing; a running build is refused (exit 1).
+ */
+export async function historyRmCommand(refs: string[], opts: HistoryUpdateOptions, out: Output, cwd: string): Promise<number> {
+  await withHistory(opts, cwd, async (history) => {
+    const records = history.list();
+    const builds = [...new Set(refs.map((ref) => resolveBuild(records, ref, history.root).ref))];
+    for (const ref of builds) {
+      await history.delete(ref);
+      out.write(`${ref}\n`);
+    }
+  });
+  return 0;
+}
+
+/** `bkt history pin REF` / `unpin REF`: pins the build (no history limit drops it, no prune removes its logs) or unpins it; prints its ref. */
+export async function historyPinCommand(ref: string, pinned: boolean, opts: HistoryUpdateOptions, out: Output, cwd: string): Promise<number> {
+  await withHistory(opts, cwd, async (history) => {
+    const record = resolveBuild(history.list(), ref, history.root);
+    await history.pin(record.ref, pinned);
+    out.write(`${record.ref}\n`);
   });
   return 0;
 }
@@ -210,6 +251,7 @@ function recordJson(r: BuildHistoryRecord) {
     numTotalSteps: r.numTotalSteps,
     numCachedSteps: r.numCachedSteps,
     numCompletedSteps: r.numCompletedSteps,
+    pinned: r.pinned ?? false,
     ...(r.error ? { error: r.error } : {}),
   };
 }
@@ -233,6 +275,7 @@ function printInspect(r: BuildHistoryRecord, steps: StepSummary[], out: Output):
     ['Name:', buildName(r)],
     ['Frontend:', r.frontend || '(none: an LLB definition)'],
     ['Status:', statusWord(r)],
+    ...(r.pinned ? [['Pinned:', 'yes (no history limit or prune removes it)'] as [string, string]] : []),
     ...(r.error ? [['Error:', `${r.error.code}: ${r.error.message}`] as [string, string]] : []),
     ['Started:', localTime(r.createdAt)],
     ...(r.completedAt ? [['Completed:', localTime(r.completedAt)] as [string, string]] : []),

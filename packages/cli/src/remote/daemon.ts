@@ -99,6 +99,13 @@ export class DaemonClient {
     return records;
   }
 
+  /** Control.UpdateBuildHistory: pins, unpins (`Pinned`) or deletes (`Delete`) a recorded build. */
+  async updateBuildHistory(req: Partial<control.UpdateBuildHistoryRequest>): Promise<void> {
+    await new Promise<void>((resolve, reject) =>
+      this.control.updateBuildHistory(control.UpdateBuildHistoryRequest.fromPartial(req), (err) => (err ? reject(this.error(err, 'UpdateBuildHistory')) : resolve())),
+    );
+  }
+
   /** A gRPC error of method `method` as a `BktError`: the daemon's message with the matching code. */
   error(err: unknown, method: string): unknown {
     const e = err as Partial<grpc.ServiceError>;

@@ -1,7 +1,7 @@
 /**
  * `bkt history` against bktd: the recorded builds from ListenBuildHistory
  * (what is recorded now: EarlyExit), a build's progress and logs replayed by
- * Control.Status.
+ * Control.Status, pins and removals by UpdateBuildHistory.
  */
 import type { control } from '@bkt/api';
 import type { ProgressEvent } from '@bkt/core';
@@ -35,6 +35,8 @@ export async function withDaemonHistory<T>(address: DaemonAddress, fn: (history:
         root: `bktd at ${address.address}`,
         list: () => records,
         progress: (ref, opts) => replay(daemon.status.bind(daemon), ref, { logs: opts?.logs ?? true, running: running.has(ref), signal: controller.signal }),
+        pin: (ref, pinned) => daemon.updateBuildHistory({ Ref: ref, Pinned: pinned }),
+        delete: (ref) => daemon.updateBuildHistory({ Ref: ref, Delete: true }),
       });
     } finally {
       controller.abort();
@@ -100,5 +102,6 @@ export function historyRecordOf(m: control.BuildHistoryRecord): BuildHistoryReco
     numCachedSteps: m.numCachedSteps,
     numCompletedSteps: m.numCompletedSteps,
     exporterResponse: { ...m.ExporterResponse },
+    ...(m.pinned ? { pinned: true } : {}),
   };
 }
