@@ -13,12 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { control, sourcepolicy, type pb } from '@bkt/api';
 import { image, mkfile, scratch } from '@bkt/llb';
 import { pushBusyboxImage, skopeoInspect, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
-import { removeDir, tempDir } from '../helpers.js';
+import { bkt, removeDir, tempDir } from '../helpers.js';
 import { Control, startBktd, type RunningDaemon } from './lib.js';
 
 let registry: RegistryServer;
 let busybox: PushedImage;
 let work: string;
+let socket: string;
 let daemon: RunningDaemon;
 let client: Control;
 /** Every ListenBuildHistory event since the daemon started. */
@@ -34,7 +35,7 @@ beforeAll(async () => {
   work = await tempDir('daemon-history');
   // Two builds kept; no GC between builds, so only the prunes the tests ask for remove anything.
   await writeFile(join(work, 'bktd.config.json'), JSON.stringify({ history: { maxEntries: 2 }, gc: false }));
-  const socket = join(work, 'bktd.sock');
+  socket = join(work, 'bktd.sock');
   daemon = await startBktd(['--addr', `unix://${socket}`, '--root', join(work, 'root'), '--config', join(work, 'bktd.config.json')], { cwd: work });
   client = new Control(`unix://${socket}`);
   listener = client.listenBuildHistory({});
@@ -126,6 +127,25 @@ describe('UpdateBuildHistory: Delete', () => {
       call.cancel();
     }
     await eventFor(control.BuildHistoryEventType.COMPLETE, ref);
+  });
+});
+
+describe('bkt history pin / unpin / rm against the daemon (--addr)', () => {
+  it("pins, unpins and removes the daemon's builds, named by a prefix, through the built CLI", async () => {
+    const ref = 'e2ecliupdate000000000001';
+    await client.solve({ Ref: ref, Definition: run('echo from-the-cli-test') });
+    const cli = (...args: string[]) => bkt(['history', ...args, '--addr', `unix://${socket}`], { cwd: work });
+    expect(await cli('pin', 'e2ecliupd')).toMatchObject({ code: 0, stdout: `${ref}\n` });
+    expect((await recorded()).find((r) => r.Ref === ref)?.pinned).toBe(true);
+    expect(JSON.parse((await cli('ls', '--format', 'json')).stdout.split('\n').find((l) => l.includes(ref))!)).toMatchObject({ ref, pinned: true });
+    expect(await cli('unpin', ref)).toMatchObject({ code: 0 });
+    expect((await recorded()).find((r) => r.Ref === ref)?.pinned).toBe(false);
+    const missing = await cli('rm', ref, 'e2enosuchbuild');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('no build "e2enosuchbuild"');
+    expect(await cli('rm', ref)).toMatchObject({ code: 0, stdout: `${ref}\n` });
+    await eventFor(control.BuildHistoryEventType.DELETED, ref);
+    expect((await recorded()).map((r) => r.Ref)).not.toContain(ref);
   });
 });
 
