@@ -1,0 +1,307 @@
+#!/usr/bin/env node
+/**
+ * bench/daemon: rebuilds through bktd against dockerd's BuildKit (and
+ * buildkitd where it is installed), in the same run, as wall times and
+ * ratios (bkt / peer; lower is better for bkt; goals: warm ≤ 0.5×,
+ * incremental ≤ 0.8×):
+ *
+ *   warm         the same Dockerfile build again, nothing changed (a no-op rebuild)
+ *   incremental  the build again after one file of the context changed
+ *
+ * The Dockerfile is `FROM busybox` + `COPY . /ctx` over a 2,000-file
+ * context (20 directories of 100 files), tagged as an image in each
+ * builder's own store. Each time is the wall time of one client process:
+ * for bktd, `tests/e2e/daemon/session-client.mjs` (a node process opening
+ * a session — the context travels over it — and sending one Solve with an
+ * `image` exporter); for dockerd, `docker build -q -t …` with
+ * DOCKER_BUILDKIT=1. The client's own figure for bktd (from its start to
+ * the Solve's answer, node's start-up excluded) is printed too.
+ *
+ * Then 20 client processes solve at once on bktd (shared first steps, a
+ * last step of their own) and the daemon's peak RSS (VmHWM) is printed.
+ *
+ * The base image is Debian's busybox-static (@bkt/testkit) pushed to a
+ * docker-registry on 127.0.0.1: bktd pulls it from there; dockerd gets the
+ * same image with `docker load` (a docker-archive written by skopeo), so
+ * its builds never ask the registry. dockerd is started by this script
+ * (`--bridge=none --iptables=false`, a temp data root, a private socket)
+ * and stopped by PID at the end; so is bktd (a temp root).
+ *
+ * Run by hand as root, after `npm run build`:
+ *   node bench/daemon/run.mjs [--runs 5] [--files 2000] [--clients 20] [--skip-docker]
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+let testkit;
+try {
+  testkit = await import('@bkt/testkit');
+} catch (err) {
+  console.error(`bench/daemon needs the built packages: run \`npm run build\` first.\n(${err.message})`);
+  process.exit(1);
+}
+const BKTD = fileURLToPath(new URL('../../packages/server/bin/bktd.js', import.meta.url));
+const CLIENT = fileURLToPath(new URL('../../tests/e2e/daemon/session-client.mjs', import.meta.url));
+const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '5' },
+    files: { type: 'string', default: '2000' },
+    clients: { type: 'string', default: '20' },
+    'skip-docker': { type: 'boolean', default: false },
+  },
+});
+const RUNS = Math.max(1, Number(args.runs));
+const FILES = Number(args.files);
+const CLIENTS = Number(args.clients);
+
+if (process.getuid?.() !== 0) {
+  console.error('bench/daemon runs containers and dockerd: run it as root.');
+  process.exit(1);
+}
+
+/** Runs a command; resolves with its wall time in ms and its stdout, rejects with its output on failure. */
+function run(cmd, argv, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let out = '';
+    let stdout = '';
+    p.stdout.on('data', (c) => {
+      out += c;
+      stdout += c;
+    });
+    p.stderr.on('data', (c) => (out += c));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      if (code === 0) resolve({ ms, stdout });
+      else reject(new Error(`${cmd} ${argv.join(' ')} exited ${code}:\n${out.split('\n').slice(-25).join('\n')}`));
+    });
+  });
+}
+
+/** Starts a long-running process; `stop()` sends SIGTERM to its PID (SIGKILL after 20 s). */
+function daemon(cmd, argv, ready) {
+  const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const onData = (c) => (log = (log + c).slice(-8000));
+  p.stdout.on('data', onData);
+  p.stderr.on('data', onData);
+  const stop = async () => {
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  };
+  return { proc: p, stop, log: () => log, ready: ready(() => log, p) };
+}
+
+// ---------------------------------------------------------------------------
+// The context.
+
+async function makeContext(dir) {
+  const old = new Date(Date.now() - 3600_000);
+  for (let d = 0; d < Math.ceil(FILES / 100); d++) {
+    await mkdir(join(dir, `d${d}`), { recursive: true });
+    for (let f = 0; f < Math.min(100, FILES - d * 100); f++) {
+      const file = join(dir, `d${d}`, `f${f}.txt`);
+      await writeFile(file, `file ${d}/${f}\n`.repeat(20));
+      // Edited an hour ago, as most of a real context is.
+      await utimes(file, old, old);
+    }
+  }
+}
+
+let changes = 0;
+/** Changes one file of the context (its content and size). */
+async function changeOneFile(dir) {
+  await writeFile(join(dir, 'd7', 'f42.txt'), `changed ${++changes} ${Date.now()}\n`);
+}
+
+// ---------------------------------------------------------------------------
+// The builders: build(ctx, dockerfileDir) → ms.
+
+async function bktdBuilder(work, clients) {
+  const root = await mkdtemp(join(work, 'bktd-root-'));
+  const socket = join(work, 'bktd.sock');
+  const d = daemon('node', [BKTD, '--addr', `unix://${socket}`, '--root', root], (log, p) =>
+    new Promise((resolve, reject) => {
+      const t = setInterval(() => {
+        if (/listening on/.test(log())) {
+          clearInterval(t);
+          resolve();
+        } else if (p.exitCode !== null) {
+          clearInterval(t);
+          reject(new Error(`bktd exited:\n${log()}`));
+        }
+      }, 50);
+    }),
+  );
+  await d.ready;
+  let specs = 0;
+  /** One client process; its wall time, and its own figure (start to answer). */
+  const client = async (spec) => {
+    const file = join(work, `spec-${++specs}.json`);
+    await writeFile(file, JSON.stringify({ address: `unix://${socket}`, ...spec }));
+    const r = await run('node', [CLIENT, file]);
+    const done = JSON.parse(r.stdout.trim().split('\n').at(-1));
+    if (!done.ok) throw new Error(`bktd build failed: ${done.details}`);
+    clients.push(done.ms);
+    return r.ms;
+  };
+  return {
+    name: 'bktd',
+    pid: d.proc.pid,
+    build: (ctx, dfDir) =>
+      client({
+        sharedKey: 'bench-daemon-context',
+        localDirs: { context: ctx, dockerfile: dfDir },
+        frontend: 'dockerfile.v0',
+        frontendAttrs: { filename: 'Dockerfile' },
+        exporters: [{ Type: 'image', Attrs: { name: 'bench/daemon:bktd' } }],
+      }),
+    client,
+    async close() {
+      await d.stop();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+async function dockerBuilder(work, registryHost, base) {
+  const dataRoot = await mkdtemp(join(work, 'docker-data-'));
+  const sock = join(work, 'docker.sock');
+  const host = `unix://${sock}`;
+  const d = daemon(
+    'dockerd',
+    ['--bridge=none', '--iptables=false', '--ip6tables=false', '--data-root', dataRoot, '--exec-root', join(dataRoot, 'exec'), '--pidfile', join(dataRoot, 'docker.pid'), '-H', host],
+    () => Promise.resolve(),
+  );
+  const env = { ...process.env, DOCKER_BUILDKIT: '1', DOCKER_HOST: host };
+  const docker = (...a) => run(DOCKER, a, { env });
+  for (let i = 0; ; i++) {
+    try {
+      await docker('version');
+      break;
+    } catch (err) {
+      if (i > 60 || d.proc.exitCode !== null) {
+        await d.stop();
+        throw new Error(`dockerd did not start: ${err.message}\n${d.log()}`);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  // The same base image, loaded: dockerd's builds never ask the registry for it.
+  const archive = join(work, 'busybox.tar');
+  await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${base}`, `docker-archive:${archive}:${base}`]);
+  await docker('load', '-i', archive);
+  return {
+    name: 'dockerd BuildKit',
+    build: async (ctx, dfDir) => (await docker('build', '-q', '-t', 'bench/daemon:docker', '-f', join(dfDir, 'Dockerfile'), ctx)).ms,
+    async close() {
+      await d.stop();
+      await run('umount', ['-R', dataRoot]).catch(() => undefined);
+      await rm(dataRoot, { recursive: true, force: true }).catch(() => undefined);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const best = (xs) => Math.min(...xs);
+
+/** cold, then RUNS warm no-op rebuilds, then RUNS one-file-changed rebuilds; ms lists. */
+async function measure(builder, work) {
+  const ctx = await mkdtemp(join(work, `ctx-${builder.name.split(' ')[0]}-`));
+  await makeContext(ctx);
+  const dfDir = await mkdtemp(join(work, 'df-'));
+  await writeFile(join(dfDir, 'Dockerfile'), `FROM ${baseRef}\nCOPY . /ctx\n`);
+  const cold = await builder.build(ctx, dfDir);
+  const warm = [];
+  const incremental = [];
+  for (let i = 0; i < RUNS; i++) warm.push(await builder.build(ctx, dfDir));
+  for (let i = 0; i < RUNS; i++) {
+    await changeOneFile(ctx);
+    incremental.push(await builder.build(ctx, dfDir));
+  }
+  process.stderr.write(`  ${builder.name}: cold ${cold.toFixed(0)} ms; warm ${warm.map((x) => x.toFixed(0)).join(' ')}; incremental ${incremental.map((x) => x.toFixed(0)).join(' ')}\n`);
+  return { cold, warm, incremental };
+}
+
+/** CLIENTS client processes at once (shared first steps, a last step each); the daemon's RSS while they run and its peak. */
+async function concurrent(bktd, work) {
+  const status = () => readFileSync(`/proc/${bktd.pid}/status`, 'utf8');
+  const kb = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status())[1]);
+  const before = kb('VmRSS');
+  let sampled = 0;
+  const sampler = setInterval(() => (sampled = Math.max(sampled, kb('VmRSS'))), 50);
+  const started = Date.now();
+  try {
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async (_, i) => {
+        const dir = await mkdtemp(join(work, 'concurrent-'));
+        await writeFile(join(dir, 'Dockerfile'), `FROM ${baseRef}\nRUN echo shared > /shared && sleep 1\nRUN echo client ${i} > /mine\n`);
+        await bktd.client({ localDirs: { context: dir, dockerfile: dir }, frontend: 'dockerfile.v0', frontendAttrs: { filename: 'Dockerfile' }, exporters: [{ Type: 'image', Attrs: { name: `bench/concurrent:${i}` } }] });
+      }),
+    );
+  } finally {
+    clearInterval(sampler);
+  }
+  return { wall: Date.now() - started, before, sampled, peak: kb('VmHWM') };
+}
+
+const work = await mkdtemp(join(tmpdir(), 'bkt-bench-daemon-'));
+const registry = await testkit.startRegistry();
+const builders = [];
+let baseRef;
+try {
+  baseRef = (await testkit.pushBusyboxImage(registry, 'busybox')).reference;
+  const clientMs = [];
+  const bktd = await bktdBuilder(work, clientMs);
+  builders.push(bktd);
+  if (!args['skip-docker']) builders.push(await dockerBuilder(work, registry.host, baseRef));
+  const buildkitd = await run('sh', ['-c', 'command -v buildkitd']).then(
+    (r) => r.stdout.trim(),
+    () => undefined,
+  );
+
+  const results = {};
+  for (const b of builders) {
+    const before = clientMs.length;
+    results[b.name] = await measure(b, work);
+    if (b === bktd) results[b.name].client = clientMs.slice(before);
+  }
+
+  console.log(`\n${FILES}-file context, Dockerfile FROM busybox + COPY . /ctx; wall time of each client process (ms);`);
+  console.log(`best and median of ${RUNS} run(s); ratio = bkt / peer on the best (lower is better for bkt; goals: warm ≤ 0.5, incremental ≤ 0.8)\n`);
+  const peers = builders.slice(1).map((b) => b.name);
+  const header = ['phase', 'bktd best', 'bktd median', ...peers.flatMap((p) => [`${p} best`, `${p} median`, 'ratio'])];
+  const rows = [header];
+  for (const phase of ['warm', 'incremental']) {
+    const mine = results.bktd[phase];
+    rows.push([phase, best(mine).toFixed(0), median(mine).toFixed(0), ...peers.flatMap((p) => [best(results[p][phase]).toFixed(0), median(results[p][phase]).toFixed(0), (best(mine) / best(results[p][phase])).toFixed(2)])]);
+  }
+  const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '));
+  const c = results.bktd.client;
+  console.log(`\nbktd's client, from its start to the Solve's answer (node's start-up excluded): cold ${c[0]} ms, warm best ${best(c.slice(1, 1 + RUNS))} ms, incremental best ${best(c.slice(1 + RUNS))} ms`);
+  console.log(buildkitd ? `buildkitd at ${buildkitd}: not measured by this script yet` : 'buildkitd: not installed here (the peer is dockerd\'s BuildKit)');
+
+  const conc = await concurrent(bktd, work);
+  console.log(
+    `\n${CLIENTS} concurrent client processes on bktd: all done in ${conc.wall} ms; bktd RSS ${(conc.before / 1024).toFixed(0)} MB before, ${(conc.sampled / 1024).toFixed(0)} MB at most while they ran (sampled every 50 ms), peak since start (VmHWM) ${(conc.peak / 1024).toFixed(0)} MB`,
+  );
+} finally {
+  for (const b of builders) await b.close().catch((err) => console.error(`closing ${b.name}: ${err.message}`));
+  await registry.stop();
+  await rm(work, { recursive: true, force: true }).catch(() => undefined);
+}
