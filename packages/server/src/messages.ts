@@ -1,23 +1,12 @@
 /**
- * Translations between bkt's domain values (progress events, usage records,
- * history records) and control.proto's messages, field by field as BuildKit
- * fills them.
+ * Translations between bkt's domain values (usage records, history records)
+ * and control.proto's messages, field by field as BuildKit fills them.
+ * Progress events ⇄ StatusResponse live in @bkt/session (the CLI reads them back).
  */
 import type * as control from '@bkt/api/control';
-import type { ProgressEvent, UsageRecord } from '@bkt/core';
+import type { UsageRecord } from '@bkt/core';
+import { timestamp } from '@bkt/session';
 import type { BuildHistoryRecord } from '@bkt/solver';
-
-type Timestamp = NonNullable<control.UsageRecord['CreatedAt']>;
-
-/** google.protobuf.Timestamp of a date. */
-export function timestamp(d: Date): Timestamp;
-export function timestamp(d: Date | undefined): Timestamp | undefined;
-export function timestamp(d: Date | undefined): Timestamp | undefined {
-  if (!d) return undefined;
-  const ms = d.getTime();
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
-}
 
 /** A usage record as `buildctl du` receives it. */
 export function usageRecordMessage(u: UsageRecord): control.UsageRecord {
@@ -37,59 +26,6 @@ export function usageRecordMessage(u: UsageRecord): control.UsageRecord {
   };
 }
 
-/** Progress events as one StatusResponse (vertexes, statuses, logs and warnings, each in the order they happened). */
-export function statusResponse(events: readonly ProgressEvent[]): control.StatusResponse {
-  const out: control.StatusResponse = { vertexes: [], statuses: [], logs: [], warnings: [] };
-  for (const e of events) {
-    switch (e.type) {
-      case 'vertex': {
-        const v = e.vertex;
-        out.vertexes.push({
-          digest: v.digest,
-          inputs: v.inputs,
-          name: v.name,
-          cached: v.cached,
-          started: timestamp(v.started),
-          completed: timestamp(v.completed),
-          error: v.error ?? '',
-          progressGroup: v.progressGroup ? { id: v.progressGroup.id, name: v.progressGroup.name, weak: v.progressGroup.weak ?? false } : undefined,
-        });
-        break;
-      }
-      case 'status': {
-        const s = e.status;
-        out.statuses.push({
-          ID: s.id,
-          vertex: s.vertex,
-          name: s.name,
-          current: s.current,
-          total: s.total,
-          timestamp: timestamp(s.timestamp),
-          started: timestamp(s.started),
-          completed: timestamp(s.completed),
-        });
-        break;
-      }
-      case 'log':
-        out.logs.push({ vertex: e.log.vertex, timestamp: timestamp(e.log.timestamp), stream: e.log.stream, msg: Buffer.from(e.log.msg) });
-        break;
-      case 'warning': {
-        const w = e.warning;
-        out.warnings.push({
-          vertex: w.vertex,
-          level: w.level,
-          short: Buffer.from(w.short),
-          detail: w.detail.map((d) => Buffer.from(d)),
-          url: w.url ?? '',
-          info: undefined,
-          ranges: (w.ranges ?? []).map((r) => ({ start: { ...r.start }, end: { ...r.end } })),
-        });
-        break;
-      }
-    }
-  }
-  return out;
-}
 
 /** google.rpc.Code of a bkt error code (as the gRPC status of the failed Solve). */
 const RPC_CODE: Record<string, number> = {

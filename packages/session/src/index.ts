@@ -34,4 +34,4 @@ export {
 export { goModeOf, stModeOf } from './filemode.js';
 
 // Both ends: a build's progress as Control.Status streams it.
-export { statusResponse, progressEvents } from './progress.js';
+export { statusResponse, progressEvents, timestamp } from './progress.js';
