@@ -109,6 +109,12 @@ export interface OutputDir {
 export interface OutputOptions {
   /** Names the output in errors, e.g. `tar exporter: dest`. */
   what: string;
+  /**
+   * The index of the exporter writing it in the solve request's `exporters`
+   * (BuildKit's exporter id): set by the solver, so a client serving several
+   * outputs of one type knows which this is. Exporters need not set it.
+   */
+  exporter?: number;
 }
 
 /** Registry credentials the client holds (the session's Auth service). */

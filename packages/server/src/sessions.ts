@@ -32,7 +32,7 @@ export function daemonSessions(opts: { tempDir?: string } = {}): DaemonSessions 
         localDirNames: build.localDirNames,
         signal: build.signal,
         ...(opts.tempDir ? { tempDir: opts.tempDir } : {}),
-        outputTarget: ({ what }) => ({ id: exporterIndex(build, what) }),
+        outputTarget: ({ what, exporter }) => ({ id: exporter ?? exporterIndex(build, what) }),
       });
     },
     closeAll: () => manager.closeAll(),
@@ -40,9 +40,9 @@ export function daemonSessions(opts: { tempDir?: string } = {}): DaemonSessions 
 }
 
 /**
- * The index of the exporter an output belongs to (the client's target id):
- * the first exporter whose type starts the output's description (`local
- * exporter`, `tar exporter: dest`), else the first.
+ * The index of an output's exporter when the solver did not say
+ * (`OutputOptions.exporter`): the first exporter whose type starts the
+ * output's description (`local exporter`, `tar exporter: dest`), else the first.
  */
 function exporterIndex(build: SessionBuild, what: string): number {
   const type = what.split(/[\s:]/, 1)[0];

@@ -10,6 +10,7 @@ import {
   createBuildScope,
   type Attestation,
   type Attrs,
+  type BuildClient,
   type CacheBackend,
   type Registry,
   IMAGE_RESOLVE_MODES,
@@ -172,7 +173,9 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     if (exporters.length > 0) {
       await hooks.beforeExport.promise(result, { buildId, exporters: (req.exporters ?? []).map((e) => ({ type: e.type, attrs: e.attrs })) });
       for (const [i, { type, instance }] of exporters.entries()) {
-        const response = await buildStep(build, `exporting to ${type}`, `${buildId}/export/${i}`, (ctx) => instance.export(result, ctx));
+        const response = await buildStep(build, `exporting to ${type}`, `${buildId}/export/${i}`, (ctx) =>
+          instance.export(result, { ...ctx, client: clientOfExporter(ctx.client, i) }),
+        );
         Object.assign(exporterResponse, response);
       }
     }
@@ -364,6 +367,20 @@ function isResolveMode(mode: string): mode is ImageResolveMode {
 }
 
 /** Runs a build-level step (an export, an image-config lookup) as its own progress vertex, like BuildKit's "exporting to …". */
+/** The build's client as exporter `index` sees it: its outputs are tagged with its index (`OutputOptions.exporter`). */
+function clientOfExporter(client: BuildClient, index: number): BuildClient {
+  return {
+    secrets: client.secrets,
+    ssh: client.ssh,
+    localDirNames: () => client.localDirNames(),
+    localDir: (name) => client.localDir(name),
+    credentials: (host) => client.credentials(host),
+    openFile: (dest, o) => client.openFile(dest, { ...o, exporter: index }),
+    openStdout: (o) => client.openStdout({ ...o, exporter: index }),
+    openDir: (dest, o) => client.openDir(dest, { ...o, exporter: index }),
+  };
+}
+
 async function buildStep<T>(build: Build, name: string, seed: string, fn: (ctx: ReturnType<Build['context']>) => Promise<T>): Promise<T> {
   const digest = digestOf(new TextEncoder().encode(seed));
   const started = new Date();

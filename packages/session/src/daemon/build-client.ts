@@ -26,7 +26,7 @@ export interface SessionBuildClientOptions {
    * are the client's targets by index; a daemon maps each exporter's
    * output here (default: target 0 for everything).
    */
-  outputTarget?(output: { kind: 'dir' | 'file' | 'stdout'; dest?: string; what: string }): OutputTargetRef;
+  outputTarget?(output: { kind: 'dir' | 'file' | 'stdout'; dest?: string; what: string; exporter?: number }): OutputTargetRef;
   /** Cancels the client calls of the build (default: the session's own lifetime). */
   signal?: AbortSignal;
   /** Where the SSH agent sockets are made (default: the OS temp dir). */
@@ -43,7 +43,7 @@ export function sessionBuildClient(session: Session, opts: SessionBuildClientOpt
   const dirs = new Map<string, SessionLocalDir>();
   const ssh = sessionSshAgents(session, { tempDir: opts.tempDir });
   const signal = opts.signal ? AbortSignal.any([opts.signal, session.signal]) : session.signal;
-  const targetOf = (kind: 'dir' | 'file' | 'stdout', dest: string | undefined, o: OutputOptions) => opts.outputTarget?.({ kind, dest, what: o.what }) ?? { id: 0 };
+  const targetOf = (kind: 'dir' | 'file' | 'stdout', dest: string | undefined, o: OutputOptions) => opts.outputTarget?.({ kind, dest, what: o.what, ...(o.exporter !== undefined ? { exporter: o.exporter } : {}) }) ?? { id: 0 };
 
   return {
     localDirNames: () => [...names],
