@@ -148,9 +148,10 @@ describe('fuzzed Session calls (fixed seed)', () => {
   function session(headers: Record<string, string | string[]>, messages: Buffer[], opts: { raw?: boolean; limitMs?: number; afterReply?: boolean } = {}): Promise<Ended | 'open'> {
     const md = new grpc.Metadata();
     for (const [k, v] of Object.entries(headers)) for (const value of [v].flat()) md.add(k, value);
-    const call: grpc.ClientDuplexStream<Buffer | control.BytesMessage, unknown> = opts.raw
-      ? rpc.raw.makeBidiStreamRequest('/moby.buildkit.v1.Control/Session', (b: Buffer) => b, (b: Buffer) => b, md)
-      : (rpc.raw.session(md) as unknown as grpc.ClientDuplexStream<control.BytesMessage, unknown>);
+    // Raw: the message bytes as they are, whatever they decode to.
+    const call = (
+      opts.raw ? rpc.raw.makeBidiStreamRequest('/moby.buildkit.v1.Control/Session', (b: Buffer) => b, (b: Buffer) => b, md) : rpc.raw.session(md)
+    ) as grpc.ClientDuplexStream<Buffer | control.BytesMessage, unknown>;
     const started = Date.now();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
@@ -181,7 +182,7 @@ describe('fuzzed Session calls (fixed seed)', () => {
   };
 
   it('random bytes instead of HTTP/2: each call ends with a status', async () => {
-    const outcomes = [];
+    const outcomes: (Ended | 'open')[] = [];
     for (let i = 0; i < 30; i++) {
       const messages = Array.from({ length: 1 + int(3) }, () => bytes(9 + int(2048)));
       outcomes.push(await session({ 'x-docker-expose-session-uuid': newId() }, messages));
@@ -190,7 +191,7 @@ describe('fuzzed Session calls (fixed seed)', () => {
   });
 
   it('random frames after the client\'s SETTINGS: each call ends with a status', async () => {
-    const outcomes = [];
+    const outcomes: (Ended | 'open')[] = [];
     for (let i = 0; i < 30; i++) {
       const frames = [SETTINGS];
       for (let f = int(4); f > 0; f--) {
@@ -205,7 +206,7 @@ describe('fuzzed Session calls (fixed seed)', () => {
   });
 
   it('corrupted BytesMessages, first or after the handshake: each call ends with a status', async () => {
-    const outcomes = [];
+    const outcomes: (Ended | 'open')[] = [];
     for (let i = 0; i < 30; i++) {
       // Field 1 (data) announcing more bytes than follow, or an invalid wire type: never a BytesMessage.
       const broken = i % 2 === 0 ? Buffer.concat([Buffer.from([0x0a, 0x80 + int(127), 0x01 + int(100)]), bytes(int(32))]) : Buffer.concat([Buffer.from([0x0f]), bytes(int(32))]);
@@ -223,14 +224,14 @@ describe('fuzzed Session calls (fixed seed)', () => {
     const holder = openSession(rpc.raw, createHostClient({}), { id: live });
     try {
       await waitForSession(live);
-      const refused = [
+      const refused: { headers: Record<string, string>; code: grpc.status }[] = [
         { headers: {}, code: grpc.status.INVALID_ARGUMENT },
         { headers: { 'x-docker-expose-session-uuid': '' }, code: grpc.status.INVALID_ARGUMENT },
         { headers: { 'x-docker-expose-session-uuid': live }, code: grpc.status.ALREADY_EXISTS },
       ];
       for (const { headers, code } of refused) expect(await session(headers, []), JSON.stringify(headers)).toMatchObject({ code });
       // Accepted (the daemon cannot tell them from a client that is slow to speak); they end when their client goes.
-      const odd = [
+      const odd: Record<string, string | string[]>[] = [
         { 'x-docker-expose-session-uuid': 'x'.repeat(4096) },
         { 'x-docker-expose-session-uuid': '../../../etc/passwd' },
         { 'x-docker-expose-session-uuid': newId(), 'x-docker-expose-session-sharedkey': 'k'.repeat(4096) },
