@@ -53,6 +53,8 @@ done
 
 # End of file: the owner is gone.
 stop_containers() {
+  # No state directory, no containers (and runc list would create it, after its owner removed the store).
+  [ -d "$root" ] || return 0
   for id in $("$runc" --root "$root" list -q 2>/dev/null); do
     ours "$id" || continue
     "$runc" --root "$root" kill "$id" KILL >/dev/null 2>&1
