@@ -80,6 +80,9 @@ interface HostExclusions {
 }
 
 function hostLocalDir(name: string, dir: string, exclusions: HostExclusions): ClientLocalDir {
+  // The directory's own real path, resolved once: each read compares its parent against it.
+  let root: Promise<string> | undefined;
+  const realRoot = () => (root ??= realpath(dir).catch(() => dir));
   return {
     name,
     syncKey: createHash('sha256').update(`host:${dir}`).digest('hex'),
@@ -93,7 +96,7 @@ function hostLocalDir(name: string, dir: string, exclusions: HostExclusions): Cl
       // no path through a symlink, no symlink, FIFO (O_NONBLOCK: never waits for a writer) or device.
       const parent = dirname(abs);
       const real = await realpath(parent).catch(() => undefined);
-      if (real === undefined || real !== join(await realpath(dir).catch(() => dir), relative(dir, parent))) throw notFound(name, path);
+      if (real === undefined || real !== join(await realRoot(), relative(dir, parent))) throw notFound(name, path);
       let handle;
       try {
         handle = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);

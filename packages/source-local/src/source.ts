@@ -161,13 +161,7 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
         if (reused) return reused;
         // Whatever is not staged is read now: the directory must still be as the stat pass saw it.
         const now = await collect(dir.stat(selection, c.signal));
-        if (!sameEntries(now, s.entries)) {
-          throw new BktError(
-            'INVALID_ARGUMENT',
-            `local source "${name}": files in the client directory changed while the build was reading them; build again`,
-            { name },
-          );
-        }
+        if (!sameEntries(now, s.entries)) throw changedWhileReading(name);
         return makeSnapshot(dir, ns, recordId, s, c, keepOwners);
       }
     },
@@ -289,6 +283,11 @@ async function receive(dir: ClientLocalDir, path: string, file: string, signal: 
   return `sha256:${h.digest('hex')}`;
 }
 
+/** The directory no longer holds what the cache key was computed from. */
+function changedWhileReading(name: string): BktError {
+  return new BktError('INVALID_ARGUMENT', `local source "${name}": files in the client directory changed while the build was reading them; build again`, { name });
+}
+
 function sameEntries(a: FileStat[], b: FileStat[]): boolean {
   if (a.length !== b.length) return false;
   return a.every((x, i) => {
@@ -375,10 +374,6 @@ async function fill(root: string, dir: ClientLocalDir, s: Sync, previous: Mounte
   const setOwner = async (path: string, e: FileStat) => {
     if (isRoot) await lchown(path, keepOwners ? e.uid : 0, keepOwners ? e.gid : 0);
   };
-  const changed = () =>
-    new BktError('INVALID_ARGUMENT', `local source "${dir.name}": files in the client directory changed while the build was reading them; build again`, {
-      name: dir.name,
-    });
   // The snapshot's root keeps the snapshotter's mode and owner, as BuildKit's file sync does.
   const dirs: { path: string; e: FileStat }[] = [];
   for (const e of s.entries) {
@@ -399,7 +394,7 @@ async function fill(root: string, dir: ClientLocalDir, s: Sync, previous: Mounte
       const expected = s.digests.get(e.path)!;
       if (staged) await rename(staged, target).catch(() => copyFile(staged, target));
       else if (previous) await copyFile(join(previous.path, e.path), target, constants.COPYFILE_FICLONE);
-      else if ((await receive(dir, e.path, target, signal)) !== expected) throw changed();
+      else if ((await receive(dir, e.path, target, signal)) !== expected) throw changedWhileReading(dir.name);
       await setOwner(target, e);
       await chmod(target, e.mode & 0o7777);
       await utimes(target, mtime, mtime);
