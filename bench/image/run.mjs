@@ -21,15 +21,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-let storePkg, sourcePkg, exporterPkg, registryTesting, coreTesting, fsutilPkg;
+let storePkg, sourcePkg, exporterPkg, registryTesting, coreTesting, fsutilPkg, ociPkg;
 try {
-  [storePkg, sourcePkg, exporterPkg, registryTesting, coreTesting, fsutilPkg] = await Promise.all([
+  [storePkg, sourcePkg, exporterPkg, registryTesting, coreTesting, fsutilPkg, ociPkg] = await Promise.all([
     import('@bkt/store'),
     import('@bkt/source-image'),
     import('@bkt/exporter-oci'),
     import('@bkt/registry/testing'),
     import('@bkt/core/testing'),
     import('@bkt/fsutil'),
+    import('@bkt/oci'),
   ]);
 } catch (err) {
   console.error(`bench/image needs the built packages: run \`npm run build\` first.\n(${err.message})`);
@@ -37,7 +38,8 @@ try {
 }
 const { Store } = storePkg;
 const { ImageSource } = sourcePkg;
-const { createImageExporters, snapshotLayer } = exporterPkg;
+const { createImageExporters } = exporterPkg;
+const { snapshotLayer } = ociPkg;
 const { startRegistry } = registryTesting;
 const { testBuildContext } = coreTesting;
 const { createHostClient } = fsutilPkg;

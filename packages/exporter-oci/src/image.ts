@@ -29,9 +29,9 @@ import {
   type ImageConfig,
   type ImageHistory,
   readLayerRecord,
+  snapshotLayer,
 } from '@bkt/oci';
 import type { Annotation, ExportOptions } from './attrs.js';
-import { snapshotLayer } from './layer.js';
 import { configMediaType, convertLayerMediaType, indexMediaType, manifestMediaType } from './media.js';
 
 /** Where the frontend puts the image config of a single-platform result. */

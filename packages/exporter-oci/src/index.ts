@@ -2,22 +2,19 @@
  * @bkt/exporter-oci: the `image` (local image store, registry push), `oci`
  * (OCI image layout) and `docker` (docker archive) exporters, and the pieces
  * other exporters reuse to export images (`buildImage`, `resultPlatforms`,
- * `writeOciLayout`, `layerTar`).
+ * `writeOciLayout`). Layer tars of snapshots are `@bkt/oci`'s `snapshotLayer`.
  */
 import type { BktPlugin } from '@bkt/core';
 import { createImageExporters, type ImageExportersOptions } from './exporters.js';
 
 // The public surface: the plugin and its options, the exporters themselves
-// (for a caller that registers them its own way), and snapshotLayer (a
-// snapshot's layer into the content store; bench/image times it), and the
+// (for a caller that registers them its own way), and the
 // stored images (list, remove, save as a tar) for `bkt images`. Attrs, image
 // building, layouts and push are internal.
 export { createImageExporters } from './exporters.js';
 export { canonicalImageName, listStoredImages, removeStoredImage, saveStoredImage } from './stored.js';
 export type { ImageStore, SaveOptions, StoredImage } from './stored.js';
 export type { ImageExportersOptions } from './exporters.js';
-export { snapshotLayer } from './layer.js';
-export type { Layer, LayerOptions } from './layer.js';
 
 /**
  * The plugin. An export not given `source-date-epoch` takes the result's

@@ -1,8 +1,9 @@
 /**
  * @bkt/oci: the OCI facts bkt's packages share — platforms, image references,
  * media types, descriptors, manifests and image configs, digests, and layer
- * compression. One implementation of each; no I/O beyond the compression
- * streams.
+ * compression, layer tars: a snapshot's layer (`snapshotLayer`) and a layer
+ * applied onto a tree (`unpackLayer`), shared by the image source and
+ * exporters and the cache backends. One implementation of each.
  */
 export { compatiblePlatforms, formatPlatform, hostPlatform, normalizePlatform, parsePlatform, platformMatcher } from './platform.js';
 export type { PlatformMatcher } from './platform.js';
@@ -17,3 +18,7 @@ export { compress, compressionOfMediaType, decompress, detectCompression } from 
 export type { Compression } from './compression.js';
 export { addLayerSource, chainIds, listImageRecords, readImageRecord, readLayerRecord, removeImageRecord, snapshotForChain, writeImageRecord, writeLayerRecord } from './image-store.js';
 export type { ImageRecord, LayerRecord } from './image-store.js';
+export { layerTar, snapshotLayer } from './layer.js';
+export type { Layer, LayerOptions } from './layer.js';
+export { unpackLayer } from './unpack.js';
+export type { UnpackOptions } from './unpack.js';

@@ -11,8 +11,6 @@ import { ImageSource, type ImageSourceOptions } from './source.js';
 
 export { ImageSource } from './source.js';
 export type { ImageSourceOptions, ResolveMode } from './source.js';
-export { unpackLayer } from './unpack.js';
-export type { UnpackOptions } from './unpack.js';
 
 /**
  * The plugin. Its source is also the build's `ImageConfigResolver` (see

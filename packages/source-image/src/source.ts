@@ -51,11 +51,11 @@ import {
   chainIds,
   readImageRecord,
   snapshotForChain,
+  unpackLayer,
   writeLayerRecord,
 } from '@bkt/oci';
 import { RegistryClient, buildClientCredentials, staticCredentials, type RegistrySettings } from '@bkt/registry';
 import { contentBlobs, layoutBlobs, layoutDir, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
-import { unpackLayer } from './unpack.js';
 
 export type ResolveMode = ImageResolveMode;
 

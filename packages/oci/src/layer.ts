@@ -27,8 +27,11 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { BktError, type BuildContext, type Digest, type Snapshot } from '@bkt/core';
-import { compress, digesting, type Compression, type Descriptor } from '@bkt/oci';
-import { layerMediaType } from './media.js';
+import { compress, type Compression } from './compression.js';
+import { digesting } from './digest.js';
+import { MediaType, type Descriptor } from './media-types.js';
+
+const OCI_LAYER: Record<Compression, string> = { gzip: MediaType.OciLayerGzip, zstd: MediaType.OciLayerZstd, uncompressed: MediaType.OciLayer };
 
 export interface LayerOptions {
   compression: Compression;
@@ -159,7 +162,7 @@ export async function snapshotLayer(snapshot: Snapshot, ctx: Pick<BuildContext, 
   // The snapshot keeps the blob: a prune removes it only with the snapshot (or when no image name holds it).
   await ctx.content.addRef?.(digest, { snapshot: snapshot.id });
   const layer: Layer = {
-    descriptor: { mediaType: layerMediaType(opts.compression, true), digest, size },
+    descriptor: { mediaType: OCI_LAYER[opts.compression], digest, size },
     diffId: plain.digest(),
   };
   await mkdir(join(ctx.root, 'exporter-oci', 'layers'), { recursive: true });

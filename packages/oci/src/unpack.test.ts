@@ -8,7 +8,7 @@ import tar from 'tar-stream';
 import { isBktError, type Snapshot } from '@bkt/core';
 import { openTestContext, type TestContext } from '@bkt/store/testing';
 import { unpackLayer } from './unpack.js';
-import { decompress } from '@bkt/oci';
+import { decompress } from './compression.js';
 
 /** A tar made by GNU tar from a directory tree. */
 function gnuTar(dir: string): Buffer {
