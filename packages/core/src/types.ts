@@ -7,7 +7,7 @@
  * the wire.
  */
 
-import type { BuildClient } from './client.js';
+import type { BuildClient, FileStat } from './client.js';
 
 /** An OCI content digest, `sha256:<64 hex>`. */
 export type Digest = `sha256:${string}`;
@@ -476,10 +476,52 @@ export interface WarnOptions {
   level?: number;
 }
 
-/** What a frontend may ask of the solver (a subset of the gateway's LLBBridge). */
+/** A byte range of `FrontendBridge.readFile` (the gateway's `FileRange`). */
+export interface FileRange {
+  offset: number;
+  /** Bytes to read from `offset`; undefined: to the end of the file. */
+  length?: number;
+}
+
+/**
+ * What a frontend may ask of the solver: the domain side of the gateway's
+ * LLBBridge (`@bkt/frontend-gateway` translates its messages to these calls).
+ *
+ * Results are snapshots the build holds until it ends, so a frontend may
+ * read them (`readFile`, `readDir`, `statFile`) or return them at any time
+ * during the build. Every path is resolved inside the result's root, as in a
+ * chroot: `..` and symlinks (absolute ones too) never leave it.
+ */
 export interface FrontendBridge {
-  /** Solves a marshalled `pb.Definition`; returns the result. */
+  /**
+   * Solves a marshalled `pb.Definition`; returns the result (evaluated: its
+   * snapshot exists). Exec ops are checked against the build's entitlements
+   * as the client's own definitions are (`PERMISSION_DENIED` naming the
+   * entitlement): a frontend never obtains what the client did not grant.
+   */
   solve(definition: Uint8Array): Promise<BuildResult>;
+  /**
+   * Runs the frontend registered as `name` (`dockerfile.v0`, `gateway.v0`, …)
+   * in this build, with `attrs` and `inputs` (marshalled definitions, its
+   * `bridge.inputs`); returns its result with its metadata. As the gateway's
+   * Solve with `Frontend` set (the Dockerfile frontend's `# syntax=` forwarding).
+   */
+  solveFrontend(name: string, attrs: Attrs, inputs?: Readonly<Record<string, Uint8Array>>): Promise<BuildResult>;
+  /**
+   * The bytes of file `path` of a result (symlinks followed inside its root),
+   * or of `range`. `NOT_FOUND` naming the path when it does not exist,
+   * `INVALID_ARGUMENT` when it is not a regular file. A null ref (an empty
+   * result) holds no file.
+   */
+  readFile(ref: Snapshot | null, path: string, range?: FileRange): Promise<Uint8Array>;
+  /**
+   * The entries directly under directory `path` of a result, sorted by name,
+   * each `path` its name; `include` (a Docker path pattern, e.g. `*.json`)
+   * keeps only the names it matches.
+   */
+  readDir(ref: Snapshot | null, path: string, include?: string): Promise<FileStat[]>;
+  /** The stat of `path` of a result (symlinks followed inside its root); its `path` is as asked. */
+  statFile(ref: Snapshot | null, path: string): Promise<FileStat>;
   /**
    * Resolves an image's config (as LLBBridge.ResolveImageConfig) through the
    * registered `docker-image` source. A bare `Platform` as second argument is

@@ -31,6 +31,7 @@ import {
 } from '@bkt/core';
 import type { CacheOptionsEntry, PruneOptions, SolveRequest, SolveResponse, Solver, SolverOptions } from './api.js';
 import { Build, type Engine } from './build.js';
+import { readResultDir, readResultFile, statResultFile } from './bridge-files.js';
 import { digestOf } from './definition.js';
 import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
 import { vertexWriter } from './progress.js';
@@ -272,6 +273,13 @@ async function runFrontend(
   const bridge: FrontendBridge = {
     inputs: Object.freeze({ ...inputs }),
     solve: async (definition) => ({ ref: await build.solve(await build.load(definition)), metadata: {} }),
+    solveFrontend: async (name, subAttrs, subInputs) => {
+      const sub = engine.bkt.registries.frontends.require(name);
+      return withSourceDateEpoch(await runFrontend(engine, build, sub, { ...subAttrs }, { ...(subInputs ?? {}) }, clientSignal), subAttrs);
+    },
+    readFile: (ref, path, range) => readResultFile(ref, path, range),
+    readDir: (ref, path, include) => readResultDir(ref, path, include),
+    statFile: (ref, path) => statResultFile(ref, path),
     resolveImageConfig: (ref, opts) => resolveImageConfig(engine, build, ref, opts),
     warn: (vertex, short, detail, opts) => {
       // A vertex the client has not seen (the frontend's digest for its source file) is shown first.
