@@ -11,6 +11,23 @@ export { resolvePlugins } from './resolve-plugins.js';
 export { composePlugins, definePreset, type BktPreset } from './preset.js';
 export { Pacer } from './pacer.js';
 export { IMAGE_RESOLVE_MODES, isImageConfigResolver } from './image-config.js';
+export {
+  failedExecOf,
+  isContainerProvider,
+  signalNumber,
+  withFailedExec,
+  SIGNAL_NUMBERS,
+  type ContainerNetworkMode,
+  type ContainerProcess,
+  type ContainerProcessIO,
+  type ContainerProcessSpec,
+  type ContainerProvider,
+  type ContainerSecurityMode,
+  type FailedExec,
+  type InteractiveContainer,
+  type NewContainerRequest,
+  type TerminalSize,
+} from './container.js';
 export { requireRecords } from './records.js';
 export {
   emptyClient,

@@ -8,6 +8,7 @@
  */
 
 import type { BuildClient, FileStat } from './client.js';
+import type { InteractiveContainer, NewContainerRequest } from './container.js';
 
 /** An OCI content digest, `sha256:<64 hex>`. */
 export type Digest = `sha256:${string}`;
@@ -390,16 +391,24 @@ export interface ExporterInstance {
 /** A cache export requested by a solve (control.proto's `CacheOptionsEntry` of `CacheOptions.Exports`). */
 export interface CacheExporterInstance {
   /**
-   * Exports the cache of the build that produced `result`; called after the
-   * build's exporters. Returns response keys (merged into the exporter response).
+   * Exports `chain`, the cache of the build that produced `result`; called
+   * after the build's exporters. Returns response keys (merged into the
+   * exporter response, e.g. `cache.manifest`).
    */
-  export(result: BuildResult, ctx: BuildContext): Promise<Record<string, string>>;
+  export(chain: CacheChain, result: BuildResult, ctx: BuildContext): Promise<Record<string, string>>;
+  /**
+   * An exporter that lives in the exported image (`inline`): the bytes the
+   * image exporters put in the image config (`INLINE_CACHE_CONFIG_KEY`),
+   * made before they run and handed to them in the result's metadata
+   * (`INLINE_CACHE_METADATA_KEY`). Its results index the final result's layers.
+   */
+  inline?(chain: CacheChain, result: BuildResult, ctx: BuildContext): Promise<Uint8Array | undefined>;
 }
 
 /** A cache import requested by a solve (a `CacheOptionsEntry` of `CacheOptions.Imports`). */
 export interface CacheImporterInstance {
-  /** Loads cache records before the build solves (opaque to core). */
-  load(ctx: BuildContext): Promise<unknown>;
+  /** Reads the import's records (not its layers: a record's result is fetched when the build needs it). */
+  load(ctx: BuildContext): Promise<CacheImport>;
 }
 
 /**
@@ -540,6 +549,14 @@ export interface FrontendBridge {
    * `input:NAME` named contexts). Absent or empty: the request gave none.
    */
   readonly inputs?: Readonly<Record<string, Uint8Array>>;
+  /**
+   * Makes an interactive container (LLBBridge's NewContainer) through the
+   * `exec` executor's `ContainerProvider` capability, over snapshots this
+   * bridge's solves returned (`req.inputs`). It is released when the build
+   * finishes, if not before. `UNIMPLEMENTED` when no registered executor
+   * makes containers.
+   */
+  newContainer?(req: NewContainerRequest): Promise<InteractiveContainer>;
 }
 
 export interface Frontend {
