@@ -22,7 +22,8 @@
  *
  * Product code never imports test helpers (`@bkt/testkit`, a `testing`
  * subpath, `*.test.*` and `*.test-util.*` files, `testing/` and `testdata/`
- * folders), and only api, server, cli and session import `@grpc/grpc-js`.
+ * folders), and only api, server, cli, session and frontend-gateway import
+ * `@grpc/grpc-js`.
  * A package-internal test helper is named `<what-it-is>.test-util.ts` and sits
  * beside the code it serves; no tsup entry reaches it, so it is never in dist.
  * A helper named after another convention (`testutil.ts`, `test-helpers.ts`)
@@ -34,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 
 const FLOORS = ['leaves', 'store', 'engine', 'backends', 'frontends', 'protocols', 'top'];
 const LEAVES = new Set(['core', 'llb', 'oci', 'registry', 'fsutil', 'api']);
-const GRPC_ALLOWED = new Set(['api', 'server', 'cli', 'session']);
+const GRPC_ALLOWED = new Set(['api', 'server', 'cli', 'session', 'frontend-gateway']);
 const PROTOCOLS = new Set(['session']);
 const TEST_HELPER_PACKAGES = new Set(['testkit']);
 
