@@ -1,7 +1,8 @@
 import { BktError, isBktError, readClientFile, type Attrs, type BuildContext, type ClientLocalDir, type Digest, type Frontend, type FrontendBridge, type Platform, type Registries } from '@bkt/core';
 import { parseDockerignore } from '@bkt/fsutil';
 import * as pb from '@bkt/api/pb';
-import { digestOf } from '@bkt/oci';
+import { digestOf, DOCKER_HUB, parseReference } from '@bkt/oci';
+import { parseDirectives } from './parser/index.js';
 import { type FrontendOptions, parseFrontendAttrs } from './convert/attrs.js';
 import { type ImageConfigResolver, type ResolveMode, convertDockerfile } from './convert/convert.js';
 import { answerSubrequest } from './subrequests/index.js';
@@ -46,6 +47,27 @@ export function dockerfileFrontend(): DockerfileFrontend {
         excludes = mainContext ? [] : await readExcludes(opts.filename, source, opts.contextKey, ctx);
       } finally {
         await source.release();
+      }
+
+      // `# syntax=IMAGE` (or the BUILDKIT_SYNTAX build arg) hands the build to that frontend image, as BuildKit's forwardGateway.
+      const syntax = syntaxOf(attrs, text);
+      if (syntax) {
+        if (isOfficialDockerfileFrontend(syntax.ref)) {
+          ctx.progress.log(1, `${syntax.where} ${syntax.ref} is Docker's Dockerfile frontend: building with bkt's built-in dockerfile.v0\n`);
+        } else {
+          ctx.progress.log(1, `${syntax.where} ${syntax.ref}: forwarding the build to gateway.v0\n`);
+          try {
+            return await bridge.solveFrontend('gateway.v0', { ...attrs, source: syntax.ref, cmdline: syntax.cmdline }, bridge.inputs ?? {});
+          } catch (err) {
+            const where = `${filename}:${syntax.line}: ${syntax.where} ${syntax.ref}`;
+            if (!isBktError(err)) throw new BktError('INTERNAL', `${where}: ${(err as Error).message ?? String(err)}`, { file: filename, line: syntax.line }, { cause: err });
+            if (err.details.file === undefined) {
+              err.message = `${where}: ${err.message}`;
+              Object.assign(err.details, { file: filename, line: syntax.line });
+            }
+            throw err;
+          }
+        }
       }
 
       // Base images' configs through the solver (its `docker-image` source); the pinned ref keeps FROM reproducible.
@@ -141,6 +163,35 @@ async function readDockerfile(filename: string, source: DockerfileSource): Promi
     if (text !== undefined) return { text, filename: name };
   }
   throw new BktError('NOT_FOUND', `failed to read dockerfile: open ${filename}: no such file or directory (in ${source.description})`, { file: filename, attribute: 'filename' });
+}
+
+/** The build arg that names the frontend image instead of the `# syntax=` directive (BuildKit's `keySyntaxArg`). */
+export const SYNTAX_BUILD_ARG = 'build-arg:BUILDKIT_SYNTAX';
+
+/**
+ * The frontend image a Dockerfile asks for: the `BUILDKIT_SYNTAX` build arg,
+ * else the `# syntax=` directive (its first word the image, the whole value
+ * the `cmdline`), unless the build is itself a forwarded one (its attrs carry
+ * `cmdline`). Undefined: build it here.
+ */
+export function syntaxOf(attrs: Attrs, text: string): { ref: string; cmdline: string; line: number; where: string } | undefined {
+  if ('cmdline' in attrs) return undefined;
+  const fromArg = attrs[SYNTAX_BUILD_ARG]?.trim();
+  if (fromArg) return { ref: fromArg.split(/\s+/, 1)[0], cmdline: fromArg, line: 1, where: 'BUILDKIT_SYNTAX' };
+  const d = parseDirectives(text).find((x) => x.name === 'syntax');
+  const value = d?.value.trim();
+  if (!d || !value) return undefined;
+  return { ref: value.split(/\s+/, 1)[0], cmdline: value, line: d.line, where: '# syntax=' };
+}
+
+/** Whether `ref` names Docker's official Dockerfile frontend (`docker/dockerfile`, any tag or digest), which bkt implements itself. */
+export function isOfficialDockerfileFrontend(ref: string): boolean {
+  try {
+    const r = parseReference(ref);
+    return r.registry === DOCKER_HUB && r.repository === 'docker/dockerfile';
+  } catch {
+    return false;
+  }
 }
 
 /** `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`. */
