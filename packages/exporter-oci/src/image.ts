@@ -119,49 +119,58 @@ async function chainOf(top: Snapshot | null, ctx: Pick<BuildContext, 'snapshotte
   return chain;
 }
 
+/** Layers computed at once: each one's tar walk and reads overlap the others' compression. */
+const LAYER_CONCURRENCY = 3;
+
 async function layersOf(top: Snapshot | null, ctx: Pick<BuildContext, 'root' | 'content' | 'snapshotter' | 'records'>, opts: ImageBuildOptions): Promise<ImageLayer[]> {
+  const chain = await chainOf(top, ctx);
+  const layers: ImageLayer[] = new Array(chain.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < chain.length; i = next++) layers[i] = await layerOf(chain[i], ctx, opts);
+  };
+  await Promise.all(Array.from({ length: Math.min(LAYER_CONCURRENCY, chain.length) }, worker));
+  return layers;
+}
+
+/** The layer of one snapshot of the chain: the remembered blob, recompressed when force-compression asks for another, or a new one. */
+async function layerOf(s: Snapshot, ctx: Pick<BuildContext, 'root' | 'content' | 'snapshotter' | 'records'>, opts: ImageBuildOptions): Promise<ImageLayer> {
   const clampMtime = opts.rewriteTimestamp ? opts.sourceDateEpoch : undefined;
-  const layers: ImageLayer[] = [];
-  for (const s of await chainOf(top, ctx)) {
-    const rec = await readLayerRecord(requireRecords(ctx, '@bkt/exporter-oci'), s.id);
-    if (rec && (await ctx.content.has(rec.blob.digest))) {
-      const have = compressionOfMediaType(rec.blob.mediaType);
-      if (!opts.forceCompression || have === opts.compression) {
-        layers.push({
-          descriptor: { mediaType: convertLayerMediaType(rec.blob.mediaType, opts.ociMediaTypes), digest: rec.blob.digest, size: rec.blob.size },
-          diffId: rec.diffId,
-          sources: rec.sources,
-          snapshotId: s.id,
-        });
-        continue;
-      }
-      // force-compression: the same tar, compressed as asked.
-      const what = `recompressing ${rec.blob.digest}`;
-      const plain = decompress(createReadStream(ctx.content.path(rec.blob.digest)), what);
-      const { digest, size } = await ctx.content.write(compress(plain, opts.compression, opts.compressionLevel, what));
-      await ctx.content.addRef?.(digest, { snapshot: s.id });
-      layers.push({
-        descriptor: { mediaType: convertLayerMediaType(`application/vnd.oci.image.layer.v1.tar${suffix(opts.compression)}`, opts.ociMediaTypes), digest, size },
+  const rec = await readLayerRecord(requireRecords(ctx, '@bkt/exporter-oci'), s.id);
+  if (rec && (await ctx.content.has(rec.blob.digest))) {
+    const have = compressionOfMediaType(rec.blob.mediaType);
+    if (!opts.forceCompression || have === opts.compression) {
+      return {
+        descriptor: { mediaType: convertLayerMediaType(rec.blob.mediaType, opts.ociMediaTypes), digest: rec.blob.digest, size: rec.blob.size },
         diffId: rec.diffId,
-        sources: [],
+        sources: rec.sources,
         snapshotId: s.id,
-      });
-      continue;
+      };
     }
-    const layer = await snapshotLayer(s, ctx, {
-      compression: opts.compression,
-      compressionLevel: opts.compressionLevel,
-      clampMtime,
-      noCache: opts.noLayerCache,
-    });
-    layers.push({
-      descriptor: { ...layer.descriptor, mediaType: convertLayerMediaType(layer.descriptor.mediaType, opts.ociMediaTypes) },
-      diffId: layer.diffId,
+    // force-compression: the same tar, compressed as asked.
+    const what = `recompressing ${rec.blob.digest}`;
+    const plain = decompress(createReadStream(ctx.content.path(rec.blob.digest)), what);
+    const { digest, size } = await ctx.content.write(compress(plain, opts.compression, opts.compressionLevel, what));
+    await ctx.content.addRef?.(digest, { snapshot: s.id });
+    return {
+      descriptor: { mediaType: convertLayerMediaType(`application/vnd.oci.image.layer.v1.tar${suffix(opts.compression)}`, opts.ociMediaTypes), digest, size },
+      diffId: rec.diffId,
       sources: [],
       snapshotId: s.id,
-    });
+    };
   }
-  return layers;
+  const layer = await snapshotLayer(s, ctx, {
+    compression: opts.compression,
+    compressionLevel: opts.compressionLevel,
+    clampMtime,
+    noCache: opts.noLayerCache,
+  });
+  return {
+    descriptor: { ...layer.descriptor, mediaType: convertLayerMediaType(layer.descriptor.mediaType, opts.ociMediaTypes) },
+    diffId: layer.diffId,
+    sources: [],
+    snapshotId: s.id,
+  };
 }
 
 const suffix = (c: string) => (c === 'gzip' ? '+gzip' : c === 'zstd' ? '+zstd' : '');

@@ -1,13 +1,15 @@
 /**
- * Layer compression: gzip (node:zlib), zstd (the `zstd` program: Node 20's
- * zlib has no zstd and no pure-JS decoder is installed) and none. A stream's
- * compression is told by its magic bytes, so a layer whose media type lies
- * (an uncompressed tar labelled `tar.gzip`) still unpacks.
+ * Layer compression: gzip (node:zlib, chunks compressed in parallel, see
+ * `gzipChunked`), zstd (the `zstd` program: Node 20's zlib has no zstd and no
+ * pure-JS decoder is installed) and none. A stream's compression is told by
+ * its magic bytes, so a layer whose media type lies (an uncompressed tar
+ * labelled `tar.gzip`) still unpacks.
  */
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { Duplex, PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib';
+import { createGunzip, constants as zlibConstants, crc32, deflateRaw, type ZlibOptions } from 'node:zlib';
 import { BktError } from '@bkt/core';
 
 /** How a layer blob is compressed. */
@@ -84,11 +86,128 @@ export function decompress(input: AsyncIterable<Uint8Array>, what: string): Asyn
 /** Compresses `input` with `compression` at `level` (undefined: the tool's default). */
 export function compress(input: AsyncIterable<Uint8Array>, compression: Compression, level: number | undefined, what: string): AsyncIterable<Uint8Array> {
   if (compression === 'uncompressed') return input;
-  const transform =
-    compression === 'gzip'
-      ? createGzip({ level: level ?? zlibConstants.Z_DEFAULT_COMPRESSION })
-      : processStream(ZSTD_BINARY, ['-c', '-q', ...(level !== undefined ? [`-${level}`] : []), ...(level !== undefined && level > 19 ? ['--ultra'] : [])], what);
+  if (compression === 'gzip') return gzipChunked(input, { level });
+  // -T0: a worker per core; zstd's output does not depend on the number of workers (the same bytes as -T1, its default).
+  const transform = processStream(ZSTD_BINARY, ['-c', '-q', '-T0', ...(level !== undefined ? [`-${level}`] : []), ...(level !== undefined && level > 19 ? ['--ultra'] : [])], what);
   return throughTransform(input, transform);
+}
+
+/** The size of the input chunks `gzipChunked` deflates independently. */
+export const GZIP_CHUNK_BYTES = 1024 * 1024;
+/** The window a chunk's deflate is primed with: the last 32 KiB of the chunk before it. */
+const DEFLATE_WINDOW = 32 * 1024;
+
+/** Samples of a chunk tried at level 1 to tell incompressible data (see `incompressible`). */
+const SAMPLES = 4;
+const SAMPLE_BYTES = 16 * 1024;
+/** A chunk whose samples all shrink by less than this fraction is stored, not deflated. */
+const MIN_GAIN = 0.02;
+
+/**
+ * True when `chunk` (of at least SAMPLES × SAMPLE_BYTES) looks incompressible:
+ * SAMPLES slices spread over it, each deflated at level 1 on its own, all
+ * shrink by less than MIN_GAIN. Already-compressed or random data then costs
+ * a copy (stored blocks) instead of a level-6 match search that gains nothing.
+ * A pure function of the chunk's bytes, so the output stays reproducible.
+ */
+async function incompressible(chunk: Buffer, deflateWith: (b: Buffer, o: ZlibOptions) => Promise<Buffer>): Promise<boolean> {
+  if (chunk.length < SAMPLES * SAMPLE_BYTES) return false;
+  const step = Math.floor((chunk.length - SAMPLE_BYTES) / (SAMPLES - 1));
+  const sizes = await Promise.all(
+    Array.from({ length: SAMPLES }, (_, i) => deflateWith(chunk.subarray(i * step, i * step + SAMPLE_BYTES), { level: 1 }).then((b) => b.length)),
+  );
+  return sizes.every((n) => n > SAMPLE_BYTES * (1 - MIN_GAIN));
+}
+
+export interface GzipChunkedOptions {
+  /** zlib level 0..9 (default: zlib's default, 6). */
+  level?: number;
+  /** Chunks deflated at once (default: the machine's parallelism, 2..4); the output does not depend on it. */
+  concurrency?: number;
+}
+
+/**
+ * One gzip stream of `input`, deflated pigz-style: the input is cut every
+ * `GZIP_CHUNK_BYTES` bytes, each chunk is deflated on its own (zlib's async
+ * API, in libuv's thread pool, several at once) with the 32 KiB before it as
+ * its dictionary and ends with a sync flush, the last one with the final
+ * block; the raw deflate pieces, in order, make one deflate stream behind a
+ * gzip header (no name, no mtime, OS unix: the header `createGzip` writes) and
+ * before the CRC-32 and size of the whole input. A chunk that does not
+ * compress (see `incompressible`) is stored.
+ *
+ * The bytes depend only on the input and the level — not on how the input
+ * was split into chunks on arrival, nor on the concurrency — so a layer's
+ * digest is reproducible. An input of at most one chunk gives exactly the
+ * bytes of `createGzip` at the same level (1..9; level 0's stored blocks are
+ * cut where the gzip header shifts them).
+ */
+export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions = {}): AsyncIterable<Uint8Array> {
+  const level = opts.level ?? zlibConstants.Z_DEFAULT_COMPRESSION;
+  const concurrency = Math.max(1, opts.concurrency ?? Math.min(4, Math.max(2, availableParallelism())));
+  const deflateWith = (chunk: Buffer, o: ZlibOptions) =>
+    new Promise<Buffer>((resolve, reject) => deflateRaw(chunk, o, (err, out) => (err ? reject(err) : resolve(out))));
+  const deflate = async (chunk: Buffer, dictionary: Buffer | undefined, last: boolean) => {
+    const chunkLevel = level !== 0 && (await incompressible(chunk, deflateWith)) ? 0 : level;
+    return deflateWith(chunk, { level: chunkLevel, ...(dictionary ? { dictionary } : {}), ...(last ? {} : { finishFlush: zlibConstants.Z_SYNC_FLUSH }) });
+  };
+  return {
+    async *[Symbol.asyncIterator]() {
+      // xfl as zlib sets it: 2 for the best compression, 4 for the fastest.
+      const xfl = level === 9 ? 2 : level >= 0 && level < 2 ? 4 : 0;
+      yield Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3);
+      let crc = 0;
+      let size = 0;
+      let previous: Buffer | undefined;
+      /** Deflates started, in input order; settled ones are yielded from the front. */
+      const inflight: Promise<Buffer>[] = [];
+      // A chunk is known to be the last only when the input ends: each full chunk waits until more input arrives.
+      let pending: Buffer | undefined;
+      const start = (chunk: Buffer, last: boolean) => {
+        const dictionary = previous && previous.length > DEFLATE_WINDOW ? previous.subarray(previous.length - DEFLATE_WINDOW) : previous;
+        const p = deflate(chunk, dictionary, last);
+        p.catch(() => undefined); // awaited in order below
+        inflight.push(p);
+        previous = chunk;
+      };
+      let parts: Buffer[] = [];
+      let partsBytes = 0;
+      try {
+        for await (const piece of input) {
+          if (piece.byteLength === 0) continue; // zlib's crc32 of a buffer without memory is its initial value, 0
+          let buf = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+          crc = crc32(buf, crc);
+          size += buf.length;
+          while (buf.length > 0) {
+            const take = Math.min(buf.length, GZIP_CHUNK_BYTES - partsBytes);
+            // Copied: the producer may reuse its buffer once this loop moves on.
+            parts.push(Buffer.from(buf.subarray(0, take)));
+            partsBytes += take;
+            buf = buf.subarray(take);
+            if (partsBytes === GZIP_CHUNK_BYTES) {
+              if (pending) start(pending, false);
+              pending = Buffer.concat(parts, partsBytes);
+              parts = [];
+              partsBytes = 0;
+            }
+          }
+          while (inflight.length >= concurrency) yield await inflight.shift()!;
+        }
+        if (partsBytes > 0) {
+          if (pending) start(pending, false);
+          pending = Buffer.concat(parts, partsBytes);
+        }
+        start(pending ?? Buffer.alloc(0), true);
+        while (inflight.length > 0) yield await inflight.shift()!;
+      } finally {
+        inflight.length = 0;
+      }
+      const trailer = Buffer.alloc(8);
+      trailer.writeUInt32LE(crc >>> 0, 0);
+      trailer.writeUInt32LE(size % 2 ** 32, 4);
+      yield trailer;
+    },
+  };
 }
 
 /** Pipes `input` through `transform` and yields what comes out; errors on either side surface here. */
