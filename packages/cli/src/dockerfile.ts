@@ -31,6 +31,10 @@ export interface DockerfileFlags {
   ulimit: string[];
   network?: string;
   pull?: boolean;
+  /** `--frontend NAME`: the frontend to solve with (default `dockerfile.v0`; `gateway.v0` runs `--opt source=IMAGE`). */
+  frontend?: string;
+  /** `--opt KEY=VALUE`: frontend attributes as given (as buildctl's), over those the other flags set. */
+  opt?: string[];
 }
 
 /**
@@ -44,6 +48,8 @@ export function hasDockerfileFlags(f: DockerfileFlags): boolean {
     f.target !== undefined ||
     f.shmSize !== undefined ||
     f.network !== undefined ||
+    f.frontend !== undefined ||
+    (f.opt?.length ?? 0) > 0 ||
     !!f.pull ||
     [f.buildArg, f.buildContext, f.secret, f.ssh, f.label, f.noCacheFilter, f.addHost, f.ulimit].some((l) => l.length > 0)
   );
@@ -51,7 +57,8 @@ export function hasDockerfileFlags(f: DockerfileFlags): boolean {
 
 /** A prepared frontend solve; `close()` removes the stdin Dockerfile's temp dir and stops started ssh-agents. */
 export interface DockerfileSolve {
-  frontend: 'dockerfile.v0';
+  /** `dockerfile.v0`, or the `--frontend` flag's. */
+  frontend: string;
   frontendAttrs: Attrs;
   localDirs: Record<string, string>;
   entitlements: string[];
@@ -148,6 +155,15 @@ export async function prepareDockerfileSolve(flags: DockerfileFlags, input: Dock
       attrs['force-network-mode'] = mode;
     }
 
+    for (const [k, v] of Object.entries(parseKeyValues(flags.opt ?? [], '--opt'))) attrs[k] = v;
+    const frontend = flags.frontend ?? 'dockerfile.v0';
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(frontend)) {
+      throw new BktError('INVALID_ARGUMENT', `--frontend ${frontend}: expected a frontend name such as dockerfile.v0 or gateway.v0`, { attribute: 'frontend' });
+    }
+    if (frontend === 'gateway.v0' && !attrs.source) {
+      throw new BktError('INVALID_ARGUMENT', '--frontend gateway.v0 needs the frontend image: --opt source=IMAGE', { attribute: 'opt' });
+    }
+
     const entitlements = parseEntitlements(flags.allow);
 
     const secrets = await loadSecrets(
@@ -158,7 +174,7 @@ export async function prepareDockerfileSolve(flags: DockerfileFlags, input: Dock
       flags.ssh.map((s) => parseSsh(s, input.cwd)),
       env,
     );
-    return { frontend: 'dockerfile.v0', frontendAttrs: attrs, localDirs, entitlements, secrets, ssh, close };
+    return { frontend, frontendAttrs: attrs, localDirs, entitlements, secrets, ssh, close };
   } catch (err) {
     await close();
     throw err;

@@ -2,6 +2,7 @@ import { definePreset, type BktPreset } from '@bkt/core';
 import localExporters from '@bkt/exporter-local';
 import ociExporters from '@bkt/exporter-oci';
 import dockerfile from '@bkt/frontend-dockerfile';
+import frontendGateway from '@bkt/frontend-gateway';
 import { builtinOpsPlugin } from '@bkt/solver';
 import gitSource from '@bkt/source-git';
 import httpSource from '@bkt/source-http';
@@ -16,7 +17,8 @@ export type DefaultPresetOptions = Record<string, never>;
  * The built-in backends every build starts with (unless a config sets
  * `defaultPreset: false`): the `local`, `docker-image`, `oci-layout`,
  * `https`/`http` and `git` sources, the `local`, `tar`, `image`, `oci` and `docker` exporters, the
- * solver's file, merge and diff ops, exec in runc, and the Dockerfile frontend. A config plugin with
+ * solver's file, merge and diff ops, exec in runc, the Dockerfile frontend and the gateway frontend
+ * (`gateway.v0`: frontend images). A config plugin with
  * the same name replaces one of these (to pass it options).
  */
 export function defaultPreset(_opts: DefaultPresetOptions = {}): BktPreset {
@@ -32,6 +34,7 @@ export function defaultPreset(_opts: DefaultPresetOptions = {}): BktPreset {
       builtinOpsPlugin(),
       runcWorker(),
       dockerfile(),
+      frontendGateway(),
     ],
   });
 }

@@ -88,6 +88,8 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--shm-size <size>', 'Dockerfile build: the size of /dev/shm in RUN steps (e.g. 64m)')
     .option('--ulimit <name=soft:hard>', 'Dockerfile build: a ulimit of RUN steps (repeatable)', collect, [])
     .option('--pull', 'Dockerfile build: always look up base images in their registry (image-resolve-mode=pull)')
+    .option('--frontend <name>', 'Dockerfile build: the frontend (default dockerfile.v0; gateway.v0 runs the frontend image --opt source=IMAGE)')
+    .option('--opt <key=value>', 'Dockerfile build: a frontend attribute, as buildctl --opt (e.g. source=IMAGE, build-arg:K=V) (repeatable)', collect, [])
     .option('--iidfile <file>', 'write the image id (config digest) to FILE')
     .option('--load', 'load the image into the local Docker engine (DOCKER_HOST, else /var/run/docker.sock), as docker buildx build --load')
     .option('-q, --quiet', 'no progress output; print the image id (config digest) on stdout')

@@ -13,7 +13,7 @@ import * as pb from '@bkt/api/pb';
 import { createBkt, type BktPlugin, type BuildResult, type FrontendBridge } from '@bkt/core';
 import { mkdir, mkfile, scratch } from '@bkt/llb';
 import { builtinOpsPlugin, openSolver, type Solver } from '@bkt/solver';
-import { GrpcCallError, StreamGrpcClient } from './h2-client.test-util.js';
+import { GrpcCallError, StreamGrpcClient } from '@bkt/testkit';
 import { LLBBridgeSession } from './session.js';
 import { serveOverStream } from './serve.js';
 import { FRONTEND_CAPS } from './caps.js';

@@ -6,7 +6,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import * as control from '@bkt/api/control';
 import * as pb from '@bkt/api/pb';
-import { BktError, type BuildClient, type ProgressEvent } from '@bkt/core';
+import { BktError, type BuildClient, type FrontendBridge, type ProgressEvent } from '@bkt/core';
+import type { ClientFrontends } from './client-frontends.js';
 import type { ExportRequest, Solver, CacheOptionsEntry } from '@bkt/solver';
 import type { BuildEvent, BuildTracker } from './builds.js';
 import { parseFilters, usageAdaptor } from './filters.js';
@@ -42,6 +43,8 @@ export interface ControlBackend {
   sessionClient?(id: string, build: SessionBuild): Promise<BuildClient & { close?(): Promise<void> }>;
   /** Serves `Control.Session` (the client's tunnel); absent: UNIMPLEMENTED. */
   session?(call: grpc.ServerDuplexStream<control.BytesMessage, control.BytesMessage>): void;
+  /** Client-side frontends (LLBBridge routed by build id); absent: a Solve without Definition or Frontend builds nothing. */
+  clientFrontends?: ClientFrontends;
   /** Aborted when the daemon shuts down: running builds are cancelled. */
   shutdown: AbortSignal;
   /** Called after each build (the GC runs then). */
@@ -72,8 +75,11 @@ export function controlService(backend: ControlBackend): ServiceImplementation<t
         if (req.Session && backend.sessionClient) {
           client = await backend.sessionClient(req.Session, { localDirNames: localDirNames(req), exporters: solve.exporters, signal: controller.signal });
         } else if (req.Session) client = sessionlessClient(req.Session);
+        // No Definition and no Frontend: the client is the frontend (it calls LLBBridge on this endpoint).
+        const clientFrontend = !solve.definition && !solve.frontend && backend.clientFrontends ? backend.clientFrontends : undefined;
         const r = await backend.solver.solve({
           ...solve,
+          ...(clientFrontend ? { build: (bridge: FrontendBridge) => clientFrontend.run(ref, bridge, controller.signal) } : {}),
           ...(client ? { client } : {}),
           buildId: ref,
           internal: req.Internal,

@@ -8,10 +8,12 @@ import { access, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as control from '@bkt/api/control';
+import * as gateway from '@bkt/api/gateway';
 import { composePlugins, createBkt, type Bkt } from '@bkt/core';
 import { openSolver, type Solver } from '@bkt/solver';
 import { executablePlatforms, workerPlatforms } from '@bkt/worker-runc';
 import { BuildTracker } from './builds.js';
+import { ClientFrontends } from './client-frontends.js';
 import { Collector } from './collector.js';
 import type { DaemonConfig } from './config.js';
 import { controlService, type ControlBackend } from './control.js';
@@ -94,6 +96,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const shutdown = new AbortController();
   const collector = new Collector({ solver, root: opts.root, policies, intervalMs: gcInterval, busy: () => builds.running().length > 0, log });
   const sessions = opts.sessions ?? daemonSessions();
+  const clientFrontends = new ClientFrontends(async () => [{ id: info.id, labels: info.labels, platforms: info.platforms }]);
   const backend: ControlBackend = {
     solver,
     builds,
@@ -104,9 +107,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     afterBuild: () => collector.afterBuild(),
     session: sessions.session,
     sessionClient: sessions.sessionClient,
+    clientFrontends,
   };
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES });
   addService(server, control.ControlService, withDebugLog(controlService(backend), debug));
+  // LLBBridge of client-side frontends, routed by the buildkit-controlapi-buildid metadata key.
+  server.addService(gateway.LLBBridgeService as unknown as grpc.ServiceDefinition, clientFrontends.handlers());
 
   const bound: string[] = [];
   /** Socket files this daemon created (removed on close; a live one it refused to take stays). */

@@ -2,6 +2,7 @@ import { definePreset, type BktPreset } from '@bkt/core';
 import localExporters from '@bkt/exporter-local';
 import ociExporters from '@bkt/exporter-oci';
 import dockerfile from '@bkt/frontend-dockerfile';
+import frontendGateway from '@bkt/frontend-gateway';
 import type { RegistrySettings } from '@bkt/registry';
 import { builtinOpsPlugin } from '@bkt/solver';
 import gitSource from '@bkt/source-git';
@@ -28,6 +29,7 @@ export function daemonPreset(opts: { registry?: RegistrySettings; worker?: RuncW
       builtinOpsPlugin(),
       runcWorker(opts.worker),
       dockerfile(),
+      frontendGateway(),
     ],
   });
 }

@@ -7,11 +7,12 @@
  * tunnel reads and writes bytes on it).
  *
  * Errors become gRPC statuses: a `BktError` by its code (its message as the
- * status details), anything else `UNKNOWN`. Handlers never see gRPC types
+ * status details, typed details as BuildKit's), anything else `UNKNOWN`. Handlers never see gRPC types
  * other than the metadata.
  */
 import * as grpc from '@grpc/grpc-js';
-import { BktError, isBktError, type BktErrorCode } from '@bkt/core';
+import { BktError } from '@bkt/core';
+import { grpcStatusOf } from '@bkt/frontend-gateway';
 
 export interface CallContext {
   /** Aborted when the client cancels the call, its deadline passes, or its connection drops. */
@@ -34,25 +35,14 @@ export type ServiceImplementation<D extends Record<string, MethodDefinition>> = 
     : never;
 };
 
-/** The gRPC status code of a bkt error code. */
-const STATUS_OF: Record<BktErrorCode, grpc.status> = {
-  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
-  INVALID_DEFINITION: grpc.status.INVALID_ARGUMENT,
-  CONFIG: grpc.status.FAILED_PRECONDITION,
-  PLUGIN: grpc.status.FAILED_PRECONDITION,
-  DUPLICATE_KEY: grpc.status.FAILED_PRECONDITION,
-  NOT_FOUND: grpc.status.NOT_FOUND,
-  PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
-  UNIMPLEMENTED: grpc.status.UNIMPLEMENTED,
-  CANCELLED: grpc.status.CANCELLED,
-  EXEC_FAILED: grpc.status.UNKNOWN,
-  INTERNAL: grpc.status.INTERNAL,
-};
-
-/** The status an error is sent as. */
+/**
+ * The status an error is sent as: a `BktError` by its code, anything else
+ * `UNKNOWN`, with BuildKit's typed details (`errdefs.Vertex` naming a failed
+ * op, `errdefs.Solve` of a failed step) in `grpc-status-details-bin`
+ * (`grpcStatusOf` of @bkt/frontend-gateway).
+ */
 export function statusOf(err: unknown): Partial<grpc.StatusObject> {
-  if (isBktError(err)) return { code: STATUS_OF[err.code] ?? grpc.status.UNKNOWN, details: err.message };
-  return { code: grpc.status.UNKNOWN, details: err instanceof Error ? err.message : String(err) };
+  return grpcStatusOf(err);
 }
 
 /** An AbortSignal aborted when `call` is cancelled (client cancel, deadline, dropped connection). */

@@ -1,2 +1,3 @@
 export * from './busybox.js';
 export * from './registry-server.js';
+export * from './grpc-stream.js';
