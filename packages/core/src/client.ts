@@ -31,6 +31,14 @@ export interface FileStat {
   /** Modification time, milliseconds since the epoch (may be fractional). */
   mtimeMs: number;
   /**
+   * Optional, opaque: changes whenever the entry may have changed even if
+   * its size and mtime say otherwise (a write followed by `utimes`, a file
+   * replaced by another with the same stat). The host client sends the
+   * device, inode and ctime. Compared for equality only: a receiver that
+   * remembers entries trusts an unchanged stat only if this is unchanged too.
+   */
+  change?: string;
+  /**
    * A symlink's target; for a regular file, a hardlink: the path of the
    * first entry of the same inode (which came earlier in the stream).
    */

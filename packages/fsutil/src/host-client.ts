@@ -131,7 +131,7 @@ async function* statDir(name: string, dir: string, exclusions: HostExclusions, s
   for await (const e of walk(dir, { include, exclude, signal })) {
     const s = e.stat;
     if (s.isSocket()) continue;
-    const entry: FileStat = { path: e.path, mode: s.mode, uid: s.uid, gid: s.gid, size: s.isFile() ? s.size : 0, mtimeMs: s.mtimeMs };
+    const entry: FileStat = { path: e.path, mode: s.mode, uid: s.uid, gid: s.gid, size: s.isFile() ? s.size : 0, mtimeMs: s.mtimeMs, change: `${s.dev}:${s.ino}:${s.ctimeMs}` };
     if (s.isSymbolicLink()) entry.linkname = await readlink(e.absPath);
     else if (s.isFile() && s.nlink > 1) {
       const first = firstOfInode.get(`${s.dev}:${s.ino}`);

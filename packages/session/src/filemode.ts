@@ -86,11 +86,15 @@ export function canRequestData(goMode: number): boolean {
   return (goMode & GO_MODE_TYPE) === 0;
 }
 
+/** The reserved xattr carrying a stat's change token over bkt's DiffCopy (see `fsutil/batch.ts`). */
+export const XATTR_CHANGE = 'bkt.change';
+
 /**
  * A core stat as fsutil's wire `Stat`: Go mode bits with the socket bit
- * cleared (mkstat clears it), modification time in nanoseconds.
+ * cleared (mkstat clears it), modification time in nanoseconds. `extended`
+ * (bkt's DiffCopy only): the change token travels as xattr `bkt.change`.
  */
-export function wireStatOf(e: FileStat): Stat {
+export function wireStatOf(e: FileStat, extended = false): Stat {
   const mode = goModeOf(e.mode);
   return {
     path: e.path,
@@ -102,7 +106,7 @@ export function wireStatOf(e: FileStat): Stat {
     linkname: e.linkname ?? '',
     devmajor: e.devmajor ?? 0,
     devminor: e.devminor ?? 0,
-    xattrs: {},
+    xattrs: extended && e.change !== undefined ? { [XATTR_CHANGE]: Buffer.from(e.change) } : {},
   };
 }
 
@@ -117,6 +121,8 @@ export function fileStatOf(s: Stat): FileStat {
   const hardlink = type === S_IFREG && s.linkname !== '';
   const entry: FileStat = { path: s.path, mode, uid: s.uid, gid: s.gid, size: hardlink ? 0 : s.size, mtimeMs: Math.round(s.modTime / 1e3) / 1e3 };
   if (s.linkname !== '') entry.linkname = s.linkname;
+  const change = s.xattrs[XATTR_CHANGE];
+  if (change !== undefined) entry.change = Buffer.from(change).toString('utf8');
   if (type === S_IFCHR || type === S_IFBLK) {
     entry.devmajor = s.devmajor;
     entry.devminor = s.devminor;

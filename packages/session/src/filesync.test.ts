@@ -104,6 +104,38 @@ describe.each<Transport>(['in-memory', 'grpc'])('FileSync over %s', (transport) 
     expect(await bytes(local.read('sub/deep/b.bin'))).toEqual(await readFile(join(dir, 'sub/deep/b.bin')));
   });
 
+  it("reads a client that serves only BuildKit's DiffCopy (one packet a message, as buildctl), without change tokens", async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    await writeFile(join(dir, 'a.txt'), 'alpha');
+    await writeFile(join(dir, 'sub/b.bin'), randomBytes(100_000));
+    await symlink('a.txt', join(dir, 'link'));
+    const host = createHostClient({ localDirs: { context: dir } });
+    const c = await connect(transport, host, { sharedKey: 'test-client', batchedFileSync: false });
+    open.push(c);
+    expect(c.session.supports('/bkt.filesync.v1.FileSync/DiffCopy')).toBe(false);
+    const local = sessionBuildClient(c.session, { localDirNames: ['context'] }).localDir('context')!;
+    const got = await collect(local.stat());
+    const want = await collect(host.localDir('context')!.stat());
+    expect(got.every((e) => e.change === undefined)).toBe(true);
+    expect(want.every((e) => typeof e.change === 'string')).toBe(true);
+    expect(got.map(comparable)).toEqual(want.map(({ change: _, ...rest }) => comparable(rest)));
+    expect(await bytes(local.read('sub/b.bin'))).toEqual(await readFile(join(dir, 'sub/b.bin')));
+  });
+
+  it("carries the host client's change tokens over bkt's batched DiffCopy", async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'a.txt'), 'alpha');
+    const host = createHostClient({ localDirs: { context: dir } });
+    const { c, daemon } = await connected(transport, host, ['context']);
+    expect(c.session.supports('/bkt.filesync.v1.FileSync/DiffCopy')).toBe(true);
+    const [got] = await collect(daemon.localDir('context')!.stat());
+    const [want] = await collect(host.localDir('context')!.stat());
+    expect(got!.change).toBe(want!.change);
+    expect(got!.change).toMatch(/^\d+:\d+:[\d.]+$/);
+  });
+
   it('after one file of 2,000 changed, a receiver that remembers the last sync transfers only that file', async () => {
     const dir = join(work, 'ctx');
     for (let d = 0; d < 20; d++) {

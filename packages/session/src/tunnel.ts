@@ -1,8 +1,10 @@
 /**
  * The tunnel: a byte Duplex over a `Control.Session` call, whose messages
  * are `BytesMessage{data}` in both directions (BuildKit's
- * `session/grpchijack`). Each write becomes one message; the data of the
- * messages read is the byte stream, in order. The client end is the call
+ * `session/grpchijack`). The chunks of one write of the HTTP/2 connection
+ * (node's stream socket corks its frames together) become one message, so a
+ * burst of small frames costs one message, not one per frame; the data of
+ * the messages read is the byte stream, in order. The client end is the call
  * it made (`ControlClient.session`), the daemon's end the call it serves.
  */
 import { Duplex } from 'node:stream';
@@ -29,14 +31,20 @@ export interface BytesMessageCall {
  */
 export function tunnelOf(call: BytesMessageCall): Duplex {
   let callOver = false;
+  const send = (data: Buffer, callback: (err?: Error | null) => void) => {
+    if (callOver) return callback(new Error('session stream closed'));
+    if (call.write({ data })) callback();
+    else call.once('drain', () => callback());
+  };
   const duplex = new Duplex({
     read() {
       call.resume();
     },
     write(chunk: Buffer, _encoding, callback) {
-      if (callOver) return callback(new Error('session stream closed'));
-      if (call.write({ data: chunk })) callback();
-      else call.once('drain', () => callback());
+      send(chunk, callback);
+    },
+    writev(chunks, callback) {
+      send(chunks.length === 1 ? (chunks[0]!.chunk as Buffer) : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), callback);
     },
     final(callback) {
       if (!callOver) call.end();

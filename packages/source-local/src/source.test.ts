@@ -1,4 +1,4 @@
-import { chmod, chown, link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -23,16 +23,18 @@ function dirSnapshotter(base: string) {
   let n = 0;
   const snapshotter: Snapshotter & { prepared: number } = {
     prepared: 0,
-    async prepare(): Promise<MutableSnapshot> {
+    async prepare(parent): Promise<MutableSnapshot> {
       snapshotter.prepared++;
       const id = `snap${++n}`;
       const path = join(base, id);
       await mkdir(path, { recursive: true });
+      // As the store's copy snapshotter: the parent's tree, copied.
+      if (parent) await cp(join(base, parent.id), path, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
       return {
         id,
         path,
         async commit() {
-          const s: Snapshot = { id, parent: null, mount: async () => ({ path, release: async () => {} }), layerPath: () => path };
+          const s: Snapshot = { id, parent: parent?.id ?? null, mount: async () => ({ path, release: async () => {} }), layerPath: () => path };
           committed.set(id, s);
           return s;
         },

@@ -14,6 +14,7 @@ import {
   type FileStat,
   type LocalDirSelection,
   type Mounted,
+  type MutableSnapshot,
   type Platform,
   type RecordNamespace,
   type Snapshot,
@@ -52,6 +53,9 @@ const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
 
+/** Layers a snapshot chain may have before a sync writes a whole new snapshot instead of one more layer. */
+const MAX_LAYERS = 16;
+
 /** What the sync index remembers of a regular file: its client stat and content digest. */
 interface IndexedFile {
   mode: number;
@@ -59,7 +63,18 @@ interface IndexedFile {
   gid: number;
   size: number;
   mtimeMs: number;
+  /** The client's change token (`FileStat.change`: device, inode, ctime), when it sends one. */
+  change?: string;
   digest: Digest;
+}
+
+/** What the sync index remembers of any other entry (directory, symlink, hardlink, device): as the snapshot has it. */
+interface IndexedEntry {
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+  linkname?: string;
 }
 
 /**
@@ -74,6 +89,12 @@ interface SyncIndex {
   /** When the stat pass the index describes began (ms since the epoch). */
   syncedAtMs: number;
   files: Record<string, IndexedFile>;
+  /**
+   * The snapshot's other entries, by path: with `files`, the whole tree the
+   * snapshot holds, so that the next sync writes only what differs (an
+   * index without it cannot be diffed against).
+   */
+  others?: Record<string, IndexedEntry>;
 }
 
 /** One stat pass over the client directory, and the content hashing it needed. */
@@ -203,6 +224,8 @@ const isLink = (e: FileStat) => (e.mode & S_IFMT) === S_IFLNK;
 const isFile = (e: FileStat) => (e.mode & S_IFMT) === S_IFREG;
 /** A regular file whose content travels (not a hardlink to an earlier entry). */
 const hasContent = (e: FileStat) => isFile(e) && e.linkname === undefined;
+/** An entry the snapshot holds (fifos, sockets and devices are not synced). */
+const synced = (e: FileStat) => isDir(e) || isLink(e) || isFile(e);
 
 async function readIndex(record: StoreRecord): Promise<SyncIndex | undefined> {
   const text = await readFile(join(record.path, 'index.json'), 'utf8').catch(() => undefined);
@@ -221,7 +244,7 @@ async function readIndex(record: StoreRecord): Promise<SyncIndex | undefined> {
 function unchanged(e: FileStat, index: SyncIndex | undefined): IndexedFile | undefined {
   const f = index?.files[e.path];
   if (!f || !index) return undefined;
-  if (f.mode !== e.mode || f.uid !== e.uid || f.gid !== e.gid || f.size !== e.size || f.mtimeMs !== e.mtimeMs) return undefined;
+  if (f.mode !== e.mode || f.uid !== e.uid || f.gid !== e.gid || f.size !== e.size || f.mtimeMs !== e.mtimeMs || f.change !== e.change) return undefined;
   return e.mtimeMs < index.syncedAtMs - RACY_MS ? f : undefined;
 }
 
@@ -262,7 +285,7 @@ async function hashEntries(
 
   const h = createHash('sha256');
   for (const e of entries) {
-    if (!isDir(e) && !isLink(e) && !isFile(e)) continue; // fifos and devices are not synced
+    if (!synced(e)) continue; // fifos and devices are not synced
     const [uid, gid] = keepOwners ? [e.uid, e.gid] : [0, 0];
     const content = hasContent(e) ? digests.get(e.path)! : isLink(e) ? `symlink:${e.linkname}` : e.linkname !== undefined ? `hardlink:${e.linkname}` : '';
     h.update(`${JSON.stringify(e.path)} ${(e.mode & 0o177777).toString(8)} ${uid}:${gid} ${hasContent(e) ? e.size : 0} ${content}\n`);
@@ -292,7 +315,16 @@ function sameEntries(a: FileStat[], b: FileStat[]): boolean {
   if (a.length !== b.length) return false;
   return a.every((x, i) => {
     const y = b[i]!;
-    return x.path === y.path && x.mode === y.mode && x.uid === y.uid && x.gid === y.gid && x.size === y.size && x.mtimeMs === y.mtimeMs && x.linkname === y.linkname;
+    return (
+      x.path === y.path &&
+      x.mode === y.mode &&
+      x.uid === y.uid &&
+      x.gid === y.gid &&
+      x.size === y.size &&
+      x.mtimeMs === y.mtimeMs &&
+      x.linkname === y.linkname &&
+      x.change === y.change
+    );
   });
 }
 
@@ -313,11 +345,19 @@ async function reuseSnapshot(ns: RecordNamespace, recordId: string, s: Sync, ctx
 
 function indexOf(s: Sync, snapshot: string): SyncIndex {
   const files: Record<string, IndexedFile> = {};
+  const others: Record<string, IndexedEntry> = {};
   for (const e of s.entries) {
-    if (!hasContent(e)) continue;
-    files[e.path] = { mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, mtimeMs: e.mtimeMs, digest: s.digests.get(e.path)! };
+    if (hasContent(e)) {
+      const f: IndexedFile = { mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, mtimeMs: e.mtimeMs, digest: s.digests.get(e.path)! };
+      if (e.change !== undefined) f.change = e.change;
+      files[e.path] = f;
+    } else if (synced(e)) {
+      const o: IndexedEntry = { mode: e.mode, uid: e.uid, gid: e.gid, mtimeMs: e.mtimeMs };
+      if (e.linkname !== undefined) o.linkname = e.linkname;
+      others[e.path] = o;
+    }
   }
-  return { key: s.key, snapshot, syncedAtMs: s.syncedAtMs, files };
+  return { key: s.key, snapshot, syncedAtMs: s.syncedAtMs, files, others };
 }
 
 async function writeIndex(record: StoreRecord, index: SyncIndex): Promise<void> {
@@ -341,19 +381,30 @@ async function makeSnapshot(
   ctx: BuildContext,
   keepOwners: boolean,
 ): Promise<Snapshot> {
-  let previous: Mounted | undefined;
-  if (s.index) {
-    const snap = await ctx.snapshotter.get(s.index.snapshot).catch(() => undefined);
-    previous = await snap?.mount();
-  }
-  const mutable = await ctx.snapshotter.prepare(null, { description: `local source ${dir.name}`, recordType: RECORD_TYPE });
-  try {
-    await fill(mutable.path, dir, s, previous, ctx.signal, keepOwners);
-  } catch (err) {
-    await mutable.discard();
-    throw err;
-  } finally {
-    await previous?.release();
+  const last = s.index ? await ctx.snapshotter.get(s.index.snapshot).catch(() => undefined) : undefined;
+  const description = { description: `local source ${dir.name}`, recordType: RECORD_TYPE };
+  let mutable: MutableSnapshot;
+  if (last && s.index && layerable(s.index, s.entries) && (await depthOf(ctx, last)) < MAX_LAYERS) {
+    // One more layer over the last sync's snapshot, holding only what changed since (and whiteouts of what went).
+    mutable = await ctx.snapshotter.prepare(last, description);
+    try {
+      await applyChanges(mutable.path, dir, s, s.index, ctx.signal, keepOwners);
+    } catch (err) {
+      await mutable.discard();
+      throw err;
+    }
+  } else {
+    // A whole new snapshot: unchanged files cloned from the last one.
+    const previous = await last?.mount();
+    mutable = await ctx.snapshotter.prepare(null, description);
+    try {
+      await fill(mutable.path, dir, s, previous, ctx.signal, keepOwners);
+    } catch (err) {
+      await mutable.discard();
+      throw err;
+    } finally {
+      await previous?.release();
+    }
   }
   const snapshot = await mutable.commit();
   const previousId = s.index?.snapshot;
@@ -402,6 +453,106 @@ async function fill(root: string, dir: ClientLocalDir, s: Sync, previous: Mounte
     // Sockets, fifos and devices of a client directory are not sent, as with BuildKit's file sync.
   }
   for (const d of dirs.reverse()) {
+    const mtime = new Date(d.e.mtimeMs);
+    await setOwner(d.path, d.e);
+    await chmod(d.path, d.e.mode & 0o7777);
+    await utimes(d.path, mtime, mtime);
+  }
+}
+
+/** Layers in the chain of `snapshot` (itself included), counted up to `MAX_LAYERS`. */
+async function depthOf(ctx: BuildContext, snapshot: Snapshot): Promise<number> {
+  let depth = 1;
+  for (let parent = snapshot.parent; parent !== null && depth < MAX_LAYERS; depth++) {
+    const p = await ctx.snapshotter.get(parent).catch(() => undefined);
+    if (!p) break;
+    parent = p.parent;
+  }
+  return depth;
+}
+
+/**
+ * Whether the next snapshot can be a layer of changes over the one `index`
+ * describes: the index knows its whole tree, and no hardlink is involved
+ * (a changed file would have to be relinked everywhere; those trees are
+ * written whole).
+ */
+function layerable(index: SyncIndex, entries: FileStat[]): boolean {
+  if (!index.others) return false;
+  for (const o of Object.values(index.others)) if (isFile(o as FileStat) && o.linkname !== undefined) return false;
+  return !entries.some((e) => isFile(e) && e.linkname !== undefined);
+}
+
+/**
+ * Turns the tree of `root` (the snapshot `index` describes, mounted
+ * writable) into the sync's tree, touching only what differs: entries gone
+ * (or of another type) removed, new and changed ones written, directories
+ * whose metadata or children changed given their metadata again. The
+ * result is the tree `fill` makes from scratch.
+ */
+async function applyChanges(root: string, dir: ClientLocalDir, s: Sync, index: SyncIndex, signal: AbortSignal, keepOwners: boolean): Promise<void> {
+  const others = index.others ?? {};
+  const typeOf = (mode: number) => mode & S_IFMT;
+  const wanted = new Map<string, FileStat>();
+  for (const e of s.entries) if (synced(e)) wanted.set(e.path, e);
+  const touchedDirs = new Set<string>();
+  const parentOf = (p: string) => (p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '');
+  // Removals: what the new tree lacks, or has with another type.
+  const old: [string, number][] = [...Object.entries(index.files).map(([p, f]) => [p, f.mode] as [string, number]), ...Object.entries(others).map(([p, o]) => [p, o.mode] as [string, number])];
+  for (const [path, mode] of old) {
+    const now = wanted.get(path);
+    if (now && typeOf(now.mode) === typeOf(mode)) continue;
+    if (signal.aborted) throw new BktError('CANCELLED', `local source "${dir.name}": cancelled`);
+    await rm(join(root, path), { recursive: true, force: true });
+    touchedDirs.add(parentOf(path));
+  }
+  const setOwner = async (path: string, e: FileStat) => {
+    if (isRoot) await lchown(path, keepOwners ? e.uid : 0, keepOwners ? e.gid : 0);
+  };
+  const dirs: { path: string; e: FileStat }[] = [];
+  for (const e of wanted.values()) {
+    if (signal.aborted) throw new BktError('CANCELLED', `local source "${dir.name}": cancelled`);
+    const target = join(root, e.path);
+    const mtime = new Date(e.mtimeMs);
+    const f = index.files[e.path];
+    const o = others[e.path];
+    const before = f ?? o;
+    const sameType = before !== undefined && typeOf(before.mode) === typeOf(e.mode);
+    const sameMeta = sameType && before.mode === e.mode && before.uid === e.uid && before.gid === e.gid && before.mtimeMs === e.mtimeMs;
+    if (isDir(e)) {
+      if (!sameType) {
+        await mkdir(target, { mode: 0o700 });
+        touchedDirs.add(parentOf(e.path));
+      }
+      dirs.push({ path: target, e });
+      if (!sameMeta) touchedDirs.add(e.path);
+    } else if (isLink(e)) {
+      if (sameMeta && o?.linkname === e.linkname) continue;
+      if (sameType) await rm(target, { force: true });
+      await symlink(e.linkname ?? '', target);
+      await setOwner(target, e);
+      await lutimes(target, mtime, mtime);
+      touchedDirs.add(parentOf(e.path));
+    } else if (hasContent(e)) {
+      const digest = s.digests.get(e.path)!;
+      if (sameMeta && f?.digest === digest) continue;
+      const staged = s.staged.get(e.path);
+      if (f?.digest === digest && sameType) {
+        // Same content, other metadata: only the metadata changes.
+      } else {
+        if (sameType) await rm(target, { force: true });
+        if (staged) await rename(staged, target).catch(() => copyFile(staged, target));
+        else if ((await receive(dir, e.path, target, signal)) !== digest) throw changedWhileReading(dir.name);
+        touchedDirs.add(parentOf(e.path));
+      }
+      await setOwner(target, e);
+      await chmod(target, e.mode & 0o7777);
+      await utimes(target, mtime, mtime);
+    }
+  }
+  // Directories last, deepest first (writing into a directory changes its mtime); the root keeps the snapshotter's.
+  for (const d of dirs.reverse()) {
+    if (!touchedDirs.has(d.e.path)) continue;
     const mtime = new Date(d.e.mtimeMs);
     await setOwner(d.path, d.e);
     await chmod(d.path, d.e.mode & 0o7777);

@@ -8,13 +8,28 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { BktError, type BuildClient, type LocalDirSelection } from '@bkt/core';
 import type { Packet } from '@bkt/api/fsutil';
-import { servedChannel } from '../channel.js';
+import { servedChannel, type MessageChannel } from '../channel.js';
 import { wireStatOf } from '../filemode.js';
+import { batchedChannel } from '../fsutil/batch.js';
 import { FsutilSender } from '../fsutil/send.js';
 import { decodeOpts, KEY_DIR_NAME, KEY_EXCLUDE_PATTERNS, KEY_FOLLOW_PATHS, KEY_INCLUDE_PATTERNS } from '../headers.js';
 import { endWithError, metadataOf } from './calls.js';
 
-export async function serveDiffCopy(client: BuildClient, call: ServerDuplexStream<Packet, Packet>): Promise<void> {
+export function serveDiffCopy(client: BuildClient, call: ServerDuplexStream<Packet, Packet>): Promise<void> {
+  return serveDirectory(client, call, servedChannel<Packet>(call), false);
+}
+
+/** bkt's DiffCopy (`DIFFCOPY_BATCH_METHOD`): the same, many packets a message, with the entries' change tokens. */
+export function serveDiffCopyBatch(client: BuildClient, call: ServerDuplexStream<Buffer, Buffer>): Promise<void> {
+  return serveDirectory(client, call, batchedChannel(servedChannel<Buffer>(call)), true);
+}
+
+async function serveDirectory(
+  client: BuildClient,
+  call: ServerDuplexStream<Packet, Packet> | ServerDuplexStream<Buffer, Buffer>,
+  channel: MessageChannel<Packet> & { flush?(): Promise<void> },
+  extended: boolean,
+): Promise<void> {
   const md = decodeOpts(metadataOf(call.metadata));
   const name = md[KEY_DIR_NAME]?.[0] ?? '';
   const dir = client.localDir(name);
@@ -30,14 +45,14 @@ export async function serveDiffCopy(client: BuildClient, call: ServerDuplexStrea
 
   const abort = new AbortController();
   call.on('cancelled', () => abort.abort());
-  const sender = new FsutilSender(servedChannel<Packet>(call));
+  const sender = new FsutilSender(channel);
   const serving = sender.serve();
   const walking = (async () => {
     let started = false;
     try {
       for await (const e of dir.stat(selection, abort.signal)) {
         started = true;
-        await sender.stat(wireStatOf(e), () => dir.read(e.path, abort.signal));
+        await sender.stat(wireStatOf(e, extended), () => dir.read(e.path, abort.signal));
       }
       await sender.end();
     } catch (err) {
@@ -52,6 +67,7 @@ export async function serveDiffCopy(client: BuildClient, call: ServerDuplexStrea
     // The receiver's FIN may come before the walk ends (it stopped reading the stats): the walk then stops.
     await Promise.race([serving, walking.then(() => serving)]);
     abort.abort();
+    await channel.flush?.();
     if (!call.cancelled) call.end();
   } catch (err) {
     abort.abort();

@@ -17,7 +17,8 @@ import { SSHService } from '@bkt/api/sshforward';
 import { HEADER_SESSION_ID, HEADER_SESSION_METHOD, HEADER_SESSION_SHARED_KEY } from '../headers.js';
 import { tunnelOf, type BytesMessageCall } from '../tunnel.js';
 import { serveFileSend, type OutputTargets } from './filesend.js';
-import { serveDiffCopy } from './filesync.js';
+import { DIFFCOPY_BATCH_METHOD } from '../fsutil/batch.js';
+import { serveDiffCopy, serveDiffCopyBatch } from './filesync.js';
 import { authHandlers, healthHandlers, secretsHandlers, sshHandlers } from './services.js';
 
 export interface SessionServerOptions {
@@ -31,6 +32,12 @@ export interface SessionServerOptions {
   sharedKey?: string;
   /** The client's outputs by exporter id; FileSend is served only when there are some. */
   outputs?: OutputTargets;
+  /**
+   * Serve bkt's DiffCopy too (many packets a message, change tokens; a bkt
+   * daemon prefers it). Default true; false serves only BuildKit's, as
+   * BuildKit's own clients do.
+   */
+  batchedFileSync?: boolean;
 }
 
 export interface SessionServer {
@@ -66,6 +73,11 @@ export function serveSession(client: BuildClient, opts: SessionServerOptions = {
 
   add(HealthService, healthHandlers());
   add(FileSyncService, { diffCopy: (call: Parameters<typeof serveDiffCopy>[1]) => void serveDiffCopy(client, call) });
+  // bkt's DiffCopy, many packets a message (a bkt daemon prefers it; BuildKit's ignores it).
+  if (opts.batchedFileSync !== false) {
+    const batch = { ...FileSyncService.diffCopy, path: DIFFCOPY_BATCH_METHOD, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b };
+    add({ diffCopy: batch } as unknown as ServiceDefinition, { diffCopy: (call: Parameters<typeof serveDiffCopyBatch>[1]) => void serveDiffCopyBatch(client, call) });
+  }
   const outputs = opts.outputs ?? {};
   if (Object.keys(outputs).length > 0) {
     // Raw bytes: a directory target's messages are fsutil packets, a file target's BytesMessages.

@@ -18,6 +18,7 @@ import { BktError, type ClientLocalDir, type FileStat, type LocalDirSelection } 
 import { FileSyncService } from '@bkt/api/filesync';
 import type { Packet } from '@bkt/api/fsutil';
 import { callChannel } from '../channel.js';
+import { batchedChannel, diffCopyBatchMethod, DIFFCOPY_BATCH_METHOD } from '../fsutil/batch.js';
 import { fileStatOf, stModeOf } from '../filemode.js';
 import { FsutilReceiver, type ReceivedStat } from '../fsutil/receive.js';
 import type { BidiStream } from '../grpc/caller.js';
@@ -98,7 +99,8 @@ export class SessionLocalDir implements ClientLocalDir {
   }
 
   private open(selection: LocalDirSelection, signal?: AbortSignal): OpenSync {
-    if (!this.session.supports(DIFFCOPY_METHOD)) {
+    const batched = this.session.supports(DIFFCOPY_BATCH_METHOD);
+    if (!batched && !this.session.supports(DIFFCOPY_METHOD)) {
       throw new BktError('UNIMPLEMENTED', `${this.what}: the session's client does not serve ${DIFFCOPY_METHOD}`);
     }
     const md: HeaderMap = { [KEY_DIR_NAME]: [this.name] };
@@ -106,8 +108,12 @@ export class SessionLocalDir implements ClientLocalDir {
     if (selection.exclude?.length) md[KEY_EXCLUDE_PATTERNS] = [...selection.exclude];
     if (selection.followPaths?.length) md[KEY_FOLLOW_PATHS] = [...selection.followPaths];
     const metadata = encodeOpts(md);
-    const call = this.session.caller.stream(FileSyncService.diffCopy, { metadata, signal });
-    const sync = new OpenSync(call, new FsutilReceiver(callChannel(call), this.what), JSON.stringify(metadata), () => {
+    // bkt's client serves its batched DiffCopy too: many packets a message.
+    const call: BidiStream<unknown, unknown> = batched
+      ? this.session.caller.stream(diffCopyBatchMethod, { metadata, signal })
+      : this.session.caller.stream(FileSyncService.diffCopy, { metadata, signal });
+    const channel = batched ? batchedChannel(callChannel(call as BidiStream<Buffer, Buffer>)) : callChannel(call as BidiStream<Packet, Packet>);
+    const sync = new OpenSync(call, new FsutilReceiver(channel, this.what), JSON.stringify(metadata), () => {
       this.syncs.delete(sync);
       if (this.current.get(sync.selectionKey) === sync) this.current.delete(sync.selectionKey);
     });
@@ -131,7 +137,7 @@ class OpenSync {
   private finishing: Promise<void> | undefined;
 
   constructor(
-    private readonly call: BidiStream<Packet, Packet>,
+    private readonly call: BidiStream<unknown, unknown>,
     readonly receiver: FsutilReceiver,
     /** The selection it was opened with. */
     readonly selectionKey: string,

@@ -1,0 +1,204 @@
+/**
+ * The incremental sync over a real store (overlay where the machine has it):
+ * a changed context becomes one more layer over the last sync's snapshot,
+ * holding only what changed, and its tree is exactly what a sync from
+ * scratch makes; an edit that keeps size and mtime is still seen.
+ */
+import { createHash } from 'node:crypto';
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import type { BuildContext, FileStat, Snapshot } from '@bkt/core';
+import { walk } from '@bkt/fsutil';
+import { openTestContext, type TestContext } from '@bkt/store/testing';
+import localSource from './index.js';
+
+let work: string;
+const opened: TestContext[] = [];
+const PAST = new Date(Date.now() - 3600_000);
+
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), 'bkt-source-local-incr-'));
+});
+afterEach(async () => {
+  for (const t of opened.splice(0)) await t.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+async function storeFor(dir: string, client?: (ctx: BuildContext) => BuildContext['client']): Promise<BuildContext> {
+  const t = await openTestContext({ localDirs: { context: dir } });
+  opened.push(t);
+  return client ? { ...t.ctx, scope: { ...t.ctx.scope, client: client(t.ctx) }, client: client(t.ctx) } : t.ctx;
+}
+
+async function sync(ctx: BuildContext): Promise<{ snapshot: Snapshot; key: string }> {
+  const source = localSource().sources![0]!;
+  const inst = await source.resolve(source.identify('local', 'context', {}), ctx);
+  const { key } = await inst.cacheKey(ctx);
+  return { snapshot: await inst.snapshot(ctx), key };
+}
+
+/** Every entry of a tree: type, mode, mtime, and a file's content digest or a link's target. */
+async function describeTree(root: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of walk(root)) {
+    const s = e.stat;
+    const what = s.isFile()
+      ? createHash('sha256').update(await readFile(e.absPath)).digest('hex').slice(0, 12)
+      : s.isSymbolicLink()
+        ? `-> ${await readlink(e.absPath)}`
+        : s.isDirectory()
+          ? 'dir'
+          : 'other';
+    out.push(`${e.path} ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid} ${Math.round(s.mtimeMs)} ${what}`);
+  }
+  return out;
+}
+
+async function tree(snapshot: Snapshot): Promise<string[]> {
+  const m = await snapshot.mount();
+  try {
+    return await describeTree(m.path);
+  } finally {
+    await m.release();
+  }
+}
+
+/** Sets every entry's mtime an hour back (older than the racy window). */
+async function age(dir: string): Promise<void> {
+  const entries: string[] = [];
+  for await (const e of walk(dir)) if (!e.stat.isSymbolicLink()) entries.push(e.absPath);
+  for (const p of entries.reverse()) await utimes(p, PAST, PAST);
+}
+
+async function makeContext(): Promise<string> {
+  const dir = join(work, 'ctx');
+  for (const d of ['a', 'b/c', 'gone/deep', 'becomes-file']) await mkdir(join(dir, d), { recursive: true });
+  for (let i = 0; i < 20; i++) await writeFile(join(dir, 'a', `f${i}.txt`), `a ${i}\n`.repeat(10));
+  await writeFile(join(dir, 'b/c/x.txt'), 'x');
+  await writeFile(join(dir, 'b/mode.sh'), 'echo');
+  await writeFile(join(dir, 'gone/deep/y.txt'), 'y');
+  await writeFile(join(dir, 'becomes-dir'), 'file for now');
+  await writeFile(join(dir, 'becomes-file/z'), 'z');
+  await writeFile(join(dir, 'to-delete.txt'), 'bye');
+  await symlink('a/f1.txt', join(dir, 'link'));
+  await age(dir);
+  return dir;
+}
+
+it('writes a changed context as one layer over the last snapshot, holding only the changes; the tree is what a sync from scratch makes', async () => {
+  const dir = await makeContext();
+  const ctx = await storeFor(dir);
+  const first = await sync(ctx);
+
+  await writeFile(join(dir, 'a/f3.txt'), 'edited\n');
+  await chmod(join(dir, 'b/mode.sh'), 0o755);
+  await rm(join(dir, 'gone'), { recursive: true });
+  await rm(join(dir, 'to-delete.txt'));
+  await rm(join(dir, 'becomes-dir'));
+  await mkdir(join(dir, 'becomes-dir'));
+  await writeFile(join(dir, 'becomes-dir/inner.txt'), 'inner');
+  await rm(join(dir, 'becomes-file'), { recursive: true });
+  await writeFile(join(dir, 'becomes-file'), 'now a file');
+  await rm(join(dir, 'link'));
+  await symlink('a/f2.txt', join(dir, 'link'));
+  await mkdir(join(dir, 'new/sub'), { recursive: true });
+  await writeFile(join(dir, 'new/sub/n.txt'), 'new');
+  await age(dir);
+
+  const second = await sync(ctx);
+  expect(second.key).not.toBe(first.key);
+  expect(second.snapshot.parent).toBe(first.snapshot.id);
+
+  // The layer holds the changed entries (and the directories above them), whiteouts of the removed ones; no unchanged file.
+  const layer: string[] = [];
+  for await (const e of walk(second.snapshot.layerPath())) if (!e.stat.isDirectory()) layer.push(e.path);
+  const unchangedFiles = Array.from({ length: 20 }, (_, i) => `a/f${i}.txt`).filter((p) => p !== 'a/f3.txt');
+  expect(layer.filter((p) => unchangedFiles.includes(p) || p === 'b/c/x.txt')).toEqual([]);
+  expect(layer).toEqual(expect.arrayContaining(['a/f3.txt', 'b/mode.sh', 'becomes-dir/inner.txt', 'becomes-file', 'link', 'new/sub/n.txt', 'gone', 'to-delete.txt']));
+
+  // The same tree as a fresh store's first sync of the directory.
+  const fresh = await sync(await storeFor(dir));
+  expect(fresh.snapshot.parent).toBeNull();
+  expect(fresh.key).toBe(second.key);
+  expect(await tree(second.snapshot)).toEqual(await tree(fresh.snapshot));
+  expect(await readFile(join((await second.snapshot.mount()).path, 'a/f3.txt'), 'utf8')).toBe('edited\n');
+});
+
+it('flattens: after many layers a sync writes a whole snapshot again', async () => {
+  const dir = await makeContext();
+  const ctx = await storeFor(dir);
+  let last = await sync(ctx);
+  const depth = async (s: Snapshot) => {
+    let n = 1;
+    for (let p = s.parent; p; n++) p = (await ctx.snapshotter.get(p)).parent;
+    return n;
+  };
+  let maxDepth = 1;
+  for (let i = 0; i < 20; i++) {
+    await writeFile(join(dir, 'a/f0.txt'), `round ${i}\n`);
+    await age(dir);
+    last = await sync(ctx);
+    maxDepth = Math.max(maxDepth, await depth(last.snapshot));
+  }
+  expect(maxDepth).toBeGreaterThan(2);
+  expect(maxDepth).toBeLessThanOrEqual(16);
+  expect(await readFile(join((await last.snapshot.mount()).path, 'a/f0.txt'), 'utf8')).toBe('round 19\n');
+});
+
+it('sees an edit that keeps the size and restores the mtime (the ctime and inode changed)', async () => {
+  const dir = await makeContext();
+  const reads: string[] = [];
+  const ctx = await storeFor(dir, (c) => {
+    const host = c.client;
+    return {
+      ...host,
+      localDir(name: string) {
+        const d = host.localDir(name)!;
+        return { name: d.name, syncKey: d.syncKey, stat: d.stat, read: (path: string, signal?: AbortSignal) => (reads.push(path), d.read(path, signal)) };
+      },
+    };
+  });
+  const first = await sync(ctx);
+  const file = join(dir, 'a/f5.txt');
+  const before = await lstat(file);
+  const content = await readFile(file, 'utf8');
+  const edited = content.replace('a 5', 'A 5');
+  expect(edited.length).toBe(content.length);
+  await writeFile(file, edited);
+  await utimes(file, before.atime, before.mtime);
+  const after = await lstat(file);
+  expect([after.size, after.mtimeMs]).toEqual([before.size, before.mtimeMs]);
+
+  reads.length = 0;
+  const second = await sync(ctx);
+  expect(reads.filter((p) => p !== '.dockerignore')).toEqual(['a/f5.txt']);
+  expect(second.key).not.toBe(first.key);
+  expect(await readFile(join((await second.snapshot.mount()).path, 'a/f5.txt'), 'utf8')).toBe(edited);
+
+  // The same for a file replaced by another of the same size and mtime (a new inode).
+  const other = join(dir, 'a/f6.txt');
+  const st6 = await lstat(other);
+  const replacement = join(work, 'replacement');
+  await writeFile(replacement, (await readFile(other, 'utf8')).replace('a 6', 'B 6'));
+  await utimes(replacement, st6.atime, st6.mtime);
+  await rm(other);
+  await (await import('node:fs/promises')).rename(replacement, other);
+  reads.length = 0;
+  const third = await sync(ctx);
+  expect(reads.filter((p) => p !== '.dockerignore')).toEqual(['a/f6.txt']);
+  expect(await readFile(join((await third.snapshot.mount()).path, 'a/f6.txt'), 'utf8')).toContain('B 6');
+});
+
+it('remembers the change token of each file in its index', async () => {
+  const dir = await makeContext();
+  const ctx = await storeFor(dir);
+  await sync(ctx);
+  const records = await ctx.records!.namespace('source-local').list();
+  const index = JSON.parse(await readFile(join(records[0]!.path, 'index.json'), 'utf8')) as { files: Record<string, { change?: string }>; others: Record<string, FileStat> };
+  const st = await lstat(join(dir, 'a/f1.txt'));
+  expect(index.files['a/f1.txt']!.change).toBe(`${st.dev}:${st.ino}:${st.ctimeMs}`);
+  expect(Object.keys(index.others).sort()).toEqual(expect.arrayContaining(['a', 'b', 'b/c', 'link']));
+  expect(await readdir(records[0]!.path)).toEqual(['index.json']);
+});
