@@ -77,7 +77,7 @@ export function decompress(input: AsyncIterable<Uint8Array>, what: string): Asyn
         yield* rest;
         return;
       }
-      const transform = kind === 'gzip' ? createGunzip() : processStream(ZSTD_BINARY, ['-d', '-c', '-q'], what);
+      const transform = kind === 'gzip' ? createGunzip({ chunkSize: 256 * 1024 }) : processStream(ZSTD_BINARY, ['-d', '-c', '-q'], what);
       yield* throughTransform(rest, transform);
     },
   };
@@ -149,7 +149,9 @@ export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedO
     new Promise<Buffer>((resolve, reject) => deflateRaw(chunk, o, (err, out) => (err ? reject(err) : resolve(out))));
   const deflate = async (chunk: Buffer, dictionary: Buffer | undefined, last: boolean) => {
     const chunkLevel = level !== 0 && (await incompressible(chunk, deflateWith)) ? 0 : level;
-    return deflateWith(chunk, { level: chunkLevel, ...(dictionary ? { dictionary } : {}), ...(last ? {} : { finishFlush: zlibConstants.Z_SYNC_FLUSH }) });
+    // An output buffer the whole chunk fits in (deflate's bound): one trip to the thread pool, not one per 16 KiB.
+    const chunkSize = Math.max(64 * 1024, chunk.length + (chunk.length >> 8) + 1024);
+    return deflateWith(chunk, { level: chunkLevel, chunkSize, ...(dictionary ? { dictionary } : {}), ...(last ? {} : { finishFlush: zlibConstants.Z_SYNC_FLUSH }) });
   };
   return {
     async *[Symbol.asyncIterator]() {
@@ -180,8 +182,8 @@ export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedO
           size += buf.length;
           while (buf.length > 0) {
             const take = Math.min(buf.length, GZIP_CHUNK_BYTES - partsBytes);
-            // Copied: the producer may reuse its buffer once this loop moves on.
-            parts.push(Buffer.from(buf.subarray(0, take)));
+            // A view: Buffer.concat copies the parts once the chunk is full.
+            parts.push(buf.subarray(0, take));
             partsBytes += take;
             buf = buf.subarray(take);
             if (partsBytes === GZIP_CHUNK_BYTES) {
