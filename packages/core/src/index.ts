@@ -1,4 +1,5 @@
 export * from './types.js';
+export * from './cache.js';
 export * from './errors.js';
 export * from './hooks.js';
 export * from './registry.js';

@@ -9,6 +9,7 @@
 
 import type { BuildClient, FileStat } from './client.js';
 import type { InteractiveContainer, NewContainerRequest } from './container.js';
+import type { CacheChain, CacheImport } from './cache.js';
 
 /** An OCI content digest, `sha256:<64 hex>`. */
 export type Digest = `sha256:${string}`;

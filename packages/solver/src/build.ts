@@ -19,9 +19,14 @@ import {
   Pacer,
   type Bkt,
   type BuildContext,
+  type BuildResult,
   type BuildScope,
+  type CacheChain,
+  type CacheChainRecord,
+  type CacheImport,
   type ContentSelector,
   type Digest,
+  type ImportedCacheRecord,
   type OpEnvelope,
   type OpExecutor,
   type OpKind,
@@ -98,7 +103,19 @@ interface KeyInfo {
   /** A cache record found for this vertex, and the key it was found under. */
   record?: CacheRecord;
   recordKey?: string;
+  /** Results an imported cache holds for the key (one per output), when the store has none. */
+  imported?: ImportedCacheRecord[];
+  /** For the slow key: per input, the content checksums it was made of (undefined: the input's key). */
+  selectors?: (string | undefined)[];
   source?: SourceInstance;
+}
+
+/**
+ * The cache key of output `index` of a vertex whose key is `key` (a record
+ * of an exported cache): the key itself for the first output.
+ */
+export function outputKey(key: string, index: number): Digest {
+  return (index === 0 ? key : hashKey(['output', key, index])) as Digest;
 }
 
 interface VertexState {
@@ -117,7 +134,10 @@ export class Build {
   readonly controller = new AbortController();
   readonly progress: BuildProgress;
   readonly #states = new Map<Digest, VertexState>();
+  readonly #vertexOf = new Map<Digest, Vertex>();
   readonly #held: Snapshot[] = [];
+  /** Cache imports (`--cache-from`), matched in order after the store's own records. */
+  readonly #imports: CacheImport[] = [];
   /** The snapshotter backends get: what they create stays in use until the build finishes. */
   readonly #snapshots: ScopedSnapshotter;
   /** Paces the build's long synchronous stretches (loading, cache keys) so a cancellation stops them. */
@@ -244,6 +264,11 @@ export class Build {
     if (!this.signal.aborted) this.controller.abort(err);
   }
 
+  /** Adds a cache import whose records keys are matched against (after the store's). */
+  addImport(imp: CacheImport): void {
+    this.#imports.push(imp);
+  }
+
   /** Releases the snapshots the build held in use. */
   finish(): void {
     for (const s of this.#held.splice(0)) this.engine.store.snapshotter.release(s.id);
@@ -257,6 +282,7 @@ export class Build {
     if (!st) {
       st = { reported: false, cached: false };
       this.#states.set(v.digest, st);
+      this.#vertexOf.set(v.digest, v);
     }
     return st;
   }
@@ -345,13 +371,15 @@ export class Build {
     if (this.#pacer.due()) await this.#pacer.pause();
     const useCache = !this.opts.noCache && !v.metadata?.ignoreCache;
     const lookup = (key: string) => (useCache ? this.engine.store.db.getCache(key) : undefined);
+    const imported = (key: string) => (useCache ? this.#lookupImports(key, v.outputs) : undefined);
     if (v.kind === 'source') {
       const ctx = this.context(this.#writer(v), this.signal, { digest: v.digest, name: v.name });
       const source = this.engine.bkt.registries.sources.require(st.sourceId!.scheme);
       const instance = await source.resolve(st.sourceId!, ctx);
       const { key: contentKey } = await instance.cacheKey(ctx);
       const key = hashKey(['source', st.sourceId!.scheme, contentKey]);
-      return { keys: [key], canonical: key, record: lookup(key), recordKey: key, source: instance };
+      const record = lookup(key);
+      return { keys: [key], canonical: key, record, recordKey: key, ...(record ? {} : { imported: imported(key) }), source: instance };
     }
     const { executor, op } = this.#executor(v);
     const selectors = v.inputs.map((_, j) => executor.contentSelectors?.(op, j));
@@ -365,6 +393,8 @@ export class Build {
     const fast = hashKey(['op', v.digest, v.inputs.map((inp, j) => [inputKeys[j].canonical, inp.index])]);
     const fastRecord = lookup(fast);
     if (fastRecord) return { keys: [fast], canonical: fastRecord.canonical, record: fastRecord, recordKey: fast };
+    const fastImported = imported(fast);
+    if (fastImported) return { keys: [fast], canonical: fastImported[0]?.canonical ?? fast, imported: fastImported };
     if (!selectors.some((s) => s && s.length > 0)) return { keys: [fast], canonical: fast };
     const parts = await Promise.all(
       v.inputs.map(async (inp, j) => {
@@ -375,7 +405,23 @@ export class Build {
       }),
     );
     const slow = hashKey(['op', v.digest, parts]);
-    return { keys: [fast, slow], canonical: slow, record: lookup(slow), recordKey: slow };
+    const sums = parts.map((p) => (p[0] === 'content' ? `content:${hashKey(p[1])}` : undefined));
+    const record = lookup(slow);
+    return { keys: [fast, slow], canonical: slow, record, recordKey: slow, ...(record ? {} : { imported: imported(slow) }), selectors: sums };
+  }
+
+  /** The results the first import holding every output of key `key` has for them. */
+  #lookupImports(key: string, outputs: number): ImportedCacheRecord[] | undefined {
+    for (const imp of this.#imports) {
+      const found: ImportedCacheRecord[] = [];
+      for (let i = 0; i < outputs; i++) {
+        const r = imp.lookup(outputKey(key, i));
+        if (!r) break;
+        found.push(r);
+      }
+      if (found.length === outputs && outputs > 0) return found;
+    }
+    return undefined;
   }
 
   /**
@@ -434,7 +480,123 @@ export class Build {
       // A record whose snapshot is gone is a miss; drop it.
       this.engine.store.db.deleteCache(k.recordKey!);
     }
+    if (k.imported) return this.#loadImported(v, st, k, k.imported);
     return this.#run(v, st, k);
+  }
+
+  /**
+   * An imported result: its layers are fetched and unpacked (only what the
+   * store lacks), recorded under the vertex's keys as a run's result would be,
+   * and the step shown cached.
+   */
+  async #loadImported(v: Vertex, st: VertexState, k: KeyInfo, imported: ImportedCacheRecord[]): Promise<(Snapshot | null)[]> {
+    const ctx = this.context(this.#writer(v), this.signal, { digest: v.digest, name: v.name });
+    let outs: (Snapshot | null)[];
+    try {
+      outs = await Promise.all(imported.map((r) => r.load(ctx)));
+    } catch (err) {
+      const e = vertexError(v, err);
+      this.progress.failOpen(v.digest, this.stepError(e));
+      this.fail(e);
+      throw e;
+    }
+    for (const s of outs) {
+      if (!s) continue;
+      this.engine.store.snapshotter.acquire(s.id);
+      this.#held.push(s);
+    }
+    this.engine.store.db.putCache(k.keys, { canonical: k.canonical, outputs: outs.map((s) => s?.id ?? null) });
+    if (this.progress.shown(v.digest)) {
+      st.reported = true;
+      st.cached = true;
+      this.progress.vertexDone({ ...this.#vertexInfo(v), cached: true, started: new Date(), completed: new Date() });
+    } else this.#reportCached(v, st);
+    return outs;
+  }
+
+  /**
+   * The build's cache chain (see `CacheChain` of `@bkt/core`): a record per
+   * vertex output and key the build computed, linked to its inputs' records;
+   * `results` are the records whose snapshot is one of `result`'s.
+   */
+  async cacheChain(result: BuildResult): Promise<CacheChain> {
+    const records: CacheChainRecord[] = [];
+    const index = new Map<string, number>();
+    const vertices = new Map<Digest, Vertex>();
+    for (const [digest, st] of this.#states) {
+      if (!st.key) continue;
+      const info = await st.key.catch(() => undefined);
+      if (!info) continue;
+      const v = this.#vertexOf.get(digest);
+      if (v) vertices.set(digest, v);
+    }
+    const keyOf = new Map<Digest, KeyInfo>();
+    for (const [digest] of vertices) keyOf.set(digest, await this.#states.get(digest)!.key!);
+    // Records first, links after: an input's record may come later in the map.
+    for (const [digest, v] of vertices) {
+      const k = keyOf.get(digest)!;
+      const st = this.#states.get(digest)!;
+      const keys = [...new Set([...k.keys, k.canonical])];
+      const exportable = !(v.kind === 'source' && st.sourceId?.scheme === 'local');
+      for (let out = 0; out < v.outputs; out++) {
+        for (const key of keys) {
+          const id = outputKey(key, out);
+          if (index.has(id)) continue;
+          index.set(id, records.length);
+          records.push({
+            key: id,
+            vertex: { digest, name: v.name, output: out },
+            inputs: [],
+            exportable,
+            result: () => this.#chainResult(v, st, k, out),
+          });
+        }
+      }
+    }
+    for (const [digest, v] of vertices) {
+      const k = keyOf.get(digest)!;
+      const keys = [...new Set([...k.keys, k.canonical])];
+      for (let out = 0; out < v.outputs; out++) {
+        for (const key of keys) {
+          const rec = records[index.get(outputKey(key, out))!];
+          if (rec.vertex.digest !== digest) continue; // the same key reached through another vertex
+          if (key !== k.canonical) rec.canonical = index.get(outputKey(k.canonical, out));
+          const slow = key === k.canonical && k.selectors !== undefined && k.keys.includes(key);
+          rec.inputs = v.inputs.map((inp, j) => {
+            const ik = keyOf.get(inp.vertex.digest);
+            const at = ik ? index.get(outputKey(ik.canonical, inp.index)) : undefined;
+            if (at === undefined) return [];
+            const selector = slow ? k.selectors![j] : undefined;
+            return [{ record: at, ...(selector ? { selector } : {}) }];
+          });
+        }
+      }
+    }
+    const results: number[] = [];
+    const snapshots = [result.ref, ...Object.values(result.refs ?? {})].filter((s): s is Snapshot => !!s);
+    for (const s of snapshots) {
+      for (const [digest, v] of vertices) {
+        const st = this.#states.get(digest)!;
+        const outs = st.result ? await st.result.catch(() => undefined) : undefined;
+        const out = outs?.findIndex((o) => o?.id === s.id) ?? -1;
+        if (out < 0) continue;
+        const at = index.get(outputKey(keyOf.get(digest)!.canonical, out));
+        if (at !== undefined && !results.includes(at)) results.push(at);
+      }
+    }
+    return { records, results };
+  }
+
+  /** Output `out` of a vertex for a cache export: its result when the build made it, else the store's record of it. */
+  async #chainResult(v: Vertex, st: VertexState, k: KeyInfo, out: number): Promise<Snapshot | null | undefined> {
+    if (st.result) {
+      const outs = await st.result.catch(() => undefined);
+      return outs ? outs[out] : undefined;
+    }
+    const record = k.record ?? this.engine.store.db.getCache(k.canonical);
+    if (!record) return undefined;
+    const outs = this.#hold(record);
+    return outs ? outs[out] : undefined;
   }
 
   /** Marks a record's snapshots in use; undefined when one of them is gone. */

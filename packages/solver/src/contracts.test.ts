@@ -54,7 +54,7 @@ function fakes(calls: string[]) {
     type: 'fake-cache',
     async importer(attrs) {
       calls.push(`importer(${attrs.ref})`);
-      return { load: async () => void calls.push('cache import') };
+      return { load: async () => (calls.push('cache import'), { description: 'fake', lookup: () => undefined }) };
     },
     async exporter(attrs) {
       calls.push(`exporter(${attrs.ref})`);

@@ -14,6 +14,7 @@ import {
   type CacheBackend,
   type Registry,
   IMAGE_RESOLVE_MODES,
+  INLINE_CACHE_METADATA_KEY,
   isBktError,
   isImageConfigResolver,
   SOURCE_DATE_EPOCH_KEY,
@@ -31,6 +32,7 @@ import {
 } from '@bkt/core';
 import type { CacheOptionsEntry, PruneOptions, SolveRequest, SolveResponse, Solver, SolverOptions } from './api.js';
 import { Build, type Engine } from './build.js';
+import { dropFailedExecState, newBuildContainer, runDebugSession } from './debug.js';
 import { readResultDir, readResultFile, statResultFile } from './bridge-files.js';
 import { digestOf } from './definition.js';
 import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
@@ -121,6 +123,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   let solverMs = 0;
   let error: Error | undefined;
   let frontendError: Error | undefined;
+  let debugError: Error | undefined;
   try {
     if ([req.definition, req.frontend, req.build].filter((x) => x !== undefined).length > 1) {
       throw new BktError('INVALID_ARGUMENT', 'a solve request takes one of a definition, a frontend or a build function');
@@ -140,7 +143,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     const cacheExporters = await resolveCacheBackends(registries.cacheBackends, req.cacheExports ?? [], 'exporter');
     const producers = (req.attestations ?? []).map((a) => ({ ...a, producer: registries.attestationProducers.require(a.kind) }));
     for (const [i, { type, instance }] of cacheImporters.entries()) {
-      await buildStep(build, `importing cache from ${type}`, `${buildId}/cache-import/${i}`, (ctx) => instance.load(ctx));
+      build.addImport(await buildStep(build, `importing cache from ${type}`, `${buildId}/cache-import/${i}`, (ctx) => instance.load(ctx)));
     }
     if (req.frontend) {
       try {
@@ -171,6 +174,15 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
       await hooks.attest.promise(result, attestations);
       result = { ...result, attestations };
     }
+    // An inline cache goes into the image the exporters write: made before they run.
+    const inlineCaches = cacheExporters.filter(({ instance }) => instance.inline);
+    if (inlineCaches.length > 0 && exporters.length > 0) {
+      const chain = await build.cacheChain(result);
+      for (const [i, { type, instance }] of inlineCaches.entries()) {
+        const bytes = await buildStep(build, `preparing inline cache (${type})`, `${buildId}/cache-inline/${i}`, (ctx) => instance.inline!(chain, result, ctx));
+        if (bytes) result = { ...result, metadata: { ...result.metadata, [INLINE_CACHE_METADATA_KEY]: bytes } };
+      }
+    }
     if (exporters.length > 0) {
       await hooks.beforeExport.promise(result, { buildId, exporters: (req.exporters ?? []).map((e) => ({ type: e.type, attrs: e.attrs })) });
       for (const [i, { type, instance }] of exporters.entries()) {
@@ -180,23 +192,30 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
         Object.assign(exporterResponse, response);
       }
     }
+    const chain = cacheExporters.length > 0 ? await build.cacheChain(result) : undefined;
     for (const [i, { type, instance }] of cacheExporters.entries()) {
-      const response = await buildStep(build, `exporting cache to ${type}`, `${buildId}/cache-export/${i}`, (ctx) => instance.export(result, ctx));
+      const response = await buildStep(build, `exporting cache to ${type}`, `${buildId}/cache-export/${i}`, (ctx) => instance.export(chain!, result, ctx));
       Object.assign(exporterResponse, response);
     }
+    // The build stays open (its snapshots held) while a client debugs its result.
+    if (req.debug) debugError = await runDebugSession(engine, build, req.debug, { result }, req.signal);
   } catch (err) {
     error = frontendError ?? build.firstError ?? (err as Error);
     if (!build.signal.aborted) build.controller.abort(error);
     build.progress.cancelOpen();
+    // ... or its failure: the failed step's state is kept until the session ends.
+    if (req.debug) await runDebugSession(engine, build, req.debug, { error }, req.signal);
   } finally {
     build.finish();
     await scope.finish();
+    await dropFailedExecState(engine, error);
   }
   if (solverMs === 0) solverMs = performance.now() - t0;
   const stats = { ...build.stats, solverMs };
   await history.finish({ error, exporterResponse });
   await hooks.afterSolve.promise({ buildId, error, vertices: stats.vertices, cached: stats.cached, exporterResponse });
   if (error) throw error;
+  if (debugError) throw debugError;
   return { buildId, result, exporterResponse, stats };
 }
 
@@ -281,6 +300,7 @@ async function runFrontend(
     readDir: (ref, path, include) => readResultDir(ref, path, include),
     statFile: (ref, path) => statResultFile(ref, path),
     resolveImageConfig: (ref, opts) => resolveImageConfig(engine, build, ref, opts),
+    newContainer: (req) => newBuildContainer(engine, build, req, build.signal),
     warn: (vertex, short, detail, opts) => {
       // A vertex the client has not seen (the frontend's digest for its source file) is shown first.
       if (!build.progress.shown(vertex)) {
