@@ -15,8 +15,12 @@
  * snapshots they kept.
  */
 import { createHash } from 'node:crypto';
-import type { Digest, Snapshot, Snapshotter, StoreRecords } from '@bkt/core';
+import { createReadStream } from 'node:fs';
+import { BktError, requireRecords, type BuildContext, type Digest, type Snapshot, type Snapshotter, type StoreRecords } from '@bkt/core';
+import { decompress } from './compression.js';
+import { digesting } from './digest.js';
 import type { Descriptor } from './media-types.js';
+import { unpackLayer } from './unpack.js';
 
 /** The layer a snapshot's own changes came from. */
 export interface LayerRecord {
@@ -149,4 +153,81 @@ export async function removeImageRecord(records: StoreRecords, name: string): Pr
   if (!(await images.get(id))) return false;
   await images.remove(id);
   return true;
+}
+
+/** One layer of an image (or of a cache result) to unpack: its blob and uncompressed digest. */
+export interface LayerToUnpack {
+  blob: Descriptor;
+  diffId: Digest;
+}
+
+export interface UnpackLayersOptions {
+  /** Names the image or cache in progress and errors. */
+  what: string;
+  /** Brings a layer blob into the content store (a no-op when it is there). */
+  fetch(blob: Descriptor): Promise<void>;
+  /** `registry/repository` names the blobs are in (for cross-repository mounts). */
+  sources: string[];
+  /** The usage record type of the snapshots made. */
+  recordType?: string;
+  /** Reported before a layer is unpacked and when it is done. */
+  onLayer?(blob: Descriptor, done: boolean): void;
+  /** Reports something skipped while unpacking. */
+  warn?(message: string): void;
+}
+
+/**
+ * The snapshot of a layer stack: layers already unpacked (found by chain id)
+ * are reused and their blobs never fetched; the others are fetched (in
+ * parallel) and unpacked in order, one snapshot each, each verified against
+ * its diff id and recorded (layer and chain records). An empty stack is an
+ * empty tree.
+ */
+export async function unpackLayers(layers: LayerToUnpack[], ctx: Pick<BuildContext, 'snapshotter' | 'content' | 'records'>, opts: UnpackLayersOptions): Promise<Snapshot> {
+  const records = requireRecords(ctx, opts.what);
+  const chains = chainIds(layers.map((l) => l.diffId));
+  let parent: Snapshot | null = null;
+  let start = 0;
+  for (let i = layers.length - 1; i >= 0; i--) {
+    const found = await snapshotForChain(records, ctx.snapshotter, chains[i]);
+    if (found) {
+      parent = found;
+      start = i + 1;
+      break;
+    }
+  }
+  // Downloads run ahead (the caller's client bounds them); unpacking follows in layer order.
+  const downloads = layers.map((l, i) => (i >= start ? opts.fetch(l.blob) : Promise.resolve()));
+  for (const d of downloads) d.catch(() => undefined);
+  for (let i = start; i < layers.length; i++) {
+    const { blob, diffId } = layers[i];
+    const what = `layer ${i + 1}/${layers.length} (${blob.digest}) of ${opts.what}`;
+    await downloads[i];
+    opts.onLayer?.(blob, false);
+    const mutable = await ctx.snapshotter.prepare(parent, { description: `pulled ${what}`, recordType: opts.recordType });
+    try {
+      const plain = digesting(decompress(createReadStream(ctx.content.path(blob.digest)), what));
+      await unpackLayer(mutable.path, plain.chunks, { base: parent === null, what, warn: opts.warn });
+      const got = plain.digest();
+      if (got !== diffId) throw new BktError('INVALID_ARGUMENT', `${what}: uncompressed content has digest ${got}, but its diff id is ${diffId}`);
+    } catch (err) {
+      await mutable.discard();
+      throw err;
+    }
+    const snapshot = await mutable.commit();
+    // The snapshot keeps its layer blob: a prune removes the blob only with the snapshot.
+    await ctx.content.addRef?.(blob.digest, { snapshot: snapshot.id });
+    opts.onLayer?.(blob, true);
+    await writeLayerRecord(records, {
+      snapshotId: snapshot.id,
+      diffId,
+      chainId: chains[i],
+      blob: { mediaType: blob.mediaType, digest: blob.digest, size: blob.size },
+      sources: opts.sources,
+    }, opts.recordType);
+    parent = snapshot;
+  }
+  if (parent) return parent;
+  const empty = await ctx.snapshotter.prepare(null, { description: `empty ${opts.what}` });
+  return empty.commit();
 }

@@ -17,7 +17,6 @@
  * into its own snapshot over the previous one (see `records.ts`); each
  * snapshot references its layer blob, so the blob lives as long as it does.
  */
-import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import {
   BktError,
@@ -37,8 +36,6 @@ import {
 import {
   MediaType,
   checkDescriptor,
-  decompress,
-  digesting,
   formatReference,
   hostPlatform,
   isDigest,
@@ -48,11 +45,8 @@ import {
   splitReference,
   type Descriptor,
   type ImageIndex,
-  chainIds,
   readImageRecord,
-  snapshotForChain,
-  unpackLayer,
-  writeLayerRecord,
+  unpackLayers,
 } from '@bkt/oci';
 import { RegistryClient, buildClientCredentials, staticCredentials, type RegistrySettings } from '@bkt/registry';
 import { contentBlobs, layoutBlobs, layoutDir, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
@@ -344,63 +338,16 @@ export async function unpackImage(
   opts: { what: string; layerLimit?: number; recordType?: string },
 ): Promise<Snapshot> {
   const count = Math.min(image.manifest.layers.length, opts.layerLimit ?? Infinity);
-  const layers = image.manifest.layers.slice(0, count);
   const diffIds = image.config.rootfs.diff_ids.slice(0, count);
-  const chains = chainIds(diffIds);
-
-  let parent: Snapshot | null = null;
-  let start = 0;
-  for (let i = count - 1; i >= 0; i--) {
-    const found = await snapshotForChain(requireRecords(ctx, '@bkt/source-image'), ctx.snapshotter, chains[i]);
-    if (found) {
-      parent = found;
-      start = i + 1;
-      break;
-    }
-  }
-
-  // Downloads run ahead (the registry client bounds them); unpacking follows in layer order.
-  const downloads = layers.map((desc, i) => (i >= start ? image.blobs.fetch(desc, ctx) : Promise.resolve()));
-  for (const d of downloads) d.catch(() => undefined);
-
-  for (let i = start; i < count; i++) {
-    const desc = layers[i];
-    const what = `layer ${i + 1}/${layers.length} (${desc.digest}) of ${opts.what}`;
-    await downloads[i];
-    ctx.progress.status(`extract ${desc.digest}`, `extracting ${desc.digest.slice(0, 19)}`, 0, 1);
-    const prepareOpts = { description: `pulled ${what}`, recordType: opts.recordType };
-    const mutable = await ctx.snapshotter.prepare(parent, prepareOpts);
-    try {
-      const plain = digesting(decompress(createReadStream(ctx.content.path(desc.digest)), what));
-      await unpackLayer(mutable.path, plain.chunks, {
-        base: parent === null,
-        what,
-        warn: (msg) => ctx.progress.warn(msg),
-      });
-      const diffId = plain.digest();
-      if (diffId !== diffIds[i]) {
-        throw new BktError('INVALID_ARGUMENT', `${what}: uncompressed content has digest ${diffId}, but the image config says ${diffIds[i]}`);
-      }
-    } catch (err) {
-      await mutable.discard();
-      throw err;
-    }
-    const snapshot = await mutable.commit();
-    // The snapshot keeps its layer blob: a prune removes the blob only with the snapshot.
-    await ctx.content.addRef?.(desc.digest, { snapshot: snapshot.id });
-    ctx.progress.status(`extract ${desc.digest}`, `extracting ${desc.digest.slice(0, 19)}`, 1, 1, true);
-    await writeLayerRecord(requireRecords(ctx, '@bkt/source-image'), {
-      snapshotId: snapshot.id,
-      diffId: diffIds[i],
-      chainId: chains[i],
-      blob: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size },
-      sources: image.blobs.repository ? [image.blobs.repository] : [],
-    }, opts.recordType);
-    parent = snapshot;
-  }
-  if (parent) return parent;
-  // An image without layers (or layerlimit=0): an empty tree.
-  const empty = await ctx.snapshotter.prepare(null, { description: `empty image ${opts.what}` });
-  return empty.commit();
+  const layers = image.manifest.layers.slice(0, count).map((blob, i) => ({ blob, diffId: diffIds[i] }));
+  const extract = (d: { digest: string }) => `extract ${d.digest}`;
+  return unpackLayers(layers, ctx, {
+    what: opts.what,
+    fetch: (blob) => image.blobs.fetch(blob, ctx),
+    sources: image.blobs.repository ? [image.blobs.repository] : [],
+    recordType: opts.recordType,
+    onLayer: (blob, done) => ctx.progress.status(extract(blob), `extracting ${blob.digest.slice(0, 19)}`, done ? 1 : 0, 1, done || undefined),
+    warn: (msg) => ctx.progress.warn(msg),
+  });
 }
 

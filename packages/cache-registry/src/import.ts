@@ -1,0 +1,79 @@
+/**
+ * A parsed cache as the solver's `CacheImport`: records by digest, each
+ * result loaded only when the build asks for it — its layers fetched (only
+ * those the store lacks: a layer already unpacked, found by chain id, is not
+ * fetched) and unpacked one snapshot per layer (`unpackLayers` of `@bkt/oci`,
+ * which records each layer's blob so an image export reuses it as it is).
+ */
+import { BktError, type BuildContext, type CacheImport, type Digest, type ImportedCacheRecord, type Snapshot } from '@bkt/core';
+import { unpackLayers, type Descriptor } from '@bkt/oci';
+import { recordResults, type CacheConfig } from './config.js';
+import { UNCOMPRESSED_ANNOTATION } from './manifest.js';
+
+/** Where an import's layer blobs come from. */
+export interface BlobSource {
+  /** `registry/repository` the blobs are in (kept with the layers, for cross-repository mounts), if any. */
+  readonly repository?: string;
+  /** Brings a blob into the content store; a no-op when it is there. */
+  fetch(desc: Descriptor, ctx: BuildContext): Promise<void>;
+}
+
+/**
+ * The import of `config`. `blobs` are the layer descriptors the container
+ * listed (by digest); a layer's media type, size and diff id come from
+ * them or from the config's annotations.
+ */
+export function cacheImport(config: CacheConfig, blobs: Map<Digest, Descriptor>, source: BlobSource, description: string): CacheImport {
+  const byDigest = new Map<Digest, number[]>();
+  config.records.forEach((r, i) => byDigest.set(r.digest, [...(byDigest.get(r.digest) ?? []), i]));
+
+  const layer = (i: number): { blob: Descriptor; diffId: Digest } => {
+    const l = config.layers[i];
+    const listed = blobs.get(l.blob);
+    const mediaType = l.annotations?.mediaType ?? listed?.mediaType;
+    const size = listed?.size ?? l.annotations?.size;
+    const diffId = (l.annotations?.diffID ?? listed?.annotations?.[UNCOMPRESSED_ANNOTATION]) as Digest | undefined;
+    if (!mediaType || size === undefined || !diffId) {
+      const missing = !mediaType ? 'media type' : size === undefined ? 'size' : 'uncompressed digest (diffID)';
+      throw new BktError('INVALID_ARGUMENT', `${description}: cache layer ${l.blob} has no ${missing}`);
+    }
+    return { blob: { mediaType, digest: l.blob, size }, diffId };
+  };
+
+  // One load per result, shared by the builds' vertices that need it.
+  const loads = new Map<string, Promise<Snapshot | null>>();
+  return {
+    description,
+    lookup(key: Digest): ImportedCacheRecord | undefined {
+      for (const i of byDigest.get(key) ?? []) {
+        const results = recordResults(config, i);
+        if (results.length === 0) continue;
+        const r = config.records[i];
+        const canonical = r.canonical !== undefined ? config.records[r.canonical].digest : key;
+        const { layers } = results[0];
+        return {
+          canonical,
+          load: (ctx: BuildContext) => {
+            if (layers.length === 0) return Promise.resolve(null);
+            const id = layers.join(',');
+            let p = loads.get(id);
+            if (!p) {
+              p = unpackLayers(layers.map(layer), ctx, {
+                what: `cache ${description}`,
+                fetch: (blob) => source.fetch(blob, ctx),
+                sources: source.repository ? [source.repository] : [],
+                onLayer: (blob, done) => ctx.progress.status(`extract ${blob.digest}`, `extracting ${blob.digest.slice(0, 19)}`, done ? 1 : 0, 1, done || undefined),
+                warn: (msg) => ctx.progress.warn(msg),
+              });
+              // A failed load (a cancelled build) may be retried by a later one.
+              p.catch(() => loads.delete(id));
+              loads.set(id, p);
+            }
+            return p;
+          },
+        };
+      }
+      return undefined;
+    },
+  };
+}
