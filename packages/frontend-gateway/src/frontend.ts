@@ -106,7 +106,6 @@ export function gatewayFrontend(opts: GatewayFrontendOptions = {}): Frontend {
         throw new BktError('PERMISSION_DENIED', `gateway.v0: '${source}' is not an allowed gateway source (allowed: ${allowed.join(', ')})`, { attribute: 'source' });
       }
       if (!bridge.resolveImageConfig) throw new BktError('UNIMPLEMENTED', `gateway.v0 ${source}: this build resolves no image configs (add @bkt/source-image)`);
-      if (!bridge.newContainer) throw new BktError('UNIMPLEMENTED', `gateway.v0 ${source}: no registered exec executor runs containers (add @bkt/worker-runc)`);
 
       const resolved = await bridge.resolveImageConfig(source);
       let img: ImageConfigJSON;
@@ -128,6 +127,7 @@ export function gatewayFrontend(opts: GatewayFrontendOptions = {}): Frontend {
         }
       }
 
+      if (!bridge.newContainer) throw new BktError('UNIMPLEMENTED', `gateway.v0 ${source}: no registered exec executor runs containers (add @bkt/worker-runc)`);
       const pinned = `${normalizeReference(source).replace(/@sha256:[0-9a-f]{64}$/, '')}@${resolved.digest}`;
       const definition = image(pinned).marshal();
       const rootfs = (await bridge.solve(pb.Definition.encode(definition).finish())).ref;

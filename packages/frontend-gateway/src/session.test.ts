@@ -10,13 +10,15 @@ import { Duplex } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import * as gw from '@bkt/api/gateway';
 import * as pb from '@bkt/api/pb';
-import { createBkt, type BktPlugin, type BuildResult, type FrontendBridge } from '@bkt/core';
+import { BktError, createBkt, withFailedExec, type BktPlugin, type BuildResult, type FrontendBridge } from '@bkt/core';
+import { writeFile } from 'node:fs/promises';
 import { mkdir, mkfile, scratch } from '@bkt/llb';
 import { builtinOpsPlugin, openSolver, type Solver } from '@bkt/solver';
 import { GrpcCallError, StreamGrpcClient } from '@bkt/testkit';
 import { LLBBridgeSession } from './session.js';
 import { serveOverStream } from './serve.js';
 import { FRONTEND_CAPS } from './caps.js';
+import { SOLVE_DETAIL_TYPE, VERTEX_DETAIL_TYPE } from './errors.js';
 
 /** Two connected in-memory duplex streams. */
 function duplexPair(): [Duplex, Duplex] {
@@ -128,6 +130,48 @@ describe('LLBBridge over a duplex stream', () => {
     expect(warnings).toContain('careful');
     expect(Buffer.from(r.result.metadata['containerimage.config']).toString()).toBe('{"config":{}}');
     expect(r.result.ref).not.toBeNull();
+  });
+
+  it("a failed exec step's Solve error carries errdefs.Solve: its op and the ref ids of its inputs and mounts, which the frontend can read", async () => {
+    // An exec executor standing in for runc: the step writes a file in its root mount, then fails.
+    const failingExec: BktPlugin = {
+      name: 'failing-exec',
+      opExecutors: [
+        {
+          kind: 'exec',
+          async run(op, inputs, ctx) {
+            const mut = await ctx.snapshotter.prepare(inputs[0]?.snapshot ?? null);
+            await writeFile(join(mut.path, 'written-by-the-step'), 'partial work\n');
+            const mount = await mut.commit();
+            const err = new BktError('EXEC_FAILED', 'process "/bin/false" did not complete successfully: exit code: 1', { opDigest: ctx.vertex?.digest, exitCode: 1 });
+            throw withFailedExec(err, { opDigest: ctx.vertex!.digest, name: ctx.vertex!.name, op, inputs: inputs.map((i) => i.snapshot), mounts: [mount] });
+          },
+        },
+      ],
+    };
+    let failure: GrpcCallError | undefined;
+    let partial = '';
+    const s = await open([
+      failingExec,
+      bridgeFrontend(async (c) => {
+        const run = scratch().file(mkfile('/base', 0o644, 'base')).run({ args: ['/bin/false'] }).root().marshal({ platform: 'linux/amd64' });
+        failure = await c.call('solve', { ...gw.SolveRequest.fromPartial({}), Definition: run }).then(() => undefined, (e: GrpcCallError) => e);
+        const solve = failure?.details.find((d) => d.typeUrl === SOLVE_DETAIL_TYPE);
+        const json = JSON.parse(solve!.value.toString()) as { mountIDs: string[] };
+        partial = await c.call('readFile', { Ref: json.mountIDs[0], FilePath: 'written-by-the-step', Range: undefined }).then((r) => r.Data.toString(), (e: Error) => `read failed: ${e.message}`);
+        await c.call('return', { result: undefined, error: { code: failure!.code, message: failure!.message, details: [] } });
+      }),
+    ]);
+    await s.solve({ frontend: 'bridged.v0' }).catch(() => undefined);
+    expect(failure?.code).toBe(2); // EXEC_FAILED → UNKNOWN, as BuildKit's exec errors
+    expect(failure?.message).toContain('exit code: 1');
+    const solve = JSON.parse(failure!.details.find((d) => d.typeUrl === SOLVE_DETAIL_TYPE)!.value.toString()) as { inputIDs: string[]; mountIDs: string[]; op: { exec: { meta: { args: string[] } } } };
+    expect(solve.inputIDs).toHaveLength(1);
+    expect(solve.mountIDs).toHaveLength(1);
+    expect(solve.op.exec.meta.args).toEqual(['/bin/false']);
+    const vertex = JSON.parse(failure!.details.find((d) => d.typeUrl === VERTEX_DETAIL_TYPE)!.value.toString()) as { digest: string };
+    expect(vertex.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(partial).toBe('partial work\n');
   });
 
   it('a returned error fails the build with its message; a frontend exec needing network.host without the entitlement is refused naming it', async () => {

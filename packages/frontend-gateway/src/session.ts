@@ -125,6 +125,7 @@ export class LLBBridgeSession {
     return held;
   }
 
+  /** New work (solves, containers) stops once the session's signal aborts; reading what was solved does not. */
   #live(call: string): void {
     if (this.#signal?.aborted) throw new BktError('CANCELLED', `${call}: the build was cancelled`);
   }
@@ -208,28 +209,24 @@ export class LLBBridgeSession {
   }
 
   async readFile(req: gw.ReadFileRequest): Promise<gw.ReadFileResponse> {
-    this.#live('ReadFile');
     const held = this.#ref(req.Ref, `ReadFile ${req.FilePath}`);
     const range = req.Range ? { offset: req.Range.Offset, ...(req.Range.Length > 0 ? { length: req.Range.Length } : {}) } : undefined;
     return { Data: Buffer.from(await this.#bridge.readFile(held.snapshot, req.FilePath, range)) };
   }
 
   async readDir(req: gw.ReadDirRequest): Promise<gw.ReadDirResponse> {
-    this.#live('ReadDir');
     const held = this.#ref(req.Ref, `ReadDir ${req.DirPath}`);
     const entries = await this.#bridge.readDir(held.snapshot, req.DirPath, req.IncludePattern || undefined);
     return { entries: entries.map(wireStat) };
   }
 
   async statFile(req: gw.StatFileRequest): Promise<gw.StatFileResponse> {
-    this.#live('StatFile');
     const held = this.#ref(req.Ref, `StatFile ${req.Path}`);
     return { stat: wireStat(await this.#bridge.statFile(held.snapshot, req.Path)) };
   }
 
   /** Results are solved when Solve returns, so evaluating one only checks that it exists. */
   async evaluate(req: gw.EvaluateRequest): Promise<gw.EvaluateResponse> {
-    this.#live('Evaluate');
     this.#ref(req.Ref, 'Evaluate');
     return {};
   }
@@ -254,9 +251,7 @@ export class LLBBridgeSession {
 
   async return(req: gw.ReturnRequest): Promise<gw.ReturnResponse> {
     if (this.#returned) throw new BktError('INVALID_ARGUMENT', 'Return: the result is already set (Return called twice)');
-    if ((req.result === undefined) === (req.error === undefined || req.error.code === 0)) {
-      if (!req.result && (!req.error || req.error.code === 0)) throw new BktError('INVALID_ARGUMENT', 'Return: the request has neither a result nor an error');
-    }
+    if (!req.result && (!req.error || req.error.code === 0)) throw new BktError('INVALID_ARGUMENT', 'Return: the request has neither a result nor an error');
     if (req.error && req.error.code !== 0) {
       this.#returned = { error: bktErrorOfStatus(req.error, 'the frontend returned an error') };
     } else {
