@@ -2,7 +2,21 @@
  * The solver's public API: what the CLI, the server and tests call.
  * (Implementation: solver.ts. Types only here, so callers can code against them.)
  */
-import type { Attrs, Bkt, BuildClient, BuildResult, FrontendBridge, ProgressEvent, SecretProvider, SourcePolicyDecision, SourcePolicyRequest, UsageRecord } from '@bkt/core';
+import type {
+  Attrs,
+  Bkt,
+  BuildClient,
+  BuildResult,
+  FailedExec,
+  FrontendBridge,
+  InteractiveContainer,
+  NewContainerRequest,
+  ProgressEvent,
+  SecretProvider,
+  SourcePolicyDecision,
+  SourcePolicyRequest,
+  UsageRecord,
+} from '@bkt/core';
 import type { BuildHistoryRecord, HistoryLimits } from '@bkt/store';
 
 export type { BuildHistoryRecord, HistoryLimits } from '@bkt/store';
@@ -100,6 +114,36 @@ export interface SolveRequest {
   buildId?: string;
   /** Not recorded in the build history (control.proto's `Internal`: a daemon's own builds). */
   internal?: boolean;
+  /**
+   * Called once the build has solved and exported (`result`) or failed
+   * (`error`, with `failedExec` when an exec step failed), with the build
+   * still open: its snapshots — a failed step's inputs and mounts as the
+   * process left them included — stay alive, and `newContainer` runs
+   * containers over them, until the returned promise settles. Then the
+   * containers are released and the build finishes (history, `afterSolve`).
+   * `bkt build --invoke` and `bkt debug` are built on it. A failure of the
+   * callback fails the solve unless the build failed already.
+   */
+  debug?: (session: BuildDebugSession) => Promise<void>;
+}
+
+/** What a solve's `debug` callback gets (see `SolveRequest.debug`). */
+export interface BuildDebugSession {
+  readonly buildId: string;
+  /** The build's result, when it succeeded. */
+  readonly result?: BuildResult;
+  /** The error the build failed with. */
+  readonly error?: Error;
+  /** The exec step that failed, as it was (`failedExecOf(error)` of @bkt/core). */
+  readonly failedExec?: FailedExec;
+  /** Aborted when the client cancels the build (the session should end) and once the session is over. */
+  readonly signal: AbortSignal;
+  /**
+   * A container in the build (the exec executor's `ContainerProvider`);
+   * `req.inputs` are snapshots of this build (the result's, the failed
+   * step's). Released when the session ends, if not before.
+   */
+  newContainer(req: NewContainerRequest): Promise<InteractiveContainer>;
 }
 
 export interface SolveStats {

@@ -2,18 +2,35 @@
  * The `exec` op executor: runs a `pb.ExecOp` in a container and returns the
  * snapshots of its outputs (the root's layer and any other writable mounts).
  */
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { BktError, type BuildContext, type OpEnvelope, type OpExecutor, type OpInput, type Snapshot } from '@bkt/core';
+import {
+  BktError,
+  withFailedExec,
+  type BuildContext,
+  type ContainerProvider,
+  type InteractiveContainer,
+  type NewContainerRequest,
+  type OpEnvelope,
+  type OpExecutor,
+  type OpInput,
+  type Snapshot,
+} from '@bkt/core';
 import * as pb from '@bkt/api/pb';
+import {
+  containerExecOp,
+  containerId,
+  ENTITLEMENT_NETWORK_HOST,
+  ENTITLEMENT_SECURITY_INSECURE,
+  RuncInteractiveContainer,
+  releaseWithBuild,
+} from './container.js';
 import type { ContainerSpec, Executor, NetworkMode } from './executor.js';
-import { prepareMounts } from './mounts.js';
+import { prepareMounts, type PreparedMounts } from './mounts.js';
 import { StepOutput, DEFAULT_LOG_MAX_BYTES } from './output.js';
 import { requireExecutable } from './platforms.js';
 import { recordMountStubs } from './stubs.js';
 
-export const ENTITLEMENT_NETWORK_HOST = 'network.host';
-export const ENTITLEMENT_SECURITY_INSECURE = 'security.insecure';
+export { ENTITLEMENT_NETWORK_HOST, ENTITLEMENT_SECURITY_INSECURE };
 
 export interface ExecOpExecutorOptions {
   /** The executor for a store root (one per root, ready to run). */
@@ -26,9 +43,12 @@ export interface ExecOpExecutorOptions {
   binfmtDir?: string;
 }
 
-let counter = 0;
-
-export class ExecOpExecutor implements OpExecutor<pb.ExecOp> {
+/**
+ * Runs exec ops, and declares core's `ContainerProvider` capability: the
+ * interactive containers of `bkt debug`, `--invoke` and LLBBridge's
+ * NewContainer, over `pb.Mount`s as an exec op's.
+ */
+export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<pb.Mount> {
   readonly kind = 'exec' as const;
   readonly #opts: ExecOpExecutorOptions;
 
@@ -47,7 +67,7 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp> {
     const executor = await this.#opts.executorFor(ctx.root);
 
     const commandLine = meta.args.join(' ');
-    const id = `bkt-${process.pid}-${(++counter).toString(36)}-${randomBytes(4).toString('hex')}`;
+    const id = containerId('');
     const prepared = await prepareMounts(exec, {
       ctx,
       inputs,
@@ -93,7 +113,11 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp> {
         cleanStubs();
       }
       const valid = meta.validExitCodes.length > 0 ? meta.validExitCodes : [0];
-      if (!valid.includes(code)) throw execFailed(ctx, commandLine, code, output.lastLines(20));
+      if (!valid.includes(code)) {
+        const err = execFailed(ctx, commandLine, code, output.lastLines(20));
+        if (ctx.vertex) withFailedExec(err, { opDigest: ctx.vertex.digest, name: ctx.vertex.name, op: exec, ...(envelope.platform ? { platform: envelope.platform } : {}), inputs: inputs.map((i) => i.snapshot), mounts: await keepMounts(exec, prepared) });
+        throw err;
+      }
 
       // As the solver counts them: one past the highest output index of any mount.
       const outputCount = Math.max(-1, ...exec.mounts.map((m) => m.output)) + 1;
@@ -110,6 +134,53 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp> {
       await prepared.release();
     }
   }
+
+  /**
+   * A container over `req.mounts` (see core's `NewContainerRequest`): the
+   * mounts are prepared as an exec step's (writable ones as overlays thrown
+   * away on release), nothing runs until the first process starts.
+   */
+  async newContainer(req: NewContainerRequest<pb.Mount>, ctx: BuildContext): Promise<InteractiveContainer> {
+    const { exec, network } = containerExecOp(req, ctx.entitlements);
+    await requireExecutable(req.platform, { binfmtDir: this.#opts.binfmtDir });
+    if (ctx.signal.aborted) throw new BktError('CANCELLED', 'the build was cancelled before the container was made');
+    const executor = await this.#opts.executorFor(ctx.root);
+    const id = containerId('c');
+    const prepared = await prepareMounts(exec, {
+      ctx,
+      inputs: req.inputs,
+      runDir: join(this.#opts.runDirFor(ctx.root), id),
+      commandLine: `container ${id}`,
+    });
+    const container = new RuncInteractiveContainer({
+      id,
+      executor,
+      prepared,
+      network,
+      ...(req.hostname ? { hostname: req.hostname } : {}),
+      extraHosts: req.extraHosts ?? [],
+      entitlements: ctx.entitlements,
+    });
+    releaseWithBuild(container, ctx);
+    return container;
+  }
+}
+
+/**
+ * A failed step's writable mounts as the process left them (for a debug
+ * container): each committed, by mount index; null for the other mounts.
+ * The committed snapshots are the build's (released when it finishes).
+ */
+async function keepMounts(exec: pb.ExecOp, prepared: PreparedMounts): Promise<(Snapshot | null)[]> {
+  const kept: (Snapshot | null)[] = exec.mounts.map(() => null);
+  for (const [index, mutable] of prepared.writable) {
+    try {
+      kept[index] = await mutable.commit();
+    } catch {
+      // Left to the release; the debug container then reads the mount's input instead.
+    }
+  }
+  return kept;
 }
 
 function checkEntitlements(exec: pb.ExecOp, granted: ReadonlySet<string>): void {

@@ -18,6 +18,24 @@ export interface ProcessSpec {
   cwd?: string;
   /** `uid[:gid]` or names from the rootfs's /etc/passwd and /etc/group. Default root. */
   user?: string;
+  /**
+   * A terminal (runc's own console handling, in a host pseudo-terminal made
+   * by util-linux's `script`): stdout and stderr arrive as one stream on
+   * `stdout`; `ProcessControl.resize` changes its size.
+   */
+  tty?: boolean;
+  /** With `tty`: the first size (default 24×80). */
+  size?: { rows: number; cols: number };
+  /** For `exec`: this process's capabilities (default: the container's mode). */
+  security?: SecurityMode;
+}
+
+/** What a caller can do to a started process. */
+export interface ProcessControl {
+  /** Resizes its terminal (`INVALID_ARGUMENT` without `tty`). */
+  resize(size: { rows: number; cols: number }): Promise<void>;
+  /** Sends signal number `n` to it. */
+  signal(n: number): Promise<void>;
 }
 
 /** Where a process's input comes from and its output goes; all optional. */
@@ -27,6 +45,8 @@ export interface ProcessIO {
   stderr?: (chunk: Uint8Array) => void;
   /** Aborting kills the process (for `run`: the whole container). */
   signal?: AbortSignal;
+  /** Called once the process is spawned, with what can be done to it. */
+  onControl?: (control: ProcessControl) => void;
 }
 
 /** A mount in the container, prepared on the host. */
@@ -83,4 +103,6 @@ export interface Executor {
    * exit code. `BktError('NOT_FOUND')` when no such container runs.
    */
   exec(id: string, process: ProcessSpec, io?: ProcessIO): Promise<number>;
+  /** The runtime's status of container `id` (`creating`, `created`, `running`, `stopped`); undefined when it has none. */
+  state?(id: string): Promise<string | undefined>;
 }

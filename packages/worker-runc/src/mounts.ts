@@ -29,6 +29,8 @@ export interface PreparedMounts {
   mounts: ContainerMount[];
   /** Writable snapshots by the op's output index: the caller commits or discards each. */
   outputs: Map<number, MutableSnapshot>;
+  /** Every writable BIND mount's tree by mount index (outputs included; a failed step's are kept for debugging). */
+  writable: Map<number, MutableSnapshot>;
   /** `NAME=value` entries from `ExecOp.secretenv`. */
   secretEnv: string[];
   /** True when secret values are involved (secret env or files). */
@@ -72,6 +74,7 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
       readonlyRootfs: false,
       mounts: [],
       outputs,
+      writable: new Map(),
       secretEnv: [],
       sensitive: false,
       release,
@@ -102,6 +105,7 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
             source = input ? await mountReadonly(input, cleanups) : await emptyDir(mc.runDir, index);
           } else {
             const mutable = await mc.ctx.snapshotter.prepare(input, { description: `exec ${mc.commandLine} ${m.dest}` });
+            result.writable.set(index, mutable);
             if (m.output >= 0) {
               if (outputs.has(m.output)) {
                 throw new BktError('INVALID_DEFINITION', `${where}: output ${m.output} is used twice`, { attribute: 'mounts' });

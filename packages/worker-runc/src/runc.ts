@@ -19,11 +19,11 @@ import { chownSync, existsSync, mkdirSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BktError } from '@bkt/core';
-import type { ContainerSpec, Executor, ProcessIO, ProcessSpec } from './executor.js';
+import type { ContainerSpec, Executor, ProcessControl, ProcessIO, ProcessSpec } from './executor.js';
 import { NetworkProvider, type NetworkOptions } from './network.js';
 import { rootPath } from './rootpath.js';
 import { DEFAULT_CAPABILITIES, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, buildSpec, privilegedCapabilities } from './spec.js';
-import { isAlive, mountTmpfs, mountsUnder, runCommand, unmount } from './sys.js';
+import { isAlive, mountTmpfs, mountsUnder, mustRun, runCommand, unmount } from './sys.js';
 import { resolveUser, type ResolvedUser } from './user.js';
 import { ContainerWatchdog } from './watchdog.js';
 
@@ -161,18 +161,26 @@ export class RuncExecutor implements Executor {
         netns: net.netns,
         security: spec.security,
         pidsLimit: this.#pidsLimit,
+        terminal: spec.process.tty,
       });
       await writeFile(join(bundle, 'config.json'), JSON.stringify(oci), { mode: 0o600 });
       if (io.signal?.aborted) throw cancelled(spec.id);
 
       const log = join(bundle, 'runc.log');
       this.#watchdog.ensureRunning();
-      const child = spawn(
-        this.#runc,
-        ['--root', this.runcRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, '--no-new-keyring', spec.id],
-        { stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true },
-      );
+      const runcArgs = ['--root', this.runcRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, '--no-new-keyring', spec.id];
+      const ttyName = join(bundle, 'tty-run');
+      const child = spec.process.tty
+        ? spawnInTerminal(this.#runc, runcArgs, ttyName, spec.process.size)
+        : spawn(this.#runc, runcArgs, { stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true });
       this.#watchdog.watchRunc(child.pid);
+      io.onControl?.({
+        resize: (size) => resizeTerminal(spec.process.tty ? ttyName : undefined, size),
+        signal: async (n) => {
+          const res = await runCommand(this.#runc, ['--root', this.runcRoot, 'kill', spec.id, String(n)]);
+          if (res.code !== 0) throw new BktError('NOT_FOUND', `cannot signal container ${spec.id}: ${res.stderr.trim()}`, { container: spec.id });
+        },
+      });
       io.onStarted?.();
       const code = await this.#supervise(child, io, () => this.#killContainer(spec.id, child));
       if (io.signal?.aborted) throw cancelled(spec.id);
@@ -199,9 +207,10 @@ export class RuncExecutor implements Executor {
     const n = ++container.execCount;
     const processFile = join(container.bundle, `exec-${n}.json`);
     const pidFile = join(container.bundle, `exec-${n}.pid`);
-    const caps = container.capabilities;
+    const caps =
+      process.security === 'insecure' ? privilegedCapabilities() : process.security === 'sandbox' ? DEFAULT_CAPABILITIES : container.capabilities;
     const processJson = {
-      terminal: false,
+      terminal: process.tty ?? false,
       user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
       args: process.args,
       env: withDefaultEnv(process.env),
@@ -210,13 +219,27 @@ export class RuncExecutor implements Executor {
       noNewPrivileges: false,
     };
     await writeFile(processFile, JSON.stringify(processJson), { mode: 0o600 });
+    const ttyName = join(container.bundle, `tty-${n}`);
+    const processPid = async () => Number(await readFile(pidFile, 'utf8').catch(() => ''));
     try {
-      const child = spawn(this.#runc, ['--root', this.runcRoot, 'exec', '--process', processFile, '--pid-file', pidFile, id], {
-        stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-        detached: true,
+      const runcArgs = ['--root', this.runcRoot, 'exec', '--process', processFile, '--pid-file', pidFile, id];
+      const child = process.tty
+        ? spawnInTerminal(this.#runc, runcArgs, ttyName, process.size)
+        : spawn(this.#runc, runcArgs, { stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true });
+      io.onControl?.({
+        resize: (size) => resizeTerminal(process.tty ? ttyName : undefined, size),
+        signal: async (sig) => {
+          const pid = await waitForPid(processPid, child);
+          if (!pid) throw new BktError('NOT_FOUND', `process ${n} of container ${id} is not running`, { container: id });
+          try {
+            globalThis.process.kill(pid, sig);
+          } catch (err) {
+            throw new BktError('NOT_FOUND', `cannot signal process ${n} of container ${id}: ${(err as Error).message}`, { container: id });
+          }
+        },
       });
       const code = await this.#supervise(child, io, async () => {
-        const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+        const pid = await processPid();
         if (pid > 0) tryKill(pid);
         tryKill(child.pid);
       });
@@ -225,6 +248,17 @@ export class RuncExecutor implements Executor {
     } finally {
       await rm(processFile, { force: true });
       await rm(pidFile, { force: true });
+      await rm(ttyName, { force: true });
+    }
+  }
+
+  async state(id: string): Promise<string | undefined> {
+    const res = await runCommand(this.#runc, ['--root', this.runcRoot, 'state', id]);
+    if (res.code !== 0) return undefined;
+    try {
+      return (JSON.parse(res.stdout) as { status?: string }).status;
+    } catch {
+      return undefined;
     }
   }
 
@@ -314,6 +348,63 @@ export class RuncExecutor implements Executor {
       throw new BktError('INTERNAL', `runc could not run container ${id}: ${errors.join('; ')}`, { container: id });
     }
   }
+}
+
+/**
+ * Spawns `cmd args…` in a new host pseudo-terminal (util-linux's `script`),
+ * whose name goes to `ttyName`: runc, finding a terminal on its stdio, makes
+ * the container's console, copies between the two, and resizes the
+ * container's console when the host one is resized (`resizeTerminal`).
+ * Its stdin is always a pipe: one that ends makes `script` send the
+ * terminal's EOF character, one left open (no stdin given) sends nothing;
+ * it is closed once the command has exited.
+ */
+function spawnInTerminal(cmd: string, args: string[], ttyName: string, size: { rows: number; cols: number } | undefined): ChildProcess {
+  const rows = Math.max(1, Math.floor(size?.rows ?? 24));
+  const cols = Math.max(1, Math.floor(size?.cols ?? 80));
+  // script waits for the end of its stdin after its command exits: the command reports its exit on fd 3, and the pipe is closed then.
+  const line = `stty rows ${rows} cols ${cols} && tty > ${shellQuote(ttyName)} && ${[cmd, ...args].map(shellQuote).join(' ')} 3>&-; rc=$?; echo $rc >&3; exit $rc`;
+  const child = spawn('script', ['--quiet', '--return', '--command', line, '/dev/null'], {
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, SHELL: '/bin/sh' },
+  });
+  const exited = child.stdio[3] as NodeJS.ReadableStream | null;
+  exited?.on('data', () => child.stdin?.destroy());
+  exited?.on('error', () => {});
+  return child;
+}
+
+/** Sets the size of the host terminal named in `ttyName` (runc passes it on to the container's console). */
+async function resizeTerminal(ttyName: string | undefined, size: { rows: number; cols: number }): Promise<void> {
+  if (!ttyName) throw new BktError('INVALID_ARGUMENT', 'cannot resize a process that has no terminal (start it with tty)', { attribute: 'tty' });
+  const rows = Math.floor(size.rows);
+  const cols = Math.floor(size.cols);
+  if (!(rows > 0 && cols > 0 && rows < 65536 && cols < 65536)) {
+    throw new BktError('INVALID_ARGUMENT', `invalid terminal size ${size.rows}x${size.cols}`, { attribute: 'size' });
+  }
+  let name = '';
+  for (let i = 0; i < 100 && !name; i++) {
+    name = (await readFile(ttyName, 'utf8').catch(() => '')).trim();
+    if (!name) await new Promise((r) => setTimeout(r, 20));
+  }
+  if (!name.startsWith('/dev/pts/')) throw new BktError('NOT_FOUND', 'the process\'s terminal is gone', { attribute: 'tty' });
+  await mustRun('stty', ['-F', name, 'rows', String(rows), 'cols', String(cols)]);
+}
+
+/** The pid runc wrote for an exec'd process, waiting briefly for it while runc starts it; 0 once runc has exited without one. */
+async function waitForPid(read: () => Promise<number>, runc: ChildProcess): Promise<number> {
+  for (let i = 0; i < 250; i++) {
+    const pid = await read();
+    if (pid > 0) return pid;
+    if (runc.exitCode !== null || runc.signalCode !== null) return 0;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return 0;
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 /** Creates the working directory (and missing parents) owned by the process's user, as BuildKit does. */

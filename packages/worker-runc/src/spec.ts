@@ -114,6 +114,8 @@ export interface SpecInput {
   security: SecurityMode;
   /** The container cgroup's `pids.max`; 0 (or less): no limit of its own. */
   pidsLimit: number;
+  /** The process gets a terminal (runc's console). */
+  terminal?: boolean;
 }
 
 /** The OCI runtime spec (version 1.0.2) for runc. */
@@ -143,7 +145,7 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
   return {
     ociVersion: '1.0.2',
     process: {
-      terminal: false,
+      terminal: input.terminal ?? false,
       user: { uid: input.user.uid, gid: input.user.gid, additionalGids: input.user.additionalGids },
       args: input.args,
       env: input.env,
