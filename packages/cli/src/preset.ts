@@ -1,3 +1,4 @@
+import cacheBackends from '@bkt/cache-registry';
 import { definePreset, type BktPreset } from '@bkt/core';
 import localExporters from '@bkt/exporter-local';
 import ociExporters from '@bkt/exporter-oci';
@@ -35,6 +36,7 @@ export function defaultPreset(_opts: DefaultPresetOptions = {}): BktPreset {
       runcWorker(),
       dockerfile(),
       frontendGateway(),
+      cacheBackends(),
     ],
   });
 }

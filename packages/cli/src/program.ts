@@ -69,6 +69,8 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--no-cache', 'do not use cached results (new results are still recorded)')
     .option('--llb <file>', 'solve a marshalled pb.Definition from FILE, or stdin with "-" (as buildctl build)')
     .option('--local <name=dir>', 'a local directory for local://NAME sources (repeatable)', collect, [])
+    .option('--cache-to <spec>', 'export the build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR | type=inline (repeatable; CSV as buildx)', collect, [])
+    .option('--cache-from <spec>', 'import a build cache: type=registry,ref=REF | type=local,src=DIR | REF (repeatable; several are merged)', collect, [])
     .option('--metadata-file <file>', 'write the build result metadata (exporter response) as JSON')
     .option('-f, --file <file>', 'Dockerfile build: the Dockerfile (default: CONTEXT/Dockerfile; "-" = stdin)')
     .option('--target <stage>', 'Dockerfile build: the stage to build (default: the last)')

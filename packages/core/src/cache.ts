@@ -9,10 +9,7 @@ import type { BuildContext, Digest, Snapshot } from './types.js';
 /** One input of a record: the record (an index into `CacheChain.records`) that satisfied it. */
 export interface CacheChainInput {
   record: number;
-  /**
-   * Set when the vertex read this input by content (its slow key): the
-   * content checksums of the selected paths, as BuildKit's selector.
-   */
+  /** BuildKit's selector of the link (e.g. a path the op reads); keys here are matched by digest alone. */
   selector?: string;
 }
 

@@ -1,3 +1,4 @@
+import cacheBackends from '@bkt/cache-registry';
 import { definePreset, type BktPreset } from '@bkt/core';
 import localExporters from '@bkt/exporter-local';
 import ociExporters from '@bkt/exporter-oci';
@@ -14,7 +15,7 @@ import runcWorker, { type RuncWorkerOptions } from '@bkt/worker-runc';
 /**
  * The built-in backends of bktd, as the bkt CLI's default preset (the
  * sources, exporters, the solver's file/merge/diff ops, exec in runc, the
- * Dockerfile frontend), with the daemon config's registry and worker settings.
+ * Dockerfile frontend, the cache backends), with the daemon config's registry and worker settings.
  */
 export function daemonPreset(opts: { registry?: RegistrySettings; worker?: RuncWorkerOptions } = {}): BktPreset {
   return definePreset({
@@ -30,6 +31,7 @@ export function daemonPreset(opts: { registry?: RegistrySettings; worker?: RuncW
       runcWorker(opts.worker),
       dockerfile(),
       frontendGateway(),
+      cacheBackends({ registry: opts.registry }),
     ],
   });
 }

@@ -105,8 +105,6 @@ interface KeyInfo {
   recordKey?: string;
   /** Results an imported cache holds for the key (one per output), when the store has none. */
   imported?: ImportedCacheRecord[];
-  /** For the slow key: per input, the content checksums it was made of (undefined: the input's key). */
-  selectors?: (string | undefined)[];
   source?: SourceInstance;
 }
 
@@ -405,9 +403,8 @@ export class Build {
       }),
     );
     const slow = hashKey(['op', v.digest, parts]);
-    const sums = parts.map((p) => (p[0] === 'content' ? `content:${hashKey(p[1])}` : undefined));
     const record = lookup(slow);
-    return { keys: [fast, slow], canonical: slow, record, recordKey: slow, ...(record ? {} : { imported: imported(slow) }), selectors: sums };
+    return { keys: [fast, slow], canonical: slow, record, recordKey: slow, ...(record ? {} : { imported: imported(slow) }) };
   }
 
   /** The results the first import holding every output of key `key` has for them. */
@@ -426,14 +423,15 @@ export class Build {
 
   /**
    * Starts computing `v`'s result ahead of need when the cache has no record
-   * for it (so it has to run for whoever reads it). A cached result is cheap
-   * to take later and is left alone, so vertices upstream of a hit stay
-   * untouched. Failures surface through whoever awaits the result.
+   * for it (so it has to run for whoever reads it). A cached result (the
+   * store's or an import's) is left alone until someone needs it, so vertices
+   * upstream of a hit stay untouched and an imported result is fetched only
+   * when used. Failures surface through whoever awaits the result.
    */
   #prefetch(v: Vertex): void {
     this.#key(v).then(
       (k) => {
-        if (!k.record && !this.signal.aborted) this.#result(v).catch(() => undefined);
+        if (!k.record && !k.imported && !this.signal.aborted) this.#result(v).catch(() => undefined);
       },
       () => undefined,
     );
@@ -561,13 +559,12 @@ export class Build {
           const rec = records[index.get(outputKey(key, out))!];
           if (rec.vertex.digest !== digest) continue; // the same key reached through another vertex
           if (key !== k.canonical) rec.canonical = index.get(outputKey(k.canonical, out));
-          const slow = key === k.canonical && k.selectors !== undefined && k.keys.includes(key);
-          rec.inputs = v.inputs.map((inp, j) => {
+          // Links name the inputs' records; no selector: a key is matched by its digest alone
+          // (it is made of its inputs' keys), and an export is the same whether the build ran or was cached.
+          rec.inputs = v.inputs.map((inp) => {
             const ik = keyOf.get(inp.vertex.digest);
             const at = ik ? index.get(outputKey(ik.canonical, inp.index)) : undefined;
-            if (at === undefined) return [];
-            const selector = slow ? k.selectors![j] : undefined;
-            return [{ record: at, ...(selector ? { selector } : {}) }];
+            return at === undefined ? [] : [{ record: at }];
           });
         }
       }

@@ -10,6 +10,7 @@ import { dockerEngine, loadIntoDockerEngine, pingDockerEngine, type DockerEngine
 import { parseEntitlements } from '../entitlements.js';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput } from '../options.js';
+import { parseCacheFlags, type CacheFlags } from '../cache-flags.js';
 import { checkAttestationFlags, imageId, imageSummary, metadataJson, planOutputs, type AttestationFlags } from '../outputs.js';
 import { createDisplay, type Output, type ProgressMode } from '../progress/displays.js';
 import { printWarnings, reportFailedSteps } from '../progress/report.js';
@@ -21,7 +22,7 @@ import { namingFlag, progressMode } from './build-flags.js';
 import { buildTargets, listTargets } from './build-targets.js';
 import { parseCall, printCallResult, refuseExports, type CallRequest } from './call.js';
 
-export interface BuildOptions extends ProjectOptions, DaemonFlags, DockerfileFlags, AttestationFlags {
+export interface BuildOptions extends ProjectOptions, DaemonFlags, DockerfileFlags, AttestationFlags, Partial<CacheFlags> {
   output: string[];
   /** `--progress`; when absent, `BUILDKIT_PROGRESS`, else `auto`. */
   progress?: ProgressMode;
@@ -151,9 +152,11 @@ async function runBuildTo(
     opts.output.map((o) => parseOutput(o, io.cwd)),
     { tags: opts.tag, push: !!opts.push, load: load?.file, annotations: opts.annotation },
   );
+  const cache = parseCacheFlags(opts, io.cwd);
   const localDirs = {
     ...(input.kind === 'dockerfile' ? input.solve.localDirs : {}),
     ...parseLocalDirs(opts.local, io.cwd),
+    ...cache.localDirs,
   };
 
   const env = io.env ?? process.env;
@@ -186,6 +189,8 @@ async function runBuildTo(
         ...(input.kind === 'dockerfile' ? { secrets: input.solve.secrets, ssh: input.solve.ssh } : {}),
       },
       noCache: !opts.cache,
+      ...(cache.imports.length > 0 ? { cacheImports: cache.imports } : {}),
+      ...(cache.exports.length > 0 ? { cacheExports: cache.exports } : {}),
       signal,
       onProgress: (event) => display.write(event),
     });

@@ -15,7 +15,7 @@ import type { SolveRequest, SolveResponse } from '@bkt/solver';
 import type { DaemonClient } from './daemon.js';
 
 /** What a solve through the daemon is given: a definition or a frontend, and the build's client. */
-export interface RemoteSolveRequest extends Pick<SolveRequest, 'definition' | 'frontend' | 'frontendAttrs' | 'entitlements' | 'noCache' | 'signal' | 'onProgress'> {
+export interface RemoteSolveRequest extends Pick<SolveRequest, 'definition' | 'frontend' | 'frontendAttrs' | 'entitlements' | 'noCache' | 'signal' | 'onProgress' | 'cacheImports' | 'cacheExports'> {
   exporters: OutputSpec[];
   client: BuildClient;
   /** The client's local directories (host paths by name): they make the session's shared key. */
@@ -58,6 +58,10 @@ export async function remoteSolve(daemon: DaemonClient, req: RemoteSolveRequest)
     ...(req.frontend ? { Frontend: req.frontend, FrontendAttrs: req.frontendAttrs ?? {} } : {}),
     Exporters: req.exporters.map(({ type, ...attrs }) => ({ Type: type, Attrs: attrs })),
     Entitlements: req.entitlements ?? [],
+    Cache: {
+      Imports: (req.cacheImports ?? []).map((e) => ({ Type: e.type, Attrs: e.attrs })),
+      Exports: (req.cacheExports ?? []).map((e) => ({ Type: e.type, Attrs: e.attrs })),
+    },
   });
 
   const steps = new Map<string, boolean>();
