@@ -40,9 +40,10 @@ function withDaemonOptions(cmd: Command): Command {
  * exit code: 0 success, 1 error, 130 / 143 when `signal` was aborted by
  * SIGINT / SIGTERM (the abort reason carries the code).
  */
-export async function main(argv: string[], io: Io, signal: AbortSignal = new AbortController().signal): Promise<number> {
+export async function main(argv: string[], io: Io, signal: AbortSignal = new AbortController().signal, buildExtra: Partial<BuildOptions> = {}): Promise<number> {
   let exitCode = 0;
   const program = new Command('bkt')
+    .enablePositionalOptions()
     .description('bkt: build container images and file trees from an LLB graph, with a shared cache')
     .version(VERSION, '-v, --version', 'print the version')
     .exitOverride()
@@ -99,12 +100,28 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--provenance [value]', 'attestations are not supported yet: only --provenance=false is accepted')
     .option('--sbom [value]', 'attestations are not supported yet: only --sbom=false is accepted')
     .option('--attest <spec>', 'attestations are not supported yet (refused)', collect, [])
+    .option('--invoke <command>', 'run COMMAND in the build result attached to this terminal once the build succeeded (e.g. sh); on-error: a shell in the failed step instead; or KEY=VALUE,… (args, entrypoint, env, user, cwd, tty, on=error|always), as buildx')
     .action(async (_first: string | undefined, opts: Omit<BuildOptions, 'noCacheFilter'> & { cacheFilter: string[] }, command: Command) => {
       const args = command.args;
       // commander reads `--no-cache-filter` as the negation of `cache-filter`: its values land in `cacheFilter`.
       const { cacheFilter, ...rest } = opts;
       const { buildCommand } = await import('./commands/build.js');
-      exitCode = await buildCommand(args, { ...rest, noCacheFilter: cacheFilter }, io, signal);
+      exitCode = await buildCommand(args, { ...rest, noCacheFilter: cacheFilter, ...buildExtra }, io, signal);
+    });
+
+  program
+    .command('debug')
+    .description("run a build and, when a RUN step fails, open a shell in that step's container as the step left it: its root and writable mounts, cwd, env and user (as docker buildx debug); leaving the shell releases it")
+    .usage('[--on error|always] [--invoke COMMAND] build [build flags] CONTEXT')
+    .addOption(new Option('--on <when>', 'error: a shell only in a failed step; always: in the result of a successful build too').choices(['error', 'always']).default('error'))
+    .option('--invoke <command>', 'what to run instead of /bin/sh (a command line, or KEY=VALUE,… as bkt build --invoke)')
+    .argument('<command>', 'the command to debug: build')
+    .argument('[args...]', 'its flags and arguments')
+    .passThroughOptions()
+    .allowUnknownOption()
+    .action(async (command: string, args: string[], opts: { on: string; invoke?: string }) => {
+      if (command !== 'build') throw new BktError('INVALID_ARGUMENT', `bkt debug ${command}: only build can be debugged (bkt debug build …)`, { attribute: 'command' });
+      exitCode = await main(['build', ...args], io, signal, { debugOn: opts.on, ...(opts.invoke !== undefined ? { invoke: opts.invoke } : {}) });
     });
 
   withProjectOptions(program.command('images').description('list the images of the local image store (built with -t NAME, or --output type=image)'))

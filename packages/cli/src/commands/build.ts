@@ -16,6 +16,7 @@ import { createDisplay, type Output, type ProgressMode } from '../progress/displ
 import { printWarnings, reportFailedSteps } from '../progress/report.js';
 import { terminalSafe } from '../progress/terminal-safe.js';
 import { openBackend } from '../backend.js';
+import { debugConfig, invokeCallback, parseInvoke } from '../invoke.js';
 import { openProject, type Project, type ProjectOptions } from '../project.js';
 import type { DaemonFlags } from '../remote/address.js';
 import { namingFlag, progressMode } from './build-flags.js';
@@ -42,6 +43,10 @@ export interface BuildOptions extends ProjectOptions, DaemonFlags, DockerfileFla
   push?: boolean;
   /** `--list`: print the config's targets and their descriptions instead of building. */
   list?: boolean;
+  /** `--invoke CMD`: run CMD in the result (or, `on-error`, in the failed step), attached to this terminal. */
+  invoke?: string;
+  /** Set by `bkt debug --on WHEN build …`. */
+  debugOn?: string;
 }
 
 /** The streams a command writes to (the process's, or a test's). */
@@ -95,6 +100,9 @@ export async function buildCommand(args: string[], opts: BuildOptions, io: Io, s
   if (opts.list) {
     if (args.length > 0 || opts.llb !== undefined || dockerfileFlags) throw new BktError('INVALID_ARGUMENT', 'bkt build --list takes no target, context, --llb or Dockerfile flag', { attribute: 'list' });
     return listTargets(project, io);
+  }
+  if (opts.llb === undefined && !dockerfileMode && (opts.invoke !== undefined || opts.debugOn !== undefined)) {
+    throw new BktError('INVALID_ARGUMENT', `${opts.debugOn !== undefined ? 'bkt debug' : '--invoke'}: applies to a Dockerfile build or an --llb definition, not to config targets`, { attribute: 'invoke' });
   }
   if (opts.llb === undefined && !dockerfileMode) return buildTargets(args.length > 0 ? args : ['default'], project, { ...opts, progress }, io, signal);
   if (args.length > 1) {
@@ -164,11 +172,23 @@ async function runBuildTo(
   // NO_COLOR (no-color.org): a non-empty value turns colours off.
   const color = !env.NO_COLOR;
   const display = createDisplay(opts.quiet ? 'quiet' : (opts.progress ?? 'auto'), io.stderr, { color, debug });
+  let displayClosed = false;
+  let failureReported = false;
   /** Ends the live display, then (plain, tty) lists the build's warnings, as buildx does after a build. */
   const closeDisplay = () => {
+    if (displayClosed) return;
+    displayClosed = true;
     display.close();
     if (display.mode === 'plain' || display.mode === 'tty') printWarnings(display.trace.warnings, io.stderr, { color: color && display.mode === 'tty', debug });
   };
+  const invoke = opts.debugOn !== undefined ? debugConfig(opts.debugOn, opts.invoke) : opts.invoke !== undefined ? parseInvoke(opts.invoke) : undefined;
+  // The shell runs with the build still open; the display ends (and a failure is reported) before it starts.
+  const debugSession = invoke
+    ? invokeCallback(invoke, io, (session) => {
+        closeDisplay();
+        if (session.error) failureReported = reportFailedSteps(display.trace, io.stderr);
+      })
+    : undefined;
   const backend = await openBackend(opts, project);
   let response: SolveResponse;
   try {
@@ -193,9 +213,11 @@ async function runBuildTo(
       ...(cache.exports.length > 0 ? { cacheExports: cache.exports } : {}),
       signal,
       onProgress: (event) => display.write(event),
+      ...(debugSession ? { debug: debugSession } : {}),
     });
   } catch (err) {
     closeDisplay();
+    if (failureReported) throw condensed(err);
     if (!signal.aborted && reportFailedSteps(display.trace, io.stderr)) throw condensed(err);
     throw err;
   } finally {

@@ -12,8 +12,13 @@ export async function openDaemonBackend(address: DaemonAddress, opts: ProjectOpt
   refuseRoot(opts);
   const daemon = await DaemonClient.connect(address);
   return {
-    solve: async ({ outputs, host, build, ...req }) => {
+    solve: async ({ outputs, host, build, debug, ...req }) => {
       if (build) throw new BktError('INTERNAL', "a build function cannot run through a daemon: solve the target's definition (targetSolve)");
+      if (debug) {
+        throw new BktError('UNIMPLEMENTED', `--invoke and bkt debug need the build in this process: not available with --addr ${opts.addr} (bktd) yet`, {
+          attribute: 'addr',
+        });
+      }
       return remoteSolve(daemon, { ...req, exporters: outputs, client: createHostClient(host), localDirs: host.localDirs ?? {} });
     },
     targetSolve: async (name, target, platform, outputs) => ({ definition: await daemonTargetDefinition(name, target, platform, outputs, daemon.address) }),

@@ -1,0 +1,243 @@
+/**
+ * `bkt build --invoke CMD` and `bkt debug [--on=error|always] build …`: a
+ * process in the build's result, or in the failed step's container as the
+ * step left it (its root and writable mounts, its cwd, env and user),
+ * attached to this terminal. Runs in the solve's `debug` callback, so the
+ * build's snapshots stay alive until the process exits; leaving it releases
+ * the container (no runc container, no mount left).
+ */
+import { PassThrough } from 'node:stream';
+import * as pb from '@bkt/api/pb';
+import { BktError, type ContainerProcessSpec, type FailedExec, type InteractiveContainer, type NewContainerRequest } from '@bkt/core';
+import type { BuildDebugSession } from '@bkt/solver';
+import type { Io } from './commands/build.js';
+
+/** What to run, and when: after a successful build (in its result), after a failed one (in the failed step). */
+export interface InvokeConfig {
+  /** Run in the result once the build succeeded. */
+  onResult: boolean;
+  /** Run in the failed step's container once the build failed. */
+  onError: boolean;
+  /** The command; default: the step's shell for a failed step, else `/bin/sh`. */
+  args?: string[];
+  /** Replaces the result's image entrypoint (buildx's `entrypoint=`): prepended to `args`. */
+  entrypoint?: string[];
+  /** Added to the step's / image's environment. */
+  env: string[];
+  user?: string;
+  cwd?: string;
+  /** Default: when stdin and stdout are terminals. */
+  tty?: boolean;
+}
+
+const DEFAULT_SHELL = ['/bin/sh'];
+
+/**
+ * Parses `--invoke VALUE`, as buildx: `on-error` (a shell in the failed
+ * step, only when the build fails), `default` or `debug-shell` (a shell in
+ * the result), `KEY=VALUE,…` with keys `args` (a command line, split on
+ * spaces), `entrypoint`, `env` (repeatable), `user`, `cwd`, `tty`
+ * (true/false) and `on` (`error`, `always`), or else a command line run in
+ * the result.
+ */
+export function parseInvoke(value: string): InvokeConfig {
+  const v = value.trim();
+  if (v === '') throw new BktError('INVALID_ARGUMENT', '--invoke: empty value (want a command, on-error, debug-shell or KEY=VALUE,…)', { attribute: 'invoke' });
+  if (v === 'on-error') return { onResult: false, onError: true, env: [] };
+  if (v === 'default' || v === 'debug-shell') return { onResult: true, onError: false, env: [] };
+  if (!/^[a-z]+=/.test(v)) return { onResult: true, onError: false, args: splitCommand(v), env: [] };
+  const cfg: InvokeConfig = { onResult: true, onError: false, env: [] };
+  for (const field of v.split(',')) {
+    const eq = field.indexOf('=');
+    if (eq < 0) throw new BktError('INVALID_ARGUMENT', `--invoke: "${field}" is not KEY=VALUE`, { attribute: 'invoke' });
+    const key = field.slice(0, eq).trim();
+    const val = field.slice(eq + 1);
+    switch (key) {
+      case 'args':
+        cfg.args = splitCommand(val);
+        break;
+      case 'entrypoint':
+        cfg.entrypoint = splitCommand(val);
+        break;
+      case 'env':
+        if (!val.includes('=')) throw new BktError('INVALID_ARGUMENT', `--invoke: env=${val} is not NAME=VALUE`, { attribute: 'invoke' });
+        cfg.env.push(val);
+        break;
+      case 'user':
+        cfg.user = val;
+        break;
+      case 'cwd':
+        cfg.cwd = val;
+        break;
+      case 'tty':
+        if (val !== 'true' && val !== 'false') throw new BktError('INVALID_ARGUMENT', `--invoke: tty=${val} (want true or false)`, { attribute: 'invoke' });
+        cfg.tty = val === 'true';
+        break;
+      case 'on':
+        if (val === 'error') Object.assign(cfg, { onResult: false, onError: true });
+        else if (val === 'always') Object.assign(cfg, { onResult: true, onError: true });
+        else throw new BktError('INVALID_ARGUMENT', `--invoke: on=${val} (want error or always)`, { attribute: 'invoke' });
+        break;
+      default:
+        throw new BktError('INVALID_ARGUMENT', `--invoke: unknown key "${key}" (known: args, entrypoint, env, user, cwd, tty, on)`, { attribute: 'invoke' });
+    }
+  }
+  return cfg;
+}
+
+function splitCommand(line: string): string[] {
+  const args = line.trim().split(/\s+/).filter(Boolean);
+  if (args.length === 0) throw new BktError('INVALID_ARGUMENT', '--invoke: empty command', { attribute: 'invoke' });
+  return args;
+}
+
+/** `bkt debug --on WHEN`: `error` (default) opens a shell only in a failed step, `always` in the result too. */
+export function debugConfig(on: string | undefined, invoke: string | undefined): InvokeConfig {
+  const when = on ?? 'error';
+  if (when !== 'error' && when !== 'always') throw new BktError('INVALID_ARGUMENT', `bkt debug --on ${when}: want error or always`, { attribute: 'on' });
+  const cmd = invoke === undefined ? { env: [] as string[] } : parseInvoke(invoke);
+  return { ...cmd, onResult: when === 'always', onError: true };
+}
+
+/**
+ * The solve's `debug` callback for `cfg`: `beforeRun` is called first (it
+ * ends the progress display), then the process runs attached to `io`.
+ */
+export function invokeCallback(cfg: InvokeConfig, io: Io, beforeRun: (session: BuildDebugSession) => void): (session: BuildDebugSession) => Promise<void> {
+  return async (session) => {
+    if (session.error ? !cfg.onError : !cfg.onResult) return;
+    beforeRun(session);
+    const target = session.error ? failedStepContainer(session, cfg) : resultContainer(session, cfg);
+    if (typeof target === 'string') {
+      io.stderr.write(`${target}\n`);
+      return;
+    }
+    io.stderr.write(`${target.banner}\n`);
+    const container = await session.newContainer(target.request);
+    try {
+      const code = await attach(container, target.process, io, session.signal);
+      io.stderr.write(`${target.what}: ${args(target.process)} exited with code ${code}; container released\n`);
+    } finally {
+      await container.release();
+    }
+  };
+}
+
+interface Target {
+  request: NewContainerRequest;
+  process: ContainerProcessSpec;
+  banner: string;
+  what: string;
+}
+
+function args(p: ContainerProcessSpec): string {
+  return p.args.join(' ');
+}
+
+/** The failed step's container: its mounts over the trees it left (writable ones) or read (the others), its meta. */
+function failedStepContainer(session: BuildDebugSession, cfg: InvokeConfig): Target | string {
+  const failed = session.failedExec as FailedExec<pb.ExecOp> | undefined;
+  if (!failed) return 'bkt debug: the build failed before any RUN step did (no step container to open)';
+  const op = failed.op;
+  const inputs = [...failed.inputs, ...failed.mounts].map((snapshot) => ({ snapshot }));
+  const mounts = op.mounts.map((m, i) => pb.Mount.fromPartial({ ...m, input: failed.mounts[i] ? failed.inputs.length + i : m.input, output: -1 }));
+  const meta = op.meta ?? pb.Meta.fromPartial({});
+  const request: NewContainerRequest = {
+    mounts,
+    inputs,
+    network: op.network === pb.NetMode.HOST ? 'host' : op.network === pb.NetMode.NONE ? 'none' : 'sandbox',
+    extraHosts: meta.extraHosts.map((h) => ({ host: h.Host, ip: h.IP })),
+    ...(meta.hostname ? { hostname: meta.hostname } : {}),
+    ...(failed.platform ? { platform: failed.platform } : {}),
+  };
+  const process: ContainerProcessSpec = {
+    args: [...(cfg.entrypoint ?? []), ...(cfg.args ?? DEFAULT_SHELL)],
+    env: [...meta.env, ...cfg.env],
+    cwd: cfg.cwd ?? (meta.cwd || '/'),
+    user: cfg.user ?? meta.user,
+    security: op.security === pb.SecurityMode.INSECURE ? 'insecure' : 'sandbox',
+  };
+  return {
+    request,
+    process,
+    banner: `bkt debug: ${failed.name} failed; running ${args(process)} in its container (as the step left it; exit to leave)`,
+    what: 'bkt debug',
+  };
+}
+
+/** The result's container: its tree (a writable overlay, thrown away), the image config's env, workdir and user. */
+function resultContainer(session: BuildDebugSession, cfg: InvokeConfig): Target | string {
+  const result = session.result;
+  if (!result?.ref) return 'bkt: --invoke: the build result is empty (scratch): nothing to run';
+  const config = imageConfig(result.metadata['containerimage.config']);
+  const entrypoint = cfg.entrypoint ?? [];
+  const process: ContainerProcessSpec = {
+    args: [...entrypoint, ...(cfg.args ?? DEFAULT_SHELL)],
+    env: [...(config.Env ?? []), ...cfg.env],
+    cwd: cfg.cwd ?? (config.WorkingDir || '/'),
+    user: cfg.user ?? config.User ?? '',
+  };
+  return {
+    request: { mounts: [pb.Mount.fromPartial({ input: 0, dest: '/', output: -1 })], inputs: [{ snapshot: result.ref }], network: 'sandbox' },
+    process,
+    banner: `bkt: running ${args(process)} in the build result (exit to leave)`,
+    what: 'bkt --invoke',
+  };
+}
+
+function imageConfig(bytes: Uint8Array | undefined): { Env?: string[]; WorkingDir?: string; User?: string } {
+  if (!bytes) return {};
+  try {
+    const parsed = JSON.parse(Buffer.from(bytes).toString('utf8')) as { config?: { Env?: string[]; WorkingDir?: string; User?: string } };
+    return parsed.config ?? {};
+  } catch {
+    return {};
+  }
+}
+
+type TtyIn = NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(raw: boolean): unknown };
+type TtyOut = Io['stdout'] & { on?(event: 'resize', l: () => void): unknown; off?(event: 'resize', l: () => void): unknown };
+
+/**
+ * Runs `spec` as the container's process with this terminal: raw mode and
+ * its size (followed on resize) when stdin and stdout are terminals, plain
+ * pipes otherwise. Resolves with the exit code.
+ */
+async function attach(container: InteractiveContainer, spec: ContainerProcessSpec, io: Io, signal: AbortSignal): Promise<number> {
+  const stdin = io.stdin as TtyIn;
+  const stdout = io.stdout as TtyOut;
+  const tty = spec.tty ?? (!!stdin.isTTY && !!stdout.isTTY);
+  const input = new PassThrough();
+  const onData = (d: Buffer) => input.write(d);
+  const onEnd = () => input.end();
+  stdin.on('data', onData);
+  stdin.on('end', onEnd);
+  if (tty) stdin.setRawMode?.(true);
+  stdin.resume();
+  const write = (out: Io['stdout']) => (d: Uint8Array) => out.write(Buffer.from(d) as unknown as string);
+  let onResize: (() => void) | undefined;
+  try {
+    const proc = await container.start(
+      { ...spec, tty, ...(tty ? { size: { rows: stdout.rows || 24, cols: stdout.columns || 80 } } : {}) },
+      { stdin: input, stdout: write(io.stdout), stderr: write(io.stderr) },
+    );
+    if (tty && stdout.on) {
+      onResize = () => void proc.resize({ rows: stdout.rows || 24, cols: stdout.columns || 80 }).catch(() => undefined);
+      stdout.on('resize', onResize);
+    }
+    const cancelled = new Promise<never>((_, reject) => {
+      const stop = () => reject(new BktError('CANCELLED', 'the debug session was cancelled'));
+      if (signal.aborted) stop();
+      else signal.addEventListener('abort', stop, { once: true });
+    });
+    cancelled.catch(() => undefined);
+    return await Promise.race([proc.wait(), cancelled]);
+  } finally {
+    if (onResize) stdout.off?.('resize', onResize);
+    stdin.off('data', onData);
+    stdin.off('end', onEnd);
+    if (tty) stdin.setRawMode?.(false);
+    stdin.pause();
+    input.end();
+  }
+}
