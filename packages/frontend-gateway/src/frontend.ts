@@ -35,6 +35,8 @@ export const LABEL_CAPS = 'moby.buildkit.frontend.caps';
 export const LABEL_NETWORK_NONE = 'moby.buildkit.frontend.network.none';
 /** Where a frontend finds its own definition. */
 export const METADATA_DIR = '/run/config/buildkit/metadata';
+/** How long a frontend process may run on once its build failed or was cancelled. */
+const KILL_GRACE_MS = 5_000;
 /** The product name a frontend reads in `BUILDKIT_EXPORTEDPRODUCT`. */
 export const EXPORTED_PRODUCT = 'bkt';
 
@@ -169,23 +171,27 @@ export function gatewayFrontend(opts: GatewayFrontendOptions = {}): Frontend {
             },
           },
         );
-        const onAbort = () => void proc.signal('KILL').catch(() => undefined);
-        ctx.signal.addEventListener('abort', onAbort, { once: true });
+        // A failed step or a cancellation aborts the build: the frontend has a moment to Return (its error annotated) before it is killed.
+        let killer: NodeJS.Timeout | undefined;
+        const onAbort = () => {
+          killer = setTimeout(() => void proc.signal('KILL').catch(() => undefined), KILL_GRACE_MS);
+        };
+        if (ctx.signal.aborted) onAbort();
+        else ctx.signal.addEventListener('abort', onAbort, { once: true });
         let code: number;
         try {
           code = await proc.wait();
         } finally {
           ctx.signal.removeEventListener('abort', onAbort);
+          clearTimeout(killer);
         }
+        if (session.hasReturned) return session.result();
         if (ctx.signal.aborted) throw new BktError('CANCELLED', `gateway.v0 ${source}: the build was cancelled`);
-        if (!session.hasReturned) {
-          const tail = stderrTail.length ? `\nlast ${stderrTail.length} lines of its stderr:\n${stderrTail.join('\n')}` : '';
-          throw new BktError('EXEC_FAILED', `gateway.v0 ${source}: the frontend exited with code ${code} without returning a result${tail}`, {
-            exitCode: code,
-            attribute: 'source',
-          });
-        }
-        return session.result();
+        const tail = stderrTail.length ? `\nlast ${stderrTail.length} lines of its stderr:\n${stderrTail.join('\n')}` : '';
+        throw new BktError('EXEC_FAILED', `gateway.v0 ${source}: the frontend exited with code ${code} without returning a result${tail}`, {
+          exitCode: code,
+          attribute: 'source',
+        });
       } finally {
         server.close();
         toFrontend.end();

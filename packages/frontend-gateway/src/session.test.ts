@@ -84,7 +84,7 @@ describe('LLBBridge over a duplex stream', () => {
         seen.workers = pong.Workers.map((w) => w.ID);
         const inputs = await c.call('inputs', {});
         seen.inputs = Object.keys(inputs.Definitions);
-        const res = await c.call('solve', { ...gw.SolveRequest.fromPartial({}), Definition: inputs.Definitions.context, allowResultReturn: true });
+        const res = await c.call('solve', { ...gw.SolveRequest.fromPartial({}), Definition: inputs.Definitions.context, allowResultReturn: true, allowResultArrayRef: true });
         const ref = res.result?.result?.$case === 'ref' ? res.result.result.value.id : '';
         seen.ref = ref;
         seen.file = (await c.call('readFile', { Ref: ref, FilePath: '/Dockerfile.txt', Range: undefined })).Data.toString();

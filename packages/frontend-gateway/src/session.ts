@@ -183,6 +183,11 @@ export class LLBBridgeSession {
       const id = res.result?.$case === 'ref' ? res.result.value.id : '';
       return { ref: id, result: undefined };
     }
+    // As BuildKit: Ref messages only for a client that allows them (allowResultArrayRef), else the ids alone.
+    if (!req.allowResultArrayRef) {
+      if (res.result?.$case === 'ref') res.result = { $case: 'refDeprecated', value: res.result.value.id };
+      else if (res.result?.$case === 'refs') res.result = { $case: 'refsDeprecated', value: { refs: Object.fromEntries(Object.entries(res.result.value.refs).map(([k, r]) => [k, r.id])) } };
+    }
     return { ref: '', result: res };
   }
 

@@ -72,7 +72,7 @@ describe('client-side frontends through bktd', () => {
     expect(pong.Workers).toHaveLength(1);
 
     const def = scratch().file(mkfile('/hello.txt', 0o644, 'from a client frontend\n')).marshal({ platform: 'linux/amd64' });
-    const res = await call<gw.SolveRequest, gw.SolveResponse>('solve', ref, { ...gw.SolveRequest.fromPartial({}), Definition: def, allowResultReturn: true });
+    const res = await call<gw.SolveRequest, gw.SolveResponse>('solve', ref, { ...gw.SolveRequest.fromPartial({}), Definition: def, allowResultReturn: true, allowResultArrayRef: true });
     const id = res.result?.result?.$case === 'ref' ? res.result.result.value.id : '';
     expect(id).not.toBe('');
     const file = await call<gw.ReadFileRequest, gw.ReadFileResponse>('readFile', ref, { Ref: id, FilePath: 'hello.txt', Range: undefined });

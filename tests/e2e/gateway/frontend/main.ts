@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const opts = frontendOpts();
   const client = new StreamGrpcClient(Duplex.from({ readable: process.stdin, writable: process.stdout }));
   const solve = async (state: State) => {
-    const res = await client.call('solve', { ...gw.SolveRequest.fromPartial({}), Definition: state.marshal(), allowResultReturn: true });
+    const res = await client.call('solve', { ...gw.SolveRequest.fromPartial({}), Definition: state.marshal(), allowResultReturn: true, allowResultArrayRef: true });
     if (res.result?.result?.$case !== 'ref') throw new Error('Solve returned no single ref');
     return res.result.result.value.id;
   };
@@ -57,12 +57,18 @@ async function main(): Promise<void> {
     const dfRef = await solve(dockerfileDir);
     const dockerfile = await read(dfRef, opts.filename || 'Dockerfile').catch(() => '(no Dockerfile)');
     const entries = (await client.call('readDir', { Ref: ctxRef, DirPath: '/', IncludePattern: '*.txt' })).entries.map((e) => e.path);
-    const self = pb.Definition.decode(readFileSync('/run/config/buildkit/metadata/frontend.bin'));
+    // Its own definition (BuildKit ≥ 0.12 mounts it; older daemons do not).
+    let frontendOps = -1;
+    try {
+      frontendOps = pb.Definition.decode(readFileSync('/run/config/buildkit/metadata/frontend.bin')).def.length;
+    } catch {
+      // left -1
+    }
     const env = {
       product: process.env.BUILDKIT_EXPORTEDPRODUCT,
       session: Boolean(process.env.BUILDKIT_SESSION_ID),
       workers: (JSON.parse(process.env.BUILDKIT_WORKERS ?? '[]') as { ID: string }[]).length,
-      frontendOps: self.def.length,
+      frontendOps,
       caps: pong.FrontendAPICaps.filter((c) => c.Enabled).length,
       opts,
     };
@@ -86,9 +92,9 @@ async function main(): Promise<void> {
   } catch (err) {
     process.stderr.write(`test frontend: ${(err as Error).stack ?? String(err)}\n`);
     await fail(`test frontend: ${(err as Error).message}`).catch(() => undefined);
-  } finally {
-    client.close();
   }
 }
 
-void main();
+// Exit as soon as the result is returned, as Go frontends do: closing the connection first would let the
+// daemon see its LLBBridge server closed while the process still runs (BuildKit then fails the build).
+void main().then(() => process.exit(0));
