@@ -9,7 +9,7 @@
  * tags of `index.json` are kept).
  */
 import { createReadStream } from 'node:fs';
-import { BktError, type BuildContext, type CacheChain, type CacheImport, type ClientLocalDir, type Digest, type FileStat } from '@bkt/core';
+import { BktError, isBktError, type BuildContext, type CacheChain, type CacheImport, type ClientLocalDir, type Digest, type FileStat } from '@bkt/core';
 import { MediaType, type Descriptor } from '@bkt/oci';
 import type { ExportAttrs, ImportAttrs } from './attrs.js';
 import { mergeCacheConfigs, parseCacheConfig, serializeCacheConfig, CACHE_CONFIG_MEDIA_TYPE, type CacheConfig } from './config.js';
@@ -104,8 +104,12 @@ export async function exportToLocal(chain: CacheChain, attrs: ExportAttrs, ctx: 
   let others: Descriptor[] = [];
   const existing = ctx.client.localDir(localCacheDirName(dest));
   if (existing) {
-    const layout = await openLayout(existing, ctx.signal);
-    if (layout.files.has('index.json')) {
+    // A directory that does not exist yet has nothing to keep.
+    const layout = await openLayout(existing, ctx.signal).catch((err: unknown) => {
+      if (isBktError(err) && err.code === 'NOT_FOUND') return undefined;
+      throw err;
+    });
+    if (layout?.files.has('index.json')) {
       const index = JSON.parse((await readLayoutFile(layout, 'index.json', what, ctx.signal)).toString('utf8')) as { manifests?: Descriptor[] };
       others = (index.manifests ?? []).filter((d) => d.annotations?.[REF_NAME] !== attrs.tag);
       if (attrs.merge) {

@@ -8,7 +8,7 @@
  * no reader ever sees a manifest whose blobs are missing.
  */
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { BktError, isBktError, type BuildContext, type CacheChain, type CacheImport, type Digest } from '@bkt/core';
 import { parseReference, repositoryName, type Descriptor } from '@bkt/oci';
 import { RegistryClient, buildClientCredentials, type RegistrySettings, type StreamBody } from '@bkt/registry';
@@ -63,13 +63,8 @@ async function existingCache(client: RegistryClient, ref: string, ctx: BuildCont
   const m = await client.getManifest(ref, { signal: ctx.signal });
   const c = readCacheContainer(m.bytes, m.descriptor.mediaType, `cache ${ref}`);
   if (c.kind !== 'cache') throw new BktError('INVALID_ARGUMENT', `cache export merge=true: ${ref} holds an image, not a cache`, { attribute: 'merge' });
-  const bytes = await readBlob(client, repositoryName(parseReference(ref)), c.config, ctx);
-  return { config: parseCacheConfig(bytes, `cache config ${c.config.digest} of ${ref}`), layers: c.layers };
-}
-
-async function readBlob(client: RegistryClient, repo: string, desc: Descriptor, ctx: BuildContext): Promise<Uint8Array> {
-  if (!(await ctx.content.has(desc.digest))) await ctx.content.write(client.blobStream(repo, desc, { signal: ctx.signal }), desc.digest);
-  return new Uint8Array(await readFile(ctx.content.path(desc.digest)));
+  const { config } = await readRegistryCache(client, ref, ctx);
+  return { config, layers: c.layers };
 }
 
 /** Exports `chain` to `attrs.ref`; returns BuildKit's response key (`cache.manifest`: the manifest descriptor). */
@@ -139,7 +134,7 @@ export async function importFromRegistry(attrs: ImportAttrs, shared: SharedRegis
 export async function readRegistryCache(
   client: RegistryClient,
   ref: string,
-  ctx: Pick<BuildContext, 'content' | 'signal'>,
+  ctx: { signal: AbortSignal },
 ): Promise<{ config: CacheConfig; blobs: Map<Digest, Descriptor>; manifest: Descriptor; inline: boolean }> {
   const repo = repositoryName(parseReference(ref));
   let m;
@@ -159,9 +154,11 @@ export async function readRegistryCache(
     bytes = pm.bytes;
     c = readCacheContainer(pm.bytes, pm.descriptor.mediaType, `cache ${ref} (${platform.digest})`);
   }
+  // Configs are read into memory (the client checks their digest); layers are fetched only by an import.
   const read = async (desc: Descriptor): Promise<Uint8Array> => {
-    if (!(await ctx.content.has(desc.digest))) await ctx.content.write(client.blobStream(repo, desc, { signal: ctx.signal }), desc.digest);
-    return new Uint8Array(await readFile(ctx.content.path(desc.digest)));
+    const chunks: Uint8Array[] = [];
+    for await (const c of client.blobStream(repo, desc, { signal: ctx.signal })) chunks.push(c);
+    return Buffer.concat(chunks);
   };
   if (c.kind === 'cache') {
     const what = `cache config ${c.config.digest} of ${ref}`;

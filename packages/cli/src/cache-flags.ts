@@ -49,7 +49,8 @@ export function parseCacheFlags(flags: Partial<CacheFlags>, cwd: string): Parsed
     if (entry.type !== 'local' || entry.attrs[key] === undefined) return entry;
     const dir = resolve(cwd, entry.attrs[key]!);
     if (mustExist && !existsSync(dir)) throw new BktError('NOT_FOUND', `${flag} type=local,${key}=${entry.attrs[key]}: no such directory`, { attribute: key, path: dir });
-    if (existsSync(dir)) localDirs[localCacheDirName(dir)] = dir;
+    // An export's dest is offered too, existing or not: the exporter keeps the other tags of its index.json.
+    localDirs[localCacheDirName(dir)] = dir;
     return { type: entry.type, attrs: { ...entry.attrs, [key]: dir } };
   };
   const imports = (flags.cacheFrom ?? []).map((v) => local(parseCacheSpec('--cache-from', v), 'src', true, '--cache-from'));

@@ -153,6 +153,18 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
       exitCode = await imageSaveCommand(name, opts, io);
     });
 
+  const cache = program.command('cache').description('build caches exported with --cache-to: inspect');
+  cache
+    .command('inspect')
+    .description('list the records of a cache: a registry ref (BuildKit\'s or bkt\'s cache, or an image with an inline cache), or type=local,src=DIR[,tag=T]')
+    .argument('<ref>', 'REF, type=registry,ref=REF[,registry.insecure=true] or type=local,src=DIR[,tag=T]')
+    .option('--format <format>', 'text or json', 'text')
+    .option('--insecure', 'plain HTTP or a self-signed certificate for the registry')
+    .action(async (ref: string, opts: { format: string; insecure?: boolean }) => {
+      const { cacheInspectCommand } = await import('./commands/cache.js');
+      exitCode = await cacheInspectCommand(ref, opts, io.stdout, io.cwd, signal);
+    });
+
   const history = program.command('history').description('the builds the store recorded (as docker buildx history): ls, inspect, logs, rm, pin, unpin');
   withDaemonOptions(withProjectOptions(history.command('ls').description('list the recorded builds, newest first')))
     .option('--format <format>', 'table or json (one object per line)', 'table')

@@ -15,7 +15,7 @@
  * and of history entries newer than it.
  */
 import { createReadStream } from 'node:fs';
-import { BktError, requireRecords, type BuildContext, type BuildResult, type Digest, type Platform, type Snapshot } from '@bkt/core';
+import { BktError, INLINE_CACHE_CONFIG_KEY, INLINE_CACHE_METADATA_KEY, requireRecords, type BuildContext, type BuildResult, type Digest, type Platform, type Snapshot } from '@bkt/core';
 import {
   compress,
   compressionOfMediaType,
@@ -200,7 +200,7 @@ function normalizeHistory(history: ImageHistory[], layerCount: number, created: 
 }
 
 /** The image config bytes for one platform. */
-export function imageConfig(p: ResultPlatform, layers: ImageLayer[], opts: Pick<ImageBuildOptions, 'sourceDateEpoch'>): Uint8Array {
+export function imageConfig(p: ResultPlatform, layers: ImageLayer[], opts: Pick<ImageBuildOptions, 'sourceDateEpoch'> & { inlineCache?: Uint8Array }): Uint8Array {
   const given = p.config ? parseConfig(p.config) : undefined;
   const now = new Date().toISOString();
   const epochIso = opts.sourceDateEpoch !== undefined ? isoOf(opts.sourceDateEpoch) : undefined;
@@ -224,6 +224,9 @@ export function imageConfig(p: ResultPlatform, layers: ImageLayer[], opts: Pick<
     history = history.map((h) => (h.created === undefined || Date.parse(h.created) > limit ? { ...h, created: epochIso } : h));
   }
   config.history = history;
+  // An inline cache (--cache-to type=inline): its records, base64, under BuildKit's key.
+  if (opts.inlineCache) config[INLINE_CACHE_CONFIG_KEY] = Buffer.from(opts.inlineCache).toString('base64');
+  else delete config[INLINE_CACHE_CONFIG_KEY];
   return Buffer.from(JSON.stringify(config));
 }
 
@@ -261,7 +264,9 @@ export async function buildImage(
   const manifestBlobs: Descriptor[] = [];
   for (const p of platforms) {
     const layers = await layersOf(p.snapshot, ctx, opts);
-    const configBytes = imageConfig(p, layers, opts);
+    // The inline cache describes a single-platform result's layers.
+    const inline = multi ? undefined : result.metadata[INLINE_CACHE_METADATA_KEY];
+    const configBytes = imageConfig(p, layers, { ...opts, ...(inline ? { inlineCache: inline } : {}) });
     const config: Descriptor = { mediaType: configMediaType(opts.ociMediaTypes), ...(await ctx.content.write(configBytes)) };
     const manifest: Record<string, unknown> = {
       schemaVersion: 2,

@@ -384,9 +384,13 @@ export class Build {
     // The slow key needs the results of the inputs read by content; start
     // those now rather than after every input key (which, in a chain of
     // copies from independent stages, would run the stages one by one).
-    v.inputs.forEach((inp, j) => {
-      if (selectors[j]?.length) this.#prefetch(inp.vertex);
-    });
+    // With cache imports, an input's result may never be needed (this op's
+    // fast key may be imported), so nothing runs before that is known.
+    if (this.#imports.length === 0) {
+      v.inputs.forEach((inp, j) => {
+        if (selectors[j]?.length) this.#prefetch(inp.vertex);
+      });
+    }
     const inputKeys = await Promise.all(v.inputs.map((i) => this.#key(i.vertex)));
     const fast = hashKey(['op', v.digest, v.inputs.map((inp, j) => [inputKeys[j].canonical, inp.index])]);
     const fastRecord = lookup(fast);
