@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+/**
+ * bench/cache: a CI runner's build from a registry cache, timed against a
+ * peer moving the same blobs in the same run (ratio = bkt / peer; lower is
+ * better):
+ *
+ *   import  `bkt build --cache-from type=registry,ref=…` of a fully cached
+ *           Dockerfile on an empty store (every step CACHED: the final
+ *           image's layers pulled and unpacked, nothing else)  vs
+ *           `skopeo copy docker://… oci:…` of the image made of those layers
+ *   export  `bkt build --cache-to type=registry,mode=max` on a warm store
+ *           into an empty repository  vs  `skopeo copy oci:… docker://…` of
+ *           the same image into an empty repository
+ *
+ * The Dockerfile: FROM the test registry's busybox, a RUN writing --mb MB
+ * (half random, half text), a COPY of a context file, a second RUN.
+ *
+ * Run by hand as root, after `npm run build`:
+ *   node bench/cache/run.mjs [--mb 200] [--runs 3]
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+let registryTesting, testkit;
+try {
+  [registryTesting, testkit] = await Promise.all([import('@bkt/registry/testing'), import('@bkt/testkit')]);
+} catch (err) {
+  console.error(`bench/cache needs the built packages: run \`npm run build\` first.\n(${err.message})`);
+  process.exit(1);
+}
+const { startRegistry } = registryTesting;
+const { pushBusyboxImage } = testkit;
+const BKT = fileURLToPath(new URL('../../packages/cli/bin/bkt.js', import.meta.url));
+
+const { values: args } = parseArgs({ options: { mb: { type: 'string', default: '200' }, runs: { type: 'string', default: '3' } } });
+const MB = Number(args.mb);
+const RUNS = Number(args.runs);
+
+function sh(cmd, argv, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let out = '';
+    p.stdout.on('data', (c) => (out += c));
+    p.stderr.on('data', (c) => (out += c));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${argv.join(' ')} (exit ${code}):\n${out.slice(-4000)}`))));
+  });
+}
+
+async function time(fn) {
+  const start = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+function row(name, bkt, peer, peerName) {
+  console.log(`${name.padEnd(7)} bkt ${bkt.toFixed(0).padStart(6)} ms   ${peerName.padEnd(34)} ${peer.toFixed(0).padStart(6)} ms   ratio ${(bkt / peer).toFixed(2)}`);
+}
+
+const work = await mkdtemp(join(tmpdir(), 'bkt-bench-cache-'));
+let registry;
+try {
+  registry = await startRegistry();
+  const busybox = await pushBusyboxImage(registry, 'library/busybox');
+  const project = join(work, 'project');
+  await mkdir(project);
+  const half = Math.floor(MB / 2);
+  await writeFile(
+    join(project, 'Dockerfile'),
+    [
+      `FROM ${busybox.reference}`,
+      `RUN head -c ${half}m /dev/urandom > /random && yes "the quick brown fox jumps over the lazy dog" | head -c ${MB - half}m > /text`,
+      'COPY ctx.txt /ctx.txt',
+      'RUN cat /ctx.txt > /final',
+      '',
+    ].join('\n'),
+  );
+  await writeFile(join(project, 'ctx.txt'), 'context\n');
+  const cacheRef = `${registry.host}/bench/cache:max`;
+  const imageRef = `${registry.host}/bench/app:v1`;
+  const warm = join(work, 'store-warm');
+  const bkt = (root, extra) => sh('node', [BKT, 'build', '--root', root, '--progress', 'quiet', ...extra, project], { cwd: project });
+  await bkt(warm, ['--cache-to', `type=registry,ref=${cacheRef},mode=max`, '--output', `type=image,name=${imageRef},push=true`]);
+  const layout = join(work, 'layout');
+  await sh('skopeo', ['copy', '--src-tls-verify=false', `docker://${imageRef}`, `oci:${layout}:v1`]);
+  console.log(`Dockerfile with a ${MB} MB RUN layer; best of ${RUNS} runs`);
+
+  let bktImport = Infinity;
+  let peerImport = Infinity;
+  let bktExport = Infinity;
+  let peerExport = Infinity;
+  for (let i = 0; i < RUNS; i++) {
+    // import: a fresh store, every step from the cache.
+    const root = join(work, `store-${i}`);
+    bktImport = Math.min(bktImport, await time(() => bkt(root, ['--cache-from', `type=registry,ref=${cacheRef}`])));
+    await rm(root, { recursive: true, force: true });
+    const dest = join(work, `pull-${i}`);
+    peerImport = Math.min(peerImport, await time(() => sh('skopeo', ['copy', '--src-tls-verify=false', `docker://${imageRef}`, `oci:${dest}:v1`])));
+    await rm(dest, { recursive: true, force: true });
+    // export: the warm store into an empty repository (a registry of its own: nothing to mount or skip).
+    const target = await startRegistry();
+    try {
+      bktExport = Math.min(bktExport, await time(() => bkt(warm, ['--cache-to', `type=registry,ref=${target.host}/bench/cache:max,mode=max`])));
+      peerExport = Math.min(peerExport, await time(() => sh('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${target.host}/bench/peer:v1`])));
+    } finally {
+      await target.stop();
+    }
+  }
+  row('import', bktImport, peerImport, 'skopeo copy docker:// oci:');
+  row('export', bktExport, peerExport, 'skopeo copy oci: docker://');
+} finally {
+  await registry?.stop();
+  await rm(work, { recursive: true, force: true });
+}
