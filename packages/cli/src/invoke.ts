@@ -7,9 +7,8 @@
  * the container (no runc container, no mount left).
  */
 import { PassThrough } from 'node:stream';
-import * as pb from '@bkt/api/pb';
-import { BktError, type ContainerProcessSpec, type FailedExec, type InteractiveContainer, type NewContainerRequest } from '@bkt/core';
-import type { BuildDebugSession } from '@bkt/solver';
+import { BktError, type ContainerProcessSpec, type InteractiveContainer } from '@bkt/core';
+import { debugTarget, type BuildDebugSession, type DebugTarget } from '@bkt/solver';
 import type { Io } from './commands/build.js';
 
 /** What to run, and when: after a successful build (in its result), after a failed one (in the failed step). */
@@ -29,8 +28,6 @@ export interface InvokeConfig {
   /** Default: when stdin and stdout are terminals. */
   tty?: boolean;
 }
-
-const DEFAULT_SHELL = ['/bin/sh'];
 
 /**
  * Parses `--invoke VALUE`, as buildx: `on-error` (a shell in the failed
@@ -107,92 +104,50 @@ export function invokeCallback(cfg: InvokeConfig, io: Io, beforeRun: (session: B
   return async (session) => {
     if (session.error ? !cfg.onError : !cfg.onResult) return;
     beforeRun(session);
-    const target = session.error ? failedStepContainer(session, cfg) : resultContainer(session, cfg);
-    if (typeof target === 'string') {
-      io.stderr.write(`${target}\n`);
+    const found = targetOf(session, cfg);
+    if (typeof found === 'string') {
+      io.stderr.write(`${found}\n`);
       return;
     }
-    io.stderr.write(`${target.banner}\n`);
+    const { target, process } = found;
+    const what = session.error ? 'bkt debug' : 'bkt --invoke';
+    io.stderr.write(
+      session.error
+        ? `bkt debug: ${target.what} failed; running ${args(process)} in its container (as the step left it; exit to leave)\n`
+        : `bkt: running ${args(process)} in the build result (exit to leave)\n`,
+    );
     const container = await session.newContainer(target.request);
     try {
-      const code = await attach(container, target.process, io, session.signal);
-      io.stderr.write(`${target.what}: ${args(target.process)} exited with code ${code}; container released\n`);
+      const code = await attach(container, process, io, session.signal);
+      io.stderr.write(`${what}: ${args(process)} exited with code ${code}; container released\n`);
     } finally {
       await container.release();
     }
   };
 }
 
-interface Target {
-  request: NewContainerRequest;
-  process: ContainerProcessSpec;
-  banner: string;
-  what: string;
+/** What runs: the solver's debug target with this invocation's command, env, user and cwd. */
+function targetOf(session: BuildDebugSession, cfg: InvokeConfig): { target: DebugTarget; process: ContainerProcessSpec } | string {
+  const target = debugTarget(session);
+  if (!target) {
+    return session.error
+      ? 'bkt debug: the build failed before any RUN step did (no step container to open)'
+      : 'bkt: --invoke: the build result is empty (scratch): nothing to run';
+  }
+  const d = target.process;
+  const process: ContainerProcessSpec = {
+    ...d,
+    args: [...(cfg.entrypoint ?? []), ...(cfg.args ?? d.args)],
+    env: [...(d.env ?? []), ...cfg.env],
+    ...(cfg.cwd !== undefined ? { cwd: cfg.cwd } : {}),
+    ...(cfg.user !== undefined ? { user: cfg.user } : {}),
+    ...(cfg.tty !== undefined ? { tty: cfg.tty } : {}),
+  };
+  return { target, process };
 }
 
 function args(p: ContainerProcessSpec): string {
   return p.args.join(' ');
-}
-
-/** The failed step's container: its mounts over the trees it left (writable ones) or read (the others), its meta. */
-function failedStepContainer(session: BuildDebugSession, cfg: InvokeConfig): Target | string {
-  const failed = session.failedExec as FailedExec<pb.ExecOp> | undefined;
-  if (!failed) return 'bkt debug: the build failed before any RUN step did (no step container to open)';
-  const op = failed.op;
-  const inputs = [...failed.inputs, ...failed.mounts].map((snapshot) => ({ snapshot }));
-  const mounts = op.mounts.map((m, i) => pb.Mount.fromPartial({ ...m, input: failed.mounts[i] ? failed.inputs.length + i : m.input, output: -1 }));
-  const meta = op.meta ?? pb.Meta.fromPartial({});
-  const request: NewContainerRequest = {
-    mounts,
-    inputs,
-    network: op.network === pb.NetMode.HOST ? 'host' : op.network === pb.NetMode.NONE ? 'none' : 'sandbox',
-    extraHosts: meta.extraHosts.map((h) => ({ host: h.Host, ip: h.IP })),
-    ...(meta.hostname ? { hostname: meta.hostname } : {}),
-    ...(failed.platform ? { platform: failed.platform } : {}),
-  };
-  const process: ContainerProcessSpec = {
-    args: [...(cfg.entrypoint ?? []), ...(cfg.args ?? DEFAULT_SHELL)],
-    env: [...meta.env, ...cfg.env],
-    cwd: cfg.cwd ?? (meta.cwd || '/'),
-    user: cfg.user ?? meta.user,
-    security: op.security === pb.SecurityMode.INSECURE ? 'insecure' : 'sandbox',
-  };
-  return {
-    request,
-    process,
-    banner: `bkt debug: ${failed.name} failed; running ${args(process)} in its container (as the step left it; exit to leave)`,
-    what: 'bkt debug',
-  };
-}
-
-/** The result's container: its tree (a writable overlay, thrown away), the image config's env, workdir and user. */
-function resultContainer(session: BuildDebugSession, cfg: InvokeConfig): Target | string {
-  const result = session.result;
-  if (!result?.ref) return 'bkt: --invoke: the build result is empty (scratch): nothing to run';
-  const config = imageConfig(result.metadata['containerimage.config']);
-  const entrypoint = cfg.entrypoint ?? [];
-  const process: ContainerProcessSpec = {
-    args: [...entrypoint, ...(cfg.args ?? DEFAULT_SHELL)],
-    env: [...(config.Env ?? []), ...cfg.env],
-    cwd: cfg.cwd ?? (config.WorkingDir || '/'),
-    user: cfg.user ?? config.User ?? '',
-  };
-  return {
-    request: { mounts: [pb.Mount.fromPartial({ input: 0, dest: '/', output: -1 })], inputs: [{ snapshot: result.ref }], network: 'sandbox' },
-    process,
-    banner: `bkt: running ${args(process)} in the build result (exit to leave)`,
-    what: 'bkt --invoke',
-  };
-}
-
-function imageConfig(bytes: Uint8Array | undefined): { Env?: string[]; WorkingDir?: string; User?: string } {
-  if (!bytes) return {};
-  try {
-    const parsed = JSON.parse(Buffer.from(bytes).toString('utf8')) as { config?: { Env?: string[]; WorkingDir?: string; User?: string } };
-    return parsed.config ?? {};
-  } catch {
-    return {};
-  }
 }
 
 type TtyIn = NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(raw: boolean): unknown };

@@ -132,6 +132,8 @@ export interface BuildDebugSession {
   readonly buildId: string;
   /** The build's result, when it succeeded. */
   readonly result?: BuildResult;
+  /** The exporters' response, when it succeeded. */
+  readonly exporterResponse?: Record<string, string>;
   /** The error the build failed with. */
   readonly error?: Error;
   /** The exec step that failed, as it was (`failedExecOf(error)` of @bkt/core). */

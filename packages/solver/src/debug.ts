@@ -4,9 +4,13 @@
  * while a client runs containers in it — `bkt build --invoke`,
  * `bkt debug`, the buildx Controller's Invoke.
  */
+import * as pb from '@bkt/api/pb';
 import {
   BktError,
   failedExecOf,
+  type BuildResult,
+  type ContainerProcessSpec,
+  type FailedExec,
   isContainerProvider,
   type BuildContext,
   type InteractiveContainer,
@@ -57,7 +61,7 @@ export async function runDebugSession(
   engine: DebugEngine,
   build: DebuggedBuild,
   debug: NonNullable<SolveRequest['debug']>,
-  outcome: { result?: BuildDebugSession['result']; error?: Error },
+  outcome: { result?: BuildDebugSession['result']; exporterResponse?: Record<string, string>; error?: Error },
   clientSignal: AbortSignal | undefined,
 ): Promise<Error | undefined> {
   const controller = new AbortController();
@@ -68,7 +72,7 @@ export async function runDebugSession(
   const failedExec = outcome.error ? failedExecOf(outcome.error) : undefined;
   const session: BuildDebugSession = {
     buildId: build.buildId,
-    ...(outcome.result ? { result: outcome.result } : {}),
+    ...(outcome.result ? { result: outcome.result, exporterResponse: outcome.exporterResponse ?? {} } : {}),
     ...(outcome.error ? { error: outcome.error } : {}),
     ...(failedExec ? { failedExec } : {}),
     signal: controller.signal,
@@ -102,4 +106,77 @@ export async function dropFailedExecState(engine: DebugEngine, error: Error | un
   const ids = failed.mounts.filter((s) => s !== null).map((s) => s.id);
   if (ids.length === 0) return;
   await engine.store.snapshotter.removeUnused(ids, engine.store.liveness()).catch(() => undefined);
+}
+
+/**
+ * A container to debug in, and what its processes default to: the failed
+ * step's (its mounts over the trees it left, its meta), or the result's.
+ */
+export interface DebugTarget {
+  request: NewContainerRequest;
+  /** The step's or the image config's env, cwd, user and security; `args` is the default command (`/bin/sh`). */
+  process: ContainerProcessSpec;
+  /** `[3/3] RUN …` for a failed step, `the build result` for a result. */
+  what: string;
+}
+
+const DEFAULT_SHELL = ['/bin/sh'];
+
+/**
+ * The failed exec step's container as the step left it (BuildKit's way,
+ * as buildx rebuilds it from a SolveError): each mount over the snapshot
+ * its process left (writable ones) or read (the others), the cache, tmpfs,
+ * secret and ssh mounts made again; its args' process replaced by a shell;
+ * its env, cwd, user, network, extra hosts, hostname and security.
+ */
+export function failedStepTarget(failed: FailedExec): DebugTarget {
+  const op = failed.op as pb.ExecOp;
+  const inputs = [...failed.inputs, ...failed.mounts].map((snapshot) => ({ snapshot }));
+  const mounts = op.mounts.map((m, i) => pb.Mount.fromPartial({ ...m, input: failed.mounts[i] ? failed.inputs.length + i : m.input, output: -1 }));
+  const meta = op.meta ?? pb.Meta.fromPartial({});
+  return {
+    request: {
+      mounts,
+      inputs,
+      network: op.network === pb.NetMode.HOST ? 'host' : op.network === pb.NetMode.NONE ? 'none' : 'sandbox',
+      extraHosts: meta.extraHosts.map((h) => ({ host: h.Host, ip: h.IP })),
+      ...(meta.hostname ? { hostname: meta.hostname } : {}),
+      ...(failed.platform ? { platform: failed.platform } : {}),
+    },
+    process: {
+      args: DEFAULT_SHELL,
+      env: [...meta.env],
+      cwd: meta.cwd || '/',
+      user: meta.user,
+      security: op.security === pb.SecurityMode.INSECURE ? 'insecure' : 'sandbox',
+    },
+    what: failed.name,
+  };
+}
+
+/** The result's container: its tree (a writable overlay, thrown away), the image config's env, workdir and user. Undefined for an empty result. */
+export function resultTarget(result: BuildResult): DebugTarget | undefined {
+  if (!result.ref) return undefined;
+  const config = imageConfig(result.metadata['containerimage.config']);
+  return {
+    request: { mounts: [pb.Mount.fromPartial({ input: 0, dest: '/', output: -1 })], inputs: [{ snapshot: result.ref }], network: 'sandbox' },
+    process: { args: DEFAULT_SHELL, env: [...(config.Env ?? [])], cwd: config.WorkingDir || '/', user: config.User ?? '' },
+    what: 'the build result',
+  };
+}
+
+/** Where a debug session opens: the failed step's container, else the result's; undefined when there is neither. */
+export function debugTarget(session: Pick<BuildDebugSession, 'result' | 'failedExec' | 'error'>): DebugTarget | undefined {
+  if (session.error) return session.failedExec ? failedStepTarget(session.failedExec) : undefined;
+  return session.result ? resultTarget(session.result) : undefined;
+}
+
+function imageConfig(bytes: Uint8Array | undefined): { Env?: string[]; WorkingDir?: string; User?: string } {
+  if (!bytes) return {};
+  try {
+    const parsed = JSON.parse(Buffer.from(bytes).toString('utf8')) as { config?: { Env?: string[]; WorkingDir?: string; User?: string } };
+    return parsed.config ?? {};
+  } catch {
+    return {};
+  }
 }

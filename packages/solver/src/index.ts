@@ -4,3 +4,4 @@
 export type * from './api.js';
 export { openSolver } from './solver.js';
 export { builtinOpsPlugin } from './ops/index.js';
+export { debugTarget, failedStepTarget, resultTarget, type DebugTarget } from './debug.js';

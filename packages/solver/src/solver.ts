@@ -198,7 +198,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
       Object.assign(exporterResponse, response);
     }
     // The build stays open (its snapshots held) while a client debugs its result.
-    if (req.debug) debugError = await runDebugSession(engine, build, req.debug, { result }, req.signal);
+    if (req.debug) debugError = await runDebugSession(engine, build, req.debug, { result, exporterResponse }, req.signal);
   } catch (err) {
     error = frontendError ?? build.firstError ?? (err as Error);
     if (!build.signal.aborted) build.controller.abort(error);
@@ -300,7 +300,9 @@ async function runFrontend(
     readDir: (ref, path, include) => readResultDir(ref, path, include),
     statFile: (ref, path) => statResultFile(ref, path),
     resolveImageConfig: (ref, opts) => resolveImageConfig(engine, build, ref, opts),
-    newContainer: (req) => newBuildContainer(engine, build, req, build.signal),
+    // A frontend may make containers after a step failed (to debug it, from its error's refs) until it returns:
+    // only the client's cancellation stops them; the build's end releases them.
+    newContainer: (req) => newBuildContainer(engine, build, req, clientSignal ?? new AbortController().signal),
     warn: (vertex, short, detail, opts) => {
       // A vertex the client has not seen (the frontend's digest for its source file) is shown first.
       if (!build.progress.shown(vertex)) {
