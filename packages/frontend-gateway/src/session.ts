@@ -27,7 +27,7 @@ import {
   type Snapshot,
 } from '@bkt/core';
 import { FRONTEND_CAPS, LLB_CAPS } from './caps.js';
-import { bktErrorOfStatus, solveErrorDetail, withErrorDetails, type ErrorDetail } from './errors.js';
+import { bktErrorOfStatus, grpcStatusOf, solveErrorDetail, withErrorDetails, type ErrorDetail } from './errors.js';
 
 /** A worker as Ping and `BUILDKIT_WORKERS` describe it. */
 export interface GatewayWorker {
@@ -515,9 +515,9 @@ function wireStat(e: FileStat) {
   };
 }
 
-/** An error as a google.rpc.Status message (ExitMessage.Error). */
+/** An error as a google.rpc.Status message (ExitMessage.Error), with its gRPC code. */
 function statusMessage(err: unknown) {
   const message = err instanceof Error ? err.message : String(err);
-  return { code: 2, message, details: [] };
+  return { code: grpcStatusOf(err).code ?? 2, message, details: [] };
 }
 
