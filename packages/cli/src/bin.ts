@@ -1,4 +1,4 @@
-import { closedOutput, interruption, main } from './program.js';
+import { readFileSync } from 'node:fs';
 
 /**
  * The `bkt` executable. SIGINT / SIGTERM abort the running solve (which
@@ -6,25 +6,36 @@ import { closedOutput, interruption, main } from './program.js';
  * signal, or a solve that does not stop within 10 s, exits at once. When the
  * reader of stdout or stderr goes away (EPIPE: `bkt du | head -1`), whatever
  * runs stops the same way and the CLI exits 0 quietly.
+ *
+ * `bkt --version` (alone) prints the version without loading the CLI: start-up
+ * is all it costs. Everything else loads the program, which loads each
+ * command's modules when it runs.
  */
-const controller = new AbortController();
-let forcedCode: number | undefined;
-for (const [name, stream] of [['stdout', process.stdout], ['stderr', process.stderr]] as const) {
-  stream.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err;
-    if (!controller.signal.aborted) controller.abort(closedOutput(name));
-  });
-}
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    const reason = interruption(sig);
-    const code = reason.details.exitCode as number;
-    if (forcedCode !== undefined) process.exit(forcedCode);
-    forcedCode = code;
-    controller.abort(reason);
-    setTimeout(() => process.exit(code), 10_000).unref();
-  });
-}
+const argv = process.argv.slice(2);
+if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  process.stdout.write(`${version}\n`);
+} else {
+  const { closedOutput, interruption, main } = await import('./program.js');
+  const controller = new AbortController();
+  let forcedCode: number | undefined;
+  for (const [name, stream] of [['stdout', process.stdout], ['stderr', process.stderr]] as const) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      if (!controller.signal.aborted) controller.abort(closedOutput(name));
+    });
+  }
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      const reason = interruption(sig);
+      const code = reason.details.exitCode as number;
+      if (forcedCode !== undefined) process.exit(forcedCode);
+      forcedCode = code;
+      controller.abort(reason);
+      setTimeout(() => process.exit(code), 10_000).unref();
+    });
+  }
 
-const code = await main(process.argv.slice(2), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, cwd: process.cwd() }, controller.signal);
-process.exitCode = forcedCode ?? code;
+  const code = await main(argv, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, cwd: process.cwd() }, controller.signal);
+  process.exitCode = forcedCode ?? code;
+}

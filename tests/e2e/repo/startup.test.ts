@@ -1,0 +1,100 @@
+/**
+ * What the built `bkt` loads (issue 14's start-up): `--version` loads nothing
+ * but its entry; a config build of examples/hello (cold and warm) never
+ * imports the Dockerfile frontend, the gateway frontend and grpc-js, the
+ * image exporters or the registry cache backends — they load when a build
+ * first uses them (packages/cli/src/lazy-plugins.ts); a Dockerfile build does
+ * load the Dockerfile frontend. Every module URL the process resolves is
+ * recorded by an ESM resolve hook; a chunk of the bundled executable
+ * (`dist-bin/`) stands for the sources esbuild's metafile says it holds.
+ */
+import { execFile } from 'node:child_process';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BKT, REPO, removeDir, tempDir } from '../helpers.js';
+
+let work: string;
+let hook: string;
+let n = 0;
+
+beforeAll(async () => {
+  work = await tempDir('startup');
+  hook = join(work, 'record-hook.mjs');
+  await writeFile(
+    hook,
+    `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  appendFileSync(process.env.BKT_TEST_MODULES, r.url + '\\n');
+  return r;
+}
+`,
+  );
+});
+
+afterAll(async () => {
+  await removeDir(work);
+});
+
+/** Runs the built bkt with the recording hook; its exit code, output, and the module URLs it resolved. */
+async function traced(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string; modules: string[] }> {
+  const list = join(work, `modules-${++n}.txt`);
+  await writeFile(list, '');
+  const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      ['--no-warnings', '--loader', pathToFileURL(hook).href, BKT, ...args],
+      { cwd, env: { ...process.env, BKT_TEST_MODULES: list }, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+  const modules = (await readFile(list, 'utf8')).split('\n').filter((u) => u.startsWith('file:'));
+  return { code, stdout, stderr, modules };
+}
+
+/** The module URLs, each bundled chunk replaced by the inputs it holds (`chunk:<input path>`). */
+async function sourcesOf(modules: string[]): Promise<string[]> {
+  const meta = JSON.parse(await readFile(join(REPO, 'packages/cli/dist-bin/metafile-esm.json'), 'utf8')) as { outputs: Record<string, { inputs: Record<string, unknown> }> };
+  return modules.flatMap((u) => {
+    const m = /\/packages\/cli\/(dist-bin\/[^/]+\.js)$/.exec(u);
+    if (!m) return [u];
+    const out = meta.outputs[m[1]!];
+    if (!out) throw new Error(`${m[1]} is not in dist-bin/metafile-esm.json: rebuild @bkt/cli`);
+    return Object.keys(out.inputs).map((i) => `chunk:${i}`);
+  });
+}
+
+const LAZY = [/\/frontend-dockerfile\//, /\/frontend-gateway\//, /@grpc\/grpc-js/, /\/exporter-oci\/dist\//];
+
+describe('bkt start-up', () => {
+  it('--version resolves only the bkt entry', async () => {
+    const r = await traced(['--version'], work);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    expect(r.modules.map((u) => u.slice(u.indexOf('/packages/')))).toEqual(['/packages/cli/bin/bkt.js', '/packages/cli/dist-bin/bkt.js']);
+  });
+
+  it('a config build of examples/hello, cold and warm, loads no Dockerfile or gateway frontend, grpc-js or image exporter', async () => {
+    const project = join(work, 'hello');
+    await cp(join(REPO, 'examples/hello'), project, { recursive: true, filter: (src) => !src.includes('/out') });
+    for (const phase of ['cold', 'warm']) {
+      const r = await traced(['build', '--root', join(work, 'store'), '--progress', 'plain'], project);
+      expect(r.code, `${phase}: ${r.stderr}`).toBe(0);
+      const sources = await sourcesOf(r.modules);
+      expect(sources.filter((u) => /\/(solver|store|source-local)\//.test(u)).length, phase).toBeGreaterThan(0);
+      expect([...new Set(sources.filter((u) => LAZY.some((re) => re.test(u))))], phase).toEqual([]);
+    }
+  });
+
+  it('a Dockerfile build loads the Dockerfile frontend when it runs', async () => {
+    const ctx = join(work, 'df');
+    await cp(join(REPO, 'examples/hello/src'), ctx, { recursive: true });
+    await writeFile(join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY . /\n');
+    const r = await traced(['build', '--root', join(work, 'store'), '--progress', 'plain', '-o', `type=local,dest=${join(work, 'df-out')}`, ctx], work);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await sourcesOf(r.modules)).some((u) => /\/frontend-dockerfile\//.test(u))).toBe(true);
+    expect(await readFile(join(work, 'df-out', 'notes.txt'), 'utf8')).toBeTruthy();
+  });
+});
