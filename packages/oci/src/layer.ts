@@ -25,7 +25,7 @@ import { createReadStream, type Stats } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import type * as TarStream from 'tar-stream';
 import { BktError, type BuildContext, type Digest, type Snapshot } from '@bkt/core';
 import { compress, type Compression } from './compression.js';
 import { digesting } from './digest.js';
@@ -58,6 +58,7 @@ async function opaqueDirs(dir: string, dirs: string[]): Promise<Set<string>> {
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   child.stdin.end(dirs.map((d) => `./${d}\0`).join(''));
+  const { default: tar } = await import('tar-stream');
   const extract = tar.extract();
   const done = pipeline(child.stdout, extract);
   for await (const entry of extract) {
@@ -135,65 +136,72 @@ const minor = (rdev: number) => Number(BigInt(rdev) & 0xffn) | Number((BigInt(rd
 
 /** The uncompressed OCI layer tar of the overlay upper dir `dir`. */
 export function layerTar(dir: string, opts: { clampMtime?: number; withOpaque?: boolean } = {}): AsyncIterable<Uint8Array> {
-  const pack = tar.pack();
-  const produce = async () => {
-    const items = await walkSorted(dir);
-    const opaque = opts.withOpaque === false ? new Set<string>() : await opaqueDirs(dir, items.filter((i) => i.st.isDirectory()).map((i) => i.rel));
-    const inodes = new Map<number, string>();
-    const clamp = (d: Date) => (opts.clampMtime !== undefined && d.getTime() > opts.clampMtime * 1000 ? new Date(opts.clampMtime * 1000) : d);
-    const small = (i: number) => {
-      const { st } = items[i];
-      return st.isFile() && st.size <= SMALL_FILE_BYTES && !(st.nlink > 1);
-    };
-    const ahead = readAhead(dir, items, small);
-    const add = (header: tar.Header, body?: Buffer | string) =>
-      new Promise<void>((resolve, reject) => {
-        const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-        if (body === undefined) pack.entry(header, cb);
-        else pack.entry(header, body, cb);
-      });
-    for (let i = 0; i < items.length; i++) {
-      const { rel, st } = items[i];
-      const base = { name: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, uname: '', gname: '', mtime: clamp(st.mtime) } as tar.Header;
-      if (st.isCharacterDevice() && st.rdev === 0) {
-        const slash = rel.lastIndexOf('/');
-        const name = slash < 0 ? `.wh.${rel}` : `${rel.slice(0, slash)}/.wh.${rel.slice(slash + 1)}`;
-        await add({ ...base, name, type: 'file', size: 0, mode: 0, uid: 0, gid: 0 }, '');
-      } else if (st.isDirectory()) {
-        await add({ ...base, name: `${rel}/`, type: 'directory' });
-        if (opaque.has(rel)) await add({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', size: 0, mode: 0, uid: 0, gid: 0 }, '');
-      } else if (st.isSymbolicLink()) {
-        await add({ ...base, type: 'symlink', linkname: await readlink(join(dir, rel)) });
-      } else if (st.isFile()) {
-        const first = st.nlink > 1 ? inodes.get(st.ino) : undefined;
-        if (first !== undefined) {
-          await add({ ...base, type: 'link', linkname: first, size: 0 });
-          continue;
-        }
-        if (st.nlink > 1) inodes.set(st.ino, rel);
-        if (small(i)) {
-          const body = await ahead.take(i);
-          if (body.length !== st.size) {
-            throw new BktError('INTERNAL', `${join(dir, rel)} changed while its layer was written (${st.size} bytes, then ${body.length})`);
-          }
-          await add({ ...base, type: 'file', size: st.size }, body);
-          continue;
-        }
-        await new Promise<void>((resolve, reject) => {
-          const w = pack.entry({ ...base, type: 'file', size: st.size }, (err) => (err ? reject(err) : resolve()));
-          pipeline(createReadStream(join(dir, rel)), w).catch(reject);
-        });
-      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-        await add({ ...base, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major(st.rdev), devminor: minor(st.rdev), size: 0 });
-      } else if (st.isFIFO()) {
-        await add({ ...base, type: 'fifo', size: 0 });
-      }
-      // Sockets are not archived (as tar and BuildKit skip them).
-    }
-    pack.finalize();
+  return {
+    async *[Symbol.asyncIterator]() {
+      // tar-stream (and streamx) load with the first layer, not with @bkt/oci.
+      const { default: tar } = await import('tar-stream');
+      const pack = tar.pack();
+      produceLayerTar(pack, dir, opts).catch((err: Error) => pack.destroy(err));
+      yield* pack as unknown as AsyncIterable<Uint8Array>;
+    },
   };
-  produce().catch((err: Error) => pack.destroy(err));
-  return pack as unknown as AsyncIterable<Uint8Array>;
+}
+
+async function produceLayerTar(pack: TarStream.Pack, dir: string, opts: { clampMtime?: number; withOpaque?: boolean }): Promise<void> {
+  const items = await walkSorted(dir);
+  const opaque = opts.withOpaque === false ? new Set<string>() : await opaqueDirs(dir, items.filter((i) => i.st.isDirectory()).map((i) => i.rel));
+  const inodes = new Map<number, string>();
+  const clamp = (d: Date) => (opts.clampMtime !== undefined && d.getTime() > opts.clampMtime * 1000 ? new Date(opts.clampMtime * 1000) : d);
+  const small = (i: number) => {
+    const { st } = items[i];
+    return st.isFile() && st.size <= SMALL_FILE_BYTES && !(st.nlink > 1);
+  };
+  const ahead = readAhead(dir, items, small);
+  const add = (header: TarStream.Header, body?: Buffer | string) =>
+    new Promise<void>((resolve, reject) => {
+      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (body === undefined) pack.entry(header, cb);
+      else pack.entry(header, body, cb);
+    });
+  for (let i = 0; i < items.length; i++) {
+    const { rel, st } = items[i];
+    const base = { name: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, uname: '', gname: '', mtime: clamp(st.mtime) } as TarStream.Header;
+    if (st.isCharacterDevice() && st.rdev === 0) {
+      const slash = rel.lastIndexOf('/');
+      const name = slash < 0 ? `.wh.${rel}` : `${rel.slice(0, slash)}/.wh.${rel.slice(slash + 1)}`;
+      await add({ ...base, name, type: 'file', size: 0, mode: 0, uid: 0, gid: 0 }, '');
+    } else if (st.isDirectory()) {
+      await add({ ...base, name: `${rel}/`, type: 'directory' });
+      if (opaque.has(rel)) await add({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', size: 0, mode: 0, uid: 0, gid: 0 }, '');
+    } else if (st.isSymbolicLink()) {
+      await add({ ...base, type: 'symlink', linkname: await readlink(join(dir, rel)) });
+    } else if (st.isFile()) {
+      const first = st.nlink > 1 ? inodes.get(st.ino) : undefined;
+      if (first !== undefined) {
+        await add({ ...base, type: 'link', linkname: first, size: 0 });
+        continue;
+      }
+      if (st.nlink > 1) inodes.set(st.ino, rel);
+      if (small(i)) {
+        const body = await ahead.take(i);
+        if (body.length !== st.size) {
+          throw new BktError('INTERNAL', `${join(dir, rel)} changed while its layer was written (${st.size} bytes, then ${body.length})`);
+        }
+        await add({ ...base, type: 'file', size: st.size }, body);
+        continue;
+      }
+      await new Promise<void>((resolve, reject) => {
+        const w = pack.entry({ ...base, type: 'file', size: st.size }, (err) => (err ? reject(err) : resolve()));
+        pipeline(createReadStream(join(dir, rel)), w).catch(reject);
+      });
+    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+      await add({ ...base, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major(st.rdev), devminor: minor(st.rdev), size: 0 });
+    } else if (st.isFIFO()) {
+      await add({ ...base, type: 'fifo', size: 0 });
+    }
+    // Sockets are not archived (as tar and BuildKit skip them).
+  }
+  pack.finalize();
 }
 
 /** The layer of `snapshot`'s own changes, computed once (see the module comment). */

@@ -34,7 +34,6 @@ import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, utime
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { BktError } from '@bkt/core';
 import { resolveRelInRoot } from '@bkt/fsutil';
 
@@ -129,6 +128,8 @@ function run(cmd: string, args: string[]): Promise<void> {
 /** Applies the layer tar `stream` onto the mounted tree `root`. */
 export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array>, opts: UnpackOptions): Promise<void> {
   const { what } = opts;
+  // tar-stream (and streamx) load with the first layer, not with @bkt/oci.
+  const { default: tar } = await import('tar-stream');
   const extract = tar.extract();
   const feeding = pipeline(Readable.from(stream), extract);
   feeding.catch(() => undefined);
