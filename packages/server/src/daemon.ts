@@ -8,6 +8,7 @@ import { access, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as control from '@bkt/api/control';
+import * as controllerApi from '@bkt/api/controller';
 import * as gateway from '@bkt/api/gateway';
 import { composePlugins, createBkt, type Bkt } from '@bkt/core';
 import { openSolver, type Solver } from '@bkt/solver';
@@ -17,6 +18,8 @@ import { ClientFrontends } from './client-frontends.js';
 import { Collector } from './collector.js';
 import type { DaemonConfig } from './config.js';
 import { controlService, type ControlBackend } from './control.js';
+import { controllerService } from './controller.js';
+import { DebugBuilds } from './debug-builds.js';
 import { defaultGCPolicies, diskStat, parseDuration, resolveGCPolicies } from './gc.js';
 import { bind, parseAddress, resolveGroup, tcpCredentials, type TlsFiles } from './listen.js';
 import { daemonPreset } from './preset.js';
@@ -111,6 +114,21 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES });
   addService(server, control.ControlService, withDebugLog(controlService(backend), debug));
+  // buildx's Controller: builds kept open for Invoke until the client disconnects them.
+  const debugBuilds = new DebugBuilds();
+  addService(
+    server,
+    controllerApi.ControllerService,
+    controllerService({
+      solver,
+      builds,
+      debugBuilds,
+      permittedEntitlements: backend.permittedEntitlements,
+      root: opts.root,
+      shutdown: shutdown.signal,
+      afterBuild: () => collector.afterBuild(),
+    }),
+  );
   // LLBBridge of client-side frontends, routed by the buildkit-controlapi-buildid metadata key.
   server.addService(gateway.LLBBridgeService as unknown as grpc.ServiceDefinition, clientFrontends.handlers());
 
@@ -119,6 +137,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const sockets: string[] = [];
   const close = async () => {
     shutdown.abort(new Error('bktd is shutting down'));
+    await debugBuilds.closeAll();
     await collector.stop();
     await builds.idle();
     sessions.closeAll?.();

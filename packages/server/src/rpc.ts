@@ -4,7 +4,8 @@
  * `(request, ctx) => Promise<response>`, a server-streaming one an async
  * iterable of responses, and `ctx.signal` aborts when the client cancels or
  * goes away. A bidirectional method gets the raw grpc-js call (the session
- * tunnel reads and writes bytes on it).
+ * tunnel reads and writes bytes on it); a client-streaming one the raw call
+ * and its callback.
  *
  * Errors become gRPC statuses: a `BktError` by its code (its message as the
  * status details, typed details as BuildKit's), anything else `UNKNOWN`. Handlers never see gRPC types
@@ -28,7 +29,9 @@ type MethodDefinition = grpc.MethodDefinition<any, any>;
 export type ServiceImplementation<D extends Record<string, MethodDefinition>> = {
   [K in keyof D]: D[K] extends grpc.MethodDefinition<infer Req, infer Res>
     ? D[K]['requestStream'] extends true
-      ? (call: grpc.ServerDuplexStream<Req, Res>) => void
+      ? D[K]['responseStream'] extends true
+        ? (call: grpc.ServerDuplexStream<Req, Res>) => void
+        : (call: grpc.ServerReadableStream<Req, Res>, callback: grpc.sendUnaryData<Res>) => void
       : D[K]['responseStream'] extends true
         ? (request: Req, ctx: CallContext) => AsyncIterable<Res>
         : (request: Req, ctx: CallContext) => Promise<Res>
@@ -69,7 +72,7 @@ export function addService<D extends Record<string, MethodDefinition>>(server: g
     const fn = (impl as Record<string, unknown>)[name] as (...args: unknown[]) => unknown;
     if (method.requestStream) {
       checked[name] = method;
-      handlers[name] = (call: grpc.ServerDuplexStream<unknown, unknown>) => fn(call);
+      handlers[name] = (call: grpc.ServerDuplexStream<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => fn(call, callback);
       continue;
     }
     checked[name] = {
