@@ -55,6 +55,13 @@ export interface Snapshot {
    * `trusted.overlay.opaque` xattr). Used for layer export and diff.
    */
   layerPath(): string;
+  /**
+   * Optional: the content digests (`sha256:…` of the bytes) its maker
+   * already knows of regular files of the tree, by path relative to its root
+   * (`a/b.txt`). A content checksum of the snapshot takes these instead of
+   * reading the files again (the local source knows every file it synced).
+   */
+  contentDigests?(): ReadonlyMap<string, Digest>;
 }
 
 /** A writable tree being built; becomes a `Snapshot` on `commit()`. */

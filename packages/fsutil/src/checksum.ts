@@ -39,12 +39,13 @@ interface Item {
   stat: Stats;
 }
 
-/** One record line of an entry; `content` is the file's sha256 for regular files. */
-async function record(item: Item): Promise<string> {
+/** One record line of an entry; `content` is the file's sha256 for regular files (from `known` when it has the file). */
+async function record(item: Item, known: KnownDigests | undefined): Promise<string> {
   const st = item.stat;
   const fields = [item.name, (st.mode >>> 0).toString(8), String(st.uid), String(st.gid)];
   if (st.isFile()) {
-    fields.push(String(st.size), await hashFile(item.absPath));
+    const digest = known?.digests.get(path.relative(known.root, item.absPath).split(path.sep).join('/'));
+    fields.push(String(st.size), digest?.startsWith('sha256:') ? digest.slice(7) : await hashFile(item.absPath));
   } else if (st.isSymbolicLink()) {
     fields.push(await readlink(item.absPath));
   } else if (st.isCharacterDevice() || st.isBlockDevice()) {
@@ -68,14 +69,30 @@ async function mapOrdered<T, R>(items: T[], fn: (t: T) => Promise<R>, signal?: A
   return out;
 }
 
+interface KnownDigests {
+  root: string;
+  digests: ReadonlyMap<string, Digest>;
+}
+
+export interface ChecksumOptions {
+  signal?: AbortSignal;
+  /**
+   * Content digests of files of the tree already known (a snapshot's
+   * `contentDigests()`), by path relative to `root`: used instead of reading
+   * those files. They must be the files' true digests.
+   */
+  knownDigests?: ReadonlyMap<string, Digest>;
+}
+
 /**
  * The checksum of the content `selector` selects in the tree at `root`.
  * The selector's path is resolved inside the root (see `resolveInRoot`).
  * A missing non-wildcard path is a `BktError('NOT_FOUND')`; a wildcard
  * matching nothing gives the digest of the empty selection.
  */
-export async function checksum(root: string, selector: ContentSelector, opts: { signal?: AbortSignal } = {}): Promise<Digest> {
+export async function checksum(root: string, selector: ContentSelector, opts: ChecksumOptions = {}): Promise<Digest> {
   const rootAbs = path.resolve(root);
+  const known = opts.knownDigests && opts.knownDigests.size > 0 ? { root: rootAbs, digests: opts.knownDigests } : undefined;
   const follow = selector.followLinks === true;
   let matches: string[];
   if (selector.wildcard) {
@@ -109,7 +126,7 @@ export async function checksum(root: string, selector: ContentSelector, opts: { 
       }
     }
   }
-  const records = await mapOrdered(items, record, opts.signal);
+  const records = await mapOrdered(items, (item) => record(item, known), opts.signal);
   const h = createHash('sha256');
   for (const r of records) h.update(r);
   return `sha256:${h.digest('hex')}`;

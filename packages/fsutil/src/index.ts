@@ -5,7 +5,7 @@ export type { ResolveOptions } from './resolve.js';
 export { walk, compareNames } from './walk.js';
 export type { WalkEntry, WalkOptions } from './walk.js';
 export { resolveWildcards, hasWildcard, compileSegment } from './glob.js';
-export { checksum, hashFile } from './checksum.js';
+export { checksum, hashFile, type ChecksumOptions } from './checksum.js';
 export { openOutputFile, writeOutputFile } from './output-file.js';
 export type { OutputFile, OutputFileOptions } from './output-file.js';
 export { createHostClient } from './host-client.js';

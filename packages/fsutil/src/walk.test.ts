@@ -1,4 +1,5 @@
-import { chmod, chown, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -130,6 +131,20 @@ describe('checksum', () => {
     expect(nofollow).not.toBe(follow);
     // `/link` points at host /etc/passwd: followed inside the root it does not exist.
     await expect(checksum(root, { path: '/link', followLinks: true })).rejects.toThrow(/not found/);
+  });
+
+  it('takes known content digests instead of reading those files, for any selection of the tree', async () => {
+    const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+    const want = await checksum(root, { path: '/src' });
+    const wantUtil = await checksum(root, { path: 'src/util' });
+    const truth = await readFile(path.join(root, 'src/main.ts'), 'utf8');
+    // The file's bytes change behind the known digest: the known digest is what counts, so it was not read.
+    await writeFile(path.join(root, 'src/main.ts'), 'x'.repeat(truth.length));
+    const known = new Map([['src/main.ts', sha(truth)]]);
+    expect(await checksum(root, { path: '/src' }, { knownDigests: known })).toBe(want);
+    expect(await checksum(root, { path: '/src' })).not.toBe(want);
+    // Keyed by the path in the tree, whatever the selector's path.
+    expect(await checksum(root, { path: 'src/util' }, { knownDigests: known })).toBe(wantUtil);
   });
 
   it('a missing path is NOT_FOUND, .. is clamped', async () => {

@@ -29,7 +29,7 @@ afterEach(async () => {
 async function storeFor(dir: string, client?: (ctx: BuildContext) => BuildContext['client']): Promise<BuildContext> {
   const t = await openTestContext({ localDirs: { context: dir } });
   opened.push(t);
-  return client ? { ...t.ctx, scope: { ...t.ctx.scope, client: client(t.ctx) }, client: client(t.ctx) } : t.ctx;
+  return client ? { ...t.ctx, client: client(t.ctx) } : t.ctx;
 }
 
 async function sync(ctx: BuildContext): Promise<{ snapshot: Snapshot; key: string }> {
@@ -124,6 +124,16 @@ it('writes a changed context as one layer over the last snapshot, holding only t
   expect(fresh.key).toBe(second.key);
   expect(await tree(second.snapshot)).toEqual(await tree(fresh.snapshot));
   expect(await readFile(join((await second.snapshot.mount()).path, 'a/f3.txt'), 'utf8')).toBe('edited\n');
+
+  // What it tells content checksums (instead of their reading the files again) is every file's true digest.
+  for (const { snapshot } of [first, second, fresh]) {
+    const known = snapshot.contentDigests!();
+    const m = await snapshot.mount();
+    const actual = new Map<string, string>();
+    for await (const e of walk(m.path)) if (e.stat.isFile()) actual.set(e.path, `sha256:${createHash('sha256').update(await readFile(e.absPath)).digest('hex')}`);
+    await m.release();
+    expect(new Map(known)).toEqual(actual);
+  }
 });
 
 it('flattens: after many layers a sync writes a whole snapshot again', async () => {

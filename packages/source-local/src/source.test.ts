@@ -126,8 +126,12 @@ describe('local source', () => {
 
   it('refuses to snapshot files that changed after the cache key was computed', async () => {
     const dir = await makeContext();
-    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
-    const ctx = buildContext({ context: dir }, snapshotter);
+    const past = new Date(Date.now() - 3600_000);
+    for await (const e of walk(dir)) if (!e.stat.isSymbolicLink()) await utimes(e.absPath, past, past);
+    // The last sync's snapshot is gone (pruned): files whose digests the index trusts must be read at snapshot time.
+    const ctx1 = buildContext({ context: dir }, dirSnapshotter(join(work, 'snaps1')).snapshotter);
+    await (await load(ctx1)).snapshot(ctx1);
+    const ctx: BuildContext = { ...ctx1, snapshotter: dirSnapshotter(join(work, 'snaps2')).snapshotter };
     const inst = await load(ctx);
     const before = await inst.cacheKey(ctx);
     expect(before.key).toMatch(/^sha256:/);
@@ -138,6 +142,18 @@ describe('local source', () => {
     expect((await again.cacheKey(ctx)).key).not.toBe(before.key);
     const out = (await (await again.snapshot(ctx)).mount()).path;
     expect(await readFile(join(out, 'README.md'), 'utf8')).toBe('edited between key and copy');
+  });
+
+  it('snapshots the bytes its key was computed from, whatever changed since', async () => {
+    const dir = await makeContext();
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = buildContext({ context: dir }, snapshotter);
+    const inst = await load(ctx);
+    await inst.cacheKey(ctx);
+    // Every file was read (and kept) to compute the key: the snapshot holds those bytes, matching its key.
+    await writeFile(join(dir, 'README.md'), 'edited between key and copy');
+    const out = (await (await inst.snapshot(ctx)).mount()).path;
+    expect(await readFile(join(out, 'README.md'), 'utf8')).toBe('# hi\n');
   });
 
   it('applies include and exclude patterns (JSON attrs, .dockerignore syntax)', async () => {

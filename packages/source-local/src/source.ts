@@ -178,12 +178,14 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
       };
       async function makeOnce(c: BuildContext): Promise<Snapshot> {
         const s = await synced(c);
-        const reused = await reuseSnapshot(ns, recordId, s, c);
-        if (reused) return reused;
-        // Whatever is not staged is read now: the directory must still be as the stat pass saw it.
-        const now = await collect(dir.stat(selection, c.signal));
-        if (!sameEntries(now, s.entries)) throw changedWhileReading(name);
-        return makeSnapshot(dir, ns, recordId, s, c, keepOwners);
+        const snapshot =
+          (await reuseSnapshot(ns, recordId, s, c)) ??
+          (await makeSnapshot(dir, ns, recordId, s, c, keepOwners, async () => {
+            // Files not staged are about to be read: the directory must still be as the stat pass saw it.
+            const now = await collect(dir.stat(selection, c.signal));
+            if (!sameEntries(now, s.entries)) throw changedWhileReading(name);
+          }));
+        return withDigests(snapshot, s.digests);
       }
     },
   };
@@ -380,6 +382,7 @@ async function makeSnapshot(
   s: Sync,
   ctx: BuildContext,
   keepOwners: boolean,
+  beforeClientReads: () => Promise<void>,
 ): Promise<Snapshot> {
   const last = s.index ? await ctx.snapshotter.get(s.index.snapshot).catch(() => undefined) : undefined;
   const description = { description: `local source ${dir.name}`, recordType: RECORD_TYPE };
@@ -394,7 +397,8 @@ async function makeSnapshot(
       throw err;
     }
   } else {
-    // A whole new snapshot: unchanged files cloned from the last one.
+    // A whole new snapshot: unchanged files cloned from the last one; without it, read from the client.
+    if (!last && s.entries.some((e) => hasContent(e) && !s.staged.has(e.path))) await beforeClientReads();
     const previous = await last?.mount();
     mutable = await ctx.snapshotter.prepare(null, description);
     try {
@@ -558,4 +562,15 @@ async function applyChanges(root: string, dir: ClientLocalDir, s: Sync, index: S
     await chmod(d.path, d.e.mode & 0o7777);
     await utimes(d.path, mtime, mtime);
   }
+}
+
+/** The snapshot, telling content checksums the digests of its files (which the sync computed or trusted from its index). */
+function withDigests(snapshot: Snapshot, digests: ReadonlyMap<string, Digest>): Snapshot {
+  return {
+    id: snapshot.id,
+    parent: snapshot.parent,
+    mount: () => snapshot.mount(),
+    layerPath: () => snapshot.layerPath(),
+    contentDigests: () => digests,
+  };
 }
