@@ -12,7 +12,7 @@ import { daemonAddress, type DaemonFlags } from './remote/address.js';
 import { targetBuildFunction } from './target-build.js';
 
 /** One build: what to solve, its outputs and progress, and this machine's side of it (the host client's options). */
-export interface BuildRequest extends Pick<SolveRequest, 'definition' | 'frontend' | 'frontendAttrs' | 'build' | 'entitlements' | 'noCache' | 'signal' | 'onProgress' | 'debug' | 'cacheImports' | 'cacheExports'> {
+export interface BuildRequest extends Pick<SolveRequest, 'definition' | 'frontend' | 'frontendAttrs' | 'build' | 'entitlements' | 'noCache' | 'signal' | 'onProgress' | 'debug' | 'cacheImports' | 'cacheExports' | 'explain'> {
   outputs: OutputSpec[];
   /** The build's client: local directories, outputs' base dir, secrets, ssh agents, credentials (the store root is the backend's). */
   host: Omit<HostClientOptions, 'storeRoot'>;

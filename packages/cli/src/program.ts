@@ -71,6 +71,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .option('--llb <file>', 'solve a marshalled pb.Definition from FILE, or stdin with "-" (as buildctl build)')
     .option('--local <name=dir>', 'a local directory for local://NAME sources (repeatable)', collect, [])
     .option('--cache-to <spec>', 'export the build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR | type=inline (repeatable; CSV as buildx)', collect, [])
+    .option('--explain', 'after the build, say why each step that ran missed the cache: the changed context file, build arg or env, base image digest, parent step (against the previous build of the same target)')
     .option('--cache-from <spec>', 'import a build cache: type=registry,ref=REF | type=local,src=DIR | REF (repeatable; several are merged)', collect, [])
     .option('--metadata-file <file>', 'write the build result metadata (exporter response) as JSON')
     .option('-f, --file <file>', 'Dockerfile build: the Dockerfile (default: CONTEXT/Dockerfile; "-" = stdin)')
@@ -171,6 +172,13 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     .action(async (opts: HistoryListOptions) => {
       const { historyListCommand } = await import('./commands/history.js');
       exitCode = await historyListCommand(opts, io.stdout, io.cwd);
+    });
+  withDaemonOptions(withProjectOptions(history.command('explain').description('why each step of a build that ran missed the cache, against the previous build of the same target')))
+    .argument('[ref]', 'a build ref or a unique prefix of one, latest (the default) or ^N (the Nth before the latest)')
+    .option('--format <format>', 'text or json', 'text')
+    .action(async (ref: string | undefined, opts) => {
+      const { historyExplainCommand } = await import('./commands/history-explain.js');
+      exitCode = await historyExplainCommand(ref, opts, io.stdout, io.cwd);
     });
   withDaemonOptions(withProjectOptions(history.command('inspect').description("show a build's record and its steps")))
     .argument('[ref]', 'a build ref or a unique prefix of one, latest (the default) or ^N (the Nth before the latest)')

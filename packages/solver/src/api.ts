@@ -2,6 +2,7 @@
  * The solver's public API: what the CLI, the server and tests call.
  * (Implementation: solver.ts. Types only here, so callers can code against them.)
  */
+import type { StepExplanation } from './explain.js';
 import type {
   Attrs,
   Bkt,
@@ -104,6 +105,8 @@ export interface SolveRequest {
   localDirs?: Record<string, string>;
   /** Ignore every cache record (still records new ones). */
   noCache?: boolean;
+  /** Explain why each step that ran missed the cache, against the previous build of the same target (`SolveResponse.explanations`). */
+  explain?: boolean;
   /** Granted entitlements: `network.host`, `security.insecure`. */
   entitlements?: string[];
   /** Without `client`: the build's secrets. */
@@ -160,6 +163,8 @@ export interface SolveResponse {
   result: BuildResult;
   exporterResponse: Record<string, string>;
   stats: SolveStats;
+  /** With `explain`: why each step that ran missed the cache. */
+  explanations?: StepExplanation[];
 }
 
 export interface PruneOptions {

@@ -43,6 +43,7 @@ import { cancelled, type Pool } from './pool.js';
 import { BuildProgress, CANCELED_ERROR, vertexWriter, type Emit } from './progress.js';
 import type { SourcePolicy } from './api.js';
 import { applySourcePolicy } from './source-policy.js';
+import { digestText, type StepKey } from './explain.js';
 import type { CacheRecord } from '@bkt/store';
 import type { ScopedSnapshotter, Store } from '@bkt/store';
 
@@ -118,6 +119,8 @@ export function outputKey(key: string, index: number): Digest {
 
 interface VertexState {
   key?: Promise<KeyInfo>;
+  /** The plaintext of the key, for explanations (`explain.ts`). */
+  plain?: Pick<StepKey, 'inputs' | 'source' | 'exec' | 'content'>;
   result?: Promise<(Snapshot | null)[]>;
   sourceId?: SourceIdentifier;
   reported: boolean;
@@ -262,6 +265,18 @@ export class Build {
     if (!this.signal.aborted) this.controller.abort(err);
   }
 
+  /** The plaintexts of the keys the build computed, for explanations; `ran`: the step ran (not from a cache). */
+  async stepKeys(): Promise<StepKey[]> {
+    const out: StepKey[] = [];
+    for (const [digest, st] of this.#states) {
+      const v = this.#vertexOf.get(digest);
+      const k = st.key ? await st.key.catch(() => undefined) : undefined;
+      if (!v || !k || !st.plain) continue;
+      out.push({ digest, name: v.name, kind: v.kind, key: k.canonical, ran: st.reported && !st.cached, ...st.plain });
+    }
+    return out;
+  }
+
   /** Adds a cache import whose records keys are matched against (after the store's). */
   addImport(imp: CacheImport): void {
     this.#imports.push(imp);
@@ -376,6 +391,7 @@ export class Build {
       const instance = await source.resolve(st.sourceId!, ctx);
       const { key: contentKey } = await instance.cacheKey(ctx);
       const key = hashKey(['source', st.sourceId!.scheme, contentKey]);
+      st.plain = { inputs: [], source: { identifier: `${st.sourceId!.scheme}://${st.sourceId!.ref}`, key: contentKey } };
       const record = lookup(key);
       return { keys: [key], canonical: key, record, recordKey: key, ...(record ? {} : { imported: imported(key) }), source: instance };
     }
@@ -392,6 +408,7 @@ export class Build {
       });
     }
     const inputKeys = await Promise.all(v.inputs.map((i) => this.#key(i.vertex)));
+    st.plain = { inputs: v.inputs.map((inp, j) => ({ name: inp.vertex.name, key: inputKeys[j].canonical })), ...execPlain(v) };
     const fast = hashKey(['op', v.digest, v.inputs.map((inp, j) => [inputKeys[j].canonical, inp.index])]);
     const fastRecord = lookup(fast);
     if (fastRecord) return { keys: [fast], canonical: fastRecord.canonical, record: fastRecord, recordKey: fast };
@@ -407,6 +424,7 @@ export class Build {
       }),
     );
     const slow = hashKey(['op', v.digest, parts]);
+    st.plain.content = parts.flatMap((part, j) => (part[0] === 'content' ? [{ input: j, paths: selectors[j]!.map((sel) => sel.path), sums: part[1] as string[] }] : []));
     const record = lookup(slow);
     return { keys: [fast, slow], canonical: slow, record, recordKey: slow, ...(record ? {} : { imported: imported(slow) }) };
   }
@@ -711,6 +729,21 @@ export class Build {
       warn: (short, detail) => (show(), inner.warn(short, detail)),
     };
   }
+}
+
+/**
+ * An exec op's key plaintext: digests of its command line, working
+ * directory and each environment value (names kept; values never stored).
+ */
+function execPlain(v: Vertex): Pick<StepKey, 'exec'> {
+  if (v.op.op?.$case !== 'exec') return {};
+  const meta = v.op.op.value.meta;
+  const env: Record<string, string> = {};
+  for (const e of meta?.env ?? []) {
+    const eq = e.indexOf('=');
+    env[eq < 0 ? e : e.slice(0, eq)] = digestText(eq < 0 ? '' : e.slice(eq + 1));
+  }
+  return { exec: { args: digestText(JSON.stringify(meta?.args ?? [])), env, cwd: digestText(meta?.cwd ?? '') } };
 }
 
 /** What an executor is given: the op of the `pb.Op`'s kind (`pb.ExecOp`, `pb.FileOp`, `pb.MergeOp`, `pb.DiffOp`, …). */

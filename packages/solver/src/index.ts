@@ -4,4 +4,6 @@
 export type * from './api.js';
 export { openSolver } from './solver.js';
 export { builtinOpsPlugin } from './ops/index.js';
+export { explainStoredBuild } from './explain.js';
+export type { StepExplanation } from './explain.js';
 export { debugTarget, failedStepTarget, resultTarget, type DebugTarget } from './debug.js';

@@ -38,6 +38,7 @@ import { digestOf } from './definition.js';
 import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
 import { vertexWriter } from './progress.js';
 import { deniedSource } from './source-policy.js';
+import { digestText as hashText, explainSteps, previousBuildKeys, saveBuildKeys, type BuildKeys, type StepExplanation } from './explain.js';
 import { Store, type BuildRecorder } from '@bkt/store';
 import { createHostClient } from '@bkt/fsutil';
 
@@ -211,12 +212,36 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     await dropFailedExecState(engine, error);
   }
   if (solverMs === 0) solverMs = performance.now() - t0;
+  const explanations = req.internal ? undefined : await keepBuildKeys(engine, build, req, client, buildId, req.explain === true && !error);
   const stats = { ...build.stats, solverMs };
   await history.finish({ error, exporterResponse });
   await hooks.afterSolve.promise({ buildId, error, vertices: stats.vertices, cached: stats.cached, exporterResponse });
   if (error) throw error;
   if (debugError) throw debugError;
-  return { buildId, result, exporterResponse, stats };
+  return { buildId, result, exporterResponse, stats, ...(explanations ? { explanations } : {}) };
+}
+
+/**
+ * Keeps the plaintexts of the build's keys (for `--explain` and `bkt history
+ * explain`); with `explain`, returns why each step that ran missed, against
+ * the previous build of the same target. The target: the frontend, its
+ * Dockerfile and stage, and the client's directories (by their sync keys).
+ * Failing to keep them never fails the build.
+ */
+async function keepBuildKeys(engine: Engine, build: Build, req: SolveRequest, client: BuildClient, buildId: string, explain: boolean): Promise<StepExplanation[] | undefined> {
+  try {
+    const attrs = req.frontendAttrs ?? {};
+    const dirs = client.localDirNames().sort().map((n) => [n, client.localDir(n)?.syncKey ?? '']);
+    const target = hashText(JSON.stringify([req.frontend ?? (req.build ? 'build' : 'definition'), attrs.filename ?? '', attrs.target ?? '', dirs]));
+    const buildArgs = Object.keys(attrs).filter((k) => k.startsWith('build-arg:')).map((k) => k.slice('build-arg:'.length));
+    const keys: BuildKeys = { target, buildArgs, createdAt: new Date().toISOString(), steps: await build.stepKeys() };
+    await saveBuildKeys(engine.store.records, buildId, keys);
+    if (!explain) return undefined;
+    const previous = await previousBuildKeys(engine.store.records, target, keys.createdAt, buildId);
+    return explainSteps(keys, previous?.keys);
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -11,6 +11,7 @@ import { parseEntitlements } from '../entitlements.js';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput } from '../options.js';
 import { parseCacheFlags, type CacheFlags } from '../cache-flags.js';
+import { printExplanations } from './history-explain.js';
 import { checkAttestationFlags, imageId, imageSummary, metadataJson, planOutputs, type AttestationFlags } from '../outputs.js';
 import { createDisplay, type Output, type ProgressMode } from '../progress/displays.js';
 import { printWarnings, reportFailedSteps } from '../progress/report.js';
@@ -43,6 +44,8 @@ export interface BuildOptions extends ProjectOptions, DaemonFlags, DockerfileFla
   push?: boolean;
   /** `--list`: print the config's targets and their descriptions instead of building. */
   list?: boolean;
+  /** `--explain`: why each step that ran missed the cache. */
+  explain?: boolean;
   /** `--invoke CMD`: run CMD in the result (or, `on-error`, in the failed step), attached to this terminal. */
   invoke?: string;
   /** Set by `bkt debug --on WHEN build …`. */
@@ -211,6 +214,7 @@ async function runBuildTo(
       noCache: !opts.cache,
       ...(cache.imports.length > 0 ? { cacheImports: cache.imports } : {}),
       ...(cache.exports.length > 0 ? { cacheExports: cache.exports } : {}),
+      ...(opts.explain ? { explain: true } : {}),
       signal,
       onProgress: (event) => display.write(event),
       ...(debugSession ? { debug: debugSession } : {}),
@@ -226,6 +230,10 @@ async function runBuildTo(
   closeDisplay();
 
   if (input.kind === 'dockerfile' && input.call) return printCallResult(input.call, response.result.metadata, io.stdout);
+  if (opts.explain) {
+    if (!response.explanations) io.stderr.write('explain: not available for this build (through a daemon, bkt history explain reads a local store only)\n');
+    else printExplanations(response.explanations, io.stderr, { json: display.mode === 'rawjson' });
+  }
   const { stats } = response;
   const loaded = load ? await loadIntoDockerEngine(load.engine, load.file) : [];
   // Quiet (`-q`, `--progress quiet`) prints nothing but errors, and on stdout what was asked for.
