@@ -2,7 +2,7 @@ import { chmod, chown, cp, link, lstat, mkdir, mkdtemp, readFile, readdir, readl
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BktError, type BuildContext, type MutableSnapshot, type Snapshot, type Snapshotter } from '@bkt/core';
+import { BktError, type BuildContext, type ClientLocalDir, type FileStat, type MutableSnapshot, type Snapshot, type Snapshotter } from '@bkt/core';
 import { testBuildContext } from '@bkt/core/testing';
 import { createHostClient, walk } from '@bkt/fsutil';
 import localSource from './index.js';
@@ -344,5 +344,53 @@ describe('local source', () => {
     expect(records[0]!.recordType).toBe('source.local');
     expect(records[0]!.snapshots).toEqual([snap.id]);
     expect(JSON.parse(await readFile(join(records[0]!.path, 'index.json'), 'utf8')).snapshot).toBe(snap.id);
+  });
+});
+
+describe('a client sending entries that would leave the snapshot', () => {
+  /** A client directory that lists `entries` (as a malicious session client may) and serves `content` for any file. */
+  function hostileClient(entries: FileStat[], content = 'pwned'): BuildContext['client'] {
+    const dir: ClientLocalDir = {
+      name: 'context',
+      syncKey: 'hostile',
+      async *stat() {
+        yield* entries;
+      },
+      async *read(path) {
+        if (path === '.dockerignore') throw new BktError('NOT_FOUND', 'none');
+        yield Buffer.from(content);
+      },
+    };
+    return { ...createHostClient(), localDirNames: () => ['context'], localDir: (n: string) => (n === 'context' ? dir : undefined) };
+  }
+  const DIR = 0o40755;
+  const FILE = 0o100644;
+  const LINK = 0o120777;
+  const e = (path: string, mode: number, extra: Partial<FileStat> = {}): FileStat => ({ path, mode, uid: 0, gid: 0, size: mode === FILE ? 5 : 0, mtimeMs: 1_600_000_000_000, ...extra });
+
+  it.each<[string, FileStat[]]>([
+    ['a file under a symlink', [e('a', LINK, { linkname: '' }), e('a/pwned', FILE)]],
+    ['a climbing path', [e('../pwned', FILE)]],
+    ['a climbing component', [e('d', DIR), e('d/../../pwned', FILE)]],
+    ['an absolute path', [e('/tmp/pwned', FILE)]],
+    ['an entry whose parent was not listed', [e('nodir/pwned', FILE)]],
+    ['a hardlink to a path outside', [e('x', FILE, { linkname: '../../../../etc/passwd', size: 0 })]],
+    ['a hardlink to an entry not listed before it', [e('x', FILE, { linkname: 'y', size: 0 }), e('y', FILE)]],
+    ['the same path twice', [e('d', DIR), e('d', FILE)]],
+    ['an empty path', [e('', FILE)]],
+  ])('refuses %s, naming it, and writes nothing outside', async (_what, entries) => {
+    const outside = join(work, 'outside');
+    await mkdir(outside, { recursive: true });
+    for (const x of entries) if (x.mode === LINK) x.linkname = outside;
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = { ...buildContext({}, snapshotter), client: hostileClient(entries) };
+    const attempt = (async () => {
+      const inst = await load(ctx);
+      await inst.cacheKey(ctx);
+      await inst.snapshot(ctx);
+    })();
+    await expect(attempt).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/local directory "context".*entry/) });
+    expect(await readdir(outside)).toEqual([]);
+    expect(await readdir(join(work, 'root')).catch(() => [])).not.toContain('pwned');
   });
 });

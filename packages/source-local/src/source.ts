@@ -156,7 +156,7 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
       ctx.onFinish(() => hold.release());
       // The stat pass happens here, so a missing directory fails the resolve.
       const syncedAtMs = Date.now();
-      const entries = await collect(dir.stat(selection, ctx.signal));
+      const entries = checkEntries(name, await collect(dir.stat(selection, ctx.signal)));
       const stagingDir = requireRecords(ctx, 'local source').tempPath('source-local-sync');
       ctx.onFinish(() => rm(stagingDir, { recursive: true, force: true }));
 
@@ -182,7 +182,7 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
           (await reuseSnapshot(ns, recordId, s, c)) ??
           (await makeSnapshot(dir, ns, recordId, s, c, keepOwners, async () => {
             // Files not staged are about to be read: the directory must still be as the stat pass saw it.
-            const now = await collect(dir.stat(selection, c.signal));
+            const now = checkEntries(name, await collect(dir.stat(selection, c.signal)));
             if (!sameEntries(now, s.entries)) throw changedWhileReading(name);
           }));
         return withDigests(snapshot, s.digests);
@@ -306,6 +306,32 @@ async function receive(dir: ClientLocalDir, path: string, file: string, signal: 
   });
   await pipeline(dir.read(path, signal), hashing, createWriteStream(file), { signal });
   return `sha256:${h.digest('hex')}`;
+}
+
+/**
+ * The client's entries, refused unless each stays inside the snapshot: a
+ * clean relative path (no empty, `.` or `..` component, no leading `/`),
+ * listed once, under a directory listed before it (never under a symlink or
+ * a file, which writing through would leave the tree), a hardlink naming a
+ * regular file listed before it. A session client is not trusted to send
+ * only what a walk would.
+ */
+function checkEntries(name: string, entries: FileStat[]): FileStat[] {
+  const kinds = new Map<string, 'dir' | 'file' | 'other'>();
+  const refuse = (e: FileStat, why: string) =>
+    new BktError('INVALID_ARGUMENT', `local directory "${name}": the client sent entry ${JSON.stringify(e.path)}, ${why}`, { name, path: e.path });
+  for (const e of entries) {
+    const parts = e.path.split('/');
+    if (e.path.includes('\0') || parts.some((p) => p === '' || p === '.' || p === '..')) throw refuse(e, 'which is not a clean relative path');
+    if (kinds.has(e.path)) throw refuse(e, 'twice');
+    const parent = parts.slice(0, -1).join('/');
+    if (parent !== '' && kinds.get(parent) !== 'dir') throw refuse(e, `whose parent "${parent}" is not a directory listed before it`);
+    if (isFile(e) && e.linkname !== undefined && kinds.get(e.linkname) !== 'file') {
+      throw refuse(e, `a hardlink to "${e.linkname}", which is not a regular file listed before it`);
+    }
+    kinds.set(e.path, isDir(e) ? 'dir' : hasContent(e) ? 'file' : 'other');
+  }
+  return entries;
 }
 
 /** The directory no longer holds what the cache key was computed from. */
