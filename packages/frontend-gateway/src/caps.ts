@@ -47,7 +47,6 @@ export const LLB_CAPS: readonly string[] = Object.freeze([
   'exec.meta.network',
   'exec.meta.proxyenv',
   'exec.meta.security',
-  'exec.meta.setsubpath',
   'exec.meta.ulimit',
   'exec.meta.removemountstubs.recursive',
   'exec.mount.bind',
