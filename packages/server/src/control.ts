@@ -254,7 +254,8 @@ function localDirNames(req: control.SolveRequest): string[] {
       // The solver names an op that does not decode.
     }
   }
-  if (req.Frontend !== '') {
+  // A frontend's (or a client-side frontend's: neither Definition nor Frontend) context and Dockerfile.
+  if (req.Frontend !== '' || (req.Definition?.def.length ?? 0) === 0) {
     const attrs = req.FrontendAttrs;
     names.add(attrs.contextkey || 'context');
     names.add(attrs.dockerfilekey || 'dockerfile');

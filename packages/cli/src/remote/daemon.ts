@@ -5,7 +5,7 @@
  * a matching code).
  */
 import * as grpc from '@grpc/grpc-js';
-import { control } from '@bkt/api';
+import { control, gateway } from '@bkt/api';
 import { BktError, type BktErrorCode } from '@bkt/core';
 import type { DaemonAddress } from './address.js';
 
@@ -59,6 +59,7 @@ export class DaemonClient {
   }
 
   close(): void {
+    this.#bridge?.close();
     this.control.close();
   }
 
@@ -104,6 +105,28 @@ export class DaemonClient {
     await new Promise<void>((resolve, reject) =>
       this.control.updateBuildHistory(control.UpdateBuildHistoryRequest.fromPartial(req), (err) => (err ? reject(this.error(err, 'UpdateBuildHistory')) : resolve())),
     );
+  }
+
+  #bridge: gateway.LLBBridgeClient | undefined;
+
+  /**
+   * An LLBBridge call of client build `ref` (bktd's client-side frontends:
+   * the call names the build in the `buildkit-controlapi-buildid` metadata
+   * key), on the same connection as Control.
+   */
+  bridge<Req, Res>(method: 'ping' | 'solve' | 'return', ref: string, req: Req, signal?: AbortSignal): Promise<Res> {
+    this.#bridge ??= new gateway.LLBBridgeClient('bktd', grpc.credentials.createInsecure(), { channelOverride: this.control.getChannel() });
+    const client = this.#bridge;
+    const md = new grpc.Metadata();
+    md.set('buildkit-controlapi-buildid', ref);
+    return new Promise((resolve, reject) => {
+      const fn = client[method] as unknown as (r: Req, m: grpc.Metadata, cb: (e: grpc.ServiceError | null, r: Res) => void) => grpc.ClientUnaryCall;
+      const call = fn.call(client, req, md, (err, res) => (err ? reject(Object.assign(this.error(err, `LLBBridge.${method}`) as object, { grpcCode: err.code })) : resolve(res)));
+      const cancel = () => call.cancel();
+      if (signal?.aborted) cancel();
+      else signal?.addEventListener('abort', cancel, { once: true });
+      call.on('status', () => signal?.removeEventListener('abort', cancel));
+    });
   }
 
   /** A gRPC error of method `method` as a `BktError`: the daemon's message with the matching code. */

@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { control, pb } from '@bkt/api';
+import { control, gateway, pb } from '@bkt/api';
 import { BktError, type BuildClient, type OutputSpec, type ProgressEvent } from '@bkt/core';
 import { openSession, progressEvents, type OutputTargets } from '@bkt/session';
 import type { SolveRequest, SolveResponse } from '@bkt/solver';
@@ -39,14 +39,8 @@ const SOLVER_STEP = /^(\[frontend\] |\[internal\] load build definition$|\[inter
 const CLIENT_OUTPUTS = new Set(['local', 'tar', 'oci', 'docker']);
 
 export async function remoteSolve(daemon: DaemonClient, req: RemoteSolveRequest): Promise<SolveResponse> {
-  if (req.frontendAttrs?.requestid) {
-    throw new BktError(
-      'UNIMPLEMENTED',
-      `--call: the frontend's answer (${req.frontendAttrs.requestid}) comes back only through BuildKit's gateway API, which bktd does not serve; run it without --addr`,
-      { attribute: 'call' },
-    );
-  }
   refuseLayoutContexts(req.frontendAttrs ?? {});
+  if (req.frontendAttrs?.requestid) return remoteCall(daemon, req);
   const signal = req.signal ?? new AbortController().signal;
   const outputs = outputTargets(req.exporters);
   const ref = newRef();
@@ -82,6 +76,65 @@ export async function remoteSolve(daemon: DaemonClient, req: RemoteSolveRequest)
     const cached = [...steps.values()].filter(Boolean).length;
     return { buildId: ref, result: { ref: null, metadata: {} }, exporterResponse: res.ExporterResponse, stats: { vertices: steps.size, cached, solverMs } };
   } finally {
+    session.close();
+  }
+}
+
+/** How long a client build may take to be registered by the daemon after its Solve was sent. */
+const CLIENT_BUILD_WAIT_MS = 10_000;
+
+/**
+ * `--call` through bktd: the frontend's answer is its result's metadata,
+ * which only BuildKit's gateway returns. The CLI is a client-side frontend
+ * (as buildx's `--call`): a Control.Solve with no frontend starts the build,
+ * LLBBridge.Solve runs the frontend with its `requestid` and returns the
+ * answer, and an empty `Return` ends the build.
+ */
+async function remoteCall(daemon: DaemonClient, req: RemoteSolveRequest): Promise<SolveResponse> {
+  const signal = req.signal ?? new AbortController().signal;
+  const ref = newRef();
+  const session = openSession(daemon.control, req.client, { outputs: {}, sharedKey: sharedKey(req.localDirs) });
+  const t0 = performance.now();
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    const solving = daemon.solve(
+      control.SolveRequest.fromPartial({ Ref: ref, Session: session.id, FrontendAttrs: req.frontendAttrs ?? {}, Entitlements: req.entitlements ?? [] }),
+      controller.signal,
+    );
+    solving.catch(() => undefined);
+    // The build is registered once the daemon got the Solve: until then LLBBridge answers NOT_FOUND.
+    for (const deadline = Date.now() + CLIENT_BUILD_WAIT_MS; ; ) {
+      try {
+        await daemon.bridge('ping', ref, {}, controller.signal);
+        break;
+      } catch (err) {
+        if ((err as { grpcCode?: number }).grpcCode !== 5 || Date.now() > deadline) throw await solving.then(() => err, (e: unknown) => e);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    let answer: gateway.SolveResponse;
+    try {
+      answer = await daemon.bridge<gateway.SolveRequest, gateway.SolveResponse>(
+        'solve',
+        ref,
+        { ...gateway.SolveRequest.fromPartial({}), Frontend: req.frontend ?? 'dockerfile.v0', FrontendOpt: req.frontendAttrs ?? {}, allowResultReturn: true, allowResultArrayRef: true },
+        controller.signal,
+      );
+    } catch (err) {
+      const e = err as Error;
+      await daemon.bridge('return', ref, { result: undefined, error: { code: (err as { grpcCode?: number }).grpcCode ?? 2, message: e.message, details: [] } }).catch(() => undefined);
+      await solving.catch(() => undefined);
+      throw err;
+    }
+    await daemon.bridge('return', ref, { result: gateway.Result.fromPartial({}), error: undefined }, controller.signal);
+    const res = await solving;
+    const metadata: Record<string, Uint8Array> = {};
+    for (const [k, v] of Object.entries(answer.result?.metadata ?? {})) metadata[k] = new Uint8Array(v);
+    return { buildId: ref, result: { ref: null, metadata }, exporterResponse: res.ExporterResponse, stats: { vertices: 0, cached: 0, solverMs: performance.now() - t0 } };
+  } finally {
+    signal.removeEventListener('abort', onAbort);
     session.close();
   }
 }
