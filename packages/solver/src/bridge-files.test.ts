@@ -114,3 +114,32 @@ describe('frontend bridge: files of results', () => {
     expect((err as Error).message).toContain('nope.v0');
   });
 });
+
+describe('frontend bridge: a frontend forwarding to its own name', () => {
+  const t = solverPerTest('bkt-bridge-nested-');
+
+  it('each run is a step of its own', async () => {
+    const nested: BktPlugin = {
+      name: 'nested',
+      frontends: [
+        {
+          name: 'nest.v0',
+          async solve(attrs, bridge, ctx) {
+            ctx.progress.log(1, `depth ${attrs.depth ?? '0'}\n`);
+            if (attrs.depth !== '2') await bridge.solveFrontend('nest.v0', { depth: String(Number(attrs.depth ?? '0') + 1) });
+            return { ref: null, metadata: {} };
+          },
+        },
+      ],
+    };
+    const s = await t.open([testPlugin(), nested]);
+    const started = new Map<string, number>();
+    await s.solve({
+      frontend: 'nest.v0',
+      onProgress: (e) => {
+        if (e.type === 'vertex' && e.vertex.name === '[frontend] nest.v0' && !e.vertex.completed) started.set(e.vertex.digest, (started.get(e.vertex.digest) ?? 0) + 1);
+      },
+    });
+    expect([...started.values()]).toEqual([1, 1, 1]);
+  });
+});

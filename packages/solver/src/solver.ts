@@ -304,6 +304,9 @@ function withSourceDateEpoch(result: BuildResult, frontendAttrs: Record<string, 
  * with its Dockerfile line) before failing the build. `inputs` (the request's
  * frontend inputs) are `bridge.inputs`.
  */
+/** How many times each frontend ran in a build (for the step of each run). */
+const frontendRuns = new WeakMap<Build, Map<string, number>>();
+
 async function runFrontend(
   engine: Engine,
   build: Build,
@@ -312,7 +315,12 @@ async function runFrontend(
   inputs: Record<string, Uint8Array>,
   clientSignal: AbortSignal | undefined,
 ): Promise<BuildResult> {
-  const own = syntheticVertex(build, `[frontend] ${frontend.name}`, build.buildId);
+  // A frontend run again in the same build (a frontend forwarding to one of its own name) is a step of its own.
+  const runs = frontendRuns.get(build) ?? new Map<string, number>();
+  frontendRuns.set(build, runs);
+  const n = (runs.get(frontend.name) ?? 0) + 1;
+  runs.set(frontend.name, n);
+  const own = syntheticVertex(build, `[frontend] ${frontend.name}`, n === 1 ? build.buildId : `${build.buildId}#${n}`);
   const ctx = build.context(own.writer);
   const bridge: FrontendBridge = {
     inputs: Object.freeze({ ...inputs }),
