@@ -7,15 +7,18 @@
 import type { BuildTarget, OutputSpec, Platform } from '@bkt/core';
 import { createHostClient, type HostClientOptions } from '@bkt/fsutil';
 import type { SolveRequest, SolveResponse } from '@bkt/solver';
+import { invokeCallback, type Invocation } from './invoke.js';
 import { openBuilder, type Project, type ProjectOptions } from './project.js';
 import { daemonAddress, type DaemonFlags } from './remote/address.js';
 import { targetBuildFunction } from './target-build.js';
 
 /** One build: what to solve, its outputs and progress, and this machine's side of it (the host client's options). */
-export interface BuildRequest extends Pick<SolveRequest, 'definition' | 'frontend' | 'frontendAttrs' | 'build' | 'entitlements' | 'noCache' | 'signal' | 'onProgress' | 'debug' | 'cacheImports' | 'cacheExports' | 'explain'> {
+export interface BuildRequest extends Pick<SolveRequest, 'definition' | 'frontend' | 'frontendAttrs' | 'build' | 'entitlements' | 'noCache' | 'signal' | 'onProgress' | 'cacheImports' | 'cacheExports' | 'explain'> {
   outputs: OutputSpec[];
   /** The build's client: local directories, outputs' base dir, secrets, ssh agents, credentials (the store root is the backend's). */
   host: Omit<HostClientOptions, 'storeRoot'>;
+  /** `--invoke` / `bkt debug`: a process in the result or the failed step once the build has an outcome, attached to this terminal. */
+  invoke?: Invocation;
 }
 
 export interface BuildBackend {
@@ -35,8 +38,13 @@ export async function openBackend(opts: ProjectOptions & DaemonFlags, project: P
   }
   const { bkt, solver, root } = await openBuilder(opts, project);
   return {
-    solve: ({ outputs, host, ...req }) =>
-      solver.solve({ ...req, exporters: outputs.map(({ type, ...attrs }) => ({ type, attrs })), client: createHostClient({ ...host, storeRoot: root }) }),
+    solve: ({ outputs, host, invoke, ...req }) =>
+      solver.solve({
+        ...req,
+        exporters: outputs.map(({ type, ...attrs }) => ({ type, attrs })),
+        client: createHostClient({ ...host, storeRoot: root }),
+        ...(invoke ? { debug: invokeCallback(invoke) } : {}),
+      }),
     targetSolve: async (name, target, platform) => ({ build: targetBuildFunction(name, target, platform) }),
     close: async () => {
       await solver.close();

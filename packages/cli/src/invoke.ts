@@ -7,7 +7,7 @@
  * the container (no runc container, no mount left).
  */
 import { PassThrough } from 'node:stream';
-import { BktError, type ContainerProcessSpec, type InteractiveContainer } from '@bkt/core';
+import { BktError, type ContainerProcess, type ContainerProcessSpec, type InteractiveContainer } from '@bkt/core';
 import { debugTarget, type BuildDebugSession, type DebugTarget } from '@bkt/solver';
 import type { Io } from './commands/build.js';
 
@@ -96,14 +96,22 @@ export function debugConfig(on: string | undefined, invoke: string | undefined):
   return { ...cmd, onResult: when === 'always', onError: true };
 }
 
-/**
- * The solve's `debug` callback for `cfg`: `beforeRun` is called first (it
- * ends the progress display), then the process runs attached to `io`.
- */
-export function invokeCallback(cfg: InvokeConfig, io: Io, beforeRun: (session: BuildDebugSession) => void): (session: BuildDebugSession) => Promise<void> {
+/** An `--invoke` / `bkt debug` for one build: what to run, this terminal, and what to do before it starts. */
+export interface Invocation {
+  config: InvokeConfig;
+  io: Io;
+  /** Called just before the process starts (the progress display ends; a failure is reported). */
+  beforeRun(outcome: { error?: Error }): void;
+  /** The build's `--secret` ids (through a daemon they cannot reach its Controller yet). */
+  secretIds?: string[];
+}
+
+/** The solve's `debug` callback of an invocation (a build in this process). */
+export function invokeCallback(inv: Invocation): (session: BuildDebugSession) => Promise<void> {
+  const { config: cfg, io } = inv;
   return async (session) => {
     if (session.error ? !cfg.onError : !cfg.onResult) return;
-    beforeRun(session);
+    inv.beforeRun(session.error ? { error: session.error } : {});
     const found = targetOf(session, cfg);
     if (typeof found === 'string') {
       io.stderr.write(`${found}\n`);
@@ -153,33 +161,72 @@ function args(p: ContainerProcessSpec): string {
 type TtyIn = NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(raw: boolean): unknown };
 type TtyOut = Io['stdout'] & { on?(event: 'resize', l: () => void): unknown; off?(event: 'resize', l: () => void): unknown };
 
+/** This process's terminal lent to a container's process: raw mode, its size and resizes, its input. */
+export interface LentTerminal {
+  readonly tty: boolean;
+  size(): { rows: number; cols: number };
+  /** Stops following input and resizes, restores the terminal's mode. */
+  restore(): void;
+}
+
 /**
- * Runs `spec` as the container's process with this terminal: raw mode and
- * its size (followed on resize) when stdin and stdout are terminals, plain
- * pipes otherwise. Resolves with the exit code.
+ * Lends `io`'s terminal: with a tty (default: when stdin and stdout are
+ * terminals) raw mode; `onInput` gets stdin's bytes (and `null` at its
+ * end), `onResize` the new size.
  */
-async function attach(container: InteractiveContainer, spec: ContainerProcessSpec, io: Io, signal: AbortSignal): Promise<number> {
+export function lendTerminal(io: Io, tty: boolean | undefined, onInput: (d: Buffer | null) => void, onResize: (size: { rows: number; cols: number }) => void): LentTerminal {
   const stdin = io.stdin as TtyIn;
   const stdout = io.stdout as TtyOut;
-  const tty = spec.tty ?? (!!stdin.isTTY && !!stdout.isTTY);
-  const input = new PassThrough();
-  const onData = (d: Buffer) => input.write(d);
-  const onEnd = () => input.end();
+  const isTty = tty ?? (!!stdin.isTTY && !!stdout.isTTY);
+  const size = () => ({ rows: stdout.rows || 24, cols: stdout.columns || 80 });
+  const onData = (d: Buffer) => onInput(Buffer.from(d));
+  const onEnd = () => onInput(null);
+  const resized = () => onResize(size());
   stdin.on('data', onData);
   stdin.on('end', onEnd);
-  if (tty) stdin.setRawMode?.(true);
+  if (isTty) {
+    stdin.setRawMode?.(true);
+    stdout.on?.('resize', resized);
+  }
   stdin.resume();
-  const write = (out: Io['stdout']) => (d: Uint8Array) => out.write(Buffer.from(d) as unknown as string);
-  let onResize: (() => void) | undefined;
+  let restored = false;
+  return {
+    tty: isTty,
+    size,
+    restore: () => {
+      if (restored) return;
+      restored = true;
+      stdin.off('data', onData);
+      stdin.off('end', onEnd);
+      if (isTty) {
+        stdout.off?.('resize', resized);
+        stdin.setRawMode?.(false);
+      }
+      stdin.pause();
+    },
+  };
+}
+
+/** Writes container output (bytes) to one of the CLI's outputs. */
+export function writeBytes(out: Io['stdout']): (d: Uint8Array) => void {
+  return (d) => out.write(Buffer.from(d) as unknown as string);
+}
+
+/** Runs `spec` as the container's process with this terminal; resolves with its exit code. */
+async function attach(container: InteractiveContainer, spec: ContainerProcessSpec, io: Io, signal: AbortSignal): Promise<number> {
+  const input = new PassThrough();
+  let proc: ContainerProcess | undefined;
+  const term = lendTerminal(
+    io,
+    spec.tty,
+    (d) => (d ? input.write(d) : input.end()),
+    (size) => void proc?.resize(size).catch(() => undefined),
+  );
   try {
-    const proc = await container.start(
-      { ...spec, tty, ...(tty ? { size: { rows: stdout.rows || 24, cols: stdout.columns || 80 } } : {}) },
-      { stdin: input, stdout: write(io.stdout), stderr: write(io.stderr) },
+    proc = await container.start(
+      { ...spec, tty: term.tty, ...(term.tty ? { size: term.size() } : {}) },
+      { stdin: input, stdout: writeBytes(io.stdout), stderr: writeBytes(io.stderr) },
     );
-    if (tty && stdout.on) {
-      onResize = () => void proc.resize({ rows: stdout.rows || 24, cols: stdout.columns || 80 }).catch(() => undefined);
-      stdout.on('resize', onResize);
-    }
     const cancelled = new Promise<never>((_, reject) => {
       const stop = () => reject(new BktError('CANCELLED', 'the debug session was cancelled'));
       if (signal.aborted) stop();
@@ -188,11 +235,7 @@ async function attach(container: InteractiveContainer, spec: ContainerProcessSpe
     cancelled.catch(() => undefined);
     return await Promise.race([proc.wait(), cancelled]);
   } finally {
-    if (onResize) stdout.off?.('resize', onResize);
-    stdin.off('data', onData);
-    stdin.off('end', onEnd);
-    if (tty) stdin.setRawMode?.(false);
-    stdin.pause();
+    term.restore();
     input.end();
   }
 }

@@ -15,7 +15,6 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import * as controller from '@bkt/api/controller';
 import { BktError, type ProgressEvent } from '@bkt/core';
-import { createHostClient } from '@bkt/fsutil';
 import { statusResponse } from '@bkt/session';
 import type { ExportRequest, SolveRequest, Solver } from '@bkt/solver';
 import type { BuildTracker } from './builds.js';
@@ -29,8 +28,6 @@ export interface ControllerBackend {
   debugBuilds: DebugBuilds;
   /** Entitlements a build may ask for. */
   permittedEntitlements: ReadonlySet<string>;
-  /** The store root (never sent as part of a context). */
-  root: string;
   shutdown: AbortSignal;
   afterBuild?(): void;
 }
@@ -312,6 +309,7 @@ async function solveRequestOf(
   const attests = o.Attests.filter((a) => !a.Disabled);
   if (attests.length > 0) throw unsupported('Attests', `attestations (${attests.map((a) => a.Type).join(', ')}) are not made yet`);
   for (const s of o.Secrets) if (s.Env !== '' && s.FilePath === '') throw unsupported('Secrets', `secret ${s.ID} from an environment variable: give its FilePath (bktd's environment is not the client's)`);
+  if (o.SSH.length > 0) throw unsupported('SSH', `ssh agents (${o.SSH.map((s) => s.ID || 'default').join(', ')}) are not forwarded through the Controller yet`);
 
   const context = resolve(o.ContextPath);
   if (!existsSync(context) || !statSync(context).isDirectory()) throw new BktError('NOT_FOUND', `BuildOptions.ContextPath ${o.ContextPath} is not a directory`, { attribute: 'ContextPath' });
@@ -367,22 +365,13 @@ async function solveRequestOf(
   if (o.Exports.length === 0 && o.Tags.length > 0) exporters.push({ type: 'image', attrs: { name: o.Tags.join(','), ...(o.ExportPush ? { push: 'true' } : {}) } });
 
   const secrets = new Map(o.Secrets.map((s) => [s.ID, s.FilePath]));
-  const sockets = new Map(o.SSH.map((s) => [s.ID || 'default', s.Paths[0] ?? '']));
-  for (const [id, path] of sockets) {
-    if (!path || !existsSync(path) || !statSync(path).isSocket()) throw unsupported('SSH', `ssh ${id}: give the path of an agent's socket (${path || 'none'} is not one)`);
-  }
-  const client = createHostClient({
-    localDirs,
-    cwd: context,
-    storeRoot: backend.root,
-    secrets: { get: async (id) => (secrets.has(id) ? readFileSync(secrets.get(id)!) : null) },
-    ssh: { socketPath: async (id) => sockets.get(id) ?? null },
-  });
+  // The solver's host client over these directories and secrets (it never sends the store root).
   return {
     frontend: 'dockerfile.v0',
     frontendAttrs: attrs,
     exporters,
-    client,
+    localDirs,
+    secrets: { get: async (id) => (secrets.has(id) ? readFileSync(secrets.get(id)!) : null) },
     noCache: o.NoCache,
     entitlements: o.Allow,
     ...(o.CacheFrom.length > 0 ? { cacheImports: o.CacheFrom.map((c) => ({ type: c.Type, attrs: { ...c.Attrs } })) } : {}),

@@ -124,7 +124,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       builds,
       debugBuilds,
       permittedEntitlements: backend.permittedEntitlements,
-      root: opts.root,
       shutdown: shutdown.signal,
       afterBuild: () => collector.afterBuild(),
     }),

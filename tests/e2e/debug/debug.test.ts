@@ -3,7 +3,7 @@
  * tmux server of this test's own): a shell in the failed RUN step's
  * container as the step left it (its files, cwd, env), in the final result;
  * the terminal's size followed; leaving the shell leaves no runc container
- * and no mount under the store.
+ * and no mount under the store. Also through bktd (its buildx Controller).
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeBusyboxRootfs } from '@bkt/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBktd } from '../daemon/lib.js';
 import { BKT, removeDir, tempDir } from '../helpers.js';
 
 const SOCKET = `bkt-e2e-debug-${process.pid}`;
@@ -111,6 +112,35 @@ describe('bkt debug and --invoke in a terminal (tmux)', () => {
     expect(end).toMatch(/error: Dockerfile:5: .*exit code: 1/);
     expect(runcContainers(store)).toEqual([]);
     expect(mountsUnder(store)).toEqual([]);
+  });
+
+  it('bkt debug build --addr unix://…: the same through bktd (its Controller)', async () => {
+    const ctx = await context(
+      'failing-remote',
+      ['FROM scratch', 'COPY rootfs/ /', 'WORKDIR /srv', 'ENV FROM_STEP=remote', 'RUN echo left-by-the-step > /srv/left.txt && exit 4', ''].join('\n'),
+    );
+    const root = join(work, 'bktd-root');
+    const socket = join(work, 'bktd.sock');
+    const daemon = await startBktd(['--addr', `unix://${socket}`, '--root', root], { cwd: work });
+    try {
+      startInTerminal('rdbg', ['debug', 'build', '--addr', `unix://${socket}`, '--progress', 'plain', ctx]);
+      await waitFor('rdbg', /in the failed step's container[\s\S]*\/srv # $/m);
+      expect(runcContainers(root)).toHaveLength(1);
+      tmux('send-keys', '-t', 'rdbg', 'cat left.txt; echo "var=$FROM_STEP"; stty size', 'Enter');
+      await waitFor('rdbg', /left-by-the-step\s+var=remote\s+40 120\s/);
+      tmux('resize-window', '-t', 'rdbg', '-x', '90', '-y', '25');
+      await new Promise((r) => setTimeout(r, 300));
+      tmux('send-keys', '-t', 'rdbg', 'stty size', 'Enter');
+      await waitFor('rdbg', /stty size\s+25 90\s/);
+      tmux('send-keys', '-t', 'rdbg', 'exit', 'Enter');
+      const end = await waitFor('rdbg', /BKT-EXIT=\d+/);
+      expect(end).toMatch(/BKT-EXIT=1/);
+      expect(end).toMatch(/exit code: 4/);
+      expect(runcContainers(root)).toEqual([]);
+      expect(mountsUnder(root)).toEqual([]);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
   });
 
   it('bkt build --invoke sh opens a shell in the final result', async () => {

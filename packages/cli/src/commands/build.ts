@@ -17,7 +17,7 @@ import { createDisplay, type Output, type ProgressMode } from '../progress/displ
 import { printWarnings, reportFailedSteps } from '../progress/report.js';
 import { terminalSafe } from '../progress/terminal-safe.js';
 import { openBackend } from '../backend.js';
-import { debugConfig, invokeCallback, parseInvoke } from '../invoke.js';
+import { debugConfig, parseInvoke, type Invocation } from '../invoke.js';
 import { openProject, type Project, type ProjectOptions } from '../project.js';
 import type { DaemonFlags } from '../remote/address.js';
 import { namingFlag, progressMode } from './build-flags.js';
@@ -185,13 +185,16 @@ async function runBuildTo(
     if (display.mode === 'plain' || display.mode === 'tty') printWarnings(display.trace.warnings, io.stderr, { color: color && display.mode === 'tty', debug });
   };
   const invoke = opts.debugOn !== undefined ? debugConfig(opts.debugOn, opts.invoke) : opts.invoke !== undefined ? parseInvoke(opts.invoke) : undefined;
-  // The shell runs with the build still open; the display ends (and a failure is reported) before it starts.
-  const debugSession = invoke
-    ? invokeCallback(invoke, io, (session) => {
-        closeDisplay();
-        if (session.error) failureReported = reportFailedSteps(display.trace, io.stderr);
-      })
-    : undefined;
+  // The process runs with the build still open; the display ends (and a failure is reported) before it starts.
+  const invocation: Invocation | undefined = invoke && {
+    config: invoke,
+    io,
+    secretIds: input.kind === 'dockerfile' ? (opts.secret ?? []).map((s) => /(?:^|,)id=([^,]*)/.exec(s)?.[1] ?? s) : [],
+    beforeRun: (outcome) => {
+      closeDisplay();
+      if (outcome.error) failureReported = reportFailedSteps(display.trace, io.stderr);
+    },
+  };
   const backend = await openBackend(opts, project);
   let response: SolveResponse;
   try {
@@ -217,7 +220,7 @@ async function runBuildTo(
       ...(opts.explain ? { explain: true } : {}),
       signal,
       onProgress: (event) => display.write(event),
-      ...(debugSession ? { debug: debugSession } : {}),
+      ...(invocation ? { invoke: invocation } : {}),
     });
   } catch (err) {
     closeDisplay();

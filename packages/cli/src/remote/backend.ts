@@ -12,14 +12,12 @@ export async function openDaemonBackend(address: DaemonAddress, opts: ProjectOpt
   refuseRoot(opts);
   const daemon = await DaemonClient.connect(address);
   return {
-    solve: async ({ outputs, host, build, debug, ...req }) => {
+    solve: async ({ outputs, host, build, invoke, ...req }) => {
       if (build) throw new BktError('INTERNAL', "a build function cannot run through a daemon: solve the target's definition (targetSolve)");
-      if (debug) {
-        throw new BktError('UNIMPLEMENTED', `--invoke and bkt debug need the build in this process: not available with --addr ${opts.addr} (bktd) yet`, {
-          attribute: 'addr',
-        });
-      }
-      return remoteSolve(daemon, { ...req, exporters: outputs, client: createHostClient(host), localDirs: host.localDirs ?? {} });
+      const remote = { ...req, exporters: outputs, client: createHostClient(host), localDirs: host.localDirs ?? {} };
+      // A process in the build's result or failed step: through bktd's buildx Controller.
+      if (invoke) return (await import('./debug.js')).remoteDebugSolve(address, remote, invoke);
+      return remoteSolve(daemon, remote);
     },
     targetSolve: async (name, target, platform, outputs) => ({ definition: await daemonTargetDefinition(name, target, platform, outputs, daemon.address) }),
     close: async () => daemon.close(),
