@@ -56,6 +56,8 @@ export class RuncInteractiveContainer implements InteractiveContainer {
   #init: Running | undefined;
   #initExited = false;
   #released: Promise<void> | undefined;
+  /** Run once on release (e.g. stop listening to the build's signal). */
+  readonly #onRelease: (() => void)[] = [];
   #n = 0;
 
   constructor(opts: RuncContainerOptions) {
@@ -147,8 +149,15 @@ export class RuncInteractiveContainer implements InteractiveContainer {
     };
   }
 
+  /** Runs `fn` once when the container is released. */
+  onRelease(fn: () => void): void {
+    if (this.#released) fn();
+    else this.#onRelease.push(fn);
+  }
+
   release(): Promise<void> {
     this.#released ??= (async () => {
+      for (const fn of this.#onRelease.splice(0)) fn();
       const all = [...this.#processes.values()];
       // Exec'd processes first, then the init (its end removes the container).
       for (const p of all) if (p !== this.#init) p.abort.abort();
@@ -217,9 +226,10 @@ export function containerExecOp(req: NewContainerRequest<pb.Mount>, entitlements
 }
 
 /** Releases `container` when `ctx`'s build finishes or is cancelled. */
-export function releaseWithBuild(container: InteractiveContainer, ctx: BuildContext): void {
+export function releaseWithBuild(container: RuncInteractiveContainer, ctx: BuildContext): void {
   const release = () => void container.release().catch(() => undefined);
   ctx.onFinish(() => container.release());
-  if (ctx.signal.aborted) release();
-  else ctx.signal.addEventListener('abort', release, { once: true });
+  if (ctx.signal.aborted) return release();
+  ctx.signal.addEventListener('abort', release, { once: true });
+  container.onRelease(() => ctx.signal.removeEventListener('abort', release));
 }
