@@ -96,6 +96,9 @@ describe('LLBBridge over a duplex stream', () => {
         seen.badRef = await c.call('readFile', { Ref: 'nope', FilePath: 'x', Range: undefined }).catch((e: unknown) => e);
         seen.missing = await c.call('readFile', { Ref: ref, FilePath: 'missing', Range: undefined }).catch((e: unknown) => e);
         await c.call('warn', gw.WarnRequest.fromPartial({ digest: `sha256:${'a'.repeat(64)}`, level: 1, short: Buffer.from('careful'), detail: [Buffer.from('a detail')] }));
+        seen.policies = await c
+          .call('solve', { ...gw.SolveRequest.fromPartial({ SourcePolicies: [{ version: 1, rules: [] }] }), Definition: def({ '/x': 'x' }) })
+          .catch((e: unknown) => e);
         // A second solve (no result return: the deprecated ref id).
         const plain = await c.call('solve', { ...gw.SolveRequest.fromPartial({}), Definition: def({ '/other': 'x' }) });
         seen.plainRef = plain.ref;
@@ -126,6 +129,8 @@ describe('LLBBridge over a duplex stream', () => {
     expect((seen.missing as GrpcCallError).code).toBe(5);
     expect((seen.missing as GrpcCallError).message).toContain('missing');
     expect(seen.plainRef).toMatch(/^[0-9a-z]{25}$/);
+    expect((seen.policies as GrpcCallError).code).toBe(12); // UNIMPLEMENTED, naming the field
+    expect((seen.policies as GrpcCallError).message).toContain('SourcePolicies');
     expect((seen.twice as GrpcCallError).code).toBe(3); // INVALID_ARGUMENT: already returned
     expect(warnings).toContain('careful');
     expect(Buffer.from(r.result.metadata['containerimage.config']).toString()).toBe('{"config":{}}');

@@ -159,6 +159,10 @@ export class LLBBridgeSession {
   async solve(req: gw.SolveRequest): Promise<gw.SolveResponse> {
     this.#live('Solve');
     if (req.Final) throw new BktError('UNIMPLEMENTED', 'Solve: Final (inline return, removed from BuildKit) is not supported; use Return', { attribute: 'Final' });
+    // Refused rather than ignored: the frontend asked for sources to be denied or converted.
+    if (req.SourcePolicies.length > 0) {
+      throw new BktError('UNIMPLEMENTED', "Solve: SourcePolicies from a frontend are not supported (the build's own source policy applies to every source)", { attribute: 'SourcePolicies' });
+    }
     let result: BuildResult;
     let def: pb.Definition | undefined;
     try {
