@@ -45,7 +45,17 @@ async function expectFrontendOutput(out: string, opts: { dockerfile: string; ext
   expect(await readFile(join(out, 'copied.txt'), 'utf8')).toBe('hello from the context\n');
   expect(await readFile(join(out, 'dockerfile-seen.txt'), 'utf8')).toBe(opts.dockerfile);
   expect((await readFile(join(out, 'context-entries.txt'), 'utf8')).split('\n').filter(Boolean)).toEqual(['message.txt', 'other.txt']);
-  const env = JSON.parse(await readFile(join(out, 'env.json'), 'utf8')) as { product: string; session: boolean; workers: number; frontendOps: number; caps: number; opts: Record<string, string> };
+  const env = JSON.parse(await readFile(join(out, 'env.json'), 'utf8')) as {
+    product: string;
+    session: boolean;
+    workers: number;
+    frontendOps: number;
+    caps: number;
+    interfaces: string[];
+    opts: Record<string, string>;
+  };
+  // The frontend's container has no network: loopback only.
+  expect(env.interfaces).toEqual(['lo']);
   expect(env.product).toBe('bkt');
   expect(env.session).toBe(true);
   expect(env.workers).toBeGreaterThan(0);

@@ -9,6 +9,7 @@
  * `fail`: return an error; `exit`: exit without returning).
  */
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { Duplex } from 'node:stream';
 import * as gw from '@bkt/api/gateway';
 import * as pb from '@bkt/api/pb';
@@ -69,6 +70,7 @@ async function main(): Promise<void> {
       session: Boolean(process.env.BUILDKIT_SESSION_ID),
       workers: (JSON.parse(process.env.BUILDKIT_WORKERS ?? '[]') as { ID: string }[]).length,
       frontendOps,
+      interfaces: Object.keys(networkInterfaces()).sort(),
       caps: pong.FrontendAPICaps.filter((c) => c.Enabled).length,
       opts,
     };
