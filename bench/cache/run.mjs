@@ -8,6 +8,8 @@
  *           Dockerfile on an empty store (every step CACHED: the final
  *           image's layers pulled and unpacked, nothing else)  vs
  *           `skopeo copy docker://… oci:…` of the image made of those layers
+ *           (pull only), and that copy followed by `umoci unpack` (pull and
+ *           unpack, as bkt does: an imported result is a tree in the store)
  *   export  `bkt build --cache-to type=registry,mode=max` on a warm store
  *           into an empty repository  vs  `skopeo copy oci:… docker://…` of
  *           the same image into an empty repository
@@ -91,6 +93,7 @@ try {
 
   let bktImport = Infinity;
   let peerImport = Infinity;
+  let peerUnpack = Infinity;
   let bktExport = Infinity;
   let peerExport = Infinity;
   for (let i = 0; i < RUNS; i++) {
@@ -101,6 +104,16 @@ try {
     const dest = join(work, `pull-${i}`);
     peerImport = Math.min(peerImport, await time(() => sh('skopeo', ['copy', '--src-tls-verify=false', `docker://${imageRef}`, `oci:${dest}:v1`])));
     await rm(dest, { recursive: true, force: true });
+    const bundle = join(work, `bundle-${i}`);
+    peerUnpack = Math.min(
+      peerUnpack,
+      await time(async () => {
+        await sh('skopeo', ['copy', '--src-tls-verify=false', `docker://${imageRef}`, `oci:${dest}:v1`]);
+        await sh('umoci', ['unpack', '--image', `${dest}:v1`, bundle]);
+      }),
+    );
+    await rm(dest, { recursive: true, force: true });
+    await rm(bundle, { recursive: true, force: true });
     // export: the warm store into an empty repository (a registry of its own: nothing to mount or skip).
     const target = await startRegistry();
     try {
@@ -111,6 +124,7 @@ try {
     }
   }
   row('import', bktImport, peerImport, 'skopeo copy docker:// oci:');
+  row('import', bktImport, peerUnpack, 'skopeo copy + umoci unpack');
   row('export', bktExport, peerExport, 'skopeo copy oci: docker://');
 } finally {
   await registry?.stop();

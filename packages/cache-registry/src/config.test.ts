@@ -134,3 +134,17 @@ describe('mergeCacheConfigs', () => {
     expect(Buffer.from(serializeCacheConfig(mergeCacheConfigs([m, a]))).toString()).toBe(Buffer.from(serializeCacheConfig(m)).toString());
   });
 });
+
+describe("bkt.cacheMounts", () => {
+  it('round-trips, remapped and sorted by ID; a merge keeps the newer of one ID', () => {
+    const c = parseCacheConfig(JSON.stringify({ ...buildkitLike, 'bkt.cacheMounts': [{ id: 'z', layer: 1 }, { id: 'a', layer: 0 }] }), 'c');
+    expect(c.cacheMounts).toEqual([{ id: 'z', layer: 1 }, { id: 'a', layer: 0 }]);
+    const doc = JSON.parse(Buffer.from(serializeCacheConfig(c)).toString());
+    expect(doc['bkt.cacheMounts'].map((m: any) => [m.id, doc.layers[m.layer].blob])).toEqual([['a', d('base')], ['z', d('run')]]);
+    const newer: CacheConfig = { layers: [{ blob: d('newer'), parent: -1 }], records: [], cacheMounts: [{ id: 'a', layer: 0 }] };
+    const m = mergeCacheConfigs([c, newer]);
+    expect(m.cacheMounts!.map((x) => [x.id, m.layers[x.layer].blob])).toEqual([['a', d('newer')], ['z', d('run')]]);
+    expect(fail(() => parseCacheConfig(JSON.stringify({ ...buildkitLike, 'bkt.cacheMounts': [{ id: 'a', layer: 9 }] }), 'x'))).toMatch(/bkt\.cacheMounts\[0\]\.layer is 9/);
+  });
+});
+

@@ -21,6 +21,7 @@ import { BktError, type Digest } from '@bkt/core';
 import { isDigest } from '@bkt/oci';
 
 const CANONICAL_FIELD = 'bkt.canonical';
+const CACHE_MOUNTS_FIELD = 'bkt.cacheMounts';
 
 export const CACHE_CONFIG_MEDIA_TYPE = 'application/vnd.buildkit.cacheconfig.v0';
 
@@ -68,9 +69,16 @@ export interface CacheConfigRecord {
   canonical?: number;
 }
 
+/** bkt's `bkt.cacheMounts`: the contents of `RUN --mount=type=cache` mounts, by cache ID, each a layer (no parent). */
+export interface CacheMountEntry {
+  id: string;
+  layer: number;
+}
+
 export interface CacheConfig {
   layers: CacheLayer[];
   records: CacheConfigRecord[];
+  cacheMounts?: CacheMountEntry[];
 }
 
 function invalid(what: string, problem: string): BktError {
@@ -179,7 +187,12 @@ export function parseCacheConfig(bytes: Uint8Array | string, what: string): Cach
       ),
     };
   });
-  return { layers, records };
+  const cacheMounts = arr(d[CACHE_MOUNTS_FIELD], CACHE_MOUNTS_FIELD).map((x, i) => {
+    const o = obj(x, `${CACHE_MOUNTS_FIELD}[${i}]`);
+    if (typeof o.id !== 'string' || o.id === '') throw invalid(what, `${CACHE_MOUNTS_FIELD}[${i}].id is not a cache ID`);
+    return { id: o.id, layer: layerIndex(o.layer, `${CACHE_MOUNTS_FIELD}[${i}].layer`) };
+  });
+  return { layers, records, ...(cacheMounts.length > 0 ? { cacheMounts } : {}) };
 }
 
 /** The layers of a result given as a layer index: the layer's parents first, then it. */
@@ -279,7 +292,11 @@ export function normalizeCacheConfig(config: CacheConfig): CacheConfig {
     }
     return { digest: d, results, chains, inputs, ...(m.canonical !== undefined ? { canonical: recIndex.get(m.canonical)! } : {}) };
   });
-  return { layers, records };
+  // Cache mounts by ID (a later entry wins: the newer export).
+  const mounts = new Map<string, number>();
+  for (const c of config.cacheMounts ?? []) mounts.set(c.id, newIndex.get(keyOf(c.layer))!);
+  const cacheMounts = [...mounts.entries()].sort((a, b) => cmp(a[0], b[0])).map(([id, layer]) => ({ id, layer }));
+  return { layers, records, ...(cacheMounts.length > 0 ? { cacheMounts } : {}) };
 }
 
 const sameList = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -323,6 +340,7 @@ export function serializeCacheConfig(config: CacheConfig): Uint8Array {
       return o;
     });
   }
+  if (n.cacheMounts?.length) doc[CACHE_MOUNTS_FIELD] = n.cacheMounts.map((c) => ({ id: c.id, layer: c.layer }));
   return new TextEncoder().encode(JSON.stringify(doc));
 }
 
@@ -330,9 +348,11 @@ export function serializeCacheConfig(config: CacheConfig): Uint8Array {
 export function mergeCacheConfigs(configs: CacheConfig[]): CacheConfig {
   const layers: CacheLayer[] = [];
   const records: CacheConfigRecord[] = [];
+  const cacheMounts: CacheMountEntry[] = [];
   for (const c of configs) {
     const lo = layers.length;
     const ro = records.length;
+    for (const m of c.cacheMounts ?? []) cacheMounts.push({ id: m.id, layer: m.layer + lo });
     for (const l of c.layers) layers.push({ ...l, parent: l.parent === -1 ? -1 : l.parent + lo });
     for (const r of c.records) {
       records.push({
@@ -344,5 +364,5 @@ export function mergeCacheConfigs(configs: CacheConfig[]): CacheConfig {
       });
     }
   }
-  return normalizeCacheConfig({ layers, records });
+  return normalizeCacheConfig({ layers, records, ...(cacheMounts.length > 0 ? { cacheMounts } : {}) });
 }

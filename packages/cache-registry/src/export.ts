@@ -15,7 +15,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { BktError, requireRecords, type BuildContext, type CacheChain, type Digest, type Snapshot } from '@bkt/core';
-import { compress, compressionOfMediaType, decompress, MediaType, readLayerRecord, snapshotLayer, type Compression, type Descriptor } from '@bkt/oci';
+import { compress, compressionOfMediaType, decompress, digesting, layerTar, MediaType, readLayerRecord, snapshotLayer, type Compression, type Descriptor } from '@bkt/oci';
 import { ZERO_TIME, type CacheConfig, type CacheConfigRecord, type CacheLayer } from './config.js';
 import { UNCOMPRESSED_ANNOTATION } from './manifest.js';
 
@@ -122,8 +122,31 @@ async function selectRecords(chain: CacheChain, mode: CacheMode, ctx: LayerConte
   return { keep, withResult };
 }
 
-/** The cache config and layer blobs of `chain` in `mode`. */
-export async function exportCache(chain: CacheChain, mode: CacheMode, ctx: LayerContext, opts: LayerExportOptions): Promise<ExportedCache> {
+/**
+ * The contents of the build's cache mounts (`cache-mounts=true`), each as a
+ * layer of its directory (no parent), read while the mount is held.
+ */
+async function cacheMountLayers(chain: CacheChain, ctx: LayerContext, opts: LayerExportOptions): Promise<{ id: string; layer: ExportedLayer }[]> {
+  const out: { id: string; layer: ExportedLayer }[] = [];
+  if (!chain.cacheMounts) return out;
+  const { ids, store } = chain.cacheMounts;
+  for (const id of ids) {
+    const held = await store.openCacheMount(id, ctx as BuildContext);
+    if (!held) continue;
+    try {
+      const what = `cache mount ${id}`;
+      const plain = digesting(layerTar(held.path, { withOpaque: false }));
+      const { digest, size } = await ctx.content.write(compress(plain.chunks, opts.compression, opts.compressionLevel, what));
+      out.push({ id, layer: { descriptor: { mediaType: mediaTypeOf(opts.compression, opts.ociMediaTypes), digest, size }, diffId: plain.digest(), sources: [] } });
+    } finally {
+      await held.release();
+    }
+  }
+  return out;
+}
+
+/** The cache config and layer blobs of `chain` in `mode` (with `cacheMounts`, the build's cache mounts too). */
+export async function exportCache(chain: CacheChain, mode: CacheMode, ctx: LayerContext, opts: LayerExportOptions & { cacheMounts?: boolean }): Promise<ExportedCache> {
   const { keep, withResult } = await selectRecords(chain, mode, ctx);
   const layers: CacheLayer[] = [];
   const layerIndex = new Map<string, number>(); // by snapshot id
@@ -177,7 +200,15 @@ export async function exportCache(chain: CacheChain, mode: CacheMode, ctx: Layer
     }
     records.push(rec);
   }
-  return { config: { layers, records }, layers: blobs, resultRecords };
+  const cacheMounts: { id: string; layer: number }[] = [];
+  if (opts.cacheMounts) {
+    for (const { id, layer: l } of await cacheMountLayers(chain, ctx, opts)) {
+      cacheMounts.push({ id, layer: layers.length });
+      layers.push({ blob: l.descriptor.digest, parent: -1, annotations: { mediaType: l.descriptor.mediaType, diffID: l.diffId, size: l.descriptor.size, createdAt: ZERO_TIME } });
+      blobs.set(l.descriptor.digest, l);
+    }
+  }
+  return { config: { layers, records, ...(cacheMounts.length > 0 ? { cacheMounts } : {}) }, layers: blobs, resultRecords };
 }
 
 /** The descriptor a cache manifest lists for a layer: its blob with the uncompressed digest annotation. */

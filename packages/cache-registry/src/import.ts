@@ -5,8 +5,9 @@
  * fetched) and unpacked one snapshot per layer (`unpackLayers` of `@bkt/oci`,
  * which records each layer's blob so an image export reuses it as it is).
  */
-import { BktError, type BuildContext, type CacheImport, type Digest, type ImportedCacheRecord, type Snapshot } from '@bkt/core';
-import { unpackLayers, type Descriptor } from '@bkt/oci';
+import { createReadStream } from 'node:fs';
+import { BktError, type BuildContext, type CacheImport, type CacheMountStore, type Digest, type ImportedCacheRecord, type Snapshot } from '@bkt/core';
+import { decompress, digesting, unpackLayer, unpackLayers, type Descriptor } from '@bkt/oci';
 import { recordResults, type CacheConfig } from './config.js';
 import { UNCOMPRESSED_ANNOTATION } from './manifest.js';
 
@@ -44,6 +45,27 @@ export function cacheImport(config: CacheConfig, blobs: Map<Digest, Descriptor>,
   const loads = new Map<string, Promise<Snapshot | null>>();
   return {
     description,
+    ...(config.cacheMounts?.length
+      ? {
+          // Cache mounts the export carried: each made from its layer, unless the store has one of that ID.
+          async restoreCacheMounts(store: CacheMountStore, ctx: BuildContext): Promise<void> {
+            for (const m of config.cacheMounts!) {
+              const { blob, diffId } = layer(m.layer);
+              const what = `cache mount ${m.id} of ${description}`;
+              await store.restoreCacheMount(
+                m.id,
+                async (dir) => {
+                  await source.fetch(blob, ctx);
+                  const plain = digesting(decompress(createReadStream(ctx.content.path(blob.digest)), what));
+                  await unpackLayer(dir, plain.chunks, { base: true, what, warn: (msg) => ctx.progress.warn(msg) });
+                  if (plain.digest() !== diffId) throw new BktError('INVALID_ARGUMENT', `${what}: uncompressed content has digest ${plain.digest()}, but its diff id is ${diffId}`);
+                },
+                ctx,
+              );
+            }
+          },
+        }
+      : {}),
     lookup(key: Digest): ImportedCacheRecord | undefined {
       for (const i of byDigest.get(key) ?? []) {
         const results = recordResults(config, i);

@@ -43,8 +43,8 @@ async function guarded(type: BackendType, attrs: ExportAttrs, ctx: BuildContext,
 }
 
 function exporterOf(type: BackendType, attrs: ExportAttrs, shared: SharedRegistry): CacheExporterInstance {
-  if (attrs.cacheMounts) {
-    throw new BktError('UNIMPLEMENTED', `cache export type=${type}: cache-mounts=true is not supported yet`, { attribute: 'cache-mounts', type });
+  if (type === 'inline' && attrs.cacheMounts) {
+    throw new BktError('INVALID_ARGUMENT', 'cache export type=inline: cache-mounts=true needs type=registry or type=local (an image config carries no cache mount contents)', { attribute: 'cache-mounts', type });
   }
   if (type === 'inline') {
     return {

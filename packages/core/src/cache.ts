@@ -46,6 +46,8 @@ export interface CacheChain {
   records: CacheChainRecord[];
   /** The records of the build's final result(s) (`BuildResult.ref` and `refs`); empty for an empty result. */
   results: number[];
+  /** The cache mounts the build's exec steps use (by cache ID), and the store that keeps them, when its exec executor is one. */
+  cacheMounts?: { ids: string[]; store: CacheMountStore };
 }
 
 /** A result an import holds for a cache key. */
@@ -65,6 +67,8 @@ export interface CacheImport {
   readonly description: string;
   /** The result recorded under `key`, if any. */
   lookup(key: Digest): ImportedCacheRecord | undefined;
+  /** Restores the cache mounts the import carries (`cache-mounts=true`) into `store`; the solver calls it once, before the build runs. */
+  restoreCacheMounts?(store: CacheMountStore, ctx: BuildContext): Promise<void>;
 }
 
 /** The metadata key under which the solver hands an image exporter the inline cache (BuildKit's `exptypes.ExporterInlineCache`). */
@@ -75,3 +79,23 @@ export const INLINE_CACHE_METADATA_KEY = 'containerimage.inlinecache';
  * array of cacheconfig records whose results index the image's layers.
  */
 export const INLINE_CACHE_CONFIG_KEY = 'moby.buildkit.cache.v0';
+
+/**
+ * Cache mounts (`RUN --mount=type=cache`) as a cache export carries them
+ * (`cache-mounts=true`): the exec executor that keeps them declares this
+ * capability (`isCacheMountStore`). Mounts are named by their cache ID.
+ */
+export interface CacheMountStore {
+  /** The directory of cache mount `id` (its shared instance), in use until `release`; undefined when the store has none. */
+  openCacheMount(id: string, ctx: BuildContext): Promise<{ path: string; release(): Promise<void> } | undefined>;
+  /**
+   * Makes cache mount `id` from an import unless the store has one:
+   * `fill(dir)` writes its files into the new, empty directory. Returns
+   * whether it made it (a store's own cache mount is never replaced).
+   */
+  restoreCacheMount(id: string, fill: (dir: string) => Promise<void>, ctx: BuildContext): Promise<boolean>;
+}
+
+export function isCacheMountStore(x: unknown): x is CacheMountStore {
+  return typeof x === 'object' && x !== null && typeof (x as CacheMountStore).openCacheMount === 'function' && typeof (x as CacheMountStore).restoreCacheMount === 'function';
+}

@@ -16,6 +16,7 @@ import * as pb from '@bkt/api/pb';
 import {
   BktError,
   isBktError,
+  isCacheMountStore,
   Pacer,
   type Bkt,
   type BuildContext,
@@ -24,6 +25,7 @@ import {
   type CacheChain,
   type CacheChainRecord,
   type CacheImport,
+  type CacheMountStore,
   type ContentSelector,
   type Digest,
   type ImportedCacheRecord,
@@ -605,7 +607,23 @@ export class Build {
         if (at !== undefined && !results.includes(at)) results.push(at);
       }
     }
-    return { records, results };
+    // Cache mounts (without a source input) of the build's exec steps, by cache ID.
+    const ids = new Set<string>();
+    for (const v of vertices.values()) {
+      if (v.op.op?.$case !== 'exec') continue;
+      for (const m of v.op.op.value.mounts) {
+        if (m.mountType === pb.MountType.CACHE && m.input < 0) ids.add(m.cacheOpt?.ID || m.dest);
+      }
+    }
+    const store = this.engine.bkt.registries.opExecutors.get('exec');
+    const cacheMounts = ids.size > 0 && isCacheMountStore(store) ? { cacheMounts: { ids: [...ids].sort(), store } } : {};
+    return { records, results, ...cacheMounts };
+  }
+
+  /** The exec executor when it keeps cache mounts (core's `CacheMountStore`), for cache imports that carry some. */
+  get cacheMountStore(): CacheMountStore | undefined {
+    const store = this.engine.bkt.registries.opExecutors.get('exec');
+    return isCacheMountStore(store) ? store : undefined;
   }
 
   /** Output `out` of a vertex for a cache export: its result when the build made it, else the store's record of it. */

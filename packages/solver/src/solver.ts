@@ -144,7 +144,15 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     const cacheExporters = await resolveCacheBackends(registries.cacheBackends, req.cacheExports ?? [], 'exporter');
     const producers = (req.attestations ?? []).map((a) => ({ ...a, producer: registries.attestationProducers.require(a.kind) }));
     for (const [i, { type, instance }] of cacheImporters.entries()) {
-      build.addImport(await buildStep(build, `importing cache from ${type}`, `${buildId}/cache-import/${i}`, (ctx) => instance.load(ctx)));
+      build.addImport(
+        await buildStep(build, `importing cache from ${type}`, `${buildId}/cache-import/${i}`, async (ctx) => {
+          const imp = await instance.load(ctx);
+          // Cache mounts it carries are restored before any step can use them.
+          const store = build.cacheMountStore;
+          if (imp.restoreCacheMounts && store) await imp.restoreCacheMounts(store, ctx);
+          return imp;
+        }),
+      );
     }
     if (req.frontend) {
       try {
@@ -212,7 +220,8 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     await dropFailedExecState(engine, error);
   }
   if (solverMs === 0) solverMs = performance.now() - t0;
-  const explanations = req.internal ? undefined : await keepBuildKeys(engine, build, req, client, buildId, req.explain === true && !error);
+  // Key plaintexts are kept for the builds that succeeded: a failed or refused build leaves the store as it was.
+  const explanations = req.internal || error ? undefined : await keepBuildKeys(engine, build, req, client, buildId, req.explain === true);
   const stats = { ...build.stats, solverMs };
   await history.finish({ error, exporterResponse });
   await hooks.afterSolve.promise({ buildId, error, vertices: stats.vertices, cached: stats.cached, exporterResponse });
@@ -222,8 +231,8 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
 }
 
 /**
- * Keeps the plaintexts of the build's keys (for `--explain` and `bkt history
- * explain`); with `explain`, returns why each step that ran missed, against
+ * Keeps the plaintexts of a successful build's keys (for `--explain` and
+ * `bkt history explain`); with `explain`, returns why each step that ran missed, against
  * the previous build of the same target. The target: the frontend, its
  * Dockerfile and stage, and the client's directories (by their sync keys).
  * Failing to keep them never fails the build.

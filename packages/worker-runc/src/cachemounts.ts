@@ -116,6 +116,41 @@ export class CacheMounts {
     }
   }
 
+  /** The shared instance of cache mount `id` (no base) when the store has it, held shared until released. */
+  async open(id: string, signal?: AbortSignal): Promise<HeldCacheMount | undefined> {
+    await this.#sweep();
+    if (!(await this.#readRecord(`${cacheKey(id)}-0`))) return undefined;
+    return this.acquire({ id, sharing: 'shared', signal });
+  }
+
+  /**
+   * Makes cache mount `id` (no base) from an import unless the store has it:
+   * `fill` writes the files into `tmp`, which is then copied into a new
+   * instance as a base is (built aside, renamed in: a crash leaves no half
+   * cache). Returns whether it made it.
+   */
+  async restore(id: string, fill: (dir: string) => Promise<void>, tmp: string, signal?: AbortSignal): Promise<boolean> {
+    await this.#sweep();
+    const recordId = `${cacheKey(id)}-0`;
+    await this.#hold(recordId, true, signal);
+    let stored: RecordHold | undefined;
+    try {
+      stored = await this.records?.hold(recordId);
+      if (await this.#readRecord(recordId)) return false;
+      await mkdir(tmp, { recursive: true });
+      try {
+        await fill(tmp);
+        await this.#serialized(recordId, () => this.#ensure(recordId, { id, sharing: 'locked', base: { key: '', path: tmp }, description: `cache mount ${id} (imported)` }));
+      } finally {
+        await rm(tmp, { recursive: true, force: true });
+      }
+      return true;
+    } finally {
+      await stored?.release();
+      this.#unhold(recordId, true);
+    }
+  }
+
   /** Every cache mount in the store, as usage records. */
   async list(): Promise<UsageRecord[]> {
     await this.#sweep();

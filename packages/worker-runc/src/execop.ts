@@ -7,6 +7,7 @@ import {
   BktError,
   withFailedExec,
   type BuildContext,
+  type CacheMountStore,
   type ContainerProvider,
   type InteractiveContainer,
   type NewContainerRequest,
@@ -29,6 +30,7 @@ import { prepareMounts, type PreparedMounts } from './mounts.js';
 import { StepOutput, DEFAULT_LOG_MAX_BYTES } from './output.js';
 import { requireExecutable } from './platforms.js';
 import { recordMountStubs } from './stubs.js';
+import { cacheMountsFor, NAMESPACE as CACHE_MOUNTS } from './cachemounts.js';
 
 export { ENTITLEMENT_NETWORK_HOST, ENTITLEMENT_SECURITY_INSECURE };
 
@@ -48,7 +50,7 @@ export interface ExecOpExecutorOptions {
  * interactive containers of `bkt debug`, `--invoke` and LLBBridge's
  * NewContainer, over `pb.Mount`s as an exec op's.
  */
-export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<pb.Mount> {
+export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<pb.Mount>, CacheMountStore {
   readonly kind = 'exec' as const;
   readonly #opts: ExecOpExecutorOptions;
 
@@ -140,6 +142,17 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<
    * mounts are prepared as an exec step's (writable ones as overlays thrown
    * away on release), nothing runs until the first process starts.
    */
+  /** Core's `CacheMountStore`: the cache mounts a cache export carries (`cache-mounts=true`). */
+  async openCacheMount(id: string, ctx: BuildContext): Promise<{ path: string; release(): Promise<void> } | undefined> {
+    const held = await cacheMountsFor(ctx.root, ctx.records?.namespace(CACHE_MOUNTS)).open(id, ctx.signal);
+    return held ? { path: held.path, release: () => held.release() } : undefined;
+  }
+
+  async restoreCacheMount(id: string, fill: (dir: string) => Promise<void>, ctx: BuildContext): Promise<boolean> {
+    const tmp = ctx.records?.tempPath('cachemount-import') ?? join(ctx.root, 'tmp', `cachemount-import-${process.pid}-${Date.now()}`);
+    return cacheMountsFor(ctx.root, ctx.records?.namespace(CACHE_MOUNTS)).restore(id, fill, tmp, ctx.signal);
+  }
+
   async newContainer(req: NewContainerRequest<pb.Mount>, ctx: BuildContext): Promise<InteractiveContainer> {
     const { exec, network } = containerExecOp(req, ctx.entitlements);
     await requireExecutable(req.platform, { binfmtDir: this.#opts.binfmtDir });

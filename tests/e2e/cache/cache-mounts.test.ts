@@ -1,0 +1,80 @@
+/**
+ * Issue 13: exportable cache mounts (moby/buildkit#1474, #1512). With
+ * `cache-mounts=true` a cache export carries the contents of the build's
+ * `RUN --mount=type=cache` mounts; importing it into another store restores
+ * them, so that store's RUN sees the first store's files.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pushBusyboxImage, startRegistry, type RegistryServer } from '@bkt/testkit';
+import { removeDir, tempDir } from '../helpers.js';
+import { bktEnv } from '../images/lib.js';
+
+let registry: RegistryServer;
+let work: string;
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  await pushBusyboxImage(registry, 'library/busybox');
+  work = await tempDir('cache-mounts');
+}, 60_000);
+
+afterAll(async () => {
+  await registry?.stop();
+  if (work) await removeDir(work);
+});
+
+async function project(name: string, run: string): Promise<string> {
+  const dir = join(work, name);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'Dockerfile'), `FROM ${registry.host}/library/busybox:latest\nRUN --mount=type=cache,target=/cache,id=shared-cache ${run}\n`);
+  return dir;
+}
+
+const build = (dir: string, root: string, args: string[]) => bktEnv(['build', '--root', join(work, root), '--progress', 'plain', ...args, dir], { cwd: dir, timeoutMs: 240_000 });
+
+describe('--cache-to …,cache-mounts=true', () => {
+  it("restores the first store's cache mount in another store: its RUN sees the files", async () => {
+    const writer = await project('writer', `sh -c 'mkdir -p /cache/deps && echo "downloaded by store A" > /cache/deps/pkg.txt'`);
+    const ref = `${registry.host}/cache/mounts:latest`;
+    const a = await build(writer, 'store-a', ['--cache-to', `type=registry,ref=${ref},mode=max,cache-mounts=true`]);
+    expect(a.code, a.stderr).toBe(0);
+
+    // Another project (nothing of it is cached) on an empty store, importing the cache.
+    const reader = await project('reader', `sh -c 'cat /cache/deps/pkg.txt > /seen'`);
+    const out = join(work, 'out-b');
+    const b = await build(reader, 'store-b', ['--cache-from', `type=registry,ref=${ref}`, '--output', `type=local,dest=${out}`]);
+    expect(b.code, b.stderr).toBe(0);
+    expect(await readFile(join(out, 'seen'), 'utf8')).toBe('downloaded by store A\n');
+  });
+
+  it('without cache-mounts=true the export carries none: the other store starts empty', async () => {
+    const writer = await project('writer2', `sh -c 'echo two > /cache/two.txt'`);
+    const ref = `${registry.host}/cache/no-mounts:latest`;
+    expect((await build(writer, 'store-c', ['--cache-to', `type=registry,ref=${ref},mode=max`])).code).toBe(0);
+    const reader = await project('reader2', `sh -c 'ls /cache > /seen'`);
+    const out = join(work, 'out-d');
+    const d = await build(reader, 'store-d', ['--cache-from', `type=registry,ref=${ref}`, '--output', `type=local,dest=${out}`]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(await readFile(join(out, 'seen'), 'utf8')).toBe('');
+  });
+
+  it('a store keeps its own cache mount: an import never replaces it', async () => {
+    const ref = `${registry.host}/cache/mounts:latest`;
+    const own = await project('own', `sh -c 'mkdir -p /cache/deps && echo "store E" > /cache/deps/pkg.txt'`);
+    expect((await build(own, 'store-e', [])).code).toBe(0);
+    const reader = await project('reader3', `sh -c 'cat /cache/deps/pkg.txt > /seen'`);
+    const out = join(work, 'out-e');
+    const e = await build(reader, 'store-e', ['--cache-from', `type=registry,ref=${ref}`, '--output', `type=local,dest=${out}`]);
+    expect(e.code, e.stderr).toBe(0);
+    expect(await readFile(join(out, 'seen'), 'utf8')).toBe('store E\n');
+  });
+
+  it('is refused for type=inline, naming the attribute', async () => {
+    const dir = await project('inline', 'true');
+    const r = await build(dir, 'store-f', ['--cache-to', 'type=inline,cache-mounts=true']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cache export type=inline: cache-mounts=true needs type=registry or type=local/);
+  });
+});
