@@ -17,7 +17,7 @@ let dir: string;
 let base: string;
 
 beforeAll(async () => {
-  if (!existsSync(resolve(import.meta.dirname, '../../cli/dist/bin.js'))) {
+  if (!existsSync(resolve(import.meta.dirname, '../../cli/dist-bin/bkt.js'))) {
     throw new Error('the CLI is not built: run `npm run build` first');
   }
   dir = await mkdtemp(join(tmpdir(), 'bkt-worker-cli-'));
