@@ -11,6 +11,7 @@ import { writeOutputFile } from '@bkt/fsutil';
 import { normalizePlatform, parsePlatform } from '@bkt/oci';
 import { dockerConfigCredentials, forBuildClient } from '@bkt/registry';
 import type { SolveResponse } from '@bkt/solver';
+import { parseCacheFlags } from '../cache-flags.js';
 import { dockerEngine, loadIntoDockerEngine, pingDockerEngine, type DockerEngine } from '../docker-engine.js';
 import { parseEntitlements } from '../entitlements.js';
 import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
@@ -161,6 +162,11 @@ async function solveTargets(
   const color = !env.NO_COLOR;
   const display = createDisplay(opts.quiet ? 'quiet' : (opts.progress ?? 'auto'), io.stderr, { color, debug });
   const write = (event: Parameters<typeof display.write>[0]) => display.write(event);
+  // --cache-from feeds every target; --cache-to exports one target's cache (several would overwrite each other's).
+  const cache = parseCacheFlags(opts, io.cwd);
+  if (cache.exports.length > 0 && plans.length > 1) {
+    throw new BktError('INVALID_ARGUMENT', `--cache-to exports the cache of one target; ${plans.length} targets were given (${plans.map((p) => p.name).join(', ')})`, { attribute: 'cache-to' });
+  }
   const backend = await openBackend(opts, project);
   let settled: PromiseSettledResult<SolveResponse>[];
   try {
@@ -170,8 +176,10 @@ async function solveTargets(
           ...(await backend.targetSolve(plan.name, plan.target, run.platform, plan.outputs)),
           entitlements: run.entitlements,
           outputs: plan.outputs,
+          ...(cache.imports.length > 0 ? { cacheImports: cache.imports } : {}),
+          ...(cache.exports.length > 0 ? { cacheExports: cache.exports } : {}),
           host: {
-            localDirs: plan.localDirs,
+            localDirs: { ...plan.localDirs, ...cache.localDirs },
             excludePaths: run.excluded,
             cwd: io.cwd,
             // Registry credentials as docker's: $DOCKER_CONFIG/config.json or ~/.docker/config.json, credential helpers.
