@@ -14,6 +14,12 @@ import { exportToRegistry, importFromRegistry, SharedRegistry } from './registry
 export { CACHE_CONFIG_MEDIA_TYPE, mergeCacheConfigs, normalizeCacheConfig, parseCacheConfig, recordResults, serializeCacheConfig } from './config.js';
 export type { CacheConfig, CacheConfigRecord, CacheInput, CacheLayer, CacheLayerAnnotations, CacheResult, ChainedResult } from './config.js';
 export { localCacheDirName, readLayoutCache } from './local.js';
+// Building blocks of a third-party backend (an object store, a CI cache): the chain as a config and layer
+// blobs in the content store, and a parsed config as the solver's import (results fetched through `BlobSource`).
+export { exportCache } from './export.js';
+export type { CacheMode, ExportedCache, ExportedLayer, LayerExportOptions } from './export.js';
+export { cacheImport } from './import.js';
+export type { BlobSource } from './import.js';
 export { readRegistryCache } from './registry.js';
 
 export interface CacheBackendsOptions {
