@@ -240,10 +240,13 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
 async function keepBuildKeys(engine: Engine, build: Build, req: SolveRequest, client: BuildClient, buildId: string, explain: boolean): Promise<StepExplanation[] | undefined> {
   try {
     const attrs = req.frontendAttrs ?? {};
-    const dirs = client.localDirNames().sort().map((n) => [n, client.localDir(n)?.syncKey ?? '']);
+    const steps = await build.stepKeys();
+    // The client directories the build read (its local:// sources), not every one it was offered (a cache's, an output's).
+    const names = [...new Set(steps.flatMap((s) => (s.source?.identifier.startsWith('local://') ? [s.source.identifier.slice('local://'.length)] : [])))].sort();
+    const dirs = names.map((n) => [n, client.localDir(n)?.syncKey ?? '']);
     const target = hashText(JSON.stringify([req.frontend ?? (req.build ? 'build' : 'definition'), attrs.filename ?? '', attrs.target ?? '', dirs]));
     const buildArgs = Object.keys(attrs).filter((k) => k.startsWith('build-arg:')).map((k) => k.slice('build-arg:'.length));
-    const keys: BuildKeys = { target, buildArgs, createdAt: new Date().toISOString(), steps: await build.stepKeys() };
+    const keys: BuildKeys = { target, buildArgs, createdAt: new Date().toISOString(), steps };
     await saveBuildKeys(engine.store.records, buildId, keys);
     if (!explain) return undefined;
     const previous = await previousBuildKeys(engine.store.records, target, keys.createdAt, buildId);

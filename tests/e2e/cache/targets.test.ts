@@ -41,6 +41,15 @@ describe('config targets', () => {
     expect(steps.filter((s) => !s.cached).map((s) => s.name)).toEqual([]);
   });
 
+  it('--explain: against the previous build of the target (a cache directory it was offered does not make it another target)', async () => {
+    const r = await bktEnv(['build', '--root', join(work, 'store-a'), '--progress', 'plain', '--explain'], { cwd: project, timeoutMs: 240_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^explain: every step came from the cache$/m);
+    const h = await bktEnv(['history', 'explain', '--root', join(work, 'store-a'), '--format', 'json'], { cwd: project });
+    expect(h.code, h.stderr).toBe(0);
+    expect(JSON.parse(h.stdout).explain).toEqual({ previous: expect.stringMatching(/^[a-z0-9]{25}$/), steps: [] });
+  });
+
   it('--cache-to with several targets is refused, naming the flag', async () => {
     const two = join(work, 'two');
     await mkdir(two);

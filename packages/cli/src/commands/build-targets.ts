@@ -23,6 +23,7 @@ import { openBackend } from '../backend.js';
 import type { Project } from '../project.js';
 import { targetProgress } from '../target-progress.js';
 import { condensed, type BuildOptions, type Io } from './build.js';
+import { printExplanations } from './history-explain.js';
 
 /** Output types that write to a host path (`dest`), which the targets' local directories then leave out. */
 const PATH_OUTPUTS = new Set(['local', 'tar', 'oci', 'docker']);
@@ -178,6 +179,7 @@ async function solveTargets(
           outputs: plan.outputs,
           ...(cache.imports.length > 0 ? { cacheImports: cache.imports } : {}),
           ...(cache.exports.length > 0 ? { cacheExports: cache.exports } : {}),
+          ...(opts.explain ? { explain: true } : {}),
           host: {
             localDirs: { ...plan.localDirs, ...cache.localDirs },
             excludePaths: run.excluded,
@@ -197,6 +199,14 @@ async function solveTargets(
   display.close();
   if (display.mode === 'plain' || display.mode === 'tty') printWarnings(display.trace.warnings, io.stderr, { color: color && display.mode === 'tty', debug });
 
+  if (opts.explain) {
+    for (const [i, s] of settled.entries()) {
+      if (s.status !== 'fulfilled') continue;
+      if (run.several) io.stderr.write(`target ${terminalSafe(plans[i]!.name)}:\n`);
+      if (s.value.explanations) printExplanations(s.value.explanations, io.stderr, { json: display.mode === 'rawjson' });
+      else io.stderr.write('explain: not available for this build (through a daemon, bkt history explain reads a local store only)\n');
+    }
+  }
   const failed = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ name: plans[i]!.name, error: s.reason as unknown }] : []));
   const reported = failed.length > 0 && !signal.aborted && reportFailedSteps(display.trace, io.stderr);
   await reportBuilt(plans, settled, opts, io, { quiet: display.mode === 'quiet', several: run.several, engine: run.engine });
