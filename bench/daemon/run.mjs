@@ -10,7 +10,8 @@
  *
  * The Dockerfile is `FROM busybox` + `COPY . /ctx` over a 2,000-file
  * context (20 directories of 100 files), tagged as an image in each
- * builder's own store. Each time is the wall time of one client process:
+ * builder's own store. Repetitions are interleaved across the builders
+ * (warm rep 1 of each, then rep 2, …), so a noisy moment hits both alike. Each time is the wall time of one client process:
  * for bktd, `tests/e2e/daemon/session-client.mjs` (a node process opening
  * a session — the context travels over it — and sending one Solve with an
  * `image` exporter); for dockerd, `docker build -q -t …` with
@@ -120,10 +121,11 @@ async function makeContext(dir) {
   }
 }
 
-let changes = 0;
+const changes = new Map();
 /** Changes one file of the context (its content and size). */
 async function changeOneFile(dir) {
-  await writeFile(join(dir, 'd7', 'f42.txt'), `changed ${++changes} ${Date.now()}\n`);
+  changes.set(dir, (changes.get(dir) ?? 0) + 1);
+  await writeFile(join(dir, 'd7', 'f42.txt'), `changed ${changes.get(dir)} ${Date.now()}\n`);
 }
 
 // ---------------------------------------------------------------------------
@@ -219,22 +221,34 @@ async function dockerBuilder(work, registryHost, base) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const best = (xs) => Math.min(...xs);
 
-/** cold, then RUNS warm no-op rebuilds, then RUNS one-file-changed rebuilds; ms lists. */
-async function measure(builder, work) {
-  const ctx = await mkdtemp(join(work, `ctx-${builder.name.split(' ')[0]}-`));
-  await makeContext(ctx);
-  const dfDir = await mkdtemp(join(work, 'df-'));
-  await writeFile(join(dfDir, 'Dockerfile'), `FROM ${baseRef}\nCOPY . /ctx\n`);
-  const cold = await builder.build(ctx, dfDir);
-  const warm = [];
-  const incremental = [];
-  for (let i = 0; i < RUNS; i++) warm.push(await builder.build(ctx, dfDir));
-  for (let i = 0; i < RUNS; i++) {
-    await changeOneFile(ctx);
-    incremental.push(await builder.build(ctx, dfDir));
+/**
+ * Each builder's cold build, then RUNS warm no-op rebuilds, then RUNS
+ * one-file-changed rebuilds; repetitions interleaved across the builders
+ * (rep 1 of every builder, then rep 2, …) so that a noisy moment of the
+ * machine hits every builder alike. ms lists by builder name.
+ */
+async function measureAll(builders, work) {
+  const state = [];
+  for (const builder of builders) {
+    const ctx = await mkdtemp(join(work, `ctx-${builder.name.split(' ')[0]}-`));
+    await makeContext(ctx);
+    const dfDir = await mkdtemp(join(work, 'df-'));
+    await writeFile(join(dfDir, 'Dockerfile'), `FROM ${baseRef}\nCOPY . /ctx\n`);
+    state.push({ builder, ctx, dfDir, cold: await builder.build(ctx, dfDir), warm: [], incremental: [] });
   }
-  process.stderr.write(`  ${builder.name}: cold ${cold.toFixed(0)} ms; warm ${warm.map((x) => x.toFixed(0)).join(' ')}; incremental ${incremental.map((x) => x.toFixed(0)).join(' ')}\n`);
-  return { cold, warm, incremental };
+  for (let i = 0; i < RUNS; i++) for (const s of state) s.warm.push(await s.builder.build(s.ctx, s.dfDir));
+  for (let i = 0; i < RUNS; i++) {
+    for (const s of state) {
+      await changeOneFile(s.ctx);
+      s.incremental.push(await s.builder.build(s.ctx, s.dfDir));
+    }
+  }
+  const results = {};
+  for (const { builder, cold, warm, incremental } of state) {
+    process.stderr.write(`  ${builder.name}: cold ${cold.toFixed(0)} ms; warm ${warm.map((x) => x.toFixed(0)).join(' ')}; incremental ${incremental.map((x) => x.toFixed(0)).join(' ')}\n`);
+    results[builder.name] = { cold, warm, incremental };
+  }
+  return results;
 }
 
 /** CLIENTS client processes at once (shared first steps, a last step each); the daemon's RSS while they run and its peak. */
@@ -274,12 +288,8 @@ try {
     () => undefined,
   );
 
-  const results = {};
-  for (const b of builders) {
-    const before = clientMs.length;
-    results[b.name] = await measure(b, work);
-    if (b === bktd) results[b.name].client = clientMs.slice(before);
-  }
+  const results = await measureAll(builders, work);
+  results.bktd.client = clientMs;
 
   console.log(`\n${FILES}-file context, Dockerfile FROM busybox + COPY . /ctx; wall time of each client process (ms);`);
   console.log(`best and median of ${RUNS} run(s); ratio = bkt / peer on the best (lower is better for bkt; goals: warm ≤ 0.5, incremental ≤ 0.8)\n`);
