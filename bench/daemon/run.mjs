@@ -207,7 +207,16 @@ async function dockerBuilder(work, registryHost, base) {
   await docker('load', '-i', archive);
   return {
     name: 'dockerd BuildKit',
-    build: async (ctx, dfDir) => (await docker('build', '-q', '-t', 'bench/daemon:docker', '-f', join(dfDir, 'Dockerfile'), ctx)).ms,
+    // A failed build (seen on a busy machine: a file of BuildKit's own mount gone mid-copy) is redone once, and said.
+    build: async (ctx, dfDir) => {
+      const once = () => docker('build', '-q', '-t', 'bench/daemon:docker', '-f', join(dfDir, 'Dockerfile'), ctx);
+      return (
+        await once().catch((err) => {
+          process.stderr.write(`  dockerd BuildKit: a build failed, redone once: ${err.message.split('\n').filter((l) => /ERROR|error/.test(l))[0] ?? ''}\n`);
+          return once();
+        })
+      ).ms;
+    },
     async close() {
       await d.stop();
       await run('umount', ['-R', dataRoot]).catch(() => undefined);
