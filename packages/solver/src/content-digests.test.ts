@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { createBkt, type BktPlugin, type Snapshot, type Source } from '@bkt/core';
+import { createBkt, type BktPlugin, type Digest, type Snapshot, type Source } from '@bkt/core';
 import { openSolver } from './solver.js';
 import type { Solver } from './api.js';
 import { DefBuilder, counters, testPlugin, treeOf } from './graphs.test-util.js';
@@ -27,7 +27,7 @@ afterEach(async () => {
 });
 
 /** `known://x`: a new key and new bytes of a.txt on every resolve (same length); its snapshot reports `reported` as a.txt's digest. */
-function knownDigestsSource(reported: string): BktPlugin {
+function knownDigestsSource(reported: Digest): BktPlugin {
   let resolves = 0;
   const source: Source = {
     schemes: ['known'],
