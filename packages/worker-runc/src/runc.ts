@@ -303,7 +303,8 @@ export class RuncExecutor implements Executor {
       io.signal?.addEventListener('abort', onAbort, { once: true });
       child.on('error', (err) => {
         io.signal?.removeEventListener('abort', onAbort);
-        reject(new BktError('INTERNAL', `cannot run ${this.#runc}: ${err.message}`, {}, { cause: err }));
+        const hint = child.spawnfile === 'script' ? ` (a terminal needs util-linux's script)` : '';
+        reject(new BktError('INTERNAL', `cannot run ${child.spawnfile}: ${err.message}${hint}`, {}, { cause: err }));
       });
       child.on('close', (code, signal) => {
         io.signal?.removeEventListener('abort', onAbort);
