@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { makeBusyboxRootfs } from '@bkt/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBktd } from '../daemon/lib.js';
-import { BKT, removeDir, tempDir } from '../helpers.js';
+import { BKT, bkt, removeDir, tempDir } from '../helpers.js';
 
 const SOCKET = `bkt-e2e-debug-${process.pid}`;
 let work: string;
@@ -141,6 +141,27 @@ describe('bkt debug and --invoke in a terminal (tmux)', () => {
     } finally {
       expect(await daemon.stop()).toBe(0);
     }
+  });
+
+  it('without a terminal the shell reads stdin: a failed step with bkt debug, the result with --on always', async () => {
+    const failing = await context('piped-failing', ['FROM scratch', 'COPY rootfs/ /', 'WORKDIR /w', 'RUN echo piped-partial > p.txt && exit 2', ''].join('\n'));
+    const store = join(work, 'store-piped');
+    const r = await bkt(['debug', 'build', '--root', store, '--progress', 'plain', failing], { cwd: work, input: 'pwd; cat p.txt\nexit 5\n' });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('/w\npiped-partial\n');
+    expect(r.stderr).toMatch(/bkt debug: \/bin\/sh exited with code 5; container released/);
+    expect(r.stderr).toMatch(/error: Dockerfile:4: .*exit code: 2/);
+
+    const ok = await context('piped-ok', ['FROM scratch', 'COPY rootfs/ /', 'RUN echo in-result > /r.txt', ''].join('\n'));
+    const r2 = await bkt(['debug', '--on', 'always', '--invoke', 'cat /r.txt', 'build', '--root', store, '--progress', 'plain', ok], { cwd: work });
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(r2.stdout).toBe('in-result\n');
+    // A successful build with the default --on error opens nothing.
+    const r3 = await bkt(['debug', 'build', '--root', store, '--progress', 'plain', ok], { cwd: work, input: 'echo never-run\n' });
+    expect(r3.code).toBe(0);
+    expect(r3.stdout).toBe('');
+    expect(runcContainers(store)).toEqual([]);
+    expect(mountsUnder(store)).toEqual([]);
   });
 
   it('bkt build --invoke sh opens a shell in the final result', async () => {
