@@ -305,7 +305,8 @@ describe('fuzzed Session calls (fixed seed)', () => {
 
   /** Resolves once a Solve naming session `id` gets past waiting for it (it then fails for want of a definition or frontend). */
   async function waitForSession(id: string): Promise<void> {
-    const r = await rpc.solve({ Session: id }).catch((e: grpc.ServiceError) => e);
+    // An undecodable Definition: refused once the session is found (a Solve with neither Definition nor Frontend would start a client-side frontend build).
+    const r = await rpc.solve({ Session: id, Definition: { def: [new Uint8Array([0xff, 0xff, 0xff])], metadata: {}, Source: undefined } }).catch((e: grpc.ServiceError) => e);
     expect((r as grpc.ServiceError).code, (r as grpc.ServiceError).details).not.toBe(grpc.status.NOT_FOUND);
   }
 });
