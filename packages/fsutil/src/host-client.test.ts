@@ -139,6 +139,36 @@ describe('host client: outputs', () => {
     expect(await readdir(outside)).toEqual([]);
   });
 
+  it('a directory output writes only under directories it was sent: never through a symlink it was sent, never a hardlink to what it did not write', async () => {
+    const dest = join(work, 'out');
+    const outside = join(work, 'outside');
+    await mkdir(outside);
+    await writeFile(join(work, 'secret'), 'secret');
+    const base = { uid: process.getuid!(), gid: process.getgid!(), mtimeMs: Date.now() };
+    const content = { stream: async function* () { yield Buffer.from('x'); } };
+    const hostile: { entries: FileStat[]; error: RegExp }[] = [
+      // A symlink to a directory outside, then a file "under" it.
+      { entries: [{ path: 'a', mode: 0o120777, size: 0, linkname: outside, ...base }, { path: 'a/x', mode: 0o100644, size: 1, ...base }], error: /"a\/x" is not under a directory sent before it/ },
+      // A directory, replaced by a symlink, then a file under the old directory.
+      { entries: [{ path: 'd', mode: 0o040755, size: 0, ...base }, { path: 'd', mode: 0o120777, size: 0, linkname: outside, ...base }, { path: 'd/x', mode: 0o100644, size: 1, ...base }], error: /"d\/x" is not under a directory sent before it/ },
+      // A file under a directory never sent.
+      { entries: [{ path: 'nodir/x', mode: 0o100644, size: 1, ...base }], error: /not under a directory sent before it \("nodir"\)/ },
+      // A hardlink to a host file outside, or to a symlink it was sent.
+      { entries: [{ path: 'h', mode: 0o100644, size: 0, linkname: '../secret', ...base }], error: /links to "..\/secret", not a regular file sent before it/ },
+      { entries: [{ path: 's', mode: 0o120777, size: 0, linkname: join(work, 'secret'), ...base }, { path: 'h', mode: 0o100644, size: 0, linkname: 's', ...base }], error: /links to "s", not a regular file sent before it/ },
+    ];
+    for (const { entries, error } of hostile) {
+      await rm(dest, { recursive: true, force: true });
+      const out = await createHostClient({ cwd: work }).openDir('out', { what: 'test' });
+      const write = async () => {
+        for (const e of entries) await out.write(e, (e.mode & 0o170000) === 0o100000 && e.linkname === undefined ? content : undefined);
+      };
+      await expect(write(), entries.map((e) => e.path).join(' ')).rejects.toThrow(error);
+      expect(await readdir(outside)).toEqual([]);
+      expect(await readFile(join(work, 'secret'), 'utf8')).toBe('secret');
+    }
+  });
+
   it('a directory output refuses to overlap the store root', async () => {
     const client = createHostClient({ cwd: work, storeRoot: join(work, 'store') });
     await expect(client.openDir(work, { what: 'local exporter' })).rejects.toThrow(/overlaps the store root/);

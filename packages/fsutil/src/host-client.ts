@@ -217,23 +217,48 @@ async function openHostDir(dest: string, what: string, storeRoot: string | undef
   else if (!st.isDirectory()) throw new BktError('INVALID_ARGUMENT', `${what}: dest "${dest}" exists and is not a directory`, { attribute: 'dest', path: dest });
 
   const dirs: { path: string; entry: FileStat }[] = [];
+  // What this output wrote: an entry goes only under a directory written before it (never through a symlink it or
+  // the destination holds), a hardlink only to a regular file written before it — whoever sends the tree.
+  const writtenDirs = new Set<string>(['.']);
+  const writtenFiles = new Set<string>();
   return {
     async write(entry, content) {
-      const target = join(dest, cleanRelPath(entry.path));
-      if (relative(dest, target).startsWith('..')) {
+      const rel = cleanRelPath(entry.path);
+      const target = join(dest, rel);
+      if (rel === '..' || rel.startsWith('../') || relative(dest, target).startsWith('..')) {
         throw new BktError('INVALID_ARGUMENT', `${what}: entry "${entry.path}" is outside the directory`, { path: entry.path });
       }
       const type = entry.mode & 0o170000;
+      if (rel === '.' && type !== 0o040000) {
+        throw new BktError('INVALID_ARGUMENT', `${what}: entry "${entry.path}" would replace the directory itself`, { path: entry.path });
+      }
+      const parent = dirname(rel);
+      if (rel !== '.' && !writtenDirs.has(parent)) {
+        throw new BktError('INVALID_ARGUMENT', `${what}: entry "${entry.path}" is not under a directory sent before it ("${parent}")`, { path: entry.path });
+      }
+      // A path sent again replaces what it was (platform-split=false merges trees); what was under a replaced
+      // directory is gone, and nothing may be written under it or linked to it any more.
+      if (type !== 0o040000 && writtenDirs.delete(rel)) {
+        for (const set of [writtenDirs, writtenFiles]) for (const p of set) if (p.startsWith(`${rel}/`)) set.delete(p);
+      }
+      writtenFiles.delete(rel);
       await clearForMerge(target, type === 0o040000);
       if (type === 0o040000) {
         await mkdir(target, { mode: 0o700, recursive: true });
+        writtenDirs.add(rel);
         dirs.push({ path: target, entry });
         return;
       }
       if (type === 0o100000 && entry.linkname !== undefined) {
-        await link(join(dest, cleanRelPath(entry.linkname)), target);
+        const linked = cleanRelPath(entry.linkname);
+        if (!writtenFiles.has(linked)) {
+          throw new BktError('INVALID_ARGUMENT', `${what}: entry "${entry.path}" links to "${entry.linkname}", not a regular file sent before it`, { path: entry.path });
+        }
+        await link(join(dest, linked), target);
+        writtenFiles.add(rel);
         return;
       }
+      if (type === 0o100000) writtenFiles.add(rel);
       if (type === 0o120000) {
         await symlink(entry.linkname ?? '', target);
         if (isRoot) await lchown(target, entry.uid, entry.gid);
