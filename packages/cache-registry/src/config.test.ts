@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { isBktError } from '@bkt/core';
 import { mergeCacheConfigs, normalizeCacheConfig, parseCacheConfig, recordResults, serializeCacheConfig, ZERO_TIME, type CacheConfig } from './config.js';
+import { cacheImport } from './import.js';
 
 const d = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}` as `sha256:${string}`;
 
@@ -132,6 +133,42 @@ describe('mergeCacheConfigs', () => {
     expect(m.records.map((r) => r.digest).sort()).toEqual([d('key-arm'), d('key-copy'), d('key-from'), d('key-run')].sort());
     // Merging is idempotent: a re-export of the same cache into the ref is the same bytes.
     expect(Buffer.from(serializeCacheConfig(mergeCacheConfigs([m, a]))).toString()).toBe(Buffer.from(serializeCacheConfig(m)).toString());
+  });
+
+  it('keeps a fast key\'s results with their own canonical key: two exports of one key with different contents are not mixed', () => {
+    // Each export: record F (a fast key) stands for content-based key S_x, whose result is layer x.
+    const exportOf = (canonical: string, blob: string): CacheConfig => ({
+      layers: [{ blob: d(blob), parent: -1, annotations: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffID: d(`${blob}-diff`), size: 1 } }],
+      records: [
+        { digest: d('F'), results: [{ layer: 0, createdAt: ZERO_TIME }], chains: [], inputs: [], canonical: 1 },
+        { digest: d(canonical), results: [{ layer: 0, createdAt: ZERO_TIME }], chains: [], inputs: [] },
+      ],
+    });
+    const a = exportOf('S_A', 'bbbb');
+    const b = exportOf('S_B', '1111');
+    const pairing = (c: CacheConfig) => {
+      const f = c.records.find((r) => r.digest === d('F'))!;
+      return { canonical: c.records[f.canonical!].digest, blobs: f.results.map((r) => c.layers[r.layer].blob) };
+    };
+    // The newer export (the later config) decides, its results only.
+    expect(pairing(mergeCacheConfigs([a, b]))).toEqual({ canonical: d('S_B'), blobs: [d('1111')] });
+    expect(pairing(mergeCacheConfigs([b, a]))).toEqual({ canonical: d('S_A'), blobs: [d('bbbb')] });
+    // An export whose record F has no result (the key structure only) does not take away another's result.
+    const bare = exportOf('S_B', '1111');
+    bare.records[0].results = [];
+    expect(pairing(mergeCacheConfigs([a, bare]))).toEqual({ canonical: d('S_A'), blobs: [d('bbbb')] });
+    // Both content-based records keep their own results.
+    const m = mergeCacheConfigs([a, b]);
+    for (const [key, blob] of [['S_A', 'bbbb'], ['S_B', '1111']]) {
+      const r = m.records.find((x) => x.digest === d(key))!;
+      expect(r.results.map((x) => m.layers[x.layer].blob)).toEqual([d(blob)]);
+    }
+    // The import of the merged cache pairs F's canonical key with that export's layer.
+    const imp = cacheImport(parseCacheConfig(serializeCacheConfig(m), 'merged'), new Map(), { fetch: async () => undefined }, 'merged');
+    expect(imp.lookup(d('F'))!.canonical).toBe(d('S_B'));
+    // Same-canonical records still merge their results.
+    const again = exportOf('S_A', 'cccc');
+    expect(pairing(mergeCacheConfigs([a, again])).blobs.sort()).toEqual([d('bbbb'), d('cccc')].sort());
   });
 });
 

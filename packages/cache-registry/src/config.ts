@@ -212,7 +212,8 @@ const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * The normal form of `config`: layers deduplicated by their chain (blob and
- * parents) and ordered by it, parents first; records merged by digest and
+ * parents) and ordered by it, parents first; records merged by digest (the
+ * results of one canonical key only: a result is valid with its own) and
  * ordered by digest, their results, inputs and links deduplicated and
  * sorted; results given as a layer whose parents are exactly the result's
  * layers where there is one, as chains otherwise. Records no result and no
@@ -251,19 +252,28 @@ export function normalizeCacheConfig(config: CacheConfig): CacheConfig {
   // Records merged by digest.
   const digests = [...new Set(config.records.map((r) => r.digest))].sort(cmp);
   const recIndex = new Map(digests.map((d, i) => [d, i]));
-  const merged = new Map<Digest, { results: Map<string, { layers: number[]; createdAt: string }>; inputs: Map<number, Map<string, CacheInput>>; canonical?: Digest }>();
-  for (const d of digests) merged.set(d, { results: new Map(), inputs: new Map() });
+  // A result is valid only with the canonical key of the record it came with
+  // (that key names its content): records of one digest are grouped by
+  // canonical, and the record keeps one group's results — the last group
+  // (the newer export) that has any. Inputs are the key's structure, merged.
+  type Results = Map<string, { layers: number[]; createdAt: string }>;
+  const merged = new Map<Digest, { groups: Map<string, Results>; chosen?: string; inputs: Map<number, Map<string, CacheInput>> }>();
+  for (const d of digests) merged.set(d, { groups: new Map(), inputs: new Map() });
   config.records.forEach((r, i) => {
     const m = merged.get(r.digest)!;
-    if (r.canonical !== undefined && config.records[r.canonical].digest !== r.digest) m.canonical ??= config.records[r.canonical].digest;
-    for (const res of recordResults(config, i)) {
+    const canonical = r.canonical !== undefined && config.records[r.canonical].digest !== r.digest ? config.records[r.canonical].digest : '';
+    let group = m.groups.get(canonical);
+    if (!group) m.groups.set(canonical, (group = new Map()));
+    const results = recordResults(config, i);
+    if (results.length > 0 || m.chosen === undefined || (m.groups.get(m.chosen)!.size === 0)) m.chosen = canonical;
+    for (const res of results) {
       const top = res.layers[res.layers.length - 1];
       const asLayer = top !== undefined && sameList(layerChain(config, top), res.layers);
       const key = asLayer ? keyOf(top) : `chain:${byChain(res.layers)}`;
-      const prev = m.results.get(key);
+      const prev = group.get(key);
       // The oldest time wins: merging two exports keeps when a result was first made.
       if (!prev || (res.createdAt !== ZERO_TIME && (prev.createdAt === ZERO_TIME || res.createdAt < prev.createdAt))) {
-        m.results.set(key, { layers: res.layers.map((l) => newIndex.get(keyOf(l))!), createdAt: res.createdAt });
+        group.set(key, { layers: res.layers.map((l) => newIndex.get(keyOf(l))!), createdAt: res.createdAt });
       }
     }
     r.inputs.forEach((alts, j) => {
@@ -280,7 +290,8 @@ export function normalizeCacheConfig(config: CacheConfig): CacheConfig {
     const m = merged.get(d)!;
     const results: CacheResult[] = [];
     const chains: ChainedResult[] = [];
-    for (const [key, res] of [...m.results.entries()].sort((a, b) => cmp(a[0], b[0]))) {
+    const canonical = m.chosen || undefined;
+    for (const [key, res] of [...m.groups.get(m.chosen!)!.entries()].sort((a, b) => cmp(a[0], b[0]))) {
       if (!key.startsWith('chain:')) results.push({ layer: res.layers[res.layers.length - 1], createdAt: res.createdAt });
       else chains.push({ layers: res.layers, createdAt: res.createdAt });
     }
@@ -290,7 +301,7 @@ export function normalizeCacheConfig(config: CacheConfig): CacheConfig {
       const slot = m.inputs.get(j);
       inputs.push(slot ? [...slot.entries()].sort((a, b) => cmp(a[0], b[0])).map(([, v]) => v) : []);
     }
-    return { digest: d, results, chains, inputs, ...(m.canonical !== undefined ? { canonical: recIndex.get(m.canonical)! } : {}) };
+    return { digest: d, results, chains, inputs, ...(canonical !== undefined ? { canonical: recIndex.get(canonical as Digest)! } : {}) };
   });
   // Cache mounts by ID (a later entry wins: the newer export).
   const mounts = new Map<string, number>();
