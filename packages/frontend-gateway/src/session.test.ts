@@ -209,3 +209,63 @@ describe('LLBBridge over a duplex stream', () => {
     expect(refused?.message).toContain('network.host');
   });
 });
+
+describe('LLBBridgeSession NewContainer in flight (a fake bridge)', () => {
+  /** A bridge whose containers are made when `make()` is called, each counting its releases. */
+  function slowBridge() {
+    const pending: (() => void)[] = [];
+    const made: { released: number }[] = [];
+    const bridge = {
+      newContainer: () =>
+        new Promise((resolve) => {
+          pending.push(() => {
+            const c = { released: 0 };
+            made.push(c);
+            resolve({ release: async () => void c.released++, start: async () => { throw new Error('not used'); } });
+          });
+        }),
+    } as unknown as FrontendBridge;
+    const makeAll = () => pending.splice(0).forEach((f) => f());
+    return { bridge, made, makeAll, pending };
+  }
+  const request = (id: string) => gw.NewContainerRequest.fromPartial({ ContainerID: id });
+  const tick = () => new Promise((r) => setTimeout(r, 0));
+
+  it('refuses a second NewContainer with the id of one still being made, and makes one container', async () => {
+    const { bridge, made, makeAll } = slowBridge();
+    const session = new LLBBridgeSession({ bridge });
+    const first = session.newContainer(request('c1'));
+    await tick();
+    await expect(session.newContainer(request('c1'))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('"c1" exists already') });
+    makeAll();
+    await first;
+    expect(made).toHaveLength(1);
+    await session.discard();
+    expect(made[0].released).toBe(1);
+  });
+
+  it('releases a container whose NewContainer was in flight when the session was discarded', async () => {
+    const { bridge, made, makeAll } = slowBridge();
+    const session = new LLBBridgeSession({ bridge });
+    const creating = session.newContainer(request('c1'));
+    await tick();
+    await session.discard();
+    makeAll();
+    await expect(creating).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(made).toHaveLength(1);
+    expect(made[0].released).toBe(1);
+    await expect(session.releaseContainer({ ContainerID: 'c1' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('releases a container made after the build was cancelled', async () => {
+    const { bridge, made, makeAll } = slowBridge();
+    const controller = new AbortController();
+    const session = new LLBBridgeSession({ bridge, signal: controller.signal });
+    const creating = session.newContainer(request('c1'));
+    await tick();
+    controller.abort();
+    makeAll();
+    await expect(creating).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(made[0].released).toBe(1);
+  });
+});

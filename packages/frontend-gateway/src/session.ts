@@ -67,6 +67,10 @@ export class LLBBridgeSession {
   readonly #signal: AbortSignal | undefined;
   readonly #refs = new Map<string, HeldRef>();
   readonly #containers = new Map<string, InteractiveContainer>();
+  /** Container ids whose NewContainer is in flight: taken before the container is made, so a second call with the id fails. */
+  readonly #pendingContainers = new Set<string>();
+  /** Counts `discard()` calls: a container made across one is released, never kept. */
+  #discards = 0;
   #returned: Returned | undefined;
   readonly #done: Promise<void>;
   #resolveDone!: () => void;
@@ -113,6 +117,7 @@ export class LLBBridgeSession {
 
   /** Releases the frontend's containers and forgets its refs (the build releases their snapshots when it ends). */
   async discard(): Promise<void> {
+    this.#discards++;
     const containers = [...this.#containers.values()];
     this.#containers.clear();
     await Promise.allSettled(containers.map((c) => c.release()));
@@ -309,8 +314,9 @@ export class LLBBridgeSession {
       throw new BktError('UNIMPLEMENTED', 'NewContainer: no registered exec executor makes containers (add @bkt/worker-runc to the plugins)');
     }
     if (!req.ContainerID) throw new BktError('INVALID_ARGUMENT', 'NewContainer: ContainerID is empty', { attribute: 'ContainerID' });
-    if (this.#containers.has(req.ContainerID)) {
-      throw new BktError('INVALID_ARGUMENT', `NewContainer: container "${req.ContainerID}" exists already`, { attribute: 'ContainerID' });
+    const id = req.ContainerID;
+    if (this.#containers.has(id) || this.#pendingContainers.has(id)) {
+      throw new BktError('INVALID_ARGUMENT', `NewContainer: container "${id}" exists already`, { attribute: 'ContainerID' });
     }
     // Each mount's ResultID names a ref of this session; the mounts read them as inputs by index.
     const inputs: { snapshot: Snapshot | null }[] = [];
@@ -320,15 +326,27 @@ export class LLBBridgeSession {
       return { ...m, input: inputs.length - 1 };
     });
     const network = req.Network === pb.NetMode.HOST ? 'host' : req.Network === pb.NetMode.NONE ? 'none' : 'sandbox';
-    const container = await this.#bridge.newContainer({
-      mounts,
-      inputs,
-      network,
-      extraHosts: req.extraHosts.map((h) => ({ host: h.Host, ip: h.IP })),
-      ...(req.platform ? { platform: platformOf(req.platform) } : {}),
-      ...(req.constraints?.filter.length ? { constraints: req.constraints.filter } : {}),
-    });
-    this.#containers.set(req.ContainerID, container);
+    const discards = this.#discards;
+    this.#pendingContainers.add(id);
+    let container: InteractiveContainer;
+    try {
+      container = await this.#bridge.newContainer({
+        mounts,
+        inputs,
+        network,
+        extraHosts: req.extraHosts.map((h) => ({ host: h.Host, ip: h.IP })),
+        ...(req.platform ? { platform: platformOf(req.platform) } : {}),
+        ...(req.constraints?.filter.length ? { constraints: req.constraints.filter } : {}),
+      });
+    } finally {
+      this.#pendingContainers.delete(id);
+    }
+    // The session ended (discarded, or its build cancelled) while the container was made: nobody could release it.
+    if (this.#discards !== discards || this.#signal?.aborted) {
+      await container.release().catch(() => undefined);
+      throw new BktError('CANCELLED', `NewContainer: the session of container "${id}" ended while it was made`, { attribute: 'ContainerID' });
+    }
+    this.#containers.set(id, container);
     return {};
   }
 
