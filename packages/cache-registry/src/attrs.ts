@@ -35,6 +35,8 @@ export interface ImportAttrs {
   src?: string;
   tag: string;
   digest?: string;
+  /** Restore the `RUN --mount=type=cache` contents the cache carries (opt-in: they seed the store's cache mounts). */
+  cacheMounts: boolean;
 }
 
 function bad(type: string, side: string, attr: string, problem: string): BktError {
@@ -110,9 +112,13 @@ export function parseExportAttrs(type: BackendType, attrs: Attrs): ExportAttrs {
 export function parseImportAttrs(type: BackendType, attrs: Attrs): ImportAttrs {
   const side = 'import';
   // BuildKit's registry import takes the export's attributes too (buildx passes mode etc. through): accepted, unused.
-  const names = type === 'registry' ? ['ref', 'registry.insecure', 'mode'] : type === 'local' ? ['src', 'tag', 'digest'] : [];
+  const names = type === 'registry' ? ['ref', 'registry.insecure', 'mode', 'cache-mounts'] : type === 'local' ? ['src', 'tag', 'digest', 'cache-mounts'] : [];
   known(type, side, attrs, names);
-  const out: ImportAttrs = { insecure: bool(type, side, attrs, 'registry.insecure', false), tag: attrs.tag ?? 'latest' };
+  const out: ImportAttrs = {
+    insecure: bool(type, side, attrs, 'registry.insecure', false),
+    tag: attrs.tag ?? 'latest',
+    cacheMounts: bool(type, side, attrs, 'cache-mounts', false),
+  };
   if (type === 'registry') {
     if (!attrs.ref) throw bad(type, side, 'ref', 'ref is required (ref=REGISTRY/REPOSITORY[:TAG])');
     checkRef(type, side, attrs.ref);

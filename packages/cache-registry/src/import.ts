@@ -19,12 +19,22 @@ export interface BlobSource {
   fetch(desc: Descriptor, ctx: BuildContext): Promise<void>;
 }
 
+/** How a cache is imported. */
+export interface CacheImportOptions {
+  /**
+   * Restore the cache mounts the cache carries (`cache-mounts=true` on the
+   * import): they seed the store's cache mounts of those IDs for every later
+   * build, so only on the user's word. Default false.
+   */
+  cacheMounts?: boolean;
+}
+
 /**
  * The import of `config`. `blobs` are the layer descriptors the container
  * listed (by digest); a layer's media type, size and diff id come from
  * them or from the config's annotations.
  */
-export function cacheImport(config: CacheConfig, blobs: Map<Digest, Descriptor>, source: BlobSource, description: string): CacheImport {
+export function cacheImport(config: CacheConfig, blobs: Map<Digest, Descriptor>, source: BlobSource, description: string, opts: CacheImportOptions = {}): CacheImport {
   const byDigest = new Map<Digest, number[]>();
   config.records.forEach((r, i) => byDigest.set(r.digest, [...(byDigest.get(r.digest) ?? []), i]));
 
@@ -45,7 +55,7 @@ export function cacheImport(config: CacheConfig, blobs: Map<Digest, Descriptor>,
   const loads = new Map<string, Promise<Snapshot | null>>();
   return {
     description,
-    ...(config.cacheMounts?.length
+    ...(opts.cacheMounts && config.cacheMounts?.length
       ? {
           // Cache mounts the export carried: each made from its layer, unless the store has one of that ID.
           async restoreCacheMounts(store: CacheMountStore, ctx: BuildContext): Promise<void> {

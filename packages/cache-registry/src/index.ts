@@ -19,7 +19,7 @@ export { localCacheDirName, readLayoutCache } from './local.js';
 export { exportCache } from './export.js';
 export type { CacheMode, ExportedCache, ExportedLayer, LayerExportOptions } from './export.js';
 export { cacheImport } from './import.js';
-export type { BlobSource } from './import.js';
+export type { BlobSource, CacheImportOptions } from './import.js';
 export { readRegistryCache } from './registry.js';
 
 export interface CacheBackendsOptions {

@@ -90,7 +90,7 @@ export async function importFromLocal(attrs: ImportAttrs, ctx: BuildContext): Pr
       if (!layout.files.has(path)) throw new BktError('NOT_FOUND', `${what}: blob ${desc.digest} is missing from the layout`, { path });
       await c.content.write(layout.dir.read(path, c.signal), desc.digest);
     },
-  }, what);
+  }, what, { cacheMounts: attrs.cacheMounts });
 }
 
 /** Exports `chain` into the layout at `attrs.dest`: blobs first, `index.json` last. */

@@ -127,7 +127,7 @@ export async function importFromRegistry(attrs: ImportAttrs, shared: SharedRegis
         if (await c.content.has(desc.digest)) return;
         await c.content.write(client.blobStream(repo, desc, { signal: c.signal, verifyDigest: false }), desc.digest);
       }),
-  }, ref);
+  }, ref, { cacheMounts: attrs.cacheMounts });
 }
 
 /** Reads the cache config at `ref` (for an import and for `bkt cache inspect`). */

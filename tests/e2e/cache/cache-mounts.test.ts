@@ -1,8 +1,9 @@
 /**
  * Issue 13: exportable cache mounts (moby/buildkit#1474, #1512). With
  * `cache-mounts=true` a cache export carries the contents of the build's
- * `RUN --mount=type=cache` mounts; importing it into another store restores
- * them, so that store's RUN sees the first store's files.
+ * `RUN --mount=type=cache` mounts; importing it into another store with
+ * `cache-mounts=true` restores them, so that store's RUN sees the first
+ * store's files (an import without it restores none).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -41,12 +42,29 @@ describe('--cache-to …,cache-mounts=true', () => {
     const a = await build(writer, 'store-a', ['--cache-to', `type=registry,ref=${ref},mode=max,cache-mounts=true`]);
     expect(a.code, a.stderr).toBe(0);
 
-    // Another project (nothing of it is cached) on an empty store, importing the cache.
+    // Another project (nothing of it is cached) on an empty store, importing the cache with cache-mounts=true.
     const reader = await project('reader', `sh -c 'cat /cache/deps/pkg.txt > /seen'`);
     const out = join(work, 'out-b');
-    const b = await build(reader, 'store-b', ['--cache-from', `type=registry,ref=${ref}`, '--output', `type=local,dest=${out}`]);
+    const b = await build(reader, 'store-b', ['--cache-from', `type=registry,ref=${ref},cache-mounts=true`, '--output', `type=local,dest=${out}`]);
     expect(b.code, b.stderr).toBe(0);
     expect(await readFile(join(out, 'seen'), 'utf8')).toBe('downloaded by store A\n');
+  });
+
+  it('an import without cache-mounts=true restores none of the mounts the cache carries', async () => {
+    // The cache of the test above carries shared-cache; this store has no cache mount of that ID.
+    const ref = `${registry.host}/cache/mounts:latest`;
+    const reader = await project('reader-no-opt-in', `sh -c 'ls -A /cache > /seen'`);
+    const out = join(work, 'out-b2');
+    const b = await build(reader, 'store-b2', ['--cache-from', `type=registry,ref=${ref}`, '--output', `type=local,dest=${out}`]);
+    expect(b.code, b.stderr).toBe(0);
+    expect(await readFile(join(out, 'seen'), 'utf8')).toBe('');
+  });
+
+  it('cache-mounts on an import is a boolean, refused otherwise naming the attribute', async () => {
+    const dir = await project('bad-attr', 'true');
+    const r = await build(dir, 'store-b3', ['--cache-from', `type=registry,ref=${registry.host}/cache/mounts:latest,cache-mounts=yes`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cache import type=registry: attribute cache-mounts must be true or false, got "yes"/);
   });
 
   it('without cache-mounts=true the export carries none: the other store starts empty', async () => {
@@ -66,7 +84,7 @@ describe('--cache-to …,cache-mounts=true', () => {
     expect((await build(own, 'store-e', [])).code).toBe(0);
     const reader = await project('reader3', `sh -c 'cat /cache/deps/pkg.txt > /seen'`);
     const out = join(work, 'out-e');
-    const e = await build(reader, 'store-e', ['--cache-from', `type=registry,ref=${ref}`, '--output', `type=local,dest=${out}`]);
+    const e = await build(reader, 'store-e', ['--cache-from', `type=registry,ref=${ref},cache-mounts=true`, '--output', `type=local,dest=${out}`]);
     expect(e.code, e.stderr).toBe(0);
     expect(await readFile(join(out, 'seen'), 'utf8')).toBe('store E\n');
   });
