@@ -46,6 +46,15 @@ export interface DaemonConfig {
   gcInterval?: string | number;
   /** How much build history to keep (default 50 builds, 48 hours). */
   history?: HistoryLimits;
+  /**
+   * Serve buildx's Controller (`bkt debug build`, `bkt build --invoke`) on
+   * the unix sockets (`--controller` sets it; default false; never on
+   * tcp://). It grants whoever can reach the unix socket the daemon's
+   * access to host paths (build contexts, secret files, output
+   * destinations are read and written as the daemon's user), as the
+   * docker socket does.
+   */
+  controller?: boolean;
 }
 
 /** Identity function that types a daemon config. */
@@ -75,6 +84,7 @@ const KEYS: Record<keyof DaemonConfig, (v: unknown) => boolean> = {
   gcPolicy: (v) => Array.isArray(v) && v.every(isObject),
   gcInterval: (v) => typeof v === 'string' || (typeof v === 'number' && v > 0),
   history: isObject,
+  controller: (v) => typeof v === 'boolean',
 };
 
 const WANT: Record<keyof DaemonConfig, string> = {
@@ -91,6 +101,7 @@ const WANT: Record<keyof DaemonConfig, string> = {
   gcPolicy: 'an array of policies',
   gcInterval: 'a duration',
   history: 'an object',
+  controller: 'a boolean',
 };
 
 /** Known entitlements (BuildKit's). */

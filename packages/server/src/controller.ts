@@ -34,27 +34,53 @@ export interface ControllerBackend {
 
 const REF = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
-/** Input (stdin) a client streams for a ref, read by its build when the Dockerfile is `-`. */
-class Inputs {
-  readonly #data = new Map<string, { chunks: Buffer[]; done: Promise<void>; finish(): void }>();
+/** Refs whose Input is kept before their Build reads it; the oldest is dropped past this. */
+const INPUT_REFS = 64;
+/** Input kept per ref (a Dockerfile). */
+const INPUT_BYTES = 16 << 20;
+/** Input no Build read within this is dropped. */
+const INPUT_TTL_MS = 5 * 60_000;
+
+/**
+ * Input (stdin) a client streams for a ref, read by its build when the
+ * Dockerfile is `-`. Bounded: at most `INPUT_REFS` refs, `INPUT_BYTES` each,
+ * kept `INPUT_TTL_MS` unless read.
+ */
+export class Inputs {
+  readonly #data = new Map<string, { chunks: Buffer[]; bytes: number; created: number; done: Promise<void>; finish(): void }>();
 
   #entry(ref: string) {
     let e = this.#data.get(ref);
     if (!e) {
+      const now = Date.now();
+      for (const [r, old] of this.#data) if (now - old.created > INPUT_TTL_MS) this.#data.delete(r);
+      while (this.#data.size >= INPUT_REFS) this.#data.delete(this.#data.keys().next().value!);
       let finish!: () => void;
       const done = new Promise<void>((resolve) => (finish = resolve));
-      e = { chunks: [], done, finish };
+      e = { chunks: [], bytes: 0, created: now, done, finish };
       this.#data.set(ref, e);
     }
     return e;
   }
 
+  /** Adds `data` to ref's input; `INVALID_ARGUMENT` past `INPUT_BYTES`. */
   add(ref: string, data: Buffer): void {
-    this.#entry(ref).chunks.push(Buffer.from(data));
+    const e = this.#entry(ref);
+    if (e.bytes + data.length > INPUT_BYTES) {
+      this.#data.delete(ref);
+      throw new BktError('INVALID_ARGUMENT', `Input for ref ${ref}: more than ${INPUT_BYTES} bytes (a Dockerfile)`, { attribute: 'Data' });
+    }
+    e.bytes += data.length;
+    e.chunks.push(Buffer.from(data));
   }
 
   end(ref: string): void {
     this.#entry(ref).finish();
+  }
+
+  /** Refs with input kept. */
+  refs(): string[] {
+    return [...this.#data.keys()];
   }
 
   /** All of ref's input once it ended; `INVALID_ARGUMENT` when none arrives within `ms`. */
@@ -68,14 +94,42 @@ class Inputs {
       await Promise.race([e.done, late]);
     } finally {
       clearTimeout(timer);
+      if (this.#data.get(ref) === e) this.#data.delete(ref);
     }
-    this.#data.delete(ref);
     return Buffer.concat(e.chunks);
   }
 
   forget(ref: string): void {
     this.#data.delete(ref);
   }
+}
+
+/**
+ * The Controller as served where it is not enabled: every method answers
+ * `UNIMPLEMENTED` with `why` (how to enable it).
+ */
+export function controllerDisabled(why: string): ServiceImplementation<typeof controller.ControllerService> {
+  const refuse = () => new BktError('UNIMPLEMENTED', why);
+  const refuseStream = (call: { on(e: 'error', f: () => void): void; emit(e: 'error', s: unknown): boolean }) => {
+    call.on('error', () => undefined);
+    call.emit('error', statusOf(refuse()));
+  };
+  return {
+    build: async () => Promise.reject(refuse()),
+    status: async function* () {
+      throw refuse();
+    },
+    input: (call, callback) => {
+      call.on('error', () => undefined);
+      callback(statusOf(refuse()));
+    },
+    invoke: (call) => refuseStream(call),
+    list: async () => Promise.reject(refuse()),
+    disconnect: async () => Promise.reject(refuse()),
+    info: async () => Promise.reject(refuse()),
+    listProcesses: async () => Promise.reject(refuse()),
+    disconnectProcess: async () => Promise.reject(refuse()),
+  };
 }
 
 export function controllerService(backend: ControllerBackend): ServiceImplementation<typeof controller.ControllerService> {
@@ -86,11 +140,16 @@ export function controllerService(backend: ControllerBackend): ServiceImplementa
       if (!REF.test(ref)) throw new BktError('INVALID_ARGUMENT', `BuildRequest.Ref "${ref.slice(0, 200)}": want letters, digits, ".", "_", ":" or "-" (at most 128)`, { attribute: 'Ref' });
       const opts = req.Options;
       if (!opts) throw new BktError('INVALID_ARGUMENT', 'BuildRequest.Options is missing', { attribute: 'Options' });
+      const held = () => {
+        if (backend.debugBuilds.has(ref)) throw new BktError('INVALID_ARGUMENT', `a build with ref ${ref} is already held; disconnect it first`, { attribute: 'Ref' });
+      };
+      held();
       const temps: string[] = [];
       const cleanup = () => Promise.all(temps.map((t) => rm(t, { recursive: true, force: true }))).then(() => undefined);
       let solve: Omit<SolveRequest, 'debug' | 'buildId'>;
       try {
         solve = await solveRequestOf(opts, ref, backend, inputs, temps);
+        held();
       } catch (err) {
         await cleanup();
         throw err;
@@ -100,21 +159,33 @@ export function controllerService(backend: ControllerBackend): ServiceImplementa
       const onAbort = (s: AbortSignal) => () => controller.abort(s.reason);
       const onCall = onAbort(signal);
       const onShutdown = onAbort(backend.shutdown);
+      let tracked: ReturnType<BuildTracker['start']>;
+      try {
+        tracked = backend.builds.start(ref, { frontend: 'dockerfile.v0', frontendAttrs: solve.frontendAttrs ?? {}, exporters: solve.exporters ?? [] });
+      } catch (err) {
+        await cleanup();
+        throw err;
+      }
       signal.addEventListener('abort', onCall, { once: true });
       backend.shutdown.addEventListener('abort', onShutdown, { once: true });
-      const tracked = backend.builds.start(ref, { frontend: 'dockerfile.v0', frontendAttrs: solve.frontendAttrs ?? {}, exporters: solve.exporters ?? [] });
-      const build = backend.debugBuilds.start(ref, backend.solver, { ...solve, signal: controller.signal, onProgress: tracked.onProgress });
-      void build.finished.finally(async () => {
-        backend.shutdown.removeEventListener('abort', onShutdown);
-        await cleanup();
-        backend.afterBuild?.();
-      });
+      let started = false;
       try {
+        const build = backend.debugBuilds.start(ref, backend.solver, { ...solve, signal: controller.signal, onProgress: tracked.onProgress });
+        started = true;
+        void build.finished.finally(async () => {
+          backend.shutdown.removeEventListener('abort', onShutdown);
+          await cleanup();
+          backend.afterBuild?.();
+        });
         const exporterResponse = await build.outcome;
         if (opts.MetadataFile) await writeFile(opts.MetadataFile, JSON.stringify(exporterResponse, null, 2) + '\n');
         return { ExporterResponse: exporterResponse };
       } finally {
         signal.removeEventListener('abort', onCall);
+        if (!started) {
+          backend.shutdown.removeEventListener('abort', onShutdown);
+          await cleanup();
+        }
         tracked.finish();
       }
     },
@@ -142,7 +213,11 @@ export function controllerService(backend: ControllerBackend): ServiceImplementa
           ref = input.value.Ref;
         } else if (input?.$case === 'Data') {
           if (ref === undefined) return fail(new BktError('INVALID_ARGUMENT', 'Input: Data before Init (the first message names the build ref)', { attribute: 'Init' }));
-          inputs.add(ref, input.value.Data);
+          try {
+            inputs.add(ref, input.value.Data);
+          } catch (err) {
+            return fail(err);
+          }
           if (input.value.EOF) inputs.end(ref);
         }
       });

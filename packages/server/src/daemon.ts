@@ -1,6 +1,7 @@
 /**
  * The daemon: the configured core and a solver over one store, the Control
- * service on every address, the GC. `close()` cancels running builds, waits
+ * service on every address (buildx's Controller, when enabled, on the unix
+ * sockets only), the GC. `close()` cancels running builds, waits
  * for them to end (their mounts released, their history records complete),
  * stops serving and closes the store.
  */
@@ -18,7 +19,7 @@ import { ClientFrontends } from './client-frontends.js';
 import { Collector } from './collector.js';
 import type { DaemonConfig } from './config.js';
 import { controlService, type ControlBackend } from './control.js';
-import { controllerService } from './controller.js';
+import { controllerDisabled, controllerService } from './controller.js';
 import { DebugBuilds } from './debug-builds.js';
 import { defaultGCPolicies, diskStat, parseDuration, resolveGCPolicies } from './gc.js';
 import { bind, parseAddress, resolveGroup, tcpCredentials, type TlsFiles } from './listen.js';
@@ -112,24 +113,39 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     sessionClient: sessions.sessionClient,
     clientFrontends,
   };
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES });
-  addService(server, control.ControlService, withDebugLog(controlService(backend), debug));
-  // buildx's Controller: builds kept open for Invoke until the client disconnects them.
+  // buildx's Controller (builds kept open for Invoke until the client disconnects them) reads and writes host paths
+  // as the daemon's user: served only when enabled, and only on unix sockets.
   const debugBuilds = new DebugBuilds();
-  addService(
-    server,
-    controllerApi.ControllerService,
-    controllerService({
-      solver,
-      builds,
-      debugBuilds,
-      permittedEntitlements: backend.permittedEntitlements,
-      shutdown: shutdown.signal,
-      afterBuild: () => collector.afterBuild(),
-    }),
-  );
-  // LLBBridge of client-side frontends, routed by the buildkit-controlapi-buildid metadata key.
-  server.addService(gateway.LLBBridgeService as unknown as grpc.ServiceDefinition, clientFrontends.handlers());
+  const controllerImpl = controllerService({
+    solver,
+    builds,
+    debugBuilds,
+    permittedEntitlements: backend.permittedEntitlements,
+    shutdown: shutdown.signal,
+    afterBuild: () => collector.afterBuild(),
+  });
+  const controlImpl = withDebugLog(controlService(backend), debug);
+  const newServer = (controllerServed: boolean) => {
+    const s = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES });
+    addService(s, control.ControlService, controlImpl);
+    addService(
+      s,
+      controllerApi.ControllerService,
+      controllerServed
+        ? controllerImpl
+        : controllerDisabled(
+            config.controller
+              ? 'bktd serves the buildx Controller only on unix sockets (it reads and writes paths on the daemon\'s machine), never on tcp://'
+              : 'bktd\'s buildx Controller is off: start bktd with --controller (or `controller: true` in bktd.config.ts) to serve it on its unix sockets; it grants whoever can reach the socket the daemon\'s access to host paths',
+          ),
+    );
+    // LLBBridge of client-side frontends, routed by the buildkit-controlapi-buildid metadata key.
+    s.addService(gateway.LLBBridgeService as unknown as grpc.ServiceDefinition, clientFrontends.handlers());
+    return s;
+  };
+  const server = newServer(config.controller === true);
+  /** TCP addresses get a server of their own: never the Controller. */
+  const tcpServer = addresses.some((a) => a.kind === 'tcp') ? newServer(false) : undefined;
 
   const bound: string[] = [];
   /** Socket files this daemon created (removed on close; a live one it refused to take stays). */
@@ -140,16 +156,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await collector.stop();
     await builds.idle();
     sessions.closeAll?.();
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 2000);
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await Promise.all(
+      [server, tcpServer].map(
+        (srv) =>
+          srv &&
+          new Promise<void>((resolve) => {
+            const force = setTimeout(() => {
+              srv.forceShutdown();
+              resolve();
+            }, 2000);
+            srv.tryShutdown(() => {
+              clearTimeout(force);
+              resolve();
+            });
+          }),
+      ),
+    );
     try {
       await solver.close();
     } finally {
@@ -159,7 +181,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
   try {
     for (const a of addresses) {
-      bound.push(await bind(server, a, { gid, tls: opts.tls ?? {} }));
+      bound.push(await bind(a.kind === 'tcp' ? tcpServer! : server, a, { gid, tls: opts.tls ?? {} }));
       if (a.kind === 'unix') sockets.push(a.path);
     }
   } catch (err) {

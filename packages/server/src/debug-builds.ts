@@ -222,7 +222,16 @@ export class DebugBuilds {
     if (this.#builds.has(ref)) throw new BktError('INVALID_ARGUMENT', `a build with ref ${ref} is already held; disconnect it first`, { attribute: 'Ref' });
     const build = new DebugBuild(ref, (debug) => solver.solve({ ...req, buildId: ref, debug }));
     this.#builds.set(ref, build);
+    // A build that ended without a hold (failed before its debug session, cancelled, released) is forgotten.
+    void build.finished.finally(() => {
+      if (this.#builds.get(ref) === build) this.#builds.delete(ref);
+    });
     return build;
+  }
+
+  /** Whether a build of `ref` is held. */
+  has(ref: string): boolean {
+    return this.#builds.has(ref);
   }
 
   get(ref: string): DebugBuild {

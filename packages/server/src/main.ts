@@ -2,7 +2,8 @@
  * `bktd`'s command line, with buildkitd's flags where they overlap, so
  * scripts written for buildkitd work: `--addr` (repeatable), `--root`,
  * `--config`, `--debug`, `--group`, `--tlscert`, `--tlskey`, `--tlscacert`,
- * `--allow-insecure-entitlement`. Flags override the config file.
+ * `--allow-insecure-entitlement`; bkt's own `--controller`. Flags override
+ * the config file.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -26,6 +27,7 @@ interface Flags {
   tlskey?: string;
   tlscacert?: string;
   allowInsecureEntitlement: string[];
+  controller?: boolean;
 }
 
 export interface MainIo {
@@ -54,6 +56,7 @@ export async function bktdMain(argv: string[], io: MainIo, extra: Pick<DaemonOpt
     .option('--tlskey <file>', 'the server key (TCP addresses)')
     .option('--tlscacert <file>', 'the CA that signed the client certificates (TCP addresses; mutual TLS)')
     .option('--allow-insecure-entitlement <entitlement>', `permit builds to ask for an entitlement: ${ENTITLEMENTS.join(', ')} (repeatable)`, collect, [])
+    .option('--controller', "serve buildx's Controller (bkt debug build, bkt build --invoke) on the unix sockets; it grants whoever can reach a socket the daemon's access to host paths")
     .allowExcessArguments(false);
   let flags: Flags;
   try {
@@ -75,7 +78,7 @@ export async function bktdMain(argv: string[], io: MainIo, extra: Pick<DaemonOpt
       addresses: flags.addr.length > 0 ? flags.addr : (config.addr ?? [DEFAULT_ADDRESS]),
       group: flags.group ?? (config.group !== undefined ? String(config.group) : undefined),
       tls: { cert: flags.tlscert ?? config.tls?.cert, key: flags.tlskey ?? config.tls?.key, ca: flags.tlscacert ?? config.tls?.ca },
-      config: { ...config, entitlements: [...new Set([...(config.entitlements ?? []), ...flags.allowInsecureEntitlement])] },
+      config: { ...config, ...(flags.controller ? { controller: true } : {}), entitlements: [...new Set([...(config.entitlements ?? []), ...flags.allowInsecureEntitlement])] },
       configDir: dir,
       debug: flags.debug,
       log: (line) => io.stderr.write(`bktd: ${line}\n`),

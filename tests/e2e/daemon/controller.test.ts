@@ -4,8 +4,11 @@
  * with a tty (a resize and a signal the process observes), stdin, re-attach
  * to a process by id, ListProcesses, DisconnectProcess, List, Disconnect
  * (nothing left: no runc container, no mount under the store), Info, and
- * Invoke into a failed build's step as the step left it.
+ * Invoke into a failed build's step as the step left it. The Controller is
+ * opt-in (`--controller`) and never served on tcp://.
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -77,7 +80,7 @@ beforeAll(async () => {
     ['FROM scratch', 'COPY rootfs/ /', 'WORKDIR /work', 'RUN echo written-before-failing > /work/partial.txt && exit 7', ''].join('\n'),
   );
   const socket = join(work, 'bktd.sock');
-  daemon = await startBktd(['--addr', `unix://${socket}`, '--root', root], { cwd: work });
+  daemon = await startBktd(['--addr', `unix://${socket}`, '--root', root, '--controller'], { cwd: work });
   client = new controller.ControllerClient(`unix://${socket}`, grpc.credentials.createInsecure());
 });
 
@@ -178,5 +181,63 @@ describe('bktd serves buildx.controller.v1.Controller', () => {
     });
     const orphan = invoke({ Ref: 'no-such-build' });
     expect((await orphan.ended).code).toBe(grpc.status.NOT_FOUND);
+  });
+});
+
+describe('the Controller is opt-in and served on unix sockets only', () => {
+  const build = (c: controller.ControllerClient) =>
+    new Promise<grpc.ServiceError | null>((resolve) =>
+      c.build(controller.BuildRequest.fromPartial({ Ref: 'never', Options: { ContextPath: '/etc', DockerfileName: '/etc/passwd', MetadataFile: join(work, 'never.json') } }), (e) => resolve(e)),
+    );
+
+  it('a default bktd answers Controller.Build UNIMPLEMENTED naming --controller, and builds nothing', async () => {
+    const socket = join(work, 'default.sock');
+    const d = await startBktd(['--addr', `unix://${socket}`, '--root', join(work, 'root-default')], { cwd: work });
+    const c = new controller.ControllerClient(`unix://${socket}`, grpc.credentials.createInsecure());
+    try {
+      const err = await build(c);
+      expect(err?.code).toBe(grpc.status.UNIMPLEMENTED);
+      expect(err?.details).toMatch(/Controller is off: start bktd with --controller \(or `controller: true` in bktd.config.ts\)/);
+      expect(err?.details).toMatch(/grants whoever can reach the socket the daemon's access to host paths/);
+    } finally {
+      c.close();
+      expect(await d.stop()).toBe(0);
+    }
+    expect(() => readFileSync(join(work, 'never.json'))).toThrow();
+  });
+
+  it('with --controller, a tcp:// listener (mutual TLS) still never serves it; the unix socket does', async () => {
+    const certs = join(work, 'certs');
+    await mkdir(certs, { recursive: true });
+    await writeFile(join(certs, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: certs, stdio: 'pipe' });
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=ca', '-keyout', 'ca.key', '-out', 'ca.pem');
+    for (const name of ['server', 'client']) {
+      ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
+      ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-out', `${name}.pem`, '-extfile', 'ext.cnf');
+    }
+    const socket = join(work, 'both.sock');
+    const d = await startBktd(
+      ['--controller', '--addr', `unix://${socket}`, '--addr', 'tcp://127.0.0.1:0', '--root', join(work, 'root-both'), '--tlscert', 'server.pem', '--tlskey', 'server.key', '--tlscacert', 'ca.pem'],
+      { cwd: certs },
+    );
+    const tcp = d.addresses.find((a) => a.startsWith('tcp://'))!;
+    const read = (f: string) => readFileSync(join(certs, f));
+    const overTcp = new controller.ControllerClient(tcp.slice('tcp://'.length), grpc.credentials.createSsl(read('ca.pem'), read('client.key'), read('client.pem')));
+    const overUnix = new controller.ControllerClient(`unix://${socket}`, grpc.credentials.createInsecure());
+    try {
+      const err = await build(overTcp);
+      expect(err?.code).toBe(grpc.status.UNIMPLEMENTED);
+      expect(err?.details).toMatch(/only on unix sockets .*never on tcp:\/\//);
+      const info = await new Promise<grpc.ServiceError | null>((resolve) => overTcp.info(controller.InfoRequest.fromPartial({}), (e) => resolve(e)));
+      expect(info?.code).toBe(grpc.status.UNIMPLEMENTED);
+      const viaUnix = await new Promise<controller.InfoResponse>((resolve, reject) => overUnix.info(controller.InfoRequest.fromPartial({}), (e, r) => (e ? reject(e) : resolve(r))));
+      expect(viaUnix.buildxVersion?.package).toBe('@bkt/server');
+    } finally {
+      overTcp.close();
+      overUnix.close();
+      expect(await d.stop()).toBe(0);
+    }
+    expect(() => readFileSync(join(work, 'never.json'))).toThrow();
   });
 });

@@ -121,7 +121,7 @@ describe('bkt debug and --invoke in a terminal (tmux)', () => {
     );
     const root = join(work, 'bktd-root');
     const socket = join(work, 'bktd.sock');
-    const daemon = await startBktd(['--addr', `unix://${socket}`, '--root', root], { cwd: work });
+    const daemon = await startBktd(['--addr', `unix://${socket}`, '--root', root, '--controller'], { cwd: work });
     try {
       startInTerminal('rdbg', ['debug', 'build', '--addr', `unix://${socket}`, '--progress', 'plain', ctx]);
       await waitFor('rdbg', /in the failed step's container[\s\S]*\/srv # $/m);

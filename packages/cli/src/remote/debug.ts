@@ -7,7 +7,8 @@
  * the build. The Controller reads the build's paths (context, Dockerfile,
  * named contexts, output destinations) on the daemon's machine, as
  * buildx's controller server does on the client's: only a daemon on this
- * machine (`unix://`) is asked.
+ * machine (`unix://`) is asked, and it must serve the Controller
+ * (`bktd --controller`).
  */
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -67,11 +68,12 @@ export async function remoteDebugSolve(address: DaemonAddress, req: RemoteSolveR
       });
       if (code !== undefined) inv.io.stderr.write(`${error ? 'bkt debug' : 'bkt --invoke'}: ${describe(cfg)} exited with code ${code}; container released\n`);
     }
-    await unary(client, 'disconnect', controller.DisconnectRequest.fromPartial({ Ref: ref }), new AbortController().signal).catch(() => undefined);
     if (error) throw error;
     const cached = [...steps.values()].filter(Boolean).length;
     return { buildId: ref, result: { ref: null, metadata: {} }, exporterResponse: exporterResponse ?? {}, stats: { vertices: steps.size, cached, solverMs } };
   } finally {
+    // The daemon holds the build (its snapshots, containers) until it is disconnected, whatever happened here.
+    await unary(client, 'disconnect', controller.DisconnectRequest.fromPartial({ Ref: ref }), AbortSignal.timeout(10_000)).catch(() => undefined);
     client.close();
   }
 }
