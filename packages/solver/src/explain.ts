@@ -6,7 +6,8 @@
  * or environment variable, which base image digest, which parent step.
  *
  * Nothing secret is kept: environment values and command lines are kept as
- * digests (a change is told by name), build args by name only; secrets never
+ * digests (a change is told by name), build args by name only, source URLs
+ * and step names without credentials (`redactCredentials`); secrets never
  * reach a key.
  */
 import { createHash } from 'node:crypto';
@@ -52,7 +53,48 @@ export interface StepExplanation {
 const NAMESPACE = 'build-keys';
 export const digestText = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
+/** A query parameter whose value is a credential (a pre-signed URL's signature, an access token). */
+const SECRET_PARAM = /^(?:.*token|.*secret|.*password|passwd|.*signature|sig|x-amz-credential|x-amz-security-token|.*api[-_]?key|key|auth.*|credential.*)$/i;
+
+/**
+ * `text` without the credentials of the URLs in it: a URL's userinfo
+ * (`https://user:token@host/…` → `https://host/…`, also a git remote inside
+ * an identifier) is removed and the values of credential-like query
+ * parameters (`token`, `sig`, `X-Amz-Signature`, …) become `***`. An image
+ * reference's `name@sha256:…` is not a URL's userinfo and is kept.
+ */
+export function redactCredentials(text: string): string {
+  return text.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^\s/?#@]*@)?([^\s?#]*)(\?[^\s#]*)?/g, (all, scheme: string, _userinfo: string | undefined, rest: string, query: string | undefined) => {
+    if (/^(docker-image|oci-layout):/i.test(scheme)) return all;
+    const q = query?.replace(/([?&])([^=&]*)=([^&]*)/g, (p, sep: string, name: string) => (SECRET_PARAM.test(decodeURIComponentSafe(name)) ? `${sep}${name}=***` : p));
+    return `${scheme}${rest}${q ?? ''}`;
+  });
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/** `keys` without the credentials of source URLs in step names and identifiers (`redactCredentials`). */
+export function redactBuildKeys(keys: BuildKeys): BuildKeys {
+  return {
+    ...keys,
+    steps: keys.steps.map((s) => ({
+      ...s,
+      name: redactCredentials(s.name),
+      inputs: s.inputs.map((i) => ({ ...i, name: redactCredentials(i.name) })),
+      ...(s.source ? { source: { ...s.source, identifier: redactCredentials(s.source.identifier) } } : {}),
+    })),
+  };
+}
+
+/** Keeps `keys` as the `build.keys` record of build `ref`, without credentials (`redactBuildKeys`). */
 export async function saveBuildKeys(records: StoreRecords, ref: string, keys: BuildKeys): Promise<void> {
+  keys = redactBuildKeys(keys);
   await records.namespace(NAMESPACE).put(ref, {
     recordType: 'build.keys',
     description: `cache key plaintexts of build ${ref}`,

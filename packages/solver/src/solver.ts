@@ -38,7 +38,7 @@ import { digestOf } from './definition.js';
 import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
 import { vertexWriter } from './progress.js';
 import { deniedSource } from './source-policy.js';
-import { digestText as hashText, explainSteps, previousBuildKeys, saveBuildKeys, type BuildKeys, type StepExplanation } from './explain.js';
+import { digestText as hashText, explainSteps, previousBuildKeys, redactBuildKeys, saveBuildKeys, type BuildKeys, type StepExplanation } from './explain.js';
 import { Store, type BuildRecorder } from '@bkt/store';
 import { createHostClient } from '@bkt/fsutil';
 
@@ -246,7 +246,8 @@ async function keepBuildKeys(engine: Engine, build: Build, req: SolveRequest, cl
     const dirs = names.map((n) => [n, client.localDir(n)?.syncKey ?? '']);
     const target = hashText(JSON.stringify([req.frontend ?? (req.build ? 'build' : 'definition'), attrs.filename ?? '', attrs.target ?? '', dirs]));
     const buildArgs = Object.keys(attrs).filter((k) => k.startsWith('build-arg:')).map((k) => k.slice('build-arg:'.length));
-    const keys: BuildKeys = { target, buildArgs, createdAt: new Date().toISOString(), steps };
+    // Compared as kept: without credentials, as the previous build's record is.
+    const keys: BuildKeys = redactBuildKeys({ target, buildArgs, createdAt: new Date().toISOString(), steps });
     await saveBuildKeys(engine.store.records, buildId, keys);
     if (!explain) return undefined;
     const previous = await previousBuildKeys(engine.store.records, target, keys.createdAt, buildId);
