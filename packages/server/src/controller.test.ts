@@ -99,3 +99,17 @@ describe('controllerDisabled', () => {
     await expect(off.list(controller.ListRequest.fromPartial({}), ctx())).rejects.toMatchObject({ code: 'UNIMPLEMENTED' });
   });
 });
+
+describe('DebugBuilds idle release', () => {
+  it('releases a held build no client touched for idleMs; a Controller call naming it restarts the clock', async () => {
+    const debugBuilds = new DebugBuilds({ idleMs: 300 });
+    const held = debugBuilds.start('idle', fakeSolver(), { frontend: 'dockerfile.v0' });
+    await held.outcome;
+    await new Promise((r) => setTimeout(r, 200));
+    debugBuilds.get('idle');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(debugBuilds.refs()).toEqual(['idle']);
+    await expect(Promise.race([held.finished.then(() => 'released'), new Promise((r) => setTimeout(() => r('held'), 1000))])).resolves.toBe('released');
+    expect(debugBuilds.refs()).toEqual([]);
+  });
+});

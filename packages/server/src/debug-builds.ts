@@ -3,7 +3,9 @@
  * with a `debug` session that lasts until the client disconnects, and the
  * processes it runs in the build's container (the result's, or the failed
  * step's as the step left it). Processes outlive the client's stream: one
- * re-attaches by id, its output meanwhile kept (bounded). No gRPC here: the
+ * re-attaches by id, its output meanwhile kept (bounded). A build no client
+ * touched for `DEBUG_BUILD_IDLE_MS` with no process running is released; one
+ * that ended without a hold is forgotten. No gRPC here: the
  * Controller handlers (controller.ts) translate messages to these calls.
  */
 import { PassThrough } from 'node:stream';
@@ -213,20 +215,48 @@ export class DebugBuild {
   }
 }
 
+/** A held build no client has touched (a Controller call naming it) for this long, with no process running, is released. */
+export const DEBUG_BUILD_IDLE_MS = 30 * 60_000;
+
 /** The Controller's builds by ref. */
 export class DebugBuilds {
   readonly #builds = new Map<string, DebugBuild>();
+  readonly #idle = new Map<string, NodeJS.Timeout>();
+  readonly #idleMs: number;
+
+  constructor(opts: { idleMs?: number } = {}) {
+    this.#idleMs = opts.idleMs ?? DEBUG_BUILD_IDLE_MS;
+  }
 
   /** Starts build `ref` with `req` on `solver`; `INVALID_ARGUMENT` when a build of that ref is held. */
   start(ref: string, solver: Solver, req: Omit<SolveRequest, 'debug' | 'buildId'>): DebugBuild {
     if (this.#builds.has(ref)) throw new BktError('INVALID_ARGUMENT', `a build with ref ${ref} is already held; disconnect it first`, { attribute: 'Ref' });
     const build = new DebugBuild(ref, (debug) => solver.solve({ ...req, buildId: ref, debug }));
     this.#builds.set(ref, build);
+    void build.outcome.catch(() => undefined).then(() => this.#touch(ref, build));
     // A build that ended without a hold (failed before its debug session, cancelled, released) is forgotten.
     void build.finished.finally(() => {
-      if (this.#builds.get(ref) === build) this.#builds.delete(ref);
+      if (this.#builds.get(ref) !== build) return;
+      this.#builds.delete(ref);
+      clearTimeout(this.#idle.get(ref));
+      this.#idle.delete(ref);
     });
     return build;
+  }
+
+  /** (Re)arms build's idle release: released after `idleMs` untouched, unless a process still runs. */
+  #touch(ref: string, build: DebugBuild): void {
+    if (this.#builds.get(ref) !== build) return;
+    clearTimeout(this.#idle.get(ref));
+    const timer = setTimeout(() => {
+      if (this.#builds.get(ref) !== build) return;
+      if (build.processes.size > 0) return this.#touch(ref, build);
+      this.#builds.delete(ref);
+      this.#idle.delete(ref);
+      void build.release();
+    }, this.#idleMs);
+    timer.unref();
+    this.#idle.set(ref, timer);
   }
 
   /** Whether a build of `ref` is held. */
@@ -234,9 +264,11 @@ export class DebugBuilds {
     return this.#builds.has(ref);
   }
 
+  /** Build `ref` (its idle time starts anew once it has an outcome); `NOT_FOUND` when none is held. */
   get(ref: string): DebugBuild {
     const build = this.#builds.get(ref);
     if (!build) throw new BktError('NOT_FOUND', `no build with ref ${ref} (see List)`, { attribute: 'Ref' });
+    if (this.#idle.has(ref)) this.#touch(ref, build);
     return build;
   }
 
@@ -248,6 +280,8 @@ export class DebugBuilds {
   async disconnect(ref: string): Promise<void> {
     const build = this.get(ref);
     this.#builds.delete(ref);
+    clearTimeout(this.#idle.get(ref));
+    this.#idle.delete(ref);
     await build.release();
   }
 
@@ -255,6 +289,8 @@ export class DebugBuilds {
   async closeAll(): Promise<void> {
     const all = [...this.#builds.values()];
     this.#builds.clear();
+    for (const t of this.#idle.values()) clearTimeout(t);
+    this.#idle.clear();
     await Promise.allSettled(all.map((b) => b.release()));
   }
 }
