@@ -16,7 +16,7 @@ import { controller } from '@bkt/api';
 import { makeBusyboxRootfs } from '@bkt/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeDir, tempDir } from '../helpers.js';
-import { mountsUnder, runcContainers, startBktd, type RunningDaemon } from './lib.js';
+import { bktdFails, mountsUnder, runcContainers, startBktd, type RunningDaemon } from './lib.js';
 
 let work: string;
 let root: string;
@@ -206,7 +206,7 @@ describe('the Controller is opt-in and served on unix sockets only', () => {
     expect(() => readFileSync(join(work, 'never.json'))).toThrow();
   });
 
-  it('with --controller, a tcp:// listener (mutual TLS) still never serves it; the unix socket does', async () => {
+  it('enabled (controller: true in the config), a tcp:// listener (mutual TLS) still never serves it; the unix socket does', async () => {
     const certs = join(work, 'certs');
     await mkdir(certs, { recursive: true });
     await writeFile(join(certs, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
@@ -216,9 +216,10 @@ describe('the Controller is opt-in and served on unix sockets only', () => {
       ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
       ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-out', `${name}.pem`, '-extfile', 'ext.cnf');
     }
+    await writeFile(join(certs, 'bktd.config.json'), JSON.stringify({ controller: true }));
     const socket = join(work, 'both.sock');
     const d = await startBktd(
-      ['--controller', '--addr', `unix://${socket}`, '--addr', 'tcp://127.0.0.1:0', '--root', join(work, 'root-both'), '--tlscert', 'server.pem', '--tlskey', 'server.key', '--tlscacert', 'ca.pem'],
+      ['--config', 'bktd.config.json', '--addr', `unix://${socket}`, '--addr', 'tcp://127.0.0.1:0', '--root', join(work, 'root-both'), '--tlscert', 'server.pem', '--tlskey', 'server.key', '--tlscacert', 'ca.pem'],
       { cwd: certs },
     );
     const tcp = d.addresses.find((a) => a.startsWith('tcp://'))!;
@@ -239,5 +240,12 @@ describe('the Controller is opt-in and served on unix sockets only', () => {
       expect(await d.stop()).toBe(0);
     }
     expect(() => readFileSync(join(work, 'never.json'))).toThrow();
+  });
+
+  it('a config whose controller is not a boolean is refused at start, naming the key', async () => {
+    await writeFile(join(work, 'bad.config.json'), JSON.stringify({ controller: 'yes' }));
+    const r = await bktdFails(['--config', 'bad.config.json', '--addr', `unix://${join(work, 'bad.sock')}`, '--root', join(work, 'root-bad')], work);
+    expect(r.code).not.toBe(0);
+    expect(r.output).toMatch(/bad\.config\.json: "controller" must be a boolean, got/);
   });
 });
