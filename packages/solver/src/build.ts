@@ -431,7 +431,11 @@ export class Build {
     return { keys: [fast, slow], canonical: slow, record, recordKey: slow, ...(record ? {} : { imported: imported(slow) }) };
   }
 
-  /** The results the first import holding every output of key `key` has for them. */
+  /**
+   * The results the first import holding every output of key `key` has for
+   * them, when their records agree on the canonical key (output i's is
+   * output i of output 0's: one export's records, not a mix of several).
+   */
   #lookupImports(key: string, outputs: number): ImportedCacheRecord[] | undefined {
     for (const imp of this.#imports) {
       const found: ImportedCacheRecord[] = [];
@@ -440,7 +444,7 @@ export class Build {
         if (!r) break;
         found.push(r);
       }
-      if (found.length === outputs && outputs > 0) return found;
+      if (found.length === outputs && outputs > 0 && found.every((r, i) => r.canonical === outputKey(found[0].canonical, i))) return found;
     }
     return undefined;
   }
