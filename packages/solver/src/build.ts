@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import * as pb from '@bkt/api/pb';
 import {
   BktError,
+  failedExecOf,
   isBktError,
   isCacheMountStore,
   Pacer,
@@ -28,6 +29,7 @@ import {
   type CacheMountStore,
   type ContentSelector,
   type Digest,
+  type FailedExec,
   type ImportedCacheRecord,
   type OpEnvelope,
   type OpExecutor,
@@ -146,6 +148,13 @@ export class Build {
   /** Paces the build's long synchronous stretches (loading, cache keys) so a cancellation stops them. */
   readonly #pacer: Pacer;
   #firstError: Error | undefined;
+  /**
+   * The state every failed exec step of this build kept for debugging,
+   * whichever error ends the build (steps failing in parallel, a frontend
+   * that handled a failed solve): dropped by `dropFailedExecs`.
+   */
+  readonly #failedExecs = new Set<FailedExec>();
+  #failedExecsDropped = false;
 
   constructor(
     private readonly engine: Engine,
@@ -277,6 +286,31 @@ export class Build {
       out.push({ digest, name: v.name, kind: v.kind, key: k.canonical, ran: st.reported && !st.cached, ...st.plain });
     }
     return out;
+  }
+
+  /**
+   * Removes what the build's failed exec steps kept (their writable mounts
+   * as the processes left them) once nothing can use it any more: called
+   * when the build is over (after its debug session, its frontends, its
+   * `finish`). A step failing later has its state removed at once. Kept
+   * only what something else took (a record, a build using it).
+   */
+  async dropFailedExecs(): Promise<void> {
+    this.#failedExecsDropped = true;
+    const all = [...this.#failedExecs];
+    this.#failedExecs.clear();
+    await this.#removeKept(all);
+  }
+
+  async #keepFailedExec(failed: FailedExec): Promise<void> {
+    if (this.#failedExecsDropped) await this.#removeKept([failed]);
+    else this.#failedExecs.add(failed);
+  }
+
+  async #removeKept(failed: FailedExec[]): Promise<void> {
+    const ids = failed.flatMap((f) => f.mounts.flatMap((s) => (s ? [s.id] : [])));
+    if (ids.length === 0) return;
+    await this.engine.store.snapshotter.removeUnused(ids, this.engine.store.liveness()).catch(() => undefined);
   }
 
   /** Adds a cache import whose records keys are matched against (after the store's). */
@@ -703,11 +737,18 @@ export class Build {
   async #execute(v: Vertex, k: KeyInfo, inputs: { snapshot: Snapshot | null }[], job: Job): Promise<(Snapshot | null)[]> {
     const signal = job.controller.signal;
     const ctx = this.context(vertexWriter(v.digest, job.sinks), signal, { digest: v.digest, name: v.name });
-    const outs = await this.engine.pool.run(async () => {
-      if (v.kind === 'source') return [await k.source!.snapshot(ctx)];
-      const { executor, op, envelope } = this.#executor(v);
-      return executor.run(op, inputs, ctx, envelope);
-    }, signal);
+    const outs = await this.engine.pool
+      .run(async () => {
+        if (v.kind === 'source') return [await k.source!.snapshot(ctx)];
+        const { executor, op, envelope } = this.#executor(v);
+        return executor.run(op, inputs, ctx, envelope);
+      }, signal)
+      .catch(async (err: unknown) => {
+        // The step's kept state is this build's (its snapshotter made it), whoever else waited for the run.
+        const failed = failedExecOf(err);
+        if (failed) await this.#keepFailedExec(failed);
+        throw err;
+      });
     if (outs.length !== v.outputs) {
       throw new BktError('INTERNAL', `${v.kind} executor returned ${outs.length} outputs for op ${v.digest}, which has ${v.outputs}`, {
         opDigest: v.digest,

@@ -26,10 +26,9 @@ export interface DebuggedBuild {
   context(progress: ProgressWriter, signal?: AbortSignal): BuildContext;
 }
 
-/** What it needs of the solver: the op executors, and the store to drop a failed step's kept state from. */
+/** What it needs of the solver: the op executors. */
 export interface DebugEngine {
   readonly bkt: { registries: { opExecutors: { get(kind: string): OpExecutor | undefined } } };
-  readonly store: { snapshotter: { removeUnused(ids: string[], isLive: (session: string) => boolean): Promise<string[]> }; liveness(): (session: string) => boolean };
 }
 
 const SILENT: ProgressWriter = { log() {}, status() {}, warn() {} };
@@ -93,19 +92,6 @@ export async function runDebugSession(
     controller.abort();
     await Promise.allSettled(containers.map((c) => c.release()));
   }
-}
-
-/**
- * Removes what a failed exec step kept for debugging (its writable mounts
- * as the process left them) once the build has finished and released it;
- * kept only if something else took it (a record, a running build).
- */
-export async function dropFailedExecState(engine: DebugEngine, error: Error | undefined): Promise<void> {
-  const failed = error ? failedExecOf(error) : undefined;
-  if (!failed) return;
-  const ids = failed.mounts.filter((s) => s !== null).map((s) => s.id);
-  if (ids.length === 0) return;
-  await engine.store.snapshotter.removeUnused(ids, engine.store.liveness()).catch(() => undefined);
 }
 
 /**

@@ -32,7 +32,7 @@ import {
 } from '@bkt/core';
 import type { CacheOptionsEntry, PruneOptions, SolveRequest, SolveResponse, Solver, SolverOptions } from './api.js';
 import { Build, type Engine } from './build.js';
-import { dropFailedExecState, newBuildContainer, runDebugSession } from './debug.js';
+import { newBuildContainer, runDebugSession } from './debug.js';
 import { readResultDir, readResultFile, statResultFile } from './bridge-files.js';
 import { digestOf } from './definition.js';
 import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
@@ -217,7 +217,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
   } finally {
     build.finish();
     await scope.finish();
-    await dropFailedExecState(engine, error);
+    await build.dropFailedExecs();
   }
   if (solverMs === 0) solverMs = performance.now() - t0;
   // Key plaintexts are kept for the builds that succeeded: a failed or refused build leaves the store as it was.

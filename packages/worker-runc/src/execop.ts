@@ -117,7 +117,9 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<
       const valid = meta.validExitCodes.length > 0 ? meta.validExitCodes : [0];
       if (!valid.includes(code)) {
         const err = execFailed(ctx, commandLine, code, output.lastLines(20));
-        if (ctx.vertex) withFailedExec(err, { opDigest: ctx.vertex.digest, name: ctx.vertex.name, op: exec, ...(envelope.platform ? { platform: envelope.platform } : {}), inputs: inputs.map((i) => i.snapshot), mounts: await keepMounts(exec, prepared) });
+        // A step stopped by the build's end (its failure elsewhere, a cancellation) keeps nothing: no one will debug it.
+        const mounts = ctx.signal.aborted ? exec.mounts.map(() => null) : await keepMounts(exec, prepared);
+        if (ctx.vertex) withFailedExec(err, { opDigest: ctx.vertex.digest, name: ctx.vertex.name, op: exec, ...(envelope.platform ? { platform: envelope.platform } : {}), inputs: inputs.map((i) => i.snapshot), mounts });
         throw err;
       }
 
@@ -182,7 +184,8 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<
 /**
  * A failed step's writable mounts as the process left them (for a debug
  * container): each committed, by mount index; null for the other mounts.
- * The committed snapshots are the build's (released when it finishes).
+ * The committed snapshots are the build's: the solver removes them when
+ * the build is over, whichever error ended it.
  */
 async function keepMounts(exec: pb.ExecOp, prepared: PreparedMounts): Promise<(Snapshot | null)[]> {
   const kept: (Snapshot | null)[] = exec.mounts.map(() => null);
