@@ -79,7 +79,7 @@ it('a build function failing with its own error after a failed solve: the failed
   const failing = new DefBuilder();
   const failingDef = failing.build(exec(failing, 'fail', 'handled'));
   // As a gateway frontend's returned error: the build's error, carrying no failed step.
-  const own = new BktError('FRONTEND', 'the frontend gave up');
+  const own = new BktError('INTERNAL', 'the frontend gave up');
   const err = await s
     .solve({
       build: async (bridge) => {
