@@ -16,7 +16,7 @@
 import type { BktPlugin } from '@bkt/core';
 import { gatewayFrontend, type GatewayFrontendOptions } from './frontend.js';
 
-export { LLBBridgeSession, goFileMode, type GatewayWorker, type LLBBridgeSessionOptions } from './session.js';
+export { LLBBridgeSession, type GatewayWorker, type LLBBridgeSessionOptions } from './session.js';
 export { serveOverStream, llbBridgeHandlers, healthHandlers, lookupByBuildId, BUILD_ID_METADATA_KEY, MAX_MESSAGE_BYTES, type SessionLookup, type StreamServer } from './serve.js';
 export {
   grpcStatusOf,

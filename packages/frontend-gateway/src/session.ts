@@ -26,6 +26,7 @@ import {
   type Platform,
   type Snapshot,
 } from '@bkt/core';
+import { goModeOf } from '@bkt/fsutil';
 import { FRONTEND_CAPS, LLB_CAPS } from './caps.js';
 import { bktErrorOfStatus, grpcStatusOf, solveErrorDetail, withErrorDetails, type ErrorDetail } from './errors.js';
 
@@ -482,50 +483,10 @@ export function platformOf(p: pb.Platform): Platform {
   };
 }
 
-// Go's os.FileMode type bits (io/fs): fsutil's Stat.mode is a Go FileMode, not st_mode.
-const GO_DIR = 2 ** 31;
-const GO_SYMLINK = 2 ** 27;
-const GO_DEVICE = 2 ** 26;
-const GO_PIPE = 2 ** 25;
-const GO_SOCKET = 2 ** 24;
-const GO_SETUID = 2 ** 23;
-const GO_SETGID = 2 ** 22;
-const GO_CHAR = 2 ** 21;
-const GO_STICKY = 2 ** 20;
-
-/** POSIX `st_mode` → Go `os.FileMode` (as tonistiigi/fsutil's stat sends it). */
-export function goFileMode(stMode: number): number {
-  let mode = stMode & 0o777;
-  switch (stMode & 0o170000) {
-    case 0o040000:
-      mode += GO_DIR;
-      break;
-    case 0o120000:
-      mode += GO_SYMLINK;
-      break;
-    case 0o060000:
-      mode += GO_DEVICE;
-      break;
-    case 0o020000:
-      mode += GO_DEVICE + GO_CHAR;
-      break;
-    case 0o010000:
-      mode += GO_PIPE;
-      break;
-    case 0o140000:
-      mode += GO_SOCKET;
-      break;
-  }
-  if (stMode & 0o4000) mode += GO_SETUID;
-  if (stMode & 0o2000) mode += GO_SETGID;
-  if (stMode & 0o1000) mode += GO_STICKY;
-  return mode >>> 0;
-}
-
 function wireStat(e: FileStat) {
   return {
     path: e.path,
-    mode: goFileMode(e.mode),
+    mode: goModeOf(e.mode),
     uid: e.uid,
     gid: e.gid,
     size: e.size,

@@ -13,3 +13,4 @@ export type { HostClientOptions } from './host-client.js';
 export { isProcessAlive, mountsUnder, unmount } from './mounts.js';
 export { selectionPatterns } from './selection.js';
 export type { DirSelection } from './selection.js';
+export { goModeOf, stModeOf, GO_MODE_SOCKET, GO_MODE_TYPE } from './go-filemode.js';
