@@ -15,12 +15,14 @@ let work: string;
 
 /** The step's own pids.max: cgroup v1 (a pids hierarchy) or v2 (unified). */
 const READ_LIMIT = 'cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max';
+/** The fork loop's sleep duration, unique to this run: other tests (and other runs) sleep too, and only ours count. */
+const SLEEP_SECONDS = 3600 + Math.floor(Math.random() * 100_000);
 /**
- * Up to 200 background `sleep 60`s; the inner shell stops at the first fork
+ * Up to 200 background `sleep SLEEP_SECONDS`s; the inner shell stops at the first fork
  * that fails. Then every process but the step's init is killed (a builtin:
  * no fork needed), so the step ends at once.
  */
-const FORK_LOOP = `sh -c 'i=0; while [ $i -lt 200 ]; do sleep 60 & i=$((i+1)); done; echo spawned $i' > /forks 2>&1; echo "inner exit $?" >> /forks; kill -9 -1`;
+const FORK_LOOP = `sh -c 'i=0; while [ $i -lt 200 ]; do sleep ${SLEEP_SECONDS} & i=$((i+1)); done; echo spawned $i' > /forks 2>&1; echo "inner exit $?" >> /forks; kill -9 -1`;
 
 beforeAll(async () => {
   work = await tempDir('security-pids-limit');
@@ -38,11 +40,11 @@ function runcList(root: string): string[] {
   return execFileSync('runc', ['--root', join(root, 'runc/state'), 'list', '-q'], { encoding: 'utf8' }).split('\n').filter(Boolean);
 }
 
-/** Processes whose command line is `sleep 60` (what the fork loop starts). */
+/** Processes whose command line is `sleep SLEEP_SECONDS` (what this run's fork loop starts). */
 function sleepers(): string[] {
   return readdirSync('/proc').filter((d) => {
     try {
-      return /^\d+$/.test(d) && readFileSync(`/proc/${d}/cmdline`, 'utf8') === 'sleep\u000060\u0000';
+      return /^\d+$/.test(d) && readFileSync(`/proc/${d}/cmdline`, 'utf8') === `sleep\u0000${SLEEP_SECONDS}\u0000`;
     } catch {
       return false;
     }
@@ -91,6 +93,8 @@ export default defineConfig({
     expect(forks).toMatch(/inner exit [1-9]/);
     expect(tookMs).toBeLessThan(30_000);
     expect(runcList(root)).toEqual([]);
+    // SIGKILLed processes of a torn-down pid namespace may take a moment to be gone on a loaded machine.
+    for (let i = 0; i < 50 && sleepers().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
     expect(sleepers()).toEqual([]);
   });
 });
