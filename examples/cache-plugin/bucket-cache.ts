@@ -79,10 +79,8 @@ export function bucketCache(opts: BucketCacheOptions): BktPlugin {
           // The config's layer annotations carry each blob's media type, size and diff id.
           const config = parseCacheConfig(await get(key), `bucket cache ${name}`);
           return cacheImport(config, new Map(), {
-            async fetch(desc, ctx) {
-              if (await ctx.content.has(desc.digest)) return;
-              await ctx.content.write(createReadStream(object(blobKey(desc.digest))), desc.digest);
-            },
+            // The bytes of a blob the store lacks; `store` writes (and verifies) them.
+            fetch: (desc, _ctx, store) => store(createReadStream(object(blobKey(desc.digest)))),
           }, `bucket cache ${name}`);
         },
       };

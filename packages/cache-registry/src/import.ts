@@ -1,9 +1,11 @@
 /**
  * A parsed cache as the solver's `CacheImport`: records by digest, each
  * result loaded only when the build asks for it — its layers fetched (only
- * those the store lacks: a layer already unpacked, found by chain id, is not
- * fetched) and unpacked one snapshot per layer (`unpackLayers` of `@bkt/oci`,
- * which records each layer's blob so an image export reuses it as it is).
+ * those the store lacks: a layer already in the store, found by chain id, is
+ * not fetched) and made lazy snapshots, one per layer (`unpackLayers` of
+ * `@bkt/oci` with `lazy`): a result's tree is made only when something uses
+ * it (an exec or file op on top, a local or tar export); an image export
+ * reuses the blobs as they are (each layer's blob is recorded).
  */
 import { createReadStream } from 'node:fs';
 import { BktError, type BuildContext, type CacheImport, type CacheMountStore, type Digest, type ImportedCacheRecord, type Snapshot } from '@bkt/core';
@@ -15,8 +17,11 @@ import { UNCOMPRESSED_ANNOTATION } from './manifest.js';
 export interface BlobSource {
   /** `registry/repository` the blobs are in (kept with the layers, for cross-repository mounts), if any. */
   readonly repository?: string;
-  /** Brings a blob into the content store; a no-op when it is there. */
-  fetch(desc: Descriptor, ctx: BuildContext): Promise<void>;
+  /**
+   * Fetches a blob the content store lacks: hands its bytes to `store`,
+   * which writes them to the content store (verifying the digest).
+   */
+  fetch(desc: Descriptor, ctx: BuildContext, store: (bytes: AsyncIterable<Uint8Array>) => Promise<void>): Promise<void>;
 }
 
 /** How a cache is imported. */
@@ -57,15 +62,16 @@ export function cacheImport(config: CacheConfig, blobs: Map<Digest, Descriptor>,
     description,
     ...(opts.cacheMounts && config.cacheMounts?.length
       ? {
-          // Cache mounts the export carried: each made from its layer, unless the store has one of that ID.
-          async restoreCacheMounts(store: CacheMountStore, ctx: BuildContext): Promise<void> {
+          // Cache mounts the export carried that the build declares: each made from its layer, unless the store has one of that ID.
+          async restoreCacheMounts(store: CacheMountStore, ids: readonly string[], ctx: BuildContext): Promise<void> {
             for (const m of config.cacheMounts!) {
+              if (!ids.includes(m.id)) continue;
               const { blob, diffId } = layer(m.layer);
               const what = `cache mount ${m.id} of ${description}`;
               await store.restoreCacheMount(
                 m.id,
                 async (dir) => {
-                  await source.fetch(blob, ctx);
+                  if (!(await ctx.content.has(blob.digest))) await source.fetch(blob, ctx, async (bytes) => void (await ctx.content.write(bytes, blob.digest)));
                   const plain = digesting(decompress(createReadStream(ctx.content.path(blob.digest)), what));
                   await unpackLayer(dir, plain.chunks, { base: true, what, warn: (msg) => ctx.progress.warn(msg) });
                   if (plain.digest() !== diffId) throw new BktError('INVALID_ARGUMENT', `${what}: uncompressed content has digest ${plain.digest()}, but its diff id is ${diffId}`);
@@ -92,9 +98,9 @@ export function cacheImport(config: CacheConfig, blobs: Map<Digest, Descriptor>,
             if (!p) {
               p = unpackLayers(layers.map(layer), ctx, {
                 what: `cache ${description}`,
-                fetch: (blob) => source.fetch(blob, ctx),
+                fetch: (blob, store) => source.fetch(blob, ctx, store),
                 sources: source.repository ? [source.repository] : [],
-                onLayer: (blob, done) => ctx.progress.status(`extract ${blob.digest}`, `extracting ${blob.digest.slice(0, 19)}`, done ? 1 : 0, 1, done || undefined),
+                lazy: true,
                 warn: (msg) => ctx.progress.warn(msg),
               });
               // A failed load (a cancelled build) may be retried by a later one.

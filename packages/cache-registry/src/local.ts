@@ -84,11 +84,10 @@ export async function importFromLocal(attrs: ImportAttrs, ctx: BuildContext): Pr
   if (!dir) throw new BktError('NOT_FOUND', `${what}: the build's client does not offer this directory`, { attribute: 'src' });
   const { config, blobs, layout } = await readLayoutCache(dir, attrs, what, ctx.signal);
   return cacheImport(config, blobs, {
-    async fetch(desc, c) {
-      if (await c.content.has(desc.digest)) return;
+    async fetch(desc, c, store) {
       const path = blobPath(desc.digest);
       if (!layout.files.has(path)) throw new BktError('NOT_FOUND', `${what}: blob ${desc.digest} is missing from the layout`, { path });
-      await c.content.write(layout.dir.read(path, c.signal), desc.digest);
+      await store(layout.dir.read(path, c.signal));
     },
   }, what, { cacheMounts: attrs.cacheMounts });
 }

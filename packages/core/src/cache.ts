@@ -67,8 +67,13 @@ export interface CacheImport {
   readonly description: string;
   /** The result recorded under `key`, if any. */
   lookup(key: Digest): ImportedCacheRecord | undefined;
-  /** Restores the cache mounts the import carries (`cache-mounts=true`) into `store`; the solver calls it once, before the build runs. */
-  restoreCacheMounts?(store: CacheMountStore, ctx: BuildContext): Promise<void>;
+  /**
+   * Restores into `store` those of the cache mounts the import carries
+   * (`cache-mounts=true`) whose IDs are in `ids` — the ones the build's exec
+   * steps declare; the solver calls it as the build's definitions load,
+   * before any step using them runs (each ID once per build).
+   */
+  restoreCacheMounts?(store: CacheMountStore, ids: readonly string[], ctx: BuildContext): Promise<void>;
 }
 
 /** The metadata key under which the solver hands an image exporter the inline cache (BuildKit's `exptypes.ExporterInlineCache`). */

@@ -62,13 +62,47 @@ export interface Snapshot {
    * reading the files again (the local source knows every file it synced).
    */
   contentDigests?(): ReadonlyMap<string, Digest>;
+  /**
+   * Optional: makes the tree of a lazy snapshot (see `Snapshotter.lazy`),
+   * its lazy parents' first; a no-op once made. `mount()`, and a
+   * snapshotter's `prepare` / `merge` over it, do it themselves; a reader of
+   * `layerPath()` calls it first.
+   */
+  materialize?(): Promise<void>;
 }
+
+/**
+ * The layer blob a lazy snapshot's own changes are made from: a layer tar in
+ * the content store (compressed or not) whose uncompressed digest is `diffId`.
+ */
+export interface LazyLayer {
+  blob: { mediaType: string; digest: Digest; size: number };
+  diffId: Digest;
+  /** Names the layer in errors (`layer 2/3 (sha256:…) of cache REF`). */
+  what: string;
+}
+
+/**
+ * Applies `layer` onto `dir` — the writable tree over the lazy snapshot's
+ * parent (`base`: there is none) — from its blob in the content store;
+ * throws when the uncompressed content's digest is not `layer.diffId`.
+ * `@bkt/oci`'s `applyLayerBlob` is one.
+ */
+export type LayerApplier = (dir: string, layer: LazyLayer, opts: { base: boolean }) => Promise<void>;
 
 /** A writable tree being built; becomes a `Snapshot` on `commit()`. */
 export interface MutableSnapshot {
   readonly id: string;
-  /** The writable, mounted full tree (parent + changes so far). */
+  /** The writable, mounted full tree (parent + changes so far); with `deferredMount`, the empty directory to mount it on. */
   readonly path: string;
+  /**
+   * Set only when `prepare` was asked for `deferMount` and the tree needs a
+   * mount: `path` is not mounted, the caller mounts this filesystem there
+   * itself — in a mount namespace of its own, so that the mount is gone with
+   * the namespace's last process — and must have it unmounted before
+   * `commit()` or `discard()`.
+   */
+  readonly deferredMount?: { type: string; source: string; options: string };
   /** Unmounts and records the snapshot; the mutable is unusable afterwards. */
   commit(): Promise<Snapshot>;
   /** Unmounts and deletes everything written; idempotent. */
@@ -77,8 +111,12 @@ export interface MutableSnapshot {
 
 /** Creates and finds snapshots. Implementations: overlayfs (default) and plain copy (fallback). */
 export interface Snapshotter {
-  /** A new writable tree over `parent` (null: empty). */
-  prepare(parent: Snapshot | null, opts?: { description?: string; recordType?: string }): Promise<MutableSnapshot>;
+  /**
+   * A new writable tree over `parent` (null: empty). `deferMount`: the
+   * caller mounts it (see `MutableSnapshot.deferredMount`); a snapshotter
+   * may ignore it and return a ready tree.
+   */
+  prepare(parent: Snapshot | null, opts?: { description?: string; recordType?: string; deferMount?: boolean }): Promise<MutableSnapshot>;
   /** A committed snapshot by id; throws `BktError('NOT_FOUND')` when absent. */
   get(id: string): Promise<Snapshot>;
   /**
@@ -86,6 +124,17 @@ export interface Snapshotter {
    * win), as MergeOp needs. Implementations may stack layers or copy.
    */
   merge(snapshots: Snapshot[]): Promise<Snapshot>;
+  /**
+   * Optional (the store's snapshotters): a committed snapshot over `parent`
+   * whose own changes are `layer`'s, made into a tree only when something
+   * first needs it — mounted, a child prepared on it, merged, or
+   * `materialize()` — as BuildKit's lazy refs: an imported result nobody
+   * needs as a tree costs its blobs only, and an image export reuses them.
+   * The blob must be in the content store; the caller references it
+   * (`ContentStore.addRef`) so it lives as long as the snapshot. The process
+   * making the tree needs a `LayerApplier` (the solver's store has one).
+   */
+  lazy?(parent: Snapshot | null, layer: LazyLayer, opts?: { description?: string; recordType?: string }): Promise<Snapshot>;
 }
 
 /**

@@ -16,7 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { BktError, requireRecords, type BuildContext, type Digest, type Snapshot, type Snapshotter, type StoreRecords } from '@bkt/core';
+import { BktError, requireRecords, type BuildContext, type Digest, type LazyLayer, type Snapshot, type Snapshotter, type StoreRecords } from '@bkt/core';
 import { decompress } from './compression.js';
 import { digesting } from './digest.js';
 import type { Descriptor } from './media-types.js';
@@ -164,12 +164,25 @@ export interface LayerToUnpack {
 export interface UnpackLayersOptions {
   /** Names the image or cache in progress and errors. */
   what: string;
-  /** Brings a layer blob into the content store (a no-op when it is there). */
-  fetch(blob: Descriptor): Promise<void>;
+  /**
+   * Fetches a layer blob the content store lacks: hands its bytes (a
+   * registry's response, a client's file) to `store`, which writes them to
+   * the content store — verifying the digest: a mismatch found at the end
+   * fails it and keeps nothing — and may unpack them on the way.
+   */
+  fetch(blob: Descriptor, store: (bytes: AsyncIterable<Uint8Array>) => Promise<void>): Promise<void>;
   /** `registry/repository` names the blobs are in (for cross-repository mounts). */
   sources: string[];
   /** The usage record type of the snapshots made. */
   recordType?: string;
+  /**
+   * Only fetch the blobs: each layer becomes a lazy snapshot
+   * (`Snapshotter.lazy`) whose tree is made on first use, as BuildKit's lazy
+   * refs — for results nobody may need as a tree (an imported cache result:
+   * an image export reuses the blobs as they are). Unpacked at once when the
+   * snapshotter has no lazy snapshots.
+   */
+  lazy?: boolean;
   /** Reported before a layer is unpacked and when it is done. */
   onLayer?(blob: Descriptor, done: boolean): void;
   /** Reports something skipped while unpacking. */
@@ -177,11 +190,143 @@ export interface UnpackLayersOptions {
 }
 
 /**
- * The snapshot of a layer stack: layers already unpacked (found by chain id)
- * are reused and their blobs never fetched; the others are fetched (in
- * parallel) and unpacked in order, one snapshot each, each verified against
- * its diff id and recorded (layer and chain records). An empty stack is an
- * empty tree.
+ * Applies a layer blob of the content store (`blobPath`) onto the writable
+ * tree `dir`, verifying its uncompressed digest (core's `LayerApplier`, with
+ * the content store's path).
+ */
+export async function applyLayerBlob(dir: string, blobPath: string, layer: LazyLayer, opts: { base: boolean; warn?(message: string): void }): Promise<void> {
+  await applyLayerStream(dir, createReadStream(blobPath), layer.diffId, { base: opts.base, what: layer.what, warn: opts.warn });
+}
+
+async function applyLayerStream(dir: string, blob: AsyncIterable<Uint8Array>, diffId: Digest, opts: { base: boolean; what: string; warn?(message: string): void }): Promise<void> {
+  const plain = digesting(decompress(blob, opts.what));
+  await unpackLayer(dir, plain.chunks, opts);
+  const got = plain.digest();
+  if (got !== diffId) throw new BktError('INVALID_ARGUMENT', `${opts.what}: uncompressed content has digest ${got}, but its diff id is ${diffId}`);
+}
+
+/** Bytes a download may hold for its layer's unpacking before the unpacking (still waiting for earlier layers) reads them from the content store instead. */
+const WAITING_BUFFER_BYTES = 16 * 1024 * 1024;
+/** Bytes a download runs ahead of its layer's unpacking before it waits for it. */
+const AHEAD_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The bytes of one layer's download as its unpacking reads them: the same
+ * pass as the content store's write. Until the unpacking starts (earlier
+ * layers first) the bytes are buffered, up to `WAITING_BUFFER_BYTES`; past
+ * that the unpacking reads the stored blob once it is complete. While the
+ * unpacking reads, the download runs at most `AHEAD_BYTES` ahead.
+ */
+class LayerFeed {
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  /** 'waiting': buffering for a reader to come; 'reading': a reader takes the bytes; 'dropped': the reader uses the stored blob. */
+  #mode: 'waiting' | 'reading' | 'dropped' = 'waiting';
+  #tapped = false;
+  #tapStarted!: () => void;
+  readonly #tapStart = new Promise<void>((r) => (this.#tapStarted = r));
+  #ended = false;
+  #error: unknown;
+  #wake: (() => void) | undefined;
+  #drained: (() => void) | undefined;
+
+  /** `bytes` passed on unchanged (to the content store), each chunk also offered to the reader. */
+  tap(bytes: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    this.#tapped = true;
+    this.#tapStarted();
+    return this.#pass(bytes);
+  }
+
+  async *#pass(bytes: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    try {
+      for await (const chunk of bytes) {
+        if (this.#mode !== 'dropped') {
+          this.#queue.push(chunk);
+          this.#queued += chunk.length;
+          this.#signal();
+          if (this.#mode === 'waiting' && this.#queued > WAITING_BUFFER_BYTES) this.drop();
+          while (this.#mode === 'reading' && this.#queued > AHEAD_BYTES) await new Promise<void>((r) => (this.#drained = r));
+        }
+        yield chunk;
+      }
+    } catch (err) {
+      this.#error = err;
+      throw err;
+    } finally {
+      this.#ended = true;
+      this.#signal();
+    }
+  }
+
+  /**
+   * The download's bytes for the unpacking, once it has started; undefined
+   * when the unpacking reads the stored blob (`download` ended without
+   * passing here: the blob was there, or it failed; too many bytes waited).
+   */
+  async read(download: Promise<void>): Promise<AsyncIterable<Uint8Array> | undefined> {
+    if (!this.#tapped && this.#mode !== 'dropped') await Promise.race([this.#tapStart, download.catch(() => undefined)]);
+    if (!this.#tapped || this.#mode === 'dropped') {
+      this.drop();
+      return undefined;
+    }
+    this.#mode = 'reading';
+    const self = this;
+    return {
+      async *[Symbol.asyncIterator]() {
+        try {
+          for (;;) {
+            const chunk = self.#queue.shift();
+            if (chunk) {
+              self.#queued -= chunk.length;
+              if (self.#queued <= AHEAD_BYTES / 2) self.#release();
+              yield chunk;
+              continue;
+            }
+            if (self.#error !== undefined) throw self.#error;
+            if (self.#ended) return;
+            await new Promise<void>((r) => (self.#wake = r));
+          }
+        } finally {
+          self.drop(); // a reader that stops early (a failed unpack) no longer holds the download back
+        }
+      },
+    };
+  }
+
+  /** Stops offering bytes: the download goes on into the content store alone. */
+  drop(): void {
+    this.#mode = 'dropped';
+    this.#queue = [];
+    this.#queued = 0;
+    this.#release();
+  }
+
+  #signal(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  #release(): void {
+    const d = this.#drained;
+    this.#drained = undefined;
+    d?.();
+  }
+}
+
+/**
+ * The snapshot of a layer stack: layers already in the store (found by chain
+ * id) are reused and their blobs never fetched; the others are fetched in
+ * parallel and, in order, each made one snapshot over the one before,
+ * recorded (layer and chain records; the snapshot keeps its blob).
+ *
+ * Unpacked (the default), a layer is verified and unpacked in one pass:
+ * the bytes the content store writes (and verifies) are decompressed,
+ * hashed against the diff id and extracted as they come; a later layer's
+ * download runs ahead into the content store while earlier ones unpack. A
+ * digest mismatch found at the end of a download discards the layer's
+ * snapshot. Lazy (`opts.lazy`), only the blobs are fetched: the snapshots'
+ * trees are made on first use. An empty stack is an empty tree.
  */
 export async function unpackLayers(layers: LayerToUnpack[], ctx: Pick<BuildContext, 'snapshotter' | 'content' | 'records'>, opts: UnpackLayersOptions): Promise<Snapshot> {
   const records = requireRecords(ctx, opts.what);
@@ -196,36 +341,56 @@ export async function unpackLayers(layers: LayerToUnpack[], ctx: Pick<BuildConte
       break;
     }
   }
-  // Downloads run ahead (the caller's client bounds them); unpacking follows in layer order.
-  const downloads = layers.map((l, i) => (i >= start ? opts.fetch(l.blob) : Promise.resolve()));
+  const lazy = opts.lazy === true && typeof ctx.snapshotter.lazy === 'function';
+  // Downloads run ahead (the caller's client bounds them); snapshots follow in layer order.
+  const feeds = layers.map(() => new LayerFeed());
+  const downloads = layers.map(async (l, i) => {
+    if (i < start || (await ctx.content.has(l.blob.digest))) return;
+    await opts.fetch(l.blob, async (bytes) => {
+      await ctx.content.write(lazy ? bytes : feeds[i].tap(bytes), l.blob.digest);
+    });
+  });
   for (const d of downloads) d.catch(() => undefined);
-  for (let i = start; i < layers.length; i++) {
-    const { blob, diffId } = layers[i];
-    const what = `layer ${i + 1}/${layers.length} (${blob.digest}) of ${opts.what}`;
-    await downloads[i];
-    opts.onLayer?.(blob, false);
-    const mutable = await ctx.snapshotter.prepare(parent, { description: `pulled ${what}`, recordType: opts.recordType });
-    try {
-      const plain = digesting(decompress(createReadStream(ctx.content.path(blob.digest)), what));
-      await unpackLayer(mutable.path, plain.chunks, { base: parent === null, what, warn: opts.warn });
-      const got = plain.digest();
-      if (got !== diffId) throw new BktError('INVALID_ARGUMENT', `${what}: uncompressed content has digest ${got}, but its diff id is ${diffId}`);
-    } catch (err) {
-      await mutable.discard();
-      throw err;
+  // Lazy: every blob is in before any snapshot is made, so a failed fetch leaves no snapshot.
+  if (lazy) await Promise.all(downloads);
+  try {
+    for (let i = start; i < layers.length; i++) {
+      const { blob, diffId } = layers[i];
+      const what = `layer ${i + 1}/${layers.length} (${blob.digest}) of ${opts.what}`;
+      let snapshot: Snapshot;
+      if (lazy) {
+        snapshot = await ctx.snapshotter.lazy!(parent, { blob: { mediaType: blob.mediaType, digest: blob.digest, size: blob.size }, diffId, what }, { description: `pulled ${what}`, recordType: opts.recordType });
+      } else {
+        opts.onLayer?.(blob, false);
+        const mutable = await ctx.snapshotter.prepare(parent, { description: `pulled ${what}`, recordType: opts.recordType });
+        try {
+          const live = await feeds[i].read(downloads[i]);
+          if (live) await applyLayerStream(mutable.path, live, diffId, { base: parent === null, what, warn: opts.warn });
+          // The download's end is its verification: a mismatch keeps nothing.
+          await downloads[i];
+          if (!live) await applyLayerStream(mutable.path, createReadStream(ctx.content.path(blob.digest)), diffId, { base: parent === null, what, warn: opts.warn });
+        } catch (err) {
+          feeds[i].drop();
+          await mutable.discard();
+          throw err;
+        }
+        snapshot = await mutable.commit();
+      }
+      // The snapshot keeps its layer blob: a prune removes the blob only with the snapshot.
+      await ctx.content.addRef?.(blob.digest, { snapshot: snapshot.id });
+      if (!lazy) opts.onLayer?.(blob, true);
+      await writeLayerRecord(records, {
+        snapshotId: snapshot.id,
+        diffId,
+        chainId: chains[i],
+        blob: { mediaType: blob.mediaType, digest: blob.digest, size: blob.size },
+        sources: opts.sources,
+      }, opts.recordType);
+      parent = snapshot;
     }
-    const snapshot = await mutable.commit();
-    // The snapshot keeps its layer blob: a prune removes the blob only with the snapshot.
-    await ctx.content.addRef?.(blob.digest, { snapshot: snapshot.id });
-    opts.onLayer?.(blob, true);
-    await writeLayerRecord(records, {
-      snapshotId: snapshot.id,
-      diffId,
-      chainId: chains[i],
-      blob: { mediaType: blob.mediaType, digest: blob.digest, size: blob.size },
-      sources: opts.sources,
-    }, opts.recordType);
-    parent = snapshot;
+  } finally {
+    // Nothing waits on a layer the loop did not reach.
+    for (const f of feeds) f.drop();
   }
   if (parent) return parent;
   const empty = await ctx.snapshotter.prepare(null, { description: `empty ${opts.what}` });

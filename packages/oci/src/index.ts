@@ -16,7 +16,7 @@ export { digestOf, digesting, isDigest } from './digest.js';
 export type { DigestingStream } from './digest.js';
 export { compress, compressionOfMediaType, decompress, detectCompression } from './compression.js';
 export type { Compression } from './compression.js';
-export { addLayerSource, chainIds, unpackLayers, listImageRecords, readImageRecord, readLayerRecord, removeImageRecord, snapshotForChain, writeImageRecord, writeLayerRecord } from './image-store.js';
+export { addLayerSource, applyLayerBlob, chainIds, unpackLayers, listImageRecords, readImageRecord, readLayerRecord, removeImageRecord, snapshotForChain, writeImageRecord, writeLayerRecord } from './image-store.js';
 export type { ImageRecord, LayerRecord, LayerToUnpack, UnpackLayersOptions } from './image-store.js';
 export { layerTar, snapshotLayer } from './layer.js';
 export type { Layer, LayerOptions } from './layer.js';

@@ -131,6 +131,18 @@ interface VertexState {
   cached: boolean;
 }
 
+/** The cache mounts (without a source input) the exec steps among `vertices` use, by cache ID, sorted. */
+function cacheMountIds(vertices: Iterable<Vertex>): string[] {
+  const ids = new Set<string>();
+  for (const v of vertices) {
+    if (v.op.op?.$case !== 'exec') continue;
+    for (const m of v.op.op.value.mounts) {
+      if (m.mountType === pb.MountType.CACHE && m.input < 0) ids.add(m.cacheOpt?.ID || m.dest);
+    }
+  }
+  return [...ids].sort();
+}
+
 function hashKey(parts: unknown): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(parts)).digest('hex')}`;
 }
@@ -148,6 +160,10 @@ export class Build {
   /** Paces the build's long synchronous stretches (loading, cache keys) so a cancellation stops them. */
   readonly #pacer: Pacer;
   #firstError: Error | undefined;
+  /** Restores cache mounts the imports carry (set by the solver when one does and the exec executor keeps cache mounts). */
+  #restoreCacheMounts: ((ids: string[]) => Promise<void>) | undefined;
+  /** The restorations asked, by cache mount ID: each once per build, before any step using it runs. */
+  readonly #restoring = new Map<string, Promise<void>>();
   /**
    * The state every failed exec step of this build kept for debugging,
    * whichever error ends the build (steps failing in parallel, a frontend
@@ -234,7 +250,23 @@ export class Build {
       else if (!this.engine.bkt.registries.opExecutors.has(v.kind)) throw missingExecutor(v);
       if (v.op.op?.$case === 'exec') this.#checkEntitlements(v, v.op.op.value);
     }
+    if (this.#restoreCacheMounts) {
+      // Only the cache mounts this definition's exec steps declare come from the imports, before any step runs.
+      const ids = cacheMountIds(def.vertices);
+      const fresh = ids.filter((id) => !this.#restoring.has(id));
+      if (fresh.length > 0) {
+        const p = this.#restoreCacheMounts(fresh);
+        p.catch(() => undefined);
+        for (const id of fresh) this.#restoring.set(id, p);
+      }
+      await Promise.all(ids.map((id) => this.#restoring.get(id)));
+    }
     return def;
+  }
+
+  /** Makes `restore` restore the cache mounts the build's definitions declare, from its imports (see `load`). */
+  restoreCacheMountsWith(restore: (ids: string[]) => Promise<void>): void {
+    this.#restoreCacheMounts = restore;
   }
 
   /** Solves a loaded definition; returns the result snapshot (null: empty result). */
@@ -645,16 +677,9 @@ export class Build {
         if (at !== undefined && !results.includes(at)) results.push(at);
       }
     }
-    // Cache mounts (without a source input) of the build's exec steps, by cache ID.
-    const ids = new Set<string>();
-    for (const v of vertices.values()) {
-      if (v.op.op?.$case !== 'exec') continue;
-      for (const m of v.op.op.value.mounts) {
-        if (m.mountType === pb.MountType.CACHE && m.input < 0) ids.add(m.cacheOpt?.ID || m.dest);
-      }
-    }
+    const ids = cacheMountIds(vertices.values());
     const store = this.engine.bkt.registries.opExecutors.get('exec');
-    const cacheMounts = ids.size > 0 && isCacheMountStore(store) ? { cacheMounts: { ids: [...ids].sort(), store } } : {};
+    const cacheMounts = ids.length > 0 && isCacheMountStore(store) ? { cacheMounts: { ids, store } } : {};
     return { records, results, ...cacheMounts };
   }
 

@@ -12,6 +12,7 @@ import {
   type Attrs,
   type BuildClient,
   type CacheBackend,
+  type CacheImport,
   type Registry,
   IMAGE_RESOLVE_MODES,
   INLINE_CACHE_METADATA_KEY,
@@ -39,12 +40,15 @@ import { cancelled, defaultParallelism, Pool, SharedLock } from './pool.js';
 import { vertexWriter } from './progress.js';
 import { deniedSource } from './source-policy.js';
 import { digestText as hashText, explainSteps, previousBuildKeys, redactBuildKeys, saveBuildKeys, type BuildKeys, type StepExplanation } from './explain.js';
+import { applyLayerBlob } from '@bkt/oci';
 import { Store, type BuildRecorder } from '@bkt/store';
 import { createHostClient } from '@bkt/fsutil';
 
 export async function openSolver(opts: SolverOptions): Promise<Solver> {
   await opts.bkt.hooks.storeOpen.promise({ root: opts.root });
   const store = await Store.open(opts.root, opts.snapshotter ?? 'auto', { history: opts.history });
+  // Lazy snapshots (an imported cache's results) get their trees from their layer blobs on first use.
+  store.snapshotter.setLayerApplier((dir, layer, o) => applyLayerBlob(dir, store.content.path(layer.blob.digest), layer, o));
   const engine: Engine = {
     bkt: opts.bkt,
     store,
@@ -143,14 +147,18 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     const cacheImporters = await resolveCacheBackends(registries.cacheBackends, req.cacheImports ?? [], 'importer');
     const cacheExporters = await resolveCacheBackends(registries.cacheBackends, req.cacheExports ?? [], 'exporter');
     const producers = (req.attestations ?? []).map((a) => ({ ...a, producer: registries.attestationProducers.require(a.kind) }));
+    const restorers: CacheImport[] = [];
     for (const [i, { type, instance }] of cacheImporters.entries()) {
-      build.addImport(
-        await buildStep(build, `importing cache from ${type}`, `${buildId}/cache-import/${i}`, async (ctx) => {
-          const imp = await instance.load(ctx);
-          // Cache mounts it carries are restored before any step can use them.
-          const store = build.cacheMountStore;
-          if (imp.restoreCacheMounts && store) await imp.restoreCacheMounts(store, ctx);
-          return imp;
+      const imp = await buildStep(build, `importing cache from ${type}`, `${buildId}/cache-import/${i}`, (ctx) => instance.load(ctx));
+      build.addImport(imp);
+      if (imp.restoreCacheMounts) restorers.push(imp);
+    }
+    // Cache mounts the imports carry: those the build's exec steps declare, restored as its definitions load.
+    const mountStore = build.cacheMountStore;
+    if (restorers.length > 0 && mountStore) {
+      build.restoreCacheMountsWith((ids) =>
+        buildStep(build, `restoring cache mounts ${ids.join(', ')}`, `${buildId}/cache-mounts/${ids.join(',')}`, async (ctx) => {
+          for (const imp of restorers) await imp.restoreCacheMounts!(mountStore, ids, ctx);
         }),
       );
     }

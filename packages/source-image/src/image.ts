@@ -28,9 +28,18 @@ export interface BlobProvider {
   readonly repository?: string;
   /** The verified bytes of a manifest, index or config; stored in the content store too. */
   read(desc: Descriptor, ctx: Pick<BuildContext, 'content' | 'signal'>): Promise<Uint8Array>;
-  /** Makes a layer blob present in the content store (downloads it once, verified). */
-  fetch(desc: Descriptor, ctx: Pick<BuildContext, 'content' | 'signal' | 'progress'>): Promise<void>;
+  /**
+   * Makes a layer blob present in the content store (downloads it once,
+   * verified). Its bytes go through `store` when given: it writes them to
+   * the content store (verifying them) and may unpack them on the way.
+   */
+  fetch(desc: Descriptor, ctx: Pick<BuildContext, 'content' | 'signal' | 'progress'>, store?: BlobWriter): Promise<void>;
 }
+
+/** Writes a blob's bytes to the content store, verified (see `BlobProvider.fetch`). */
+export type BlobWriter = (bytes: AsyncIterable<Uint8Array>) => Promise<void>;
+
+const contentWriter = (content: ContentStore, digest: Digest): BlobWriter => async (bytes) => void (await content.write(bytes, digest));
 
 /** One platform's image, resolved. */
 export interface ResolvedImage {
@@ -87,12 +96,12 @@ export function registryBlobs(client: RegistryClient, repository: string): BlobP
       await ctx.content.write(client.blobStream(repository, desc, { signal: ctx.signal }), desc.digest);
       return new Uint8Array(await readFile(ctx.content.path(desc.digest)));
     },
-    async fetch(desc, ctx) {
+    async fetch(desc, ctx, store = contentWriter(ctx.content, desc.digest)) {
       if (await ctx.content.has(desc.digest)) return;
       // The content store hashes what it writes and refuses a digest mismatch: the client need not hash too.
       const stream = client.blobStream(repository, desc, { signal: ctx.signal, verifyDigest: false });
       try {
-        await ctx.content.write(countingStream(stream, desc, ctx.progress), desc.digest);
+        await store(countingStream(stream, desc, ctx.progress));
       } catch (err) {
         if (!(err instanceof BktError) || err.message.includes(repository)) throw err;
         throw new BktError(err.code, `GET blob ${desc.digest} from ${repository}: ${err.message}`, err.details, { cause: err });
@@ -183,14 +192,14 @@ export function layoutDir(dir: ClientLocalDir): LayoutDir {
  * checks the digest before committing.
  */
 export function layoutBlobs(layout: LayoutDir): BlobProvider {
-  const copy = async (desc: Descriptor, ctx: Pick<BuildContext, 'content' | 'signal'>) => {
+  const copy = async (desc: Descriptor, ctx: Pick<BuildContext, 'content' | 'signal'>, store = contentWriter(ctx.content, desc.digest)) => {
     throwIfCancelled(layout.name, ctx.signal);
     const size = await layout.blobSize(desc.digest, ctx.signal);
     if (size !== desc.size) {
       throw new BktError('INVALID_ARGUMENT', `OCI layout "${layout.name}": blob ${desc.digest} has ${size} bytes, its descriptor says ${desc.size}`, { digest: desc.digest });
     }
     const chunks = desc.size === 0 ? emptyStream() : atMost(layout.readBlob(desc.digest, ctx.signal), desc.size);
-    await ctx.content.write(untilCancelled(chunks, layout.name, ctx.signal), desc.digest);
+    await store(untilCancelled(chunks, layout.name, ctx.signal));
   };
   return {
     async read(desc, ctx) {
@@ -200,9 +209,9 @@ export function layoutBlobs(layout: LayoutDir): BlobProvider {
       await copy(desc, ctx);
       return new Uint8Array(await readFile(ctx.content.path(desc.digest)));
     },
-    async fetch(desc, ctx) {
+    async fetch(desc, ctx, store) {
       throwIfCancelled(layout.name, ctx.signal);
-      if (!(await ctx.content.has(desc.digest))) await copy(desc, ctx);
+      if (!(await ctx.content.has(desc.digest))) await copy(desc, ctx, store);
     },
   };
 }

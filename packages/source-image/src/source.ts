@@ -328,9 +328,10 @@ function stripDigest(ref: string): string {
 }
 
 /**
- * The snapshot of an image's tree: layers already unpacked (found by chain
- * id) are reused; the others are downloaded (in parallel) and unpacked in
- * order, one snapshot each, each verified against its `diff_id`.
+ * The snapshot of an image's tree: layers already in the store (found by
+ * chain id) are reused; the others are downloaded in parallel and unpacked
+ * in order, one snapshot each, each download verified, decompressed, checked
+ * against its `diff_id` and extracted in one pass (`unpackLayers`).
  */
 export async function unpackImage(
   image: ResolvedImage,
@@ -343,7 +344,7 @@ export async function unpackImage(
   const extract = (d: { digest: string }) => `extract ${d.digest}`;
   return unpackLayers(layers, ctx, {
     what: opts.what,
-    fetch: (blob) => image.blobs.fetch(blob, ctx),
+    fetch: (blob, store) => image.blobs.fetch(blob, ctx, store),
     sources: image.blobs.repository ? [image.blobs.repository] : [],
     recordType: opts.recordType,
     onLayer: (blob, done) => ctx.progress.status(extract(blob), `extracting ${blob.digest.slice(0, 19)}`, done ? 1 : 0, 1, done || undefined),

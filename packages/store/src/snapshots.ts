@@ -8,6 +8,8 @@
  *                         (also a base snapshot's raw layer when it holds whiteouts)
  *   snapshots/<id>/tree   overlay only: the tree of a base layer holding whiteouts
  *                         (the layer without them, hard-linked); views and children use it
+ *   snapshots/<id>/lazy.json  a lazy snapshot's layer (core's `LazyLayer`) while its tree is
+ *                         not made: `fs` is empty until the first use fills it (see below)
  *   mounts/<session>/<name>  mount points of views and mutable snapshots, per session
  *
  * A view (`mount()`) always shows a TREE: whiteouts are hidden, whatever the
@@ -21,6 +23,16 @@
  * directory is complete; on open, every directory under `snapshots/` without a
  * row and without a live lease is a leftover and is removed (see `Store.open`).
  *
+ * Lazy snapshots (`lazy()`, BuildKit's lazy refs): a committed snapshot whose
+ * tree is made from a layer blob on first use — a view, a child prepared or
+ * merged on it, `materialize()`. The tree is made as any layer is (a mutable
+ * snapshot over the parent, the layer applied by the process's
+ * `LayerApplier`, committed), then its directories are moved into the lazy
+ * snapshot's: `fs` last, by rename(2) over the empty one, so of two processes
+ * filling the same snapshot one wins and the other's work is dropped; then
+ * `lazy.json` goes. A crash in between leaves a lazy snapshot (and a
+ * leftover directory without a row, removed at the next open).
+ *
  * In use: a snapshot held in this process (a mounted view, a build's result,
  * one being written) has a lease of this session in the metadata DB while its
  * count here is above zero, so a prune in any process leaves it alone. A new
@@ -28,10 +40,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, rename, rm, rmdir, link, utimes, lchown, chmod } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, link, utimes, lchown, chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   BktError,
+  type LayerApplier,
+  type LazyLayer,
   type Mounted,
   type MutableSnapshot,
   type Snapshot,
@@ -56,7 +70,14 @@ export interface PrepareOptions {
   description?: string;
   /** The UsageRecord type of the committed snapshot (default `regular`). */
   recordType?: string;
+  /** Internal: the commit makes the tree of lazy snapshot `into` (no new row). */
+  into?: string;
+  /** The caller mounts the tree itself (core's `MutableSnapshot.deferredMount`); the copy snapshotter ignores it. */
+  deferMount?: boolean;
 }
+
+/** The file holding a lazy snapshot's layer while its tree is not made. */
+const LAZY_FILE = 'lazy.json';
 
 /** Snapshot ids are short so that long overlay lowerdir chains fit in one mount. */
 function newId(): string {
@@ -81,6 +102,10 @@ export abstract class StoreSnapshotter implements Snapshotter {
   readonly #inUse = new Map<string, number>();
   /** Mutable snapshots not committed yet. */
   protected readonly active = new Map<string, { parent: string | null; description: string; createdAt: number }>();
+  /** Makes lazy snapshots' trees (`setLayerApplier`). */
+  #applier: LayerApplier | undefined;
+  /** Lazy snapshots being made into trees in this process, by id. */
+  readonly #filling = new Map<string, Promise<void>>();
 
   /** `session`: the id leases are taken under; mount points go to `mounts/<session>`. */
   constructor(
@@ -115,6 +140,7 @@ export abstract class StoreSnapshotter implements Snapshotter {
         get: (id) => this.get(id),
         prepare: (parent, opts) => this.prepare(parent, opts, hold),
         merge: (snapshots) => this.merge(snapshots, hold),
+        lazy: (parent, layer, opts) => this.lazy(parent, layer, opts, hold),
       },
       release: () => {
         released = true;
@@ -221,12 +247,115 @@ export abstract class StoreSnapshotter implements Snapshotter {
       parent: row.parent,
       mount: () => this.#mountCounted(row),
       layerPath: () => this.layerDir(row),
+      materialize: () => this.materialize(row.id),
     };
+  }
+
+  /** How this process makes lazy snapshots' trees; without one, using a lazy snapshot's tree is an error naming it. */
+  setLayerApplier(applier: LayerApplier): void {
+    this.#applier = applier;
+  }
+
+  /** A lazy snapshot over `parent` (see the header and core's `Snapshotter.lazy`). */
+  async lazy(parent: Snapshot | null, layer: LazyLayer, opts: PrepareOptions = {}, hold?: Holder): Promise<Snapshot> {
+    const parentId = parent ? await this.lazyParent(parent.id, hold) : null;
+    const id = await this.newSnapshotDir(false, hold);
+    try {
+      await writeFile(join(this.snapshotsDir, id, LAZY_FILE), JSON.stringify({ blob: layer.blob, diffId: layer.diffId, what: layer.what }));
+    } catch (err) {
+      await this.abandon(id);
+      throw err;
+    }
+    return this.recordNew(id, parentId, { description: opts.description ?? `lazy ${layer.what}`, recordType: opts.recordType });
+  }
+
+  /** The parent a lazy snapshot over `id` stands on (the overlay snapshotter flattens a chain too long to mount). */
+  protected async lazyParent(id: string, _hold?: Holder): Promise<string> {
+    return id;
+  }
+
+  /** Whether snapshot `id`'s tree is still to be made. */
+  isLazy(id: string): boolean {
+    return existsSync(join(this.snapshotsDir, id, LAZY_FILE));
+  }
+
+  /** Makes the trees of the lazy snapshots of `id`'s chain, base first (a no-op when none is lazy). */
+  async materialize(id: string): Promise<void> {
+    const lazy = this.chain(id).filter((l) => this.isLazy(l));
+    for (const l of lazy.reverse()) await this.#fill(l);
+  }
+
+  #fill(id: string): Promise<void> {
+    let p = this.#filling.get(id);
+    if (!p) {
+      p = this.#makeTree(id).finally(() => this.#filling.delete(id));
+      this.#filling.set(id, p);
+    }
+    return p;
+  }
+
+  async #makeTree(id: string): Promise<void> {
+    const file = join(this.snapshotsDir, id, LAZY_FILE);
+    const text = await readFile(file, 'utf8').catch(() => undefined);
+    if (text === undefined) return; // made meanwhile (by another process)
+    const layer = JSON.parse(text) as LazyLayer;
+    if (!this.#applier) {
+      throw new BktError('UNIMPLEMENTED', `snapshot ${id} is lazy (its tree is made from ${layer.what} on first use), and this process has no layer applier`, { snapshot: id });
+    }
+    const row = this.db.getSnapshot(id);
+    if (!row) throw new BktError('NOT_FOUND', `snapshot ${id} is not in the store (${this.root})`, { snapshot: id });
+    this.acquire(id);
+    try {
+      const parent = row.parent ? await this.get(row.parent) : null;
+      const m = await this.prepare(parent, { description: `tree of lazy snapshot ${id}`, into: id });
+      try {
+        await this.#applier(m.path, layer, { base: parent === null });
+      } catch (err) {
+        await m.discard();
+        throw err;
+      }
+      await m.commit();
+    } finally {
+      this.release(id);
+    }
+  }
+
+  /**
+   * Moves the directories of new snapshot `from` (committed, no row) into
+   * lazy snapshot `into`: `fs` last, replacing the empty one; a directory
+   * another process moved there first is kept. Then `into` is no longer lazy.
+   */
+  protected async adopt(from: string, into: string): Promise<Snapshot> {
+    const src = join(this.snapshotsDir, from);
+    const dst = join(this.snapshotsDir, into);
+    try {
+      for (const name of ['tree', 'layer', 'fs']) {
+        if (!existsSync(join(src, name))) continue;
+        try {
+          await rename(join(src, name), join(dst, name));
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+        }
+      }
+      await rm(join(dst, LAZY_FILE), { force: true });
+    } finally {
+      await this.abandon(from);
+    }
+    const row = this.db.getSnapshot(into);
+    if (!row) throw new BktError('NOT_FOUND', `snapshot ${into} is not in the store (${this.root})`, { snapshot: into });
+    return this.wrap(row);
+  }
+
+  /** Commits new snapshot `id`: records it, or (`opts.into`) makes it the tree of a lazy snapshot. */
+  protected async committed(id: string, parent: string | null, opts: PrepareOptions): Promise<Snapshot> {
+    return opts.into ? this.adopt(id, opts.into) : this.recordNew(id, parent, opts);
   }
 
   async #mountCounted(row: SnapshotRow): Promise<Mounted> {
     this.acquire(row.id);
     try {
+      await this.materialize(row.id);
       const m = await this.mountView(row);
       let released = false;
       return {
@@ -348,7 +477,14 @@ export class OverlaySnapshotter extends StoreSnapshotter {
     return overlayOptions(lowers, fake).length <= MAX_OVERLAY_OPTIONS;
   }
 
+  protected async lazyParent(id: string, hold?: Holder): Promise<string> {
+    if (this.#fits(this.#lowers(id), true)) return id;
+    await this.materialize(id);
+    return (await this.flatten(id, hold)).id;
+  }
+
   async prepare(parent: Snapshot | null, opts: PrepareOptions = {}, hold?: Holder): Promise<MutableSnapshot> {
+    if (parent) await this.materialize(parent.id);
     let parentId = parent?.id ?? null;
     if (parentId && !this.#fits(this.#lowers(parentId), true)) {
       parentId = (await this.flatten(parentId, hold)).id;
@@ -357,10 +493,12 @@ export class OverlaySnapshotter extends StoreSnapshotter {
     const dir = join(this.snapshotsDir, id);
     this.active.set(id, { parent: parentId, description: opts.description ?? '', createdAt: Date.now() });
     let mountPoint: string | null = null;
+    const layers = { upper: join(dir, 'fs'), work: join(dir, 'work') };
+    const deferred = parentId && opts.deferMount ? { type: 'overlay', source: 'overlay', options: overlayOptions(this.#lowers(parentId), layers) } : undefined;
     try {
       if (parentId) {
         mountPoint = await this.newMountPoint(id);
-        await mountOverlay(mountPoint, this.#lowers(parentId), { upper: join(dir, 'fs'), work: join(dir, 'work') });
+        if (!deferred) await mountOverlay(mountPoint, this.#lowers(parentId), layers);
       }
     } catch (err) {
       if (mountPoint) await rmdir(mountPoint).catch(() => undefined);
@@ -372,12 +510,14 @@ export class OverlaySnapshotter extends StoreSnapshotter {
     const finish = async () => {
       if (done) throw new BktError('INTERNAL', `mutable snapshot ${id} was already committed or discarded`);
       done = true;
-      if (mountPoint) await unmountAndRemove(mountPoint);
+      // A deferred mount is the caller's to drop: its directory is empty then (rmdir fails on a mount point left mounted here).
+      if (mountPoint) await (deferred ? rmdir(mountPoint).catch(() => unmountAndRemove(mountPoint!)) : unmountAndRemove(mountPoint));
       this.active.delete(id);
     };
     return {
       id,
       path: mountPoint ?? join(dir, 'fs'),
+      ...(deferred ? { deferredMount: deferred } : {}),
       commit: async () => {
         await finish();
         try {
@@ -390,7 +530,7 @@ export class OverlaySnapshotter extends StoreSnapshotter {
           await this.abandon(id);
           throw err;
         }
-        return this.recordNew(id, parentId, opts);
+        return this.committed(id, parentId, opts);
       },
       discard: async () => {
         if (done) return;
@@ -430,6 +570,7 @@ export class OverlaySnapshotter extends StoreSnapshotter {
    * below is dropped (overlayfs would list it in a directory only that layer has).
    */
   async merge(snapshots: Snapshot[], hold?: Holder): Promise<Snapshot> {
+    for (const s of snapshots) await this.materialize(s.id);
     if (snapshots.length === 0) {
       const id = await this.newSnapshotDir(false, hold);
       return this.recordNew(id, null, { description: 'merge (empty)' });
@@ -510,6 +651,7 @@ export class CopySnapshotter extends StoreSnapshotter {
   }
 
   async prepare(parent: Snapshot | null, opts: PrepareOptions = {}, hold?: Holder): Promise<MutableSnapshot> {
+    if (parent) await this.materialize(parent.id);
     const parentId = parent?.id ?? null;
     const id = await this.newSnapshotDir(false, hold);
     const dir = join(this.snapshotsDir, id);
@@ -548,7 +690,7 @@ export class CopySnapshotter extends StoreSnapshotter {
           await this.abandon(id);
           throw err;
         }
-        return this.recordNew(id, parentId, opts);
+        return this.committed(id, parentId, opts);
       },
       discard: async () => {
         if (done) return;
@@ -560,6 +702,7 @@ export class CopySnapshotter extends StoreSnapshotter {
 
   /** A new base snapshot: the first input's tree, then every layer of the others applied in order. */
   async merge(snapshots: Snapshot[], hold?: Holder): Promise<Snapshot> {
+    for (const s of snapshots) await this.materialize(s.id);
     const id = await this.newSnapshotDir(false, hold);
     const fs = this.fsDir(id);
     try {
