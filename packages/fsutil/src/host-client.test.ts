@@ -1,10 +1,10 @@
-import { link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readClientFile, type FileStat } from '@bkt/core';
-import { createHostClient } from './host-client.js';
+import { createHostClient, SMALL_FILE_BYTES } from './host-client.js';
 
 let work: string;
 beforeEach(async () => {
@@ -54,6 +54,60 @@ describe('host client: local directories (stat first, then content)', () => {
     const local = createHostClient({ localDirs: { context: dir } }).localDir('context')!;
     await expect(bytes(local.read('escape'))).rejects.toThrow(/no regular file "escape"/);
     await expect(bytes(local.read('../../etc/passwd'))).rejects.toThrow(/no regular file/);
+  });
+
+  it('refuses a file whose parent or an ancestor became a symlink after files under it were read', async () => {
+    const dir = join(work, 'ctx');
+    const outside = join(work, 'outside');
+    await mkdir(join(dir, 'a/b'), { recursive: true });
+    await mkdir(join(outside, 'b'), { recursive: true });
+    for (const name of ['x', 'y']) {
+      await writeFile(join(dir, 'a/b', name), `inside ${name}`);
+      await writeFile(join(outside, 'b', name), `outside ${name}`);
+      await writeFile(join(outside, name), `outside ${name}`);
+    }
+    const local = createHostClient({ localDirs: { context: dir } }).localDir('context')!;
+    expect(await bytes(local.read('a/b/x'))).toBe('inside x');
+    // An ancestor swapped for a symlink to a directory outside: the parent it resolved to before is not that any more.
+    await rename(join(dir, 'a'), join(work, 'a.moved'));
+    await symlink(outside, join(dir, 'a'));
+    await expect(bytes(local.read('a/b/y'))).rejects.toThrow(/no regular file "a\/b\/y"/);
+    await expect(bytes(local.read('a/b/x'))).rejects.toThrow(/no regular file/);
+    // The parent itself swapped.
+    await rm(join(dir, 'a'));
+    await rename(join(work, 'a.moved'), join(dir, 'a'));
+    expect(await bytes(local.read('a/b/y'))).toBe('inside y');
+    await rename(join(dir, 'a/b'), join(work, 'b.moved'));
+    await symlink(join(outside, 'b'), join(dir, 'a/b'));
+    await expect(bytes(local.read('a/b/x'))).rejects.toThrow(/no regular file/);
+    // A directory that was a symlink when first read never is cached as inside.
+    await expect(bytes(local.read('a/b/y'))).rejects.toThrow(/no regular file/);
+  });
+
+  it('reads small files whole and large ones streamed, to their end', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(dir);
+    const small = Buffer.alloc(1000, 7);
+    const large = Buffer.alloc(SMALL_FILE_BYTES * 2 + 5, 9);
+    await writeFile(join(dir, 'small'), small);
+    await writeFile(join(dir, 'large'), large);
+    await writeFile(join(dir, 'empty'), '');
+    const local = createHostClient({ localDirs: { context: dir } }).localDir('context')!;
+    const chunks = async (path: string) => {
+      const out: Uint8Array[] = [];
+      for await (const c of local.read(path)) out.push(c);
+      return out;
+    };
+    const s = await chunks('small');
+    expect(s).toHaveLength(1);
+    expect(Buffer.concat(s).equals(small)).toBe(true);
+    const l = await chunks('large');
+    expect(l.length).toBeGreaterThan(1);
+    expect(Buffer.concat(l).equals(large)).toBe(true);
+    expect(Buffer.concat(await chunks('empty')).length).toBe(0);
+    const aborted = new AbortController();
+    aborted.abort();
+    await expect(bytes(local.read('small', aborted.signal))).rejects.toThrow();
   });
 
   it('leaves out the store root, and refuses a directory that is the store root', async () => {

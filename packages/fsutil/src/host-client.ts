@@ -5,8 +5,8 @@
  * paths (relative to `cwd`) and the given stdout.
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream, type Stats } from 'node:fs';
-import { chmod, copyFile, constants, lchown, link, lstat, lutimes, mkdir, open, readlink, realpath, rm, stat, symlink, utimes } from 'node:fs/promises';
+import { closeSync, createReadStream, createWriteStream, fstatSync, lstatSync, openSync, readSync, realpathSync, type Stats } from 'node:fs';
+import { chmod, copyFile, constants, lchown, link, lstat, lutimes, mkdir, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -16,6 +16,7 @@ import {
   BktError,
   NO_SECRETS,
   NO_SSH_AGENTS,
+  Pacer,
   type BuildClient,
   type ClientLocalDir,
   type FileContent,
@@ -79,38 +80,90 @@ interface HostExclusions {
   excludePaths?: readonly string[];
 }
 
+/** Files up to this size are read with one `read` into one buffer (sized from `fstat`); larger ones are streamed. */
+export const SMALL_FILE_BYTES = 1 << 20;
+
 function hostLocalDir(name: string, dir: string, exclusions: HostExclusions): ClientLocalDir {
-  // The directory's own real path, resolved once: each read compares its parent against it.
-  let root: Promise<string> | undefined;
-  const realRoot = () => (root ??= realpath(dir).catch(() => dir));
+  // The directory's own real path, resolved once: a parent's real path is compared against it.
+  let realRoot: string | undefined;
+  // Parents of files read, by path, verified inside the directory: their device and inode when verified. A parent is
+  // lstat'ed again at each read and must still be that directory (a parent or an ancestor swapped for a symlink since
+  // resolves to another inode), so the real path is resolved once per parent, not once per file.
+  const parents = new Map<string, { dev: number; ino: number }>();
+  // Small reads are synchronous system calls (a trip through the thread pool each costs more than the call); the event
+  // loop gets a turn every few milliseconds of them.
+  const pacer = new Pacer();
+  const insideRoot = (parent: string): boolean => {
+    const st = lstatSync(parent, { throwIfNoEntry: false });
+    if (!st?.isDirectory()) return false;
+    const known = parents.get(parent);
+    if (known && known.dev === st.dev && known.ino === st.ino) return true;
+    let real: string;
+    try {
+      realRoot ??= realpathSync.native(dir);
+      real = realpathSync.native(parent);
+    } catch {
+      return false;
+    }
+    if (real !== join(realRoot, relative(dir, parent))) return false;
+    parents.set(parent, { dev: st.dev, ino: st.ino });
+    return true;
+  };
   return {
     name,
     syncKey: createHash('sha256').update(`host:${dir}`).digest('hex'),
     stat: (selection, signal) => statDir(name, dir, exclusions, selection ?? {}, signal),
     async *read(path, signal) {
       signal?.throwIfAborted();
+      if (pacer.due()) await pacer.pause();
       const rel = cleanRelPath(path);
       const abs = join(dir, rel);
-      if (!rel || relative(dir, abs).startsWith('..')) throw notFound(name, path);
+      if (!rel || rel === '.' || relative(dir, abs).startsWith('..')) throw notFound(name, path);
       // Only a regular file of the directory is sent, as fsutil's sender sends what its walk saw:
       // no path through a symlink, no symlink, FIFO (O_NONBLOCK: never waits for a writer) or device.
-      const parent = dirname(abs);
-      const real = await realpath(parent).catch(() => undefined);
-      if (real === undefined || real !== join(await realRoot(), relative(dir, parent))) throw notFound(name, path);
-      let handle;
+      if (!insideRoot(dirname(abs))) throw notFound(name, path);
+      let fd: number;
       try {
-        handle = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
       } catch {
         throw notFound(name, path);
       }
+      let closed = false;
       try {
-        if (!(await handle.stat()).isFile()) throw notFound(name, path);
-        yield* handle.createReadStream({ highWaterMark: 1 << 20, signal, autoClose: false }) as AsyncIterable<Buffer>;
+        const st = fstatSync(fd);
+        if (!st.isFile()) throw notFound(name, path);
+        if (st.size <= SMALL_FILE_BYTES) {
+          // Read to the end, as a stream would: the size only sizes the buffer.
+          const chunks = readSmall(fd, st.size);
+          closeSync(fd);
+          closed = true;
+          yield* chunks;
+          return;
+        }
+        yield* createReadStream('', { fd, highWaterMark: SMALL_FILE_BYTES, signal, autoClose: false }) as AsyncIterable<Buffer>;
       } finally {
-        await handle.close();
+        if (!closed) closeSync(fd);
       }
     },
   };
+}
+
+/** The bytes of open file `fd` up to its end: one buffer of `size` bytes unless the file grew or shrank meanwhile. */
+function readSmall(fd: number, size: number): Buffer[] {
+  const buf = Buffer.allocUnsafe(size);
+  let filled = 0;
+  while (filled < size) {
+    const n = readSync(fd, buf, filled, size - filled, null);
+    if (n === 0) return filled === 0 ? [] : [buf.subarray(0, filled)];
+    filled += n;
+  }
+  const chunks = size > 0 ? [buf] : [];
+  for (;;) {
+    const more = Buffer.allocUnsafe(64 * 1024);
+    const n = readSync(fd, more, 0, more.length, null);
+    if (n === 0) return chunks;
+    chunks.push(more.subarray(0, n));
+  }
 }
 
 function notFound(name: string, path: string): BktError {

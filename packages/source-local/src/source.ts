@@ -1,11 +1,27 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { chmod, constants, copyFile, lchown, link, lutimes, mkdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  copyFileSync,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  symlinkSync,
+  utimesSync,
+  writeSync,
+} from 'node:fs';
+import { chmod, copyFile, lchown, lutimes, mkdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import {
   BktError,
+  Pacer,
   requireRecords,
   type Attrs,
   type BuildContext,
@@ -44,8 +60,10 @@ export const RECORD_NAMESPACE = 'source-local';
 const RECORD_TYPE = 'source.local';
 /** Files modified this close (ms) before a sync began are hashed again next time: their mtime may not show a later write. */
 const RACY_MS = 2000;
-/** Client files read at once while hashing. */
-const READ_CONCURRENCY = 4;
+/** Client files read at once while hashing (a session client answers each over the network). */
+const READ_CONCURRENCY = 16;
+/** Files up to this size are copied with synchronous system calls; larger ones through the thread pool. */
+const SMALL_FILE_BYTES = 1 << 20;
 
 const isRoot = process.getuid?.() === 0;
 const S_IFMT = 0o170000;
@@ -279,7 +297,8 @@ async function hashEntries(
     while (next < toRead.length) {
       const e = toRead[next]!;
       const file = join(stagingDir, String(next++));
-      digests.set(e.path, await receive(dir, e.path, file, signal));
+      // Staged with the metadata the snapshot gives it: moving it in is all that is left.
+      digests.set(e.path, await receive(dir, e.path, file, metaOf(e, keepOwners), signal));
       staged.set(e.path, file);
     }
   };
@@ -295,17 +314,64 @@ async function hashEntries(
   return { key: `sha256:${h.digest('hex')}`, entries, digests, staged, syncedAtMs, index };
 }
 
-/** Writes client file `path` to `file`; returns its digest. */
-async function receive(dir: ClientLocalDir, path: string, file: string, signal: AbortSignal): Promise<Digest> {
+/** Owner, permissions and mtime of an entry in the snapshot. */
+interface EntryMeta {
+  uid: number;
+  gid: number;
+  perm: number;
+  mtime: Date;
+}
+
+function metaOf(e: FileStat, keepOwners: boolean): EntryMeta {
+  return { uid: keepOwners ? e.uid : 0, gid: keepOwners ? e.gid : 0, perm: e.mode & 0o7777, mtime: new Date(e.mtimeMs) };
+}
+
+/** Owner (as root; without root, files can only be owned by us), then permissions (chown clears setuid bits), then times. */
+function setMeta(path: string, meta: EntryMeta): void {
+  if (isRoot) lchownSync(path, meta.uid, meta.gid);
+  chmodSync(path, meta.perm);
+  utimesSync(path, meta.mtime, meta.mtime);
+}
+
+/**
+ * Writes client file `path` to `file` (created, never through a symlink)
+ * with `meta`; returns the digest of the bytes written. Written with
+ * synchronous calls on one descriptor: the chunks are in memory already.
+ */
+async function receive(dir: ClientLocalDir, path: string, file: string, meta: EntryMeta, signal: AbortSignal): Promise<Digest> {
   const h = createHash('sha256');
-  const hashing = new Transform({
-    transform(chunk: Buffer, _enc, done) {
+  const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    for await (const chunk of dir.read(path, signal)) {
+      signal.throwIfAborted();
       h.update(chunk);
-      done(null, chunk);
-    },
-  });
-  await pipeline(dir.read(path, signal), hashing, createWriteStream(file), { signal });
+      for (let off = 0; off < chunk.byteLength; ) off += writeSync(fd, chunk, off);
+    }
+    if (isRoot) fchownSync(fd, meta.uid, meta.gid);
+    fchmodSync(fd, meta.perm);
+    futimesSync(fd, meta.mtime, meta.mtime);
+  } finally {
+    closeSync(fd);
+  }
   return `sha256:${h.digest('hex')}`;
+}
+
+/** Moves a staged file (already given its metadata) to `target`; across filesystems (an overlay mount), copies it. */
+async function placeStaged(staged: string, target: string, meta: EntryMeta, size: number): Promise<void> {
+  try {
+    renameSync(staged, target);
+    return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+  }
+  await cloneFile(staged, target, size);
+  setMeta(target, meta);
+}
+
+/** Copies a file (a clone where the filesystem can): small ones synchronously. */
+async function cloneFile(from: string, to: string, size: number): Promise<void> {
+  if (size <= SMALL_FILE_BYTES) copyFileSync(from, to, constants.COPYFILE_FICLONE);
+  else await copyFile(from, to, constants.COPYFILE_FICLONE);
 }
 
 /**
@@ -451,42 +517,38 @@ async function makeSnapshot(
 }
 
 async function fill(root: string, dir: ClientLocalDir, s: Sync, previous: Mounted | undefined, signal: AbortSignal, keepOwners: boolean): Promise<void> {
-  // Without root, files can only be owned by us.
-  const setOwner = async (path: string, e: FileStat) => {
-    if (isRoot) await lchown(path, keepOwners ? e.uid : 0, keepOwners ? e.gid : 0);
-  };
+  // Synchronous calls, paced: thousands of small files cost far more in trips through the thread pool than in the calls.
+  const pacer = new Pacer();
   // The snapshot's root keeps the snapshotter's mode and owner, as BuildKit's file sync does.
   const dirs: { path: string; e: FileStat }[] = [];
   for (const e of s.entries) {
     if (signal.aborted) throw new BktError('CANCELLED', `local source "${dir.name}": cancelled`);
+    if (pacer.due()) await pacer.pause();
     const target = join(root, e.path);
-    const mtime = new Date(e.mtimeMs);
+    const meta = metaOf(e, keepOwners);
     if (isDir(e)) {
-      await mkdir(target, { mode: 0o700 });
+      mkdirSync(target, { mode: 0o700 });
       dirs.push({ path: target, e });
     } else if (isLink(e)) {
-      await symlink(e.linkname ?? '', target);
-      await setOwner(target, e);
-      await lutimes(target, mtime, mtime);
+      symlinkSync(e.linkname ?? '', target);
+      if (isRoot) lchownSync(target, meta.uid, meta.gid);
+      lutimesSync(target, meta.mtime, meta.mtime);
     } else if (isFile(e) && e.linkname !== undefined) {
-      await link(join(root, e.linkname), target);
+      linkSync(join(root, e.linkname), target);
     } else if (isFile(e)) {
       const staged = s.staged.get(e.path);
       const expected = s.digests.get(e.path)!;
-      if (staged) await rename(staged, target).catch(() => copyFile(staged, target));
-      else if (previous) await copyFile(join(previous.path, e.path), target, constants.COPYFILE_FICLONE);
-      else if ((await receive(dir, e.path, target, signal)) !== expected) throw changedWhileReading(dir.name);
-      await setOwner(target, e);
-      await chmod(target, e.mode & 0o7777);
-      await utimes(target, mtime, mtime);
+      if (staged) await placeStaged(staged, target, meta, e.size);
+      else if (previous) {
+        await cloneFile(join(previous.path, e.path), target, e.size);
+        setMeta(target, meta);
+      } else if ((await receive(dir, e.path, target, meta, signal)) !== expected) throw changedWhileReading(dir.name);
     }
     // Sockets, fifos and devices of a client directory are not sent, as with BuildKit's file sync.
   }
   for (const d of dirs.reverse()) {
-    const mtime = new Date(d.e.mtimeMs);
-    await setOwner(d.path, d.e);
-    await chmod(d.path, d.e.mode & 0o7777);
-    await utimes(d.path, mtime, mtime);
+    if (pacer.due()) await pacer.pause();
+    setMeta(d.path, metaOf(d.e, keepOwners));
   }
 }
 
@@ -571,9 +633,10 @@ async function applyChanges(root: string, dir: ClientLocalDir, s: Sync, index: S
         // Same content, other metadata: only the metadata changes.
       } else {
         if (sameType) await rm(target, { force: true });
-        if (staged) await rename(staged, target).catch(() => copyFile(staged, target));
-        else if ((await receive(dir, e.path, target, signal)) !== digest) throw changedWhileReading(dir.name);
+        if (staged) await placeStaged(staged, target, metaOf(e, keepOwners), e.size);
+        else if ((await receive(dir, e.path, target, metaOf(e, keepOwners), signal)) !== digest) throw changedWhileReading(dir.name);
         touchedDirs.add(parentOf(e.path));
+        continue; // written with its metadata
       }
       await setOwner(target, e);
       await chmod(target, e.mode & 0o7777);

@@ -57,6 +57,11 @@ beforeAll(async () => {
   await chown(path.join(src, 'tree/sub/b.sh'), 1234, 5678);
   await chown(path.join(src, 'tree/sub'), 42, 43);
   await chmod(path.join(src, 'tree/sub'), 0o2775); // chown cleared nothing on a dir, but set the setgid bit after it
+  // A file of our own owner under the setgid directory: a file created there takes the directory's group unless chowned.
+  await writeFile(path.join(src, 'tree/sub/plain.txt'), 'p');
+  await chown(path.join(src, 'tree/sub/plain.txt'), process.getuid!(), process.getgid!());
+  // Larger than what the copier copies through its buffer.
+  await writeFile(path.join(src, 'tree/big.bin'), Buffer.alloc(3 * 1024 * 1024 + 17, 'b'));
   // Atimes a little in the future and after the mtimes: reading an entry (relatime) then leaves them alone,
   // so both copies see the same source. Whole and half seconds: exact through Node's float seconds.
   const atime = Math.ceil(Date.now() / 1000) + 3600;
@@ -64,7 +69,7 @@ beforeAll(async () => {
   await lutimes(path.join(src, 'tree/abs-link'), atime, 1_200_000);
   await lutimes(path.join(src, 'tree/sub/up-link'), atime, 1_300_000);
   let t = 1_500_000_000;
-  for (const p of ['tree/a.txt', 'tree/sub/b.sh', 'tree/sub/deep/c', 'tree/suid', 'tree/sub/deep', 'tree/sub', 'tree']) {
+  for (const p of ['tree/a.txt', 'tree/big.bin', 'tree/sub/plain.txt', 'tree/sub/b.sh', 'tree/sub/deep/c', 'tree/suid', 'tree/sub/deep', 'tree/sub', 'tree']) {
     await utimes(path.join(src, p), atime, t + 0.5);
     t += 1000;
   }
@@ -96,12 +101,15 @@ describe('copy of a plain directory: cp -a fast path vs Node copier', () => {
       expect(a['c-hard']).toMatchObject({ sameAs: 'c-hard' });
       expect(a['sub/deep/c']).toMatchObject({ sameAs: 'c-hard' });
       expect(a['sub/up-link']).toMatchObject({ target: '../../../../../etc' });
-      expect(a['sub/b.sh']).toMatchObject({ uid: 1234, gid: 5678, mode: (0o100750).toString(8), mtime: 1_500_001_000_500 });
+      expect(a['sub/b.sh']).toMatchObject({ uid: 1234, gid: 5678, mode: (0o100750).toString(8), mtime: 1_500_003_000_500 });
+      expect(a['sub/plain.txt']).toMatchObject({ uid: process.getuid!(), gid: process.getgid!(), content: 'p' });
+      expect(a['big.bin']).toMatchObject({ mtime: 1_500_001_000_500 });
+      expect((a['big.bin'] as { content: string }).content).toHaveLength(3 * 1024 * 1024 + 17);
       expect(a['suid']).toMatchObject({ mode: (0o104755).toString(8) });
       expect(a['rel-link']).toMatchObject({ mtime: 1_100_000_000 });
       expect(a['a.txt']).toMatchObject({ mtime: 1_500_000_000_500, atime: b['a.txt'] && (b['a.txt'] as { atime: number }).atime });
-      expect(a['sub']).toMatchObject({ uid: 42, gid: 43, mode: (0o42775).toString(8), mtime: 1_500_005_000_500 });
-      if (!dirCopyContents) expect(a['']).toMatchObject({ mtime: 1_500_006_000_500 });
+      expect(a['sub']).toMatchObject({ uid: 42, gid: 43, mode: (0o42775).toString(8), mtime: 1_500_007_000_500 });
+      if (!dirCopyContents) expect(a['']).toMatchObject({ mtime: 1_500_008_000_500 });
       // Parents created for the destination are the same too (their mtime is when they were created).
       const { mtime: _f, ...fastOut } = (await snapshotTree(path.join(fast, 'out')))[''] as Record<string, unknown>;
       const { mtime: _s, ...slowOut } = (await snapshotTree(path.join(slow, 'out')))[''] as Record<string, unknown>;
@@ -127,6 +135,21 @@ describe('copy of a plain directory: cp -a fast path vs Node copier', () => {
     expect(a).toEqual(b);
     expect(a['']).toMatchObject({ mode: (0o40711).toString(8) });
     expect(a['keep']).toMatchObject({ content: 'k' });
+  });
+
+  it('keeps the owners of files copied under a setgid directory (a new file would take the directory\'s group)', async () => {
+    const dest = await mkdtemp(path.join(work, 'setgid-'));
+    await mkdir(path.join(dest, 'out'));
+    await chown(path.join(dest, 'out'), 0, 4242);
+    await chmod(path.join(dest, 'out'), 0o2775);
+    await copyAction(src, dest, copyOf('/tree', '/out', true), null, undefined, { allowCp: false });
+    const tree = await snapshotTree(path.join(dest, 'out'));
+    const own = { uid: process.getuid!(), gid: process.getgid!() };
+    expect(tree['a.txt']).toMatchObject({ ...own, content: 'a' });
+    expect(tree['big.bin']).toMatchObject(own);
+    expect(tree['sub/plain.txt']).toMatchObject(own);
+    expect(tree['sub/b.sh']).toMatchObject({ uid: 1234, gid: 5678 });
+    expect(tree['sub']).toMatchObject({ uid: 42, gid: 43 });
   });
 
   it('never reads outside the source root through a symlinked source', async () => {

@@ -11,11 +11,31 @@
  * that does not exist (after clamping) is a `NOT_FOUND` error naming it.
  */
 import type { Stats } from 'node:fs';
-import { chmod, copyFile, constants, lchown, link, lutimes, mkdir, readdir, readlink, rm, symlink, unlink } from 'node:fs/promises';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  readSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { copyFile, readdir, rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { BktError } from '@bkt/core';
+import { BktError, Pacer } from '@bkt/core';
 import { compilePatterns, resolveInRoot, resolveWildcards, type PatternMatcher } from '@bkt/fsutil';
 import type * as pb from '@bkt/api/pb';
 import { copySpecial, lstatOrNull, mkdirAllInRoot, timestampSeconds } from './fsops.js';
@@ -194,30 +214,64 @@ async function copyWithCp(src: string, target: string, contents: boolean, signal
   return true;
 }
 
-/** Entries of one directory copied at once. */
-const DIR_CONCURRENCY = 8;
+/** Files up to this size are copied with synchronous calls through one buffer; larger ones by `copyFile` (a clone where the filesystem can). */
+const SMALL_FILE_BYTES = 1 << 20;
 
 /** A source directory whose copy is held back until something under it is included. */
 interface PendingDir {
   dst: string;
   stat: Stats;
-  /** Set once creation started; awaited by every entry that needs the directory. */
-  created?: Promise<void>;
+  /** Set once created (or found). */
+  created?: boolean;
 }
+
+function lstatOrNullSync(p: string): Stats | null {
+  try {
+    return lstatSync(p);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+}
+
+const S_ISGID = 0o2000;
 
 /**
  * Recursive copy of one tree; one instance per source, so hardlinks inside it
- * are kept. Entries of a directory are copied concurrently.
+ * are kept. Entries are copied depth first in name order with synchronous
+ * system calls (thousands of small files cost far more in trips through the
+ * thread pool than in the calls), paced so the event loop still gets a turn
+ * every few milliseconds; files larger than `SMALL_FILE_BYTES` are copied
+ * asynchronously.
  */
 class Copier {
-  /** Source inode → the destination path of its first copy (once written). */
-  readonly #inodes = new Map<string, Promise<string>>();
+  /** Source inode → the destination path of its first copy. */
+  readonly #inodes = new Map<string, string>();
+  readonly #pacer: Pacer;
+  #buffer: Buffer | undefined;
+  readonly #uid = process.getuid?.();
+  readonly #gid = process.getgid?.();
 
-  constructor(readonly opts: CopyOptions) {}
+  constructor(readonly opts: CopyOptions) {
+    this.#pacer = new Pacer(opts.signal);
+  }
 
-  /** `inFreshDir`: `target`'s parent was just created by this copy, so `target` does not exist yet. */
-  async copy(src: string, rel: string, target: string, overwriteTargetMetadata: boolean, pending: PendingDir[] = [], inFreshDir = false): Promise<void> {
+  /**
+   * `inFreshDir`: `target`'s parent was just created by this copy, so `target` does not exist yet.
+   * `setgidParent`: `target`'s parent has the setgid bit (a file created in it takes the directory's group).
+   */
+  async copy(
+    src: string,
+    rel: string,
+    target: string,
+    overwriteTargetMetadata: boolean,
+    pending: PendingDir[] = [],
+    inFreshDir = false,
+    setgidParent = ((lstatOrNullSync(path.dirname(target))?.mode ?? 0) & S_ISGID) !== 0,
+  ): Promise<void> {
     this.opts.signal?.throwIfAborted();
+    if (this.#pacer.due()) await this.#pacer.pause();
     const { include: inc, exclude: exc } = this.opts;
     let included = true;
     let excluded = false;
@@ -227,7 +281,7 @@ class Copier {
       if (excluded) included = false;
       if (!included && !inc && !exc?.hasExclusions) return;
     }
-    const st = await lstatOrNull(src);
+    const st = lstatOrNullSync(src);
     if (!st) throw new BktError('NOT_FOUND', `copy: "${src}" disappeared while copying`);
     const isDir = st.isDirectory();
     if (!included && !isDir) return;
@@ -238,18 +292,18 @@ class Copier {
       if (!mayInclude || !mayUnexclude) return;
     }
 
-    let targetStat = inFreshDir ? null : await lstatOrNull(target);
+    let targetStat = inFreshDir ? null : lstatOrNullSync(target);
     if (included) {
       if (this.opts.alwaysReplace && targetStat && !(isDir && targetStat.isDirectory())) {
         await rm(target, { recursive: true, force: true });
         targetStat = null;
       }
-      for (const d of pending) await (d.created ??= this.#createHeldDir(d, overwriteTargetMetadata));
+      for (const d of pending) if (!d.created) this.#createHeldDir(d, overwriteTargetMetadata);
       if (!isDir && targetStat) {
         if (targetStat.isDirectory()) {
           throw new BktError('INVALID_ARGUMENT', `copy: cannot replace directory "${target}" with a file (set alwaysReplaceExistingDestPaths)`);
         }
-        await unlink(target);
+        unlinkSync(target);
         targetStat = null;
       }
     }
@@ -259,91 +313,116 @@ class Copier {
       let created = false;
       const held: PendingDir = { dst: target, stat: st };
       if (included) {
-        created = await this.#copyDirectoryOnly(target, st, targetStat, overwriteTargetMetadata);
-        held.created = Promise.resolve();
+        created = this.#copyDirectoryOnly(target, st, targetStat, overwriteTargetMetadata);
+        held.created = true;
       }
       if (!excluded || this.opts.exclude?.hasExclusions) {
-        const names = (await readdir(src)).sort();
+        const names = readdirSync(src).sort();
         const below = [...pending, held];
-        await forEachLimited(names, DIR_CONCURRENCY, (name) =>
-          this.copy(path.join(src, name), rel === '' ? name : `${rel}/${name}`, path.join(target, name), true, below, created),
-        );
+        // Files created in the directory take its group when it has the setgid bit (as it is while its entries are copied).
+        const setgid = ((targetStat && !overwriteTargetMetadata ? targetStat.mode : st.mode) & S_ISGID) !== 0;
+        for (const name of names) {
+          await this.copy(path.join(src, name), rel === '' ? name : `${rel}/${name}`, path.join(target, name), true, below, created, setgid);
+        }
       }
       if (!overwriteTargetMetadata) applyInfo = created;
     } else if (st.isFile()) {
-      await this.#copyFile(src, target, st);
+      if (await this.#copyFile(src, target, st, applyInfo, setgidParent)) return;
     } else if (st.isSymbolicLink()) {
-      await symlink(await readlink(src), target);
+      symlinkSync(readlinkSync(src), target);
     } else {
       await copySpecial(target, st);
-      if (!(await lstatOrNull(target))) return; // a skipped socket
+      if (!lstatOrNullSync(target)) return; // a skipped socket
     }
-    if (applyInfo) await this.#applyInfo(st, target, st.isFile());
+    if (applyInfo) this.#applyInfo(st, target, st.isFile(), setgidParent);
   }
 
-  /** Copies a regular file, or hard-links it to the copy of an inode already copied. */
-  async #copyFile(src: string, target: string, st: Stats): Promise<void> {
+  /**
+   * Copies a regular file, or hard-links it to the copy of an inode already
+   * copied. Returns true when the copy's metadata was applied too.
+   */
+  async #copyFile(src: string, target: string, st: Stats, applyInfo: boolean, setgidParent: boolean): Promise<boolean> {
     if (st.nlink > 1) {
       const key = `${st.dev}:${st.ino}`;
       const first = this.#inodes.get(key);
-      if (first) {
-        await link(await first, target);
-        return;
+      if (first !== undefined) {
+        linkSync(first, target);
+        return false;
       }
-      const done = copyFile(src, target, constants.COPYFILE_FICLONE).then(() => target);
-      this.#inodes.set(key, done);
-      await done;
-      return;
+      this.#inodes.set(key, target);
     }
-    await copyFile(src, target, constants.COPYFILE_FICLONE);
+    if (st.size > SMALL_FILE_BYTES) {
+      await copyFile(src, target, constants.COPYFILE_FICLONE);
+      return false;
+    }
+    const input = openSync(src, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    try {
+      // The target does not exist (removed above, or in a directory this copy just made).
+      const output = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      try {
+        const buf = (this.#buffer ??= Buffer.allocUnsafe(SMALL_FILE_BYTES));
+        for (;;) {
+          const n = readSync(input, buf, 0, buf.length, null);
+          if (n === 0) break;
+          for (let off = 0; off < n; ) off += writeSync(output, buf, off, n - off);
+        }
+        if (!applyInfo) return false;
+        const info = this.#info(st, true, setgidParent);
+        if (info.chown) fchownSync(output, info.uid, info.gid);
+        fchmodSync(output, info.perm);
+        futimesSync(output, info.atime, info.mtime);
+        return true;
+      } finally {
+        closeSync(output);
+      }
+    } finally {
+      closeSync(input);
+    }
   }
 
-  async #copyDirectoryOnly(dst: string, st: Stats, dstStat: Stats | null, overwriteTargetMetadata: boolean): Promise<boolean> {
+  #copyDirectoryOnly(dst: string, st: Stats, dstStat: Stats | null, overwriteTargetMetadata: boolean): boolean {
     if (!dstStat) {
-      await mkdir(dst);
-      await chmod(dst, st.mode & 0o7777);
+      mkdirSync(dst);
+      chmodSync(dst, st.mode & 0o7777);
       return true;
     }
     if (!dstStat.isDirectory()) {
       throw new BktError('INVALID_ARGUMENT', `copy: cannot copy a directory onto non-directory "${dst}" (set alwaysReplaceExistingDestPaths)`);
     }
-    if (overwriteTargetMetadata) await chmod(dst, st.mode & 0o7777);
+    if (overwriteTargetMetadata) chmodSync(dst, st.mode & 0o7777);
     return false;
   }
 
   /** Creates a directory held back by include patterns, once something under it is copied. */
-  async #createHeldDir(d: PendingDir, overwriteTargetMetadata: boolean): Promise<void> {
-    const created = await this.#copyDirectoryOnly(d.dst, d.stat, await lstatOrNull(d.dst), overwriteTargetMetadata);
-    if (created) await this.#applyInfo(d.stat, d.dst, false);
+  #createHeldDir(d: PendingDir, overwriteTargetMetadata: boolean): void {
+    d.created = true;
+    const created = this.#copyDirectoryOnly(d.dst, d.stat, lstatOrNullSync(d.dst), overwriteTargetMetadata);
+    if (created) this.#applyInfo(d.stat, d.dst, false, false);
   }
 
   /**
    * Owner, mode and times of a copied entry: overrides when given, else the
-   * source's. `fresh` (a file just written by copyFile, which keeps the
-   * source's mode and gives our own uid/gid) skips the calls that change nothing.
+   * source's. `fresh` (a file just created by this copy: it has the source's
+   * mode and our own uid/gid, or its directory's group under a setgid
+   * directory) skips the calls that change nothing.
    */
-  async #applyInfo(st: Stats, target: string, fresh: boolean): Promise<void> {
+  #info(st: Stats, fresh: boolean, setgidParent: boolean) {
     const { owner, mode, modeSet, time } = this.opts;
     const uid = owner ? owner.uid : st.uid;
     const gid = owner ? owner.gid : st.gid;
-    if (!fresh || uid !== process.getuid?.() || gid !== process.getgid?.()) await lchown(target, uid, gid);
-    if (!st.isSymbolicLink()) {
-      let perm = st.mode & 0o7777;
-      if (modeSet) perm = modeSet(perm, st.isDirectory());
-      else if (mode !== null) perm = mode & 0o7777;
-      // chown clears setuid/setgid bits, so a chown'ed file is always chmod'ed.
-      if (!fresh || perm !== (st.mode & 0o7777) || (st.mode & 0o6000) !== 0) await chmod(target, perm);
-    }
-    if (time !== null) await lutimes(target, time, time);
-    else await lutimes(target, st.atimeMs / 1000, st.mtimeMs / 1000);
+    let perm = st.mode & 0o7777;
+    if (modeSet) perm = modeSet(perm, st.isDirectory());
+    else if (mode !== null) perm = mode & 0o7777;
+    const chown = !fresh || setgidParent || uid !== this.#uid || gid !== this.#gid;
+    // chown clears setuid/setgid bits, so a chown'ed file is always chmod'ed.
+    const chmod = !fresh || perm !== (st.mode & 0o7777) || (st.mode & 0o6000) !== 0;
+    return { uid, gid, perm, chown, chmod, atime: time ?? st.atimeMs / 1000, mtime: time ?? st.mtimeMs / 1000 };
   }
-}
 
-/** Runs `fn` over `items`, at most `limit` at a time; the first failure rejects. */
-async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  #applyInfo(st: Stats, target: string, fresh: boolean, setgidParent: boolean): void {
+    const info = this.#info(st, fresh, setgidParent);
+    if (info.chown) lchownSync(target, info.uid, info.gid);
+    if (!st.isSymbolicLink() && info.chmod) chmodSync(target, info.perm);
+    lutimesSync(target, info.atime, info.mtime);
+  }
 }
