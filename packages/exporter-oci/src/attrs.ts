@@ -27,6 +27,8 @@ export interface ExportOptions {
   compression: Compression;
   compressionLevel?: number;
   forceCompression: boolean;
+  /** The user gave `compression`, `compression-level` or `force-compression`. */
+  compressionSet: boolean;
   ociMediaTypes: boolean;
   annotations: Annotation[];
   rewriteTimestamp: boolean;
@@ -72,6 +74,7 @@ export function parseExportAttrs(type: ExporterType, attrs: Attrs): ExportOption
     insecure: false,
     compression: 'gzip',
     forceCompression: false,
+    compressionSet: false,
     // BuildKit's defaults: Docker media types for image and docker, OCI for oci.
     ociMediaTypes: type === 'oci',
     annotations: [],
@@ -93,6 +96,7 @@ export function parseExportAttrs(type: ExporterType, attrs: Attrs): ExportOption
         attribute: key,
       });
     }
+    if (key === 'compression' || key === 'compression-level' || key === 'force-compression') o.compressionSet = true;
     switch (key) {
       case 'name':
         o.names = value.split(',').map((n) => n.trim()).filter(Boolean);

@@ -188,6 +188,89 @@ describe('image, oci and docker exporters', () => {
     }
   });
 
+  it('keeps the new layers of an image it only names uncompressed, and compresses them once where they leave the machine', async () => {
+    // Two snapshots of the same tree: one exported only as a gzip OCI layout (what every export wrote before), one named first.
+    const fresh = await change(EPOCH + 10);
+    const named = await change(EPOCH + 10);
+    const epoch = { 'source-date-epoch': String(EPOCH) };
+    const manifestOf = async (digest: string) => JSON.parse(await readFile(t.ctx.content.path(digest as Digest), 'utf8'));
+    const reference = await (await exporter('oci').resolve({ dest: join(work, 'gzip-ref'), tar: 'false', ...epoch })).export(result(fresh), t.ctx);
+    const gzipLayer = (await manifestOf(reference['containerimage.digest'])).layers[1];
+    expect(gzipLayer.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
+
+    const name = `${registry.host}/test/uncompressed:v1`;
+    const stored = await (await exporter('image').resolve({ name, ...epoch })).export(result(named), t.ctx);
+    const local = await manifestOf(stored['containerimage.digest']);
+    // The new layer is the tar itself (docker's image store keeps layers so); the pulled base layer keeps its blob.
+    expect(local.layers.map((l: { mediaType: string }) => l.mediaType)).toEqual(['application/vnd.docker.image.rootfs.diff.tar.gzip', 'application/vnd.docker.image.rootfs.diff.tar']);
+    expect(local.layers[0].digest).toBe(pushed.layer.digest);
+    const config = JSON.parse(await readFile(t.ctx.content.path(local.config.digest), 'utf8'));
+    expect(local.layers[1].digest).toBe(config.rootfs.diff_ids[1]);
+    // The image id (config digest) is the one a compressed export has.
+    expect(stored['containerimage.config.digest']).toBe(reference['containerimage.config.digest']);
+
+    // Leaving the machine: gzip, byte for byte the layer a build without the named image exports; made once.
+    const writes: string[] = [];
+    const content = { ...t.ctx.content, path: t.ctx.content.path.bind(t.ctx.content), has: t.ctx.content.has.bind(t.ctx.content), addRef: t.ctx.content.addRef?.bind(t.ctx.content) };
+    const counting = {
+      ...t.ctx,
+      content: {
+        ...content,
+        write: async (...a: Parameters<typeof t.ctx.content.write>) => {
+          const r = await t.ctx.content.write(...a);
+          writes.push(r.digest);
+          return r;
+        },
+      },
+    };
+    const dest = join(work, 'from-named');
+    const exported = await (await exporter('oci').resolve({ dest, tar: 'false', name: 'example.com/test/named:v1', ...epoch })).export(result(named), counting);
+    expect(exported['containerimage.digest']).toBe(reference['containerimage.digest']);
+    expect(writes).toContain(gzipLayer.digest);
+    await validateLayout(dest);
+    await runTool('umoci', ['unpack', '--image', `${dest}:v1`, join(work, 'from-named-bundle')]);
+    expect(await readFile(join(work, 'from-named-bundle/rootfs/hello.txt'), 'utf8')).toBe('hello from bkt\n');
+
+    writes.length = 0;
+    const pushedName = `${registry.host}/test/uncompressed-pushed:v1`;
+    const pushedRes = await (await exporter('image').resolve({ name: pushedName, push: 'true', 'oci-mediatypes': 'true', ...epoch })).export(result(named), counting);
+    expect(pushedRes['containerimage.digest']).toBe(reference['containerimage.digest']);
+    expect(writes).not.toContain(gzipLayer.digest); // the compressed blob was remembered
+    const inspect = (await skopeoInspect(pushedName)) as { Layers: string[] };
+    expect(inspect.Layers).toEqual([pushed.layer.digest, gzipLayer.digest]);
+    await runTool('skopeo', ['copy', '--src-tls-verify=false', `docker://${pushedName}`, `oci:${join(work, 'pulled-uncompressed')}:v1`]);
+
+    // compression given: the named image gets it.
+    const explicit = await (await exporter('image').resolve({ name: `${registry.host}/test/gzip-named:v1`, compression: 'gzip', ...epoch })).export(result(named), t.ctx);
+    expect((await manifestOf(explicit['containerimage.digest'])).layers.map((l: { digest: string }) => l.digest)).toEqual([pushed.layer.digest, gzipLayer.digest]);
+  });
+
+  it('compresses an uncompressed layer of a stored image unpacked again (no registry holds it) when it is pushed', async () => {
+    const own = await openTestContext();
+    try {
+      const { ctx, store } = own;
+      const busybox = await (await source.resolve(source.identify('docker-image', pushed.reference, {}), ctx)).snapshot(ctx);
+      const m = await ctx.snapshotter.prepare(busybox);
+      await writeFile(join(m.path, 'hello.txt'), 'hello from bkt\n');
+      const top = await m.commit();
+      const epoch = { 'source-date-epoch': String(EPOCH) };
+      const name = `${registry.host}/test/stored-plain:v1`;
+      const stored = await (await exporter('image').resolve({ name, ...epoch })).export(result(top), ctx);
+      const gzipRef = await (await exporter('oci').resolve({ dest: join(work, 'stored-plain-ref'), tar: 'false', ...epoch })).export(result(top), ctx);
+      // Its snapshots pruned, the stored image is unpacked from its (uncompressed) blobs: the layer record holds the plain tar.
+      await store.prune({ all: true });
+      const again = await (await source.resolve(source.identify('docker-image', name, { 'image.resolvemode': 'local' }), ctx)).snapshot(ctx);
+      const pushedName = `${registry.host}/test/stored-plain-pushed:v1`;
+      const res = await (await exporter('image').resolve({ name: pushedName, push: 'true', 'oci-mediatypes': 'true', ...epoch })).export(result(again), ctx);
+      expect(res['containerimage.digest']).toBe(gzipRef['containerimage.digest']);
+      expect(res['containerimage.config.digest']).toBe(stored['containerimage.config.digest']);
+      const raw = (await skopeoInspect(pushedName, { raw: true })) as { layers: { mediaType: string }[] };
+      expect(raw.layers.map((l) => l.mediaType)).toEqual(Array(2).fill('application/vnd.oci.image.layer.v1.tar+gzip'));
+    } finally {
+      await own.close();
+    }
+  });
+
   it('keeps what a kept snapshot or a stored name references through prune, and removes unreferenced blobs', async () => {
     const own = await openTestContext();
     try {

@@ -5,6 +5,13 @@
  * all the image's blobs in the content store) and pushes it (`push=true`);
  * `oci` writes an OCI layout; `docker` a docker archive.
  *
+ * Compression happens where bytes leave the machine. An `image` export that
+ * only names the image into the local store (no push, and no `compression`,
+ * `compression-level` or `force-compression` given) keeps its new layers
+ * uncompressed, as docker's image store does for `docker build -t`: it costs
+ * a tar and a sha256, no compression. A push, an OCI layout or a docker
+ * archive compresses them (gzip by default), each compressed blob made once.
+ *
  * The response carries BuildKit's keys: `containerimage.digest`,
  * `containerimage.config.digest` (single-platform), `containerimage.descriptor`
  * (base64 JSON) and `image.name`.
@@ -59,7 +66,8 @@ class ImageExporterInstance implements ExporterInstance {
     const o = this.opts;
     const sourceDateEpoch = sourceDateEpochOf(o, result);
     throwIfCancelled(o.type, ctx.signal);
-    const image = await buildImage(result, ctx, { ...o, sourceDateEpoch });
+    const localOnly = o.type === 'image' && !o.push && !o.pushByDigest && !o.compressionSet;
+    const image = await buildImage(result, ctx, { ...o, sourceDateEpoch, ...(localOnly ? { compression: 'uncompressed' as const } : {}) });
     // Building the layers may take long; nothing is written for a cancelled build.
     throwIfCancelled(o.type, ctx.signal);
     const names = o.names;

@@ -6,7 +6,8 @@
  * Layers: one per snapshot of the result's chain, base first. A snapshot
  * unpacked from a pulled layer reuses that blob byte for byte (only the media
  * type follows `oci-mediatypes`), unless `force-compression` asks for another
- * compression; any other snapshot becomes a new layer (layer.ts).
+ * compression (see `layerOf`); any other snapshot becomes a new layer
+ * (`snapshotLayer` of @bkt/oci) of the asked compression.
  *
  * Config: the frontend's (`containerimage.config` metadata, per platform
  * `containerimage.config/<os/arch>`), else a default for the platform; with
@@ -14,12 +15,10 @@
  * non-empty entry per layer. SOURCE_DATE_EPOCH sets `created` of the config
  * and of history entries newer than it.
  */
-import { createReadStream } from 'node:fs';
 import { BktError, INLINE_CACHE_CONFIG_KEY, INLINE_CACHE_METADATA_KEY, requireRecords, type BuildContext, type BuildResult, type Digest, type Platform, type Snapshot } from '@bkt/core';
 import {
-  compress,
   compressionOfMediaType,
-  decompress,
+  convertLayer,
   digestOf,
   formatPlatform,
   hostPlatform,
@@ -133,13 +132,21 @@ async function layersOf(top: Snapshot | null, ctx: Pick<BuildContext, 'root' | '
   return layers;
 }
 
-/** The layer of one snapshot of the chain: the remembered blob, recompressed when force-compression asks for another, or a new one. */
+/**
+ * The layer of one snapshot of the chain. A snapshot unpacked from a layer
+ * blob reuses it, except where `force-compression` asks for another
+ * compression, or where an uncompressed blob no registry is known to hold (an
+ * image of the local store, a layout's) would leave the machine compressed
+ * otherwise: it is compressed as asked, as docker's push compresses its
+ * store's layers. Any other snapshot becomes a new layer.
+ */
 async function layerOf(s: Snapshot, ctx: Pick<BuildContext, 'root' | 'content' | 'snapshotter' | 'records'>, opts: ImageBuildOptions): Promise<ImageLayer> {
   const clampMtime = opts.rewriteTimestamp ? opts.sourceDateEpoch : undefined;
   const rec = await readLayerRecord(requireRecords(ctx, '@bkt/exporter-oci'), s.id);
   if (rec && (await ctx.content.has(rec.blob.digest))) {
     const have = compressionOfMediaType(rec.blob.mediaType);
-    if (!opts.forceCompression || have === opts.compression) {
+    const localPlain = have === 'uncompressed' && rec.sources.length === 0;
+    if (have === opts.compression || (!opts.forceCompression && !localPlain) || have === undefined) {
       return {
         descriptor: { mediaType: convertLayerMediaType(rec.blob.mediaType, opts.ociMediaTypes), digest: rec.blob.digest, size: rec.blob.size },
         diffId: rec.diffId,
@@ -147,13 +154,13 @@ async function layerOf(s: Snapshot, ctx: Pick<BuildContext, 'root' | 'content' |
         snapshotId: s.id,
       };
     }
-    // force-compression: the same tar, compressed as asked.
-    const what = `recompressing ${rec.blob.digest}`;
-    const plain = decompress(createReadStream(ctx.content.path(rec.blob.digest)), what);
-    const { digest, size } = await ctx.content.write(compress(plain, opts.compression, opts.compressionLevel, what));
-    await ctx.content.addRef?.(digest, { snapshot: s.id });
+    const layer = await convertLayer({ descriptor: rec.blob, diffId: rec.diffId }, ctx, {
+      compression: opts.compression,
+      compressionLevel: opts.compressionLevel,
+      snapshotId: s.id,
+    });
     return {
-      descriptor: { mediaType: convertLayerMediaType(`application/vnd.oci.image.layer.v1.tar${suffix(opts.compression)}`, opts.ociMediaTypes), digest, size },
+      descriptor: { mediaType: convertLayerMediaType(layer.descriptor.mediaType, opts.ociMediaTypes), digest: layer.descriptor.digest, size: layer.descriptor.size },
       diffId: rec.diffId,
       sources: [],
       snapshotId: s.id,
@@ -172,8 +179,6 @@ async function layerOf(s: Snapshot, ctx: Pick<BuildContext, 'root' | 'content' |
     snapshotId: s.id,
   };
 }
-
-const suffix = (c: string) => (c === 'gzip' ? '+gzip' : c === 'zstd' ? '+zstd' : '');
 
 function isoOf(epoch: number): string {
   return new Date(epoch * 1000).toISOString().replace(/\.000Z$/, 'Z');

@@ -1,12 +1,14 @@
 /**
  * New layers: the tar of a snapshot's own changes (`Snapshot.layerPath()`, an
- * overlay upper dir) in the OCI layer format, compressed into the content store.
+ * overlay upper dir) in the OCI layer format, as a blob of the content store
+ * (compressed, or the tar itself).
  *
  * - Overlay whiteouts (0/0 character devices) become `.wh.NAME` entries;
  *   opaque directories (`trusted.overlay.opaque=y`) get a `.wh..wh..opq` entry.
  * - Entries come in byte order of their names, parents first; hard links
  *   inside the layer become tar links to the first path of the inode; owners
- *   are numeric, user and group names empty: the same tree gives the same tar.
+ *   are numeric, user and group names empty: the same tree gives the same tar
+ *   (headers: tar-header.ts).
  * - With `clampMtime` (SOURCE_DATE_EPOCH and rewrite-timestamp), no mtime is
  *   later than it, so the digest does not depend on when the build ran.
  * - diff_id = sha256 of the uncompressed tar.
@@ -14,22 +16,22 @@
  * A snapshot is immutable, so its layer is computed once per (compression,
  * level, clamp) and remembered under `<root>/exporter-oci/layers/`; the
  * snapshot references the blob (`ContentStore.addRef`), so it lives as long
- * as the snapshot does.
+ * as the snapshot does. A blob converted to another compression
+ * (`convertLayer`) is remembered likewise, by the blob's digest.
  *
  * Node cannot read xattrs: opaque markers are read with GNU tar
  * (`tar --xattrs`), other xattrs (file capabilities) are not exported.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, type Stats } from 'node:fs';
+import { close, createReadStream, open, read, type Stats } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import type * as TarStream from 'tar-stream';
 import { BktError, type BuildContext, type Digest, type Snapshot } from '@bkt/core';
-import { compress, type Compression } from './compression.js';
+import { compress, compressionOfMediaType, decompress, type Compression } from './compression.js';
 import { digesting } from './digest.js';
 import { MediaType, type Descriptor } from './media-types.js';
+import { END_OF_TAR, encodeHeader, padding, TarType, type TarHeader } from './tar-header.js';
 
 const OCI_LAYER: Record<Compression, string> = { gzip: MediaType.OciLayerGzip, zstd: MediaType.OciLayerZstd, uncompressed: MediaType.OciLayer };
 
@@ -43,33 +45,90 @@ export interface LayerOptions {
 }
 
 export interface Layer {
-  /** The compressed blob, with an OCI media type; it is in the content store. */
+  /** The blob, with an OCI media type; it is in the content store. */
   descriptor: Descriptor;
   diffId: Digest;
 }
 
+const OPAQUE_XATTR = 'SCHILY.xattr.trusted.overlay.opaque';
+
+/** The value of an octal tar header field (GNU tar writes octal for everything here). */
+function octal(block: Buffer, off: number, len: number): number {
+  const s = block.toString('latin1', off, off + len).replace(/[\0 ]+$/, '').trim();
+  return s ? parseInt(s, 8) : 0;
+}
+
+const cstring = (b: Buffer, off: number, len: number) => {
+  const end = b.indexOf(0, off);
+  return b.toString('utf8', off, end < 0 || end > off + len ? off + len : end);
+};
+
+/** Pax records `len key=value\n` of an extended header body. */
+function paxRecords(body: Buffer): Record<string, string> {
+  const out: Record<string, string> = {};
+  let off = 0;
+  while (off < body.length) {
+    const space = body.indexOf(0x20, off);
+    if (space < 0) break;
+    const len = parseInt(body.toString('latin1', off, space), 10);
+    if (!(len > 0)) break;
+    const record = body.toString('utf8', space + 1, off + len - 1);
+    const eq = record.indexOf('=');
+    if (eq > 0) out[record.slice(0, eq)] = record.slice(eq + 1);
+    off += len;
+  }
+  return out;
+}
+
+/** Names of the entries of a tar (GNU tar's output: ustar, pax or GNU long names) whose pax records set the opaque xattr. */
+function opaqueEntries(tar: Buffer): Set<string> {
+  const found = new Set<string>();
+  let pax: Record<string, string> | undefined;
+  let longName: string | undefined;
+  for (let off = 0; off + 512 <= tar.length; ) {
+    const block = tar.subarray(off, off + 512);
+    if (block[0] === 0 && block.every((b) => b === 0)) break;
+    const size = octal(block, 124, 12);
+    const type = block[156];
+    const body = tar.subarray(off + 512, off + 512 + size);
+    off += 512 + size + padding(size);
+    if (type === 0x78 /* x */) {
+      pax = { ...pax, ...paxRecords(body) };
+      continue;
+    }
+    if (type === 0x4c /* L */) {
+      longName = cstring(body, 0, body.length);
+      continue;
+    }
+    if (type === 0x67 /* g */ || type === 0x4b /* K */) continue;
+    let name = cstring(block, 0, 100);
+    if (block.toString('latin1', 257, 262) === 'ustar' && block[345] !== 0 && block[263] === 0x30) name = `${cstring(block, 345, 155)}/${name}`;
+    name = pax?.path ?? longName ?? name;
+    if (pax?.[OPAQUE_XATTR] === 'y') found.add(name.replace(/^\.\//, '').replace(/\/$/, ''));
+    pax = undefined;
+    longName = undefined;
+  }
+  return found;
+}
+
 /** Directories of `dir` (relative) that carry `trusted.overlay.opaque=y`. */
 async function opaqueDirs(dir: string, dirs: string[]): Promise<Set<string>> {
-  const found = new Set<string>();
-  if (dirs.length === 0) return found;
+  if (dirs.length === 0) return new Set();
   const child = spawn('tar', ['--xattrs', '--xattrs-include=trusted.overlay.opaque', '--no-recursion', '--null', '-C', dir, '-cf', '-', '-T', '-'], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
+  const out: Buffer[] = [];
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stdout.on('data', (c: Buffer) => out.push(c));
+  child.stdin.on('error', () => undefined); // EPIPE when tar dies: reported by its exit code
   child.stdin.end(dirs.map((d) => `./${d}\0`).join(''));
-  const { default: tar } = await import('tar-stream');
-  const extract = tar.extract();
-  const done = pipeline(child.stdout, extract);
-  for await (const entry of extract) {
-    const v = (entry.header.pax as Record<string, string> | undefined)?.['SCHILY.xattr.trusted.overlay.opaque'];
-    if (v === 'y') found.add(entry.header.name.replace(/^\.\//, '').replace(/\/$/, ''));
-    entry.resume();
-  }
-  await done;
-  const code: number = child.exitCode ?? (await new Promise((r) => child.on('close', r)));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
   if (code !== 0) throw new BktError('INTERNAL', `reading overlay xattrs of ${dir} with tar failed: ${stderr.trim()}`);
-  return found;
+  return opaqueEntries(Buffer.concat(out));
 }
 
 interface Item {
@@ -81,28 +140,96 @@ interface Item {
 async function walkSorted(dir: string): Promise<Item[]> {
   const out: Item[] = [];
   const visit = async (rel: string) => {
-    const names = (await readdir(rel ? join(dir, rel) : dir)).sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    const names = (await readdir(rel ? join(dir, rel) : dir)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     const stats = await Promise.all(names.map((name) => lstat(join(dir, rel ? `${rel}/${name}` : name))));
     for (let i = 0; i < names.length; i++) {
-      const r = rel ? `${rel}/${names[i]}` : names[i];
-      out.push({ rel: r, st: stats[i] });
-      if (stats[i].isDirectory()) await visit(r);
+      const r = rel ? `${rel}/${names[i]}` : names[i]!;
+      out.push({ rel: r, st: stats[i]! });
+      if (stats[i]!.isDirectory()) await visit(r);
     }
   };
   await visit('');
   return out;
 }
 
-/** Files up to this size are read whole, several ahead of the tar writer; larger ones are streamed. */
+/** Files up to this size are read whole, ahead of the tar writer; larger ones are read in pieces of this size. */
 const SMALL_FILE_BYTES = 1024 * 1024;
-/** How many small files are read ahead, and how many bytes at most. */
-const READ_AHEAD_FILES = 32;
+/** How many small files are read at once ahead of the writer, and how many bytes at most. */
+const READ_AHEAD_FILES = 64;
 const READ_AHEAD_BYTES = 16 * 1024 * 1024;
+/** The tar comes out in chunks of this size (headers and small bodies copied together), so its consumers see few, large chunks. */
+const CHUNK_BYTES = 1024 * 1024;
+
+const fsOpen = (path: string) => new Promise<number>((resolve, reject) => open(path, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
+const fsClose = (fd: number) => new Promise<void>((resolve) => close(fd, () => resolve()));
+const fsRead = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
+  new Promise<number>((resolve, reject) => read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+
+function changed(path: string, size: number, got: string): BktError {
+  return new BktError('INTERNAL', `${path} changed while its layer was written (${size} bytes, then ${got})`);
+}
+
+/** The whole content of the regular file `path` of `size` bytes (one open, one read, one close); a different size is an error. */
+async function readWhole(path: string, size: number): Promise<Buffer> {
+  const fd = await fsOpen(path);
+  try {
+    // One byte more than expected: a file that grew is seen without a second read.
+    const buf = Buffer.allocUnsafe(size + 1);
+    let got = 0;
+    for (;;) {
+      const n = await fsRead(fd, buf, got, buf.length - got, got);
+      got += n;
+      // A short read of a regular file is its end.
+      if (n === 0 || got >= size) break;
+    }
+    if (got !== size) throw changed(path, size, got > size ? 'more' : `${got} bytes`);
+    return buf.subarray(0, size);
+  } finally {
+    await fsClose(fd);
+  }
+}
+
+/** The content of the regular file `path` of `size` bytes in pieces, the next piece read while the last is used. */
+async function* readPieces(path: string, size: number): AsyncGenerator<Buffer> {
+  const fd = await fsOpen(path);
+  try {
+    let pos = 0;
+    const readAt = async (at: number) => {
+      const buf = Buffer.allocUnsafe(Math.min(SMALL_FILE_BYTES, size - at + 1));
+      let got = 0;
+      for (;;) {
+        const n = await fsRead(fd, buf, got, buf.length - got, at + got);
+        got += n;
+        if (n === 0 || got === buf.length) break;
+      }
+      return buf.subarray(0, got);
+    };
+    let next: Promise<Buffer> | undefined = readAt(0);
+    while (next) {
+      const piece = await next;
+      next = undefined;
+      if (pos + piece.length > size) throw changed(path, size, 'more');
+      if (piece.length === 0) throw changed(path, size, `${pos} bytes`);
+      pos += piece.length;
+      if (pos < size) {
+        next = readAt(pos);
+        next.catch(() => undefined); // awaited above
+      }
+      yield piece;
+    }
+    // Nothing after the expected end.
+    const tail = Buffer.allocUnsafe(1);
+    if ((await fsRead(fd, tail, 0, 1, size)) !== 0) throw changed(path, size, 'more');
+  } finally {
+    await fsClose(fd);
+  }
+}
 
 /**
- * Reads the small regular files of `items` ahead of their turn (a bounded
- * window of concurrent `readFile`s), so the tar writer does not wait on one
- * open/read/close round trip per file. `take(i)` returns item i's bytes.
+ * Reads the small files of `items` ahead of their turn: a window of at most
+ * READ_AHEAD_FILES concurrent reads and READ_AHEAD_BYTES, in tar order, so
+ * the writer finds most bodies read when it gets to them. `take(i)` returns
+ * item i's bytes.
  */
 function readAhead(dir: string, items: Item[], wanted: (i: number) => boolean) {
   const reads = new Map<number, Promise<Buffer>>();
@@ -112,123 +239,219 @@ function readAhead(dir: string, items: Item[], wanted: (i: number) => boolean) {
     while (next < items.length && reads.size < READ_AHEAD_FILES && bytes < READ_AHEAD_BYTES) {
       const i = next++;
       if (!wanted(i)) continue;
-      const p = readFile(join(dir, items[i].rel));
+      const p = readWhole(join(dir, items[i]!.rel), items[i]!.st.size);
       p.catch(() => undefined); // awaited by take()
       reads.set(i, p);
-      bytes += items[i].st.size;
+      bytes += items[i]!.st.size;
     }
   };
   return {
+    fill,
     async take(i: number): Promise<Buffer> {
       fill();
-      const p = reads.get(i) ?? readFile(join(dir, items[i].rel));
+      const p = reads.get(i) ?? readWhole(join(dir, items[i]!.rel), items[i]!.st.size);
       reads.delete(i);
-      const buf = await p;
-      bytes -= items[i].st.size;
-      fill();
-      return buf;
+      try {
+        return await p;
+      } finally {
+        bytes -= items[i]!.st.size;
+        fill();
+      }
     },
   };
+}
+
+/** Collects the tar's bytes into CHUNK_BYTES buffers. */
+class Chunker {
+  #buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  #used = 0;
+  readonly ready: Buffer[] = [];
+
+  add(bytes: Uint8Array): void {
+    let off = 0;
+    while (off < bytes.length) {
+      const n = Math.min(bytes.length - off, CHUNK_BYTES - this.#used);
+      this.#buf.set(bytes.subarray(off, off + n), this.#used);
+      this.#used += n;
+      off += n;
+      if (this.#used === CHUNK_BYTES) this.flush();
+    }
+  }
+
+  zeros(n: number): void {
+    if (n > 0) this.add(END_OF_TAR.subarray(0, n));
+  }
+
+  flush(): void {
+    if (this.#used === 0) return;
+    this.ready.push(this.#buf.subarray(0, this.#used));
+    this.#buf = Buffer.allocUnsafe(CHUNK_BYTES);
+    this.#used = 0;
+  }
 }
 
 const major = (rdev: number) => Number((BigInt(rdev) >> 8n) & 0xfffn) | Number((BigInt(rdev) >> 32n) & ~0xfffn);
 const minor = (rdev: number) => Number(BigInt(rdev) & 0xffn) | Number((BigInt(rdev) >> 12n) & ~0xffn);
 
-/** The uncompressed OCI layer tar of the overlay upper dir `dir`. */
+/**
+ * The uncompressed OCI layer tar of the overlay upper dir `dir`, in chunks of
+ * about 1 MiB. Headers are written here (tar-header.ts); small files are read
+ * whole, several ahead of the writer; larger ones in pieces.
+ */
 export function layerTar(dir: string, opts: { clampMtime?: number; withOpaque?: boolean } = {}): AsyncIterable<Uint8Array> {
-  return {
-    async *[Symbol.asyncIterator]() {
-      // tar-stream (and streamx) load with the first layer, not with @bkt/oci.
-      const { default: tar } = await import('tar-stream');
-      const pack = tar.pack();
-      produceLayerTar(pack, dir, opts).catch((err: Error) => pack.destroy(err));
-      yield* pack as unknown as AsyncIterable<Uint8Array>;
-    },
-  };
+  return { [Symbol.asyncIterator]: () => produceLayerTar(dir, opts) };
 }
 
-async function produceLayerTar(pack: TarStream.Pack, dir: string, opts: { clampMtime?: number; withOpaque?: boolean }): Promise<void> {
+async function* produceLayerTar(dir: string, opts: { clampMtime?: number; withOpaque?: boolean }): AsyncGenerator<Uint8Array> {
   const items = await walkSorted(dir);
-  const opaque = opts.withOpaque === false ? new Set<string>() : await opaqueDirs(dir, items.filter((i) => i.st.isDirectory()).map((i) => i.rel));
-  const inodes = new Map<number, string>();
-  const clamp = (d: Date) => (opts.clampMtime !== undefined && d.getTime() > opts.clampMtime * 1000 ? new Date(opts.clampMtime * 1000) : d);
+  // Hard links: the first path of an inode (in tar order) holds the content, the others link to it.
+  const firstOfInode = new Map<number, number>();
+  const linkTo: (string | undefined)[] = new Array(items.length);
+  items.forEach(({ st }, i) => {
+    if (!st.isFile() || st.nlink <= 1) return;
+    const first = firstOfInode.get(st.ino);
+    if (first === undefined) firstOfInode.set(st.ino, i);
+    else linkTo[i] = items[first]!.rel;
+  });
   const small = (i: number) => {
-    const { st } = items[i];
-    return st.isFile() && st.size <= SMALL_FILE_BYTES && !(st.nlink > 1);
+    const { st } = items[i]!;
+    return st.isFile() && st.size <= SMALL_FILE_BYTES && linkTo[i] === undefined;
   };
   const ahead = readAhead(dir, items, small);
-  const add = (header: TarStream.Header, body?: Buffer | string) =>
-    new Promise<void>((resolve, reject) => {
-      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (body === undefined) pack.entry(header, cb);
-      else pack.entry(header, body, cb);
-    });
+  // The reads start while tar reads the directories' xattrs.
+  ahead.fill();
+  const opaque = opts.withOpaque === false ? new Set<string>() : await opaqueDirs(dir, items.filter((i) => i.st.isDirectory()).map((i) => i.rel));
+  const clampMs = opts.clampMtime !== undefined ? opts.clampMtime * 1000 : undefined;
+  const out = new Chunker();
+  const marker = (name: string, mtimeMs: number): TarHeader => ({ name, mode: 0o644, uid: 0, gid: 0, size: 0, mtimeMs, type: TarType.file });
   for (let i = 0; i < items.length; i++) {
-    const { rel, st } = items[i];
-    const base = { name: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, uname: '', gname: '', mtime: clamp(st.mtime) } as TarStream.Header;
+    const { rel, st } = items[i]!;
+    const t = st.mtime.getTime();
+    const mtimeMs = clampMs !== undefined && t > clampMs ? clampMs : t;
+    const base = { name: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: 0, mtimeMs };
     if (st.isCharacterDevice() && st.rdev === 0) {
       const slash = rel.lastIndexOf('/');
-      const name = slash < 0 ? `.wh.${rel}` : `${rel.slice(0, slash)}/.wh.${rel.slice(slash + 1)}`;
-      await add({ ...base, name, type: 'file', size: 0, mode: 0, uid: 0, gid: 0 }, '');
+      out.add(encodeHeader(marker(slash < 0 ? `.wh.${rel}` : `${rel.slice(0, slash)}/.wh.${rel.slice(slash + 1)}`, mtimeMs)));
     } else if (st.isDirectory()) {
-      await add({ ...base, name: `${rel}/`, type: 'directory' });
-      if (opaque.has(rel)) await add({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', size: 0, mode: 0, uid: 0, gid: 0 }, '');
+      out.add(encodeHeader({ ...base, name: `${rel}/`, type: TarType.directory }));
+      if (opaque.has(rel)) out.add(encodeHeader(marker(`${rel}/.wh..wh..opq`, mtimeMs)));
     } else if (st.isSymbolicLink()) {
-      await add({ ...base, type: 'symlink', linkname: await readlink(join(dir, rel)) });
+      out.add(encodeHeader({ ...base, type: TarType.symlink, linkname: await readlink(join(dir, rel)) }));
     } else if (st.isFile()) {
-      const first = st.nlink > 1 ? inodes.get(st.ino) : undefined;
-      if (first !== undefined) {
-        await add({ ...base, type: 'link', linkname: first, size: 0 });
+      const link = linkTo[i];
+      if (link !== undefined) {
+        out.add(encodeHeader({ ...base, type: TarType.link, linkname: link }));
         continue;
       }
-      if (st.nlink > 1) inodes.set(st.ino, rel);
+      out.add(encodeHeader({ ...base, type: TarType.file, size: st.size }));
       if (small(i)) {
-        const body = await ahead.take(i);
-        if (body.length !== st.size) {
-          throw new BktError('INTERNAL', `${join(dir, rel)} changed while its layer was written (${st.size} bytes, then ${body.length})`);
-        }
-        await add({ ...base, type: 'file', size: st.size }, body);
-        continue;
+        out.add(await ahead.take(i));
+      } else {
+        // Large bodies go out as they were read, not copied.
+        out.flush();
+        yield* out.ready.splice(0);
+        yield* readPieces(join(dir, rel), st.size);
       }
-      await new Promise<void>((resolve, reject) => {
-        const w = pack.entry({ ...base, type: 'file', size: st.size }, (err) => (err ? reject(err) : resolve()));
-        pipeline(createReadStream(join(dir, rel)), w).catch(reject);
-      });
+      out.zeros(padding(st.size));
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-      await add({ ...base, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major(st.rdev), devminor: minor(st.rdev), size: 0 });
+      const type = st.isCharacterDevice() ? TarType.characterDevice : TarType.blockDevice;
+      out.add(encodeHeader({ ...base, type, devmajor: major(st.rdev), devminor: minor(st.rdev) }));
     } else if (st.isFIFO()) {
-      await add({ ...base, type: 'fifo', size: 0 });
+      out.add(encodeHeader({ ...base, type: TarType.fifo }));
     }
     // Sockets are not archived (as tar and BuildKit skip them).
+    if (out.ready.length > 0) yield* out.ready.splice(0);
   }
-  pack.finalize();
+  out.add(END_OF_TAR);
+  out.flush();
+  yield* out.ready.splice(0);
 }
 
-/** The layer of `snapshot`'s own changes, computed once (see the module comment). */
+/** Where the layer of (`key`, compression, level, clamp) is remembered. */
+function rememberedPath(root: string, key: string, compression: Compression, level: number | undefined, clampMtime: number | undefined): string {
+  // The level of an uncompressed layer means nothing.
+  const lvl = compression === 'uncompressed' ? 'default' : (level ?? 'default');
+  return join(root, 'exporter-oci', 'layers', `${key}-${compression}-${lvl}-${clampMtime ?? 'none'}.json`);
+}
+
+async function recall(file: string, content: BuildContext['content']): Promise<Layer | undefined> {
+  const layer = await readFile(file, 'utf8').then((t) => JSON.parse(t) as Layer, () => undefined);
+  return layer && (await content.has(layer.descriptor.digest)) ? layer : undefined;
+}
+
+async function remember(file: string, layer: Layer): Promise<void> {
+  await mkdir(join(file, '..'), { recursive: true });
+  const tmp = `${file}.${randomBytes(4).toString('hex')}`;
+  await writeFile(tmp, JSON.stringify(layer));
+  await rename(tmp, file);
+}
+
+export interface ConvertLayerOptions {
+  compression: Compression;
+  compressionLevel?: number;
+  /** The snapshot the layer belongs to: it references the new blob, so the blob lives as long as it does. */
+  snapshotId?: string;
+}
+
+/**
+ * The same layer tar as a blob of another compression: `layer`'s blob
+ * decompressed and compressed as asked, made once per (blob, compression,
+ * level) and remembered. The diff id does not change. A layer already of
+ * that compression is returned as it is.
+ */
+export async function convertLayer(layer: Layer, ctx: Pick<BuildContext, 'root' | 'content'>, opts: ConvertLayerOptions): Promise<Layer> {
+  const have = compressionOfMediaType(layer.descriptor.mediaType);
+  if (have === opts.compression) return layer;
+  const key = `blob-${layer.descriptor.digest.slice('sha256:'.length)}`;
+  const file = rememberedPath(ctx.root, key, opts.compression, opts.compressionLevel, undefined);
+  let converted = await recall(file, ctx.content);
+  if (!converted) {
+    const what = `compressing ${layer.descriptor.digest} (${opts.compression})`;
+    const source = createReadStream(ctx.content.path(layer.descriptor.digest), { highWaterMark: 1024 * 1024 }) as AsyncIterable<Uint8Array>;
+    const plain = have === 'uncompressed' ? source : decompress(source, what);
+    const { digest, size } = await ctx.content.write(compress(plain, opts.compression, opts.compressionLevel, what));
+    converted = { descriptor: { mediaType: OCI_LAYER[opts.compression], digest, size }, diffId: layer.diffId };
+    await remember(file, converted);
+  }
+  if (opts.snapshotId !== undefined) await ctx.content.addRef?.(converted.descriptor.digest, { snapshot: opts.snapshotId });
+  return converted;
+}
+
+/**
+ * The layer of `snapshot`'s own changes, computed once per (compression,
+ * level, clamp) (see the module comment). A compressed layer of a snapshot
+ * whose uncompressed layer is remembered (an image named into the local
+ * store) is made from that blob, without walking the tree again; the bytes
+ * are the same either way.
+ */
 export async function snapshotLayer(snapshot: Snapshot, ctx: Pick<BuildContext, 'root' | 'content'>, opts: LayerOptions): Promise<Layer> {
-  const cacheFile = join(
-    ctx.root,
-    'exporter-oci',
-    'layers',
-    `${snapshot.id}-${opts.compression}-${opts.compressionLevel ?? 'default'}-${opts.clampMtime ?? 'none'}.json`,
-  );
+  const file = rememberedPath(ctx.root, snapshot.id, opts.compression, opts.compressionLevel, opts.clampMtime);
   if (!opts.noCache) {
-    const cached = await readFile(cacheFile, 'utf8').then((t) => JSON.parse(t) as Layer, () => undefined);
-    if (cached && (await ctx.content.has(cached.descriptor.digest))) return cached;
+    const found = await recall(file, ctx.content);
+    if (found) return found;
+  }
+  if (!opts.noCache && opts.compression !== 'uncompressed') {
+    const plain = await recall(rememberedPath(ctx.root, snapshot.id, 'uncompressed', undefined, opts.clampMtime), ctx.content);
+    if (plain) {
+      const layer = await convertLayer(plain, ctx, { compression: opts.compression, compressionLevel: opts.compressionLevel, snapshotId: snapshot.id });
+      await remember(file, layer);
+      return layer;
+    }
   }
   const what = `layer of snapshot ${snapshot.id}`;
-  const plain = digesting(layerTar(snapshot.layerPath(), { clampMtime: opts.clampMtime, withOpaque: snapshot.parent !== null }));
-  const { digest, size } = await ctx.content.write(compress(plain.chunks, opts.compression, opts.compressionLevel, what));
+  const tar = layerTar(snapshot.layerPath(), { clampMtime: opts.clampMtime, withOpaque: snapshot.parent !== null });
+  let layer: Layer;
+  if (opts.compression === 'uncompressed') {
+    // The blob is the tar: its digest is the diff id, hashed once (by the content store).
+    const { digest, size } = await ctx.content.write(tar);
+    layer = { descriptor: { mediaType: OCI_LAYER.uncompressed, digest, size }, diffId: digest };
+  } else {
+    const plain = digesting(tar);
+    const { digest, size } = await ctx.content.write(compress(plain.chunks, opts.compression, opts.compressionLevel, what));
+    layer = { descriptor: { mediaType: OCI_LAYER[opts.compression], digest, size }, diffId: plain.digest() };
+  }
   // The snapshot keeps the blob: a prune removes it only with the snapshot (or when no image name holds it).
-  await ctx.content.addRef?.(digest, { snapshot: snapshot.id });
-  const layer: Layer = {
-    descriptor: { mediaType: OCI_LAYER[opts.compression], digest, size },
-    diffId: plain.digest(),
-  };
-  await mkdir(join(ctx.root, 'exporter-oci', 'layers'), { recursive: true });
-  const tmp = `${cacheFile}.${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, JSON.stringify(layer));
-  await rename(tmp, cacheFile);
+  await ctx.content.addRef?.(layer.descriptor.digest, { snapshot: snapshot.id });
+  await remember(file, layer);
   return layer;
 }
-
