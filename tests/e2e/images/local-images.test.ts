@@ -133,6 +133,52 @@ describe('an image built with -t NAME (no --push)', () => {
   });
 });
 
+describe('layers of a stored image: uncompressed in the store, compressed where they leave the machine', () => {
+  type Manifest = { config: { digest: string }; layers: { mediaType: string; digest: string; size: number }[] };
+  const manifestOf = async (digest: string) => JSON.parse(await readFile(join(root, 'content/blobs/sha256', digest.slice('sha256:'.length)), 'utf8')) as Manifest;
+
+  it('-t NAME stores the new layer as the plain tar (its digest is its diff id); --push and -o type=oci send gzip', async () => {
+    // SOURCE_DATE_EPOCH: the frontend's config (history times) is the same in both builds.
+    const epoch = ['--build-arg', 'SOURCE_DATE_EPOCH=1700000000'];
+    const r = await build([...epoch, '-t', 'app:plain', '--metadata-file', join(work, 'plain.json')]);
+    expect(r.code, r.stderr).toBe(0);
+    const stored = await readMetadata(join(work, 'plain.json'));
+    const manifest = await manifestOf(stored['containerimage.digest']!);
+    expect(manifest.layers.map((l) => l.mediaType)).toEqual(['application/vnd.docker.image.rootfs.diff.tar.gzip', 'application/vnd.docker.image.rootfs.diff.tar']);
+    expect(manifest.layers[0]!.digest).toBe(busybox.layer.digest);
+    const config = JSON.parse(await readFile(join(root, 'content/blobs/sha256', manifest.config.digest.slice('sha256:'.length)), 'utf8')) as { rootfs: { diff_ids: string[] } };
+    expect(manifest.layers[1]!.digest).toBe(config.rootfs.diff_ids[1]);
+
+    // The same build pushed: gzip layers, the same image id; an OCI tarball has the same layers.
+    const name = `${registry.host}/e2e/plain:v1`;
+    const pushed = await build([...epoch, '-t', name, '--push', '--metadata-file', join(work, 'plain-pushed.json')]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const pushedMeta = await readMetadata(join(work, 'plain-pushed.json'));
+    expect(pushedMeta['containerimage.config.digest']).toBe(stored['containerimage.config.digest']);
+    const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${name}`], { encoding: 'utf8' });
+    const remote = JSON.parse(stdout) as Manifest;
+    expect(remote.layers.map((l) => l.mediaType)).toEqual(Array(2).fill('application/vnd.docker.image.rootfs.diff.tar.gzip'));
+    const layout = join(work, 'plain-pulled');
+    await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${name}`, `oci:${layout}:v1`]);
+    const bundle = join(work, 'plain-bundle');
+    await run('umoci', ['unpack', '--image', `${layout}:v1`, bundle]);
+    expect(await runcRun(bundle)).toBe('stored by bkt\n');
+
+    const archive = join(work, 'plain.oci.tar');
+    const exported = await build([...epoch, '-o', `type=oci,dest=${archive}`]);
+    expect(exported.code, exported.stderr).toBe(0);
+    const { stdout: ociRaw } = await run('skopeo', ['inspect', '--raw', `oci-archive:${archive}`], { encoding: 'utf8' });
+    expect((JSON.parse(ociRaw) as Manifest).layers.map((l) => l.digest)).toEqual(remote.layers.map((l) => l.digest));
+  });
+
+  it('an output that sets compression stores compressed layers', async () => {
+    const r = await build(['-o', 'type=image,name=app:gzip,compression=gzip', '--metadata-file', join(work, 'gzip.json')]);
+    expect(r.code, r.stderr).toBe(0);
+    const manifest = await manifestOf((await readMetadata(join(work, 'gzip.json')))['containerimage.digest']!);
+    expect(manifest.layers.map((l) => l.mediaType)).toEqual(Array(2).fill('application/vnd.docker.image.rootfs.diff.tar.gzip'));
+  });
+});
+
 describe('bkt build -q', () => {
   it('prints only the image id on stdout, and nothing on stderr', async () => {
     const iid = join(work, 'iid');
