@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -144,6 +145,33 @@ describe('store open', () => {
     expect((await mountsUnder(root)).length).toBe(2);
     await store.close();
     expect(await mountsUnder(root)).toEqual([]);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('deferMount: the caller mounts the overlay it is given; nothing is mounted on the host for it, the commit records what was written', async () => {
+    const root = await tempRoot();
+    const store = await Store.open(root, 'overlay');
+    const base = await commitFiles(store.snapshotter, null, { f: 'f' });
+    const mutable = await store.snapshotter.prepare(base, { deferMount: true });
+    expect(mutable.deferredMount).toMatchObject({ type: 'overlay', source: 'overlay' });
+    expect(mutable.deferredMount!.options).toMatch(/^lowerdir=.*,upperdir=.*,workdir=.*$/);
+    expect(await mountsUnder(root)).toEqual([]);
+    expect(await readdir(mutable.path)).toEqual([]);
+    // As a caller would: mounted (here on the host, for the test), written, unmounted.
+    execFileSync('mount', ['-t', 'overlay', '-o', mutable.deferredMount!.options, 'overlay', mutable.path]);
+    await writeFile(join(mutable.path, 'g'), 'g');
+    expect(await readFile(join(mutable.path, 'f'), 'utf8')).toBe('f');
+    execFileSync('umount', [mutable.path]);
+    const child = await mutable.commit();
+    expect(existsSync(mutable.path)).toBe(false);
+    const view = await child.mount();
+    expect((await readdir(view.path)).sort()).toEqual(['f', 'g']);
+    await view.release();
+    // Without a parent there is nothing to mount: a plain directory, as without the option.
+    const plain = await store.snapshotter.prepare(null, { deferMount: true });
+    expect(plain.deferredMount).toBeUndefined();
+    await plain.discard();
+    await store.close();
     await rm(root, { recursive: true, force: true });
   });
 

@@ -75,18 +75,13 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<
       inputs,
       runDir: join(this.#opts.runDirFor(ctx.root), id),
       commandLine,
+      deferRoot: true,
     });
     try {
-      const cleanStubs = prepared.readonlyRootfs
-        ? () => {}
-        : recordMountStubs(
-            prepared.rootfs,
-            prepared.mounts.map((m) => m.dest),
-            meta.removeMountStubsRecursive,
-          );
       const spec: ContainerSpec = {
         id,
         rootfs: prepared.rootfs,
+        ...(prepared.rootfsMount ? { rootfsMount: prepared.rootfsMount } : {}),
         readonlyRootfs: prepared.readonlyRootfs,
         mounts: prepared.mounts,
         process: {
@@ -104,16 +99,14 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<
         sensitive: prepared.sensitive,
       };
       const output = new StepOutput(ctx.progress, this.#opts.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES);
-      let code: number;
-      try {
-        code = await executor.run(spec, {
-          signal: ctx.signal,
-          stdout: (d) => output.write(1, d),
-          stderr: (d) => output.write(2, d),
-        });
-      } finally {
-        cleanStubs();
-      }
+      const code = await executor.run(spec, {
+        signal: ctx.signal,
+        stdout: (d) => output.write(1, d),
+        stderr: (d) => output.write(2, d),
+        // The stubs runc makes in a writable root are removed before the root is committed.
+        onRoot: (root) =>
+          prepared.readonlyRootfs ? undefined : recordMountStubs(root, prepared.mounts.map((m) => m.dest), meta.removeMountStubsRecursive),
+      });
       const valid = meta.validExitCodes.length > 0 ? meta.validExitCodes : [0];
       if (!valid.includes(code)) {
         const err = execFailed(ctx, commandLine, code, output.lastLines(20));

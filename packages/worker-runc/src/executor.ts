@@ -49,6 +49,18 @@ export interface ProcessIO {
   onControl?: (control: ProcessControl) => void;
 }
 
+/** What `Executor.run` takes besides `ProcessIO`. */
+export interface RunIO extends ProcessIO {
+  /** Called once the process is started. */
+  onStarted?: () => void;
+  /**
+   * Called with the host path of the mounted root before the process
+   * starts; what it returns is called once the process has exited, while
+   * the root is still mounted (mount stubs are recorded and removed so).
+   */
+  onRoot?: (root: string) => (() => void) | void;
+}
+
 /** A mount in the container, prepared on the host. */
 export type ContainerMount =
   | { type: 'bind'; source: string; dest: string; readonly: boolean }
@@ -70,8 +82,15 @@ export interface Ulimit {
 export interface ContainerSpec {
   /** Unique among running containers; [A-Za-z0-9_.-]. */
   id: string;
-  /** Host path of the root filesystem (e.g. an overlay mount). */
+  /** Host path of the root filesystem (e.g. an overlay mount); with `rootfsMount`, the empty directory to mount it on. */
   rootfs: string;
+  /**
+   * The root is not mounted yet: the executor mounts this filesystem on
+   * `rootfs` in a mount namespace of the container's own, which drops it
+   * when the container is gone (core's `MutableSnapshot.deferredMount`).
+   * Not with `process.tty`.
+   */
+  rootfsMount?: { type: string; source: string; options: string };
   readonlyRootfs?: boolean;
   mounts: ContainerMount[];
   process: ProcessSpec;
@@ -97,7 +116,7 @@ export interface Executor {
    * once the container and everything it set up are gone. Rejects with
    * `BktError('CANCELLED')` when `io.signal` aborts.
    */
-  run(spec: ContainerSpec, io?: ProcessIO & { onStarted?: () => void }): Promise<number>;
+  run(spec: ContainerSpec, io?: RunIO): Promise<number>;
   /**
    * Runs a further process in the running container `id`; resolves with its
    * exit code. `BktError('NOT_FOUND')` when no such container runs.

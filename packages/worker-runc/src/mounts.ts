@@ -23,8 +23,10 @@ export const DEFAULT_SECRET_DIR = '/run/secrets';
 export const DEFAULT_SSH_SOCKET = '/run/buildkit/ssh_agent.0';
 
 export interface PreparedMounts {
-  /** Host path of the container's root. */
+  /** Host path of the container's root (with `rootfsMount`: the empty directory it is mounted on). */
   rootfs: string;
+  /** The root's filesystem when the executor mounts it itself (`MountContext.deferRoot`); see `ContainerSpec.rootfsMount`. */
+  rootfsMount?: { type: string; source: string; options: string };
   readonlyRootfs: boolean;
   mounts: ContainerMount[];
   /** Writable snapshots by the op's output index: the caller commits or discards each. */
@@ -46,6 +48,8 @@ export interface MountContext {
   runDir: string;
   /** Describes cache mounts in `bkt du`. */
   commandLine: string;
+  /** A writable root is left for the executor to mount (`PreparedMounts.rootfsMount`) when its snapshotter can. */
+  deferRoot?: boolean;
 }
 
 export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<PreparedMounts> {
@@ -104,7 +108,9 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
           if (m.readonly) {
             source = input ? await mountReadonly(input, cleanups) : await emptyDir(mc.runDir, index);
           } else {
-            const mutable = await mc.ctx.snapshotter.prepare(input, { description: `exec ${mc.commandLine} ${m.dest}` });
+            const defer = mc.deferRoot === true && m.dest === '/' && (!m.selector || m.selector === '/');
+            const mutable = await mc.ctx.snapshotter.prepare(input, { description: `exec ${mc.commandLine} ${m.dest}`, ...(defer ? { deferMount: true } : {}) });
+            if (defer && mutable.deferredMount) result.rootfsMount = mutable.deferredMount;
             result.writable.set(index, mutable);
             if (m.output >= 0) {
               if (outputs.has(m.output)) {

@@ -19,9 +19,10 @@ import { chownSync, existsSync, mkdirSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BktError } from '@bkt/core';
-import type { ContainerSpec, Executor, ProcessControl, ProcessIO, ProcessSpec } from './executor.js';
+import type { ContainerSpec, Executor, ProcessControl, ProcessIO, ProcessSpec, RunIO } from './executor.js';
 import { NetworkProvider, type NetworkOptions } from './network.js';
 import { rootPath } from './rootpath.js';
+import { RootNamespace } from './rootns.js';
 import { DEFAULT_CAPABILITIES, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, buildSpec, privilegedCapabilities } from './spec.js';
 import { isAlive, mountTmpfs, mountsUnder, mustRun, runCommand, unmount } from './sys.js';
 import { resolveUser, type ResolvedUser } from './user.js';
@@ -108,7 +109,7 @@ export class RuncExecutor implements Executor {
     return [...this.#running.keys()];
   }
 
-  async run(spec: ContainerSpec, io: ProcessIO & { onStarted?: () => void } = {}): Promise<number> {
+  async run(spec: ContainerSpec, io: RunIO = {}): Promise<number> {
     if (!ID_PATTERN.test(spec.id)) {
       throw new BktError('INVALID_ARGUMENT', `invalid container id "${spec.id}"`, { attribute: 'id' });
     }
@@ -116,6 +117,9 @@ export class RuncExecutor implements Executor {
       throw new BktError('INVALID_ARGUMENT', `container id "${spec.id}" does not have the form <name>-${process.pid}-<rest>`, {
         attribute: 'id',
       });
+    }
+    if (spec.rootfsMount && spec.process.tty) {
+      throw new BktError('INVALID_ARGUMENT', 'a root mounted by the executor (rootfsMount) cannot be combined with a terminal', { attribute: 'rootfsMount' });
     }
     if (this.#running.has(spec.id)) {
       throw new BktError('INVALID_ARGUMENT', `container ${spec.id} is already running`, { attribute: 'id' });
@@ -127,6 +131,10 @@ export class RuncExecutor implements Executor {
     this.#running.set(spec.id, entry);
 
     const cleanups: (() => Promise<void>)[] = [];
+    let ns: RootNamespace | undefined;
+    let afterRun: (() => void) | void = undefined;
+    const log = join(bundle, 'runc.log');
+    const runcArgs = ['--root', this.runcRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, '--no-new-keyring', spec.id];
     try {
       await mkdir(bundle, { recursive: true });
       cleanups.push(() => rm(bundle, { recursive: true, force: true }));
@@ -134,9 +142,15 @@ export class RuncExecutor implements Executor {
         await mountTmpfs(bundle, { mode: 0o700, sizeBytes: 16 * 1024 * 1024 });
         cleanups.push(() => unmount(bundle));
       }
-      const user = resolveUser(spec.rootfs, spec.process.user ?? '');
+      // Mounted after the bundle's tmpfs, which the namespace must see; runc runs there once the bundle is written.
+      if (spec.rootfsMount) {
+        ns = await RootNamespace.open(spec.rootfsMount, spec.rootfs, this.#runc, runcArgs, { stdin: !!io.stdin, what: `container ${spec.id}` });
+      }
+      const root = ns ? ns.root : spec.rootfs;
+      afterRun = io.onRoot?.(root);
+      const user = resolveUser(root, spec.process.user ?? '');
       const cwd = spec.process.cwd || '/';
-      if (!spec.readonlyRootfs) makeWorkdir(spec.rootfs, cwd, user);
+      if (!spec.readonlyRootfs) makeWorkdir(root, cwd, user);
 
       const net = await this.#network.open(spec.network);
       // Stopping the namespace's helpers need not delay the step's result; close() waits for it.
@@ -166,13 +180,17 @@ export class RuncExecutor implements Executor {
       await writeFile(join(bundle, 'config.json'), JSON.stringify(oci), { mode: 0o600 });
       if (io.signal?.aborted) throw cancelled(spec.id);
 
-      const log = join(bundle, 'runc.log');
       this.#watchdog.ensureRunning();
-      const runcArgs = ['--root', this.runcRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, '--no-new-keyring', spec.id];
       const ttyName = join(bundle, 'tty-run');
-      const child = spec.process.tty
-        ? spawnInTerminal(this.#runc, runcArgs, ttyName, spec.process.size)
-        : spawn(this.#runc, runcArgs, { stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true });
+      let child: ChildProcess;
+      if (ns) {
+        child = ns.child;
+        ns.start();
+      } else {
+        child = spec.process.tty
+          ? spawnInTerminal(this.#runc, runcArgs, ttyName, spec.process.size)
+          : spawn(this.#runc, runcArgs, { stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true });
+      }
       this.#watchdog.watchRunc(child.pid);
       io.onControl?.({
         resize: (size) => resizeTerminal(spec.process.tty ? ttyName : undefined, size),
@@ -182,13 +200,22 @@ export class RuncExecutor implements Executor {
         },
       });
       io.onStarted?.();
-      const code = await this.#supervise(child, io, () => this.#killContainer(spec.id, child));
+      const rootNs = ns;
+      const code = rootNs
+        ? await this.#supervise(child, io, () => this.#killContainer(spec.id, rootNs.exited.then(() => undefined, () => undefined), () => rootNs.kill()), rootNs.exited)
+        : await this.#supervise(child, io, () => this.#killContainer(spec.id, closedOf(child), () => tryKill(child.pid)));
       if (io.signal?.aborted) throw cancelled(spec.id);
       await this.#checkRuncLog(log, spec.id, code);
       return code;
     } finally {
       this.#running.delete(spec.id);
       if (io.signal?.aborted) await this.#forceDelete(spec.id);
+      try {
+        afterRun?.();
+      } catch {
+        // As the other cleanups: best effort.
+      }
+      await ns?.close();
       for (const cleanup of cleanups.reverse()) {
         try {
           await cleanup();
@@ -292,9 +319,22 @@ export class RuncExecutor implements Executor {
     return removed;
   }
 
-  /** Feeds stdin, forwards output, resolves with the exit code; `kill` runs when `io.signal` aborts. */
-  #supervise(child: ChildProcess, io: ProcessIO, kill: () => Promise<void>): Promise<number> {
+  /**
+   * Feeds stdin, forwards output, resolves with the exit code (`exited`'s,
+   * when given, else the child's); `kill` runs when `io.signal` aborts.
+   */
+  #supervise(child: ChildProcess, io: ProcessIO, kill: () => Promise<void>, exited?: Promise<number>): Promise<number> {
     return new Promise((resolve, reject) => {
+      exited?.then(
+        (code) => {
+          io.signal?.removeEventListener('abort', onAbort);
+          resolve(code);
+        },
+        (err: unknown) => {
+          io.signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      );
       if (io.stdin && child.stdin) io.stdin.pipe(child.stdin).on('error', () => {});
       child.stdin?.on('error', () => {});
       child.stdout!.on('data', (d: Buffer) => io.stdout?.(d));
@@ -313,15 +353,11 @@ export class RuncExecutor implements Executor {
     });
   }
 
-  /** SIGKILL to the container's init (its pid namespace dies with it); the runc process itself if it lingers. */
-  async #killContainer(id: string, runcRun: ChildProcess): Promise<void> {
-    const exited = new Promise<void>((resolve) => {
-      if (runcRun.exitCode !== null || runcRun.signalCode !== null) resolve();
-      else runcRun.once('close', () => resolve());
-    });
+  /** SIGKILL to the container's init (its pid namespace dies with it); `lingering` (the runc process itself) if `runcExited` takes long. */
+  async #killContainer(id: string, runcExited: Promise<void>, lingering: () => void): Promise<void> {
     await runCommand(this.#runc, ['--root', this.runcRoot, 'kill', id, 'KILL']);
-    const timer = setTimeout(() => tryKill(runcRun.pid), 1000);
-    await exited;
+    const timer = setTimeout(lingering, 1000);
+    await runcExited;
     clearTimeout(timer);
   }
 
@@ -435,6 +471,14 @@ function hostsFile(hostname: string, extra: { host: string; ip: string }[]): str
 
 function cancelled(id: string): BktError {
   return new BktError('CANCELLED', `container ${id} was cancelled`, { container: id });
+}
+
+/** Resolves once `child` has exited and its streams are closed. */
+function closedOf(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('close', () => resolve());
+  });
 }
 
 function tryKill(pid: number | undefined): void {

@@ -1,0 +1,133 @@
+/**
+ * A writable root mounted in the container's own mount namespace (real runc,
+ * a real overlay): the host's mount table never holds it, the step's changes
+ * are its layer, the mount stubs are still removed, and nothing of it stays
+ * when the step is cancelled or the worker is SIGKILLed.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import * as pb from '@bkt/api/pb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openHarness, runStep, type Harness } from './harness.test-util.js';
+import { isAlive } from './sys.js';
+
+const DIST = resolve(import.meta.dirname, '../dist/index.js');
+let h: Harness;
+beforeAll(async () => {
+  h = await openHarness();
+});
+afterAll(async () => {
+  for (const m of mountsUnder(h.dir).sort().reverse()) execFileSync('umount', ['-l', m]);
+  await h?.close();
+});
+
+function mountsUnder(path: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((p) => p === path || p.startsWith(`${path}/`));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Samples the host's mounts under the store while `work` runs. */
+async function hostMountsDuring<T>(work: Promise<T>): Promise<{ result: T; seen: string[] }> {
+  const seen = new Set<string>();
+  let done = false;
+  const watching = (async () => {
+    while (!done) {
+      for (const m of mountsUnder(join(h.root, 'mounts'))) seen.add(m);
+      await sleep(20);
+    }
+  })();
+  try {
+    return { result: await work, seen: [...seen] };
+  } finally {
+    done = true;
+    await watching;
+  }
+}
+
+function readLayer(snapshot: { layerPath(): string }, path: string): string | null {
+  const file = join(snapshot.layerPath(), path);
+  return existsSync(file) ? readFileSync(file, 'utf8') : null;
+}
+
+describe('exec op: the root mounted in the container\'s mount namespace', () => {
+  it('never appears in the host\'s mount table; the layer holds what the step wrote and no stubs', async () => {
+    const { result, seen } = await hostMountsDuring(
+      runStep(h, 'cat /etc/hosts >/dev/null; mkdir -p /data; echo made > /data/file; sleep 0.5', {
+        mounts: [{ dest: '/run/extra', mountType: pb.MountType.TMPFS }],
+      }),
+    );
+    expect(seen).toEqual([]);
+    const layer = result.outputs[0]!;
+    expect(readLayer(layer, 'data/file')).toBe('made\n');
+    // runc's mount points (the /etc files and /run/extra) are not part of the layer.
+    expect(existsSync(join(layer.layerPath(), 'etc/hosts'))).toBe(false);
+    expect(existsSync(join(layer.layerPath(), 'run/extra'))).toBe(false);
+    expect(mountsUnder(h.root)).toEqual([]);
+  }, 20_000);
+
+  it('a user and a working directory are resolved in the mounted root', async () => {
+    const r = await runStep(h, 'id -u; pwd; stat -c %u .', { meta: { user: 'user', cwd: '/home/new/dir' } });
+    expect(r.stdout).toBe('1000\n/home/new/dir\n1000\n');
+  }, 20_000);
+
+  it('a cancelled step leaves no mount, no container and no process holding the root', async () => {
+    const ac = new AbortController();
+    const step = runStep(h, 'echo up; sleep 100', { signal: ac.signal });
+    await sleep(700);
+    // The processes holding a root of this store (`bkt-container-root` and the store's path on their command line).
+    const holders = () =>
+      execFileSync('sh', ['-c', 'pgrep -f bkt-container-root || true'], { encoding: 'utf8' })
+        .split('\n')
+        .filter((pid) => pid && (() => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(h.root); } catch { return false; } })());
+    expect(holders().length).toBe(1);
+    ac.abort();
+    await expect(step).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(mountsUnder(h.root)).toEqual([]);
+    expect(holders()).toEqual([]);
+  }, 20_000);
+});
+
+/** A worker running a container whose overlay root it mounts itself; prints `started <pid of the root's holder>`. */
+const WORKER = `
+import { RuncExecutor } from ${JSON.stringify(DIST)};
+const [stateDir, lower, upper, work, target] = process.argv.slice(2);
+const id = 'w-' + process.pid + '-1';
+const executor = new RuncExecutor({ stateDir });
+executor.run(
+  { id, rootfs: target, rootfsMount: { type: 'overlay', source: 'overlay', options: 'lowerdir=' + lower + ',upperdir=' + upper + ',workdir=' + work },
+    mounts: [], network: 'none', security: 'sandbox', process: { args: ['/bin/sh', '-c', 'echo up > /up; echo up; sleep 1000'], env: [] } },
+  { stdout: () => console.log('started'), onRoot: (root) => console.log('root ' + root) },
+);
+`;
+
+describe('a SIGKILLed worker', () => {
+  it('leaves no mount of a root it mounted in the container\'s namespace: it goes with the container', async () => {
+    if (!existsSync(DIST)) throw new Error('worker-runc is not built: run `npm run build` first');
+    const dir = join(h.dir, 'killed');
+    for (const d of ['upper', 'work', 'target', 'state']) mkdirSync(join(dir, d), { recursive: true });
+    writeFileSync(join(dir, 'worker.mjs'), WORKER);
+    const lower = (await h.base.mount()).path;
+    const worker = spawn(process.execPath, [join(dir, 'worker.mjs'), join(dir, 'state'), lower, join(dir, 'upper'), join(dir, 'work'), join(dir, 'target')], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    worker.stdout!.on('data', (d) => (out += d));
+    for (let i = 0; i < 200 && !out.includes('started'); i++) await sleep(50);
+    expect(out).toContain('started');
+    const holder = Number(/root \/proc\/(\d+)\/root/.exec(out)?.[1]);
+    expect(isAlive(holder)).toBe(true);
+    expect(mountsUnder(dir)).toEqual([]);
+    expect(readFileSync(join(dir, 'upper', 'up'), 'utf8')).toBe('up\n');
+
+    worker.kill('SIGKILL');
+    for (let i = 0; i < 200 && isAlive(holder); i++) await sleep(50);
+    expect(isAlive(holder)).toBe(false);
+    expect(mountsUnder(dir)).toEqual([]);
+    expect(execFileSync('runc', ['--root', join(dir, 'state', 'state'), 'list', '-q'], { encoding: 'utf8' }).trim()).toBe('');
+  }, 30_000);
+});
