@@ -133,7 +133,7 @@ describe.skipIf(!canRoot)('layerTar digest', () => {
       const extract = tar.extract();
       const feeding = (async () => {
         for await (const c of layerTar(dir, { withOpaque: false })) extract.write(c);
-        extract.end();
+        extract.end(undefined);
       })();
       const modes: Record<string, number | undefined> = {};
       for await (const e of extract) {

@@ -24,7 +24,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { close, createReadStream, open, read, type Stats } from 'node:fs';
+import { close, closeSync, createReadStream, open, openSync, read, type Stats } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type Digest, type Snapshot } from '@bkt/core';
@@ -169,9 +169,15 @@ function changed(path: string, size: number, got: string): BktError {
   return new BktError('INTERNAL', `${path} changed while its layer was written (${size} bytes, then ${got})`);
 }
 
-/** The whole content of the regular file `path` of `size` bytes (one open, one read, one close); a different size is an error. */
+/**
+ * The whole content of the regular file `path` of `size` bytes; a different
+ * size is an error. The open and close are synchronous: the walk has just
+ * lstat'ed the file, so they touch cached metadata only, and a thread-pool
+ * trip each costs more than the call; the read, which may wait on the disk,
+ * runs in the pool (one trip).
+ */
 async function readWhole(path: string, size: number): Promise<Buffer> {
-  const fd = await fsOpen(path);
+  const fd = openSync(path, 'r');
   try {
     // One byte more than expected: a file that grew is seen without a second read.
     const buf = Buffer.allocUnsafe(size + 1);
@@ -185,7 +191,7 @@ async function readWhole(path: string, size: number): Promise<Buffer> {
     if (got !== size) throw changed(path, size, got > size ? 'more' : `${got} bytes`);
     return buf.subarray(0, size);
   } finally {
-    await fsClose(fd);
+    closeSync(fd);
   }
 }
 
