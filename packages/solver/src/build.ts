@@ -160,6 +160,8 @@ export class Build {
   /** Paces the build's long synchronous stretches (loading, cache keys) so a cancellation stops them. */
   readonly #pacer: Pacer;
   #firstError: Error | undefined;
+  /** Settles once the build's cache imports are added (`importsFrom`); never rejects. */
+  #importsReady: Promise<void> = Promise.resolve();
   /** Restores cache mounts the imports carry (set by the solver when one does and the exec executor keeps cache mounts). */
   #restoreCacheMounts: ((ids: string[]) => Promise<void>) | undefined;
   /** The restorations asked, by cache mount ID: each once per build, before any step using it runs. */
@@ -250,6 +252,7 @@ export class Build {
       else if (!this.engine.bkt.registries.opExecutors.has(v.kind)) throw missingExecutor(v);
       if (v.op.op?.$case === 'exec') this.#checkEntitlements(v, v.op.op.value);
     }
+    await this.#importsReady;
     if (this.#restoreCacheMounts) {
       // Only the cache mounts this definition's exec steps declare come from the imports, before any step runs.
       const ids = cacheMountIds(def.vertices);
@@ -348,6 +351,15 @@ export class Build {
   /** Adds a cache import whose records keys are matched against (after the store's). */
   addImport(imp: CacheImport): void {
     this.#imports.push(imp);
+  }
+
+  /**
+   * Cache keys and definitions wait for `loading` (which adds the build's
+   * cache imports) while the rest of the build starts (a frontend); its
+   * failure fails the build.
+   */
+  importsFrom(loading: Promise<void>): void {
+    this.#importsReady = loading.catch((err: Error) => this.fail(err));
   }
 
   /** Releases the snapshots the build held in use. */
@@ -450,6 +462,9 @@ export class Build {
   async #computeKey(v: Vertex, st: VertexState): Promise<KeyInfo> {
     // Keys of a long chain resolve one after another in microtasks; pausing lets signals and I/O in.
     if (this.#pacer.due()) await this.#pacer.pause();
+    await this.#importsReady;
+    // A failed import failed the build: this step only stops.
+    if (this.signal.aborted) throw new BktError('CANCELLED', `build ${this.buildId} cancelled`);
     const useCache = !this.opts.noCache && !v.metadata?.ignoreCache;
     const lookup = (key: string) => (useCache ? this.engine.store.db.getCache(key) : undefined);
     const imported = (key: string) => (useCache ? this.#lookupImports(key, v.outputs) : undefined);

@@ -12,7 +12,6 @@ import {
   type Attrs,
   type BuildClient,
   type CacheBackend,
-  type CacheImport,
   type Registry,
   IMAGE_RESOLVE_MODES,
   INLINE_CACHE_METADATA_KEY,
@@ -147,21 +146,24 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     const cacheImporters = await resolveCacheBackends(registries.cacheBackends, req.cacheImports ?? [], 'importer');
     const cacheExporters = await resolveCacheBackends(registries.cacheBackends, req.cacheExports ?? [], 'exporter');
     const producers = (req.attestations ?? []).map((a) => ({ ...a, producer: registries.attestationProducers.require(a.kind) }));
-    const restorers: CacheImport[] = [];
-    for (const [i, { type, instance }] of cacheImporters.entries()) {
-      const imp = await buildStep(build, `importing cache from ${type}`, `${buildId}/cache-import/${i}`, (ctx) => instance.load(ctx));
-      build.addImport(imp);
-      if (imp.restoreCacheMounts) restorers.push(imp);
-    }
-    // Cache mounts the imports carry: those the build's exec steps declare, restored as its definitions load.
-    const mountStore = build.cacheMountStore;
-    if (restorers.length > 0 && mountStore) {
-      build.restoreCacheMountsWith((ids) =>
-        buildStep(build, `restoring cache mounts ${ids.join(', ')}`, `${buildId}/cache-mounts/${ids.join(',')}`, async (ctx) => {
-          for (const imp of restorers) await imp.restoreCacheMounts!(mountStore, ids, ctx);
-        }),
+    // Cache imports load while the frontend runs; cache keys wait for them (`Build.importsFrom`).
+    const importing = (async () => {
+      const imports = await Promise.all(
+        cacheImporters.map(({ type, instance }, i) => buildStep(build, `importing cache from ${type}`, `${buildId}/cache-import/${i}`, (ctx) => instance.load(ctx))),
       );
-    }
+      for (const imp of imports) build.addImport(imp);
+      // Cache mounts the imports carry: those the build's exec steps declare, restored as its definitions load.
+      const restorers = imports.filter((imp) => imp.restoreCacheMounts);
+      const mountStore = build.cacheMountStore;
+      if (restorers.length > 0 && mountStore) {
+        build.restoreCacheMountsWith((ids) =>
+          buildStep(build, `restoring cache mounts ${ids.join(', ')}`, `${buildId}/cache-mounts/${ids.join(',')}`, async (ctx) => {
+            for (const imp of restorers) await imp.restoreCacheMounts!(mountStore, ids, ctx);
+          }),
+        );
+      }
+    })();
+    if (cacheImporters.length > 0) build.importsFrom(importing);
     if (req.frontend) {
       try {
         const frontend = engine.bkt.registries.frontends.require(req.frontend);
@@ -181,6 +183,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     } else if (req.definition) {
       result = { ref: await build.solve(await build.load(req.definition)), metadata: {} };
     }
+    await importing;
     solverMs = performance.now() - t0;
     if (producers.length > 0) {
       const attestations: Attestation[] = [];

@@ -13,7 +13,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, type BlobOwner, type BlobRef, type ContentStore, type Digest } from '@bkt/core';
 import type { MetadataDB } from './metadata.js';
@@ -83,16 +83,31 @@ export class FileContentStore implements ContentStore {
     const hash = createHash('sha256');
     let size = 0;
     const fh = await open(tmp, 'wx', 0o644);
+    // Chunks are written in batches of WRITE_BATCH_BYTES, one batch in flight while the next one fills (and is hashed).
+    let writing: Promise<void> = Promise.resolve();
+    let batch: Uint8Array[] = [];
+    let batched = 0;
+    const flush = async () => {
+      await writing;
+      const bufs = batch;
+      batch = [];
+      batched = 0;
+      writing = writeAll(fh, bufs);
+    };
     try {
       const chunks: AsyncIterable<Uint8Array> | Uint8Array[] = data instanceof Uint8Array ? [data] : data;
       for await (const chunk of chunks) {
         hash.update(chunk);
         size += chunk.length;
-        let off = 0;
-        while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+        batch.push(chunk);
+        batched += chunk.length;
+        if (batched >= WRITE_BATCH_BYTES) await flush();
       }
+      if (batch.length > 0) await flush();
+      await writing;
       await fh.sync();
     } catch (err) {
+      await writing.catch(() => undefined);
       await fh.close();
       await rm(tmp, { force: true });
       throw err;
@@ -167,6 +182,19 @@ export class FileContentStore implements ContentStore {
 
   #blobPath(digest: Digest): string {
     return join(this.blobsDir, digest.slice('sha256:'.length));
+  }
+}
+
+/** How many bytes a content write gathers before writing them (one writev). */
+const WRITE_BATCH_BYTES = 1 << 20;
+
+/** Writes `bufs` in order at the file's position, however many calls it takes. */
+async function writeAll(fh: FileHandle, bufs: Uint8Array[]): Promise<void> {
+  let rest = bufs.filter((b) => b.length > 0);
+  while (rest.length > 0) {
+    let n = (await fh.writev(rest)).bytesWritten;
+    while (rest.length > 0 && n >= rest[0].length) n -= rest.shift()!.length;
+    if (n > 0) rest[0] = rest[0].subarray(n);
   }
 }
 

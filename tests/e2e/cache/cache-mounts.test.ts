@@ -50,6 +50,40 @@ describe('--cache-to …,cache-mounts=true', () => {
     expect(await readFile(join(out, 'seen'), 'utf8')).toBe('downloaded by store A\n');
   });
 
+  it('restores only the cache mounts the build declares: another ID the cache carries stays out of the store', async () => {
+    const writer = join(work, 'writer-two');
+    await mkdir(writer, { recursive: true });
+    await writeFile(
+      join(writer, 'Dockerfile'),
+      [
+        `FROM ${registry.host}/library/busybox:latest`,
+        `RUN --mount=type=cache,target=/cache,id=declared-cache sh -c 'echo declared > /cache/d.txt'`,
+        `RUN --mount=type=cache,target=/other,id=undeclared-cache sh -c 'echo undeclared > /other/u.txt'`,
+        '',
+      ].join('\n'),
+    );
+    const ref = `${registry.host}/cache/two-mounts:latest`;
+    const a = await build(writer, 'store-two-a', ['--cache-to', `type=registry,ref=${ref},mode=max,cache-mounts=true`]);
+    expect(a.code, a.stderr).toBe(0);
+
+    const reader = await project('reader-declared', `sh -c 'cat /cache/d.txt > /seen'`);
+    const readerDockerfile = await readFile(join(reader, 'Dockerfile'), 'utf8');
+    await writeFile(join(reader, 'Dockerfile'), readerDockerfile.replace('id=shared-cache', 'id=declared-cache'));
+    const out = join(work, 'out-declared');
+    const b = await build(reader, 'store-two-b', ['--cache-from', `type=registry,ref=${ref},cache-mounts=true`, '--output', `type=local,dest=${out}`]);
+    expect(b.code, b.stderr).toBe(0);
+    expect(await readFile(join(out, 'seen'), 'utf8')).toBe('declared\n');
+
+    // The same store, no import: a step using the other ID finds it empty (the import did not restore it).
+    const other = join(work, 'uses-other');
+    await mkdir(other, { recursive: true });
+    await writeFile(join(other, 'Dockerfile'), `FROM ${registry.host}/library/busybox:latest\nRUN --mount=type=cache,target=/other,id=undeclared-cache sh -c 'ls -A /other > /seen'\n`);
+    const out2 = join(work, 'out-other');
+    const c = await build(other, 'store-two-b', ['--output', `type=local,dest=${out2}`]);
+    expect(c.code, c.stderr).toBe(0);
+    expect(await readFile(join(out2, 'seen'), 'utf8')).toBe('');
+  });
+
   it('an import without cache-mounts=true restores none of the mounts the cache carries', async () => {
     // The cache of the test above carries shared-cache; this store has no cache mount of that ID.
     const ref = `${registry.host}/cache/mounts:latest`;
