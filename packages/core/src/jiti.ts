@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Jiti } from 'jiti';
 
@@ -23,7 +24,8 @@ function runningCoreEntry(): string | undefined {
  * tens of milliseconds of start-up that a build with a JSON config (or none) never needs.
  */
 export async function createProjectLoader(projectDir: string): Promise<Jiti> {
-  const { createJiti } = await import('jiti');
+  // Required, not imported: jiti is CommonJS, and an ESM import of it has Node parse its whole bundle for export names first.
+  const { createJiti } = createRequire(import.meta.url)('jiti') as typeof import('jiti');
   const core = runningCoreEntry();
   return createJiti(projectDir.endsWith('/') ? projectDir : `${projectDir}/`, {
     moduleCache: false,
