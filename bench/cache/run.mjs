@@ -5,11 +5,12 @@
  * better):
  *
  *   import  `bkt build --cache-from type=registry,ref=…` of a fully cached
- *           Dockerfile on an empty store (every step CACHED: the final
- *           image's layers pulled and unpacked, nothing else)  vs
+ *           Dockerfile on an empty store, no output (every step CACHED: the
+ *           final image's layers pulled into the store as a lazy result,
+ *           unpacked only when something needs its tree)  vs
  *           `skopeo copy docker://… oci:…` of the image made of those layers
  *           (pull only), and that copy followed by `umoci unpack` (pull and
- *           unpack, as bkt does: an imported result is a tree in the store)
+ *           unpack: what an import that unpacks would cost)
  *   export  `bkt build --cache-to type=registry,mode=max` on a warm store
  *           into an empty repository  vs  `skopeo copy oci:… docker://…` of
  *           the same image into an empty repository
@@ -17,12 +18,15 @@
  * The Dockerfile: FROM the test registry's busybox, a RUN writing --mb MB
  * (half random, half text), a COPY of a context file, a second RUN.
  *
+ * Each run times bkt and its peers one after the other (interleaved); the
+ * figures are medians over the runs (the best run in parentheses).
+ *
  * Run by hand as root, after `npm run build`:
- *   node bench/cache/run.mjs [--mb 200] [--runs 3]
+ *   node bench/cache/run.mjs [--mb 200] [--runs 5]
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -38,7 +42,7 @@ const { startRegistry } = registryTesting;
 const { pushBusyboxImage } = testkit;
 const BKT = fileURLToPath(new URL('../../packages/cli/bin/bkt.js', import.meta.url));
 
-const { values: args } = parseArgs({ options: { mb: { type: 'string', default: '200' }, runs: { type: 'string', default: '3' } } });
+const { values: args } = parseArgs({ options: { mb: { type: 'string', default: '200' }, runs: { type: 'string', default: '5' } } });
 const MB = Number(args.mb);
 const RUNS = Number(args.runs);
 
@@ -59,8 +63,12 @@ async function time(fn) {
   return Number(process.hrtime.bigint() - start) / 1e6;
 }
 
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const best = (xs) => Math.min(...xs);
+
 function row(name, bkt, peer, peerName) {
-  console.log(`${name.padEnd(7)} bkt ${bkt.toFixed(0).padStart(6)} ms   ${peerName.padEnd(34)} ${peer.toFixed(0).padStart(6)} ms   ratio ${(bkt / peer).toFixed(2)}`);
+  const ms = (xs) => `${median(xs).toFixed(0).padStart(6)} ms (${best(xs).toFixed(0)})`;
+  console.log(`${name.padEnd(7)} bkt ${ms(bkt)}   ${peerName.padEnd(28)} ${ms(peer)}   ratio ${(median(bkt) / median(peer)).toFixed(2)}`);
 }
 
 const work = await mkdtemp(join(tmpdir(), 'bkt-bench-cache-'));
@@ -89,24 +97,23 @@ try {
   await bkt(warm, ['--cache-to', `type=registry,ref=${cacheRef},mode=max`, '--output', `type=image,name=${imageRef},push=true`]);
   const layout = join(work, 'layout');
   await sh('skopeo', ['copy', '--src-tls-verify=false', `docker://${imageRef}`, `oci:${layout}:v1`]);
-  console.log(`Dockerfile with a ${MB} MB RUN layer; best of ${RUNS} runs`);
+  console.log(`Dockerfile with a ${MB} MB RUN layer; medians of ${RUNS} runs (best in parentheses)`);
 
-  let bktImport = Infinity;
-  let peerImport = Infinity;
-  let peerUnpack = Infinity;
-  let bktExport = Infinity;
-  let peerExport = Infinity;
+  const bktImport = [];
+  const peerImport = [];
+  const peerUnpack = [];
+  const bktExport = [];
+  const peerExport = [];
   for (let i = 0; i < RUNS; i++) {
     // import: a fresh store, every step from the cache.
     const root = join(work, `store-${i}`);
-    bktImport = Math.min(bktImport, await time(() => bkt(root, ['--cache-from', `type=registry,ref=${cacheRef}`])));
+    bktImport.push(await time(() => bkt(root, ['--cache-from', `type=registry,ref=${cacheRef}`])));
     await rm(root, { recursive: true, force: true });
     const dest = join(work, `pull-${i}`);
-    peerImport = Math.min(peerImport, await time(() => sh('skopeo', ['copy', '--src-tls-verify=false', `docker://${imageRef}`, `oci:${dest}:v1`])));
+    peerImport.push(await time(() => sh('skopeo', ['copy', '--src-tls-verify=false', `docker://${imageRef}`, `oci:${dest}:v1`])));
     await rm(dest, { recursive: true, force: true });
     const bundle = join(work, `bundle-${i}`);
-    peerUnpack = Math.min(
-      peerUnpack,
+    peerUnpack.push(
       await time(async () => {
         await sh('skopeo', ['copy', '--src-tls-verify=false', `docker://${imageRef}`, `oci:${dest}:v1`]);
         await sh('umoci', ['unpack', '--image', `${dest}:v1`, bundle]);
@@ -117,12 +124,13 @@ try {
     // export: the warm store into an empty repository (a registry of its own: nothing to mount or skip).
     const target = await startRegistry();
     try {
-      bktExport = Math.min(bktExport, await time(() => bkt(warm, ['--cache-to', `type=registry,ref=${target.host}/bench/cache:max,mode=max`])));
-      peerExport = Math.min(peerExport, await time(() => sh('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${target.host}/bench/peer:v1`])));
+      bktExport.push(await time(() => bkt(warm, ['--cache-to', `type=registry,ref=${target.host}/bench/cache:max,mode=max`])));
+      peerExport.push(await time(() => sh('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${target.host}/bench/peer:v1`])));
     } finally {
       await target.stop();
     }
   }
+  console.log(`load: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   row('import', bktImport, peerImport, 'skopeo copy docker:// oci:');
   row('import', bktImport, peerUnpack, 'skopeo copy + umoci unpack');
   row('export', bktExport, peerExport, 'skopeo copy oci: docker://');
