@@ -13,7 +13,7 @@ import { startFaultProxy, type FaultProxy } from '@bkt/registry/testing';
 import { pushBusyboxImage, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
 import { removeDir, tempDir } from '../helpers.js';
 import { bktEnv, run } from '../images/lib.js';
-import { blobsPulled, cacheBuild, graphSteps } from './lib.js';
+import { blobsPulled, cacheBuild, graphSteps, layoutManifest } from './lib.js';
 
 let registry: RegistryServer | undefined;
 let proxy: FaultProxy;
@@ -88,6 +88,33 @@ describe('lazy imported results', () => {
     const again = await cacheBuild(project, root, ['--cache-from', `type=registry,ref=${cacheRef()}`]);
     expect(again.code, again.stderr).toBe(0);
     expect(graphSteps(again).filter((s) => !s.cached).map((s) => s.name)).toEqual([]);
+  });
+
+  it('an image export of an imported result reuses its blobs without unpacking it', async () => {
+    const root = join(work, 'store-oci');
+    const out = join(work, 'oci-out');
+    proxy.log.length = 0;
+    const b = await cacheBuild(project, root, ['--cache-from', `type=registry,ref=${cacheRef()}`, '--output', `type=oci,dest=${out},tar=false`]);
+    expect(b.code, b.stderr).toBe(0);
+    const image = await layoutManifest(out);
+    const pulled = blobsPulled(proxy.log, 'cache/lazy');
+    expect(image.layers.every((l) => pulled.includes(l.digest))).toBe(true);
+    expect((await lazySnapshots(root)).length).toBe(image.layers.length);
+  });
+
+  it('an exec on top of an imported result unpacks it then', async () => {
+    const changed = join(work, 'changed');
+    await mkdir(changed, { recursive: true });
+    const dockerfile = await readFile(join(project, 'Dockerfile'), 'utf8');
+    await writeFile(join(changed, 'Dockerfile'), dockerfile.replace('RUN cat /ctx.txt /built > /final', 'RUN cat /ctx.txt /built > /changed && ls /bin/busybox >> /changed'));
+    await writeFile(join(changed, 'ctx.txt'), 'context file\n');
+    const root = join(work, 'store-exec');
+    const out = join(work, 'out-exec');
+    const b = await cacheBuild(changed, root, ['--cache-from', `type=registry,ref=${cacheRef()}`, '--output', `type=local,dest=${out}`]);
+    expect(b.code, b.stderr).toBe(0);
+    expect(graphSteps(b).filter((s) => !s.cached).map((s) => s.name)).toEqual([expect.stringContaining('RUN cat /ctx.txt /built > /changed')]);
+    expect(await readFile(join(out, 'changed'), 'utf8')).toBe('context file\nbuilt\n/bin/busybox\n');
+    expect(await lazySnapshots(root)).toEqual([]);
   });
 
   it('no output: the result stays in the store as blobs; with the registry stopped the next build is fully cached and its local export has the files', async () => {
