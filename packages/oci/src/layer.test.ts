@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tar from 'tar-stream';
 import type { Snapshot } from '@bkt/core';
 import { openTestContext, type TestContext } from '@bkt/store/testing';
-import { layerTar } from './layer.js';
+import { compress } from './compression.js';
+import { digestOf } from './digest.js';
+import { convertLayer, layerTar, snapshotLayer } from './layer.js';
 import { unpackLayer } from './unpack.js';
 
 async function entries(stream: AsyncIterable<Uint8Array>): Promise<{ name: string; type: string; linkname?: string; mtime: number }[]> {
@@ -66,5 +68,45 @@ describe('layerTar', () => {
     } finally {
       await view.release();
     }
+  });
+
+  it('makes a compressed layer from the remembered uncompressed one: the bytes of a direct one, made once', async () => {
+    const writes: string[] = [];
+    const content = t.ctx.content;
+    const ctx = {
+      root: t.ctx.root,
+      content: {
+        has: content.has.bind(content),
+        path: content.path.bind(content),
+        addRef: content.addRef?.bind(content),
+        write: async (...a: Parameters<typeof content.write>) => {
+          const r = await content.write(...a);
+          writes.push(r.digest);
+          return r;
+        },
+      },
+    };
+    const plain = await snapshotLayer(top, ctx, { compression: 'uncompressed' });
+    expect(plain.descriptor.mediaType).toBe('application/vnd.oci.image.layer.v1.tar');
+    expect(plain.descriptor.digest).toBe(plain.diffId);
+    // The gzip layer of the tree, for reference.
+    const gz: Buffer[] = [];
+    for await (const c of compress(layerTar(top.layerPath()), 'gzip', undefined, 'reference')) gz.push(Buffer.from(c));
+    const bytes = Buffer.concat(gz);
+    const direct = { descriptor: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(bytes), size: bytes.length }, diffId: plain.diffId };
+    writes.length = 0;
+    const derived = await snapshotLayer(top, ctx, { compression: 'gzip' });
+    expect(derived).toEqual(direct);
+    expect(writes).toEqual([direct.descriptor.digest]);
+    // Remembered: by the snapshot, and by the blob it came from.
+    writes.length = 0;
+    expect(await snapshotLayer(top, ctx, { compression: 'gzip' })).toEqual(direct);
+    expect(await convertLayer(plain, ctx, { compression: 'gzip' })).toEqual(direct);
+    expect(writes).toEqual([]);
+    // A layer of the asked compression is itself.
+    expect(await convertLayer(derived, ctx, { compression: 'gzip' })).toBe(derived);
+    // The snapshot references the blobs it has, so a prune keeps them with it.
+    const refs = (await content.refs!({ snapshot: top.id })).map((r) => r.digest);
+    expect(refs).toEqual(expect.arrayContaining([plain.descriptor.digest, direct.descriptor.digest]));
   });
 });
