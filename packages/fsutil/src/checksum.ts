@@ -7,18 +7,18 @@
  * tree gives the same digest on any filesystem.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, type Stats } from 'node:fs';
-import { lstat, readFile, readlink } from 'node:fs/promises';
+import { closeSync, constants, createReadStream, openSync, readlinkSync, readSync, type Stats } from 'node:fs';
+import { lstat, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { BktError, type ContentSelector, type Digest } from '@bkt/core';
+import { BktError, Pacer, type ContentSelector, type Digest } from '@bkt/core';
 import { resolveWildcards } from './glob.js';
 import { resolveRelInRoot } from './resolve.js';
 import { walk } from './walk.js';
 
 /** Files up to this size are read in one call; larger ones are streamed. */
 const SMALL_FILE = 1 << 20;
-/** Files hashed concurrently. */
-const CONCURRENCY = 8;
+/** Large files hashed concurrently. */
+const CONCURRENCY = 4;
 
 /** sha256 of a file's bytes, hex. */
 export async function hashFile(absPath: string): Promise<string> {
@@ -39,34 +39,76 @@ interface Item {
   stat: Stats;
 }
 
-/** One record line of an entry; `content` is the file's sha256 for regular files (from `known` when it has the file). */
-async function record(item: Item, known: KnownDigests | undefined): Promise<string> {
+/**
+ * One record line of an entry; `content` is the file's sha256 for regular
+ * files: from `known` when it has the file, else read here when it is
+ * small (synchronously, through `buffer`). Undefined for a large file whose
+ * content is not known: `record` streams it.
+ */
+function recordSync(item: Item, known: KnownDigests | undefined, buffer: () => Buffer): string | undefined {
   const st = item.stat;
   const fields = [item.name, (st.mode >>> 0).toString(8), String(st.uid), String(st.gid)];
   if (st.isFile()) {
     const digest = known?.digests.get(path.relative(known.root, item.absPath).split(path.sep).join('/'));
-    fields.push(String(st.size), digest?.startsWith('sha256:') ? digest.slice(7) : await hashFile(item.absPath));
+    if (digest?.startsWith('sha256:')) fields.push(String(st.size), digest.slice(7));
+    else if (st.size <= SMALL_FILE) fields.push(String(st.size), hashSmallFileSync(item.absPath, buffer()));
+    else return undefined;
   } else if (st.isSymbolicLink()) {
-    fields.push(await readlink(item.absPath));
+    fields.push(readlinkSync(item.absPath));
   } else if (st.isCharacterDevice() || st.isBlockDevice()) {
     fields.push(String(st.rdev));
   }
   return fields.join('\0') + '\n';
 }
 
-/** Runs `fn` over `items` with bounded concurrency, keeping the order of results. */
-async function mapOrdered<T, R>(items: T[], fn: (t: T) => Promise<R>, signal?: AbortSignal): Promise<R[]> {
-  const out = new Array<R>(items.length);
+/** The record line of a large regular file, its content streamed. */
+async function record(item: Item): Promise<string> {
+  const st = item.stat;
+  return [item.name, (st.mode >>> 0).toString(8), String(st.uid), String(st.gid), String(st.size), await hashFile(item.absPath)].join('\0') + '\n';
+}
+
+/** sha256 (hex) of a file read to its end through `buf`, never through a final symlink. */
+function hashSmallFileSync(absPath: string, buf: Buffer): string {
+  const h = createHash('sha256');
+  const fd = openSync(absPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/**
+ * The record lines of `items`, in order: entries whose record needs no
+ * large read with synchronous calls (paced: the event loop gets a turn
+ * every few ms, and `signal` stops it), large files streamed a few at once.
+ */
+async function records(items: Item[], known: KnownDigests | undefined, signal?: AbortSignal): Promise<string[]> {
+  const out = new Array<string | undefined>(items.length);
+  const pacer = new Pacer(signal);
+  let buf: Buffer | undefined;
+  const buffer = () => (buf ??= Buffer.allocUnsafe(SMALL_FILE));
+  const large: number[] = [];
+  for (let i = 0; i < items.length; i++) {
+    if (pacer.due()) await pacer.pause();
+    out[i] = recordSync(items[i]!, known, buffer);
+    if (out[i] === undefined) large.push(i);
+  }
   let next = 0;
   const worker = async () => {
-    while (next < items.length) {
+    while (next < large.length) {
       signal?.throwIfAborted();
-      const i = next++;
-      out[i] = await fn(items[i]!);
+      const i = large[next++]!;
+      out[i] = await record(items[i]!);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, items.length) }, worker));
-  return out;
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, large.length) }, worker));
+  return out as string[];
 }
 
 interface KnownDigests {
@@ -126,8 +168,8 @@ export async function checksum(root: string, selector: ContentSelector, opts: Ch
       }
     }
   }
-  const records = await mapOrdered(items, (item) => record(item, known), opts.signal);
+  const lines = await records(items, known, opts.signal);
   const h = createHash('sha256');
-  for (const r of records) h.update(r);
+  for (const r of lines) h.update(r);
   return `sha256:${h.digest('hex')}`;
 }

@@ -134,7 +134,7 @@ describe('checksum', () => {
   });
 
   it('takes known content digests instead of reading those files, for any selection of the tree', async () => {
-    const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+    const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}` as const;
     const want = await checksum(root, { path: '/src' });
     const wantUtil = await checksum(root, { path: 'src/util' });
     const truth = await readFile(path.join(root, 'src/main.ts'), 'utf8');
@@ -145,6 +145,33 @@ describe('checksum', () => {
     expect(await checksum(root, { path: '/src' })).not.toBe(want);
     // Keyed by the path in the tree, whatever the selector's path.
     expect(await checksum(root, { path: 'src/util' }, { knownDigests: known })).toBe(wantUtil);
+  });
+
+  it('records each entry as documented: path, mode, owner, size and sha256 of small and large files, link targets', async () => {
+    const dir = path.join(root, 'rec');
+    await mkdir(dir);
+    const big = Buffer.alloc(3 * 1024 * 1024 + 5, 'x');
+    big[big.length - 1] = 0x79; // a change past the first MiB
+    await writeFile(path.join(dir, 'big'), big);
+    await writeFile(path.join(dir, 'small'), 'hello');
+    await symlink('small', path.join(dir, 'ln'));
+    await chmod(path.join(dir, 'small'), 0o640);
+    const hex = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+    const st = async (p: string) => (await import('node:fs/promises')).lstat(p);
+    const line = async (name: string, abs: string, extra: string[]) => {
+      const s = await st(abs);
+      return [name, (s.mode >>> 0).toString(8), String(s.uid), String(s.gid), ...extra].join('\0') + '\n';
+    };
+    const lines = [
+      await line('.', dir, []),
+      await line('./big', path.join(dir, 'big'), [String(big.length), hex(big)]),
+      await line('./ln', path.join(dir, 'ln'), ['small']),
+      await line('./small', path.join(dir, 'small'), ['5', hex('hello')]),
+    ];
+    expect(await checksum(root, { path: '/rec' })).toBe(`sha256:${hex(lines.join(''))}`);
+    const stopped = new AbortController();
+    stopped.abort();
+    await expect(checksum(root, { path: '/rec' }, { signal: stopped.signal })).rejects.toThrow();
   });
 
   it('a missing path is NOT_FOUND, .. is clamped', async () => {
