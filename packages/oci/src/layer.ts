@@ -445,6 +445,7 @@ export async function snapshotLayer(snapshot: Snapshot, ctx: Pick<BuildContext, 
     }
   }
   const what = `layer of snapshot ${snapshot.id}`;
+  await snapshot.materialize?.(); // a lazy snapshot's tree is made before its layer directory is read
   const tar = layerTar(snapshot.layerPath(), { clampMtime: opts.clampMtime, withOpaque: snapshot.parent !== null });
   let layer: Layer;
   if (opts.compression === 'uncompressed') {

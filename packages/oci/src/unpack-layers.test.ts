@@ -3,9 +3,10 @@
  * same pass as its download, lazy layers (blobs only, the tree made on first
  * use), and digest mismatches leaving nothing behind.
  */
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import tar from 'tar-stream';
@@ -13,6 +14,7 @@ import type { Digest } from '@bkt/core';
 import { openTestContext, type TestContext } from '@bkt/store/testing';
 import { applyLayerBlob, readLayerRecord, unpackLayers, type LayerToUnpack } from './image-store.js';
 import { digestOf } from './digest.js';
+import { snapshotLayer } from './layer.js';
 
 async function tarOf(files: Record<string, string | Buffer>): Promise<Buffer> {
   const pack = tar.pack();
@@ -182,6 +184,22 @@ describe.each(['copy', 'overlay'] as const)('unpackLayers (%s snapshotter)', (sn
     expect(t.store.snapshotter.isLazy(top.id)).toBe(true);
     expect(await readdir(t.store.snapshotter.fsDir(top.id))).toEqual([]);
     expect((await readdir(join(t.store.root, 'snapshots'))).sort()).toEqual(rows.sort());
+  });
+
+  it('lazy: a new layer of a lazy snapshot (snapshotLayer) is made from its tree, made first', async () => {
+    const a = await gzipLayer({ 'a.txt': 'a\n' });
+    const top = await unpackLayers([a.layer], t.ctx, { what: 'test cache', sources: [], lazy: true, fetch: (_blob, store) => store(chunked(a.bytes)) });
+    const layer = await snapshotLayer(top, t.ctx, { compression: 'uncompressed', noCache: true });
+    expect(t.store.snapshotter.isLazy(top.id)).toBe(false);
+    const names: string[] = [];
+    const extract = tar.extract();
+    extract.on('entry', (h, stream, next) => {
+      names.push(h.name);
+      stream.resume();
+      stream.on('end', next);
+    });
+    await pipeline(createReadStream(t.ctx.content.path(layer.descriptor.digest)), extract);
+    expect(names).toContain('a.txt');
   });
 
   it('lazy: a prepare over a lazy snapshot makes its tree first', async () => {
