@@ -2,15 +2,16 @@
  * What runs `bkt build`'s solves: a solver over the store at `--root` in
  * this process (the default), or bktd at `--addr` / `BKT_HOST`
  * (`src/remote/`). The build commands ask one of them the same way; this is
- * the one place that chooses.
+ * the one place that chooses. Each side is imported only when chosen: a
+ * build through a daemon loads gRPC and the session, never the solver, the
+ * store or the backends; a build here never loads gRPC.
  */
 import type { BuildTarget, OutputSpec, Platform } from '@bkt/core';
 import { createHostClient, type HostClientOptions } from '@bkt/fsutil';
 import type { SolveRequest, SolveResponse } from '@bkt/solver';
-import { invokeCallback, type Invocation } from './invoke.js';
-import { openBuilder, type Project, type ProjectOptions } from './project.js';
+import type { Invocation } from './invoke.js';
+import type { Project, ProjectOptions } from './project.js';
 import { daemonAddress, type DaemonFlags } from './remote/address.js';
-import { targetBuildFunction } from './target-build.js';
 
 /** One build: what to solve, its outputs and progress, and this machine's side of it (the host client's options). */
 export interface BuildRequest extends Pick<SolveRequest, 'definition' | 'frontend' | 'frontendAttrs' | 'build' | 'entitlements' | 'noCache' | 'signal' | 'onProgress' | 'cacheImports' | 'cacheExports' | 'explain'> {
@@ -32,20 +33,20 @@ export interface BuildBackend {
 export async function openBackend(opts: ProjectOptions & DaemonFlags, project: Project): Promise<BuildBackend> {
   const address = daemonAddress(opts, project.cwd);
   if (address) {
-    // gRPC and the session are loaded only for a daemon.
     const { openDaemonBackend } = await import('./remote/backend.js');
     return openDaemonBackend(address, opts);
   }
+  const { openBuilder } = await import('./builder.js');
   const { bkt, solver, root } = await openBuilder(opts, project);
   return {
-    solve: ({ outputs, host, invoke, ...req }) =>
+    solve: async ({ outputs, host, invoke, ...req }) =>
       solver.solve({
         ...req,
         exporters: outputs.map(({ type, ...attrs }) => ({ type, attrs })),
         client: createHostClient({ ...host, storeRoot: root }),
-        ...(invoke ? { debug: invokeCallback(invoke) } : {}),
+        ...(invoke ? { debug: (await import('./invoke.js')).invokeCallback(invoke) } : {}),
       }),
-    targetSolve: async (name, target, platform) => ({ build: targetBuildFunction(name, target, platform) }),
+    targetSolve: async (name, target, platform) => ({ build: (await import('./target-build.js')).targetBuildFunction(name, target, platform) }),
     close: async () => {
       await solver.close();
       await bkt.close();

@@ -8,7 +8,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { BktError, type ContainerProcess, type ContainerProcessSpec, type InteractiveContainer } from '@bkt/core';
-import { debugTarget, type BuildDebugSession, type DebugTarget } from '@bkt/solver';
+import type { BuildDebugSession, DebugTarget } from '@bkt/solver';
 import type { Io } from './commands/build.js';
 
 /** What to run, and when: after a successful build (in its result), after a failed one (in the failed step). */
@@ -112,7 +112,9 @@ export function invokeCallback(inv: Invocation): (session: BuildDebugSession) =>
   return async (session) => {
     if (session.error ? !cfg.onError : !cfg.onResult) return;
     inv.beforeRun(session.error ? { error: session.error } : {});
-    const found = targetOf(session, cfg);
+    // The solver is loaded by the build that calls this; through a daemon, this module is loaded without it.
+    const { debugTarget } = await import('@bkt/solver');
+    const found = targetOf(debugTarget(session), session, cfg);
     if (typeof found === 'string') {
       io.stderr.write(`${found}\n`);
       return;
@@ -135,8 +137,7 @@ export function invokeCallback(inv: Invocation): (session: BuildDebugSession) =>
 }
 
 /** What runs: the solver's debug target with this invocation's command, env, user and cwd. */
-function targetOf(session: BuildDebugSession, cfg: InvokeConfig): { target: DebugTarget; process: ContainerProcessSpec } | string {
-  const target = debugTarget(session);
+function targetOf(target: DebugTarget | undefined, session: BuildDebugSession, cfg: InvokeConfig): { target: DebugTarget; process: ContainerProcessSpec } | string {
   if (!target) {
     return session.error
       ? 'bkt debug: the build failed before any RUN step did (no step container to open)'

@@ -1,8 +1,6 @@
 import { resolve } from 'node:path';
-import { composePlugins, createBkt, findConfigFile, loadConfig, type Bkt, type BktConfig } from '@bkt/core';
-import { openSolver, type Solver } from '@bkt/solver';
+import { findConfigFile, loadConfig, type BktConfig } from '@bkt/core';
 import { defaultRoot } from './options.js';
-import { defaultPreset, type DefaultPresetOptions } from './preset.js';
 
 /** Options every command accepts. */
 export interface ProjectOptions {
@@ -40,22 +38,4 @@ export function storeRoot(opts: ProjectOptions, project: Project): string {
   if (opts.root) return resolve(project.cwd, opts.root);
   if (project.config.root) return resolve(project.dir, project.config.root);
   return defaultRoot();
-}
-
-/** The configured core (default preset, then the config's plugins) and a solver over the store (its plugins clean up after killed builds first: the `storeOpen` hook). */
-export async function openBuilder(
-  opts: ProjectOptions,
-  project: Project,
-  preset: DefaultPresetOptions = {},
-): Promise<{ bkt: Bkt; solver: Solver; root: string }> {
-  const plugins = await composePlugins(defaultPreset(preset), project.config, project.dir);
-  const bkt = await createBkt(plugins, { projectDir: project.dir });
-  const root = storeRoot(opts, project);
-  try {
-    const solver = await openSolver({ root, bkt });
-    return { bkt, solver, root };
-  } catch (err) {
-    await bkt.close();
-    throw err;
-  }
 }

@@ -27,16 +27,20 @@ export function canRequestData(goMode: number): boolean {
 /** The reserved xattr carrying a stat's change token over bkt's DiffCopy (see `fsutil/batch.ts`). */
 export const XATTR_CHANGE = 'bkt.change';
 
+/** A POSIX mode as a wire `Stat`'s: Go's mode bits with the socket bit cleared (mkstat clears it). */
+export function wireModeOf(stMode: number): number {
+  return (goModeOf(stMode) & ~GO_MODE_SOCKET) >>> 0;
+}
+
 /**
  * A core stat as fsutil's wire `Stat`: Go mode bits with the socket bit
  * cleared (mkstat clears it), modification time in nanoseconds. `extended`
  * (bkt's DiffCopy only): the change token travels as xattr `bkt.change`.
  */
 export function wireStatOf(e: FileStat, extended = false): Stat {
-  const mode = goModeOf(e.mode);
   return {
     path: e.path,
-    mode: (mode & ~GO_MODE_SOCKET) >>> 0,
+    mode: wireModeOf(e.mode),
     uid: e.uid,
     gid: e.gid,
     size: e.size,

@@ -11,15 +11,19 @@
  *   {"event":"done","ok":false,"code":N,"details":"…","reads":{…},"ms":N}
  *
  * `reads` counts what the FileSync sender sent: bytes by directory name and
- * path (a read that sent nothing counts 0). Exit code 0 when the Solve
- * succeeded, 1 when it failed.
+ * path (a read that sent nothing counts 0). With `steps: true` (and a
+ * `ref`), the client follows `Control.Status` of the build too, and the done
+ * event has `steps`: each vertex's name and its started/completed times in
+ * ms from the client's start (where the daemon's time went). Exit code 0
+ * when the Solve succeeded, 1 when it failed.
  *
  *   node session-client.mjs SPEC.json
  *
  * SPEC: { address, ref?, sharedKey?, localDirs: {name: dir}, frontend?,
  * frontendAttrs?, definitionFile? (marshalled pb.Definition), exporters?:
  * [{Type, Attrs}], outputs?: {index: {type: 'dir'|'file', dest}},
- * stallAfterBytes?: N (once a file has sent N bytes, its sender waits for ever) }
+ * stallAfterBytes?: N (once a file has sent N bytes, its sender waits for ever),
+ * steps?: boolean }
  *
  * It imports the BUILT packages (run `npm run build` first).
  */
@@ -80,10 +84,26 @@ const request = control.SolveRequest.fromPartial({
   ...(spec.frontend ? { Frontend: spec.frontend, FrontendAttrs: spec.frontendAttrs ?? {} } : {}),
   ...(spec.definitionFile ? { Definition: pb.Definition.decode(readFileSync(spec.definitionFile)) } : {}),
 });
-client.solve(request, (err, response) => {
+/** Vertex digest → { name, started, completed } (ms since the client's start). */
+const steps = new Map();
+let statusDone = Promise.resolve();
+if (spec.steps && spec.ref) {
+  const call = client.status({ Ref: spec.ref });
+  const at = (t) => (t ? Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6) - started : undefined);
+  call.on('data', (res) => {
+    for (const v of res.vertexes) steps.set(v.digest, { name: v.name, cached: v.cached, started: at(v.started), completed: at(v.completed) });
+  });
+  statusDone = new Promise((resolve) => {
+    call.on('status', resolve);
+    call.on('error', resolve);
+  });
+}
+client.solve(request, async (err, response) => {
   const ms = Date.now() - started;
-  if (err) report({ event: 'done', ok: false, code: err.code, details: err.details, reads, ms });
-  else report({ event: 'done', ok: true, response: response.ExporterResponse, reads, ms });
+  if (spec.steps) await Promise.race([statusDone, new Promise((r) => setTimeout(r, 2_000).unref())]);
+  const extra = spec.steps ? { steps: [...steps.values()] } : {};
+  if (err) report({ event: 'done', ok: false, code: err.code, details: err.details, reads, ms, ...extra });
+  else report({ event: 'done', ok: true, response: response.ExporterResponse, reads, ms, ...extra });
   session.close();
   client.close();
   process.exitCode = err ? 1 : 0;

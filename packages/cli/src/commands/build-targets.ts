@@ -23,7 +23,6 @@ import { openBackend } from '../backend.js';
 import type { Project } from '../project.js';
 import { targetProgress } from '../target-progress.js';
 import { condensed, type BuildOptions, type Io } from './build.js';
-import { printExplanations } from './history-explain.js';
 
 /** Output types that write to a host path (`dest`), which the targets' local directories then leave out. */
 const PATH_OUTPUTS = new Set(['local', 'tar', 'oci', 'docker']);
@@ -203,7 +202,7 @@ async function solveTargets(
     for (const [i, s] of settled.entries()) {
       if (s.status !== 'fulfilled') continue;
       if (run.several) io.stderr.write(`target ${terminalSafe(plans[i]!.name)}:\n`);
-      if (s.value.explanations) printExplanations(s.value.explanations, io.stderr, { json: display.mode === 'rawjson' });
+      if (s.value.explanations) (await import('./history-explain.js')).printExplanations(s.value.explanations, io.stderr, { json: display.mode === 'rawjson' });
       else io.stderr.write('explain: not available for this build (through a daemon, bkt history explain reads a local store only)\n');
     }
   }

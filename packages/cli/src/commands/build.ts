@@ -11,7 +11,6 @@ import { parseEntitlements } from '../entitlements.js';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput } from '../options.js';
 import { parseCacheFlags, type CacheFlags } from '../cache-flags.js';
-import { printExplanations } from './history-explain.js';
 import { checkAttestationFlags, imageId, imageSummary, metadataJson, planOutputs, type AttestationFlags } from '../outputs.js';
 import { createDisplay, type Output, type ProgressMode } from '../progress/displays.js';
 import { printWarnings, reportFailedSteps } from '../progress/report.js';
@@ -235,7 +234,8 @@ async function runBuildTo(
   if (input.kind === 'dockerfile' && input.call) return printCallResult(input.call, response.result.metadata, io.stdout);
   if (opts.explain) {
     if (!response.explanations) io.stderr.write('explain: not available for this build (through a daemon, bkt history explain reads a local store only)\n');
-    else printExplanations(response.explanations, io.stderr, { json: display.mode === 'rawjson' });
+    // The history's reader (the solver, the store) is loaded only to print explanations.
+    else (await import('./history-explain.js')).printExplanations(response.explanations, io.stderr, { json: display.mode === 'rawjson' });
   }
   const { stats } = response;
   const loaded = load ? await loadIntoDockerEngine(load.engine, load.file) : [];

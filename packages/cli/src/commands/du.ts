@@ -2,7 +2,7 @@ import { BktError, type UsageRecord } from '@bkt/core';
 import { humanAgo, humanSize, parseBytes, parseDuration } from '../options.js';
 import type { Output } from '../progress/displays.js';
 import type { Solver } from '@bkt/solver';
-import { openBuilder, openProject, type ProjectOptions } from '../project.js';
+import { openProject, type ProjectOptions } from '../project.js';
 import { daemonAddress, type DaemonAddress, type DaemonFlags } from '../remote/address.js';
 import { terminalSafe } from '../progress/terminal-safe.js';
 
@@ -121,6 +121,7 @@ async function withStore<T>(
     return run.daemon(address, await import('../remote/usage.js'));
   }
   const project = await openProject(opts, false, cwd);
+  const { openBuilder } = await import('../builder.js');
   const { bkt, solver } = await openBuilder(opts, project);
   try {
     return await run.local(solver);

@@ -6,7 +6,6 @@ import type { ProjectOptions } from '../project.js';
 import type { DaemonAddress, DaemonFlags } from './address.js';
 import { DaemonClient } from './daemon.js';
 import { remoteSolve } from './solve.js';
-import { daemonTargetDefinition } from './target.js';
 
 export async function openDaemonBackend(address: DaemonAddress, opts: ProjectOptions & DaemonFlags): Promise<BuildBackend> {
   refuseRoot(opts);
@@ -19,7 +18,8 @@ export async function openDaemonBackend(address: DaemonAddress, opts: ProjectOpt
       if (invoke) return (await import('./debug.js')).remoteDebugSolve(address, remote, invoke);
       return remoteSolve(daemon, remote);
     },
-    targetSolve: async (name, target, platform, outputs) => ({ definition: await daemonTargetDefinition(name, target, platform, outputs, daemon.address) }),
+    // A config target's evaluation (the LLB builder, image configs) is loaded only for one.
+    targetSolve: async (name, target, platform, outputs) => ({ definition: await (await import('./target.js')).daemonTargetDefinition(name, target, platform, outputs, daemon.address) }),
     close: async () => daemon.close(),
   };
 }

@@ -5,7 +5,8 @@
  * a matching code).
  */
 import * as grpc from '@grpc/grpc-js';
-import { control, gateway } from '@bkt/api';
+import * as control from '@bkt/api/control';
+import type * as gateway from '@bkt/api/gateway';
 import { BktError, type BktErrorCode } from '@bkt/core';
 import type { DaemonAddress } from './address.js';
 
@@ -114,8 +115,10 @@ export class DaemonClient {
    * the call names the build in the `buildkit-controlapi-buildid` metadata
    * key), on the same connection as Control.
    */
-  bridge<Req, Res>(method: 'ping' | 'solve' | 'return', ref: string, req: Req, signal?: AbortSignal): Promise<Res> {
-    this.#bridge ??= new gateway.LLBBridgeClient('bktd', grpc.credentials.createInsecure(), { channelOverride: this.control.getChannel() });
+  async bridge<Req, Res>(method: 'ping' | 'solve' | 'return', ref: string, req: Req, signal?: AbortSignal): Promise<Res> {
+    // The gateway's stubs are loaded by the first call (only `--call` makes one).
+    const { LLBBridgeClient } = await import('@bkt/api/gateway');
+    this.#bridge ??= new LLBBridgeClient('bktd', grpc.credentials.createInsecure(), { channelOverride: this.control.getChannel() });
     const client = this.#bridge;
     const md = new grpc.Metadata();
     md.set('buildkit-controlapi-buildid', ref);

@@ -12,7 +12,7 @@
  */
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { controller } from '@bkt/api';
+import * as controller from '@bkt/api/controller';
 import { BktError, type ProgressEvent } from '@bkt/core';
 import { progressEvents } from '@bkt/session';
 import type { SolveResponse } from '@bkt/solver';

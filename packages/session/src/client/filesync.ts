@@ -9,8 +9,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { BktError, type BuildClient, type LocalDirSelection } from '@bkt/core';
 import type { Packet } from '@bkt/api/fsutil';
 import { servedChannel, type MessageChannel } from '../channel.js';
-import { wireStatOf } from '../filemode.js';
-import { batchedChannel } from '../fsutil/batch.js';
+import { batchedChannel, type BatchedChannel } from '../fsutil/batch.js';
 import { FsutilSender } from '../fsutil/send.js';
 import { decodeOpts, KEY_DIR_NAME, KEY_EXCLUDE_PATTERNS, KEY_FOLLOW_PATHS, KEY_INCLUDE_PATTERNS } from '../headers.js';
 import { endWithError, metadataOf } from './calls.js';
@@ -27,7 +26,7 @@ export function serveDiffCopyBatch(client: BuildClient, call: ServerDuplexStream
 async function serveDirectory(
   client: BuildClient,
   call: ServerDuplexStream<Packet, Packet> | ServerDuplexStream<Buffer, Buffer>,
-  channel: MessageChannel<Packet> & { flush?(): Promise<void> },
+  channel: MessageChannel<Packet> | BatchedChannel,
   extended: boolean,
 ): Promise<void> {
   const md = decodeOpts(metadataOf(call.metadata));
@@ -49,10 +48,12 @@ async function serveDirectory(
   const serving = sender.serve();
   const walking = (async () => {
     let started = false;
+    const read = (path: string) => dir.read(path, abort.signal);
     try {
       for await (const e of dir.stat(selection, abort.signal)) {
         started = true;
-        await sender.stat(wireStatOf(e, extended), () => dir.read(e.path, abort.signal));
+        const queued = sender.entry(e, extended, read);
+        if (queued) await queued;
       }
       await sender.end();
     } catch (err) {
@@ -67,7 +68,7 @@ async function serveDirectory(
     // The receiver's FIN may come before the walk ends (it stopped reading the stats): the walk then stops.
     await Promise.race([serving, walking.then(() => serving)]);
     abort.abort();
-    await channel.flush?.();
+    if ('flush' in channel) await channel.flush();
     if (!call.cancelled) call.end();
   } catch (err) {
     abort.abort();

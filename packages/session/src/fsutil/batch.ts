@@ -16,9 +16,10 @@
  * reserved xattr `bkt.change` (no real xattr has a name without a
  * namespace prefix); `fileStatOf` reads it back.
  */
-import { Packet, Packet_PacketType } from '@bkt/api/fsutil';
+import { Packet_PacketType, type Packet } from '@bkt/api/fsutil';
 import type { MessageChannel } from '../channel.js';
 import type { MethodDefinition } from '../grpc/caller.js';
+import { decodePacket, sizePacket, varintSize, writeVarint, type SizedPacket } from './wire.js';
 
 /** The method: bkt's, not BuildKit's, so only a bkt daemon calls it and only a bkt client serves it. */
 export const DIFFCOPY_BATCH_METHOD = '/bkt.filesync.v1.FileSync/DiffCopy';
@@ -34,14 +35,16 @@ export const diffCopyBatchMethod: MethodDefinition<Buffer, Buffer> = {
 
 const FIELD_PACKETS_TAG = (1 << 3) | 2;
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
+/** The `PacketBatch` message of `packets`, with `bytes` its encoded size. */
+function encodeBatch(packets: readonly SizedPacket[], bytes: number): Buffer {
+  const buf = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  for (const p of packets) {
+    buf[at++] = FIELD_PACKETS_TAG;
+    at = writeVarint(buf, at, p.size);
+    at = p.write(buf, at);
   }
-  out.push(n);
-  return Buffer.from(out);
+  return buf;
 }
 
 /** The packets of one `PacketBatch` message. Throws on a malformed batch. */
@@ -58,10 +61,22 @@ export function decodeBatch(data: Buffer): Packet[] {
       if (b < 0x80) break;
     }
     if (at + len > data.length) throw new Error('not a packet batch: truncated packet');
-    out.push(Packet.decode(data.subarray(at, at + len)));
+    out.push(decodePacket(data, at, at + len));
     at += len;
   }
   return out;
+}
+
+/** A channel of packets that can also take a packet already measured (`statPacket`), without waiting when it need not. */
+export interface BatchedChannel extends MessageChannel<Packet> {
+  /**
+   * Queues a measured packet. Returns undefined when it is queued, or a
+   * promise when the batch it filled is being sent (await it: backpressure).
+   * Throws the channel's failure.
+   */
+  sendSized(p: SizedPacket): Promise<void> | undefined;
+  /** Sends what is queued; call it before ending the call. */
+  flush(): Promise<void>;
 }
 
 /**
@@ -69,18 +84,19 @@ export function decodeBatch(data: Buffer): Packet[] {
  * the packet is queued (or, for a full batch, once the stream took it);
  * `flush()` sends what is queued — call it before ending the call.
  */
-export function batchedChannel(inner: MessageChannel<Buffer>): MessageChannel<Packet> & { flush(): Promise<void> } {
-  let parts: Buffer[] = [];
+export function batchedChannel(inner: MessageChannel<Buffer>): BatchedChannel {
+  let parts: SizedPacket[] = [];
   let bytes = 0;
   let scheduled = false;
   let sending: Promise<void> = Promise.resolve();
   let failure: Error | undefined;
-  const received: Packet[] = [];
+  let received: Packet[] = [];
+  let next = 0;
 
   const flush = (): Promise<void> => {
     scheduled = false;
     if (parts.length > 0) {
-      const data = Buffer.concat(parts, bytes);
+      const data = encodeBatch(parts, bytes);
       parts = [];
       bytes = 0;
       sending = sending.then(() => inner.send(data));
@@ -88,28 +104,31 @@ export function batchedChannel(inner: MessageChannel<Buffer>): MessageChannel<Pa
     }
     return sending;
   };
+  const queue = (sized: SizedPacket, now: boolean): Promise<void> | undefined => {
+    if (failure) throw failure;
+    parts.push(sized);
+    bytes += 1 + varintSize(sized.size) + sized.size;
+    if (now || bytes >= BATCH_BYTES) return flush();
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(() => void flush().catch(() => undefined));
+    }
+    return undefined;
+  };
 
   return {
     async send(p) {
-      if (failure) throw failure;
-      const encoded = Buffer.from(Packet.encode(p).finish());
-      const head = Buffer.concat([Buffer.of(FIELD_PACKETS_TAG), varint(encoded.length)]);
-      parts.push(head, encoded);
-      bytes += head.length + encoded.length;
-      if (bytes >= BATCH_BYTES || p.type === Packet_PacketType.PACKET_FIN || p.type === Packet_PacketType.PACKET_ERR) {
-        await flush();
-      } else if (!scheduled) {
-        scheduled = true;
-        setImmediate(() => void flush().catch(() => undefined));
-      }
+      await queue(sizePacket(p), p.type === Packet_PacketType.PACKET_FIN || p.type === Packet_PacketType.PACKET_ERR);
     },
+    sendSized: (p) => queue(p, false),
     async recv() {
-      while (received.length === 0) {
+      while (next >= received.length) {
         const data = await inner.recv();
         if (data === undefined) return undefined;
-        received.push(...decodeBatch(data));
+        received = decodeBatch(data);
+        next = 0;
       }
-      return received.shift();
+      return received[next++];
     },
     flush,
   };

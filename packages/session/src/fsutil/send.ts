@@ -10,19 +10,24 @@
  * The client sends its local directories this way (FileSync), the daemon
  * its directory outputs (FileSend).
  */
-import { BktError } from '@bkt/core';
+import { BktError, type FileStat } from '@bkt/core';
 import { Packet_PacketType, type Packet, type Stat } from '@bkt/api/fsutil';
 import type { MessageChannel } from '../channel.js';
-import { canRequestData } from '../filemode.js';
+import { canRequestData, wireModeOf, wireStatOf } from '../filemode.js';
+import type { BatchedChannel } from './batch.js';
+import { statPacket } from './wire.js';
 
 /** fsutil's copy buffer (send.go `bufPool`): the largest DATA chunk. */
 export const DATA_CHUNK = 32 << 10;
 const WORKERS = 4;
 
 interface Requestable {
-  open: () => AsyncIterable<Uint8Array>;
-  /** Settles once the entry's data was sent (or the transfer ended without asking for it). */
-  sent: Deferred;
+  /** The entry's bytes: `open()`, or `read(path)` (one reader for every entry of a walk). */
+  open?: () => AsyncIterable<Uint8Array>;
+  read?: (path: string) => AsyncIterable<Uint8Array>;
+  path?: string;
+  /** Settles once the entry's data was sent (or the transfer ended without asking for it); made only when someone waits for it. */
+  sent?: Deferred;
 }
 
 export class FsutilSender {
@@ -36,7 +41,7 @@ export class FsutilSender {
   /** Settles when `stop` is called, so that waiting for the receiver ends too. */
   private readonly stopping = deferred();
 
-  constructor(private readonly channel: MessageChannel<Packet>) {}
+  constructor(private readonly channel: MessageChannel<Packet> | BatchedChannel) {}
 
   /**
    * Sends the STAT of one entry. `open` gives the bytes of a requestable
@@ -57,10 +62,47 @@ export class FsutilSender {
       else this.sizes.set(stat.path, stat.size);
       const file: Requestable = { open: open ?? (async function* () {}), sent: deferred() };
       this.files.set(id, file);
-      sent = file.sent.promise;
+      sent = file.sent!.promise;
     }
     await this.channel.send({ type: Packet_PacketType.PACKET_STAT, stat, ID: 0, data: Buffer.alloc(0) });
     return { sent };
+  }
+
+  /**
+   * Sends the STAT of one entry of a walk, as `stat(wireStatOf(e,
+   * extended))` would, with `read(e.path)` its bytes when asked — the
+   * client's FileSync path: over a batched channel the packet is written
+   * from `e` directly, and nothing is awaited unless the channel asks for
+   * it (a returned promise: backpressure).
+   */
+  entry(e: FileStat, extended: boolean, read: (path: string) => AsyncIterable<Uint8Array>): Promise<void> | undefined {
+    const id = this.nextId++;
+    const mode = wireModeOf(e.mode);
+    let size = e.size;
+    if (canRequestData(mode)) {
+      // As in `stat`: a hardlink's size is its file's.
+      if (e.linkname !== undefined) size = this.sizes.get(e.linkname) ?? size;
+      else this.sizes.set(e.path, size);
+      this.files.set(id, { read, path: e.path });
+    }
+    const channel = this.channel;
+    if ('sendSized' in channel) {
+      return channel.sendSized(
+        statPacket({
+          path: e.path,
+          mode,
+          uid: e.uid,
+          gid: e.gid,
+          size,
+          modTime: Math.round(e.mtimeMs * 1e6),
+          linkname: e.linkname ?? '',
+          devmajor: e.devmajor ?? 0,
+          devminor: e.devminor ?? 0,
+          ...(extended && e.change !== undefined ? { change: e.change } : {}),
+        }),
+      );
+    }
+    return channel.send({ type: Packet_PacketType.PACKET_STAT, stat: { ...wireStatOf(e, extended), size }, ID: 0, data: Buffer.alloc(0) });
   }
 
   /** The end of the walk: a STAT packet without a stat. */
@@ -115,8 +157,8 @@ export class FsutilSender {
     this.stopped = err;
     this.stopping.resolve();
     for (const wake of this.idle.splice(0)) wake();
-    for (const [, file] of this.files) file.sent.resolve();
-    for (const { file } of this.pending.splice(0)) file.sent.resolve();
+    for (const [, file] of this.files) file.sent?.resolve();
+    for (const { file } of this.pending.splice(0)) file.sent?.resolve();
   }
 
   private async work(): Promise<void> {
@@ -129,9 +171,9 @@ export class FsutilSender {
       }
       try {
         await this.sendFile(next.id, next.file);
-        next.file.sent.resolve();
+        next.file.sent?.resolve();
       } catch (err) {
-        next.file.sent.reject(err as Error);
+        next.file.sent?.reject(err as Error);
         this.stop(err as Error);
         return;
       }
@@ -141,7 +183,7 @@ export class FsutilSender {
   private async sendFile(id: number, file: Requestable): Promise<void> {
     let chunks: AsyncIterator<Uint8Array> | undefined;
     try {
-      chunks = file.open()[Symbol.asyncIterator]();
+      chunks = (file.open ? file.open() : file.read!(file.path!))[Symbol.asyncIterator]();
       let next = await chunks.next();
       while (!next.done) {
         const bytes = next.value;
