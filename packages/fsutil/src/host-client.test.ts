@@ -84,6 +84,17 @@ describe('host client: local directories (stat first, then content)', () => {
     await expect(bytes(local.read('a/b/y'))).rejects.toThrow(/no regular file/);
   });
 
+  it('reads through a directory given as a symlink (only what is below it may not be one)', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    await writeFile(join(dir, 'top'), 'top');
+    await writeFile(join(dir, 'sub/f'), 'f');
+    await symlink(dir, join(work, 'ctx-link'));
+    const local = createHostClient({ localDirs: { context: join(work, 'ctx-link') } }).localDir('context')!;
+    expect(await bytes(local.read('top'))).toBe('top');
+    expect(await bytes(local.read('sub/f'))).toBe('f');
+  });
+
   it('reads small files whole and large ones streamed, to their end', async () => {
     const dir = join(work, 'ctx');
     await mkdir(dir);

@@ -5,7 +5,7 @@
  * paths (relative to `cwd`) and the given stdout.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, createWriteStream, fstatSync, lstatSync, openSync, readSync, realpathSync, type Stats } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, fstatSync, lstatSync, openSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { chmod, copyFile, constants, lchown, link, lstat, lutimes, mkdir, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
@@ -94,7 +94,8 @@ function hostLocalDir(name: string, dir: string, exclusions: HostExclusions): Cl
   // loop gets a turn every few milliseconds of them.
   const pacer = new Pacer();
   const insideRoot = (parent: string): boolean => {
-    const st = lstatSync(parent, { throwIfNoEntry: false });
+    // The directory itself may be given as a symlink; anything below it may not be one.
+    const st = parent === dir ? statSync(parent, { throwIfNoEntry: false }) : lstatSync(parent, { throwIfNoEntry: false });
     if (!st?.isDirectory()) return false;
     const known = parents.get(parent);
     if (known && known.dev === st.dev && known.ino === st.ino) return true;
