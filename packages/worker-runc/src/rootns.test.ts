@@ -75,15 +75,37 @@ describe('exec op: the root mounted in the container\'s mount namespace', () => 
     expect(r.stdout).toBe('1000\n/home/new/dir\n1000\n');
   }, 20_000);
 
+  it('a step with a host mount made after the spare process was spawned sees it (the spare is not used for it)', async () => {
+    // A second layer: its read-only view is an overlay mounted on the host when the step's mounts are prepared.
+    const mutable = await h.store.snapshotter.prepare(h.base);
+    writeFileSync(join(mutable.path, 'in-view'), 'view content\n');
+    const child = await mutable.commit();
+    // The first step leaves a spare behind; the second needs its view mount.
+    await runStep(h, 'true');
+    const r = await runStep(h, 'cat /v/in-view; test -e /v/bin/sh && echo base-too', {
+      inputs: [{ snapshot: h.base }, { snapshot: child }],
+      mounts: [{ input: 1, dest: '/v', readonly: true, output: -1 }],
+    });
+    expect(r.stdout).toBe('view content\nbase-too\n');
+    // And a plain step after it still runs (on a spare).
+    expect((await runStep(h, 'echo plain')).stdout).toBe('plain\n');
+  }, 20_000);
+
   it('a cancelled step leaves no mount, no container and no process holding the root', async () => {
     const ac = new AbortController();
     const step = runStep(h, 'echo up; sleep 100', { signal: ac.signal });
     await sleep(700);
-    // The processes holding a root of this store (`bkt-container-root` and the store's path on their command line).
+    // The processes holding a root of this store mounted (`bkt-container-root` with a mount under the store in their namespace).
     const holders = () =>
       execFileSync('sh', ['-c', 'pgrep -f bkt-container-root || true'], { encoding: 'utf8' })
         .split('\n')
-        .filter((pid) => pid && (() => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(h.root); } catch { return false; } })());
+        .filter((pid) => {
+          try {
+            return !!pid && readFileSync(`/proc/${pid}/mountinfo`, 'utf8').includes(` ${h.root}/`);
+          } catch {
+            return false;
+          }
+        });
     expect(holders().length).toBe(1);
     ac.abort();
     await expect(step).rejects.toMatchObject({ code: 'CANCELLED' });

@@ -6,24 +6,39 @@
  * when this process is killed, whenever that happens.
  *
  * The process is `unshare --mount --propagation private` executing a small
- * shell script (`ROOT_SCRIPT`): it mounts the root on the (empty) host
- * directory `target`, reports `ready` on fd 3 and waits for `go` on fd 4,
- * runs the command it was given (fds 3 and 4 closed), reports `exit <code>`
- * on fd 3, and waits for fd 4 to close before it exits itself. Meanwhile this
- * process sees the mounted root at `/proc/<pid>/root<target>`: it reads and
- * writes the root there before the command starts (the user's databases, the
- * working directory, mount stubs) and after it has exited (removing the
- * stubs), while the mount still exists. Fd 4 closing early (this process
- * gone, or an abort) makes the script exit without running the command.
+ * shell script (`ROOT_SCRIPT`): it reads the mount and the command from fd 4,
+ * mounts the root on the (empty) host directory `target`, reports `ready` on
+ * fd 3 and waits for `go` on fd 4, runs the command (fds 3 and 4 closed),
+ * reports `exit <code>` on fd 3, and waits for fd 4 to close before it exits
+ * itself. Meanwhile this process sees the mounted root at
+ * `/proc/<pid>/root<target>`: it reads and writes the root there before the
+ * command starts (the user's databases, the working directory, mount stubs)
+ * and after it has exited (removing the stubs), while the mount still
+ * exists. Fd 4 closing early (this process gone, or an abort) makes the
+ * script exit without running the command.
+ *
+ * The namespace is a private copy of the host's mounts at the moment the
+ * process starts: a process spawned ahead of need (a spare, so that a step
+ * does not wait for one to start) is only good for a container that needs
+ * no host mount made after that (the executor checks).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { BktError } from '@bkt/core';
 
-/** `$0` is a label for `ps`; `$1` type, `$2` source, `$3` options, `$4` target, `$5…` the command. */
+/**
+ * `$0` is a label for `ps`. Fd 4 gives, one per line: the filesystem type,
+ * source, options, the target, the command's argument count and each
+ * argument (no value holds a newline: `RootNamespace.mount` refuses one).
+ */
 export const ROOT_SCRIPT = String.raw`
-type=$1 source=$2 options=$3 target=$4
-shift 4
+IFS= read -r type <&4 && IFS= read -r source <&4 && IFS= read -r options <&4 && IFS= read -r target <&4 && IFS= read -r argc <&4 || exit 1
+case $argc in '' | *[!0-9]*) exit 1 ;; esac
+set --
+while [ "$#" -lt "$argc" ]; do
+  IFS= read -r arg <&4 || exit 1
+  set -- "$@" "$arg"
+done
 mount -t "$type" -o "$options" "$source" "$target" || exit 1
 echo ready >&3
 IFS= read -r go <&4 || exit 1
@@ -43,79 +58,129 @@ export interface RootMount {
   options: string;
 }
 
-/** The process holding a container's root mount, until `close()`. */
+/**
+ * The process holding a container's root mount, until `close()`. Spawned
+ * ahead of need (`spawn()`: its namespace is a copy of the host's mounts of
+ * that moment), given its mount and command by `mount()`.
+ */
 export class RootNamespace {
-  /** The mounted root as this process reaches it. */
-  readonly root: string;
-  /** Resolves with the command's exit status once it has exited (rejects when it never ran). */
-  readonly exited: Promise<number>;
   readonly #child: ChildProcess;
-  readonly #gone: Promise<void>;
+  readonly #control: NodeJS.WritableStream & { destroy(): void; destroyed: boolean };
+  readonly #lines: { next(): Promise<string | null> };
+  readonly #gone: Promise<{ code: number | null; err?: Error }>;
+  #stderr = '';
+  readonly #collect = (d: Buffer) => {
+    if (this.#stderr.length < 4096) this.#stderr += d.toString('utf8');
+  };
+  #root: string | undefined;
+  #exited: Promise<number> | undefined;
+  #mounting = false;
   #started = false;
   #closed: Promise<void> | undefined;
 
-  private constructor(child: ChildProcess, target: string, exited: Promise<number>, gone: Promise<void>) {
+  private constructor(child: ChildProcess) {
     this.#child = child;
-    this.root = `/proc/${child.pid}/root${target}`;
-    this.exited = exited;
-    this.#gone = gone;
+    this.#control = child.stdio[4] as NodeJS.WritableStream & { destroy(): void; destroyed: boolean };
+    this.#control.on('error', () => {});
+    child.stderr!.on('data', this.#collect);
+    this.#lines = lineReader(child.stdio[3] as Readable);
+    this.#gone = new Promise((resolve) => {
+      child.on('error', (err) => resolve({ code: null, err }));
+      child.on('close', (code) => resolve({ code }));
+    });
   }
 
-  /** The spawned process: its stdout and stderr are the command's (and stdin, with `stdin`). */
+  /**
+   * A new process in a new mount namespace, waiting for `mount()`. A
+   * `spare` does not keep this process running until it is `take()`n.
+   */
+  static spawn(opts: { stdin?: boolean; spare?: boolean } = {}): RootNamespace {
+    const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', ROOT_SCRIPT, LABEL], {
+      stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+      detached: true,
+      // Not the caller's directory: nothing of the host is held that the namespace does not need.
+      cwd: '/',
+    });
+    const ns = new RootNamespace(child);
+    if (opts.spare) ns.#ref(false);
+    return ns;
+  }
+
+  /** A spare put to use: it keeps this process running again. */
+  take(): RootNamespace {
+    this.#ref(true);
+    return this;
+  }
+
+  #ref(on: boolean): void {
+    const c = this.#child;
+    on ? c.ref() : c.unref();
+    for (const stream of [c.stdout, c.stderr, c.stdio[3], c.stdio[4]] as ({ ref?(): void; unref?(): void } | null)[]) {
+      on ? stream?.ref?.() : stream?.unref?.();
+    }
+  }
+
+  /** The spawned process: its stdout and stderr are the command's (and stdin, when spawned with `stdin`). */
   get child(): ChildProcess {
     return this.#child;
   }
 
+  /** Whether it still waits for `mount()`. */
+  get idle(): boolean {
+    return !this.#mounting && this.#child.exitCode === null && this.#child.signalCode === null && !this.#control.destroyed;
+  }
+
+  /** The mounted root as this process reaches it (after `mount()`). */
+  get root(): string {
+    if (!this.#root) throw new BktError('INTERNAL', 'the root is not mounted yet');
+    return this.#root;
+  }
+
+  /** Resolves with the command's exit status once it has exited (rejects when it never ran). */
+  get exited(): Promise<number> {
+    if (!this.#exited) throw new BktError('INTERNAL', 'the root is not mounted yet');
+    return this.#exited;
+  }
+
   /**
-   * Mounts `mount` on `target` in a new mount namespace and resolves once
-   * it is there; `cmd args…` runs there on `start()`. A mount that fails is
-   * a `BktError('INTERNAL')` quoting mount(8).
+   * Mounts `mount` on `target` in its namespace and resolves once it is
+   * there; `cmd args…` runs there on `start()`. A mount that fails is a
+   * `BktError('INTERNAL')` quoting mount(8); `what` names the container.
    */
-  static async open(mount: RootMount, target: string, cmd: string, args: string[], opts: { stdin?: boolean; what: string }): Promise<RootNamespace> {
-    const child = spawn(
-      'unshare',
-      ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', ROOT_SCRIPT, LABEL, mount.type, mount.source, mount.options, target, cmd, ...args],
-      { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'], detached: true },
-    );
-    const control = child.stdio[4] as NodeJS.WritableStream & { destroy(): void };
-    control.on('error', () => {});
-    let stderr = '';
-    const collect = (d: Buffer) => {
-      if (stderr.length < 4096) stderr += d.toString('utf8');
-    };
-    child.stderr!.on('data', collect);
-    const lines = lineReader(child.stdio[3] as Readable);
-    const closed = new Promise<{ code: number | null; err?: Error }>((resolve) => {
-      child.on('error', (err) => resolve({ code: null, err }));
-      child.on('close', (code) => resolve({ code }));
-    });
-    const failed = async (): Promise<never> => {
-      const { code, err } = await closed;
-      const why = err ? `cannot run unshare: ${err.message}` : stderr.trim() || `exit ${code}`;
-      throw new BktError('INTERNAL', `cannot mount the root filesystem of ${opts.what}: ${why}`, {}, err ? { cause: err } : undefined);
-    };
-    const first = await Promise.race([lines.next(), closed.then(() => null)]);
-    if (first !== 'ready') {
-      control.destroy();
-      return failed();
+  async mount(mount: RootMount, target: string, cmd: string, args: string[], what: string): Promise<void> {
+    if (!this.idle) throw new BktError('INTERNAL', `the process for the root of ${what} is not available`);
+    this.#mounting = true;
+    const values = [mount.type, mount.source, mount.options, target, String(args.length + 1), cmd, ...args];
+    const bad = values.find((v) => v.includes('\n') || v.includes('\0'));
+    if (bad !== undefined) {
+      this.#control.destroy();
+      throw new BktError('INVALID_ARGUMENT', `cannot mount the root of ${what}: a value holds a newline (${JSON.stringify(bad)})`, { attribute: 'rootfsMount' });
     }
-    child.stderr!.off('data', collect);
-    const exited = (async () => {
-      const line = await Promise.race([lines.next(), closed.then(() => null)]);
+    this.#control.write(values.map((v) => `${v}\n`).join(''));
+    const first = await Promise.race([this.#lines.next(), this.#gone.then(() => null)]);
+    if (first !== 'ready') {
+      this.#control.destroy();
+      const { code, err } = await this.#gone;
+      const why = err ? `cannot run unshare: ${err.message}` : this.#stderr.trim() || `exit ${code}`;
+      throw new BktError('INTERNAL', `cannot mount the root filesystem of ${what}: ${why}`, {}, err ? { cause: err } : undefined);
+    }
+    this.#child.stderr!.off('data', this.#collect);
+    this.#root = `/proc/${this.#child.pid}/root${target}`;
+    this.#exited = (async () => {
+      const line = await Promise.race([this.#lines.next(), this.#gone.then(() => null)]);
       const m = line ? /^exit (\d+)$/.exec(line) : null;
       if (m) return Number(m[1]);
-      const { code, err } = await closed;
-      throw new BktError('INTERNAL', `the process holding the root of ${opts.what} ended early (${err?.message ?? `exit ${code}`})`);
+      const { code, err } = await this.#gone;
+      throw new BktError('INTERNAL', `the process holding the root of ${what} ended early (${err?.message ?? `exit ${code}`})`);
     })();
-    exited.catch(() => {});
-    return new RootNamespace(child, target, exited, closed.then(() => undefined));
+    this.#exited.catch(() => {});
   }
 
   /** Runs the command. */
   start(): void {
-    if (this.#started) return;
+    if (this.#started || !this.#root) return;
     this.#started = true;
-    (this.#child.stdio[4] as NodeJS.WritableStream).write('go\n');
+    this.#control.write('go\n');
   }
 
   /**
@@ -125,9 +190,9 @@ export class RootNamespace {
    */
   close(): Promise<void> {
     if (!this.#closed) {
-      (this.#child.stdio[4] as NodeJS.WritableStream & { destroy(): void }).destroy();
+      this.#control.destroy();
       const timer = setTimeout(() => this.kill(), 10_000);
-      this.#closed = this.#gone.finally(() => clearTimeout(timer));
+      this.#closed = this.#gone.then(() => clearTimeout(timer));
     }
     return this.#closed;
   }

@@ -72,6 +72,9 @@ export class RuncExecutor implements Executor {
   readonly #watchdog: ContainerWatchdog;
   readonly #running = new Map<string, RunningContainer>();
   readonly #pending = new Set<Promise<void>>();
+  /** A root namespace process spawned ahead of need (see `#rootNamespace`). */
+  #spareRoot: RootNamespace | undefined;
+  #closed = false;
 
   constructor(opts: RuncExecutorOptions) {
     this.stateDir = opts.stateDir;
@@ -89,6 +92,10 @@ export class RuncExecutor implements Executor {
    * Running containers are not touched (the watchdog stays while any runs).
    */
   async close(): Promise<void> {
+    this.#closed = true;
+    const spare = this.#spareRoot;
+    this.#spareRoot = undefined;
+    await spare?.close();
     await this.#network.close();
     await Promise.allSettled([...this.#pending]);
     if (this.#running.size === 0) this.#watchdog.stop();
@@ -97,6 +104,28 @@ export class RuncExecutor implements Executor {
   /** The pid of the watchdog covering this executor's containers, while one runs. */
   watchdogPid(): number | undefined {
     return this.#watchdog.pid;
+  }
+
+  /**
+   * The process to mount `spec`'s root in. The spare (spawned while the
+   * previous container ran) is taken only by a container that needs no host
+   * mount made after it was spawned — its namespace is a copy of the host's
+   * mounts of that moment: only tmpfs mounts (made by runc), no bundle
+   * tmpfs, no stdin; any other gets a new process.
+   */
+  #rootNamespace(spec: ContainerSpec, stdin: boolean): RootNamespace {
+    const spare = this.#spareRoot;
+    if (!stdin && !spec.sensitive && spec.mounts.every((m) => m.type === 'tmpfs') && spare?.idle) {
+      this.#spareRoot = undefined;
+      return spare.take();
+    }
+    return RootNamespace.spawn({ stdin });
+  }
+
+  #spawnSpareRoot(): void {
+    if (this.#closed || this.#spareRoot?.idle) return;
+    void this.#spareRoot?.close();
+    this.#spareRoot = RootNamespace.spawn({ spare: true });
   }
 
   #background(work: Promise<void>): void {
@@ -144,7 +173,8 @@ export class RuncExecutor implements Executor {
       }
       // Mounted after the bundle's tmpfs, which the namespace must see; runc runs there once the bundle is written.
       if (spec.rootfsMount) {
-        ns = await RootNamespace.open(spec.rootfsMount, spec.rootfs, this.#runc, runcArgs, { stdin: !!io.stdin, what: `container ${spec.id}` });
+        ns = this.#rootNamespace(spec, !!io.stdin);
+        await ns.mount(spec.rootfsMount, spec.rootfs, this.#runc, runcArgs, `container ${spec.id}`);
       }
       const root = ns ? ns.root : spec.rootfs;
       afterRun = io.onRoot?.(root);
@@ -186,6 +216,8 @@ export class RuncExecutor implements Executor {
       if (ns) {
         child = ns.child;
         ns.start();
+        // While this one runs: the next step's need not wait for a process to start.
+        this.#spawnSpareRoot();
       } else {
         child = spec.process.tty
           ? spawnInTerminal(this.#runc, runcArgs, ttyName, spec.process.size)
