@@ -232,14 +232,19 @@ async function dockerBuilder(work, registryHost, base) {
   await docker('load', '-i', archive);
   return {
     name: 'dockerd BuildKit',
-    // A failed build (seen on a busy machine: a file of BuildKit's own mount gone mid-copy) is redone, at most twice, and said.
+    // A failed build (seen on a busy machine: a file of BuildKit's own overlay mount gone mid-copy) is redone,
+    // at most four times, and said; one that never succeeds counts as no measurement (null), and is said.
     build: async (ctx, dfDir) => {
       for (let attempt = 1; ; attempt++) {
         try {
           return (await docker('build', '-q', '-t', 'bench/daemon:docker', '-f', join(dfDir, 'Dockerfile'), ctx)).ms;
         } catch (err) {
-          if (attempt === 3) throw err;
-          process.stderr.write(`  dockerd BuildKit: a build failed, redone: ${err.message.split('\n').filter((l) => /ERROR|error/.test(l))[0] ?? ''}\n`);
+          const why = err.message.split('\n').filter((l) => /ERROR|error/.test(l))[0] ?? '';
+          if (attempt === 5) {
+            process.stderr.write(`  dockerd BuildKit: a build failed 5 times, not measured: ${why}\n`);
+            return null;
+          }
+          process.stderr.write(`  dockerd BuildKit: a build failed, redone: ${why}\n`);
         }
       }
     },
@@ -253,8 +258,8 @@ async function dockerBuilder(work, registryHost, base) {
 
 // ---------------------------------------------------------------------------
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const best = (xs) => Math.min(...xs);
+const median = (xs) => (xs.length === 0 ? NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
+const best = (xs) => (xs.length === 0 ? NaN : Math.min(...xs));
 
 /**
  * Each builder's cold build, then RUNS warm no-op rebuilds, then RUNS
@@ -279,9 +284,11 @@ async function measureAll(builders, work) {
     }
   }
   const results = {};
+  const shown = (xs) => xs.map((x) => (x === null ? 'failed' : x.toFixed(0))).join(' ');
   for (const { builder, cold, warm, incremental } of state) {
-    process.stderr.write(`  ${builder.name}: cold ${cold.toFixed(0)} ms; warm ${warm.map((x) => x.toFixed(0)).join(' ')}; incremental ${incremental.map((x) => x.toFixed(0)).join(' ')}\n`);
-    results[builder.name] = { cold, warm, incremental };
+    process.stderr.write(`  ${builder.name}: cold ${shown([cold])} ms; warm ${shown(warm)}; incremental ${shown(incremental)}\n`);
+    // Builds that never succeeded are left out of the figures.
+    results[builder.name] = { cold, warm: warm.filter((x) => x !== null), incremental: incremental.filter((x) => x !== null) };
   }
   return results;
 }
