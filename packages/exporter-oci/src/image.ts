@@ -134,11 +134,13 @@ async function layersOf(top: Snapshot | null, ctx: Pick<BuildContext, 'root' | '
 
 /**
  * The layer of one snapshot of the chain. A snapshot unpacked from a layer
- * blob reuses it, except where `force-compression` asks for another
- * compression, or where an uncompressed blob no registry is known to hold (an
- * image of the local store, a layout's) would leave the machine compressed
- * otherwise: it is compressed as asked, as docker's push compresses its
- * store's layers. Any other snapshot becomes a new layer.
+ * blob reuses it (a media type that is no layer tar's, as it is), except
+ * where `force-compression` asks for another compression, or where the blob
+ * is an uncompressed tar no registry is known to hold (an image of the local
+ * store unpacked again, a layout's) and the export asks for a compression:
+ * then the same tar is compressed as asked, once (`convertLayer`), as
+ * docker's push compresses its store's layers. Any other snapshot becomes a
+ * new layer.
  */
 async function layerOf(s: Snapshot, ctx: Pick<BuildContext, 'root' | 'content' | 'snapshotter' | 'records'>, opts: ImageBuildOptions): Promise<ImageLayer> {
   const clampMtime = opts.rewriteTimestamp ? opts.sourceDateEpoch : undefined;
