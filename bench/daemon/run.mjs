@@ -25,6 +25,12 @@
  *
  * and dockerd with `docker build -q -t …` (DOCKER_BUILDKIT=1).
  *
+ * Beside the wall times, the CPU time of each build: the client process's
+ * (user + system, through /usr/bin/time) plus what the daemon's process
+ * tree used meanwhile (/proc/PID/stat of the daemon and its descendants:
+ * bktd and its runc children; dockerd, its containerd and theirs) — on a
+ * machine others load, the figure wall times blur.
+ *
  * Then 20 client processes solve at once on bktd (shared first steps, a
  * last step of their own) and the daemon's peak RSS (VmHWM) is printed.
  *
@@ -39,7 +45,7 @@
  *   node bench/daemon/run.mjs [--runs 5] [--files 2000] [--clients 20] [--skip-docker]
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,8 +81,46 @@ if (process.getuid?.() !== 0) {
   process.exit(1);
 }
 
-/** Runs a command; resolves with its wall time in ms and its stdout, rejects with its output on failure. */
+const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+const CLK_TCK = 100;
+let timed = 0;
+
+/**
+ * CPU ms used so far by process `pid` and its descendants: their user and
+ * system times, and those of the children they reaped (/proc/PID/stat).
+ */
+function treeCpuMs(pid) {
+  let ticks = 0;
+  const visit = (p) => {
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    } catch {
+      return; // gone meanwhile
+    }
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime, stime, cutime, cstime: fields 14-17, 12-15 after the command name.
+    ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    let children = '';
+    try {
+      children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8');
+    } catch {
+      return;
+    }
+    for (const c of children.trim().split(/\s+/).filter(Boolean)) visit(c);
+  };
+  visit(pid);
+  return (ticks * 1000) / CLK_TCK;
+}
+
+/**
+ * Runs a command; resolves with its wall time in ms, its CPU time in ms
+ * (user + system, through /usr/bin/time; null without it) and its stdout,
+ * rejects with its output on failure.
+ */
 function run(cmd, argv, opts = {}) {
+  const cpuFile = TIME ? join(tmpdir(), `bkt-bench-daemon-time-${process.pid}-${++timed}`) : undefined;
+  if (cpuFile) [cmd, argv] = [TIME, ['-f', '%U %S', '-o', cpuFile, cmd, ...argv]];
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
     const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
@@ -90,7 +134,13 @@ function run(cmd, argv, opts = {}) {
     p.on('error', reject);
     p.on('close', (code) => {
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      if (code === 0) resolve({ ms, stdout });
+      let cpu = null;
+      if (cpuFile) {
+        const t = readFileSync(cpuFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
+        if (t.length === 2 && t.every(Number.isFinite)) cpu = (t[0] + t[1]) * 1000;
+        rmSync(cpuFile, { force: true });
+      }
+      if (code === 0) resolve({ ms, cpu, stdout });
       else reject(new Error(`${cmd} ${argv.join(' ')} exited ${code}:\n${out.split('\n').slice(-25).join('\n')}`));
     });
   });
@@ -143,7 +193,17 @@ async function changeOneFile(dir) {
 }
 
 // ---------------------------------------------------------------------------
-// The builders: build(ctx, dockerfileDir) → ms.
+// The builders: build(ctx, dockerfileDir) → { ms, cpu } (or null: not measured).
+
+/**
+ * `r` (a client process's run) as a measurement: its wall time, and the CPU
+ * time of the build — the client's plus what the daemon's process tree used
+ * meanwhile (`before`: `treeCpuMs(pid)` when the client started).
+ */
+function measurement(r, pid, before) {
+  const daemonCpu = treeCpuMs(pid) - before;
+  return { ms: r.ms, cpu: r.cpu === null ? null : r.cpu + daemonCpu, clientCpu: r.cpu, daemonCpu };
+}
 
 async function bktdBuilder(work, clients) {
   const root = await mkdtemp(join(work, 'bktd-root-'));
@@ -167,11 +227,12 @@ async function bktdBuilder(work, clients) {
   const client = async (spec) => {
     const file = join(work, `spec-${++specs}.json`);
     await writeFile(file, JSON.stringify({ address: `unix://${socket}`, ...spec }));
+    const before = treeCpuMs(d.proc.pid);
     const r = await run('node', [CLIENT, file]);
     const done = JSON.parse(r.stdout.trim().split('\n').at(-1));
     if (!done.ok) throw new Error(`bktd build failed: ${done.details}`);
     clients.push(done.ms);
-    return r.ms;
+    return measurement(r, d.proc.pid, before);
   };
   return {
     name: 'session client',
@@ -197,8 +258,11 @@ async function bktdBuilder(work, clients) {
 function cliBuilder(bktd, work) {
   return {
     name: 'bkt build --addr',
-    build: async (ctx, dfDir) =>
-      (await run('node', [BKT, 'build', '--addr', `unix://${bktd.socket}`, '-q', '-t', 'bench/daemon:cli', '-f', join(dfDir, 'Dockerfile'), ctx], { cwd: work, env: { ...process.env, BKT_HOST: '' } })).ms,
+    build: async (ctx, dfDir) => {
+      const before = treeCpuMs(bktd.pid);
+      const r = await run('node', [BKT, 'build', '--addr', `unix://${bktd.socket}`, '-q', '-t', 'bench/daemon:cli', '-f', join(dfDir, 'Dockerfile'), ctx], { cwd: work, env: { ...process.env, BKT_HOST: '' } });
+      return measurement(r, bktd.pid, before);
+    },
     close: async () => undefined,
   };
 }
@@ -237,7 +301,8 @@ async function dockerBuilder(work, registryHost, base) {
     build: async (ctx, dfDir) => {
       for (let attempt = 1; ; attempt++) {
         try {
-          return (await docker('build', '-q', '-t', 'bench/daemon:docker', '-f', join(dfDir, 'Dockerfile'), ctx)).ms;
+          const before = treeCpuMs(d.proc.pid);
+          return measurement(await docker('build', '-q', '-t', 'bench/daemon:docker', '-f', join(dfDir, 'Dockerfile'), ctx), d.proc.pid, before);
         } catch (err) {
           const why = err.message.split('\n').filter((l) => /ERROR|error/.test(l))[0] ?? '';
           if (attempt === 5) {
@@ -284,11 +349,17 @@ async function measureAll(builders, work) {
     }
   }
   const results = {};
-  const shown = (xs) => xs.map((x) => (x === null ? 'failed' : x.toFixed(0))).join(' ');
+  const shown = (xs) => xs.map((x) => (x === null ? 'failed' : `${x.ms.toFixed(0)}${x.cpu === null ? '' : `/${x.clientCpu.toFixed(0)}+${x.daemonCpu.toFixed(0)}`}`)).join(' ');
   for (const { builder, cold, warm, incremental } of state) {
-    process.stderr.write(`  ${builder.name}: cold ${shown([cold])} ms; warm ${shown(warm)}; incremental ${shown(incremental)}\n`);
+    process.stderr.write(`  ${builder.name} (wall/client CPU+daemon CPU, ms): cold ${shown([cold])}; warm ${shown(warm)}; incremental ${shown(incremental)}\n`);
     // Builds that never succeeded are left out of the figures.
-    results[builder.name] = { cold, warm: warm.filter((x) => x !== null), incremental: incremental.filter((x) => x !== null) };
+    const ok = (xs) => xs.filter((x) => x !== null);
+    results[builder.name] = {
+      cold,
+      warm: ok(warm).map((x) => x.ms),
+      incremental: ok(incremental).map((x) => x.ms),
+      cpu: { warm: ok(warm).flatMap((x) => (x.cpu === null ? [] : [x.cpu])), incremental: ok(incremental).flatMap((x) => (x.cpu === null ? [] : [x.cpu])) },
+    };
   }
   return results;
 }
@@ -344,8 +415,23 @@ try {
       rows.push([phase, m, best(xs).toFixed(0), median(xs).toFixed(0), ...peers.flatMap((p) => [best(results[p][phase]).toFixed(0), median(results[p][phase]).toFixed(0), (median(xs) / median(results[p][phase])).toFixed(2)])]);
     }
   }
-  const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const r of rows) console.log(r.map((c, i) => (i <= 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '));
+  const print = (rows) => {
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    for (const r of rows) console.log(r.map((c, i) => (i <= 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '));
+  };
+  print(rows);
+  // CPU time per build (client process + the daemon's process tree meanwhile): what a loaded machine's wall times hide.
+  if (TIME) {
+    console.log(`\nCPU time of each build (ms): the client process's user + system time and the daemon's process tree's meanwhile (/proc); median of ${RUNS}; ratio = bkt / peer\n`);
+    const cpuRows = [['phase', 'bktd client', 'CPU median', ...peers.flatMap((p) => [`${p} CPU median`, 'ratio'])]];
+    for (const phase of ['warm', 'incremental']) {
+      for (const m of mine) {
+        const xs = results[m].cpu[phase];
+        cpuRows.push([phase, m, median(xs).toFixed(0), ...peers.flatMap((p) => [median(results[p].cpu[phase]).toFixed(0), (median(xs) / median(results[p].cpu[phase])).toFixed(2)])]);
+      }
+    }
+    print(cpuRows);
+  }
   const c = clientMs;
   console.log(`\nThe session client, from its start to the Solve's answer (node's start-up excluded): cold ${c[0]} ms, warm median ${median(c.slice(1, 1 + RUNS))} ms, incremental median ${median(c.slice(1 + RUNS))} ms`);
   console.log(buildkitd ? `buildkitd at ${buildkitd}: not measured by this script yet` : 'buildkitd: not installed here (the peer is dockerd\'s BuildKit)');

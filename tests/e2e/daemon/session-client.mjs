@@ -29,7 +29,8 @@
  */
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { control, pb } from '@bkt/api';
+import * as control from '@bkt/api/control';
+import * as pb from '@bkt/api/pb';
 import { createHostClient } from '@bkt/fsutil';
 import { openSession } from '@bkt/session';
 
