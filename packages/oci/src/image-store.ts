@@ -200,7 +200,13 @@ export async function applyLayerBlob(dir: string, blobPath: string, layer: LazyL
 
 async function applyLayerStream(dir: string, blob: AsyncIterable<Uint8Array>, diffId: Digest, opts: { base: boolean; what: string; warn?(message: string): void }): Promise<void> {
   const plain = digesting(decompress(blob, opts.what));
-  await unpackLayer(dir, plain.chunks, opts);
+  try {
+    await unpackLayer(dir, plain.chunks, opts);
+  } catch (err) {
+    // zlib's errors ("incorrect data check") say nothing of the layer.
+    if (err instanceof BktError || !(err as NodeJS.ErrnoException).code?.startsWith('Z_')) throw err;
+    throw new BktError('INVALID_ARGUMENT', `${opts.what}: cannot decompress: ${(err as Error).message}`, {}, { cause: err });
+  }
   const got = plain.digest();
   if (got !== diffId) throw new BktError('INVALID_ARGUMENT', `${opts.what}: uncompressed content has digest ${got}, but its diff id is ${diffId}`);
 }
@@ -351,9 +357,10 @@ export async function unpackLayers(layers: LayerToUnpack[], ctx: Pick<BuildConte
     });
   });
   for (const d of downloads) d.catch(() => undefined);
-  // Lazy: every blob is in before any snapshot is made, so a failed fetch leaves no snapshot.
-  if (lazy) await Promise.all(downloads);
+  let failed = false;
   try {
+    // Lazy: every blob is in before any snapshot is made, so a failed fetch leaves no snapshot.
+    if (lazy) await Promise.all(downloads);
     for (let i = start; i < layers.length; i++) {
       const { blob, diffId } = layers[i];
       const what = `layer ${i + 1}/${layers.length} (${blob.digest}) of ${opts.what}`;
@@ -365,7 +372,16 @@ export async function unpackLayers(layers: LayerToUnpack[], ctx: Pick<BuildConte
         const mutable = await ctx.snapshotter.prepare(parent, { description: `pulled ${what}`, recordType: opts.recordType });
         try {
           const live = await feeds[i].read(downloads[i]);
-          if (live) await applyLayerStream(mutable.path, live, diffId, { base: parent === null, what, warn: opts.warn });
+          if (live) {
+            try {
+              await applyLayerStream(mutable.path, live, diffId, { base: parent === null, what, warn: opts.warn });
+            } catch (err) {
+              // Corrupt bytes show as a bad stream first; a download that failed (a digest mismatch) is the cause.
+              feeds[i].drop();
+              await downloads[i];
+              throw err;
+            }
+          }
           // The download's end is its verification: a mismatch keeps nothing.
           await downloads[i];
           if (!live) await applyLayerStream(mutable.path, createReadStream(ctx.content.path(blob.digest)), diffId, { base: parent === null, what, warn: opts.warn });
@@ -388,9 +404,14 @@ export async function unpackLayers(layers: LayerToUnpack[], ctx: Pick<BuildConte
       }, opts.recordType);
       parent = snapshot;
     }
+  } catch (err) {
+    failed = true;
+    throw err;
   } finally {
-    // Nothing waits on a layer the loop did not reach.
+    // Nothing waits on a layer the loop did not reach; after a failure the other downloads end (stored or
+    // discarded) before it is reported, so no partial write outlives it.
     for (const f of feeds) f.drop();
+    if (failed) await Promise.allSettled(downloads);
   }
   if (parent) return parent;
   const empty = await ctx.snapshotter.prepare(null, { description: `empty ${opts.what}` });

@@ -124,6 +124,18 @@ describe.each(['copy', 'overlay'] as const)('unpackLayers (%s snapshotter)', (sn
     expect(await readdir(join(t.store.root, 'content', 'ingest'))).toEqual([]);
   });
 
+  it('a corrupt download fails with its digest mismatch (not the decompressor\'s complaint) and leaves nothing', async () => {
+    const a = await gzipLayer({ 'a.bin': Buffer.alloc(1 << 20, 'a'), 'b.bin': Buffer.alloc(1 << 20, 'b') });
+    const corrupt = Buffer.from(a.bytes);
+    corrupt[corrupt.length >> 1] ^= 0xff;
+    const before = snapshotRows();
+    await expect(unpackLayers([a.layer], t.ctx, { what: 'test image', sources: [], fetch: (_b, store) => store(chunked(corrupt, 4096)) })).rejects.toThrow(
+      `content digest mismatch: expected ${a.layer.blob.digest}`,
+    );
+    expect(snapshotRows()).toEqual(before);
+    expect(await t.ctx.content.has(a.layer.blob.digest)).toBe(false);
+  });
+
   it('lazy: only the blobs are fetched; the tree is made on first use, and a prune takes blobs and records with the snapshots', async () => {
     const a = await gzipLayer({ 'a.txt': 'a\n' });
     const b = await gzipLayer({ 'b.txt': 'b\n' });
@@ -166,12 +178,23 @@ describe.each(['copy', 'overlay'] as const)('unpackLayers (%s snapshotter)', (sn
     const b = await gzipLayer({ 'b.txt': 'b\n' });
     const corrupt = Buffer.from(b.bytes);
     corrupt[corrupt.length >> 1] ^= 0xff;
-    const bytes = new Map([[a.layer.blob.digest, a.bytes], [b.layer.blob.digest, corrupt]]);
+    // The good layer is still downloading when the corrupt one fails.
+    const slowly = async function* (buf: Buffer) {
+      yield buf.subarray(0, 10);
+      await new Promise((r) => setTimeout(r, 200));
+      yield buf.subarray(10);
+    };
     await expect(
-      unpackLayers([a.layer, b.layer], t.ctx, { what: 'test cache', sources: [], lazy: true, fetch: (blob, store) => store(chunked(bytes.get(blob.digest)!)) }),
+      unpackLayers([a.layer, b.layer], t.ctx, {
+        what: 'test cache',
+        sources: [],
+        lazy: true,
+        fetch: (blob, store) => store(blob.digest === a.layer.blob.digest ? slowly(a.bytes) : chunked(corrupt)),
+      }),
     ).rejects.toThrow(/digest mismatch/);
     expect(snapshotRows()).toEqual([]);
     expect(await t.ctx.content.has(b.layer.blob.digest)).toBe(false);
+    expect(await readdir(join(t.store.root, 'content', 'ingest'))).toEqual([]);
   });
 
   it('lazy: a layer whose diff id mismatches fails on first use, naming it; the snapshot stays lazy and nothing half-made is left', async () => {
