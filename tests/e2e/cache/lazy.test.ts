@@ -90,15 +90,25 @@ describe('lazy imported results', () => {
     expect(graphSteps(again).filter((s) => !s.cached).map((s) => s.name)).toEqual([]);
   });
 
-  it('an image export of an imported result reuses its blobs without unpacking it', async () => {
+  it('an image export and a cache export of an imported result reuse its blobs without unpacking it', async () => {
     const root = join(work, 'store-oci');
     const out = join(work, 'oci-out');
+    const cacheOut = join(work, 'cache-out');
     proxy.log.length = 0;
-    const b = await cacheBuild(project, root, ['--cache-from', `type=registry,ref=${cacheRef()}`, '--output', `type=oci,dest=${out},tar=false`]);
+    const b = await cacheBuild(project, root, [
+      '--cache-from',
+      `type=registry,ref=${cacheRef()}`,
+      '--output',
+      `type=oci,dest=${out},tar=false`,
+      '--cache-to',
+      `type=local,dest=${cacheOut},mode=min`,
+    ]);
     expect(b.code, b.stderr).toBe(0);
     const image = await layoutManifest(out);
     const pulled = blobsPulled(proxy.log, 'cache/lazy');
     expect(image.layers.every((l) => pulled.includes(l.digest))).toBe(true);
+    const cacheLayers = (await layoutManifest(cacheOut)).layers.map((l) => l.digest);
+    expect(cacheLayers.sort()).toEqual(image.layers.map((l) => l.digest).sort());
     expect((await lazySnapshots(root)).length).toBe(image.layers.length);
   });
 
