@@ -4,14 +4,16 @@ import { describe, expect, it } from 'vitest';
 import * as control from '@bkt/api/control';
 import * as pb from '@bkt/api/pb';
 import * as sourcepolicy from '@bkt/api/sourcepolicy';
+import type { BuildClient } from '@bkt/core';
 import type { Solver, SolveRequest } from '@bkt/solver';
 import { BuildTracker } from './builds.js';
 import { controlService } from './control.js';
 
-function setup() {
+function setup(backend: Partial<Parameters<typeof controlService>[0]> = {}) {
   const requests: SolveRequest[] = [];
   const solver = { solve: async (req: SolveRequest) => (requests.push(req), { exporterResponse: {} }) } as unknown as Solver;
   const service = controlService({
+    ...backend,
     solver,
     builds: new BuildTracker(),
     permittedEntitlements: new Set(),
@@ -23,10 +25,37 @@ function setup() {
   return { requests, solve };
 }
 
+/** A session client that offers nothing. */
+const NO_CLIENT: BuildClient = {
+  localDirNames: () => [],
+  localDir: () => undefined,
+  openFile: async () => {
+    throw new Error('no outputs');
+  },
+  openStdout: async () => {
+    throw new Error('no outputs');
+  },
+  openDir: async () => {
+    throw new Error('no outputs');
+  },
+  secrets: { get: async () => null },
+  ssh: { socketPath: async () => null },
+  credentials: async () => null,
+};
+
 const definition = pb.Definition.fromPartial({ def: [Buffer.from(pb.Op.encode(pb.Op.fromPartial({ inputs: [] })).finish())] });
 const deny = sourcepolicy.Rule.fromPartial({ action: sourcepolicy.PolicyAction.DENY, selector: { identifier: 'docker-image://*' } });
 
 describe('Solve', () => {
+  it("answers once the build is over, without waiting for the session client's open transfers to finish", async () => {
+    let closed = 0;
+    const client = { ...NO_CLIENT, close: () => (closed++, new Promise<void>(() => {})) };
+    const { requests, solve } = setup({ sessionClient: async () => client });
+    await expect(solve({ Session: 'sess', Frontend: 'dockerfile.v0' })).resolves.toEqual({ ExporterResponse: {} });
+    expect(requests[0]!.client).toBe(client);
+    expect(closed).toBe(1);
+  });
+
   it('passes FrontendInputs to the solver as marshalled definitions, by name', async () => {
     const { requests, solve } = setup();
     await solve({ Frontend: 'dockerfile.v0', FrontendInputs: { context: definition, dockerfile: definition } });

@@ -88,7 +88,9 @@ export function controlService(backend: ControlBackend): ServiceImplementation<t
         });
         return { ExporterResponse: r.exporterResponse };
       } finally {
-        await client?.close?.().catch(() => {});
+        // The client's open transfers are finished (fsutil's FIN exchange: round trips to the client) after the
+        // answer, not before it: everything the build wrote to the client was committed by its exporters.
+        void client?.close?.().catch(() => {});
         signal.removeEventListener('abort', onCall);
         backend.shutdown.removeEventListener('abort', onShutdown);
         tracked.finish();
