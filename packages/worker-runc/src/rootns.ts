@@ -190,6 +190,8 @@ export class RootNamespace {
    */
   close(): Promise<void> {
     if (!this.#closed) {
+      // Waited for: a spare's process keeps this one running again until it is gone.
+      this.#ref(true);
       this.#control.destroy();
       const timer = setTimeout(() => this.kill(), 10_000);
       this.#closed = this.#gone.then(() => clearTimeout(timer));
