@@ -64,7 +64,7 @@ export function fileStatOf(s: Stat): FileStat {
   const entry: FileStat = { path: s.path, mode, uid: s.uid, gid: s.gid, size: hardlink ? 0 : s.size, mtimeMs: Math.round(s.modTime / 1e3) / 1e3 };
   if (s.linkname !== '') entry.linkname = s.linkname;
   const change = s.xattrs[XATTR_CHANGE];
-  if (change !== undefined) entry.change = Buffer.from(change).toString('utf8');
+  if (change !== undefined) entry.change = (Buffer.isBuffer(change) ? change : Buffer.from(change)).toString('utf8');
   if (type === S_IFCHR || type === S_IFBLK) {
     entry.devmajor = s.devmajor;
     entry.devminor = s.devminor;

@@ -463,7 +463,8 @@ function readStat(r: Reader, end: number): Stat {
         while (inner.at < entryEnd) {
           const t = inner.u32();
           if (t === TAG_KEY) key = inner.string();
-          else if (t === TAG_VALUE) value = inner.bytes();
+          // A view of the message, as file chunks are: a walk's change tokens are thousands of small values.
+          else if (t === TAG_VALUE) value = inner.bytes(true);
           else skipUnknown(inner, t);
         }
         r.at = entryEnd;
