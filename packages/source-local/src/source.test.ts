@@ -110,6 +110,43 @@ describe('local source', () => {
     }
   });
 
+  it('writes each file with its content, mode (setuid kept after the owner), owner and mtime, however the client chunks it', async () => {
+    const dir = await makeContext();
+    const big = Buffer.alloc(3 * 1024 * 1024 + 3, 'b');
+    await writeFile(join(dir, 'big.bin'), big);
+    if (isRoot) await chown(join(dir, 'src/main.ts'), 4321, 8765);
+    await chmod(join(dir, 'src/main.ts'), 0o4755); // after the chown, which clears it
+    await utimes(join(dir, 'src/lib/util.ts'), 1_500_000_000.25, 1_500_000_000.125);
+    // A client answering in small pieces, as a session client may.
+    const host = createHostClient({ localDirs: { context: dir } });
+    const client = {
+      ...host,
+      localDir(name: string): ClientLocalDir | undefined {
+        const d = host.localDir(name);
+        if (!d) return undefined;
+        return {
+          name: d.name,
+          syncKey: d.syncKey,
+          stat: (sel, signal) => d.stat(sel, signal),
+          async *read(path, signal) {
+            for await (const chunk of d.read(path, signal)) for (let i = 0; i < chunk.byteLength; i += 3) yield chunk.subarray(i, i + 3);
+          },
+        };
+      },
+    };
+    const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
+    const ctx = testBuildContext({ root: join(work, 'root'), snapshotter, content: undefined as never, client }).ctx;
+    const out = (await (await (await load(ctx, {}, 'context', { keepOwners: true })).snapshot(ctx)).mount()).path;
+    expect((await readFile(join(out, 'big.bin'))).equals(big)).toBe(true);
+    expect(await readFile(join(out, 'src/main.ts'), 'utf8')).toBe('main');
+    const main = await stat(join(out, 'src/main.ts'));
+    expect(main.mode & 0o7777).toBe(0o4755);
+    if (isRoot) expect([main.uid, main.gid]).toEqual([4321, 8765]);
+    // Times as the client sent them, to the millisecond.
+    expect((await stat(join(out, 'src/lib/util.ts'))).mtimeMs).toBe(1_500_000_000_125);
+    expect((await stat(join(out, 'big.bin'))).mtimeMs).toBe(Math.floor((await stat(join(dir, 'big.bin'))).mtimeMs));
+  });
+
   it.runIf(isRoot)('keeps the client\'s owners with keepOwners', async () => {
     const dir = await makeContext();
     await chown(join(dir, 'src/lib/util.ts'), 4321, 8765);
