@@ -59,6 +59,28 @@ describe('--cache-to type=local', () => {
     expect(await readFile(join(work, 'out-b', 'final'), 'utf8')).toBe('built plain\ncontext file\n');
   });
 
+  it("a build named into the local image store (uncompressed layers there) exports its cache with gzip layers, which an empty store imports", async () => {
+    const dir = join(work, 'local-cache-t');
+    const named = await cacheBuild(project, join(work, 'store-t'), ['-t', 'e2e/local-cache-t:v1']);
+    expect(named.code, named.stderr).toBe(0);
+    const a = await cacheBuild(project, join(work, 'store-t'), ['--cache-to', `type=local,dest=${dir},mode=max`]);
+    expect(a.code, a.stderr).toBe(0);
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8'));
+    const manifest = JSON.parse(await readFile(join(dir, 'blobs/sha256', index.manifests[0].digest.slice(7)), 'utf8'));
+    const layerTypes = new Set((manifest.layers as { mediaType: string }[]).map((l) => l.mediaType));
+    expect(layerTypes.size).toBeGreaterThan(0);
+    // The store keeps the image's layers as plain tars; what leaves it is gzip (the cache config's own type aside).
+    for (const t of layerTypes) expect(t).toMatch(/(tar\+gzip|diff\.tar\.gzip)$/);
+    for (const l of manifest.layers as { digest: string }[]) {
+      const head = (await readFile(join(dir, 'blobs/sha256', l.digest.slice(7)))).subarray(0, 2);
+      expect([...head]).toEqual([0x1f, 0x8b]);
+    }
+    const b = await cacheBuild(project, join(work, 'store-t2'), ['--cache-from', `type=local,src=${dir}`, '--output', `type=local,dest=${join(work, 'out-t')}`]);
+    expect(b.code, b.stderr).toBe(0);
+    expect(graphSteps(b).filter((s) => !s.cached).map((s) => s.name)).toEqual([]);
+    expect(await readFile(join(work, 'out-t', 'final'), 'utf8')).toBe('built plain\ncontext file\n');
+  });
+
   it('a missing src is an error naming it', async () => {
     const r = await cacheBuild(project, join(work, 'store-x'), ['--cache-from', `type=local,src=${join(work, 'nope')}`]);
     expect(r.code).toBe(1);
