@@ -5,12 +5,14 @@
  * when the step is cancelled or the worker is SIGKILLed.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as pb from '@bkt/api/pb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHarness, runStep, type Harness } from './harness.test-util.js';
 import { isAlive } from './sys.js';
+import runcWorker from './index.js';
+import type { ExecOpExecutor } from './execop.js';
 
 const DIST = resolve(import.meta.dirname, '../dist/index.js');
 let h: Harness;
@@ -89,6 +91,29 @@ describe('exec op: the root mounted in the container\'s mount namespace', () => 
     expect(r.stdout).toBe('view content\nbase-too\n');
     // And a plain step after it still runs (on a spare).
     expect((await runStep(h, 'echo plain')).stdout).toBe('plain\n');
+  }, 20_000);
+
+  it("no process keeps a copy of a step's secret tmpfs once the step is over, not even the spare started while it ran", async () => {
+    // A worker of its own: no spare is waiting when the step starts, so one is started while it runs (its namespace copies the
+    // secret's tmpfs; removing the mount point on the host detaches that copy).
+    const fresh = { ...h, executor: runcWorker().opExecutors![0] as ExecOpExecutor };
+    const r = await runStep(fresh, 'cat /run/secrets/s; sleep 0.3', {
+      secrets: { s: 'hush' },
+      mounts: [{ dest: '/run/secrets/s', mountType: pb.MountType.SECRET, secretOpt: { ID: 's', mode: 0o400 }, output: -1 }],
+    });
+    expect(r.stdout).toBe('hush');
+    // Every process's mount table (its namespace's): none holds a secrets tmpfs of this store.
+    const holding = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').some((l) => l.includes(` ${h.root}/`) && l.includes('/secrets '));
+        } catch {
+          return false;
+        }
+      });
+    expect(holding).toEqual([]);
+    expect((await runStep(fresh, 'echo after')).stdout).toBe('after\n');
   }, 20_000);
 
   it('a cancelled step leaves no mount, no container and no process holding the root', async () => {

@@ -122,6 +122,12 @@ export class RuncExecutor implements Executor {
     return RootNamespace.spawn({ stdin });
   }
 
+  /**
+   * The spare's namespace copies the host's mounts of the moment, a running
+   * step's secret tmpfs included; the kernel detaches such a copy when its
+   * mount point is removed on the host, as a step's scratch dir is once the
+   * step is over.
+   */
   #spawnSpareRoot(): void {
     if (this.#closed || this.#spareRoot?.idle) return;
     void this.#spareRoot?.close();
