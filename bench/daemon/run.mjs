@@ -119,7 +119,7 @@ function treeCpuMs(pid) {
  * rejects with its output on failure.
  */
 function run(cmd, argv, opts = {}) {
-  const cpuFile = TIME ? join(tmpdir(), `bkt-bench-daemon-time-${process.pid}-${++timed}`) : undefined;
+  const cpuFile = TIME ? join(work, `time-${++timed}`) : undefined;
   if (cpuFile) [cmd, argv] = [TIME, ['-f', '%U %S', '-o', cpuFile, cmd, ...argv]];
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
