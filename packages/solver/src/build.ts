@@ -143,6 +143,11 @@ function cacheMountIds(vertices: Iterable<Vertex>): string[] {
   return [...ids].sort();
 }
 
+/** The cache key marking that the store holds results imported over source key `key` without the source (`#markImportedOver`). */
+function importedOverKey(key: string): string {
+  return hashKey(['imported-over', key]);
+}
+
 function hashKey(parts: unknown): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(parts)).digest('hex')}`;
 }
@@ -279,9 +284,13 @@ export class Build {
       // Keys start inputs first, so no key computation waits on an input whose
       // computation has not started: starting from the result would recurse
       // through the whole graph at once (and overflow the stack on deep graphs).
+      // A source the cache lacks starts its work (an image's pull and unpack) as
+      // soon as its key is known, while other vertices compute theirs (a local
+      // context's sync and checksums): see `#prefetchSource`.
       for (const v of def.vertices) {
         if (this.#pacer.due()) await this.#pacer.pause();
-        this.#key(v).catch(() => undefined);
+        if (v.kind === 'source') this.#prefetchSource(v);
+        else this.#key(v).catch(() => undefined);
       }
       const outs = await this.#result(def.result.vertex);
       // Vertices the result never needed to materialize were satisfied by the cache.
@@ -535,12 +544,43 @@ export class Build {
    * for it (so it has to run for whoever reads it). A cached result (the
    * store's or an import's) is left alone until someone needs it, so vertices
    * upstream of a hit stay untouched and an imported result is fetched only
-   * when used. Failures surface through whoever awaits the result.
+   * when used; so is a source a cache import gave the store results over
+   * (`#markImportedOver`). Failures surface through whoever awaits the result.
    */
   #prefetch(v: Vertex): void {
     this.#key(v).then(
       (k) => {
-        if (!k.record && !k.imported && !this.signal.aborted) this.#result(v).catch(() => undefined);
+        const ahead = !k.record && !k.imported && !this.engine.store.db.getCache(importedOverKey(k.canonical));
+        if (ahead && !this.signal.aborted) this.#result(v).catch(() => undefined);
+      },
+      () => undefined,
+    );
+  }
+
+  /**
+   * Starts a source's result (its snapshot: an image pulled and unpacked)
+   * once its key is known, when neither the store nor an import holds it
+   * and the build has no cache imports. Then the result is needed whatever
+   * the cache says of the vertices reading it: each of their keys is made of
+   * this source's key (or of the content read from it, which needs the result
+   * anyway), so none of them can be in the store while the source is not.
+   * A cached source is never started ahead (a warm build pulls nothing);
+   * with imports, a consumer's key may be imported, so the source waits to
+   * be asked; a source whose cache the build ignores (`--no-cache-filter`)
+   * waits too, as a consumer's record may still stand for it; so does a
+   * source a cache import gave the store results over (`#markImportedOver`:
+   * those were recorded without it).
+   */
+  #prefetchSource(v: Vertex): void {
+    this.#key(v).then(
+      (k) => {
+        const ahead =
+          !k.record &&
+          !k.imported &&
+          this.#imports.length === 0 &&
+          !v.metadata?.ignoreCache &&
+          !this.engine.store.db.getCache(importedOverKey(k.canonical));
+        if (ahead && !this.signal.aborted) this.#result(v).catch(() => undefined);
       },
       () => undefined,
     );
@@ -615,12 +655,39 @@ export class Build {
       this.#held.push(s);
     }
     this.engine.store.db.putCache(k.keys, { canonical: k.canonical, outputs: outs.map((s) => s?.id ?? null) });
+    await this.#markImportedOver(v, outs);
     if (this.progress.shown(v.digest)) {
       st.reported = true;
       st.cached = true;
       this.progress.vertexDone({ ...this.#vertexInfo(v), cached: true, started: new Date(), completed: new Date() });
     } else this.#reportCached(v, st);
     return outs;
+  }
+
+  /**
+   * Records, for each source upstream of `v` the store has no record of,
+   * that the store now holds a result built over it (`v`'s imported
+   * `outs`), so a later build does not start that source ahead of need
+   * (`#prefetchSource`): the store holds `v` though not the source. The
+   * mark is a cache key holding `v`'s first output snapshot, so it goes
+   * when that snapshot is pruned.
+   */
+  async #markImportedOver(v: Vertex, outs: (Snapshot | null)[]): Promise<void> {
+    const seen = new Set<Digest>();
+    const walk = async (u: Vertex): Promise<void> => {
+      for (const inp of u.inputs) {
+        const w = inp.vertex;
+        if (seen.has(w.digest)) continue;
+        seen.add(w.digest);
+        if (w.kind === 'source') {
+          const k = await this.#states.get(w.digest)?.key?.catch(() => undefined);
+          if (k && !this.engine.store.db.getCache(k.canonical)) {
+            this.engine.store.db.putCache([importedOverKey(k.canonical)], { canonical: k.canonical, outputs: outs.slice(0, 1).map((s) => s?.id ?? null) });
+          }
+        } else await walk(w);
+      }
+    };
+    await walk(v);
   }
 
   /**
