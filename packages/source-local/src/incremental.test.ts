@@ -215,3 +215,55 @@ it('remembers the change token of each file in its index', async () => {
   expect(Object.keys(index.others).sort()).toEqual(expect.arrayContaining(['a', 'b', 'b/c', 'link']));
   expect(await readdir(records[0]!.path)).toEqual(['index.json']);
 });
+
+it('remembers the hashes of a sync whose key was a cache hit (no snapshot asked): a directory of content synced elsewhere is read once', async () => {
+  const first = await makeContext();
+  const second = join(work, 'copy');
+  await (await import('node:fs/promises')).cp(first, second, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  await age(second);
+  const t = await openTestContext({ localDirs: { first, second } });
+  opened.push(t);
+  const reads: string[] = [];
+  const ctx: BuildContext = {
+    ...t.ctx,
+    client: {
+      ...t.ctx.client,
+      localDir(name: string) {
+        const d = t.ctx.client.localDir(name)!;
+        return { name: d.name, syncKey: d.syncKey, stat: d.stat, read: (path: string, signal?: AbortSignal) => (reads.push(`${name}:${path}`), d.read(path, signal)) };
+      },
+    },
+  };
+  const source = localSource().sources![0]!;
+  const resolve = (name: string) => source.resolve(source.identify('local', name, {}), ctx);
+  const contentReads = () => reads.filter((p) => !p.endsWith(':.dockerignore'));
+
+  const a = await resolve('first');
+  const keyA = (await a.cacheKey(ctx)).key;
+  const treeA = await tree(await a.snapshot(ctx));
+  // The same content under another directory: the solver's cache has its key, so only the key is asked.
+  reads.length = 0;
+  expect((await (await resolve('second')).cacheKey(ctx)).key).toBe(keyA);
+  expect(contentReads().length).toBeGreaterThan(20);
+  reads.length = 0;
+  expect((await (await resolve('second')).cacheKey(ctx)).key).toBe(keyA);
+  expect(contentReads()).toEqual([]);
+
+  // A change is read alone; a snapshot asked for then is whole and right.
+  await writeFile(join(second, 'a/f2.txt'), 'changed\n');
+  for (const p of ['a/f2.txt', 'a']) await utimes(join(second, p), PAST, PAST);
+  reads.length = 0;
+  const b = await resolve('second');
+  expect((await b.cacheKey(ctx)).key).not.toBe(keyA);
+  expect(contentReads()).toEqual(['second:a/f2.txt']);
+  const treeB = await tree(await b.snapshot(ctx));
+  // (The copy's symlink has its own mtime.)
+  const same = (l: string) => !l.startsWith('a/f2.txt ') && !l.startsWith('link ');
+  expect(treeB.filter(same)).toEqual(treeA.filter(same));
+  expect(treeB.find((l) => l.startsWith('a/f2.txt '))).toContain(createHash('sha256').update('changed\n').digest('hex').slice(0, 12));
+  reads.length = 0;
+  const again = await resolve('second');
+  await again.cacheKey(ctx);
+  await again.snapshot(ctx);
+  expect(contentReads()).toEqual([]);
+});

@@ -103,6 +103,11 @@ interface IndexedEntry {
  */
 interface SyncIndex {
   key: Digest;
+  /**
+   * The snapshot, or '' when the sync made none (its key was a cache hit on
+   * content synced from elsewhere): then the index only spares the next
+   * sync re-reading unchanged files, and a new snapshot is written whole.
+   */
   snapshot: string;
   /** When the stat pass the index describes began (ms since the epoch). */
   syncedAtMs: number;
@@ -184,7 +189,10 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
         (sync ??= (async () => {
           const record = await ns.get(recordId);
           const index = record ? await readIndex(record) : undefined;
-          return hashEntries(dir, entries, index, syncedAtMs, stagingDir, keepOwners, c.signal);
+          const s = await hashEntries(dir, entries, index, syncedAtMs, stagingDir, keepOwners, c.signal);
+          // The key may be a cache hit (no snapshot asked for): what was hashed is remembered now, unless an index tied to a snapshot would be lost.
+          if (!index || (!index.snapshot && (index.key !== s.key || s.staged.size > 0))) await rememberHashes(ns, recordId, record, dir.name, s);
+          return s;
         })());
       return {
         async cacheKey(c: BuildContext) {
@@ -424,7 +432,7 @@ function sameEntries(a: FileStat[], b: FileStat[]): boolean {
 
 /** The snapshot recorded for the sync's key, when it still exists; the index learns the new stats. */
 async function reuseSnapshot(ns: RecordNamespace, recordId: string, s: Sync, ctx: BuildContext): Promise<Snapshot | undefined> {
-  if (!s.index || s.index.key !== s.key) return undefined;
+  if (!s.index || !s.index.snapshot || s.index.key !== s.key) return undefined;
   let snapshot: Snapshot;
   try {
     snapshot = await ctx.snapshotter.get(s.index.snapshot);
@@ -454,6 +462,21 @@ function indexOf(s: Sync, snapshot: string): SyncIndex {
   return { key: s.key, snapshot, syncedAtMs: s.syncedAtMs, files, others };
 }
 
+/**
+ * Records a sync that made no snapshot: its index (snapshot '') remembers
+ * each file's stat and digest. The record keeps the snapshots it referenced
+ * (a concurrent build may still be copying from them).
+ */
+async function rememberHashes(ns: RecordNamespace, recordId: string, record: StoreRecord | undefined, name: string, s: Sync): Promise<void> {
+  const put = await ns.put(recordId, {
+    recordType: RECORD_TYPE,
+    description: `local directory "${name}"`,
+    snapshots: record?.snapshots ?? [],
+    data: { key: s.key, snapshot: '' },
+  });
+  await writeIndex(put, indexOf(s, ''));
+}
+
 async function writeIndex(record: StoreRecord, index: SyncIndex): Promise<void> {
   await mkdir(record.path, { recursive: true });
   const tmp = join(record.path, `.index-${process.pid}-${Date.now()}`);
@@ -476,7 +499,7 @@ async function makeSnapshot(
   keepOwners: boolean,
   beforeClientReads: () => Promise<void>,
 ): Promise<Snapshot> {
-  const last = s.index ? await ctx.snapshotter.get(s.index.snapshot).catch(() => undefined) : undefined;
+  const last = s.index?.snapshot ? await ctx.snapshotter.get(s.index.snapshot).catch(() => undefined) : undefined;
   const description = { description: `local source ${dir.name}`, recordType: RECORD_TYPE };
   let mutable: MutableSnapshot;
   if (last && s.index && layerable(s.index, s.entries) && (await depthOf(ctx, last)) < MAX_LAYERS) {
