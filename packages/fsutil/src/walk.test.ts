@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checksum } from './checksum.js';
 import { resolveWildcards } from './glob.js';
-import { walk } from './walk.js';
+import { compareNames, walk } from './walk.js';
 
 let root: string;
 async function put(rel: string, data = rel) {
@@ -177,5 +177,24 @@ describe('checksum', () => {
   it('a missing path is NOT_FOUND, .. is clamped', async () => {
     await expect(checksum(root, { path: '/nope' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(checksum(root, { path: '../../etc/passwd' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
+
+describe('compareNames', () => {
+  const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+  const names = ['', 'a', 'a/b', 'a-b', 'a.b', 'ab', 'B', 'é', 'e\u0301', '\u00ff', '\u0100', '\u07ff', '\u0800', '\ud7ff', '\ue000', '\uffef', '\uffff', '\u{10000}', '\u{1f600}', '\u{10ffff}', 'x\ue000', 'x\u{1f600}', 'x\uffff', 'x\u{10000}y', 'x\u{10000}', '\u{1f600}a', '\ue000z'];
+
+  it('orders names by their UTF-8 bytes, a code point above U+FFFF after U+E000–U+FFFF', () => {
+    for (const a of names) for (const b of names) expect([a, b, Math.sign(compareNames(a, b))]).toEqual([a, b, Math.sign(byBytes(a, b))]);
+    // UTF-16 order would put the emoji (a surrogate pair) before U+E000.
+    expect(['\u{1f600}', '\ue000', 'z'].sort(compareNames)).toEqual(['z', '\ue000', '\u{1f600}']);
+  });
+
+  it('sorts as the byte order does (random names over the whole range)', () => {
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    const pool = [0x61, 0x7a, 0xe9, 0x800, 0xd7ff, 0xe000, 0xfffd, 0xffff, 0x10000, 0x1f600, 0x10ffff];
+    const random = Array.from({ length: 500 }, () => String.fromCodePoint(...Array.from({ length: 1 + rnd(4) }, () => pool[rnd(pool.length)]!)));
+    expect([...random].sort(compareNames)).toEqual([...random].sort(byBytes));
   });
 });

@@ -42,9 +42,29 @@ function toMatcher(p: readonly string[] | PatternMatcher | undefined): PatternMa
   return m.patterns.length > 0 ? m : null;
 }
 
-/** Compares names by their UTF-8 bytes, as Go's sort of directory entries does. */
+/**
+ * Compares names by their UTF-8 bytes, as Go's sort of directory entries
+ * does, without encoding them: UTF-16 code unit order is UTF-8 byte order
+ * except between a surrogate (a code point above U+FFFF) and U+E000–U+FFFF,
+ * which the comparison of the first differing units corrects. (An unpaired
+ * surrogate, which no directory read yields, orders as a code point above
+ * U+FFFF.)
+ */
 export function compareNames(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      // U+E000–U+FFFF before surrogates, each range keeping its order.
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x < y ? -1 : 1;
+  }
+  return a.length < b.length ? -1 : a.length > b.length ? 1 : 0;
 }
 
 /** Walks `root` (not reported itself). The root must be a directory. */
