@@ -1,3 +1,4 @@
 import { packageConfig } from '../../tsup.shared.js';
 
-export default packageConfig();
+// Split: the tar writer (tar-stream) is a chunk of its own, imported by a tar export only.
+export default packageConfig({ splitting: true });

@@ -4,12 +4,12 @@
  * is a registry ref (`--cache-from REF` = `type=registry,ref=REF`). A local
  * cache's `src`/`dest` is resolved against the working directory, and the
  * directory is offered to the build as a client directory
- * (`localCacheDirName` of `@bkt/cache-registry`): backends never read host paths.
+ * (`localCacheDirName` of `@bkt/cache-registry`, imported only then): backends
+ * never read host paths.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BktError } from '@bkt/core';
-import { localCacheDirName } from '@bkt/cache-registry';
 import type { CacheOptionsEntry } from '@bkt/solver';
 import { splitCsv } from './options.js';
 
@@ -43,17 +43,22 @@ export function parseCacheSpec(flag: '--cache-to' | '--cache-from', value: strin
   return { type, attrs: rest };
 }
 
-export function parseCacheFlags(flags: Partial<CacheFlags>, cwd: string): ParsedCacheFlags {
-  const localDirs: Record<string, string> = {};
+export async function parseCacheFlags(flags: Partial<CacheFlags>, cwd: string): Promise<ParsedCacheFlags> {
+  const dirs: string[] = [];
   const local = (entry: CacheOptionsEntry, key: 'src' | 'dest', mustExist: boolean, flag: string): CacheOptionsEntry => {
     if (entry.type !== 'local' || entry.attrs[key] === undefined) return entry;
     const dir = resolve(cwd, entry.attrs[key]!);
     if (mustExist && !existsSync(dir)) throw new BktError('NOT_FOUND', `${flag} type=local,${key}=${entry.attrs[key]}: no such directory`, { attribute: key, path: dir });
     // An export's dest is offered too, existing or not: the exporter keeps the other tags of its index.json.
-    localDirs[localCacheDirName(dir)] = dir;
+    dirs.push(dir);
     return { type: entry.type, attrs: { ...entry.attrs, [key]: dir } };
   };
   const imports = (flags.cacheFrom ?? []).map((v) => local(parseCacheSpec('--cache-from', v), 'src', true, '--cache-from'));
   const exports = (flags.cacheTo ?? []).map((v) => local(parseCacheSpec('--cache-to', v), 'dest', false, '--cache-to'));
+  const localDirs: Record<string, string> = {};
+  if (dirs.length > 0) {
+    const { localCacheDirName } = await import('@bkt/cache-registry');
+    for (const dir of dirs) localDirs[localCacheDirName(dir)] = dir;
+  }
   return { imports, exports, localDirs };
 }

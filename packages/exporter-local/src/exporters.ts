@@ -3,7 +3,6 @@ import { lstat, mkdir, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, type Attrs, type BuildResult, type Exporter, type FileStat, type Mounted, type OutputDir, type Snapshot } from '@bkt/core';
 import { inodeKey, walkSorted } from './tree.js';
-import { writeTar } from './write-tar.js';
 
 interface ParsedAttrs {
   dest: string;
@@ -175,6 +174,8 @@ export function createTarExporter(): Exporter {
               const what = { what: 'tar exporter: dest' };
               const file = dest === '-' ? await ctx.client.openStdout(what) : await ctx.client.openFile(dest, what);
               try {
+                // tar-stream and its streams load only for a tar export.
+                const { writeTar } = await import('./write-tar.js');
                 await writeTar(mounts, file.stream, ctx.signal);
               } catch (err) {
                 await file.abort();

@@ -66,7 +66,15 @@ async function sourcesOf(modules: string[]): Promise<string[]> {
   });
 }
 
-const LAZY = [/\/frontend-dockerfile\//, /\/frontend-gateway\//, /@grpc\/grpc-js/, /\/exporter-oci\/dist\//];
+const LAZY = [
+  /\/frontend-dockerfile\//,
+  /\/frontend-gateway\//,
+  /@grpc\/grpc-js/,
+  /\/exporter-oci\/dist\//,
+  // The cache backends (and localCacheDirName) load for a cache flag only; exporter-local's tar writer for a tar export only.
+  /\/cache-registry\//,
+  /\/exporter-local\/(dist\/write-tar|node_modules\/tar-stream)/,
+];
 
 describe('bkt start-up', () => {
   it('--version resolves only the bkt entry', async () => {
@@ -76,7 +84,7 @@ describe('bkt start-up', () => {
     expect(r.modules.map((u) => u.slice(u.indexOf('/packages/')))).toEqual(['/packages/cli/bin/bkt.js', '/packages/cli/dist-bin/bkt.js']);
   });
 
-  it('a config build of examples/hello, cold and warm, loads no Dockerfile or gateway frontend, grpc-js or image exporter', async () => {
+  it('a config build of examples/hello, cold and warm, loads no Dockerfile or gateway frontend, grpc-js, image exporter, cache backend or tar writer', async () => {
     const project = join(work, 'hello');
     await cp(join(REPO, 'examples/hello'), project, { recursive: true, filter: (src) => !src.includes('/out') });
     for (const phase of ['cold', 'warm']) {

@@ -9,8 +9,8 @@ import { join, resolve } from 'node:path';
 import { BktError, isBktError, outputSpecOf, type BuildTarget, type OutputSpec, type Platform } from '@bkt/core';
 import { writeOutputFile } from '@bkt/fsutil';
 import { normalizePlatform, parsePlatform } from '@bkt/oci';
-import { dockerConfigCredentials, forBuildClient } from '@bkt/registry';
 import type { SolveResponse } from '@bkt/solver';
+import { dockerCredentials } from '../credentials.js';
 import { parseCacheFlags } from '../cache-flags.js';
 import { dockerEngine, loadIntoDockerEngine, pingDockerEngine, type DockerEngine } from '../docker-engine.js';
 import { parseEntitlements } from '../entitlements.js';
@@ -163,7 +163,7 @@ async function solveTargets(
   const display = createDisplay(opts.quiet ? 'quiet' : (opts.progress ?? 'auto'), io.stderr, { color, debug });
   const write = (event: Parameters<typeof display.write>[0]) => display.write(event);
   // --cache-from feeds every target; --cache-to exports one target's cache (several would overwrite each other's).
-  const cache = parseCacheFlags(opts, io.cwd);
+  const cache = await parseCacheFlags(opts, io.cwd);
   if (cache.exports.length > 0 && plans.length > 1) {
     throw new BktError('INVALID_ARGUMENT', `--cache-to exports the cache of one target; ${plans.length} targets were given (${plans.map((p) => p.name).join(', ')})`, { attribute: 'cache-to' });
   }
@@ -184,7 +184,7 @@ async function solveTargets(
             excludePaths: run.excluded,
             cwd: io.cwd,
             // Registry credentials as docker's: $DOCKER_CONFIG/config.json or ~/.docker/config.json, credential helpers.
-            credentials: forBuildClient(dockerConfigCredentials()),
+            credentials: dockerCredentials(),
           },
           noCache: !opts.cache,
           signal,

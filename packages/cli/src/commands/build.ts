@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BktError, isBktError, type OutputSpec } from '@bkt/core';
 import { writeOutputFile } from '@bkt/fsutil';
-import { dockerConfigCredentials, forBuildClient } from '@bkt/registry';
 import type { SolveResponse } from '@bkt/solver';
 import { dockerEngine, loadIntoDockerEngine, pingDockerEngine, type DockerEngine } from '../docker-engine.js';
 import { parseEntitlements } from '../entitlements.js';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput } from '../options.js';
+import { dockerCredentials } from '../credentials.js';
 import { parseCacheFlags, type CacheFlags } from '../cache-flags.js';
 import { checkAttestationFlags, imageId, imageSummary, metadataJson, planOutputs, type AttestationFlags } from '../outputs.js';
 import { createDisplay, type Output, type ProgressMode } from '../progress/displays.js';
@@ -162,7 +162,7 @@ async function runBuildTo(
     opts.output.map((o) => parseOutput(o, io.cwd)),
     { tags: opts.tag, push: !!opts.push, load: load?.file, annotations: opts.annotation },
   );
-  const cache = parseCacheFlags(opts, io.cwd);
+  const cache = await parseCacheFlags(opts, io.cwd);
   const localDirs = {
     ...(input.kind === 'dockerfile' ? input.solve.localDirs : {}),
     ...parseLocalDirs(opts.local, io.cwd),
@@ -210,7 +210,7 @@ async function runBuildTo(
         localDirs,
         cwd: io.cwd,
         // Registry credentials as docker's: $DOCKER_CONFIG/config.json or ~/.docker/config.json, credential helpers.
-        credentials: forBuildClient(dockerConfigCredentials()),
+        credentials: dockerCredentials(),
         ...(input.kind === 'dockerfile' ? { secrets: input.solve.secrets, ssh: input.solve.ssh } : {}),
       },
       noCache: !opts.cache,
