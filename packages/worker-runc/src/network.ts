@@ -157,10 +157,16 @@ function waitForOutput(child: ChildProcess, what: string, stream: NodeJS.Readabl
   });
 }
 
-/** Closes the child's pipes (its cue to exit), then kills it if it has not exited within 200 ms. */
-async function stopChild(child: ChildProcess): Promise<void> {
+/**
+ * Closes the child's pipes (its cue to exit), then kills it if it has not exited within 200 ms; resolves once it
+ * has exited. The child is ref'd again first (a pooled namespace's helpers are unref'd): this process stays alive
+ * until the exit arrives, however long the helper takes.
+ */
+export async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.ref();
+  for (const s of child.stdio) (s as { ref?: () => void } | null)?.ref?.();
   for (const s of child.stdio) s?.destroy();
   const timer = setTimeout(() => child.kill('SIGKILL'), 200);
   await exited;
