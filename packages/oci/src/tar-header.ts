@@ -6,6 +6,9 @@
  * or does not fit the ustar name and prefix fields, or whose link target is
  * over 100 bytes. These are the bytes tar-stream 3 writes, which earlier
  * releases used: a layer's diff id does not depend on which writer made it.
+ * A uid or gid over 0o777777 (262143) does not fit its octal field: as Go's
+ * archive/tar writes it in PAX format, the pax header carries it (`uid`,
+ * `gid` records, after `path` and `linkpath`) and the ustar field holds 0.
  */
 
 /** Tar type flags. */
@@ -81,6 +84,7 @@ function ustar(h: TarHeader): Buffer | undefined {
   }
   if (name.length > 100 || prefix.length > 155) return undefined;
   if (h.linkname && Buffer.byteLength(h.linkname) > 100) return undefined;
+  if (!fitsId(h.uid) || !fitsId(h.gid)) return undefined;
   const buf = Buffer.alloc(512);
   buf.write(name, 0, 'latin1');
   buf.write(encodeOct(h.mode & 0o7777, 6), 100, 'latin1');
@@ -96,6 +100,13 @@ function ustar(h: TarHeader): Buffer | undefined {
   if (prefix) buf.write(prefix, 345, 'latin1');
   buf.write(encodeOct(cksum(buf), 6), 148, 'latin1');
   return buf;
+}
+
+/** Largest id the 6-digit octal uid/gid fields hold. */
+const MAX_OCTAL_ID = 0o777777;
+
+function fitsId(id: number): boolean {
+  return id <= MAX_OCTAL_ID;
 }
 
 /** A pax record: its length in decimal (counting itself), then ` key=value\n`. */
@@ -119,12 +130,14 @@ export function encodeHeader(h: TarHeader): Buffer {
   let records = '';
   if (h.name) records += paxRecord(` path=${h.name}\n`);
   if (h.linkname) records += paxRecord(` linkpath=${h.linkname}\n`);
+  if (!fitsId(h.uid)) records += paxRecord(` uid=${h.uid}\n`);
+  if (!fitsId(h.gid)) records += paxRecord(` gid=${h.gid}\n`);
   const pax = Buffer.from(records);
   const paxHeader: TarHeader = {
     name: 'PaxHeader',
     mode: h.mode,
-    uid: h.uid,
-    gid: h.gid,
+    uid: fitsId(h.uid) ? h.uid : 0,
+    gid: fitsId(h.gid) ? h.gid : 0,
     size: pax.length,
     mtimeMs: h.mtimeMs,
     type: TarType.paxHeader,

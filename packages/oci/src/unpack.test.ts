@@ -9,6 +9,7 @@ import { isBktError, type Snapshot } from '@bkt/core';
 import { openTestContext, type TestContext } from '@bkt/store/testing';
 import { unpackLayer } from './unpack.js';
 import { decompress } from './compression.js';
+import { END_OF_TAR, TarType, encodeHeader, padding } from './tar-header.js';
 
 /** A tar made by GNU tar from a directory tree. */
 function gnuTar(dir: string): Buffer {
@@ -107,6 +108,38 @@ describe('unpackLayer', () => {
     } finally {
       await m.release();
     }
+  });
+
+  it('takes owners over 262143 from pax uid/gid records (ours and GNU tar\'s), and refuses an invalid one', async () => {
+    const body = Buffer.from('big\n');
+    const ours = Buffer.concat([
+      encodeHeader({ name: 'big', mode: 0o640, uid: 300000, gid: 2097152, size: body.length, mtimeMs: 0, type: TarType.file }),
+      body,
+      Buffer.alloc(padding(body.length)),
+      encodeHeader({ name: 'big-dir/', mode: 0o750, uid: 262144, gid: 12, size: 0, mtimeMs: 0, type: TarType.directory }),
+      END_OF_TAR,
+    ]);
+    const src = join(work, 'big-owners');
+    await mkdir(src, { recursive: true });
+    await writeFile(join(src, 'gnu'), 'gnu\n');
+    execFileSync('chown', ['300001:2097153', join(src, 'gnu')]);
+    const posix = execFileSync('tar', ['--numeric-owner', '--format=posix', '-C', src, '-cf', '-', 'gnu']);
+    const s = await apply(null, Buffer.concat([ours.subarray(0, ours.length - END_OF_TAR.length), posix]));
+    const m = await s.mount();
+    try {
+      const f = await stat(join(m.path, 'big'));
+      expect([f.uid, f.gid, f.mode & 0o7777]).toEqual([300000, 2097152, 0o640]);
+      const d = await stat(join(m.path, 'big-dir'));
+      expect([d.uid, d.gid]).toEqual([262144, 12]);
+      const g = await stat(join(m.path, 'gnu'));
+      expect([g.uid, g.gid]).toEqual([300001, 2097153]);
+    } finally {
+      await m.release();
+    }
+    const bad = await craftedTar([{ name: 'x', type: 'file', pax: { uid: '-1' } } as never]);
+    const err = await apply(null, bad).catch((e: unknown) => e);
+    expect(isBktError(err) && err.code).toBe('INVALID_ARGUMENT');
+    expect((err as Error).message).toMatch(/"x" has an invalid pax uid record "-1"/);
   });
 
   it('turns .wh. entries into deletions and .wh..wh..opq into an opaque directory', async () => {

@@ -117,6 +117,15 @@ async function resolveParts(root: string, parts: string[], what: string, entry: 
   }
 }
 
+/** An owner id of an entry: its pax record (ids over 262143 do not fit the ustar field) or the header's. */
+function ownerId(pax: unknown, key: 'uid' | 'gid', header: number | undefined, what: string, entry: string): number {
+  const rec = (pax as Record<string, string> | undefined)?.[key];
+  if (rec === undefined) return header ?? 0;
+  const id = /^[0-9]{1,10}$/.test(rec) ? Number(rec) : NaN;
+  if (!(id <= 0xffffffff)) throw new BktError('INVALID_ARGUMENT', `${what}: entry "${entry}" has an invalid pax ${key} record "${rec}"`, { path: entry });
+  return id;
+}
+
 function run(cmd: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) =>
     execFile(cmd, args, (err, _out, stderr) =>
@@ -214,7 +223,7 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
       }
       if (h.type === 'link') continue; // shares the target's inode and metadata
 
-      await lchown(path, h.uid ?? 0, h.gid ?? 0);
+      await lchown(path, ownerId(h.pax, 'uid', h.uid, what, h.name), ownerId(h.pax, 'gid', h.gid, what, h.name));
       if (h.type !== 'symlink') await chmod(path, (h.mode ?? 0o644) & 0o7777);
       const mtime = h.mtime ?? new Date(0);
       if (h.type === 'directory') dirTimes.push({ path, mtime, atime: mtime });
