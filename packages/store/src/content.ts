@@ -84,7 +84,9 @@ export class FileContentStore implements ContentStore {
     let size = 0;
     const fh = await open(tmp, 'wx', 0o644);
     // Chunks are written in batches of WRITE_BATCH_BYTES, one batch in flight while the next one fills (and is hashed).
+    // A failed batch is recorded at once (no unhandled rejection while the source is awaited) and ends the loop.
     let writing: Promise<void> = Promise.resolve();
+    let failure: { error: unknown } | undefined;
     let batch: Uint8Array[] = [];
     let batched = 0;
     const flush = async () => {
@@ -93,10 +95,12 @@ export class FileContentStore implements ContentStore {
       batch = [];
       batched = 0;
       writing = writeAll(fh, bufs);
+      writing.catch((error: unknown) => (failure ??= { error }));
     };
     try {
       const chunks: AsyncIterable<Uint8Array> | Uint8Array[] = data instanceof Uint8Array ? [data] : data;
       for await (const chunk of chunks) {
+        if (failure) throw failure.error;
         hash.update(chunk);
         size += chunk.length;
         batch.push(chunk);
