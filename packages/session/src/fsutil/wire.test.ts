@@ -102,6 +102,22 @@ describe('Packet codec', () => {
     expect(plain(decoded)).toEqual(plain(Packet.decode(Buffer.concat([body, unknown]))));
   });
 
+  it('decodes xattrs into a map without a prototype: a key `__proto__` or `constructor` is an attribute, not a prototype', () => {
+    const stat: Stat = { ...randomStat(rng(4)), xattrs: {} };
+    // Written field by field: an object literal's `__proto__` would set its prototype, not a key.
+    for (const [k, v] of [['__proto__', 'p'], ['constructor', 'c'], ['user.a', 'a']] as const) {
+      Object.defineProperty(stat.xattrs, k, { value: Buffer.from(v), enumerable: true, writable: true, configurable: true });
+    }
+    const bytes = encodePacket({ type: T.PACKET_STAT, stat, ID: 0, data: Buffer.alloc(0) });
+    const xattrs = decodePacket(bytes).stat!.xattrs;
+    expect(Object.getPrototypeOf(xattrs)).toBe(null);
+    expect(Object.keys(xattrs).sort()).toEqual(['__proto__', 'constructor', 'user.a']);
+    expect(Object.fromEntries(Object.entries(xattrs).map(([k, v]) => [k, v.toString()]))).toEqual(
+      JSON.parse('{"__proto__":"p","constructor":"c","user.a":"a"}'),
+    );
+    expect(({} as Record<string, unknown>).constructor).toBe(Object);
+  });
+
   it('refuses a malformed message with an Error: truncated, overlong, past its end, a bad wire type', () => {
     const good = encodePacket({ type: T.PACKET_STAT, stat: randomStat(rng(3)), ID: 0, data: Buffer.alloc(0) });
     for (const bad of [

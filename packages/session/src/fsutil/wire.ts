@@ -424,7 +424,9 @@ class Reader {
 }
 
 function readStat(r: Reader, end: number): Stat {
-  const s: Stat = { path: '', mode: 0, uid: 0, gid: 0, size: 0, modTime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: {} };
+  // xattrs has no prototype: its keys are the peer's (a key `__proto__` is an attribute like any other).
+  const xattrs: Record<string, Buffer> = Object.create(null);
+  const s: Stat = { path: '', mode: 0, uid: 0, gid: 0, size: 0, modTime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs };
   while (r.at < end) {
     const tag = r.u32();
     switch (tag) {
