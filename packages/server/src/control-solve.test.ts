@@ -56,6 +56,31 @@ describe('Solve', () => {
     expect(closed).toBe(1);
   });
 
+  it("hands the session client's close (running after the answer) to the backend's track, so shutdown can await it", async () => {
+    let finishClose!: () => void;
+    const client = { ...NO_CLIENT, close: () => new Promise<void>((resolve) => (finishClose = resolve)) };
+    const tracked: Promise<unknown>[] = [];
+    const { solve } = setup({ sessionClient: async () => client, track: (work) => void tracked.push(work) });
+    await solve({ Session: 'sess', Frontend: 'dockerfile.v0' });
+    expect(tracked).toHaveLength(1);
+    let settled = false;
+    void tracked[0]!.then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(settled).toBe(false);
+    finishClose();
+    await tracked[0];
+    expect(settled).toBe(true);
+  });
+
+  it("tracks a session client's close that fails as settled (its error is the transfer's, not shutdown's)", async () => {
+    const client = { ...NO_CLIENT, close: () => Promise.reject(new Error('stream reset')) };
+    const tracked: Promise<unknown>[] = [];
+    const { solve } = setup({ sessionClient: async () => client, track: (work) => void tracked.push(work) });
+    await solve({ Session: 'sess', Frontend: 'dockerfile.v0' });
+    expect(tracked).toHaveLength(1);
+    await expect(tracked[0]).resolves.toBeUndefined();
+  });
+
   it('passes FrontendInputs to the solver as marshalled definitions, by name', async () => {
     const { requests, solve } = setup();
     await solve({ Frontend: 'dockerfile.v0', FrontendInputs: { context: definition, dockerfile: definition } });

@@ -49,6 +49,8 @@ export interface ControlBackend {
   shutdown: AbortSignal;
   /** Called after each build (the GC runs then). */
   afterBuild?(): void;
+  /** Work a call leaves running after its answer (a session client's `close()`): the daemon's shutdown awaits it. */
+  track?(work: Promise<unknown>): void;
 }
 
 /** A StatusResponse holds at most about this many bytes of logs (clients limit message sizes). */
@@ -90,7 +92,8 @@ export function controlService(backend: ControlBackend): ServiceImplementation<t
       } finally {
         // The client's open transfers are finished (fsutil's FIN exchange: round trips to the client) after the
         // answer, not before it: everything the build wrote to the client was committed by its exporters.
-        void client?.close?.().catch(() => {});
+        const closing = client?.close?.().catch(() => {});
+        if (closing) backend.track?.(closing);
         signal.removeEventListener('abort', onCall);
         backend.shutdown.removeEventListener('abort', onShutdown);
         tracked.finish();

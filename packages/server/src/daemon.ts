@@ -100,6 +100,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const shutdown = new AbortController();
   const collector = new Collector({ solver, root: opts.root, policies, intervalMs: gcInterval, busy: () => builds.running().length > 0, log });
   const sessions = opts.sessions ?? daemonSessions();
+  /** What calls left running after their answers (tracked by the Control service); settled before the store closes. */
+  const tracked = new Set<Promise<unknown>>();
   const clientFrontends = new ClientFrontends(async () => [{ id: info.id, labels: info.labels, platforms: info.platforms }]);
   const backend: ControlBackend = {
     solver,
@@ -109,6 +111,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     diskStat: () => diskStat(opts.root),
     shutdown: shutdown.signal,
     afterBuild: () => collector.afterBuild(),
+    track: (work) => {
+      const settled: Promise<void> = work.then(
+        () => void tracked.delete(settled),
+        () => void tracked.delete(settled),
+      );
+      tracked.add(settled);
+    },
     session: sessions.session,
     sessionClient: sessions.sessionClient,
     clientFrontends,
@@ -156,6 +165,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await collector.stop();
     await builds.idle();
     sessions.closeAll?.();
+    await Promise.all(tracked);
     await Promise.all(
       [server, tcpServer].map(
         (srv) =>
