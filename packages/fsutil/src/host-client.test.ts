@@ -84,6 +84,47 @@ describe('host client: local directories (stat first, then content)', () => {
     await expect(bytes(local.read('a/b/y'))).rejects.toThrow(/no regular file/);
   });
 
+  it('refuses a file under an ancestor moved outside and replaced by a symlink to it (same directory, same inode)', async () => {
+    const dir = join(work, 'ctx');
+    const outside = join(work, 'outside');
+    await mkdir(join(dir, 'a/b'), { recursive: true });
+    await mkdir(outside);
+    await writeFile(join(dir, 'a/b/f'), 'f');
+    await writeFile(join(dir, 'a/b/g'), 'g');
+    const local = createHostClient({ localDirs: { context: dir } }).localDir('context')!;
+    expect(await bytes(local.read('a/b/f'))).toBe('f');
+    await rename(join(dir, 'a'), join(outside, 'a'));
+    await symlink(join(outside, 'a'), join(dir, 'a'));
+    await expect(bytes(local.read('a/b/g'))).rejects.toThrow(/no regular file "a\/b\/g"/);
+    await expect(bytes(local.read('a/b/f'))).rejects.toThrow(/no regular file "a\/b\/f"/);
+    // A symlink to a directory inside the directory is a path through a symlink too.
+    await rm(join(dir, 'a'));
+    await rename(join(outside, 'a'), join(dir, 'c'));
+    await symlink('c', join(dir, 'a'));
+    await expect(bytes(local.read('a/b/g'))).rejects.toThrow(/no regular file/);
+    expect(await bytes(local.read('c/b/g'))).toBe('g');
+  });
+
+  it('a large file whose reader stops early never lends its descriptor to the next reads (small files read whole)', async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(dir);
+    await writeFile(join(dir, 'large'), Buffer.alloc(SMALL_FILE_BYTES * 8, 0x4c));
+    const smalls: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const content = `${String(i).repeat(3)}-`.repeat(2000 + i * 100);
+      smalls.push(content);
+      await writeFile(join(dir, `small-${i}`), content);
+    }
+    const local = createHostClient({ localDirs: { context: dir } }).localDir('context')!;
+    for (let round = 0; round < 40; round++) {
+      for await (const chunk of local.read('large')) {
+        expect(chunk[0]).toBe(0x4c);
+        break; // the consumer stops while the stream reads ahead
+      }
+      for (let i = 0; i < smalls.length; i++) expect(await bytes(local.read(`small-${i}`))).toBe(smalls[i]);
+    }
+  });
+
   it('reads through a directory given as a symlink (only what is below it may not be one)', async () => {
     const dir = join(work, 'ctx');
     await mkdir(join(dir, 'sub'), { recursive: true });

@@ -5,7 +5,7 @@
  * paths (relative to `cwd`) and the given stdout.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, createWriteStream, fstatSync, lstatSync, openSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, fstatSync, openSync, readlinkSync, readSync, realpathSync, type ReadStream, type Stats } from 'node:fs';
 import { chmod, copyFile, constants, lchown, link, lstat, lutimes, mkdir, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
@@ -84,31 +84,24 @@ interface HostExclusions {
 export const SMALL_FILE_BYTES = 1 << 20;
 
 function hostLocalDir(name: string, dir: string, exclusions: HostExclusions): ClientLocalDir {
-  // The directory's own real path, resolved once: a parent's real path is compared against it.
+  // The directory's own real path, resolved once: an opened file's path is compared against it.
   let realRoot: string | undefined;
-  // Parents of files read, by path, verified inside the directory: their device and inode when verified. A parent is
-  // lstat'ed again at each read and must still be that directory (a parent or an ancestor swapped for a symlink since
-  // resolves to another inode), so the real path is resolved once per parent, not once per file.
-  const parents = new Map<string, { dev: number; ino: number }>();
   // Small reads are synchronous system calls (a trip through the thread pool each costs more than the call); the event
   // loop gets a turn every few milliseconds of them.
   const pacer = new Pacer();
-  const insideRoot = (parent: string): boolean => {
-    // The directory itself may be given as a symlink; anything below it may not be one.
-    const st = parent === dir ? statSync(parent, { throwIfNoEntry: false }) : lstatSync(parent, { throwIfNoEntry: false });
-    if (!st?.isDirectory()) return false;
-    const known = parents.get(parent);
-    if (known && known.dev === st.dev && known.ino === st.ino) return true;
-    let real: string;
+  /**
+   * Whether open descriptor `fd` is the file at `rel` of the directory, reached through no symlink: the kernel's
+   * path of the descriptor (`/proc/self/fd`) must be the directory's real path joined with `rel`. Checking what was
+   * opened (not the path before opening it) leaves no window between check and open, and an ancestor swapped for a
+   * symlink (even to the very directory moved away, same inode) gives another path.
+   */
+  const opened = (fd: number, rel: string): boolean => {
     try {
       realRoot ??= realpathSync.native(dir);
-      real = realpathSync.native(parent);
+      return readlinkSync(`/proc/self/fd/${fd}`) === join(realRoot, rel);
     } catch {
       return false;
     }
-    if (real !== join(realRoot, relative(dir, parent))) return false;
-    parents.set(parent, { dev: st.dev, ino: st.ino });
-    return true;
   };
   return {
     name,
@@ -122,48 +115,64 @@ function hostLocalDir(name: string, dir: string, exclusions: HostExclusions): Cl
       if (!rel || rel === '.' || relative(dir, abs).startsWith('..')) throw notFound(name, path);
       // Only a regular file of the directory is sent, as fsutil's sender sends what its walk saw:
       // no path through a symlink, no symlink, FIFO (O_NONBLOCK: never waits for a writer) or device.
-      if (!insideRoot(dirname(abs))) throw notFound(name, path);
       let fd: number;
       try {
         fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
       } catch {
         throw notFound(name, path);
       }
-      let closed = false;
+      // The descriptor is closed exactly once: here, or by the stream of a large file once no read of it is pending
+      // (closing it under a queued read would let that read take bytes of whatever file reuses the number).
+      let stream: ReadStream | undefined;
       try {
         const st = fstatSync(fd);
-        if (!st.isFile()) throw notFound(name, path);
+        if (!st.isFile() || !opened(fd, relative(dir, abs))) throw notFound(name, path);
         if (st.size <= SMALL_FILE_BYTES) {
           // Read to the end, as a stream would: the size only sizes the buffer.
           const chunks = readSmall(fd, st.size);
           closeSync(fd);
-          closed = true;
+          fd = -1;
           yield* chunks;
           return;
         }
-        yield* createReadStream('', { fd, highWaterMark: SMALL_FILE_BYTES, signal, autoClose: false }) as AsyncIterable<Buffer>;
+        stream = createReadStream('', { fd, highWaterMark: SMALL_FILE_BYTES, signal, autoClose: true });
+        fd = -1;
+        yield* stream as AsyncIterable<Buffer>;
       } finally {
-        if (!closed) closeSync(fd);
+        if (fd >= 0) closeSync(fd);
+        if (stream && !stream.closed) {
+          // The reader stopped (or failed): an error of the stream now has no one to tell; wait for the descriptor to close.
+          const s = stream;
+          s.on('error', () => {});
+          await new Promise<void>((closed) => {
+            s.once('close', closed);
+            s.destroy();
+          });
+        }
       }
     },
   };
 }
 
-/** The bytes of open file `fd` up to its end: one buffer of `size` bytes unless the file grew or shrank meanwhile. */
+/**
+ * The bytes of open file `fd` from its start to its end, read at explicit offsets (never the descriptor's own
+ * position): one buffer of `size` bytes unless the file grew or shrank meanwhile. Only a read of 0 bytes ends it.
+ */
 function readSmall(fd: number, size: number): Buffer[] {
   const buf = Buffer.allocUnsafe(size);
   let filled = 0;
   while (filled < size) {
-    const n = readSync(fd, buf, filled, size - filled, null);
+    const n = readSync(fd, buf, filled, size - filled, filled);
     if (n === 0) return filled === 0 ? [] : [buf.subarray(0, filled)];
     filled += n;
   }
   const chunks = size > 0 ? [buf] : [];
-  for (;;) {
+  for (let pos = filled; ; ) {
     const more = Buffer.allocUnsafe(64 * 1024);
-    const n = readSync(fd, more, 0, more.length, null);
+    const n = readSync(fd, more, 0, more.length, pos);
     if (n === 0) return chunks;
     chunks.push(more.subarray(0, n));
+    pos += n;
   }
 }
 
