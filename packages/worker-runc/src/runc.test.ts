@@ -119,6 +119,46 @@ describe('RuncExecutor', () => {
     expect(list.trim()).toBe('');
   });
 
+  it('execs as a named user of a root the executor mounted (rootfsMount): resolved in the namespace\'s root', async () => {
+    const id = `t-${process.pid}-exec-user`;
+    const userRoot = await makeBusyboxRootfs(join(dir, 'user-root'));
+    await writeFile(join(userRoot, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nbuilder:x:1234:2345::/home/builder:/bin/sh\n');
+    await writeFile(join(userRoot, 'etc', 'group'), 'root:x:0:\nbuilders:x:2345:\n');
+    // The empty directory the root is mounted on in the container's own namespace: no /etc/passwd here.
+    const target = await mkdtemp(join(dir, 'target-'));
+    const ac = new AbortController();
+    let started!: () => void;
+    const isStarted = new Promise<void>((r) => (started = r));
+    const running = executor.run(
+      {
+        id,
+        rootfs: target,
+        rootfsMount: { type: 'none', source: userRoot, options: 'bind' },
+        mounts: [],
+        network: 'none',
+        security: 'sandbox',
+        process: { args: ['/bin/sh', '-c', 'sleep 30'], env: [] },
+      },
+      { signal: ac.signal, onStarted: started },
+    );
+    try {
+      await isStarted;
+      let out = '';
+      let code = 1;
+      for (let i = 0; i < 50; i++) {
+        out = '';
+        code = await executor.exec(id, { args: ['/bin/sh', '-c', 'id'], env: [], user: 'builder' }, { stdout: (d) => (out += Buffer.from(d).toString()) });
+        if (code === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(code).toBe(0);
+      expect(out).toMatch(/^uid=1234\b.* gid=2345\b/);
+    } finally {
+      ac.abort();
+      await running.catch(() => undefined);
+    }
+  });
+
   it("refuses a container id that does not carry this process's pid (the watchdog would not cover it)", async () => {
     const spec = { rootfs, mounts: [], network: 'none' as const, security: 'sandbox' as const, process: { args: ['/bin/true'], env: [] } };
     await expect(executor.run({ ...spec, id: 'plain-id' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

@@ -52,6 +52,8 @@ interface RunningContainer {
   bundle: string;
   capabilities: string[];
   execCount: number;
+  /** The container's root as this process sees it (a namespace's root with `rootfsMount`): execs resolve users there. */
+  root: string;
 }
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -162,7 +164,7 @@ export class RuncExecutor implements Executor {
     if (io.signal?.aborted) throw cancelled(spec.id);
     const bundle = join(this.stateDir, 'bundles', spec.id);
     const capabilities = spec.security === 'insecure' ? privilegedCapabilities() : DEFAULT_CAPABILITIES;
-    const entry: RunningContainer = { spec, bundle, capabilities, execCount: 0 };
+    const entry: RunningContainer = { spec, bundle, capabilities, execCount: 0, root: spec.rootfs };
     this.#running.set(spec.id, entry);
 
     const cleanups: (() => Promise<void>)[] = [];
@@ -183,6 +185,7 @@ export class RuncExecutor implements Executor {
         await ns.mount(spec.rootfsMount, spec.rootfs, this.#runc, runcArgs, `container ${spec.id}`);
       }
       const root = ns ? ns.root : spec.rootfs;
+      entry.root = root;
       afterRun = io.onRoot?.(root);
       const user = resolveUser(root, spec.process.user ?? '');
       const cwd = spec.process.cwd || '/';
@@ -268,7 +271,7 @@ export class RuncExecutor implements Executor {
     const container = this.#running.get(id);
     if (!container) throw new BktError('NOT_FOUND', `no running container ${id}`, { container: id });
     if (io.signal?.aborted) throw cancelled(id);
-    const user = resolveUser(container.spec.rootfs, process.user ?? container.spec.process.user ?? '');
+    const user = resolveUser(container.root, process.user ?? container.spec.process.user ?? '');
     const n = ++container.execCount;
     const processFile = join(container.bundle, `exec-${n}.json`);
     const pidFile = join(container.bundle, `exec-${n}.pid`);
