@@ -56,9 +56,17 @@ with tarfile.open(sys.argv[1]) as t:
     ]);
   });
 
-  it('keeps a plain ustar header for ids that fit (no pax header)', () => {
+  it('keeps a ustar header for ids up to 2097151 (7 octal digits above 262143, as Go writes them); a pax header above', () => {
     const h = encodeHeader({ name: 'small', mode: 0o644, uid: 262143, gid: 0, size: 1, mtimeMs: 0, type: TarType.file });
     expect(h.length).toBe(512);
-    expect(h.subarray(108, 116).toString('latin1')).toBe('777777 \0');
+    expect(h.subarray(108, 124).toString('latin1')).toBe('777777 \x00' + '000000 \x00');
+    const g = encodeHeader({ name: 'mid', mode: 0o644, uid: 300000, gid: 2097151, size: 1, mtimeMs: 0, type: TarType.file });
+    expect(g.length).toBe(512);
+    expect(g.subarray(108, 124).toString('latin1')).toBe('1111740\x00' + '7777777\x00');
+    const p = encodeHeader({ name: 'big', mode: 0o644, uid: 300000, gid: 2097152, size: 1, mtimeMs: 0, type: TarType.file });
+    expect(p.length).toBe(1536);
+    expect(p.subarray(512, 1024).toString('latin1')).toMatch(/^12 path=big\n15 gid=2097152\n\x00/);
+    // The entry's own header: the uid that fits, 0 for the gid that does not.
+    expect(p.subarray(1024 + 108, 1024 + 124).toString('latin1')).toBe('1111740\x00' + '000000 \x00');
   });
 });

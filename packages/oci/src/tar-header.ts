@@ -6,9 +6,10 @@
  * or does not fit the ustar name and prefix fields, or whose link target is
  * over 100 bytes. These are the bytes tar-stream 3 writes, which earlier
  * releases used: a layer's diff id does not depend on which writer made it.
- * A uid or gid over 0o777777 (262143) does not fit its octal field: as Go's
- * archive/tar writes it in PAX format, the pax header carries it (`uid`,
- * `gid` records, after `path` and `linkpath`) and the ustar field holds 0.
+ * Owner ids as Go's archive/tar (BuildKit) writes them: one over 262143 and
+ * up to 0o7777777 (2097151) as 7 octal digits and a NUL (the 8-byte field
+ * full, still ustar); a larger one in a pax header (`uid`, `gid` records,
+ * after `path` and `linkpath`), the ustar field holding 0.
  */
 
 /** Tar type flags. */
@@ -88,8 +89,8 @@ function ustar(h: TarHeader): Buffer | undefined {
   const buf = Buffer.alloc(512);
   buf.write(name, 0, 'latin1');
   buf.write(encodeOct(h.mode & 0o7777, 6), 100, 'latin1');
-  buf.write(encodeOct(h.uid, 6), 108, 'latin1');
-  buf.write(encodeOct(h.gid, 6), 116, 'latin1');
+  writeId(buf, h.uid, 108);
+  writeId(buf, h.gid, 116);
   encodeSize(h.size, buf, 124);
   encodeSize(Math.floor(h.mtimeMs / 1000) || 0, buf, 136);
   buf[156] = 48 + h.type;
@@ -102,11 +103,15 @@ function ustar(h: TarHeader): Buffer | undefined {
   return buf;
 }
 
-/** Largest id the 6-digit octal uid/gid fields hold. */
-const MAX_OCTAL_ID = 0o777777;
-
+/** Whether a uid or gid fits its 8-byte ustar field (7 octal digits and a NUL). */
 function fitsId(id: number): boolean {
-  return id <= MAX_OCTAL_ID;
+  return id <= 0o7777777;
+}
+
+/** A uid or gid that fits: tar-stream's 6 digits and a space up to 262143, 7 digits (then the zeroed NUL) above. */
+function writeId(buf: Buffer, id: number, off: number): void {
+  if (id <= 0o777777) buf.write(encodeOct(id, 6), off, 'latin1');
+  else buf.write(id.toString(8), off, 'latin1');
 }
 
 /** A pax record: its length in decimal (counting itself), then ` key=value\n`. */
