@@ -1,9 +1,10 @@
 /**
  * Owner ids over 262143 (the largest the ustar uid/gid fields hold) through a
  * real build: `COPY --chown=300000:2097152` gives a layer whose entries GNU tar
- * reads back with those owners (pax `uid`/`gid` records, as Go's archive/tar
- * writes them), and a build FROM the pushed image (its layers pulled and
- * unpacked by bkt) sees them in a RUN step under runc.
+ * reads back with those owners (as Go's archive/tar writes them: the uid in
+ * 7 octal digits, the gid, over 2097151, in a pax `gid` record), and a build
+ * FROM the pushed image (its layers pulled and unpacked by bkt) sees them in
+ * a RUN step under runc.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
