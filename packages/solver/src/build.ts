@@ -178,6 +178,8 @@ export class Build {
    */
   readonly #failedExecs = new Set<FailedExec>();
   #failedExecsDropped = false;
+  /** Vertices whose upstream sources `#markImportedOver` has marked in this build. */
+  readonly #markWalked = new Set<Digest>();
 
   constructor(
     private readonly engine: Engine,
@@ -673,21 +675,23 @@ export class Build {
    * when that snapshot is pruned.
    */
   async #markImportedOver(v: Vertex, outs: (Snapshot | null)[]): Promise<void> {
-    const seen = new Set<Digest>();
-    const walk = async (u: Vertex): Promise<void> => {
-      for (const inp of u.inputs) {
+    // Iterative (deep graphs), each vertex once per build: a source marked over one result needs no other mark.
+    const todo = [v];
+    while (todo.length > 0) {
+      for (const inp of todo.pop()!.inputs) {
         const w = inp.vertex;
-        if (seen.has(w.digest)) continue;
-        seen.add(w.digest);
-        if (w.kind === 'source') {
-          const k = await this.#states.get(w.digest)?.key?.catch(() => undefined);
-          if (k && !this.engine.store.db.getCache(k.canonical)) {
-            this.engine.store.db.putCache([importedOverKey(k.canonical)], { canonical: k.canonical, outputs: outs.slice(0, 1).map((s) => s?.id ?? null) });
-          }
-        } else await walk(w);
+        if (this.#markWalked.has(w.digest)) continue;
+        this.#markWalked.add(w.digest);
+        if (w.kind !== 'source') {
+          todo.push(w);
+          continue;
+        }
+        const k = await this.#states.get(w.digest)?.key?.catch(() => undefined);
+        if (k && !this.engine.store.db.getCache(k.canonical)) {
+          this.engine.store.db.putCache([importedOverKey(k.canonical)], { canonical: k.canonical, outputs: outs.slice(0, 1).map((s) => s?.id ?? null) });
+        }
       }
-    };
-    await walk(v);
+    }
   }
 
   /**
