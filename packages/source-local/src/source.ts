@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
@@ -479,7 +479,8 @@ async function rememberHashes(ns: RecordNamespace, recordId: string, record: Sto
 
 async function writeIndex(record: StoreRecord, index: SyncIndex): Promise<void> {
   await mkdir(record.path, { recursive: true });
-  const tmp = join(record.path, `.index-${process.pid}-${Date.now()}`);
+  // Unique per write: two builds of one process may write the same record's index at once (the last rename wins; both are whole).
+  const tmp = join(record.path, `.index-${process.pid}-${randomBytes(6).toString('hex')}`);
   await writeFile(tmp, JSON.stringify(index));
   await rename(tmp, join(record.path, 'index.json'));
 }
