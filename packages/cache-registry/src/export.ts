@@ -11,11 +11,11 @@
  * A result's layers are its snapshot chain, base first: a snapshot unpacked
  * from a pulled image (or an imported cache) keeps its blob as it was (an
  * uncompressed one of the local image store is compressed as the export
- * asks, once: `convertLayer`), any other is made into a layer by `snapshotLayer` of `@bkt/oci` (computed once
- * per snapshot and compression).
+ * asks, once: `recordedLayer`), any other is made into a layer by
+ * `snapshotLayer` of `@bkt/oci` (computed once per snapshot and compression).
  */
 import { BktError, requireRecords, type BuildContext, type CacheChain, type Digest, type Snapshot } from '@bkt/core';
-import { compress, compressionOfMediaType, convertLayer, digesting, layerTar, MediaType, readLayerRecord, snapshotLayer, type Compression, type Descriptor } from '@bkt/oci';
+import { compress, compressionOfMediaType, digesting, layerTar, MediaType, readLayerRecord, recordedLayer, snapshotLayer, type Compression, type Descriptor } from '@bkt/oci';
 import { ZERO_TIME, type CacheConfig, type CacheConfigRecord, type CacheLayer } from './config.js';
 import { UNCOMPRESSED_ANNOTATION } from './manifest.js';
 
@@ -60,15 +60,10 @@ function mediaTypeOf(compression: Compression, oci: boolean): string {
 async function layerOf(s: Snapshot, ctx: LayerContext, opts: LayerExportOptions): Promise<ExportedLayer> {
   const rec = await readLayerRecord(requireRecords(ctx, '@bkt/cache-registry'), s.id);
   if (rec && (await ctx.content.has(rec.blob.digest))) {
-    const have = compressionOfMediaType(rec.blob.mediaType);
-    // An uncompressed blob no registry holds is the local image store's own form (`-t`): it leaves compressed, as the image exporter's push does.
-    const localPlain = have === 'uncompressed' && rec.sources.length === 0;
-    if (have === opts.compression || (!opts.forceCompression && !localPlain) || have === undefined) {
-      const mediaType = have ? mediaTypeOf(have, opts.ociMediaTypes) : rec.blob.mediaType;
-      return { descriptor: { mediaType, digest: rec.blob.digest, size: rec.blob.size }, diffId: rec.diffId, sources: rec.sources };
-    }
-    const layer = await convertLayer({ descriptor: rec.blob, diffId: rec.diffId }, ctx, { compression: opts.compression, compressionLevel: opts.compressionLevel, snapshotId: s.id });
-    return { descriptor: { mediaType: mediaTypeOf(opts.compression, opts.ociMediaTypes), digest: layer.descriptor.digest, size: layer.descriptor.size }, diffId: rec.diffId, sources: [] };
+    const { layer, converted } = await recordedLayer(rec, ctx, { ...opts, snapshotId: s.id });
+    const have = compressionOfMediaType(layer.descriptor.mediaType);
+    const mediaType = have ? mediaTypeOf(have, opts.ociMediaTypes) : layer.descriptor.mediaType;
+    return { descriptor: { mediaType, digest: layer.descriptor.digest, size: layer.descriptor.size }, diffId: rec.diffId, sources: converted ? [] : rec.sources };
   }
   const layer = await snapshotLayer(s, ctx, { compression: opts.compression, compressionLevel: opts.compressionLevel });
   return { descriptor: { ...layer.descriptor, mediaType: mediaTypeOf(opts.compression, opts.ociMediaTypes) }, diffId: layer.diffId, sources: [] };

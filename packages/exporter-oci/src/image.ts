@@ -17,8 +17,6 @@
  */
 import { BktError, INLINE_CACHE_CONFIG_KEY, INLINE_CACHE_METADATA_KEY, requireRecords, type BuildContext, type BuildResult, type Digest, type Platform, type Snapshot } from '@bkt/core';
 import {
-  compressionOfMediaType,
-  convertLayer,
   digestOf,
   formatPlatform,
   hostPlatform,
@@ -28,6 +26,7 @@ import {
   type ImageConfig,
   type ImageHistory,
   readLayerRecord,
+  recordedLayer,
   snapshotLayer,
 } from '@bkt/oci';
 import type { Annotation, ExportOptions } from './attrs.js';
@@ -138,7 +137,7 @@ async function layersOf(top: Snapshot | null, ctx: Pick<BuildContext, 'root' | '
  * where `force-compression` asks for another compression, or where the blob
  * is an uncompressed tar no registry is known to hold (an image of the local
  * store unpacked again, a layout's) and the export asks for a compression:
- * then the same tar is compressed as asked, once (`convertLayer`), as
+ * then the same tar is compressed as asked, once (`recordedLayer` of `@bkt/oci`), as
  * docker's push compresses its store's layers. Any other snapshot becomes a
  * new layer.
  */
@@ -146,25 +145,16 @@ async function layerOf(s: Snapshot, ctx: Pick<BuildContext, 'root' | 'content' |
   const clampMtime = opts.rewriteTimestamp ? opts.sourceDateEpoch : undefined;
   const rec = await readLayerRecord(requireRecords(ctx, '@bkt/exporter-oci'), s.id);
   if (rec && (await ctx.content.has(rec.blob.digest))) {
-    const have = compressionOfMediaType(rec.blob.mediaType);
-    const localPlain = have === 'uncompressed' && rec.sources.length === 0;
-    if (have === opts.compression || (!opts.forceCompression && !localPlain) || have === undefined) {
-      return {
-        descriptor: { mediaType: convertLayerMediaType(rec.blob.mediaType, opts.ociMediaTypes), digest: rec.blob.digest, size: rec.blob.size },
-        diffId: rec.diffId,
-        sources: rec.sources,
-        snapshotId: s.id,
-      };
-    }
-    const layer = await convertLayer({ descriptor: rec.blob, diffId: rec.diffId }, ctx, {
+    const { layer, converted } = await recordedLayer(rec, ctx, {
       compression: opts.compression,
       compressionLevel: opts.compressionLevel,
+      forceCompression: opts.forceCompression,
       snapshotId: s.id,
     });
     return {
       descriptor: { mediaType: convertLayerMediaType(layer.descriptor.mediaType, opts.ociMediaTypes), digest: layer.descriptor.digest, size: layer.descriptor.size },
       diffId: rec.diffId,
-      sources: [],
+      sources: converted ? [] : rec.sources,
       snapshotId: s.id,
     };
   }

@@ -18,7 +18,7 @@ export { compress, compressionOfMediaType, decompress, detectCompression } from 
 export type { Compression } from './compression.js';
 export { addLayerSource, applyLayerBlob, chainIds, unpackLayers, listImageRecords, readImageRecord, readLayerRecord, removeImageRecord, snapshotForChain, writeImageRecord, writeLayerRecord } from './image-store.js';
 export type { ImageRecord, LayerRecord, LayerToUnpack, UnpackLayersOptions } from './image-store.js';
-export { convertLayer, layerTar, snapshotLayer } from './layer.js';
+export { convertLayer, layerTar, recordedLayer, snapshotLayer } from './layer.js';
 export type { ConvertLayerOptions, Layer, LayerOptions } from './layer.js';
 export { unpackLayer } from './unpack.js';
 export type { UnpackOptions } from './unpack.js';

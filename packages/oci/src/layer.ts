@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import { BktError, type BuildContext, type Digest, type Snapshot } from '@bkt/core';
 import { compress, compressionOfMediaType, decompress, type Compression } from './compression.js';
 import { digesting } from './digest.js';
+import type { LayerRecord } from './image-store.js';
 import { MediaType, type Descriptor } from './media-types.js';
 import { END_OF_TAR, encodeHeader, padding, TarType, type TarHeader } from './tar-header.js';
 
@@ -421,6 +422,29 @@ export async function convertLayer(layer: Layer, ctx: Pick<BuildContext, 'root' 
   }
   if (opts.snapshotId !== undefined) await ctx.content.addRef?.(converted.descriptor.digest, { snapshot: opts.snapshotId });
   return converted;
+}
+
+/**
+ * The layer an export sends for a remembered layer record (its blob in the
+ * content store): the record's own blob when it has the asked compression, or
+ * whatever it has without `forceCompression` — except an uncompressed blob no
+ * registry holds (the local image store's own form, `-t`), which leaves
+ * compressed as asked; a blob of unknown media type is sent as it is. Any
+ * other case is `convertLayer`'s (made once). `converted` tells the caller
+ * that the record's `sources` do not hold the sent blob.
+ */
+export async function recordedLayer(
+  rec: Pick<LayerRecord, 'blob' | 'diffId' | 'sources'>,
+  ctx: Pick<BuildContext, 'root' | 'content'>,
+  opts: ConvertLayerOptions & { forceCompression: boolean },
+): Promise<{ layer: Layer; converted: boolean }> {
+  const have = compressionOfMediaType(rec.blob.mediaType);
+  const localPlain = have === 'uncompressed' && rec.sources.length === 0;
+  if (have === undefined || have === opts.compression || (!opts.forceCompression && !localPlain)) {
+    return { layer: { descriptor: rec.blob, diffId: rec.diffId }, converted: false };
+  }
+  const layer = await convertLayer({ descriptor: rec.blob, diffId: rec.diffId }, ctx, opts);
+  return { layer, converted: true };
 }
 
 /**

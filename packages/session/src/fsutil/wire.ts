@@ -220,22 +220,11 @@ export function encodePacket(p: Packet): Buffer {
   return buf;
 }
 
-/** The fields of a STAT packet, as a sender has them (no `Stat` object, no xattr map). */
-export interface StatFields {
-  path: string;
-  /** Go `os.FileMode` bits. */
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  /** Nanoseconds. */
-  modTime: number;
-  linkname: string;
-  devmajor: number;
-  devminor: number;
+/** The fields of a STAT packet, as a sender has them: `Stat`'s without its xattr map (mode: Go `os.FileMode` bits; modTime: nanoseconds). */
+export type StatFields = Omit<Stat, 'xattrs'> & {
   /** The `bkt.change` xattr (`XATTR_CHANGE`), when sent. */
   change?: string;
-}
+};
 
 const CHANGE_KEY = 'bkt.change';
 const CHANGE_KEY_BYTES = Buffer.byteLength(CHANGE_KEY);
