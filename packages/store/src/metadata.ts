@@ -285,14 +285,17 @@ export class MetadataDB {
       this.#db.close();
       throw err;
     }
-    this.#db.exec(SCHEMA);
-    // A records table made before pinned records: add the column (every existing record is unpinned).
-    const recordColumns = this.#db.prepare('PRAGMA table_info(records)').all() as { name: string }[];
-    if (!recordColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE records ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
-    // A builds table made before pinned builds: the same (every existing build is unpinned).
-    const buildColumns = this.#db.prepare('PRAGMA table_info(builds)').all() as { name: string }[];
-    if (!buildColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE builds ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
-    this.#db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
+    // The layout in one transaction: one commit for a new database, not one per statement.
+    this.#db.transaction(() => {
+      this.#db.exec(SCHEMA);
+      // A records table made before pinned records: add the column (every existing record is unpinned).
+      const recordColumns = this.#db.prepare('PRAGMA table_info(records)').all() as { name: string }[];
+      if (!recordColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE records ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
+      // A builds table made before pinned builds: the same (every existing build is unpinned).
+      const buildColumns = this.#db.prepare('PRAGMA table_info(builds)').all() as { name: string }[];
+      if (!buildColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE builds ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
+      this.#db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
+    }).immediate();
     const db = this.#db;
     this.#stmts = {
       getMeta: db.prepare('SELECT value FROM meta WHERE name = ?'),

@@ -33,7 +33,8 @@ import { Records } from './records.js';
 import { liveness, newSession, SESSION_ID } from './sessions.js';
 import { CopySnapshotter, OverlaySnapshotter, type SnapshotterKind, type StoreSnapshotter } from './snapshots.js';
 import { takeLock } from './lock.js';
-import { mountOverlay, mountsUnder, unmount } from './sys.js';
+import { overlayWorks } from './overlay-probe.js';
+import { mountsUnder, unmount } from './sys.js';
 
 export interface StorePruneOptions {
   /** Also remove `internal` and `frontend` records (as `buildctl prune --all`). */
@@ -359,22 +360,6 @@ async function chooseSnapshotter(root: string, db: MetadataDB, want: 'auto' | Sn
   const kind = want === 'auto' ? ((await overlayWorks(root, session)) ? 'overlay' : 'copy') : want;
   db.setMeta('snapshotter', kind);
   return kind;
-}
-
-/** Tries one overlay mount under the root (the filesystem and privileges decide). */
-async function overlayWorks(root: string, session: string): Promise<boolean> {
-  const probe = join(root, 'mounts', session, 'probe');
-  const dirs = ['lower', 'upper', 'work', 'merged'].map((d) => join(probe, d));
-  for (const d of dirs) await mkdir(d, { recursive: true });
-  try {
-    await mountOverlay(dirs[3], [dirs[0]], { upper: dirs[1], work: dirs[2] });
-    await unmount(dirs[3]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await rm(probe, { recursive: true, force: true });
-  }
 }
 
 /**
