@@ -103,6 +103,23 @@ const SAMPLE_BYTES = 16 * 1024;
 /** A chunk whose samples all shrink by less than this fraction is stored, not deflated. */
 const MIN_GAIN = 0.02;
 
+/** Samples of a chunk tried with and without string matching (see `matchesGainNothing`). */
+const MATCH_SAMPLES = 16;
+const MATCH_SAMPLE_BYTES = 4 * 1024;
+/** Samples whose run-length-only deflate is larger than their level-1 deflate by more than this fraction have strings worth matching. */
+const MATCH_GAIN = 0.01;
+
+/** An output buffer any sample's deflate fits in: one trip to the thread pool each. */
+const SAMPLE_OUT_BYTES = 80 * 1024;
+
+type DeflateWith = (b: Buffer, o: ZlibOptions) => Promise<Buffer>;
+
+/** `count` slices of `bytes` bytes spread evenly over `chunk` (of at least count × bytes), the first at its start and the last at its end. */
+function samplesOf(chunk: Buffer, count: number, bytes: number): Buffer[] {
+  const step = Math.floor((chunk.length - bytes) / (count - 1));
+  return Array.from({ length: count }, (_, i) => chunk.subarray(i * step, i * step + bytes));
+}
+
 /**
  * True when `chunk` (of at least SAMPLES × SAMPLE_BYTES) looks incompressible:
  * SAMPLES slices spread over it, each deflated at level 1 on its own, all
@@ -110,13 +127,29 @@ const MIN_GAIN = 0.02;
  * a copy (stored blocks) instead of a level-6 match search that gains nothing.
  * A pure function of the chunk's bytes, so the output stays reproducible.
  */
-async function incompressible(chunk: Buffer, deflateWith: (b: Buffer, o: ZlibOptions) => Promise<Buffer>): Promise<boolean> {
+async function incompressible(chunk: Buffer, deflateWith: DeflateWith): Promise<boolean> {
   if (chunk.length < SAMPLES * SAMPLE_BYTES) return false;
-  const step = Math.floor((chunk.length - SAMPLE_BYTES) / (SAMPLES - 1));
-  const sizes = await Promise.all(
-    Array.from({ length: SAMPLES }, (_, i) => deflateWith(chunk.subarray(i * step, i * step + SAMPLE_BYTES), { level: 1 }).then((b) => b.length)),
-  );
+  const sizes = await Promise.all(samplesOf(chunk, SAMPLES, SAMPLE_BYTES).map((s) => deflateWith(s, { level: 1, chunkSize: SAMPLE_OUT_BYTES }).then((b) => b.length)));
   return sizes.every((n) => n > SAMPLE_BYTES * (1 - MIN_GAIN));
+}
+
+/**
+ * True when string matching looks useless in `chunk` (of at least
+ * MATCH_SAMPLES × MATCH_SAMPLE_BYTES): MATCH_SAMPLES slices spread over it,
+ * put end to end, deflated with run-length matches only (`Z_RLE`: Huffman
+ * codes and runs of one byte) come out at most MATCH_GAIN larger than
+ * deflated at level 1. High-entropy text (base64, hex) is such data: there
+ * the level's match search costs about 4× the time of `Z_RLE` for under 0.5%
+ * of size. Many small slices, so that text among compressed files (whose
+ * repeated strings tip the sum) keeps the chunk on the level's search; two
+ * calls to the thread pool. A pure function of the chunk's bytes, so the
+ * output stays reproducible.
+ */
+async function matchesGainNothing(chunk: Buffer, deflateWith: DeflateWith): Promise<boolean> {
+  if (chunk.length < MATCH_SAMPLES * MATCH_SAMPLE_BYTES) return false;
+  const samples = Buffer.concat(samplesOf(chunk, MATCH_SAMPLES, MATCH_SAMPLE_BYTES));
+  const [matched, runs] = await Promise.all([deflateWith(samples, { level: 1, chunkSize: SAMPLE_OUT_BYTES }), deflateWith(samples, { level: 1, strategy: zlibConstants.Z_RLE, chunkSize: SAMPLE_OUT_BYTES })]);
+  return runs.length <= matched.length * (1 + MATCH_GAIN);
 }
 
 export interface GzipChunkedOptions {
@@ -134,13 +167,15 @@ export interface GzipChunkedOptions {
  * block; the raw deflate pieces, in order, make one deflate stream behind a
  * gzip header (no name, no mtime, OS unix: the header `createGzip` writes) and
  * before the CRC-32 and size of the whole input. A chunk that does not
- * compress (see `incompressible`) is stored.
+ * compress (see `incompressible`) is stored; a chunk where string matching
+ * gains nothing (see `matchesGainNothing`) is deflated with `Z_RLE`.
  *
  * The bytes depend only on the input and the level — not on how the input
  * was split into chunks on arrival, nor on the concurrency — so a layer's
- * digest is reproducible. An input of at most one chunk gives exactly the
- * bytes of `createGzip` at the same level (1..9; level 0's stored blocks are
- * cut where the gzip header shifts them).
+ * digest is reproducible. An input of at most one chunk that is deflated at
+ * its level (neither stored nor `Z_RLE`) gives exactly the bytes of
+ * `createGzip` at the same level (1..9; level 0's stored blocks are cut where
+ * the gzip header shifts them).
  */
 export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions = {}): AsyncIterable<Uint8Array> {
   const level = opts.level ?? zlibConstants.Z_DEFAULT_COMPRESSION;
@@ -148,10 +183,17 @@ export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedO
   const deflateWith = (chunk: Buffer, o: ZlibOptions) =>
     new Promise<Buffer>((resolve, reject) => deflateRaw(chunk, o, (err, out) => (err ? reject(err) : resolve(out))));
   const deflate = async (chunk: Buffer, dictionary: Buffer | undefined, last: boolean) => {
-    const chunkLevel = level !== 0 && (await incompressible(chunk, deflateWith)) ? 0 : level;
+    const stored = level !== 0 && (await incompressible(chunk, deflateWith));
+    const runsOnly = level !== 0 && !stored && (await matchesGainNothing(chunk, deflateWith));
     // An output buffer the whole chunk fits in (deflate's bound): one trip to the thread pool, not one per 16 KiB.
     const chunkSize = Math.max(64 * 1024, chunk.length + (chunk.length >> 8) + 1024);
-    return deflateWith(chunk, { level: chunkLevel, chunkSize, ...(dictionary ? { dictionary } : {}), ...(last ? {} : { finishFlush: zlibConstants.Z_SYNC_FLUSH }) });
+    return deflateWith(chunk, {
+      level: stored ? 0 : level,
+      ...(runsOnly ? { strategy: zlibConstants.Z_RLE } : {}),
+      chunkSize,
+      ...(dictionary ? { dictionary } : {}),
+      ...(last ? {} : { finishFlush: zlibConstants.Z_SYNC_FLUSH }),
+    });
   };
   return {
     async *[Symbol.asyncIterator]() {
