@@ -41,6 +41,7 @@ import type * as pb from '@bkt/api/pb';
 import { copySpecial, lstatOrNull, mkdirAllInRoot, timestampSeconds } from './fsops.js';
 import { parseModeStr, type ModeSet } from './mode.js';
 import type { Owner } from './owner.js';
+import type { CopyReuse } from './reuse.js';
 import { tryUnpack } from './unpack.js';
 
 const DEFAULT_DIR_MODE = 0o755;
@@ -77,12 +78,17 @@ interface CopyOptions {
   signal?: AbortSignal;
   /** The copy may run as `cp -a` when nothing overrides or filters (see `copyWithCp`). */
   allowCp: boolean;
+  /** Files the copy would write as an earlier run did are queued there as links instead (see `reuse.ts`). */
+  reuse?: CopyReuse;
+  destRoot: string;
 }
 
 /** Tuning of `copyAction`; the default is what a build uses. */
 export interface CopyTuning {
   /** Lets a plain directory copy run as one `cp -a` (see `copyWithCp`); default true. */
   allowCp?: boolean;
+  /** Takes unchanged files from an earlier run of the same copy (see `reuse.ts`); the copy then never runs as `cp -a`. */
+  reuse?: CopyReuse;
 }
 
 /** Runs one FileActionCopy from `srcRoot` into `destRoot` (host directories). */
@@ -128,7 +134,9 @@ export async function copyAction(
     exclude: action.excludePatterns.length > 0 ? compilePatterns(action.excludePatterns, ' (copy excludePatterns)') : null,
     alwaysReplace: action.alwaysReplaceExistingDestPaths,
     signal,
-    allowCp: (tuning.allowCp ?? true) && !action.allowWildcard,
+    allowCp: (tuning.allowCp ?? true) && !action.allowWildcard && !tuning.reuse,
+    reuse: tuning.reuse,
+    destRoot,
   };
 
   for (const src of sources) {
@@ -164,7 +172,8 @@ async function copyOne(srcRoot: string, src: string, destRoot: string, dest: str
   await mkdirAllInRoot(destRoot, parentToCreate, dirPerm & 0o7777, opts.owner, opts.time);
 
   if (srcIsDir && !destStat && plainCopy(opts) && (await copyWithCp(srcAbs, target, action.dirCopyContents, opts.signal))) return;
-  const copier = new Copier(opts);
+  // A directory's contents copied into a destination that did not exist: its entries go into a directory this copy made.
+  const copier = new Copier(opts, opts.reuse !== undefined && srcIsDir && action.dirCopyContents && !destStat);
   await copier.copy(srcAbs, '', target, false);
 }
 
@@ -253,7 +262,11 @@ class Copier {
   readonly #uid = process.getuid?.();
   readonly #gid = process.getgid?.();
 
-  constructor(readonly opts: CopyOptions) {
+  /** `freshRoot`: the copy's root target is a directory this copy just made. */
+  constructor(
+    readonly opts: CopyOptions,
+    readonly freshRoot = false,
+  ) {
     this.#pacer = new Pacer(opts.signal);
   }
 
@@ -321,12 +334,15 @@ class Copier {
         const below = [...pending, held];
         // Files created in the directory take its group when it has the setgid bit (as it is while its entries are copied).
         const setgid = ((targetStat && !overwriteTargetMetadata ? targetStat.mode : st.mode) & S_ISGID) !== 0;
+        const fresh = created || (rel === '' && this.freshRoot);
         for (const name of names) {
-          await this.copy(path.join(src, name), rel === '' ? name : `${rel}/${name}`, path.join(target, name), true, below, created, setgid);
+          await this.copy(path.join(src, name), rel === '' ? name : `${rel}/${name}`, path.join(target, name), true, below, fresh, setgid);
         }
       }
       if (!overwriteTargetMetadata) applyInfo = created;
     } else if (st.isFile()) {
+      // Only into a directory this copy made: nothing of the destination's base is replaced by a link.
+      if (applyInfo && inFreshDir && this.opts.reuse?.match(src, st, path.relative(this.opts.destRoot, target), this.#info(st, true, setgidParent))) return;
       if (await this.#copyFile(src, target, st, applyInfo, setgidParent)) return;
     } else if (st.isSymbolicLink()) {
       symlinkSync(readlinkSync(src), target);

@@ -20,9 +20,12 @@ import { BktError } from '@bkt/core';
 import type * as pb from '@bkt/api/pb';
 import { mkdirAction, mkfileAction, rmAction } from './actions.js';
 import { copyAction } from './copy.js';
+import { CopyReuse } from './reuse.js';
 import { resolveOwner } from './owner.js';
+import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 
 function describe(a: pb.FileAction): string {
   switch (a.action?.$case) {
@@ -155,17 +158,14 @@ class FileOpRun {
     const a = this.fileOp.actions[i]!;
     const releases: (() => Promise<void>)[] = [];
     let target: MutableSnapshot | undefined;
+    /** Set while this action has its target mounted itself (an incremental copy). */
+    let ownMount: string | undefined;
+    let reuse: CopyReuse | undefined;
     try {
       const [base, secondary] = await Promise.all([
         a.input === -1 ? Promise.resolve<Result>({ snapshot: null }) : this.#get(a.input),
         a.secondaryInput === -1 ? Promise.resolve<Result>({ snapshot: null }) : this.#get(a.secondaryInput),
       ]);
-      if (base.mutable) {
-        target = base.mutable; // handed over: this action is its only reader
-      } else {
-        target = await this.ctx.snapshotter.prepare(base.snapshot ?? null, { description: `file action ${i}` });
-        this.#mutables.add(target);
-      }
       const treeOf = async (r: Result): Promise<string> => {
         if (r.mutable) {
           if (r.mutable !== target) releases.push(() => this.#discard(r.mutable!));
@@ -176,8 +176,35 @@ class FileOpRun {
         releases.push(() => m.release());
         return m.path;
       };
-      const ownerTree = async (userIdx: number) => (userIdx === a.input ? target!.path : treeOf(await this.#get(userIdx)));
       const act = a.action!;
+      // A copy from a committed snapshot into a fresh tree committed right after may take files from its earlier run (reuse.ts).
+      const source = act.$case === 'copy' && !act.value.attemptUnpackDockerCompatibility && this.#mustCommit(idx) && !base.mutable && !secondary.mutable ? secondary.snapshot : null;
+      let sourceTree: string | undefined;
+      /** Where the tree's own files are written (the overlay upper dir when the target is an overlay), for the links. */
+      let writtenDir: string | undefined;
+      if (base.mutable) {
+        target = base.mutable; // handed over: this action is its only reader
+      } else {
+        if (source) {
+          sourceTree = await treeOf(secondary);
+          reuse = await CopyReuse.open(this.ctx, i, source, sourceTree);
+        }
+        target = await this.ctx.snapshotter.prepare(base.snapshot ?? null, { description: `file action ${i}`, ...(reuse ? { deferMount: true } : {}) });
+        this.#mutables.add(target);
+        if (reuse) {
+          const dm = target.deferredMount;
+          writtenDir = dm ? upperDirOf(dm.options) : target.path;
+          if (dm) {
+            await mountTree(dm, target.path);
+            ownMount = target.path;
+          }
+          if (!writtenDir) {
+            await reuse.release();
+            reuse = undefined;
+          }
+        }
+      }
+      const ownerTree = async (userIdx: number) => (userIdx === a.input ? target!.path : treeOf(await this.#get(userIdx)));
       switch (act.$case) {
         case 'mkdir':
           await mkdirAction(target.path, act.value, await resolveOwner(act.value.owner, ownerTree));
@@ -190,19 +217,27 @@ class FileOpRun {
           break;
         case 'copy': {
           const owner = await resolveOwner(act.value.owner, ownerTree);
-          await copyAction(await treeOf(secondary), target.path, act.value, owner, this.ctx.signal);
+          await copyAction(sourceTree ?? (await treeOf(secondary)), target.path, act.value, owner, this.ctx.signal, reuse ? { reuse } : {});
           break;
         }
       }
+      if (ownMount) {
+        await unmountTree(ownMount);
+        ownMount = undefined;
+      }
+      if (reuse && writtenDir) reuse.link(writtenDir);
       if (this.#mustCommit(idx)) {
         this.#mutables.delete(target);
         const snapshot = await target.commit();
+        if (source) await CopyReuse.remember(this.ctx, i, source, snapshot);
         return { snapshot };
       }
       return { mutable: target };
     } catch (err) {
       throw wrapActionError(err, i, a);
     } finally {
+      if (ownMount) await unmountTree(ownMount).catch(() => {});
+      await reuse?.release().catch(() => {});
       for (const r of releases) await r().catch(() => {});
     }
   }
@@ -210,6 +245,33 @@ class FileOpRun {
   async #discard(m: MutableSnapshot): Promise<void> {
     this.#mutables.delete(m);
     await m.discard();
+  }
+}
+
+const execFileAsync = promisify(execFile);
+
+/** The upper directory in overlay mount options (`…,upperdir=<dir>,…`), or undefined. */
+function upperDirOf(options: string): string | undefined {
+  const opt = options.split(',').find((o) => o.startsWith('upperdir='));
+  return opt?.slice('upperdir='.length) || undefined;
+}
+
+/** Mounts a mutable snapshot's deferred mount (see core's `MutableSnapshot.deferredMount`) on `at`. */
+async function mountTree(m: { type: string; source: string; options: string }, at: string): Promise<void> {
+  try {
+    await execFileAsync('mount', ['-t', m.type, m.source, '-o', m.options, at]);
+  } catch (err) {
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
+    throw new BktError('INTERNAL', `mounting the copy's tree on ${at} failed: ${stderr || (err as Error).message}`);
+  }
+}
+
+async function unmountTree(at: string): Promise<void> {
+  try {
+    await execFileAsync('umount', [at]);
+  } catch (err) {
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
+    throw new BktError('INTERNAL', `unmounting the copy's tree on ${at} failed: ${stderr || (err as Error).message}`);
   }
 }
 
