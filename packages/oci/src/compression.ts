@@ -176,6 +176,10 @@ export interface GzipChunkedOptions {
  * its level (neither stored nor `Z_RLE`) gives exactly the bytes of
  * `createGzip` at the same level (1..9; level 0's stored blocks are cut where
  * the gzip header shifts them).
+ *
+ * A piece of `input` must not change once it has been yielded (a chunk is
+ * deflated, and serves as the next one's dictionary, after later pieces have
+ * been read).
  */
 export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions = {}): AsyncIterable<Uint8Array> {
   const level = opts.level ?? zlibConstants.Z_DEFAULT_COMPRESSION;
@@ -224,13 +228,13 @@ export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedO
           size += buf.length;
           while (buf.length > 0) {
             const take = Math.min(buf.length, GZIP_CHUNK_BYTES - partsBytes);
-            // A view: Buffer.concat copies the parts once the chunk is full.
+            // A view: the parts are copied together once the chunk is full, unless it is one piece (see `joined`).
             parts.push(buf.subarray(0, take));
             partsBytes += take;
             buf = buf.subarray(take);
             if (partsBytes === GZIP_CHUNK_BYTES) {
               if (pending) start(pending, false);
-              pending = Buffer.concat(parts, partsBytes);
+              pending = joined(parts, partsBytes);
               parts = [];
               partsBytes = 0;
             }
@@ -239,7 +243,7 @@ export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedO
         }
         if (partsBytes > 0) {
           if (pending) start(pending, false);
-          pending = Buffer.concat(parts, partsBytes);
+          pending = joined(parts, partsBytes);
         }
         start(pending ?? Buffer.alloc(0), true);
         while (inflight.length > 0) yield await inflight.shift()!;
@@ -252,6 +256,16 @@ export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedO
       yield trailer;
     },
   };
+}
+
+/**
+ * `parts` as one buffer: the part itself when there is one (a chunk that
+ * arrived as one piece, as a layer tar's 1 MiB pieces do, is not copied; a
+ * piece is not modified once it has been yielded, as a stream's chunks are
+ * not), else a copy of them end to end.
+ */
+function joined(parts: Buffer[], bytes: number): Buffer {
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
 }
 
 /** Pipes `input` through `transform` and yields what comes out; errors on either side surface here. */
