@@ -108,6 +108,8 @@ const MATCH_SAMPLES = 16;
 const MATCH_SAMPLE_BYTES = 4 * 1024;
 /** Samples whose run-length-only deflate is larger than their level-1 deflate by more than this fraction have strings worth matching. */
 const MATCH_GAIN = 0.01;
+/** The highest level that takes `Z_RLE` where matching gains nothing: levels 7..9 ask for the smallest output whatever the time. */
+const RUNS_ONLY_MAX_LEVEL = 6;
 
 /** An output buffer any sample's deflate fits in: one trip to the thread pool each. */
 const SAMPLE_OUT_BYTES = 80 * 1024;
@@ -167,8 +169,9 @@ export interface GzipChunkedOptions {
  * block; the raw deflate pieces, in order, make one deflate stream behind a
  * gzip header (no name, no mtime, OS unix: the header `createGzip` writes) and
  * before the CRC-32 and size of the whole input. A chunk that does not
- * compress (see `incompressible`) is stored; a chunk where string matching
- * gains nothing (see `matchesGainNothing`) is deflated with `Z_RLE`.
+ * compress (see `incompressible`) is stored; at levels 1..6 (6 is the
+ * default), a chunk where string matching gains nothing (see
+ * `matchesGainNothing`) is deflated with `Z_RLE`.
  *
  * The bytes depend only on the input and the level — not on how the input
  * was split into chunks on arrival, nor on the concurrency — so a layer's
@@ -188,7 +191,7 @@ export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedO
     new Promise<Buffer>((resolve, reject) => deflateRaw(chunk, o, (err, out) => (err ? reject(err) : resolve(out))));
   const deflate = async (chunk: Buffer, dictionary: Buffer | undefined, last: boolean) => {
     const stored = level !== 0 && (await incompressible(chunk, deflateWith));
-    const runsOnly = level !== 0 && !stored && (await matchesGainNothing(chunk, deflateWith));
+    const runsOnly = !stored && level <= RUNS_ONLY_MAX_LEVEL && level !== 0 && (await matchesGainNothing(chunk, deflateWith));
     // An output buffer the whole chunk fits in (deflate's bound): one trip to the thread pool, not one per 16 KiB.
     const chunkSize = Math.max(64 * 1024, chunk.length + (chunk.length >> 8) + 1024);
     return deflateWith(chunk, {
