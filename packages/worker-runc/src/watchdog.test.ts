@@ -34,8 +34,15 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** The container ids in `runcRoot`; asked again when a container's state went away while runc listed it (its deletion racing the listing). */
 function runcList(runcRoot: string): string[] {
-  return execFileSync('runc', ['--root', runcRoot, 'list', '-q'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return execFileSync('runc', ['--root', runcRoot, 'list', '-q'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n').filter(Boolean);
+    } catch (err) {
+      if (attempt >= 5 || !/no such file or directory/.test(String((err as { stderr?: unknown }).stderr))) throw err;
+    }
+  }
 }
 
 function mountsUnder(path: string): string[] {
