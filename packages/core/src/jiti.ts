@@ -10,7 +10,7 @@ import type { Jiti } from 'jiti';
  * one core (one `BktError` class, one `defineConfig`) even when the project has
  * no `@bkt/core` of its own.
  */
-function runningCoreEntry(): string | undefined {
+export function runningCoreEntry(): string | undefined {
   for (const name of ['./index.ts', './index.js']) {
     const file = fileURLToPath(new URL(name, import.meta.url));
     if (existsSync(file)) return file;
@@ -25,10 +25,15 @@ function runningCoreEntry(): string | undefined {
  */
 export async function createProjectLoader(projectDir: string): Promise<Jiti> {
   // Required, not imported: jiti is CommonJS, and an ESM import of it has Node parse its whole bundle for export names first.
-  const { createJiti } = createRequire(import.meta.url)('jiti') as typeof import('jiti');
+  const { createJiti } = createRequire(import.meta.url)(jitiEntry()) as typeof import('jiti');
   const core = runningCoreEntry();
   return createJiti(projectDir.endsWith('/') ? projectDir : `${projectDir}/`, {
     moduleCache: false,
     alias: core ? { '@bkt/core': core } : {},
   });
+}
+
+/** The file `require('jiti')` loads for `@bkt/core`. */
+export function jitiEntry(): string {
+  return createRequire(import.meta.url).resolve('jiti');
 }

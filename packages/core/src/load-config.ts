@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { BktError } from './errors.js';
 import type { BktConfig } from './config.js';
-import { createProjectLoader } from './jiti.js';
+import { loadCachedConfig, rememberCompiledConfig } from './config-cache.js';
+import { createProjectLoader, jitiEntry, runningCoreEntry } from './jiti.js';
 
 /** The config file names looked for in a project directory, first match wins. */
 export const CONFIG_FILE_NAMES = [
@@ -72,12 +73,22 @@ function loadJson(file: string): unknown {
 }
 
 async function loadModule(file: string, projectDir: string): Promise<unknown> {
-  const loader = await createProjectLoader(projectDir);
+  const core = runningCoreEntry();
   let mod: unknown;
   try {
-    mod = await loader.import(file);
+    // A TypeScript config jiti compiled before loads from that compile, without jiti (see config-cache.ts).
+    mod = (await loadCachedConfig(file, core))?.exports;
   } catch (err) {
     throw configLoadError(file, err);
+  }
+  if (mod === undefined) {
+    const loader = await createProjectLoader(projectDir);
+    try {
+      mod = await loader.import(file);
+    } catch (err) {
+      throw configLoadError(file, err);
+    }
+    rememberCompiledConfig(file, loader, core, jitiEntry());
   }
   if (mod !== null && typeof mod === 'object' && 'default' in mod) return (mod as { default: unknown }).default;
   return mod;
