@@ -48,7 +48,7 @@ import {
   readImageRecord,
   unpackLayers,
 } from '@bkt/oci';
-import { RegistryClient, buildClientCredentials, staticCredentials, type RegistrySettings } from '@bkt/registry';
+import type { RegistryClient, RegistrySettings } from '@bkt/registry';
 import { contentBlobs, layoutBlobs, layoutDir, registryBlobs, resolvePlatformImage, type BlobProvider, type ResolvedImage } from './image.js';
 
 export type ResolveMode = ImageResolveMode;
@@ -142,17 +142,17 @@ export class ImageSource implements Source, ImageConfigResolver {
     this.#ownsClient = !opts.client;
   }
 
-  /** The shared client (anonymous): its connections and settings. Each build pulls through its own view of it. */
-  get client(): RegistryClient {
-    this.#client ??= new RegistryClient({ ...this.opts.registry, credentials: staticCredentials({}) });
-    return this.#client;
-  }
-
-  /** The registry client of `ctx`'s build: the shared connections and settings, the build's credentials. */
-  #registryFor(ctx: Pick<BuildContext, 'client'>): RegistryClient {
+  /**
+   * The registry client of `ctx`'s build: the shared client's connections and settings (the shared client is
+   * anonymous), the build's credentials. `@bkt/registry` loads here, on the first registry lookup: a build whose
+   * images are all in the store never loads it.
+   */
+  async #registryFor(ctx: Pick<BuildContext, 'client'>): Promise<RegistryClient> {
     let view = this.#views.get(ctx.client);
     if (!view) {
-      view = this.client.withCredentials(buildClientCredentials(ctx.client));
+      const { RegistryClient, buildClientCredentials, staticCredentials } = await import('@bkt/registry');
+      this.#client ??= new RegistryClient({ ...this.opts.registry, credentials: staticCredentials({}) });
+      view = this.#views.get(ctx.client) ?? this.#client.withCredentials(buildClientCredentials(ctx.client));
       this.#views.set(ctx.client, view);
     }
     return view;
@@ -220,7 +220,7 @@ export class ImageSource implements Source, ImageConfigResolver {
       if (record) return resolvePlatformImage(record.target, platform, contentBlobs(name), ctx, name);
     }
     const repo = repositoryName(r);
-    const registry = this.#registryFor(ctx);
+    const registry = await this.#registryFor(ctx);
     const blobs = registryBlobs(registry, repo);
     let root: Descriptor | undefined;
     if (r.digest && mode !== 'pull' && (await ctx.content.has(r.digest))) {

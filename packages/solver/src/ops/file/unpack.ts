@@ -20,7 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { BktError } from '@bkt/core';
 import { resolveInRoot } from '@bkt/fsutil';
-import tar, { type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
 import { copySpecial, lstatOrNull, mkdirAllInRoot } from './fsops.js';
 import type { Owner } from './owner.js';
 
@@ -152,6 +152,8 @@ interface DirTimes {
 }
 
 async function extract(input: Readable, destDir: string, archiveName: string, signal?: AbortSignal): Promise<void> {
+  // tar-stream (and the streams it is built on) loads only when an archive is unpacked.
+  const { default: tar } = await import('tar-stream');
   const ex = tar.extract();
   const dirs: DirTimes[] = [];
   const breakout = (what: string) =>
