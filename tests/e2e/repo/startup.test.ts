@@ -2,9 +2,10 @@
  * What the built `bkt` loads (issue 14's start-up): `--version` loads nothing
  * but its entry; a config build of examples/hello (cold and warm) never
  * imports the Dockerfile frontend, the gateway frontend and grpc-js, the
- * image exporters or the registry cache backends — they load when a build
- * first uses them (packages/cli/src/lazy-plugins.ts); a Dockerfile build does
- * load the Dockerfile frontend. Every module URL the process resolves is
+ * image exporters, the registry cache backends (they load when a build first
+ * uses them: packages/cli/src/lazy-plugins.ts), the registry client (the
+ * image source's first pull or lookup) or tar-stream (an archive to unpack
+ * or a tar to write); a Dockerfile build does load the Dockerfile frontend. Every module URL the process resolves is
  * recorded by an ESM resolve hook; a chunk of the bundled executable
  * (`dist-bin/`) stands for the sources esbuild's metafile says it holds.
  */
@@ -74,6 +75,9 @@ const LAZY = [
   // The cache backends (and localCacheDirName) load for a cache flag only; exporter-local's tar writer for a tar export only.
   /\/cache-registry\//,
   /\/exporter-local\/(dist\/write-tar|node_modules\/tar-stream)/,
+  // The registry client loads for a pull or lookup only, tar-stream (the solver's) to unpack an archive only.
+  /\/registry\/dist\//,
+  /\/tar-stream\//,
 ];
 
 describe('bkt start-up', () => {
@@ -84,7 +88,7 @@ describe('bkt start-up', () => {
     expect(r.modules.map((u) => u.slice(u.indexOf('/packages/')))).toEqual(['/packages/cli/bin/bkt.js', '/packages/cli/dist-bin/bkt.js']);
   });
 
-  it('a config build of examples/hello, cold and warm, loads no Dockerfile or gateway frontend, grpc-js, image exporter, cache backend or tar writer', async () => {
+  it('a config build of examples/hello, cold and warm, loads no Dockerfile or gateway frontend, grpc-js, image exporter, cache backend, tar writer, registry client or tar-stream', async () => {
     const project = join(work, 'hello');
     await cp(join(REPO, 'examples/hello'), project, { recursive: true, filter: (src) => !src.includes('/out') });
     for (const phase of ['cold', 'warm']) {
