@@ -44,7 +44,7 @@ export interface PreparedMounts {
 export interface MountContext {
   ctx: BuildContext;
   inputs: OpInput[];
-  /** A scratch directory for this run (secrets tmpfs, ssh sockets, empty dirs); removed by release. */
+  /** A scratch directory for this run (secrets tmpfs, ssh sockets, empty dirs), made when first needed; removed by release. */
   runDir: string;
   /** Describes cache mounts in `bkt du`. */
   commandLine: string;
@@ -66,13 +66,22 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
     }
   };
   try {
-    await mkdir(mc.runDir, { recursive: true, mode: 0o700 });
+    // The scratch dir is made on first need (most steps need none); removed last, when it was.
+    let runDirMade = false;
+    const runDir = async (): Promise<string> => {
+      if (!runDirMade) {
+        await mkdir(mc.runDir, { recursive: true, mode: 0o700 });
+        runDirMade = true;
+      }
+      return mc.runDir;
+    };
     cleanups.push(async () => {
+      if (!runDirMade) return;
       // What is still mounted under the scratch dir (a cache directory) must not be emptied with it.
       for (const point of await mountsUnder(await realpath(mc.runDir).catch(() => mc.runDir))) await unmount(point);
       await rm(mc.runDir, { recursive: true, force: true });
     });
-    const secrets = new SecretFiles(join(mc.runDir, 'secrets'), cleanups);
+    const secrets = new SecretFiles(async () => join(await runDir(), 'secrets'), cleanups);
     const result: PreparedMounts = {
       rootfs: '',
       readonlyRootfs: false,
@@ -106,7 +115,7 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
           const input = inputSnapshot(mc.inputs, m.input, where);
           let source: string;
           if (m.readonly) {
-            source = input ? await mountReadonly(input, cleanups) : await emptyDir(mc.runDir, index);
+            source = input ? await mountReadonly(input, cleanups) : await emptyDir(await runDir(), index);
           } else {
             const defer = mc.deferRoot === true && m.dest === '/' && (!m.selector || m.selector === '/');
             const mutable = await mc.ctx.snapshotter.prepare(input, { description: `exec ${mc.commandLine} ${m.dest}`, ...(defer ? { deferMount: true } : {}) });
@@ -159,7 +168,7 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
           });
           cleanups.push(() => held.release());
           // With a from= input, source= chose what seeded the cache; without one, it is a directory of the cache.
-          const source = !input && isSubdirectory(m.selector) ? await mountCacheSubdir(held.path, m, join(mc.runDir, `cache-${index}`), cleanups) : held.path;
+          const source = !input && isSubdirectory(m.selector) ? await mountCacheSubdir(held.path, m, join(await runDir(), `cache-${index}`), cleanups) : held.path;
           result.mounts.push({ type: 'bind', source, dest: m.dest, readonly: m.readonly });
           break;
         }
@@ -189,7 +198,7 @@ export async function prepareMounts(exec: pb.ExecOp, mc: MountContext): Promise<
               attribute: 'ssh',
             });
           }
-          const socket = await forwardAgent(agent, join(mc.runDir, 'ssh'), index, opt, cleanups, (err) =>
+          const socket = await forwardAgent(agent, join(await runDir(), 'ssh'), index, opt, cleanups, (err) =>
             mc.ctx.progress.warn(`ssh agent forwarding for ${m.dest} failed: ${err.message}`),
           );
           result.mounts.push({ type: 'bind', source: socket, dest: m.dest, readonly: false });
@@ -298,21 +307,23 @@ function sharingOf(s: pb.CacheSharingOpt | undefined): CacheSharing {
 
 /** Secret files on a tmpfs mounted on first use: their bytes never touch a disk or a snapshot. */
 class SecretFiles {
-  #mounted = false;
+  #dir: string | undefined;
   #n = 0;
   constructor(
-    readonly dir: string,
+    /** Where the tmpfs goes (its parent made on the call). */
+    readonly dirOf: () => Promise<string>,
     readonly cleanups: (() => Promise<void>)[],
   ) {}
 
   async write(value: Uint8Array, uid: number, gid: number, mode: number): Promise<string> {
-    if (!this.#mounted) {
-      await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      await mountTmpfs(this.dir, { mode: 0o700, sizeBytes: 64 * 1024 * 1024 });
-      this.#mounted = true;
-      this.cleanups.push(() => unmount(this.dir));
+    if (!this.#dir) {
+      const dir = await this.dirOf();
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await mountTmpfs(dir, { mode: 0o700, sizeBytes: 64 * 1024 * 1024 });
+      this.#dir = dir;
+      this.cleanups.push(() => unmount(dir));
     }
-    const file = join(this.dir, `secret-${++this.#n}`);
+    const file = join(this.#dir, `secret-${++this.#n}`);
     await writeFile(file, value, { mode: 0o600 });
     await chown(file, uid, gid);
     await chmod(file, mode & 0o7777);

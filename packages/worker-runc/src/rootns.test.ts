@@ -5,6 +5,7 @@
  * when the step is cancelled or the worker is SIGKILLed.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as pb from '@bkt/api/pb';
@@ -13,6 +14,7 @@ import { openHarness, runStep, type Harness } from './harness.test-util.js';
 import { isAlive } from './sys.js';
 import runcWorker from './index.js';
 import type { ExecOpExecutor } from './execop.js';
+import { RootNamespace } from './rootns.js';
 
 const DIST = resolve(import.meta.dirname, '../dist/index.js');
 let h: Harness;
@@ -116,6 +118,26 @@ describe('exec op: the root mounted in the container\'s mount namespace', () => 
     expect((await runStep(fresh, 'echo after')).stdout).toBe('after\n');
   }, 20_000);
 
+  it('a step whose mounts need no scratch dir makes none', async () => {
+    const scratch = join(h.root, 'runc', 'mounts');
+    const seen = new Set<string>();
+    let done = false;
+    const watching = (async () => {
+      while (!done) {
+        for (const name of existsSync(scratch) ? readdirSync(scratch) : []) seen.add(name);
+        await sleep(10);
+      }
+    })();
+    try {
+      const r = await runStep(h, 'echo ran; sleep 0.3', { mounts: [{ dest: '/run/extra', mountType: pb.MountType.TMPFS }] });
+      expect(r.stdout).toBe('ran\n');
+    } finally {
+      done = true;
+      await watching;
+    }
+    expect([...seen]).toEqual([]);
+  }, 20_000);
+
   it('a cancelled step leaves no mount, no container and no process holding the root', async () => {
     const ac = new AbortController();
     const step = runStep(h, 'echo up; sleep 100', { signal: ac.signal });
@@ -136,6 +158,40 @@ describe('exec op: the root mounted in the container\'s mount namespace', () => 
     await expect(step).rejects.toMatchObject({ code: 'CANCELLED' });
     expect(mountsUnder(h.root)).toEqual([]);
     expect(holders()).toEqual([]);
+  }, 20_000);
+});
+
+describe('RootNamespace', () => {
+  const target = () => {
+    const dir = join(h.dir, `ns-target-${Math.random().toString(36).slice(2)}`);
+    mkdirSync(dir);
+    return dir;
+  };
+  const tmpfs = { type: 'tmpfs', source: 'tmpfs', options: 'size=1m' };
+
+  it('exits with its command unless asked to keep the root: the mount goes with it', async () => {
+    const dir = target();
+    const ns = RootNamespace.spawn();
+    await ns.mount(tmpfs, dir, '/bin/sh', ['-c', `echo made > ${dir}/file`], 'a test');
+    ns.start();
+    expect(await ns.exited).toBe(0);
+    // Gone without close(): nothing holds the mount any longer.
+    const exit = ns.child.exitCode !== null ? ns.child.exitCode : (await once(ns.child, 'exit'))[0];
+    expect(exit).toBe(0);
+    await ns.close();
+  }, 20_000);
+
+  it('with keepRoot, the root stays mounted and readable after the command until close()', async () => {
+    const dir = target();
+    const ns = RootNamespace.spawn();
+    await ns.mount(tmpfs, dir, '/bin/sh', ['-c', `echo made > ${dir}/file; exit 3`], 'a test');
+    ns.start({ keepRoot: true });
+    expect(await ns.exited).toBe(3);
+    await sleep(200);
+    expect(ns.child.exitCode).toBe(null);
+    expect(readFileSync(join(ns.root, 'file'), 'utf8')).toBe('made\n');
+    await ns.close();
+    expect(ns.child.exitCode).toBe(3);
   }, 20_000);
 });
 

@@ -8,14 +8,14 @@
  * The process is `unshare --mount --propagation private` executing a small
  * shell script (`ROOT_SCRIPT`): it reads the mount and the command from fd 4,
  * mounts the root on the (empty) host directory `target`, reports `ready` on
- * fd 3 and waits for `go` on fd 4, runs the command (fds 3 and 4 closed),
- * reports `exit <code>` on fd 3, and waits for fd 4 to close before it exits
- * itself. Meanwhile this process sees the mounted root at
+ * fd 3 and waits for `go` (or `go keep`) on fd 4, runs the command (fds 3
+ * and 4 closed), reports `exit <code>` on fd 3, and exits — with `go keep`,
+ * only once fd 4 has closed. Meanwhile this process sees the mounted root at
  * `/proc/<pid>/root<target>`: it reads and writes the root there before the
  * command starts (the user's databases, the working directory, mount stubs)
- * and after it has exited (removing the stubs), while the mount still
- * exists. Fd 4 closing early (this process gone, or an abort) makes the
- * script exit without running the command.
+ * and, when it kept the root, after it has exited (removing the stubs),
+ * while the mount still exists. Fd 4 closing early (this process gone, or an
+ * abort) makes the script exit without running the command.
  *
  * The namespace is a private copy of the host's mounts at the moment the
  * process starts: a process spawned ahead of need (a spare, so that a step
@@ -39,14 +39,14 @@ while [ "$#" -lt "$argc" ]; do
   IFS= read -r arg <&4 || exit 1
   set -- "$@" "$arg"
 done
-mount -t "$type" -o "$options" "$source" "$target" || exit 1
+LC_ALL=C mount -n -t "$type" -o "$options" "$source" "$target" || exit 1
 echo ready >&3
 IFS= read -r go <&4 || exit 1
-[ "$go" = go ] || exit 1
+case $go in go | 'go keep') ;; *) exit 1 ;; esac
 "$@" 3>&- 4<&-
 rc=$?
 echo "exit $rc" >&3
-read -r _ <&4
+[ "$go" = go ] || read -r _ <&4
 exit $rc
 `;
 
@@ -176,11 +176,16 @@ export class RootNamespace {
     this.#exited.catch(() => {});
   }
 
-  /** Runs the command. */
-  start(): void {
+  /**
+   * Runs the command. With `keepRoot` the root stays mounted (and `root`
+   * readable) after the command has exited, until `close()`; without, the
+   * process exits with the command, and its namespace and the mount end
+   * then.
+   */
+  start(opts: { keepRoot?: boolean } = {}): void {
     if (this.#started || !this.#root) return;
     this.#started = true;
-    this.#control.write('go\n');
+    this.#control.write(opts.keepRoot ? 'go keep\n' : 'go\n');
   }
 
   /**

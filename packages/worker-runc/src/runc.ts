@@ -15,8 +15,8 @@
  * left behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BktError } from '@bkt/core';
 import type { ContainerSpec, Executor, ProcessControl, ProcessIO, ProcessSpec, RunIO } from './executor.js';
@@ -172,13 +172,30 @@ export class RuncExecutor implements Executor {
     let afterRun: (() => void) | void = undefined;
     const log = join(bundle, 'runc.log');
     const runcArgs = ['--root', this.runcRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, '--no-new-keyring', spec.id];
+    // The bundle's few small files are made with synchronous calls: each is a moment's work, and a step waits for all.
     try {
-      await mkdir(bundle, { recursive: true });
+      mkdirSync(bundle, { recursive: true });
       cleanups.push(() => rm(bundle, { recursive: true, force: true }));
       if (spec.sensitive) {
         await mountTmpfs(bundle, { mode: 0o700, sizeBytes: 16 * 1024 * 1024 });
         cleanups.push(() => unmount(bundle));
       }
+      const hostname = spec.hostname || DEFAULT_HOSTNAME;
+      const hosts = join(bundle, 'hosts');
+      const resolvConf = join(bundle, 'resolv.conf');
+      const hostsText = hostsFile(hostname, spec.extraHosts ?? []);
+      // The network and the bundle's /etc files are made while the root is being mounted (they do not depend on it).
+      const opening = this.#network.open(spec.network);
+      // Stopping the namespace's helpers need not delay the step's result; close() waits for it.
+      cleanups.push(async () => {
+        const opened = await opening.catch(() => undefined);
+        if (opened) this.#background(opened.release());
+      });
+      const etcWritten = opening.then((opened) => {
+        writeFileSync(hosts, hostsText);
+        writeFileSync(resolvConf, opened.resolvConf);
+      });
+      etcWritten.catch(() => undefined);
       // Mounted after the bundle's tmpfs, which the namespace must see; runc runs there once the bundle is written.
       if (spec.rootfsMount) {
         ns = this.#rootNamespace(spec, !!io.stdin);
@@ -190,15 +207,8 @@ export class RuncExecutor implements Executor {
       const user = resolveUser(root, spec.process.user ?? '');
       const cwd = spec.process.cwd || '/';
       if (!spec.readonlyRootfs) makeWorkdir(root, cwd, user);
-
-      const net = await this.#network.open(spec.network);
-      // Stopping the namespace's helpers need not delay the step's result; close() waits for it.
-      cleanups.push(async () => void this.#background(net.release()));
-      const hostname = spec.hostname || DEFAULT_HOSTNAME;
-      const hosts = join(bundle, 'hosts');
-      const resolvConf = join(bundle, 'resolv.conf');
-      await writeFile(hosts, hostsFile(hostname, spec.extraHosts ?? []));
-      await writeFile(resolvConf, net.resolvConf);
+      const net = await opening;
+      await etcWritten;
       const oci = buildSpec({
         rootfs: spec.rootfs,
         readonlyRootfs: spec.readonlyRootfs,
@@ -216,7 +226,7 @@ export class RuncExecutor implements Executor {
         pidsLimit: this.#pidsLimit,
         terminal: spec.process.tty,
       });
-      await writeFile(join(bundle, 'config.json'), JSON.stringify(oci), { mode: 0o600 });
+      writeFileSync(join(bundle, 'config.json'), JSON.stringify(oci), { mode: 0o600 });
       if (io.signal?.aborted) throw cancelled(spec.id);
 
       this.#watchdog.ensureRunning();
@@ -224,7 +234,8 @@ export class RuncExecutor implements Executor {
       let child: ChildProcess;
       if (ns) {
         child = ns.child;
-        ns.start();
+        // The root stays mounted after the command only when something is to be done in it then.
+        ns.start({ keepRoot: afterRun !== undefined });
         // While this one runs: the next step's need not wait for a process to start.
         this.#spawnSpareRoot();
       } else {
@@ -256,14 +267,19 @@ export class RuncExecutor implements Executor {
       } catch {
         // As the other cleanups: best effort.
       }
-      await ns?.close();
-      for (const cleanup of cleanups.reverse()) {
-        try {
-          await cleanup();
-        } catch {
-          // Best effort: one failed cleanup must not keep the others from running.
-        }
-      }
+      // The root's namespace ends (its unmount syncs the upper's filesystem) while the rest is cleaned up.
+      await Promise.all([
+        ns?.close(),
+        (async () => {
+          for (const cleanup of cleanups.reverse()) {
+            try {
+              await cleanup();
+            } catch {
+              // Best effort: one failed cleanup must not keep the others from running.
+            }
+          }
+        })(),
+      ]);
     }
   }
 

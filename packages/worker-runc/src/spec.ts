@@ -219,10 +219,23 @@ function rlimits(ulimits: Ulimit[]): { type: string; soft: number; hard: number 
 /** CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET. */
 const CLONE_NAMESPACE_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000];
 
+/**
+ * The syscall conventions a process can use on this kernel (as Docker's
+ * profile lists them): a syscall is checked against its own architecture's
+ * numbers, and no other architecture's can occur here — naming them only
+ * makes the filter runc compiles for every container longer (emulated
+ * binaries run under a native qemu-user process).
+ */
+function seccompArchitectures(): string[] {
+  if (process.arch === 'x64') return ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'];
+  if (process.arch === 'arm64') return ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'];
+  return ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32', 'SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'];
+}
+
 function seccompProfile(): Record<string, unknown> {
   return {
     defaultAction: 'SCMP_ACT_ALLOW',
-    architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32', 'SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'],
+    architectures: seccompArchitectures(),
     syscalls: [
       { names: DENIED_SYSCALLS, action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
       // clone() creating namespaces is refused one flag at a time (rules on one syscall are OR-ed).

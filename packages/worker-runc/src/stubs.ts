@@ -17,8 +17,11 @@ import { lstatSync, readdirSync, rmSync, rmdirSync, statSync, utimesSync } from 
 import { dirname, join, relative, sep } from 'node:path';
 import { rootPath } from './rootpath.js';
 
-/** Records the missing mount points under `rootfs` now; the returned function removes their stubs. */
-export function recordMountStubs(rootfs: string, dests: string[], recursive: boolean): () => void {
+/**
+ * Records the missing mount points under `rootfs` now; the returned function
+ * removes their stubs. Undefined when none is missing: nothing to remove.
+ */
+export function recordMountStubs(rootfs: string, dests: string[], recursive: boolean): (() => void) | undefined {
   const paths: string[] = [];
   for (const dest of ['/etc/resolv.conf', '/etc/hosts', ...dests]) {
     if (dest === '/' || dest === '') continue;
@@ -29,6 +32,7 @@ export function recordMountStubs(rootfs: string, dests: string[], recursive: boo
       p = dirname(p);
     }
   }
+  if (paths.length === 0) return undefined;
   return () => {
     for (const p of paths) {
       if (!parentsAreDirectories(rootfs, p)) continue;
