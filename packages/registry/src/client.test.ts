@@ -11,7 +11,8 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { isBktError } from '@bkt/core';
 import { startRegistry, type RegistryServer } from './testing/registry-server.js';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RegistryClient, referrersTag, type BlobSink } from './client.js';
@@ -145,6 +146,26 @@ describe('blobs', () => {
       expect((await collect(client.blobStream(`${registry.host}/blobs/chunked`, desc))).equals(data)).toBe(true);
     } finally {
       await proxy.close();
+    }
+  });
+
+  it('uploads a file stream body as it is, and a stream that fails fails the upload', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bkt-stream-body-'));
+    try {
+      const { data, desc } = blob(300_000);
+      const file = join(dir, 'blob');
+      await writeFile(file, data);
+      const body = { size: data.length, open: () => createReadStream(file, { highWaterMark: 64 * 1024 }) };
+      expect(await client.pushBlob(`${registry.host}/blobs/file-stream`, desc, body)).toBe('uploaded');
+      expect((await collect(client.blobStream(`${registry.host}/blobs/file-stream`, desc))).equals(data)).toBe(true);
+
+      const other = blob(300_000);
+      const gone = { size: other.data.length, open: () => createReadStream(join(dir, 'missing')) };
+      const err = await rejection(client.pushBlob(`${registry.host}/blobs/file-stream-gone`, other.desc, gone));
+      expect(err.message).toContain('ENOENT');
+      expect(await client.headBlob(`${registry.host}/blobs/file-stream-gone`, other.desc.digest)).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -108,7 +108,9 @@ export class Transport {
         request.on('error', reject);
         request.end(req.body);
       } else {
-        const source = Readable.from(req.body.open());
+        // A body that is already a stream is piped as it is (no async-iterator wrapper per chunk).
+        const opened = req.body.open();
+        const source = opened instanceof Readable ? opened : Readable.from(opened);
         source.on('error', (err) => request.destroy(err));
         request.on('error', (err) => {
           source.destroy();

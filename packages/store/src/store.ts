@@ -237,8 +237,9 @@ export class Store {
    */
   async close(): Promise<void> {
     const mine = this.snapshotter.mountsDir;
-    for (const m of await mountsUnder(mine)) await unmount(m);
-    const left = await mountsUnder(mine);
+    const mounted = await mountsUnder(mine);
+    for (const m of mounted) await unmount(m);
+    const left = mounted.length > 0 ? await mountsUnder(mine) : [];
     if (left.length === 0) await rm(mine, { recursive: true, force: true });
     this.db.endSession(this.session);
     this.endSession();
