@@ -1,8 +1,18 @@
 import { createReadStream, type Stats } from 'node:fs';
-import { lstat, mkdir, readlink, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BktError, type Attrs, type BuildResult, type Exporter, type FileStat, type Mounted, type OutputDir, type Snapshot } from '@bkt/core';
-import { inodeKey, walkSorted } from './tree.js';
+import {
+  BktError,
+  type Attrs,
+  type BuildContext,
+  type BuildResult,
+  type Exporter,
+  type FileStat,
+  type Mounted,
+  type OutputDir,
+  type Snapshot,
+} from '@bkt/core';
+import { compareBytes, inodeKey, walkSorted, type TreeEntry } from './tree.js';
 
 interface ParsedAttrs {
   dest: string;
@@ -107,6 +117,10 @@ export function createLocalExporter(): Exporter {
         async export(result, ctx) {
           const out = await ctx.client.openDir(dest, { what: 'local exporter' });
           const trees = resultTrees(result, platformSplit);
+          if (await sendLayersDirectly(trees, out, ctx)) {
+            await out.commit();
+            return {};
+          }
           await withScratchDir(ctx.root, async (scratch) => {
             const { mounts, release } = await mountAll(trees, scratch);
             try {
@@ -129,11 +143,106 @@ export function createLocalExporter(): Exporter {
  * within the tree are sent as links to the first path of their inode.
  */
 async function sendTree(root: string, prefix: string, out: OutputDir, signal: AbortSignal): Promise<void> {
+  await sendEntries(walkSorted(root), root, prefix, out, signal);
+}
+
+/**
+ * The layer directories of `snapshot`, top-most first, when its tree is
+ * exactly their union read as they are, so that no overlay mount is needed;
+ * undefined otherwise (a single layer, which the store shows without a mount
+ * itself, or layers whose top-level names meet).
+ *
+ * Why the union is the tree: when no two layers hold the same name at their
+ * root, every path below the root exists in exactly one layer, so overlayfs
+ * resolves it in that layer alone (its attributes, content and directory
+ * listing are that layer's; an opaque directory hides nothing, as nothing
+ * below shares its path). What overlayfs would otherwise take from another
+ * layer always puts a path in two layers: a whiteout or an opaque directory
+ * hiding something below, a renamed directory's redirect (a whiteout is left
+ * at its old path), a metadata-only copy-up. A whiteout found while sending
+ * (one hiding nothing, which overlayfs would not show either) ends the
+ * direct read: `sendLayersDirectly` then leaves the export to the mount.
+ */
+async function disjointLayers(snapshot: Snapshot, ctx: BuildContext): Promise<string[] | undefined> {
+  if (!snapshot.parent) return undefined;
+  const chain: Snapshot[] = [snapshot];
+  for (let s = snapshot; s.parent; ) {
+    // A chain longer than any overlay mount the store makes is not one to read here.
+    if (chain.length >= 128) return undefined;
+    s = await ctx.snapshotter.get(s.parent);
+    chain.push(s);
+  }
+  const seen = new Set<string>();
+  const dirs: string[] = [];
+  for (const s of chain) {
+    await s.materialize?.();
+    const dir = s.layerPath();
+    for (const name of await readdir(dir)) {
+      if (seen.has(name)) return undefined;
+      seen.add(name);
+    }
+    dirs.push(dir);
+  }
+  return dirs;
+}
+
+/** Thrown when a direct read of layers meets a whiteout: the export goes through a mount instead. */
+class WhiteoutMet extends Error {}
+
+function isWhiteout(st: Stats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0;
+}
+
+/** The entries of the union of disjoint `layers` (see `disjointLayers`), in `walkSorted`'s order. */
+async function* walkLayers(layers: string[]): AsyncGenerator<TreeEntry> {
+  const top: { name: string; layer: string }[] = [];
+  for (const layer of layers) for (const name of await readdir(layer)) top.push({ name, layer });
+  top.sort((a, b) => compareBytes(a.name, b.name));
+  for (const { name, layer } of top) {
+    const abs = join(layer, name);
+    const stat = await lstat(abs);
+    yield { rel: name, abs, stat };
+    if (stat.isDirectory()) yield* walkSorted(layer, name);
+  }
+}
+
+/**
+ * Sends each tree whose snapshot is a chain of disjoint layers straight from
+ * its layer directories, without mounting it; false (nothing sent) when a
+ * tree is not one, or when a whiteout turned up: the caller then exports
+ * through mounts, sending every entry again (each replaces what was sent).
+ */
+async function sendLayersDirectly(trees: { snapshot: Snapshot | null; prefix: string }[], out: OutputDir, ctx: BuildContext): Promise<boolean> {
+  const direct: { layers: string[]; prefix: string }[] = [];
+  for (const tree of trees) {
+    const layers = tree.snapshot ? await disjointLayers(tree.snapshot, ctx) : undefined;
+    if (!layers) return false;
+    direct.push({ layers, prefix: tree.prefix });
+  }
+  try {
+    // The root's metadata, as overlayfs shows it: the top-most layer's.
+    for (const d of direct) await sendEntries(walkLayers(d.layers), d.layers[0]!, d.prefix.replace(/\/$/, ''), out, ctx.signal, true);
+  } catch (err) {
+    if (err instanceof WhiteoutMet) return false;
+    throw err;
+  }
+  return true;
+}
+
+async function sendEntries(
+  entries: AsyncIterable<TreeEntry>,
+  root: string,
+  prefix: string,
+  out: OutputDir,
+  signal: AbortSignal,
+  refuseWhiteouts = false,
+): Promise<void> {
   const at = (rel: string) => (prefix ? `${prefix}/${rel}` : rel);
   if (prefix) await out.write(statOf(prefix, await lstat(root)));
   const firstOfInode = new Map<string, string>();
-  for await (const e of walkSorted(root)) {
+  for await (const e of entries) {
     signal.throwIfAborted();
+    if (refuseWhiteouts && isWhiteout(e.stat)) throw new WhiteoutMet();
     const st = e.stat;
     const entry = statOf(at(e.rel), st);
     if (st.isSymbolicLink()) entry.linkname = await readlink(e.abs);
