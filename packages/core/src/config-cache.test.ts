@@ -127,6 +127,21 @@ describe('the compiled-config cache', () => {
     expect((await loadConfig(dir)).root).toBe('/srv/1');
   });
 
+  it('keeps at most 256 entries: writing one past that removes the older half', async () => {
+    mkdirSync(entriesDir(), { recursive: true, mode: 0o700 });
+    for (let i = 0; i < 256; i++) {
+      writeFileSync(path.join(entriesDir(), `old-${i}.json`), '{}');
+      utimesSync(path.join(entriesDir(), `old-${i}.json`), 1000 + i, 1000 + i);
+    }
+    const dir = project({ 'bkt.config.ts': CONFIG, ...dependency('1') });
+    await loadConfig(dir);
+    const left = entries();
+    expect(left).toHaveLength(128);
+    expect(left.filter((n) => !n.startsWith('old-'))).toHaveLength(1);
+    expect(left).not.toContain('old-0.json');
+    expect(left).toContain('old-255.json');
+  });
+
   it('reports an error thrown by a cached config at its file:line', async () => {
     const dir = project({ 'bkt.config.ts': `${CONFIG}if (process.env.BKT_TEST_CONFIG_THROW) throw new Error('thrown for ' + root);\n`, ...dependency('1') });
     await loadConfig(dir);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -27,7 +27,8 @@ import type { Jiti } from 'jiti';
  * before (and writes a new entry).
  *
  * Entries are JSON files under `$XDG_CACHE_HOME/bkt/config` (else
- * `~/.cache/bkt/config`), one per config path, in a directory of mode 0700
+ * `~/.cache/bkt/config`), one per config path (at most 256: writing one past
+ * that removes the older half), in a directory of mode 0700
  * owned by the user: code is run from them, so an entry in a directory or
  * file another user could write is ignored.
  */
@@ -259,9 +260,20 @@ export function rememberCompiledConfig(file: string, loader: Jiti, coreEntry: st
     const tmp = `${target}.${process.pid}.${Date.now()}.tmp`;
     writeFileSync(tmp, JSON.stringify(entry), { mode: 0o600, flag: 'wx' });
     renameSync(tmp, target);
+    trimCache(dir);
   } catch {
     // A cache that cannot be written only means jiti loads the config next time too.
   }
+}
+
+/** Most entries kept: past it, the least recently written half goes (an entry is one config path's; a written entry is a cold load). */
+const MAX_ENTRIES = 256;
+
+function trimCache(dir: string): void {
+  const names = readdirSync(dir).filter((n) => n.endsWith('.json'));
+  if (names.length <= MAX_ENTRIES) return;
+  const byAge = names.map((n) => ({ n, t: statSync(path.join(dir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+  for (const { n } of byAge.slice(0, names.length - MAX_ENTRIES / 2)) rmSync(path.join(dir, n), { force: true });
 }
 
 function recordImport(specifier: string, file: string, loader: Jiti, coreEntry: string): CachedImport | undefined {
