@@ -31,6 +31,7 @@ import {
   type Digest,
   type FailedExec,
   type ImportedCacheRecord,
+  type Mounted,
   type OpEnvelope,
   type OpExecutor,
   type OpKind,
@@ -148,6 +149,12 @@ function importedOverKey(key: string): string {
   return hashKey(['imported-over', key]);
 }
 
+/** A view mounted once for several users of one build (see `Build.#sharedView`). */
+interface SharedView {
+  mounted: Promise<Mounted>;
+  users: number;
+}
+
 function hashKey(parts: unknown): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(parts)).digest('hex')}`;
 }
@@ -180,6 +187,9 @@ export class Build {
   #failedExecsDropped = false;
   /** Vertices whose upstream sources `#markImportedOver` has marked in this build. */
   readonly #markWalked = new Set<Digest>();
+  /** Read-only views shared by content checksums and file ops (see `#sharedView`), by snapshot id. */
+  readonly #views = new Map<string, SharedView>();
+  #viewsClosed = false;
 
   constructor(
     private readonly engine: Engine,
@@ -371,6 +381,62 @@ export class Build {
    */
   importsFrom(loading: Promise<void>): void {
     this.#importsReady = loading.catch((err: Error) => this.fail(err));
+  }
+
+  /**
+   * A read-only view of `snapshot` shared within this build: a content
+   * checksum and the file op reading the same input mount it once (each
+   * mount and unmount is a process). The view stays mounted while any user
+   * holds it and, for the build, until `closeViews()`.
+   */
+  async #sharedView(snapshot: Snapshot): Promise<Mounted> {
+    if (this.#viewsClosed) return snapshot.mount();
+    let view = this.#views.get(snapshot.id);
+    if (!view) {
+      // One reference is the build's own, dropped by closeViews().
+      view = { mounted: snapshot.mount(), users: 1 };
+      const made = view;
+      this.#views.set(snapshot.id, made);
+      made.mounted.catch(() => {
+        if (this.#views.get(snapshot.id) === made) this.#views.delete(snapshot.id);
+      });
+    }
+    view.users++;
+    const held = view;
+    let m: Mounted;
+    try {
+      m = await held.mounted;
+    } catch (err) {
+      held.users--;
+      throw err;
+    }
+    let released = false;
+    return {
+      path: m.path,
+      release: async () => {
+        if (released) return;
+        released = true;
+        await this.#dropView(snapshot.id, held);
+      },
+    };
+  }
+
+  async #dropView(id: string, view: SharedView): Promise<void> {
+    if (--view.users > 0) return;
+    if (this.#views.get(id) === view) this.#views.delete(id);
+    await (await view.mounted).release();
+  }
+
+  /** `snapshot` as a file op's input: its view is the build's shared one. */
+  #withSharedView(snapshot: Snapshot): Snapshot {
+    return { ...snapshot, mount: () => this.#sharedView(snapshot) };
+  }
+
+  /** Drops the build's reference to its shared views: each is unmounted once its last user releases it. */
+  async closeViews(): Promise<void> {
+    this.#viewsClosed = true;
+    const views = [...this.#views];
+    await Promise.all(views.map(([id, view]) => this.#dropView(id, view).catch(() => undefined)));
   }
 
   /** Releases the snapshots the build held in use. */
@@ -590,7 +656,7 @@ export class Build {
 
   async #checksums(snapshot: Snapshot | null, selectors: ContentSelector[]): Promise<string[]> {
     if (!snapshot) return selectors.map(() => 'scratch');
-    const mounted = await snapshot.mount();
+    const mounted = await this.#sharedView(snapshot);
     try {
       const sums: string[] = [];
       // What the snapshot's maker knows of its files is not read again (a local source's synced files).
@@ -810,7 +876,13 @@ export class Build {
   }
 
   async #run(v: Vertex, st: VertexState, k: KeyInfo): Promise<(Snapshot | null)[]> {
-    const inputs = await Promise.all(v.inputs.map(async (inp) => ({ snapshot: (await this.#result(inp.vertex))[inp.index] })));
+    const inputs = await Promise.all(
+      v.inputs.map(async (inp) => {
+        const snapshot = (await this.#result(inp.vertex))[inp.index] ?? null;
+        // A file op reads its inputs through the views their content checksums mounted.
+        return { snapshot: snapshot && v.kind === 'file' ? this.#withSharedView(snapshot) : snapshot };
+      }),
+    );
     if (this.signal.aborted) throw cancelled(this.signal);
     st.reported = true;
     const event: VertexEvent = { ...this.#vertexInfo(v), cached: false, started: new Date() };

@@ -226,6 +226,7 @@ async function solve(engine: Engine, req: SolveRequest): Promise<SolveResponse> 
     // ... or its failure: the failed step's state is kept until the session ends.
     if (req.debug) await runDebugSession(engine, build, req.debug, { error }, req.signal);
   } finally {
+    await build.closeViews();
     build.finish();
     await scope.finish();
     await build.dropFailedExecs();
