@@ -16,14 +16,21 @@
  *    filesystem).
  * 2. 4 independent `sleep 1` steps merged: the build's wall time (aim: < 1.6 s).
  *
+ * `--baseline FILE` (another build of @bkt/worker-runc's dist/index.js,
+ * copied inside packages/worker-runc so that its imports resolve, e.g.
+ * packages/worker-runc/.baseline/index.js built from an earlier commit) adds
+ * its `network: none` row, measured in the same runs, interleaved: an A/B of
+ * a change under the same load. `--only-none` skips the sandbox rows and the
+ * parallel sleeps.
+ *
  * Run by hand as root, after `npm run build` (it imports the packages' dist/):
- *   node bench/exec/run.mjs [--steps 20] [--runs 3]
+ *   node bench/exec/run.mjs [--steps 20] [--runs 3] [--baseline FILE] [--only-none]
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
@@ -49,10 +56,16 @@ const runcWorker = workerPkg.default;
 const { makeBusyboxRootfs } = testkitPkg;
 
 const { values: args } = parseArgs({
-  options: { steps: { type: 'string', default: '20' }, runs: { type: 'string', default: '3' } },
+  options: {
+    steps: { type: 'string', default: '20' },
+    runs: { type: 'string', default: '3' },
+    baseline: { type: 'string' },
+    'only-none': { type: 'boolean', default: false },
+  },
 });
 const STEPS = Number(args.steps);
 const RUNS = Number(args.runs);
+const baselineWorker = args.baseline ? (await import(resolve(args.baseline))).default : undefined;
 
 if (process.getuid?.() !== 0) {
   console.error('bench/exec runs containers: run it as root.');
@@ -112,8 +125,8 @@ function rawRuncOverlay() {
   return (performance.now() - t0) / STEPS;
 }
 
-async function withSolver(fn) {
-  const bkt = await createBkt([localSource(), builtinOpsPlugin(), runcWorker()]);
+async function withSolver(fn, worker = runcWorker) {
+  const bkt = await createBkt([localSource(), builtinOpsPlugin(), worker()]);
   const root = join(dir, `store-${Math.random().toString(36).slice(2)}`);
   const solver = await openSolver({ root, bkt });
   try {
@@ -126,7 +139,7 @@ async function withSolver(fn) {
 }
 
 /** STEPS sequential steps in one build, minus the same build without them (loading the base); ms per step. */
-async function bktSteps(network, salt) {
+async function bktSteps(network, salt, worker) {
   return withSolver(async (solver) => {
     let state = local('base');
     const t0 = performance.now();
@@ -136,7 +149,7 @@ async function bktSteps(network, salt) {
     const t1 = performance.now();
     await solver.solve({ definition: marshalBytes(state), localDirs: { base } });
     return (performance.now() - t1 - Math.min(baseMs, 5)) / STEPS;
-  });
+  }, worker);
 }
 
 /** 4 independent `sleep 1` steps, merged; wall ms. */
@@ -165,27 +178,35 @@ try {
   const rawOverlay = [];
   const sandbox = [];
   const none = [];
+  const baseline = [];
+  const loads = [];
   for (let r = 0; r < RUNS; r++) {
+    loads.push(Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]));
     raw.push(rawRunc());
     rawOverlay.push(rawRuncOverlay());
-    sandbox.push(await bktSteps('sandbox', `s${r}`));
-    none.push(await bktSteps('none', `n${r}`));
+    if (!args['only-none']) sandbox.push(await bktSteps('sandbox', `s${r}`));
+    // Alternating which goes first, so that neither always runs right after the raw runs.
+    const pair = [async () => none.push(await bktSteps('none', `n${r}`)), async () => baselineWorker && baseline.push(await bktSteps('none', `b${r}`, baselineWorker))];
+    for (const run of r % 2 ? pair.reverse() : pair) await run();
   }
   const rawMs = median(raw);
-  console.log(`${STEPS} sequential trivial steps, median of ${RUNS} runs, per step:`);
+  console.log(`${STEPS} sequential trivial steps, median of ${RUNS} runs, per step (1-min load average ${Math.min(...loads)}..${Math.max(...loads)}):`);
   const rawOvMs = median(rawOverlay);
   console.log(`  raw runc run            ${fmt(rawMs)}`);
   console.log(`  raw runc on an overlay  ${fmt(rawOvMs)}`);
   console.log(`  bkt, network none       ${fmt(median(none))}   ratio ${(median(none) / rawMs).toFixed(2)}x (${(median(none) / rawOvMs).toFixed(2)}x the overlay one)`);
-  console.log(`  bkt, network sandbox    ${fmt(median(sandbox))}   ratio ${(median(sandbox) / rawMs).toFixed(2)}x`);
+  if (baselineWorker) console.log(`  baseline, network none  ${fmt(median(baseline))}   ratio ${(median(baseline) / rawMs).toFixed(2)}x (${(median(baseline) / rawOvMs).toFixed(2)}x the overlay one)`);
+  if (!args['only-none']) {
+    console.log(`  bkt, network sandbox    ${fmt(median(sandbox))}   ratio ${(median(sandbox) / rawMs).toFixed(2)}x`);
 
-  const walls = [];
-  for (let r = 0; r < RUNS; r++) walls.push(await parallelSleeps(`w${r}`));
-  const walls4 = [];
-  for (let r = 0; r < RUNS; r++) walls4.push(await parallelSleeps(`x${r}`, 4));
-  console.log(`4 independent \`sleep 1\` steps, wall (median of ${RUNS}):`);
-  console.log(`  default parallelism     ${fmt(median(walls))}`);
-  console.log(`  maxParallelism 4        ${fmt(median(walls4))}`);
+    const walls = [];
+    for (let r = 0; r < RUNS; r++) walls.push(await parallelSleeps(`w${r}`));
+    const walls4 = [];
+    for (let r = 0; r < RUNS; r++) walls4.push(await parallelSleeps(`x${r}`, 4));
+    console.log(`4 independent \`sleep 1\` steps, wall (median of ${RUNS}):`);
+    console.log(`  default parallelism     ${fmt(median(walls))}`);
+    console.log(`  maxParallelism 4        ${fmt(median(walls4))}`);
+  }
 } finally {
   await rm(dir, { recursive: true, force: true });
 }
