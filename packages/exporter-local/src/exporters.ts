@@ -207,21 +207,18 @@ async function* walkLayers(layers: string[]): AsyncGenerator<TreeEntry> {
 }
 
 /**
- * Sends each tree whose snapshot is a chain of disjoint layers straight from
- * its layer directories, without mounting it; false (nothing sent) when a
- * tree is not one, or when a whiteout turned up: the caller then exports
- * through mounts, sending every entry again (each replaces what was sent).
+ * Sends a result of one tree (no platform prefix: the root's own metadata is
+ * not sent) whose snapshot is a chain of disjoint layers straight from its
+ * layer directories, without mounting it; false (nothing sent) when it is
+ * not one, or when a whiteout turned up: the caller then exports through a
+ * mount, sending every entry again (each replaces what was sent).
  */
 async function sendLayersDirectly(trees: { snapshot: Snapshot | null; prefix: string }[], out: OutputDir, ctx: BuildContext): Promise<boolean> {
-  const direct: { layers: string[]; prefix: string }[] = [];
-  for (const tree of trees) {
-    const layers = tree.snapshot ? await disjointLayers(tree.snapshot, ctx) : undefined;
-    if (!layers) return false;
-    direct.push({ layers, prefix: tree.prefix });
-  }
+  if (trees.length !== 1 || trees[0]!.prefix !== '' || !trees[0]!.snapshot) return false;
+  const layers = await disjointLayers(trees[0]!.snapshot, ctx);
+  if (!layers) return false;
   try {
-    // The root's metadata, as overlayfs shows it: the top-most layer's.
-    for (const d of direct) await sendEntries(walkLayers(d.layers), d.layers[0]!, d.prefix.replace(/\/$/, ''), out, ctx.signal, true);
+    await sendEntries(walkLayers(layers), layers[0]!, '', out, ctx.signal, true);
   } catch (err) {
     if (err instanceof WhiteoutMet) return false;
     throw err;
