@@ -98,6 +98,11 @@ try {
   const layout = join(work, 'layout');
   await sh('skopeo', ['copy', '--src-tls-verify=false', `docker://${imageRef}`, `oci:${layout}:v1`]);
   console.log(`Dockerfile with a ${MB} MB RUN layer; medians of ${RUNS} runs (best in parentheses)`);
+  // The timed commands, to profile one by hand (--cpu-prof, strace) while the script runs; ROOT/DEST are fresh per run.
+  console.log(`import: cd ${project} && node ${BKT} build --root ROOT --progress quiet --cache-from type=registry,ref=${cacheRef} .`);
+  console.log(`        skopeo copy --src-tls-verify=false docker://${imageRef} oci:DEST:v1`);
+  console.log(`export: cd ${project} && node ${BKT} build --root ${warm} --progress quiet --cache-to type=registry,ref=REGISTRY/bench/cache:max,mode=max .`);
+  console.log(`        skopeo copy --dest-tls-verify=false oci:${layout}:v1 docker://REGISTRY/bench/peer:v1`);
 
   const bktImport = [];
   const peerImport = [];
