@@ -177,8 +177,12 @@ class FileOpRun {
         return m.path;
       };
       const act = a.action!;
-      // A copy from a committed snapshot into a fresh tree committed right after may take files from its earlier run (reuse.ts).
-      const source = act.$case === 'copy' && !act.value.attemptUnpackDockerCompatibility && this.#mustCommit(idx) && !base.mutable && !secondary.mutable ? secondary.snapshot : null;
+      // A copy from a snapshot whose maker knows its files' digests (a local context) into a fresh tree committed right
+      // after may take files from its earlier run (reuse.ts); copies from other results (stages) are not remembered.
+      const source =
+        act.$case === 'copy' && !act.value.attemptUnpackDockerCompatibility && this.#mustCommit(idx) && !base.mutable && !secondary.mutable && secondary.snapshot?.contentDigests
+          ? secondary.snapshot
+          : null;
       let sourceTree: string | undefined;
       /** Where the tree's own files are written (the overlay upper dir when the target is an overlay), for the links. */
       let writtenDir: string | undefined;

@@ -1,5 +1,6 @@
 /**
- * Incremental copies: a copy action whose op ran before (same vertex, same
+ * Incremental copies: a copy action from a local context (a snapshot whose
+ * maker knows its files' digests) whose op ran before (same vertex, same
  * action, another source content) takes the files it would write
  * identically from that earlier result, as hard links, instead of copying
  * their bytes again.
