@@ -22,6 +22,7 @@ export type { OutputTargetRef } from './daemon/outputs.js';
 export { tunnelOf } from './tunnel.js';
 export type { BytesMessageCall } from './tunnel.js';
 export { SessionCaller } from './grpc/caller.js';
+export { bytesMessageTunnel } from './grpc/bytes-tunnel.js';
 export type { BidiStream, CallOptions, MethodDefinition } from './grpc/caller.js';
 export { CallError, Status } from './grpc/status.js';
 export {

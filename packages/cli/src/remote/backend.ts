@@ -4,23 +4,29 @@ import { createHostClient } from '@bkt/fsutil';
 import type { BuildBackend } from '../backend.js';
 import type { ProjectOptions } from '../project.js';
 import type { DaemonAddress, DaemonFlags } from './address.js';
+import { ControlConnection } from './connection.js';
 import { DaemonClient } from './daemon.js';
 import { remoteSolve } from './solve.js';
 
 export async function openDaemonBackend(address: DaemonAddress, opts: ProjectOptions & DaemonFlags): Promise<BuildBackend> {
   refuseRoot(opts);
-  const daemon = await DaemonClient.connect(address);
+  // Builds go over node:http2 (connection.ts); `--call` needs the gateway's grpc-js stubs: a grpc-js client, made on first use.
+  const daemon = await ControlConnection.connect(address);
+  let callClient: Promise<DaemonClient> | undefined;
   return {
     solve: async ({ outputs, host, build, invoke, ...req }) => {
       if (build) throw new BktError('INTERNAL', "a build function cannot run through a daemon: solve the target's definition (targetSolve)");
       const remote = { ...req, exporters: outputs, client: createHostClient(host), localDirs: host.localDirs ?? {} };
       // A process in the build's result or failed step: through bktd's buildx Controller.
       if (invoke) return (await import('./debug.js')).remoteDebugSolve(address, remote, invoke);
-      return remoteSolve(daemon, remote);
+      return remoteSolve(daemon, remote, () => (callClient ??= DaemonClient.connect(address)));
     },
     // A config target's evaluation (the LLB builder, image configs) is loaded only for one.
     targetSolve: async (name, target, platform, outputs) => ({ definition: await (await import('./target.js')).daemonTargetDefinition(name, target, platform, outputs, daemon.address) }),
-    close: async () => daemon.close(),
+    close: async () => {
+      daemon.close();
+      if (callClient) (await callClient.catch(() => undefined))?.close();
+    },
   };
 }
 

@@ -7,26 +7,16 @@
 import * as grpc from '@grpc/grpc-js';
 import * as control from '@bkt/api/control';
 import type * as gateway from '@bkt/api/gateway';
-import { BktError, type BktErrorCode } from '@bkt/core';
+import { BktError, type BuildClient } from '@bkt/core';
+import { openSession, type OpenSession, type SessionServerOptions } from '@bkt/session';
+import type { BuildConnection } from './connection.js';
 import type { DaemonAddress } from './address.js';
+import { daemonError } from './errors.js';
 
 /** How long connecting to the daemon may take before it counts as unreachable. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
-/** The bkt error code of a gRPC status (the inverse of the daemon's mapping). */
-const CODE_OF: Partial<Record<grpc.status, BktErrorCode>> = {
-  [grpc.status.CANCELLED]: 'CANCELLED',
-  [grpc.status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
-  [grpc.status.NOT_FOUND]: 'NOT_FOUND',
-  [grpc.status.ALREADY_EXISTS]: 'INVALID_ARGUMENT',
-  [grpc.status.PERMISSION_DENIED]: 'PERMISSION_DENIED',
-  [grpc.status.UNAUTHENTICATED]: 'PERMISSION_DENIED',
-  [grpc.status.FAILED_PRECONDITION]: 'CONFIG',
-  [grpc.status.UNIMPLEMENTED]: 'UNIMPLEMENTED',
-  [grpc.status.DEADLINE_EXCEEDED]: 'CANCELLED',
-};
-
-export class DaemonClient {
+export class DaemonClient implements BuildConnection {
   private constructor(
     readonly address: string,
     readonly control: control.ControlClient,
@@ -62,6 +52,11 @@ export class DaemonClient {
   close(): void {
     this.#bridge?.close();
     this.control.close();
+  }
+
+  /** A session serving `client` over Control.Session on this client's channel. */
+  openSession(client: BuildClient, opts: SessionServerOptions): OpenSession {
+    return openSession(this.control, client, opts);
   }
 
   /** Control.Solve; aborting `signal` cancels the call (and so the build). */
@@ -136,10 +131,7 @@ export class DaemonClient {
   error(err: unknown, method: string): unknown {
     const e = err as Partial<grpc.ServiceError>;
     if (typeof e?.code !== 'number') return err;
-    if (e.code === grpc.status.UNAVAILABLE) {
-      return new BktError('INTERNAL', `bktd at ${this.address} went away during ${method}: ${e.details || e.message}`, {}, { cause: err });
-    }
-    return new BktError(CODE_OF[e.code as grpc.status] ?? 'INTERNAL', e.details || `${method} failed (${grpc.status[e.code] ?? e.code})`, {}, { cause: err });
+    return daemonError(this.address, method, e.code, e.details ?? '', err, e.message);
   }
 
   private async *stream<T>(call: grpc.ClientReadableStream<T>, method: string, signal?: AbortSignal): AsyncGenerator<T> {

@@ -12,8 +12,9 @@ import * as control from '@bkt/api/control';
 import type * as gateway from '@bkt/api/gateway';
 import * as pb from '@bkt/api/pb';
 import { BktError, type BuildClient, type OutputSpec, type ProgressEvent } from '@bkt/core';
-import { openSession, progressEvents, type OutputTargets } from '@bkt/session';
+import { progressEvents, type OutputTargets } from '@bkt/session';
 import type { SolveRequest, SolveResponse } from '@bkt/solver';
+import type { BuildConnection } from './connection.js';
 import type { DaemonClient } from './daemon.js';
 
 /** What a solve through the daemon is given: a definition or a frontend, and the build's client. */
@@ -40,13 +41,19 @@ const SOLVER_STEP = /^(\[frontend\] |\[internal\] load build definition$|\[inter
 /** Output types whose result comes back to this machine, and how: a directory, or a file (a tar). */
 const CLIENT_OUTPUTS = new Set(['local', 'tar', 'oci', 'docker']);
 
-export async function remoteSolve(daemon: DaemonClient, req: RemoteSolveRequest): Promise<SolveResponse> {
+/**
+ * A build through the daemon on `connection`; `--call` (a `requestid`
+ * attribute) through the grpc-js client `callClient()` gives, which also
+ * speaks BuildKit's gateway.
+ */
+export async function remoteSolve(connection: BuildConnection, req: RemoteSolveRequest, callClient: () => Promise<DaemonClient>): Promise<SolveResponse> {
   refuseLayoutContexts(req.frontendAttrs ?? {});
-  if (req.frontendAttrs?.requestid) return remoteCall(daemon, req);
+  if (req.frontendAttrs?.requestid) return remoteCall(await callClient(), req);
+  const daemon = connection;
   const signal = req.signal ?? new AbortController().signal;
   const outputs = outputTargets(req.exporters);
   const ref = newRef();
-  const session = openSession(daemon.control, req.client, { outputs, sharedKey: sharedKey(req.localDirs) });
+  const session = daemon.openSession(req.client, { outputs, sharedKey: sharedKey(req.localDirs) });
   const solveRequest = control.SolveRequest.fromPartial({
     Ref: ref,
     Session: session.id,
@@ -95,7 +102,7 @@ const CLIENT_BUILD_WAIT_MS = 10_000;
 async function remoteCall(daemon: DaemonClient, req: RemoteSolveRequest): Promise<SolveResponse> {
   const signal = req.signal ?? new AbortController().signal;
   const ref = newRef();
-  const session = openSession(daemon.control, req.client, { outputs: {}, sharedKey: sharedKey(req.localDirs) });
+  const session = daemon.openSession(req.client, { outputs: {}, sharedKey: sharedKey(req.localDirs) });
   const t0 = performance.now();
   const controller = new AbortController();
   const onAbort = () => controller.abort(signal.reason);
@@ -147,7 +154,7 @@ async function remoteCall(daemon: DaemonClient, req: RemoteSolveRequest): Promis
  * build never showed progress (a request refused before it started), else
  * for what the daemon still sends, at most `drainMs`.
  */
-function followStatus(daemon: DaemonClient, ref: string, onEvent: (e: ProgressEvent) => void) {
+function followStatus(daemon: BuildConnection, ref: string, onEvent: (e: ProgressEvent) => void) {
   const stop = new AbortController();
   let received = false;
   const done = (async () => {

@@ -113,10 +113,15 @@ export function serveSession(client: BuildClient, opts: SessionServerOptions = {
   };
 }
 
-/** What `openSession` needs of a `ControlClient` of `@bkt/api/control`. */
-export interface SessionDialer {
-  session(metadata: Metadata): ClientDuplexStream<{ data: Buffer }, { data: Buffer }>;
-}
+/**
+ * What `openSession` needs to reach the daemon: a `ControlClient` of
+ * `@bkt/api/control` (its `Control.Session` call, tunnelled by `tunnelOf`),
+ * or anything that opens the tunnel itself from the session's headers (a
+ * `SessionCaller` with `bytesMessageTunnel`).
+ */
+export type SessionDialer =
+  | { session(metadata: Metadata): ClientDuplexStream<{ data: Buffer }, { data: Buffer }> }
+  | { sessionTunnel(headers: Record<string, string[]>): Duplex };
 
 export interface OpenSession {
   readonly id: string;
@@ -133,10 +138,17 @@ export interface OpenSession {
  */
 export function openSession(control: SessionDialer, client: BuildClient, opts: SessionServerOptions & { headers?: Readonly<Record<string, string>> } = {}): OpenSession {
   const server = serveSession(client, opts);
-  const metadata = new Metadata();
-  for (const [key, values] of Object.entries(server.metadata(opts.headers))) for (const v of values) metadata.add(key, v);
-  const call = control.session(metadata);
-  const transport = tunnelOf(call as unknown as BytesMessageCall);
+  const headers = server.metadata(opts.headers);
+  let transport: Duplex;
+  let call: ClientDuplexStream<{ data: Buffer }, { data: Buffer }> | undefined;
+  if ('sessionTunnel' in control) {
+    transport = control.sessionTunnel(headers);
+  } else {
+    const metadata = new Metadata();
+    for (const [key, values] of Object.entries(headers)) for (const v of values) metadata.add(key, v);
+    call = control.session(metadata);
+    transport = tunnelOf(call as unknown as BytesMessageCall);
+  }
   const done = new Promise<void>((resolve) => {
     let settled = false;
     const settle = () => {
@@ -146,8 +158,10 @@ export function openSession(control: SessionDialer, client: BuildClient, opts: S
       resolve();
     };
     transport.on('close', settle);
-    call.on('status', settle);
-    call.on('error', settle);
+    // The tunnel's own failure is the call's status: the server's connection ends with it.
+    transport.on('error', () => {});
+    call?.on('status', settle);
+    call?.on('error', settle);
   });
   server.serve(transport);
   return {

@@ -1,0 +1,188 @@
+/**
+ * A tunnel made by a `SessionCaller` (BuildKit's grpchijack, the client's
+ * end): a byte Duplex over a bidirectional call whose messages are
+ * `BytesMessage{data}` in both directions (`Control.Session`). The
+ * messages are framed and coded here, straight on the HTTP/2 stream — the
+ * message has one field, and every byte of a session travels through it.
+ *
+ * Each write of the Duplex (node's HTTP/2 session corks its frames: one
+ * burst) is one message. Ending the writable side half-closes the call;
+ * destroying the Duplex resets the stream (CANCEL). The call's end ends the
+ * readable side; a status other than OK destroys the Duplex with a
+ * `CallError`.
+ */
+import { constants, type ClientHttp2Stream } from 'node:http2';
+import { Duplex } from 'node:stream';
+import type { CallOptions, SessionCaller } from './caller.js';
+import { FrameDecoder } from './framing.js';
+import { CallError, Status } from './status.js';
+
+/** `BytesMessage.data`: field 1, length-delimited. */
+const TAG_DATA = (1 << 3) | 2;
+
+/** One BytesMessage{data} as a gRPC frame. */
+export function bytesMessageFrame(data: Buffer): Buffer {
+  let lenBytes = 0;
+  for (let n = data.length; ; n >>>= 7) {
+    lenBytes++;
+    if (n < 0x80) break;
+  }
+  const body = data.length === 0 ? 0 : 1 + lenBytes + data.length;
+  const frame = Buffer.allocUnsafe(5 + body);
+  frame[0] = 0;
+  frame.writeUInt32BE(body, 1);
+  if (body === 0) return frame;
+  let at = 5;
+  frame[at++] = TAG_DATA;
+  let n = data.length;
+  while (n > 0x7f) {
+    frame[at++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  frame[at++] = n;
+  data.copy(frame, at);
+  return frame;
+}
+
+/**
+ * The `data` of a BytesMessage (a view of `msg`); unknown fields are
+ * skipped, the last `data` wins (as protobuf decoders do). Throws on a
+ * malformed message.
+ */
+export function bytesMessageData(msg: Buffer): Buffer {
+  let data = msg.subarray(0, 0);
+  let at = 0;
+  const varint = (): number => {
+    let value = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (at >= msg.length) throw new Error('a varint runs past the end of the message');
+      const b = msg[at++]!;
+      if (shift < 28) value |= (b & 0x7f) << shift;
+      else value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+      if (shift > 63) throw new Error('a varint longer than ten bytes');
+    }
+  };
+  while (at < msg.length) {
+    const tag = varint();
+    const wire = tag & 7;
+    if (wire === 0) varint();
+    else if (wire === 1) at += 8;
+    else if (wire === 5) at += 4;
+    else if (wire === 2) {
+      const len = varint();
+      if (at + len > msg.length) throw new Error('a field runs past the end of the message');
+      if (tag === TAG_DATA) data = msg.subarray(at, at + len);
+      at += len;
+    } else throw new Error(`wire type ${wire} is not supported`);
+    if (at > msg.length) throw new Error('a field runs past the end of the message');
+  }
+  return data;
+}
+
+/** A Duplex over a new call of `path` (a bidirectional `BytesMessage` method) on `caller`. */
+export function bytesMessageTunnel(caller: SessionCaller, path: string, opts: CallOptions & { maxMessageBytes?: number } = {}): Duplex {
+  const decoder = new FrameDecoder(opts.maxMessageBytes ?? 16 << 20);
+  let stream: ClientHttp2Stream | undefined;
+  let failure: CallError | undefined;
+  const fail = (code: number, details: string) => {
+    failure ??= new CallError(code, details, path);
+    if (!duplex.destroyed) duplex.destroy(failure);
+  };
+  const send = (data: Buffer, callback: (err?: Error | null) => void) => {
+    if (!stream || stream.destroyed || stream.writableEnded) return callback(failure ?? new CallError(Status.CANCELLED, 'the session call is over', path));
+    if (stream.write(bytesMessageFrame(data))) callback();
+    else {
+      const s = stream;
+      const done = () => {
+        s.off('drain', done);
+        s.off('close', done);
+        callback();
+      };
+      s.on('drain', done);
+      s.on('close', done);
+    }
+  };
+  const duplex = new Duplex({
+    read() {
+      if (stream?.isPaused()) stream.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      send(chunk, callback);
+    },
+    writev(chunks, callback) {
+      send(chunks.length === 1 ? (chunks[0]!.chunk as Buffer) : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), callback);
+    },
+    final(callback) {
+      if (stream && !stream.writableEnded && !stream.destroyed) stream.end();
+      callback();
+    },
+    destroy(err, callback) {
+      if (stream && !stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+      callback(err);
+    },
+  });
+  try {
+    opts.signal?.throwIfAborted();
+    stream = caller.open(path, opts);
+  } catch (err) {
+    const e = err instanceof CallError ? err : new CallError(Status.CANCELLED, String((err as Error)?.message ?? err), path);
+    process.nextTick(() => duplex.destroy(e));
+    return duplex;
+  }
+  const s = stream;
+  if (opts.signal) {
+    const onAbort = () => fail(Status.CANCELLED, 'cancelled by the caller');
+    opts.signal.addEventListener('abort', onAbort, { once: true });
+    s.once('close', () => opts.signal!.removeEventListener('abort', onAbort));
+  }
+  const statusFrom = (headers: Record<string, unknown>) => {
+    const code = Number(headers['grpc-status']);
+    if (code === Status.OK) return;
+    const raw = headers['grpc-message'];
+    let details = Array.isArray(raw) ? raw.join(', ') : String(raw ?? '');
+    try {
+      details = decodeURIComponent(details);
+    } catch {
+      // shown as sent
+    }
+    fail(Number.isInteger(code) ? code : Status.UNKNOWN, details);
+  };
+  s.on('response', (headers) => {
+    const httpStatus = Number(headers[':status']);
+    if (httpStatus !== 200) fail(Status.UNKNOWN, `HTTP status ${httpStatus}`);
+    else if (headers['grpc-status'] !== undefined) statusFrom(headers);
+  });
+  s.on('trailers', (headers) => statusFrom(headers));
+  s.on('data', (chunk: Buffer) => {
+    let messages: Buffer[];
+    try {
+      messages = decoder.push(chunk);
+    } catch (err) {
+      fail(Status.INTERNAL, (err as Error).message);
+      return;
+    }
+    let more = true;
+    for (const m of messages) {
+      let data: Buffer;
+      try {
+        data = bytesMessageData(m);
+      } catch (err) {
+        fail(Status.INTERNAL, `cannot decode a session message: ${(err as Error).message}`);
+        return;
+      }
+      if (data.length > 0) more = duplex.push(data);
+    }
+    if (!more) s.pause();
+  });
+  s.on('end', () => {
+    if (!failure) duplex.push(null);
+  });
+  s.on('error', () => {}); // the close handler ends the tunnel
+  s.on('close', () => {
+    if (failure) return;
+    if (!s.readableEnded) fail(s.rstCode === constants.NGHTTP2_CANCEL ? Status.CANCELLED : Status.UNAVAILABLE, s.rstCode ? `the stream was reset (HTTP/2 code ${s.rstCode})` : 'the stream closed without a status');
+    else duplex.push(null);
+  });
+  return duplex;
+}
