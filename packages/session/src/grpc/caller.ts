@@ -1,7 +1,8 @@
 /**
- * The daemon's side of a session: a gRPC client over one HTTP/2 connection
- * carried by a Duplex (the tunnel), as BuildKit's daemon dials the
- * hijacked conn (`session/grpc.go grpcClientConn`: one connection only).
+ * A gRPC client over one HTTP/2 connection carried by a Duplex: the
+ * daemon's side of a session over the tunnel, as BuildKit's daemon dials
+ * the hijacked conn (`session/grpc.go grpcClientConn`: one connection
+ * only), and bkt's CLI's connection to bktd for a build (its socket).
  * Raw `node:http2` plus gRPC's 5-byte framing; unary and bidirectional
  * streaming calls, each with metadata, a deadline and cancellation. A
  * peer breaking HTTP/2 ends the connection at once (`goaway.ts`), its open
