@@ -127,6 +127,15 @@ describe('the compiled-config cache', () => {
     expect((await loadConfig(dir)).root).toBe('/srv/1');
   });
 
+  it('ignores an entry others may write', async () => {
+    const dir = project({ 'bkt.config.ts': CONFIG, ...dependency('1') });
+    await loadConfig(dir);
+    tamper('/from-cache');
+    expect((await loadConfig(dir)).root).toBe('/from-cache');
+    chmodSync(path.join(entriesDir(), entries()[0]), 0o666);
+    expect((await loadConfig(dir)).root).toBe('/srv/1');
+  });
+
   it('keeps at most 256 entries: writing one past that removes the older half', async () => {
     mkdirSync(entriesDir(), { recursive: true, mode: 0o700 });
     for (let i = 0; i < 256; i++) {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -167,8 +167,16 @@ export async function loadCachedConfig(file: string, coreEntry: string | undefin
   let source: string;
   try {
     const p = entryPath(dir, file);
-    if (!existsSync(p) || !ownedPrivately(dir) || !ownedPrivately(p)) return undefined;
-    entry = JSON.parse(readFileSync(p, 'utf8')) as CacheEntry;
+    if (!existsSync(p) || !ownedPrivately(dir)) return undefined;
+    // Read through the descriptor whose owner and mode were checked (no swap between the check and the read).
+    const fd = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const st = fstatSync(fd);
+      if (st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0 || !st.isFile()) return undefined;
+      entry = JSON.parse(readFileSync(fd, 'utf8')) as CacheEntry;
+    } finally {
+      closeSync(fd);
+    }
     source = readFileSync(file, 'utf8');
   } catch {
     return undefined;
