@@ -96,6 +96,34 @@ describe('the compiled-config cache', () => {
     expect((await loadConfig(path.join(dir, 'sub'))).root).toBe('/srv/2');
   });
 
+  it('is not used under other Node flags (execArgv, NODE_OPTIONS) or jiti options (JITI_*)', async () => {
+    const dir = project({ 'bkt.config.ts': CONFIG, ...dependency('1') });
+    const saved = { execArgv: [...process.execArgv], nodeOptions: process.env.NODE_OPTIONS, jiti: process.env.JITI_DEBUG };
+    const changes: Array<() => void> = [
+      () => process.execArgv.push('--conditions=bkt-test'),
+      () => void (process.env.NODE_OPTIONS = `${saved.nodeOptions ?? ''} --conditions=bkt-test`.trim()),
+      () => void (process.env.JITI_DEBUG = '0'),
+    ];
+    try {
+      for (const change of changes) {
+        await loadConfig(dir);
+        tamper('/from-cache');
+        expect((await loadConfig(dir)).root).toBe('/from-cache');
+        change();
+        expect((await loadConfig(dir)).root).toBe('/srv/1');
+        // Written anew under the new flags, and used under them.
+        tamper('/from-cache');
+        expect((await loadConfig(dir)).root).toBe('/from-cache');
+      }
+    } finally {
+      process.execArgv.splice(0, process.execArgv.length, ...saved.execArgv);
+      if (saved.nodeOptions === undefined) delete process.env.NODE_OPTIONS;
+      else process.env.NODE_OPTIONS = saved.nodeOptions;
+      if (saved.jiti === undefined) delete process.env.JITI_DEBUG;
+      else process.env.JITI_DEBUG = saved.jiti;
+    }
+  });
+
   it("is not used when the imported package's package.json changed", async () => {
     const dir = project({ 'bkt.config.ts': CONFIG, ...dependency('1') });
     await loadConfig(dir);

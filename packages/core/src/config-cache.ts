@@ -19,8 +19,10 @@ import type { Jiti } from 'jiti';
  * `@bkt/core` (jiti's alias), or a package of a `node_modules` directory that
  * Node imports natively (`.mjs`, `.cjs`, `.js` of a `"type": "module"`
  * package). An entry is used only while all it was made from is unchanged:
- * the config's bytes (sha256), the Node version, the running `@bkt/core`,
- * the jiti package it was compiled with, and, for each imported package,
+ * the config's bytes (sha256), the Node version, the process's Node flags
+ * (`process.execArgv`, `NODE_OPTIONS`: conditions and loaders change how
+ * imports resolve) and jiti's options (`JITI_*` variables), the running
+ * `@bkt/core`, the jiti package it was compiled with, and, for each imported package,
  * the `node_modules` directories that would resolve it first (still absent),
  * its `package.json` and the project's nearest one (same inode, size, mtime
  * and ctime). Anything else, or any doubt, and jiti loads the config as
@@ -57,6 +59,8 @@ interface FileIdentity {
 interface CacheEntry {
   format: number;
   node: string;
+  /** What else decides how the config compiles and resolves: see `runtimeKey`. */
+  runtime: string;
   file: string;
   sourceSha256: string;
   coreEntry: string;
@@ -71,6 +75,15 @@ interface CacheEntry {
 function cacheDir(): string | undefined {
   const base = process.env.XDG_CACHE_HOME || (homedir() ? path.join(homedir(), '.cache') : '');
   return base && path.isAbsolute(base) ? path.join(base, 'bkt', 'config') : undefined;
+}
+
+/** The Node flags (`execArgv`, `NODE_OPTIONS`) and jiti options (`JITI_*` variables, sorted) of this process, as one string. */
+function runtimeKey(): string {
+  const jiti = Object.keys(process.env)
+    .filter((k) => k.startsWith('JITI_'))
+    .sort()
+    .map((k) => [k, process.env[k]]);
+  return JSON.stringify({ execArgv: process.execArgv, nodeOptions: process.env.NODE_OPTIONS ?? null, jiti });
 }
 
 function entryPath(dir: string, file: string): string {
@@ -184,6 +197,7 @@ export async function loadCachedConfig(file: string, coreEntry: string | undefin
   if (
     entry.format !== FORMAT ||
     entry.node !== process.version ||
+    entry.runtime !== runtimeKey() ||
     entry.file !== file ||
     entry.coreEntry !== coreEntry ||
     entry.sourceSha256 !== sha256(source) ||
@@ -250,6 +264,7 @@ export function rememberCompiledConfig(file: string, loader: Jiti, coreEntry: st
     const entry: CacheEntry = {
       format: FORMAT,
       node: process.version,
+      runtime: runtimeKey(),
       file,
       sourceSha256: sha256(source),
       coreEntry,
