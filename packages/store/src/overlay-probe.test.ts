@@ -1,10 +1,11 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { overlayWorks } from './overlay-probe.js';
-import { mountsUnder } from './sys.js';
+import { mountOf, overlayWorks } from './overlay-probe.js';
+import { mountsUnder, unmount } from './sys.js';
 
 const temps: string[] = [];
 async function temp(prefix: string): Promise<string> {
@@ -54,5 +55,53 @@ describe('overlay probe', () => {
     const root = await temp('bkt-probe-root-');
     expect(await overlayWorks(root, 's1', null)).toBe(true);
     expect(probed(root)).toBe(true);
+  });
+
+  it('probes again on the same device once the mount differs (other options)', async () => {
+    const cache = { dir: join(await temp('bkt-probe-cache-'), 'markers') };
+    const point = await temp('bkt-probe-mnt-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'bkt-probe-test', point]);
+    try {
+      const first = join(point, 'a');
+      await mkdir(first);
+      expect(await overlayWorks(first, 's1', cache)).toBe(true);
+      expect(probed(first)).toBe(true);
+      const dev = (await stat(point)).dev;
+
+      const same = join(point, 'b');
+      await mkdir(same);
+      expect(await overlayWorks(same, 's2', cache)).toBe(true);
+      expect(probed(same)).toBe(false);
+
+      execFileSync('mount', ['-o', 'remount,size=16m', point]);
+      expect((await stat(point)).dev).toBe(dev);
+      const remounted = join(point, 'c');
+      await mkdir(remounted);
+      expect(await overlayWorks(remounted, 's3', cache)).toBe(true);
+      expect(probed(remounted)).toBe(true);
+    } finally {
+      await unmount(point);
+    }
+  });
+});
+
+describe('mountOf', () => {
+  const info = [
+    '22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
+    '30 22 0:30 / /srv rw - tmpfs tmpfs rw,size=10m',
+    '31 30 0:31 /data /srv/my\\040dir ro,nosuid - xfs /dev/sdb1 ro,attr2',
+    '32 30 0:32 / /srv rw master:4 - tmpfs other rw,size=20m',
+    '',
+  ].join('\n');
+
+  it('gives the fields of the deepest mount at or above the path, the last listed of equals', () => {
+    expect(mountOf(info, '/home/x')).toBe('22 0:21 / / rw,relatime ext4 /dev/sda1 rw');
+    expect(mountOf(info, '/srv')).toBe('32 0:32 / /srv rw tmpfs other rw,size=20m');
+    expect(mountOf(info, '/srvx')).toBe('22 0:21 / / rw,relatime ext4 /dev/sda1 rw');
+    expect(mountOf(info, '/srv/my dir/store')).toBe('31 0:31 /data /srv/my\\040dir ro,nosuid xfs /dev/sdb1 ro,attr2');
+  });
+
+  it('is undefined when no mount covers the path', () => {
+    expect(mountOf(info.split('\n').slice(1).join('\n'), '/home/x')).toBeUndefined();
   });
 });

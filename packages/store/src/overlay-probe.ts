@@ -7,7 +7,11 @@
  * filesystem skips the mount (two child processes, and an unmount that syncs
  * the filesystem). The marker's name is a digest of everything the outcome
  * depends on: kernel release, effective uid and capabilities, mount and user
- * namespaces, the root's device and filesystem type. It lives in a directory
+ * namespaces, the root's device and filesystem type, and the mount the root
+ * lies on as /proc/self/mountinfo gives it (mount id, device, root, mount
+ * point, mount options, filesystem type, source, superblock options: a
+ * device number reused by another filesystem, or other options, probe
+ * again). It lives in a directory
  * of the effective user's (`<tmpdir>/bkt-overlay-probe-<euid>`, mode 0700);
  * a marker or directory owned by anyone else, or writable by group or others,
  * is not believed. A failure is never remembered: the next new store probes
@@ -15,7 +19,7 @@
  * means a probe.
  */
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, readFile, readlink, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readlink, realpath, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mountOverlay, unmount } from './sys.js';
@@ -48,10 +52,44 @@ async function markerPath(cache: OverlayProbeCache, root: string): Promise<{ pat
   const status = await readFile('/proc/self/status', 'utf8');
   const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
   if (!capEff) return undefined;
-  const [mntNs, userNs, st, fs] = await Promise.all([readlink('/proc/self/ns/mnt'), readlink('/proc/self/ns/user'), stat(root), statfs(root)]);
-  const key = ['overlay-probe/1', release(), `euid=${process.geteuid!()}`, `cap=${capEff}`, mntNs, userNs, `dev=${st.dev}`, `fstype=${fs.type}`].join('\n');
+  const [mntNs, userNs, st, fs, real, mountinfo] = await Promise.all([
+    readlink('/proc/self/ns/mnt'),
+    readlink('/proc/self/ns/user'),
+    stat(root),
+    statfs(root),
+    realpath(root),
+    readFile('/proc/self/mountinfo', 'utf8'),
+  ]);
+  const mount = mountOf(mountinfo, real);
+  if (!mount) return undefined;
+  const key = ['overlay-probe/2', release(), `euid=${process.geteuid!()}`, `cap=${capEff}`, mntNs, userNs, `dev=${st.dev}`, `fstype=${fs.type}`, `mount=${mount}`].join('\n');
   const name = createHash('sha256').update(key).digest('hex').slice(0, 32);
   return { path: join(cache.dir, name), content: `overlay\n${key}\n` };
+}
+
+/**
+ * The mountinfo line of the mount `path` (a real path) lies on, as the fields
+ * that name the filesystem and how it is mounted: mount id, major:minor,
+ * root, mount point, mount options, filesystem type, source, superblock
+ * options (not the parent id or propagation fields). The mount is the one
+ * with the longest mount point at or above `path`, the last listed of equals
+ * (it covers the others); undefined when none is.
+ */
+export function mountOf(mountinfo: string, path: string): string | undefined {
+  let found: { point: string; fields: string[] } | undefined;
+  for (const line of mountinfo.split('\n')) {
+    const fields = line.split(' ');
+    const dash = fields.indexOf('-', 6);
+    if (dash < 0 || fields.length < dash + 4) continue;
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    const point = fields[4].replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+    const covers = point === '/' || path === point || path.startsWith(`${point}/`);
+    if (covers && (!found || point.length >= found.point.length)) found = { point, fields };
+  }
+  if (!found) return undefined;
+  const f = found.fields;
+  const dash = f.indexOf('-', 6);
+  return [f[0], f[2], f[3], f[4], f[5], f[dash + 1], f[dash + 2], f[dash + 3]].join(' ');
 }
 
 /** Whether `path` is the effective user's own file, writable by no one else, in such a directory, holding `content`. */
