@@ -91,7 +91,7 @@ export interface CopyTuning {
   reuse?: CopyReuse;
 }
 
-/** Runs one FileActionCopy from `srcRoot` into `destRoot` (host directories). */
+/** Runs one FileActionCopy from `srcRoot` into `destRoot` (host directories); returns the source paths it resolved (wildcards expanded). */
 export async function copyAction(
   srcRoot: string,
   destRoot: string,
@@ -99,7 +99,7 @@ export async function copyAction(
   owner: Owner | null,
   signal?: AbortSignal,
   tuning: CopyTuning = {},
-): Promise<void> {
+): Promise<string[]> {
   const srcPath = cleanActionPath(action.src);
   const destPath = cleanActionPath(action.dest);
   const time = timestampSeconds(action.timestamp);
@@ -118,7 +118,7 @@ export async function copyAction(
   if (action.allowWildcard) {
     sources = (await resolveWildcards(srcRoot, srcPath, { followLinks: action.followSymlink })).map((m) => '/' + m);
     if (sources.length === 0) {
-      if (action.allowEmptyWildcard) return;
+      if (action.allowEmptyWildcard) return sources;
       throw new BktError('NOT_FOUND', `copy: "${action.src}" not found: no file matches it in the source`, { path: action.src });
     }
   } else {
@@ -138,6 +138,7 @@ export async function copyAction(
     reuse: tuning.reuse,
     destRoot,
   };
+  tuning.reuse?.useFor(sources);
 
   for (const src of sources) {
     if (action.attemptUnpackDockerCompatibility) {
@@ -145,6 +146,7 @@ export async function copyAction(
     }
     await copyOne(srcRoot, src, destRoot, destPath, action, opts);
   }
+  return sources;
 }
 
 /** fsutil's `copy.Copy` for one (already wildcard-resolved) source. */

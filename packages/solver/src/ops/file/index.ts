@@ -208,6 +208,8 @@ class FileOpRun {
           }
         }
       }
+      /** The source paths the copy resolved. */
+      let copied: string[] = [];
       const ownerTree = async (userIdx: number) => (userIdx === a.input ? target!.path : treeOf(await this.#get(userIdx)));
       switch (act.$case) {
         case 'mkdir':
@@ -221,7 +223,7 @@ class FileOpRun {
           break;
         case 'copy': {
           const owner = await resolveOwner(act.value.owner, ownerTree);
-          await copyAction(sourceTree ?? (await treeOf(secondary)), target.path, act.value, owner, this.ctx.signal, reuse ? { reuse } : {});
+          copied = await copyAction(sourceTree ?? (await treeOf(secondary)), target.path, act.value, owner, this.ctx.signal, reuse ? { reuse } : {});
           break;
         }
       }
@@ -233,7 +235,7 @@ class FileOpRun {
       if (this.#mustCommit(idx)) {
         this.#mutables.delete(target);
         const snapshot = await target.commit();
-        if (source) await CopyReuse.remember(this.ctx, i, source, snapshot);
+        if (source) await CopyReuse.remember(this.ctx, i, source, copied, snapshot);
         return { snapshot };
       }
       return { mutable: target };

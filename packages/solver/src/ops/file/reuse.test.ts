@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { chmod, lstat, mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { chmod, cp, lstat, mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BuildContext, Snapshot } from '@bkt/core';
 import { layerTar } from '@bkt/oci';
 import { createFileOpExecutor } from './index.js';
-import { COPY_RECORDS, copyRecordId } from './reuse.js';
+import { COPY_RECORDS, CopyReuse, MAX_COPY_RECORDS, copyRecordId } from './reuse.js';
 import { copy, dumpTree, fileOp, makeSnapshot, openTestEnv, type TestEnv } from '../file-ops.test-util.js';
 
 const exec = createFileOpExecutor();
@@ -103,9 +103,63 @@ for (const kind of ['overlay', 'copy'] as const) {
         // The copy snapshotter's trees are copies: nothing is the earlier file, so everything is copied.
         expect(await inode(s2, 'ctx/d0/f3.txt')).not.toBe(await inode(s1, 'ctx/d0/f3.txt'));
       }
-      // The record now names the new result and its source.
+      // The record now names the new result, its source and the source path it resolved; it keeps only the result alive.
       const rec = await env.ctx.records!.namespace(COPY_RECORDS).get(copyRecordId('sha256:v', 0));
-      expect(rec?.data).toEqual({ result: s2.id, source: c2.id });
+      expect(rec?.data).toEqual({ result: s2.id, source: c2.id, sources: JSON.stringify(['/']) });
+      expect(rec?.snapshots).toEqual([s2.id]);
+    });
+
+    it('takes nothing when the earlier source is gone (a prune may remove it: the record does not keep it)', async () => {
+      // A context not under the next one, so nothing keeps it but the store's own records.
+      const c0 = await makeSnapshot(env.ctx, async (d) => {
+        await writeFile(path.join(d, 'a.txt'), 'a');
+      });
+      await copyContext(env.ctx, 'sha256:v', base, c0);
+      await env.store.snapshotter.remove([c0.id]);
+      const mount = await c1.mount();
+      try {
+        const reuse = await CopyReuse.open({ ...env.ctx, vertex: { digest: 'sha256:v', name: 'COPY . /ctx' } }, 0, c1, mount.path);
+        expect(reuse).toBeUndefined();
+      } finally {
+        await mount.release();
+      }
+    });
+
+    it('keeps at most MAX_COPY_RECORDS copies, forgetting the least recently written', async () => {
+      const s1 = await copyContext(env.ctx, 'sha256:v', base, c1);
+      const ns = env.ctx.records!.namespace(COPY_RECORDS);
+      for (let n = 0; n < MAX_COPY_RECORDS + 2; n++) {
+        await new Promise((r) => setTimeout(r, 3)); // times are in milliseconds: one write per tick
+        await CopyReuse.remember({ ...env.ctx, vertex: { digest: `sha256:w${n}`, name: 'COPY' } }, 0, c1, ['/'], s1);
+      }
+      const ids = (await ns.list()).map((r) => r.id);
+      expect(ids.length).toBe(MAX_COPY_RECORDS);
+      expect(ids).not.toContain(copyRecordId('sha256:v', 0));
+      expect(ids).not.toContain(copyRecordId('sha256:w0', 0));
+      expect(ids).toContain(copyRecordId(`sha256:w${MAX_COPY_RECORDS + 1}`, 0));
+    });
+
+    it('never links through a symlink in the earlier result (a host file of the same size, owner, mode and time)', async () => {
+      const s1 = await copyContext(env.ctx, 'sha256:v', base, c1);
+      // A directory outside every tree holding files that pass every metadata check, with other bytes.
+      const host = path.join(env.dir, 'host');
+      await cp(path.join(s1.layerPath(), 'ctx/d0'), host, { recursive: true, preserveTimestamps: true });
+      for (let f = 0; f < 5; f++) {
+        const p = path.join(host, `f${f}.txt`);
+        const st = await lstat(p);
+        await writeFile(p, `FILE 0/${f}\n`);
+        await utimes(p, st.atime, st.mtime);
+      }
+      // The earlier result's directory replaced by an absolute symlink (as a copy replacing it with a symlink leaves it).
+      await rm(path.join(s1.layerPath(), 'ctx/d0'), { recursive: true });
+      await symlink(host, path.join(s1.layerPath(), 'ctx/d0'));
+      const c2 = await makeSnapshot(env.ctx, newFile, c1);
+      const s2 = await copyContext(env.ctx, 'sha256:v', base, c2);
+      for (let f = 0; f < 5; f++) {
+        expect(await readFile(path.join(s2.layerPath(), `ctx/d0/f${f}.txt`), 'utf8')).toBe(`file 0/${f}\n`);
+        expect(await inode(s2, `ctx/d0/f${f}.txt`)).not.toBe((await lstat(path.join(host, `f${f}.txt`))).ino);
+      }
+      expect(await readFile(path.join(host, 'f0.txt'), 'utf8')).toBe('FILE 0/0\n');
     });
 
     it('copies a file whose earlier result differs in what this copy would give it (mode)', async () => {
@@ -141,3 +195,78 @@ for (const kind of ['overlay', 'copy'] as const) {
     });
   });
 }
+
+/** `COPY dir* /dst` (a wildcard matching several directories) run as vertex `sha256:v`. */
+async function copyDirs(ctx: BuildContext, base: Snapshot, context: Snapshot, alwaysReplaceExistingDestPaths = false): Promise<Snapshot> {
+  const action = copy('/dir*', '/dst', { dirCopyContents: true, allowWildcard: true, followSymlink: true, alwaysReplaceExistingDestPaths });
+  const [out] = await exec.run(fileOp([action]), [{ snapshot: base }, { snapshot: asContext(context) }], { ...ctx, vertex: { digest: 'sha256:v', name: 'COPY dir* /dst' } });
+  return out!;
+}
+
+describe('incremental copy of several sources', () => {
+  let env: TestEnv;
+  let base: Snapshot;
+  beforeEach(async () => {
+    env = await openTestEnv('overlay');
+    base = await makeSnapshot(env.ctx, async (d) => {
+      await mkdir(path.join(d, 'etc'));
+    });
+  });
+  afterEach(async () => {
+    await env.close();
+  });
+
+  /** dir1/x and dir2/x: same size, same time, other bytes. */
+  const twoDirs = (d: string) =>
+    (async () => {
+      for (const [n, c] of [
+        ['dir1', 'AAAA'],
+        ['dir2', 'BBBB'],
+      ] as const) {
+        await mkdir(path.join(d, n));
+        await writeFile(path.join(d, n, 'x'), c);
+        await utimes(path.join(d, n, 'x'), 1_500_000_000, 1_500_000_000);
+      }
+    })();
+
+  it('copies them all again when they write the same path (the last one wins)', async () => {
+    const c1 = await makeSnapshot(env.ctx, twoDirs);
+    const s1 = await copyDirs(env.ctx, base, c1);
+    expect(await readFile(path.join(s1.layerPath(), 'dst/x'), 'utf8')).toBe('BBBB');
+    const c2 = await makeSnapshot(env.ctx, async (d) => writeFile(path.join(d, 'dir2/y'), 'new'), c1);
+    const s2 = await copyDirs(env.ctx, base, c2);
+    expect(await readFile(path.join(s2.layerPath(), 'dst/x'), 'utf8')).toBe('BBBB');
+  });
+
+  it('takes nothing from a run that resolved other sources', async () => {
+    const c1 = await makeSnapshot(env.ctx, twoDirs);
+    await copyDirs(env.ctx, base, c1);
+    const c2 = await makeSnapshot(env.ctx, async (d) => rm(path.join(d, 'dir2'), { recursive: true }), c1);
+    const s2 = await copyDirs(env.ctx, base, c2);
+    expect(await readFile(path.join(s2.layerPath(), 'dst/x'), 'utf8')).toBe('AAAA');
+    // Run again, one source both times: this one's files are taken.
+    const c3 = await makeSnapshot(env.ctx, async (d) => writeFile(path.join(d, 'dir1/y'), 'new'), c2);
+    const s3 = await copyDirs(env.ctx, base, c3);
+    expect(await readFile(path.join(s3.layerPath(), 'dst/x'), 'utf8')).toBe('AAAA');
+    expect(await inode(s3, 'dst/x')).toBe(await inode(s2, 'dst/x'));
+  });
+
+  it('never links a host file through a symlink an earlier source left in the result', async () => {
+    const host = path.join(env.dir, 'host');
+    await mkdir(host);
+    await writeFile(path.join(host, 'x'), 'HOST');
+    await utimes(path.join(host, 'x'), 1_500_000_000, 1_500_000_000);
+    const c1 = await makeSnapshot(env.ctx, async (d) => {
+      await mkdir(path.join(d, 'dir1/sub'), { recursive: true });
+      await writeFile(path.join(d, 'dir1/sub/x'), 'AAAA');
+      await utimes(path.join(d, 'dir1/sub/x'), 1_500_000_000, 1_500_000_000);
+      await mkdir(path.join(d, 'dir2'));
+      await symlink(host, path.join(d, 'dir2/sub'));
+    });
+    await copyDirs(env.ctx, base, c1, true);
+    const c2 = await makeSnapshot(env.ctx, async (d) => rm(path.join(d, 'dir2'), { recursive: true }), c1);
+    const s2 = await copyDirs(env.ctx, base, c2, true);
+    expect(await readFile(path.join(s2.layerPath(), 'dst/sub/x'), 'utf8')).toBe('AAAA');
+    expect(await inode(s2, 'dst/sub/x')).not.toBe((await lstat(path.join(host, 'x'))).ino);
+  });
+});

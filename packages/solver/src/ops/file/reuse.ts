@@ -15,24 +15,36 @@
  * - the source file has one link (hardlinks inside a source are copied as
  *   the copier keeps them) and goes into a directory this copy created
  *   (nothing of the destination's base is replaced).
- * Everything else is copied as always. Links are made only once the copied
+ * Links are made only once the copied
  * tree is unmounted and before it is committed; the action's result is then
  * committed at once, so no later action of the op writes through them.
  *
+ * - the copy resolved exactly one source path, the one the earlier run
+ *   resolved (several sources may write the same destination path);
+ * - every directory above the earlier result's file, above the source file
+ *   in the layer holding it, and above the link in the written tree is a real
+ *   directory (not a symlink) of that tree: no path leaves its layer; and the
+ *   link made is, by device and inode, the file checked.
+ * Everything else is copied as always.
+ *
  * The earlier result is remembered per (vertex, action) in the store's
- * records (`file.copy`), with the source it read; the record keeps both
- * snapshots until the next run replaces it, and a prune may drop it (the next
- * copy is then whole again).
+ * records (`file.copy`, at most `MAX_COPY_RECORDS`, the least recently
+ * written evicted first), with the source it read and the source paths it
+ * resolved; the record keeps the result alive, not the source (a prune may
+ * drop the source: the next copy is then whole, as when the record is gone).
  */
 import type { Stats } from 'node:fs';
-import { closeSync, constants, fchmodSync, fchownSync, futimesSync, linkSync, lstatSync, openSync, readSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, futimesSync, linkSync, lstatSync, openSync, readSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import type { BuildContext, RecordHold, Snapshot } from '@bkt/core';
+import type { BuildContext, RecordHold, RecordNamespace, Snapshot, StoreRecord } from '@bkt/core';
+import { BktError } from '@bkt/core';
 
 /** The namespace of the remembered copies. */
 export const COPY_RECORDS = 'file.copy';
 const RECORD_TYPE = 'regular';
+/** At most this many copies are remembered per store. */
+export const MAX_COPY_RECORDS = 32;
 
 /** Owner, mode and times the copier gives a file (see `Copier`'s info). */
 export interface CopiedInfo {
@@ -43,9 +55,15 @@ export interface CopiedInfo {
   mtime: number;
 }
 
-/** One file to link: `from` (the earlier result's) to `to` (relative to the destination tree); `source` is the real source file, copied when the link cannot be made. */
+/**
+ * One file to link: `from` (the earlier result's, device `dev` and inode
+ * `ino` when checked) to `to` (relative to the destination tree); `source` is
+ * the real source file, copied when the link cannot be made.
+ */
 export interface PendingLink {
   from: string;
+  dev: number;
+  ino: number;
   to: string;
   source: string;
   info: CopiedInfo;
@@ -63,6 +81,46 @@ function lstatOrNull(p: string): Stats | null {
     if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
     throw err;
   }
+}
+
+/**
+ * Which directories under `root` are real directories of it: a path's every
+ * component (lstat'ed, never followed) a directory, not a symlink. `state`
+ * says `dir`, `missing` (a component absent) or `blocked` (a component is
+ * something else: a symlink, a file, a whiteout); answers are cached per
+ * directory.
+ */
+class RealDirs {
+  readonly #states = new Map<string, 'dir' | 'missing' | 'blocked'>();
+
+  constructor(readonly root: string) {}
+
+  /** The state of `rel` (relative, normalized; `.` is the root). */
+  state(rel: string): 'dir' | 'missing' | 'blocked' {
+    if (rel === '.' || rel === '') return 'dir';
+    const known = this.#states.get(rel);
+    if (known) return known;
+    const up = this.state(path.dirname(rel));
+    let s: 'dir' | 'missing' | 'blocked';
+    if (up !== 'dir') s = up;
+    else {
+      const st = lstatOrNull(path.join(this.root, rel));
+      s = !st ? 'missing' : st.isDirectory() ? 'dir' : 'blocked';
+    }
+    this.#states.set(rel, s);
+    return s;
+  }
+
+  /** `root/rel` when every directory above it is a real directory of `root`, else null. */
+  pathOf(rel: string): string | null {
+    if (!isInside(rel)) return null;
+    return this.state(path.dirname(rel)) === 'dir' ? path.join(this.root, rel) : null;
+  }
+}
+
+/** Whether relative path `rel` names an entry below its root (not the root, nothing above it). */
+function isInside(rel: string): boolean {
+  return rel !== '' && rel !== '.' && !path.isAbsolute(rel) && rel !== '..' && !rel.startsWith('../') && path.normalize(rel) === rel;
 }
 
 /** The layer directories of `snapshot`'s chain, its own first. */
@@ -83,22 +141,27 @@ async function layerDirs(snapshot: Snapshot, ctx: BuildContext): Promise<string[
  * one lookup per directory, not per file.
  */
 class Layers {
-  readonly #missingDirs: Set<string>[];
+  readonly #trees: RealDirs[];
 
   constructor(readonly dirs: string[]) {
-    this.#missingDirs = dirs.map(() => new Set());
+    this.#trees = dirs.map((d) => new RealDirs(d));
   }
 
-  /** The first layer (index) and file holding `rel`, or null. */
+  /**
+   * The first layer (index) and file holding `rel`, or null. A layer whose
+   * directories above `rel` are absent is passed over; one where one of them
+   * is anything but a real directory (a symlink, a whiteout) hides `rel`: null.
+   */
   find(rel: string): { layer: number; path: string; st: Stats } | null {
+    if (!isInside(rel)) return null;
     const parent = path.dirname(rel);
     for (let i = 0; i < this.dirs.length; i++) {
-      const missing = this.#missingDirs[i]!;
-      if (parent !== '.' && missing.has(parent)) continue;
+      const state = this.#trees[i]!.state(parent);
+      if (state === 'missing') continue;
+      if (state === 'blocked') return null;
       const p = path.join(this.dirs[i]!, rel);
       const st = lstatOrNull(p);
       if (st) return { layer: i, path: p, st };
-      if (parent !== '.' && !lstatOrNull(path.join(this.dirs[i]!, parent))?.isDirectory()) missing.add(parent);
     }
     return null;
   }
@@ -117,6 +180,9 @@ class Layers {
 export class CopyReuse {
   readonly pending: PendingLink[] = [];
   readonly #sourceOverPrevious: boolean;
+  readonly #previous: RealDirs;
+  /** Set by `useFor`: the copy's resolved sources are the earlier run's (one path). */
+  #enabled = false;
 
   private constructor(
     /** Where the source tree is mounted for the copy. */
@@ -124,10 +190,22 @@ export class CopyReuse {
     private readonly sourceLayers: Layers,
     private readonly previousSourceLayers: Layers,
     /** The earlier result's own layer (the files its copy wrote). */
-    private readonly previousLayer: string,
+    previousLayer: string,
+    /** The source paths the earlier run resolved. */
+    private readonly previousSources: readonly string[],
     private readonly hold: RecordHold,
   ) {
     this.#sourceOverPrevious = sourceLayers.endsWith(previousSourceLayers);
+    this.#previous = new RealDirs(previousLayer);
+  }
+
+  /**
+   * Called by the copy with the source paths it resolved (wildcards
+   * expanded), before it copies: files are matched only when that is one
+   * path, the same the earlier run resolved.
+   */
+  useFor(sources: readonly string[]): void {
+    this.#enabled = sources.length === 1 && this.previousSources.length === 1 && sources[0] === this.previousSources[0];
   }
 
   /**
@@ -144,29 +222,39 @@ export class CopyReuse {
       const rec = await ns.get(id);
       const result = rec?.data.result;
       const previousSource = rec?.data.source;
-      if (!result || !previousSource) throw new Error('nothing to reuse');
+      const previousSources = parseSources(rec?.data.sources);
+      if (!result || !previousSource || !previousSources) throw new Error('nothing to reuse');
       const [prevResult, prevSource] = await Promise.all([ctx.snapshotter.get(result), ctx.snapshotter.get(previousSource)]);
       await prevResult.materialize?.();
       await prevSource.materialize?.();
-      return new CopyReuse(sourceRoot, new Layers(await layerDirs(source, ctx)), new Layers(await layerDirs(prevSource, ctx)), prevResult.layerPath(), hold);
+      return new CopyReuse(sourceRoot, new Layers(await layerDirs(source, ctx)), new Layers(await layerDirs(prevSource, ctx)), prevResult.layerPath(), previousSources, hold);
     } catch {
       await hold.release();
       return undefined;
     }
   }
 
-  /** Remembers `result`, made by this action from `source`, for the next run (best effort). */
-  static async remember(ctx: BuildContext, action: number, source: Snapshot, result: Snapshot): Promise<void> {
+  /**
+   * Remembers `result`, made by this action from `source` (resolved to
+   * source paths `sources`), for the next run, and forgets the least
+   * recently written copies beyond `MAX_COPY_RECORDS` (best effort).
+   */
+  static async remember(ctx: BuildContext, action: number, source: Snapshot, sources: readonly string[], result: Snapshot): Promise<void> {
     if (!ctx.vertex || !ctx.records) return;
     const ns = ctx.records.namespace(COPY_RECORDS);
-    await ns
-      .put(copyRecordId(ctx.vertex.digest, action), {
+    const id = copyRecordId(ctx.vertex.digest, action);
+    try {
+      await ns.put(id, {
         recordType: RECORD_TYPE,
         description: `earlier result of copy action ${action} of ${ctx.vertex.name}`,
-        snapshots: [result.id, source.id],
-        data: { result: result.id, source: source.id },
-      })
-      .catch(() => undefined);
+        snapshots: [result.id],
+        data: { result: result.id, source: source.id, sources: JSON.stringify(sources) },
+      });
+      await ns.touch(id);
+      await evictBeyond(ns, MAX_COPY_RECORDS, id);
+    } catch {
+      // Remembering is an optimization: the build's result stands without it.
+    }
   }
 
   /**
@@ -175,9 +263,9 @@ export class CopyReuse {
    * is queued as a link and true is returned.
    */
   match(src: string, st: Stats, destRel: string, info: CopiedInfo): boolean {
-    if (!st.isFile() || st.nlink !== 1) return false;
+    if (!this.#enabled || !st.isFile() || st.nlink !== 1) return false;
     const rel = path.relative(this.sourceRoot, src);
-    if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return false;
+    if (!isInside(rel)) return false;
     const now = this.sourceLayers.find(rel);
     if (!now || !now.st.isFile() || now.st.ino !== st.ino || now.st.size !== st.size || now.st.nlink !== 1) return false;
     if (this.#sourceOverPrevious) {
@@ -187,41 +275,75 @@ export class CopyReuse {
       const before = this.previousSourceLayers.find(rel);
       if (!before || before.st.dev !== now.st.dev || before.st.ino !== now.st.ino) return false;
     }
-    const from = path.join(this.previousLayer, destRel);
+    const from = this.#previous.pathOf(destRel);
+    if (!from) return false;
     const prev = lstatOrNull(from);
     if (!prev || !prev.isFile() || prev.dev !== now.st.dev || prev.size !== st.size) return false;
     if (prev.uid !== info.uid || prev.gid !== info.gid || (prev.mode & 0o7777) !== info.perm) return false;
     if (Math.floor(prev.mtimeMs / 1000) !== Math.floor(info.mtime)) return false;
-    this.pending.push({ from, to: destRel, source: now.path, info });
+    this.pending.push({ from, dev: prev.dev, ino: prev.ino, to: destRel, source: now.path, info });
     return true;
   }
 
   /**
    * Makes the queued links under `destDir` (the written tree, unmounted);
-   * a link that cannot be made (the earlier result pruned meanwhile) is a
-   * copy of the source file instead. The directories written into keep
-   * their times.
+   * a link that cannot be made (the earlier result pruned meanwhile), or that
+   * is not to the file checked, is a copy of the source file instead. The
+   * directories written into keep their times.
    */
   link(destDir: string): void {
+    const tree = new RealDirs(destDir);
     const dirs = new Map<string, Stats>();
-    for (const p of this.pending) {
-      const d = path.dirname(path.join(destDir, p.to));
+    const targets = this.pending.map((p) => {
+      const target = tree.pathOf(p.to);
+      // The copier made these directories itself: anything else is a broken invariant, not a miss.
+      if (!target) throw new BktError('INTERNAL', `copy: "${p.to}" is not below real directories of the written tree`, { path: p.to });
+      const d = path.dirname(target);
       if (!dirs.has(d)) dirs.set(d, lstatSync(d));
-    }
-    for (const p of this.pending) {
-      const target = path.join(destDir, p.to);
+      return target;
+    });
+    this.pending.forEach((p, i) => {
+      const target = targets[i]!;
+      let linked = false;
       try {
         linkSync(p.from, target);
+        linked = true;
       } catch {
-        copyWithInfo(p.source, target, p.info);
+        // copied below
       }
-    }
+      if (linked) {
+        const st = lstatOrNull(target);
+        if (st && st.dev === p.dev && st.ino === p.ino) return;
+        unlinkSync(target);
+      }
+      copyWithInfo(p.source, target, p.info);
+    });
     for (const [d, st] of dirs) utimesSync(d, st.atimeMs / 1000, st.mtimeMs / 1000);
   }
 
   async release(): Promise<void> {
     await this.hold.release();
   }
+}
+
+/** The source paths of a record (`data.sources`), or null when absent or malformed. */
+function parseSources(data: string | undefined): string[] | null {
+  if (data === undefined) return null;
+  try {
+    const v: unknown = JSON.parse(data);
+    return Array.isArray(v) && v.every((s) => typeof s === 'string') ? (v as string[]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Removes the least recently written records of `ns` beyond `max` (never `keep`; a held one stays). */
+async function evictBeyond(ns: RecordNamespace, max: number, keep: string): Promise<void> {
+  const all = await ns.list();
+  if (all.length <= max) return;
+  const written = (r: StoreRecord) => (r.lastUsedAt ?? r.createdAt).getTime();
+  const oldest = all.filter((r) => r.id !== keep).sort((a, b) => written(a) - written(b));
+  for (const r of oldest.slice(0, all.length - max)) await ns.remove(r.id).catch(() => undefined);
 }
 
 /** Copies regular file `src` to new file `target` with the copier's owner, mode and times. */
