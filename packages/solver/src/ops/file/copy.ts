@@ -155,7 +155,7 @@ async function copyOne(srcRoot: string, src: string, destRoot: string, dest: str
   // A destination ending in `/` (or `/.`) is a directory to create; otherwise its parent is.
   const base = path.posix.basename(dest);
   const ensure = dest.endsWith('/') || base === '.' || dest === '/' ? dest : path.posix.dirname(dest);
-  await mkdirAllInRoot(destRoot, await resolveInRoot(destRoot, ensure, { followFinalSymlink: true }), dirPerm & 0o7777, opts.owner, opts.time);
+  const made = await mkdirAllInRoot(destRoot, await resolveInRoot(destRoot, ensure, { followFinalSymlink: true }), dirPerm & 0o7777, opts.owner, opts.time);
 
   let target = await resolveInRoot(destRoot, path.posix.normalize(dest), { followFinalSymlink: true });
   const srcAbs = await sourcePath(srcRoot, src, action.followSymlink);
@@ -174,8 +174,9 @@ async function copyOne(srcRoot: string, src: string, destRoot: string, dest: str
   await mkdirAllInRoot(destRoot, parentToCreate, dirPerm & 0o7777, opts.owner, opts.time);
 
   if (srcIsDir && !destStat && plainCopy(opts) && (await copyWithCp(srcAbs, target, action.dirCopyContents, opts.signal))) return;
-  // A directory's contents copied into a destination that did not exist: its entries go into a directory this copy made.
-  const copier = new Copier(opts, opts.reuse !== undefined && srcIsDir && action.dirCopyContents && !destStat);
+  // A directory's contents copied into a destination that did not exist (or that this copy just made, `COPY . /app/`): its entries go into a directory this copy made.
+  const madeTarget = made.some((d) => path.resolve(d) === path.resolve(target));
+  const copier = new Copier(opts, opts.reuse !== undefined && srcIsDir && action.dirCopyContents && (!destStat || madeTarget));
   await copier.copy(srcAbs, '', target, false);
 }
 

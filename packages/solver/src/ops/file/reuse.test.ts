@@ -25,9 +25,9 @@ function asContext(s: Snapshot): Snapshot {
   return { ...s, contentDigests: () => new Map() };
 }
 
-/** `COPY . /ctx` as the Dockerfile frontend writes it, run as vertex `vertex`. */
-async function copyContext(ctx: BuildContext, vertex: `sha256:${string}`, base: Snapshot, context: Snapshot): Promise<Snapshot> {
-  const action = copy('/', '/ctx', { dirCopyContents: true, allowWildcard: true, followSymlink: true, allowEmptyWildcard: true });
+/** `COPY . /ctx` (or `dest`) as the Dockerfile frontend writes it, run as vertex `vertex`. */
+async function copyContext(ctx: BuildContext, vertex: `sha256:${string}`, base: Snapshot, context: Snapshot, dest = '/ctx'): Promise<Snapshot> {
+  const action = copy('/', dest, { dirCopyContents: true, allowWildcard: true, followSymlink: true, allowEmptyWildcard: true });
   const [out] = await exec.run(fileOp([action]), [{ snapshot: base }, { snapshot: asContext(context) }], { ...ctx, vertex: { digest: vertex, name: 'COPY . /ctx' } });
   return out!;
 }
@@ -160,6 +160,19 @@ for (const kind of ['overlay', 'copy'] as const) {
         expect(await inode(s2, `ctx/d0/f${f}.txt`)).not.toBe((await lstat(path.join(host, `f${f}.txt`))).ino);
       }
       expect(await readFile(path.join(host, 'f0.txt'), 'utf8')).toBe('FILE 0/0\n');
+    });
+
+    it('takes top-level files too when the destination is a directory the copy makes (`COPY . /ctx/`)', async () => {
+      const s1 = await copyContext(env.ctx, 'sha256:v', base, c1, '/ctx/');
+      const c2 = await makeSnapshot(env.ctx, newFile, c1);
+      const s2 = await copyContext(env.ctx, 'sha256:v', base, c2, '/ctx/');
+      const whole = await copyContext(env.ctx, 'sha256:w', base, c2, '/ctx/');
+      expect(await dumpTree(s2, { withTimes: true })).toEqual(await dumpTree(whole, { withTimes: true }));
+      expect(await layerDigest(s2)).toBe(await layerDigest(whole));
+      if (kind === 'overlay') {
+        expect(await inode(s2, 'ctx/top.txt')).toBe(await inode(s1, 'ctx/top.txt'));
+        expect(await inode(s2, 'ctx/d0/f3.txt')).toBe(await inode(s1, 'ctx/d0/f3.txt'));
+      }
     });
 
     it('copies a file whose earlier result differs in what this copy would give it (mode)', async () => {
