@@ -7,7 +7,7 @@ import { Server, ServerCredentials, status as grpcStatus, type ServerDuplexStrea
 import { BytesMessage, ControlService } from '@bkt/api/control';
 import { afterEach, describe, expect, it } from 'vitest';
 import { duplexPair } from '../session.test-util.js';
-import { tunnelOf, type BytesMessageCall } from '../tunnel.js';
+import { MAX_MESSAGE_DATA, tunnelOf, type BytesMessageCall } from '../tunnel.js';
 import { bytesMessageData, bytesMessageFrame, bytesMessageTunnel } from './bytes-tunnel.js';
 import { SessionCaller } from './caller.js';
 import { Status } from './status.js';
@@ -30,6 +30,11 @@ describe('BytesMessage codec', () => {
       expect(frame.subarray(5).equals(body)).toBe(true);
       expect(bytesMessageData(body).equals(data)).toBe(true);
     }
+  });
+
+  it('frames data given in pieces as their concatenation', () => {
+    const pieces = [Buffer.from('ab'), Buffer.alloc(0), Buffer.alloc(300, 7)];
+    expect(bytesMessageFrame(pieces).equals(bytesMessageFrame(Buffer.concat(pieces)))).toBe(true);
   });
 
   it('decodes skipping unknown fields; a truncated message is an error', () => {
@@ -101,5 +106,65 @@ describe('bytesMessageTunnel', () => {
     await new Promise((r) => tunnel.once('data', r));
     tunnel.destroy();
     await seen;
+  });
+
+  it('sends what backpressure buffered in order, in messages of at most MAX_MESSAGE_DATA; small writes stay one message', async () => {
+    const sizes: number[] = [];
+    const received: Buffer[] = [];
+    let ended!: () => void;
+    const done = new Promise<void>((r) => (ended = r));
+    const caller = setup((call) => {
+      call.on('data', (m: BytesMessage) => {
+        sizes.push(m.data.length);
+        received.push(Buffer.from(m.data));
+      });
+      call.on('end', () => {
+        call.end();
+        ended();
+      });
+    });
+    const tunnel = bytesMessageTunnel(caller, PATH);
+    tunnel.resume();
+    const failed = new Promise<never>((_, reject) => tunnel.once('error', reject));
+    const pattern = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) % 256));
+    // Buffered writes (one writev): small ones joined; 5 MiB and more in all, one chunk alone larger than a message.
+    const small = [pattern(10, 1), pattern(20, 2), pattern(30, 3)];
+    const big = [pattern(700_000, 4), pattern(2.5 * MAX_MESSAGE_DATA, 5), pattern(MAX_MESSAGE_DATA, 6), pattern(900_000, 7), pattern(5, 8)];
+    const single = pattern(3 * MAX_MESSAGE_DATA + 5, 9);
+    tunnel.cork();
+    for (const b of small) tunnel.write(b);
+    tunnel.uncork();
+    await new Promise((r) => setTimeout(r, 20));
+    tunnel.cork();
+    for (const b of big) tunnel.write(b);
+    tunnel.uncork();
+    tunnel.write(single);
+    tunnel.end();
+    await Promise.race([done, failed]);
+    const sent = Buffer.concat([...small, ...big, single]);
+    expect(Buffer.concat(received).equals(sent)).toBe(true);
+    expect(sizes[0]).toBe(60);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(MAX_MESSAGE_DATA);
+    const bigTotal = big.reduce((n, b) => n + b.length, 0);
+    expect(sizes.length).toBe(1 + Math.ceil(bigTotal / MAX_MESSAGE_DATA) + Math.ceil(single.length / MAX_MESSAGE_DATA));
+  });
+
+  it("the daemon's end splits what backpressure buffered too: the client's message limit is never passed", async () => {
+    const sent = Buffer.from(Array.from({ length: 3 * MAX_MESSAGE_DATA + 77 }, (_, i) => (i * 7) % 256));
+    const caller = setup((call) => {
+      const far = tunnelOf(call as unknown as BytesMessageCall);
+      far.cork();
+      for (let at = 0; at < sent.length; at += 300_000) far.write(sent.subarray(at, at + 300_000));
+      far.uncork();
+      far.end();
+    });
+    const tunnel = bytesMessageTunnel(caller, PATH, { maxMessageBytes: MAX_MESSAGE_DATA + 16 });
+    const got: Buffer[] = [];
+    tunnel.on('data', (c: Buffer) => got.push(c));
+    await new Promise((resolve, reject) => {
+      tunnel.once('end', resolve);
+      tunnel.once('error', reject);
+    });
+    expect(Buffer.concat(got).equals(sent)).toBe(true);
   });
 });

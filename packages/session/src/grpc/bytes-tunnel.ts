@@ -6,13 +6,17 @@
  * message has one field, and every byte of a session travels through it.
  *
  * Each write of the Duplex (node's HTTP/2 session corks its frames: one
- * burst) is one message. Ending the writable side half-closes the call;
+ * burst) is one message, and the writes buffered meanwhile are joined, in
+ * messages of at most `MAX_MESSAGE_DATA` bytes (`messagePieces` of
+ * ../tunnel.ts: well under the daemon's message limit however much
+ * backpressure buffered). Ending the writable side half-closes the call;
  * destroying the Duplex resets the stream (CANCEL). The call's end ends the
  * readable side; a status other than OK destroys the Duplex with a
  * `CallError`.
  */
 import { constants, type ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
+import { messagePieces } from '../tunnel.js';
 import type { CallOptions, SessionCaller } from './caller.js';
 import { FrameDecoder } from './framing.js';
 import { CallError, Status } from './status.js';
@@ -20,27 +24,30 @@ import { CallError, Status } from './status.js';
 /** `BytesMessage.data`: field 1, length-delimited. */
 const TAG_DATA = (1 << 3) | 2;
 
-/** One BytesMessage{data} as a gRPC frame. */
-export function bytesMessageFrame(data: Buffer): Buffer {
+/** One BytesMessage{data} as a gRPC frame; `data` given in pieces is their concatenation. */
+export function bytesMessageFrame(data: Buffer | readonly Buffer[]): Buffer {
+  const pieces = Buffer.isBuffer(data) ? [data] : data;
+  let length = 0;
+  for (const p of pieces) length += p.length;
   let lenBytes = 0;
-  for (let n = data.length; ; n >>>= 7) {
+  for (let n = length; ; n >>>= 7) {
     lenBytes++;
     if (n < 0x80) break;
   }
-  const body = data.length === 0 ? 0 : 1 + lenBytes + data.length;
+  const body = length === 0 ? 0 : 1 + lenBytes + length;
   const frame = Buffer.allocUnsafe(5 + body);
   frame[0] = 0;
   frame.writeUInt32BE(body, 1);
   if (body === 0) return frame;
   let at = 5;
   frame[at++] = TAG_DATA;
-  let n = data.length;
+  let n = length;
   while (n > 0x7f) {
     frame[at++] = (n & 0x7f) | 0x80;
     n >>>= 7;
   }
   frame[at++] = n;
-  data.copy(frame, at);
+  for (const p of pieces) at += p.copy(frame, at);
   return frame;
 }
 
@@ -89,9 +96,11 @@ export function bytesMessageTunnel(caller: SessionCaller, path: string, opts: Ca
     failure ??= new CallError(code, details, path);
     if (!duplex.destroyed) duplex.destroy(failure);
   };
-  const send = (data: Buffer, callback: (err?: Error | null) => void) => {
+  const send = (chunks: readonly Buffer[], callback: (err?: Error | null) => void) => {
     if (!stream || stream.destroyed || stream.writableEnded) return callback(failure ?? new CallError(Status.CANCELLED, 'the session call is over', path));
-    if (stream.write(bytesMessageFrame(data))) callback();
+    let flowing = true;
+    for (const pieces of messagePieces(chunks)) flowing = stream.write(bytesMessageFrame(pieces)) && flowing;
+    if (flowing) callback();
     else {
       const s = stream;
       const done = () => {
@@ -108,10 +117,10 @@ export function bytesMessageTunnel(caller: SessionCaller, path: string, opts: Ca
       if (stream?.isPaused()) stream.resume();
     },
     write(chunk: Buffer, _encoding, callback) {
-      send(chunk, callback);
+      send([chunk], callback);
     },
     writev(chunks, callback) {
-      send(chunks.length === 1 ? (chunks[0]!.chunk as Buffer) : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), callback);
+      send(chunks.map((c) => c.chunk as Buffer), callback);
     },
     final(callback) {
       if (stream && !stream.writableEnded && !stream.destroyed) stream.end();
