@@ -321,7 +321,8 @@ export const writeVarint = writeU32;
 // ---------------------------------------------------------------------------
 // Decoding.
 
-class Reader {
+/** Reads protobuf fields of `buf` from `start` to `end` (also the BytesMessage codec of ../grpc/bytes-tunnel.ts). */
+export class Reader {
   at: number;
   constructor(
     readonly buf: Buffer,

@@ -14,12 +14,13 @@
  * readable side; a status other than OK destroys the Duplex with a
  * `CallError`.
  */
-import { constants, type ClientHttp2Stream } from 'node:http2';
+import { constants, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { Duplex } from 'node:stream';
+import { Reader, varintSize, writeVarint } from '../fsutil/wire.js';
 import { messagePieces } from '../tunnel.js';
 import type { CallOptions, SessionCaller } from './caller.js';
 import { FrameDecoder } from './framing.js';
-import { CallError, Status } from './status.js';
+import { CallError, Status, statusFromHeaders } from './status.js';
 
 /** `BytesMessage.data`: field 1, length-delimited. */
 const TAG_DATA = (1 << 3) | 2;
@@ -29,24 +30,13 @@ export function bytesMessageFrame(data: Buffer | readonly Buffer[]): Buffer {
   const pieces = Buffer.isBuffer(data) ? [data] : data;
   let length = 0;
   for (const p of pieces) length += p.length;
-  let lenBytes = 0;
-  for (let n = length; ; n >>>= 7) {
-    lenBytes++;
-    if (n < 0x80) break;
-  }
-  const body = length === 0 ? 0 : 1 + lenBytes + length;
+  const body = length === 0 ? 0 : 1 + varintSize(length) + length;
   const frame = Buffer.allocUnsafe(5 + body);
   frame[0] = 0;
   frame.writeUInt32BE(body, 1);
   if (body === 0) return frame;
-  let at = 5;
-  frame[at++] = TAG_DATA;
-  let n = length;
-  while (n > 0x7f) {
-    frame[at++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  frame[at++] = n;
+  frame[5] = TAG_DATA;
+  let at = writeVarint(frame, 6, length);
   for (const p of pieces) at += p.copy(frame, at);
   return frame;
 }
@@ -58,31 +48,11 @@ export function bytesMessageFrame(data: Buffer | readonly Buffer[]): Buffer {
  */
 export function bytesMessageData(msg: Buffer): Buffer {
   let data = msg.subarray(0, 0);
-  let at = 0;
-  const varint = (): number => {
-    let value = 0;
-    for (let shift = 0; ; shift += 7) {
-      if (at >= msg.length) throw new Error('a varint runs past the end of the message');
-      const b = msg[at++]!;
-      if (shift < 28) value |= (b & 0x7f) << shift;
-      else value += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return value;
-      if (shift > 63) throw new Error('a varint longer than ten bytes');
-    }
-  };
-  while (at < msg.length) {
-    const tag = varint();
-    const wire = tag & 7;
-    if (wire === 0) varint();
-    else if (wire === 1) at += 8;
-    else if (wire === 5) at += 4;
-    else if (wire === 2) {
-      const len = varint();
-      if (at + len > msg.length) throw new Error('a field runs past the end of the message');
-      if (tag === TAG_DATA) data = msg.subarray(at, at + len);
-      at += len;
-    } else throw new Error(`wire type ${wire} is not supported`);
-    if (at > msg.length) throw new Error('a field runs past the end of the message');
+  const r = new Reader(msg, 0, msg.length);
+  while (r.at < msg.length) {
+    const tag = r.u32();
+    if (tag === TAG_DATA) data = r.bytes(true);
+    else r.skip(tag & 7);
   }
   return data;
 }
@@ -145,17 +115,9 @@ export function bytesMessageTunnel(caller: SessionCaller, path: string, opts: Ca
     opts.signal.addEventListener('abort', onAbort, { once: true });
     s.once('close', () => opts.signal!.removeEventListener('abort', onAbort));
   }
-  const statusFrom = (headers: Record<string, unknown>) => {
-    const code = Number(headers['grpc-status']);
-    if (code === Status.OK) return;
-    const raw = headers['grpc-message'];
-    let details = Array.isArray(raw) ? raw.join(', ') : String(raw ?? '');
-    try {
-      details = decodeURIComponent(details);
-    } catch {
-      // shown as sent
-    }
-    fail(Number.isInteger(code) ? code : Status.UNKNOWN, details);
+  const statusFrom = (headers: IncomingHttpHeaders) => {
+    const { code, details } = statusFromHeaders(headers);
+    if (code !== Status.OK) fail(code, details);
   };
   s.on('response', (headers) => {
     const httpStatus = Number(headers[':status']);

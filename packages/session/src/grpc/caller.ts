@@ -16,7 +16,7 @@ import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, ty
 import type { Duplex } from 'node:stream';
 import { encodeFrame, FrameDecoder, FrameError } from './framing.js';
 import { watchOutboundGoaway } from './goaway.js';
-import { CallError, Status } from './status.js';
+import { CallError, Status, statusFromHeaders } from './status.js';
 
 export interface MethodDefinition<Req, Res> {
   /** `/<service>/<method>`. */
@@ -272,14 +272,8 @@ class H2Call<Req, Res> implements BidiStream<Req, Res> {
 
   private statusFrom(headers: IncomingHttpHeaders): void {
     if (this.outcome !== undefined) return;
-    const code = Number(headers['grpc-status']);
-    if (code === Status.OK) {
-      this.outcome = null;
-      this.completeOnStatus();
-      return;
-    }
-    const raw = headers['grpc-message'];
-    this.outcome = new CallError(Number.isInteger(code) ? code : Status.UNKNOWN, percentDecode(Array.isArray(raw) ? raw.join(', ') : (raw ?? '')), this.method.path);
+    const { code, details } = statusFromHeaders(headers);
+    this.outcome = code === Status.OK ? null : new CallError(code, details, this.method.path);
     this.completeOnStatus();
   }
 
@@ -319,14 +313,5 @@ class H2Call<Req, Res> implements BidiStream<Req, Res> {
     const w = this.waiter;
     this.waiter = undefined;
     w?.();
-  }
-}
-
-/** `grpc-message` is percent-encoded (PROTOCOL-HTTP2.md); a malformed one is shown as sent. */
-function percentDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
   }
 }

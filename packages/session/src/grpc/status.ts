@@ -55,3 +55,21 @@ export function sessionError(what: string, err: unknown): BktError {
   const message = err instanceof Error ? err.message : String(err);
   return new BktError('INTERNAL', `${what}: ${message}`, {}, { cause: err });
 }
+
+/**
+ * The status of a call from its `grpc-status` and `grpc-message` headers (trailers, or a trailers-only
+ * response): a missing or malformed code is UNKNOWN; the message is percent-decoded (PROTOCOL-HTTP2.md),
+ * or shown as sent when malformed.
+ */
+export function statusFromHeaders(headers: Record<string, string | string[] | number | undefined>): { code: number; details: string } {
+  const code = Number(headers['grpc-status']);
+  const raw = headers['grpc-message'];
+  const sent = Array.isArray(raw) ? raw.join(', ') : String(raw ?? '');
+  let details = sent;
+  try {
+    details = decodeURIComponent(sent);
+  } catch {
+    // shown as sent
+  }
+  return { code: Number.isInteger(code) ? code : Status.UNKNOWN, details };
+}
