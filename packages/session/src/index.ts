@@ -24,7 +24,7 @@ export type { BytesMessageCall } from './tunnel.js';
 export { SessionCaller } from './grpc/caller.js';
 export { bytesMessageTunnel } from './grpc/bytes-tunnel.js';
 export type { BidiStream, CallOptions, MethodDefinition } from './grpc/caller.js';
-export { CallError, Status } from './grpc/status.js';
+export { CallError, Status, statusName } from './grpc/status.js';
 export {
   HEADER_SESSION_ID,
   HEADER_SESSION_SHARED_KEY,

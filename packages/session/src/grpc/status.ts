@@ -23,6 +23,11 @@ export const Status = {
 
 const NAMES = Object.fromEntries(Object.entries(Status).map(([name, code]) => [code, name])) as Record<number, string>;
 
+/** The name of gRPC status `code` (`status N` for one outside the table). */
+export function statusName(code: number): string {
+  return NAMES[code] ?? `status ${code}`;
+}
+
 /** A call into the session's client ended with a status other than OK. */
 export class CallError extends Error {
   constructor(
@@ -33,7 +38,7 @@ export class CallError extends Error {
     /** The method (`/service/method`). */
     readonly method: string,
   ) {
-    super(`${method}: ${NAMES[code] ?? `status ${code}`}: ${details}`);
+    super(`${method}: ${statusName(code)}: ${details}`);
     this.name = 'CallError';
   }
 }
