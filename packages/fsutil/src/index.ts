@@ -10,7 +10,7 @@ export { openOutputFile, writeOutputFile } from './output-file.js';
 export type { OutputFile, OutputFileOptions } from './output-file.js';
 export { createHostClient } from './host-client.js';
 export type { HostClientOptions } from './host-client.js';
-export { isProcessAlive, mountsUnder, unmount } from './mounts.js';
+export { isProcessAlive, mountsUnder, parseMountinfo, unmount, type MountinfoEntry } from './mounts.js';
 export { selectionPatterns } from './selection.js';
 export type { DirSelection } from './selection.js';
 export { goModeOf, stModeOf, GO_MODE_SOCKET, GO_MODE_TYPE } from './go-filemode.js';

@@ -6,19 +6,35 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { BktError } from '@bkt/core';
 
+/** One line of /proc/self/mountinfo (proc(5)), escapes (`\ooo`) decoded in the mount point. */
+export interface MountinfoEntry {
+  /** The fields that name the filesystem and how it is mounted, as written: mount id, major:minor, root, mount point, mount options, filesystem type, source, superblock options (not the parent id or propagation fields). */
+  identity: string;
+  /** The mount point. */
+  point: string;
+}
+
+/** The entries of mountinfo text `text`, in its order; malformed lines are left out. */
+export function parseMountinfo(text: string): MountinfoEntry[] {
+  const entries: MountinfoEntry[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    const dash = f.indexOf('-', 6);
+    if (dash < 0 || f.length < dash + 4) continue;
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    const point = f[4]!.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+    entries.push({ identity: [f[0], f[2], f[3], f[4], f[5], f[dash + 1], f[dash + 2], f[dash + 3]].join(' '), point });
+  }
+  return entries;
+}
+
 /** Mount points at `dir` or under it, deepest first (the order to unmount them in). */
 export async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  const found: string[] = [];
-  for (const line of text.split('\n')) {
-    const field = line.split(' ')[4];
-    if (!field) continue;
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    const point = field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-    if (point === dir || point.startsWith(prefix)) found.push(point);
-  }
-  return found.sort((a, b) => b.length - a.length);
+  return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'))
+    .map((e) => e.point)
+    .filter((point) => point === dir || point.startsWith(prefix))
+    .sort((a, b) => b.length - a.length);
 }
 
 /**

@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, readFile, readlink, realpath, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseMountinfo, type MountinfoEntry } from '@bkt/fsutil';
 import { mountOverlay, unmount } from './sys.js';
 
 /** What remembers a successful probe; `dir` defaults to the effective user's directory under the temp dir. */
@@ -76,20 +77,12 @@ async function markerPath(cache: OverlayProbeCache, root: string): Promise<{ pat
  * (it covers the others); undefined when none is.
  */
 export function mountOf(mountinfo: string, path: string): string | undefined {
-  let found: { point: string; fields: string[] } | undefined;
-  for (const line of mountinfo.split('\n')) {
-    const fields = line.split(' ');
-    const dash = fields.indexOf('-', 6);
-    if (dash < 0 || fields.length < dash + 4) continue;
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    const point = fields[4].replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-    const covers = point === '/' || path === point || path.startsWith(`${point}/`);
-    if (covers && (!found || point.length >= found.point.length)) found = { point, fields };
+  let found: MountinfoEntry | undefined;
+  for (const e of parseMountinfo(mountinfo)) {
+    const covers = e.point === '/' || path === e.point || path.startsWith(`${e.point}/`);
+    if (covers && (!found || e.point.length >= found.point.length)) found = e;
   }
-  if (!found) return undefined;
-  const f = found.fields;
-  const dash = f.indexOf('-', 6);
-  return [f[0], f[2], f[3], f[4], f[5], f[dash + 1], f[dash + 2], f[dash + 3]].join(' ');
+  return found?.identity;
 }
 
 /** Whether `path` is the effective user's own file, writable by no one else, in such a directory, holding `content`. */
