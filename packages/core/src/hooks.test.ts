@@ -1,3 +1,4 @@
+import * as tapable from 'tapable';
 import { describe, expect, it } from 'vitest';
 import { createHooks, type SourcePolicyDecision } from './hooks.js';
 
@@ -23,6 +24,23 @@ describe('hooks', () => {
     expect(() => {
       (hooks as Record<string, unknown>).myHook = {};
     }).toThrow(TypeError);
+  });
+
+  it("are tapable's own hook classes, so a plugin taps them with tapable's API", () => {
+    const hooks = createHooks();
+    const kinds = Object.fromEntries(Object.entries(hooks).map(([name, hook]) => [name, hook.constructor]));
+    expect(kinds).toEqual({
+      storeOpen: tapable.AsyncSeriesHook,
+      beforeSolve: tapable.AsyncSeriesWaterfallHook,
+      sourcePolicy: tapable.AsyncSeriesBailHook,
+      vertexStart: tapable.SyncHook,
+      vertexLog: tapable.SyncHook,
+      vertexDone: tapable.SyncHook,
+      beforeExport: tapable.AsyncSeriesHook,
+      attest: tapable.AsyncParallelHook,
+      afterSolve: tapable.AsyncSeriesHook,
+      shutdown: tapable.AsyncSeriesHook,
+    });
   });
 
   it('fire taps in the order they were added', async () => {
