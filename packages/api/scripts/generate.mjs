@@ -90,8 +90,15 @@ export function generate(outDir = join(packageDir, 'src', 'gen')) {
   for (const file of generatedFiles(outDir)) {
     sortMapEncoding(outDir, file);
     lenientLongToNumber(file);
+    lazyGrpcClients(outDir, file);
   }
   return outDir;
+}
+
+/** `../` up to the output directory's parent (src/) from `file`, where the hand-written helpers are. */
+function helperPath(outDir, file, helper) {
+  const depth = relative(outDir, dirname(file)).split(sep).filter(Boolean).length;
+  return `${'../'.repeat(depth + 1)}${helper}`;
 }
 
 function generatedFiles(dir) {
@@ -119,8 +126,7 @@ function sortMapEncoding(outDir, file) {
     return `sortedMapEntries(${field}${integerKey ? ", 'integer'" : ''}).forEach(${rest}`;
   });
   if (count === 0) return;
-  const depth = relative(outDir, dirname(file)).split(sep).filter(Boolean).length;
-  const helper = `${'../'.repeat(depth + 1)}map-order.js`;
+  const helper = helperPath(outDir, file, 'map-order.js');
   const wireImport = 'import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";\n';
   if (!rewritten.includes(wireImport)) throw new Error(`${file}: cannot place the map-order import (ts-proto output changed?)`);
   writeFileSync(file, rewritten.replace(wireImport, `${wireImport}import { sortedMapEntries } from "${helper}";\n`));
@@ -142,6 +148,27 @@ function lenientLongToNumber(file) {
   );
   if (rewritten === text) throw new Error(`${file}: cannot rewrite longToNumber (ts-proto output changed?)`);
   writeFileSync(file, rewritten);
+}
+
+// ts-proto imports grpc-js's `Client` and `makeGenericClientConstructor` as
+// values (the rest as types) and makes each service's client constructor when
+// the module loads, so every namespace with a service would load grpc-js.
+// The import becomes type-only, and the constructors come from
+// src/grpc-client.ts, which loads grpc-js when a client is first made.
+const GRPC_IMPORT = /import \{([^}]*)\} from "@grpc\/grpc-js";\n/;
+
+function lazyGrpcClients(outDir, file) {
+  const text = readFileSync(file, 'utf8');
+  const found = GRPC_IMPORT.exec(text);
+  if (!found) return;
+  const names = found[1].split(',').map((s) => s.trim()).filter(Boolean);
+  const values = names.filter((n) => !n.startsWith('type '));
+  if (values.join() !== 'Client,makeGenericClientConstructor') throw new Error(`${file}: unexpected grpc-js value imports ${values.join(', ')} (ts-proto output changed?)`);
+  const types = names.filter((n) => n !== 'makeGenericClientConstructor').map((n) => n.replace(/^type /, ''));
+  const imports =
+    `import type {\n${types.map((t) => `  ${t},\n`).join('')}} from "@grpc/grpc-js";\n` +
+    `import { makeGenericClientConstructor } from "${helperPath(outDir, file, 'grpc-client.js')}";\n`;
+  writeFileSync(file, text.replace(GRPC_IMPORT, imports));
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

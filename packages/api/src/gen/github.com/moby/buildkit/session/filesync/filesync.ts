@@ -6,17 +6,17 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import {
-  type CallOptions,
-  type ChannelCredentials,
+import type {
+  CallOptions,
+  ChannelCredentials,
   Client,
-  type ClientDuplexStream,
-  type ClientOptions,
-  type handleBidiStreamingCall,
-  makeGenericClientConstructor,
-  type Metadata,
-  type UntypedServiceImplementation,
+  ClientDuplexStream,
+  ClientOptions,
+  handleBidiStreamingCall,
+  Metadata,
+  UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { makeGenericClientConstructor } from "../../../../../../grpc-client.js";
 import { Packet } from "../../../../tonistiigi/fsutil/types/wire.js";
 
 export const protobufPackage = "moby.filesync.v1";

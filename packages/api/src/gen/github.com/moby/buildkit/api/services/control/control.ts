@@ -7,22 +7,22 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { sortedMapEntries } from "../../../../../../../map-order.js";
-import {
-  type CallOptions,
-  type ChannelCredentials,
+import type {
+  CallOptions,
+  ChannelCredentials,
   Client,
-  type ClientDuplexStream,
-  type ClientOptions,
-  type ClientReadableStream,
-  type ClientUnaryCall,
-  type handleBidiStreamingCall,
-  type handleServerStreamingCall,
-  type handleUnaryCall,
-  makeGenericClientConstructor,
-  type Metadata,
-  type ServiceError,
-  type UntypedServiceImplementation,
+  ClientDuplexStream,
+  ClientOptions,
+  ClientReadableStream,
+  ClientUnaryCall,
+  handleBidiStreamingCall,
+  handleServerStreamingCall,
+  handleUnaryCall,
+  Metadata,
+  ServiceError,
+  UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { makeGenericClientConstructor } from "../../../../../../../grpc-client.js";
 import { Timestamp } from "../../../../../../google/protobuf/timestamp.js";
 import { Status } from "../../../../../../google/rpc/status.js";
 import { Definition, ProgressGroup, Range, SourceInfo } from "../../../solver/pb/ops.js";

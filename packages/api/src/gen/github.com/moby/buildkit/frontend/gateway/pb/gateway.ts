@@ -7,20 +7,20 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { sortedMapEntries } from "../../../../../../../map-order.js";
-import {
-  type CallOptions,
-  type ChannelCredentials,
+import type {
+  CallOptions,
+  ChannelCredentials,
   Client,
-  type ClientDuplexStream,
-  type ClientOptions,
-  type ClientUnaryCall,
-  type handleBidiStreamingCall,
-  type handleUnaryCall,
-  makeGenericClientConstructor,
-  type Metadata,
-  type ServiceError,
-  type UntypedServiceImplementation,
+  ClientDuplexStream,
+  ClientOptions,
+  ClientUnaryCall,
+  handleBidiStreamingCall,
+  handleUnaryCall,
+  Metadata,
+  ServiceError,
+  UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { makeGenericClientConstructor } from "../../../../../../../grpc-client.js";
 import { Status } from "../../../../../../google/rpc/status.js";
 import { Stat } from "../../../../../tonistiigi/fsutil/types/stat.js";
 import { WorkerRecord } from "../../../api/types/worker.js";
