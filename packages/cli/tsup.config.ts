@@ -1,4 +1,4 @@
-import { defineConfig } from 'tsup';
+import { defineConfig, type Options } from 'tsup';
 import { packageConfig } from '../../tsup.shared.js';
 
 /**
@@ -15,6 +15,25 @@ import { packageConfig } from '../../tsup.shared.js';
  * packages loaded only by some commands that read files beside themselves
  * (jiti, grpc-js).
  */
+/**
+ * better-sqlite3 (CommonJS, the store's database) is loaded with `require`
+ * (the banner's) rather than an ESM `import`: Node imports a CommonJS module
+ * by first parsing its source for export names (cjs-module-lexer), which a
+ * `require` skips. The store imports only its default export (`module.exports`).
+ */
+const requireSqlite: NonNullable<Options['esbuildPlugins']>[number] = {
+  name: 'bkt-require-better-sqlite3',
+  setup(build) {
+    build.onResolve({ filter: /^better-sqlite3$/ }, (args) =>
+      args.namespace === 'bkt-require' ? { path: args.path, external: true } : { path: args.path, namespace: 'bkt-require' },
+    );
+    build.onLoad({ filter: /.*/, namespace: 'bkt-require' }, (args) => ({
+      contents: `export default require(${JSON.stringify(args.path)});`,
+      loader: 'js',
+    }));
+  },
+};
+
 /** Packages a project config imports (and the leaves they import): one instance shared with the config. */
 const SHARED = [/^@bkt\/(core|llb|api|oci|fsutil)(\/|$)/];
 
@@ -33,8 +52,9 @@ export default [
     // dist-bin/metafile-esm.json: which package each chunk holds (tests/e2e/repo/startup.test.ts checks what start-up loads).
     metafile: true,
     noExternal: [/^@bkt\/(?!(core|llb|api|oci|fsutil)(\/|$))/, /^(?!better-sqlite3$|jiti$|tapable$|node:)[^@./]/],
-    external: [...SHARED, 'better-sqlite3', '@grpc/grpc-js', 'jiti', 'tapable', /^@bufbuild\//],
+    external: [...SHARED, '@grpc/grpc-js', 'jiti', 'tapable', /^@bufbuild\//],
     // Bundled CommonJS dependencies require Node's built-ins: give the ESM bundle a require.
+    esbuildPlugins: [requireSqlite],
     banner: { js: "import { createRequire as __bktCreateRequire } from 'node:module'; const require = __bktCreateRequire(import.meta.url);" },
   }),
 ];

@@ -5,7 +5,8 @@
  * image exporters, the registry cache backends (they load when a build first
  * uses them: packages/cli/src/lazy-plugins.ts), the registry client (the
  * image source's first pull or lookup) or tar-stream (an archive to unpack
- * or a tar to write); a Dockerfile build does load the Dockerfile frontend. Every module URL the process resolves is
+ * or a tar to write), and imports no CommonJS package (better-sqlite3, tapable
+ * and jiti are required); a Dockerfile build does load the Dockerfile frontend. Every module URL the process resolves is
  * recorded by an ESM resolve hook; a chunk of the bundled executable
  * (`dist-bin/`) stands for the sources esbuild's metafile says it holds.
  */
@@ -80,6 +81,9 @@ const LAZY = [
   /\/tar-stream\//,
 ];
 
+/** The CommonJS packages a config build loads: the store's database, core's hooks, the config loader. */
+const COMMONJS = /\/node_modules\/(better-sqlite3|tapable|jiti)\//;
+
 describe('bkt start-up', () => {
   it('--version resolves only the bkt entry', async () => {
     const r = await traced(['--version'], work);
@@ -97,6 +101,8 @@ describe('bkt start-up', () => {
       const sources = await sourcesOf(r.modules);
       expect(sources.filter((u) => /\/(solver|store|source-local)\//.test(u)).length, phase).toBeGreaterThan(0);
       expect([...new Set(sources.filter((u) => LAZY.some((re) => re.test(u))))], phase).toEqual([]);
+      // CommonJS packages are required, never imported (an import has Node parse their source for export names first).
+      expect(r.modules.filter((u) => COMMONJS.test(u)), phase).toEqual([]);
     }
   });
 
