@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { buildSync } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -31,6 +32,8 @@ describe('stopChild', () => {
     platform: 'node',
     format: 'cjs',
     outfile: join(dir, 'network.cjs'),
+    // A CommonJS bundle has no import.meta: modules that resolve packages from their own URL (core's hooks) resolve from here.
+    define: { 'import.meta.url': JSON.stringify(pathToFileURL(resolve(import.meta.dirname, 'network.ts')).href) },
     logLevel: 'silent',
   });
   writeFileSync(join(dir, 'stop.mjs'), SCRIPT);
