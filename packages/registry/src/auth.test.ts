@@ -177,6 +177,23 @@ describe('token (Bearer) registry', () => {
     }
   });
 
+  it('pulls a large blob (read as bulk data) after answering the 401 challenge', async () => {
+    const { data, desc } = blob(500_000);
+    const bob = new RegistryClient({ credentials: staticCredentials({ [registry.host]: { username: 'bob', password: 'hunter2' } }), retry: fastRetry });
+    const anonymous = new RegistryClient({ credentials: staticCredentials({}), retry: fastRetry });
+    try {
+      await bob.pushBlob(`${registry.host}/tok/bulk`, desc, data);
+      const before = registry.tokenServer!.requests.length;
+      const chunks: Uint8Array[] = [];
+      for await (const c of anonymous.blobStream(`${registry.host}/tok/bulk`, desc)) chunks.push(c);
+      expect(Buffer.concat(chunks).equals(data)).toBe(true);
+      expect(registry.tokenServer!.requests.slice(before).map((r) => [r.grant, r.scopes])).toEqual([['anonymous', ['repository:tok/bulk:pull']]]);
+    } finally {
+      bob.close();
+      anonymous.close();
+    }
+  });
+
   it('reports refused credentials from the token server', async () => {
     const client = new RegistryClient({ credentials: staticCredentials({ [registry.host]: { username: 'bob', password: 'wrong' } }), retry: fastRetry });
     try {

@@ -348,6 +348,16 @@ describe('faults (through the proxy)', () => {
     expect(Number(/=(\d+)-/.exec(gets[1].range!)![1])).toBeGreaterThan(0);
   });
 
+  it('follows a redirected large blob (read as bulk data) to another origin without its credentials', async () => {
+    const { data, desc } = blob(400_000);
+    await client.pushBlob(`${registry.host}/fault/redirect`, desc, data);
+    const target = `http://${registry.host}/v2/fault/redirect/blobs/${desc.digest}`;
+    proxy.inject({ method: 'GET', path: /\/blobs\/sha256:/, fault: { kind: 'status', status: 307, headers: { location: target } } });
+    const before = proxy.log.length;
+    expect((await collect(client.blobStream(`${proxy.host}/fault/redirect`, desc))).equals(data)).toBe(true);
+    expect(proxy.log.slice(before).map((r) => [r.method, r.fault, r.status])).toEqual([['GET', 'status', 307]]);
+  });
+
   it('restarts cleanly when a resumed download gets the whole body (no Range support)', async () => {
     const { data, desc } = blob(300_000);
     await client.pushBlob(`${registry.host}/fault/nr`, desc, data);

@@ -98,6 +98,9 @@ function checkBlobTarget(desc: BlobTarget, what: string): void {
   }
 }
 
+/** Blobs of at least this size (or of unknown size) are fetched as bulk data (`HttpRequest.bulk`); smaller ones reuse pooled connections. */
+const BULK_BLOB_BYTES = 128 * 1024;
+
 /** Manifests larger than this are refused, as containerd does. */
 const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 
@@ -552,6 +555,7 @@ export class RegistryClient {
         url: this.#url(ep, r.repository, `blobs/${desc.digest}`),
         headers: resumeAt > 0 ? { range: `bytes=${resumeAt}-` } : {},
         signal,
+        bulk: desc.size === 'unknown' || desc.size >= BULK_BLOB_BYTES,
       }, what);
       let skip = 0;
       if (res.status === 206 && resumeAt > 0) {

@@ -136,6 +136,21 @@ describe('TLS', () => {
       await insecure.ping(registry.host);
       const data = randomBytes(1000);
       expect(await insecure.pushBlob(`${registry.host}/tls/a`, { digest: digestOf(data), size: data.length }, data)).toBe('uploaded');
+      // A large blob (read as bulk data, over a TLS connection of its own) is held to the same rule.
+      const large = randomBytes(300_000);
+      const largeDesc = { digest: digestOf(large), size: large.length };
+      await insecure.pushBlob(`${registry.host}/tls/a`, largeDesc, large);
+      const back: Buffer[] = [];
+      for await (const c of insecure.blobStream(`${registry.host}/tls/a`, largeDesc)) back.push(Buffer.from(c));
+      expect(Buffer.concat(back).equals(large)).toBe(true);
+      err = undefined;
+      try {
+        for await (const c of strict.blobStream(`${registry.host}/tls/a`, largeDesc)) void c;
+      } catch (e) {
+        err = e;
+      }
+      expect(isBktError(err)).toBe(true);
+      expect((err as Error).message).toMatch(/self[- ]signed/i);
     } finally {
       strict.close();
       insecure.close();
@@ -150,6 +165,13 @@ describe('TLS', () => {
     try {
       for (const host of [tls.host, plain.host]) {
         await client.ping(host);
+        const large = randomBytes(300_000);
+        const largeDesc = { digest: digestOf(large), size: large.length };
+        await client.pushBlob(`${host}/fallback/a`, largeDesc, large);
+        // A large blob is read as bulk data: over https, or over http after the TLS handshake got a plain-HTTP answer.
+        const largeBack: Buffer[] = [];
+        for await (const c of client.blobStream(`${host}/fallback/a`, largeDesc)) largeBack.push(Buffer.from(c));
+        expect(Buffer.concat(largeBack).equals(large)).toBe(true);
         const data = randomBytes(3000);
         // Uploads follow the registry's Location (http:// for the plain one) and still end with the digest check.
         expect(await client.pushBlob(`${host}/fallback/a`, { digest: digestOf(data), size: data.length }, data, { chunkSize: 1024 })).toBe('uploaded');
