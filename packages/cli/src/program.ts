@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
+import type { Command } from 'commander';
 import { BktError, isBktError } from '@bkt/core';
 // The commands (and the solver, workers and frontends behind them) are imported when one runs,
 // so `--version`, `--help` and usage errors start in a few tens of milliseconds.
@@ -7,8 +7,8 @@ import type { BuildOptions, Io } from './commands/build.js';
 import type { DuOptions, PruneOptions } from './commands/du.js';
 import type { HistoryInspectOptions, HistoryListOptions, HistoryLogsOptions, HistoryUpdateOptions } from './commands/history.js';
 import type { ProjectOptions } from './project.js';
+import { BUILD_OPTIONS, DAEMON_OPTIONS, PROJECT_OPTIONS, addOptions, parseBuildArgv } from './build-argv.js';
 import type { ImageSaveOptions, ImagesOptions } from './commands/images.js';
-import { onePlatform } from './platform-flag.js';
 import { userMessage } from './progress/report.js';
 import { terminalSafe } from './progress/terminal-safe.js';
 
@@ -16,23 +16,18 @@ export type { Io } from './commands/build.js';
 
 const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-const collect = (value: string, previous: string[]) => [...previous, value];
-
-/** Adds the options every command takes: project dir, config file, store root. */
-function withProjectOptions(cmd: Command): Command {
-  return cmd
-    .option('-C, --dir <dir>', 'project directory (where bkt.config.* is)', undefined)
-    .option('--config <file>', 'config file to load instead of <dir>/bkt.config.{ts,mts,js,mjs,json}')
-    .option('--root <dir>', 'store root (default: /var/lib/bkt as root, else $XDG_DATA_HOME/bkt)');
-}
-
-/** Adds the options of commands that may run against bktd: its address (`--addr`, else `BKT_HOST`) and the TLS files of a tcp:// one. */
-function withDaemonOptions(cmd: Command): Command {
-  return cmd
-    .addOption(new Option('--addr <address>', 'run against bktd at unix:///PATH or tcp://HOST:PORT (default: none, the build runs in this process)').env('BKT_HOST'))
-    .option('--tlscacert <file>', 'tcp:// daemon: the CA certificate that signed the daemon\'s certificate')
-    .option('--tlscert <file>', 'tcp:// daemon: this client\'s certificate')
-    .option('--tlskey <file>', 'tcp:// daemon: this client\'s private key');
+/** `bkt build`, once its command line is parsed (by `parseBuildArgv` or commander). */
+async function runBuild(
+  args: string[],
+  opts: Omit<BuildOptions, 'noCacheFilter'> & { cacheFilter: string[] },
+  io: Io,
+  signal: AbortSignal,
+  buildExtra: Partial<BuildOptions>,
+): Promise<number> {
+  // commander reads `--no-cache-filter` as the negation of `cache-filter`: its values land in `cacheFilter`.
+  const { cacheFilter, ...rest } = opts;
+  const { buildCommand } = await import('./commands/build.js');
+  return buildCommand(args, { ...rest, noCacheFilter: cacheFilter, ...buildExtra }, io, signal);
 }
 
 /**
@@ -41,6 +36,30 @@ function withDaemonOptions(cmd: Command): Command {
  * SIGINT / SIGTERM (the abort reason carries the code).
  */
 export async function main(argv: string[], io: Io, signal: AbortSignal = new AbortController().signal, buildExtra: Partial<BuildOptions> = {}): Promise<number> {
+  try {
+    // A plain `bkt build …` runs without loading commander (build-argv.ts); the rest is commander's.
+    const build = parseBuildArgv(argv);
+    if (build) return await runBuild(build.args, build.opts as Parameters<typeof runBuild>[1], io, signal, buildExtra);
+    return await runProgram(argv, io, signal, buildExtra);
+  } catch (err) {
+    const debug = !!(io.env ?? process.env).BKT_DEBUG;
+    if (signal.aborted) {
+      // Stopped because stdout or stderr was closed (`bkt du | head`): nothing to tell, no one to tell it to.
+      if (exitCodeOf(signal) === 0) return 0;
+      io.stderr.write(`bkt: ${describeError(signal.reason ?? err, debug)}\n`);
+      return exitCodeOf(signal);
+    }
+    io.stderr.write(`error: ${describeError(err, debug)}\n`);
+    if (debug && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}
+
+/** The CLI through commander: every command, help and usage errors (printed by commander). */
+async function runProgram(argv: string[], io: Io, signal: AbortSignal, buildExtra: Partial<BuildOptions>): Promise<number> {
+  const { Command, CommanderError, Option } = await import('commander');
+  const withProjectOptions = (cmd: Command) => addOptions(cmd, PROJECT_OPTIONS, Option);
+  const withDaemonOptions = (cmd: Command) => addOptions(cmd, DAEMON_OPTIONS, Option);
   let exitCode = 0;
   const program = new Command('bkt')
     .enablePositionalOptions()
@@ -53,7 +72,7 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     })
     .showHelpAfterError('(run with --help for usage)');
 
-  withDaemonOptions(withProjectOptions(
+  addOptions(withDaemonOptions(withProjectOptions(
     program
       .command('build')
       .description(
@@ -62,52 +81,9 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
       .argument('[target|context]', 'config targets, several built at once (`bkt build test image`), or the build context of a Dockerfile build (`-` = a Dockerfile on stdin, no context)')
       // Several targets: the arguments past the first arrive in `command.args`.
       .allowExcessArguments(),
-  ))
-    .option('-o, --output <spec>', 'output: type=local,dest=DIR | type=tar,dest=FILE|- | type=image,name=N[,push=true] | type=registry | type=oci|docker,dest=FILE (repeatable; CSV as buildx)', collect, [])
-    .addOption(new Option('--progress <mode>', 'progress output (default: $BUILDKIT_PROGRESS, else auto)').choices(['auto', 'tty', 'plain', 'rawjson', 'quiet']))
-    .option('--call <name>', 'Dockerfile build: print check (build-check warnings; exit 1 when there are any), outline (build args, secrets, ssh of the target) or targets (the stages) instead of building; NAME[,format=json]')
-    .option('--check', 'Dockerfile build: --call check')
-    .option('--no-cache', 'do not use cached results (new results are still recorded)')
-    .option('--llb <file>', 'solve a marshalled pb.Definition from FILE, or stdin with "-" (as buildctl build)')
-    .option('--local <name=dir>', 'a local directory for local://NAME sources (repeatable)', collect, [])
-    .option('--cache-to <spec>', 'export the build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR | type=inline (repeatable; CSV as buildx)', collect, [])
-    .option('--explain', 'after the build, say why each step that ran missed the cache: the changed context file, build arg or env, base image digest, parent step (against the previous build of the same target)')
-    .option('--cache-from <spec>', 'import a build cache: type=registry,ref=REF | type=local,src=DIR | REF (repeatable; several are merged)', collect, [])
-    .option('--metadata-file <file>', 'write the build result metadata (exporter response) as JSON')
-    .option('-f, --file <file>', 'Dockerfile build: the Dockerfile (default: CONTEXT/Dockerfile; "-" = stdin)')
-    .option('--target <stage>', 'Dockerfile build: the stage to build (default: the last)')
-    .option('--build-arg <key=value>', 'Dockerfile build: a build arg; KEY alone takes its value from the environment (repeatable)', collect, [])
-    .option('--build-context <name=value>', 'Dockerfile build: a named context: a directory, docker-image://REF, oci-layout://…, a git or https URL (repeatable)', collect, [])
-    .option('--secret <spec>', 'Dockerfile build: a secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR][,type=file|env] (repeatable)', collect, [])
-    .option('--ssh <spec>', 'Dockerfile build: an ssh-agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)', collect, [])
-    .option('-t, --tag <name>', 'the image name (repeatable); without --output, export type=image', collect, [])
-    .option('--push', 'push the image (shorthand for --output type=registry)')
-    .option('--platform <platform>', 'the target platform (os/arch[/variant]; one: several in one build are not supported yet)', onePlatform)
-    .option('--list', 'list the targets of the config, with their descriptions')
-    .option('--label <key=value>', 'Dockerfile build: a label of the image (repeatable)', collect, [])
-    .option('--no-cache-filter <stage>', 'Dockerfile build: do not use the cache for these stages (repeatable, or comma-separated)', collect, [])
-    .option('--add-host <host:ip>', 'Dockerfile build: an /etc/hosts entry in RUN steps (repeatable)', collect, [])
-    .option('--allow <entitlement>', 'grant the build network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)', collect, [])
-    .option('--network <mode>', 'Dockerfile build: the network of RUN steps: default, none or host')
-    .option('--shm-size <size>', 'Dockerfile build: the size of /dev/shm in RUN steps (e.g. 64m)')
-    .option('--ulimit <name=soft:hard>', 'Dockerfile build: a ulimit of RUN steps (repeatable)', collect, [])
-    .option('--pull', 'Dockerfile build: always look up base images in their registry (image-resolve-mode=pull)')
-    .option('--frontend <name>', 'Dockerfile build: the frontend (default dockerfile.v0; gateway.v0 runs the frontend image --opt source=IMAGE)')
-    .option('--opt <key=value>', 'Dockerfile build: a frontend attribute, as buildctl --opt (e.g. source=IMAGE, build-arg:K=V) (repeatable)', collect, [])
-    .option('--iidfile <file>', 'write the image id (config digest) to FILE')
-    .option('--load', 'load the image into the local Docker engine (DOCKER_HOST, else /var/run/docker.sock), as docker buildx build --load')
-    .option('-q, --quiet', 'no progress output; print the image id (config digest) on stdout')
-    .option('--annotation <[type:]key=value>', 'an annotation of the image: KEY=VALUE (manifest) or TYPE[,TYPE][PLATFORM]:KEY=VALUE, TYPE manifest, manifest-descriptor, index or index-descriptor (repeatable)', collect, [])
-    .option('--provenance [value]', 'attestations are not supported yet: only --provenance=false is accepted')
-    .option('--sbom [value]', 'attestations are not supported yet: only --sbom=false is accepted')
-    .option('--attest <spec>', 'attestations are not supported yet (refused)', collect, [])
-    .option('--invoke <command>', 'run COMMAND in the build result attached to this terminal once the build succeeded (e.g. sh); on-error: a shell in the failed step instead; or KEY=VALUE,… (args, entrypoint, env, user, cwd, tty, on=error|always), as buildx')
-    .action(async (_first: string | undefined, opts: Omit<BuildOptions, 'noCacheFilter'> & { cacheFilter: string[] }, command: Command) => {
-      const args = command.args;
-      // commander reads `--no-cache-filter` as the negation of `cache-filter`: its values land in `cacheFilter`.
-      const { cacheFilter, ...rest } = opts;
-      const { buildCommand } = await import('./commands/build.js');
-      exitCode = await buildCommand(args, { ...rest, noCacheFilter: cacheFilter, ...buildExtra }, io, signal);
+  )), BUILD_OPTIONS, Option)
+    .action(async (_first: string | undefined, opts: Parameters<typeof runBuild>[1], command: Command) => {
+      exitCode = await runBuild(command.args, opts, io, signal, buildExtra);
     });
 
   program
@@ -232,20 +208,9 @@ export async function main(argv: string[], io: Io, signal: AbortSignal = new Abo
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // --help and --version exit 0; usage errors were already printed.
-      return err.exitCode === 0 ? 0 : 1;
-    }
-    const debug = !!(io.env ?? process.env).BKT_DEBUG;
-    if (signal.aborted) {
-      // Stopped because stdout or stderr was closed (`bkt du | head`): nothing to tell, no one to tell it to.
-      if (exitCodeOf(signal) === 0) return 0;
-      io.stderr.write(`bkt: ${describeError(signal.reason ?? err, debug)}\n`);
-      return exitCodeOf(signal);
-    }
-    io.stderr.write(`error: ${describeError(err, debug)}\n`);
-    if (debug && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
-    return 1;
+    // --help and --version exit 0; usage errors were already printed.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1;
+    throw err;
   }
 }
 

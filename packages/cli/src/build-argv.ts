@@ -1,0 +1,207 @@
+/**
+ * The options of `bkt build` (and of the project and daemon options other
+ * commands share) as data, and a parser of the common `bkt build` command
+ * lines that needs no commander.
+ *
+ * program.ts declares these options to commander from this table, so help,
+ * usage errors and every other command are commander's. `parseBuildArgv`
+ * answers only for a `build` command line it reads exactly as commander
+ * would (same operands, same option values, same keys); anything else —
+ * help, an unknown or malformed option, a short-option group, a glued short
+ * value, `--`, an optional-value option, a value a parser refuses, `BKT_HOST`
+ * set — is `undefined`, and commander parses it (and prints its help or
+ * error). `build-argv.test.ts` checks the two agree.
+ */
+import type { Command, Option } from 'commander';
+import { onePlatform } from './platform-flag.js';
+
+/** One option, as declared to commander. */
+export interface OptionSpec {
+  /** commander's flags: `-C, --dir <dir>` (a value), `--check` (none), `--provenance [value]` (an optional value). */
+  flags: string;
+  description: string;
+  /** Given again, each value is appended (default `[]`). */
+  repeatable?: true;
+  /** The allowed values. */
+  choices?: readonly string[];
+  /** Parses a value (`previous`: the value an earlier use gave). */
+  parse?: (value: string, previous: string | undefined) => string;
+  /** An environment variable commander reads when the option is not given. */
+  env?: string;
+}
+
+/** Appends a repeated option's value. */
+export const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** Every command that reads a project: its directory, config file and store root. */
+export const PROJECT_OPTIONS: readonly OptionSpec[] = [
+  { flags: '-C, --dir <dir>', description: 'project directory (where bkt.config.* is)' },
+  { flags: '--config <file>', description: 'config file to load instead of <dir>/bkt.config.{ts,mts,js,mjs,json}' },
+  { flags: '--root <dir>', description: 'store root (default: /var/lib/bkt as root, else $XDG_DATA_HOME/bkt)' },
+];
+
+/** Commands that may run against bktd: its address (`--addr`, else `BKT_HOST`) and the TLS files of a tcp:// one. */
+export const DAEMON_OPTIONS: readonly OptionSpec[] = [
+  { flags: '--addr <address>', description: 'run against bktd at unix:///PATH or tcp://HOST:PORT (default: none, the build runs in this process)', env: 'BKT_HOST' },
+  { flags: '--tlscacert <file>', description: 'tcp:// daemon: the CA certificate that signed the daemon\'s certificate' },
+  { flags: '--tlscert <file>', description: 'tcp:// daemon: this client\'s certificate' },
+  { flags: '--tlskey <file>', description: 'tcp:// daemon: this client\'s private key' },
+];
+
+/** `bkt build`'s own options, in help order (after the project and daemon options). */
+export const BUILD_OPTIONS: readonly OptionSpec[] = [
+  { flags: '-o, --output <spec>', description: 'output: type=local,dest=DIR | type=tar,dest=FILE|- | type=image,name=N[,push=true] | type=registry | type=oci|docker,dest=FILE (repeatable; CSV as buildx)', repeatable: true },
+  { flags: '--progress <mode>', description: 'progress output (default: $BUILDKIT_PROGRESS, else auto)', choices: ['auto', 'tty', 'plain', 'rawjson', 'quiet'] },
+  { flags: '--call <name>', description: 'Dockerfile build: print check (build-check warnings; exit 1 when there are any), outline (build args, secrets, ssh of the target) or targets (the stages) instead of building; NAME[,format=json]' },
+  { flags: '--check', description: 'Dockerfile build: --call check' },
+  { flags: '--no-cache', description: 'do not use cached results (new results are still recorded)' },
+  { flags: '--llb <file>', description: 'solve a marshalled pb.Definition from FILE, or stdin with "-" (as buildctl build)' },
+  { flags: '--local <name=dir>', description: 'a local directory for local://NAME sources (repeatable)', repeatable: true },
+  { flags: '--cache-to <spec>', description: 'export the build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR | type=inline (repeatable; CSV as buildx)', repeatable: true },
+  { flags: '--explain', description: 'after the build, say why each step that ran missed the cache: the changed context file, build arg or env, base image digest, parent step (against the previous build of the same target)' },
+  { flags: '--cache-from <spec>', description: 'import a build cache: type=registry,ref=REF | type=local,src=DIR | REF (repeatable; several are merged)', repeatable: true },
+  { flags: '--metadata-file <file>', description: 'write the build result metadata (exporter response) as JSON' },
+  { flags: '-f, --file <file>', description: 'Dockerfile build: the Dockerfile (default: CONTEXT/Dockerfile; "-" = stdin)' },
+  { flags: '--target <stage>', description: 'Dockerfile build: the stage to build (default: the last)' },
+  { flags: '--build-arg <key=value>', description: 'Dockerfile build: a build arg; KEY alone takes its value from the environment (repeatable)', repeatable: true },
+  { flags: '--build-context <name=value>', description: 'Dockerfile build: a named context: a directory, docker-image://REF, oci-layout://…, a git or https URL (repeatable)', repeatable: true },
+  { flags: '--secret <spec>', description: 'Dockerfile build: a secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR][,type=file|env] (repeatable)', repeatable: true },
+  { flags: '--ssh <spec>', description: 'Dockerfile build: an ssh-agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)', repeatable: true },
+  { flags: '-t, --tag <name>', description: 'the image name (repeatable); without --output, export type=image', repeatable: true },
+  { flags: '--push', description: 'push the image (shorthand for --output type=registry)' },
+  { flags: '--platform <platform>', description: 'the target platform (os/arch[/variant]; one: several in one build are not supported yet)', parse: onePlatform },
+  { flags: '--list', description: 'list the targets of the config, with their descriptions' },
+  { flags: '--label <key=value>', description: 'Dockerfile build: a label of the image (repeatable)', repeatable: true },
+  { flags: '--no-cache-filter <stage>', description: 'Dockerfile build: do not use the cache for these stages (repeatable, or comma-separated)', repeatable: true },
+  { flags: '--add-host <host:ip>', description: 'Dockerfile build: an /etc/hosts entry in RUN steps (repeatable)', repeatable: true },
+  { flags: '--allow <entitlement>', description: 'grant the build network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)', repeatable: true },
+  { flags: '--network <mode>', description: 'Dockerfile build: the network of RUN steps: default, none or host' },
+  { flags: '--shm-size <size>', description: 'Dockerfile build: the size of /dev/shm in RUN steps (e.g. 64m)' },
+  { flags: '--ulimit <name=soft:hard>', description: 'Dockerfile build: a ulimit of RUN steps (repeatable)', repeatable: true },
+  { flags: '--pull', description: 'Dockerfile build: always look up base images in their registry (image-resolve-mode=pull)' },
+  { flags: '--frontend <name>', description: 'Dockerfile build: the frontend (default dockerfile.v0; gateway.v0 runs the frontend image --opt source=IMAGE)' },
+  { flags: '--opt <key=value>', description: 'Dockerfile build: a frontend attribute, as buildctl --opt (e.g. source=IMAGE, build-arg:K=V) (repeatable)', repeatable: true },
+  { flags: '--iidfile <file>', description: 'write the image id (config digest) to FILE' },
+  { flags: '--load', description: 'load the image into the local Docker engine (DOCKER_HOST, else /var/run/docker.sock), as docker buildx build --load' },
+  { flags: '-q, --quiet', description: 'no progress output; print the image id (config digest) on stdout' },
+  { flags: '--annotation <[type:]key=value>', description: 'an annotation of the image: KEY=VALUE (manifest) or TYPE[,TYPE][PLATFORM]:KEY=VALUE, TYPE manifest, manifest-descriptor, index or index-descriptor (repeatable)', repeatable: true },
+  { flags: '--provenance [value]', description: 'attestations are not supported yet: only --provenance=false is accepted' },
+  { flags: '--sbom [value]', description: 'attestations are not supported yet: only --sbom=false is accepted' },
+  { flags: '--attest <spec>', description: 'attestations are not supported yet (refused)', repeatable: true },
+  { flags: '--invoke <command>', description: 'run COMMAND in the build result attached to this terminal once the build succeeded (e.g. sh); on-error: a shell in the failed step instead; or KEY=VALUE,… (args, entrypoint, env, user, cwd, tty, on=error|always), as buildx' },
+];
+
+/** Declares `specs` to commander on `cmd`, in order (`OptionClass`: commander's `Option`, which the caller loaded). */
+export function addOptions(cmd: Command, specs: readonly OptionSpec[], OptionClass: typeof Option): Command {
+  for (const spec of specs) {
+    if (spec.choices || spec.env !== undefined) {
+      const option = new OptionClass(spec.flags, spec.description);
+      if (spec.choices) option.choices(spec.choices);
+      if (spec.env !== undefined) option.env(spec.env);
+      cmd.addOption(option);
+    } else if (spec.repeatable) {
+      cmd.option(spec.flags, spec.description, collect, []);
+    } else if (spec.parse) {
+      cmd.option(spec.flags, spec.description, spec.parse);
+    } else {
+      cmd.option(spec.flags, spec.description);
+    }
+  }
+  return cmd;
+}
+
+/** What commander derives from an option's flags. */
+interface Flag {
+  spec: OptionSpec;
+  /** The key of the parsed options: the long name camel-cased, without `no-`. */
+  key: string;
+  negate: boolean;
+  value: 'none' | 'required' | 'optional';
+}
+
+function flagOf(spec: OptionSpec): { names: string[]; flag: Flag } {
+  const words = spec.flags.split(/[ ,|]+/).filter(Boolean);
+  const names = words.filter((w) => w.startsWith('-'));
+  const long = names.find((n) => n.startsWith('--'))!;
+  const negate = long.startsWith('--no-');
+  const key = long
+    .slice(negate ? 5 : 2)
+    .split('-')
+    .map((w, i) => (i === 0 ? w : w[0]!.toUpperCase() + w.slice(1)))
+    .join('');
+  const value = spec.flags.includes('<') ? 'required' : spec.flags.includes('[') ? 'optional' : 'none';
+  return { names, flag: { spec, key, negate, value } };
+}
+
+const BUILD_FLAGS: ReadonlyMap<string, Flag> = new Map(
+  [...PROJECT_OPTIONS, ...DAEMON_OPTIONS, ...BUILD_OPTIONS].flatMap((spec) => {
+    const { names, flag } = flagOf(spec);
+    return names.map((n) => [n, flag] as const);
+  }),
+);
+
+/** A `bkt build` command line as commander parses it: its operands (`command.args`) and option values (`opts()`). */
+export interface ParsedBuild {
+  args: string[];
+  opts: Record<string, unknown>;
+}
+
+/**
+ * `argv` (without `node` and the script) when it is a `bkt build` command
+ * line this parser reads exactly as commander does; `undefined` otherwise
+ * (commander then parses it).
+ */
+export function parseBuildArgv(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedBuild | undefined {
+  if (argv[0] !== 'build') return undefined;
+  const opts: Record<string, unknown> = {};
+  for (const flag of new Set(BUILD_FLAGS.values())) {
+    if (flag.spec.env !== undefined && flag.spec.env in env) return undefined;
+    // commander's defaults: [] for a repeatable option, true for a `--no-x` that has no `--x`.
+    if (flag.spec.repeatable) opts[flag.key] = [];
+    else if (flag.negate) opts[flag.key] = true;
+  }
+  const args: string[] = [];
+  for (let i = 1; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return undefined;
+    if (arg.length < 2 || arg[0] !== '-') {
+      args.push(arg);
+      continue;
+    }
+    let name = arg;
+    let value: string | undefined;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 2) {
+      name = arg.slice(0, eq);
+      value = arg.slice(eq + 1);
+    } else if (!arg.startsWith('--') && arg.length > 2) {
+      return undefined;
+    }
+    const flag = BUILD_FLAGS.get(name);
+    if (!flag || flag.value === 'optional') return undefined;
+    if (flag.value === 'none') {
+      if (value !== undefined) return undefined;
+      opts[flag.key] = !flag.negate;
+      continue;
+    }
+    if (value === undefined) {
+      // As commander: the next argument is the value, whatever it looks like.
+      if (i + 1 >= argv.length) return undefined;
+      value = argv[++i]!;
+    }
+    const { spec } = flag;
+    if (spec.choices && !spec.choices.includes(value)) return undefined;
+    if (spec.repeatable) {
+      opts[flag.key] = collect(value, opts[flag.key] as string[]);
+    } else if (spec.parse) {
+      try {
+        opts[flag.key] = spec.parse(value, opts[flag.key] as string | undefined);
+      } catch {
+        return undefined;
+      }
+    } else {
+      opts[flag.key] = value;
+    }
+  }
+  return { args, opts };
+}
