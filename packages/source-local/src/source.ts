@@ -41,6 +41,7 @@ import {
 } from '@bkt/core';
 import { parseDockerignore } from '@bkt/fsutil';
 import { parseLocalAttrs, type LocalAttrs } from './attrs.js';
+import { Stager, type EntryMeta } from './stager.js';
 
 export interface LocalSourceOptions {
   /**
@@ -62,6 +63,8 @@ const RECORD_TYPE = 'source.local';
 const RACY_MS = 2000;
 /** Client files read at once while hashing (a session client answers each over the network). */
 const READ_CONCURRENCY = 16;
+/** A sync that reads at least this many files stages them in a worker thread (`Stager`); fewer are not worth starting one. */
+const STAGER_MIN_FILES = 64;
 /** Files up to this size are copied with synchronous system calls; larger ones through the thread pool. */
 const SMALL_FILE_BYTES = 1 << 20;
 
@@ -300,17 +303,25 @@ async function hashEntries(
     else toRead.push(e);
   }
   if (toRead.length > 0) await mkdir(stagingDir, { recursive: true });
-  let next = 0;
-  const worker = async () => {
-    while (next < toRead.length) {
-      const e = toRead[next]!;
-      const file = join(stagingDir, String(next++));
-      // Staged with the metadata the snapshot gives it: moving it in is all that is left.
-      digests.set(e.path, await receive(dir, e.path, file, metaOf(e, keepOwners), signal));
-      staged.set(e.path, file);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, toRead.length) }, worker));
+  // Many files are written and hashed by a worker thread: this one only reads them from the client.
+  const stager = toRead.length >= STAGER_MIN_FILES ? new Stager() : undefined;
+  try {
+    let next = 0;
+    const worker = async () => {
+      while (next < toRead.length) {
+        const e = toRead[next]!;
+        const file = join(stagingDir, String(next++));
+        // Staged with the metadata the snapshot gives it: moving it in is all that is left.
+        const meta = metaOf(e, keepOwners);
+        const digest = stager ? await stager.stage(file, abortable(dir.read(e.path, signal), signal), e.size, meta) : await receive(dir, e.path, file, meta, signal);
+        digests.set(e.path, digest);
+        staged.set(e.path, file);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, toRead.length) }, worker));
+  } finally {
+    await stager?.close();
+  }
 
   const h = createHash('sha256');
   for (const e of entries) {
@@ -322,16 +333,16 @@ async function hashEntries(
   return { key: `sha256:${h.digest('hex')}`, entries, digests, staged, syncedAtMs, index };
 }
 
-/** Owner, permissions and mtime of an entry in the snapshot. */
-interface EntryMeta {
-  uid: number;
-  gid: number;
-  perm: number;
-  mtime: Date;
-}
-
 function metaOf(e: FileStat, keepOwners: boolean): EntryMeta {
   return { uid: keepOwners ? e.uid : 0, gid: keepOwners ? e.gid : 0, perm: e.mode & 0o7777, mtime: new Date(e.mtimeMs) };
+}
+
+/** `chunks`, stopping with the signal's reason when it is aborted between them. */
+async function* abortable(chunks: AsyncIterable<Uint8Array>, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  for await (const chunk of chunks) {
+    signal.throwIfAborted();
+    yield chunk;
+  }
 }
 
 /** Owner (as root; without root, files can only be owned by us), then permissions (chown clears setuid bits), then times. */
