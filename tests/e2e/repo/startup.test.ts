@@ -79,6 +79,8 @@ const LAZY = [
   // The registry client loads for a pull or lookup only, tar-stream (the solver's) to unpack an archive only.
   /\/registry\/dist\//,
   /\/tar-stream\//,
+  // The Docker engine client (node:http) loads for --load only.
+  /^chunk:src\/docker-engine\.ts$/,
 ];
 
 /** The CommonJS packages a config build loads: the store's database, core's hooks, the config loader. */

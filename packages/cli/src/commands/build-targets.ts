@@ -12,7 +12,8 @@ import { normalizePlatform, parsePlatform } from '@bkt/oci';
 import type { SolveResponse } from '@bkt/solver';
 import { dockerCredentials } from '../credentials.js';
 import { parseCacheFlags } from '../cache-flags.js';
-import { dockerEngine, loadIntoDockerEngine, pingDockerEngine, type DockerEngine } from '../docker-engine.js';
+// The Docker engine client (node:http) is imported for --load only.
+import type { DockerEngine } from '../docker-engine.js';
 import { parseEntitlements } from '../entitlements.js';
 import { parseLocalDirs, parseOutput, resolveDest } from '../options.js';
 import { imageId, imageSummary, metadataJson, planOutputs } from '../outputs.js';
@@ -101,6 +102,7 @@ function platformFlag(value: string): Platform {
 
 /** `--load`: the engine must answer before anything is built; each target's archive goes to a file of a temp dir. */
 async function prepareLoad(io: Io): Promise<{ engine: DockerEngine; dir: string }> {
+  const { dockerEngine, pingDockerEngine } = await import('../docker-engine.js');
   const engine = dockerEngine(io.env ?? process.env);
   await pingDockerEngine(engine);
   return { engine, dir: await mkdtemp(join(tmpdir(), 'bkt-load-')) };
@@ -233,7 +235,7 @@ async function reportBuilt(
     const plan = plans[i]!;
     const response = s.value;
     const prefix = run.several ? `[${plan.name}] ` : '';
-    const loaded = run.engine && plan.loadFile ? await loadIntoDockerEngine(run.engine, plan.loadFile) : [];
+    const loaded = run.engine && plan.loadFile ? await (await import('../docker-engine.js')).loadIntoDockerEngine(run.engine, plan.loadFile) : [];
     if (!run.quiet) {
       const { stats } = response;
       io.stderr.write(`${prefix}solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);

@@ -5,7 +5,8 @@ import { join, resolve } from 'node:path';
 import { BktError, isBktError, type OutputSpec } from '@bkt/core';
 import { writeOutputFile } from '@bkt/fsutil';
 import type { SolveResponse } from '@bkt/solver';
-import { dockerEngine, loadIntoDockerEngine, pingDockerEngine, type DockerEngine } from '../docker-engine.js';
+// The Docker engine client (node:http) is imported for --load only.
+import type { DockerEngine } from '../docker-engine.js';
 import { parseEntitlements } from '../entitlements.js';
 import { prepareDockerfileSolve, hasDockerfileFlags, type DockerfileFlags, type DockerfileSolve } from '../dockerfile.js';
 import { parseLocalDirs, parseOutput } from '../options.js';
@@ -138,6 +139,7 @@ async function runBuild(input: BuildInput, project: Project, opts: BuildOptions,
   // --load: the engine must answer before anything is built; the archive goes through a temp file.
   let load: { engine: DockerEngine; dir: string; file: string } | undefined;
   if (opts.load) {
+    const { dockerEngine, pingDockerEngine } = await import('../docker-engine.js');
     const engine = dockerEngine(io.env ?? process.env);
     await pingDockerEngine(engine);
     const dir = await mkdtemp(join(tmpdir(), 'bkt-load-'));
@@ -238,7 +240,7 @@ async function runBuildTo(
     else (await import('./history-explain.js')).printExplanations(response.explanations, io.stderr, { json: display.mode === 'rawjson' });
   }
   const { stats } = response;
-  const loaded = load ? await loadIntoDockerEngine(load.engine, load.file) : [];
+  const loaded = load ? await (await import('../docker-engine.js')).loadIntoDockerEngine(load.engine, load.file) : [];
   // Quiet (`-q`, `--progress quiet`) prints nothing but errors, and on stdout what was asked for.
   if (display.mode !== 'quiet') {
     io.stderr.write(`solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);
