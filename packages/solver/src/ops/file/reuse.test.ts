@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BuildContext, Snapshot } from '@bkt/core';
 import { layerTar } from '@bkt/oci';
 import { createFileOpExecutor } from './index.js';
-import { COPY_RECORDS, CopyReuse, MAX_COPY_RECORDS, copyRecordId } from './reuse.js';
+import { COPY_RECORDS, CopyReuse, LINEAGES_PER_COPY, MAX_COPY_RECORDS, copyRecordId } from './reuse.js';
 import { copy, dumpTree, fileOp, makeSnapshot, openTestEnv, type TestEnv } from '../file-ops.test-util.js';
 
 const exec = createFileOpExecutor();
@@ -103,26 +103,67 @@ for (const kind of ['overlay', 'copy'] as const) {
         // The copy snapshotter's trees are copies: nothing is the earlier file, so everything is copied.
         expect(await inode(s2, 'ctx/d0/f3.txt')).not.toBe(await inode(s1, 'ctx/d0/f3.txt'));
       }
-      // The record now names the new result, its source and the source path it resolved; it keeps only the result alive.
-      const rec = await env.ctx.records!.namespace(COPY_RECORDS).get(copyRecordId('sha256:v', 0));
-      expect(rec?.data).toEqual({ result: s2.id, source: c2.id, sources: JSON.stringify(['/']) });
+      // The record of the source's lineage (its bottom snapshot) now names the new result, its source and the source path it resolved; it keeps only the result alive.
+      const rec = await env.ctx.records!.namespace(COPY_RECORDS).get(copyRecordId('sha256:v', 0, c1.id));
+      expect(rec?.data).toEqual({ copy: expect.any(String), result: s2.id, source: c2.id, sources: JSON.stringify(['/']) });
       expect(rec?.snapshots).toEqual([s2.id]);
     });
 
     it('takes nothing when the earlier source is gone (a prune may remove it: the record does not keep it)', async () => {
-      // A context not under the next one, so nothing keeps it but the store's own records.
-      const c0 = await makeSnapshot(env.ctx, async (d) => {
-        await writeFile(path.join(d, 'a.txt'), 'a');
-      });
+      // A context of the same lineage not under the next one (another sync over c1), so nothing keeps it but the store's own records.
+      const c0 = await makeSnapshot(env.ctx, async (d) => writeFile(path.join(d, 'a.txt'), 'a'), c1);
       await copyContext(env.ctx, 'sha256:v', base, c0);
+      const rec = await env.ctx.records!.namespace(COPY_RECORDS).get(copyRecordId('sha256:v', 0, c1.id));
+      expect(rec?.data.source).toBe(c0.id);
       await env.store.snapshotter.remove([c0.id]);
-      const mount = await c1.mount();
+      const c2 = await makeSnapshot(env.ctx, newFile, c1);
+      const mount = await c2.mount();
       try {
-        const reuse = await CopyReuse.open({ ...env.ctx, vertex: { digest: 'sha256:v', name: 'COPY . /ctx' } }, 0, c1, mount.path);
+        const reuse = await CopyReuse.open({ ...env.ctx, vertex: { digest: 'sha256:v', name: 'COPY . /ctx' } }, 0, c2, mount.path);
         expect(reuse).toBeUndefined();
       } finally {
         await mount.release();
       }
+    });
+
+    it('takes files from the earlier run of the same lineage when two contexts are copied in turn (two clients of one daemon)', async () => {
+      // Another client's directory: same paths, sizes and times, its own files (another lineage).
+      const other = await makeSnapshot(env.ctx, async (d) => {
+        await cp(c1.layerPath(), d, { recursive: true, preserveTimestamps: true });
+        await writeFile(path.join(d, 'd0/f3.txt'), 'other 0/3\n');
+        await utimes(path.join(d, 'd0/f3.txt'), 1_500_000_003, 1_500_000_003);
+      });
+      const s1 = await copyContext(env.ctx, 'sha256:v', base, c1);
+      const o1 = await copyContext(env.ctx, 'sha256:v', base, other);
+      const c2 = await makeSnapshot(env.ctx, newFile, c1);
+      const s2 = await copyContext(env.ctx, 'sha256:v', base, c2);
+      const o2 = await copyContext(env.ctx, 'sha256:v', base, await makeSnapshot(env.ctx, newFile, other));
+      expect(await readFile(path.join(s2.layerPath(), 'ctx/d0/f3.txt'), 'utf8')).toBe('file 0/3\n');
+      expect(await readFile(path.join(o2.layerPath(), 'ctx/d0/f3.txt'), 'utf8')).toBe('other 0/3\n');
+      expect(await dumpTree(s2, { withTimes: true })).toEqual(await dumpTree(await copyContext(env.ctx, 'sha256:w', base, c2), { withTimes: true }));
+      if (kind === 'overlay') {
+        expect(await inode(s2, 'ctx/d0/f3.txt')).toBe(await inode(s1, 'ctx/d0/f3.txt'));
+        expect(await inode(o2, 'ctx/d0/f3.txt')).toBe(await inode(o1, 'ctx/d0/f3.txt'));
+        expect(await inode(o2, 'ctx/d1/f1.txt')).toBe(await inode(o1, 'ctx/d1/f1.txt'));
+      }
+    });
+
+    it(`remembers at most LINEAGES_PER_COPY lineages of one copy, forgetting the least recently written`, async () => {
+      const ns = env.ctx.records!.namespace(COPY_RECORDS);
+      const roots: Snapshot[] = [];
+      for (let n = 0; n < LINEAGES_PER_COPY + 1; n++) {
+        await new Promise((r) => setTimeout(r, 3)); // times are in milliseconds: one write per tick
+        const root = await makeSnapshot(env.ctx, async (d) => writeFile(path.join(d, 'a.txt'), `lineage ${n}`));
+        roots.push(root);
+        await copyContext(env.ctx, 'sha256:v', base, root);
+      }
+      // Another copy's record is not counted with them.
+      await copyContext(env.ctx, 'sha256:w', base, c1);
+      const ids = (await ns.list()).map((r) => r.id);
+      expect(ids.length).toBe(LINEAGES_PER_COPY + 1);
+      expect(ids).not.toContain(copyRecordId('sha256:v', 0, roots[0]!.id));
+      expect(ids).toContain(copyRecordId('sha256:v', 0, roots[1]!.id));
+      expect(ids).toContain(copyRecordId('sha256:w', 0, c1.id));
     });
 
     it('keeps at most MAX_COPY_RECORDS copies, forgetting the least recently written', async () => {
@@ -134,9 +175,9 @@ for (const kind of ['overlay', 'copy'] as const) {
       }
       const ids = (await ns.list()).map((r) => r.id);
       expect(ids.length).toBe(MAX_COPY_RECORDS);
-      expect(ids).not.toContain(copyRecordId('sha256:v', 0));
-      expect(ids).not.toContain(copyRecordId('sha256:w0', 0));
-      expect(ids).toContain(copyRecordId(`sha256:w${MAX_COPY_RECORDS + 1}`, 0));
+      expect(ids).not.toContain(copyRecordId('sha256:v', 0, c1.id));
+      expect(ids).not.toContain(copyRecordId('sha256:w0', 0, c1.id));
+      expect(ids).toContain(copyRecordId(`sha256:w${MAX_COPY_RECORDS + 1}`, 0, c1.id));
     });
 
     it('never links through a symlink in the earlier result (a host file of the same size, owner, mode and time)', async () => {
@@ -198,7 +239,7 @@ for (const kind of ['overlay', 'copy'] as const) {
 
     it('copies whole when the earlier result is gone', async () => {
       const s1 = await copyContext(env.ctx, 'sha256:v', base, c1);
-      await env.ctx.records!.namespace(COPY_RECORDS).remove(copyRecordId('sha256:v', 0));
+      await env.ctx.records!.namespace(COPY_RECORDS).remove(copyRecordId('sha256:v', 0, c1.id));
       await env.store.snapshotter.remove([s1.id]);
       const c2 = await makeSnapshot(env.ctx, newFile, c1);
       const s2 = await copyContext(env.ctx, 'sha256:v', base, c2);

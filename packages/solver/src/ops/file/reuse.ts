@@ -27,11 +27,17 @@
  *   link made is, by device and inode, the file checked.
  * Everything else is copied as always.
  *
- * The earlier result is remembered per (vertex, action) in the store's
- * records (`file.copy`, at most `MAX_COPY_RECORDS`, the least recently
- * written evicted first), with the source it read and the source paths it
- * resolved; the record keeps the result alive, not the source (a prune may
- * drop the source: the next copy is then whole, as when the record is gone).
+ * The earlier result is remembered per (vertex, action, source lineage) in
+ * the store's records (`file.copy`), with the source it read and the source
+ * paths it resolved. A source's lineage is the bottom snapshot of its chain:
+ * the local source layers each sync of a client directory over the last
+ * one, so the syncs of one directory share it while two directories built
+ * by the same Dockerfile (two clients of one daemon, two checkouts) do not,
+ * and each takes files from its own earlier run instead of overwriting the
+ * other's. At most `LINEAGES_PER_COPY` lineages are remembered per (vertex,
+ * action) and `MAX_COPY_RECORDS` in all, the least recently written evicted
+ * first. The record keeps the result alive, not the source (a prune may drop
+ * the source: the next copy is then whole, as when the record is gone).
  */
 import type { Stats } from 'node:fs';
 import { closeSync, constants, fchmodSync, fchownSync, futimesSync, linkSync, lstatSync, openSync, readSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
@@ -45,6 +51,8 @@ export const COPY_RECORDS = 'file.copy';
 const RECORD_TYPE = 'regular';
 /** At most this many copies are remembered per store. */
 export const MAX_COPY_RECORDS = 32;
+/** At most this many source lineages are remembered per (vertex, action). */
+export const LINEAGES_PER_COPY = 4;
 
 /** Owner, mode and times the copier gives a file (see `Copier`'s info). */
 export interface CopiedInfo {
@@ -69,9 +77,30 @@ export interface PendingLink {
   info: CopiedInfo;
 }
 
-/** The record id of action `action` of the op of vertex `vertex`. */
-export function copyRecordId(vertex: string, action: number): string {
+/** What names action `action` of the op of vertex `vertex` in its records (`data.copy`), whatever their lineage. */
+function copyKey(vertex: string, action: number): string {
   return createHash('sha256').update(`${vertex}\0${action}`).digest('hex').slice(0, 32);
+}
+
+/** The record id of action `action` of the op of vertex `vertex` copying from a source of lineage `lineage` (see `lineageOf`). */
+export function copyRecordId(vertex: string, action: number, lineage: string): string {
+  return createHash('sha256').update(`${vertex}\0${action}\0${lineage}`).digest('hex').slice(0, 32);
+}
+
+/** `snapshot`'s chain, itself first, its bottom snapshot last. */
+async function chainOf(snapshot: Snapshot, ctx: BuildContext): Promise<Snapshot[]> {
+  const chain = [snapshot];
+  for (let parent = snapshot.parent; parent !== null; ) {
+    const p = await ctx.snapshotter.get(parent);
+    chain.push(p);
+    parent = p.parent;
+  }
+  return chain;
+}
+
+/** The lineage of a source snapshot: the id of its chain's bottom snapshot. */
+export async function lineageOf(snapshot: Snapshot, ctx: BuildContext): Promise<string> {
+  return (await chainOf(snapshot, ctx)).at(-1)!.id;
 }
 
 function lstatOrNull(p: string): Stats | null {
@@ -123,15 +152,9 @@ function isInside(rel: string): boolean {
   return rel !== '' && rel !== '.' && !path.isAbsolute(rel) && rel !== '..' && !rel.startsWith('../') && path.normalize(rel) === rel;
 }
 
-/** The layer directories of `snapshot`'s chain, its own first. */
-async function layerDirs(snapshot: Snapshot, ctx: BuildContext): Promise<string[]> {
-  const dirs = [snapshot.layerPath()];
-  for (let parent = snapshot.parent; parent !== null; ) {
-    const p = await ctx.snapshotter.get(parent);
-    dirs.push(p.layerPath());
-    parent = p.parent;
-  }
-  return dirs;
+/** The layer directories of a chain (see `chainOf`), its top first. */
+function layerDirs(chain: Snapshot[]): string[] {
+  return chain.map((s) => s.layerPath());
 }
 
 /**
@@ -216,7 +239,13 @@ export class CopyReuse {
   static async open(ctx: BuildContext, action: number, source: Snapshot, sourceRoot: string): Promise<CopyReuse | undefined> {
     if (!ctx.vertex || !ctx.records) return undefined;
     const ns = ctx.records.namespace(COPY_RECORDS);
-    const id = copyRecordId(ctx.vertex.digest, action);
+    let chain: Snapshot[];
+    try {
+      chain = await chainOf(source, ctx);
+    } catch {
+      return undefined;
+    }
+    const id = copyRecordId(ctx.vertex.digest, action, chain.at(-1)!.id);
     const hold = await ns.hold(id);
     try {
       const rec = await ns.get(id);
@@ -227,7 +256,7 @@ export class CopyReuse {
       const [prevResult, prevSource] = await Promise.all([ctx.snapshotter.get(result), ctx.snapshotter.get(previousSource)]);
       await prevResult.materialize?.();
       await prevSource.materialize?.();
-      return new CopyReuse(sourceRoot, new Layers(await layerDirs(source, ctx)), new Layers(await layerDirs(prevSource, ctx)), prevResult.layerPath(), previousSources, hold);
+      return new CopyReuse(sourceRoot, new Layers(layerDirs(chain)), new Layers(layerDirs(await chainOf(prevSource, ctx))), prevResult.layerPath(), previousSources, hold);
     } catch {
       await hold.release();
       return undefined;
@@ -236,22 +265,25 @@ export class CopyReuse {
 
   /**
    * Remembers `result`, made by this action from `source` (resolved to
-   * source paths `sources`), for the next run, and forgets the least
-   * recently written copies beyond `MAX_COPY_RECORDS` (best effort).
+   * source paths `sources`), for the next run from the same source lineage,
+   * and forgets the least recently written copies beyond
+   * `LINEAGES_PER_COPY` for this action and `MAX_COPY_RECORDS` in all (best
+   * effort).
    */
   static async remember(ctx: BuildContext, action: number, source: Snapshot, sources: readonly string[], result: Snapshot): Promise<void> {
     if (!ctx.vertex || !ctx.records) return;
     const ns = ctx.records.namespace(COPY_RECORDS);
-    const id = copyRecordId(ctx.vertex.digest, action);
     try {
+      const id = copyRecordId(ctx.vertex.digest, action, await lineageOf(source, ctx));
+      const copy = copyKey(ctx.vertex.digest, action);
       await ns.put(id, {
         recordType: RECORD_TYPE,
         description: `earlier result of copy action ${action} of ${ctx.vertex.name}`,
         snapshots: [result.id],
-        data: { result: result.id, source: source.id, sources: JSON.stringify(sources) },
+        data: { copy, result: result.id, source: source.id, sources: JSON.stringify(sources) },
       });
       await ns.touch(id);
-      await evictBeyond(ns, MAX_COPY_RECORDS, id);
+      await evictBeyond(ns, id, copy);
     } catch {
       // Remembering is an optimization: the build's result stands without it.
     }
@@ -337,13 +369,26 @@ function parseSources(data: string | undefined): string[] | null {
   }
 }
 
-/** Removes the least recently written records of `ns` beyond `max` (never `keep`; a held one stays). */
-async function evictBeyond(ns: RecordNamespace, max: number, keep: string): Promise<void> {
+/**
+ * Removes the least recently written records of `ns` beyond
+ * `LINEAGES_PER_COPY` of copy `copy` and beyond `MAX_COPY_RECORDS` in all
+ * (never `keep`; a held one stays).
+ */
+async function evictBeyond(ns: RecordNamespace, keep: string, copy: string): Promise<void> {
   const all = await ns.list();
-  if (all.length <= max) return;
   const written = (r: StoreRecord) => (r.lastUsedAt ?? r.createdAt).getTime();
-  const oldest = all.filter((r) => r.id !== keep).sort((a, b) => written(a) - written(b));
-  for (const r of oldest.slice(0, all.length - max)) await ns.remove(r.id).catch(() => undefined);
+  const oldestFirst = (rs: StoreRecord[]) => rs.filter((r) => r.id !== keep).sort((a, b) => written(a) - written(b));
+  const removed = new Set<string>();
+  const remove = async (rs: StoreRecord[]) => {
+    for (const r of rs) {
+      removed.add(r.id);
+      await ns.remove(r.id).catch(() => undefined);
+    }
+  };
+  const same = all.filter((r) => r.data.copy === copy);
+  if (same.length > LINEAGES_PER_COPY) await remove(oldestFirst(same).slice(0, same.length - LINEAGES_PER_COPY));
+  const rest = all.filter((r) => !removed.has(r.id));
+  if (rest.length > MAX_COPY_RECORDS) await remove(oldestFirst(rest).slice(0, rest.length - MAX_COPY_RECORDS));
 }
 
 /** Copies regular file `src` to new file `target` with the copier's owner, mode and times. */
