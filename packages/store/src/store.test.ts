@@ -175,6 +175,71 @@ describe('store open', () => {
     await rm(root, { recursive: true, force: true });
   });
 
+  it('deferMount, commit with `unmounted`: recorded at once; its work dir, its mount point and any mount over it wait for the unmount', async () => {
+    const root = await tempRoot();
+    const store = await Store.open(root, 'overlay');
+    try {
+      const base = await commitFiles(store.snapshotter, null, { f: 'f' });
+      const mutable = await store.snapshotter.prepare(base, { deferMount: true });
+      execFileSync('mount', ['-t', 'overlay', '-o', mutable.deferredMount!.options, 'overlay', mutable.path]);
+      await writeFile(join(mutable.path, 'g'), 'g');
+      let unmount!: () => void;
+      const unmounted = new Promise<void>((resolve) => (unmount = () => {
+        execFileSync('umount', [mutable.path]);
+        resolve();
+      }));
+      const child = await mutable.commit({ unmounted });
+      const dir = join(root, 'snapshots', child.id);
+      // Recorded and in use; the mount's work dir and mount point are still there.
+      expect((await store.snapshotter.get(child.id)).id).toBe(child.id);
+      expect(store.snapshotter.isInUse(child.id)).toBe(true);
+      expect(existsSync(join(dir, 'work'))).toBe(true);
+      expect(await mountsUnder(root)).toEqual([mutable.path]);
+      // A view and a child over it wait for the unmount.
+      let viewed = false;
+      const view = child.mount().then((v) => ((viewed = true), v));
+      const grandchild = store.snapshotter.prepare(child);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(viewed).toBe(false);
+      unmount();
+      const v = await view;
+      expect((await readdir(v.path)).sort()).toEqual(['f', 'g']);
+      await v.release();
+      await (await grandchild).discard();
+      expect(existsSync(join(dir, 'work'))).toBe(false);
+      expect(existsSync(mutable.path)).toBe(false);
+      expect(store.snapshotter.isInUse(child.id)).toBe(false);
+      expect(await readFile(join(dir, 'fs', 'g'), 'utf8')).toBe('g');
+    } finally {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('deferMount, commit with an `unmounted` that rejects: every later use of the tree fails with its error, nothing is removed', async () => {
+    const root = await tempRoot();
+    const store = await Store.open(root, 'overlay');
+    try {
+      const base = await commitFiles(store.snapshotter, null, { f: 'f' });
+      const mutable = await store.snapshotter.prepare(base, { deferMount: true });
+      const child = await mutable.commit({ unmounted: Promise.reject(new Error('umount: target is busy')) });
+      const dir = join(root, 'snapshots', child.id);
+      const failed = (p: Promise<unknown>) => p.then(() => undefined, (err: unknown) => err);
+      for (const use of [child.mount(), store.snapshotter.prepare(child), store.snapshotter.merge([base, child])]) {
+        const err = await failed(use);
+        expect(isBktError(err, 'INTERNAL')).toBe(true);
+        expect((err as Error).message).toMatch(new RegExp(`snapshot ${child.id} cannot be used: .*umount: target is busy`));
+      }
+      // Kept: in use for this process's life (no prune removes what may still be mounted), work dir and all.
+      expect(store.snapshotter.isInUse(child.id)).toBe(true);
+      expect(existsSync(join(dir, 'work'))).toBe(true);
+      expect(await store.prune({ all: true }).then(() => existsSync(dir))).toBe(true);
+    } finally {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('flattens an overlay chain too long for one mount', async () => {
     const root = await tempRoot();
     const store = await Store.open(root, 'overlay');
