@@ -1,10 +1,10 @@
 /**
  * A message channel: one bidirectional stream of messages, as the fsutil
  * protocol code sees it, over either end of a session call (a call the
- * client serves with grpc-js, or a call the daemon makes with its caller).
+ * client serves, or a call the daemon makes with its caller).
  */
-import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { BidiStream } from './grpc/caller.js';
+import type { ServerCall } from './grpc/server.js';
 import { CallError, Status } from './grpc/status.js';
 
 export interface MessageChannel<T> {
@@ -23,7 +23,7 @@ const HIGH_WATER = 16;
  * or byte chunks depending on the target).
  */
 export function servedChannel<T, Wire = T>(
-  call: ServerDuplexStream<Wire, Wire>,
+  call: ServerCall<Wire, Wire>,
   codec: { decode(w: Wire): T; encode(m: T): Wire } = { decode: (w) => w as unknown as T, encode: (m) => m as unknown as Wire },
 ): MessageChannel<T> {
   const queue: T[] = [];
@@ -45,25 +45,15 @@ export function servedChannel<T, Wire = T>(
     wake();
   });
   call.on('end', () => {
-    // A reset stream also ends the readable side (Node pushes EOF when an
-    // HTTP/2 stream closes), and grpc-js reports the cancellation a few
-    // ticks later: the end counts only once that had its chance, so that a
-    // cancelled transfer is never taken for a completed one.
-    setImmediate(() =>
-      setImmediate(() => {
-        ended = true;
-        wake();
-      }),
-    );
+    ended = true;
+    wake();
   });
-  call.on('cancelled', () => {
+  const cancelled = () => {
     failure ??= new CallError(Status.CANCELLED, 'the daemon cancelled the call', call.getPath());
     wake();
-  });
-  call.on('error', (err) => {
-    failure ??= err;
-    wake();
-  });
+  };
+  if (call.cancelled) cancelled();
+  call.on('cancelled', cancelled);
   return {
     async send(message) {
       if (failure) throw failure;

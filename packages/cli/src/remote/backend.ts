@@ -5,12 +5,12 @@ import type { BuildBackend } from '../backend.js';
 import type { ProjectOptions } from '../project.js';
 import type { DaemonAddress, DaemonFlags } from './address.js';
 import { ControlConnection } from './connection.js';
-import { DaemonClient } from './daemon.js';
+import type { DaemonClient } from './daemon.js';
 import { remoteSolve } from './solve.js';
 
 export async function openDaemonBackend(address: DaemonAddress, opts: ProjectOptions & DaemonFlags): Promise<BuildBackend> {
   refuseRoot(opts);
-  // Builds go over node:http2 (connection.ts); `--call` needs the gateway's grpc-js stubs: a grpc-js client, made on first use.
+  // Builds go over node:http2 (connection.ts); `--call` needs the gateway's grpc-js stubs: a grpc-js client, loaded and made on first use.
   const daemon = await ControlConnection.connect(address);
   let callClient: Promise<DaemonClient> | undefined;
   return {
@@ -19,7 +19,7 @@ export async function openDaemonBackend(address: DaemonAddress, opts: ProjectOpt
       const remote = { ...req, exporters: outputs, client: createHostClient(host), localDirs: host.localDirs ?? {} };
       // A process in the build's result or failed step: through bktd's buildx Controller.
       if (invoke) return (await import('./debug.js')).remoteDebugSolve(address, remote, invoke);
-      return remoteSolve(daemon, remote, () => (callClient ??= DaemonClient.connect(address)));
+      return remoteSolve(daemon, remote, () => (callClient ??= import('./daemon.js').then(({ DaemonClient }) => DaemonClient.connect(address))));
     },
     // A config target's evaluation (the LLB builder, image configs) is loaded only for one.
     targetSolve: async (name, target, platform, outputs) => ({ definition: await (await import('./target.js')).daemonTargetDefinition(name, target, platform, outputs, daemon.address) }),

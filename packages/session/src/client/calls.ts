@@ -1,13 +1,7 @@
-/** How the client's handlers read call metadata and end calls with a status. */
-import type { Metadata, ServerDuplexStream, ServiceError } from '@grpc/grpc-js';
+/** How the client's handlers end calls with a status. */
 import { BktError } from '@bkt/core';
-import { headerMapOf, type HeaderMap } from '../headers.js';
+import type { CallStatus, ServerCall } from '../grpc/server.js';
 import { CallError, Status } from '../grpc/status.js';
-
-/** A call's metadata by lower-cased key, every value a string. */
-export function metadataOf(metadata: Metadata): HeaderMap {
-  return headerMapOf(metadata.toJSON() as Record<string, unknown>);
-}
 
 const CODES: Partial<Record<string, number>> = {
   NOT_FOUND: Status.NOT_FOUND,
@@ -18,14 +12,14 @@ const CODES: Partial<Record<string, number>> = {
 };
 
 /** An error as the status a handler answers with. */
-export function statusOf(err: unknown): ServiceError {
+export function statusOf(err: unknown): CallStatus {
   const code = err instanceof CallError ? err.code : err instanceof BktError ? (CODES[err.code] ?? Status.UNKNOWN) : Status.UNKNOWN;
   const details = err instanceof CallError ? err.details : err instanceof Error ? err.message : String(err);
-  return Object.assign(new Error(details), { code, details, metadata: undefined as unknown as Metadata });
+  return { code, details };
 }
 
-/** Ends a streaming call with the status of `err` (unless the daemon already cancelled it). */
-export function endWithError(call: ServerDuplexStream<unknown, unknown>, err: unknown): void {
+/** Ends a streaming call with the status of `err` (unless the daemon already cancelled it or it ended). */
+export function endWithError(call: ServerCall<unknown, unknown>, err: unknown): void {
   if (call.cancelled || call.writableEnded) return;
-  call.emit('error', statusOf(err));
+  call.fail(statusOf(err));
 }

@@ -7,15 +7,15 @@
  * with BytesMessage, but a directory's messages are `fsutil.types.Packet`s),
  * a file target `BytesMessage` chunks until the daemon half-closes.
  */
-import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { BktError, type BuildClient, type OutputDir, type OutputFile } from '@bkt/core';
 import { BytesMessage } from '@bkt/api/filesync';
 import { Packet } from '@bkt/api/fsutil';
 import { servedChannel, type MessageChannel } from '../channel.js';
 import { fileStatOf } from '../filemode.js';
+import type { ServerCall } from '../grpc/server.js';
 import { FsutilReceiver } from '../fsutil/receive.js';
 import { KEY_EXPORTER_ID, KEY_EXPORTER_META_PREFIX } from '../headers.js';
-import { endWithError, metadataOf } from './calls.js';
+import { endWithError } from './calls.js';
 
 /** Where one of the client's outputs goes. */
 export type OutputTarget =
@@ -33,8 +33,8 @@ export type OutputTargets = Readonly<Record<number, OutputTarget>>;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 
-export async function serveFileSend(client: BuildClient, targets: OutputTargets, call: ServerDuplexStream<Buffer, Buffer>): Promise<void> {
-  const md = metadataOf(call.metadata);
+export async function serveFileSend(client: BuildClient, targets: OutputTargets, call: ServerCall<Buffer, Buffer>): Promise<void> {
+  const md = call.metadata;
   // As SyncTarget.chooser: a missing or malformed id is 0.
   const id = Number.parseInt(md[KEY_EXPORTER_ID]?.[0] ?? '0', 10) || 0;
   const target = Object.hasOwn(targets, id) ? targets[id] : undefined;

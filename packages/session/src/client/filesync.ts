@@ -5,31 +5,31 @@
  * sent with fsutil's protocol. The walk and the bytes are the client's
  * (`BuildClient.localDir`: the host client's walk, selection and reads).
  */
-import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { BktError, type BuildClient, type LocalDirSelection } from '@bkt/core';
 import type { Packet } from '@bkt/api/fsutil';
 import { servedChannel, type MessageChannel } from '../channel.js';
+import type { ServerCall } from '../grpc/server.js';
 import { batchedChannel, type BatchedChannel } from '../fsutil/batch.js';
 import { FsutilSender } from '../fsutil/send.js';
 import { decodeOpts, KEY_DIR_NAME, KEY_EXCLUDE_PATTERNS, KEY_FOLLOW_PATHS, KEY_INCLUDE_PATTERNS } from '../headers.js';
-import { endWithError, metadataOf } from './calls.js';
+import { endWithError } from './calls.js';
 
-export function serveDiffCopy(client: BuildClient, call: ServerDuplexStream<Packet, Packet>): Promise<void> {
+export function serveDiffCopy(client: BuildClient, call: ServerCall<Packet, Packet>): Promise<void> {
   return serveDirectory(client, call, servedChannel<Packet>(call), false);
 }
 
 /** bkt's DiffCopy (`DIFFCOPY_BATCH_METHOD`): the same, many packets a message, with the entries' change tokens. */
-export function serveDiffCopyBatch(client: BuildClient, call: ServerDuplexStream<Buffer, Buffer>): Promise<void> {
+export function serveDiffCopyBatch(client: BuildClient, call: ServerCall<Buffer, Buffer>): Promise<void> {
   return serveDirectory(client, call, batchedChannel(servedChannel<Buffer>(call)), true);
 }
 
 async function serveDirectory(
   client: BuildClient,
-  call: ServerDuplexStream<Packet, Packet> | ServerDuplexStream<Buffer, Buffer>,
+  call: ServerCall<Packet, Packet> | ServerCall<Buffer, Buffer>,
   channel: MessageChannel<Packet> | BatchedChannel,
   extended: boolean,
 ): Promise<void> {
-  const md = decodeOpts(metadataOf(call.metadata));
+  const md = decodeOpts(call.metadata);
   const name = md[KEY_DIR_NAME]?.[0] ?? '';
   const dir = client.localDir(name);
   if (!dir) {

@@ -2,24 +2,24 @@
  * The client's half of a session (BuildKit's `session.Session`): a gRPC
  * server holding the client's services — everything a `BuildClient`
  * offers — plus `grpc.health.v1.Health`, served over the tunnel with
- * grpc-js's connection injector. The client announces the session in the
- * `Control.Session` call's metadata: its id, shared key and one
- * `/service/method` value per method it serves.
+ * node:http2 (`grpc/server.ts`; no grpc-js). The client announces the
+ * session in the `Control.Session` call's metadata: its id, shared key and
+ * one `/service/method` value per method it serves.
  */
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
-import { Metadata, Server, ServerCredentials, type ClientDuplexStream, type ConnectionInjector, type ServiceDefinition } from '@grpc/grpc-js';
+import type { ClientDuplexStream, Metadata } from '@grpc/grpc-js';
 import type { BuildClient } from '@bkt/core';
-import { AuthService, FileSendService, FileSyncService } from '@bkt/api/filesync';
-import { HealthService } from '@bkt/api/health';
-import { SecretsService } from '@bkt/api/secrets';
-import { SSHService } from '@bkt/api/sshforward';
+import { FileSendService, FileSyncService } from '@bkt/api/filesync';
 import { HEADER_SESSION_ID, HEADER_SESSION_METHOD, HEADER_SESSION_SHARED_KEY } from '../headers.js';
+import { GrpcServer, type ServedMethod } from '../grpc/server.js';
 import { tunnelOf, type BytesMessageCall } from '../tunnel.js';
 import { serveFileSend, type OutputTargets } from './filesend.js';
 import { DIFFCOPY_BATCH_METHOD } from '../fsutil/batch.js';
 import { serveDiffCopy, serveDiffCopyBatch } from './filesync.js';
-import { authHandlers, healthHandlers, secretsHandlers, sshHandlers } from './services.js';
+import { statusOf } from './calls.js';
+import { serveAuth, serveHealth, serveSecrets, serveSsh } from './services.js';
 
 export interface SessionServerOptions {
   /** The session's id (default: random); the daemon's solve requests name it. */
@@ -62,33 +62,22 @@ export interface SessionServer {
 export function serveSession(client: BuildClient, opts: SessionServerOptions = {}): SessionServer {
   const id = opts.id ?? randomBytes(16).toString('hex');
   const sharedKey = opts.sharedKey ?? id;
-  const server = new Server();
-  const methods: string[] = [];
-  const add = (definition: ServiceDefinition, handlers: Record<string, unknown>) => {
-    // Only the methods served are registered and announced.
-    const served = Object.fromEntries(Object.entries(definition).filter(([name]) => name in handlers)) as ServiceDefinition;
-    server.addService(served, handlers as never);
-    for (const method of Object.values(served)) methods.push(method.path);
-  };
+  const server = new GrpcServer({ statusOf });
+  /** A bidirectional method whose messages the handler reads and writes as bytes. */
+  const raw = (path: string): ServedMethod<Buffer, Buffer> => ({ path, requestDeserialize: (b) => b, responseSerialize: (b) => b });
 
-  add(HealthService, healthHandlers());
-  add(FileSyncService, { diffCopy: (call: Parameters<typeof serveDiffCopy>[1]) => void serveDiffCopy(client, call) });
+  serveHealth(server);
+  server.bidi(FileSyncService.diffCopy, (call) => void serveDiffCopy(client, call));
   // bkt's DiffCopy, many packets a message (a bkt daemon prefers it; BuildKit's ignores it).
-  if (opts.batchedFileSync !== false) {
-    const batch = { ...FileSyncService.diffCopy, path: DIFFCOPY_BATCH_METHOD, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b };
-    add({ diffCopy: batch } as unknown as ServiceDefinition, { diffCopy: (call: Parameters<typeof serveDiffCopyBatch>[1]) => void serveDiffCopyBatch(client, call) });
-  }
+  if (opts.batchedFileSync !== false) server.bidi(raw(DIFFCOPY_BATCH_METHOD), (call) => void serveDiffCopyBatch(client, call));
   const outputs = opts.outputs ?? {};
-  if (Object.keys(outputs).length > 0) {
-    // Raw bytes: a directory target's messages are fsutil packets, a file target's BytesMessages.
-    const raw = { ...FileSendService.diffCopy, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b };
-    add({ diffCopy: raw } as unknown as ServiceDefinition, { diffCopy: (call: Parameters<typeof serveFileSend>[2]) => void serveFileSend(client, outputs, call) });
-  }
-  add(AuthService, authHandlers(client));
-  add(SecretsService, secretsHandlers(client));
-  add(SSHService, sshHandlers(client));
+  // Raw bytes: a directory target's messages are fsutil packets, a file target's BytesMessages.
+  if (Object.keys(outputs).length > 0) server.bidi(raw(FileSendService.diffCopy.path), (call) => void serveFileSend(client, outputs, call));
+  serveAuth(server, client);
+  serveSecrets(server, client);
+  serveSsh(server, client);
+  const methods = server.paths;
 
-  let injector: ConnectionInjector | undefined;
   return {
     id,
     sharedKey,
@@ -103,12 +92,10 @@ export function serveSession(client: BuildClient, opts: SessionServerOptions = {
       return md;
     },
     serve(transport) {
-      injector ??= server.createConnectionInjector(ServerCredentials.createInsecure());
-      injector.injectConnection(transport);
+      server.serve(transport);
     },
     close() {
-      injector?.destroy();
-      server.forceShutdown();
+      server.close();
     },
   };
 }
@@ -144,7 +131,8 @@ export function openSession(control: SessionDialer, client: BuildClient, opts: S
   if ('sessionTunnel' in control) {
     transport = control.sessionTunnel(headers);
   } else {
-    const metadata = new Metadata();
+    // A grpc-js client: grpc-js is loaded already, and its call takes its own Metadata.
+    const metadata = new (createRequire(import.meta.url)('@grpc/grpc-js') as typeof import('@grpc/grpc-js')).Metadata();
     for (const [key, values] of Object.entries(headers)) for (const v of values) metadata.add(key, v);
     call = control.session(metadata);
     transport = tunnelOf(call as unknown as BytesMessageCall);

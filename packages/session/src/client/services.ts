@@ -5,70 +5,55 @@
  * socket), and `grpc.health.v1.Health`, which every session client serves.
  */
 import { connect } from 'node:net';
-import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { BktError, type BuildClient } from '@bkt/core';
-import type { CredentialsRequest, CredentialsResponse } from '@bkt/api/filesync';
-import { HealthCheckResponse_ServingStatus, type HealthCheckRequest, type HealthCheckResponse } from '@bkt/api/health';
-import type { GetSecretRequest, GetSecretResponse } from '@bkt/api/secrets';
-import type { BytesMessage, CheckAgentRequest, CheckAgentResponse } from '@bkt/api/sshforward';
+import { AuthService } from '@bkt/api/filesync';
+import { HealthCheckResponse_ServingStatus, HealthService } from '@bkt/api/health';
+import { SecretsService } from '@bkt/api/secrets';
+import { SSHService, type BytesMessage } from '@bkt/api/sshforward';
+import type { GrpcServer, ServerCall } from '../grpc/server.js';
 import { KEY_SSH_ID } from '../headers.js';
-import { endWithError, metadataOf, statusOf } from './calls.js';
+import { endWithError } from './calls.js';
 
 /** The id of the agent a call asks for when it names none (sshforward's `DefaultID`). */
 export const DEFAULT_SSH_ID = 'default';
 
-function unary<Req, Res>(handler: (request: Req) => Promise<Res>) {
-  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-    handler(call.request).then(
-      (response) => callback(null, response),
-      (err: unknown) => callback(statusOf(err)),
-    );
-  };
+/** Serves `Auth.Credentials`: no credentials is an empty answer, as BuildKit's authprovider gives. */
+export function serveAuth(server: GrpcServer, client: BuildClient): void {
+  server.unary(AuthService.credentials, async (req) => {
+    const found = await client.credentials(req.Host);
+    return { Username: found?.username ?? '', Secret: found?.secret ?? '' };
+  });
 }
 
-export function authHandlers(client: BuildClient) {
-  return {
-    credentials: unary<CredentialsRequest, CredentialsResponse>(async (req) => {
-      const found = await client.credentials(req.Host);
-      // No credentials: an empty answer, as BuildKit's authprovider gives.
-      return { Username: found?.username ?? '', Secret: found?.secret ?? '' };
-    }),
-  };
+export function serveSecrets(server: GrpcServer, client: BuildClient): void {
+  server.unary(SecretsService.getSecret, async (req) => {
+    const data = await client.secrets.get(req.ID);
+    if (data === null) throw new BktError('NOT_FOUND', `secret ${req.ID} not found`);
+    return { data: Buffer.from(data) };
+  });
 }
 
-export function secretsHandlers(client: BuildClient) {
-  return {
-    getSecret: unary<GetSecretRequest, GetSecretResponse>(async (req) => {
-      const data = await client.secrets.get(req.ID);
-      if (data === null) throw new BktError('NOT_FOUND', `secret ${req.ID} not found`);
-      return { data: Buffer.from(data) };
-    }),
-  };
-}
-
-export function sshHandlers(client: BuildClient) {
+export function serveSsh(server: GrpcServer, client: BuildClient): void {
   const socketOf = async (id: string) => {
     const path = await client.ssh.socketPath(id || DEFAULT_SSH_ID);
     if (path === null) throw new BktError('NOT_FOUND', `unset ssh forward key ${id || DEFAULT_SSH_ID}`);
     return path;
   };
-  return {
-    checkAgent: unary<CheckAgentRequest, CheckAgentResponse>(async (req) => {
-      await socketOf(req.ID);
-      return {};
-    }),
-    forwardAgent: (call: ServerDuplexStream<BytesMessage, BytesMessage>) => {
-      const id = metadataOf(call.metadata)[KEY_SSH_ID]?.[0] ?? DEFAULT_SSH_ID;
-      socketOf(id).then(
-        (path) => bridge(call, path),
-        (err: unknown) => endWithError(call, err),
-      );
-    },
-  };
+  server.unary(SSHService.checkAgent, async (req) => {
+    await socketOf(req.ID);
+    return {};
+  });
+  server.bidi(SSHService.forwardAgent, (call) => {
+    const id = call.metadata[KEY_SSH_ID]?.[0] ?? DEFAULT_SSH_ID;
+    socketOf(id).then(
+      (path) => bridge(call, path),
+      (err: unknown) => endWithError(call, err),
+    );
+  });
 }
 
 /** Copies bytes both ways between the call and a connection to the agent socket until either side ends. */
-function bridge(call: ServerDuplexStream<BytesMessage, BytesMessage>, path: string): void {
+function bridge(call: ServerCall<BytesMessage, BytesMessage>, path: string): void {
   const socket = connect(path);
   socket.on('data', (data) => {
     if (!call.write({ data })) socket.pause();
@@ -86,18 +71,16 @@ function bridge(call: ServerDuplexStream<BytesMessage, BytesMessage>, path: stri
   call.on('cancelled', () => socket.destroy());
 }
 
-export function healthHandlers() {
+export function serveHealth(server: GrpcServer): void {
   // grpc-go's health server: the server as a whole ("") serves; another service name is unknown.
   const servingStatus = (service: string) => (service === '' ? HealthCheckResponse_ServingStatus.SERVING : undefined);
-  return {
-    check: unary<HealthCheckRequest, HealthCheckResponse>(async (req) => {
-      const status = servingStatus(req.service);
-      if (status === undefined) throw new BktError('NOT_FOUND', `unknown service ${req.service}`);
-      return { status };
-    }),
-    watch: (call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) => {
-      call.write({ status: servingStatus(call.request.service) ?? HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN });
-      // Kept open until the daemon cancels it; the status never changes.
-    },
-  };
+  server.unary(HealthService.check, async (req) => {
+    const status = servingStatus(req.service);
+    if (status === undefined) throw new BktError('NOT_FOUND', `unknown service ${req.service}`);
+    return { status };
+  });
+  server.serverStream(HealthService.watch, (req, call) => {
+    call.write({ status: servingStatus(req.service) ?? HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN });
+    // Kept open until the daemon cancels it; the status never changes.
+  });
 }
