@@ -5,7 +5,9 @@
  * socket's reads themselves (its parser, an IncomingMessage push and stream
  * bookkeeping per read); here the framing (Content-Length, chunked, or to the
  * close) is a few comparisons per read, and each piece of body is a view of
- * the read's buffer (no copy).
+ * the read's buffer (no copy). A plain-TCP socket reads into 1 MiB slabs
+ * (`onread`): a read takes what the socket holds, often several times node's
+ * 64 KiB, so fewer pieces travel down to the consumer.
  *
  * The answer is the transport's `HttpResponse`, with node:http's conventions:
  * lower-case header names, repeated headers joined with ", " (`set-cookie` an
@@ -20,13 +22,44 @@ import tls from 'node:tls';
 import { Readable } from 'node:stream';
 import type { HttpRequest, HttpResponse } from './http.js';
 
+/** The memory plain-TCP reads fill, a slab at a time; a read is given at least `MIN_READ_BYTES` (else a new slab). */
+const SLAB_BYTES = 1 << 20;
+const MIN_READ_BYTES = 64 << 10;
+/** How many bytes of body are buffered ahead of the reader before the socket stops reading. */
+const BODY_BUFFER_BYTES = 4 << 20;
+
 /**
- * How many pieces of body (socket reads, 64 KiB at most) are buffered ahead
- * of the reader before the socket stops reading. The body stream is in object
- * mode: a reader gets each piece as it was read, never a concatenation (a
- * copy into fresh memory).
+ * A body in object mode — a reader gets each piece as it was read, never a
+ * concatenation (a copy into fresh memory) — whose buffer is bounded in bytes
+ * (`buffered`), not in pieces: a piece may be a few bytes or a megabyte.
  */
-const BODY_HIGH_WATER_MARK = 64;
+class BodyStream extends Readable {
+  buffered = 0;
+
+  constructor(opts: { read: () => void; destroy: (err: Error | null, cb: (err?: Error | null) => void) => void }) {
+    super({ objectMode: true, highWaterMark: Number.MAX_SAFE_INTEGER, ...opts });
+  }
+
+  /** Pushes a piece; false once the reader is `BODY_BUFFER_BYTES` behind. */
+  pushPiece(piece: Buffer): boolean {
+    this.buffered += piece.length;
+    this.push(piece);
+    return this.buffered < BODY_BUFFER_BYTES;
+  }
+
+  /** Called when a read takes the buffer under `BODY_BUFFER_BYTES` (Readable's own `_read` is not, while one is pending). */
+  onDrain: () => void = () => {};
+
+  override read(size?: number): Buffer | null {
+    const piece = super.read(size) as Buffer | null;
+    if (piece) {
+      const wasFull = this.buffered >= BODY_BUFFER_BYTES;
+      this.buffered -= piece.length;
+      if (wasFull && this.buffered < BODY_BUFFER_BYTES) this.onDrain();
+    }
+    return piece;
+  }
+}
 /** The most bytes of status line and headers accepted (node:http's default limit). */
 const MAX_HEADER_BYTES = 16 * 1024;
 
@@ -68,13 +101,36 @@ export function bulkGet(req: HttpRequest, headers: Record<string, string>, opts:
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     const port = Number(url.port) || (isHttps ? 443 : 80);
     const exchange = new Exchange(url, resolve, reject);
-    const socket: net.Socket = isHttps
-      ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: !req.insecure, ALPNProtocols: ['http/1.1'] })
-      : net.connect({ host, port });
+    let socket: net.Socket;
+    if (isHttps) {
+      socket = tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: !req.insecure, ALPNProtocols: ['http/1.1'] });
+      socket.on('data', (chunk: Buffer) => {
+        if (!exchange.feed(chunk)) socket.pause();
+      });
+    } else {
+      // Each read fills the rest of the current slab (as much as the socket holds, not node's 64 KiB); what it
+      // read stays there, handed on as a view, and a slab is freed once no piece of it is referenced.
+      let slab = Buffer.allocUnsafe(SLAB_BYTES);
+      let used = 0;
+      socket = net.connect({
+        host,
+        port,
+        onread: {
+          buffer: () => {
+            if (SLAB_BYTES - used < MIN_READ_BYTES) {
+              slab = Buffer.allocUnsafe(SLAB_BYTES);
+              used = 0;
+            }
+            return slab.subarray(used);
+          },
+          callback: (n: number, buf: Uint8Array) => {
+            used += n;
+            return exchange.feed(Buffer.from(buf.buffer, buf.byteOffset, n));
+          },
+        },
+      });
+    }
     socket.once(isHttps ? 'secureConnect' : 'connect', () => socket.write(head));
-    socket.on('data', (chunk: Buffer) => {
-      if (!exchange.feed(chunk)) socket.pause();
-    });
     exchange.attach(socket, req.signal, opts.timeoutMs);
   });
 }
@@ -89,7 +145,7 @@ type BodyFraming = { kind: 'length'; left: number } | { kind: 'chunked' } | { ki
 class Exchange {
   #socket!: net.Socket;
   #head: Buffer[] = [];
-  #body: Readable | undefined;
+  #body: BodyStream | undefined;
   #framing: BodyFraming | undefined;
   #chunked = new ChunkedDecoder();
   #done = false;
@@ -148,12 +204,10 @@ class Exchange {
       return rest.length > 0 ? this.#feedHead(rest) : true;
     }
     this.#framing = framingOf(status, headers, this.url);
-    const body = new Readable({
-      objectMode: true,
-      highWaterMark: BODY_HIGH_WATER_MARK,
+    const body = new BodyStream({
       read: () => {
         if (this.#failure) body.destroy(this.#failure);
-        else if (!this.#done) this.#socket.resume();
+        else if (!this.#done && body.buffered < BODY_BUFFER_BYTES) this.#socket.resume();
       },
       destroy: (err, cb) => {
         if (!this.#done) {
@@ -163,6 +217,9 @@ class Exchange {
         cb(err);
       },
     });
+    body.onDrain = () => {
+      if (!this.#done) this.#socket.resume();
+    };
     this.#body = body;
     this.#settled = true;
     this.resolve({ status, headers, body, url: this.url });
@@ -179,19 +236,19 @@ class Exchange {
     if (framing.kind === 'length') {
       const piece = chunk.length > framing.left ? chunk.subarray(0, framing.left) : chunk;
       framing.left -= piece.length;
-      if (piece.length > 0) more = this.#body!.push(piece);
+      if (piece.length > 0) more = this.#body!.pushPiece(piece);
       if (framing.left === 0) {
         this.#finish();
         return false;
       }
     } else if (framing.kind === 'chunked') {
-      for (const piece of this.#chunked.decode(chunk, this.url)) more = this.#body!.push(piece) && more;
+      for (const piece of this.#chunked.decode(chunk, this.url)) more = this.#body!.pushPiece(piece) && more;
       if (this.#chunked.complete) {
         this.#finish();
         return false;
       }
     } else {
-      more = this.#body!.push(chunk);
+      more = this.#body!.pushPiece(chunk);
     }
     return more;
   }
