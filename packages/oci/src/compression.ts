@@ -9,7 +9,9 @@ import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { Duplex, PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, constants as zlibConstants, crc32, deflateRaw, type ZlibOptions } from 'node:zlib';
+import * as zlib from 'node:zlib';
+import { createGunzip, constants as zlibConstants, crc32 } from 'node:zlib';
+import { Worker } from 'node:worker_threads';
 import { BktError } from '@bkt/core';
 
 /** How a layer blob is compressed. */
@@ -97,61 +99,150 @@ export const GZIP_CHUNK_BYTES = 1024 * 1024;
 /** The window a chunk's deflate is primed with: the last 32 KiB of the chunk before it. */
 const DEFLATE_WINDOW = 32 * 1024;
 
-/** Samples of a chunk tried at level 1 to tell incompressible data (see `incompressible`). */
-const SAMPLES = 4;
-const SAMPLE_BYTES = 16 * 1024;
-/** A chunk whose samples all shrink by less than this fraction is stored, not deflated. */
-const MIN_GAIN = 0.02;
+/**
+ * Deflates one chunk of `gzipChunked` (see there): samples of it decide how
+ * (stored, `Z_RLE` or the level's search), then the chunk is deflated with
+ * `dictionary` (the 32 KiB before it), ending with a sync flush unless it is
+ * the `last`. Every decision is a pure function of the chunk's bytes and the
+ * level, so the output is reproducible.
+ *
+ * Self-contained — it uses nothing but its arguments and JavaScript's and
+ * Node's globals — because the deflate worker runs its source (`toString`);
+ * `zlib` is `node:zlib`.
+ */
+async function deflateChunk(zlib: typeof import('node:zlib'), chunk: Buffer, dictionary: Buffer | undefined, last: boolean, level: number): Promise<Buffer> {
+  /** Samples of a chunk tried at level 1 to tell incompressible data (see `incompressible`). */
+  const SAMPLES = 4;
+  const SAMPLE_BYTES = 16 * 1024;
+  /** A chunk whose samples all shrink by less than this fraction is stored, not deflated. */
+  const MIN_GAIN = 0.02;
+  /** Samples of a chunk tried with and without string matching (see `matchesGainNothing`). */
+  const MATCH_SAMPLES = 16;
+  const MATCH_SAMPLE_BYTES = 4 * 1024;
+  /** Samples whose run-length-only deflate is larger than their level-1 deflate by more than this fraction have strings worth matching. */
+  const MATCH_GAIN = 0.01;
+  /** The highest level that takes `Z_RLE` where matching gains nothing: levels 7..9 ask for the smallest output whatever the time. */
+  const RUNS_ONLY_MAX_LEVEL = 6;
+  /** An output buffer any sample's deflate fits in: one trip to the thread pool each. */
+  const SAMPLE_OUT_BYTES = 80 * 1024;
 
-/** Samples of a chunk tried with and without string matching (see `matchesGainNothing`). */
-const MATCH_SAMPLES = 16;
-const MATCH_SAMPLE_BYTES = 4 * 1024;
-/** Samples whose run-length-only deflate is larger than their level-1 deflate by more than this fraction have strings worth matching. */
-const MATCH_GAIN = 0.01;
-/** The highest level that takes `Z_RLE` where matching gains nothing: levels 7..9 ask for the smallest output whatever the time. */
-const RUNS_ONLY_MAX_LEVEL = 6;
+  const deflateWith = (b: Buffer, o: import('node:zlib').ZlibOptions) =>
+    new Promise<Buffer>((resolve, reject) => zlib.deflateRaw(b, o, (err, out) => (err ? reject(err) : resolve(out))));
 
-/** An output buffer any sample's deflate fits in: one trip to the thread pool each. */
-const SAMPLE_OUT_BYTES = 80 * 1024;
+  /** `count` slices of `bytes` bytes spread evenly over `chunk` (of at least count × bytes), the first at its start and the last at its end. */
+  const samplesOf = (count: number, bytes: number): Buffer[] => {
+    const step = Math.floor((chunk.length - bytes) / (count - 1));
+    return Array.from({ length: count }, (_, i) => chunk.subarray(i * step, i * step + bytes));
+  };
 
-type DeflateWith = (b: Buffer, o: ZlibOptions) => Promise<Buffer>;
+  /**
+   * True when the chunk (of at least SAMPLES × SAMPLE_BYTES) looks incompressible:
+   * SAMPLES slices spread over it, each deflated at level 1 on its own, all
+   * shrink by less than MIN_GAIN. Already-compressed or random data then costs
+   * a copy (stored blocks) instead of a level-6 match search that gains nothing.
+   */
+  const incompressible = async (): Promise<boolean> => {
+    if (chunk.length < SAMPLES * SAMPLE_BYTES) return false;
+    const sizes = await Promise.all(samplesOf(SAMPLES, SAMPLE_BYTES).map((x) => deflateWith(x, { level: 1, chunkSize: SAMPLE_OUT_BYTES }).then((b) => b.length)));
+    return sizes.every((n) => n > SAMPLE_BYTES * (1 - MIN_GAIN));
+  };
 
-/** `count` slices of `bytes` bytes spread evenly over `chunk` (of at least count × bytes), the first at its start and the last at its end. */
-function samplesOf(chunk: Buffer, count: number, bytes: number): Buffer[] {
-  const step = Math.floor((chunk.length - bytes) / (count - 1));
-  return Array.from({ length: count }, (_, i) => chunk.subarray(i * step, i * step + bytes));
+  /**
+   * True when string matching looks useless in the chunk (of at least
+   * MATCH_SAMPLES × MATCH_SAMPLE_BYTES): MATCH_SAMPLES slices spread over it,
+   * put end to end, deflated with run-length matches only (`Z_RLE`: Huffman
+   * codes and runs of one byte) come out at most MATCH_GAIN larger than
+   * deflated at level 1. High-entropy text (base64, hex) is such data: there
+   * the level's match search costs about 4× the time of `Z_RLE` for under 0.5%
+   * of size. Many small slices, so that text among compressed files (whose
+   * repeated strings tip the sum) keeps the chunk on the level's search; two
+   * calls to the thread pool.
+   */
+  const matchesGainNothing = async (): Promise<boolean> => {
+    if (chunk.length < MATCH_SAMPLES * MATCH_SAMPLE_BYTES) return false;
+    const samples = Buffer.concat(samplesOf(MATCH_SAMPLES, MATCH_SAMPLE_BYTES));
+    const [matched, runs] = await Promise.all([
+      deflateWith(samples, { level: 1, chunkSize: SAMPLE_OUT_BYTES }),
+      deflateWith(samples, { level: 1, strategy: zlib.constants.Z_RLE, chunkSize: SAMPLE_OUT_BYTES }),
+    ]);
+    return runs.length <= matched.length * (1 + MATCH_GAIN);
+  };
+
+  const stored = level !== 0 && (await incompressible());
+  const runsOnly = !stored && level <= RUNS_ONLY_MAX_LEVEL && level !== 0 && (await matchesGainNothing());
+  // An output buffer the whole chunk fits in (deflate's bound): one trip to the thread pool, not one per 16 KiB.
+  const chunkSize = Math.max(64 * 1024, chunk.length + (chunk.length >> 8) + 1024);
+  return deflateWith(chunk, {
+    level: stored ? 0 : level,
+    ...(runsOnly ? { strategy: zlib.constants.Z_RLE } : {}),
+    chunkSize,
+    ...(dictionary ? { dictionary } : {}),
+    ...(last ? {} : { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  });
 }
 
 /**
- * True when `chunk` (of at least SAMPLES × SAMPLE_BYTES) looks incompressible:
- * SAMPLES slices spread over it, each deflated at level 1 on its own, all
- * shrink by less than MIN_GAIN. Already-compressed or random data then costs
- * a copy (stored blocks) instead of a level-6 match search that gains nothing.
- * A pure function of the chunk's bytes, so the output stays reproducible.
+ * The worker thread that runs `deflateChunk` for the chunks of multi-chunk
+ * streams, so that the build's thread only cuts, hashes and sends them (each
+ * zlib call costs the calling thread ~0.5–1 ms to set up, seven per chunk).
+ * One per process, shared, made on first use; it keeps the process alive only
+ * while it has chunks to deflate. Its zlib calls run in libuv's thread pool,
+ * as the build's thread's would: the same calls, so the same bytes.
  */
-async function incompressible(chunk: Buffer, deflateWith: DeflateWith): Promise<boolean> {
-  if (chunk.length < SAMPLES * SAMPLE_BYTES) return false;
-  const sizes = await Promise.all(samplesOf(chunk, SAMPLES, SAMPLE_BYTES).map((s) => deflateWith(s, { level: 1, chunkSize: SAMPLE_OUT_BYTES }).then((b) => b.length)));
-  return sizes.every((n) => n > SAMPLE_BYTES * (1 - MIN_GAIN));
-}
+class DeflateWorker {
+  static #shared: DeflateWorker | undefined;
+  static get(): DeflateWorker {
+    return (DeflateWorker.#shared ??= new DeflateWorker());
+  }
 
-/**
- * True when string matching looks useless in `chunk` (of at least
- * MATCH_SAMPLES × MATCH_SAMPLE_BYTES): MATCH_SAMPLES slices spread over it,
- * put end to end, deflated with run-length matches only (`Z_RLE`: Huffman
- * codes and runs of one byte) come out at most MATCH_GAIN larger than
- * deflated at level 1. High-entropy text (base64, hex) is such data: there
- * the level's match search costs about 4× the time of `Z_RLE` for under 0.5%
- * of size. Many small slices, so that text among compressed files (whose
- * repeated strings tip the sum) keeps the chunk on the level's search; two
- * calls to the thread pool. A pure function of the chunk's bytes, so the
- * output stays reproducible.
- */
-async function matchesGainNothing(chunk: Buffer, deflateWith: DeflateWith): Promise<boolean> {
-  if (chunk.length < MATCH_SAMPLES * MATCH_SAMPLE_BYTES) return false;
-  const samples = Buffer.concat(samplesOf(chunk, MATCH_SAMPLES, MATCH_SAMPLE_BYTES));
-  const [matched, runs] = await Promise.all([deflateWith(samples, { level: 1, chunkSize: SAMPLE_OUT_BYTES }), deflateWith(samples, { level: 1, strategy: zlibConstants.Z_RLE, chunkSize: SAMPLE_OUT_BYTES })]);
-  return runs.length <= matched.length * (1 + MATCH_GAIN);
+  readonly #worker: Worker;
+  readonly #jobs = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
+  #next = 0;
+
+  private constructor() {
+    const source = `'use strict';
+const { parentPort } = require('node:worker_threads');
+const zlib = require('node:zlib');
+const deflateChunk = ${deflateChunk.toString()};
+parentPort.on('message', (job) => {
+  deflateChunk(zlib, Buffer.from(job.chunk), job.dictionary ? Buffer.from(job.dictionary) : undefined, job.last, job.level).then(
+    (out) => {
+      // A buffer of its own (the output is a view of zlib's larger one): transferred, not copied again.
+      const bytes = new Uint8Array(out);
+      parentPort.postMessage({ id: job.id, bytes: bytes.buffer }, [bytes.buffer]);
+    },
+    (err) => parentPort.postMessage({ id: job.id, error: String(err && err.message ? err.message : err) }),
+  );
+});`;
+    this.#worker = new Worker(source, { eval: true });
+    this.#worker.unref();
+    this.#worker.on('message', (m: { id: number; bytes?: ArrayBuffer; error?: string }) => {
+      const job = this.#jobs.get(m.id);
+      this.#jobs.delete(m.id);
+      if (this.#jobs.size === 0) this.#worker.unref();
+      if (!job) return;
+      if (m.bytes) job.resolve(Buffer.from(m.bytes));
+      else job.reject(new BktError('INTERNAL', `gzip: deflating a chunk failed: ${m.error}`));
+    });
+    const fail = (err: Error) => {
+      if (DeflateWorker.#shared === this) DeflateWorker.#shared = undefined;
+      for (const job of this.#jobs.values()) job.reject(new BktError('INTERNAL', `gzip: the deflate worker failed: ${err.message}`));
+      this.#jobs.clear();
+    };
+    this.#worker.on('error', fail);
+    this.#worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));
+  }
+
+  deflate(chunk: Buffer, dictionary: Buffer | undefined, last: boolean, level: number): Promise<Buffer> {
+    const id = this.#next++;
+    const done = new Promise<Buffer>((resolve, reject) => this.#jobs.set(id, { resolve, reject }));
+    if (this.#jobs.size === 1) this.#worker.ref();
+    // Copies of their own (the chunk may be a view of a larger buffer): transferred, not copied again.
+    const bytes = new Uint8Array(chunk).buffer;
+    const dict = dictionary ? new Uint8Array(dictionary).buffer : undefined;
+    this.#worker.postMessage({ id, chunk: bytes, dictionary: dict, last, level }, dict ? [bytes, dict] : [bytes]);
+    return done;
+  }
 }
 
 export interface GzipChunkedOptions {
@@ -164,14 +255,16 @@ export interface GzipChunkedOptions {
 /**
  * One gzip stream of `input`, deflated pigz-style: the input is cut every
  * `GZIP_CHUNK_BYTES` bytes, each chunk is deflated on its own (zlib's async
- * API, in libuv's thread pool, several at once) with the 32 KiB before it as
+ * API, in libuv's thread pool, several at once; the calls are made by the
+ * deflate worker thread, see `DeflateWorker`, unless the input is one chunk)
+ * with the 32 KiB before it as
  * its dictionary and ends with a sync flush, the last one with the final
  * block; the raw deflate pieces, in order, make one deflate stream behind a
  * gzip header (no name, no mtime, OS unix: the header `createGzip` writes) and
  * before the CRC-32 and size of the whole input. A chunk that does not
- * compress (see `incompressible`) is stored; at levels 1..6 (6 is the
- * default), a chunk where string matching gains nothing (see
- * `matchesGainNothing`) is deflated with `Z_RLE`.
+ * compress (its samples do not shrink) is stored; at levels 1..6 (6 is the
+ * default), a chunk where string matching gains nothing (its samples deflate
+ * as small with `Z_RLE`) is deflated with `Z_RLE` (see `deflateChunk`).
  *
  * The bytes depend only on the input and the level — not on how the input
  * was split into chunks on arrival, nor on the concurrency — so a layer's
@@ -187,21 +280,10 @@ export interface GzipChunkedOptions {
 export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions = {}): AsyncIterable<Uint8Array> {
   const level = opts.level ?? zlibConstants.Z_DEFAULT_COMPRESSION;
   const concurrency = Math.max(1, opts.concurrency ?? Math.min(4, Math.max(2, availableParallelism())));
-  const deflateWith = (chunk: Buffer, o: ZlibOptions) =>
-    new Promise<Buffer>((resolve, reject) => deflateRaw(chunk, o, (err, out) => (err ? reject(err) : resolve(out))));
-  const deflate = async (chunk: Buffer, dictionary: Buffer | undefined, last: boolean) => {
-    const stored = level !== 0 && (await incompressible(chunk, deflateWith));
-    const runsOnly = !stored && level <= RUNS_ONLY_MAX_LEVEL && level !== 0 && (await matchesGainNothing(chunk, deflateWith));
-    // An output buffer the whole chunk fits in (deflate's bound): one trip to the thread pool, not one per 16 KiB.
-    const chunkSize = Math.max(64 * 1024, chunk.length + (chunk.length >> 8) + 1024);
-    return deflateWith(chunk, {
-      level: stored ? 0 : level,
-      ...(runsOnly ? { strategy: zlibConstants.Z_RLE } : {}),
-      chunkSize,
-      ...(dictionary ? { dictionary } : {}),
-      ...(last ? {} : { finishFlush: zlibConstants.Z_SYNC_FLUSH }),
-    });
-  };
+  // A stream of one chunk is deflated here (no worker made for a small layer); the chunks of a longer one by the worker.
+  let chunks = 0;
+  const deflate = (chunk: Buffer, dictionary: Buffer | undefined, last: boolean) =>
+    chunks++ === 0 && last ? deflateChunk(zlib, chunk, dictionary, last, level) : DeflateWorker.get().deflate(chunk, dictionary, last, level);
   return {
     async *[Symbol.asyncIterator]() {
       // xfl as zlib sets it: 2 for the best compression, 4 for the fastest.
