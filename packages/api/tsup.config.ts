@@ -14,7 +14,4 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
-  // The generated codecs use only BinaryReader and BinaryWriter of `@bufbuild/protobuf/wire`, whose index also
-  // loads its text format and reflection (~15 ms of a client's start): bundled, only what they use is kept.
-  noExternal: [/^@bufbuild\/protobuf(\/|$)/],
 });
