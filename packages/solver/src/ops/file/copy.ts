@@ -264,6 +264,9 @@ class Copier {
   #buffer: Buffer | undefined;
   readonly #uid = process.getuid?.();
   readonly #gid = process.getgid?.();
+  /** With a reuse: the copy's source relative to the source mount, and its root target relative to the destination tree. */
+  #srcPrefix = '';
+  #destPrefix = '';
 
   /** `freshRoot`: the copy's root target is a directory this copy just made. */
   constructor(
@@ -288,6 +291,10 @@ class Copier {
   ): Promise<void> {
     this.opts.signal?.throwIfAborted();
     if (this.#pacer.due()) await this.#pacer.pause();
+    if (rel === '' && this.opts.reuse) {
+      this.#srcPrefix = path.relative(this.opts.reuse.sourceRoot, src);
+      this.#destPrefix = path.relative(this.opts.destRoot, target);
+    }
     const { include: inc, exclude: exc } = this.opts;
     let included = true;
     let excluded = false;
@@ -345,7 +352,7 @@ class Copier {
       if (!overwriteTargetMetadata) applyInfo = created;
     } else if (st.isFile()) {
       // Only into a directory this copy made: nothing of the destination's base is replaced by a link.
-      if (applyInfo && inFreshDir && this.opts.reuse?.match(src, st, path.relative(this.opts.destRoot, target), this.#info(st, true, setgidParent))) return;
+      if (applyInfo && inFreshDir && this.opts.reuse?.match(this.#below(this.#srcPrefix, rel), st, this.#below(this.#destPrefix, rel), this.#info(st, true, setgidParent))) return;
       if (await this.#copyFile(src, target, st, applyInfo, setgidParent)) return;
     } else if (st.isSymbolicLink()) {
       symlinkSync(readlinkSync(src), target);
@@ -354,6 +361,11 @@ class Copier {
       if (!lstatOrNullSync(target)) return; // a skipped socket
     }
     if (applyInfo) this.#applyInfo(st, target, st.isFile(), setgidParent);
+  }
+
+  /** `rel` (relative to the copy's root, `''` for the root itself) as a path relative to what `prefix` is relative to. */
+  #below(prefix: string, rel: string): string {
+    return prefix === '' ? rel : rel === '' ? prefix : `${prefix}/${rel}`;
   }
 
   /**

@@ -147,9 +147,21 @@ class RealDirs {
   }
 }
 
-/** Whether relative path `rel` names an entry below its root (not the root, nothing above it). */
+/**
+ * Whether relative path `rel` names an entry below its root (not the root,
+ * nothing above it): names separated by single slashes, none of them `.` or
+ * `..` (a normalized relative path, no trailing slash).
+ */
 function isInside(rel: string): boolean {
-  return rel !== '' && rel !== '.' && !path.isAbsolute(rel) && rel !== '..' && !rel.startsWith('../') && path.normalize(rel) === rel;
+  let start = 0;
+  for (let i = 0; i <= rel.length; i++) {
+    if (i < rel.length && rel.charCodeAt(i) !== 0x2f) continue;
+    const len = i - start;
+    if (len === 0) return false; // empty: a leading, doubled or trailing slash, or the empty path
+    if (len <= 2 && rel.charCodeAt(start) === 0x2e && (len === 1 || rel.charCodeAt(start + 1) === 0x2e)) return false; // `.` or `..`
+    start = i + 1;
+  }
+  return true;
 }
 
 /** The layer directories of a chain (see `chainOf`), its top first. */
@@ -290,21 +302,20 @@ export class CopyReuse {
   }
 
   /**
-   * Whether source file `src` (lstat `st`, seen through the source mount)
-   * copied to `destRel` with `info` is the earlier result's file; if so it
-   * is queued as a link and true is returned.
+   * Whether the source file at `srcRel` (relative to `sourceRoot`; lstat
+   * `st`, seen through the source mount) copied to `destRel` (relative to the
+   * destination tree) with `info` is the earlier result's file; if so it is
+   * queued as a link and true is returned.
    */
-  match(src: string, st: Stats, destRel: string, info: CopiedInfo): boolean {
+  match(srcRel: string, st: Stats, destRel: string, info: CopiedInfo): boolean {
     if (!this.#enabled || !st.isFile() || st.nlink !== 1) return false;
-    const rel = path.relative(this.sourceRoot, src);
-    if (!isInside(rel)) return false;
-    const now = this.sourceLayers.find(rel);
+    const now = this.sourceLayers.find(srcRel);
     if (!now || !now.st.isFile() || now.st.ino !== st.ino || now.st.size !== st.size || now.st.nlink !== 1) return false;
     if (this.#sourceOverPrevious) {
       // The earlier source is a chain this one stands on: the file is its very file when found in one of its layers (the layers above missed).
       if (now.layer < this.sourceLayers.dirs.length - this.previousSourceLayers.dirs.length) return false;
     } else {
-      const before = this.previousSourceLayers.find(rel);
+      const before = this.previousSourceLayers.find(srcRel);
       if (!before || before.st.dev !== now.st.dev || before.st.ino !== now.st.ino) return false;
     }
     const from = this.#previous.pathOf(destRel);
