@@ -21,7 +21,10 @@
  *   export   an empty store again, the build with an OCI image tarball output
  *            (bkt: `-o type=oci,dest=FILE`; dockerd 20.10's BuildKit has no oci
  *            exporter: `build -t` then `docker save -o FILE`; buildah: `bud`
- *            then `push … oci-archive:FILE`)
+ *            then `push … oci-archive:FILE`). Not the same work: `docker save`
+ *            writes its layers uncompressed, bkt's oci exporter gzips them
+ *            (level 6, as BuildKit's does by default); for the same work give
+ *            bkt `compression=uncompressed` (this bench does not)
  *
  * Each time is the wall time of the client command(s), start-up included.
  * Repetitions are interleaved (rep 1 of every case and builder, then rep 2, …)
