@@ -91,6 +91,7 @@ export function generate(outDir = join(packageDir, 'src', 'gen')) {
     sortMapEncoding(outDir, file);
     lenientLongToNumber(file);
     lazyGrpcClients(outDir, file);
+    ownWireClasses(outDir, file);
   }
   return outDir;
 }
@@ -169,6 +170,20 @@ function lazyGrpcClients(outDir, file) {
     `import type {\n${types.map((t) => `  ${t},\n`).join('')}} from "@grpc/grpc-js";\n` +
     `import { makeGenericClientConstructor } from "${helperPath(outDir, file, 'grpc-client.js')}";\n`;
   writeFileSync(file, text.replace(GRPC_IMPORT, imports));
+}
+
+// ts-proto imports BinaryReader and BinaryWriter from `@bufbuild/protobuf/wire`,
+// whose index also loads its text format and reflection. The codecs take them
+// from src/binary.ts instead (the same methods, the same bytes).
+const WIRE_IMPORT = 'import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";\n';
+
+function ownWireClasses(outDir, file) {
+  const text = readFileSync(file, 'utf8');
+  if (!text.includes(WIRE_IMPORT)) {
+    if (text.includes('@bufbuild/protobuf')) throw new Error(`${file}: cannot replace the @bufbuild/protobuf import (ts-proto output changed?)`);
+    return;
+  }
+  writeFileSync(file, text.replace(WIRE_IMPORT, `import { BinaryReader, BinaryWriter } from "${helperPath(outDir, file, 'binary.js')}";\n`));
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

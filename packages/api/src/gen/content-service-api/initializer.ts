@@ -5,7 +5,7 @@
 // source: content-service-api/initializer.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter } from "../../binary.js";
 import { sortedMapEntries } from "../../map-order.js";
 
 export const protobufPackage = "contentservice";

@@ -5,7 +5,7 @@
 // source: image-builder-api/imgbuilder.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter } from "../../binary.js";
 import { sortedMapEntries } from "../../map-order.js";
 import type {
   CallOptions,

@@ -5,7 +5,7 @@
 // source: grpc/health/v1/health.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter } from "../../../../binary.js";
 import type {
   CallOptions,
   ChannelCredentials,

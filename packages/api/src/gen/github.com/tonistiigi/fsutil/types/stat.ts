@@ -5,7 +5,7 @@
 // source: github.com/tonistiigi/fsutil/types/stat.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter } from "../../../../../binary.js";
 import { sortedMapEntries } from "../../../../../map-order.js";
 
 export const protobufPackage = "fsutil.types";

@@ -5,7 +5,7 @@
 // source: github.com/tonistiigi/fsutil/types/wire.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter } from "../../../../../binary.js";
 import { Stat } from "./stat.js";
 
 export const protobufPackage = "fsutil.types";

@@ -5,7 +5,7 @@
 // source: github.com/docker/buildx/controller/pb/controller.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter } from "../../../../../../binary.js";
 import { sortedMapEntries } from "../../../../../../map-order.js";
 import type {
   CallOptions,

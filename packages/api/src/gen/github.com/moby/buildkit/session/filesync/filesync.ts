@@ -5,7 +5,7 @@
 // source: github.com/moby/buildkit/session/filesync/filesync.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter } from "../../../../../../binary.js";
 import type {
   CallOptions,
   ChannelCredentials,

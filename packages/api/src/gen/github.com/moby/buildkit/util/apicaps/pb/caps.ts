@@ -5,7 +5,7 @@
 // source: github.com/moby/buildkit/util/apicaps/pb/caps.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter } from "../../../../../../../binary.js";
 
 export const protobufPackage = "moby.buildkit.v1.apicaps";
 
