@@ -23,6 +23,7 @@ import { copyAction } from './copy.js';
 import { CopyReuse } from './reuse.js';
 import { resolveOwner } from './owner.js';
 import { execFile } from 'node:child_process';
+import { lstatSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -186,6 +187,8 @@ class FileOpRun {
       let sourceTree: string | undefined;
       /** Where the tree's own files are written (the overlay upper dir when the target is an overlay), for the links. */
       let writtenDir: string | undefined;
+      /** Set when the copy writes into `writtenDir` itself, the overlay never mounted (see `writesOnlyNewTopLevel`). */
+      let copyRoot: string | undefined;
       if (base.mutable) {
         target = base.mutable; // handed over: this action is its only reader
       } else {
@@ -198,7 +201,9 @@ class FileOpRun {
         if (reuse) {
           const dm = target.deferredMount;
           writtenDir = dm ? upperDirOf(dm.options) : target.path;
-          if (dm) {
+          if (dm && writtenDir && act.$case === 'copy' && userInputs(a).length === 0 && writesOnlyNewTopLevel(dm.options, writtenDir, act.value.dest)) {
+            copyRoot = writtenDir;
+          } else if (dm) {
             await mountTree(dm, target.path);
             ownMount = target.path;
           }
@@ -223,7 +228,7 @@ class FileOpRun {
           break;
         case 'copy': {
           const owner = await resolveOwner(act.value.owner, ownerTree);
-          copied = await copyAction(sourceTree ?? (await treeOf(secondary)), target.path, act.value, owner, this.ctx.signal, reuse ? { reuse } : {});
+          copied = await copyAction(sourceTree ?? (await treeOf(secondary)), copyRoot ?? target.path, act.value, owner, this.ctx.signal, reuse ? { reuse } : {});
           break;
         }
       }
@@ -260,6 +265,39 @@ const execFileAsync = promisify(execFile);
 function upperDirOf(options: string): string | undefined {
   const opt = options.split(',').find((o) => o.startsWith('upperdir='));
   return opt?.slice('upperdir='.length) || undefined;
+}
+
+/**
+ * Whether a copy to `dest` may write into `upper`, the still empty upper
+ * directory of the overlay `options` describes, instead of through the
+ * mounted overlay, with the same result: `dest`'s first name is in no lower
+ * layer (no entry, no whiteout), so all the copy reads of the tree and all it
+ * makes is new, below that name, and the overlay would have written it into
+ * the upper directory as is (nothing resolved, replaced, copied up or made
+ * opaque); the root it starts from is the upper directory, whose metadata is
+ * the overlay root's. The owner of the copy must not be read from the tree
+ * (no user or group by name). Anything unusual answers false: the copy then
+ * goes through the mounted overlay.
+ */
+export function writesOnlyNewTopLevel(options: string, upper: string, dest: string): boolean {
+  const lowers = options
+    .split(',')
+    .find((o) => o.startsWith('lowerdir='))
+    ?.slice('lowerdir='.length)
+    .split(':');
+  if (!lowers || lowers.some((d) => !path.isAbsolute(d) || d.includes('\\'))) return false;
+  const first = path.posix.normalize(path.posix.join('/', dest)).split('/')[1];
+  if (!first || first === '.' || first === '..') return false;
+  try {
+    if (readdirSync(upper).length > 0) return false;
+    for (const d of lowers) {
+      if (!lstatSync(d).isDirectory()) return false;
+      if (lstatSync(path.join(d, first), { throwIfNoEntry: false }) !== undefined) return false;
+    }
+  } catch {
+    return false;
+  }
+  return true;
 }
 
 /** Mounts a mutable snapshot's deferred mount (see core's `MutableSnapshot.deferredMount`) on `at`. */

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { chmod, cp, lstat, mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, cp, lstat, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BuildContext, Snapshot } from '@bkt/core';
 import { layerTar } from '@bkt/oci';
-import { createFileOpExecutor } from './index.js';
+import { createFileOpExecutor, writesOnlyNewTopLevel } from './index.js';
 import { COPY_RECORDS, CopyReuse, LINEAGES_PER_COPY, MAX_COPY_RECORDS, copyRecordId } from './reuse.js';
 import { copy, dumpTree, fileOp, makeSnapshot, openTestEnv, type TestEnv } from '../file-ops.test-util.js';
 
@@ -216,6 +217,22 @@ for (const kind of ['overlay', 'copy'] as const) {
       }
     });
 
+    it('takes files into a destination the base already has (the copy goes through the mounted tree)', async () => {
+      const withCtx = await makeSnapshot(env.ctx, async (d) => {
+        await mkdir(path.join(d, 'ctx'));
+        await writeFile(path.join(d, 'ctx/base.txt'), 'from the base\n');
+        await utimes(path.join(d, 'ctx'), 1_400_000_000, 1_400_000_000);
+      }, base);
+      const s1 = await copyContext(env.ctx, 'sha256:v', withCtx, c1, '/ctx/');
+      const c2 = await makeSnapshot(env.ctx, newFile, c1);
+      const s2 = await copyContext(env.ctx, 'sha256:v', withCtx, c2, '/ctx/');
+      const whole = await copyContext(env.ctx, 'sha256:w', withCtx, c2, '/ctx/');
+      expect(await dumpTree(s2, { withTimes: true })).toEqual(await dumpTree(whole, { withTimes: true }));
+      expect(await layerDigest(s2)).toBe(await layerDigest(whole));
+      expect((await dumpTree(s2))['ctx/base.txt']!.content).toBe('from the base\n');
+      if (kind === 'overlay') expect(await inode(s2, 'ctx/d0/f3.txt')).toBe(await inode(s1, 'ctx/d0/f3.txt'));
+    });
+
     it('copies a file whose earlier result differs in what this copy would give it (mode)', async () => {
       const s1 = await copyContext(env.ctx, 'sha256:v', base, c1);
       // The earlier result's file given another mode behind the store's back stands for "not what this copy makes".
@@ -322,5 +339,43 @@ describe('incremental copy of several sources', () => {
     const s2 = await copyDirs(env.ctx, base, c2, true);
     expect(await readFile(path.join(s2.layerPath(), 'dst/sub/x'), 'utf8')).toBe('AAAA');
     expect(await inode(s2, 'dst/sub/x')).not.toBe((await lstat(path.join(host, 'x'))).ino);
+  });
+});
+
+describe('writesOnlyNewTopLevel', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(process.env.TMPDIR ?? '/tmp', 'bkt-toplevel-'));
+    for (const d of ['l1', 'l2', 'upper', 'work']) await mkdir(path.join(dir, d));
+    await mkdir(path.join(dir, 'l2/etc'));
+    await writeFile(path.join(dir, 'l1/top.txt'), 'x');
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const options = () => `lowerdir=${dir}/l1:${dir}/l2,upperdir=${dir}/upper,workdir=${dir}/work`;
+
+  it('holds for a first name no lower layer has, into an empty upper directory', () => {
+    expect(writesOnlyNewTopLevel(options(), path.join(dir, 'upper'), '/ctx')).toBe(true);
+    expect(writesOnlyNewTopLevel(options(), path.join(dir, 'upper'), '/ctx/sub/')).toBe(true);
+    expect(writesOnlyNewTopLevel(options(), path.join(dir, 'upper'), 'ctx')).toBe(true);
+  });
+
+  it('fails for a name a lower layer has, the root, a name above it, or a written upper directory', async () => {
+    expect(writesOnlyNewTopLevel(options(), path.join(dir, 'upper'), '/etc/app')).toBe(false);
+    expect(writesOnlyNewTopLevel(options(), path.join(dir, 'upper'), '/top.txt')).toBe(false);
+    expect(writesOnlyNewTopLevel(options(), path.join(dir, 'upper'), '/')).toBe(false);
+    expect(writesOnlyNewTopLevel(options(), path.join(dir, 'upper'), '/..')).toBe(false);
+    expect(writesOnlyNewTopLevel(options(), path.join(dir, 'upper'), '/x/../etc/app')).toBe(false);
+    await writeFile(path.join(dir, 'upper/written'), 'x');
+    expect(writesOnlyNewTopLevel(options(), path.join(dir, 'upper'), '/ctx')).toBe(false);
+  });
+
+  it('fails for a name a lower layer whites out, and for options it cannot read', () => {
+    execFileSync('mknod', [path.join(dir, 'l1/gone'), 'c', '0', '0']);
+    expect(writesOnlyNewTopLevel(options(), path.join(dir, 'upper'), '/gone')).toBe(false);
+    expect(writesOnlyNewTopLevel(`upperdir=${dir}/upper,workdir=${dir}/work`, path.join(dir, 'upper'), '/ctx')).toBe(false);
+    expect(writesOnlyNewTopLevel(`lowerdir=${dir}/missing,upperdir=${dir}/upper`, path.join(dir, 'upper'), '/ctx')).toBe(false);
+    expect(writesOnlyNewTopLevel(`lowerdir=relative,upperdir=${dir}/upper`, path.join(dir, 'upper'), '/ctx')).toBe(false);
   });
 });
