@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as zlibConstants, crc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
-import { compress, compressionOfMediaType, decompress, detectCompression, GZIP_CHUNK_BYTES, gzipChunked, type Compression } from './compression.js';
+import { compress, compressDigesting, compressionOfMediaType, decompress, detectCompression, GZIP_CHUNK_BYTES, gzipChunked, type Compression } from './compression.js';
 import { MediaType } from './media-types.js';
 
 async function collect(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -202,5 +202,37 @@ describe('gzipChunked output (layer digests)', () => {
     const out = await collect(gzipChunked(pieces(mixedBytes(n, seed), 300_000), { level }));
     expect(gunzipSync(out).equals(mixedBytes(n, seed))).toBe(true);
     expect(createHash('sha256').update(out).digest('hex')).toBe(want);
+  });
+});
+
+describe('compressDigesting', () => {
+  const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+  it.each<[Compression, number]>([
+    ['gzip', 0],
+    ['gzip', 1000],
+    ['gzip', GZIP_CHUNK_BYTES],
+    ['gzip', 3 * GZIP_CHUNK_BYTES + 17],
+    ['uncompressed', 5000],
+    ...(hasZstd ? ([['zstd', 2 * GZIP_CHUNK_BYTES]] as [Compression, number][]) : []),
+  ])('gives %s bytes as compress() does and the sha256 of the %i input bytes', async (compression, n) => {
+    const input = mixedBytes(n, n + 7);
+    const packed = compressDigesting(pieces(input, 100_000), compression, undefined, 'test layer');
+    expect(() => packed.digest()).toThrow();
+    const got = await collect(packed.chunks);
+    expect(got.equals(await collect(compress(pieces(input, 100_000), compression, undefined, 'test layer')))).toBe(true);
+    expect(packed.digest()).toBe(sha(input));
+  });
+
+  it('fails with its input, and the next stream still gets its digest', async () => {
+    async function* failing() {
+      yield mixedBytes(2 * GZIP_CHUNK_BYTES, 1);
+      throw new Error('the tar failed');
+    }
+    await expect(collect(compressDigesting(failing(), 'gzip', undefined, 'test layer').chunks)).rejects.toThrow('the tar failed');
+    const input = mixedBytes(2 * GZIP_CHUNK_BYTES + 5, 2);
+    const packed = compressDigesting(pieces(input, 65536), 'gzip', 1, 'test layer');
+    expect(gunzipSync(await collect(packed.chunks)).equals(input)).toBe(true);
+    expect(packed.digest()).toBe(sha(input));
   });
 });

@@ -6,13 +6,15 @@
  * labelled `tar.gzip`) still unpacks.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Duplex, PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { Worker } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 import { createGunzip, constants as zlibConstants, crc32 } from 'node:zlib';
-import { Worker } from 'node:worker_threads';
-import { BktError } from '@bkt/core';
+import { BktError, type Digest } from '@bkt/core';
+import { digesting, type DigestingStream } from './digest.js';
 
 /** How a layer blob is compressed. */
 export type Compression = 'gzip' | 'zstd' | 'uncompressed';
@@ -92,6 +94,27 @@ export function compress(input: AsyncIterable<Uint8Array>, compression: Compress
   // -T0: a worker per core; zstd's output does not depend on the number of workers (the same bytes as -T1, its default).
   const transform = processStream(ZSTD_BINARY, ['-c', '-q', '-T0', ...(level !== undefined ? [`-${level}`] : []), ...(level !== undefined && level > 19 ? ['--ultra'] : [])], what);
   return throughTransform(input, transform);
+}
+
+/**
+ * `compress`, computing the sha256 of the input too (a layer's diff id) —
+ * for gzip by the deflate worker that is sent the chunks anyway, so the
+ * caller's thread does not hash them (see `gzipChunked`). `digest()` is the
+ * input's digest once `chunks` has been read to the end.
+ */
+export function compressDigesting(input: AsyncIterable<Uint8Array>, compression: Compression, level: number | undefined, what: string): DigestingStream {
+  if (compression !== 'gzip') {
+    const plain = digesting(input);
+    return { chunks: compress(plain.chunks, compression, level, what), digest: () => plain.digest() };
+  }
+  let result: Digest | undefined;
+  return {
+    chunks: gzipStream(input, { level }, (d) => (result = d)),
+    digest() {
+      if (result === undefined) throw new Error('compressDigesting: the stream has not been read to the end');
+      return result;
+    },
+  };
 }
 
 /** The size of the input chunks `gzipChunked` deflates independently. */
@@ -196,32 +219,51 @@ class DeflateWorker {
   }
 
   readonly #worker: Worker;
-  readonly #jobs = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
+  readonly #jobs = new Map<number, { resolve: (r: DeflatedChunk) => void; reject: (e: Error) => void }>();
   #next = 0;
+  #nextStream = 0;
 
   private constructor() {
     const source = `'use strict';
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const deflateChunk = ${deflateChunk.toString()};
+const { createHash } = require('node:crypto');
+/** The sha256 of each stream's input so far, by stream: its chunks arrive in order. */
+const hashes = new Map();
 parentPort.on('message', (job) => {
-  deflateChunk(zlib, Buffer.from(job.chunk), job.dictionary ? Buffer.from(job.dictionary) : undefined, job.last, job.level).then(
+  if (job.drop !== undefined) {
+    hashes.delete(job.drop);
+    return;
+  }
+  const chunk = Buffer.from(job.chunk);
+  let inputDigest;
+  if (job.stream !== undefined) {
+    let hash = hashes.get(job.stream);
+    if (!hash) hashes.set(job.stream, (hash = createHash('sha256')));
+    hash.update(chunk);
+    if (job.last) {
+      hashes.delete(job.stream);
+      inputDigest = 'sha256:' + hash.digest('hex');
+    }
+  }
+  deflateChunk(zlib, chunk, job.dictionary ? Buffer.from(job.dictionary) : undefined, job.last, job.level).then(
     (out) => {
       // A buffer of its own (the output is a view of zlib's larger one): transferred, not copied again.
       const bytes = new Uint8Array(out);
-      parentPort.postMessage({ id: job.id, bytes: bytes.buffer }, [bytes.buffer]);
+      parentPort.postMessage({ id: job.id, bytes: bytes.buffer, inputDigest }, [bytes.buffer]);
     },
     (err) => parentPort.postMessage({ id: job.id, error: String(err && err.message ? err.message : err) }),
   );
 });`;
     this.#worker = new Worker(source, { eval: true });
     this.#worker.unref();
-    this.#worker.on('message', (m: { id: number; bytes?: ArrayBuffer; error?: string }) => {
+    this.#worker.on('message', (m: { id: number; bytes?: ArrayBuffer; inputDigest?: Digest; error?: string }) => {
       const job = this.#jobs.get(m.id);
       this.#jobs.delete(m.id);
       if (this.#jobs.size === 0) this.#worker.unref();
       if (!job) return;
-      if (m.bytes) job.resolve(Buffer.from(m.bytes));
+      if (m.bytes) job.resolve({ out: Buffer.from(m.bytes), inputDigest: m.inputDigest });
       else job.reject(new BktError('INTERNAL', `gzip: deflating a chunk failed: ${m.error}`));
     });
     const fail = (err: Error) => {
@@ -233,16 +275,37 @@ parentPort.on('message', (job) => {
     this.#worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));
   }
 
-  deflate(chunk: Buffer, dictionary: Buffer | undefined, last: boolean, level: number): Promise<Buffer> {
+  /** A new stream's number, for `deflate`'s input digest. */
+  stream(): number {
+    return this.#nextStream++;
+  }
+
+  /**
+   * Deflates one chunk (see `deflateChunk`). With `stream`, the chunk is the
+   * next of that stream's input (chunks are sent in order), and the reply to
+   * its `last` one carries the sha256 of the whole input.
+   */
+  deflate(chunk: Buffer, dictionary: Buffer | undefined, last: boolean, level: number, stream?: number): Promise<DeflatedChunk> {
     const id = this.#next++;
-    const done = new Promise<Buffer>((resolve, reject) => this.#jobs.set(id, { resolve, reject }));
+    const done = new Promise<DeflatedChunk>((resolve, reject) => this.#jobs.set(id, { resolve, reject }));
     if (this.#jobs.size === 1) this.#worker.ref();
     // Copies of their own (the chunk may be a view of a larger buffer): transferred, not copied again.
     const bytes = new Uint8Array(chunk).buffer;
     const dict = dictionary ? new Uint8Array(dictionary).buffer : undefined;
-    this.#worker.postMessage({ id, chunk: bytes, dictionary: dict, last, level }, dict ? [bytes, dict] : [bytes]);
+    this.#worker.postMessage({ id, chunk: bytes, dictionary: dict, last, level, stream }, dict ? [bytes, dict] : [bytes]);
     return done;
   }
+
+  /** Forgets a stream that ends without its last chunk (its input failed). */
+  drop(stream: number): void {
+    this.#worker.postMessage({ drop: stream });
+  }
+}
+
+interface DeflatedChunk {
+  out: Buffer;
+  /** The sha256 of the stream's whole input, on the reply to its last chunk. */
+  inputDigest?: Digest;
 }
 
 export interface GzipChunkedOptions {
@@ -278,14 +341,42 @@ export interface GzipChunkedOptions {
  * been read).
  */
 export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions = {}): AsyncIterable<Uint8Array> {
+  return gzipStream(input, opts);
+}
+
+/**
+ * `gzipChunked`, telling `onInputDigest` the sha256 of the whole input once
+ * the last chunk is deflated (before the trailer is yielded): computed by the
+ * deflate worker with the chunks it is sent, or here for a one-chunk stream.
+ */
+function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, onInputDigest?: (d: Digest) => void): AsyncIterable<Uint8Array> {
   const level = opts.level ?? zlibConstants.Z_DEFAULT_COMPRESSION;
   const concurrency = Math.max(1, opts.concurrency ?? Math.min(4, Math.max(2, availableParallelism())));
-  // A stream of one chunk is deflated here (no worker made for a small layer); the chunks of a longer one by the worker.
-  let chunks = 0;
-  const deflate = (chunk: Buffer, dictionary: Buffer | undefined, last: boolean) =>
-    chunks++ === 0 && last ? deflateChunk(zlib, chunk, dictionary, last, level) : DeflateWorker.get().deflate(chunk, dictionary, last, level);
   return {
     async *[Symbol.asyncIterator]() {
+      // A stream of one chunk is deflated here (no worker made for a small layer); the chunks of a longer one by the worker.
+      let started = 0;
+      let worker: DeflateWorker | undefined;
+      let stream: number | undefined;
+      let digested = false;
+      const deflate = (chunk: Buffer, dictionary: Buffer | undefined, last: boolean): Promise<Buffer> => {
+        if (started++ === 0 && last) {
+          if (onInputDigest) {
+            onInputDigest(`sha256:${createHash('sha256').update(chunk).digest('hex')}`);
+            digested = true;
+          }
+          return deflateChunk(zlib, chunk, dictionary, last, level);
+        }
+        worker ??= DeflateWorker.get();
+        if (onInputDigest) stream ??= worker.stream();
+        return worker.deflate(chunk, dictionary, last, level, stream).then((r) => {
+          if (r.inputDigest !== undefined && onInputDigest) {
+            onInputDigest(r.inputDigest);
+            digested = true;
+          }
+          return r.out;
+        });
+      };
       // xfl as zlib sets it: 2 for the best compression, 4 for the fastest.
       const xfl = level === 9 ? 2 : level >= 0 && level < 2 ? 4 : 0;
       yield Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3);
@@ -334,6 +425,8 @@ export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedO
         while (inflight.length > 0) yield await inflight.shift()!;
       } finally {
         inflight.length = 0;
+        // A stream that ended early (its input failed, or its reader stopped): the worker forgets its input's hash.
+        if (stream !== undefined && !digested) worker?.drop(stream);
       }
       const trailer = Buffer.alloc(8);
       trailer.writeUInt32LE(crc >>> 0, 0);

@@ -28,8 +28,7 @@ import { close, closeSync, createReadStream, open, openSync, read, type Stats } 
 import { lstat, mkdir, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type Digest, type Snapshot } from '@bkt/core';
-import { compress, compressionOfMediaType, decompress, type Compression } from './compression.js';
-import { digesting } from './digest.js';
+import { compress, compressDigesting, compressionOfMediaType, decompress, type Compression } from './compression.js';
 import type { LayerRecord } from './image-store.js';
 import { MediaType, type Descriptor } from './media-types.js';
 import { END_OF_TAR, encodeHeader, padding, TarType, type TarHeader } from './tar-header.js';
@@ -477,9 +476,10 @@ export async function snapshotLayer(snapshot: Snapshot, ctx: Pick<BuildContext, 
     const { digest, size } = await ctx.content.write(tar);
     layer = { descriptor: { mediaType: OCI_LAYER.uncompressed, digest, size }, diffId: digest };
   } else {
-    const plain = digesting(tar);
-    const { digest, size } = await ctx.content.write(compress(plain.chunks, opts.compression, opts.compressionLevel, what));
-    layer = { descriptor: { mediaType: OCI_LAYER[opts.compression], digest, size }, diffId: plain.digest() };
+    // The diff id is hashed with the compression (for gzip by its worker, off this thread).
+    const packed = compressDigesting(tar, opts.compression, opts.compressionLevel, what);
+    const { digest, size } = await ctx.content.write(packed.chunks);
+    layer = { descriptor: { mediaType: OCI_LAYER[opts.compression], digest, size }, diffId: packed.digest() };
   }
   // The snapshot keeps the blob: a prune removes it only with the snapshot (or when no image name holds it).
   await ctx.content.addRef?.(layer.descriptor.digest, { snapshot: snapshot.id });
