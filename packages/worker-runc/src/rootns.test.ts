@@ -14,7 +14,7 @@ import { openHarness, runStep, type Harness } from './harness.test-util.js';
 import { isAlive } from './sys.js';
 import runcWorker from './index.js';
 import type { ExecOpExecutor } from './execop.js';
-import { RootNamespace } from './rootns.js';
+import { RootNamespace, useRootHolder } from './rootns.js';
 
 const DIST = resolve(import.meta.dirname, '../dist/index.js');
 let h: Harness;
@@ -161,7 +161,9 @@ describe('exec op: the root mounted in the container\'s mount namespace', () => 
   }, 20_000);
 });
 
-describe('RootNamespace', () => {
+describe.each(['perl', 'sh'] as const)('RootNamespace (%s)', (holder) => {
+  beforeAll(() => useRootHolder(holder));
+  afterAll(() => useRootHolder('auto'));
   const target = () => {
     const dir = join(h.dir, `ns-target-${Math.random().toString(36).slice(2)}`);
     mkdirSync(dir);
@@ -179,6 +181,50 @@ describe('RootNamespace', () => {
     const exit = ns.child.exitCode !== null ? ns.child.exitCode : (await once(ns.child, 'exit'))[0];
     expect(exit).toBe(0);
     await ns.close();
+  }, 20_000);
+
+  it('mounts an overlay, and a bind mount (`bind`: a flag, not data); the command gets its arguments as given, without fds 3 and 4', async () => {
+    const base = join(h.dir, `ns-base-${holder}`);
+    for (const d of ['lower', 'upper', 'work']) mkdirSync(join(base, d), { recursive: true });
+    writeFileSync(join(base, 'lower', 'low'), 'low\n');
+    const dir = target();
+    const ns = RootNamespace.spawn();
+    const overlay = { type: 'overlay', source: 'overlay', options: `lowerdir=${base}/lower,upperdir=${base}/upper,workdir=${base}/work` };
+    await ns.mount(overlay, dir, '/bin/sh', ['-c', `cat ${dir}/low > ${dir}/"$1"; ls /proc/$$/fd > ${dir}/fds`, 'sh', 'a b'], 'a test');
+    ns.start();
+    expect(await ns.exited).toBe(0);
+    await ns.close();
+    expect(readFileSync(join(base, 'upper', 'a b'), 'utf8')).toBe('low\n');
+    // Not the control pipes.
+    const fds = readFileSync(join(base, 'upper', 'fds'), 'utf8').split('\n');
+    expect(fds).toContain('2');
+    expect(fds).not.toContain('3');
+    expect(fds).not.toContain('4');
+
+    const bound = target();
+    const bind = RootNamespace.spawn();
+    await bind.mount({ type: 'none', source: join(base, 'lower'), options: 'bind' }, bound, '/bin/cat', [join(bound, 'low')], 'a test');
+    let out = '';
+    bind.child.stdout!.on('data', (d) => (out += d));
+    bind.start();
+    expect(await bind.exited).toBe(0);
+    await bind.close();
+    expect(out).toBe('low\n');
+    expect(mountsUnder(h.dir)).toEqual([]);
+  }, 20_000);
+
+  it('reports a failed mount as INTERNAL with the error, and a command killed by a signal as 128+N', async () => {
+    const ns = RootNamespace.spawn();
+    await expect(ns.mount({ type: 'overlay', source: 'overlay', options: 'lowerdir=/nonexistent-lower' }, target(), '/bin/true', [], 'container x')).rejects.toMatchObject({
+      code: 'INTERNAL',
+      message: expect.stringMatching(/^cannot mount the root filesystem of container x: .*mount.*\S/),
+    });
+    await ns.close();
+    const killed = RootNamespace.spawn();
+    await killed.mount(tmpfs, target(), '/bin/sh', ['-c', 'kill -TERM $$'], 'a test');
+    killed.start();
+    expect(await killed.exited).toBe(143);
+    await killed.close();
   }, 20_000);
 
   it('with keepRoot, the root stays mounted and readable after the command until close()', async () => {
