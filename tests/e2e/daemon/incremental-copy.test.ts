@@ -1,0 +1,115 @@
+/**
+ * The incremental COPY through bktd when two clients build the same
+ * Dockerfile in turn, each over its own directory (bench/daemon's two
+ * clients, two checkouts): the re-run of each client's `COPY . /ctx` after
+ * one of its files changed takes the unchanged files from that client's own
+ * earlier result (hard links in the daemon's store), not from the other
+ * client's, and the result holds the new content.
+ */
+import { lstat, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { pushBusyboxImage, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
+import { removeDir, tempDir } from '../helpers.js';
+import { startClient } from './clients.js';
+import { startBktd, type RunningDaemon } from './lib.js';
+
+let work: string;
+let root: string;
+let address: string;
+let daemon: RunningDaemon;
+let registry: RegistryServer;
+let busybox: PushedImage;
+let dockerfileDir: string;
+
+const DIRS = 5;
+const FILES = 40;
+const OLD = new Date(1_600_000_000_000);
+
+/** A client's directory: files named after the client, so that each client's files are told apart in the store. */
+async function makeContext(name: string): Promise<string> {
+  const dir = join(work, `context-${name}`);
+  for (let d = 0; d < DIRS; d++) {
+    await mkdir(join(dir, `d${d}`), { recursive: true });
+    for (let f = 0; f < FILES; f++) {
+      const file = join(dir, `d${d}`, `${name}-${f}.txt`);
+      await writeFile(file, `file ${d}/${f} of ${name}\n`.repeat(10));
+      await utimes(file, OLD, OLD);
+    }
+  }
+  return dir;
+}
+
+beforeAll(async () => {
+  work = await tempDir('daemon-incremental-copy');
+  root = join(work, 'root');
+  dockerfileDir = join(work, 'dockerfile');
+  registry = await startRegistry();
+  busybox = await pushBusyboxImage(registry, 'library/busybox');
+  await mkdir(dockerfileDir);
+  await writeFile(join(dockerfileDir, 'Dockerfile'), `FROM ${busybox.reference}\nCOPY . /ctx\n`);
+  daemon = await startBktd(['--addr', `unix://${join(work, 'bktd.sock')}`, '--root', root], { cwd: work });
+  address = `unix://${join(work, 'bktd.sock')}`;
+});
+
+afterAll(async () => {
+  if (daemon) expect(await daemon.stop()).toBe(0);
+  await registry?.stop();
+  if (work) await removeDir(work);
+});
+
+let builds = 0;
+
+/** One build of `context` by a new client process of `name` (its shared key); the exported root filesystem's directory. */
+async function build(name: string, context: string): Promise<string> {
+  const out = join(work, `out-${++builds}`);
+  const client = await startClient(work, {
+    address,
+    sharedKey: `e2e-incremental-copy-${name}`,
+    localDirs: { context, dockerfile: dockerfileDir },
+    frontend: 'dockerfile.v0',
+    frontendAttrs: { filename: 'Dockerfile' },
+    exporters: [{ Type: 'local', Attrs: { dest: out } }],
+    outputs: { 0: { type: 'dir', dest: out } },
+  });
+  const done = await client.done();
+  expect(done.ok, JSON.stringify(done).slice(0, 2000)).toBe(true);
+  return out;
+}
+
+/** How many files of the daemon's store named `<name>-*.txt` have more than one link (a COPY result's file linked from an earlier one). */
+async function linkedFiles(name: string): Promise<number> {
+  let n = 0;
+  const visit = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) await visit(p);
+      else if (e.isFile() && e.name.startsWith(`${name}-`) && e.name.endsWith('.txt') && (await lstat(p)).nlink > 1) n++;
+    }
+  };
+  await visit(root);
+  return n;
+}
+
+it('each client re-running the COPY takes its unchanged files from its own earlier result, the clients building in turn', async () => {
+  const a = await makeContext('a');
+  const b = await makeContext('b');
+  await build('a', a);
+  await build('b', b);
+  expect(await linkedFiles('a')).toBe(0);
+
+  const later = new Date(1_650_000_000_000);
+  for (const [name, dir] of [['a', a], ['b', b]] as const) {
+    await writeFile(join(dir, 'd3', `${name}-7.txt`), `changed ${name}\n`);
+    await utimes(join(dir, 'd3', `${name}-7.txt`), later, later);
+  }
+  const outA = await build('a', a);
+  const outB = await build('b', b);
+  for (const [name, out] of [['a', outA], ['b', outB]] as const) {
+    expect(await readFile(join(out, 'ctx/d3', `${name}-7.txt`), 'utf8')).toBe(`changed ${name}\n`);
+    expect(await readFile(join(out, 'ctx/d1', `${name}-2.txt`), 'utf8')).toBe(`file 1/2 of ${name}\n`.repeat(10));
+    expect((await readdir(join(out, 'ctx/d3'))).length).toBe(FILES);
+    // Every unchanged file: two names of one inode, the earlier result's and the new one's.
+    expect(await linkedFiles(name)).toBe(2 * (DIRS * FILES - 1));
+  }
+});
