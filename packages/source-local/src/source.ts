@@ -305,6 +305,8 @@ async function hashEntries(
   if (toRead.length > 0) await mkdir(stagingDir, { recursive: true });
   // Many files are written and hashed by a worker thread: this one only reads them from the client.
   const stager = toRead.length >= STAGER_MIN_FILES ? new Stager() : undefined;
+  // Files the stager is writing: this thread reads the next ones meanwhile.
+  const writing: Promise<void>[] = [];
   try {
     let next = 0;
     const worker = async () => {
@@ -313,12 +315,21 @@ async function hashEntries(
         const file = join(stagingDir, String(next++));
         // Staged with the metadata the snapshot gives it: moving it in is all that is left.
         const meta = metaOf(e, keepOwners);
-        const digest = stager ? await stager.stage(file, abortable(dir.read(e.path, signal), signal), e.size, meta) : await receive(dir, e.path, file, meta, signal);
-        digests.set(e.path, digest);
-        staged.set(e.path, file);
+        const done = (digest: Digest) => {
+          digests.set(e.path, digest);
+          staged.set(e.path, file);
+        };
+        if (!stager) done(await receive(dir, e.path, file, meta, signal));
+        else {
+          const { written } = await stager.stage(file, abortable(dir.read(e.path, signal), signal), e.size, meta);
+          const p = written.then(done);
+          p.catch(() => undefined); // awaited below
+          writing.push(p);
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, toRead.length) }, worker));
+    await Promise.all(writing);
   } finally {
     await stager?.close();
   }

@@ -34,7 +34,7 @@ describe('Stager', () => {
     for (let i = 0; i < big.length; i += 4096) big[i] = i % 251;
     const files = [Buffer.from('a'), Buffer.alloc(0), Buffer.from('x'.repeat(100_000)), big];
     try {
-      const digests = await Promise.all(files.map((b, i) => stager.stage(join(work, `f${i}`), pieces(b, i === 3 ? 1024 * 1024 : 7), b.length, meta)));
+      const digests = await Promise.all(files.map(async (b, i) => (await stager.stage(join(work, `f${i}`), pieces(b, i === 3 ? 1024 * 1024 : 7), b.length, meta)).written));
       expect(digests).toEqual(files.map(sha));
     } finally {
       await stager.close();
@@ -64,13 +64,13 @@ describe('Stager', () => {
       yield Buffer.alloc(70_000, 1);
       await held;
     }
-    const pending = stager.stage(join(work, 'stalled'), stalled(), 140_000, meta);
+    const pending = stager.stage(join(work, 'stalled'), stalled(), 140_000, meta).then((s) => s.written);
     try {
-      await expect(stager.stage(join(work, 'exists'), pieces(Buffer.from('new'), 3), 3, meta)).rejects.toMatchObject({ code: 'EEXIST' });
-      await expect(stager.stage(join(work, 'link'), pieces(Buffer.from('new'), 3), 3, meta)).rejects.toMatchObject({ code: 'EEXIST' });
+      await expect((await stager.stage(join(work, 'exists'), pieces(Buffer.from('new'), 3), 3, meta)).written).rejects.toMatchObject({ code: 'EEXIST' });
+      await expect((await stager.stage(join(work, 'link'), pieces(Buffer.from('new'), 3), 3, meta)).written).rejects.toMatchObject({ code: 'EEXIST' });
       await expect(stager.stage(join(work, 'failed'), failing(), 8, meta)).rejects.toThrow('the client went away');
       // The stage after a failure works.
-      expect(await stager.stage(join(work, 'ok'), pieces(Buffer.from('fine'), 2), 4, meta)).toBe(sha(Buffer.from('fine')));
+      expect(await (await stager.stage(join(work, 'ok'), pieces(Buffer.from('fine'), 2), 4, meta)).written).toBe(sha(Buffer.from('fine')));
     } finally {
       await stager.close();
       release();

@@ -132,15 +132,17 @@ export class Stager {
 
   /**
    * Writes `chunks` to the new file `file` (created; never through a
-   * symlink) with `meta`; resolves with the digest of the bytes written.
-   * A chunk is copied before the next is asked for: its producer may reuse it.
-   * `size` (the file's expected size) only sizes the copies.
+   * symlink) with `meta`. Resolves once every chunk has been sent, with
+   * `written`: the digest of the bytes, once the worker has written them (so
+   * the caller reads the next file meanwhile). A chunk is copied before the
+   * next is asked for: its producer may reuse it. `size` (the file's
+   * expected size) only sizes the copies.
    */
-  async stage(file: string, chunks: AsyncIterable<Uint8Array>, size: number, meta: EntryMeta): Promise<Digest> {
+  async stage(file: string, chunks: AsyncIterable<Uint8Array>, size: number, meta: EntryMeta): Promise<{ written: Promise<Digest> }> {
     if (this.#failed) throw this.#failed;
     const id = this.#nextId++;
     const done = new Promise<Digest>((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
-    done.catch(() => undefined); // awaited below, or its file's read failed first
+    done.catch(() => undefined); // the caller's, unless its file's read failed first
     this.#post({ t: 'open', id, file });
     // Each chunk is copied at once (its producer may reuse it): a large one into a buffer of its own, small ones (a
     // session client's) together into pieces of PIECE_BYTES. The copies are transferred to the worker, not copied again.
@@ -181,7 +183,7 @@ export class Stager {
       throw err;
     }
     this.#post({ t: 'end', id, uid: meta.uid, gid: meta.gid, perm: meta.perm, mtimeMs: meta.mtime.getTime() });
-    return done;
+    return { written: done };
   }
 
   /** Closes every file the worker still holds, then stops it. */
