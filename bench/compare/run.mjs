@@ -28,7 +28,11 @@
  *
  * Each time is the wall time of the client command(s), start-up included.
  * Repetitions are interleaved (rep 1 of every case and builder, then rep 2, …)
- * so a noisy minute of the machine hits every builder alike.
+ * so a noisy minute of the machine hits every builder alike, and the builders'
+ * order turns each repetition (bkt, docker; then docker, bkt; …): a build run
+ * right after another builder's is slowed by that one's leftovers (with two
+ * bkt builds in a fixed order after docker, whichever ran first, right after
+ * docker, had the slower cold and export medians).
  *
  * dockerd is started by this script (`--bridge=none --iptables=false`, a temp
  * data root and exec root, a private unix socket, --insecure-registry for the
@@ -266,7 +270,10 @@ try {
   for (let rep = 0; rep < RUNS; rep++) {
     for (const c of selected) {
       const caseModes = MODES.filter((m) => m !== 'changed' || c.changes);
-      for (const b of builders) {
+      // The builders' order turns each repetition, so that no builder always runs right after the same other one: that
+      // one's leftovers (dirty data being written back, which a build's fsyncs and syncfs wait for; its daemon's cleanup)
+      // slow whoever follows.
+      for (const b of builders.map((_, i) => builders[(i + rep) % builders.length])) {
         // One repetition of one builder: its modes in order. A failure redoes the whole repetition once (reported); a peer's second failure leaves the repetition out, bkt's ends the bench.
         const attempt = async () => {
           const dir = await mkdtemp(join(work, `${c.name}-${b.name}-`));
