@@ -213,6 +213,19 @@ describe.each(['perl', 'sh'] as const)('RootNamespace (%s)', (holder) => {
     expect(mountsUnder(h.dir)).toEqual([]);
   }, 20_000);
 
+  it("is not changed by Perl's environment (PERL5OPT loading a module that does not exist)", async () => {
+    process.env.PERL5OPT = '-MNo::Such::Module';
+    try {
+      const ns = RootNamespace.spawn();
+      await ns.mount(tmpfs, target(), '/bin/true', [], 'a test');
+      ns.start();
+      expect(await ns.exited).toBe(0);
+      await ns.close();
+    } finally {
+      delete process.env.PERL5OPT;
+    }
+  }, 20_000);
+
   it('reports a failed mount as INTERNAL with the error, and a command killed by a signal as 128+N', async () => {
     const ns = RootNamespace.spawn();
     await expect(ns.mount({ type: 'overlay', source: 'overlay', options: 'lowerdir=/nonexistent-lower' }, target(), '/bin/true', [], 'container x')).rejects.toMatchObject({

@@ -62,10 +62,10 @@ exit $rc
  * (`ro`, `nosuid`, `nodev`, `noexec`, `bind`, `rbind`) become flags, the
  * others the filesystem's data, as mount(8) passes them. The command gets
  * fds 3 and 4 closed; a command killed by signal N reports 128+N, as sh.
- * It loads no module but `strict` (IO::Handle alone costs ~7 ms of CPU).
+ * It loads no module (a perl without its library still runs it; IO::Handle
+ * alone would cost ~7 ms of CPU).
  */
 export const ROOT_PERL = String.raw`
-use strict;
 open(my $in, '<&=', 4) or exit 1;
 open(my $out, '>&=', 3) or exit 1;
 my $nr = $ARGV[1];
@@ -116,6 +116,11 @@ export function useRootHolder(kind: 'sh' | 'perl' | 'auto'): void {
     if (nr === undefined || !perl) throw new BktError('UNIMPLEMENTED', `no perl on PATH, or mount(2)'s number unknown for ${process.arch}`);
     holderArgs = [perl, '-e', ROOT_PERL, LABEL, String(nr)];
   }
+}
+
+/** This process's environment without Perl's variables (`PERL5OPT`, `PERL5LIB`, `PERLLIB`, …). */
+function holderEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PERL')));
 }
 
 function onPath(name: string): string | undefined {
@@ -182,6 +187,8 @@ export class RootNamespace {
       detached: true,
       // Not the caller's directory: nothing of the host is held that the namespace does not need.
       cwd: '/',
+      // Perl's own settings (PERL5OPT loads modules, PERL5LIB finds them) are not the program's.
+      env: holderEnv(),
     });
     const ns = new RootNamespace(child);
     if (opts.spare) ns.#ref(false);
