@@ -43,6 +43,16 @@ const READ = [
     '--secret', 'id=a,src=b', '--ssh', 'default', '--build-context', 'a=b', '--config', 'c.ts', '--tlscacert', 'a',
     '--tlscert', 'b', '--tlskey', 'c', '--attest', 'x', '--call', 'targets', '--addr', 'unix:///run/bktd.sock', '-q',
   ],
+  // Short-option groups and glued short values.
+  ['build', '-qo', 'x'],
+  ['build', '-ofoo', '-qtname', '-qC', 'dir'],
+  ['build', '-C=x', '-qqq'],
+  // Optional values: the next argument unless it looks like an option (a negative number is a value).
+  ['build', '--provenance=false', '--sbom'],
+  ['build', '--provenance', 'false', 'ctx'],
+  ['build', '--provenance', '-q', '--sbom', '-1'],
+  ['build', '--sbom', '-', '--provenance='],
+  ['build', '--addr', 'unix:///a', '--addr=unix:///b'],
 ];
 
 /** Command lines left to commander: help, errors, and forms the parser does not read. */
@@ -57,11 +67,14 @@ const LEFT = [
   ['build', '--platform', 'linux/amd64,linux/arm64'],
   ['build', '--platform', 'linux/amd64', '--platform', 'linux/arm64'],
   ['build', '--check=1'],
-  ['build', '-qo', 'x'],
-  ['build', '-ofoo'],
+  ['build', '-qx'],
+  ['build', '-qh'],
+  ['build', '-q-'],
+  ['build', '-xq'],
   ['build', '--', 'x'],
-  ['build', '--provenance=false'],
-  ['build', '--sbom'],
+  ['build', '-q', '--', 'x'],
+  ['build', '--push=1'],
+  ['build', '--progress=bogus'],
   ['build', '-5'],
   ['build', '--root'],
   ['build', '--=x'],
@@ -90,9 +103,17 @@ describe('parseBuildArgv', () => {
     expect(parseBuildArgv(argv, {})).toBeUndefined();
   });
 
-  it('leaves a build to commander when BKT_HOST is set (commander reads it for --addr)', () => {
-    expect(parseBuildArgv(['build', '-q'], { BKT_HOST: 'unix:///run/bktd.sock' })).toBeUndefined();
-    expect(parseBuildArgv(['build', '-q'], { BKT_HOST: '' })).toBeUndefined();
+  it.each([
+    ['unix:///run/bktd.sock', ['build', '-q'], 'unix:///run/bktd.sock'],
+    ['', ['build', '-q', '-t', 'x', '.'], ''],
+    ['unix:///env.sock', ['build', '--addr', 'unix:///flag.sock'], 'unix:///flag.sock'],
+    ['unix:///env.sock', ['build', '--addr='], ''],
+  ] as const)('reads BKT_HOST=%j for --addr as commander does: %j', (host, argv, addr) => {
+    process.env.BKT_HOST = host;
+    const ours = parseBuildArgv(argv);
+    expect(ours).toBeDefined();
+    expect(ours).toStrictEqual(commanderParse([...argv]));
+    expect(ours!.opts.addr).toBe(addr);
   });
 
   it('declares every option of the table to commander, in order', () => {

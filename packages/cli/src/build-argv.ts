@@ -6,11 +6,11 @@
  * program.ts declares these options to commander from this table, so help,
  * usage errors and every other command are commander's. `parseBuildArgv`
  * answers only for a `build` command line it reads exactly as commander
- * would (same operands, same option values, same keys); anything else —
- * help, an unknown or malformed option, a short-option group, a glued short
- * value, `--`, an optional-value option, a value a parser refuses, `BKT_HOST`
- * set — is `undefined`, and commander parses it (and prints its help or
- * error). `build-argv.test.ts` checks the two agree.
+ * would (same operands, same option values, same keys, `BKT_HOST` read for
+ * `--addr` as commander reads it); anything else — help, an unknown or
+ * malformed option, `--`, a value a choice list or parser refuses — is
+ * `undefined`, and commander parses it (and prints its help or error).
+ * `build-argv.test.ts` checks the two agree.
  */
 import type { Command, Option } from 'commander';
 import { onePlatform } from './platform-flag.js';
@@ -110,13 +110,15 @@ export function addOptions(cmd: Command, specs: readonly OptionSpec[], OptionCla
   return cmd;
 }
 
-/** What commander derives from an option's flags. */
+/** What commander derives from an option's flags, and how `addOptions` declares it. */
 interface Flag {
   spec: OptionSpec;
   /** The key of the parsed options: the long name camel-cased, without `no-`. */
   key: string;
   negate: boolean;
   value: 'none' | 'required' | 'optional';
+  /** As `addOptions` declares it: an `Option` with choices and/or an environment variable, a repeated value, a parsed value, or plain. */
+  kind: 'option' | 'repeatable' | 'parse' | 'plain';
 }
 
 function flagOf(spec: OptionSpec): { names: string[]; flag: Flag } {
@@ -130,7 +132,8 @@ function flagOf(spec: OptionSpec): { names: string[]; flag: Flag } {
     .map((w, i) => (i === 0 ? w : w[0]!.toUpperCase() + w.slice(1)))
     .join('');
   const value = spec.flags.includes('<') ? 'required' : spec.flags.includes('[') ? 'optional' : 'none';
-  return { names, flag: { spec, key, negate, value } };
+  const kind = spec.choices || spec.env !== undefined ? 'option' : spec.repeatable ? 'repeatable' : spec.parse ? 'parse' : 'plain';
+  return { names, flag: { spec, key, negate, value, kind } };
 }
 
 const BUILD_FLAGS: ReadonlyMap<string, Flag> = new Map(
@@ -140,68 +143,125 @@ const BUILD_FLAGS: ReadonlyMap<string, Flag> = new Map(
   }),
 );
 
+/** Every option once, in declaration order. */
+const FLAGS: readonly Flag[] = [...new Set(BUILD_FLAGS.values())];
+
 /** A `bkt build` command line as commander parses it: its operands (`command.args`) and option values (`opts()`). */
 export interface ParsedBuild {
   args: string[];
   opts: Record<string, unknown>;
 }
 
+/** Commander's test for an argument that may be an option. */
+const maybeOption = (arg: string): boolean => arg.length > 1 && arg[0] === '-';
+
+/** Commander's test for a negative number (read as a value; no option of `bkt` or `bkt build` is a digit). */
+const negativeNumber = (arg: string): boolean => /^-(\d+|\d*\.\d+)(e[+-]?\d+)?$/.test(arg);
+
+/** A value commander would refuse (a choice not listed, a parser's error). */
+const REFUSED = Symbol('refused');
+
+/**
+ * The value commander stores for `flag` given `value` (`null`: an optional
+ * value left out; `undefined`: a flag without value), or `REFUSED`.
+ */
+function valueOf(flag: Flag, value: string | null | undefined, previous: unknown): unknown {
+  const { spec } = flag;
+  if (value != null) {
+    switch (flag.kind) {
+      case 'option':
+        if (spec.choices && !spec.choices.includes(value)) return REFUSED;
+        return value;
+      case 'repeatable':
+        return collect(value, previous as string[]);
+      case 'parse':
+        try {
+          return spec.parse!(value, previous as string | undefined);
+        } catch {
+          return REFUSED;
+        }
+      case 'plain':
+        return value;
+    }
+  }
+  return flag.negate ? false : flag.value === 'required' ? '' : true;
+}
+
 /**
  * `argv` (without `node` and the script) when it is a `bkt build` command
  * line this parser reads exactly as commander does; `undefined` otherwise
- * (commander then parses it).
+ * (commander then parses it). As commander, an option's environment variable
+ * (`BKT_HOST` for `--addr`) gives its value when the command line does not.
  */
 export function parseBuildArgv(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedBuild | undefined {
   if (argv[0] !== 'build') return undefined;
   const opts: Record<string, unknown> = {};
-  for (const flag of new Set(BUILD_FLAGS.values())) {
-    if (flag.spec.env !== undefined && flag.spec.env in env) return undefined;
+  for (const flag of FLAGS) {
     // commander's defaults: [] for a repeatable option, true for a `--no-x` that has no `--x`.
-    if (flag.spec.repeatable) opts[flag.key] = [];
+    if (flag.kind === 'repeatable') opts[flag.key] = [];
     else if (flag.negate) opts[flag.key] = true;
   }
+  const fromCommandLine = new Set<string>();
+  const set = (flag: Flag, value: string | null | undefined): boolean => {
+    const parsed = valueOf(flag, value, opts[flag.key]);
+    if (parsed === REFUSED) return false;
+    opts[flag.key] = parsed;
+    fromCommandLine.add(flag.key);
+    return true;
+  };
   const args: string[] = [];
-  for (let i = 1; i < argv.length; i++) {
-    const arg = argv[i]!;
+  let group: string | undefined; // the rest of a short-option group (`-qt x`: `-t`)
+  let i = 1;
+  while (i < argv.length || group !== undefined) {
+    const arg = group ?? argv[i++]!;
+    group = undefined;
     if (arg === '--') return undefined;
-    if (arg.length < 2 || arg[0] !== '-') {
+    if (!maybeOption(arg)) {
       args.push(arg);
       continue;
     }
-    let name = arg;
-    let value: string | undefined;
-    const eq = arg.indexOf('=');
-    if (arg.startsWith('--') && eq > 2) {
-      name = arg.slice(0, eq);
-      value = arg.slice(eq + 1);
-    } else if (!arg.startsWith('--') && arg.length > 2) {
-      return undefined;
-    }
-    const flag = BUILD_FLAGS.get(name);
-    if (!flag || flag.value === 'optional') return undefined;
-    if (flag.value === 'none') {
-      if (value !== undefined) return undefined;
-      opts[flag.key] = !flag.negate;
+    const flag = BUILD_FLAGS.get(arg);
+    if (flag) {
+      let value: string | null | undefined;
+      if (flag.value === 'required') {
+        // As commander: the next argument is the value, whatever it looks like.
+        if (i >= argv.length) return undefined;
+        value = argv[i++]!;
+      } else if (flag.value === 'optional') {
+        value = null;
+        if (i < argv.length && (!maybeOption(argv[i]!) || negativeNumber(argv[i]!))) value = argv[i++]!;
+      }
+      if (!set(flag, value)) return undefined;
       continue;
     }
-    if (value === undefined) {
-      // As commander: the next argument is the value, whatever it looks like.
-      if (i + 1 >= argv.length) return undefined;
-      value = argv[++i]!;
-    }
-    const { spec } = flag;
-    if (spec.choices && !spec.choices.includes(value)) return undefined;
-    if (spec.repeatable) {
-      opts[flag.key] = collect(value, opts[flag.key] as string[]);
-    } else if (spec.parse) {
-      try {
-        opts[flag.key] = spec.parse(value, opts[flag.key] as string | undefined);
-      } catch {
+    if (arg.length > 2 && arg[1] !== '-') {
+      // A short-option group: `-tNAME` (a value), or `-q` followed by the rest (`-qt`).
+      const first = BUILD_FLAGS.get(arg.slice(0, 2));
+      if (!first) return undefined;
+      if (first.value === 'none') {
+        if (!set(first, undefined)) return undefined;
+        group = `-${arg.slice(2)}`;
+      } else if (!set(first, arg.slice(2))) {
         return undefined;
       }
-    } else {
-      opts[flag.key] = value;
+      continue;
     }
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 2) {
+      const long = BUILD_FLAGS.get(arg.slice(0, eq));
+      if (!long || long.value === 'none' || !set(long, arg.slice(eq + 1))) return undefined;
+      continue;
+    }
+    // An unknown option, `--help`, `-h`: commander's.
+    return undefined;
+  }
+  // After the command line, as commander: an environment variable for an option it did not give.
+  for (const flag of FLAGS) {
+    const name = flag.spec.env;
+    if (name === undefined || !(name in env) || fromCommandLine.has(flag.key)) continue;
+    const parsed = valueOf(flag, flag.value === 'none' ? undefined : env[name]!, opts[flag.key]);
+    if (parsed === REFUSED) return undefined;
+    opts[flag.key] = parsed;
   }
   return { args, opts };
 }
