@@ -35,12 +35,17 @@ export class ControlConnection implements BuildConnection {
   private constructor(
     readonly address: string,
     private readonly caller: SessionCaller,
+    /** Control.Info's outcome: rejected with the error naming an unreachable or refusing daemon (and the connection then closed). */
+    private readonly info: Promise<void>,
   ) {}
 
   /**
-   * Connects to the daemon at `addr` and asks its version (Control.Info), so
-   * that an unreachable daemon is an error naming the address before
-   * anything else happens.
+   * Connects to the daemon at `addr` and asks its version (Control.Info)
+   * without waiting for the answer: the build's calls (session, Solve,
+   * Status) follow on the same connection at once, and a Solve's outcome
+   * waits for Info's, so that an unreachable or refusing daemon is still the
+   * error naming the address (a socket that does not connect is that error
+   * here).
    */
   static async connect(addr: DaemonAddress): Promise<ControlConnection> {
     const unreachable = (why: string, cause?: unknown) =>
@@ -52,27 +57,33 @@ export class ControlConnection implements BuildConnection {
       throw unreachable((err as Error).message, err);
     }
     const caller = SessionCaller.connect(socket, { maxMessageBytes: MAX_MESSAGE_BYTES });
-    const connection = new ControlConnection(addr.address, caller);
-    try {
-      await caller.unary(control.ControlService.info, {}, { timeoutMs: CONNECT_TIMEOUT_MS });
-    } catch (err) {
-      caller.close();
-      if (err instanceof CallError && (err.code === Status.UNAVAILABLE || err.code === Status.DEADLINE_EXCEEDED)) throw unreachable(err.details, err);
-      throw connection.error(err, 'Info');
-    }
-    return connection;
+    const info = caller.unary(control.ControlService.info, {}, { timeoutMs: CONNECT_TIMEOUT_MS }).then(
+      () => undefined,
+      (err: unknown) => {
+        // Whatever was sent after Info ends with the connection.
+        caller.close();
+        if (err instanceof CallError && (err.code === Status.UNAVAILABLE || err.code === Status.DEADLINE_EXCEEDED)) throw unreachable(err.details, err);
+        throw callError(addr.address, err, 'Info');
+      },
+    );
+    // Reported by the calls that follow (solve); a connection closed before Info answered leaves nothing unhandled.
+    info.catch(() => undefined);
+    return new ControlConnection(addr.address, caller, info);
   }
 
   close(): void {
     this.caller.close();
   }
 
-  /** Control.Solve; aborting `signal` cancels the call (and so the build). */
+  /** Control.Solve, sent without waiting for Info; aborting `signal` cancels the call (and so the build). Info's error comes first. */
   async solve(req: control.SolveRequest, signal: AbortSignal): Promise<control.SolveResponse> {
+    const solving = this.caller.unary(control.ControlService.solve, req, { signal });
     try {
-      return await this.caller.unary(control.ControlService.solve, req, { signal });
+      const [, res] = await Promise.all([this.info, solving]);
+      return res;
     } catch (err) {
-      throw this.error(err, 'Solve');
+      await this.info;
+      throw callError(this.address, err, 'Solve');
     }
   }
 
@@ -85,7 +96,7 @@ export class ControlConnection implements BuildConnection {
       for await (const res of call) yield res;
     } catch (err) {
       if (signal.aborted && err instanceof CallError && err.code === Status.CANCELLED) return;
-      throw this.error(err, 'Status');
+      throw callError(this.address, err, 'Status');
     } finally {
       call.cancel();
     }
@@ -96,11 +107,12 @@ export class ControlConnection implements BuildConnection {
     const path = control.ControlService.session.path;
     return openSession({ sessionTunnel: (metadata) => bytesMessageTunnel(this.caller, path, { metadata, maxMessageBytes: MAX_MESSAGE_BYTES }) }, client, opts);
   }
+}
 
-  private error(err: unknown, method: string): unknown {
-    if (!(err instanceof CallError)) return err;
-    return daemonError(this.address, method, err.code, err.details, err);
-  }
+/** A failed call of `method` as the `BktError` a build in this process would have thrown (other errors as they are). */
+function callError(address: string, err: unknown, method: string): unknown {
+  if (!(err instanceof CallError)) return err;
+  return daemonError(address, method, err.code, err.details, err);
 }
 
 /** A connected socket to the daemon: its unix socket, or TLS over TCP (ALPN h2) with the client's certificate. */
