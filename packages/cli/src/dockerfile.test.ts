@@ -204,15 +204,15 @@ describe('--ssh', () => {
 });
 
 describe('outputs', () => {
-  it('combines --output, -t and --push as buildx', () => {
-    expect(planOutputs([], { tags: [], push: false })).toEqual([]);
-    expect(planOutputs([], { tags: ['a:1', 'b:2'], push: false })).toEqual([{ type: 'image', name: 'a:1,b:2' }]);
-    expect(planOutputs([], { tags: ['a'], push: true })).toEqual([{ type: 'image', push: 'true', name: 'a' }]);
-    expect(planOutputs([{ type: 'registry', name: 'r/x' }], { tags: [], push: false })).toEqual([{ type: 'image', name: 'r/x', push: 'true' }]);
-    expect(planOutputs([{ type: 'oci', dest: '/o.tar' }], { tags: ['t'], push: false })).toEqual([{ type: 'oci', dest: '/o.tar', name: 't' }]);
-    expect(planOutputs([{ type: 'local', dest: '/o' }], { tags: ['t'], push: false })).toEqual([{ type: 'local', dest: '/o' }]);
-    expect(() => planOutputs([{ type: 'local', dest: '/o' }], { tags: ['t'], push: true })).toThrow(/--push and an output of type=local/);
-    expect(() => planOutputs([], { tags: [], push: true })).toThrow(/needs a name/);
+  it('combines --output, -t and --push as buildx', async () => {
+    expect(await planOutputs([], { tags: [], push: false })).toEqual([]);
+    expect(await planOutputs([], { tags: ['a:1', 'b:2'], push: false })).toEqual([{ type: 'image', name: 'a:1,b:2' }]);
+    expect(await planOutputs([], { tags: ['a'], push: true })).toEqual([{ type: 'image', push: 'true', name: 'a' }]);
+    expect(await planOutputs([{ type: 'registry', name: 'r/x' }], { tags: [], push: false })).toEqual([{ type: 'image', name: 'r/x', push: 'true' }]);
+    expect(await planOutputs([{ type: 'oci', dest: '/o.tar' }], { tags: ['t'], push: false })).toEqual([{ type: 'oci', dest: '/o.tar', name: 't' }]);
+    expect(await planOutputs([{ type: 'local', dest: '/o' }], { tags: ['t'], push: false })).toEqual([{ type: 'local', dest: '/o' }]);
+    await expect(planOutputs([{ type: 'local', dest: '/o' }], { tags: ['t'], push: true })).rejects.toThrow(/--push and an output of type=local/);
+    await expect(planOutputs([], { tags: [], push: true })).rejects.toThrow(/needs a name/);
   });
 
   it('writes base64 JSON values of the exporter response as objects (buildx metadata file)', () => {

@@ -1,5 +1,5 @@
 import { BktError, type OutputSpec } from '@bkt/core';
-import { formatPlatform, formatReference, normalizePlatform, parsePlatform, parseReference } from '@bkt/oci';
+// @bkt/oci (platforms, references) is imported only for an annotation's platform or an image's names: a build without them never loads it.
 
 export interface OutputFlags {
   tags: string[];
@@ -29,7 +29,7 @@ const IMAGE_TYPES = new Set(['image', 'oci', 'docker']);
  *   output, with OCI media types unless the output sets `oci-mediatypes`
  *   (BuildKit turns them on for annotations too).
  */
-export function planOutputs(outputs: OutputSpec[], flags: OutputFlags): OutputSpec[] {
+export async function planOutputs(outputs: OutputSpec[], flags: OutputFlags): Promise<OutputSpec[]> {
   let out = outputs.map((o): OutputSpec => (o.type === 'registry' ? { ...o, type: 'image', push: 'true' } : { ...o }));
   if (flags.push) {
     if (out.length === 0) out = [{ type: 'image', push: 'true' }];
@@ -53,7 +53,7 @@ export function planOutputs(outputs: OutputSpec[], flags: OutputFlags): OutputSp
     }
   }
   out = out.filter((o) => o.type !== 'cacheonly');
-  const annotations = parseAnnotations(flags.annotations ?? []);
+  const annotations = await parseAnnotations(flags.annotations ?? []);
   if (Object.keys(annotations).length > 0) {
     const images = out.filter((o) => IMAGE_TYPES.has(o.type));
     if (images.length === 0) {
@@ -76,7 +76,7 @@ const ANNOTATION_TYPES = ['manifest', 'manifest-descriptor', 'index', 'index-des
  * `index-descriptor`, each optionally for one platform (`manifest[linux/arm64]`)
  * → `annotation-TYPE[PLATFORM].KEY`.
  */
-export function parseAnnotations(values: string[]): Record<string, string> {
+export async function parseAnnotations(values: string[]): Promise<Record<string, string>> {
   const attrs: Record<string, string> = {};
   for (const value of values) {
     if (value === '') continue;
@@ -97,6 +97,7 @@ export function parseAnnotations(values: string[]): Record<string, string> {
       if (!ANNOTATION_TYPES.includes(m[1]!)) throw bad(`unknown annotation type "${m[1]}" (known: ${ANNOTATION_TYPES.join(', ')})`);
       let platform = '';
       if (m[2] !== undefined) {
+        const { formatPlatform, normalizePlatform, parsePlatform } = await import('@bkt/oci');
         try {
           platform = `[${formatPlatform(normalizePlatform(parsePlatform(m[2])))}]`;
         } catch (err) {
@@ -176,14 +177,15 @@ export function imageId(response: Record<string, string>): string | undefined {
  * output `naming to NAME@DIGEST done` (stored in the local image store) and
  * `pushing NAME@DIGEST done` (pushed).
  */
-export function imageSummary(outputs: OutputSpec[], response: Record<string, string>): string[] {
+export async function imageSummary(outputs: OutputSpec[], response: Record<string, string>): Promise<string[]> {
   const id = imageId(response);
   const digest = response['containerimage.digest'];
   if (!id || !digest || !outputs.some((o) => IMAGE_TYPES.has(o.type))) return [];
   const lines = [`writing image ${id} done`];
   for (const o of outputs) {
     if (o.type !== 'image') continue;
-    const names = (o.name ?? '').split(',').map((n) => n.trim()).filter(Boolean).map(canonicalName);
+    const given = (o.name ?? '').split(',').map((n) => n.trim()).filter(Boolean);
+    const names = given.length > 0 ? given.map(canonicalName(await import('@bkt/oci'))) : [];
     const stored = o.store === undefined || !/^(0|f|false)$/i.test(o.store);
     if (stored) for (const n of names) lines.push(`naming to ${n}@${digest} done`);
     if (isTrue(o.push)) for (const n of names) lines.push(`pushing ${n}@${digest} done`);
@@ -192,10 +194,12 @@ export function imageSummary(outputs: OutputSpec[], response: Record<string, str
 }
 
 /** `app` → `docker.io/library/app:latest`; a name the exporter would refuse never gets here. */
-function canonicalName(name: string): string {
-  try {
-    return formatReference(parseReference(name));
-  } catch {
-    return name;
-  }
-}
+const canonicalName =
+  ({ formatReference, parseReference }: typeof import('@bkt/oci')) =>
+  (name: string): string => {
+    try {
+      return formatReference(parseReference(name));
+    } catch {
+      return name;
+    }
+  };

@@ -3,7 +3,7 @@
  * session (gRPC on node:http2, both ways) and a few api namespaces — never
  * grpc-js, the solver, the store (nor its native sqlite module), the runc
  * worker, the sources, the frontends or the exporters, which are the daemon's. A Dockerfile build with `-t` (an image
- * exporter) against a real bktd, a real registry and runc, every module URL
+ * exporter) against a real bktd, loading neither commander nor the LLB builder nor @bkt/oci, a real registry and runc, every module URL
  * the process resolves recorded by an ESM resolve hook and every CommonJS
  * file it requires by a require hook; a chunk of the bundled executable
  * stands for the sources esbuild's metafile says it holds.
@@ -115,5 +115,8 @@ describe('bkt build --addr start-up', () => {
     expect(r.modules.some((u) => u.includes('session/dist/index.js'))).toBe(true);
     expect(r.modules.some((u) => /\/api\/dist\/control\.js$/.test(u))).toBe(true);
     expect(r.modules.filter((u) => /\/api\/dist\/(index|gateway|controller|imagebuilder|contentservice)\.js$/.test(u))).toEqual([]);
+    // Nor what this command line does not use: commander (BKT_HOST='' and -t are read by build-argv.ts), the LLB builder,
+    // @bkt/oci (platforms and image names: an annotation's platform, the image summary a quiet build does not print).
+    expect(r.modules.filter((u) => /\/commander\/|\/(llb|oci)\/dist\//.test(u))).toEqual([]);
   });
 });

@@ -56,7 +56,7 @@ export async function buildTargets(names: string[], project: Project, opts: Buil
   const entitlements = parseEntitlements(opts.allow);
   const load = opts.load ? await prepareLoad(io) : undefined;
   try {
-    const plans = unique.map((name) => planTarget(name, project, opts, io, load?.dir));
+    const plans = await Promise.all(unique.map((name) => planTarget(name, project, opts, io, load?.dir)));
     // No target reads what a target writes: these outputs' and every configured output's destinations stay out of the local dirs.
     const excluded = [...new Set([...plans.flatMap((p) => p.destinations), ...configuredDestinations(project)])];
     return await solveTargets(plans, project, opts, io, signal, { platform, entitlements, several, excluded, engine: load?.engine });
@@ -108,7 +108,7 @@ async function prepareLoad(io: Io): Promise<{ engine: DockerEngine; dir: string 
   return { engine, dir: await mkdtemp(join(tmpdir(), 'bkt-load-')) };
 }
 
-function planTarget(name: string, project: Project, opts: BuildOptions, io: Io, loadDir: string | undefined): TargetPlan {
+async function planTarget(name: string, project: Project, opts: BuildOptions, io: Io, loadDir: string | undefined): Promise<TargetPlan> {
   const targets = project.config.targets ?? {};
   const target = Object.hasOwn(targets, name) ? targets[name] : undefined;
   if (!target) {
@@ -122,7 +122,7 @@ function planTarget(name: string, project: Project, opts: BuildOptions, io: Io, 
     throw new BktError('CONFIG', `target "${name}": "outputs" must be a list of outputs like { type: 'local', dest: 'out' }`, { attribute: 'outputs' });
   }
   const loadFile = loadDir ? join(loadDir, `${name.replace(/[^A-Za-z0-9._-]/g, '_')}.tar`) : undefined;
-  const outputs = inTarget(name, () =>
+  const outputs = await inTargetAsync(name, () =>
     planOutputs(
       opts.output.length > 0
         ? opts.output.map((o) => parseOutput(o, io.cwd))
@@ -239,7 +239,7 @@ async function reportBuilt(
     if (!run.quiet) {
       const { stats } = response;
       io.stderr.write(`${prefix}solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);
-      for (const line of imageSummary(plan.outputs, response.exporterResponse)) io.stderr.write(`${prefix}${terminalSafe(line)}\n`);
+      for (const line of await imageSummary(plan.outputs, response.exporterResponse)) io.stderr.write(`${prefix}${terminalSafe(line)}\n`);
       for (const line of loaded) io.stderr.write(`${prefix}${terminalSafe(line)} (Docker engine at ${run.engine!.url})\n`);
       if (plan.outputs.length === 0) io.stderr.write(`${prefix}no output specified: the result is kept in the build cache only (use --output, or -t NAME)\n`);
     }
@@ -266,9 +266,9 @@ function targetsError(failed: { name: string; error: unknown }[], total: number)
 }
 
 /** Runs `fn`; a `BktError` it throws is told as one of target `name`. */
-function inTarget<T>(name: string, fn: () => T): T {
+async function inTargetAsync<T>(name: string, fn: () => Promise<T>): Promise<T> {
   try {
-    return fn();
+    return await fn();
   } catch (err) {
     throw inTargetError(name, err);
   }

@@ -21,7 +21,7 @@ import { debugConfig, parseInvoke, type Invocation } from '../invoke.js';
 import { openProject, type Project, type ProjectOptions } from '../project.js';
 import type { DaemonFlags } from '../remote/address.js';
 import { namingFlag, progressMode } from './build-flags.js';
-import { buildTargets, listTargets } from './build-targets.js';
+// Config targets (and the LLB builder and @bkt/oci behind them) are imported for a config build only.
 import { parseCall, printCallResult, refuseExports, type CallRequest } from './call.js';
 
 export interface BuildOptions extends ProjectOptions, DaemonFlags, DockerfileFlags, AttestationFlags, Partial<CacheFlags> {
@@ -102,12 +102,12 @@ export async function buildCommand(args: string[], opts: BuildOptions, io: Io, s
   const dockerfileMode = opts.llb === undefined && (dockerfileFlags || arg === '-' || isContext);
   if (opts.list) {
     if (args.length > 0 || opts.llb !== undefined || dockerfileFlags) throw new BktError('INVALID_ARGUMENT', 'bkt build --list takes no target, context, --llb or Dockerfile flag', { attribute: 'list' });
-    return listTargets(project, io);
+    return (await import('./build-targets.js')).listTargets(project, io);
   }
   if (opts.llb === undefined && !dockerfileMode && (opts.invoke !== undefined || opts.debugOn !== undefined)) {
     throw new BktError('INVALID_ARGUMENT', `${opts.debugOn !== undefined ? 'bkt debug' : '--invoke'}: applies to a Dockerfile build or an --llb definition, not to config targets`, { attribute: 'invoke' });
   }
-  if (opts.llb === undefined && !dockerfileMode) return buildTargets(args.length > 0 ? args : ['default'], project, { ...opts, progress }, io, signal);
+  if (opts.llb === undefined && !dockerfileMode) return (await import('./build-targets.js')).buildTargets(args.length > 0 ? args : ['default'], project, { ...opts, progress }, io, signal);
   if (args.length > 1) {
     const what = opts.llb !== undefined ? 'an --llb build takes no argument' : 'a Dockerfile build takes one CONTEXT';
     throw new BktError('INVALID_ARGUMENT', `bkt build ${args.join(' ')}: ${what} (several arguments name config targets)`);
@@ -160,7 +160,7 @@ async function runBuildTo(
   signal: AbortSignal,
   load: { engine: DockerEngine; file: string } | undefined,
 ): Promise<number> {
-  const outputs: OutputSpec[] = planOutputs(
+  const outputs: OutputSpec[] = await planOutputs(
     opts.output.map((o) => parseOutput(o, io.cwd)),
     { tags: opts.tag, push: !!opts.push, load: load?.file, annotations: opts.annotation },
   );
@@ -244,7 +244,7 @@ async function runBuildTo(
   // Quiet (`-q`, `--progress quiet`) prints nothing but errors, and on stdout what was asked for.
   if (display.mode !== 'quiet') {
     io.stderr.write(`solver time: ${(stats.solverMs / 1000).toFixed(3)}s (${stats.vertices} steps, ${stats.cached} cached)\n`);
-    for (const line of imageSummary(outputs, response.exporterResponse)) io.stderr.write(`${terminalSafe(line)}\n`);
+    for (const line of await imageSummary(outputs, response.exporterResponse)) io.stderr.write(`${terminalSafe(line)}\n`);
     for (const line of loaded) io.stderr.write(`${terminalSafe(line)} (Docker engine at ${load!.engine.url})\n`);
     if (outputs.length === 0 && !opts.output.some(isCacheOnly)) {
       io.stderr.write('no output specified: the result is kept in the build cache only (use --output, or -t NAME)\n');
