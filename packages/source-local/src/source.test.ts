@@ -110,11 +110,12 @@ describe('local source', () => {
     }
   });
 
-  // A few files are staged on this thread; 64 or more by the staging worker.
+  // A few files are staged on this thread; 64 or more by the staging worker (when asked for, or a core is free).
   it.each([
-    ['on the build\'s thread', 0],
-    ['by the staging worker', 80],
-  ])('writes each file with its content, mode (setuid kept after the owner), owner and mtime, however the client chunks it (%s)', async (_, extra) => {
+    ['on the build\'s thread', 0, false],
+    ['on the build\'s thread', 80, false],
+    ['by the staging worker', 80, true],
+  ])('writes each file with its content, mode (setuid kept after the owner), owner and mtime, however the client chunks it (%s, %i more files)', async (_, extra, stagingWorker) => {
     const dir = await makeContext();
     const big = Buffer.alloc(3 * 1024 * 1024 + 3, 'b');
     await writeFile(join(dir, 'big.bin'), big);
@@ -142,7 +143,7 @@ describe('local source', () => {
     };
     const { snapshotter } = dirSnapshotter(join(work, 'snaps'));
     const ctx = testBuildContext({ root: join(work, 'root'), snapshotter, content: undefined as never, client }).ctx;
-    const out = (await (await (await load(ctx, {}, 'context', { keepOwners: true })).snapshot(ctx)).mount()).path;
+    const out = (await (await (await load(ctx, {}, 'context', { keepOwners: true, stagingWorker })).snapshot(ctx)).mount()).path;
     expect((await readFile(join(out, 'big.bin'))).equals(big)).toBe(true);
     expect(await readFile(join(out, 'src/main.ts'), 'utf8')).toBe('main');
     const main = await stat(join(out, 'src/main.ts'));
