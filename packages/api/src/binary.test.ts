@@ -106,4 +106,10 @@ describe('the wire classes', () => {
     expect(() => new BinaryWriter().join()).toThrow();
     expect(() => new BinaryWriter().fork().finish()).toThrow();
   });
+
+  it('write an absent string field of a plain-object request as the empty string', () => {
+    const written = new BinaryWriter().uint32(10).string(undefined).finish();
+    expect([...written]).toEqual([10, 0]);
+    expect(new BinaryReader(written.subarray(1)).string()).toBe('');
+  });
 });

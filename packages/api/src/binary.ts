@@ -78,8 +78,13 @@ export class BinaryWriter {
     return this;
   }
 
-  /** A string as its UTF-8 length and bytes. */
-  string(value: string): this {
+  /**
+   * A string as its UTF-8 length and bytes. An absent value (a plain-object
+   * request without the field, which ts-proto's encode passes through) is
+   * written as the empty string, the field's default.
+   */
+  string(value: string | undefined): this {
+    value ??= '';
     const length = Buffer.byteLength(value, 'utf8');
     this.uint32(length);
     this.reserve(length);
