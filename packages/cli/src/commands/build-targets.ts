@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BktError, isBktError, outputSpecOf, type BuildTarget, type OutputSpec, type Platform } from '@bkt/core';
 import { writeOutputFile } from '@bkt/fsutil';
-import { normalizePlatform, parsePlatform } from '@bkt/oci';
 import type { SolveResponse } from '@bkt/solver';
 import { dockerCredentials } from '../credentials.js';
 import { parseCacheFlags } from '../cache-flags.js';
@@ -52,7 +51,7 @@ export async function buildTargets(names: string[], project: Project, opts: Buil
   const unique = [...new Set(names)];
   const several = unique.length > 1;
   if (several) refuseOneBuildFlags(opts, unique);
-  const platform = opts.platform !== undefined ? platformFlag(opts.platform) : undefined;
+  const platform = opts.platform !== undefined ? await platformFlag(opts.platform) : undefined;
   const entitlements = parseEntitlements(opts.allow);
   const load = opts.load ? await prepareLoad(io) : undefined;
   try {
@@ -92,7 +91,9 @@ function refuseOneBuildFlags(opts: BuildOptions, names: string[]): void {
   }
 }
 
-function platformFlag(value: string): Platform {
+async function platformFlag(value: string): Promise<Platform> {
+  // @bkt/oci is imported for --platform only: this module is part of every build command's.
+  const { normalizePlatform, parsePlatform } = await import('@bkt/oci');
   try {
     return normalizePlatform(parsePlatform(value));
   } catch (err) {

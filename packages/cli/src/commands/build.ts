@@ -21,7 +21,7 @@ import { debugConfig, parseInvoke, type Invocation } from '../invoke.js';
 import { openProject, type Project, type ProjectOptions } from '../project.js';
 import type { DaemonFlags } from '../remote/address.js';
 import { namingFlag, progressMode } from './build-flags.js';
-// Config targets (and the LLB builder and @bkt/oci behind them) are imported for a config build only.
+import { buildTargets, listTargets } from './build-targets.js';
 import { parseCall, printCallResult, refuseExports, type CallRequest } from './call.js';
 
 export interface BuildOptions extends ProjectOptions, DaemonFlags, DockerfileFlags, AttestationFlags, Partial<CacheFlags> {
@@ -102,12 +102,12 @@ export async function buildCommand(args: string[], opts: BuildOptions, io: Io, s
   const dockerfileMode = opts.llb === undefined && (dockerfileFlags || arg === '-' || isContext);
   if (opts.list) {
     if (args.length > 0 || opts.llb !== undefined || dockerfileFlags) throw new BktError('INVALID_ARGUMENT', 'bkt build --list takes no target, context, --llb or Dockerfile flag', { attribute: 'list' });
-    return (await import('./build-targets.js')).listTargets(project, io);
+    return listTargets(project, io);
   }
   if (opts.llb === undefined && !dockerfileMode && (opts.invoke !== undefined || opts.debugOn !== undefined)) {
     throw new BktError('INVALID_ARGUMENT', `${opts.debugOn !== undefined ? 'bkt debug' : '--invoke'}: applies to a Dockerfile build or an --llb definition, not to config targets`, { attribute: 'invoke' });
   }
-  if (opts.llb === undefined && !dockerfileMode) return (await import('./build-targets.js')).buildTargets(args.length > 0 ? args : ['default'], project, { ...opts, progress }, io, signal);
+  if (opts.llb === undefined && !dockerfileMode) return buildTargets(args.length > 0 ? args : ['default'], project, { ...opts, progress }, io, signal);
   if (args.length > 1) {
     const what = opts.llb !== undefined ? 'an --llb build takes no argument' : 'a Dockerfile build takes one CONTEXT';
     throw new BktError('INVALID_ARGUMENT', `bkt build ${args.join(' ')}: ${what} (several arguments name config targets)`);
