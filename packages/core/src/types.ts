@@ -100,18 +100,11 @@ export interface MutableSnapshot {
    * mount: `path` is not mounted, the caller mounts this filesystem there
    * itself — in a mount namespace of its own, so that the mount is gone with
    * the namespace's last process — and must have it unmounted before
-   * `commit()` or `discard()`, or commit with `unmounted`.
+   * `commit()` or `discard()`.
    */
   readonly deferredMount?: { type: string; source: string; options: string };
-  /**
-   * Unmounts and records the snapshot; the mutable is unusable afterwards.
-   * `unmounted` (only with `deferredMount`): the caller's mount is still
-   * being unmounted and nothing writes through it any more; the snapshot is
-   * recorded now, and the snapshotter waits for `unmounted` before it
-   * removes the mount's work files or mounts the tree again (a child, a
-   * view). Rejected, it fails every later use of the tree with its error.
-   */
-  commit(opts?: { unmounted?: Promise<void> }): Promise<Snapshot>;
+  /** Unmounts and records the snapshot; the mutable is unusable afterwards. */
+  commit(): Promise<Snapshot>;
   /** Unmounts and deletes everything written; idempotent. */
   discard(): Promise<void>;
 }

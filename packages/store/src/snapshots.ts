@@ -106,12 +106,6 @@ export abstract class StoreSnapshotter implements Snapshotter {
   #applier: LayerApplier | undefined;
   /** Lazy snapshots being made into trees in this process, by id. */
   readonly #filling = new Map<string, Promise<void>>();
-  /**
-   * Committed snapshots whose caller's mount is still being unmounted
-   * (`MutableSnapshot.commit`'s `unmounted`), by id: settled once it is gone
-   * and the work dir removed; a rejected one stays, failing later uses.
-   */
-  readonly #unmounting = new Map<string, Promise<void>>();
 
   /** `session`: the id leases are taken under; mount points go to `mounts/<session>`. */
   constructor(
@@ -196,42 +190,6 @@ export abstract class StoreSnapshotter implements Snapshotter {
 
   isInUse(id: string): boolean {
     return this.#inUse.has(id);
-  }
-
-  /**
-   * Records that committed snapshot `id`'s upper is still mounted by its
-   * writer until `unmounted` settles: it stays in use (no prune in any
-   * process removes it) and `removeWork` runs once it is gone. A rejection
-   * keeps it in use for this process's life and fails every later use.
-   */
-  protected trackUnmount(id: string, unmounted: Promise<void>, removeWork: () => Promise<void>): void {
-    this.acquire(id);
-    const settled = unmounted.then(
-      async () => {
-        await removeWork().catch(() => undefined);
-        this.#unmounting.delete(id);
-        this.release(id);
-      },
-      (err: unknown) => {
-        throw new BktError('INTERNAL', `snapshot ${id} cannot be used: the mount it was written through was not unmounted (${(err as Error)?.message ?? String(err)})`, { snapshot: id }, { cause: err });
-      },
-    );
-    settled.catch(() => undefined);
-    this.#unmounting.set(id, settled);
-  }
-
-  /** Resolves once every unmount `trackUnmount` waits for has settled. */
-  async unmountsSettled(): Promise<void> {
-    await Promise.allSettled([...this.#unmounting.values()]);
-  }
-
-  /** Waits until no snapshot of `id`'s chain is still mounted by its writer; throws when one's unmount failed. */
-  protected async unmountedChain(id: string): Promise<void> {
-    if (this.#unmounting.size === 0) return;
-    for (const layer of this.chain(id)) {
-      const pending = this.#unmounting.get(layer);
-      if (pending) await pending;
-    }
   }
 
   fsDir(id: string): string {
@@ -500,7 +458,6 @@ export class OverlaySnapshotter extends StoreSnapshotter {
   }
 
   protected async mountView(row: SnapshotRow): Promise<Mounted> {
-    await this.unmountedChain(row.id);
     const lowers = this.#lowers(row.id);
     if (lowers.length === 1) return { path: lowers[0], release: async () => undefined };
     const target = await this.newMountPoint();
@@ -527,10 +484,7 @@ export class OverlaySnapshotter extends StoreSnapshotter {
   }
 
   async prepare(parent: Snapshot | null, opts: PrepareOptions = {}, hold?: Holder): Promise<MutableSnapshot> {
-    if (parent) {
-      await this.materialize(parent.id);
-      await this.unmountedChain(parent.id);
-    }
+    if (parent) await this.materialize(parent.id);
     let parentId = parent?.id ?? null;
     if (parentId && !this.#fits(this.#lowers(parentId), true)) {
       parentId = (await this.flatten(parentId, hold)).id;
@@ -553,42 +507,18 @@ export class OverlaySnapshotter extends StoreSnapshotter {
       throw err;
     }
     let done = false;
-    /** Drops the mount point: a deferred mount is the caller's to drop, its directory is empty then (rmdir fails on a mount point left mounted here). */
-    const removeMountPoint = async () => {
-      if (mountPoint) await (deferred ? rmdir(mountPoint).catch(() => unmountAndRemove(mountPoint!)) : unmountAndRemove(mountPoint));
-    };
     const finish = async () => {
       if (done) throw new BktError('INTERNAL', `mutable snapshot ${id} was already committed or discarded`);
       done = true;
-      await removeMountPoint();
+      // A deferred mount is the caller's to drop: its directory is empty then (rmdir fails on a mount point left mounted here).
+      if (mountPoint) await (deferred ? rmdir(mountPoint).catch(() => unmountAndRemove(mountPoint!)) : unmountAndRemove(mountPoint));
       this.active.delete(id);
     };
     return {
       id,
       path: mountPoint ?? join(dir, 'fs'),
       ...(deferred ? { deferredMount: deferred } : {}),
-      commit: async (commitOpts: { unmounted?: Promise<void> } = {}) => {
-        const unmounted = deferred ? commitOpts.unmounted : undefined;
-        if (unmounted && !opts.into) {
-          if (done) throw new BktError('INTERNAL', `mutable snapshot ${id} was already committed or discarded`);
-          done = true;
-          this.active.delete(id);
-          // The upper is complete (nothing writes through the caller's mount any more). The work dir is the mount's until it is
-          // gone; so is the mount point (removing a directory another namespace has a mount on detaches that mount, and its
-          // unmount would then run here). Held from before the row exists until then.
-          this.trackUnmount(id, unmounted, async () => {
-            await removeMountPoint();
-            await rm(join(dir, 'work'), { recursive: true, force: true });
-          });
-          try {
-            return this.recordNew(id, parentId, opts);
-          } catch (err) {
-            // Not recorded: the directory goes once the mount has (the row-less leftover is removed at the next open otherwise).
-            void unmounted.then(() => rm(dir, { recursive: true, force: true }), () => undefined);
-            throw err;
-          }
-        }
-        await unmounted;
+      commit: async () => {
         await finish();
         try {
           await rm(join(dir, 'work'), { recursive: true, force: true });
@@ -640,10 +570,7 @@ export class OverlaySnapshotter extends StoreSnapshotter {
    * below is dropped (overlayfs would list it in a directory only that layer has).
    */
   async merge(snapshots: Snapshot[], hold?: Holder): Promise<Snapshot> {
-    for (const s of snapshots) {
-      await this.materialize(s.id);
-      await this.unmountedChain(s.id);
-    }
+    for (const s of snapshots) await this.materialize(s.id);
     if (snapshots.length === 0) {
       const id = await this.newSnapshotDir(false, hold);
       return this.recordNew(id, null, { description: 'merge (empty)' });

@@ -233,12 +233,9 @@ export class Store {
   /**
    * Unmounts this session's mounts (views never released, mutable snapshots
    * never committed), ends the session and closes the database. Throws
-   * `INTERNAL` naming any mount that could not be removed. Waits first for
-   * the unmounts still under way of committed snapshots (their work dirs are
-   * removed then).
+   * `INTERNAL` naming any mount that could not be removed.
    */
   async close(): Promise<void> {
-    await this.snapshotter.unmountsSettled();
     const mine = this.snapshotter.mountsDir;
     const mounted = await mountsUnder(mine);
     for (const m of mounted) await unmount(m);

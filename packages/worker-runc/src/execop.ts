@@ -77,9 +77,6 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<
       commandLine,
       deferRoot: true,
     });
-    // The root's unmount, still under way when the executor returns: the root's commit waits for it in the store, anything else here.
-    let rootUnmounted: Promise<void> | undefined;
-    let rootCommitted = false;
     try {
       const spec: ContainerSpec = {
         id,
@@ -109,11 +106,9 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<
         // The stubs runc makes in a writable root are removed before the root is committed.
         onRoot: (root) =>
           prepared.readonlyRootfs ? undefined : recordMountStubs(root, prepared.mounts.map((m) => m.dest), meta.removeMountStubsRecursive),
-        onRootUnmount: (unmounted) => (rootUnmounted = unmounted),
       });
       const valid = meta.validExitCodes.length > 0 ? meta.validExitCodes : [0];
       if (!valid.includes(code)) {
-        await rootUnmounted;
         const err = execFailed(ctx, commandLine, code, output.lastLines(20));
         // A step stopped by the build's end (its failure elsewhere, a cancellation) keeps nothing: no one will debug it.
         const mounts = ctx.signal.aborted ? exec.mounts.map(() => null) : await keepMounts(exec, prepared);
@@ -126,14 +121,10 @@ export class ExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<
       const results: (Snapshot | null)[] = new Array(outputCount).fill(null);
       for (const [index, mutable] of prepared.outputs) {
         prepared.outputs.delete(index);
-        const early = mutable.deferredMount !== undefined && rootUnmounted !== undefined;
-        rootCommitted ||= early;
-        results[index] = await mutable.commit(early ? { unmounted: rootUnmounted } : undefined);
+        results[index] = await mutable.commit();
       }
       return results;
     } finally {
-      // Discarding or releasing the root waits for its unmount.
-      if (!rootCommitted) await rootUnmounted?.catch(() => undefined);
       // Outputs not committed (failure, cancellation) are discarded here.
       for (const mutable of prepared.outputs.values()) await mutable.discard().catch(() => {});
       prepared.outputs.clear();

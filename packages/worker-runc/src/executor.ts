@@ -59,14 +59,6 @@ export interface RunIO extends ProcessIO {
    * the root is still mounted (mount stubs are recorded and removed so).
    */
   onRoot?: (root: string) => (() => void) | void;
-  /**
-   * With `rootfsMount`: `run` resolves without waiting for the root's
-   * unmount (it syncs the upper's filesystem), once everything else is
-   * gone; this is called just before with a promise that resolves once the
-   * root is unmounted (core's `MutableSnapshot.commit` `unmounted`). Not
-   * called when `run` rejects: it has waited for the unmount then.
-   */
-  onRootUnmount?: (unmounted: Promise<void>) => void;
 }
 
 /** A mount in the container, prepared on the host. */

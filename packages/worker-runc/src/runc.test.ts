@@ -9,7 +9,6 @@ import { makeBusyboxRootfs } from '@bkt/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerSpec } from './executor.js';
 import { RuncExecutor } from './runc.js';
-import { isAlive } from './sys.js';
 
 let dir: string;
 let rootfs: string;
@@ -158,41 +157,6 @@ describe('RuncExecutor', () => {
       ac.abort();
       await running.catch(() => undefined);
     }
-  });
-
-  describe('a root the executor mounted (rootfsMount), with onRootUnmount', () => {
-    /** Runs `args` on a copy of the busybox root bind-mounted by the executor; the pid of the root's holder and what onRootUnmount got. */
-    async function runOnMountedRoot(args: string[]) {
-      const target = await mkdtemp(join(dir, 'target-'));
-      let holder = 0;
-      const got: Promise<void>[] = [];
-      const result = executor
-        .run(
-          { id: `t-${process.pid}-${++n}`, rootfs: target, rootfsMount: { type: 'none', source: rootfs, options: 'bind' }, mounts: [], network: 'none', security: 'sandbox', process: { args, env: [] } },
-          {
-            onRoot: (root) => void (holder = Number(/^\/proc\/(\d+)\/root/.exec(root)?.[1])),
-            onRootUnmount: (unmounted) => void got.push(unmounted),
-          },
-        )
-        .then((code) => ({ code }));
-      return { result, holder: () => holder, got };
-    }
-
-    it('resolves with the exit code and hands over the unmount: its promise resolves once the root\'s holder is gone', async () => {
-      const { result, holder, got } = await runOnMountedRoot(['/bin/sh', '-c', 'exit 3']);
-      expect((await result).code).toBe(3);
-      expect(got).toHaveLength(1);
-      await got[0];
-      expect(holder()).toBeGreaterThan(0);
-      expect(isAlive(holder())).toBe(false);
-    });
-
-    it('is not called when run rejects: run has waited for the unmount then', async () => {
-      const { result, holder, got } = await runOnMountedRoot(['/nonexistent']);
-      await expect(result).rejects.toThrow(/runc could not run container/);
-      expect(got).toHaveLength(0);
-      expect(isAlive(holder())).toBe(false);
-    });
   });
 
   it("refuses a container id that does not carry this process's pid (the watchdog would not cover it)", async () => {

@@ -170,7 +170,6 @@ export class RuncExecutor implements Executor {
     const cleanups: (() => Promise<void>)[] = [];
     let ns: RootNamespace | undefined;
     let afterRun: (() => void) | void = undefined;
-    let exitCode: number | undefined;
     const log = join(bundle, 'runc.log');
     const runcArgs = ['--root', this.runcRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, '--no-new-keyring', spec.id];
     // The bundle's few small files are made with synchronous calls: each is a moment's work, and a step waits for all.
@@ -259,7 +258,6 @@ export class RuncExecutor implements Executor {
         : await this.#supervise(child, io, () => this.#killContainer(spec.id, closedOf(child), () => tryKill(child.pid)));
       if (io.signal?.aborted) throw cancelled(spec.id);
       await this.#checkRuncLog(log, spec.id, code);
-      exitCode = code;
       return code;
     } finally {
       this.#running.delete(spec.id);
@@ -269,13 +267,9 @@ export class RuncExecutor implements Executor {
       } catch {
         // As the other cleanups: best effort.
       }
-      // The root's namespace ends (its unmount syncs the upper's filesystem) while the rest is cleaned up; a caller that
-      // takes the unmount (onRootUnmount) gets the exit code without waiting for it (close() does).
-      const unmounted = ns?.close();
-      const handOver = unmounted !== undefined && exitCode !== undefined && io.onRootUnmount !== undefined;
-      if (handOver) this.#background(unmounted);
+      // The root's namespace ends (its unmount syncs the upper's filesystem) while the rest is cleaned up.
       await Promise.all([
-        handOver ? undefined : unmounted,
+        ns?.close(),
         (async () => {
           for (const cleanup of cleanups.reverse()) {
             try {
@@ -286,7 +280,6 @@ export class RuncExecutor implements Executor {
           }
         })(),
       ]);
-      if (handOver) io.onRootUnmount!(unmounted);
     }
   }
 
