@@ -1,4 +1,5 @@
-import { link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, link, mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tar from 'tar-stream';
@@ -110,3 +111,64 @@ describe('layerTar', () => {
     expect(refs).toEqual(expect.arrayContaining([plain.descriptor.digest, direct.descriptor.digest]));
   });
 });
+
+describe('layerTar file bodies', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bkt-layer-bodies-'));
+  });
+  afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+  /** `n` bytes whose value depends on the file and the offset, so a body read at the wrong place or cut short shows. */
+  const body = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed * 13 + (i >> 9)) & 0xff));
+
+  it('holds every body whole where files straddle the 1 MiB chunks (sizes around the chunk and small-file bounds)', async () => {
+    const tree = join(dir, 'straddle');
+    await mkdir(tree);
+    const MiB = 1024 * 1024;
+    const sizes = [0, 1, 511, 512, 513, 300 * 1024, MiB - 1024, MiB - 512, MiB - 1, MiB, MiB + 1, 700 * 1024, 2 * MiB + 5, 100, MiB - 511];
+    const want = new Map<string, Buffer>();
+    for (const [i, size] of sizes.entries()) {
+      const name = `f${String(i).padStart(2, '0')}`;
+      want.set(name, body(size, i));
+      await writeFile(join(tree, name), want.get(name)!);
+    }
+    const extract = tar.extract();
+    const got = new Map<string, Buffer>();
+    const feeding = (async () => {
+      for await (const c of layerTar(tree)) extract.write(c);
+      extract.end(undefined);
+    })();
+    for await (const e of extract) {
+      const parts: Buffer[] = [];
+      for await (const c of e) parts.push(c as Buffer);
+      got.set(e.header.name, Buffer.concat(parts));
+    }
+    await feeding;
+    expect([...got.keys()]).toEqual([...want.keys()]);
+    for (const [name, bytes] of want) expect(got.get(name)!.equals(bytes), name).toBe(true);
+  });
+
+  /** Reads the layer of `tree` until its first chunk (the walk is done), runs `change`, then reads the rest. */
+  async function readChangingAfterFirstChunk(tree: string, change: () => Promise<void>): Promise<void> {
+    const it = layerTar(tree, { withOpaque: false })[Symbol.asyncIterator]();
+    expect((await it.next()).done).toBe(false);
+    await change();
+    while (!(await it.next()).done);
+  }
+
+  it('fails naming the file when a small file grew or shrank after the walk', async () => {
+    for (const [what, change, message] of [
+      ['grew', (p: string) => appendFile(p, 'more'), /z changed while its layer was written \(10 bytes, then more\)/],
+      ['shrank', (p: string) => truncate(p, 4), /z changed while its layer was written \(10 bytes, then 4 bytes\)/],
+    ] as const) {
+      const tree = join(dir, what);
+      await mkdir(tree);
+      // `a` fills the first chunk, so the first chunk comes out before `z` is read.
+      await writeFile(join(tree, 'a'), body(1024 * 1024 - 512, 1));
+      await writeFile(join(tree, 'z'), '0123456789');
+      await expect(readChangingAfterFirstChunk(tree, () => change(join(tree, 'z')))).rejects.toThrow(message);
+    }
+  });
+});
+

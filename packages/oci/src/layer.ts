@@ -24,8 +24,8 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { close, closeSync, createReadStream, open, openSync, read, type Stats } from 'node:fs';
-import { lstat, mkdir, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { close, closeSync, createReadStream, lstatSync, open, openSync, read, readSync, type Stats } from 'node:fs';
+import { mkdir, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, type BuildContext, type Digest, type Snapshot } from '@bkt/core';
 import { compress, compressDigesting, compressionOfMediaType, decompress, type Compression } from './compression.js';
@@ -111,24 +111,55 @@ function opaqueEntries(tar: Buffer): Set<string> {
   return found;
 }
 
-/** Directories of `dir` (relative) that carry `trusted.overlay.opaque=y`. */
-async function opaqueDirs(dir: string, dirs: string[]): Promise<Set<string>> {
-  if (dirs.length === 0) return new Set();
-  const child = spawn('tar', ['--xattrs', '--xattrs-include=trusted.overlay.opaque', '--no-recursion', '--null', '-C', dir, '-cf', '-', '-T', '-'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  const out: Buffer[] = [];
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stdin.on('error', () => undefined); // EPIPE when tar dies: reported by its exit code
-  child.stdin.end(dirs.map((d) => `./${d}\0`).join(''));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  if (code !== 0) throw new BktError('INTERNAL', `reading overlay xattrs of ${dir} with tar failed: ${stderr.trim()}`);
-  return opaqueEntries(Buffer.concat(out));
+/**
+ * Tells which directories of `dir` carry `trusted.overlay.opaque=y`, with GNU
+ * tar reading their xattrs: `add` names a directory (relative) as the walk
+ * finds it — tar is started on the first one and reads the names from its
+ * stdin as they come, so its start-up overlaps the walk — and `opaque()` is
+ * the set once the walk has named every directory.
+ */
+class OpaqueDirs {
+  #child: ReturnType<typeof spawn> | undefined;
+  #result: Promise<Set<string>> | undefined;
+
+  constructor(readonly dir: string) {}
+
+  add(rel: string): void {
+    if (!this.#child) this.#start();
+    this.#child!.stdin!.write(`./${rel}\0`);
+  }
+
+  #start(): void {
+    const child = spawn('tar', ['--xattrs', '--xattrs-include=trusted.overlay.opaque', '--no-recursion', '--null', '-C', this.dir, '-cf', '-', '-T', '-'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    this.#child = child;
+    let stderr = '';
+    const out: Buffer[] = [];
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdout!.on('data', (c: Buffer) => out.push(c));
+    child.stdin!.on('error', () => undefined); // EPIPE when tar dies: reported by its exit code
+    this.#result = new Promise<number | null>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', resolve);
+    }).then((code) => {
+      if (code !== 0) throw new BktError('INTERNAL', `reading overlay xattrs of ${this.dir} with tar failed: ${stderr.trim()}`);
+      return opaqueEntries(Buffer.concat(out));
+    });
+    this.#result.catch(() => undefined); // awaited by opaque()
+  }
+
+  /** The opaque directories among those named; call once, after the last `add`. */
+  opaque(): Promise<Set<string>> {
+    if (!this.#child) return Promise.resolve(new Set());
+    this.#child.stdin!.end();
+    return this.#result!;
+  }
+
+  /** Stops tar (the walk failed). */
+  abandon(): void {
+    if (this.#child && this.#child.exitCode === null) this.#child.kill();
+  }
 }
 
 interface Item {
@@ -136,27 +167,37 @@ interface Item {
   st: Stats;
 }
 
-/** Every entry under `dir`, parents first, siblings in byte order of their names; a directory's entries are lstat'ed at once. */
-async function walkSorted(dir: string): Promise<Item[]> {
+const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
+/**
+ * Every entry under `dir`, parents first, siblings in byte order of their
+ * names; `onDirectory` is told of each directory as it is found. A
+ * directory's names are read in the thread pool (one trip), its entries
+ * lstat'ed here synchronously: the walk needs them all before the first
+ * entry is written, and a trip to the pool per entry costs more than the call.
+ */
+async function walkSorted(dir: string, onDirectory?: (rel: string) => void): Promise<Item[]> {
   const out: Item[] = [];
   const visit = async (rel: string) => {
-    const names = (await readdir(rel ? join(dir, rel) : dir)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    const stats = await Promise.all(names.map((name) => lstat(join(dir, rel ? `${rel}/${name}` : name))));
-    for (let i = 0; i < names.length; i++) {
-      const r = rel ? `${rel}/${names[i]}` : names[i]!;
-      out.push({ rel: r, st: stats[i]! });
-      if (stats[i]!.isDirectory()) await visit(r);
+    const names = (await readdir(rel ? join(dir, rel) : dir)).sort(byteOrder);
+    const items = names.map((name) => {
+      const r = rel ? `${rel}/${name}` : name;
+      return { rel: r, st: lstatSync(join(dir, r)) };
+    });
+    for (const item of items) {
+      out.push(item);
+      if (item.st.isDirectory()) {
+        onDirectory?.(item.rel);
+        await visit(item.rel);
+      }
     }
   };
   await visit('');
   return out;
 }
 
-/** Files up to this size are read whole, ahead of the tar writer; larger ones are read in pieces of this size. */
+/** Files up to this size are read here, synchronously, straight into the tar's chunks; larger ones in pieces in the thread pool. */
 const SMALL_FILE_BYTES = 1024 * 1024;
-/** How many small files are read at once ahead of the writer, and how many bytes at most. */
-const READ_AHEAD_FILES = 64;
-const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 /** The tar comes out in chunks of this size (headers and small bodies copied together), so its consumers see few, large chunks. */
 const CHUNK_BYTES = 1024 * 1024;
 
@@ -167,32 +208,6 @@ const fsRead = (fd: number, buf: Buffer, off: number, len: number, pos: number) 
 
 function changed(path: string, size: number, got: string): BktError {
   return new BktError('INTERNAL', `${path} changed while its layer was written (${size} bytes, then ${got})`);
-}
-
-/**
- * The whole content of the regular file `path` of `size` bytes; a different
- * size is an error. The open and close are synchronous: the walk has just
- * lstat'ed the file, so they touch cached metadata only, and a thread-pool
- * trip each costs more than the call; the read, which may wait on the disk,
- * runs in the pool (one trip).
- */
-async function readWhole(path: string, size: number): Promise<Buffer> {
-  const fd = openSync(path, 'r');
-  try {
-    // One byte more than expected: a file that grew is seen without a second read.
-    const buf = Buffer.allocUnsafe(size + 1);
-    let got = 0;
-    for (;;) {
-      const n = await fsRead(fd, buf, got, buf.length - got, got);
-      got += n;
-      // A short read of a regular file is its end.
-      if (n === 0 || got >= size) break;
-    }
-    if (got !== size) throw changed(path, size, got > size ? 'more' : `${got} bytes`);
-    return buf.subarray(0, size);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** The content of the regular file `path` of `size` bytes in pieces, the next piece read while the last is used. */
@@ -231,42 +246,6 @@ async function* readPieces(path: string, size: number): AsyncGenerator<Buffer> {
   }
 }
 
-/**
- * Reads the small files of `items` ahead of their turn: a window of at most
- * READ_AHEAD_FILES concurrent reads and READ_AHEAD_BYTES, in tar order, so
- * the writer finds most bodies read when it gets to them. `take(i)` returns
- * item i's bytes.
- */
-function readAhead(dir: string, items: Item[], wanted: (i: number) => boolean) {
-  const reads = new Map<number, Promise<Buffer>>();
-  let next = 0;
-  let bytes = 0;
-  const fill = () => {
-    while (next < items.length && reads.size < READ_AHEAD_FILES && bytes < READ_AHEAD_BYTES) {
-      const i = next++;
-      if (!wanted(i)) continue;
-      const p = readWhole(join(dir, items[i]!.rel), items[i]!.st.size);
-      p.catch(() => undefined); // awaited by take()
-      reads.set(i, p);
-      bytes += items[i]!.st.size;
-    }
-  };
-  return {
-    fill,
-    async take(i: number): Promise<Buffer> {
-      fill();
-      const p = reads.get(i) ?? readWhole(join(dir, items[i]!.rel), items[i]!.st.size);
-      reads.delete(i);
-      try {
-        return await p;
-      } finally {
-        bytes -= items[i]!.st.size;
-        fill();
-      }
-    },
-  };
-}
-
 /** Collects the tar's bytes into CHUNK_BYTES buffers. */
 class Chunker {
   #buf = Buffer.allocUnsafe(CHUNK_BYTES);
@@ -281,6 +260,36 @@ class Chunker {
       this.#used += n;
       off += n;
       if (this.#used === CHUNK_BYTES) this.flush();
+    }
+  }
+
+  /**
+   * Appends the whole content of the regular file `path` of `size` bytes,
+   * read synchronously straight into the chunk buffers (no buffer of its own,
+   * no trip to the thread pool: the file was just lstat'ed, and a small
+   * file's read costs less than the trip); a different size is an error.
+   */
+  addFile(path: string, size: number): void {
+    const fd = openSync(path, 'r');
+    try {
+      let pos = 0;
+      for (;;) {
+        if (this.#used === CHUNK_BYTES) this.flush();
+        const rest = size - pos;
+        // One byte more than the rest where it fits: a file that grew is seen, and the end found, without another read.
+        const want = Math.min(rest + 1, CHUNK_BYTES - this.#used);
+        const n = readSync(fd, this.#buf, this.#used, want, pos);
+        if (n > rest) throw changed(path, size, 'more');
+        this.#used += n;
+        pos += n;
+        // A short read of a regular file is its end.
+        if (n < want) {
+          if (pos < size) throw changed(path, size, `${pos} bytes`);
+          return;
+        }
+      }
+    } finally {
+      closeSync(fd);
     }
   }
 
@@ -301,15 +310,24 @@ const minor = (rdev: number) => Number(BigInt(rdev) & 0xffn) | Number((BigInt(rd
 
 /**
  * The uncompressed OCI layer tar of the overlay upper dir `dir`, in chunks of
- * about 1 MiB. Headers are written here (tar-header.ts); small files are read
- * whole, several ahead of the writer; larger ones in pieces.
+ * about 1 MiB. Headers are written here (tar-header.ts); files of up to 1 MiB
+ * are read synchronously into the chunks, larger ones in pieces in the thread
+ * pool (yielded as they were read).
  */
 export function layerTar(dir: string, opts: { clampMtime?: number; withOpaque?: boolean } = {}): AsyncIterable<Uint8Array> {
   return { [Symbol.asyncIterator]: () => produceLayerTar(dir, opts) };
 }
 
 async function* produceLayerTar(dir: string, opts: { clampMtime?: number; withOpaque?: boolean }): AsyncGenerator<Uint8Array> {
-  const items = await walkSorted(dir);
+  const xattrs = opts.withOpaque === false ? undefined : new OpaqueDirs(dir);
+  let items: Item[];
+  try {
+    items = await walkSorted(dir, xattrs && ((rel) => xattrs.add(rel)));
+  } catch (err) {
+    xattrs?.abandon();
+    throw err;
+  }
+  const opaque = xattrs ? await xattrs.opaque() : new Set<string>();
   // Hard links: the first path of an inode (in tar order) holds the content, the others link to it.
   const firstOfInode = new Map<number, number>();
   const linkTo: (string | undefined)[] = new Array(items.length);
@@ -319,14 +337,6 @@ async function* produceLayerTar(dir: string, opts: { clampMtime?: number; withOp
     if (first === undefined) firstOfInode.set(st.ino, i);
     else linkTo[i] = items[first]!.rel;
   });
-  const small = (i: number) => {
-    const { st } = items[i]!;
-    return st.isFile() && st.size <= SMALL_FILE_BYTES && linkTo[i] === undefined;
-  };
-  const ahead = readAhead(dir, items, small);
-  // The reads start while tar reads the directories' xattrs.
-  ahead.fill();
-  const opaque = opts.withOpaque === false ? new Set<string>() : await opaqueDirs(dir, items.filter((i) => i.st.isDirectory()).map((i) => i.rel));
   const clampMs = opts.clampMtime !== undefined ? opts.clampMtime * 1000 : undefined;
   const out = new Chunker();
   const marker = (name: string, mtimeMs: number): TarHeader => ({ name, mode: 0o644, uid: 0, gid: 0, size: 0, mtimeMs, type: TarType.file });
@@ -350,8 +360,8 @@ async function* produceLayerTar(dir: string, opts: { clampMtime?: number; withOp
         continue;
       }
       out.add(encodeHeader({ ...base, type: TarType.file, size: st.size }));
-      if (small(i)) {
-        out.add(await ahead.take(i));
+      if (st.size <= SMALL_FILE_BYTES) {
+        out.addFile(join(dir, rel), st.size);
       } else {
         // Large bodies go out as they were read, not copied.
         out.flush();
