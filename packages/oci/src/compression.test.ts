@@ -235,4 +235,37 @@ describe('compressDigesting', () => {
     expect(gunzipSync(await collect(packed.chunks)).equals(input)).toBe(true);
     expect(packed.digest()).toBe(sha(input));
   });
+
+  it('with handOver, transfers whole-chunk pieces to the worker (detached here) and gives the same bytes and digest', async () => {
+    const input = mixedBytes(4 * GZIP_CHUNK_BYTES + 700_000, 9);
+    // Pieces as a layer tar gives them: whole chunks of their own buffer, a flush of a partial chunk, then a large file's pieces, a small tail.
+    const cuts = [GZIP_CHUNK_BYTES, 300_000, GZIP_CHUNK_BYTES, GZIP_CHUNK_BYTES - 300_000, GZIP_CHUNK_BYTES, 650_000, 50_000];
+    const given: Buffer[] = [];
+    let off = 0;
+    for (const n of cuts) {
+      const b = Buffer.allocUnsafeSlow(n);
+      input.copy(b, 0, off, off + n);
+      given.push(b);
+      off += n;
+    }
+    expect(off).toBe(input.length);
+    async function* handed() {
+      for (const b of given) yield b;
+    }
+    const packed = compressDigesting(handed(), 'gzip', undefined, 'test layer', { handOver: true });
+    const got = await collect(packed.chunks);
+    expect(got.equals(await collect(compress(pieces(input, 100_000), 'gzip', undefined, 'test layer')))).toBe(true);
+    expect(packed.digest()).toBe(sha(input));
+    // The first piece was a whole chunk (transferred); the 300,000-byte one was copied into a chunk with the next.
+    expect(given[0]!.buffer.byteLength).toBe(0);
+    expect(given[1]!.buffer.byteLength).toBe(300_000);
+    // Without handOver nothing is detached.
+    const kept = [Buffer.from(input.subarray(0, GZIP_CHUNK_BYTES)), Buffer.from(input.subarray(GZIP_CHUNK_BYTES, 2 * GZIP_CHUNK_BYTES))];
+    async function* lent() {
+      yield* kept;
+    }
+    const plain = compressDigesting(lent(), 'gzip', undefined, 'test layer');
+    expect(gunzipSync(await collect(plain.chunks)).equals(input.subarray(0, 2 * GZIP_CHUNK_BYTES))).toBe(true);
+    expect(kept.every((b) => b.buffer.byteLength > 0)).toBe(true);
+  });
 });

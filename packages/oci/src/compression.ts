@@ -101,15 +101,27 @@ export function compress(input: AsyncIterable<Uint8Array>, compression: Compress
  * for gzip by the deflate worker that is sent the chunks anyway, so the
  * caller's thread does not hash them (see `gzipChunked`). `digest()` is the
  * input's digest once `chunks` has been read to the end.
+ *
+ * With `handOver`, the input's pieces are given away: nothing else holds a
+ * piece's buffer once it is yielded (nor shares it with another piece; none
+ * is in Node's shared pool: `Buffer.allocUnsafeSlow` for small ones), so a
+ * piece that is a whole chunk is transferred to the deflate worker, not
+ * copied (its buffer is detached here).
  */
-export function compressDigesting(input: AsyncIterable<Uint8Array>, compression: Compression, level: number | undefined, what: string): DigestingStream {
+export function compressDigesting(
+  input: AsyncIterable<Uint8Array>,
+  compression: Compression,
+  level: number | undefined,
+  what: string,
+  opts: { handOver?: boolean } = {},
+): DigestingStream {
   if (compression !== 'gzip') {
     const plain = digesting(input);
     return { chunks: compress(plain.chunks, compression, level, what), digest: () => plain.digest() };
   }
   let result: Digest | undefined;
   return {
-    chunks: gzipStream(input, { level }, (d) => (result = d)),
+    chunks: gzipStream(input, { level }, (d) => (result = d), opts.handOver === true),
     digest() {
       if (result === undefined) throw new Error('compressDigesting: the stream has not been read to the end');
       return result;
@@ -285,16 +297,21 @@ parentPort.on('message', (job) => {
    * next of that stream's input (chunks are sent in order), and the reply to
    * its `last` one carries the sha256 of the whole input.
    */
-  deflate(chunk: Buffer, dictionary: Buffer | undefined, last: boolean, level: number, stream?: number): Promise<DeflatedChunk> {
+  deflate(chunk: Buffer, dictionary: Buffer | undefined, last: boolean, level: number, stream?: number, transfer = false): Promise<DeflatedChunk> {
     const id = this.#next++;
     const done = new Promise<DeflatedChunk>((resolve, reject) => this.#jobs.set(id, { resolve, reject }));
     if (this.#jobs.size === 1) this.#worker.ref();
-    // The chunk is cloned by postMessage (one copy, made by the serializer: ~4x cheaper than copying it here and
+    // With `transfer` the chunk's buffer is the caller's to give (see gzipStream): transferred, detached here. Else
+    // the chunk is cloned by postMessage (one copy, made by the serializer: ~4x cheaper than copying it here and
     // transferring the copy); a clone of a view carries its whole buffer, so a view of a much larger one is copied
-    // out first. The dictionary, a small view of the chunk before, is always copied out and transferred.
-    const view = chunk.buffer.byteLength > 2 * chunk.byteLength ? new Uint8Array(chunk) : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    // out first. The dictionary, a small view of the chunk before, is copied out and transferred.
+    const view =
+      !transfer && chunk.buffer.byteLength > 2 * chunk.byteLength ? new Uint8Array(chunk) : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const dict = dictionary ? new Uint8Array(dictionary).buffer : undefined;
-    this.#worker.postMessage({ id, chunk: view, dictionary: dict, last, level, stream }, dict ? [dict] : []);
+    const moved: ArrayBuffer[] = [];
+    if (transfer) moved.push(view.buffer as ArrayBuffer);
+    if (dict) moved.push(dict);
+    this.#worker.postMessage({ id, chunk: view, dictionary: dict, last, level, stream }, moved);
     return done;
   }
 
@@ -351,7 +368,7 @@ export function gzipChunked(input: AsyncIterable<Uint8Array>, opts: GzipChunkedO
  * the last chunk is deflated (before the trailer is yielded): computed by the
  * deflate worker with the chunks it is sent, or here for a one-chunk stream.
  */
-function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, onInputDigest?: (d: Digest) => void): AsyncIterable<Uint8Array> {
+function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, onInputDigest?: (d: Digest) => void, handOver = false): AsyncIterable<Uint8Array> {
   const level = opts.level ?? zlibConstants.Z_DEFAULT_COMPRESSION;
   const concurrency = Math.max(1, opts.concurrency ?? Math.min(4, Math.max(2, availableParallelism())));
   return {
@@ -361,7 +378,7 @@ function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, 
       let worker: DeflateWorker | undefined;
       let stream: number | undefined;
       let digested = false;
-      const deflate = (chunk: Buffer, dictionary: Buffer | undefined, last: boolean): Promise<Buffer> => {
+      const deflate = (chunk: Buffer, dictionary: Buffer | undefined, last: boolean, transfer: boolean): Promise<Buffer> => {
         if (started++ === 0 && last) {
           if (onInputDigest) {
             onInputDigest(`sha256:${createHash('sha256').update(chunk).digest('hex')}`);
@@ -371,7 +388,7 @@ function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, 
         }
         worker ??= DeflateWorker.get();
         if (onInputDigest) stream ??= worker.stream();
-        return worker.deflate(chunk, dictionary, last, level, stream).then((r) => {
+        return worker.deflate(chunk, dictionary, last, level, stream, transfer).then((r) => {
           if (r.inputDigest !== undefined && onInputDigest) {
             onInputDigest(r.inputDigest);
             digested = true;
@@ -384,20 +401,31 @@ function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, 
       yield Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3);
       let crc = 0;
       let size = 0;
-      let previous: Buffer | undefined;
+      /** The last DEFLATE_WINDOW bytes of the chunk before (a copy: that chunk may have been transferred). */
+      let window: Buffer | undefined;
       /** Deflates started, in input order; settled ones are yielded from the front. */
       const inflight: Promise<Buffer>[] = [];
       // A chunk is known to be the last only when the input ends: each full chunk waits until more input arrives.
-      let pending: Buffer | undefined;
-      const start = (chunk: Buffer, last: boolean) => {
-        const dictionary = previous && previous.length > DEFLATE_WINDOW ? previous.subarray(previous.length - DEFLATE_WINDOW) : previous;
-        const p = deflate(chunk, dictionary, last);
+      let pending: { chunk: Buffer; transferable: boolean } | undefined;
+      const start = ({ chunk, transferable }: { chunk: Buffer; transferable: boolean }, last: boolean) => {
+        const dictionary = window;
+        window = Buffer.from(chunk.subarray(Math.max(0, chunk.length - DEFLATE_WINDOW)));
+        const p = deflate(chunk, dictionary, last, transferable);
         p.catch(() => undefined); // awaited in order below
         inflight.push(p);
-        previous = chunk;
       };
       let parts: Buffer[] = [];
       let partsBytes = 0;
+      /** The parts are one whole piece of a handed-over input (its buffer ours to transfer). */
+      let wholePiece = false;
+      /** `parts` as a chunk, and whether its buffer may be transferred to the worker. */
+      const cut = () => {
+        // A small buffer in Node's shared pool is never transferred, whatever the input said.
+        if (parts.length === 1) return { chunk: parts[0]!, transferable: wholePiece && !inSharedPool(parts[0]!) };
+        // A copy of our own; one that fits Node's shared pool (under 4 KiB) is a view of it, never transferred.
+        const chunk = Buffer.concat(parts, partsBytes);
+        return { chunk, transferable: chunk.byteOffset === 0 && chunk.buffer.byteLength === chunk.byteLength };
+      };
       try {
         for await (const piece of input) {
           if (piece.byteLength === 0) continue; // zlib's crc32 of a buffer without memory is its initial value, 0
@@ -406,13 +434,14 @@ function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, 
           size += buf.length;
           while (buf.length > 0) {
             const take = Math.min(buf.length, GZIP_CHUNK_BYTES - partsBytes);
-            // A view: the parts are copied together once the chunk is full, unless it is one piece (see `joined`).
+            if (parts.length === 0) wholePiece = handOver && take === piece.byteLength;
+            // A view: the parts are copied together once the chunk is full, unless it is one piece (see `cut`).
             parts.push(buf.subarray(0, take));
             partsBytes += take;
             buf = buf.subarray(take);
             if (partsBytes === GZIP_CHUNK_BYTES) {
               if (pending) start(pending, false);
-              pending = joined(parts, partsBytes);
+              pending = cut();
               parts = [];
               partsBytes = 0;
             }
@@ -421,9 +450,9 @@ function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, 
         }
         if (partsBytes > 0) {
           if (pending) start(pending, false);
-          pending = joined(parts, partsBytes);
+          pending = cut();
         }
-        start(pending ?? Buffer.alloc(0), true);
+        start(pending ?? { chunk: Buffer.alloc(0), transferable: false }, true);
         while (inflight.length > 0) yield await inflight.shift()!;
       } finally {
         inflight.length = 0;
@@ -438,15 +467,8 @@ function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, 
   };
 }
 
-/**
- * `parts` as one buffer: the part itself when there is one (a chunk that
- * arrived as one piece, as a layer tar's 1 MiB pieces do, is not copied; a
- * piece is not modified once it has been yielded, as a stream's chunks are
- * not), else a copy of them end to end.
- */
-function joined(parts: Buffer[], bytes: number): Buffer {
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
-}
+/** The buffer may be a slice of Node's shared pool (Buffer.allocUnsafe and friends under poolSize / 2). */
+const inSharedPool = (b: Buffer) => b.byteLength < Buffer.poolSize >>> 1 && b.buffer.byteLength === Buffer.poolSize;
 
 /** Pipes `input` through `transform` and yields what comes out; errors on either side surface here. */
 async function* throughTransform(input: AsyncIterable<Uint8Array>, transform: Duplex): AsyncGenerator<Uint8Array> {

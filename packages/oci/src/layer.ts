@@ -216,7 +216,8 @@ async function* readPieces(path: string, size: number): AsyncGenerator<Buffer> {
   try {
     let pos = 0;
     const readAt = async (at: number) => {
-      const buf = Buffer.allocUnsafe(Math.min(SMALL_FILE_BYTES, size - at + 1));
+      // A buffer of its own (not Node's shared pool): the layer's pieces are handed over to the deflate worker.
+      const buf = Buffer.allocUnsafeSlow(Math.min(SMALL_FILE_BYTES, size - at + 1));
       let got = 0;
       for (;;) {
         const n = await fsRead(fd, buf, got, buf.length - got, at + got);
@@ -486,8 +487,8 @@ export async function snapshotLayer(snapshot: Snapshot, ctx: Pick<BuildContext, 
     const { digest, size } = await ctx.content.write(tar);
     layer = { descriptor: { mediaType: OCI_LAYER.uncompressed, digest, size }, diffId: digest };
   } else {
-    // The diff id is hashed with the compression (for gzip by its worker, off this thread).
-    const packed = compressDigesting(tar, opts.compression, opts.compressionLevel, what);
+    // The diff id is hashed with the compression (for gzip by its worker, off this thread); the tar's chunks are nobody else's.
+    const packed = compressDigesting(tar, opts.compression, opts.compressionLevel, what, { handOver: true });
     const { digest, size } = await ctx.content.write(packed.chunks);
     layer = { descriptor: { mediaType: OCI_LAYER[opts.compression], digest, size }, diffId: packed.digest() };
   }
