@@ -31,10 +31,11 @@ import {
 import { openOutputFile } from './output-file.js';
 import { cleanRelPath } from './patterns.js';
 import { selectionPatterns } from './selection.js';
-import { walk } from './walk.js';
+import { walkBatches } from './walk.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
+const { S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK } = constants;
 
 export interface HostClientOptions {
   /** Local directories by name: host paths (relative to `cwd`). */
@@ -191,22 +192,26 @@ async function* statDir(name: string, dir: string, exclusions: HostExclusions, s
   const { include, exclude } = await selectionPatterns(dir, sel, { ...exclusions, what: `local directory "${name}"` });
 
   const firstOfInode = new Map<string, string>();
-  for await (const e of walk(dir, { include, exclude, signal })) {
-    const s = e.stat;
-    if (s.isSocket()) continue;
-    const entry: FileStat = { path: e.path, mode: s.mode, uid: s.uid, gid: s.gid, size: s.isFile() ? s.size : 0, mtimeMs: s.mtimeMs, change: `${s.dev}:${s.ino}:${s.ctimeMs}` };
-    if (s.isSymbolicLink()) entry.linkname = await readlink(e.absPath);
-    else if (s.isFile() && s.nlink > 1) {
-      const first = firstOfInode.get(`${s.dev}:${s.ino}`);
-      if (first !== undefined) {
-        entry.linkname = first;
-        entry.size = 0;
-      } else firstOfInode.set(`${s.dev}:${s.ino}`, e.path);
-    } else if (s.isCharacterDevice() || s.isBlockDevice()) {
-      entry.devmajor = devMajor(s.rdev);
-      entry.devminor = devMinor(s.rdev);
+  // A batch of the walk at a time (one async step per batch, not per entry).
+  for await (const batch of walkBatches(dir, { include, exclude, signal })) {
+    for (const e of batch) {
+      const s = e.stat;
+      const type = s.mode & S_IFMT;
+      if (type === S_IFSOCK) continue;
+      const entry: FileStat = { path: e.path, mode: s.mode, uid: s.uid, gid: s.gid, size: type === S_IFREG ? s.size : 0, mtimeMs: s.mtimeMs, change: `${s.dev}:${s.ino}:${s.ctimeMs}` };
+      if (type === S_IFLNK) entry.linkname = await readlink(e.absPath);
+      else if (type === S_IFREG && s.nlink > 1) {
+        const first = firstOfInode.get(`${s.dev}:${s.ino}`);
+        if (first !== undefined) {
+          entry.linkname = first;
+          entry.size = 0;
+        } else firstOfInode.set(`${s.dev}:${s.ino}`, e.path);
+      } else if (type === S_IFCHR || type === S_IFBLK) {
+        entry.devmajor = devMajor(s.rdev);
+        entry.devminor = devMinor(s.rdev);
+      }
+      yield entry;
     }
-    yield entry;
   }
 }
 

@@ -5,8 +5,12 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checksum } from './checksum.js';
 import { resolveWildcards } from './glob.js';
-import { compareNames, walk } from './walk.js';
+import { execFile } from 'node:child_process';
+import { readdirSync, lstatSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { compareNames, walk, walkBatches } from './walk.js';
 
+const execFileP = promisify(execFile);
 let root: string;
 async function put(rel: string, data = rel) {
   await mkdir(path.dirname(path.join(root, rel)), { recursive: true });
@@ -49,6 +53,48 @@ describe('walk', () => {
       'docs', 'docs/readme.md', 'src', 'src/util', 'src/util/x.ts',
     ]);
     expect(await paths({ include: ['**/*.ts'], exclude: ['src/util'] })).toEqual(['src', 'src/main.ts']);
+  });
+
+  it('hands out a large tree in batches, in the order of a plain recursive listing', async () => {
+    for (let d = 0; d < 6; d++) for (let f = 0; f < 70; f++) await put(`deep/d${d}/${f % 2 ? 'x' : 'y'}${f}/f`);
+    const listing = (dirAbs: string, rel: string): string[] =>
+      readdirSync(dirAbs).sort(compareNames).flatMap((n) => {
+        const r = rel ? `${rel}/${n}` : n;
+        return lstatSync(path.join(dirAbs, n)).isDirectory() ? [r, ...listing(path.join(dirAbs, n), r)] : [r];
+      });
+    const batches: string[][] = [];
+    for await (const b of walkBatches(root)) batches.push(b.map((e) => e.path));
+    expect(batches.length).toBeGreaterThan(1);
+    expect(batches.every((b) => b.length > 0)).toBe(true);
+    expect(batches.flat()).toEqual(listing(root, ''));
+    expect(await paths()).toEqual(batches.flat());
+    for await (const e of walk(root)) expect(e.absPath).toBe(path.join(root, e.path));
+    // Selection across batches: an excluded directory re-included below, an include reaching into the depth.
+    expect(await paths({ exclude: ['deep', '!deep/d5/x69'] })).toEqual([
+      ...['a', 'a/z', 'a.txt', 'b.txt'], 'deep', 'deep/d5', 'deep/d5/x69', 'deep/d5/x69/f', ...['docs', 'docs/readme.md', 'link'],
+      ...['src', 'src/main.ts', 'src/util', 'src/util/x.ts', 'src/util/y.js'],
+    ]);
+    expect(await paths({ include: ['deep/d*/y0', 'deep/d3/x1/f'] })).toEqual([
+      'deep',
+      ...[0, 1, 2, 3, 4, 5].flatMap((d) => [`deep/d${d}`, ...(d === 3 ? ['deep/d3/x1', 'deep/d3/x1/f'] : []), `deep/d${d}/y0`, `deep/d${d}/y0/f`]),
+    ]);
+  });
+
+  it('a failing system call ends the walk with its error, after the entries found before it', async () => {
+    // A path longer than PATH_MAX: its lstat fails (ENAMETOOLONG).
+    const segment = 'n'.repeat(200);
+    await execFileP('mkdir', ['-p', path.join(root, 'long', ...Array.from({ length: 24 }, () => segment))]);
+    const got: string[] = [];
+    let failure: NodeJS.ErrnoException | undefined;
+    try {
+      for await (const e of walk(root)) got.push(e.path);
+    } catch (err) {
+      failure = err as NodeJS.ErrnoException;
+    }
+    expect(failure?.code).toBe('ENAMETOOLONG');
+    expect(got.slice(0, 8)).toEqual(['a', 'a/z', 'a.txt', 'b.txt', 'docs', 'docs/readme.md', 'link', 'long']);
+    expect(got).not.toContain('src');
+    await execFileP('rm', ['-rf', path.join(root, 'long')]);
   });
 
   it('honours an abort signal', async () => {

@@ -69,51 +69,106 @@ export function compareNames(a: string, b: string): number {
 
 /** Walks `root` (not reported itself). The root must be a directory. */
 export async function* walk(root: string, opts: WalkOptions = {}): AsyncGenerator<WalkEntry> {
+  for await (const batch of walkBatches(root, opts)) yield* batch;
+}
+
+/** A directory being walked: its sorted names and the next one to look at. */
+interface Frame {
+  /** The directory's absolute path with a trailing `/`. */
+  prefix: string;
+  dirRel: string;
+  included: boolean;
+  names: string[];
+  next: number;
+  /** What `pendingDirs` is cut back to once the directory was walked. */
+  depth: number;
+}
+
+/**
+ * `walk`'s entries in the same order, several at a time: the entries found
+ * between two turns of the event loop (at most `BATCH` system calls apart),
+ * never an empty batch. A failing system call (a directory that cannot be
+ * read) ends the walk with its error once the entries found before it were
+ * handed out, as `walk` does.
+ */
+export async function* walkBatches(root: string, opts: WalkOptions = {}): AsyncGenerator<WalkEntry[]> {
   const include = toMatcher(opts.include);
   const exclude = toMatcher(opts.exclude);
+  const signal = opts.signal;
   const rootAbs = path.resolve(root);
   // Directories seen but not yet reported, reported when something under them is.
   const pendingDirs: WalkEntry[] = [];
+  const stack: Frame[] = [];
   let calls = 0;
   const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-  async function* visit(dirRel: string, dirIncluded: boolean): AsyncGenerator<WalkEntry> {
-    opts.signal?.throwIfAborted();
-    const dirAbs = dirRel === '' ? rootAbs : path.join(rootAbs, dirRel);
-    if (++calls % BATCH === 0) await turn();
+  // Reads directory `dirAbs` (one system call) and makes it the one walked next; leaving it truncates the pending
+  // directories to `depth`.
+  const enter = (dirAbs: string, dirRel: string, included: boolean, depth: number): void => {
+    signal?.throwIfAborted();
+    calls++;
     const names = readdirSync(dirAbs).sort(compareNames);
-    for (const name of names) {
-      const rel = dirRel === '' ? name : `${dirRel}/${name}`;
-      const abs = path.join(dirAbs, name);
-      if (++calls % BATCH === 0) await turn();
+    const prefix = dirAbs.endsWith('/') ? dirAbs : `${dirAbs}/`;
+    stack.push({ prefix, dirRel, included, names, next: 0, depth });
+  };
+
+  let batch: WalkEntry[] = [];
+  // Walks until `BATCH` system calls were made (or the end), adding the reported entries to `batch`.
+  const step = (): void => {
+    const until = calls + BATCH;
+    while (stack.length > 0 && calls < until) {
+      const frame = stack[stack.length - 1]!;
+      if (frame.next === frame.names.length) {
+        stack.pop();
+        pendingDirs.length = Math.min(pendingDirs.length, frame.depth);
+        continue;
+      }
+      const name = frame.names[frame.next++]!;
+      const rel = frame.dirRel === '' ? name : `${frame.dirRel}/${name}`;
+      const abs = frame.prefix + name;
+      calls++;
       // undefined: removed while walking
       const stat = lstatSync(abs, { throwIfNoEntry: false });
       if (!stat) continue;
       const isDir = stat.isDirectory();
       const entry: WalkEntry = { path: rel, absPath: abs, stat };
 
-      const included = dirIncluded || !include || include.matches(rel);
+      const included = frame.included || !include || include.matches(rel);
       if (!included && !(isDir && include!.mayMatchUnder(rel))) continue;
 
       const excluded = exclude !== null && exclude.matches(rel);
       if (excluded && (!isDir || exclude.canSkipDir(rel))) continue;
 
       if (included && !excluded) {
-        yield* flushPending();
-        yield entry;
+        if (pendingDirs.length > 0) batch.push(...pendingDirs.splice(0));
+        batch.push(entry);
       }
       if (isDir) {
         const depth = pendingDirs.length;
         if (!(included && !excluded)) pendingDirs.push(entry);
-        yield* visit(rel, included);
-        pendingDirs.length = Math.min(pendingDirs.length, depth);
+        enter(abs, rel, included, depth);
       }
     }
-  }
+  };
 
-  function* flushPending(): Generator<WalkEntry> {
-    while (pendingDirs.length > 0) yield pendingDirs.shift()!;
+  let failure: { err: unknown } | undefined;
+  try {
+    enter(rootAbs, '', false, 0);
+  } catch (err) {
+    failure = { err };
   }
-
-  yield* visit('', false);
+  while (!failure && stack.length > 0) {
+    try {
+      step();
+    } catch (err) {
+      failure = { err };
+    }
+    if (batch.length > 0) {
+      const out = batch;
+      batch = [];
+      yield out;
+    }
+    if (!failure && stack.length > 0) await turn();
+  }
+  if (failure) throw failure.err;
 }
