@@ -116,6 +116,8 @@ describe('a pinned build', () => {
     await first.close();
     const db = new Database(join(root, 'metadata.db'));
     db.exec('ALTER TABLE builds DROP COLUMN pinned');
+    // As every database written before the layout mark: its header's user_version is 0.
+    db.pragma('user_version = 0');
     db.close();
     const store = await Store.open(root, 'copy');
     try {

@@ -25,6 +25,13 @@ import type { BuildHistoryRecord } from './history.js';
 /** The version of the layout below; bump it (and add a migration) when a table changes incompatibly. */
 export const SCHEMA_VERSION = 1;
 
+/**
+ * The database header's `user_version` once the layout below is complete (every table and index, the
+ * columns added since, `meta.schema_version` stamped). Bump it whenever `SCHEMA` or the columns added
+ * at open change, so that an existing database gets them on its next open.
+ */
+const LAYOUT_MARK = 1;
+
 export interface SnapshotRow {
   id: string;
   parent: string | null;
@@ -285,94 +292,87 @@ export class MetadataDB {
       this.#db.close();
       throw err;
     }
-    // The layout in one transaction: one commit for a new database, not one per statement.
-    this.#db.transaction(() => {
-      this.#db.exec(SCHEMA);
-      // A records table made before pinned records: add the column (every existing record is unpinned).
-      const recordColumns = this.#db.prepare('PRAGMA table_info(records)').all() as { name: string }[];
-      if (!recordColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE records ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
-      // A builds table made before pinned builds: the same (every existing build is unpinned).
-      const buildColumns = this.#db.prepare('PRAGMA table_info(builds)').all() as { name: string }[];
-      if (!buildColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE builds ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
-      this.#db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
-    }).immediate();
-    const db = this.#db;
-    this.#stmts = {
-      getMeta: db.prepare('SELECT value FROM meta WHERE name = ?'),
-      setMeta: db.prepare('INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)'),
-      insertSnapshot: db.prepare(
-        `INSERT INTO snapshots (id, parent, description, record_type, created_at, last_used_at, usage_count, size)
+    // The layout in one transaction: one commit for a new database, not one per statement. A database
+    // whose header carries LAYOUT_MARK has it all (tables, indexes, added columns, the stamped version):
+    // an open then reads one header field instead of running the DDL.
+    if ((this.#db.pragma('user_version', { simple: true }) as number) < LAYOUT_MARK) {
+      this.#db.transaction(() => {
+        this.#db.exec(SCHEMA);
+        // A records table made before pinned records: add the column (every existing record is unpinned).
+        const recordColumns = this.#db.prepare('PRAGMA table_info(records)').all() as { name: string }[];
+        if (!recordColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE records ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
+        // A builds table made before pinned builds: the same (every existing build is unpinned).
+        const buildColumns = this.#db.prepare('PRAGMA table_info(builds)').all() as { name: string }[];
+        if (!buildColumns.some((c) => c.name === 'pinned')) this.#db.exec('ALTER TABLE builds ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0');
+        this.#db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
+        this.#db.pragma(`user_version = ${LAYOUT_MARK}`);
+      }).immediate();
+    }
+    // Each statement is prepared on its first use: a build uses a few of them.
+    this.#stmts = lazyStatements(this.#db, {
+      getMeta: 'SELECT value FROM meta WHERE name = ?',
+      setMeta: 'INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)',
+      insertSnapshot: `INSERT INTO snapshots (id, parent, description, record_type, created_at, last_used_at, usage_count, size)
          VALUES (@id, @parent, @description, @recordType, @createdAt, @lastUsedAt, @usageCount, @size)`,
-      ),
-      getSnapshot: db.prepare('SELECT * FROM snapshots WHERE id = ?'),
-      allSnapshots: db.prepare('SELECT * FROM snapshots ORDER BY created_at'),
-      childCount: db.prepare('SELECT COUNT(*) AS n FROM snapshots WHERE parent = ?'),
-      deleteSnapshot: db.prepare('DELETE FROM snapshots WHERE id = ?'),
-      keysOfSnapshot: db.prepare('SELECT DISTINCT key FROM cache_results WHERE snapshot = ?'),
-      referencedSnapshots: db.prepare('SELECT DISTINCT snapshot FROM cache_results WHERE snapshot IS NOT NULL'),
-      touch: db.prepare('UPDATE snapshots SET last_used_at = ?, usage_count = usage_count + 1 WHERE id = ?'),
-      setSize: db.prepare('UPDATE snapshots SET size = ? WHERE id = ?'),
-      getKey: db.prepare('SELECT canonical, outputs FROM cache_keys WHERE key = ?'),
-      getResults: db.prepare('SELECT output, snapshot FROM cache_results WHERE key = ?'),
-      putKey: db.prepare('INSERT OR REPLACE INTO cache_keys (key, canonical, outputs, created_at) VALUES (?, ?, ?, ?)'),
-      putResult: db.prepare('INSERT INTO cache_results (key, output, snapshot) VALUES (?, ?, ?)'),
-      deleteKey: db.prepare('DELETE FROM cache_keys WHERE key = ?'),
-      addRef: db.prepare(
-        'INSERT OR IGNORE INTO blob_refs (digest, owner_kind, owner, snapshot, created_at) VALUES (?, ?, ?, ?, ?)',
-      ),
-      removeRef: db.prepare('DELETE FROM blob_refs WHERE digest = ? AND owner_kind = ? AND owner = ?'),
-      refsOfDigest: db.prepare('SELECT * FROM blob_refs WHERE digest = ? ORDER BY created_at, rowid'),
-      refsOfOwner: db.prepare('SELECT * FROM blob_refs WHERE owner_kind = ? AND owner = ? ORDER BY created_at, rowid'),
-      referencedBlobs: db.prepare('SELECT DISTINCT digest FROM blob_refs'),
+      getSnapshot: 'SELECT * FROM snapshots WHERE id = ?',
+      allSnapshots: 'SELECT * FROM snapshots ORDER BY created_at',
+      childCount: 'SELECT COUNT(*) AS n FROM snapshots WHERE parent = ?',
+      deleteSnapshot: 'DELETE FROM snapshots WHERE id = ?',
+      keysOfSnapshot: 'SELECT DISTINCT key FROM cache_results WHERE snapshot = ?',
+      referencedSnapshots: 'SELECT DISTINCT snapshot FROM cache_results WHERE snapshot IS NOT NULL',
+      touch: 'UPDATE snapshots SET last_used_at = ?, usage_count = usage_count + 1 WHERE id = ?',
+      setSize: 'UPDATE snapshots SET size = ? WHERE id = ?',
+      getKey: 'SELECT canonical, outputs FROM cache_keys WHERE key = ?',
+      getResults: 'SELECT output, snapshot FROM cache_results WHERE key = ?',
+      putKey: 'INSERT OR REPLACE INTO cache_keys (key, canonical, outputs, created_at) VALUES (?, ?, ?, ?)',
+      putResult: 'INSERT INTO cache_results (key, output, snapshot) VALUES (?, ?, ?)',
+      deleteKey: 'DELETE FROM cache_keys WHERE key = ?',
+      addRef: 'INSERT OR IGNORE INTO blob_refs (digest, owner_kind, owner, snapshot, created_at) VALUES (?, ?, ?, ?, ?)',
+      removeRef: 'DELETE FROM blob_refs WHERE digest = ? AND owner_kind = ? AND owner = ?',
+      refsOfDigest: 'SELECT * FROM blob_refs WHERE digest = ? ORDER BY created_at, rowid',
+      refsOfOwner: 'SELECT * FROM blob_refs WHERE owner_kind = ? AND owner = ? ORDER BY created_at, rowid',
+      referencedBlobs: 'SELECT DISTINCT digest FROM blob_refs',
       // Rewriting a build's record (the build finishing) keeps its pin.
-      putBuild: db.prepare(
-        `INSERT OR REPLACE INTO builds (ref, frontend, frontend_attrs, exporters, status, error_code, error_message, created_at,
+      putBuild: `INSERT OR REPLACE INTO builds (ref, frontend, frontend_attrs, exporters, status, error_code, error_message, created_at,
            completed_at, num_total_steps, num_cached_steps, num_completed_steps, exporter_response, pinned)
          VALUES (@ref, @frontend, @frontendAttrs, @exporters, @status, @errorCode, @errorMessage, @createdAt,
            @completedAt, @numTotalSteps, @numCachedSteps, @numCompletedSteps, @exporterResponse,
            COALESCE((SELECT pinned FROM builds WHERE ref = @ref), 0))`,
-      ),
-      pinBuild: db.prepare('UPDATE builds SET pinned = ? WHERE ref = ?'),
-      pinRecord: db.prepare('UPDATE records SET pinned = ? WHERE namespace = ? AND id = ?'),
-      listBuilds: db.prepare('SELECT * FROM builds ORDER BY created_at DESC, rowid DESC'),
-      getBuild: db.prepare('SELECT * FROM builds WHERE ref = ?'),
-      interruptBuild: db.prepare(
-        "UPDATE builds SET status = 'interrupted', completed_at = ?, error_code = 'INTERNAL', error_message = ? WHERE ref = ? AND status = 'running'",
-      ),
-      addSession: db.prepare('INSERT OR REPLACE INTO sessions (id, pid, started, opened_at) VALUES (?, ?, ?, ?)'),
-      allSessions: db.prepare('SELECT id, pid, started FROM sessions'),
-      deleteSession: db.prepare('DELETE FROM sessions WHERE id = ?'),
-      deleteLeasesOf: db.prepare('DELETE FROM leases WHERE session = ?'),
-      addLease: db.prepare('INSERT OR IGNORE INTO leases (session, kind, target) VALUES (?, ?, ?)'),
-      removeLease: db.prepare('DELETE FROM leases WHERE session = ? AND kind = ? AND target = ?'),
-      leasesOfKind: db.prepare('SELECT session, target FROM leases WHERE kind = ?'),
-      leasesOfTarget: db.prepare('SELECT session FROM leases WHERE kind = ? AND target = ?'),
-      recordSnapshotsOf: db.prepare('SELECT 1 FROM record_snapshots WHERE snapshot = ? LIMIT 1'),
-      putRecord: db.prepare(
-        `INSERT INTO records (namespace, id, record_type, description, mutable, pinned, data, created_at, last_used_at, usage_count)
+      pinBuild: 'UPDATE builds SET pinned = ? WHERE ref = ?',
+      pinRecord: 'UPDATE records SET pinned = ? WHERE namespace = ? AND id = ?',
+      listBuilds: 'SELECT * FROM builds ORDER BY created_at DESC, rowid DESC',
+      getBuild: 'SELECT * FROM builds WHERE ref = ?',
+      interruptBuild: "UPDATE builds SET status = 'interrupted', completed_at = ?, error_code = 'INTERNAL', error_message = ? WHERE ref = ? AND status = 'running'",
+      addSession: 'INSERT OR REPLACE INTO sessions (id, pid, started, opened_at) VALUES (?, ?, ?, ?)',
+      allSessions: 'SELECT id, pid, started FROM sessions',
+      deleteSession: 'DELETE FROM sessions WHERE id = ?',
+      deleteLeasesOf: 'DELETE FROM leases WHERE session = ?',
+      addLease: 'INSERT OR IGNORE INTO leases (session, kind, target) VALUES (?, ?, ?)',
+      removeLease: 'DELETE FROM leases WHERE session = ? AND kind = ? AND target = ?',
+      leasesOfKind: 'SELECT session, target FROM leases WHERE kind = ?',
+      leasesOfTarget: 'SELECT session FROM leases WHERE kind = ? AND target = ?',
+      recordSnapshotsOf: 'SELECT 1 FROM record_snapshots WHERE snapshot = ? LIMIT 1',
+      putRecord: `INSERT INTO records (namespace, id, record_type, description, mutable, pinned, data, created_at, last_used_at, usage_count)
          VALUES (@namespace, @id, @recordType, @description, @mutable, @pinned, @data, @now, NULL, 0)
          ON CONFLICT (namespace, id) DO UPDATE SET record_type = @recordType, description = @description, mutable = @mutable, pinned = @pinned, data = @data`,
-      ),
-      getRecord: db.prepare('SELECT * FROM records WHERE namespace = ? AND id = ?'),
-      recordsOf: db.prepare('SELECT * FROM records WHERE namespace = ? ORDER BY created_at, id'),
-      allRecords: db.prepare('SELECT * FROM records ORDER BY created_at, namespace, id'),
-      deleteRecord: db.prepare('DELETE FROM records WHERE namespace = ? AND id = ?'),
-      touchRecord: db.prepare('UPDATE records SET last_used_at = ?, usage_count = usage_count + 1 WHERE namespace = ? AND id = ?'),
-      addRecordSnapshot: db.prepare('INSERT OR IGNORE INTO record_snapshots (namespace, id, snapshot) VALUES (?, ?, ?)'),
-      deleteRecordSnapshots: db.prepare('DELETE FROM record_snapshots WHERE namespace = ? AND id = ?'),
-      snapshotsOfRecord: db.prepare('SELECT snapshot FROM record_snapshots WHERE namespace = ? AND id = ?'),
-      blobsOfOwner: db.prepare("SELECT digest FROM blob_refs WHERE owner_kind = 'name' AND owner = ?"),
-      deleteRefsOfOwner: db.prepare("DELETE FROM blob_refs WHERE owner_kind = 'name' AND owner = ?"),
-      buildsBeyond: db.prepare(
-        `SELECT ref FROM builds WHERE status != 'running' AND pinned = 0 AND (created_at < ? OR ref NOT IN
+      getRecord: 'SELECT * FROM records WHERE namespace = ? AND id = ?',
+      recordsOf: 'SELECT * FROM records WHERE namespace = ? ORDER BY created_at, id',
+      allRecords: 'SELECT * FROM records ORDER BY created_at, namespace, id',
+      deleteRecord: 'DELETE FROM records WHERE namespace = ? AND id = ?',
+      touchRecord: 'UPDATE records SET last_used_at = ?, usage_count = usage_count + 1 WHERE namespace = ? AND id = ?',
+      addRecordSnapshot: 'INSERT OR IGNORE INTO record_snapshots (namespace, id, snapshot) VALUES (?, ?, ?)',
+      deleteRecordSnapshots: 'DELETE FROM record_snapshots WHERE namespace = ? AND id = ?',
+      snapshotsOfRecord: 'SELECT snapshot FROM record_snapshots WHERE namespace = ? AND id = ?',
+      blobsOfOwner: "SELECT digest FROM blob_refs WHERE owner_kind = 'name' AND owner = ?",
+      deleteRefsOfOwner: "DELETE FROM blob_refs WHERE owner_kind = 'name' AND owner = ?",
+      buildsBeyond: `SELECT ref FROM builds WHERE status != 'running' AND pinned = 0 AND (created_at < ? OR ref NOT IN
            (SELECT ref FROM builds WHERE status != 'running' AND pinned = 0 ORDER BY created_at DESC, rowid DESC LIMIT ?))`,
-      ),
-      deleteBuild: db.prepare('DELETE FROM builds WHERE ref = ?'),
-      deleteProgress: db.prepare('DELETE FROM build_progress WHERE ref = ?'),
-      addProgress: db.prepare('INSERT OR REPLACE INTO build_progress (ref, seq, event, data, file_offset) VALUES (?, ?, ?, ?, ?)'),
-      progressPage: db.prepare('SELECT seq, event, data, file_offset FROM build_progress WHERE ref = ? AND seq > ? ORDER BY seq LIMIT ?'),
-      progressPageNoData: db.prepare('SELECT seq, event, NULL AS data, file_offset FROM build_progress WHERE ref = ? AND seq > ? ORDER BY seq LIMIT ?'),
-    };
+      deleteBuild: 'DELETE FROM builds WHERE ref = ?',
+      deleteProgress: 'DELETE FROM build_progress WHERE ref = ?',
+      addProgress: 'INSERT OR REPLACE INTO build_progress (ref, seq, event, data, file_offset) VALUES (?, ?, ?, ?, ?)',
+      progressPage: 'SELECT seq, event, data, file_offset FROM build_progress WHERE ref = ? AND seq > ? ORDER BY seq LIMIT ?',
+      progressPageNoData: 'SELECT seq, event, NULL AS data, file_offset FROM build_progress WHERE ref = ? AND seq > ? ORDER BY seq LIMIT ?',
+    });
   }
 
   getMeta(name: string): string | undefined {
@@ -795,6 +795,26 @@ export class MetadataDB {
   close(): void {
     this.#db.close();
   }
+}
+
+/**
+ * The statements of `sql` by name, each prepared on its first use and kept:
+ * preparing all of them costs an open more than most builds' use of them.
+ */
+function lazyStatements<K extends string>(db: Database.Database, sql: Record<K, string>): Record<K, Database.Statement> {
+  const statements = {} as Record<K, Database.Statement>;
+  for (const name of Object.keys(sql) as K[]) {
+    Object.defineProperty(statements, name, {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const statement = db.prepare(sql[name]);
+        Object.defineProperty(statements, name, { value: statement, enumerable: true });
+        return statement;
+      },
+    });
+  }
+  return statements;
 }
 
 /** Refuses a database written by a newer layout (see the header). */
