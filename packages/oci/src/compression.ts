@@ -218,7 +218,7 @@ async function deflateChunk(zlib: typeof import('node:zlib'), chunk: Buffer, dic
 
 /**
  * The worker thread that runs `deflateChunk` for the chunks of multi-chunk
- * streams, so that the build's thread only cuts, hashes and sends them (each
+ * streams, so that the build's thread only cuts and sends them (each
  * zlib call costs the calling thread ~0.5–1 ms to set up, seven per chunk).
  * One per process, shared, made on first use; it keeps the process alive only
  * while it has chunks to deflate. Its zlib calls run in libuv's thread pool,
@@ -241,41 +241,45 @@ const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const deflateChunk = ${deflateChunk.toString()};
 const { createHash } = require('node:crypto');
-/** The sha256 of each stream's input so far, by stream: its chunks arrive in order. */
-const hashes = new Map();
+/** The CRC-32 (and, when asked, the sha256) of each stream's input so far, by stream: its chunks arrive in order. */
+const streams = new Map();
 parentPort.on('message', (job) => {
   if (job.drop !== undefined) {
-    hashes.delete(job.drop);
+    streams.delete(job.drop);
     return;
   }
   const chunk = Buffer.from(job.chunk.buffer, job.chunk.byteOffset, job.chunk.byteLength);
   let inputDigest;
+  let inputCrc;
   if (job.stream !== undefined) {
-    let hash = hashes.get(job.stream);
-    if (!hash) hashes.set(job.stream, (hash = createHash('sha256')));
-    hash.update(chunk);
+    let state = streams.get(job.stream);
+    if (!state) streams.set(job.stream, (state = { crc: 0, hash: job.digest ? createHash('sha256') : undefined }));
+    // zlib's crc32 of a buffer without memory is its initial value, 0, not the running one.
+    if (chunk.length > 0) state.crc = zlib.crc32(chunk, state.crc);
+    if (state.hash) state.hash.update(chunk);
     if (job.last) {
-      hashes.delete(job.stream);
-      inputDigest = 'sha256:' + hash.digest('hex');
+      streams.delete(job.stream);
+      inputCrc = state.crc;
+      if (state.hash) inputDigest = 'sha256:' + state.hash.digest('hex');
     }
   }
   deflateChunk(zlib, chunk, job.dictionary ? Buffer.from(job.dictionary) : undefined, job.last, job.level).then(
     (out) => {
       // A buffer of its own (the output is a view of zlib's larger one): transferred, not copied again.
       const bytes = new Uint8Array(out);
-      parentPort.postMessage({ id: job.id, bytes: bytes.buffer, inputDigest }, [bytes.buffer]);
+      parentPort.postMessage({ id: job.id, bytes: bytes.buffer, inputDigest, inputCrc }, [bytes.buffer]);
     },
     (err) => parentPort.postMessage({ id: job.id, error: String(err && err.message ? err.message : err) }),
   );
 });`;
     this.#worker = new Worker(source, { eval: true });
     this.#worker.unref();
-    this.#worker.on('message', (m: { id: number; bytes?: ArrayBuffer; inputDigest?: Digest; error?: string }) => {
+    this.#worker.on('message', (m: { id: number; bytes?: ArrayBuffer; inputDigest?: Digest; inputCrc?: number; error?: string }) => {
       const job = this.#jobs.get(m.id);
       this.#jobs.delete(m.id);
       if (this.#jobs.size === 0) this.#worker.unref();
       if (!job) return;
-      if (m.bytes) job.resolve({ out: Buffer.from(m.bytes), inputDigest: m.inputDigest });
+      if (m.bytes) job.resolve({ out: Buffer.from(m.bytes), inputDigest: m.inputDigest, inputCrc: m.inputCrc });
       else job.reject(new BktError('INTERNAL', `gzip: deflating a chunk failed: ${m.error}`));
     });
     const fail = (err: Error) => {
@@ -287,7 +291,7 @@ parentPort.on('message', (job) => {
     this.#worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));
   }
 
-  /** A new stream's number, for `deflate`'s input digest. */
+  /** A new stream's number, for `deflate`'s input CRC-32 and digest. */
   stream(): number {
     return this.#nextStream++;
   }
@@ -295,9 +299,10 @@ parentPort.on('message', (job) => {
   /**
    * Deflates one chunk (see `deflateChunk`). With `stream`, the chunk is the
    * next of that stream's input (chunks are sent in order), and the reply to
-   * its `last` one carries the sha256 of the whole input.
+   * its `last` one carries the CRC-32 of the whole input, and its sha256 if
+   * `digest` (the same for every chunk of the stream).
    */
-  deflate(chunk: Buffer, dictionary: Buffer | undefined, last: boolean, level: number, stream?: number, transfer = false): Promise<DeflatedChunk> {
+  deflate(chunk: Buffer, dictionary: Buffer | undefined, last: boolean, level: number, stream?: number, transfer = false, digest = false): Promise<DeflatedChunk> {
     const id = this.#next++;
     const done = new Promise<DeflatedChunk>((resolve, reject) => this.#jobs.set(id, { resolve, reject }));
     if (this.#jobs.size === 1) this.#worker.ref();
@@ -311,7 +316,7 @@ parentPort.on('message', (job) => {
     const moved: ArrayBuffer[] = [];
     if (transfer) moved.push(view.buffer as ArrayBuffer);
     if (dict) moved.push(dict);
-    this.#worker.postMessage({ id, chunk: view, dictionary: dict, last, level, stream }, moved);
+    this.#worker.postMessage({ id, chunk: view, dictionary: dict, last, level, stream, digest }, moved);
     return done;
   }
 
@@ -323,8 +328,10 @@ parentPort.on('message', (job) => {
 
 interface DeflatedChunk {
   out: Buffer;
-  /** The sha256 of the stream's whole input, on the reply to its last chunk. */
+  /** The sha256 of the stream's whole input, on the reply to its last chunk (when asked). */
   inputDigest?: Digest;
+  /** The CRC-32 of the stream's whole input, on the reply to its last chunk. */
+  inputCrc?: number;
 }
 
 export interface GzipChunkedOptions {
@@ -377,29 +384,34 @@ function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, 
       let started = 0;
       let worker: DeflateWorker | undefined;
       let stream: number | undefined;
-      let digested = false;
+      /** The last chunk's deflate came back (the worker has forgotten the stream). */
+      let ended = false;
+      /** The CRC-32 of the whole input, known once the last chunk is deflated: computed with it, here or by the worker. */
+      let crc: number | undefined;
       const deflate = (chunk: Buffer, dictionary: Buffer | undefined, last: boolean, transfer: boolean): Promise<Buffer> => {
         if (started++ === 0 && last) {
+          // zlib's crc32 of a buffer without memory is its initial value, 0 (as of an empty input).
+          crc = chunk.length > 0 ? crc32(chunk) : 0;
+          ended = true;
           if (onInputDigest) {
             onInputDigest(`sha256:${createHash('sha256').update(chunk).digest('hex')}`);
-            digested = true;
           }
           return deflateChunk(zlib, chunk, dictionary, last, level);
         }
         worker ??= DeflateWorker.get();
-        if (onInputDigest) stream ??= worker.stream();
-        return worker.deflate(chunk, dictionary, last, level, stream, transfer).then((r) => {
-          if (r.inputDigest !== undefined && onInputDigest) {
-            onInputDigest(r.inputDigest);
-            digested = true;
+        stream ??= worker.stream();
+        return worker.deflate(chunk, dictionary, last, level, stream, transfer, onInputDigest !== undefined).then((r) => {
+          if (r.inputCrc !== undefined) {
+            crc = r.inputCrc;
+            ended = true;
           }
+          if (r.inputDigest !== undefined && onInputDigest) onInputDigest(r.inputDigest);
           return r.out;
         });
       };
       // xfl as zlib sets it: 2 for the best compression, 4 for the fastest.
       const xfl = level === 9 ? 2 : level >= 0 && level < 2 ? 4 : 0;
       yield Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3);
-      let crc = 0;
       let size = 0;
       /** The last DEFLATE_WINDOW bytes of the chunk before (a copy: that chunk may have been transferred). */
       let window: Buffer | undefined;
@@ -428,9 +440,8 @@ function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, 
       };
       try {
         for await (const piece of input) {
-          if (piece.byteLength === 0) continue; // zlib's crc32 of a buffer without memory is its initial value, 0
+          if (piece.byteLength === 0) continue;
           let buf = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-          crc = crc32(buf, crc);
           size += buf.length;
           while (buf.length > 0) {
             const take = Math.min(buf.length, GZIP_CHUNK_BYTES - partsBytes);
@@ -456,10 +467,11 @@ function gzipStream(input: AsyncIterable<Uint8Array>, opts: GzipChunkedOptions, 
         while (inflight.length > 0) yield await inflight.shift()!;
       } finally {
         inflight.length = 0;
-        // A stream that ended early (its input failed, or its reader stopped): the worker forgets its input's hash.
-        if (stream !== undefined && !digested) worker?.drop(stream);
+        // A stream that ended early (its input failed, or its reader stopped): the worker forgets its input's CRC and hash.
+        if (stream !== undefined && !ended) worker?.drop(stream);
       }
       const trailer = Buffer.alloc(8);
+      if (crc === undefined) throw new BktError('INTERNAL', 'gzip: the input\'s CRC-32 was not computed');
       trailer.writeUInt32LE(crc >>> 0, 0);
       trailer.writeUInt32LE(size % 2 ** 32, 4);
       yield trailer;
