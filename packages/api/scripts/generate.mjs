@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const packageDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -93,6 +93,7 @@ export function generate(outDir = join(packageDir, 'src', 'gen')) {
     lazyGrpcClients(outDir, file);
     ownWireClasses(outDir, file);
   }
+  splitMessages(outDir, DEFINITION_SPLIT);
   return outDir;
 }
 
@@ -184,6 +185,126 @@ function ownWireClasses(outDir, file) {
     return;
   }
   writeFileSync(file, text.replace(WIRE_IMPORT, `import { BinaryReader, BinaryWriter } from "${helperPath(outDir, file, 'binary.js')}";\n`));
+}
+
+// Control's messages (and the worker records they carry) use only a few of
+// ops.proto's messages: LLB's Definition with its metadata and source
+// locations, ProgressGroup, Platform. Those (with what they use) are written
+// to a module of their own, which ops.ts re-exports (its exports unchanged),
+// and a generated file importing only them imports that module: loading
+// Control's codecs does not load all of ops.ts.
+export const DEFINITION_SPLIT = {
+  file: 'github.com/moby/buildkit/solver/pb/ops.ts',
+  into: 'definition.ts',
+  roots: ['Definition', 'ProgressGroup', 'Range', 'SourceInfo', 'Platform'],
+};
+
+/** ts-proto's top-level declarations: each starts at column 0 (its doc comment included), its body indented. */
+const DECLARATION = /^(export )?(?:declare )?(const|let|function|class|enum|type|interface) (\w+)/;
+
+/** A generated file's header (comments and imports) and its declarations, each with the name it declares. */
+function parseDeclarations(text, file) {
+  const lines = text.split('\n');
+  const starts = [];
+  let comment = -1;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.startsWith('/**')) {
+      if (comment < 0) comment = i;
+    } else if (DECLARATION.test(line)) {
+      starts.push(comment >= 0 ? comment : i);
+      comment = -1;
+    } else if (line !== '' && !/^[\s}*)]/.test(line) && !line.startsWith('import ') && !line.startsWith('//') && !line.startsWith('/*')) {
+      throw new Error(`${file}:${i + 1}: unexpected top-level line (ts-proto output changed?): ${line}`);
+    }
+  }
+  if (starts.length === 0) throw new Error(`${file}: no declarations found (ts-proto output changed?)`);
+  const header = lines.slice(0, starts[0]).join('\n');
+  const declarations = starts.map((start, k) => {
+    const body = lines.slice(start, starts[k + 1] ?? lines.length).join('\n');
+    const line = body.split('\n').find((l) => DECLARATION.test(l));
+    const [, exported, kind, name] = DECLARATION.exec(line);
+    return { body, name, exported: exported !== undefined, type: kind === 'type' || kind === 'interface' };
+  });
+  return { header, declarations };
+}
+
+/** Identifiers a piece of code uses (comments and strings left out). */
+function identifiersOf(code) {
+  const bare = code.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '').replace(/"(?:[^"\\\n]|\\.)*"/g, '""');
+  return new Set(bare.match(/[A-Za-z_$][\w$]*/g));
+}
+
+function splitMessages(outDir, split) {
+  const file = join(outDir, split.file);
+  const { header, declarations } = parseDeclarations(readFileSync(file, 'utf8'), file);
+  const byName = new Map();
+  for (const d of declarations) byName.set(d.name, [...(byName.get(d.name) ?? []), d]);
+  // The roots and everything they use.
+  const moved = new Set();
+  const todo = [...split.roots];
+  while (todo.length > 0) {
+    const name = todo.pop();
+    if (moved.has(name)) continue;
+    if (!byName.has(name)) throw new Error(`${file}: no declaration of ${name} (ts-proto output changed?)`);
+    moved.add(name);
+    for (const d of byName.get(name)) for (const id of identifiersOf(d.body)) if (id !== name && byName.has(id) && !moved.has(id)) todo.push(id);
+  }
+  const movedDecls = declarations.filter((d) => moved.has(d.name));
+  // What the original keeps: everything else, and its own copy of the unexported helpers (isSet, …) it uses.
+  const kept = new Set(declarations.filter((d) => !moved.has(d.name)).map((d) => d.name));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const d of declarations) {
+      if (!kept.has(d.name)) continue;
+      for (const id of identifiersOf(d.body)) {
+        if (!kept.has(id) && byName.has(id) && byName.get(id).every((u) => !u.exported)) {
+          kept.add(id);
+          grew = true;
+        }
+      }
+    }
+  }
+  const keptDecls = declarations.filter((d) => kept.has(d.name));
+  const exportedNames = [...moved].filter((n) => byName.get(n).some((d) => d.exported)).sort();
+  const typeOnly = (n) => byName.get(n).every((d) => d.type);
+  const values = exportedNames.filter((n) => !typeOnly(n));
+  const types = exportedNames.filter(typeOnly);
+
+  // The header's imports, each kept where something uses one of its names.
+  const imports = header.match(/^import [\s\S]*?;\n/gm) ?? [];
+  const preamble = header.slice(0, header.indexOf(imports[0] ?? '\n\n'));
+  const importsFor = (decls) => {
+    const used = identifiersOf(decls.map((d) => d.body).join('\n'));
+    return imports.filter((imp) => [...identifiersOf(imp.replace(/from "[^"]*"/, ''))].some((n) => n !== 'import' && n !== 'type' && used.has(n))).join('');
+  };
+  const intoBase = split.into.replace(/\.ts$/, '.js');
+  const source = split.file.replace(/\.ts$/, '.proto');
+  writeFileSync(
+    join(dirname(file), split.into),
+    `${preamble.trimEnd()}\n// The messages of ${source} that ${split.roots.join(', ')} need; ${basename(split.file)} re-exports them (generate.mjs splitMessages).\n\n` +
+      `${importsFor(movedDecls)}\n${movedDecls.map((d) => d.body).join('\n')}`.replace(/\n*$/, '\n'),
+  );
+  const reexport =
+    `import { ${values.join(', ')} } from "./${intoBase}";\n` +
+    (types.length > 0 ? `import type { ${types.join(', ')} } from "./${intoBase}";\n` : '') +
+    `\nexport { ${values.join(', ')} };\n` +
+    (types.length > 0 ? `export type { ${types.join(', ')} };\n` : '');
+  writeFileSync(file, `${header.trimEnd()}\n${reexport}\n${keptDecls.map((d) => d.body).join('\n')}`.replace(/\n*$/, '\n'));
+
+  // Generated files importing only moved names import the new module.
+  const oldBase = basename(split.file).replace(/\.ts$/, '.js');
+  const exported = new Set(exportedNames);
+  for (const other of generatedFiles(outDir)) {
+    if (other === file) continue;
+    const text = readFileSync(other, 'utf8');
+    const rewritten = text.replace(new RegExp(`^import (type )?\\{([^}]*)\\} from "([^"]*/)${oldBase.replace('.', '\\.')}";$`, 'gm'), (whole, type, names, dir) => {
+      if (join(dirname(other), dir, oldBase) !== file.replace(/\.ts$/, '.js')) return whole;
+      const list = names.split(',').map((n) => n.trim().replace(/^type /, '')).filter(Boolean);
+      return list.every((n) => exported.has(n)) ? `import ${type ?? ''}{${names}} from "${dir}${intoBase}";` : whole;
+    });
+    if (rewritten !== text) writeFileSync(other, rewritten);
+  }
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

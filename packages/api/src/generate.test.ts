@@ -36,4 +36,28 @@ describe('generated code', () => {
       expect(same, `src/gen/${file} differs from the generator output`).toBe(true);
     }
   });
+
+  it("loading Control's codecs does not load all of ops.proto's (the split module), and ops still exports every message", async () => {
+    // The static imports reachable from src/control.ts.
+    const seen = new Set<string>();
+    const visit = (file: string) => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      for (const m of readFileSync(file, 'utf8').matchAll(/^(?:import|export) (?!type )[^;]*?from ["'](\.[^"']+)\.js["'];$/gms)) visit(resolve(dirname(file), `${m[1]}.ts`));
+    };
+    visit(join(packageDir, 'src', 'control.ts'));
+    const pbDir = join(committedDir, 'github.com/moby/buildkit/solver/pb');
+    expect(seen).toContain(join(pbDir, 'definition.ts'));
+    expect(seen).not.toContain(join(pbDir, 'ops.ts'));
+
+    const pb = await import('./pb.js');
+    const definition = await import('./gen/github.com/moby/buildkit/solver/pb/definition.js');
+    for (const name of ['Definition', 'OpMetadata', 'Source', 'SourceInfo', 'Platform', 'ProgressGroup', 'Op', 'ExecOp', 'FileOp']) expect(pb, name).toHaveProperty(name);
+    expect(pb.Definition).toBe(definition.Definition);
+    const def = pb.Definition.fromPartial({ def: [new Uint8Array([1, 2])], metadata: { 'sha256:x': { ignoreCache: true } } });
+    const bytes = pb.Definition.encode(def).finish();
+    const decoded = pb.Definition.decode(bytes);
+    expect(decoded.metadata['sha256:x']?.ignoreCache).toBe(true);
+    expect(Buffer.from(pb.Definition.encode(decoded).finish())).toEqual(Buffer.from(bytes));
+  });
 });

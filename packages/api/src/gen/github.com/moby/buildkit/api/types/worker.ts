@@ -7,7 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "../../../../../../binary.js";
 import { sortedMapEntries } from "../../../../../../map-order.js";
-import { Platform } from "../../solver/pb/ops.js";
+import { Platform } from "../../solver/pb/definition.js";
 
 export const protobufPackage = "moby.buildkit.v1.types";
 

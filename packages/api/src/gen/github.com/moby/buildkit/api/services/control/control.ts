@@ -25,7 +25,7 @@ import type {
 import { makeGenericClientConstructor } from "../../../../../../../grpc-client.js";
 import { Timestamp } from "../../../../../../google/protobuf/timestamp.js";
 import { Status } from "../../../../../../google/rpc/status.js";
-import { Definition, ProgressGroup, Range, SourceInfo } from "../../../solver/pb/ops.js";
+import { Definition, ProgressGroup, Range, SourceInfo } from "../../../solver/pb/definition.js";
 import { Policy } from "../../../sourcepolicy/pb/policy.js";
 import { BuildkitVersion, WorkerRecord } from "../../types/worker.js";
 
