@@ -8,11 +8,24 @@
  * through the solver. Before the solver opens a store (the `storeOpen` hook)
  * it stops what a killed worker left running there.
  */
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BktPlugin } from '@bkt/core';
-import { ExecOpExecutor } from './execop.js';
+import type {
+  BktPlugin,
+  BuildContext,
+  CacheMountStore,
+  ContainerProvider,
+  InteractiveContainer,
+  NewContainerRequest,
+  OpEnvelope,
+  OpExecutor,
+  OpInput,
+  Snapshot,
+} from '@bkt/core';
+import type * as pb from '@bkt/api/pb';
+import type { ExecOpExecutor, ExecOpExecutorOptions } from './execop.js';
 import type { NetworkOptions } from './network.js';
-import { RuncExecutor } from './runc.js';
+import type { RuncExecutor } from './runc.js';
 
 export interface RuncWorkerOptions {
   /** The runc binary (default `runc` on PATH). */
@@ -30,7 +43,7 @@ export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
   const executorFor = (storeRoot: string): Promise<RuncExecutor> => {
     let ex = executors.get(storeRoot);
     if (!ex) {
-      ex = Promise.resolve(newExecutor(storeRoot, opts));
+      ex = newExecutor(storeRoot, opts);
       executors.set(storeRoot, ex);
     }
     return ex;
@@ -50,13 +63,50 @@ export default function runcWorker(opts: RuncWorkerOptions = {}): BktPlugin {
       });
     },
     opExecutors: [
-      new ExecOpExecutor({
+      new LazyExecOpExecutor({
         executorFor,
         runDirFor,
         logMaxBytes: opts.logMaxBytes,
       }),
     ],
   };
+}
+
+/**
+ * The exec op executor (`ExecOpExecutor`), its module and runc's loaded on
+ * first use: a build whose steps are all cached, or that runs none, never
+ * loads them. Declares the same capabilities (`ContainerProvider`,
+ * `CacheMountStore`).
+ */
+class LazyExecOpExecutor implements OpExecutor<pb.ExecOp>, ContainerProvider<pb.Mount>, CacheMountStore {
+  readonly kind = 'exec' as const;
+  readonly #opts: ExecOpExecutorOptions;
+  #executor: Promise<ExecOpExecutor> | undefined;
+
+  constructor(opts: ExecOpExecutorOptions) {
+    this.#opts = opts;
+  }
+
+  #load(): Promise<ExecOpExecutor> {
+    this.#executor ??= import('./execop.js').then(({ ExecOpExecutor }) => new ExecOpExecutor(this.#opts));
+    return this.#executor;
+  }
+
+  async run(exec: pb.ExecOp, inputs: OpInput[], ctx: BuildContext, envelope?: OpEnvelope): Promise<(Snapshot | null)[]> {
+    return (await this.#load()).run(exec, inputs, ctx, envelope);
+  }
+
+  async openCacheMount(id: string, ctx: BuildContext): Promise<{ path: string; release(): Promise<void> } | undefined> {
+    return (await this.#load()).openCacheMount(id, ctx);
+  }
+
+  async restoreCacheMount(id: string, fill: (dir: string) => Promise<void>, ctx: BuildContext): Promise<boolean> {
+    return (await this.#load()).restoreCacheMount(id, fill, ctx);
+  }
+
+  async newContainer(req: NewContainerRequest<pb.Mount>, ctx: BuildContext): Promise<InteractiveContainer> {
+    return (await this.#load()).newContainer(req, ctx);
+  }
 }
 
 /** The worker's directory in a store root: runc state, bundles, per-run mounts. */
@@ -71,7 +121,8 @@ function runDirFor(storeRoot: string): string {
   return join(workerDir(storeRoot), 'mounts');
 }
 
-function newExecutor(storeRoot: string, opts: Pick<RuncWorkerOptions, 'runc' | 'network' | 'pidsLimit'>): RuncExecutor {
+async function newExecutor(storeRoot: string, opts: Pick<RuncWorkerOptions, 'runc' | 'network' | 'pidsLimit'>): Promise<RuncExecutor> {
+  const { RuncExecutor } = await import('./runc.js');
   return new RuncExecutor({
     stateDir: workerDir(storeRoot),
     runc: opts.runc,
@@ -86,10 +137,17 @@ function newExecutor(storeRoot: string, opts: Pick<RuncWorkerOptions, 'runc' | '
  * `storeRoot` (their watchdogs died with them), with their bundles and
  * scratch dirs. Run it before unmounting a store's stale mounts: they are
  * those containers' root filesystems. Containers of live processes are not
- * touched. Returns the ids of the containers removed.
+ * touched. Returns the ids of the containers removed. When runc's state,
+ * the bundles and the run dirs are all absent or empty (no container ever
+ * ran there, or every one was cleaned up), there is nothing to stop and
+ * runc's code is not loaded.
  */
 export async function sweepStaleContainers(storeRoot: string, opts: { runc?: string } = {}): Promise<string[]> {
-  const executor = newExecutor(storeRoot, opts);
+  const dir = workerDir(storeRoot);
+  const swept = [join(dir, 'state'), join(dir, 'bundles'), runDirFor(storeRoot)];
+  const entries = await Promise.all(swept.map((d) => readdir(d).catch(() => [] as string[])));
+  if (entries.every((names) => names.length === 0)) return [];
+  const executor = await newExecutor(storeRoot, opts);
   try {
     return await executor.sweepStale(ID_PREFIX);
   } finally {
