@@ -6,6 +6,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bulkGet, ChunkedDecoder } from './bulk-get.js';
@@ -152,6 +154,74 @@ describe('bulkGet', () => {
       await sleep(1);
     }
     expect(Buffer.concat(chunks).equals(body)).toBe(true);
+  });
+
+  it('gives a body of more than 4 MiB whole to a pipe(), a pipeline() and a data listener', async () => {
+    const body = randomBytes(20 << 20);
+    const answer = Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body]);
+    const url = await rawServer(pieces(answer, 256 << 10), { end: false });
+    const sink = (chunks: Buffer[]) => new Writable({ objectMode: true, write(c: Buffer, _e, cb) { chunks.push(c); cb(); } });
+
+    const piped: Buffer[] = [];
+    const viaPipe = await get(url, undefined, 2000);
+    await new Promise<void>((resolve, reject) => {
+      viaPipe.body.on('error', reject);
+      (viaPipe.body as NodeJS.ReadableStream).pipe(sink(piped)).on('finish', resolve);
+    });
+    expect(Buffer.concat(piped).equals(body)).toBe(true);
+
+    const pipelined: Buffer[] = [];
+    await pipeline(await get(url, undefined, 2000).then((r) => r.body as NodeJS.ReadableStream), sink(pipelined));
+    expect(Buffer.concat(pipelined).equals(body)).toBe(true);
+
+    // A slow writable: the pipe pauses the body, the socket stops at the bound, and both resume as it drains.
+    const slow: Buffer[] = [];
+    const slowRes = await get(url, undefined, 2000);
+    await pipeline(slowRes.body as NodeJS.ReadableStream, new Writable({
+      objectMode: true,
+      highWaterMark: 1,
+      write(c: Buffer, _e, cb) {
+        slow.push(c);
+        expect((slowRes.body as unknown as { buffered: number }).buffered).toBeLessThanOrEqual(5 << 20);
+        setTimeout(cb, 1);
+      },
+    }));
+    expect(Buffer.concat(slow).equals(body)).toBe(true);
+
+    const listened: Buffer[] = [];
+    const viaData = await get(url, undefined, 2000);
+    await new Promise<void>((resolve, reject) => {
+      viaData.body.on('error', reject);
+      viaData.body.on('end', resolve);
+      viaData.body.on('data', (c: Buffer) => listened.push(c));
+    });
+    expect(Buffer.concat(listened).equals(body)).toBe(true);
+  });
+
+  it('gives a connection failure that came before anyone read the body to its first reader', async () => {
+    const server = net.createServer((socket) => {
+      socket.once('data', () => {
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n${'x'.repeat(1000)}`);
+        setTimeout(() => socket.resetAndDestroy(), 20);
+      });
+      socket.on('error', () => {});
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+    for (const reader of ['iterator', 'data'] as const) {
+      const res = await get(url, undefined, 5000);
+      await sleep(100);
+      const failure = reader === 'iterator'
+        ? read(res).then(() => 'ended', (e: Error) => e)
+        : new Promise<unknown>((resolve) => {
+          res.body.on('error', resolve);
+          res.body.on('end', () => resolve('ended'));
+          res.body.on('data', () => {});
+        });
+      const outcome = await Promise.race([failure, sleep(2000).then(() => 'no error, no end')]);
+      expect(outcome).toMatchObject({ code: 'ECONNRESET' });
+    }
   });
 
   it('stops reading while the body is not read, and ends the connection when the reader stops', async () => {

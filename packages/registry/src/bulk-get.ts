@@ -32,9 +32,15 @@ const BODY_BUFFER_BYTES = 4 << 20;
  * A body in object mode — a reader gets each piece as it was read, never a
  * concatenation (a copy into fresh memory) — whose buffer is bounded in bytes
  * (`buffered`), not in pieces: a piece may be a few bytes or a megabyte.
+ *
+ * Every piece leaves the stream through a 'data' event, whichever way it is
+ * read: `read()` emits it, and a flowing stream (`pipe()`, `pipeline()`, a
+ * 'data' listener) with an empty buffer emits a pushed piece at once without a
+ * `read()`. So the count goes down in `emit('data')`.
  */
 class BodyStream extends Readable {
   buffered = 0;
+  #failure: Error | undefined;
 
   constructor(opts: { read: () => void; destroy: (err: Error | null, cb: (err?: Error | null) => void) => void }) {
     super({ objectMode: true, highWaterMark: Number.MAX_SAFE_INTEGER, ...opts });
@@ -47,17 +53,35 @@ class BodyStream extends Readable {
     return this.buffered < BODY_BUFFER_BYTES;
   }
 
-  /** Called when a read takes the buffer under `BODY_BUFFER_BYTES` (Readable's own `_read` is not, while one is pending). */
+  /** Called when a piece leaving takes the buffer under `BODY_BUFFER_BYTES` (Readable's own `_read` is not, while one is pending). */
   onDrain: () => void = () => {};
 
+  /**
+   * Ends the body with `err`: at once when someone listens for 'error',
+   * else (its answer is still on its way to a reader, and an 'error' nobody
+   * hears would be thrown) at the first `read()` — which every way of reading
+   * calls, even while a `_read` is pending.
+   */
+  fail(err: Error): void {
+    if (this.listenerCount('error') > 0) this.destroy(err);
+    else this.#failure = err;
+  }
+
   override read(size?: number): Buffer | null {
-    const piece = super.read(size) as Buffer | null;
-    if (piece) {
+    if (this.#failure && !this.destroyed) {
+      this.destroy(this.#failure);
+      return null;
+    }
+    return super.read(size) as Buffer | null;
+  }
+
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'data') {
       const wasFull = this.buffered >= BODY_BUFFER_BYTES;
-      this.buffered -= piece.length;
+      this.buffered -= (args[0] as Buffer).length;
       if (wasFull && this.buffered < BODY_BUFFER_BYTES) this.onDrain();
     }
-    return piece;
+    return super.emit(event, ...args);
   }
 }
 /** The most bytes of status line and headers accepted (node:http's default limit). */
@@ -150,7 +174,6 @@ class Exchange {
   #chunked = new ChunkedDecoder();
   #done = false;
   #settled = false;
-  #failure: Error | undefined;
 
   constructor(
     private readonly url: URL,
@@ -206,8 +229,7 @@ class Exchange {
     this.#framing = framingOf(status, headers, this.url);
     const body = new BodyStream({
       read: () => {
-        if (this.#failure) body.destroy(this.#failure);
-        else if (!this.#done && body.buffered < BODY_BUFFER_BYTES) this.#socket.resume();
+        if (!this.#done && body.buffered < BODY_BUFFER_BYTES) this.#socket.resume();
       },
       destroy: (err, cb) => {
         if (!this.#done) {
@@ -279,11 +301,8 @@ class Exchange {
     if (!this.#settled) {
       this.#settled = true;
       this.reject(err);
-    } else if (this.#body!.listenerCount('error') > 0) {
-      this.#body!.destroy(err);
     } else {
-      // Nobody reads the body yet (its answer is still on its way to a reader): the error waits for the first read.
-      this.#failure = err;
+      this.#body!.fail(err);
     }
   }
 }
