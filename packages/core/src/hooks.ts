@@ -1,5 +1,3 @@
-import { createRequire } from 'node:module';
-import type * as Tapable from 'tapable';
 import type {
   Attestation,
   Attrs,
@@ -8,19 +6,10 @@ import type {
   VertexEvent,
   VertexLogEvent,
 } from './types.js';
+import { hookClasses } from './tapable-hooks.js';
 
-/*
- * tapable (CommonJS) is required, not imported: an ESM import of a CommonJS
- * module has Node parse its source for export names first. Only the five hook
- * classes declared below are loaded, not tapable's index (every kind of hook).
- * They are tapable's own classes, so a plugin taps them with tapable's API.
- */
-const requireTapable = createRequire(import.meta.url);
-const AsyncParallelHook = requireTapable('tapable/lib/AsyncParallelHook.js') as typeof Tapable.AsyncParallelHook;
-const AsyncSeriesBailHook = requireTapable('tapable/lib/AsyncSeriesBailHook.js') as typeof Tapable.AsyncSeriesBailHook;
-const AsyncSeriesHook = requireTapable('tapable/lib/AsyncSeriesHook.js') as typeof Tapable.AsyncSeriesHook;
-const AsyncSeriesWaterfallHook = requireTapable('tapable/lib/AsyncSeriesWaterfallHook.js') as typeof Tapable.AsyncSeriesWaterfallHook;
-const SyncHook = requireTapable('tapable/lib/SyncHook.js') as typeof Tapable.SyncHook;
+/* tapable's own classes, so a plugin taps them with tapable's API. */
+const { AsyncParallelHook, AsyncSeriesBailHook, AsyncSeriesHook, AsyncSeriesWaterfallHook, SyncHook } = hookClasses;
 
 /** Facts about the solve that hooks receive. */
 export interface SolveInfo {
