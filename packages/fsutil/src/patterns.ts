@@ -148,14 +148,20 @@ export function compilePattern(raw: string, where = ''): Pattern | null {
   };
 }
 
+/** Each pattern's segments compiled on their own (made on first use). */
+const segmentMatchers = new WeakMap<Pattern, (Pattern | null)[]>();
+
 /** A matcher over a segment-prefix of a path: could `pattern` match something below `dirSegs`? */
 function patternMayMatchUnder(pattern: Pattern, dirSegs: string[]): boolean {
   const segs = pattern.segments;
+  let matchers = segmentMatchers.get(pattern);
+  if (!matchers) segmentMatchers.set(pattern, (matchers = []));
   for (let k = 0; k < dirSegs.length; k++) {
     const s = segs[k];
     if (s === undefined) return false; // the pattern is shorter: it matches the dir or a parent, handled by matches()
     if (s.includes('**')) return true;
-    const one = compilePattern(s);
+    if (matchers[k] === undefined) matchers[k] = compilePattern(s);
+    const one = matchers[k];
     if (!one || !one.matchesExactly(dirSegs[k]!)) return false;
   }
   return segs.length > dirSegs.length;
