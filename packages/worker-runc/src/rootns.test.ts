@@ -213,6 +213,27 @@ describe.each(['perl', 'sh'] as const)('RootNamespace (%s)', (holder) => {
     expect(mountsUnder(h.dir)).toEqual([]);
   }, 20_000);
 
+  it('mounts `bind,ro` read-only, as mount(8) (a second remount), and passes a flag word such as `noatime` as a flag, not as overlay data', async () => {
+    const base = join(h.dir, `ns-flags-${holder}`);
+    for (const d of ['lower', 'upper', 'work']) mkdirSync(join(base, d), { recursive: true });
+    const bound = target();
+    const ro = RootNamespace.spawn();
+    await ro.mount({ type: 'none', source: join(base, 'lower'), options: 'bind,ro' }, bound, '/bin/sh', ['-c', `touch ${bound}/x 2>/dev/null && exit 7; grep -q " ${bound} .*ro," /proc/self/mountinfo`], 'a test');
+    ro.start();
+    expect(await ro.exited).toBe(0);
+    await ro.close();
+    expect(existsSync(join(base, 'lower', 'x'))).toBe(false);
+
+    const dir = target();
+    const ns = RootNamespace.spawn();
+    const overlay = { type: 'overlay', source: 'overlay', options: `noatime,nosuid,lowerdir=${base}/lower,upperdir=${base}/upper,workdir=${base}/work` };
+    await ns.mount(overlay, dir, '/bin/sh', ['-c', `grep " ${dir} " /proc/self/mountinfo | grep -q "nosuid.*noatime"`], 'a test');
+    ns.start();
+    expect(await ns.exited).toBe(0);
+    await ns.close();
+    expect(mountsUnder(h.dir)).toEqual([]);
+  }, 20_000);
+
   it("is not changed by Perl's environment (PERL5OPT loading a module that does not exist)", async () => {
     process.env.PERL5OPT = '-MNo::Such::Module';
     try {
@@ -251,6 +272,80 @@ describe.each(['perl', 'sh'] as const)('RootNamespace (%s)', (holder) => {
     expect(readFileSync(join(ns.root, 'file'), 'utf8')).toBe('made\n');
     await ns.close();
     expect(ns.child.exitCode).toBe(3);
+  }, 20_000);
+});
+
+/** getpid(2) (returns the pid) and getuid(2) (returns 0, as root) by Node's arch: numbers that are not mount(2). */
+const NOT_MOUNT: Partial<Record<string, { getpid: number; getuid: number }>> = { x64: { getpid: 39, getuid: 102 }, arm64: { getpid: 172, getuid: 174 } };
+
+describe('the Perl holder', () => {
+  afterAll(() => useRootHolder('auto'));
+  const target = () => {
+    const dir = join(h.dir, `perl-target-${Math.random().toString(36).slice(2)}`);
+    mkdirSync(dir);
+    return dir;
+  };
+  const tmpfs = { type: 'tmpfs', source: 'tmpfs', options: 'size=1m' };
+
+  it.each(['getpid', 'getuid'] as const)("given %s's number instead of mount(2)'s, fails: it never reports ready on a target with nothing mounted", async (call) => {
+    const nr = NOT_MOUNT[process.arch]?.[call];
+    if (nr === undefined) throw new Error(`no ${call} number for ${process.arch} in this test`);
+    useRootHolder('perl', { nr });
+    const ns = RootNamespace.spawn();
+    await expect(ns.mount(tmpfs, target(), '/bin/true', [], 'container x')).rejects.toMatchObject({
+      code: 'INTERNAL',
+      message: expect.stringMatching(/^cannot mount the root filesystem of container x: .*not mount\(2\)/),
+    });
+    await ns.close();
+  }, 20_000);
+
+  it("of another ABI than mount(2)'s number is for (another pointer size) exits before reading anything", async () => {
+    useRootHolder('perl', { pointer: 4 });
+    const ns = RootNamespace.spawn();
+    await expect(ns.mount(tmpfs, target(), '/bin/true', [], 'container x')).rejects.toMatchObject({
+      code: 'INTERNAL',
+      message: expect.stringMatching(/not of the ABI/),
+    });
+    await ns.close();
+  }, 20_000);
+
+  it('chosen on its own, is replaced by the shell script when `perl` is not one it can run (a wrapper exiting 2): steps still run', async () => {
+    const bin = join(h.dir, 'fake-perl-bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, 'perl'), '#!/bin/sh\nexit 2\n', { mode: 0o755 });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    try {
+      useRootHolder('auto');
+      const ns = RootNamespace.spawn();
+      expect(ns.child.spawnargs).toContain(join(bin, 'perl'));
+      await ns.mount(tmpfs, target(), '/bin/true', [], 'a test');
+      ns.start();
+      expect(await ns.exited).toBe(0);
+      await ns.close();
+      // The shell script from then on, without trying perl again.
+      const next = RootNamespace.spawn();
+      expect(next.child.spawnargs).toContain('/bin/sh');
+      await next.close();
+      const fresh = { ...h, executor: runcWorker().opExecutors![0] as ExecOpExecutor };
+      expect((await runStep(fresh, 'echo ran')).stdout).toBe('ran\n');
+    } finally {
+      process.env.PATH = path;
+      useRootHolder('auto');
+    }
+  }, 30_000);
+
+  it('chosen on its own, reports a failed mount as such (not replaced: the shell script would fail the same)', async () => {
+    useRootHolder('auto');
+    const ns = RootNamespace.spawn();
+    expect(ns.child.spawnargs.some((a) => a.endsWith('/perl'))).toBe(true);
+    await expect(ns.mount({ type: 'overlay', source: 'overlay', options: 'lowerdir=/nonexistent-lower' }, target(), '/bin/true', [], 'container x')).rejects.toMatchObject({
+      code: 'INTERNAL',
+    });
+    await ns.close();
+    const next = RootNamespace.spawn();
+    expect(next.child.spawnargs.some((a) => a.endsWith('/perl'))).toBe(true);
+    await next.close();
   }, 20_000);
 });
 

@@ -34,6 +34,8 @@ import { BktError } from '@bkt/core';
  * `$0` is a label for `ps`. Fd 4 gives, one per line: the filesystem type,
  * source, options, the target, the command's argument count and each
  * argument (no value holds a newline: `RootNamespace.mount` refuses one).
+ * A mount that fails is reported as `mount failed` on fd 3 (its error on
+ * stderr).
  */
 export const ROOT_SCRIPT = String.raw`
 IFS= read -r type <&4 && IFS= read -r source <&4 && IFS= read -r options <&4 && IFS= read -r target <&4 && IFS= read -r argc <&4 || exit 1
@@ -43,7 +45,7 @@ while [ "$#" -lt "$argc" ]; do
   IFS= read -r arg <&4 || exit 1
   set -- "$@" "$arg"
 done
-LC_ALL=C mount -n -t "$type" -o "$options" "$source" "$target" || exit 1
+LC_ALL=C mount -n -t "$type" -o "$options" "$source" "$target" || { echo 'mount failed' >&3; exit 1; }
 echo ready >&3
 IFS= read -r go <&4 || exit 1
 case $go in go | 'go keep') ;; *) exit 1 ;; esac
@@ -58,26 +60,54 @@ exit $rc
  * `ROOT_SCRIPT` in Perl, already running when the mount is asked for (a spare
  * namespace's process is started ahead of need): the mount is one mount(2)
  * call instead of starting mount(8), ~2 ms of each step. `$ARGV[0]` is the
- * label, `$ARGV[1]` mount(2)'s number. Mount options that are flags
- * (`ro`, `nosuid`, `nodev`, `noexec`, `bind`, `rbind`) become flags, the
- * others the filesystem's data, as mount(8) passes them. The command gets
- * fds 3 and 4 closed; a command killed by signal N reports 128+N, as sh.
- * It loads no module (a perl without its library still runs it; IO::Handle
- * alone would cost ~7 ms of CPU).
+ * label, `$ARGV[1]` mount(2)'s number and `$ARGV[2]` the pointer size of the
+ * ABI that number is for: a perl of another ABI (`$^O` not linux, another
+ * pointer size: an i386 perl on x86_64) exits 3 at once, before reading
+ * anything. The mount(2) call is made only for options it passes exactly as
+ * mount(8) does: `ro`, `nosuid`, `nodev`, `noexec` as flags with `key=value`
+ * data, or `bind`/`rbind` alone; any other set (a flag word such as
+ * `noatime`, `bind` with other options: mount(8) remounts for those) runs
+ * mount(8), as `ROOT_SCRIPT`. A call returning anything but 0 or -1, or
+ * returning 0 with the target's (dev, inode) unchanged, is not mount(2):
+ * exit 3, no `ready`. A failed mount is `mount failed` on fd 3, as
+ * `ROOT_SCRIPT`. The command gets fds 3 and 4 closed; a command killed by
+ * signal N reports 128+N, as sh. It loads no module (a perl without its
+ * library still runs it; IO::Handle alone would cost ~7 ms of CPU).
  */
 export const ROOT_PERL = String.raw`
+$^O eq 'linux' && length(pack('p', '')) == $ARGV[2] or do { print STDERR "$ARGV[0]: this perl ($^O, pointers of " . length(pack('p', '')) . " bytes) is not of the ABI mount(2)'s number is for\n"; exit 3 };
 open(my $in, '<&=', 4) or exit 1;
 open(my $out, '>&=', 3) or exit 1;
 my $nr = $ARGV[1];
 sub line { my $l = <$in>; defined $l or exit 1; chomp $l; return $l }
+sub failed { print STDERR "mount: $_[0]\n"; syswrite($out, "mount failed\n"); exit 1 }
 my ($type, $source, $options, $target, $argc) = map { line() } 1 .. 5;
 $argc =~ /^[0-9]+$/ or exit 1;
 my @args = map { line() } 1 .. $argc;
 my %flag = (ro => 1, nosuid => 2, nodev => 4, noexec => 8, bind => 4096, rbind => 4096 | 16384);
-my ($flags, @data) = (0);
-for (split /,/, $options) { if (exists $flag{$_}) { $flags |= $flag{$_} } else { push @data, $_ } }
-my $data = join ',', @data;
-if (syscall($nr, $source, $target, $type, $flags, $data) != 0) { print STDERR "mount: $target: $!\n"; exit 1 }
+my %userspace = map { $_ => 1 } qw(comment uhelper helper loop offset sizelimit encryption hash user users owner group context fscontext defcontext rootcontext);
+my ($flags, @data, $mount8) = (0);
+for (split /,/, $options, -1) {
+  if (exists $flag{$_}) { $flags |= $flag{$_} }
+  elsif (/^([a-z][a-z0-9_]*)=/ && !$userspace{$1}) { push @data, $_ }
+  else { $mount8 = 1 }
+}
+my @before = stat($target) or failed("$target: $!");
+if ($flags & 4096) {
+  $mount8 = 1 if $flags & ~(4096 | 16384) or @data;
+  my @from = stat($source);
+  $mount8 = 1 if @from && $from[0] == $before[0] && $from[1] == $before[1];
+}
+if ($mount8) {
+  local $ENV{LC_ALL} = 'C';
+  system { 'mount' } 'mount', '-n', '-t', $type, '-o', $options, $source, $target;
+  $? == 0 or failed($? == -1 ? "cannot run mount: $!" : "$target: mount exited with " . ($? >> 8));
+} else {
+  my $r = syscall($nr, $source, $target, $type, $flags, join(',', @data));
+  failed("$target: $!") if $r == -1;
+  my @after = stat($target);
+  if ($r != 0 || !@after || $after[0] == $before[0] && $after[1] == $before[1]) { print STDERR "$ARGV[0]: syscall $nr returned $r and mounted nothing on $target: not mount(2)\n"; exit 3 }
+}
 syswrite($out, "ready\n");
 my $go = line();
 $go eq 'go' || $go eq 'go keep' or exit 1;
@@ -91,30 +121,62 @@ if ($go eq 'go keep') { 1 while defined <$in> }
 exit $rc;
 `;
 
-/** mount(2)'s number by Node's `process.arch` (Linux's syscall tables). */
-const MOUNT_SYSCALL: Partial<Record<string, number>> = { x64: 165, arm64: 40, riscv64: 40, loong64: 40, arm: 21, ia32: 21, ppc64: 21, s390x: 21 };
+/** `$0` of the namespace's process (either program). */
+const LABEL = 'bkt-container-root';
 
-let holderArgs: string[] | undefined;
+/** mount(2)'s number and the pointer size of its ABI, by Node's `process.arch` (Linux's syscall tables). */
+const MOUNT_SYSCALL: Partial<Record<string, { nr: number; pointer: number }>> = {
+  x64: { nr: 165, pointer: 8 },
+  arm64: { nr: 40, pointer: 8 },
+  riscv64: { nr: 40, pointer: 8 },
+  loong64: { nr: 40, pointer: 8 },
+  ppc64: { nr: 21, pointer: 8 },
+  s390x: { nr: 21, pointer: 8 },
+  arm: { nr: 21, pointer: 4 },
+  ia32: { nr: 21, pointer: 4 },
+};
 
-/** The program the namespace's process runs (see the header), decided once per process. */
-function holder(): string[] {
-  if (!holderArgs) {
-    const nr = MOUNT_SYSCALL[process.arch];
-    const perl = nr !== undefined ? onPath('perl') : undefined;
-    holderArgs = perl ? [perl, '-e', ROOT_PERL, LABEL, String(nr)] : ['/bin/sh', '-c', ROOT_SCRIPT, LABEL];
-  }
-  return holderArgs;
+/**
+ * A program the namespace's process runs. `fallback`: a Perl holder chosen
+ * on its own (not forced by a test) that, when it ends before `ready` other
+ * than by a failed mount, is replaced by the shell script for this process.
+ */
+interface Holder {
+  args: string[];
+  fallback: boolean;
 }
 
-/** Forces the shell script (`ROOT_SCRIPT`) or, where available, Perl (`ROOT_PERL`); for tests. */
-export function useRootHolder(kind: 'sh' | 'perl' | 'auto'): void {
-  holderArgs = undefined;
-  if (kind === 'sh') holderArgs = ['/bin/sh', '-c', ROOT_SCRIPT, LABEL];
+const SH_HOLDER: Holder = { args: ['/bin/sh', '-c', ROOT_SCRIPT, LABEL], fallback: false };
+
+let chosen: Holder | undefined;
+
+/** The program the namespace's process runs (see the header), decided once per process. */
+function holder(): Holder {
+  if (!chosen) {
+    const abi = MOUNT_SYSCALL[process.arch];
+    const perl = abi ? onPath('perl') : undefined;
+    chosen = abi && perl ? { args: perlArgs(perl, abi.nr, abi.pointer), fallback: true } : SH_HOLDER;
+  }
+  return chosen;
+}
+
+function perlArgs(perl: string, nr: number, pointer: number): string[] {
+  return [perl, '-e', ROOT_PERL, LABEL, String(nr), String(pointer)];
+}
+
+/**
+ * For tests: forces the shell script (`ROOT_SCRIPT`) or Perl (`ROOT_PERL`,
+ * with no fallback; `abi` replaces mount(2)'s number or the pointer size),
+ * or returns to the automatic choice (decided again on the next spawn).
+ */
+export function useRootHolder(kind: 'sh' | 'perl' | 'auto', abi: { nr?: number; pointer?: number } = {}): void {
+  chosen = undefined;
+  if (kind === 'sh') chosen = SH_HOLDER;
   else if (kind === 'perl') {
-    const nr = MOUNT_SYSCALL[process.arch];
+    const known = MOUNT_SYSCALL[process.arch];
     const perl = onPath('perl');
-    if (nr === undefined || !perl) throw new BktError('UNIMPLEMENTED', `no perl on PATH, or mount(2)'s number unknown for ${process.arch}`);
-    holderArgs = [perl, '-e', ROOT_PERL, LABEL, String(nr)];
+    if (known === undefined || !perl) throw new BktError('UNIMPLEMENTED', `no perl on PATH, or mount(2)'s number unknown for ${process.arch}`);
+    chosen = { args: perlArgs(perl, abi.nr ?? known.nr, abi.pointer ?? known.pointer), fallback: false };
   }
 }
 
@@ -137,8 +199,6 @@ function onPath(name: string): string | undefined {
   return undefined;
 }
 
-const LABEL = 'bkt-container-root';
-
 export interface RootMount {
   type: string;
   source: string;
@@ -151,10 +211,12 @@ export interface RootMount {
  * that moment), given its mount and command by `mount()`.
  */
 export class RootNamespace {
-  readonly #child: ChildProcess;
-  readonly #control: NodeJS.WritableStream & { destroy(): void; destroyed: boolean };
-  readonly #lines: { next(): Promise<string | null> };
-  readonly #gone: Promise<{ code: number | null; err?: Error }>;
+  readonly #stdin: boolean;
+  #holder!: Holder;
+  #child!: ChildProcess;
+  #control!: NodeJS.WritableStream & { destroy(): void; destroyed: boolean };
+  #lines!: { next(): Promise<string | null> };
+  #gone!: Promise<{ code: number | null; err?: Error }>;
   #stderr = '';
   readonly #collect = (d: Buffer) => {
     if (this.#stderr.length < 4096) this.#stderr += d.toString('utf8');
@@ -165,8 +227,24 @@ export class RootNamespace {
   #started = false;
   #closed: Promise<void> | undefined;
 
-  private constructor(child: ChildProcess) {
+  private constructor(stdin: boolean) {
+    this.#stdin = stdin;
+    this.#start(holder());
+  }
+
+  /** Starts the namespace's process running `h`. */
+  #start(h: Holder): void {
+    const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', ...h.args], {
+      stdio: [this.#stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+      detached: true,
+      // Not the caller's directory: nothing of the host is held that the namespace does not need.
+      cwd: '/',
+      // Perl's own settings (PERL5OPT loads modules, PERL5LIB finds them) are not the program's.
+      env: holderEnv(),
+    });
+    this.#holder = h;
     this.#child = child;
+    this.#stderr = '';
     this.#control = child.stdio[4] as NodeJS.WritableStream & { destroy(): void; destroyed: boolean };
     this.#control.on('error', () => {});
     child.stderr!.on('data', this.#collect);
@@ -182,15 +260,7 @@ export class RootNamespace {
    * `spare` does not keep this process running until it is `take()`n.
    */
   static spawn(opts: { stdin?: boolean; spare?: boolean } = {}): RootNamespace {
-    const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', ...holder()], {
-      stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
-      detached: true,
-      // Not the caller's directory: nothing of the host is held that the namespace does not need.
-      cwd: '/',
-      // Perl's own settings (PERL5OPT loads modules, PERL5LIB finds them) are not the program's.
-      env: holderEnv(),
-    });
-    const ns = new RootNamespace(child);
+    const ns = new RootNamespace(!!opts.stdin);
     if (opts.spare) ns.#ref(false);
     return ns;
   }
@@ -245,12 +315,21 @@ export class RootNamespace {
       this.#control.destroy();
       throw new BktError('INVALID_ARGUMENT', `cannot mount the root of ${what}: a value holds a newline (${JSON.stringify(bad)})`, { attribute: 'rootfsMount' });
     }
-    this.#control.write(values.map((v) => `${v}\n`).join(''));
-    const first = await Promise.race([this.#lines.next(), this.#gone.then(() => null)]);
-    if (first !== 'ready') {
+    for (;;) {
+      this.#control.write(values.map((v) => `${v}\n`).join(''));
+      const first = await Promise.race([this.#lines.next(), this.#gone.then(() => null)]);
+      if (first === 'ready') break;
       this.#control.destroy();
       const { code, err } = await this.#gone;
-      const why = err ? `cannot run unshare: ${err.message}` : this.#stderr.trim() || `exit ${code}`;
+      const stderr = this.#stderr.trim();
+      // A Perl holder that ended other than by a failed mount (a perl it cannot run on, a wrapper that is not perl): the
+      // shell script from now on, and this mount once more with it. unshare's own failure would be the script's too.
+      if (this.#holder.fallback && first !== 'mount failed' && !err && !stderr.startsWith('unshare:')) {
+        if (chosen === this.#holder) chosen = SH_HOLDER;
+        this.#start(SH_HOLDER);
+        continue;
+      }
+      const why = err ? `cannot run unshare: ${err.message}` : stderr || `exit ${code}`;
       throw new BktError('INTERNAL', `cannot mount the root filesystem of ${what}: ${why}`, {}, err ? { cause: err } : undefined);
     }
     this.#child.stderr!.off('data', this.#collect);
