@@ -2,7 +2,17 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as zlibConstants, crc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
-import { compress, compressDigesting, compressionOfMediaType, decompress, detectCompression, GZIP_CHUNK_BYTES, gzipChunked, type Compression } from './compression.js';
+import {
+  compress,
+  compressDigesting,
+  compressionOfMediaType,
+  decompress,
+  detectCompression,
+  GZIP_CHUNK_BYTES,
+  gzipChunked,
+  terminateDeflateWorker,
+  type Compression,
+} from './compression.js';
 import { MediaType } from './media-types.js';
 
 async function collect(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -267,5 +277,53 @@ describe('compressDigesting', () => {
     const plain = compressDigesting(lent(), 'gzip', undefined, 'test layer');
     expect(gunzipSync(await collect(plain.chunks)).equals(input.subarray(0, 2 * GZIP_CHUNK_BYTES))).toBe(true);
     expect(kept.every((b) => b.buffer.byteLength > 0)).toBe(true);
+  });
+});
+
+describe('the deflate worker failing', () => {
+  /** `p`, or a rejection if it takes longer than `ms` (a stream waiting on a dead worker would hang). */
+  const within = <T>(p: Promise<T>, ms: number) =>
+    Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms).unref())]);
+  const collectWithin = (stream: AsyncIterable<Uint8Array>, ms: number) => within(collect(stream), ms);
+
+  it('between two chunks of a stream: the stream fails with the reason, and the next stream gets a fresh worker', async () => {
+    const input = mixedBytes(4 * GZIP_CHUNK_BYTES, 11);
+    let readOut = 0;
+    async function* killedBetweenChunks() {
+      yield input.subarray(0, GZIP_CHUNK_BYTES);
+      yield input.subarray(GZIP_CHUNK_BYTES, 2 * GZIP_CHUNK_BYTES);
+      // With concurrency 1 the first chunk's deflate has come back (and been read) before more input is asked for:
+      // no request is pending on the worker when it dies; the stream's next chunk goes to it afterwards.
+      expect(readOut).toBeGreaterThan(1);
+      await terminateDeflateWorker();
+      yield input.subarray(2 * GZIP_CHUNK_BYTES);
+    }
+    const reading = (async () => {
+      for await (const _ of gzipChunked(killedBetweenChunks(), { concurrency: 1 })) readOut++;
+    })();
+    await expect(within(reading, 10_000)).rejects.toThrow(/compression worker thread failed \(it exited with code 1\)/);
+    const after = mixedBytes(3 * GZIP_CHUNK_BYTES + 9, 12);
+    const packed = compressDigesting(pieces(after, 200_000), 'gzip', undefined, 'test layer');
+    expect(gunzipSync(await collectWithin(packed.chunks, 10_000)).equals(after)).toBe(true);
+    expect(packed.digest()).toBe(`sha256:${createHash('sha256').update(after).digest('hex')}`);
+  });
+
+  it('with chunks in flight: they fail, and so does the rest of the stream', async () => {
+    const input = mixedBytes(6 * GZIP_CHUNK_BYTES, 13);
+    async function* killedInFlight() {
+      for (let i = 0; i < 3; i++) yield input.subarray(i * GZIP_CHUNK_BYTES, (i + 1) * GZIP_CHUNK_BYTES);
+      // Two chunks sent and not yet read out (concurrency 4).
+      await terminateDeflateWorker();
+      yield input.subarray(3 * GZIP_CHUNK_BYTES);
+    }
+    await expect(collectWithin(gzipChunked(killedInFlight(), { concurrency: 4 }), 10_000)).rejects.toThrow(/compression worker thread failed/);
+    expect(gunzipSync(await collectWithin(gzipChunked(pieces(input, 500_000)), 10_000)).equals(input)).toBe(true);
+  });
+
+  it('while no stream uses it: the next stream gets a fresh worker', async () => {
+    const input = mixedBytes(2 * GZIP_CHUNK_BYTES + 1, 14);
+    expect(gunzipSync(await collect(gzipChunked(pieces(input, 300_000)))).equals(input)).toBe(true);
+    await terminateDeflateWorker();
+    expect(gunzipSync(await collectWithin(gzipChunked(pieces(input, 300_000)), 10_000)).equals(input)).toBe(true);
   });
 });

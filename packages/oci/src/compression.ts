@@ -223,6 +223,12 @@ async function deflateChunk(zlib: typeof import('node:zlib'), chunk: Buffer, dic
  * One per process, shared, made on first use; it keeps the process alive only
  * while it has chunks to deflate. Its zlib calls run in libuv's thread pool,
  * as the build's thread's would: the same calls, so the same bytes.
+ *
+ * A worker that fails (throws, exits, is terminated, sends a reply that
+ * cannot be read) is dead for good: every request pending on it and every
+ * later one is rejected with the reason, so a stream that holds it fails
+ * (its chunks so far cannot move to another worker) instead of waiting for
+ * an answer that never comes; the next `get()` makes a fresh worker.
  */
 class DeflateWorker {
   static #shared: DeflateWorker | undefined;
@@ -230,10 +236,21 @@ class DeflateWorker {
     return (DeflateWorker.#shared ??= new DeflateWorker());
   }
 
+  /** Terminates the shared worker, if any, as a crash would; resolves once it has been marked dead (see `terminateDeflateWorker`). */
+  static async terminateShared(): Promise<void> {
+    const shared = DeflateWorker.#shared;
+    if (!shared) return;
+    const exited = new Promise<void>((resolve) => shared.#worker.once('exit', () => resolve()));
+    await shared.#worker.terminate();
+    await exited;
+  }
+
   readonly #worker: Worker;
   readonly #jobs = new Map<number, { resolve: (r: DeflatedChunk) => void; reject: (e: Error) => void }>();
   #next = 0;
   #nextStream = 0;
+  /** Why the worker died, once it has: every request on it is rejected with this. */
+  #failure: BktError | undefined;
 
   private constructor() {
     const source = `'use strict';
@@ -282,13 +299,20 @@ parentPort.on('message', (job) => {
       if (m.bytes) job.resolve({ out: Buffer.from(m.bytes), inputDigest: m.inputDigest, inputCrc: m.inputCrc });
       else job.reject(new BktError('INTERNAL', `gzip: deflating a chunk failed: ${m.error}`));
     });
-    const fail = (err: Error) => {
+    // The first reason wins: a worker that throws then also exits.
+    const fail = (why: string) => {
+      if (this.#failure) return;
+      this.#failure = new BktError('INTERNAL', `gzip: the layer compression worker thread failed (${why}); the layer being compressed cannot be finished`);
       if (DeflateWorker.#shared === this) DeflateWorker.#shared = undefined;
-      for (const job of this.#jobs.values()) job.reject(new BktError('INTERNAL', `gzip: the deflate worker failed: ${err.message}`));
+      const jobs = [...this.#jobs.values()];
       this.#jobs.clear();
+      this.#worker.unref();
+      void this.#worker.terminate().catch(() => undefined); // one that is still running (a reply it sent could not be read)
+      for (const job of jobs) job.reject(this.#failure);
     };
-    this.#worker.on('error', fail);
-    this.#worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));
+    this.#worker.on('error', (err: Error) => fail(err.message));
+    this.#worker.on('messageerror', (err: Error) => fail(`a reply could not be read: ${err.message}`));
+    this.#worker.on('exit', (code) => fail(`it exited with code ${code}`));
   }
 
   /** A new stream's number, for `deflate`'s input CRC-32 and digest. */
@@ -303,6 +327,7 @@ parentPort.on('message', (job) => {
    * `digest` (the same for every chunk of the stream).
    */
   deflate(chunk: Buffer, dictionary: Buffer | undefined, last: boolean, level: number, stream?: number, transfer = false, digest = false): Promise<DeflatedChunk> {
+    if (this.#failure) return Promise.reject(this.#failure);
     const id = this.#next++;
     const done = new Promise<DeflatedChunk>((resolve, reject) => this.#jobs.set(id, { resolve, reject }));
     if (this.#jobs.size === 1) this.#worker.ref();
@@ -316,14 +341,30 @@ parentPort.on('message', (job) => {
     const moved: ArrayBuffer[] = [];
     if (transfer) moved.push(view.buffer as ArrayBuffer);
     if (dict) moved.push(dict);
-    this.#worker.postMessage({ id, chunk: view, dictionary: dict, last, level, stream, digest }, moved);
+    try {
+      this.#worker.postMessage({ id, chunk: view, dictionary: dict, last, level, stream, digest }, moved);
+    } catch (err) {
+      // Not sent: no reply will come, so the job must not hold the worker (and the process) alive.
+      this.#jobs.delete(id);
+      if (this.#jobs.size === 0) this.#worker.unref();
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     return done;
   }
 
   /** Forgets a stream that ends without its last chunk (its input failed). */
   drop(stream: number): void {
-    this.#worker.postMessage({ drop: stream });
+    if (!this.#failure) this.#worker.postMessage({ drop: stream });
   }
+}
+
+/**
+ * Terminates the shared deflate worker, if one is running, as if it had
+ * crashed; resolves once it is marked dead. For tests of the failure path
+ * (not exported by the package).
+ */
+export function terminateDeflateWorker(): Promise<void> {
+  return DeflateWorker.terminateShared();
 }
 
 interface DeflatedChunk {
