@@ -112,4 +112,30 @@ describe('the wire classes', () => {
     expect([...written]).toEqual([10, 0]);
     expect(new BinaryReader(written.subarray(1)).string()).toBe('');
   });
+
+  it('keep a leading U+FEFF of a string, as protobuf-es and Go do', () => {
+    const name = '\uFEFFnotes.txt';
+    const written = new BinaryWriter().string(name).finish();
+    expect([...written.subarray(1, 4)]).toEqual([0xef, 0xbb, 0xbf]);
+    expect(new BinaryReader(written).string()).toBe(name);
+    expect(new buf.BinaryReader(written).string()).toBe(name);
+  });
+
+  it('refuse a uint32 or int32 the field cannot hold, as @bufbuild/protobuf does', () => {
+    for (const v of [-1, 2 ** 32, 2 ** 32 + 1, 1.5, NaN, Infinity]) {
+      expect(() => new buf.BinaryWriter().uint32(v)).toThrow(`invalid uint32: ${v}`);
+      expect(() => new BinaryWriter().uint32(v)).toThrow(`invalid uint32: ${v}`);
+    }
+    for (const v of [2 ** 31, -(2 ** 31) - 1, 1.5, -0.5, NaN]) {
+      expect(() => new buf.BinaryWriter().int32(v)).toThrow(`invalid int32: ${v}`);
+      expect(() => new BinaryWriter().int32(v)).toThrow(`invalid int32: ${v}`);
+    }
+    expect([...new BinaryWriter().uint32(2 ** 32 - 1).int32(-(2 ** 31)).int32(2 ** 31 - 1).uint32(-0).int32(-0).finish()]).toEqual([
+      ...new buf.BinaryWriter().uint32(2 ** 32 - 1).int32(-(2 ** 31)).int32(2 ** 31 - 1).uint32(-0).int32(-0).finish(),
+    ]);
+  });
+
+  it('write an absent number of a plain-object request as 0, the default', () => {
+    expect([...new BinaryWriter().uint32(undefined).int32(undefined).int64(undefined).finish()]).toEqual([0, 0, 0]);
+  });
 });

@@ -8,7 +8,11 @@
  * Encoding is canonical as Go's and protobuf-es's: varints in as few bytes
  * as they take; a negative int32 or int64 as ten bytes (its 64-bit two's
  * complement); strings as UTF-8; a nested message (`fork`/`join`) as its
- * length and bytes. Decoding throws on a truncated or malformed input
+ * length and bytes. A value a field cannot hold (a uint32 out of range, an
+ * int32 that is a fraction) throws `invalid <type>: <value>`, as protobuf-es
+ * does; an absent number (a plain-object request without the field, which
+ * ts-proto's encode passes through) is written as 0, the field's default.
+ * Decoding throws on a truncated or malformed input
  * (`premature EOF`, a varint longer than ten bytes, a wire type it cannot
  * skip).
  */
@@ -16,7 +20,8 @@
 const TWO_32 = 2 ** 32;
 const INT64_MIN = -(2n ** 63n);
 const INT64_LIMIT = 2n ** 63n;
-const utf8 = new TextDecoder();
+/** Keeps a leading U+FEFF, as protobuf-es and Go do (it is part of the string). */
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 function varintSize(n: number): number {
   return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
@@ -37,9 +42,10 @@ export class BinaryWriter {
     this.buf = grown;
   }
 
-  /** An unsigned 32-bit varint (a tag, a length, a uint32 field). */
-  uint32(value: number): this {
-    let n = value >>> 0;
+  /** An unsigned 32-bit varint (a tag, a length, a uint32 field); undefined is 0. */
+  uint32(value: number | undefined): this {
+    let n = value! >>> 0;
+    if (n !== value && value !== undefined) throw new RangeError(`invalid uint32: ${value}`);
     this.reserve(5);
     const buf = this.buf;
     while (n > 0x7f) {
@@ -50,15 +56,17 @@ export class BinaryWriter {
     return this;
   }
 
-  /** A signed 32-bit varint: a negative value is sign-extended to ten bytes. */
-  int32(value: number): this {
-    const n = value | 0;
+  /** A signed 32-bit varint: a negative value is sign-extended to ten bytes; undefined is 0. */
+  int32(value: number | undefined): this {
+    const n = value! | 0;
+    if (n !== value && value !== undefined) throw new RangeError(`invalid int32: ${value}`);
     return n >= 0 ? this.uint32(n) : this.int64(n);
   }
 
-  /** A signed 64-bit varint, from a number (any integer a double holds exactly), a bigint or a decimal string. */
-  int64(value: number | bigint | string): this {
+  /** A signed 64-bit varint, from a number (any integer a double holds exactly), a bigint or a decimal string; undefined is 0. */
+  int64(value: number | bigint | string | undefined): this {
     if (typeof value === 'number' && value >= 0 && value < TWO_32 && Number.isInteger(value)) return this.uint32(value);
+    if (value === undefined) return this.uint32(0);
     const big = BigInt(value); // throws for a fraction or a malformed string
     if (big < INT64_MIN || big >= INT64_LIMIT) throw new RangeError(`invalid int64: ${value}`);
     let u = BigInt.asUintN(64, big);

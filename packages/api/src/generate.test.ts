@@ -54,7 +54,7 @@ describe('generated code', () => {
     const definition = await import('./gen/github.com/moby/buildkit/solver/pb/definition.js');
     for (const name of ['Definition', 'OpMetadata', 'Source', 'SourceInfo', 'Platform', 'ProgressGroup', 'Op', 'ExecOp', 'FileOp']) expect(pb, name).toHaveProperty(name);
     expect(pb.Definition).toBe(definition.Definition);
-    const def = pb.Definition.fromPartial({ def: [new Uint8Array([1, 2])], metadata: { 'sha256:x': { ignoreCache: true } } });
+    const def = pb.Definition.fromPartial({ def: [Buffer.from([1, 2])], metadata: { 'sha256:x': { ignoreCache: true } } });
     const bytes = pb.Definition.encode(def).finish();
     const decoded = pb.Definition.decode(bytes);
     expect(decoded.metadata['sha256:x']?.ignoreCache).toBe(true);
