@@ -31,6 +31,9 @@ const METHODS = {
   chat: raw('/test.T/Chat', true, true),
   late: raw('/test.T/Late', true, true),
   missing: raw('/test.T/Missing', false, false),
+  unencodable: raw('/test.T/Unencodable', false, false),
+  /** Echo as a client-streaming method: a client that sends a unary method more than one message. */
+  echoMany: raw('/test.T/Echo', true, false),
 };
 const TestClient = makeGenericClientConstructor(METHODS, 'test.T');
 type Any = (...args: unknown[]) => any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -56,6 +59,7 @@ async function setup(opts: { maxMessageBytes?: number } = {}) {
     seen.metadata = call.metadata;
     return Buffer.concat([Buffer.from('echo:'), request]);
   });
+  server.unary({ ...b(METHODS.unencodable), responseSerialize: () => { throw new Error('field 3 is not a string'); } }, async () => Buffer.from('x'));
   server.unary(b(METHODS.fail), async () => {
     throw new Error('no such thing: ünïcode 100%');
   });
@@ -114,6 +118,25 @@ describe('GrpcServer, called by grpc-js', () => {
     expect(seen.metadata?.['dir-name']).toEqual(['context']);
     expect(seen.metadata?.['include-patterns']?.join(', ')).toBe('a, b');
     await expect(unary(client, 'fail', Buffer.from(''))).rejects.toMatchObject({ code: Status.UNKNOWN, details: 'no such thing: ünïcode 100%' });
+  });
+
+  it('ends a unary call whose response cannot be encoded INTERNAL, with the reason', async () => {
+    const { client } = await setup();
+    await expect(unary(client, 'unencodable', Buffer.from('x'))).rejects.toMatchObject({
+      code: Status.INTERNAL,
+      details: 'cannot encode the response of /test.T/Unencodable: field 3 is not a string',
+    });
+    expect((await unary(client, 'echo', Buffer.from('still'))).toString()).toBe('echo:still');
+  });
+
+  it('ends a unary call INTERNAL at its second request message, without waiting for the half-close', async () => {
+    const { client } = await setup();
+    const failed = new Promise<ServiceError>((resolve) => {
+      const call = client.echoMany!((err: ServiceError) => resolve(err));
+      call.write(Buffer.from('a'));
+      call.write(Buffer.from('b'));
+    });
+    expect(await failed).toMatchObject({ code: Status.INTERNAL, details: 'a call of /test.T/Echo sent a second request message; it takes one' });
   });
 
   it('ends a method it does not serve UNIMPLEMENTED', async () => {
@@ -195,6 +218,19 @@ describe('GrpcServer, called by grpc-js', () => {
     const status = await new Promise<{ code: number }>((resolve) => call.on('status', resolve));
     expect(status.code).toBe(Status.DEADLINE_EXCEEDED);
     await expect.poll(() => seen.cancelled).toEqual(['chat']);
+  });
+
+  it('a deadline further than a timer can wait (30 days, sent as 2592000S) does not end the call', async () => {
+    const { client, seen } = await setup();
+    const call = client.chat!(new Metadata(), { deadline: Date.now() + 30 * 24 * 3600 * 1000 });
+    call.on('error', () => {});
+    const status = new Promise<{ code: number }>((resolve) => call.on('status', resolve));
+    call.write(Buffer.from('x'));
+    await new Promise((resolve) => call.once('data', resolve));
+    await new Promise((r) => setTimeout(r, 100));
+    call.end();
+    expect((await status).code).toBe(Status.OK);
+    expect(seen.cancelled).toEqual([]);
   });
 
   it('a request message over the limit ends the call RESOURCE_EXHAUSTED', async () => {

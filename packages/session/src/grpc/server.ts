@@ -116,9 +116,19 @@ export class ServerCall<Req, Res> extends EventEmitter {
       if (!this.writableEnded || stream.aborted) this.markCancelled();
     });
     const timeoutMs = parseTimeout(headers['grpc-timeout']);
-    if (timeoutMs !== undefined) {
-      this.timer = setTimeout(() => this.abort({ code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' }), timeoutMs);
-    }
+    if (timeoutMs !== undefined) this.armDeadline(performance.now() + timeoutMs);
+  }
+
+  /**
+   * Ends the call DEADLINE_EXCEEDED at `deadline` (`performance.now()` time). A deadline
+   * further than one timer can wait (grpc-go sends 30 days as `2592000S`) is reached in steps.
+   */
+  private armDeadline(deadline: number): void {
+    const left = deadline - performance.now();
+    this.timer =
+      left > MAX_TIMER_MS
+        ? setTimeout(() => this.armDeadline(deadline), MAX_TIMER_MS)
+        : setTimeout(() => this.abort({ code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' }), Math.max(0, left));
   }
 
   /** `/<service>/<method>`. */
@@ -126,11 +136,15 @@ export class ServerCall<Req, Res> extends EventEmitter {
     return this.method.path;
   }
 
-  /** Sends one response message; false when the stream's buffer is full (wait for `drain`). */
+  /**
+   * Sends one response message; false when the stream's buffer is full (wait for `drain`).
+   * Throws what the method's `responseSerialize` throws, before anything is sent.
+   */
   write(message: Res): boolean {
     if (this.writableEnded || this.cancelled || this.stream.destroyed) return false;
+    const frame = encodeFrame(this.method.responseSerialize(message));
     this.sendHeaders();
-    return this.stream.write(encodeFrame(this.method.responseSerialize(message)));
+    return this.stream.write(frame);
   }
 
   /** Ends the call with status OK once what was written is sent. */
@@ -228,13 +242,20 @@ export class GrpcServer {
 
   unary<Req, Res>(method: ServedMethod<Req, Res>, handler: UnaryHandler<Req, Res>): void {
     this.single(method, (request, call) => {
-      handler(request, call).then(
-        (response) => {
-          call.write(response);
-          call.end();
-        },
-        (err: unknown) => call.fail(this.statusOf(err)),
-      );
+      new Promise<Res>((resolve) => resolve(handler(request, call)))
+        .then(
+          (response) => {
+            try {
+              call.write(response);
+            } catch (err) {
+              call.fail({ code: Status.INTERNAL, details: `cannot encode the response of ${method.path}: ${messageOf(err)}` });
+              return;
+            }
+            call.end();
+          },
+          (err: unknown) => call.fail(this.statusOf(err)),
+        )
+        .catch((err: unknown) => call.fail({ code: Status.INTERNAL, details: `the status of a failed call of ${method.path}: ${messageOf(err)}` }));
     });
   }
 
@@ -269,15 +290,22 @@ export class GrpcServer {
     this.sessions.clear();
   }
 
-  /** A method with one request message: the handler runs once it arrived and the daemon half-closed. */
+  /**
+   * A method with one request message: the handler runs once it arrived and the daemon
+   * half-closed. A second message ends the call INTERNAL at once.
+   */
   private single<Req, Res>(method: ServedMethod<Req, Res>, handler: (request: Req, call: ServerCall<Req, Res>) => void): void {
     this.route(method.path, (stream, headers) => {
       const call = new ServerCall(stream, headers, method, this.maxMessageBytes);
-      const requests: Req[] = [];
-      call.on('data', (r: Req) => requests.push(r));
+      let request: { value: Req } | undefined;
+      call.on('data', (r: Req) => {
+        if (request) call.fail({ code: Status.INTERNAL, details: `a call of ${method.path} sent a second request message; it takes one` });
+        else request = { value: r };
+      });
       call.on('end', () => {
-        if (requests.length !== 1) call.fail({ code: Status.INTERNAL, details: `a call of ${method.path} sent ${requests.length} request messages, not one` });
-        else handler(requests[0]!, call);
+        if (call.writableEnded) return;
+        if (!request) call.fail({ code: Status.INTERNAL, details: `a call of ${method.path} sent no request message; it takes one` });
+        else handler(request.value, call);
       });
     });
   }
@@ -327,6 +355,13 @@ function percentEncode(s: string): string {
     out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
+}
+
+/** The longest delay `setTimeout` takes (2³¹−1 ms); a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 const TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 };
