@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildSync } from 'esbuild';
 import * as tapable from 'tapable';
 import { describe, expect, it } from 'vitest';
 import { hookClasses, loadHookClasses } from './tapable-hooks.js';
@@ -47,5 +51,26 @@ describe('loadHookClasses', () => {
       if (id !== 'tapable') throw hidden;
       return { SyncHook: tapable.SyncHook };
     })).toThrow(/no AsyncParallelHook/);
+  });
+
+  it('load in a CommonJS bundle of core (no import.meta.url there), as a frontend bundled with esbuild has', () => {
+    // Outside any node_modules tree: the bundle must hold tapable itself, as a frontend image's does.
+    const dir = mkdtempSync(join(tmpdir(), 'bkt-core-cjs-'));
+    try {
+      const out = join(dir, 'hooks.cjs');
+      const { outputFiles } = buildSync({
+        entryPoints: [join(import.meta.dirname, 'hooks.ts')],
+        bundle: true,
+        platform: 'node',
+        format: 'cjs',
+        write: false,
+        logLevel: 'silent',
+      });
+      writeFileSync(out, outputFiles[0]!.text);
+      const bundled = createRequire(join(import.meta.dirname, 'hooks.ts'))(out) as { createHooks: () => Record<string, unknown> };
+      expect(Object.keys(bundled.createHooks()).length).toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -35,4 +35,19 @@ export function loadHookClasses(load: (id: string) => unknown): HookClasses {
   return Object.fromEntries(NAMES.map((name) => [name, tapable[name]])) as unknown as HookClasses;
 }
 
-export const hookClasses: HookClasses = loadHookClasses(createRequire(import.meta.url));
+/**
+ * The classes as a CommonJS bundle of core has them (a frontend bundled with
+ * esbuild, say): there is no `import.meta.url`, and literal `require` calls
+ * are what lets the bundler include tapable's files.
+ */
+function bundledHookClasses(): HookClasses {
+  return {
+    AsyncParallelHook: require('tapable/lib/AsyncParallelHook.js'),
+    AsyncSeriesBailHook: require('tapable/lib/AsyncSeriesBailHook.js'),
+    AsyncSeriesHook: require('tapable/lib/AsyncSeriesHook.js'),
+    AsyncSeriesWaterfallHook: require('tapable/lib/AsyncSeriesWaterfallHook.js'),
+    SyncHook: require('tapable/lib/SyncHook.js'),
+  } as HookClasses;
+}
+
+export const hookClasses: HookClasses = import.meta.url ? loadHookClasses(createRequire(import.meta.url)) : bundledHookClasses();
