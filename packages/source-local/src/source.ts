@@ -18,7 +18,6 @@ import {
   writeSync,
 } from 'node:fs';
 import { chmod, copyFile, lchown, lutimes, mkdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
-import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import {
   BktError,
@@ -42,7 +41,6 @@ import {
 } from '@bkt/core';
 import { parseDockerignore } from '@bkt/fsutil';
 import { parseLocalAttrs, type LocalAttrs } from './attrs.js';
-import { Stager, type EntryMeta } from './stager.js';
 
 export interface LocalSourceOptions {
   /**
@@ -55,14 +53,6 @@ export interface LocalSourceOptions {
    * Default false: every entry is owned by 0:0, as buildx sends a context.
    */
   keepOwners?: boolean;
-  /**
-   * Write and hash the files a sync reads in a worker thread when it reads
-   * 64 or more (`Stager`): true always, false never. Default: when the
-   * machine has a core to spare (its 1-minute load average is below its
-   * number of cores); on a busy machine the second thread only adds its
-   * start-up and copies (~0.14 s of CPU for a cold sync of 2,000 files).
-   */
-  stagingWorker?: boolean;
 }
 
 /** The records namespace of the sync indexes. */
@@ -72,8 +62,6 @@ const RECORD_TYPE = 'source.local';
 const RACY_MS = 2000;
 /** Client files read at once while hashing (a session client answers each over the network). */
 const READ_CONCURRENCY = 16;
-/** A sync that reads at least this many files may stage them in a worker thread (`Stager`); fewer are not worth starting one. */
-const STAGER_MIN_FILES = 64;
 /** Files up to this size are copied with synchronous system calls; larger ones through the thread pool. */
 const SMALL_FILE_BYTES = 1 << 20;
 
@@ -164,7 +152,6 @@ interface Sync {
 export function createLocalSource(opts: LocalSourceOptions = {}): Source {
   const useDockerignore = opts.dockerignore ?? true;
   const keepOwners = opts.keepOwners ?? false;
-  const useStager = (files: number) => files >= STAGER_MIN_FILES && (opts.stagingWorker ?? loadavg()[0]! < availableParallelism());
   return {
     schemes: ['local'],
     identify(scheme: string, ref: string, attrs: Attrs, platform?: Platform): SourceIdentifier {
@@ -202,7 +189,7 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
         (sync ??= (async () => {
           const record = await ns.get(recordId);
           const index = record ? await readIndex(record) : undefined;
-          const s = await hashEntries(dir, entries, index, syncedAtMs, stagingDir, keepOwners, useStager, c.signal);
+          const s = await hashEntries(dir, entries, index, syncedAtMs, stagingDir, keepOwners, c.signal);
           // The key may be a cache hit (no snapshot asked for): what was hashed is remembered now, unless an index tied to a snapshot would be lost.
           if (!index || (!index.snapshot && (index.key !== s.key || s.staged.size > 0))) await rememberHashes(ns, recordId, record, dir.name, s);
           return s;
@@ -301,7 +288,6 @@ async function hashEntries(
   syncedAtMs: number,
   stagingDir: string,
   keepOwners: boolean,
-  useStager: (files: number) => boolean,
   signal: AbortSignal,
 ): Promise<Sync> {
   const digests = new Map<string, Digest>();
@@ -314,36 +300,17 @@ async function hashEntries(
     else toRead.push(e);
   }
   if (toRead.length > 0) await mkdir(stagingDir, { recursive: true });
-  // Many files are written and hashed by a worker thread: this one only reads them from the client.
-  const stager = useStager(toRead.length) ? new Stager() : undefined;
-  // Files the stager is writing: this thread reads the next ones meanwhile.
-  const writing: Promise<void>[] = [];
-  try {
-    let next = 0;
-    const worker = async () => {
-      while (next < toRead.length) {
-        const e = toRead[next]!;
-        const file = join(stagingDir, String(next++));
-        // Staged with the metadata the snapshot gives it: moving it in is all that is left.
-        const meta = metaOf(e, keepOwners);
-        const done = (digest: Digest) => {
-          digests.set(e.path, digest);
-          staged.set(e.path, file);
-        };
-        if (!stager) done(await receive(dir, e.path, file, meta, signal));
-        else {
-          const { written } = await stager.stage(file, abortable(dir.read(e.path, signal), signal), e.size, meta);
-          const p = written.then(done);
-          p.catch(() => undefined); // awaited below
-          writing.push(p);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, toRead.length) }, worker));
-    await Promise.all(writing);
-  } finally {
-    await stager?.close();
-  }
+  let next = 0;
+  const worker = async () => {
+    while (next < toRead.length) {
+      const e = toRead[next]!;
+      const file = join(stagingDir, String(next++));
+      // Staged with the metadata the snapshot gives it: moving it in is all that is left.
+      digests.set(e.path, await receive(dir, e.path, file, metaOf(e, keepOwners), signal));
+      staged.set(e.path, file);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, toRead.length) }, worker));
 
   const h = createHash('sha256');
   for (const e of entries) {
@@ -355,16 +322,16 @@ async function hashEntries(
   return { key: `sha256:${h.digest('hex')}`, entries, digests, staged, syncedAtMs, index };
 }
 
-function metaOf(e: FileStat, keepOwners: boolean): EntryMeta {
-  return { uid: keepOwners ? e.uid : 0, gid: keepOwners ? e.gid : 0, perm: e.mode & 0o7777, mtime: new Date(e.mtimeMs) };
+/** Owner, permissions and mtime of an entry in the snapshot. */
+interface EntryMeta {
+  uid: number;
+  gid: number;
+  perm: number;
+  mtime: Date;
 }
 
-/** `chunks`, stopping with the signal's reason when it is aborted between them. */
-async function* abortable(chunks: AsyncIterable<Uint8Array>, signal: AbortSignal): AsyncGenerator<Uint8Array> {
-  for await (const chunk of chunks) {
-    signal.throwIfAborted();
-    yield chunk;
-  }
+function metaOf(e: FileStat, keepOwners: boolean): EntryMeta {
+  return { uid: keepOwners ? e.uid : 0, gid: keepOwners ? e.gid : 0, perm: e.mode & 0o7777, mtime: new Date(e.mtimeMs) };
 }
 
 /** Owner (as root; without root, files can only be owned by us), then permissions (chown clears setuid bits), then times. */
