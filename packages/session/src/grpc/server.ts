@@ -18,7 +18,7 @@ import { constants, performServerHandshake, type IncomingHttpHeaders, type Serve
 import type { Duplex } from 'node:stream';
 import { headerMapOf, type HeaderMap } from '../headers.js';
 import { encodeFrame, FrameDecoder, FrameError } from './framing.js';
-import { Status } from './status.js';
+import { Status, statusHeaders } from './status.js';
 
 export interface ServedMethod<Req, Res> {
   /** `/<service>/<method>`. */
@@ -232,7 +232,7 @@ export class GrpcServer {
 
   constructor(opts: GrpcServerOptions = {}) {
     this.maxMessageBytes = opts.maxMessageBytes ?? 4 << 20;
-    this.statusOf = opts.statusOf ?? ((err) => ({ code: Status.UNKNOWN, details: err instanceof Error ? err.message : String(err) }));
+    this.statusOf = opts.statusOf ?? ((err) => ({ code: Status.UNKNOWN, details: messageOf(err) }));
   }
 
   /** `/<service>/<method>` of every method served, in the order added. */
@@ -339,22 +339,6 @@ export class GrpcServer {
     }
     route(stream, headers);
   }
-}
-
-/** `grpc-status` and `grpc-message` (percent-encoded as PROTOCOL-HTTP2.md says: bytes outside printable ASCII, and `%`). */
-function statusHeaders(status: CallStatus): Record<string, string> {
-  const headers: Record<string, string> = { 'grpc-status': String(status.code) };
-  if (status.details) headers['grpc-message'] = percentEncode(status.details);
-  return headers;
-}
-
-function percentEncode(s: string): string {
-  if (/^[\x20-\x24\x26-\x7e]*$/.test(s)) return s;
-  let out = '';
-  for (const byte of Buffer.from(s, 'utf8')) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
 }
 
 /** The longest delay `setTimeout` takes (2³¹−1 ms); a longer one fires after 1 ms. */

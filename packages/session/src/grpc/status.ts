@@ -78,3 +78,19 @@ export function statusFromHeaders(headers: Record<string, string | string[] | nu
   }
   return { code: Number.isInteger(code) ? code : Status.UNKNOWN, details };
 }
+
+/** `grpc-status` and `grpc-message` (percent-encoded as PROTOCOL-HTTP2.md says: bytes outside printable ASCII, and `%`). */
+export function statusHeaders(status: { code: number; details?: string }): Record<string, string> {
+  const headers: Record<string, string> = { 'grpc-status': String(status.code) };
+  if (status.details) headers['grpc-message'] = percentEncode(status.details);
+  return headers;
+}
+
+function percentEncode(s: string): string {
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(s)) return s;
+  let out = '';
+  for (const byte of Buffer.from(s, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
