@@ -4,9 +4,12 @@
  * package), and the constructor behaves as grpc-js's own.
  */
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, Client, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { buildSync } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { HealthClient, HealthService, HealthCheckResponse_ServingStatus, type HealthCheckRequest, type HealthCheckResponse } from './health.js';
 import { ControlClient, ControlService } from './control.js';
@@ -67,6 +70,23 @@ describe('generated gRPC clients', () => {
     } finally {
       client.close();
       server.forceShutdown();
+    }
+  });
+
+  it('make a client in a CommonJS bundle (no import.meta.url there), as a frontend bundled with esbuild does', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bkt-api-cjs-'));
+    try {
+      writeFileSync(join(dir, 'entry.ts'), `
+        import { credentials } from '@grpc/grpc-js';
+        import { ControlClient } from ${JSON.stringify(join(packageDir, 'src/control.ts'))};
+        new ControlClient('unix:///nonexistent.sock', credentials.createInsecure()).close();
+        console.log('made');
+      `);
+      buildSync({ entryPoints: [join(dir, 'entry.ts')], bundle: true, platform: 'node', format: 'cjs', outfile: join(dir, 'bundle.cjs'), nodePaths: [join(packageDir, 'node_modules'), join(packageDir, '../../node_modules')], logLevel: 'silent' });
+      // Outside any node_modules tree: the bundle must hold grpc-js itself.
+      expect(execFileSync(process.execPath, [join(dir, 'bundle.cjs')], { cwd: dir, encoding: 'utf8' }).trim()).toBe('made');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

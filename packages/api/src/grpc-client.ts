@@ -16,9 +16,14 @@ import type * as grpc from '@grpc/grpc-js';
 
 let grpcJs: typeof grpc | undefined;
 
-/** `@grpc/grpc-js`, loaded once (an optional peer: only a package that makes clients needs it). */
+/**
+ * `@grpc/grpc-js`, loaded once (an optional peer: only a package that makes
+ * clients needs it). A CommonJS bundle of this module (a frontend bundled
+ * with esbuild) has no `import.meta.url`; its literal `require` is what lets
+ * the bundler include grpc-js.
+ */
 function loadGrpcJs(): typeof grpc {
-  return (grpcJs ??= createRequire(import.meta.url)('@grpc/grpc-js') as typeof grpc);
+  return (grpcJs ??= (import.meta.url ? createRequire(import.meta.url)('@grpc/grpc-js') : require('@grpc/grpc-js')) as typeof grpc);
 }
 
 /** grpc-js's `makeGenericClientConstructor(methods, serviceName)`, called when the constructor is first used. */
