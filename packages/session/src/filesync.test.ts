@@ -68,9 +68,18 @@ async function connected(transport: Transport, client: BuildClient, names: strin
   return { c, daemon: sessionBuildClient(c.session, { localDirNames: names }) };
 }
 
-/** What of a stat the session carries exactly (mtime is rounded to the wire's nanoseconds). */
+/** What of a stat the session carries exactly; mtime is compared apart (see `expectSameTimes`). */
 function comparable(e: FileStat) {
-  return { ...e, mtimeMs: Math.round(e.mtimeMs * 1000) };
+  const { mtimeMs: _mtime, ...rest } = e;
+  return rest;
+}
+
+/**
+ * The wire's int64 nanoseconds pass through a double (~256 ns apart at today's times), and a
+ * host's mtimeMs is itself a double: the two agree within a microsecond, not to it.
+ */
+function expectSameTimes(got: FileStat[], want: FileStat[]) {
+  for (const [i, e] of got.entries()) expect(Math.abs(e.mtimeMs - want[i]!.mtimeMs), e.path).toBeLessThanOrEqual(0.001);
 }
 
 describe.each<Transport>(['in-memory', 'grpc'])('FileSync over %s', (transport) => {
@@ -94,6 +103,7 @@ describe.each<Transport>(['in-memory', 'grpc'])('FileSync over %s', (transport) 
     const want = await collect(host.localDir('context')!.stat());
     expect(got.map((e) => e.path)).toEqual(['a.txt', 'dangling', 'link', 'run.sh', 'sub', 'sub/deep', 'sub/deep/b.bin', 'z-hardlink']);
     expect(got.map(comparable)).toEqual(want.map(comparable));
+    expectSameTimes(got, want);
     expect(got.find((e) => e.path === 'z-hardlink')).toMatchObject({ linkname: 'a.txt', size: 0 });
     expect(got.find((e) => e.path === 'run.sh')!.mode).toBe(0o104755);
     expect(got.find((e) => e.path === 'sub')!.mode).toBe(0o41775);
@@ -119,9 +129,8 @@ describe.each<Transport>(['in-memory', 'grpc'])('FileSync over %s', (transport) 
     const want = await collect(host.localDir('context')!.stat());
     expect(got.every((e) => e.change === undefined)).toBe(true);
     expect(want.every((e) => typeof e.change === 'string')).toBe(true);
-    // Times to the millisecond: the wire's nanoseconds round-trip through a double (±1 µs).
-    const ms = (e: FileStat) => ({ ...e, mtimeMs: Math.round(e.mtimeMs) });
-    expect(got.map(ms)).toEqual(want.map(({ change: _, ...rest }) => ms(rest)));
+    expect(got.map(comparable)).toEqual(want.map(({ change: _, ...rest }) => comparable(rest)));
+    expectSameTimes(got, want);
     expect(await bytes(local.read('sub/b.bin'))).toEqual(await readFile(join(dir, 'sub/b.bin')));
   });
 
