@@ -179,7 +179,8 @@ class FileOpRun {
       };
       const act = a.action!;
       // A copy from a snapshot whose maker knows its files' digests (a local context) into a fresh tree committed right
-      // after may take files from its earlier run (reuse.ts); copies from other results (stages) are not remembered.
+      // after may link the source's files or take them from its earlier run (reuse.ts); copies from other results
+      // (stages) are neither linked nor remembered.
       const source =
         act.$case === 'copy' && !act.value.attemptUnpackDockerCompatibility && this.#mustCommit(idx) && !base.mutable && !secondary.mutable && secondary.snapshot?.contentDigests
           ? secondary.snapshot
@@ -194,7 +195,7 @@ class FileOpRun {
       } else {
         if (source) {
           sourceTree = await treeOf(secondary);
-          reuse = await CopyReuse.open(this.ctx, i, source, sourceTree);
+          reuse = await CopyReuse.forCopy(this.ctx, i, source, sourceTree);
         }
         target = await this.ctx.snapshotter.prepare(base.snapshot ?? null, { description: `file action ${i}`, ...(reuse ? { deferMount: true } : {}) });
         this.#mutables.add(target);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmod, cp, lstat, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, cp, link, lstat, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -235,8 +235,14 @@ for (const kind of ['overlay', 'copy'] as const) {
 
     it('copies a file whose earlier result differs in what this copy would give it (mode)', async () => {
       const s1 = await copyContext(env.ctx, 'sha256:v', base, c1);
-      // The earlier result's file given another mode behind the store's back stands for "not what this copy makes".
-      await chmod(path.join(s1.layerPath(), 'ctx/d0/f1.txt'), 0o640);
+      // The earlier result's file replaced by one of another mode behind the store's back stands for "not what this copy makes"
+      // (its own file, not the context's, which the earlier copy linked).
+      const earlier = path.join(s1.layerPath(), 'ctx/d0/f1.txt');
+      const st = await lstat(earlier);
+      await rm(earlier);
+      await writeFile(earlier, 'file 0/1\n', { mode: 0o640 });
+      await chmod(earlier, 0o640);
+      await utimes(earlier, st.atime, st.mtime);
       const c2 = await makeSnapshot(env.ctx, newFile, c1);
       const s2 = await copyContext(env.ctx, 'sha256:v', base, c2);
       const whole = await copyContext(env.ctx, 'sha256:w', base, c2);
@@ -263,6 +269,114 @@ for (const kind of ['overlay', 'copy'] as const) {
       const whole = await copyContext(env.ctx, 'sha256:w', base, c2);
       expect(await layerDigest(s2)).toBe(await layerDigest(whole));
       expect(await readFile(path.join(s2.layerPath(), 'ctx/d0/f0.txt'), 'utf8')).toBe('file 0/0\n');
+    });
+  });
+}
+
+/** `COPY . /ctx` with `extra` options (owner, mode, timestamp) from `context`, as a local context or (`asStage`) as a stage's result. */
+async function copyWith(ctx: BuildContext, vertex: `sha256:${string}`, base: Snapshot, context: Snapshot, extra: Parameters<typeof copy>[2] = {}, asStage = false): Promise<Snapshot> {
+  const action = copy('/', '/ctx', { dirCopyContents: true, allowWildcard: true, followSymlink: true, allowEmptyWildcard: true, ...extra });
+  const [out] = await exec.run(fileOp([action]), [{ snapshot: base }, { snapshot: asStage ? context : asContext(context) }], { ...ctx, vertex: { digest: vertex, name: 'COPY . /ctx' } });
+  return out!;
+}
+
+for (const kind of ['overlay', 'copy'] as const) {
+  describe(`copies linking a local context's files (${kind} snapshotter)`, () => {
+    let env: TestEnv;
+    let base: Snapshot;
+    let c1: Snapshot;
+    beforeEach(async () => {
+      env = await openTestEnv(kind);
+      base = await makeSnapshot(env.ctx, async (d) => {
+        await mkdir(path.join(d, 'etc'));
+      });
+      c1 = await makeSnapshot(env.ctx, async (d) => {
+        for (let i = 0; i < 2; i++) {
+          await mkdir(path.join(d, `d${i}`));
+          for (let f = 0; f < 3; f++) {
+            await writeFile(path.join(d, `d${i}/f${f}.txt`), `file ${i}/${f}\n`);
+            await utimes(path.join(d, `d${i}/f${f}.txt`), 1_500_000_000 + f, 1_500_000_000 + f);
+          }
+          await chmod(path.join(d, `d${i}/f0.txt`), 0o4755);
+          await utimes(path.join(d, `d${i}`), 1_600_000_000, 1_600_000_000);
+        }
+      });
+    });
+    afterEach(async () => {
+      await env.close();
+    });
+
+    const ctxInode = async (rel: string) => (await lstat(path.join(c1.layerPath(), rel))).ino;
+    /** The result's file as the result's tree has it (for the copy snapshotter, its full tree's). */
+    const treeInode = async (s: Snapshot, rel: string) => {
+      const m = await s.mount();
+      try {
+        return (await lstat(path.join(m.path, rel))).ino;
+      } finally {
+        await m.release();
+      }
+    };
+
+    it('links the context file itself when the copy keeps its owner, mode and times; the tree and layer are those of a copy', async () => {
+      const linked = await copyWith(env.ctx, 'sha256:v', base, c1);
+      const copied = await copyWith(env.ctx, 'sha256:s', base, c1, {}, true);
+      expect(await dumpTree(linked, { withTimes: true })).toEqual(await dumpTree(copied, { withTimes: true }));
+      expect(await layerDigest(linked)).toBe(await layerDigest(copied));
+      expect((await dumpTree(linked))['ctx/d0/f0.txt']).toMatchObject({ mode: '4755', content: 'file 0/0\n' });
+      for (const rel of ['d0/f0.txt', 'd1/f2.txt']) {
+        expect(await treeInode(linked, `ctx/${rel}`)).toBe(await ctxInode(rel));
+        expect(await treeInode(copied, `ctx/${rel}`)).not.toBe(await ctxInode(rel));
+      }
+    });
+
+    it('copies what the copy changes: another owner, mode or time', async () => {
+      for (const [n, extra] of [
+        [1, { owner: { user: 1000, group: 1000 } }],
+        [2, { mode: 0o600 }],
+        [3, { timestamp: 1_700_000_000_000_000_000 }],
+      ] as const) {
+        const out = await copyWith(env.ctx, `sha256:o${n}`, base, c1, extra);
+        expect(await dumpTree(out, { withTimes: true })).toEqual(await dumpTree(await copyWith(env.ctx, `sha256:p${n}`, base, c1, extra, true), { withTimes: true }));
+        expect(await treeInode(out, 'ctx/d0/f1.txt')).not.toBe(await ctxInode('d0/f1.txt'));
+      }
+      // Nothing was linked to the context: its files still have one link each.
+      expect((await lstat(path.join(c1.layerPath(), 'd0/f1.txt'))).nlink).toBe(1);
+    });
+
+    it('links a context file into the results of one copy only; another copy of it copies', async () => {
+      await copyWith(env.ctx, 'sha256:v', base, c1);
+      const other = await copyWith(env.ctx, 'sha256:w', base, c1);
+      expect(await treeInode(other, 'ctx/d0/f1.txt')).not.toBe(await ctxInode('d0/f1.txt'));
+      expect((await lstat(path.join(c1.layerPath(), 'd0/f1.txt'))).nlink).toBe(kind === 'overlay' ? 2 : 3);
+    });
+
+    it('copies a hardlink inside the context as the copier keeps it (both paths one new inode)', async () => {
+      const c = await makeSnapshot(env.ctx, async (d) => {
+        await writeFile(path.join(d, 'a'), 'same inode');
+        await link(path.join(d, 'a'), path.join(d, 'b'));
+        await writeFile(path.join(d, 'c'), 'alone');
+      });
+      const out = await copyWith(env.ctx, 'sha256:v', base, c);
+      const [a, b, cc] = await Promise.all(['ctx/a', 'ctx/b', 'ctx/c'].map((r) => treeInode(out, r)));
+      expect(a).toBe(b);
+      expect(a).not.toBe((await lstat(path.join(c.layerPath(), 'a'))).ino);
+      expect(cc).toBe((await lstat(path.join(c.layerPath(), 'c'))).ino);
+    });
+
+    it('links every file of a changed context: the unchanged ones shared with the earlier result, the new ones from the new layer', async () => {
+      const s1 = await copyWith(env.ctx, 'sha256:v', base, c1);
+      const c2 = await makeSnapshot(env.ctx, async (d) => {
+        await writeFile(path.join(d, 'd1/new.txt'), 'new');
+        await utimes(path.join(d, 'd1/new.txt'), 1_500_000_100, 1_500_000_100);
+        await utimes(path.join(d, 'd1'), 1_600_000_000, 1_600_000_000);
+      }, c1);
+      const s2 = await copyWith(env.ctx, 'sha256:v', base, c2);
+      expect(await dumpTree(s2, { withTimes: true })).toEqual(await dumpTree(await copyWith(env.ctx, 'sha256:s', base, c2, {}, true), { withTimes: true }));
+      expect((await dumpTree(s1))['ctx/d1/new.txt']).toBeUndefined();
+      if (kind === 'overlay') {
+        expect(await treeInode(s2, 'ctx/d0/f1.txt')).toBe(await treeInode(s1, 'ctx/d0/f1.txt'));
+        expect(await treeInode(s2, 'ctx/d1/new.txt')).toBe((await lstat(path.join(c2.layerPath(), 'd1/new.txt'))).ino);
+      }
     });
   });
 }

@@ -1,11 +1,25 @@
 /**
- * Incremental copies: a copy action from a local context (a snapshot whose
- * maker knows its files' digests) whose op ran before (same vertex, same
- * action, another source content) takes the files it would write
- * identically from that earlier result, as hard links, instead of copying
- * their bytes again.
+ * Linked copies: a copy action from a local context (a snapshot whose maker
+ * knows its files' digests) into a fresh tree committed right after takes
+ * files as hard links instead of copying their bytes, from two places:
  *
- * A file is taken when all of these hold:
+ * 1. The source file itself, when the copy would give it exactly what it
+ *    has: its owner, mode, mtime and atime (no `--chown`, `--chmod` or
+ *    timestamp that changes them). A local context's files are written by
+ *    the local source and never written again once committed (a later sync
+ *    is a new layer; a snapshot over it, an overlay or a copied tree), and
+ *    the copy's result is committed at once too, so neither can be modified
+ *    through the other; both have the xattrs the store gives a new file
+ *    (the copier sets none). Only a source file with one link, or whose
+ *    other links are this copy's earlier result (below) at the same
+ *    destination path, is linked so: a hardlink inside the source is copied
+ *    as the copier keeps it, and an inode is shared by one context file and
+ *    the results of one copy action only.
+ * 2. The earlier run of the same copy (same vertex, same action, another
+ *    source content): the files it would write identically, from that
+ *    earlier result (incremental copies, as below).
+ *
+ * A file is taken from the earlier result when all of these hold:
  * - the source file is, by device and inode, the very file the earlier copy
  *   read at the same source path (committed snapshots never change, so its
  *   bytes and metadata are the ones copied then): it is found in the layer
@@ -13,18 +27,21 @@
  * - the earlier result's file at the same destination path is a regular file
  *   of this copy's owner, mode and size (owners by name may resolve anew);
  * - the source file has one link (hardlinks inside a source are copied as
- *   the copier keeps them) and goes into a directory this copy created
- *   (nothing of the destination's base is replaced).
- * Links are made only once the copied
- * tree is unmounted and before it is committed; the action's result is then
- * committed at once, so no later action of the op writes through them.
+ *   the copier keeps them).
  *
- * - the copy resolved exactly one source path, the one the earlier run
- *   resolved (several sources may write the same destination path);
+ * Either way:
+ * - the copy resolved exactly one source path (several sources may write the
+ *   same destination path), for an earlier result the one the earlier run
+ *   resolved;
+ * - the file goes into a directory this copy created (nothing of the
+ *   destination's base is replaced);
  * - every directory above the earlier result's file, above the source file
  *   in the layer holding it, and above the link in the written tree is a real
  *   directory (not a symlink) of that tree: no path leaves its layer; and the
  *   link made is, by device and inode, the file checked.
+ * Links are made only once the copied tree is unmounted and before it is
+ * committed; the action's result is then committed at once, so no later
+ * action of the op writes through them.
  * Everything else is copied as always.
  *
  * The earlier result is remembered per (vertex, action, source lineage) in
@@ -208,14 +225,25 @@ class Layers {
   }
 }
 
+/** An earlier result of the copy: its source's layers, its own layer, and the source paths it resolved. */
+interface EarlierRun {
+  sourceLayers: Layers;
+  layer: string;
+  sources: readonly string[];
+  hold: RecordHold;
+}
+
 /**
- * What one copy action may take from its earlier run; `match` is asked per
- * file by the copier, `link` makes the links into the written tree.
+ * What one copy action may link instead of copying (see the header): `match`
+ * is asked per file by the copier, `link` makes the links into the written
+ * tree.
  */
 export class CopyReuse {
   readonly pending: PendingLink[] = [];
   readonly #sourceOverPrevious: boolean;
-  readonly #previous: RealDirs;
+  readonly #previous: RealDirs | undefined;
+  /** Set by `useFor`: the copy resolved one source path. */
+  #single = false;
   /** Set by `useFor`: the copy's resolved sources are the earlier run's (one path). */
   #enabled = false;
 
@@ -223,56 +251,54 @@ export class CopyReuse {
     /** Where the source tree is mounted for the copy. */
     readonly sourceRoot: string,
     private readonly sourceLayers: Layers,
-    private readonly previousSourceLayers: Layers,
-    /** The earlier result's own layer (the files its copy wrote). */
-    previousLayer: string,
-    /** The source paths the earlier run resolved. */
-    private readonly previousSources: readonly string[],
-    private readonly hold: RecordHold,
+    private readonly earlier: EarlierRun | undefined,
   ) {
-    this.#sourceOverPrevious = sourceLayers.endsWith(previousSourceLayers);
-    this.#previous = new RealDirs(previousLayer);
+    this.#sourceOverPrevious = earlier !== undefined && sourceLayers.endsWith(earlier.sourceLayers);
+    this.#previous = earlier && new RealDirs(earlier.layer);
   }
 
   /**
    * Called by the copy with the source paths it resolved (wildcards
    * expanded), before it copies: files are matched only when that is one
-   * path, the same the earlier run resolved.
+   * path (for the earlier result, the same the earlier run resolved).
    */
   useFor(sources: readonly string[]): void {
-    this.#enabled = sources.length === 1 && this.previousSources.length === 1 && sources[0] === this.previousSources[0];
+    this.#single = sources.length === 1;
+    this.#enabled = this.#single && this.earlier?.sources.length === 1 && sources[0] === this.earlier.sources[0];
   }
 
   /**
-   * The reuse for a copy reading `source` (mounted at `sourceRoot`) for
-   * action `action` of `ctx.vertex`, or undefined when nothing was
-   * remembered (or what was is gone). The caller `release()`s it.
+   * The reuse of the earlier run for a copy reading `source` (mounted at
+   * `sourceRoot`) for action `action` of `ctx.vertex`, or undefined when
+   * nothing was remembered (or what was is gone). The caller `release()`s it.
    */
   static async open(ctx: BuildContext, action: number, source: Snapshot, sourceRoot: string): Promise<CopyReuse | undefined> {
     if (!ctx.vertex || !ctx.records) return undefined;
-    const ns = ctx.records.namespace(COPY_RECORDS);
     let chain: Snapshot[];
     try {
       chain = await chainOf(source, ctx);
     } catch {
       return undefined;
     }
-    const id = copyRecordId(ctx.vertex.digest, action, chain.at(-1)!.id);
-    const hold = await ns.hold(id);
+    const earlier = await earlierRun(ctx, action, chain);
+    return earlier && new CopyReuse(sourceRoot, new Layers(layerDirs(chain)), earlier);
+  }
+
+  /**
+   * What a copy reading local context `source` (mounted at `sourceRoot`) for
+   * action `action` of `ctx.vertex` may link: the earlier run's files when
+   * one is remembered, and the source's own files. Undefined when the
+   * source's chain cannot be read. The caller `release()`s it.
+   */
+  static async forCopy(ctx: BuildContext, action: number, source: Snapshot, sourceRoot: string): Promise<CopyReuse | undefined> {
+    let chain: Snapshot[];
     try {
-      const rec = await ns.get(id);
-      const result = rec?.data.result;
-      const previousSource = rec?.data.source;
-      const previousSources = parseSources(rec?.data.sources);
-      if (!result || !previousSource || !previousSources) throw new Error('nothing to reuse');
-      const [prevResult, prevSource] = await Promise.all([ctx.snapshotter.get(result), ctx.snapshotter.get(previousSource)]);
-      await prevResult.materialize?.();
-      await prevSource.materialize?.();
-      return new CopyReuse(sourceRoot, new Layers(layerDirs(chain)), new Layers(layerDirs(await chainOf(prevSource, ctx))), prevResult.layerPath(), previousSources, hold);
+      chain = await chainOf(source, ctx);
     } catch {
-      await hold.release();
       return undefined;
     }
+    const earlier = ctx.vertex && ctx.records ? await earlierRun(ctx, action, chain) : undefined;
+    return new CopyReuse(sourceRoot, new Layers(layerDirs(chain)), earlier);
   }
 
   /**
@@ -304,24 +330,30 @@ export class CopyReuse {
   /**
    * Whether the source file at `srcRel` (relative to `sourceRoot`; lstat
    * `st`, seen through the source mount) copied to `destRel` (relative to the
-   * destination tree) with `info` is the earlier result's file; if so it is
-   * queued as a link and true is returned.
+   * destination tree) with `info` can be a link: to the source file itself,
+   * or to the earlier result's file; if so it is queued as a link and true
+   * is returned.
    */
   match(srcRel: string, st: Stats, destRel: string, info: CopiedInfo): boolean {
-    if (!this.#enabled || !st.isFile() || st.nlink !== 1) return false;
+    if (!this.#single || !st.isFile()) return false;
     const now = this.sourceLayers.find(srcRel);
-    if (!now || !now.st.isFile() || now.st.ino !== st.ino || now.st.size !== st.size || now.st.nlink !== 1) return false;
+    if (!now || !now.st.isFile() || now.st.ino !== st.ino || now.st.size !== st.size) return false;
+    const from = this.#enabled ? this.#previous!.pathOf(destRel) : null;
+    const prev = from ? lstatOrNull(from) : null;
+    // The source file itself: one link, or its others are this copy's earlier results (the earlier result's file is it).
+    if (copiesAsIs(now.st, info) && (now.st.nlink === 1 || (prev && prev.dev === now.st.dev && prev.ino === now.st.ino))) {
+      this.pending.push({ from: now.path, dev: now.st.dev, ino: now.st.ino, to: destRel, source: now.path, info });
+      return true;
+    }
+    if (!this.#enabled || st.nlink !== 1 || now.st.nlink !== 1) return false;
     if (this.#sourceOverPrevious) {
       // The earlier source is a chain this one stands on: the file is its very file when found in one of its layers (the layers above missed).
-      if (now.layer < this.sourceLayers.dirs.length - this.previousSourceLayers.dirs.length) return false;
+      if (now.layer < this.sourceLayers.dirs.length - this.earlier!.sourceLayers.dirs.length) return false;
     } else {
-      const before = this.previousSourceLayers.find(srcRel);
+      const before = this.earlier!.sourceLayers.find(srcRel);
       if (!before || before.st.dev !== now.st.dev || before.st.ino !== now.st.ino) return false;
     }
-    const from = this.#previous.pathOf(destRel);
-    if (!from) return false;
-    const prev = lstatOrNull(from);
-    if (!prev || !prev.isFile() || prev.dev !== now.st.dev || prev.size !== st.size) return false;
+    if (!from || !prev || !prev.isFile() || prev.dev !== now.st.dev || prev.size !== st.size) return false;
     if (prev.uid !== info.uid || prev.gid !== info.gid || (prev.mode & 0o7777) !== info.perm) return false;
     if (Math.floor(prev.mtimeMs / 1000) !== Math.floor(info.mtime)) return false;
     this.pending.push({ from, dev: prev.dev, ino: prev.ino, to: destRel, source: now.path, info });
@@ -365,8 +397,38 @@ export class CopyReuse {
   }
 
   async release(): Promise<void> {
-    await this.hold.release();
+    await this.earlier?.hold.release();
   }
+}
+
+/** The earlier run remembered for action `action` of `ctx.vertex` from a source of `chain`'s lineage, held; undefined when none is (or what was is gone). */
+async function earlierRun(ctx: BuildContext, action: number, chain: Snapshot[]): Promise<EarlierRun | undefined> {
+  if (!ctx.vertex || !ctx.records) return undefined;
+  const ns = ctx.records.namespace(COPY_RECORDS);
+  const id = copyRecordId(ctx.vertex.digest, action, chain.at(-1)!.id);
+  const hold = await ns.hold(id);
+  try {
+    const rec = await ns.get(id);
+    const result = rec?.data.result;
+    const previousSource = rec?.data.source;
+    const sources = parseSources(rec?.data.sources);
+    if (!result || !previousSource || !sources) throw new Error('nothing to reuse');
+    const [prevResult, prevSource] = await Promise.all([ctx.snapshotter.get(result), ctx.snapshotter.get(previousSource)]);
+    await prevResult.materialize?.();
+    await prevSource.materialize?.();
+    return { sourceLayers: new Layers(layerDirs(await chainOf(prevSource, ctx))), layer: prevResult.layerPath(), sources, hold };
+  } catch {
+    await hold.release();
+    return undefined;
+  }
+}
+
+/**
+ * Whether the copier gives a copy of the file of lstat `st` exactly its
+ * owner, mode and times (`info`): a link to it is then what the copy makes.
+ */
+function copiesAsIs(st: Stats, info: CopiedInfo): boolean {
+  return info.uid === st.uid && info.gid === st.gid && info.perm === (st.mode & 0o7777) && info.mtime === st.mtimeMs / 1000 && info.atime === st.atimeMs / 1000;
 }
 
 /** The source paths of a record (`data.sources`), or null when absent or malformed. */
