@@ -7,14 +7,12 @@
  * Tars are deterministic (fixed entry order and headers), and a file `dest`
  * appears whole or not at all (written beside it, then renamed).
  */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { close, createReadStream, fstat, open, read, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { BktError, type BuildClient, type ContentStore } from '@bkt/core';
 import { createHostClient } from '@bkt/fsutil';
-import { DOCKER_HUB, MediaType, parseReference, type Descriptor } from '@bkt/oci';
+import { DOCKER_HUB, MediaType, TarType, encodeTarHeader, parseReference, type Descriptor } from '@bkt/oci';
 import type { BuiltImage } from './image.js';
 
 /** What a layout holds: files by path, each bytes or a blob of the content store. */
@@ -78,38 +76,97 @@ function dockerArchiveFiles(image: BuiltImage, names: string[]): LayoutFile[] {
   ];
 }
 
-/** A tar of `files`, directories first, with fixed headers (`mtime`, root-owned, 0644/0755). */
-function tarOf(files: LayoutFile[], content: ContentStore, mtime: Date): NodeJS.ReadableStream {
-  const pack = tar.pack();
-  const write = async () => {
-    const dirs = new Set<string>();
-    for (const f of files) for (let d = dirname(f.path); d !== '.'; d = dirname(d)) dirs.add(d);
-    const base = { uid: 0, gid: 0, uname: '', gname: '', mtime };
-    for (const d of [...dirs].sort()) {
-      await new Promise<void>((res, rej) => pack.entry({ ...base, name: `${d}/`, type: 'directory', mode: 0o755 }, (e) => (e ? rej(e) : res())));
+/** Blob bodies are read in pieces of this size (one read ahead of the writer). */
+const BLOB_PIECE_BYTES = 1024 * 1024;
+/** Headers and bodies smaller than this are gathered and written together. */
+const GATHER_BYTES = 64 * 1024;
+
+const fsRead = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
+  new Promise<number>((resolve, reject) => read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+
+/** `size` bytes of the open file `fd` from 0, in pieces, the next piece read while the last one is written; `path` names it in errors. */
+async function* filePieces(fd: number, size: number, path: string): AsyncGenerator<Buffer> {
+  const readAt = async (at: number): Promise<Buffer> => {
+    const buf = Buffer.allocUnsafeSlow(Math.min(BLOB_PIECE_BYTES, size - at));
+    let got = 0;
+    while (got < buf.length) {
+      const n = await fsRead(fd, buf, got, buf.length - got, at + got);
+      if (n === 0) throw new BktError('INTERNAL', `blob ${path} ended after ${at + got} of ${size} bytes while it was exported`);
+      got += n;
     }
-    for (const f of files) {
-      if ('bytes' in f) {
-        await new Promise<void>((res, rej) =>
-          pack.entry({ ...base, name: f.path, type: 'file', mode: 0o644, size: f.bytes.length }, Buffer.from(f.bytes), (e) => (e ? rej(e) : res())),
-        );
-      } else {
-        const path = content.path(f.blob.digest);
-        const { size } = await stat(path);
-        await new Promise<void>((res, rej) => {
-          const w = pack.entry({ ...base, name: f.path, type: 'file', mode: 0o644, size }, (e) => (e ? rej(e) : res()));
-          pipeline(createReadStream(path), w).catch(rej);
-        });
-      }
-    }
-    pack.finalize();
+    return buf;
   };
-  write().catch((err: Error) => pack.destroy(err));
-  return pack as unknown as NodeJS.ReadableStream;
+  let next: Promise<Buffer> | undefined = size > 0 ? readAt(0) : undefined;
+  for (let pos = 0; next; ) {
+    const piece = await next;
+    pos += piece.length;
+    next = pos < size ? readAt(pos) : undefined;
+    next?.catch(() => undefined); // awaited on the next turn
+    yield piece;
+  }
 }
 
+/**
+ * The bytes of a tar of `files`, directories first, with fixed headers
+ * (`mtime`, root-owned, 0644/0755; the bytes tar-stream writes). A blob's
+ * body is read from the content store in 1 MiB pieces, one read ahead.
+ */
+async function* tarOf(files: LayoutFile[], content: ContentStore, mtime: Date): AsyncGenerator<Uint8Array> {
+  const mtimeMs = mtime.getTime();
+  const header = (name: string, type: number, mode: number, size: number) => encodeTarHeader({ name, type, mode, uid: 0, gid: 0, size, mtimeMs });
+  const pad = (size: number) => ZEROS.subarray(0, (512 - (size % 512)) % 512);
+  let gathered: Uint8Array[] = [];
+  let gatheredBytes = 0;
+  const gather = (...bufs: Uint8Array[]) => {
+    for (const b of bufs) {
+      gathered.push(b);
+      gatheredBytes += b.length;
+    }
+  };
+  const take = (): Buffer => {
+    const out = Buffer.concat(gathered, gatheredBytes);
+    gathered = [];
+    gatheredBytes = 0;
+    return out;
+  };
+  const dirs = new Set<string>();
+  for (const f of files) for (let d = dirname(f.path); d !== '.'; d = dirname(d)) dirs.add(d);
+  for (const d of [...dirs].sort()) gather(header(`${d}/`, TarType.directory, 0o755, 0));
+  for (const f of files) {
+    if ('bytes' in f) {
+      gather(header(f.path, TarType.file, 0o644, f.bytes.length), f.bytes, pad(f.bytes.length));
+    } else {
+      const path = content.path(f.blob.digest);
+      const fd = await fsOpen(path);
+      try {
+        const { size } = await fsFstat(fd);
+        gather(header(f.path, TarType.file, 0o644, size));
+        for await (const piece of filePieces(fd, size, path)) {
+          if (gatheredBytes + piece.length <= GATHER_BYTES) {
+            gather(piece);
+            continue;
+          }
+          if (gatheredBytes > 0) yield take();
+          yield piece;
+        }
+        gather(pad(size));
+      } finally {
+        await fsClose(fd);
+      }
+    }
+    if (gatheredBytes >= GATHER_BYTES) yield take();
+  }
+  gather(ZEROS.subarray(0, 1024));
+  yield take();
+}
+
+const ZEROS = Buffer.alloc(1024);
+const fsOpen = (path: string) => new Promise<number>((resolve, reject) => open(path, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
+const fsFstat = (fd: number) => new Promise<Stats>((resolve, reject) => fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
+const fsClose = (fd: number) => new Promise<void>((resolve) => close(fd, () => resolve()));
+
 /** Writes the tar `stream` to the client's output `dest` (`-` = its stdout); `what` names `dest` in errors. */
-async function writeTarTo(what: string, dest: string, stream: NodeJS.ReadableStream, client: BuildClient): Promise<void> {
+async function writeTarTo(what: string, dest: string, stream: AsyncIterable<Uint8Array>, client: BuildClient): Promise<void> {
   const file = dest === '-' ? await client.openStdout({ what }) : await client.openFile(dest, { what });
   try {
     await pipeline(stream, file.stream);

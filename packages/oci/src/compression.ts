@@ -178,8 +178,11 @@ async function deflateChunk(zlib: typeof import('node:zlib'), chunk: Buffer, dic
    */
   const incompressible = async (): Promise<boolean> => {
     if (chunk.length < SAMPLES * SAMPLE_BYTES) return false;
-    const sizes = await Promise.all(samplesOf(SAMPLES, SAMPLE_BYTES).map((x) => deflateWith(x, { level: 1, chunkSize: SAMPLE_OUT_BYTES }).then((b) => b.length)));
-    return sizes.every((n) => n > SAMPLE_BYTES * (1 - MIN_GAIN));
+    const shrinksLittle = (x: Buffer) => deflateWith(x, { level: 1, chunkSize: SAMPLE_OUT_BYTES }).then((b) => b.length > SAMPLE_BYTES * (1 - MIN_GAIN));
+    // The first sample alone first: in a chunk that compresses it usually shrinks, and the others need not be tried.
+    const [first, ...rest] = samplesOf(SAMPLES, SAMPLE_BYTES);
+    if (!(await shrinksLittle(first!))) return false;
+    return (await Promise.all(rest.map(shrinksLittle))).every(Boolean);
   };
 
   /**
@@ -282,21 +285,24 @@ parentPort.on('message', (job) => {
   }
   deflateChunk(zlib, chunk, job.dictionary ? Buffer.from(job.dictionary) : undefined, job.last, job.level).then(
     (out) => {
-      // A buffer of its own (the output is a view of zlib's larger one): transferred, not copied again.
-      const bytes = new Uint8Array(out);
-      parentPort.postMessage({ id: job.id, bytes: bytes.buffer, inputDigest, inputCrc }, [bytes.buffer]);
+      // The output is a view of zlib's output buffer, which nothing else uses once the call is over: that buffer is
+      // transferred when the output fills most of it (the chunk's own, sized to its deflate bound; never one of at
+      // most 64 KiB, which could be Node's shared pool), else the output is copied into one of its own, transferred.
+      const whole = out.length >= 65536 && out.byteOffset === 0 && out.buffer.byteLength <= out.length + (out.length >> 2);
+      const bytes = whole ? out.buffer : new Uint8Array(out).buffer;
+      parentPort.postMessage({ id: job.id, bytes, length: out.length, inputDigest, inputCrc }, [bytes]);
     },
     (err) => parentPort.postMessage({ id: job.id, error: String(err && err.message ? err.message : err) }),
   );
 });`;
     this.#worker = new Worker(source, { eval: true });
     this.#worker.unref();
-    this.#worker.on('message', (m: { id: number; bytes?: ArrayBuffer; inputDigest?: Digest; inputCrc?: number; error?: string }) => {
+    this.#worker.on('message', (m: { id: number; bytes?: ArrayBuffer; length?: number; inputDigest?: Digest; inputCrc?: number; error?: string }) => {
       const job = this.#jobs.get(m.id);
       this.#jobs.delete(m.id);
       if (this.#jobs.size === 0) this.#worker.unref();
       if (!job) return;
-      if (m.bytes) job.resolve({ out: Buffer.from(m.bytes), inputDigest: m.inputDigest, inputCrc: m.inputCrc });
+      if (m.bytes) job.resolve({ out: Buffer.from(m.bytes, 0, m.length ?? m.bytes.byteLength), inputDigest: m.inputDigest, inputCrc: m.inputCrc });
       else job.reject(new BktError('INTERNAL', `gzip: deflating a chunk failed: ${m.error}`));
     });
     // The first reason wins: a worker that throws then also exits.

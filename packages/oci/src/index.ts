@@ -21,4 +21,6 @@ export type { ImageRecord, LayerRecord, LayerToUnpack, UnpackLayersOptions } fro
 export { convertLayer, layerTar, recordedLayer, snapshotLayer } from './layer.js';
 export type { ConvertLayerOptions, Layer, LayerOptions } from './layer.js';
 export { unpackLayer } from './unpack.js';
+export { encodeHeader as encodeTarHeader, TarType } from './tar-header.js';
+export type { TarHeader } from './tar-header.js';
 export type { UnpackOptions } from './unpack.js';

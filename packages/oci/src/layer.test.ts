@@ -170,5 +170,60 @@ describe('layerTar file bodies', () => {
       await expect(readChangingAfterFirstChunk(tree, () => change(join(tree, 'z')))).rejects.toThrow(message);
     }
   });
+
+  it('comes out in chunks of exactly 1 MiB, each a buffer of its own, across large files (the compressor takes them without copying)', async () => {
+    const tree = join(dir, 'aligned');
+    await mkdir(tree);
+    const MiB = 1024 * 1024;
+    // Large files (over 1 MiB) at offsets that are not multiples of the chunk, between small ones.
+    const sizes = [1000, 3 * MiB + 123, 70_000, MiB + 1, 2 * MiB, 5];
+    for (const [i, size] of sizes.entries()) await writeFile(join(tree, `f${i}`), body(size, i));
+    const chunks: Uint8Array[] = [];
+    for await (const c of layerTar(tree, { withOpaque: false })) chunks.push(c);
+    const all = Buffer.concat(chunks);
+    expect(chunks.slice(0, -1).every((c) => c.length === MiB)).toBe(true);
+    expect(chunks.at(-1)!.length).toBeLessThanOrEqual(MiB);
+    expect(chunks.every((c) => c.byteOffset === 0 && c.buffer.byteLength === MiB)).toBe(true);
+    expect(new Set(chunks.map((c) => c.buffer)).size).toBe(chunks.length);
+    // The same tar as read in any other way: its entries whole.
+    const extract = tar.extract();
+    const got: Buffer[] = [];
+    const feeding = (async () => {
+      extract.end(all);
+    })();
+    for await (const e of extract) {
+      const parts: Buffer[] = [];
+      for await (const c of e) parts.push(c as Buffer);
+      got.push(Buffer.concat(parts));
+    }
+    await feeding;
+    expect(got.map((b, i) => b.equals(body(sizes[i]!, i)))).toEqual(sizes.map(() => true));
+  });
+
+  it('fails naming the file when a large file grew or shrank after the walk', async () => {
+    const MiB = 1024 * 1024;
+    for (const [what, change, message] of [
+      ['large-grew', (p: string) => appendFile(p, 'more'), /z changed while its layer was written \(2097152 bytes, then more\)/],
+      ['large-shrank', (p: string) => truncate(p, MiB + 10), /z changed while its layer was written \(2097152 bytes, then 1048586 bytes\)/],
+    ] as const) {
+      const tree = join(dir, what);
+      await mkdir(tree);
+      await writeFile(join(tree, 'a'), body(MiB - 512, 1));
+      await writeFile(join(tree, 'z'), body(2 * MiB, 2));
+      await expect(readChangingAfterFirstChunk(tree, () => change(join(tree, 'z')))).rejects.toThrow(message);
+    }
+  });
+
+  it('closes a large file it stopped reading (the consumer left after the first chunk)', async () => {
+    const tree = join(dir, 'left');
+    await mkdir(tree);
+    await writeFile(join(tree, 'big'), body(4 * 1024 * 1024, 3));
+    const fds = async () => (await import('node:fs/promises')).readdir('/proc/self/fd').then((l) => l.length);
+    const before = await fds();
+    const it = layerTar(tree, { withOpaque: false })[Symbol.asyncIterator]();
+    expect((await it.next()).done).toBe(false);
+    await it.return?.(undefined);
+    expect(await fds()).toBe(before);
+  });
 });
 

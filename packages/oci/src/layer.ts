@@ -206,45 +206,19 @@ const fsClose = (fd: number) => new Promise<void>((resolve) => close(fd, () => r
 const fsRead = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
   new Promise<number>((resolve, reject) => read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 
-function changed(path: string, size: number, got: string): BktError {
-  return new BktError('INTERNAL', `${path} changed while its layer was written (${size} bytes, then ${got})`);
+/** Reads `len` bytes at `pos` of `fd` into `buf` at `off`; fewer only at the end of the file. */
+async function fillFrom(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  let got = 0;
+  while (got < len) {
+    const n = await fsRead(fd, buf, off + got, len - got, pos + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
 }
 
-/** The content of the regular file `path` of `size` bytes in pieces, the next piece read while the last is used. */
-async function* readPieces(path: string, size: number): AsyncGenerator<Buffer> {
-  const fd = await fsOpen(path);
-  try {
-    let pos = 0;
-    const readAt = async (at: number) => {
-      // A buffer of its own (not Node's shared pool): the layer's pieces are handed over to the deflate worker.
-      const buf = Buffer.allocUnsafeSlow(Math.min(SMALL_FILE_BYTES, size - at + 1));
-      let got = 0;
-      for (;;) {
-        const n = await fsRead(fd, buf, got, buf.length - got, at + got);
-        got += n;
-        if (n === 0 || got === buf.length) break;
-      }
-      return buf.subarray(0, got);
-    };
-    let next: Promise<Buffer> | undefined = readAt(0);
-    while (next) {
-      const piece = await next;
-      next = undefined;
-      if (pos + piece.length > size) throw changed(path, size, 'more');
-      if (piece.length === 0) throw changed(path, size, `${pos} bytes`);
-      pos += piece.length;
-      if (pos < size) {
-        next = readAt(pos);
-        next.catch(() => undefined); // awaited above
-      }
-      yield piece;
-    }
-    // Nothing after the expected end.
-    const tail = Buffer.allocUnsafe(1);
-    if ((await fsRead(fd, tail, 0, 1, size)) !== 0) throw changed(path, size, 'more');
-  } finally {
-    await fsClose(fd);
-  }
+function changed(path: string, size: number, got: string): BktError {
+  return new BktError('INTERNAL', `${path} changed while its layer was written (${size} bytes, then ${got})`);
 }
 
 /** Collects the tar's bytes into CHUNK_BYTES buffers. */
@@ -294,6 +268,46 @@ class Chunker {
     }
   }
 
+  /**
+   * Appends the whole content of the regular file `path` of `size` bytes (a
+   * large one), read in the thread pool straight into the chunk buffers, the
+   * next chunk's read started before a full one is yielded; a different size
+   * is an error. The chunks stay CHUNK_BYTES long and at the same offsets of
+   * the tar as every other chunk, so a compressor that cuts the tar every
+   * CHUNK_BYTES takes each as it is, without copying it.
+   */
+  async *addLargeFile(path: string, size: number): AsyncGenerator<Buffer> {
+    const fd = await fsOpen(path);
+    let reading: Promise<number> | undefined;
+    try {
+      let pos = 0;
+      // One byte more than the rest where it fits: a file that grew is seen, and the end found, without another read.
+      const want = () => Math.min(size - pos + 1, CHUNK_BYTES - this.#used);
+      reading = fillFrom(fd, this.#buf, this.#used, want(), pos);
+      for (;;) {
+        const asked = want();
+        const n = await reading;
+        reading = undefined;
+        if (n > size - pos) throw changed(path, size, 'more');
+        this.#used += n;
+        pos += n;
+        // A short read of a regular file is its end.
+        if (n < asked) {
+          if (pos < size) throw changed(path, size, `${pos} bytes`);
+          return;
+        }
+        this.flush();
+        reading = fillFrom(fd, this.#buf, 0, want(), pos);
+        reading.catch(() => undefined); // awaited on the next turn
+        yield* this.ready.splice(0);
+      }
+    } finally {
+      // A read still running (the consumer stopped early) finishes before its descriptor is closed.
+      await reading?.catch(() => undefined);
+      await fsClose(fd);
+    }
+  }
+
   zeros(n: number): void {
     if (n > 0) this.add(END_OF_TAR.subarray(0, n));
   }
@@ -311,9 +325,9 @@ const minor = (rdev: number) => Number(BigInt(rdev) & 0xffn) | Number((BigInt(rd
 
 /**
  * The uncompressed OCI layer tar of the overlay upper dir `dir`, in chunks of
- * about 1 MiB. Headers are written here (tar-header.ts); files of up to 1 MiB
- * are read synchronously into the chunks, larger ones in pieces in the thread
- * pool (yielded as they were read).
+ * 1 MiB (the last one shorter), each a buffer of its own. Headers are written
+ * here (tar-header.ts); files of up to 1 MiB are read synchronously into the
+ * chunks, larger ones in the thread pool (`Chunker.addLargeFile`).
  */
 export function layerTar(dir: string, opts: { clampMtime?: number; withOpaque?: boolean } = {}): AsyncIterable<Uint8Array> {
   return { [Symbol.asyncIterator]: () => produceLayerTar(dir, opts) };
@@ -361,14 +375,8 @@ async function* produceLayerTar(dir: string, opts: { clampMtime?: number; withOp
         continue;
       }
       out.add(encodeHeader({ ...base, type: TarType.file, size: st.size }));
-      if (st.size <= SMALL_FILE_BYTES) {
-        out.addFile(join(dir, rel), st.size);
-      } else {
-        // Large bodies go out as they were read, not copied.
-        out.flush();
-        yield* out.ready.splice(0);
-        yield* readPieces(join(dir, rel), st.size);
-      }
+      if (st.size <= SMALL_FILE_BYTES) out.addFile(join(dir, rel), st.size);
+      else yield* out.addLargeFile(join(dir, rel), st.size);
       out.zeros(padding(st.size));
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
       const type = st.isCharacterDevice() ? TarType.characterDevice : TarType.blockDevice;
