@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readClientFile, type FileStat } from '@bkt/core';
-import { createHostClient, SMALL_FILE_BYTES } from './host-client.js';
+import { createHostClient, readSmall, SMALL_FILE_BYTES } from './host-client.js';
 
 let work: string;
 beforeEach(async () => {
@@ -296,5 +296,32 @@ describe('host client: outputs', () => {
     await out.commit();
     expect(Buffer.concat(chunks).toString()).toBe('to stdout');
     expect(stdout.writableEnded).toBe(false);
+  });
+});
+
+describe('readSmall (a small file read to its end)', () => {
+  it('reads what the file has whatever size it was expected to have, each chunk its own (grown files read through the probe)', async () => {
+    const { closeSync, openSync } = await import('node:fs');
+    const one = join(work, 'one');
+    const two = join(work, 'two');
+    await writeFile(one, 'a'.repeat(70 * 1024));
+    await writeFile(two, 'b'.repeat(10));
+    const fd1 = openSync(one, 'r');
+    const fd2 = openSync(two, 'r');
+    try {
+      // Expected 4 bytes, has 70 KiB: the rest comes through the probe, twice.
+      const grown = readSmall(fd1, 4);
+      // Another grown file read after it: the first one's chunks must not change.
+      const other = readSmall(fd2, 2);
+      expect(Buffer.concat(grown).toString()).toBe('a'.repeat(70 * 1024));
+      expect(grown.length).toBe(3);
+      expect(Buffer.concat(other).toString()).toBe('b'.repeat(10));
+      // Expected more than it has (it shrank): what it has.
+      expect(Buffer.concat(readSmall(fd2, 100)).toString()).toBe('b'.repeat(10));
+      expect(readSmall(fd2, 0).map(String)).toEqual(['b'.repeat(10)]);
+    } finally {
+      closeSync(fd1);
+      closeSync(fd2);
+    }
   });
 });

@@ -155,11 +155,15 @@ function hostLocalDir(name: string, dir: string, exclusions: HostExclusions): Cl
   };
 }
 
+/** What reads past a small file's expected end (to see it end) land in; copied out only when there is more. */
+let probe: Buffer | undefined;
+
 /**
  * The bytes of open file `fd` from its start to its end, read at explicit offsets (never the descriptor's own
  * position): one buffer of `size` bytes unless the file grew or shrank meanwhile. Only a read of 0 bytes ends it.
+ * The chunks returned are the caller's (none is a view of a buffer read into again).
  */
-function readSmall(fd: number, size: number): Buffer[] {
+export function readSmall(fd: number, size: number): Buffer[] {
   const buf = Buffer.allocUnsafe(size);
   let filled = 0;
   while (filled < size) {
@@ -168,11 +172,11 @@ function readSmall(fd: number, size: number): Buffer[] {
     filled += n;
   }
   const chunks = size > 0 ? [buf] : [];
+  probe ??= Buffer.allocUnsafe(64 * 1024);
   for (let pos = filled; ; ) {
-    const more = Buffer.allocUnsafe(64 * 1024);
-    const n = readSync(fd, more, 0, more.length, pos);
+    const n = readSync(fd, probe, 0, probe.length, pos);
     if (n === 0) return chunks;
-    chunks.push(more.subarray(0, n));
+    chunks.push(Buffer.from(probe.subarray(0, n)));
     pos += n;
   }
 }
