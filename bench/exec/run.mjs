@@ -3,9 +3,13 @@
  * bench/exec: the cost of an exec step in bkt's runc worker.
  *
  * 1. 20 sequential trivial steps (`echo N > /stepN`, each on the previous
- *    one's root) through the solver, against 20 raw `runc run`s of an
+ *    one's root) through the solver (after one untimed step: a process's
+ *    one-time costs are not a step's; minus the same build without the
+ *    steps), against 20 raw `runc run`s of an
  *    equivalent bundle (same busybox rootfs, same command, runc's default
- *    spec) in the same run. Prints the time per step and the ratio
+ *    spec) in the same run. Prints the time per step, wall and CPU (this
+ *    process's and its reaped children's: runc, the root holders; the
+ *    figure a busy machine changes least), and the ratios
  *    bkt / raw runc (lower is better; aim: ≤ 1.2× for `network: none`), for
  *    the default sandbox network (slirp4netns) and for `network: none` (what
  *    the raw bundle has). A second reference, "raw runc on an overlay",
@@ -65,6 +69,21 @@ const { values: args } = parseArgs({
 });
 const STEPS = Number(args.steps);
 const RUNS = Number(args.runs);
+/**
+ * CPU time of this process and of the children it has reaped (runc, the
+ * root holders), in ms, from /proc/self/stat: unlike the wall time, hardly
+ * changed by what else the machine runs.
+ */
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+function cpuMs() {
+  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+  // utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after "pid (comm) ".
+  return ((Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 1000) / TICKS;
+}
+const clock = () => ({ wall: performance.now(), cpu: cpuMs() });
+/** Wall and CPU ms per step between two clocks, less `minus` (a clock difference) when given. */
+const perStep = (t0, t1, minus = { wall: 0, cpu: 0 }) => ({ wall: (t1.wall - t0.wall - minus.wall) / STEPS, cpu: (t1.cpu - t0.cpu - minus.cpu) / STEPS });
+const since = (t0) => { const t1 = clock(); return { wall: t1.wall - t0.wall, cpu: t1.cpu - t0.cpu }; };
 const baselineWorker = args.baseline ? (await import(resolve(args.baseline))).default : undefined;
 
 if (process.getuid?.() !== 0) {
@@ -75,7 +94,7 @@ if (process.getuid?.() !== 0) {
 const dir = await mkdtemp(join(tmpdir(), 'bkt-bench-exec-'));
 const base = await makeBusyboxRootfs(join(dir, 'base'));
 
-/** 20 raw `runc run`s of a bundle with runc's default spec over a copy of the base; ms per step. */
+/** 20 raw `runc run`s of a bundle with runc's default spec over a copy of the base; wall and CPU ms per step. */
 let rawRuns = 0;
 function rawRunc() {
   const bundle = join(dir, `raw-bundle-${++rawRuns}`);
@@ -86,16 +105,16 @@ function rawRunc() {
   const spec = JSON.parse(execFileSync('cat', [join(bundle, 'config.json')], { encoding: 'utf8' }));
   spec.process.terminal = false;
   spec.root.readonly = false;
-  const t0 = performance.now();
+  const t0 = clock();
   for (let i = 1; i <= STEPS; i++) {
     spec.process.args = ['/bin/sh', '-c', `echo ${i} > /step${i}`];
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
     execFileSync('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `raw-${process.pid}-${rawRuns}-${i}`], { stdio: 'ignore' });
   }
-  return (performance.now() - t0) / STEPS;
+  return perStep(t0, clock());
 }
 
-/** As rawRunc, each step on an overlay (lowers: the earlier steps' uppers, then the base) mounted and unmounted by one sh; ms per step. */
+/** As rawRunc, each step on an overlay (lowers: the earlier steps' uppers, then the base) mounted and unmounted by one sh; wall and CPU ms per step. */
 function rawRuncOverlay() {
   const bundle = join(dir, `raw-bundle-${++rawRuns}`);
   const runcRoot = join(dir, 'raw-runc-state');
@@ -106,7 +125,7 @@ function rawRuncOverlay() {
   spec.process.terminal = false;
   spec.root.readonly = false;
   const lowers = [base];
-  const t0 = performance.now();
+  const t0 = clock();
   for (let i = 1; i <= STEPS; i++) {
     const upper = join(bundle, `upper-${i}`);
     const work = join(bundle, `work-${i}`);
@@ -122,7 +141,7 @@ function rawRuncOverlay() {
     );
     lowers.unshift(upper);
   }
-  return (performance.now() - t0) / STEPS;
+  return perStep(t0, clock());
 }
 
 async function withSolver(fn, worker = runcWorker) {
@@ -138,17 +157,27 @@ async function withSolver(fn, worker = runcWorker) {
   }
 }
 
-/** STEPS sequential steps in one build, minus the same build without them (loading the base); ms per step. */
+/**
+ * STEPS sequential steps in one build, minus the same build without them
+ * (loading the base, warm); wall and CPU ms per step. One step runs first,
+ * untimed: what a process pays once (loading the worker's code, starting its
+ * watchdog and its first root process) is no step's cost, as the raw loop's
+ * `runc spec` and copy of the rootfs are not timed.
+ */
 async function bktSteps(network, salt, worker) {
   return withSolver(async (solver) => {
-    let state = local('base');
-    const t0 = performance.now();
-    await solver.solve({ definition: marshalBytes(state), localDirs: { base } });
-    const baseMs = performance.now() - t0;
+    const baseState = local('base');
+    const solveOf = (state) => solver.solve({ definition: marshalBytes(state), localDirs: { base } });
+    await solveOf(baseState);
+    await solveOf(baseState.run({ shell: `true ${salt}`, network }).root());
+    const t0 = clock();
+    await solveOf(baseState);
+    const baseCost = since(t0);
+    let state = baseState;
     for (let i = 1; i <= STEPS; i++) state = state.run({ shell: `echo ${i} ${salt} > /step${i}`, network }).root();
-    const t1 = performance.now();
-    await solver.solve({ definition: marshalBytes(state), localDirs: { base } });
-    return (performance.now() - t1 - Math.min(baseMs, 5)) / STEPS;
+    const t1 = clock();
+    await solveOf(state);
+    return perStep(t1, clock(), baseCost);
   }, worker);
 }
 
@@ -189,15 +218,22 @@ try {
     const pair = [async () => none.push(await bktSteps('none', `n${r}`)), async () => baselineWorker && baseline.push(await bktSteps('none', `b${r}`, baselineWorker))];
     for (const run of r % 2 ? pair.reverse() : pair) await run();
   }
-  const rawMs = median(raw);
-  console.log(`${STEPS} sequential trivial steps, median of ${RUNS} runs, per step (1-min load average ${Math.min(...loads)}..${Math.max(...loads)}):`);
-  const rawOvMs = median(rawOverlay);
-  console.log(`  raw runc run            ${fmt(rawMs)}`);
-  console.log(`  raw runc on an overlay  ${fmt(rawOvMs)}`);
-  console.log(`  bkt, network none       ${fmt(median(none))}   ratio ${(median(none) / rawMs).toFixed(2)}x (${(median(none) / rawOvMs).toFixed(2)}x the overlay one)`);
-  if (baselineWorker) console.log(`  baseline, network none  ${fmt(median(baseline))}   ratio ${(median(baseline) / rawMs).toFixed(2)}x (${(median(baseline) / rawOvMs).toFixed(2)}x the overlay one)`);
+  const med = (rows) => ({ wall: median(rows.map((r) => r.wall)), cpu: median(rows.map((r) => r.cpu)) });
+  const rawMs = med(raw);
+  const rawOvMs = med(rawOverlay);
+  console.log(`${STEPS} sequential trivial steps, median of ${RUNS} runs, per step, wall (CPU of the process and its children) (1-min load average ${Math.min(...loads)}..${Math.max(...loads)}):`);
+  const row = (label, rows, overlay = true) => {
+    const m = med(rows);
+    const ratios = `ratio ${(m.wall / rawMs.wall).toFixed(2)}x (CPU ${(m.cpu / rawMs.cpu).toFixed(2)}x)`;
+    const ov = overlay ? `; ${(m.wall / rawOvMs.wall).toFixed(2)}x the overlay one (CPU ${(m.cpu / rawOvMs.cpu).toFixed(2)}x)` : '';
+    console.log(`  ${label.padEnd(23)} ${fmt(m.wall)} (${fmt(m.cpu)})   ${ratios}${ov}`);
+  };
+  console.log(`  raw runc run            ${fmt(rawMs.wall)} (${fmt(rawMs.cpu)})`);
+  console.log(`  raw runc on an overlay  ${fmt(rawOvMs.wall)} (${fmt(rawOvMs.cpu)})`);
+  row('bkt, network none', none);
+  if (baselineWorker) row('baseline, network none', baseline);
   if (!args['only-none']) {
-    console.log(`  bkt, network sandbox    ${fmt(median(sandbox))}   ratio ${(median(sandbox) / rawMs).toFixed(2)}x`);
+    row('bkt, network sandbox', sandbox, false);
 
     const walls = [];
     for (let r = 0; r < RUNS; r++) walls.push(await parallelSleeps(`w${r}`));
