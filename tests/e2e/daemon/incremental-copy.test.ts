@@ -1,13 +1,14 @@
 /**
  * The incremental COPY through bktd when two clients build the same
  * Dockerfile in turn, each over its own directory (bench/daemon's two
- * clients, two checkouts): the re-run of each client's `COPY . /ctx` after
- * one of its files changed takes the unchanged files from that client's own
- * earlier result (hard links in the daemon's store), not from the other
- * client's, and the result holds the new content.
+ * clients, two checkouts): each client's `COPY . /ctx` links its context's
+ * files into its result, and its re-run after one of its files changed takes
+ * the unchanged files from that client's own earlier result (hard links in
+ * the daemon's store: one inode for the context's file and both results'),
+ * never from the other client's, and the result holds the new content.
  */
 import { lstat, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pushBusyboxImage, startRegistry, type PushedImage, type RegistryServer } from '@bkt/testkit';
 import { removeDir, tempDir } from '../helpers.js';
@@ -77,26 +78,48 @@ async function build(name: string, context: string): Promise<string> {
   return out;
 }
 
-/** How many files of the daemon's store named `<name>-*.txt` have more than one link (a COPY result's file linked from an earlier one). */
-async function linkedFiles(name: string): Promise<number> {
-  let n = 0;
+/**
+ * The files of the daemon's store named `<client>-*.txt`, by inode: how many
+ * of them each inode has (a context's file linked into COPY results has
+ * several). Fails when an inode is also a file of another path (a client's
+ * file linked from another's, or from another of its files) or has links the
+ * store does not show.
+ */
+async function inodesOf(name: string): Promise<number[]> {
+  const byInode = new Map<number, { names: string[]; nlink: number }>();
   const visit = async (dir: string): Promise<void> => {
     for (const e of await readdir(dir, { withFileTypes: true })) {
       const p = join(dir, e.name);
       if (e.isDirectory()) await visit(p);
-      else if (e.isFile() && e.name.startsWith(`${name}-`) && e.name.endsWith('.txt') && (await lstat(p)).nlink > 1) n++;
+      else if (e.isFile() && /^[ab]-\d+\.txt$/.test(e.name)) {
+        const st = await lstat(p);
+        const seen = byInode.get(st.ino) ?? { names: [], nlink: st.nlink };
+        seen.names.push(`${basename(dir)}/${e.name}`);
+        byInode.set(st.ino, seen);
+      }
     }
   };
   await visit(root);
-  return n;
+  const counts: number[] = [];
+  for (const [ino, { names, nlink }] of byInode) {
+    if (!names.some((n) => n.includes(`/${name}-`))) continue;
+    expect(names.every((n) => n === names[0]), `inode ${ino}: ${names.join(', ')}`).toBe(true);
+    expect(names.length, `inode ${ino}: names found against its link count`).toBe(nlink);
+    counts.push(names.length);
+  }
+  return counts.sort((x, y) => x - y);
 }
+
+/** `count` times `value`. */
+const times = (count: number, value: number) => Array.from({ length: count }, () => value);
 
 it('each client re-running the COPY takes its unchanged files from its own earlier result, the clients building in turn', async () => {
   const a = await makeContext('a');
   const b = await makeContext('b');
   await build('a', a);
   await build('b', b);
-  expect(await linkedFiles('a')).toBe(0);
+  // Each file: the context's and the result's name of one inode.
+  for (const name of ['a', 'b']) expect(await inodesOf(name)).toEqual(times(DIRS * FILES, 2));
 
   const later = new Date(1_650_000_000_000);
   for (const [name, dir] of [['a', a], ['b', b]] as const) {
@@ -109,7 +132,8 @@ it('each client re-running the COPY takes its unchanged files from its own earli
     expect(await readFile(join(out, 'ctx/d3', `${name}-7.txt`), 'utf8')).toBe(`changed ${name}\n`);
     expect(await readFile(join(out, 'ctx/d1', `${name}-2.txt`), 'utf8')).toBe(`file 1/2 of ${name}\n`.repeat(10));
     expect((await readdir(join(out, 'ctx/d3'))).length).toBe(FILES);
-    // Every unchanged file: two names of one inode, the earlier result's and the new one's.
-    expect(await linkedFiles(name)).toBe(2 * (DIRS * FILES - 1));
+    // Every unchanged file: three names of one inode, the context's, the earlier result's and the new one's; the changed
+    // file's two versions: two names each (the context layer's and the result's).
+    expect(await inodesOf(name)).toEqual([...times(2, 2), ...times(DIRS * FILES - 1, 3)]);
   }
 });
