@@ -1,3 +1,6 @@
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { transformSync } from 'esbuild';
 import { defineConfig, type Options } from 'tsup';
 import { packageConfig } from '../../tsup.shared.js';
 
@@ -34,6 +37,68 @@ const requireSqlite: NonNullable<Options['esbuildPlugins']>[number] = {
   },
 };
 
+/**
+ * `dist-bin/scripts/`: each chunk of `dist-bin/` again as a script the
+ * executable runs with V8's code cache (src/code-cache.ts): imports and
+ * exports as CommonJS, `import.meta.url` the chunk's own URL, `import()`
+ * the loader's; and `manifest.json`, the shared ES module packages
+ * (`@bkt/core`, …) each chunk's static imports reach, which the loader
+ * imports before the chunk runs. The entry (`bkt.js`) stays a module only.
+ */
+function writeScripts(binDir: string, meta: Metafile | undefined): void {
+  if (!meta) throw new Error('dist-bin: esbuild gave no metafile');
+  const scriptsDir = join(binDir, 'scripts');
+  mkdirSync(scriptsDir, { recursive: true });
+  const shared = (output: string, seen = new Set<string>(), found = new Set<string>()): Set<string> => {
+    if (seen.has(output)) return found;
+    seen.add(output);
+    for (const i of meta.outputs[output]?.imports ?? []) {
+      if (i.kind !== 'import-statement') continue;
+      if (!i.external) shared(i.path, seen, found);
+      else if (SHARED.some((re) => re.test(i.path))) found.add(i.path);
+    }
+    return found;
+  };
+  const externals: Record<string, string[]> = {};
+  for (const output of Object.keys(meta.outputs)) {
+    const name = basename(output);
+    if (!name.endsWith('.js') || name === 'bkt.js') continue;
+    externals[name] = [...shared(output)];
+    const code = readFileSync(join(binDir, name), 'utf8')
+      .replace(BANNER, '')
+      .replace(/\bimport\((["'])/g, '__bktImport($1')
+      .replace(/\n\/\/# sourceMappingURL=.*\s*$/, '\n');
+    const script = transformSync(code, {
+      format: 'cjs',
+      platform: 'node',
+      target: 'node20',
+      define: { 'import.meta.url': '__bktImportMetaUrl' },
+      supported: { 'dynamic-import': true },
+      logLevel: 'error',
+    }).code;
+    writeFileSync(join(scriptsDir, name), script);
+  }
+  for (const name of readdirSync(binDir)) if (name.endsWith('.js') && name !== 'bkt.js' && !(name in externals)) throw new Error(`dist-bin/${name} is not in the metafile`);
+  const program = (meta.outputs['dist-bin/bkt.js']?.imports ?? []).find((i) => i.kind === 'dynamic-import' && /\/program-[^/]*\.js$/.test(i.path));
+  if (!program) throw new Error('dist-bin/bkt.js imports no program chunk');
+  writeFileSync(join(scriptsDir, 'manifest.json'), JSON.stringify({ format: 1, program: basename(program.path), externals }));
+}
+
+type Metafile = { outputs: Record<string, { imports?: { path: string; kind: string; external?: boolean }[] }> };
+
+/** The metafile of the last build of dist-bin (tsup writes its file after `onSuccess` runs). */
+let binMetafile: Metafile | undefined;
+const captureMetafile: NonNullable<Options['esbuildPlugins']>[number] = {
+  name: 'bkt-capture-metafile',
+  setup(build) {
+    build.onEnd((result) => {
+      binMetafile = result.metafile;
+    });
+  },
+};
+
+const BANNER = "import { createRequire as __bktCreateRequire } from 'node:module'; const require = __bktCreateRequire(import.meta.url);";
+
 /** Packages a project config imports (and the leaves they import): one instance shared with the config. */
 const SHARED = [/^@bkt\/(core|llb|api|oci|fsutil)(\/|$)/];
 
@@ -54,7 +119,8 @@ export default [
     noExternal: [/^@bkt\/(?!(core|llb|api|oci|fsutil)(\/|$))/, /^(?!better-sqlite3$|jiti$|tapable$|node:)[^@./]/],
     external: [...SHARED, '@grpc/grpc-js', 'jiti', 'tapable', /^@bufbuild\//],
     // Bundled CommonJS dependencies require Node's built-ins: give the ESM bundle a require.
-    esbuildPlugins: [requireSqlite],
-    banner: { js: "import { createRequire as __bktCreateRequire } from 'node:module'; const require = __bktCreateRequire(import.meta.url);" },
+    esbuildPlugins: [requireSqlite, captureMetafile],
+    banner: { js: BANNER },
+    onSuccess: async () => writeScripts('dist-bin', binMetafile),
   }),
 ];

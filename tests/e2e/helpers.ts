@@ -15,6 +15,25 @@ import { openSolver } from '@bkt/solver';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const BKT = join(REPO, 'packages/cli/bin/bkt.js');
+
+/**
+ * A `--require` preload for start-up tests: the built `bkt` runs its chunks
+ * as scripts (`dist-bin/scripts/`, V8's code cache: packages/cli/src/code-cache.ts),
+ * which no ESM hook sees. It appends `script:` and the URL of the chunk in
+ * `dist-bin/` to the file `$BKT_TEST_MODULES` for each script compiled.
+ */
+export const RECORD_SCRIPTS_PRELOAD = `const vm = require('node:vm');
+const { appendFileSync } = require('node:fs');
+const { pathToFileURL } = require('node:url');
+const Script = vm.Script;
+vm.Script = class extends Script {
+  constructor(code, options) {
+    super(code, options);
+    const m = /^(.*\\/dist-bin)\\/scripts\\/([^/]+\\.js)$/.exec(options?.filename ?? '');
+    if (m) appendFileSync(process.env.BKT_TEST_MODULES, 'script:' + pathToFileURL(m[1] + '/' + m[2]).href + '\\n');
+  }
+};
+`;
 const TMP = join(REPO, 'tests/e2e/.tmp');
 
 export interface RunResult {

@@ -16,7 +16,9 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
   const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   process.stdout.write(`${version}\n`);
 } else {
-  const { closedOutput, interruption, main } = await import('./program.js');
+  // The program through the bundle's scripts and V8's code cache (code-cache.ts); from sources, or without them, as a module.
+  const { loadCachedProgram } = await import('./code-cache.js');
+  const { closedOutput, interruption, main } = ((await loadCachedProgram(import.meta.url)) ?? (await import('./program.js'))) as typeof import('./program.js');
   const controller = new AbortController();
   let forcedCode: number | undefined;
   for (const [name, stream] of [['stdout', process.stdout], ['stderr', process.stderr]] as const) {

@@ -4,8 +4,9 @@
  * grpc-js, the solver, the store (nor its native sqlite module), the runc
  * worker, the sources, the frontends or the exporters, which are the daemon's. A Dockerfile build with `-t` (an image
  * exporter) against a real bktd, loading neither commander nor the LLB builder nor @bkt/oci, a real registry and runc, every module URL
- * the process resolves recorded by an ESM resolve hook and every CommonJS
- * file it requires by a require hook; a chunk of the bundled executable
+ * the process resolves recorded by an ESM resolve hook, every CommonJS
+ * file it requires by a require hook and every chunk it runs as a script
+ * (`dist-bin/scripts/`) by a `vm.Script` hook; a chunk of the bundled executable
  * stands for the sources esbuild's metafile says it holds.
  */
 import { execFile } from 'node:child_process';
@@ -14,7 +15,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusyboxImage, startRegistry, type RegistryServer } from '@bkt/testkit';
-import { BKT, REPO, removeDir, tempDir } from '../helpers.js';
+import { BKT, RECORD_SCRIPTS_PRELOAD, REPO, removeDir, tempDir } from '../helpers.js';
 import { startBktd, type RunningDaemon } from '../daemon/lib.js';
 
 let work: string;
@@ -55,6 +56,7 @@ Module._load = function (request, parent, isMain) {
 };
 `,
   );
+  await writeFile(join(work, 'record-scripts.cjs'), RECORD_SCRIPTS_PRELOAD);
   addr = `unix://${join(work, 'bktd.sock')}`;
   daemon = await startBktd(['--addr', addr, '--root', join(work, 'daemon-root')], { cwd: work });
 });
@@ -72,7 +74,7 @@ async function traced(args: string[]): Promise<{ code: number; stdout: string; s
   const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     execFile(
       process.execPath,
-      ['--no-warnings', '--require', join(work, 'record-require.cjs'), '--loader', pathToFileURL(hook).href, BKT, ...args],
+      ['--no-warnings', '--require', join(work, 'record-require.cjs'), '--require', join(work, 'record-scripts.cjs'), '--loader', pathToFileURL(hook).href, BKT, ...args],
       { cwd: work, env: { ...process.env, BKT_TEST_MODULES: list, BKT_HOST: '' }, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
@@ -80,9 +82,9 @@ async function traced(args: string[]): Promise<{ code: number; stdout: string; s
   const meta = JSON.parse(await readFile(join(REPO, 'packages/cli/dist-bin/metafile-esm.json'), 'utf8')) as { outputs: Record<string, { inputs: Record<string, unknown> }> };
   const modules = (await readFile(list, 'utf8'))
     .split('\n')
-    .filter((u) => u.startsWith('file:') || u.startsWith('cjs:'))
+    .filter((u) => u.startsWith('file:') || u.startsWith('cjs:') || u.startsWith('script:'))
     .flatMap((u) => {
-      const m = /\/packages\/cli\/(dist-bin\/[^/]+\.js)$/.exec(u);
+      const m = /^(?:script:)?file:.*\/packages\/cli\/(dist-bin\/[^/]+\.js)$/.exec(u);
       if (!m) return [u];
       const out = meta.outputs[m[1]!];
       if (!out) throw new Error(`${m[1]} is not in dist-bin/metafile-esm.json: rebuild @bkt/cli`);

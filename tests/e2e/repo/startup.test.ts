@@ -7,7 +7,8 @@
  * image source's first pull or lookup) or tar-stream (an archive to unpack
  * or a tar to write), and imports no CommonJS package (better-sqlite3, tapable
  * and jiti are required); a Dockerfile build does load the Dockerfile frontend. Every module URL the process resolves is
- * recorded by an ESM resolve hook; a chunk of the bundled executable
+ * recorded by an ESM resolve hook, every chunk it runs as a script
+ * (`dist-bin/scripts/`, V8's code cache) by a `vm.Script` hook; a chunk of the bundled executable
  * (`dist-bin/`) stands for the sources esbuild's metafile says it holds.
  */
 import { execFile } from 'node:child_process';
@@ -15,10 +16,11 @@ import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BKT, REPO, removeDir, tempDir } from '../helpers.js';
+import { BKT, RECORD_SCRIPTS_PRELOAD, REPO, removeDir, tempDir } from '../helpers.js';
 
 let work: string;
 let hook: string;
+let scriptsHook: string;
 let n = 0;
 
 beforeAll(async () => {
@@ -34,6 +36,9 @@ export async function resolve(specifier, context, next) {
 }
 `,
   );
+  // The executable runs its chunks as scripts (dist-bin/scripts/, packages/cli/src/code-cache.ts): each recorded as its chunk.
+  scriptsHook = join(work, 'record-scripts.cjs');
+  await writeFile(scriptsHook, RECORD_SCRIPTS_PRELOAD);
 });
 
 afterAll(async () => {
@@ -47,12 +52,12 @@ async function traced(args: string[], cwd: string): Promise<{ code: number; stdo
   const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     execFile(
       process.execPath,
-      ['--no-warnings', '--loader', pathToFileURL(hook).href, BKT, ...args],
+      ['--no-warnings', '--loader', pathToFileURL(hook).href, '--require', scriptsHook, BKT, ...args],
       { cwd, env: { ...process.env, BKT_TEST_MODULES: list }, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
-  const modules = (await readFile(list, 'utf8')).split('\n').filter((u) => u.startsWith('file:'));
+  const modules = (await readFile(list, 'utf8')).split('\n').filter((u) => u.startsWith('file:') || u.startsWith('script:'));
   return { code, stdout, stderr, modules };
 }
 
@@ -60,7 +65,7 @@ async function traced(args: string[], cwd: string): Promise<{ code: number; stdo
 async function sourcesOf(modules: string[]): Promise<string[]> {
   const meta = JSON.parse(await readFile(join(REPO, 'packages/cli/dist-bin/metafile-esm.json'), 'utf8')) as { outputs: Record<string, { inputs: Record<string, unknown> }> };
   return modules.flatMap((u) => {
-    const m = /\/packages\/cli\/(dist-bin\/[^/]+\.js)$/.exec(u);
+    const m = /^(?:script:)?file:.*\/packages\/cli\/(dist-bin\/[^/]+\.js)$/.exec(u);
     if (!m) return [u];
     const out = meta.outputs[m[1]!];
     if (!out) throw new Error(`${m[1]} is not in dist-bin/metafile-esm.json: rebuild @bkt/cli`);
@@ -102,6 +107,8 @@ describe('bkt start-up', () => {
       expect(r.code, `${phase}: ${r.stderr}`).toBe(0);
       const sources = await sourcesOf(r.modules);
       expect(sources.filter((u) => /\/(solver|store|source-local)\//.test(u)).length, phase).toBeGreaterThan(0);
+      // The chunks ran as scripts (their code cached from the second run on), not as modules.
+      expect(r.modules.filter((u) => /\/dist-bin\/program-[^/]+\.js$/.test(u)).map((u) => u.slice(0, u.indexOf(':'))), phase).toEqual(['script']);
       expect([...new Set(sources.filter((u) => LAZY.some((re) => re.test(u))))], phase).toEqual([]);
       // CommonJS packages are required, never imported (an import has Node parse their source for export names first).
       expect(r.modules.filter((u) => COMMONJS.test(u)), phase).toEqual([]);
