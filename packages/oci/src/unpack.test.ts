@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tar from 'tar-stream';
 import { isBktError, type Snapshot } from '@bkt/core';
 import { openTestContext, type TestContext } from '@bkt/store/testing';
-import { unpackLayer } from './unpack.js';
+import { resolveRelInRoot } from '@bkt/fsutil';
+import { resolveParts, unpackLayer } from './unpack.js';
 import { decompress } from './compression.js';
 import { END_OF_TAR, TarType, encodeHeader, padding } from './tar-header.js';
 
@@ -321,5 +322,39 @@ describe('unpackLayer', () => {
     const zst = execFileSync('zstd', ['-q', '-c'], { input: plain });
     expect(await read(await apply(base, zst), 'z.txt')).toBe('zstd content\n');
     expect(await read(await apply(base, plain), 'z.txt')).toBe('zstd content\n');
+  });
+});
+
+describe('resolveParts (an entry\'s parent, resolved inside the root)', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'bkt-resolve-parts-'));
+    await mkdir(join(root, 'a/x/y'), { recursive: true });
+    await writeFile(join(root, 'f'), 'file');
+    await symlink('a', join(root, 'b'));
+    await symlink('/a/x', join(root, 'abs'));
+    await symlink('../../../../etc', join(root, 'a/up'));
+    await symlink('b/../abs/y', join(root, 'chain'));
+    await symlink('loop2', join(root, 'loop1'));
+    await symlink('loop1', join(root, 'loop2'));
+    await symlink('/', join(root, 'slash'));
+    await symlink('./x/./y/', join(root, 'a/dots'));
+  });
+  afterAll(async () => rm(root, { recursive: true, force: true }));
+
+  it('gives what resolveRelInRoot of @bkt/fsutil gives (symlinks followed, the last one too; ".." stops at the root)', async () => {
+    const paths = [
+      '', 'a', 'a/x', 'b', 'b/x/y', 'abs', 'abs/y', 'a/up', 'a/up/passwd', 'chain', 'chain/z', '..', '../..', 'a/../..', 'b/../../a',
+      'missing', 'missing/../a', 'f', 'f/g', 'f/g/..', 'slash', 'slash/a/x', 'a/dots', 'a/dots/..', 'abs/../../b', './a/./x', 'a//x',
+    ];
+    for (const p of paths) {
+      const want = await resolveRelInRoot(root, p, { followFinalSymlink: true });
+      expect(resolveParts(root, p.split('/'), 'layer', p).join('/'), p).toBe(want);
+    }
+  });
+
+  it('refuses a symlink loop, naming the layer and the entry', async () => {
+    await expect(resolveRelInRoot(root, 'loop1/z', { followFinalSymlink: true })).rejects.toThrow(/too many levels of symbolic links/);
+    expect(() => resolveParts(root, ['loop1', 'z'], 'layer L', 'loop1/z/f')).toThrow(/^layer L: entry "loop1\/z\/f": too many levels of symbolic links resolving "loop1\/z"$/);
   });
 });

@@ -29,13 +29,12 @@
  * is of a path strictly below the root, and never follows a symlink.
  */
 import { execFile } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, utimes } from 'node:fs/promises';
+import { chmodSync, closeSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readlinkSync, symlinkSync, utimesSync, writeSync } from 'node:fs';
+import { chmod, lchown, lstat, mkdir, readdir, rm, utimes } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BktError } from '@bkt/core';
-import { resolveRelInRoot } from '@bkt/fsutil';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
@@ -102,18 +101,64 @@ async function lstatOrNull(p: string) {
   }
 }
 
+function lstatSyncOrNull(p: string) {
+  const st = lstatSync(p, { throwIfNoEntry: false });
+  return st ?? null;
+}
+
+/** Symlinks followed in one resolution at most (as `resolveRelInRoot` of `@bkt/fsutil`). */
+const MAX_LINKS = 255;
+
 /**
  * Resolves `parts` inside `root` (see the module comment), following symlinks
  * in every component, the last one included; returns the components of the
- * resolved path under the root (none for the root itself).
+ * resolved path under the root (none for the root itself). The rules of
+ * `resolveRelInRoot` (`@bkt/fsutil`), with synchronous calls: `..` stops at
+ * the root, an absolute link target restarts from the root, a missing
+ * component is appended as it is, more than 255 links is an error.
  */
-async function resolveParts(root: string, parts: string[], what: string, entry: string): Promise<string[]> {
+export function resolveParts(root: string, parts: string[], what: string, entry: string): string[] {
+  const resolved: string[] = [];
+  const pending = [...parts];
+  let links = 0;
+  while (pending.length > 0) {
+    const comp = pending.shift()!;
+    if (comp === '' || comp === '.') continue;
+    if (comp === '..') {
+      resolved.pop();
+      continue;
+    }
+    resolved.push(comp);
+    const at = join(root, ...resolved);
+    let st;
+    try {
+      st = lstatSync(at);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue; // appended as it is; a later `..` checks again from a parent
+      throw err;
+    }
+    if (!st.isSymbolicLink()) continue;
+    if (++links > MAX_LINKS) {
+      throw new BktError('INVALID_ARGUMENT', `${what}: entry "${entry}": too many levels of symbolic links resolving "${parts.join('/')}"`, { entry });
+    }
+    const target = readlinkSync(at);
+    resolved.pop();
+    if (target.startsWith('/')) resolved.length = 0;
+    pending.unshift(...target.split('/'));
+  }
+  return resolved;
+}
+
+/** Writes the body `entry` to the new file `path` (created `0600`; it must not exist) with synchronous writes. */
+async function writeBody(path: string, entry: AsyncIterable<Uint8Array>): Promise<void> {
+  const fd = openSync(path, 'wx', 0o600);
   try {
-    const rel = await resolveRelInRoot(root, parts.join('/'), { followFinalSymlink: true });
-    return rel === '' ? [] : rel.split('/');
-  } catch (err) {
-    if (err instanceof BktError) throw new BktError(err.code, `${what}: entry "${entry}": ${err.message}`, { entry }, { cause: err });
-    throw err;
+    for await (const chunk of entry) {
+      for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off, chunk.length - off);
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -158,7 +203,7 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
         continue;
       }
       const base = parts[parts.length - 1];
-      const parentParts = await resolveParts(root, parts.slice(0, -1), what, h.name);
+      const parentParts = resolveParts(root, parts.slice(0, -1), what, h.name);
       const parent = join(root, ...parentParts);
       const rel = [...parentParts, base].join('/');
 
@@ -174,33 +219,34 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
         continue;
       }
 
-      await mkdir(parent, { recursive: true });
+      // Metadata calls are synchronous: an entry's few system calls cost less than as many trips to the thread pool.
+      mkdirSync(parent, { recursive: true });
       const path = join(parent, base);
-      const existing = await lstatOrNull(path);
+      const existing = lstatSyncOrNull(path);
       if (existing && !(existing.isDirectory() && h.type === 'directory')) await removeBelowRoot(root, path, what, h.name);
       written.add(rel);
 
       switch (h.type) {
         case 'directory':
-          if (!existing?.isDirectory()) await mkdir(path);
+          if (!existing?.isDirectory()) mkdirSync(path);
           break;
         case 'file':
         case 'contiguous-file':
-          await pipeline(entry, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+          await writeBody(path, entry as AsyncIterable<Uint8Array>);
           break;
         case 'symlink':
-          await symlink(h.linkname ?? '', path);
+          symlinkSync(h.linkname ?? '', path);
           break;
         case 'link': {
           const linkname = h.linkname ?? '';
           const outside = `it is a hard link to "${linkname}", which climbs out of the root with ".."`;
           const targetParts = entryComponents(linkname, what, h.name, outside);
-          const targetParent = await resolveParts(root, targetParts.slice(0, -1), what, h.name);
+          const targetParent = resolveParts(root, targetParts.slice(0, -1), what, h.name);
           const target = join(root, ...targetParent, ...targetParts.slice(-1));
-          const st = await lstatOrNull(target);
+          const st = lstatSyncOrNull(target);
           if (!st) throw new BktError('INVALID_ARGUMENT', `${what}: hard link "${h.name}" points to "${h.linkname}", which the layer does not hold`);
           if (st.isDirectory()) throw escapeError(what, h.name, `it is a hard link to the directory "${h.linkname}"`);
-          await link(target, path);
+          linkSync(target, path);
           break;
         }
         case 'character-device':
@@ -223,11 +269,11 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
       }
       if (h.type === 'link') continue; // shares the target's inode and metadata
 
-      await lchown(path, ownerId(h.pax, 'uid', h.uid, what, h.name), ownerId(h.pax, 'gid', h.gid, what, h.name));
-      if (h.type !== 'symlink') await chmod(path, (h.mode ?? 0o644) & 0o7777);
+      lchownSync(path, ownerId(h.pax, 'uid', h.uid, what, h.name), ownerId(h.pax, 'gid', h.gid, what, h.name));
+      if (h.type !== 'symlink') chmodSync(path, (h.mode ?? 0o644) & 0o7777);
       const mtime = h.mtime ?? new Date(0);
       if (h.type === 'directory') dirTimes.push({ path, mtime, atime: mtime });
-      else await lutimes(path, mtime, mtime);
+      else lutimesSync(path, mtime, mtime);
       if (!xattrWarned && h.pax && Object.keys(h.pax).some((k) => k.startsWith('SCHILY.xattr.'))) {
         xattrWarned = true;
         opts.warn?.(`${what}: extended attributes (e.g. file capabilities) are not applied; first on "${h.name}"`);
@@ -238,7 +284,7 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
   }
   await feeding;
   // Directory times last: creating entries inside changed them.
-  for (const d of dirTimes.reverse()) await utimes(d.path, d.atime, d.mtime);
+  for (const d of dirTimes.reverse()) utimesSync(d.path, d.atime, d.mtime);
 }
 
 /**
