@@ -6,6 +6,7 @@
  */
 import { HEADER_SESSION_ID, SessionManager, sessionBuildClient } from '@bkt/session';
 import type { ControlBackend, SessionBuild } from './control.js';
+import { widenReceiveWindows } from './receive-window.js';
 
 /** How long a Solve waits for the session it names to connect (clients open both at once). */
 const SESSION_WAIT_MS = 10_000;
@@ -24,6 +25,8 @@ export function daemonSessions(opts: { tempDir?: string } = {}): DaemonSessions 
         call.emit('error', { code: 3, details: `Control.Session: the call has no ${HEADER_SESSION_ID} header` });
         return;
       }
+      // The tunnel carries the client's file transfers: not paced by 64 KiB windows.
+      widenReceiveWindows(call);
       void manager.handleSession(call);
     },
     sessionClient: async (id: string, build: SessionBuild) => {
