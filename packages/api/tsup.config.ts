@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
-/** One entry per namespace, so each is also importable as `@bkt/api/<namespace>`. */
-const namespaces = ['pb', 'control', 'gateway', 'controller', 'imagebuilder', 'contentservice', 'google', 'fsutil', 'types', 'apicaps', 'sourcepolicy', 'filesync', 'secrets', 'sshforward', 'health'];
+/** One entry per namespace, so each is also importable as `@bkt/api/<namespace>`; and `definition`, the part of `pb` a SolveRequest carries. */
+const namespaces = ['pb', 'definition', 'control', 'gateway', 'controller', 'imagebuilder', 'contentservice', 'google', 'fsutil', 'types', 'apicaps', 'sourcepolicy', 'filesync', 'secrets', 'sshforward', 'health'];
 
 export default defineConfig({
   entry: ['src/index.ts', ...namespaces.map((name) => `src/${name}.ts`)],

@@ -49,11 +49,19 @@ describe('generated code', () => {
     const pbDir = join(committedDir, 'github.com/moby/buildkit/solver/pb');
     expect(seen).toContain(join(pbDir, 'definition.ts'));
     expect(seen).not.toContain(join(pbDir, 'ops.ts'));
+    // Nor does @bkt/api/definition, the subpath a client passing a definition on imports.
+    seen.clear();
+    visit(join(packageDir, 'src', 'definition.ts'));
+    expect(seen).toContain(join(pbDir, 'definition.ts'));
+    expect(seen).not.toContain(join(pbDir, 'ops.ts'));
 
     const pb = await import('./pb.js');
     const definition = await import('./gen/github.com/moby/buildkit/solver/pb/definition.js');
     for (const name of ['Definition', 'OpMetadata', 'Source', 'SourceInfo', 'Platform', 'ProgressGroup', 'Op', 'ExecOp', 'FileOp']) expect(pb, name).toHaveProperty(name);
     expect(pb.Definition).toBe(definition.Definition);
+    const subpath = await import('./definition.js');
+    for (const name of ['Definition', 'OpMetadata', 'Source', 'SourceInfo', 'Locations', 'Platform', 'ProgressGroup']) expect(subpath[name as keyof typeof subpath], name).toBe(pb[name as keyof typeof pb]);
+    expect(subpath).not.toHaveProperty('Op');
     const def = pb.Definition.fromPartial({ def: [Buffer.from([1, 2])], metadata: { 'sha256:x': { ignoreCache: true } } });
     const bytes = pb.Definition.encode(def).finish();
     const decoded = pb.Definition.decode(bytes);
