@@ -15,7 +15,7 @@
  * left behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BktError } from '@bkt/core';
@@ -172,10 +172,12 @@ export class RuncExecutor implements Executor {
     let afterRun: (() => void) | void = undefined;
     const log = join(bundle, 'runc.log');
     const runcArgs = ['--root', this.runcRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, '--no-new-keyring', spec.id];
-    // The bundle's few small files are made with synchronous calls: each is a moment's work, and a step waits for all.
+    // The bundle's few small files are made and removed with synchronous calls: each is a moment's work, and a step
+    // waits for all (an asynchronous removal's several sequential round trips to the thread pool each wait for a
+    // wake-up: on a busy machine, for a time slice).
     try {
       mkdirSync(bundle, { recursive: true });
-      cleanups.push(() => rm(bundle, { recursive: true, force: true }));
+      cleanups.push(async () => rmSync(bundle, { recursive: true, force: true }));
       if (spec.sensitive) {
         await mountTmpfs(bundle, { mode: 0o700, sizeBytes: 16 * 1024 * 1024 });
         cleanups.push(() => unmount(bundle));
