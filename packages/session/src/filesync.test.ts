@@ -9,9 +9,10 @@ import { chmod, link, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BktError, type BuildClient, type ClientLocalDir, type FileStat } from '@bkt/core';
+import { BktError, readClientFile, type BuildClient, type ClientLocalDir, type FileStat } from '@bkt/core';
 import { createHostClient } from '@bkt/fsutil';
 import { sessionBuildClient } from './daemon/build-client.js';
+import { KNOWN_FILE_BYTES, probedPath } from './daemon/local-dir.js';
 import { connect, type Connected, type Transport } from './session.test-util.js';
 
 let work: string;
@@ -252,6 +253,49 @@ describe.each<Transport>(['in-memory', 'grpc'])('FileSync over %s', (transport) 
     expect((await bytes(local.read('.dockerignore'))).toString()).toBe('node_modules\n');
   });
 
+  it("knows a probed single file for the rest of the build: a probe that found none makes reads NOT_FOUND, a small file's bytes answer again, without a stream", async () => {
+    const dir = join(work, 'ctx');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'Dockerfile'), 'FROM scratch\n');
+    await writeFile(join(dir, 'big'), Buffer.alloc(KNOWN_FILE_BYTES + 1, 7));
+    const host = createHostClient({ localDirs: { context: dir } });
+    let streams = 0;
+    const counting: BuildClient = {
+      ...host,
+      localDir(name) {
+        const inner = host.localDir(name)!;
+        return { ...inner, stat: (sel, signal) => (streams++, inner.stat(sel, signal)), read: (p, signal) => inner.read(p, signal) };
+      },
+    };
+    const { daemon } = await connected(transport, counting, ['context']);
+    const local = daemon.localDir('context')!;
+    // As a frontend reads .dockerignore (readClientFile: a probe, then the read), then the local source reads it.
+    expect(await readClientFile(local, '.dockerignore')).toBeUndefined();
+    expect(streams).toBe(1);
+    await expect(bytes(local.read('.dockerignore'))).rejects.toMatchObject({ code: 'NOT_FOUND', message: 'local directory "context": no regular file ".dockerignore"' });
+    expect(streams).toBe(1);
+    // A file that is there: read through the probe's stream, then again from what was kept.
+    expect((await readClientFile(local, 'Dockerfile'))?.toString()).toBe('FROM scratch\n');
+    expect(streams).toBe(2);
+    await writeFile(join(dir, 'Dockerfile'), 'FROM changed\n');
+    expect((await bytes(local.read('Dockerfile'))).toString()).toBe('FROM scratch\n');
+    expect(streams).toBe(2);
+    // Read alone (its own probe): kept too; a larger file is not.
+    await writeFile(join(dir, 'small'), 'small');
+    expect((await bytes(local.read('small'))).toString()).toBe('small');
+    expect((await bytes(local.read('small'))).toString()).toBe('small');
+    expect(streams).toBe(3);
+    expect((await bytes(local.read('big'))).length).toBe(KNOWN_FILE_BYTES + 1);
+    expect((await bytes(local.read('big'))).length).toBe(KNOWN_FILE_BYTES + 1);
+    expect(streams).toBe(5);
+    // A whole-directory stat offers its entries afresh: its stream is read, not what was kept.
+    await collect(local.stat());
+    expect((await bytes(local.read('Dockerfile'))).toString()).toBe('FROM changed\n');
+    // Another build's client knows nothing of this one's.
+    const other = sessionBuildClient(open.at(-1)!.session, { localDirNames: ['context'] }).localDir('context')!;
+    expect((await bytes(other.read('Dockerfile'))).toString()).toBe('FROM changed\n');
+  });
+
   it('keeps one open stream per selection: reads after interleaved stats need no stream of their own', async () => {
     const dir = join(work, 'ctx');
     await mkdir(join(dir, 'a'), { recursive: true });
@@ -330,5 +374,21 @@ describe.each<Transport>(['in-memory', 'grpc'])('FileSync over %s', (transport) 
     expect(err).toMatchObject({ code: 'NOT_FOUND' });
     expect((err as Error).message).toContain(`local directory "context": `);
     expect((err as Error).message).toContain(`${join(work, 'gone')} does not exist`);
+  });
+});
+
+describe('probedPath: the one path a selection probes for', () => {
+  it('a single literal include (metacharacters escaped), no exclude', () => {
+    expect(probedPath({ include: ['.dockerignore'], followPaths: ['.dockerignore'] })).toBe('.dockerignore');
+    expect(probedPath({ include: ['sub/Dockerfile'] })).toBe('sub/Dockerfile');
+    expect(probedPath({ include: ['a\\*b\\[1\\]\\?\\\\'] })).toBe('a*b[1]?\\');
+  });
+
+  it('nothing for patterns, several includes, excludes, or paths that are not clean and relative', () => {
+    for (const include of [['*.txt'], ['a?'], ['[ab]'], ['a', 'b'], [], ['/abs'], ['./x'], ['a//b'], ['a/../b'], ['dir/'], ['!x'], ['a\\']]) {
+      expect(probedPath({ include }), JSON.stringify(include)).toBeUndefined();
+    }
+    expect(probedPath({ include: ['x'], exclude: ['y'] })).toBeUndefined();
+    expect(probedPath({})).toBeUndefined();
   });
 });

@@ -12,6 +12,15 @@
  * exchange. `read(path)` asks the newest open stream that offers the path;
  * when none does (never listed, or already read once: fsutil serves each id
  * once) it opens a stream of its own selecting only that path.
+ *
+ * Single files are known for the rest of the build: a frontend and the
+ * local source each read `.dockerignore` (and probe for it first), which
+ * was a stream to the client each time. A `stat` selecting one literal
+ * path (a probe: `include` that path, as `readClientFile` and `read` ask)
+ * that found no regular file there makes later reads of it `NOT_FOUND` at
+ * once, and the bytes of a probed path read whole (at most
+ * `KNOWN_FILE_BYTES`) answer later reads of it: one build sees one
+ * answer for such a file, however many of its parts ask.
  */
 import { createHash } from 'node:crypto';
 import { BktError, type ClientLocalDir, type FileStat, type LocalDirSelection } from '@bkt/core';
@@ -27,6 +36,8 @@ import { encodeOpts, KEY_DIR_NAME, KEY_EXCLUDE_PATTERNS, KEY_FOLLOW_PATHS, KEY_I
 import type { Session } from './session.js';
 
 export const DIFFCOPY_METHOD = FileSyncService.diffCopy.path;
+/** The largest single file kept for later reads in the build (an ignore file, a Dockerfile). */
+export const KNOWN_FILE_BYTES = 64 << 10;
 
 export class SessionLocalDir implements ClientLocalDir {
   readonly syncKey: string;
@@ -35,6 +46,10 @@ export class SessionLocalDir implements ClientLocalDir {
   private readonly current = new Map<string, OpenSync>();
   /** Every stream not yet finished, oldest first. */
   private readonly syncs = new Set<OpenSync>();
+  /** Single files probed in this build: their bytes (read whole), or null (no regular file there). */
+  private readonly known = new Map<string, Buffer | null>();
+  /** Paths a probe found (their bytes are kept once read). */
+  private readonly probed = new Set<string>();
 
   constructor(
     private readonly session: Session,
@@ -50,14 +65,20 @@ export class SessionLocalDir implements ClientLocalDir {
     const previous = this.current.get(sync.selectionKey);
     this.current.set(sync.selectionKey, sync);
     previous?.retire();
+    const probe = probedPath(selection);
+    let file = false;
     try {
       for await (const s of sync.receiver.stats()) {
         sync.offer(s);
+        if (s.stat.path === probe && regular(s)) file = true;
         yield fileStatOf(s.stat);
       }
     } catch (err) {
       throw this.error(err);
     }
+    if (probe === undefined) return;
+    if (file) this.probed.add(probe);
+    else this.known.set(probe, null);
   }
 
   async *read(path: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
@@ -70,12 +91,40 @@ export class SessionLocalDir implements ClientLocalDir {
         break;
       }
     }
+    const known = offered ? undefined : this.known.get(rel);
     try {
-      if (offered) yield* offered.sync.read(offered.id, signal);
-      else yield* this.readAlone(rel, signal);
+      if (known === null) throw noRegularFile(this.what, rel);
+      if (known) {
+        yield Buffer.from(known);
+        return;
+      }
+      const chunks = offered ? offered.sync.read(offered.id, signal) : this.readAlone(rel, signal);
+      // A probed file (or one read alone, its own probe) is kept when small: later reads in the build get the same bytes.
+      if (!offered || this.probed.has(rel)) yield* this.keeping(rel, chunks);
+      else yield* chunks;
     } catch (err) {
       throw this.error(err);
     }
+  }
+
+  /** `chunks` of file `rel`, kept in `known` once read whole if small; a read that ends NOT_FOUND is kept as such. */
+  private async *keeping(rel: string, chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    let kept: Buffer[] | undefined = [];
+    let bytes = 0;
+    try {
+      for await (const chunk of chunks) {
+        if (kept) {
+          bytes += chunk.length;
+          if (bytes <= KNOWN_FILE_BYTES) kept.push(Buffer.from(chunk));
+          else kept = undefined;
+        }
+        yield chunk;
+      }
+    } catch (err) {
+      if (err instanceof BktError && err.code === 'NOT_FOUND' && !this.known.has(rel)) this.known.set(rel, null);
+      throw err;
+    }
+    if (kept) this.known.set(rel, Buffer.concat(kept, bytes));
   }
 
   /** Finishes every open stream. */
@@ -89,9 +138,7 @@ export class SessionLocalDir implements ClientLocalDir {
     try {
       let found: ReceivedStat | undefined;
       for await (const s of sync.receiver.stats()) if (s.stat.path === rel) found = s;
-      if (!found || !found.requestable || (stModeOf(found.stat.mode) & 0o170000) !== 0o100000) {
-        throw new BktError('NOT_FOUND', `${this.what}: no regular file "${rel}"`, { path: rel });
-      }
+      if (!found || !regular(found)) throw noRegularFile(this.what, rel);
       yield* sync.read(found.id, signal);
     } finally {
       sync.retire();
@@ -192,4 +239,36 @@ class OpenSync {
 /** A path as a pattern matching only itself (pattern metacharacters escaped). */
 function escapePattern(path: string): string {
   return path.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+/** Whether a received entry is a regular file whose bytes may be asked for. */
+function regular(s: ReceivedStat): boolean {
+  return s.requestable && (stModeOf(s.stat.mode) & 0o170000) === 0o100000;
+}
+
+function noRegularFile(what: string, rel: string): BktError {
+  return new BktError('NOT_FOUND', `${what}: no regular file "${rel}"`, { path: rel });
+}
+
+/**
+ * The one path a selection probes for: a single `include` pattern that is a
+ * literal clean relative path (metacharacters escaped, as `escapePattern`
+ * and core's `readClientFile` write them), no `exclude`. Else undefined.
+ */
+export function probedPath(selection: LocalDirSelection): string | undefined {
+  if (selection.include?.length !== 1 || selection.exclude?.length) return undefined;
+  const pattern = selection.include[0]!;
+  let path = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\') {
+      const next = pattern[++i];
+      if (next === undefined) return undefined;
+      path += next;
+    } else if (c === '*' || c === '?' || c === '[' || c === ']') return undefined;
+    else path += c;
+  }
+  if (path === '' || path.startsWith('!') || path.startsWith('/') || path.endsWith('/')) return undefined;
+  if (path.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) return undefined;
+  return path;
 }
