@@ -18,6 +18,9 @@
  * a database of a newer version is refused (it may hold what this code would
  * drop); one without the key is this session's layout and is stamped.
  */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { BktError, type BlobOwner, type BlobRef, type Digest } from '@bkt/core';
 import type { BuildHistoryRecord } from './history.js';
@@ -275,13 +278,38 @@ function toRow(r: RawSnapshotRow): SnapshotRow {
   };
 }
 
+/**
+ * The path of better-sqlite3's addon when its package holds the one its own
+ * lookup (the `bindings` package) would load first and that is
+ * `build/Release/better_sqlite3.node` (no `build/better_sqlite3.node` or
+ * `build/Debug/` one before it); undefined otherwise, and better-sqlite3
+ * looks as it always does. Given the path, the first open skips that lookup
+ * (a dozen candidate paths and a stack trace: a few milliseconds of every
+ * command that opens a store).
+ */
+let sqliteAddon: string | null | undefined;
+export function sqliteAddonPath(): string | undefined {
+  if (sqliteAddon === undefined) {
+    sqliteAddon = null;
+    try {
+      const build = join(dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json')), 'build');
+      const release = join(build, 'Release', 'better_sqlite3.node');
+      if (!existsSync(join(build, 'better_sqlite3.node')) && !existsSync(join(build, 'Debug', 'better_sqlite3.node')) && existsSync(release)) sqliteAddon = release;
+    } catch {
+      // Not resolvable from here: better-sqlite3's own lookup.
+    }
+  }
+  return sqliteAddon ?? undefined;
+}
+
 export class MetadataDB {
   readonly #db: Database.Database;
   readonly #stmts;
 
   constructor(file: string) {
     // Writers of other processes are waited for (better-sqlite3's busy timeout), up to 10 minutes.
-    this.#db = new Database(file, { timeout: 600_000 });
+    const nativeBinding = sqliteAddonPath();
+    this.#db = new Database(file, { timeout: 600_000, ...(nativeBinding ? { nativeBinding } : {}) });
     this.#db.pragma('journal_mode = WAL');
     // NORMAL is durable against process crashes (kill -9) in WAL mode; a power loss may lose the last commits, never consistency.
     this.#db.pragma('synchronous = NORMAL');
