@@ -198,7 +198,9 @@ describe('image, oci and docker exporters', () => {
     const epoch = { 'source-date-epoch': String(EPOCH) };
     const manifestOf = async (digest: string) => JSON.parse(await readFile(t.ctx.content.path(digest as Digest), 'utf8'));
     const reference = await (await exporter('oci').resolve({ dest: join(work, 'gzip-ref'), tar: 'false', ...epoch })).export(result(fresh), t.ctx);
-    const gzipLayer = (await manifestOf(reference['containerimage.digest'])).layers[1];
+    // A layout's manifest and config are in the layout only, not in the content store.
+    expect(await t.ctx.content.has(reference['containerimage.digest'] as Digest)).toBe(false);
+    const gzipLayer = JSON.parse(await readFile(join(work, 'gzip-ref/blobs/sha256', reference['containerimage.digest'].slice(7)), 'utf8')).layers[1];
     expect(gzipLayer.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
 
     const name = `${registry.host}/test/uncompressed:v1`;
@@ -285,14 +287,16 @@ describe('image, oci and docker exporters', () => {
       const top = await m.commit();
       const digests = async (owner: { snapshot: string } | { name: string }) => (await ctx.content.refs!(owner)).map((r) => r.digest).sort();
 
-      // An OCI layout export: the new layer's blob is the snapshot's; manifest and config are nobody's.
+      // An OCI layout export: the new layer's blob is the snapshot's; manifest and config are in the layout only.
       const dest = join(work, 'refs-layout');
       const first = await (await exporter('oci').resolve({ dest, tar: 'false' })).export(result(top), ctx);
       const manifest = JSON.parse(await readFile(join(dest, 'blobs/sha256', first['containerimage.digest'].slice(7)), 'utf8'));
       const newLayer = manifest.layers[1].digest as Digest;
       expect(await digests({ snapshot: top.id })).toEqual([newLayer]);
+      expect(await ctx.content.has(first['containerimage.digest'] as Digest)).toBe(false);
+      expect(await ctx.content.has(manifest.config.digest as Digest)).toBe(false);
       const pruned = (await store.prune({})).map((r) => r.id);
-      expect(pruned).toEqual(expect.arrayContaining([first['containerimage.digest'], manifest.config.digest, pushed.manifest.digest, pushed.config.digest]));
+      expect(pruned).toEqual(expect.arrayContaining([pushed.manifest.digest, pushed.config.digest]));
       // Kept: the snapshot, its parent (the pulled layer), and their blobs.
       for (const id of [newLayer, top.id, busybox.id, pushed.layer.digest]) expect(pruned).not.toContain(id);
       expect(await ctx.content.has(newLayer)).toBe(true);

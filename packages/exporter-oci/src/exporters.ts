@@ -67,7 +67,9 @@ class ImageExporterInstance implements ExporterInstance {
     const sourceDateEpoch = sourceDateEpochOf(o, result);
     throwIfCancelled(o.type, ctx.signal);
     const localOnly = o.type === 'image' && !o.push && !o.pushByDigest && !o.compressionSet;
-    const image = await buildImage(result, ctx, { ...o, sourceDateEpoch, ...(localOnly ? { compression: 'uncompressed' as const } : {}) });
+    // A layout or archive holds the configs and manifests; the content store keeps only the layers (made once per snapshot).
+    const storeMetadata = o.type === 'image';
+    const image = await buildImage(result, ctx, { ...o, sourceDateEpoch, storeMetadata, ...(localOnly ? { compression: 'uncompressed' as const } : {}) });
     // Building the layers may take long; nothing is written for a cancelled build.
     throwIfCancelled(o.type, ctx.signal);
     const names = o.names;

@@ -101,12 +101,26 @@ export interface BuiltImage {
   manifests: BuiltManifest[];
   /** Every blob of the image in push order: layers, configs, manifests, then the index. */
   blobs: Descriptor[];
+  /**
+   * The bytes of the configs, manifests and index, by digest, when they were
+   * not written to the content store (`storeMetadata: false`); every other
+   * blob is in the content store.
+   */
+  metadata?: Map<Digest, Uint8Array>;
 }
 
 export type ImageBuildOptions = Pick<
   ExportOptions,
   'compression' | 'compressionLevel' | 'forceCompression' | 'ociMediaTypes' | 'annotations' | 'rewriteTimestamp' | 'sourceDateEpoch'
-> & { noLayerCache?: boolean };
+> & {
+  noLayerCache?: boolean;
+  /**
+   * Write the configs, manifests and index to the content store (default
+   * true); false keeps them in `BuiltImage.metadata` only, for an export that
+   * writes them out itself and stores nothing (a layout or archive).
+   */
+  storeMetadata?: boolean;
+};
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -259,12 +273,20 @@ export async function buildImage(
   };
   const manifests: BuiltManifest[] = [];
   const manifestBlobs: Descriptor[] = [];
+  const metadata = opts.storeMetadata === false ? new Map<Digest, Uint8Array>() : undefined;
+  /** Writes a config, manifest or index: to the content store, or kept in `metadata`. */
+  const writeMetadata = async (bytes: Uint8Array): Promise<{ digest: Digest; size: number }> => {
+    if (!metadata) return ctx.content.write(bytes);
+    const digest = digestOf(bytes);
+    metadata.set(digest, bytes);
+    return { digest, size: bytes.length };
+  };
   for (const p of platforms) {
     const layers = await layersOf(p.snapshot, ctx, opts);
     // The inline cache describes a single-platform result's layers.
     const inline = multi ? undefined : result.metadata[INLINE_CACHE_METADATA_KEY];
     const configBytes = imageConfig(p, layers, { ...opts, ...(inline ? { inlineCache: inline } : {}) });
-    const config: Descriptor = { mediaType: configMediaType(opts.ociMediaTypes), ...(await ctx.content.write(configBytes)) };
+    const config: Descriptor = { mediaType: configMediaType(opts.ociMediaTypes), ...(await writeMetadata(configBytes)) };
     const manifest: Record<string, unknown> = {
       schemaVersion: 2,
       mediaType: manifestMediaType(opts.ociMediaTypes),
@@ -274,7 +296,7 @@ export async function buildImage(
     const ann = annotationsFor(opts.annotations, 'manifest', p.platform);
     if (ann) manifest.annotations = ann;
     const bytes = Buffer.from(JSON.stringify(manifest));
-    await ctx.content.write(bytes);
+    await writeMetadata(bytes);
     const descriptor: Descriptor = { mediaType: manifest.mediaType as string, digest: digestOf(bytes), size: bytes.length };
     if (multi) descriptor.platform = p.platform;
     const descAnn = annotationsFor(opts.annotations, 'manifest-descriptor', p.platform);
@@ -285,7 +307,7 @@ export async function buildImage(
     manifests.push({ platform: p.platform, descriptor, config, layers });
   }
   manifestBlobs.forEach(add);
-  if (!multi) return { root: manifests[0].descriptor, manifests, blobs };
+  if (!multi) return { root: manifests[0].descriptor, manifests, blobs, ...(metadata ? { metadata } : {}) };
 
   const index: Record<string, unknown> = {
     schemaVersion: 2,
@@ -295,10 +317,10 @@ export async function buildImage(
   const ann = annotationsFor(opts.annotations, 'index');
   if (ann) index.annotations = ann;
   const bytes = Buffer.from(JSON.stringify(index));
-  await ctx.content.write(bytes);
+  await writeMetadata(bytes);
   const root: Descriptor = { mediaType: index.mediaType as string, digest: digestOf(bytes), size: bytes.length };
   const rootAnn = annotationsFor(opts.annotations, 'index-descriptor');
   if (rootAnn) root.annotations = rootAnn;
   add(root);
-  return { root, manifests, blobs };
+  return { root, manifests, blobs, ...(metadata ? { metadata } : {}) };
 }

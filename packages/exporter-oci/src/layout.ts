@@ -39,7 +39,10 @@ function ociLayoutFiles(image: BuiltImage, names: string[]): LayoutFile[] {
   return [
     { path: 'oci-layout', bytes: Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })) },
     { path: 'index.json', bytes: layoutIndex(image, names) },
-    ...image.blobs.map((b) => ({ path: blobPath(b), blob: b })),
+    ...image.blobs.map((b): LayoutFile => {
+      const bytes = image.metadata?.get(b.digest);
+      return bytes ? { path: blobPath(b), bytes } : { path: blobPath(b), blob: b };
+    }),
   ];
 }
 
