@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import * as control from '@bkt/api/control';
 import type * as gateway from '@bkt/api/gateway';
-import * as pb from '@bkt/api/pb';
+import * as llb from '@bkt/api/definition';
 import { BktError, type BuildClient, type OutputSpec, type ProgressEvent } from '@bkt/core';
 import { progressEvents, type OutputTargets } from '@bkt/session';
 import type { SolveRequest, SolveResponse } from '@bkt/solver';
@@ -215,18 +215,18 @@ export function outputTargets(exporters: readonly OutputSpec[]): OutputTargets {
 }
 
 /** The definition as the Solve carries it; `noCache` marks every op to ignore the cache (as `--no-cache` does for a build here). */
-function definitionFor(bytes: Uint8Array, noCache: boolean): pb.Definition {
-  let def: pb.Definition;
+function definitionFor(bytes: Uint8Array, noCache: boolean): llb.Definition {
+  let def: llb.Definition;
   try {
-    def = pb.Definition.decode(bytes);
+    def = llb.Definition.decode(bytes);
   } catch (err) {
     throw new BktError('INVALID_DEFINITION', `the LLB definition does not decode as a pb.Definition: ${(err as Error).message}`, {}, { cause: err });
   }
   if (!noCache) return def;
-  const metadata: Record<string, pb.OpMetadata> = { ...def.metadata };
+  const metadata: Record<string, llb.OpMetadata> = { ...def.metadata };
   for (const op of def.def) {
     const digest = `sha256:${createHash('sha256').update(op).digest('hex')}`;
-    metadata[digest] = { ...pb.OpMetadata.fromPartial(metadata[digest] ?? {}), ignoreCache: true };
+    metadata[digest] = { ...llb.OpMetadata.fromPartial(metadata[digest] ?? {}), ignoreCache: true };
   }
   return { ...def, metadata };
 }
