@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BktError, type ContentStore, type Digest } from '@bkt/core';
+import { BktError, type BuildClient, type ContentStore, type Digest } from '@bkt/core';
 import { MediaType, digestOf, type Descriptor } from '@bkt/oci';
 import type { BuiltImage } from './image.js';
 import { writeOciLayout } from './layout.js';
@@ -119,5 +120,33 @@ describe('an OCI layout tar', () => {
     const listing = execFileSync('tar', ['-tf', dest]).toString().trim().split('\n');
     expect(listing).toEqual(['blobs/', 'blobs/sha256/', 'oci-layout', 'index.json', ...blobFiles.map((f) => f.path)]);
     for (const f of blobFiles) expect(execFileSync('tar', ['-xOf', dest, f.path], { maxBuffer: 8 << 20 }).equals(f.bytes)).toBe(true);
+  });
+
+  it('fails with the writer\'s error, aborts the output and closes every blob it opened', async () => {
+    const store = directoryStore(join(work, 'store-fail'));
+    await mkdir(join(work, 'store-fail'));
+    const big: Descriptor = { mediaType: MediaType.OciLayerGzip, ...(await store.write(Buffer.alloc(5 * 1024 * 1024 + 7, 1))) };
+    const image: BuiltImage = { root: big, manifests: [], blobs: [big] };
+    let written = 0;
+    let aborted = false;
+    const client = {
+      openFile: async () => ({
+        stream: new Writable({
+          write(chunk: Buffer, _enc, cb) {
+            written += chunk.length;
+            cb(written > 2 * 1024 * 1024 ? new Error('disk full') : null);
+          },
+        }),
+        commit: async () => undefined,
+        abort: async () => {
+          aborted = true;
+        },
+      }),
+    } as unknown as BuildClient;
+    const fds = async () => (await readdir('/proc/self/fd')).length;
+    const before = await fds();
+    await expect(writeOciLayout(image, store, { names: [], dest: 'x.tar', tar: true, client })).rejects.toThrow(/disk full/);
+    expect(aborted).toBe(true);
+    expect(await fds()).toBe(before);
   });
 });

@@ -100,12 +100,17 @@ async function* filePieces(fd: number, size: number, path: string): AsyncGenerat
     return buf;
   };
   let next: Promise<Buffer> | undefined = size > 0 ? readAt(0) : undefined;
-  for (let pos = 0; next; ) {
-    const piece = await next;
-    pos += piece.length;
-    next = pos < size ? readAt(pos) : undefined;
-    next?.catch(() => undefined); // awaited on the next turn
-    yield piece;
+  try {
+    for (let pos = 0; next; ) {
+      const piece = await next;
+      pos += piece.length;
+      next = pos < size ? readAt(pos) : undefined;
+      next?.catch(() => undefined); // awaited on the next turn
+      yield piece;
+    }
+  } finally {
+    // A read still running (the writer stopped early) ends before the caller closes `fd`.
+    await next?.catch(() => undefined);
   }
 }
 
@@ -169,11 +174,19 @@ const fsFstat = (fd: number) => new Promise<Stats>((resolve, reject) => fstat(fd
 const fsClose = (fd: number) => new Promise<void>((resolve) => close(fd, () => resolve()));
 
 /** Writes the tar `stream` to the client's output `dest` (`-` = its stdout); `what` names `dest` in errors. */
-async function writeTarTo(what: string, dest: string, stream: AsyncIterable<Uint8Array>, client: BuildClient): Promise<void> {
-  const file = dest === '-' ? await client.openStdout({ what }) : await client.openFile(dest, { what });
+async function writeTarTo(what: string, dest: string, stream: AsyncGenerator<Uint8Array>, client: BuildClient): Promise<void> {
+  let file;
+  try {
+    file = dest === '-' ? await client.openStdout({ what }) : await client.openFile(dest, { what });
+  } catch (err) {
+    await stream.return(undefined);
+    throw err;
+  }
   try {
     await pipeline(stream, file.stream);
   } catch (err) {
+    // The pipeline reports the writer's error at once; the tar's blob files are closed when the generator has ended.
+    await stream.return(undefined).catch(() => undefined);
     await file.abort();
     throw err;
   }
