@@ -245,7 +245,7 @@ export class RuncExecutor implements Executor {
           ? spawnInTerminal(this.#runc, runcArgs, ttyName, spec.process.size)
           : spawn(this.#runc, runcArgs, { stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true });
       }
-      this.#watchdog.watchRunc(child.pid);
+      this.#watchdog.watchRunc(child);
       io.onControl?.({
         resize: (size) => resizeTerminal(spec.process.tty ? ttyName : undefined, size),
         signal: async (n) => {

@@ -5,8 +5,8 @@
  * scratch dir within seconds, and leaves alone a container of this (live)
  * process on the same runc root. `exit` stops a watchdog without it acting.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,6 +14,7 @@ import { makeBusyboxRootfs } from '@bkt/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RuncExecutor } from './runc.js';
 import { isAlive, mountTmpfs } from './sys.js';
+import { ContainerWatchdog, processStartTime, WATCHDOG_NAME, WATCHDOG_SCRIPT } from './watchdog.js';
 
 const DIST = resolve(import.meta.dirname, '../dist/index.js');
 let dir: string;
@@ -149,6 +150,118 @@ describe('container watchdog', () => {
       expect(mountsUnder(bundle)).toEqual([bundle]);
     } finally {
       execFileSync('umount', [bundle]);
+    }
+  });
+});
+
+/** A stand-in for a `runc run`: a sleep whose command name holds spaces and parentheses (as a process reusing a pid might). */
+function startRun(): { child: ChildProcess; pid: number; start: string } {
+  const bin = join(dir, 'run) 1 2 (x');
+  if (!existsSync(bin)) copyFileSync(execFileSync('sh', ['-c', 'command -v sleep'], { encoding: 'utf8' }).trim(), bin);
+  const child = spawn(bin, ['1000'], { stdio: 'ignore' });
+  const pid = child.pid!;
+  const start = processStartTime(pid);
+  expect(start).toMatch(/^\d+$/);
+  return { child, pid, start: start! };
+}
+
+async function stopRun(run: { child: ChildProcess }): Promise<void> {
+  if (run.child.exitCode !== null || run.child.signalCode !== null) return;
+  const exited = new Promise((r) => run.child.once('exit', r));
+  run.child.kill('SIGKILL');
+  await exited;
+}
+
+/** The watchdog script given `lines`, then end of file (its owner gone); its runc root does not exist, it has no directories. */
+function watchdogGiven(lines: string[]): { exited: Promise<number> } {
+  const child = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, WATCHDOG_NAME, 'runc', join(dir, 'no-runc-root'), String(process.pid)], {
+    stdio: ['pipe', 'ignore', 'inherit'],
+  });
+  const exited = new Promise<number>((r) => child.once('exit', () => r(Date.now())));
+  child.stdin!.end(lines.map((l) => `${l}\n`).join(''));
+  return { exited };
+}
+
+/** Whether `p` settles within `ms`. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([p.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]);
+  clearTimeout(timer);
+  return settled;
+}
+
+describe('watchdog script', () => {
+  it('at end of file waits for the runs it was told about, not for those it was told have ended', async () => {
+    const [a, b, c] = [startRun(), startRun(), startRun()];
+    try {
+      const watchdog = watchdogGiven([`runc ${a.pid} ${a.start}`, `runc ${b.pid} ${b.start}`, `runc ${c.pid} ${c.start}`, `done ${a.pid} ${a.start}`, `done ${c.pid} ${c.start}`]);
+      // b still runs: the watchdog waits for it.
+      expect(await settlesWithin(watchdog.exited, 800)).toBe(false);
+      const stoppedAt = Date.now();
+      await stopRun(b);
+      // a and c still run, but have ended as far as the watchdog knows: it stops polling at once (every 0.2 s), not after 10 s.
+      expect(await settlesWithin(watchdog.exited, 5000)).toBe(true);
+      expect((await watchdog.exited) - stoppedAt).toBeLessThan(1500);
+    } finally {
+      await Promise.all([a, b, c].map(stopRun));
+    }
+  });
+
+  it('does not wait for a process that got the pid of a run it was told about (another start time)', async () => {
+    const other = startRun();
+    try {
+      const startedAt = Date.now();
+      // The run that had this pid started a tick earlier and is gone; the pid is now another process's.
+      const watchdog = watchdogGiven([`runc ${other.pid} ${BigInt(other.start) - 1n}`, `runc ${other.pid}`, `runc x${other.pid} ${other.start}`]);
+      expect(await settlesWithin(watchdog.exited, 5000)).toBe(true);
+      expect((await watchdog.exited) - startedAt).toBeLessThan(1500);
+    } finally {
+      await stopRun(other);
+    }
+  });
+});
+
+/**
+ * Perl printing what is waiting in process $ARGV[0]'s stdin, without waiting: it takes a copy of that descriptor
+ * (pidfd_open, pidfd_getfd: 434 and 438 on every architecture but alpha) and reads while something is there.
+ */
+const READ_STDIN_OF = String.raw`
+my $pidfd = syscall(434, $ARGV[0] + 0, 0);
+$pidfd >= 0 or die "pidfd_open: $!\n";
+my $fd = syscall(438, $pidfd, 0, 0);
+$fd >= 0 or die "pidfd_getfd: $!\n";
+open(my $in, '<&=', $fd) or die "open: $!\n";
+my $bits = '';
+vec($bits, $fd, 1) = 1;
+while (select(my $ready = $bits, undef, undef, 0) > 0) {
+  my $n = sysread($in, my $buf, 4096);
+  last unless $n;
+  print $buf;
+}
+`;
+
+describe('ContainerWatchdog', () => {
+  it("names a run by its pid and start time, and says it has ended once it has exited", async () => {
+    const watchdog = new ContainerWatchdog({ runc: 'runc', runcRoot: join(dir, 'no-runc-root'), dirs: [] });
+    watchdog.ensureRunning();
+    const pid = watchdog.pid!;
+    // Stopped, the script reads nothing: what it was told stays in its stdin (a socket), read here through a copy of that descriptor.
+    process.kill(pid, 'SIGSTOP');
+    const runs = [startRun(), startRun()];
+    try {
+      for (const run of runs) watchdog.watchRunc(run.child);
+      await stopRun(runs[0]!);
+      const [a, b] = runs;
+      const expected = `runc ${a!.pid} ${a!.start}\nrunc ${b!.pid} ${b!.start}\ndone ${a!.pid} ${a!.start}\n`;
+      let told = '';
+      for (let i = 0; i < 50 && told.length < expected.length; i++) {
+        if (i > 0) await sleep(20);
+        told += execFileSync('perl', ['-e', READ_STDIN_OF, String(pid)], { encoding: 'latin1' });
+      }
+      expect(told).toBe(expected);
+    } finally {
+      await Promise.all(runs.map(stopRun));
+      process.kill(pid, 'SIGKILL');
     }
   });
 });

@@ -12,21 +12,28 @@
  * does not reach it. Node cannot set PR_SET_PDEATHSIG on a child; the pipe is
  * the portable equivalent.
  *
- * The protocol, one line each: `runc <pid>` names a `runc run` we started (a
- * container may still appear while it lives); `exit` stops the watchdog
- * without it doing anything (we are alive and clean up ourselves).
+ * The protocol, one line each: `runc <pid> <start>` names a `runc run` we
+ * started (a container may still appear while it lives), `<start>` being its
+ * start time (field 22 of /proc/<pid>/stat); `done <pid> <start>` says that
+ * process has exited, and the watchdog forgets it (it holds only the runs
+ * that may still be running, however long we live); `exit` stops the
+ * watchdog without it doing anything (we are alive and clean up ourselves).
+ * A line of another form is ignored.
  *
  * At end of file it acts only on container ids of the form
  * `<name>-<our pid>-<rest>` (`name` without a dash), the form `RuncExecutor`
  * requires, so other processes' containers on the same root are never
  * touched. It repeats `runc kill KILL` + `runc delete --force` on each of
- * ours until none is listed and no `runc run` it was told about still runs
- * (at most about 10 s), then, in each directory it was given (bundles,
+ * ours until none is listed and no `runc run` it was told about (and not
+ * told has ended) still runs (at most about 10 s) — a pid whose process has
+ * another start time is another process, which got the pid after our run
+ * ended, and is not waited for — then, in each directory it was given (bundles,
  * per-run scratch dirs), unmounts everything at or under each entry named by
  * one of our ids (deepest first) and removes it without crossing into another
  * file system.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 /** The script; `$0` is a label for `ps`, `$1` runc, `$2` runc's `--root`, `$3` the owner's pid, `$4…` the directories. */
 export const WATCHDOG_SCRIPT = String.raw`
@@ -43,12 +50,26 @@ ours() {
   [ "$#" -ge 3 ] && [ "$2" = "$owner" ]
 }
 
+# The runs that may still be running, as <pid>:<start time> words.
 runcs=
-while read -r command arg; do
+while read -r command pid start extra; do
   case $command in
     exit) exit 0 ;;
-    runc) runcs="$runcs $arg" ;;
+    runc | done) ;;
+    *) continue ;;
   esac
+  case $pid in '' | *[!0-9]*) continue ;; esac
+  case $start in '' | *[!0-9]*) continue ;; esac
+  [ -z "$extra" ] || continue
+  if [ "$command" = runc ]; then
+    runcs="$runcs $pid:$start"
+  else
+    left=
+    for run in $runcs; do
+      [ "$run" = "$pid:$start" ] || left="$left $run"
+    done
+    runcs=$left
+  fi
 done
 
 # End of file: the owner is gone.
@@ -62,11 +83,28 @@ stop_containers() {
   done
 }
 
-# Whether a runc run we were told about still runs (a zombie does not).
+# Whether a runc run we were told about still runs: not a zombie, nor another process that got its pid (another start time).
 runc_running() {
-  for pid in $runcs; do
-    state=
-    read -r _ _ state _ < "/proc/$pid/stat" 2>/dev/null || continue
+  for run in $runcs; do
+    old_ifs=$IFS
+    IFS=:
+    set -- $run
+    start=$2
+    stat=
+    IFS= read -r stat 2>/dev/null < "/proc/$1/stat"
+    # The fields after the command's name (which may hold spaces and parentheses) follow its last ')'.
+    IFS=')'
+    set -- $stat
+    fields=
+    for fields; do :; done
+    IFS=' '
+    set -- $fields
+    IFS=$old_ifs
+    # $1 is field 3 (the state), the 20th field 22 (the start time).
+    [ "$#" -ge 20 ] || continue
+    state=$1
+    shift 19
+    [ "$1" = "$start" ] || continue
     [ "$state" = Z ] || return 0
   done
   return 1
@@ -159,9 +197,24 @@ export class ContainerWatchdog {
     this.#child = child;
   }
 
-  /** Names a `runc run` process: until it exits, a container of ours may still appear. */
-  watchRunc(pid: number | undefined): void {
-    if (pid && this.#running()) this.#child!.stdin!.write(`runc ${pid}\n`);
+  /**
+   * Names the process running a `runc run` (until it exits, a container of
+   * ours may still appear), by its pid and start time; once it has exited,
+   * the watchdog is told to forget it. Call right after spawning `child`,
+   * before this process's event loop may have reaped it (its pid is still
+   * its own then, a zombie's at worst).
+   */
+  watchRunc(child: ChildProcess): void {
+    const pid = child.pid;
+    if (!pid || child.exitCode !== null || child.signalCode !== null || !this.#running()) return;
+    const start = processStartTime(pid);
+    if (start === undefined) return;
+    const watchdog = this.#child!;
+    watchdog.stdin!.write(`runc ${pid} ${start}\n`);
+    // Told only to the watchdog that was told of it (a stopped one's pipe is closed; a new one never knew it).
+    child.once('exit', () => {
+      if (this.#child === watchdog && this.#running()) watchdog.stdin!.write(`done ${pid} ${start}\n`);
+    });
   }
 
   /** Stops the watchdog without it touching anything; the next `ensureRunning` starts a new one. */
@@ -174,4 +227,17 @@ export class ContainerWatchdog {
     const c = this.#child;
     return !!c && c.exitCode === null && c.signalCode === null && !c.stdin!.destroyed && c.stdin!.writable;
   }
+}
+
+/** Field 22 of /proc/<pid>/stat: the process's start time (clock ticks after boot); undefined when it cannot be read. */
+export function processStartTime(pid: number): string | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  // The fields after the command's name (which may hold spaces and parentheses) follow its last ')': field 3 first.
+  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  return start && /^\d+$/.test(start) ? start : undefined;
 }
