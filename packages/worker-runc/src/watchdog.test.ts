@@ -245,10 +245,11 @@ describe('ContainerWatchdog', () => {
     const watchdog = new ContainerWatchdog({ runc: 'runc', runcRoot: join(dir, 'no-runc-root'), dirs: [] });
     watchdog.ensureRunning();
     const pid = watchdog.pid!;
-    // Stopped, the script reads nothing: what it was told stays in its stdin (a socket), read here through a copy of that descriptor.
-    process.kill(pid, 'SIGSTOP');
-    const runs = [startRun(), startRun()];
+    const runs: ReturnType<typeof startRun>[] = [];
     try {
+      // Stopped, the script reads nothing: what it was told stays in its stdin (a socket), read here through a copy of that descriptor.
+      process.kill(pid, 'SIGSTOP');
+      runs.push(startRun(), startRun());
       for (const run of runs) watchdog.watchRunc(run.child);
       await stopRun(runs[0]!);
       const [a, b] = runs;
