@@ -14,29 +14,11 @@ import { packageConfig } from '../../tsup.shared.js';
  * first use. Not bundled: `@bkt/core` and `@bkt/llb` and the leaves they
  * import (`api`, `oci`, `fsutil`; a project config and its plugins import
  * them and must share the CLI's instances: one `BktError`, one `State`, and
- * no second copy of them loaded), native modules (better-sqlite3) and
- * packages loaded only by some commands that read files beside themselves
- * (jiti, grpc-js).
+ * no second copy of them loaded) and packages loaded only by some commands
+ * that read files beside themselves (jiti, grpc-js). better-sqlite3's
+ * JavaScript is bundled (its addon is loaded by the store, by path:
+ * `nativeBinding`), so it runs from the code cache with the rest.
  */
-/**
- * better-sqlite3 (CommonJS, the store's database) is loaded with `require`
- * (the banner's) rather than an ESM `import`: Node imports a CommonJS module
- * by first parsing its source for export names (cjs-module-lexer), which a
- * `require` skips. The store imports only its default export (`module.exports`).
- */
-const requireSqlite: NonNullable<Options['esbuildPlugins']>[number] = {
-  name: 'bkt-require-better-sqlite3',
-  setup(build) {
-    build.onResolve({ filter: /^better-sqlite3$/ }, (args) =>
-      args.namespace === 'bkt-require' ? { path: args.path, external: true } : { path: args.path, namespace: 'bkt-require' },
-    );
-    build.onLoad({ filter: /.*/, namespace: 'bkt-require' }, (args) => ({
-      contents: `export default require(${JSON.stringify(args.path)});`,
-      loader: 'js',
-    }));
-  },
-};
-
 /**
  * `dist-bin/scripts/`: each chunk of `dist-bin/` again as a script the
  * executable runs with V8's code cache (src/code-cache.ts): imports and
@@ -116,10 +98,10 @@ export default [
     splitting: true,
     // dist-bin/metafile-esm.json: which package each chunk holds (tests/e2e/repo/startup.test.ts checks what start-up loads).
     metafile: true,
-    noExternal: [/^@bkt\/(?!(core|llb|api|oci|fsutil)(\/|$))/, /^(?!better-sqlite3$|jiti$|tapable$|node:)[^@./]/],
+    noExternal: [/^@bkt\/(?!(core|llb|api|oci|fsutil)(\/|$))/, /^(?!jiti$|tapable$|node:)[^@./]/],
     external: [...SHARED, '@grpc/grpc-js', 'jiti', 'tapable', /^@bufbuild\//],
-    // Bundled CommonJS dependencies require Node's built-ins: give the ESM bundle a require.
-    esbuildPlugins: [requireSqlite, captureMetafile],
+    // Bundled CommonJS dependencies require Node's built-ins (and better-sqlite3 its addon): give the ESM bundle a require.
+    esbuildPlugins: [captureMetafile],
     banner: { js: BANNER },
     onSuccess: async () => writeScripts('dist-bin', binMetafile),
   }),

@@ -279,27 +279,29 @@ function toRow(r: RawSnapshotRow): SnapshotRow {
 }
 
 /**
- * The path of better-sqlite3's addon when its package holds the one its own
- * lookup (the `bindings` package) would load first and that is
- * `build/Release/better_sqlite3.node` (no `build/better_sqlite3.node` or
- * `build/Debug/` one before it); undefined otherwise, and better-sqlite3
- * looks as it always does. Given the path, the first open skips that lookup
- * (a dozen candidate paths and a stack trace: a few milliseconds of every
- * command that opens a store).
+ * better-sqlite3's addon, handed to every `Database` (`nativeBinding`): the
+ * file its own lookup (the `bindings` package, from the better-sqlite3
+ * package's root) loads. When that is `build/Release/better_sqlite3.node`
+ * (no `build/better_sqlite3.node` or `build/Debug/` one before it) it is
+ * loaded by its path, without `bindings`' search of a dozen candidate paths
+ * and a stack trace; otherwise `bindings` searches from the package's root,
+ * given explicitly (better-sqlite3 may be bundled into an executable, where
+ * the stack would name the bundle's file, not the package).
  */
-let sqliteAddon: string | null | undefined;
-export function sqliteAddonPath(): string | undefined {
-  if (sqliteAddon === undefined) {
-    sqliteAddon = null;
-    try {
-      const build = join(dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json')), 'build');
-      const release = join(build, 'Release', 'better_sqlite3.node');
-      if (!existsSync(join(build, 'better_sqlite3.node')) && !existsSync(join(build, 'Debug', 'better_sqlite3.node')) && existsSync(release)) sqliteAddon = release;
-    } catch {
-      // Not resolvable from here: better-sqlite3's own lookup.
-    }
-  }
-  return sqliteAddon ?? undefined;
+let sqliteAddon: string | object | undefined;
+export function sqliteNativeBinding(): string | object {
+  sqliteAddon ??= sqliteAddonOf(dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json')));
+  return sqliteAddon;
+}
+
+/** The addon of the better-sqlite3 package at `root`: its path, or the module `bindings` loads. */
+export function sqliteAddonOf(root: string): string | object {
+  const build = join(root, 'build');
+  const release = join(build, 'Release', 'better_sqlite3.node');
+  if (!existsSync(join(build, 'better_sqlite3.node')) && !existsSync(join(build, 'Debug', 'better_sqlite3.node')) && existsSync(release)) return release;
+  const req = createRequire(join(root, 'package.json'));
+  const bindings = req('bindings') as (opts: { bindings: string; module_root: string }) => object;
+  return bindings({ bindings: 'better_sqlite3.node', module_root: root });
 }
 
 export class MetadataDB {
@@ -308,8 +310,8 @@ export class MetadataDB {
 
   constructor(file: string) {
     // Writers of other processes are waited for (better-sqlite3's busy timeout), up to 10 minutes.
-    const nativeBinding = sqliteAddonPath();
-    this.#db = new Database(file, { timeout: 600_000, ...(nativeBinding ? { nativeBinding } : {}) });
+    // better-sqlite3 takes the addon's module as well as its path (its typings name the path only).
+    this.#db = new Database(file, { timeout: 600_000, nativeBinding: sqliteNativeBinding() as string });
     this.#db.pragma('journal_mode = WAL');
     // NORMAL is durable against process crashes (kill -9) in WAL mode; a power loss may lose the last commits, never consistency.
     this.#db.pragma('synchronous = NORMAL');
