@@ -271,9 +271,13 @@ export class Store {
 
   async #usage(row: SnapshotRow, leased: Set<string>): Promise<UsageRecord> {
     let size = row.size;
+    let shared = false;
     if (size === null) {
-      size = await treeBytes(join(this.snapshotter.snapshotsDir, row.id));
-      this.db.setSize(row.id, size);
+      const usage = await treeUsage(join(this.snapshotter.snapshotsDir, row.id));
+      size = usage.bytes;
+      shared = usage.shared;
+      // A share depends on the other trees' links (a prune changes it): only a tree of its own is remembered.
+      if (!shared) this.db.setSize(row.id, size);
     }
     return {
       id: row.id,
@@ -285,7 +289,7 @@ export class Store {
       usageCount: row.usageCount,
       description: row.description,
       recordType: row.recordType,
-      shared: false,
+      shared,
       parents: row.parent ? [row.parent] : [],
     };
   }
@@ -418,19 +422,40 @@ async function reconcileSnapshots(snapshotter: StoreSnapshotter, db: MetadataDB,
  * This is the size of every usage record (snapshot, blob, plugin record).
  */
 export async function treeBytes(path: string): Promise<number> {
-  const seen = new Set<string>();
+  return (await treeUsage(path)).bytes;
+}
+
+/**
+ * `treeBytes`, where a file also linked from outside `path` (a copy from a
+ * local context links the context's files into its result) counts for the
+ * share of its links found here: k of n links count size·k/n, so the trees
+ * holding all n links add up to its size once, as `du -sb` of the store
+ * does. `shared` says such a file was found (BuildKit's "shared" record).
+ */
+export async function treeUsage(path: string): Promise<{ bytes: number; shared: boolean }> {
+  const seen = new Map<number, { size: number; nlink: number; here: number }>();
   const top = await lstat(path).catch(() => null);
-  if (!top) return 0;
+  if (!top) return { bytes: 0, shared: false };
   let total = 0;
   const walk = async (p: string) => {
     const st = await lstat(p).catch(() => null);
     if (!st || st.dev !== top.dev) return;
-    const k = `${st.ino}`;
-    if (seen.has(k)) return;
-    seen.add(k);
-    if (p !== path) total += st.size;
+    const known = seen.get(st.ino);
+    if (known) {
+      known.here++;
+      return;
+    }
+    seen.set(st.ino, { size: p === path ? 0 : st.size, nlink: st.isDirectory() ? 1 : st.nlink, here: 1 });
     if (st.isDirectory()) for (const name of await readdir(p).catch(() => [] as string[])) await walk(join(p, name));
   };
   await walk(path);
-  return total;
+  let shared = false;
+  for (const { size, nlink, here } of seen.values()) {
+    if (here >= nlink) total += size;
+    else {
+      shared = true;
+      total += (size * here) / nlink;
+    }
+  }
+  return { bytes: Math.round(total), shared };
 }

@@ -1,0 +1,47 @@
+import { execFileSync } from 'node:child_process';
+import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { treeBytes, treeUsage } from './store.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'bkt-tree-usage-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const duSb = (path: string) => Number(execFileSync('du', ['-sb', path], { encoding: 'utf8' }).split('\t')[0]);
+
+describe('treeUsage', () => {
+  it("counts a file linked from other trees for its links' share, so the trees add up to du -sb of all", async () => {
+    for (const t of ['a', 'b', 'c']) await mkdir(join(dir, t, 'sub'), { recursive: true });
+    await writeFile(join(dir, 'a/big'), Buffer.alloc(300_001, 1));
+    await link(join(dir, 'a/big'), join(dir, 'b/sub/big'));
+    await link(join(dir, 'a/big'), join(dir, 'b/big-again'));
+    await writeFile(join(dir, 'c/own'), 'own');
+    await link(join(dir, 'c/own'), join(dir, 'c/sub/own-again'));
+
+    const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((t) => treeUsage(join(dir, t))));
+    expect(a!.shared).toBe(true);
+    expect(b!.shared).toBe(true);
+    // Links inside one tree only: counted once, not shared.
+    expect(c).toEqual({ bytes: duSb(join(dir, 'c')) - 4096, shared: false });
+    expect(Math.abs(a!.bytes - (4096 + 100_000))).toBeLessThanOrEqual(1);
+    expect(Math.abs(a!.bytes + b!.bytes + c!.bytes - (duSb(dir) - 4096 * 4))).toBeLessThanOrEqual(2);
+    expect(await treeBytes(join(dir, 'b'))).toBe(b!.bytes);
+  });
+
+  it('is 0 for a missing tree and counts a file once the others links are gone', async () => {
+    expect(await treeUsage(join(dir, 'none'))).toEqual({ bytes: 0, shared: false });
+    await mkdir(join(dir, 'a'));
+    await mkdir(join(dir, 'b'));
+    await writeFile(join(dir, 'a/f'), Buffer.alloc(1000));
+    await link(join(dir, 'a/f'), join(dir, 'b/f'));
+    expect(await treeUsage(join(dir, 'a'))).toEqual({ bytes: 500, shared: true });
+    await rm(join(dir, 'b'), { recursive: true });
+    expect(await treeUsage(join(dir, 'a'))).toEqual({ bytes: 1000, shared: false });
+  });
+});
