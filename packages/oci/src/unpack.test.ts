@@ -273,6 +273,11 @@ describe('unpackLayer', () => {
     const err = await apply(s, viaHost).catch((e: unknown) => e);
     expect(isBktError(err, 'INVALID_ARGUMENT')).toBe(true);
     expect((err as Error).message).toMatch(/hard link "stolen" points to "hostlink\/host-file", which the layer does not hold/);
+    // A target under a regular file (ENOTDIR) is as missing.
+    const underFile = await craftedTar([{ name: 'odd', type: 'link', linkname: 'data/file/x' }]);
+    const errFile = await apply(s, underFile).catch((e: unknown) => e);
+    expect(isBktError(errFile, 'INVALID_ARGUMENT')).toBe(true);
+    expect((errFile as Error).message).toMatch(/hard link "odd" points to "data\/file\/x", which the layer does not hold/);
   });
 
   it('unpacks a later layer writing under an absolute symlink of an earlier one (Debian\'s var/run -> /run)', async () => {

@@ -102,8 +102,13 @@ async function lstatOrNull(p: string) {
 }
 
 function lstatSyncOrNull(p: string) {
-  const st = lstatSync(p, { throwIfNoEntry: false });
-  return st ?? null;
+  try {
+    return lstatSync(p);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
 }
 
 /** Symlinks followed in one resolution at most (as `resolveRelInRoot` of `@bkt/fsutil`). */
