@@ -240,6 +240,32 @@ describe('unpackLayer', () => {
     expect(existsSync(join(outsideDir, 'pwned'))).toBe(false);
   });
 
+  it("sets no directory's times through a symlink a later entry put in its place (the directory itself, or a parent)", async () => {
+    const victim = join(work, 'times-victim');
+    await mkdir(join(victim, 'y'), { recursive: true });
+    const was = new Date('2020-01-01T00:00:00Z');
+    await utimes(victim, was, was);
+    await utimes(join(victim, 'y'), was, was);
+    const layer = await craftedTar([
+      { name: 'd', type: 'directory', mode: 0o755, mtime: new Date(1000) },
+      { name: 'd', type: 'symlink', linkname: victim },
+      { name: 'x', type: 'directory', mode: 0o755, mtime: new Date(2000) },
+      { name: 'x/y', type: 'directory', mode: 0o755, mtime: new Date(3000) },
+      { name: 'x', type: 'symlink', linkname: victim },
+      { name: 'kept', type: 'directory', mode: 0o755, mtime: new Date(4000) },
+    ]);
+    const s = await apply(base, layer);
+    expect((await stat(victim)).mtime).toEqual(was);
+    expect((await stat(join(victim, 'y'))).mtime).toEqual(was);
+    const m = await s.mount();
+    try {
+      expect(await readlink(join(m.path, 'd'))).toBe(victim);
+      expect((await lstat(join(m.path, 'kept'))).mtimeMs).toBe(4000);
+    } finally {
+      await m.release();
+    }
+  });
+
   it('clamps a relative symlink climbing above the root at the root, and refuses a hard link climbing out', async () => {
     const outside = join(work, 'outside-rel');
     await mkdir(outside);

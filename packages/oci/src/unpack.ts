@@ -29,7 +29,7 @@
  * is of a path strictly below the root, and never follows a symlink.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, closeSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readlinkSync, symlinkSync, utimesSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readlinkSync, symlinkSync, writeSync } from 'node:fs';
 import { chmod, lchown, lstat, mkdir, readdir, rm, utimes } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
@@ -195,7 +195,8 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
 
   /** Paths (relative, `/`-joined) this layer wrote: opaque markers and whiteouts leave them alone. */
   const written = new Set<string>();
-  const dirTimes: { path: string; mtime: Date; atime: Date }[] = [];
+  /** Directories' times, set last; by their parts under the root, as a later entry may have made a parent a symlink. */
+  const dirTimes: { parts: string[]; mtime: Date }[] = [];
   let xattrWarned = false;
 
   for await (const entry of extract) {
@@ -204,7 +205,7 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
       const parts = entryComponents(h.name, what);
       if (parts.length === 0) {
         // The root directory itself: take its metadata.
-        if (h.type === 'directory') dirTimes.push({ path: root, mtime: h.mtime ?? new Date(0), atime: h.mtime ?? new Date(0) });
+        if (h.type === 'directory') dirTimes.push({ parts: [], mtime: h.mtime ?? new Date(0) });
         continue;
       }
       const base = parts[parts.length - 1];
@@ -277,7 +278,7 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
       lchownSync(path, ownerId(h.pax, 'uid', h.uid, what, h.name), ownerId(h.pax, 'gid', h.gid, what, h.name));
       if (h.type !== 'symlink') chmodSync(path, (h.mode ?? 0o644) & 0o7777);
       const mtime = h.mtime ?? new Date(0);
-      if (h.type === 'directory') dirTimes.push({ path, mtime, atime: mtime });
+      if (h.type === 'directory') dirTimes.push({ parts: [...parentParts, base], mtime });
       else lutimesSync(path, mtime, mtime);
       if (!xattrWarned && h.pax && Object.keys(h.pax).some((k) => k.startsWith('SCHILY.xattr.'))) {
         xattrWarned = true;
@@ -288,8 +289,17 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
     }
   }
   await feeding;
-  // Directory times last: creating entries inside changed them.
-  for (const d of dirTimes.reverse()) utimesSync(d.path, d.atime, d.mtime);
+  // Directory times last: creating entries inside changed them. Only on what is still a directory reached through
+  // directories: a later entry may have replaced one of them with a symlink (even to a path outside the root).
+  const realDirs = new Set<string>(['']);
+  const isRealDir = (parts: string[]): boolean => {
+    const rel = parts.join('/');
+    if (realDirs.has(rel)) return true;
+    if (!isRealDir(parts.slice(0, -1)) || !lstatSyncOrNull(join(root, ...parts))?.isDirectory()) return false;
+    realDirs.add(rel);
+    return true;
+  };
+  for (const d of dirTimes.reverse()) if (isRealDir(d.parts)) lutimesSync(join(root, ...d.parts), d.mtime, d.mtime);
 }
 
 /**
