@@ -267,3 +267,91 @@ it('remembers the hashes of a sync whose key was a cache hit (no snapshot asked)
   await again.snapshot(ctx);
   expect(contentReads()).toEqual([]);
 });
+
+/** A member of `target`, methods bound to it (a proxy's receiver has none of its private fields). */
+function bound(target: object, key: string | symbol): unknown {
+  const v = Reflect.get(target, key, target) as unknown;
+  return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+}
+
+it("reads the last sync's index while the client sends its stats, and leaves an unchanged index as it is", async () => {
+  const dir = await makeContext();
+  let indexReadStarted: () => void = () => undefined;
+  const started = new Promise<void>((resolve) => (indexReadStarted = resolve));
+  let startedBeforeLastStat: boolean | undefined;
+  const t = await openTestContext({ localDirs: { context: dir } });
+  opened.push(t);
+  const records = t.ctx.records!;
+  const ctx: BuildContext = {
+    ...t.ctx,
+    // A record whose files are looked at (the index is read from its path) says so.
+    records: new Proxy(records, {
+      get(target, key) {
+        if (key !== 'namespace') return bound(target, key);
+        return (name: string) => {
+          const ns = target.namespace(name);
+          return new Proxy(ns, {
+            get(nsTarget, nsKey) {
+              if (nsKey !== 'get') return bound(nsTarget, nsKey);
+              return async (id: string) => {
+                const r = await nsTarget.get(id);
+                return r && new Proxy(r, { get: (rt, rk) => (rk === 'path' && indexReadStarted(), Reflect.get(rt, rk, rt) as unknown) });
+              };
+            },
+          });
+        };
+      },
+    }),
+    client: {
+      ...t.ctx.client,
+      localDir(name: string) {
+        const d = t.ctx.client.localDir(name)!;
+        return {
+          ...d,
+          name: d.name,
+          syncKey: d.syncKey,
+          read: d.read,
+          // The last stat waits (up to 2 s) for the index read to begin.
+          async *stat(selection, signal) {
+            const all: FileStat[] = [];
+            for await (const e of d.stat(selection, signal)) all.push(e);
+            for (const e of all.slice(0, -1)) yield e;
+            const timeout = new Promise<false>((resolve) => setTimeout(() => resolve(false), 2000));
+            startedBeforeLastStat ??= await Promise.race([started.then(() => true), timeout]);
+            yield all.at(-1)!;
+          },
+        };
+      },
+    },
+  };
+  await sync(t.ctx);
+  const records0 = await records.namespace('source-local').list();
+  const indexFile = join(records0[0]!.path, 'index.json');
+  const before = await lstat(indexFile);
+  const second = await sync(ctx);
+  expect(startedBeforeLastStat).toBe(true);
+  // Nothing changed: the index stays the file it was.
+  const after = await lstat(indexFile);
+  expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
+  expect(second.key).toBe((JSON.parse(await readFile(indexFile, 'utf8')) as { key: string }).key);
+});
+
+it('keeps the index of a concurrent sync that moved the record on while this one reused its snapshot', async () => {
+  const dir = await makeContext();
+  const ctx = await storeFor(dir);
+  await sync(ctx);
+  // A file written just now is read again by every sync (its mtime may hide a later write): the sync below stages it.
+  const now = new Date();
+  await utimes(join(dir, 'a/f0.txt'), now, now);
+  const source = localSource().sources![0]!;
+  const slow = await source.resolve(source.identify('local', 'context', {}), ctx);
+  await slow.cacheKey(ctx);
+  // Meanwhile another build syncs a changed directory: the record names its snapshot and index.
+  await writeFile(join(dir, 'b/c/x.txt'), 'changed meanwhile');
+  const moved = await sync(ctx);
+  await slow.snapshot(ctx);
+  const [record] = await ctx.records!.namespace('source-local').list();
+  const index = JSON.parse(await readFile(join(record!.path, 'index.json'), 'utf8')) as { key: string; snapshot: string };
+  expect(record!.data.key).toBe(moved.key);
+  expect([index.key, index.snapshot]).toEqual([record!.data.key, record!.data.snapshot]);
+});

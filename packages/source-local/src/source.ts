@@ -177,6 +177,8 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
       const recordId = recordIdOf(dir, selection, keepOwners);
       const hold = await ns.hold(recordId);
       ctx.onFinish(() => hold.release());
+      // The last sync's record and index are read while the client sends its stats: the sync compares them afterwards.
+      const last = lastSync(ns, recordId);
       // The stat pass happens here, so a missing directory fails the resolve.
       const syncedAtMs = Date.now();
       const entries = checkEntries(name, await collect(dir.stat(selection, ctx.signal)));
@@ -187,8 +189,7 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
       let made: Promise<Snapshot> | undefined;
       const synced = (c: BuildContext) =>
         (sync ??= (async () => {
-          const record = await ns.get(recordId);
-          const index = record ? await readIndex(record) : undefined;
+          const { record, index } = await last;
           const s = await hashEntries(dir, entries, index, syncedAtMs, stagingDir, keepOwners, c.signal);
           // The key may be a cache hit (no snapshot asked for): what was hashed is remembered now, unless an index tied to a snapshot would be lost.
           if (!index || (!index.snapshot && (index.key !== s.key || s.staged.size > 0))) await rememberHashes(ns, recordId, record, dir.name, s);
@@ -254,6 +255,17 @@ const isFile = (e: FileStat) => (e.mode & S_IFMT) === S_IFREG;
 const hasContent = (e: FileStat) => isFile(e) && e.linkname === undefined;
 /** An entry the snapshot holds (fifos, sockets and devices are not synced). */
 const synced = (e: FileStat) => isDir(e) || isLink(e) || isFile(e);
+
+/**
+ * The record of `recordId` and the index it names. The promise never goes
+ * unobserved into a rejection (a failed stat pass leaves it unawaited): a
+ * failure to read the record is the sync's, when it awaits it.
+ */
+function lastSync(ns: RecordNamespace, recordId: string): Promise<{ record: StoreRecord | undefined; index: SyncIndex | undefined }> {
+  const read = ns.get(recordId).then(async (record) => ({ record, index: record ? await readIndex(record) : undefined }));
+  read.catch(() => undefined);
+  return read;
+}
 
 async function readIndex(record: StoreRecord): Promise<SyncIndex | undefined> {
   const text = await readFile(join(record.path, 'index.json'), 'utf8').catch(() => undefined);
@@ -440,7 +452,8 @@ async function reuseSnapshot(ns: RecordNamespace, recordId: string, s: Sync, ctx
     return undefined; // pruned since: make it again
   }
   const record = await ns.get(recordId);
-  if (record && s.staged.size > 0) await writeIndex(record, indexOf(s, snapshot.id));
+  // An index stands only beside a record naming its snapshot: a concurrent sync that moved the record on keeps its own index.
+  if (record && s.staged.size > 0 && record.data.key === s.key && record.data.snapshot === snapshot.id) await writeIndex(record, indexOf(s, snapshot.id));
   if (record) await ns.touch(recordId);
   return snapshot;
 }
