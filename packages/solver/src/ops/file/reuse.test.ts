@@ -7,7 +7,7 @@ import type { BuildContext, Snapshot } from '@bkt/core';
 import { layerTar } from '@bkt/oci';
 import { createFileOpExecutor, writesOnlyNewTopLevel } from './index.js';
 import { COPY_RECORDS, CopyReuse, LINEAGES_PER_COPY, MAX_COPY_RECORDS, copyRecordId } from './reuse.js';
-import { copy, dumpTree, fileOp, makeSnapshot, openTestEnv, type TestEnv } from '../file-ops.test-util.js';
+import { copy, dumpDir, dumpTree, fileOp, makeSnapshot, openTestEnv, type TestEnv } from '../file-ops.test-util.js';
 
 const exec = createFileOpExecutor();
 
@@ -348,6 +348,81 @@ for (const kind of ['overlay', 'copy'] as const) {
       const other = await copyWith(env.ctx, 'sha256:w', base, c1);
       expect(await treeInode(other, 'ctx/d0/f1.txt')).not.toBe(await ctxInode('d0/f1.txt'));
       expect((await lstat(path.join(c1.layerPath(), 'd0/f1.txt'))).nlink).toBe(kind === 'overlay' ? 2 : 3);
+    });
+
+    /** Every regular file's inode under the result's tree (for the copy snapshotter, its full tree's), by path. */
+    const fileInodes = async (s: Snapshot) => {
+      const m = await s.mount();
+      try {
+        const out = new Map<number, string>();
+        for (const rel of Object.keys(await dumpDir(m.path))) {
+          const st = await lstat(path.join(m.path, rel));
+          if (st.isFile()) out.set(st.ino, rel);
+        }
+        return out;
+      } finally {
+        await m.release();
+      }
+    };
+    /** Whether two results share a regular file's inode (a merge of them would hold it as one hardlinked file). */
+    const sharedInodes = async (a: Snapshot, b: Snapshot) => {
+      const inB = await fileInodes(b);
+      return [...(await fileInodes(a))].filter(([ino]) => inB.has(ino)).map(([, rel]) => rel);
+    };
+
+    it('links a context file into one of two copies of it run at once (`COPY . /a` and `COPY . /b` in parallel); the other copies', async () => {
+      // The walk ends with a large hardlinked file, copied (not linked) asynchronously: each copy waits there with every
+      // other file matched and not yet linked, so both match them before either links.
+      const c = await makeSnapshot(env.ctx, async (d) => {
+        for (let i = 0; i < 4; i++) {
+          await mkdir(path.join(d, `d${i}`));
+          for (let f = 0; f < 20; f++) await writeFile(path.join(d, `d${i}/f${f}.txt`), `file ${i}/${f}\n`);
+        }
+        await mkdir(path.join(d, 'z'));
+        await writeFile(path.join(d, 'z/big'), Buffer.alloc(8 << 20, 1));
+        await link(path.join(d, 'z/big'), path.join(d, 'z/big-link'));
+      });
+      const copied = await copyWith(env.ctx, 'sha256:s', base, c, {}, true);
+      const [a, b] = await Promise.all([copyWith(env.ctx, 'sha256:a', base, c), copyWith(env.ctx, 'sha256:b', base, c)]);
+      expect(await sharedInodes(a, b)).toEqual([]);
+      // Still linked into one of them (the first to link keeps its links).
+      const ctxFile = (await lstat(path.join(c.layerPath(), 'd0/f0.txt'))).ino;
+      expect([(await fileInodes(a)).has(ctxFile), (await fileInodes(b)).has(ctxFile)].filter(Boolean)).toHaveLength(1);
+      for (const s of [a, b]) {
+        expect(await dumpTree(s, { withTimes: true })).toEqual(await dumpTree(copied, { withTimes: true }));
+        expect(await layerDigest(s)).toBe(await layerDigest(copied));
+      }
+    });
+
+    it('keeps a link only when the link count is the one the match saw plus it (both copies matched before either linked)', async () => {
+      const mount = await c1.mount();
+      try {
+        const writtenA = path.join(env.dir, 'written-a');
+        const writtenB = path.join(env.dir, 'written-b');
+        const reuses: CopyReuse[] = [];
+        for (const [vertex, dir] of [
+          ['sha256:a', writtenA],
+          ['sha256:b', writtenB],
+        ] as const) {
+          const reuse = (await CopyReuse.forCopy({ ...env.ctx, vertex: { digest: vertex, name: 'COPY . /ctx' } }, 0, c1, mount.path))!;
+          reuse.useFor(['/']);
+          await mkdir(path.join(dir, 'ctx/d0'), { recursive: true });
+          const st = await lstat(path.join(mount.path, 'd0/f1.txt'));
+          const info = { uid: st.uid, gid: st.gid, perm: st.mode & 0o7777, atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 };
+          expect(reuse.match('d0/f1.txt', st, 'ctx/d0/f1.txt', info)).toBe(true);
+          reuses.push(reuse);
+        }
+        for (const [i, dir] of [writtenA, writtenB].entries()) reuses[i]!.link(dir);
+        const [a, b, ctxFile] = await Promise.all([path.join(writtenA, 'ctx/d0/f1.txt'), path.join(writtenB, 'ctx/d0/f1.txt'), path.join(c1.layerPath(), 'd0/f1.txt')].map((p) => lstat(p)));
+        expect(a!.ino).toBe(ctxFile!.ino);
+        expect(b!.ino).not.toBe(ctxFile!.ino);
+        expect(ctxFile!.nlink).toBe(2);
+        expect(await readFile(path.join(writtenB, 'ctx/d0/f1.txt'), 'utf8')).toBe('file 0/1\n');
+        expect({ mode: b!.mode & 0o7777, mtime: b!.mtimeMs }).toEqual({ mode: ctxFile!.mode & 0o7777, mtime: ctxFile!.mtimeMs });
+        for (const r of reuses) await r.release();
+      } finally {
+        await mount.release();
+      }
     });
 
     it('copies a hardlink inside the context as the copier keeps it (both paths one new inode)', async () => {

@@ -38,7 +38,9 @@
  * - every directory above the earlier result's file, above the source file
  *   in the layer holding it, and above the link in the written tree is a real
  *   directory (not a symlink) of that tree: no path leaves its layer; and the
- *   link made is, by device and inode, the file checked.
+ *   link made is, by device and inode, the file checked, and has, once made,
+ *   exactly the links seen when it was checked plus itself (copies reading
+ *   the same context at once may all have seen one link: see `link`).
  * Links are made only once the copied tree is unmounted and before it is
  * committed; the action's result is then committed at once, so no later
  * action of the op writes through them.
@@ -81,14 +83,15 @@ export interface CopiedInfo {
 }
 
 /**
- * One file to link: `from` (the earlier result's, device `dev` and inode
- * `ino` when checked) to `to` (relative to the destination tree); `source` is
- * the real source file, copied when the link cannot be made.
+ * One file to link: `from` (device `dev`, inode `ino` and link count `links`
+ * when checked) to `to` (relative to the destination tree); `source` is the
+ * real source file, copied when the link cannot be made or is not kept.
  */
 export interface PendingLink {
   from: string;
   dev: number;
   ino: number;
+  links: number;
   to: string;
   source: string;
   info: CopiedInfo;
@@ -342,7 +345,7 @@ export class CopyReuse {
     const prev = from ? lstatOrNull(from) : null;
     // The source file itself: one link, or its others are this copy's earlier results (the earlier result's file is it).
     if (copiesAsIs(now.st, info) && (now.st.nlink === 1 || (prev && prev.dev === now.st.dev && prev.ino === now.st.ino))) {
-      this.pending.push({ from: now.path, dev: now.st.dev, ino: now.st.ino, to: destRel, source: now.path, info });
+      this.pending.push({ from: now.path, dev: now.st.dev, ino: now.st.ino, links: now.st.nlink, to: destRel, source: now.path, info });
       return true;
     }
     if (!this.#enabled || st.nlink !== 1 || now.st.nlink !== 1) return false;
@@ -356,15 +359,30 @@ export class CopyReuse {
     if (!from || !prev || !prev.isFile() || prev.dev !== now.st.dev || prev.size !== st.size) return false;
     if (prev.uid !== info.uid || prev.gid !== info.gid || (prev.mode & 0o7777) !== info.perm) return false;
     if (Math.floor(prev.mtimeMs / 1000) !== Math.floor(info.mtime)) return false;
-    this.pending.push({ from, dev: prev.dev, ino: prev.ino, to: destRel, source: now.path, info });
+    this.pending.push({ from, dev: prev.dev, ino: prev.ino, links: prev.nlink, to: destRel, source: now.path, info });
     return true;
   }
 
   /**
    * Makes the queued links under `destDir` (the written tree, unmounted);
-   * a link that cannot be made (the earlier result pruned meanwhile), or that
-   * is not to the file checked, is a copy of the source file instead. The
-   * directories written into keep their times.
+   * a link that cannot be made (the earlier result pruned meanwhile), that
+   * is not to the file checked, or that is not kept (below) is a copy of the
+   * source file instead. The directories written into keep their times.
+   *
+   * Whether a link is kept is decided once it is made, not by `match`: other
+   * copies may read the same context at the same time (two copy vertices of
+   * one build, two processes or daemon clients on one store), and each may
+   * have seen a file with one link before any of them linked it. A link is
+   * kept only when, lstat'ed right after it is made, its inode has exactly
+   * the links `match` saw plus those this call kept to it plus this one; any
+   * other link made meanwhile, kept or not yet undone, means another copy
+   * raced: the link is removed and the file copied. The links `match` saw do
+   * not go away meanwhile (the source is mounted and the earlier result held
+   * for the copy), and a kept link stays, so of two racers the one lstat'ing
+   * last sees the other's link if that one is kept: both may fall back, at
+   * most one keeps its link, and an inode is never shared by the results of
+   * two copies (a merge of them, a walker of both, would take them for
+   * hardlinks).
    */
   link(destDir: string): void {
     const tree = new RealDirs(destDir);
@@ -377,6 +395,8 @@ export class CopyReuse {
       if (!dirs.has(d)) dirs.set(d, lstatSync(d));
       return target;
     });
+    /** Links kept by this call, by `dev:ino`. */
+    const kept = new Map<string, number>();
     this.pending.forEach((p, i) => {
       const target = targets[i]!;
       let linked = false;
@@ -387,9 +407,14 @@ export class CopyReuse {
         // copied below
       }
       if (linked) {
+        const key = `${p.dev}:${p.ino}`;
+        const ours = kept.get(key) ?? 0;
         const st = lstatOrNull(target);
-        if (st && st.dev === p.dev && st.ino === p.ino) return;
-        unlinkSync(target);
+        if (st && st.dev === p.dev && st.ino === p.ino && st.nlink === p.links + ours + 1) {
+          kept.set(key, ours + 1);
+          return;
+        }
+        if (st) unlinkSync(target);
       }
       copyWithInfo(p.source, target, p.info);
     });
