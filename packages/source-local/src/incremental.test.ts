@@ -355,3 +355,16 @@ it('keeps the index of a concurrent sync that moved the record on while this one
   expect(record!.data.key).toBe(moved.key);
   expect([index.key, index.snapshot]).toEqual([record!.data.key, record!.data.snapshot]);
 });
+
+it('keeps its cache key of a known directory (a key changed by a release would miss every cache made before it)', async () => {
+  const dir = join(work, 'known');
+  await mkdir(join(dir, 'd'), { recursive: true });
+  await writeFile(join(dir, 'a.txt'), 'a\n');
+  await writeFile(join(dir, 'd/b.sh'), 'echo b\n');
+  await symlink('a.txt', join(dir, 'l'));
+  await chmod(join(dir, 'a.txt'), 0o644);
+  await chmod(join(dir, 'd/b.sh'), 0o755);
+  await chmod(join(dir, 'd'), 0o755);
+  const ctx = await storeFor(dir);
+  expect((await sync(ctx)).key).toBe('sha256:5fabf86b520c06f0b783dede32fbb69713230e24e3b47c19621ac9f2c9bd05e6');
+});

@@ -181,7 +181,7 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
       const last = lastSync(ns, recordId);
       // The stat pass happens here, so a missing directory fails the resolve.
       const syncedAtMs = Date.now();
-      const entries = checkEntries(name, await collect(dir.stat(selection, ctx.signal)));
+      const entries = await collectChecked(name, dir.stat(selection, ctx.signal));
       const stagingDir = requireRecords(ctx, 'local source').tempPath('source-local-sync');
       ctx.onFinish(() => rm(stagingDir, { recursive: true, force: true }));
 
@@ -209,7 +209,7 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
           (await reuseSnapshot(ns, recordId, s, c)) ??
           (await makeSnapshot(dir, ns, recordId, s, c, keepOwners, async () => {
             // Files not staged are about to be read: the directory must still be as the stat pass saw it.
-            const now = checkEntries(name, await collect(dir.stat(selection, c.signal)));
+            const now = await collectChecked(name, dir.stat(selection, c.signal));
             if (!sameEntries(now, s.entries)) throw changedWhileReading(name);
           }));
         return withDigests(snapshot, s.digests);
@@ -236,9 +236,11 @@ function recordIdOf(dir: ClientLocalDir, selection: LocalDirSelection, keepOwner
   return h.digest('hex');
 }
 
-async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const item of items) out.push(item);
+/** The client's entries, each checked (`entryChecker`) as it arrives. */
+async function collectChecked(name: string, items: AsyncIterable<FileStat>): Promise<FileStat[]> {
+  const check = entryChecker(name);
+  const out: FileStat[] = [];
+  for await (const e of items) out.push(check(e));
   return out;
 }
 
@@ -324,14 +326,16 @@ async function hashEntries(
   };
   await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, toRead.length) }, worker));
 
-  const h = createHash('sha256');
+  // One line per entry, hashed in one update (the digest of the lines' concatenation).
+  let lines = '';
   for (const e of entries) {
     if (!synced(e)) continue; // fifos and devices are not synced
     const [uid, gid] = keepOwners ? [e.uid, e.gid] : [0, 0];
     const content = hasContent(e) ? digests.get(e.path)! : isLink(e) ? `symlink:${e.linkname}` : e.linkname !== undefined ? `hardlink:${e.linkname}` : '';
-    h.update(`${JSON.stringify(e.path)} ${(e.mode & 0o177777).toString(8)} ${uid}:${gid} ${hasContent(e) ? e.size : 0} ${content}\n`);
+    lines += `${JSON.stringify(e.path)} ${(e.mode & 0o177777).toString(8)} ${uid}:${gid} ${hasContent(e) ? e.size : 0} ${content}\n`;
   }
-  return { key: `sha256:${h.digest('hex')}`, entries, digests, staged, syncedAtMs, index };
+  const key: Digest = `sha256:${createHash('sha256').update(lines).digest('hex')}`;
+  return { key, entries, digests, staged, syncedAtMs, index };
 }
 
 /** Owner, permissions and mtime of an entry in the snapshot. */
@@ -395,18 +399,18 @@ async function cloneFile(from: string, to: string, size: number): Promise<void> 
 }
 
 /**
- * The client's entries, refused unless each stays inside the snapshot: a
- * clean relative path (no empty, `.` or `..` component, no leading `/`),
- * listed once, under a directory listed before it (never under a symlink or
- * a file, which writing through would leave the tree), a hardlink naming a
- * regular file listed before it. A session client is not trusted to send
- * only what a walk would.
+ * A check of the client's entries, in the order sent: each is refused
+ * unless it stays inside the snapshot: a clean relative path (no empty, `.`
+ * or `..` component, no leading `/`), listed once, under a directory listed
+ * before it (never under a symlink or a file, which writing through would
+ * leave the tree), a hardlink naming a regular file listed before it. A
+ * session client is not trusted to send only what a walk would.
  */
-function checkEntries(name: string, entries: FileStat[]): FileStat[] {
+function entryChecker(name: string): (e: FileStat) => FileStat {
   const kinds = new Map<string, 'dir' | 'file' | 'other'>();
   const refuse = (e: FileStat, why: string) =>
     new BktError('INVALID_ARGUMENT', `local directory "${name}": the client sent entry ${JSON.stringify(e.path)}, ${why}`, { name, path: e.path });
-  for (const e of entries) {
+  return (e) => {
     const parts = e.path.split('/');
     if (e.path.includes('\0') || parts.some((p) => p === '' || p === '.' || p === '..')) throw refuse(e, 'which is not a clean relative path');
     if (kinds.has(e.path)) throw refuse(e, 'twice');
@@ -416,8 +420,8 @@ function checkEntries(name: string, entries: FileStat[]): FileStat[] {
       throw refuse(e, `a hardlink to "${e.linkname}", which is not a regular file listed before it`);
     }
     kinds.set(e.path, isDir(e) ? 'dir' : hasContent(e) ? 'file' : 'other');
-  }
-  return entries;
+    return e;
+  };
 }
 
 /** The directory no longer holds what the cache key was computed from. */
