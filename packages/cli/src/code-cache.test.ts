@@ -1,4 +1,4 @@
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, lchownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -180,7 +180,97 @@ describe('ScriptLoader', () => {
 describe('codeCacheDir', () => {
   it('is $XDG_CACHE_HOME/bkt/code, else ~/.cache/bkt/code; a relative XDG_CACHE_HOME is not used', () => {
     expect(codeCacheDir({ XDG_CACHE_HOME: '/x/cache' })).toBe('/x/cache/bkt/code');
+    expect(codeCacheDir({ HOME: '/home/u' })).toBe('/home/u/.cache/bkt/code');
     expect(codeCacheDir({})).toMatch(/\/\.cache\/bkt\/code$/);
     expect(codeCacheDir({ XDG_CACHE_HOME: 'rel' })).toBeUndefined();
+  });
+});
+
+/** Another user than this process's effective one (root's tests give their directories to it). */
+const OTHER_UID = 4242;
+const isRoot = process.geteuid?.() === 0;
+
+describe('the cache directory in a home', () => {
+  /** Runs the program with the cache `bkt` picks in environment `env` (HOME, XDG_CACHE_HOME) and writes it; what the loader counted. */
+  async function runWith(env: { HOME: string; XDG_CACHE_HOME?: string }): Promise<ScriptLoader['stats']> {
+    const copy = join(work, `run-${++runs}`, 'dist-bin');
+    cpSync(bin, copy, { recursive: true });
+    const saved = { HOME: process.env.HOME, XDG_CACHE_HOME: process.env.XDG_CACHE_HOME };
+    let cacheDir: string | undefined;
+    try {
+      process.env.HOME = env.HOME;
+      if (env.XDG_CACHE_HOME === undefined) delete process.env.XDG_CACHE_HOME;
+      else process.env.XDG_CACHE_HOME = env.XDG_CACHE_HOME;
+      cacheDir = codeCacheDir();
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+    const loader = ScriptLoader.open(copy, cacheDir)!;
+    const program = (await loader.importProgram()) as { sum: (a: number, b: number) => number };
+    expect(program.sum(2, 5)).toBe(7);
+    loader.writeCache();
+    return { ...loader.stats };
+  }
+
+  function ownedHome(uid: number): string {
+    const home = join(work, `home-${uid}`);
+    mkdirSync(home, { mode: 0o755 });
+    chownSync(home, uid, uid);
+    return home;
+  }
+
+  it("makes ~/.cache (0700) and bkt/code when the home is the effective user's, and uses them", async () => {
+    const home = ownedHome(process.geteuid!());
+    expect(await runWith({ HOME: home })).toEqual({ cached: 0, compiled: 2 });
+    expect(statSync(join(home, '.cache')).mode & 0o777).toBe(0o700);
+    expect(readdirSync(join(home, '.cache', 'bkt', 'code'))).toHaveLength(2);
+    expect(await runWith({ HOME: home })).toEqual({ cached: 2, compiled: 0 });
+  });
+
+  it.runIf(isRoot)("as root with another user's HOME: makes nothing in that home, runs without the cache", async () => {
+    const home = ownedHome(OTHER_UID);
+    expect(await runWith({ HOME: home })).toEqual({ cached: 0, compiled: 2 });
+    expect(readdirSync(home)).toEqual([]);
+
+    // ~/.cache exists and is that user's: nothing is made in it either.
+    mkdirSync(join(home, '.cache'), { mode: 0o700 });
+    chownSync(join(home, '.cache'), OTHER_UID, OTHER_UID);
+    expect(await runWith({ HOME: home })).toEqual({ cached: 0, compiled: 2 });
+    expect(readdirSync(join(home, '.cache'))).toEqual([]);
+  });
+
+  it.runIf(isRoot)("as root with another user's XDG_CACHE_HOME, present or missing: makes nothing, runs without the cache", async () => {
+    const home = ownedHome(OTHER_UID);
+    const xdg = join(home, 'xdg-cache');
+    expect(await runWith({ HOME: home, XDG_CACHE_HOME: xdg })).toEqual({ cached: 0, compiled: 2 });
+    expect(existsSync(xdg)).toBe(false);
+    mkdirSync(xdg);
+    chownSync(xdg, OTHER_UID, OTHER_UID);
+    expect(await runWith({ HOME: home, XDG_CACHE_HOME: xdg })).toEqual({ cached: 0, compiled: 2 });
+    expect(readdirSync(xdg)).toEqual([]);
+  });
+
+  it.runIf(isRoot)("follows a ~/.cache link only when the link is the effective user's", async () => {
+    const target = join(work, 'elsewhere');
+    mkdirSync(target, { mode: 0o700 });
+    const home = ownedHome(OTHER_UID);
+    symlinkSync(target, join(home, '.cache'));
+    lchownSync(join(home, '.cache'), OTHER_UID, OTHER_UID);
+    expect(await runWith({ HOME: home })).toEqual({ cached: 0, compiled: 2 });
+    expect(readdirSync(target)).toEqual([]);
+
+    const mine = ownedHome(process.geteuid!());
+    symlinkSync(target, join(mine, '.cache'));
+    expect(await runWith({ HOME: mine })).toEqual({ cached: 0, compiled: 2 });
+    expect(await runWith({ HOME: mine })).toEqual({ cached: 2, compiled: 0 });
+    expect(readdirSync(join(target, 'bkt', 'code'))).toHaveLength(2);
+  });
+
+  it.runIf(isRoot)("uses no bkt directory another user owns under the effective user's cache base", async () => {
+    const base = join(ownedHome(process.geteuid!()), '.cache');
+    mkdirSync(join(base, 'bkt'), { recursive: true, mode: 0o700 });
+    chownSync(join(base, 'bkt'), OTHER_UID, OTHER_UID);
+    expect(await runWith({ HOME: work, XDG_CACHE_HOME: base })).toEqual({ cached: 0, compiled: 2 });
+    expect(readdirSync(join(base, 'bkt'))).toEqual([]);
   });
 });

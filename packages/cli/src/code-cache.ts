@@ -18,12 +18,19 @@
  *   `$XDG_CACHE_HOME/bkt/code` (else `~/.cache/bkt/code`), named by the
  *   sha256 of the Node version, the architecture, Node's flags
  *   (`execArgv`, `NODE_OPTIONS`) and the script's text. It
- *   is used only from a directory and a file that are this user's and that
+ *   is used only from a directory and a file that are the effective user's and that
  *   no group or other user may read or write (code is run from it); one V8 rejects, or one that
  *   cannot be read, is ignored and written again. Entries are written when
  *   the process exits (then they hold the functions the command compiled),
  *   each through a temporary file renamed into place; a failure to write
  *   one is ignored. Past `MAX_ENTRIES`, the older half goes.
+ * - The cache directory (`<base>/bkt/code`, `<base>` the XDG cache
+ *   directory) is used only when `<base>`, `bkt` and `code` are directories
+ *   of the effective user, and directories are made only inside the effective user's own:
+ *   `<base>` (mode 0700) only when it is missing and its parent (the home)
+ *   is the effective user's. So root run with a user's `HOME` or
+ *   `XDG_CACHE_HOME` (sudo without -H) neither makes root-owned directories
+ *   in that user's home nor runs code cached there: it runs without the cache.
  * - Without `dist-bin/scripts/` (sources, tests), `loadCachedProgram`
  *   returns undefined and the caller imports the module itself.
  */
@@ -31,7 +38,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
@@ -50,17 +57,61 @@ const MAX_ENTRIES = 512;
 /** What besides a script's text decides whether V8 takes its cache: Node (V8's version), the architecture, V8's flags (Node's command line). */
 const RUNTIME = JSON.stringify([process.version, process.arch, process.execArgv, process.env.NODE_OPTIONS ?? null]) + '\0';
 
-/** The code cache directory; undefined when there is no home to put it in. */
+/** The code cache directory (`<base>/bkt/code`); undefined when there is no home to put it in. */
 export function codeCacheDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const base = env.XDG_CACHE_HOME || (homedir() ? join(homedir(), '.cache') : '');
+  const home = env.HOME || homedir();
+  const base = env.XDG_CACHE_HOME || (home ? join(home, '.cache') : '');
   return base && base.startsWith('/') ? join(base, 'bkt', 'code') : undefined;
 }
 
-/** True when `p` is this user's and no one else may write it. */
+/** True when `p` is the effective user's and no one else may write it. */
 function ownedPrivately(p: string): boolean {
   const st = lstatSync(p);
-  const uid = process.getuid?.();
+  const uid = process.geteuid?.();
   return uid !== undefined && st.uid === uid && (st.mode & 0o077) === 0 && !st.isSymbolicLink();
+}
+
+/**
+ * Whether `dir` is a directory of user `euid`, made (mode 0700) when missing
+ * and `mayMake()` allows it; a symbolic link (itself `euid`'s) is followed
+ * only when `follow`.
+ */
+function ownDir(dir: string, euid: number, follow: boolean, mayMake: () => boolean): boolean {
+  let st = lstatSync(dir, { throwIfNoEntry: false });
+  if (!st) {
+    if (!mayMake()) return false;
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    st = lstatSync(dir);
+  }
+  if (st.isSymbolicLink() && follow && st.uid === euid) st = statSync(dir);
+  return st.isDirectory() && st.uid === euid;
+}
+
+/**
+ * Whether the cache directory `dir` (`<base>/bkt/code`) can be used, made
+ * if missing, as the module's contract says: `<base>` (a link of the user's to a
+ * directory is followed), `bkt` and `code` the effective user's, `<base>`
+ * made only in a parent that is the effective user's, and `code` private.
+ */
+function usableCacheDir(dir: string): boolean {
+  const euid = process.geteuid?.();
+  if (euid === undefined) return false;
+  const bkt = dirname(dir);
+  const base = dirname(bkt);
+  try {
+    return (
+      ownDir(base, euid, true, () => statSync(dirname(base)).uid === euid) &&
+      ownDir(bkt, euid, false, () => true) &&
+      ownDir(dir, euid, false, () => true) &&
+      ownedPrivately(dir)
+    );
+  } catch {
+    return false;
+  }
 }
 
 /** The cache entry at `file`, read through the descriptor whose owner and mode were checked; undefined when absent or not private. */
@@ -73,7 +124,7 @@ function readEntry(file: string): Buffer | undefined {
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile() || st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0) return undefined;
+    if (!st.isFile() || st.uid !== process.geteuid?.() || (st.mode & 0o077) !== 0) return undefined;
     return readFileSync(fd);
   } catch {
     return undefined;
@@ -99,7 +150,7 @@ export class ScriptLoader {
     this.#binDir = binDir;
     this.#scriptsDir = join(binDir, SCRIPTS_DIR);
     this.#manifest = manifest;
-    this.#cacheDir = cacheDir !== undefined && this.#privateDir(cacheDir) ? cacheDir : undefined;
+    this.#cacheDir = cacheDir !== undefined && usableCacheDir(cacheDir) ? cacheDir : undefined;
     this.#require = createRequire(join(binDir, 'bkt.js'));
   }
 
@@ -113,16 +164,6 @@ export class ScriptLoader {
     }
     if (manifest?.format !== 1 || typeof manifest.program !== 'string' || typeof manifest.externals !== 'object' || manifest.externals === null) return undefined;
     return new ScriptLoader(binDir, manifest, cacheDir);
-  }
-
-  /** The cache directory, made if missing; false when it is not this user's alone. */
-  #privateDir(dir: string): boolean {
-    try {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      return ownedPrivately(dir);
-    } catch {
-      return false;
-    }
   }
 
   /** Imports chunk `name` (`./name.js` of `dist-bin/`): its shared packages first, then its script. */
