@@ -2,6 +2,7 @@
  * fsutil's DiffCopy packets as they travel (send.go, receive.go): the
  * sender and the receiver each driven packet by packet from the other side.
  */
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { Packet_PacketType as T, type Packet, type Stat } from '@bkt/api/fsutil';
 import type { MessageChannel } from '../channel.js';
@@ -197,5 +198,42 @@ describe('fsutil receiver', () => {
     const r2 = new FsutilReceiver(c, 'dir');
     await d.send(packet(T.PACKET_DATA, { ID: 7, data: Buffer.from('x') }));
     await expect(r2.done).rejects.toThrow('dir: invalid file request 7');
+  });
+  it('watches a signal with one abort listener for all its requests in flight, and fails them all when it aborts', async () => {
+    const [receiverEnd, senderEnd] = channelPair();
+    const receiver = new FsutilReceiver(receiverEnd, 'ctx');
+    for (let i = 0; i < 20; i++) await senderEnd.send(packet(T.PACKET_STAT, { stat: stat(`f${i}`, 0o100644, { size: 1 }) }));
+    await senderEnd.send(packet(T.PACKET_STAT));
+    for await (const _ of receiver.stats());
+    const read = async (id: number, signal: AbortSignal) => {
+      const chunks: Buffer[] = [];
+      for await (const c of receiver.request(id, signal)) chunks.push(c);
+      return Buffer.concat(chunks).toString();
+    };
+    const build = new AbortController();
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const first = Array.from({ length: 15 }, (_, id) => read(id, build.signal));
+      for (let i = 0; i < 15; i++) expect(await senderEnd.recv()).toMatchObject({ type: T.PACKET_REQ });
+      expect(getEventListeners(build.signal, 'abort')).toHaveLength(1);
+      for (let id = 0; id < 15; id++) {
+        await senderEnd.send(packet(T.PACKET_DATA, { ID: id, data: Buffer.from(String(id % 10)) }));
+        await senderEnd.send(packet(T.PACKET_DATA, { ID: id }));
+      }
+      expect(await Promise.all(first)).toEqual(Array.from({ length: 15 }, (_, id) => String(id % 10)));
+      expect(getEventListeners(build.signal, 'abort')).toHaveLength(0);
+
+      const rest = Array.from({ length: 5 }, (_, i) => read(15 + i, build.signal));
+      for (let i = 0; i < 5; i++) expect(await senderEnd.recv()).toMatchObject({ type: T.PACKET_REQ });
+      build.abort();
+      for (const r of rest) await expect(r).rejects.toThrow('ctx: cancelled');
+      expect(getEventListeners(build.signal, 'abort')).toHaveLength(0);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });

@@ -38,6 +38,8 @@ export class FsutilReceiver {
   private finSent = false;
   private readonly finReceived = deferred();
   private waiters: (() => void)[] = [];
+  /** One abort listener per signal for all requests in flight under it (a build reads many files at once). */
+  private readonly watched = new Map<AbortSignal, { pipes: Set<FilePipe>; onAbort: () => void }>();
   /** Settles when the stream is over: after the FIN exchange and the end of the stream, or with its failure. */
   readonly done: Promise<void>;
 
@@ -76,15 +78,37 @@ export class FsutilReceiver {
     this.requested.add(id);
     const pipe = new FilePipe();
     this.pipes.set(id, pipe);
-    const onAbort = () => pipe.fail(new BktError('CANCELLED', `${this.what}: cancelled`));
-    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal) this.watch(signal, pipe);
     try {
       await this.send({ type: Packet_PacketType.PACKET_REQ, stat: undefined, ID: id, data: Buffer.alloc(0) });
       yield* pipe.chunks();
     } finally {
-      signal?.removeEventListener('abort', onAbort);
+      if (signal) this.unwatch(signal, pipe);
       pipe.drop();
     }
+  }
+
+  private watch(signal: AbortSignal, pipe: FilePipe): void {
+    let w = this.watched.get(signal);
+    if (!w) {
+      const pipes = new Set<FilePipe>();
+      const onAbort = () => {
+        for (const p of pipes) p.fail(new BktError('CANCELLED', `${this.what}: cancelled`));
+      };
+      w = { pipes, onAbort };
+      this.watched.set(signal, w);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    w.pipes.add(pipe);
+  }
+
+  private unwatch(signal: AbortSignal, pipe: FilePipe): void {
+    const w = this.watched.get(signal);
+    if (!w) return;
+    w.pipes.delete(pipe);
+    if (w.pipes.size > 0) return;
+    signal.removeEventListener('abort', w.onAbort);
+    this.watched.delete(signal);
   }
 
   /**
