@@ -1,3 +1,4 @@
 import { packageConfig } from '../../tsup.shared.js';
 
-export default packageConfig();
+// Two entries: the plugin, and the container executor (`./runc-executor`), whose runc code the plugin only imports dynamically.
+export default packageConfig({ entry: ['src/index.ts', 'src/runc-executor.ts'] });

@@ -158,12 +158,14 @@ export async function sweepStaleContainers(storeRoot: string, opts: { runc?: str
 export { runcWorker };
 // The public surface: the plugin and its options, the stale-container sweep
 // (run by the plugin's `storeOpen` tap), the platforms runc executes here (native and
-// emulated: a worker's `Platforms`), the ssh agent type of the build's client, and the container
-// executor behind the `Executor` interface (runs a container without a
-// solver; the watchdog test's child process uses it). The exec op executor,
+// emulated: a worker's `Platforms`), the ssh agent type of the build's client, and the types of
+// the `Executor` interface. The container executor that implements it (`RuncExecutor`: runs a
+// container without a solver) is `@bkt/worker-runc/runc-executor`, not re-exported here: a
+// static import of it would make every importer of the plugin load runc's code (a bundler
+// keeps a chunk an entry imports even when nothing of it is used). The exec op executor,
 // cache mounts, network and spec details are internal.
 export type { NetworkOptions } from './network.js';
 export { executablePlatforms, workerPlatforms, type EmulatedPlatform, type ExecutablePlatforms } from './platforms.js';
 export type { SshAgentProvider } from './mounts.js';
-export { RuncExecutor, type RuncExecutorOptions } from './runc.js';
+export type { RuncExecutorOptions } from './runc.js';
 export type * from './executor.js';

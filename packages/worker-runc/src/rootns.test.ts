@@ -16,7 +16,7 @@ import runcWorker from './index.js';
 import type { ExecOpExecutor } from './execop.js';
 import { RootNamespace, useRootHolder } from './rootns.js';
 
-const DIST = resolve(import.meta.dirname, '../dist/index.js');
+const DIST = resolve(import.meta.dirname, '../dist/runc-executor.js');
 let h: Harness;
 beforeAll(async () => {
   h = await openHarness();

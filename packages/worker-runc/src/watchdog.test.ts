@@ -16,7 +16,7 @@ import { RuncExecutor } from './runc.js';
 import { isAlive, mountTmpfs } from './sys.js';
 import { ContainerWatchdog, processStartTime, WATCHDOG_NAME, WATCHDOG_SCRIPT } from './watchdog.js';
 
-const DIST = resolve(import.meta.dirname, '../dist/index.js');
+const DIST = resolve(import.meta.dirname, '../dist/runc-executor.js');
 let dir: string;
 let rootfs: string;
 

@@ -88,6 +88,16 @@ const LAZY = [
   /^chunk:src\/docker-engine\.ts$/,
 ];
 
+/**
+ * The bundled sources of runc's code: what worker-runc's container executor
+ * entry (`dist/runc-executor.js`) imports. The plugin imports it on a build's
+ * first exec step, container or cache mount only.
+ */
+async function runcSources(): Promise<string[]> {
+  const code = await readFile(join(REPO, 'packages/worker-runc/dist/runc-executor.js'), 'utf8');
+  return [...code.matchAll(/^import\s+(?:[^'"]*?\sfrom\s+)?"\.\/([^"]+)"/gm)].map((m) => `chunk:../worker-runc/dist/${m[1]}`);
+}
+
 /** The CommonJS packages a config build loads: the store's database, core's hooks, the config loader. */
 const COMMONJS = /\/node_modules\/(better-sqlite3|tapable|jiti)\//;
 
@@ -99,7 +109,9 @@ describe('bkt start-up', () => {
     expect(r.modules.map((u) => u.slice(u.indexOf('/packages/')))).toEqual(['/packages/cli/bin/bkt.js', '/packages/cli/dist-bin/bkt.js']);
   });
 
-  it('a config build of examples/hello, cold and warm, loads no Dockerfile or gateway frontend, grpc-js, image exporter, cache backend, tar writer, registry client or tar-stream', async () => {
+  it('a config build of examples/hello, cold and warm, loads no Dockerfile or gateway frontend, grpc-js, image exporter, cache backend, tar writer, registry client, tar-stream or runc executor', async () => {
+    const runc = await runcSources();
+    expect(runc.length).toBeGreaterThan(0);
     const project = join(work, 'hello');
     await cp(join(REPO, 'examples/hello'), project, { recursive: true, filter: (src) => !src.includes('/out') });
     for (const phase of ['cold', 'warm']) {
@@ -110,6 +122,9 @@ describe('bkt start-up', () => {
       // The chunks ran as scripts (their code cached from the second run on), not as modules.
       expect(r.modules.filter((u) => /\/dist-bin\/program-[^/]+\.js$/.test(u)).map((u) => u.slice(0, u.indexOf(':'))), phase).toEqual(['script']);
       expect([...new Set(sources.filter((u) => LAZY.some((re) => re.test(u))))], phase).toEqual([]);
+      // It runs no exec step: the runc worker's plugin is loaded, its container executor (runc's code) is not.
+      expect(sources.some((u) => u === 'chunk:../worker-runc/dist/index.js'), phase).toBe(true);
+      expect([...new Set(sources.filter((u) => runc.includes(u)))], phase).toEqual([]);
       // CommonJS packages are required, never imported (an import has Node parse their source for export names first).
       expect(r.modules.filter((u) => COMMONJS.test(u)), phase).toEqual([]);
     }
