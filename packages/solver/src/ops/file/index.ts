@@ -195,7 +195,7 @@ class FileOpRun {
       } else {
         if (source) {
           sourceTree = await treeOf(secondary);
-          reuse = await CopyReuse.forCopy(this.ctx, i, source, sourceTree);
+          reuse = await CopyReuse.forCopy(this.ctx, i, source, sourceTree, base.snapshot ?? null);
         }
         target = await this.ctx.snapshotter.prepare(base.snapshot ?? null, { description: `file action ${i}`, ...(reuse ? { deferMount: true } : {}) });
         this.#mutables.add(target);

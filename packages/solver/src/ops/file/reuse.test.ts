@@ -343,6 +343,20 @@ for (const kind of ['overlay', 'copy'] as const) {
       expect((await lstat(path.join(c1.layerPath(), 'd0/f1.txt'))).nlink).toBe(1);
     });
 
+    it('links no context file into a copy onto a tree holding the context (`FROM ctx` + `COPY --from=ctx`), nor onto scratch', async () => {
+      const onto = await copyWith(env.ctx, 'sha256:x', c1, c1);
+      const tree = await fileInodes(onto);
+      expect([...tree.values()].filter((rel) => rel.startsWith('ctx/')).length).toBe(6);
+      // Each file once: the context's own path and the copy's are two inodes, as a plain copy makes them.
+      expect(tree.size).toBe(12);
+      expect(await dumpTree(onto, { withTimes: true })).toEqual(await dumpTree(await copyWith(env.ctx, 'sha256:y', c1, c1, {}, true), { withTimes: true }));
+
+      const action = copy('/', '/ctx', { dirCopyContents: true, allowWildcard: true, followSymlink: true, allowEmptyWildcard: true });
+      const [scratch] = await exec.run(fileOp([action]), [{ snapshot: null }, { snapshot: asContext(c1) }], { ...env.ctx, vertex: { digest: 'sha256:z', name: 'COPY --link . /ctx' } });
+      expect(await treeInode(scratch!, 'ctx/d0/f1.txt')).not.toBe(await ctxInode('d0/f1.txt'));
+      expect((await lstat(path.join(c1.layerPath(), 'd0/f1.txt'))).nlink).toBe(1);
+    });
+
     it('links a context file into the results of one copy only; another copy of it copies', async () => {
       await copyWith(env.ctx, 'sha256:v', base, c1);
       const other = await copyWith(env.ctx, 'sha256:w', base, c1);
@@ -404,7 +418,7 @@ for (const kind of ['overlay', 'copy'] as const) {
           ['sha256:a', writtenA],
           ['sha256:b', writtenB],
         ] as const) {
-          const reuse = (await CopyReuse.forCopy({ ...env.ctx, vertex: { digest: vertex, name: 'COPY . /ctx' } }, 0, c1, mount.path))!;
+          const reuse = (await CopyReuse.forCopy({ ...env.ctx, vertex: { digest: vertex, name: 'COPY . /ctx' } }, 0, c1, mount.path, base))!;
           reuse.useFor(['/']);
           await mkdir(path.join(dir, 'ctx/d0'), { recursive: true });
           const st = await lstat(path.join(mount.path, 'd0/f1.txt'));

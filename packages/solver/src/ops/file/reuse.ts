@@ -255,6 +255,8 @@ export class CopyReuse {
     readonly sourceRoot: string,
     private readonly sourceLayers: Layers,
     private readonly earlier: EarlierRun | undefined,
+    /** Whether the source's own files may be linked (see `forCopy`); the earlier result's may be either way. */
+    private readonly linkSource = false,
   ) {
     this.#sourceOverPrevious = earlier !== undefined && sourceLayers.endsWith(earlier.sourceLayers);
     this.#previous = earlier && new RealDirs(earlier.layer);
@@ -292,16 +294,28 @@ export class CopyReuse {
    * action `action` of `ctx.vertex` may link: the earlier run's files when
    * one is remembered, and the source's own files. Undefined when the
    * source's chain cannot be read. The caller `release()`s it.
+   *
+   * The source's own files are linked only into a copy onto a base (`onto`)
+   * whose chain holds no layer of the source's: a tree that shows the
+   * context's file and its link would hold one inode at two paths, which a
+   * local or tar output writes as a hard link (`FROM ctx` + `COPY --from=ctx
+   * . /copy`). A copy onto scratch does not link them either: such a result
+   * is merged into trees it cannot see (`COPY --link`).
    */
-  static async forCopy(ctx: BuildContext, action: number, source: Snapshot, sourceRoot: string): Promise<CopyReuse | undefined> {
+  static async forCopy(ctx: BuildContext, action: number, source: Snapshot, sourceRoot: string, onto: Snapshot | null): Promise<CopyReuse | undefined> {
     let chain: Snapshot[];
+    let linkSource = false;
     try {
       chain = await chainOf(source, ctx);
+      if (onto) {
+        const sourceIds = new Set(chain.map((s) => s.id));
+        linkSource = !(await chainOf(onto, ctx)).some((s) => sourceIds.has(s.id));
+      }
     } catch {
       return undefined;
     }
     const earlier = ctx.vertex && ctx.records ? await earlierRun(ctx, action, chain) : undefined;
-    return new CopyReuse(sourceRoot, new Layers(layerDirs(chain)), earlier);
+    return new CopyReuse(sourceRoot, new Layers(layerDirs(chain)), earlier, linkSource);
   }
 
   /**
@@ -344,7 +358,7 @@ export class CopyReuse {
     const from = this.#enabled ? this.#previous!.pathOf(destRel) : null;
     const prev = from ? lstatOrNull(from) : null;
     // The source file itself: one link, or its others are this copy's earlier results (the earlier result's file is it).
-    if (copiesAsIs(now.st, info) && (now.st.nlink === 1 || (prev && prev.dev === now.st.dev && prev.ino === now.st.ino))) {
+    if (this.linkSource && copiesAsIs(now.st, info) && (now.st.nlink === 1 || (prev && prev.dev === now.st.dev && prev.ino === now.st.ino))) {
       this.pending.push({ from: now.path, dev: now.st.dev, ino: now.st.ino, links: now.st.nlink, to: destRel, source: now.path, info });
       return true;
     }
