@@ -210,19 +210,24 @@ export class Store {
         if (opts.keepStorage !== undefined && total <= opts.keepStorage) break;
         const selected = (u: UsageRecord) => !opts.filter || opts.filter(u);
         let usage: UsageRecord | undefined;
+        /** What the removal gave back, when not `usage.size` (a shared tree's other links keep their files). */
+        let freed: number | undefined;
         if (c.kind === 'blob') {
           const u = this.#blobUsage(c.blob, leased);
           if (selected(u) && this.content.removeIfUnused(c.blob.digest, isLive)) usage = u;
         } else if (c.kind === 'snapshot') {
-          const u = await this.#usage(c.row, leased);
-          if (selected(u) && (await this.snapshotter.removeUnused([c.row.id], this.liveness())).length > 0) usage = u;
+          const m = await this.#measured(c.row, leased);
+          if (selected(m.usage) && (await this.snapshotter.removeUnused([c.row.id], this.liveness())).length > 0) {
+            usage = m.usage;
+            freed = m.freed;
+          }
         } else {
           const u = await this.#recordUsage(c.row, held);
           if (selected(u) && (await this.records.removeUnheld(c.row.namespace, c.row.id))) usage = u;
         }
         if (!usage) continue;
         removed.push(usage);
-        total -= usage.size;
+        total -= freed ?? usage.size;
         progressed = true;
       }
       if (!progressed) break;
@@ -270,16 +275,17 @@ export class Store {
   }
 
   async #usage(row: SnapshotRow, leased: Set<string>): Promise<UsageRecord> {
-    let size = row.size;
-    let shared = false;
-    if (size === null) {
-      const usage = await treeUsage(join(this.snapshotter.snapshotsDir, row.id));
-      size = usage.bytes;
-      shared = usage.shared;
-      // A share depends on the other trees' links (a prune changes it): only a tree of its own is remembered.
-      if (!shared) this.db.setSize(row.id, size);
-    }
-    return {
+    return (await this.#measured(row, leased)).usage;
+  }
+
+  /**
+   * A snapshot's usage record and the bytes its removal frees (its share of
+   * a file linked from other trees stays with them). Measured on each call:
+   * a later copy may link a measured tree's files (see `treeUsage`).
+   */
+  async #measured(row: SnapshotRow, leased: Set<string>): Promise<{ usage: UsageRecord; freed: number }> {
+    const { bytes: size, shared, own } = await treeUsage(join(this.snapshotter.snapshotsDir, row.id));
+    const usage: UsageRecord = {
       id: row.id,
       mutable: false,
       inUse: leased.has(row.id) || this.snapshotter.isInUse(row.id),
@@ -292,6 +298,7 @@ export class Store {
       shared,
       parents: row.parent ? [row.parent] : [],
     };
+    return { usage, freed: own };
   }
 
   async #recordUsage(row: RecordRow, held: Set<string>): Promise<UsageRecord> {
@@ -430,13 +437,15 @@ export async function treeBytes(path: string): Promise<number> {
  * local context links the context's files into its result) counts for the
  * share of its links found here: k of n links count size·k/n, so the trees
  * holding all n links add up to its size once, as `du -sb` of the store
- * does. `shared` says such a file was found (BuildKit's "shared" record).
+ * does. `shared` says such a file was found (BuildKit's "shared" record);
+ * `own` is what removing the tree would free (its files linked nowhere else).
  */
-export async function treeUsage(path: string): Promise<{ bytes: number; shared: boolean }> {
+export async function treeUsage(path: string): Promise<{ bytes: number; shared: boolean; own: number }> {
   const seen = new Map<number, { size: number; nlink: number; here: number }>();
   const top = await lstat(path).catch(() => null);
-  if (!top) return { bytes: 0, shared: false };
+  if (!top) return { bytes: 0, shared: false, own: 0 };
   let total = 0;
+  let own = 0;
   const walk = async (p: string) => {
     const st = await lstat(p).catch(() => null);
     if (!st || st.dev !== top.dev) return;
@@ -451,11 +460,13 @@ export async function treeUsage(path: string): Promise<{ bytes: number; shared: 
   await walk(path);
   let shared = false;
   for (const { size, nlink, here } of seen.values()) {
-    if (here >= nlink) total += size;
-    else {
+    if (here >= nlink) {
+      total += size;
+      own += size;
+    } else {
       shared = true;
       total += (size * here) / nlink;
     }
   }
-  return { bytes: Math.round(total), shared };
+  return { bytes: Math.round(total), shared, own };
 }

@@ -3,7 +3,8 @@ import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { treeBytes, treeUsage } from './store.js';
+import { Store, treeBytes, treeUsage } from './store.js';
+import { commitFiles } from './snapshots.test-util.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -28,20 +29,44 @@ describe('treeUsage', () => {
     expect(a!.shared).toBe(true);
     expect(b!.shared).toBe(true);
     // Links inside one tree only: counted once, not shared.
-    expect(c).toEqual({ bytes: duSb(join(dir, 'c')) - 4096, shared: false });
+    expect(c).toEqual({ bytes: duSb(join(dir, 'c')) - 4096, shared: false, own: duSb(join(dir, 'c')) - 4096 });
     expect(Math.abs(a!.bytes - (4096 + 100_000))).toBeLessThanOrEqual(1);
     expect(Math.abs(a!.bytes + b!.bytes + c!.bytes - (duSb(dir) - 4096 * 4))).toBeLessThanOrEqual(2);
     expect(await treeBytes(join(dir, 'b'))).toBe(b!.bytes);
   });
 
   it('is 0 for a missing tree and counts a file once the others links are gone', async () => {
-    expect(await treeUsage(join(dir, 'none'))).toEqual({ bytes: 0, shared: false });
+    expect(await treeUsage(join(dir, 'none'))).toEqual({ bytes: 0, shared: false, own: 0 });
     await mkdir(join(dir, 'a'));
     await mkdir(join(dir, 'b'));
     await writeFile(join(dir, 'a/f'), Buffer.alloc(1000));
     await link(join(dir, 'a/f'), join(dir, 'b/f'));
-    expect(await treeUsage(join(dir, 'a'))).toEqual({ bytes: 500, shared: true });
+    expect(await treeUsage(join(dir, 'a'))).toEqual({ bytes: 500, shared: true, own: 0 });
     await rm(join(dir, 'b'), { recursive: true });
-    expect(await treeUsage(join(dir, 'a'))).toEqual({ bytes: 1000, shared: false });
+    expect(await treeUsage(join(dir, 'a'))).toEqual({ bytes: 1000, shared: false, own: 1000 });
+  });
+
+  it("keeps du's total the bytes of the store when a measured snapshot's files are linked into a later one", async () => {
+    const root = join(dir, 'root');
+    const store = await Store.open(root, 'copy');
+    try {
+      const first = await commitFiles(store.snapshotter, null, { 'big.bin': 'x'.repeat(200_000) });
+      const before = (await store.diskUsage()).find((r) => r.id === first.id)!;
+      expect(before.shared).toBe(false);
+      // A later snapshot links the measured one's file (as a copy from a context does).
+      const m = await store.snapshotter.prepare(null);
+      await link(join(first.layerPath(), 'big.bin'), join(m.path, 'big.bin'));
+      const second = await m.commit();
+      const usage = await store.diskUsage();
+      const [u1, u2] = [first, second].map((s) => usage.find((r) => r.id === s.id)!);
+      expect(u1).toMatchObject({ size: before.size - 100_000, shared: true });
+      expect(u2!.shared).toBe(true);
+      expect(u2!.size - 100_000).toBeLessThan(10_000);
+      // Removing one frees none of the file: a keepStorage prune does not stop early on its share.
+      const removed = await store.prune({ all: true, keepStorage: 150_000 });
+      expect(removed.filter((r) => r.recordType !== 'content').length).toBe(2);
+    } finally {
+      await store.close();
+    }
   });
 });
