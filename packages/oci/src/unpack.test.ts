@@ -266,6 +266,23 @@ describe('unpackLayer', () => {
     }
   });
 
+  it("gives a directory named twice in a layer its last entry's times", async () => {
+    const layer = await craftedTar([
+      { name: 'twice', type: 'directory', mode: 0o755, mtime: new Date(1_000_000) },
+      { name: 'twice/f', type: 'file', mode: 0o644, body: 'f' },
+      { name: 'twice', type: 'directory', mode: 0o700, mtime: new Date(2_000_000) },
+    ]);
+    const s = await apply(base, layer);
+    const m = await s.mount();
+    try {
+      const st = await lstat(join(m.path, 'twice'));
+      expect(st.mtimeMs).toBe(2_000_000);
+      expect(st.mode & 0o777).toBe(0o700);
+    } finally {
+      await m.release();
+    }
+  });
+
   it('clamps a relative symlink climbing above the root at the root, and refuses a hard link climbing out', async () => {
     const outside = join(work, 'outside-rel');
     await mkdir(outside);

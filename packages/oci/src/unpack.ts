@@ -299,7 +299,14 @@ export async function unpackLayer(root: string, stream: AsyncIterable<Uint8Array
     realDirs.add(rel);
     return true;
   };
-  for (const d of dirTimes.reverse()) if (isRealDir(d.parts)) lutimesSync(join(root, ...d.parts), d.mtime, d.mtime);
+  // A directory the layer names twice takes its last entry's times, as tar and containerd apply it.
+  const timed = new Set<string>();
+  for (const d of dirTimes.reverse()) {
+    const rel = d.parts.join('/');
+    if (timed.has(rel)) continue;
+    timed.add(rel);
+    if (isRealDir(d.parts)) lutimesSync(join(root, ...d.parts), d.mtime, d.mtime);
+  }
 }
 
 /**
