@@ -368,3 +368,115 @@ it('keeps its cache key of a known directory (a key changed by a release would m
   const ctx = await storeFor(dir);
   expect((await sync(ctx)).key).toBe('sha256:5fabf86b520c06f0b783dede32fbb69713230e24e3b47c19621ac9f2c9bd05e6');
 });
+
+/** The record of the context's sync and the index beside it. */
+async function recordAndIndex(ctx: BuildContext) {
+  const [record, ...more] = await ctx.records!.namespace('source-local').list();
+  expect(more).toEqual([]);
+  const index = JSON.parse(await readFile(join(record!.path, 'index.json'), 'utf8')) as { key: string; snapshot: string };
+  return { record: record!, index };
+}
+
+it('keeps the record of a sync that wrote it after an older sync read it: the older one remembers its hashes without dropping it', async () => {
+  const dir = await makeContext();
+  const ctx = await storeFor(dir);
+  const source = localSource().sources![0]!;
+  // The older sync reads the record (there is none yet) and stats the directory; its hashing comes last.
+  const older = await source.resolve(source.identify('local', 'context', {}), ctx);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  const newer = await sync(ctx);
+  await older.cacheKey(ctx);
+  let { record, index } = await recordAndIndex(ctx);
+  expect(record.data).toEqual({ key: newer.key, snapshot: newer.snapshot.id });
+  expect(record.snapshots).toEqual([newer.snapshot.id]);
+  expect([index.key, index.snapshot]).toEqual([newer.key, newer.snapshot.id]);
+
+  // Its snapshot, made now, is referenced too; the record stays the newer sync's.
+  const made = await older.snapshot(ctx);
+  ({ record, index } = await recordAndIndex(ctx));
+  expect(record.data).toEqual({ key: newer.key, snapshot: newer.snapshot.id });
+  expect([...record.snapshots].sort()).toEqual([newer.snapshot.id, made.id].sort());
+  expect([index.key, index.snapshot]).toEqual([newer.key, newer.snapshot.id]);
+});
+
+it('keeps the snapshot of a sync that moved the record on while an older sync made its own', async () => {
+  const dir = await makeContext();
+  const ctx = await storeFor(dir);
+  const first = await sync(ctx);
+  await writeFile(join(dir, 'a/f3.txt'), 'edited\n');
+  await age(dir);
+  const source = localSource().sources![0]!;
+  const older = await source.resolve(source.identify('local', 'context', {}), ctx);
+  await older.cacheKey(ctx);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  // Meanwhile a newer sync sees one more change and records its snapshot.
+  await writeFile(join(dir, 'b/c/x.txt'), 'changed meanwhile');
+  await age(dir);
+  const newer = await sync(ctx);
+  const made = await older.snapshot(ctx);
+  expect(made.id).not.toBe(newer.snapshot.id);
+
+  const { record, index } = await recordAndIndex(ctx);
+  expect(record.data).toEqual({ key: newer.key, snapshot: newer.snapshot.id });
+  expect([...record.snapshots].sort()).toEqual([first.snapshot.id, newer.snapshot.id, made.id].sort());
+  expect([index.key, index.snapshot]).toEqual([newer.key, newer.snapshot.id]);
+  // The next sync of the unchanged directory reuses the newer snapshot, then drops the others.
+  const next = await sync(ctx);
+  expect([next.key, next.snapshot.id]).toEqual([newer.key, newer.snapshot.id]);
+});
+
+it('two syncs of one process writing the record at once each see the write of the other: neither snapshot is dropped', async () => {
+  const dir = await makeContext();
+  const t = await openTestContext({ localDirs: { context: dir } });
+  opened.push(t);
+  const records = t.ctx.records!;
+  // Once armed, a record read waits (up to 1 s) until a second one is under way: two read-then-write updates would interleave.
+  let armed = false;
+  const waiting: (() => void)[] = [];
+  const ctx: BuildContext = {
+    ...t.ctx,
+    records: new Proxy(records, {
+      get(target, key) {
+        if (key !== 'namespace') return bound(target, key);
+        return (name: string) =>
+          new Proxy(target.namespace(name), {
+            get(nsTarget, nsKey) {
+              if (nsKey !== 'get') return bound(nsTarget, nsKey);
+              return async (id: string) => {
+                const r = await nsTarget.get(id);
+                if (armed) {
+                  await new Promise<void>((resolve) => {
+                    waiting.push(resolve);
+                    if (waiting.length >= 2) for (const w of waiting.splice(0)) w();
+                    else setTimeout(resolve, 1000);
+                  });
+                }
+                return r;
+              };
+            },
+          });
+      },
+    }),
+  };
+  const first = await sync(ctx);
+  const source = localSource().sources![0]!;
+  const resolveNow = async () => {
+    const inst = await source.resolve(source.identify('local', 'context', {}), ctx);
+    return { inst, key: (await inst.cacheKey(ctx)).key };
+  };
+  await writeFile(join(dir, 'a/f3.txt'), 'edited\n');
+  await age(dir);
+  const a = await resolveNow();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  await writeFile(join(dir, 'b/c/x.txt'), 'changed meanwhile');
+  await age(dir);
+  const b = await resolveNow();
+  armed = true;
+  const [madeA, madeB] = await Promise.all([a.inst.snapshot(ctx), b.inst.snapshot(ctx)]);
+  armed = false;
+
+  const { record, index } = await recordAndIndex(ctx);
+  expect(record.data).toEqual({ key: b.key, snapshot: madeB.id });
+  expect([...record.snapshots].sort()).toEqual([first.snapshot.id, madeA.id, madeB.id].sort());
+  expect([index.key, index.snapshot]).toEqual([b.key, madeB.id]);
+});

@@ -131,6 +131,8 @@ interface Sync {
   syncedAtMs: number;
   /** The index the pass started from (still describing `record`'s snapshot). */
   index?: SyncIndex;
+  /** The record the pass started from (none when there was none): a write compares it with the record then. */
+  record?: StoreRecord;
 }
 
 /**
@@ -190,9 +192,9 @@ export function createLocalSource(opts: LocalSourceOptions = {}): Source {
       const synced = (c: BuildContext) =>
         (sync ??= (async () => {
           const { record, index } = await last;
-          const s = await hashEntries(dir, entries, index, syncedAtMs, stagingDir, keepOwners, c.signal);
+          const s: Sync = { ...(await hashEntries(dir, entries, index, syncedAtMs, stagingDir, keepOwners, c.signal)), record };
           // The key may be a cache hit (no snapshot asked for): what was hashed is remembered now, unless an index tied to a snapshot would be lost.
-          if (!index || (!index.snapshot && (index.key !== s.key || s.staged.size > 0))) await rememberHashes(ns, recordId, record, dir.name, s);
+          if (!index || (!index.snapshot && (index.key !== s.key || s.staged.size > 0))) await rememberHashes(ns, recordId, dir.name, s);
           return s;
         })());
       return {
@@ -455,10 +457,12 @@ async function reuseSnapshot(ns: RecordNamespace, recordId: string, s: Sync, ctx
   } catch {
     return undefined; // pruned since: make it again
   }
-  const record = await ns.get(recordId);
-  // An index stands only beside a record naming its snapshot: a concurrent sync that moved the record on keeps its own index.
-  if (record && s.staged.size > 0 && record.data.key === s.key && record.data.snapshot === snapshot.id) await writeIndex(record, indexOf(s, snapshot.id));
-  if (record) await ns.touch(recordId);
+  await updatingRecord(ns, recordId, async () => {
+    const record = await ns.get(recordId);
+    // An index stands only beside a record naming its snapshot: a concurrent sync that moved the record on keeps its own index.
+    if (record && s.staged.size > 0 && record.data.key === s.key && record.data.snapshot === snapshot.id) await writeIndex(record, indexOf(s, snapshot.id));
+    if (record) await ns.touch(recordId);
+  });
   return snapshot;
 }
 
@@ -480,18 +484,89 @@ function indexOf(s: Sync, snapshot: string): SyncIndex {
 }
 
 /**
+ * Record updates of this process by record, each running after the one
+ * before it: a record read and the write decided on it are never split by
+ * another sync's write (the store's lock keeps other processes out).
+ */
+const recordUpdates = new Map<string, Promise<void>>();
+
+function updatingRecord<T>(ns: RecordNamespace, recordId: string, update: () => Promise<T>): Promise<T> {
+  const key = join(ns.dir, recordId);
+  const run = (recordUpdates.get(key) ?? Promise.resolve()).then(update);
+  const done = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  recordUpdates.set(key, done);
+  void done.then(() => {
+    if (recordUpdates.get(key) === done) recordUpdates.delete(key);
+  });
+  return run;
+}
+
+/** Whether `now` is the record `then` was (its key, snapshot and references), both absent included. */
+function sameRecord(now: StoreRecord | undefined, then: StoreRecord | undefined): boolean {
+  if (!now || !then) return now === then;
+  const refs = new Set(then.snapshots);
+  return (
+    now.data.key === then.data.key &&
+    now.data.snapshot === then.data.snapshot &&
+    now.snapshots.length === then.snapshots.length &&
+    now.snapshots.every((id) => refs.has(id))
+  );
+}
+
+/**
  * Records a sync that made no snapshot: its index (snapshot '') remembers
  * each file's stat and digest. The record keeps the snapshots it referenced
- * (a concurrent build may still be copying from them).
+ * (a concurrent build may still be copying from them). When another sync
+ * wrote the record after this one read it, that record and its index stay
+ * as they are.
  */
-async function rememberHashes(ns: RecordNamespace, recordId: string, record: StoreRecord | undefined, name: string, s: Sync): Promise<void> {
-  const put = await ns.put(recordId, {
-    recordType: RECORD_TYPE,
-    description: `local directory "${name}"`,
-    snapshots: record?.snapshots ?? [],
-    data: { key: s.key, snapshot: '' },
+async function rememberHashes(ns: RecordNamespace, recordId: string, name: string, s: Sync): Promise<void> {
+  await updatingRecord(ns, recordId, async () => {
+    const record = await ns.get(recordId);
+    if (!sameRecord(record, s.record)) return;
+    const put = await ns.put(recordId, {
+      recordType: RECORD_TYPE,
+      description: `local directory "${name}"`,
+      snapshots: record?.snapshots ?? [],
+      data: { key: s.key, snapshot: '' },
+    });
+    await writeIndex(put, indexOf(s, ''));
   });
-  await writeIndex(put, indexOf(s, ''));
+}
+
+/**
+ * Points the record (and its index) at `snapshot`, the sync's new one. The
+ * record then references it and, when it still exists, the snapshot the
+ * sync started from (a concurrent build may still be copying from it; it
+ * goes with the next sync); of those before, none. When another sync wrote the
+ * record after this one read it, nothing it references is dropped, and the
+ * record stays that sync's (only gaining `snapshot`) when its stat pass
+ * began after this one's.
+ */
+async function recordSnapshot(ns: RecordNamespace, recordId: string, name: string, s: Sync, snapshot: string, ctx: BuildContext): Promise<void> {
+  await updatingRecord(ns, recordId, async () => {
+    const record = await ns.get(recordId);
+    const previous = s.index?.snapshot;
+    const kept = previous && previous !== snapshot && (await ctx.snapshotter.get(previous).then(() => true, () => false));
+    const ours = kept ? [snapshot, previous] : [snapshot];
+    const description = `local directory "${name}"`;
+    if (sameRecord(record, s.record)) {
+      const put = await ns.put(recordId, { recordType: RECORD_TYPE, description, snapshots: ours, data: { key: s.key, snapshot } });
+      await writeIndex(put, indexOf(s, snapshot));
+      return;
+    }
+    const snapshots = [...new Set([...ours, ...(record?.snapshots ?? [])])];
+    const theirs = record && (await readIndex(record));
+    if (record && theirs && theirs.syncedAtMs > s.syncedAtMs) {
+      await ns.put(recordId, { recordType: RECORD_TYPE, description, snapshots, data: record.data });
+      return;
+    }
+    const put = await ns.put(recordId, { recordType: RECORD_TYPE, description, snapshots, data: { key: s.key, snapshot } });
+    await writeIndex(put, indexOf(s, snapshot));
+  });
 }
 
 async function writeIndex(record: StoreRecord, index: SyncIndex): Promise<void> {
@@ -544,16 +619,7 @@ async function makeSnapshot(
     }
   }
   const snapshot = await mutable.commit();
-  const previousId = s.index?.snapshot;
-  const kept = previousId && previousId !== snapshot.id && (await ctx.snapshotter.get(previousId).then(() => true, () => false));
-  const record = await ns.put(recordId, {
-    recordType: RECORD_TYPE,
-    description: `local directory "${dir.name}"`,
-    // The previous snapshot stays referenced until the next sync: a concurrent build may still be copying from it.
-    snapshots: kept ? [snapshot.id, previousId] : [snapshot.id],
-    data: { key: s.key, snapshot: snapshot.id },
-  });
-  await writeIndex(record, indexOf(s, snapshot.id));
+  await recordSnapshot(ns, recordId, dir.name, s, snapshot.id, ctx);
   return snapshot;
 }
 
