@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { transformSync } from 'esbuild';
 import { defineConfig, type Options } from 'tsup';
 import { packageConfig } from '../../tsup.shared.js';
@@ -17,7 +18,11 @@ import { packageConfig } from '../../tsup.shared.js';
  * no second copy of them loaded) and packages loaded only by some commands
  * that read files beside themselves (jiti, grpc-js). better-sqlite3's
  * JavaScript is bundled (its addon is loaded by the store, by path:
- * `nativeBinding`), so it runs from the code cache with the rest.
+ * `nativeBinding`), so it runs from the code cache with the rest; the
+ * version bundled is recorded (`__BKT_BUNDLED_BETTER_SQLITE3_VERSION__`) and
+ * the store uses the bundled copy only when the installed package (the
+ * store's dependency, whose addon it loads) is that version, else the
+ * installed package's own JavaScript (packages/store/src/metadata.ts).
  */
 /**
  * `dist-bin/scripts/`: each chunk of `dist-bin/` again as a script the
@@ -66,7 +71,33 @@ function writeScripts(binDir: string, meta: Metafile | undefined): void {
   writeFileSync(join(scriptsDir, 'manifest.json'), JSON.stringify({ format: 1, program: basename(program.path), externals }));
 }
 
-type Metafile = { outputs: Record<string, { imports?: { path: string; kind: string; external?: boolean }[] }> };
+type Metafile = {
+  inputs?: Record<string, unknown>;
+  outputs: Record<string, { imports?: { path: string; kind: string; external?: boolean }[] }>;
+};
+
+/**
+ * The better-sqlite3 package esbuild bundles: the one the store resolves
+ * (`@bkt/store` from here, then `better-sqlite3` from the store's real
+ * path: esbuild's resolution of the store's import, and the store's at run
+ * time).
+ */
+const storeRequire = createRequire(createRequire(join(process.cwd(), 'package.json')).resolve('@bkt/store/package.json'));
+const SQLITE_ROOT = dirname(storeRequire.resolve('better-sqlite3/package.json'));
+const SQLITE_VERSION = (
+  JSON.parse(readFileSync(join(SQLITE_ROOT, 'package.json'), 'utf8')) as {
+    version: string;
+  }
+).version;
+
+/** Fails the build unless the better-sqlite3 code in the bundle is all of `SQLITE_ROOT`, the package whose version is recorded. */
+function checkBundledSqlite(meta: Metafile | undefined): void {
+  if (!meta?.inputs) throw new Error('dist-bin: esbuild gave no metafile');
+  const bundled = Object.keys(meta.inputs).filter((i) => /(^|\/)node_modules\/better-sqlite3\//.test(i));
+  if (bundled.length === 0) throw new Error('dist-bin: better-sqlite3 is not bundled, yet its version is recorded as bundled');
+  const foreign = bundled.filter((i) => !resolve(i).startsWith(SQLITE_ROOT + sep));
+  if (foreign.length > 0) throw new Error(`dist-bin: bundled better-sqlite3 files not of ${SQLITE_ROOT} (version ${SQLITE_VERSION}): ${foreign.join(', ')}`);
+}
 
 /** The metafile of the last build of dist-bin (tsup writes its file after `onSuccess` runs). */
 let binMetafile: Metafile | undefined;
@@ -102,7 +133,13 @@ export default [
     external: [...SHARED, '@grpc/grpc-js', 'jiti', 'tapable', /^@bufbuild\//],
     // Bundled CommonJS dependencies require Node's built-ins (and better-sqlite3 its addon): give the ESM bundle a require.
     esbuildPlugins: [captureMetafile],
+    define: {
+      __BKT_BUNDLED_BETTER_SQLITE3_VERSION__: JSON.stringify(SQLITE_VERSION),
+    },
     banner: { js: BANNER },
-    onSuccess: async () => writeScripts('dist-bin', binMetafile),
+    onSuccess: async () => {
+      checkBundledSqlite(binMetafile);
+      writeScripts('dist-bin', binMetafile);
+    },
   }),
 ];

@@ -18,7 +18,7 @@
  * a database of a newer version is refused (it may hold what this code would
  * drop); one without the key is this session's layout and is stamped.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -279,22 +279,75 @@ function toRow(r: RawSnapshotRow): SnapshotRow {
 }
 
 /**
- * better-sqlite3's addon, handed to every `Database` (`nativeBinding`): the
- * file its own lookup (the `bindings` package, from the better-sqlite3
- * package's root) loads. When that is `build/Release/better_sqlite3.node`
- * (no `build/better_sqlite3.node` or `build/Debug/` one before it) it is
- * loaded by its path, without `bindings`' search of a dozen candidate paths
- * and a stack trace; otherwise `bindings` searches from the package's root,
- * given explicitly (better-sqlite3 may be bundled into an executable, where
- * the stack would name the bundle's file, not the package).
+ * Set by a build that bundles better-sqlite3's JavaScript (the `bkt`
+ * executable: packages/cli/tsup.config.ts, esbuild's `define`) to the version
+ * of the package it bundled. Not defined where `better-sqlite3` is imported
+ * from the installed package (the store's own dist, its sources).
  */
-let sqliteAddon: string | object | undefined;
-export function sqliteNativeBinding(): string | object {
-  sqliteAddon ??= sqliteAddonOf(dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json')));
-  return sqliteAddon;
+declare const __BKT_BUNDLED_BETTER_SQLITE3_VERSION__: string | undefined;
+const BUNDLED_SQLITE_VERSION: string | undefined =
+  typeof __BKT_BUNDLED_BETTER_SQLITE3_VERSION__ === 'string' ? __BKT_BUNDLED_BETTER_SQLITE3_VERSION__ : undefined;
+
+/** better-sqlite3 as the store opens databases with it: the `Database` constructor and its addon (`nativeBinding`). */
+export interface SqliteModule {
+  /** The root of the installed better-sqlite3 package (the store's dependency). */
+  root: string;
+  Database: typeof Database;
+  /** The addon's path, or its module (better-sqlite3 takes either). */
+  nativeBinding: string | object;
 }
 
-/** The addon of the better-sqlite3 package at `root`: its path, or the module `bindings` loads. */
+let sqlite: SqliteModule | undefined;
+/** better-sqlite3 as the installed package (the store's dependency) provides it; see `sqliteModuleOf`. */
+export function sqliteModule(): SqliteModule {
+  sqlite ??= sqliteModuleOf(sqlitePackageRoot(import.meta.url, BUNDLED_SQLITE_VERSION !== undefined), BUNDLED_SQLITE_VERSION, Database);
+  return sqlite;
+}
+
+/**
+ * The root of the installed better-sqlite3 package: resolved from the module
+ * at `fromUrl` (the store's own file), or, when this code is bundled into
+ * another package's executable (`bundled`), from the `@bkt/store` package
+ * that executable depends on — better-sqlite3 is the store's dependency, and
+ * may be installed only under the store's `node_modules`.
+ */
+export function sqlitePackageRoot(fromUrl: string, bundled: boolean): string {
+  let from = createRequire(fromUrl);
+  if (bundled) from = createRequire(from.resolve('@bkt/store/package.json'));
+  return dirname(from.resolve('better-sqlite3/package.json'));
+}
+
+/**
+ * better-sqlite3's JavaScript and addon, both of the installed package at
+ * `root`, so that one version's halves are never paired with another's
+ * (the package promises nothing across versions). `imported` is what this
+ * module imported as `better-sqlite3`: the installed package itself when
+ * `bundledVersion` is undefined (Node resolved it from the store), else a copy
+ * bundled into an executable at its build, used only when the installed
+ * package's version is `bundledVersion`; otherwise the installed package's
+ * own JavaScript is required.
+ */
+export function sqliteModuleOf(root: string, bundledVersion: string | undefined, imported: typeof Database): SqliteModule {
+  let Db = imported;
+  if (bundledVersion !== undefined) {
+    const manifest = join(root, 'package.json');
+    const { version } = JSON.parse(readFileSync(manifest, 'utf8')) as { version?: unknown };
+    if (version !== bundledVersion) Db = createRequire(manifest)(root) as typeof Database;
+  }
+  return { root, Database: Db, nativeBinding: sqliteAddonOf(root) };
+}
+
+/**
+ * The addon of the better-sqlite3 package at `root`, handed to every
+ * `Database` (`nativeBinding`): the file its own lookup (the `bindings`
+ * package, from the package's root) loads. When that is
+ * `build/Release/better_sqlite3.node` (no `build/better_sqlite3.node` or
+ * `build/Debug/` one before it) its path, loaded without `bindings`' search
+ * of a dozen candidate paths and a stack trace; otherwise the module
+ * `bindings` loads, searching from the package's root, given explicitly
+ * (better-sqlite3 may be bundled into an executable, where the stack would
+ * name the bundle's file, not the package).
+ */
 export function sqliteAddonOf(root: string): string | object {
   const build = join(root, 'build');
   const release = join(build, 'Release', 'better_sqlite3.node');
@@ -311,7 +364,8 @@ export class MetadataDB {
   constructor(file: string) {
     // Writers of other processes are waited for (better-sqlite3's busy timeout), up to 10 minutes.
     // better-sqlite3 takes the addon's module as well as its path (its typings name the path only).
-    this.#db = new Database(file, { timeout: 600_000, nativeBinding: sqliteNativeBinding() as string });
+    const { Database: Db, nativeBinding } = sqliteModule();
+    this.#db = new Db(file, { timeout: 600_000, nativeBinding: nativeBinding as string });
     this.#db.pragma('journal_mode = WAL');
     // NORMAL is durable against process crashes (kill -9) in WAL mode; a power loss may lose the last commits, never consistency.
     this.#db.pragma('synchronous = NORMAL');
