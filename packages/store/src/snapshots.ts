@@ -33,14 +33,20 @@
  * `lazy.json` goes. A crash in between leaves a lazy snapshot (and a
  * leftover directory without a row, removed at the next open).
  *
+ * A snapshot's own small directories (`fs`, `work`, its mount point) are
+ * made, renamed and removed with synchronous calls: each is a moment's work a
+ * step waits for, where an asynchronous call is a thread-pool round trip
+ * that, on a busy machine, waits for a time slice. Trees of unbounded size
+ * (a discarded or removed snapshot's files, copies, walks) stay asynchronous.
+ *
  * In use: a snapshot held in this process (a mounted view, a build's result,
  * one being written) has a lease of this session in the metadata DB while its
  * count here is above zero, so a prune in any process leaves it alone. A new
  * snapshot's lease is taken before its directory is made.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, link, utimes, lchown, chmod, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
+import { lstat, mkdir, readdir, readFile, readlink, rm, link, utimes, lchown, chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   BktError,
@@ -332,13 +338,13 @@ export abstract class StoreSnapshotter implements Snapshotter {
       for (const name of ['tree', 'layer', 'fs']) {
         if (!existsSync(join(src, name))) continue;
         try {
-          await rename(join(src, name), join(dst, name));
+          renameSync(join(src, name), join(dst, name));
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
         }
       }
-      await rm(join(dst, LAZY_FILE), { force: true });
+      rmSync(join(dst, LAZY_FILE), { force: true });
     } finally {
       await this.abandon(from);
     }
@@ -384,8 +390,8 @@ export abstract class StoreSnapshotter implements Snapshotter {
     hold?.(id);
     const dir = join(this.snapshotsDir, id);
     try {
-      await mkdir(join(dir, 'fs'), { recursive: true });
-      if (withWork) await mkdir(join(dir, 'work'));
+      mkdirSync(join(dir, 'fs'), { recursive: true });
+      if (withWork) mkdirSync(join(dir, 'work'));
     } catch (err) {
       this.release(id);
       throw err;
@@ -424,9 +430,9 @@ export abstract class StoreSnapshotter implements Snapshotter {
     return this.wrap(row);
   }
 
-  protected async newMountPoint(name = newId()): Promise<string> {
+  protected newMountPoint(name = newId()): string {
     const p = join(this.mountsDir, name);
-    await mkdir(p, { recursive: true });
+    mkdirSync(p, { recursive: true });
     return p;
   }
 }
@@ -460,11 +466,11 @@ export class OverlaySnapshotter extends StoreSnapshotter {
   protected async mountView(row: SnapshotRow): Promise<Mounted> {
     const lowers = this.#lowers(row.id);
     if (lowers.length === 1) return { path: lowers[0], release: async () => undefined };
-    const target = await this.newMountPoint();
+    const target = this.newMountPoint();
     try {
       await mountOverlay(target, lowers);
     } catch (err) {
-      await rmdir(target).catch(() => undefined);
+      removeEmptyDir(target);
       throw err;
     }
     return { path: target, release: () => unmountAndRemove(target) };
@@ -486,22 +492,25 @@ export class OverlaySnapshotter extends StoreSnapshotter {
   async prepare(parent: Snapshot | null, opts: PrepareOptions = {}, hold?: Holder): Promise<MutableSnapshot> {
     if (parent) await this.materialize(parent.id);
     let parentId = parent?.id ?? null;
-    if (parentId && !this.#fits(this.#lowers(parentId), true)) {
+    // The parent's chain is final once materialized: its lower dirs are found once.
+    let lowers = parentId ? this.#lowers(parentId) : [];
+    if (parentId && !this.#fits(lowers, true)) {
       parentId = (await this.flatten(parentId, hold)).id;
+      lowers = this.#lowers(parentId);
     }
     const id = await this.newSnapshotDir(parentId !== null, hold);
     const dir = join(this.snapshotsDir, id);
     this.active.set(id, { parent: parentId, description: opts.description ?? '', createdAt: Date.now() });
     let mountPoint: string | null = null;
     const layers = { upper: join(dir, 'fs'), work: join(dir, 'work') };
-    const deferred = parentId && opts.deferMount ? { type: 'overlay', source: 'overlay', options: overlayOptions(this.#lowers(parentId), layers) } : undefined;
+    const deferred = parentId && opts.deferMount ? { type: 'overlay', source: 'overlay', options: overlayOptions(lowers, layers) } : undefined;
     try {
       if (parentId) {
-        mountPoint = await this.newMountPoint(id);
-        if (!deferred) await mountOverlay(mountPoint, this.#lowers(parentId), layers);
+        mountPoint = this.newMountPoint(id);
+        if (!deferred) await mountOverlay(mountPoint, lowers, layers);
       }
     } catch (err) {
-      if (mountPoint) await rmdir(mountPoint).catch(() => undefined);
+      if (mountPoint) removeEmptyDir(mountPoint);
       this.active.delete(id);
       await this.abandon(id);
       throw err;
@@ -511,7 +520,7 @@ export class OverlaySnapshotter extends StoreSnapshotter {
       if (done) throw new BktError('INTERNAL', `mutable snapshot ${id} was already committed or discarded`);
       done = true;
       // A deferred mount is the caller's to drop: its directory is empty then (rmdir fails on a mount point left mounted here).
-      if (mountPoint) await (deferred ? rmdir(mountPoint).catch(() => unmountAndRemove(mountPoint!)) : unmountAndRemove(mountPoint));
+      if (mountPoint && !(deferred && removeEmptyDir(mountPoint))) await unmountAndRemove(mountPoint);
       this.active.delete(id);
     };
     return {
@@ -521,7 +530,8 @@ export class OverlaySnapshotter extends StoreSnapshotter {
       commit: async () => {
         await finish();
         try {
-          await rm(join(dir, 'work'), { recursive: true, force: true });
+          // Once unmounted, the work dir holds only overlay's scratch dirs (`work`, `index` when enabled).
+          rmSync(join(dir, 'work'), { recursive: true, force: true });
           if (!parentId) {
             const whiteouts = await findWhiteouts(join(dir, 'fs'));
             if (whiteouts.length > 0) await linkTreeWithout(join(dir, 'fs'), join(dir, 'tree'), whiteouts);
@@ -625,7 +635,17 @@ export class OverlaySnapshotter extends StoreSnapshotter {
 
 async function unmountAndRemove(target: string): Promise<void> {
   await unmount(target);
-  await rmdir(target).catch(() => undefined);
+  removeEmptyDir(target);
+}
+
+/** Removes directory `path` if it is empty and no mount point; whether it is gone. */
+function removeEmptyDir(path: string): boolean {
+  try {
+    rmdirSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -676,13 +696,13 @@ export class CopySnapshotter extends StoreSnapshotter {
         finish();
         try {
           if (parentId) {
-            await mkdir(join(dir, 'layer'));
+            mkdirSync(join(dir, 'layer'));
             await diffTrees(this.fsDir(parentId), join(dir, 'fs'), join(dir, 'layer'));
           } else {
             // A base written with whiteouts (a diff result): `layer` keeps it raw, `fs` is its tree.
             const whiteouts = await findWhiteouts(join(dir, 'fs'));
             if (whiteouts.length > 0) {
-              await rename(join(dir, 'fs'), join(dir, 'layer'));
+              renameSync(join(dir, 'fs'), join(dir, 'layer'));
               await linkTreeWithout(join(dir, 'layer'), join(dir, 'fs'), whiteouts);
             }
           }

@@ -164,6 +164,8 @@ describe('store open', () => {
     execFileSync('umount', [mutable.path]);
     const child = await mutable.commit();
     expect(existsSync(mutable.path)).toBe(false);
+    // The overlay's work dir (with the `work` dir, mode 0, the kernel made in it) is gone; the layer stays.
+    expect(await readdir(join(root, 'snapshots', child.id))).toEqual(['fs']);
     const view = await child.mount();
     expect((await readdir(view.path)).sort()).toEqual(['f', 'g']);
     await view.release();
@@ -173,6 +175,38 @@ describe('store open', () => {
     await plain.discard();
     await store.close();
     await rm(root, { recursive: true, force: true });
+  });
+
+  it('deferMount: a mount the caller left at commit or discard is unmounted; a discard leaves nothing of the snapshot', async () => {
+    const root = await tempRoot();
+    const store = await Store.open(root, 'overlay');
+    try {
+      const base = await commitFiles(store.snapshotter, null, { f: 'f' });
+      const left = await store.snapshotter.prepare(base, { deferMount: true });
+      execFileSync('mount', ['-t', 'overlay', '-o', left.deferredMount!.options, 'overlay', left.path]);
+      await writeFile(join(left.path, 'g'), 'g');
+      const child = await left.commit();
+      expect(await mountsUnder(root)).toEqual([]);
+      expect(existsSync(left.path)).toBe(false);
+      const view = await child.mount();
+      expect((await readdir(view.path)).sort()).toEqual(['f', 'g']);
+      await view.release();
+
+      for (const unmountFirst of [true, false]) {
+        const dropped = await store.snapshotter.prepare(child, { deferMount: true });
+        execFileSync('mount', ['-t', 'overlay', '-o', dropped.deferredMount!.options, 'overlay', dropped.path]);
+        await writeFile(join(dropped.path, 'h'), 'h');
+        if (unmountFirst) execFileSync('umount', [dropped.path]);
+        await dropped.discard();
+        expect(await mountsUnder(root)).toEqual([]);
+        expect(existsSync(dropped.path)).toBe(false);
+        expect(existsSync(join(root, 'snapshots', dropped.id))).toBe(false);
+      }
+      expect((await readdir(join(root, 'snapshots'))).sort()).toEqual([base.id, child.id].sort());
+    } finally {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('flattens an overlay chain too long for one mount', async () => {
