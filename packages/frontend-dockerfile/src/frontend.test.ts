@@ -6,7 +6,8 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createBkt, isBktError, type ProgressEvent } from '@bkt/core';
+import { createBkt, isBktError, type BuildClient, type ClientLocalDir, type ProgressEvent } from '@bkt/core';
+import { createHostClient } from '@bkt/fsutil';
 import localExporters from '@bkt/exporter-local';
 import imageSource from '@bkt/source-image';
 import localSource from '@bkt/source-local';
@@ -102,6 +103,41 @@ describe('dockerfile.v0 in the solver', () => {
     const { events } = await build('warn', { Dockerfile: 'FROM {{BASE}} as Base\nRUN true\n' });
     const warnings = events.filter((e): e is Extract<ProgressEvent, { type: 'warning' }> => e.type === 'warning').map((e) => e.warning.short);
     expect(warnings).toEqual(expect.arrayContaining(['StageNameCasing: Stage name \'Base\' should be lowercase (line 1)', "FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"]));
+  }, 120_000);
+});
+
+describe('reading the Dockerfile and the ignore files', () => {
+  it('asks the client for the Dockerfile and both ignore files at once (each a round trip through a daemon), the one beside the Dockerfile winning', async () => {
+    const ctxDir = join(dir, 'at-once', 'context');
+    await mkdir(join(ctxDir, 'ignored'), { recursive: true });
+    await writeFile(join(ctxDir, 'Dockerfile'), 'FROM scratch\nCOPY . /\n');
+    await writeFile(join(ctxDir, 'Dockerfile.dockerignore'), 'ignored\n');
+    await writeFile(join(ctxDir, '.dockerignore'), 'kept.txt\n');
+    await writeFile(join(ctxDir, 'kept.txt'), 'kept');
+    await writeFile(join(ctxDir, 'ignored/x'), 'x');
+    const host = createHostClient({ localDirs: { context: ctxDir, dockerfile: ctxDir } });
+    const log: string[] = [];
+    // Each selection's stat takes 150 ms, as a slow round trip would.
+    const slow = (d: ClientLocalDir): ClientLocalDir => ({
+      ...d,
+      name: d.name,
+      syncKey: d.syncKey,
+      async *stat(selection, signal) {
+        const what = `${d.name}:${selection?.include?.join(',') ?? '*'}`;
+        log.push(`start ${what}`);
+        await new Promise((r) => setTimeout(r, 150));
+        yield* d.stat(selection, signal);
+        log.push(`end ${what}`);
+      },
+      read: (p, signal) => d.read(p, signal),
+    });
+    const client: BuildClient = { ...host, localDirNames: () => host.localDirNames(), localDir: (n) => { const d = host.localDir(n); return d && slow(d); } };
+    const out = join(dir, 'at-once', 'out');
+    await solver.solve({ frontend: 'dockerfile.v0', frontendAttrs: {}, client, exporters: [{ type: 'local', attrs: { dest: out } }] });
+    expect(await readFile(join(out, 'kept.txt'), 'utf8')).toBe('kept');
+    await expect(readFile(join(out, 'ignored/x'))).rejects.toThrow();
+    const firstEnd = log.findIndex((l) => l.startsWith('end '));
+    expect(log.slice(0, firstEnd).filter((l) => l.startsWith('start ') && /Dockerfile|dockerignore/.test(l))).toHaveLength(3);
   }, 120_000);
 });
 

@@ -41,11 +41,15 @@ export function dockerfileFrontend(): DockerfileFrontend {
       let text: string;
       let filename: string;
       let excludes: string[];
+      // The Dockerfile and the ignore files are asked for at once: each is a round trip to the client through a daemon.
+      // A context given as an input is taken as it is: .dockerignore applies to the client's directory only.
+      const excluding = mainContext ? Promise.resolve([]) : readExcludes(opts.filename, source, opts.contextKey, ctx);
+      excluding.catch(() => {});
       try {
         ({ text, filename } = await readDockerfile(opts.filename, source));
-        // A context given as an input is taken as it is: .dockerignore applies to the client's directory only.
-        excludes = mainContext ? [] : await readExcludes(opts.filename, source, opts.contextKey, ctx);
+        excludes = await excluding;
       } finally {
+        await excluding.catch(() => {});
         await source.release();
       }
 
@@ -196,14 +200,17 @@ export function isOfficialDockerfileFrontend(ref: string): boolean {
 
 /** `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`. */
 async function readExcludes(filename: string, source: DockerfileSource, contextKey: string, ctx: BuildContext): Promise<string[]> {
-  if (source.dockerfileDir) {
-    const text = await source.read(`${filename}.dockerignore`);
-    if (text !== undefined) return parseDockerignore(text);
-  }
+  // Both files are asked for at once; the one next to the Dockerfile wins when it exists.
+  const beside = source.dockerfileDir ? source.read(`${filename}.dockerignore`) : Promise.resolve(undefined);
   const ctxDir = ctx.client.localDir(contextKey);
-  if (ctxDir === undefined) return [];
-  const text = await readText(ctxDir, '.dockerignore', ctx.signal);
-  return text === undefined ? [] : parseDockerignore(text);
+  const inContext = ctxDir === undefined ? Promise.resolve(undefined) : readText(ctxDir, '.dockerignore', ctx.signal);
+  inContext.catch(() => {});
+  try {
+    const text = (await beside) ?? (await inContext);
+    return text === undefined ? [] : parseDockerignore(text);
+  } finally {
+    await inContext.catch(() => {});
+  }
 }
 
 /** A file of a client directory as text (a final symlink followed inside the directory); undefined when absent. */
