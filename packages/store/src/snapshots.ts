@@ -390,7 +390,8 @@ export abstract class StoreSnapshotter implements Snapshotter {
     hold?.(id);
     const dir = join(this.snapshotsDir, id);
     try {
-      mkdirSync(join(dir, 'fs'), { recursive: true });
+      mkdirSync(dir, { recursive: true });
+      mkdirSync(join(dir, 'fs'));
       if (withWork) mkdirSync(join(dir, 'work'));
     } catch (err) {
       this.release(id);
@@ -530,8 +531,7 @@ export class OverlaySnapshotter extends StoreSnapshotter {
       commit: async () => {
         await finish();
         try {
-          // Once unmounted, the work dir holds only overlay's scratch dirs (`work`, `index` when enabled).
-          rmSync(join(dir, 'work'), { recursive: true, force: true });
+          removeWorkDir(join(dir, 'work'));
           if (!parentId) {
             const whiteouts = await findWhiteouts(join(dir, 'fs'));
             if (whiteouts.length > 0) await linkTreeWithout(join(dir, 'fs'), join(dir, 'tree'), whiteouts);
@@ -636,6 +636,20 @@ export class OverlaySnapshotter extends StoreSnapshotter {
 async function unmountAndRemove(target: string): Promise<void> {
   await unmount(target);
   removeEmptyDir(target);
+}
+
+/**
+ * Removes an unmounted overlay's work dir: it holds only the kernel's empty
+ * `work` dir, unless overlay left more (an `index`, files of an interrupted
+ * copy-up), which the recursive removal takes.
+ */
+function removeWorkDir(work: string): void {
+  try {
+    rmdirSync(join(work, 'work'));
+    rmdirSync(work);
+  } catch {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 /** Removes directory `path` if it is empty and no mount point; whether it is gone. */

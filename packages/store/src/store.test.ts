@@ -162,6 +162,8 @@ describe('store open', () => {
     await writeFile(join(mutable.path, 'g'), 'g');
     expect(await readFile(join(mutable.path, 'f'), 'utf8')).toBe('f');
     execFileSync('umount', [mutable.path]);
+    // What an interrupted copy-up leaves in the kernel's scratch dir: removed with it.
+    await writeFile(join(root, 'snapshots', mutable.id, 'work', 'work', '#7'), '');
     const child = await mutable.commit();
     expect(existsSync(mutable.path)).toBe(false);
     // The overlay's work dir (with the `work` dir, mode 0, the kernel made in it) is gone; the layer stays.
