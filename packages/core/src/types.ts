@@ -47,6 +47,12 @@ export interface Snapshot {
   readonly id: string;
   /** The parent snapshot's id, or null for a base layer. */
   readonly parent: string | null;
+  /**
+   * Optional: when the snapshot was committed (the store's record of it). An
+   * image exporter dates a layer's history entry by it, as BuildKit does, so
+   * that a rebuild from the cache makes the same image.
+   */
+  readonly createdAt?: Date;
   /** Mounts the full tree read-only. */
   mount(): Promise<Mounted>;
   /**

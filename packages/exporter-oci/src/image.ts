@@ -85,6 +85,8 @@ export interface ImageLayer {
   sources: string[];
   /** The snapshot it was made from or unpacked into. */
   snapshotId: string;
+  /** When that snapshot was committed (dates the layer's history entry when the entry has no date). */
+  createdAt?: Date;
 }
 
 export interface BuiltManifest {
@@ -170,6 +172,7 @@ async function layerOf(s: Snapshot, ctx: Pick<BuildContext, 'root' | 'content' |
       diffId: rec.diffId,
       sources: converted ? [] : rec.sources,
       snapshotId: s.id,
+      ...(s.createdAt ? { createdAt: s.createdAt } : {}),
     };
   }
   const layer = await snapshotLayer(s, ctx, {
@@ -183,6 +186,7 @@ async function layerOf(s: Snapshot, ctx: Pick<BuildContext, 'root' | 'content' |
     diffId: layer.diffId,
     sources: [],
     snapshotId: s.id,
+    ...(s.createdAt ? { createdAt: s.createdAt } : {}),
   };
 }
 
@@ -194,7 +198,7 @@ function isoOf(epoch: number): string {
  * `history` with exactly one non-empty entry per layer: surplus non-empty
  * entries (from the end) become empty, missing ones are added at the end.
  */
-function normalizeHistory(history: ImageHistory[], layerCount: number, created: string): ImageHistory[] {
+function normalizeHistory(history: ImageHistory[], layerCount: number, created: string | undefined): ImageHistory[] {
   const out = history.map((h) => ({ ...h }));
   let nonEmpty = out.filter((h) => !h.empty_layer).length;
   for (let i = out.length - 1; i >= 0 && nonEmpty > layerCount; i--) {
@@ -204,10 +208,45 @@ function normalizeHistory(history: ImageHistory[], layerCount: number, created: 
     }
   }
   while (nonEmpty < layerCount) {
-    out.push({ created, created_by: 'bkt: layer without history' , comment: 'bkt.exporter' });
+    out.push({ ...(created !== undefined ? { created } : {}), created_by: 'bkt: layer without history', comment: 'bkt.exporter' });
     nonEmpty++;
   }
   return out;
+}
+
+/**
+ * `history` (one non-empty entry per layer) with a date on every entry, as
+ * BuildKit's image exporter dates it: a layer's entry without one gets its
+ * snapshot's commit time (`now` when unknown); then each undated entry gets
+ * the first date that follows an undated entry (a new layer's, not the base
+ * image's), or the one of the dated entry before it. A rebuild from the cache
+ * dates alike, so it makes the same image.
+ */
+function datedHistory(history: ImageHistory[], layers: ImageLayer[], now: string): ImageHistory[] {
+  let layer = 0;
+  const out = history.map((h) => {
+    if (h.empty_layer) return h;
+    const l = layers[layer++];
+    return h.created !== undefined ? h : { ...h, created: l?.createdAt ? l.createdAt.toISOString() : now };
+  });
+  let fill: string | undefined;
+  let undated = false;
+  for (const h of out) {
+    if (h.created === undefined) undated = true;
+    else {
+      fill = h.created;
+      if (undated) break;
+    }
+  }
+  undated = false;
+  return out.map((h) => {
+    if (h.created !== undefined) {
+      if (undated) fill = h.created;
+      return h;
+    }
+    undated = true;
+    return fill !== undefined ? { ...h, created: fill } : h;
+  });
 }
 
 /** The image config bytes for one platform. */
@@ -226,14 +265,14 @@ export function imageConfig(p: ResultPlatform, layers: ImageLayer[], opts: Pick<
   config.architecture ??= p.platform.architecture;
   config.os ??= p.platform.os;
   if (p.platform.variant && config.variant === undefined) config.variant = p.platform.variant;
-  const created = epochIso ?? (typeof config.created === 'string' ? config.created : now);
-  config.created = created;
   config.rootfs = { type: 'layers', diff_ids: layers.map((l) => l.diffId) };
-  let history = normalizeHistory((given?.history as ImageHistory[] | undefined) ?? [], layers.length, created);
+  let history = datedHistory(normalizeHistory((given?.history as ImageHistory[] | undefined) ?? [], layers.length, undefined), layers, now);
   if (opts.sourceDateEpoch !== undefined) {
     const limit = opts.sourceDateEpoch * 1000;
     history = history.map((h) => (h.created === undefined || Date.parse(h.created) > limit ? { ...h, created: epochIso } : h));
   }
+  // The config's date: the epoch, the frontend's, else its last history entry's (as BuildKit's exporter).
+  config.created = epochIso ?? (typeof config.created === 'string' ? config.created : (history.findLast((h) => h.created !== undefined)?.created ?? now));
   config.history = history;
   // An inline cache (--cache-to type=inline): its records, base64, under BuildKit's key.
   if (opts.inlineCache) config[INLINE_CACHE_CONFIG_KEY] = Buffer.from(opts.inlineCache).toString('base64');

@@ -93,7 +93,10 @@ describe('stored images: list, save, remove', () => {
   });
 
   it('removes the record and the name\'s references, so a prune takes the blobs; an unknown name is an error listing the stored ones', async () => {
-    const res = await store('gone:v1', { ref: top, metadata: {} });
+    // A tree of its own: an image of `top` would be app:v1's very image (same config and manifest), kept by that name.
+    const m = await t.ctx.snapshotter.prepare(top);
+    await writeFile(join(m.path, 'gone.txt'), 'gone\n');
+    const res = await store('gone:v1', { ref: await m.commit(), metadata: {} });
     const digest = res['containerimage.digest'] as Digest;
     const config = res['containerimage.config.digest'] as Digest;
     expect(await removeStoredImage(imageStore(), 'gone:v1')).toBe('docker.io/library/gone:v1');

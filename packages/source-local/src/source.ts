@@ -765,6 +765,7 @@ function withDigests(snapshot: Snapshot, digests: ReadonlyMap<string, Digest>): 
   return {
     id: snapshot.id,
     parent: snapshot.parent,
+    ...(snapshot.createdAt ? { createdAt: snapshot.createdAt } : {}),
     mount: () => snapshot.mount(),
     layerPath: () => snapshot.layerPath(),
     contentDigests: () => digests,

@@ -251,6 +251,7 @@ export abstract class StoreSnapshotter implements Snapshotter {
     return {
       id: row.id,
       parent: row.parent,
+      createdAt: new Date(row.createdAt),
       mount: () => this.#mountCounted(row),
       layerPath: () => this.layerDir(row),
       materialize: () => this.materialize(row.id),

@@ -50,6 +50,7 @@ const build = (args: string[], root = join(work, 'store')) =>
 
 describe('a Dockerfile build pushed with -t NAME --push', () => {
   const name = () => `${registry.host}/e2e/dockerfile:v1`;
+  let firstDigest: string | undefined;
 
   it('pushes an image whose config is the Dockerfile\'s; skopeo copies it', async () => {
     const meta = join(work, 'push.json');
@@ -57,6 +58,7 @@ describe('a Dockerfile build pushed with -t NAME --push', () => {
     expect(r.stderr).toMatch(/solver time/);
     expect(r.code).toBe(0);
     const m = await readMetadata(meta);
+    firstDigest = m['containerimage.digest'];
     expect(m['image.name']).toBe(name());
     const info = (await skopeoInspect(name())) as { Digest: string; Layers: string[]; Env: string[]; Labels: Record<string, string> };
     expect(info.Digest).toBe(m['containerimage.digest']);
@@ -86,6 +88,19 @@ describe('a Dockerfile build pushed with -t NAME --push', () => {
     const bundle = join(work, 'bundle');
     await run('umoci', ['unpack', '--image', `${layout}:v1`, bundle]);
     expect(await runcRun(bundle)).toBe('hello from a Dockerfile RUN\ncopied from the context\n1000\nno vi\n');
+  });
+
+  it("a rebuild from the cache pushes the same image (history dated by its layers' commit times, as BuildKit)", async () => {
+    const meta = join(work, 'rebuild.json');
+    const r = await build(['-t', name(), '--push', '--metadata-file', meta]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/CACHED/);
+    const again = (await readMetadata(meta))['containerimage.digest'];
+    expect(again).toBe(firstDigest);
+    const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', '--config', `docker://${name()}`], { encoding: 'utf8' });
+    const config = JSON.parse(stdout) as { created: string; history: { created?: string }[] };
+    expect(config.history.every((h) => typeof h.created === 'string')).toBe(true);
+    expect(config.created).toBe(config.history.at(-1)!.created);
   });
 
   it('is reproducible with --build-arg SOURCE_DATE_EPOCH and rewrite-timestamp=true', async () => {
