@@ -141,6 +141,13 @@ export interface Snapshotter {
    * making the tree needs a `LayerApplier` (the solver's store has one).
    */
   lazy?(parent: Snapshot | null, layer: LazyLayer, opts?: { description?: string; recordType?: string }): Promise<Snapshot>;
+  /**
+   * Optional: files of these committed snapshots were hard-linked into
+   * another tree (a copy from a local context links the context's files):
+   * the bytes each one holds alone changed, so a size measured before is
+   * forgotten (`bkt du` measures it again).
+   */
+  linkedFrom?(ids: readonly string[]): void;
 }
 
 /**

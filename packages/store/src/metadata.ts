@@ -405,6 +405,7 @@ export class MetadataDB {
       keysOfSnapshot: 'SELECT DISTINCT key FROM cache_results WHERE snapshot = ?',
       referencedSnapshots: 'SELECT DISTINCT snapshot FROM cache_results WHERE snapshot IS NOT NULL',
       touch: 'UPDATE snapshots SET last_used_at = ?, usage_count = usage_count + 1 WHERE id = ?',
+      setSize: 'UPDATE snapshots SET size = ? WHERE id = ?',
       getKey: 'SELECT canonical, outputs FROM cache_keys WHERE key = ?',
       getResults: 'SELECT output, snapshot FROM cache_results WHERE key = ?',
       putKey: 'INSERT OR REPLACE INTO cache_keys (key, canonical, outputs, created_at) VALUES (?, ?, ?, ?)',
@@ -535,6 +536,11 @@ export class MetadataDB {
         for (const id of ids) this.#stmts.touch.run(now, id);
       })
       .immediate();
+  }
+
+  /** Remembers a snapshot's measured size (null: forgets it). */
+  setSize(id: string, size: number | null): void {
+    this.#stmts.setSize.run(size, id);
   }
 
   getCache(key: string): CacheRecord | undefined {

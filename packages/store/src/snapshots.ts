@@ -113,6 +113,11 @@ export abstract class StoreSnapshotter implements Snapshotter {
   /** Lazy snapshots being made into trees in this process, by id. */
   readonly #filling = new Map<string, Promise<void>>();
 
+  /** Forgets the measured sizes of `ids` (core's `Snapshotter.linkedFrom`): their files are now also another tree's. */
+  linkedFrom(ids: readonly string[]): void {
+    for (const id of new Set(ids)) this.db.setSize(id, null);
+  }
+
   /** `session`: the id leases are taken under; mount points go to `mounts/<session>`. */
   constructor(
     readonly root: string,

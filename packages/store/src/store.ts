@@ -280,11 +280,19 @@ export class Store {
 
   /**
    * A snapshot's usage record and the bytes its removal frees (its share of
-   * a file linked from other trees stays with them). Measured on each call:
-   * a later copy may link a measured tree's files (see `treeUsage`).
+   * a file linked from other trees stays with them). A size is remembered
+   * only for a tree no other tree links into; a copy that links a measured
+   * tree's files later has it forgotten (`StoreSnapshotter.linkedFrom`), and
+   * a shared tree is measured on each call (a prune changes its share).
    */
   async #measured(row: SnapshotRow, leased: Set<string>): Promise<{ usage: UsageRecord; freed: number }> {
-    const { bytes: size, shared, own } = await treeUsage(join(this.snapshotter.snapshotsDir, row.id));
+    let size = row.size;
+    let shared = false;
+    let own = size ?? 0;
+    if (size === null) {
+      ({ bytes: size, shared, own } = await treeUsage(join(this.snapshotter.snapshotsDir, row.id)));
+      if (!shared) this.db.setSize(row.id, size);
+    }
     const usage: UsageRecord = {
       id: row.id,
       mutable: false,

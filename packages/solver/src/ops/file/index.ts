@@ -237,7 +237,11 @@ class FileOpRun {
         await unmountTree(ownMount);
         ownMount = undefined;
       }
-      if (reuse && writtenDir) reuse.link(writtenDir);
+      if (reuse && writtenDir) {
+        reuse.link(writtenDir);
+        // The linked-from snapshots now share those files: a size measured before is stale.
+        if (reuse.linkedFrom.size > 0) this.ctx.snapshotter.linkedFrom?.([...reuse.linkedFrom]);
+      }
       if (this.#mustCommit(idx)) {
         this.#mutables.delete(target);
         const snapshot = await target.commit();

@@ -318,7 +318,17 @@ for (const kind of ['overlay', 'copy'] as const) {
     };
 
     it('links the context file itself when the copy keeps its owner, mode and times; the tree and layer are those of a copy', async () => {
-      const linked = await copyWith(env.ctx, 'sha256:v', base, c1);
+      // The snapshotter is told which snapshots' files were linked (their measured sizes go stale).
+      const told: string[][] = [];
+      const snapshotter = new Proxy(env.ctx.snapshotter, {
+        get: (target, key) => {
+          if (key === 'linkedFrom') return (ids: readonly string[]) => told.push([...ids]);
+          const v = Reflect.get(target, key, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const linked = await copyWith({ ...env.ctx, snapshotter }, 'sha256:v', base, c1);
+      expect(told).toEqual([[c1.id]]);
       const copied = await copyWith(env.ctx, 'sha256:s', base, c1, {}, true);
       expect(await dumpTree(linked, { withTimes: true })).toEqual(await dumpTree(copied, { withTimes: true }));
       expect(await layerDigest(linked)).toBe(await layerDigest(copied));

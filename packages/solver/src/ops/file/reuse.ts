@@ -89,6 +89,8 @@ export interface CopiedInfo {
  */
 export interface PendingLink {
   from: string;
+  /** The snapshot whose layer holds `from`. */
+  owner: string;
   dev: number;
   ino: number;
   links: number;
@@ -231,6 +233,8 @@ class Layers {
 /** An earlier result of the copy: its source's layers, its own layer, and the source paths it resolved. */
 interface EarlierRun {
   sourceLayers: Layers;
+  /** The earlier result: its id and its own layer. */
+  resultId: string;
   layer: string;
   sources: readonly string[];
   hold: RecordHold;
@@ -243,6 +247,8 @@ interface EarlierRun {
  */
 export class CopyReuse {
   readonly pending: PendingLink[] = [];
+  /** Snapshots whose files `link` kept links to (their sizes alone changed: `Snapshotter.linkedFrom`). */
+  readonly linkedFrom = new Set<string>();
   readonly #sourceOverPrevious: boolean;
   readonly #previous: RealDirs | undefined;
   /** Set by `useFor`: the copy resolved one source path. */
@@ -257,6 +263,8 @@ export class CopyReuse {
     private readonly earlier: EarlierRun | undefined,
     /** Whether the source's own files may be linked (see `forCopy`); the earlier result's may be either way. */
     private readonly linkSource = false,
+    /** The ids of the source chain's snapshots, as `sourceLayers` (top first). */
+    private readonly sourceIds: readonly string[] = [],
   ) {
     this.#sourceOverPrevious = earlier !== undefined && sourceLayers.endsWith(earlier.sourceLayers);
     this.#previous = earlier && new RealDirs(earlier.layer);
@@ -315,7 +323,7 @@ export class CopyReuse {
       return undefined;
     }
     const earlier = ctx.vertex && ctx.records ? await earlierRun(ctx, action, chain) : undefined;
-    return new CopyReuse(sourceRoot, new Layers(layerDirs(chain)), earlier, linkSource);
+    return new CopyReuse(sourceRoot, new Layers(layerDirs(chain)), earlier, linkSource, chain.map((s) => s.id));
   }
 
   /**
@@ -359,7 +367,7 @@ export class CopyReuse {
     const prev = from ? lstatOrNull(from) : null;
     // The source file itself: one link, or its others are this copy's earlier results (the earlier result's file is it).
     if (this.linkSource && copiesAsIs(now.st, info) && (now.st.nlink === 1 || (prev && prev.dev === now.st.dev && prev.ino === now.st.ino))) {
-      this.pending.push({ from: now.path, dev: now.st.dev, ino: now.st.ino, links: now.st.nlink, to: destRel, source: now.path, info });
+      this.pending.push({ from: now.path, owner: this.sourceIds[now.layer] ?? '', dev: now.st.dev, ino: now.st.ino, links: now.st.nlink, to: destRel, source: now.path, info });
       return true;
     }
     if (!this.#enabled || st.nlink !== 1 || now.st.nlink !== 1) return false;
@@ -373,7 +381,7 @@ export class CopyReuse {
     if (!from || !prev || !prev.isFile() || prev.dev !== now.st.dev || prev.size !== st.size) return false;
     if (prev.uid !== info.uid || prev.gid !== info.gid || (prev.mode & 0o7777) !== info.perm) return false;
     if (Math.floor(prev.mtimeMs / 1000) !== Math.floor(info.mtime)) return false;
-    this.pending.push({ from, dev: prev.dev, ino: prev.ino, links: prev.nlink, to: destRel, source: now.path, info });
+    this.pending.push({ from, owner: this.earlier!.resultId, dev: prev.dev, ino: prev.ino, links: prev.nlink, to: destRel, source: now.path, info });
     return true;
   }
 
@@ -426,6 +434,7 @@ export class CopyReuse {
         const st = lstatOrNull(target);
         if (st && st.dev === p.dev && st.ino === p.ino && st.nlink === p.links + ours + 1) {
           kept.set(key, ours + 1);
+          if (p.owner) this.linkedFrom.add(p.owner);
           return;
         }
         if (st) unlinkSync(target);
@@ -455,7 +464,7 @@ async function earlierRun(ctx: BuildContext, action: number, chain: Snapshot[]):
     const [prevResult, prevSource] = await Promise.all([ctx.snapshotter.get(result), ctx.snapshotter.get(previousSource)]);
     await prevResult.materialize?.();
     await prevSource.materialize?.();
-    return { sourceLayers: new Layers(layerDirs(await chainOf(prevSource, ctx))), layer: prevResult.layerPath(), sources, hold };
+    return { sourceLayers: new Layers(layerDirs(await chainOf(prevSource, ctx))), resultId: prevResult.id, layer: prevResult.layerPath(), sources, hold };
   } catch {
     await hold.release();
     return undefined;
