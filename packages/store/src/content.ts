@@ -12,7 +12,7 @@
  * cannot take it between its write and its first reference.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, statSync, type Stats } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, type BlobOwner, type BlobRef, type ContentStore, type Digest } from '@bkt/core';
@@ -79,6 +79,17 @@ export class FileContentStore implements ContentStore {
     expected?: Digest,
   ): Promise<{ digest: Digest; size: number }> {
     if (expected !== undefined) checkDigest(expected);
+    if (data instanceof Uint8Array) {
+      // Bytes in hand (a config, a manifest): a blob already stored is not written, synced and renamed again.
+      const digest = `sha256:${createHash('sha256').update(data).digest('hex')}` as Digest;
+      if (expected !== undefined && expected !== digest) {
+        throw new BktError('INVALID_ARGUMENT', `content digest mismatch: expected ${expected}, got ${digest} (${data.length} bytes)`, { digest: expected });
+      }
+      // Leased first: a prune elsewhere cannot take the blob found between this check and the caller's reference.
+      this.db?.addLease(this.session, 'blob', digest);
+      const st: Stats | undefined = statSync(this.#blobPath(digest), { throwIfNoEntry: false });
+      if (st?.isFile() && st.size === data.length) return { digest, size: data.length };
+    }
     const tmp = join(this.ingestDir, `${this.session}~${randomBytes(8).toString('hex')}`);
     const hash = createHash('sha256');
     let size = 0;

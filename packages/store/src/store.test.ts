@@ -55,6 +55,19 @@ describe('content store', () => {
       expect(isBktError(bad, 'INVALID_ARGUMENT')).toBe(true);
       expect(await readdir(join(root, 'content/ingest'))).toEqual([]);
       expect(isBktError((() => { try { store.content.path(`sha256:${'1'.repeat(64)}`); } catch (e) { return e; } })(), 'NOT_FOUND')).toBe(true);
+
+      // Bytes already stored are not written again (the file keeps its inode); a wrong expected digest still fails.
+      const before = await stat(store.content.path(want));
+      expect(await store.content.write(data)).toEqual({ digest: want, size: data.length });
+      expect((await stat(store.content.path(want))).ino).toBe(before.ino);
+      expect(isBktError(await store.content.write(data, `sha256:${'2'.repeat(64)}`).catch((e: unknown) => e), 'INVALID_ARGUMENT')).toBe(true);
+      // A stored file of another size (not a whole blob) is written over.
+      expect(store.content.path(want)).toBe(join(root, 'content/blobs/sha256', want.slice(7)));
+      const other = new TextEncoder().encode('other blob');
+      const otherDigest = `sha256:${createHash('sha256').update(other).digest('hex')}` as Digest;
+      await writeFile(join(root, 'content/blobs/sha256', otherDigest.slice(7)), 'oth');
+      await store.content.write(other);
+      expect(await readFile(store.content.path(otherDigest), 'utf8')).toBe('other blob');
     } finally {
       await store.close();
       await rm(root, { recursive: true, force: true });
