@@ -55,4 +55,11 @@ describe('imageConfig dates, as BuildKit', () => {
     expect(e.created).toBe('2023-11-14T22:13:20Z');
     expect(e.history.map((h) => h.created)).toEqual(['2020-01-01T00:00:00Z', '2023-11-14T22:13:20Z', '2023-11-14T22:13:20Z', '2023-11-14T22:13:20Z']);
   });
+
+  it('leaves an image of no layer undated (its digest does not depend on the export time)', () => {
+    const empty: ResultPlatform = { ...platform, config: Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, history: [{ created_by: 'LABEL a=b', empty_layer: true }] })) };
+    const c = parse(imageConfig(empty, [], {}));
+    expect(c).not.toHaveProperty('created');
+    expect(c.history[0]).not.toHaveProperty('created');
+  });
 });

@@ -271,8 +271,11 @@ export function imageConfig(p: ResultPlatform, layers: ImageLayer[], opts: Pick<
     const limit = opts.sourceDateEpoch * 1000;
     history = history.map((h) => (h.created === undefined || Date.parse(h.created) > limit ? { ...h, created: epochIso } : h));
   }
-  // The config's date: the epoch, the frontend's, else its last history entry's (as BuildKit's exporter).
-  config.created = epochIso ?? (typeof config.created === 'string' ? config.created : (history.findLast((h) => h.created !== undefined)?.created ?? now));
+  // The config's date: the epoch, the frontend's, else its last history entry's (as BuildKit's exporter); none when
+  // nothing is dated (an image of no layer), so that its digest does not change with the export's time.
+  const created = epochIso ?? (typeof config.created === 'string' ? config.created : history.findLast((h) => h.created !== undefined)?.created);
+  if (created !== undefined) config.created = created;
+  else delete config.created;
   config.history = history;
   // An inline cache (--cache-to type=inline): its records, base64, under BuildKit's key.
   if (opts.inlineCache) config[INLINE_CACHE_CONFIG_KEY] = Buffer.from(opts.inlineCache).toString('base64');

@@ -113,9 +113,23 @@ export abstract class StoreSnapshotter implements Snapshotter {
   /** Lazy snapshots being made into trees in this process, by id. */
   readonly #filling = new Map<string, Promise<void>>();
 
+  /** Bumped by `sizeChanged`: a size measured across a bump is not remembered (`sizeGeneration`). */
+  readonly #sizeGenerations = new Map<string, number>();
+
   /** Forgets the measured sizes of `ids` (core's `Snapshotter.linkedFrom`): their files are now also another tree's. */
   linkedFrom(ids: readonly string[]): void {
-    for (const id of new Set(ids)) this.db.setSize(id, null);
+    for (const id of new Set(ids)) this.sizeChanged(id);
+  }
+
+  /** Forgets `id`'s measured size: its tree, or what of it is its own, changed. */
+  protected sizeChanged(id: string): void {
+    this.#sizeGenerations.set(id, (this.#sizeGenerations.get(id) ?? 0) + 1);
+    this.db.setSize(id, null);
+  }
+
+  /** Changes when `id`'s size is forgotten: a measure taken across a change is not remembered. */
+  sizeGeneration(id: string): number {
+    return this.#sizeGenerations.get(id) ?? 0;
   }
 
   /** `session`: the id leases are taken under; mount points go to `mounts/<session>`. */
@@ -152,6 +166,7 @@ export abstract class StoreSnapshotter implements Snapshotter {
         prepare: (parent, opts) => this.prepare(parent, opts, hold),
         merge: (snapshots) => this.merge(snapshots, hold),
         lazy: (parent, layer, opts) => this.lazy(parent, layer, opts, hold),
+        linkedFrom: (ids) => this.linkedFrom(ids),
       },
       release: () => {
         released = true;
@@ -354,6 +369,8 @@ export abstract class StoreSnapshotter implements Snapshotter {
     } finally {
       await this.abandon(from);
     }
+    // A lazy snapshot measured before its tree was made held no files.
+    this.sizeChanged(into);
     const row = this.db.getSnapshot(into);
     if (!row) throw new BktError('NOT_FOUND', `snapshot ${into} is not in the store (${this.root})`, { snapshot: into });
     return this.wrap(row);
@@ -609,6 +626,7 @@ export class OverlaySnapshotter extends StoreSnapshotter {
           const id = await this.newSnapshotDir(false, hold);
           try {
             await copyTree(this.fsDir(layer), this.fsDir(id), { hardlink: true });
+            this.linkedFrom([layer]);
             await this.#dropPointlessWhiteouts(this.fsDir(id), this.fsDir(layer), top);
           } catch (err) {
             await this.abandon(id);

@@ -57,8 +57,10 @@ describe('treeUsage', () => {
       const m = await store.snapshotter.prepare(null);
       await link(join(first.layerPath(), 'big.bin'), join(m.path, 'big.bin'));
       const second = await m.commit();
-      // The linker says so (the solver's copy does): the size measured before is forgotten.
-      store.snapshotter.linkedFrom([first.id]);
+      // The linker says so through a build's snapshotter (the solver's copy does): the size measured before is forgotten.
+      const scoped = store.snapshotter.scoped();
+      scoped.snapshotter.linkedFrom!([first.id]);
+      scoped.release();
       const usage = await store.diskUsage();
       const [u1, u2] = [first, second].map((s) => usage.find((r) => r.id === s.id)!);
       expect(u1).toMatchObject({ size: before.size - 100_000, shared: true });
@@ -67,6 +69,30 @@ describe('treeUsage', () => {
       // Removing one frees none of the file: a keepStorage prune does not stop early on its share.
       const removed = await store.prune({ all: true, keepStorage: 150_000 });
       expect(removed.filter((r) => r.recordType !== 'content').length).toBe(2);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('forgets a measured size when a merge links the snapshot\'s files (overlay) or a lazy snapshot gets its tree', async () => {
+    const root = join(dir, 'root2');
+    const store = await Store.open(root, 'overlay');
+    try {
+      const sizeOf = async (id: string) => (await store.diskUsage()).find((r) => r.id === id)!;
+      const base = await commitFiles(store.snapshotter, null, { base: 'b' });
+      const a = await commitFiles(store.snapshotter, null, { a: 'a'.repeat(300_000) });
+      const before = await sizeOf(a.id);
+      expect(before.shared).toBe(false);
+      await store.snapshotter.merge([base, a]);
+      const after = await sizeOf(a.id);
+      expect(after.shared).toBe(true);
+      expect(after.size).toBe(before.size - 150_000);
+
+      store.snapshotter.setLayerApplier(async (d) => writeFile(join(d, 'big'), Buffer.alloc(400_000, 1)));
+      const lazy = await store.snapshotter.lazy(null, { blob: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${'a'.repeat(64)}`, size: 1 }, diffId: `sha256:${'b'.repeat(64)}`, what: 'test layer' });
+      expect((await sizeOf(lazy.id)).size).toBeLessThan(100_000);
+      await lazy.materialize!();
+      expect((await sizeOf(lazy.id)).size).toBeGreaterThanOrEqual(400_000);
     } finally {
       await store.close();
     }
