@@ -182,14 +182,14 @@ export async function exportCache(chain: CacheChain, mode: CacheMode, ctx: Layer
           if (at === undefined) {
             const l = made[n];
             at = layers.length;
-            layers.push({ blob: l.descriptor.digest, parent, annotations: { mediaType: l.descriptor.mediaType, diffID: l.diffId, size: l.descriptor.size, createdAt: ZERO_TIME } });
+            layers.push({ blob: l.descriptor.digest, parent, annotations: { mediaType: l.descriptor.mediaType, diffID: l.diffId, size: l.descriptor.size, createdAt: timeOf(x) } });
             layerIndex.set(x.id, at);
             const prev = blobs.get(l.descriptor.digest);
             blobs.set(l.descriptor.digest, prev ? { ...prev, sources: [...new Set([...prev.sources, ...l.sources])] } : l);
           }
           parent = at;
         });
-        rec.results.push({ layer: parent, createdAt: ZERO_TIME });
+        rec.results.push({ layer: parent, createdAt: timeOf(s) });
         resultRecords++;
       }
     }
@@ -209,4 +209,9 @@ export async function exportCache(chain: CacheChain, mode: CacheMode, ctx: Layer
 /** The descriptor a cache manifest lists for a layer: its blob with the uncompressed digest annotation. */
 export function manifestLayer(l: ExportedLayer): Descriptor {
   return { mediaType: l.descriptor.mediaType, digest: l.descriptor.digest, size: l.descriptor.size, annotations: { [UNCOMPRESSED_ANNOTATION]: l.diffId } };
+}
+
+/** A snapshot's commit time as the cache config writes it (BuildKit's `createdAt`), the zero time when unknown. */
+function timeOf(s: { createdAt?: Date }): string {
+  return s.createdAt && !Number.isNaN(s.createdAt.getTime()) ? s.createdAt.toISOString() : ZERO_TIME;
 }

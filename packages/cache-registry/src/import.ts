@@ -10,7 +10,7 @@
 import { createReadStream } from 'node:fs';
 import { BktError, type BuildContext, type CacheImport, type CacheMountStore, type Digest, type ImportedCacheRecord, type Snapshot } from '@bkt/core';
 import { decompress, digesting, unpackLayer, unpackLayers, type Descriptor } from '@bkt/oci';
-import { recordResults, type CacheConfig } from './config.js';
+import { recordResults, ZERO_TIME, type CacheConfig } from './config.js';
 import { UNCOMPRESSED_ANNOTATION } from './manifest.js';
 
 /** Where an import's layer blobs come from. */
@@ -43,7 +43,7 @@ export function cacheImport(config: CacheConfig, blobs: Map<Digest, Descriptor>,
   const byDigest = new Map<Digest, number[]>();
   config.records.forEach((r, i) => byDigest.set(r.digest, [...(byDigest.get(r.digest) ?? []), i]));
 
-  const layer = (i: number): { blob: Descriptor; diffId: Digest } => {
+  const layer = (i: number): { blob: Descriptor; diffId: Digest; createdAt?: Date } => {
     const l = config.layers[i];
     const listed = blobs.get(l.blob);
     const mediaType = l.annotations?.mediaType ?? listed?.mediaType;
@@ -53,7 +53,9 @@ export function cacheImport(config: CacheConfig, blobs: Map<Digest, Descriptor>,
       const missing = !mediaType ? 'media type' : size === undefined ? 'size' : 'uncompressed digest (diffID)';
       throw new BktError('INVALID_ARGUMENT', `${description}: cache layer ${l.blob} has no ${missing}`);
     }
-    return { blob: { mediaType, digest: l.blob, size }, diffId };
+    // The time the exporter's snapshot was made (BuildKit's `createdAt`): an image of the result dates its history by it.
+    const created = l.annotations?.createdAt !== undefined && l.annotations.createdAt !== ZERO_TIME ? new Date(l.annotations.createdAt) : undefined;
+    return { blob: { mediaType, digest: l.blob, size }, diffId, ...(created && !Number.isNaN(created.getTime()) ? { createdAt: created } : {}) };
   };
 
   // One load per result, shared by the builds' vertices that need it.

@@ -84,6 +84,8 @@ export interface Snapshot {
 export interface LazyLayer {
   blob: { mediaType: string; digest: Digest; size: number };
   diffId: Digest;
+  /** When the layer was made where it came from (a cache's `createdAt`): the snapshot is dated by it, not by now. */
+  createdAt?: Date;
   /** Names the layer in errors (`layer 2/3 (sha256:…) of cache REF`). */
   what: string;
 }

@@ -159,6 +159,8 @@ export async function removeImageRecord(records: StoreRecords, name: string): Pr
 export interface LayerToUnpack {
   blob: Descriptor;
   diffId: Digest;
+  /** When the layer was made where it came from (a cache's): a lazy snapshot of it is dated by it. */
+  createdAt?: Date;
 }
 
 export interface UnpackLayersOptions {
@@ -362,11 +364,11 @@ export async function unpackLayers(layers: LayerToUnpack[], ctx: Pick<BuildConte
     // Lazy: every blob is in before any snapshot is made, so a failed fetch leaves no snapshot.
     if (lazy) await Promise.all(downloads);
     for (let i = start; i < layers.length; i++) {
-      const { blob, diffId } = layers[i];
+      const { blob, diffId, createdAt } = layers[i];
       const what = `layer ${i + 1}/${layers.length} (${blob.digest}) of ${opts.what}`;
       let snapshot: Snapshot;
       if (lazy) {
-        snapshot = await ctx.snapshotter.lazy!(parent, { blob: { mediaType: blob.mediaType, digest: blob.digest, size: blob.size }, diffId, what }, { description: `pulled ${what}`, recordType: opts.recordType });
+        snapshot = await ctx.snapshotter.lazy!(parent, { blob: { mediaType: blob.mediaType, digest: blob.digest, size: blob.size }, diffId, what, ...(createdAt ? { createdAt } : {}) }, { description: `pulled ${what}`, recordType: opts.recordType });
       } else {
         opts.onLayer?.(blob, false);
         const mutable = await ctx.snapshotter.prepare(parent, { description: `pulled ${what}`, recordType: opts.recordType });

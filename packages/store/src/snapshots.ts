@@ -80,6 +80,8 @@ export interface PrepareOptions {
   into?: string;
   /** The caller mounts the tree itself (core's `MutableSnapshot.deferredMount`); the copy snapshotter ignores it. */
   deferMount?: boolean;
+  /** Internal: the row's creation time when not now (a lazy layer's `createdAt`). */
+  createdAt?: Date;
 }
 
 /** The file holding a lazy snapshot's layer while its tree is not made. */
@@ -293,7 +295,8 @@ export abstract class StoreSnapshotter implements Snapshotter {
       await this.abandon(id);
       throw err;
     }
-    return this.recordNew(id, parentId, { description: opts.description ?? `lazy ${layer.what}`, recordType: opts.recordType });
+    const createdAt = layer.createdAt && !Number.isNaN(layer.createdAt.getTime()) && layer.createdAt.getTime() <= Date.now() ? layer.createdAt : undefined;
+    return this.recordNew(id, parentId, { description: opts.description ?? `lazy ${layer.what}`, recordType: opts.recordType, ...(createdAt ? { createdAt } : {}) });
   }
 
   /** The parent a lazy snapshot over `id` stands on (the overlay snapshotter flattens a chain too long to mount). */
@@ -445,7 +448,7 @@ export abstract class StoreSnapshotter implements Snapshotter {
       parent,
       description: opts.description ?? '',
       recordType: opts.recordType ?? 'regular',
-      createdAt: Date.now(),
+      createdAt: opts.createdAt?.getTime() ?? Date.now(),
       lastUsedAt: null,
       usageCount: 0,
       size: null,

@@ -59,6 +59,17 @@ describe('--cache-to type=local', () => {
     expect(await readFile(join(work, 'out-b', 'final'), 'utf8')).toBe('built plain\ncontext file\n');
   });
 
+  it("an empty store importing the cache makes the exporter's very image (history dated by the cache's createdAt, as BuildKit)", async () => {
+    const dir = join(work, 'dated-cache');
+    const digestOf = async (meta: string) => (JSON.parse(await readFile(meta, 'utf8')) as Record<string, string>)['containerimage.digest'];
+    const a = await cacheBuild(project, join(work, 'store-dated-a'), ['--cache-to', `type=local,dest=${dir},mode=max`, '--output', `type=oci,dest=${join(work, 'dated-a.tar')}`, '--metadata-file', join(work, 'dated-a.json')]);
+    expect(a.code, a.stderr).toBe(0);
+    const b = await cacheBuild(project, join(work, 'store-dated-b'), ['--cache-from', `type=local,src=${dir}`, '--output', `type=oci,dest=${join(work, 'dated-b.tar')}`, '--metadata-file', join(work, 'dated-b.json')]);
+    expect(b.code, b.stderr).toBe(0);
+    expect(graphSteps(b).filter((s) => !s.cached).map((s) => s.name)).toEqual([]);
+    expect(await digestOf(join(work, 'dated-b.json'))).toBe(await digestOf(join(work, 'dated-a.json')));
+  });
+
   it("a build named into the local image store (uncompressed layers there) exports its cache with gzip layers, which an empty store imports", async () => {
     const dir = join(work, 'local-cache-t');
     const named = await cacheBuild(project, join(work, 'store-t'), ['-t', 'e2e/local-cache-t:v1']);
