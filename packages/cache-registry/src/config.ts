@@ -272,7 +272,7 @@ export function normalizeCacheConfig(config: CacheConfig): CacheConfig {
       const key = asLayer ? keyOf(top) : `chain:${byChain(res.layers)}`;
       const prev = group.get(key);
       // The oldest time wins: merging two exports keeps when a result was first made.
-      if (!prev || (res.createdAt !== ZERO_TIME && (prev.createdAt === ZERO_TIME || res.createdAt < prev.createdAt))) {
+      if (!prev || (res.createdAt !== ZERO_TIME && (prev.createdAt === ZERO_TIME || earlier(res.createdAt, prev.createdAt)))) {
         group.set(key, { layers: res.layers.map((l) => newIndex.get(keyOf(l))!), createdAt: res.createdAt });
       }
     }
@@ -376,4 +376,12 @@ export function mergeCacheConfigs(configs: CacheConfig[]): CacheConfig {
     }
   }
   return normalizeCacheConfig({ layers, records, ...(cacheMounts.length > 0 ? { cacheMounts } : {}) });
+}
+
+/** Whether RFC 3339 time `a` is before `b` (as instants: Go writes `…05.1Z` or offsets; the text breaks ties). */
+function earlier(a: string, b: string): boolean {
+  const ta = Date.parse(a);
+  const tb = Date.parse(b);
+  if (Number.isNaN(ta) || Number.isNaN(tb) || ta === tb) return a < b;
+  return ta < tb;
 }

@@ -8,7 +8,7 @@
  */
 import { BktError, type Digest } from '@bkt/core';
 import type { Descriptor } from '@bkt/oci';
-import { normalizeCacheConfig, parseCacheConfig, serializeCacheConfig, type CacheConfig } from './config.js';
+import { normalizeCacheConfig, parseCacheConfig, serializeCacheConfig, ZERO_TIME, type CacheConfig } from './config.js';
 import type { ExportedCache } from './export.js';
 
 /**
@@ -23,7 +23,10 @@ export function inlineRecords(exported: ExportedCache): Uint8Array {
   if (!linear) {
     throw new BktError('INVALID_ARGUMENT', 'inline cache: the final result has several layer chains (a multi-platform result); use --cache-to type=registry');
   }
-  const doc = JSON.parse(Buffer.from(serializeCacheConfig(normal)).toString('utf8')) as { records?: unknown[] };
+  // No times: they would make the image's config (its digest) depend on when its steps ran (SOURCE_DATE_EPOCH builds
+  // must stay reproducible); the image's own history carries the dates.
+  const undated: CacheConfig = { ...normal, layers: normal.layers.map((l) => ({ ...l, annotations: l.annotations && { ...l.annotations, createdAt: ZERO_TIME } })), records: normal.records.map((r) => ({ ...r, results: r.results.map((x) => ({ ...x, createdAt: ZERO_TIME })), chains: r.chains.map((x) => ({ ...x, createdAt: ZERO_TIME })) })) };
+  const doc = JSON.parse(Buffer.from(serializeCacheConfig(undated)).toString('utf8')) as { records?: unknown[] };
   return new TextEncoder().encode(JSON.stringify(doc.records ?? []));
 }
 

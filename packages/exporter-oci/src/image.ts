@@ -272,7 +272,7 @@ export function imageConfig(p: ResultPlatform, layers: ImageLayer[], opts: Pick<
     history = history.map((h) => (h.created === undefined || Date.parse(h.created) > limit ? { ...h, created: epochIso } : h));
   }
   // The config's date: the epoch, the frontend's, else its last history entry's (as BuildKit's exporter); none when
-  // nothing is dated (an image of no layer), so that its digest does not change with the export's time.
+  // nothing is dated (an image of no layer: BuildKit writes null there), so its digest does not change with the time.
   const created = epochIso ?? (typeof config.created === 'string' ? config.created : history.findLast((h) => h.created !== undefined)?.created);
   if (created !== undefined) config.created = created;
   else delete config.created;

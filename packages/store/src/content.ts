@@ -12,7 +12,7 @@
  * cannot take it between its write and its first reference.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, rmSync, statSync, type Stats } from 'node:fs';
+import { existsSync, rmSync, statSync, utimesSync, type Stats } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BktError, type BlobOwner, type BlobRef, type ContentStore, type Digest } from '@bkt/core';
@@ -28,6 +28,9 @@ export interface BlobInfo {
 }
 
 const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
+
+/** A stored blob younger than this may still be waiting for its directory fsync (another writer's): `write` syncs it. */
+const RECENT_BLOB_MS = 10_000;
 
 export class FileContentStore implements ContentStore {
   readonly blobsDir: string;
@@ -87,8 +90,16 @@ export class FileContentStore implements ContentStore {
       }
       // Leased first: a prune elsewhere cannot take the blob found between this check and the caller's reference.
       this.db?.addLease(this.session, 'blob', digest);
-      const st: Stats | undefined = statSync(this.#blobPath(digest), { throwIfNoEntry: false });
-      if (st?.isFile() && st.size === data.length) return { digest, size: data.length };
+      const path = this.#blobPath(digest);
+      const st: Stats | undefined = statSync(path, { throwIfNoEntry: false });
+      if (st?.isFile() && st.size === data.length) {
+        // Another writer may have renamed it in without having synced the directory yet: a young blob is synced here.
+        if (Date.now() - st.mtimeMs < RECENT_BLOB_MS) await fsyncDir(this.blobsDir);
+        // Written again, as far as a prune of unreferenced blobs (dated by mtime) is concerned.
+        const now = new Date();
+        utimesSync(path, now, now);
+        return { digest, size: data.length };
+      }
     }
     const tmp = join(this.ingestDir, `${this.session}~${randomBytes(8).toString('hex')}`);
     const hash = createHash('sha256');

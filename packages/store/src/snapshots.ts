@@ -116,7 +116,7 @@ export abstract class StoreSnapshotter implements Snapshotter {
   readonly #filling = new Map<string, Promise<void>>();
 
   /** Bumped by `sizeChanged`: a size measured across a bump is not remembered (`sizeGeneration`). */
-  readonly #sizeGenerations = new Map<string, number>();
+  #sizeGeneration = 0;
 
   /** Forgets the measured sizes of `ids` (core's `Snapshotter.linkedFrom`): their files are now also another tree's. */
   linkedFrom(ids: readonly string[]): void {
@@ -125,13 +125,13 @@ export abstract class StoreSnapshotter implements Snapshotter {
 
   /** Forgets `id`'s measured size: its tree, or what of it is its own, changed. */
   protected sizeChanged(id: string): void {
-    this.#sizeGenerations.set(id, (this.#sizeGenerations.get(id) ?? 0) + 1);
+    this.#sizeGeneration++;
     this.db.setSize(id, null);
   }
 
-  /** Changes when `id`'s size is forgotten: a measure taken across a change is not remembered. */
-  sizeGeneration(id: string): number {
-    return this.#sizeGenerations.get(id) ?? 0;
+  /** Changes whenever a size is forgotten (any snapshot's): a measure taken across a change is not remembered. */
+  sizeGeneration(): number {
+    return this.#sizeGeneration;
   }
 
   /** `session`: the id leases are taken under; mount points go to `mounts/<session>`. */
@@ -449,7 +449,8 @@ export abstract class StoreSnapshotter implements Snapshotter {
       description: opts.description ?? '',
       recordType: opts.recordType ?? 'regular',
       createdAt: opts.createdAt?.getTime() ?? Date.now(),
-      lastUsedAt: null,
+      // Dated where it was made (an imported cache's layer): used now, so a keepDuration prune does not take it as old.
+      lastUsedAt: opts.createdAt ? Date.now() : null,
       usageCount: 0,
       size: null,
     };

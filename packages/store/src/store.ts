@@ -290,9 +290,9 @@ export class Store {
     let shared = false;
     let own = size ?? 0;
     if (size === null) {
-      const generation = this.snapshotter.sizeGeneration(row.id);
+      const generation = this.snapshotter.sizeGeneration();
       ({ bytes: size, shared, own } = await treeUsage(join(this.snapshotter.snapshotsDir, row.id)));
-      if (!shared && this.snapshotter.sizeGeneration(row.id) === generation) this.db.setSize(row.id, size);
+      if (!shared && this.snapshotter.sizeGeneration() === generation) this.db.setSize(row.id, size);
     }
     const usage: UsageRecord = {
       id: row.id,

@@ -97,4 +97,18 @@ describe('treeUsage', () => {
       await store.close();
     }
   });
+
+  it('keeps a snapshot an import dated in the past through a keepDuration prune (it is used now)', async () => {
+    const root = join(dir, 'root3');
+    const store = await Store.open(root, 'copy');
+    try {
+      const old = new Date(Date.now() - 3 * 86_400_000);
+      const lazy = await store.snapshotter.lazy(null, { blob: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${'c'.repeat(64)}`, size: 1 }, diffId: `sha256:${'d'.repeat(64)}`, what: 'cache layer', createdAt: old });
+      expect(lazy.createdAt?.getTime()).toBe(old.getTime());
+      const removed = await store.prune({ all: true, keepDuration: 86_400_000 });
+      expect(removed.map((r) => r.id)).not.toContain(lazy.id);
+    } finally {
+      await store.close();
+    }
+  });
 });
