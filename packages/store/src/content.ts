@@ -94,7 +94,8 @@ export class FileContentStore implements ContentStore {
       const st: Stats | undefined = statSync(path, { throwIfNoEntry: false });
       if (st?.isFile() && st.size === data.length) {
         // Another writer may have renamed it in without having synced the directory yet: a young blob is synced here.
-        if (Date.now() - st.mtimeMs < RECENT_BLOB_MS) await fsyncDir(this.blobsDir);
+        // Young by its birth (the writer's temp file), not its mtime, which the line below refreshes on every such write.
+        if (Date.now() - (st.birthtimeMs > 0 ? st.birthtimeMs : st.mtimeMs) < RECENT_BLOB_MS) await fsyncDir(this.blobsDir);
         // Written again, as far as a prune of unreferenced blobs (dated by mtime) is concerned.
         const now = new Date();
         utimesSync(path, now, now);
