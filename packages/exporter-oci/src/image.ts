@@ -198,7 +198,7 @@ function isoOf(epoch: number): string {
  * `history` with exactly one non-empty entry per layer: surplus non-empty
  * entries (from the end) become empty, missing ones are added at the end.
  */
-function normalizeHistory(history: ImageHistory[], layerCount: number, created: string | undefined): ImageHistory[] {
+function normalizeHistory(history: ImageHistory[], layerCount: number): ImageHistory[] {
   const out = history.map((h) => ({ ...h }));
   let nonEmpty = out.filter((h) => !h.empty_layer).length;
   for (let i = out.length - 1; i >= 0 && nonEmpty > layerCount; i--) {
@@ -208,7 +208,7 @@ function normalizeHistory(history: ImageHistory[], layerCount: number, created: 
     }
   }
   while (nonEmpty < layerCount) {
-    out.push({ ...(created !== undefined ? { created } : {}), created_by: 'bkt: layer without history', comment: 'bkt.exporter' });
+    out.push({ created_by: 'bkt: layer without history', comment: 'bkt.exporter' }); // dated by `datedHistory`
     nonEmpty++;
   }
   return out;
@@ -266,7 +266,7 @@ export function imageConfig(p: ResultPlatform, layers: ImageLayer[], opts: Pick<
   config.os ??= p.platform.os;
   if (p.platform.variant && config.variant === undefined) config.variant = p.platform.variant;
   config.rootfs = { type: 'layers', diff_ids: layers.map((l) => l.diffId) };
-  let history = datedHistory(normalizeHistory((given?.history as ImageHistory[] | undefined) ?? [], layers.length, undefined), layers, now);
+  let history = datedHistory(normalizeHistory((given?.history as ImageHistory[] | undefined) ?? [], layers.length), layers, now);
   if (opts.sourceDateEpoch !== undefined) {
     const limit = opts.sourceDateEpoch * 1000;
     history = history.map((h) => (h.created === undefined || Date.parse(h.created) > limit ? { ...h, created: epochIso } : h));
